@@ -19,4 +19,6 @@ BUILTIN: dict[str, dict[str, object]] = {
     },
     "metrics": {},
     "suites": {},
+    # train configs name their trainer: `trainer: alitok-stage1`
+    "trainers": {},
 }

@@ -115,12 +115,14 @@ tokenizers: Registry = Registry("tokenizer")
 generators: Registry = Registry("generator")
 metrics: Registry = Registry("metric")
 suites: Registry = Registry("suite")
+trainers: Registry = Registry("trainer")
 
 REGISTRIES: dict[str, Registry] = {
     "tokenizers": tokenizers,
     "generators": generators,
     "metrics": metrics,
     "suites": suites,
+    "trainers": trainers,
 }
 
 _loaded = False

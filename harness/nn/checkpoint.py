@@ -1,0 +1,122 @@
+"""Checkpoint I/O that never unpickles arbitrary objects.
+
+- ``.safetensors``: tensors plus string metadata (our own checkpoints: config, seed, git sha).
+- ``.pth`` / ``.bin`` / ``.pt``: ``torch.load(weights_only=True)`` (the official AliTok files are
+  plain pickled state dicts); anything that is not a flat ``{str: Tensor}`` mapping is refused.
+Every failure is a one-line ``CheckpointError`` naming the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, not a plain state dict, or for another model."""
+
+
+def _fail(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {problem}")
+
+
+def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a flat state dict from safetensors or a weights-only torch pickle.
+
+    ``prefix`` selects a sub-dict (e.g. ``"model."``) and strips it, for checkpoints that wrap.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise _fail(p, "no such checkpoint file")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            sd = load_file(str(p))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise _fail(p, f"not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+    else:
+        try:
+            sd = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            msg = str(e).splitlines()[0][:160]
+            raise _fail(p, f"refused by weights_only loading (not a plain state dict): {msg}") from None
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+            raise _fail(p, f"truncated or corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if isinstance(sd, Mapping) and prefix is None:
+        for key in ("state_dict", "model", "module"):  # common wrappers
+            if key in sd and isinstance(sd[key], Mapping) and all(isinstance(v, torch.Tensor) for v in sd[key].values()):
+                sd = sd[key]
+                break
+    if not isinstance(sd, Mapping) or not sd:
+        raise _fail(p, f"expected a non-empty state dict, got {type(sd).__name__}")
+    bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise _fail(p, f"not a plain state dict: entry {bad[0]!r} is not a tensor")
+    if prefix:
+        sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if not sd:
+            raise _fail(p, f"no keys start with {prefix!r}")
+    return dict(sd)
+
+
+def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str) -> None:
+    """Strict key and shape check with a one-line explanation (wrong architecture, wrong size)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shape = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if shape:
+            k = shape[0]
+            parts.append(f"{len(shape)} shape mismatches (e.g. {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})")
+        raise CheckpointError(f"{path}: not a {what} checkpoint: " + "; ".join(parts))
+
+
+def load_into(model: torch.nn.Module, path: str | os.PathLike, what: str, prefix: str | None = None) -> dict[str, str]:
+    """Strictly load ``path`` into ``model``; return the safetensors metadata (empty for pickles)."""
+    sd = load_state_dict(path, prefix=prefix)
+    check_state_dict(model, sd, path, what)
+    model.load_state_dict(sd, strict=True)
+    return read_metadata(path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(p), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def save_safetensors(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> Path:
+    """Atomic save; non-string metadata values are stored as JSON strings."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
