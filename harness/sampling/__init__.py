@@ -1,0 +1,1 @@
+"""Deterministic sharded sampling: plan (index -> label, chunk, seed), shards + manifest, runner, gather."""

@@ -1,0 +1,193 @@
+"""Run a sampling plan in this process (alone or as one torchrun rank) and gather on rank 0.
+
+Every rank: check the folder belongs to this sampling identity, take its chunks (round-robin),
+skip the verified ones, generate the rest with a per-chunk (or per-legacy-rank) torch.Generator on
+the model's device, write each shard atomically and append a line to its own manifest part.
+Rank 0 then gathers ``samples.npz`` after a barrier.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness import config, devices
+from harness.config import ConfigError
+from harness.errors import UserError
+from harness.interfaces import Generator, check_images
+from harness.registry import generators, load_plugins
+from harness.sampling import shards
+from harness.sampling.gather import gather
+from harness.sampling.plan import SamplingPlan
+from harness.specs import ModelSpec, RunSpec, resolve_quantization, resolve_sampling, run_spec_hash, sampling_identity
+
+CHUNK_DELAY_ENV = "ALITOK_BENCH_TEST_CHUNK_DELAY"  # tests only: seconds to sleep after each chunk
+
+
+@dataclasses.dataclass
+class Resolved:
+    """A spec bound to a live generator: what decides the pixels, and its hash."""
+    spec: RunSpec
+    generator: Generator
+    sampling: Any
+    quantization: str
+    model_info: dict[str, Any]
+    identity: dict[str, Any]
+    identity_hash: str
+    spec_hash: str
+
+    @property
+    def plan(self) -> SamplingPlan:
+        return SamplingPlan(self.spec.protocol, self.identity_hash)
+
+
+@dataclasses.dataclass
+class SampleResult:
+    out_dir: Path
+    resolved: Resolved
+    rank: int
+    world_size: int
+    backend: str | None
+    device: str
+    chunks_total: int
+    chunks_mine: int
+    chunks_run: int
+    chunks_skipped: int
+    images_generated: int
+    seconds_generating: float
+    gathered: dict[str, Any] | None  # rank 0 only
+
+    @property
+    def images_per_s(self) -> float | None:
+        return self.images_generated / self.seconds_generating if self.seconds_generating > 0 else None
+
+
+def _call_factory(name: str, factory: Any, kwargs: dict[str, Any]) -> Generator:
+    """Call a generator factory; a keyword it does not take is a config error naming the option."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = [k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        for key in kwargs:
+            if key not in accepted:
+                where = "model.options." + key if key not in ("dtype", "quantization") else key
+                raise ConfigError(f"{where}: generator {name!r} does not take {key!r} (takes: {', '.join(accepted)})")
+    return factory(**kwargs)
+
+
+def build_generator(model: ModelSpec, device: torch.device, dtype: str | None = None) -> Generator:
+    load_plugins()
+    factory = generators.get(model.name)
+    kwargs: dict[str, Any] = {"device": device, "checkpoint": model.checkpoint,
+                              "tokenizer_checkpoint": model.tokenizer_checkpoint, **model.options}
+    if model.quantization is not None:
+        kwargs["quantization"] = model.quantization
+    if dtype not in (None, "fp32", "float32"):
+        kwargs["dtype"] = devices.resolve_dtype(dtype)
+    gen = _call_factory(model.name, factory, kwargs)
+    if not isinstance(gen, Generator):
+        raise ConfigError(f"generator {model.name!r}: factory returned {type(gen).__name__}, not a harness Generator")
+    return gen
+
+
+def resolve(spec: RunSpec, generator: Generator) -> Resolved:
+    p = spec.protocol
+    if generator.image_size != p.image_size:
+        raise ConfigError(f"generator {spec.model.name!r} makes {generator.image_size} px images but protocol "
+                          f"{p.name!r} wants {p.image_size} px")
+    if generator.num_classes != p.num_classes:
+        raise ConfigError(f"generator {spec.model.name!r} has {generator.num_classes} classes but protocol "
+                          f"{p.name!r} has {p.num_classes}")
+    sampling = resolve_sampling(spec.model, generator)
+    quant = resolve_quantization(spec.model, generator)
+    from harness.records import model_info
+
+    info = model_info(generator.info())
+    ident = sampling_identity(spec, sampling, quant, info)
+    return Resolved(spec, generator, sampling, quant, info, ident, config.spec_hash(ident), run_spec_hash(spec))
+
+
+def folder_payload(r: Resolved) -> dict[str, Any]:
+    return {"spec": config.to_dict(r.spec), "spec_hash": r.spec_hash, "sampling_identity": r.identity,
+            "sampling_identity_hash": r.identity_hash, "sampling": config.to_dict(r.sampling),
+            "quantization": r.quantization}
+
+
+def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str = "fp32", tf32: bool = False,
+           force: bool = False, progress: bool = True, generator: Generator | None = None) -> SampleResult:
+    """Sample ``spec`` into ``out``; call from every rank under torchrun (joins the process group)."""
+    out = Path(out)
+    dist = devices.init_distributed(device)
+    dev = devices.resolve_device(device)
+    devices.set_tf32(tf32)
+    gen_model = generator or build_generator(spec.model, dev, dtype)
+    r = resolve(spec, gen_model)
+    plan = r.plan
+
+    mode = shards.check_folder(out, r.identity_hash, force)  # every rank checks: all fail alike, no hang
+    if dist.is_main:
+        if mode == "force":
+            shards.clear_folder(out)
+        (out / shards.SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        shards.write_folder_spec(out, folder_payload(r))
+    devices.barrier()
+
+    mine = plan.chunks_for_rank(dist.rank, dist.world_size)
+    manifest = shards.read_manifest(out)
+    delay = float(os.environ.get(CHUNK_DELAY_ENV, "0") or 0)
+    ran = skipped = made = 0
+    seconds = 0.0
+    rng: torch.Generator | None = None
+    last_k: int | None = None  # the chunk whose end state ``rng`` holds (legacy streams)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(mine), desc=f"sample {spec.model.name} (rank {dist.rank}/{dist.world_size})",
+               unit="chunk", disable=not (progress and dist.is_main), leave=False)
+    for k in mine:
+        c = plan.chunk(k)
+        if shards.verified_entry(out, k, len(c.indices), r.identity_hash, manifest):
+            skipped += 1
+            bar.update(1)
+            continue
+        prev = plan.previous(c)
+        if prev is None:
+            rng = torch.Generator(device=dev)
+            rng.manual_seed(plan.seed_for(c))
+        elif last_k != prev:  # resuming a legacy stream: continue from the stored end state of chunk k-1
+            rng = torch.Generator(device=dev)
+            state = shards.read_shard(shards.shard_path(out, prev)).get("rng_state")
+            if state is None:
+                raise UserError(f"{shards.shard_path(out, prev)}: no rng_state; cannot resume the legacy stream")
+            rng.set_state(torch.from_numpy(np.ascontiguousarray(state)))
+        labels = torch.from_numpy(c.labels).to(dev)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            images = gen_model.generate(labels, rng, r.sampling)
+        devices.synchronize(dev)
+        seconds += time.perf_counter() - t0
+        check_images(images, spec.protocol.image_size, name=f"{spec.model.name} output")
+        if images.shape[0] != len(c.indices):
+            raise ValueError(f"{spec.model.name}: returned {images.shape[0]} images for {len(c.indices)} labels")
+        state = rng.get_state().numpy() if plan.legacy else None
+        _, sha = shards.write_shard(out, k, images.cpu().numpy(), c.labels, c.indices, state)
+        shards.append_manifest_part(out, dist.rank, shards.manifest_line(k, len(c.indices), sha, r.identity_hash))
+        last_k = k
+        ran += 1
+        made += len(c.indices)
+        bar.update(1)
+        if delay:
+            time.sleep(delay)
+    bar.close()
+
+    devices.barrier()
+    gathered = gather(out, plan, spec.protocol.image_size) if dist.is_main else None
+    return SampleResult(out, r, dist.rank, dist.world_size, dist.backend, str(dev), plan.num_chunks, len(mine),
+                        ran, skipped, made, seconds, gathered)

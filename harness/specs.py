@@ -1,0 +1,141 @@
+"""What a run is: frozen spec dataclasses (HELM ``RunSpec`` style) and the hashes that name it.
+
+``spec_hash(run_spec)`` names the whole run. ``sampling_identity`` is the part that decides the
+pixels: model, resolved sampling parameters, quantisation, image size, classes, chunking and seeds,
+but not the sample count (for the ``chunk`` scheme) and not the protocol name, so a 5k run is
+exactly the first 5k samples of the 50k run. Runtime knobs (device, dtype, TF32, batch size for
+speed) are deliberately not in any spec: they must not change what a result is.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from harness import config
+
+SEED_SCHEMES = ("chunk", "legacy_rank")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    checkpoint: str | None = None
+    tokenizer_checkpoint: str | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)   # extra factory kwargs
+    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides of default_sampling
+    quantization: str | None = None  # None = the plugin's official rule
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolSpec:
+    name: str
+    num_samples: int
+    num_classes: int
+    image_size: int
+    chunk_size: int = 125
+    seed: int = 0
+    seed_scheme: Literal["chunk", "legacy_rank"] = "chunk"
+    legacy_world_size: int = 8
+    legacy_batch_size: int = 125
+    reference: str | None = None
+    metrics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for field in ("num_samples", "num_classes", "image_size", "chunk_size", "legacy_world_size", "legacy_batch_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.seed_scheme == "legacy_rank":
+            per_step = self.legacy_world_size * self.legacy_batch_size
+            if self.num_samples % per_step:
+                raise ValueError(
+                    f"legacy_rank needs num_samples divisible by world_size*batch = {per_step}, got {self.num_samples}")
+            if self.num_samples % self.num_classes:
+                raise ValueError(
+                    f"legacy_rank needs num_samples divisible by num_classes = {self.num_classes}, got {self.num_samples}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    model: ModelSpec
+    protocol: ProtocolSpec
+
+
+def run_spec_hash(spec: RunSpec) -> str:
+    return config.spec_hash(spec)
+
+
+def resolve_sampling(model: ModelSpec, generator: Any) -> Any:
+    """The generator's ``default_sampling`` with ``model.sampling`` applied; unknown keys name their path."""
+    cls = generator.sampling_cls
+    base = config.to_dict(generator.default_sampling)
+    merged = {**base, **model.sampling}
+    return config.from_dict(cls, merged, "model.sampling")
+
+
+def resolve_quantization(model: ModelSpec, generator: Any) -> str:
+    from harness.interfaces import QUANTIZATION_RULES
+
+    rule = model.quantization or getattr(generator, "quantization", None) or "truncate"
+    if rule not in QUANTIZATION_RULES:
+        raise config.ConfigError(f"model.quantization: {rule!r} is not one of {', '.join(QUANTIZATION_RULES)}")
+    return rule
+
+
+def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The canonical dict that decides the pixels (see module docstring)."""
+    p, m = spec.protocol, spec.model
+    info = model_info or {}
+    ident: dict[str, Any] = {
+        "model": {"name": m.name, "checkpoint": m.checkpoint, "tokenizer_checkpoint": m.tokenizer_checkpoint,
+                  "options": m.options,
+                  # a checkpoint replaced at the same path must not reuse old shards
+                  "checkpoint_sha256": info.get("checkpoint_sha256"),
+                  "tokenizer_checkpoint_sha256": info.get("tokenizer_checkpoint_sha256")},
+        "sampling": {"family": getattr(type(sampling), "family", None), **config.to_dict(sampling)},
+        "quantization": quantization,
+        "image_size": p.image_size,
+        "num_classes": p.num_classes,
+        "seed_scheme": p.seed_scheme,
+        "seed": p.seed,
+    }
+    if p.seed_scheme == "chunk":
+        ident["chunk_size"] = p.chunk_size
+    else:  # the legacy label slices and per-rank streams depend on N, W and n
+        ident.update(num_samples=p.num_samples, legacy_world_size=p.legacy_world_size,
+                     legacy_batch_size=p.legacy_batch_size)
+    return ident
+
+
+def sampling_identity_hash(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None) -> str:
+    return config.spec_hash(sampling_identity(spec, sampling, quantization, model_info))
+
+
+def build_run_spec(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "spec") -> RunSpec:
+    """``{"model": NAME | {...}, "protocol": NAME | {...}}`` + ``--set`` overrides -> RunSpec.
+
+    A protocol given by name (or a mapping whose ``name`` is a known protocol) starts from that
+    named protocol; keys given replace its fields. Unknown keys are errors with their dotted path.
+    """
+    from harness.protocols import PROTOCOLS, get_protocol
+
+    if not isinstance(raw, dict):
+        raise config.ConfigError(f"{source}: top level must be a mapping with model and protocol")
+    data = dict(raw)
+    if isinstance(data.get("model"), str):
+        data["model"] = {"name": data["model"]}
+    proto = data.get("protocol")
+    if isinstance(proto, str):
+        data["protocol"] = config.to_dict(get_protocol(proto))
+    elif isinstance(proto, dict) and proto.get("name") in PROTOCOLS:
+        data["protocol"] = {**config.to_dict(PROTOCOLS[proto["name"]]), **proto}
+    data = config.apply_overrides(data, list(overrides))
+    try:
+        return config.from_dict(RunSpec, data)
+    except config.ConfigError as e:
+        raise config.ConfigError(f"{source}: {e}") from None
+
+
+def load_run_spec(path: str, overrides: list[str] | tuple[str, ...] = ()) -> RunSpec:
+    return build_run_spec(config.load_yaml(path), overrides, source=str(path))
