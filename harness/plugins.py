@@ -18,7 +18,9 @@ BUILTIN: dict[str, dict[str, object]] = {
         "alitok-tiny": ("alitok.plugin:tiny_tokenizer", "tiny AliTok tokenizer trained on natural patches (committed)"),
     },
     "metrics": {},
-    "suites": {},
+    "suites": {
+        "demo": ("harness.suites:demo", "embedded natural patches, 32 px: real-data floor + tiny AliTok (CPU, minutes)"),
+    },
     # train configs name their trainer: `trainer: alitok-stage1`
     "trainers": {},
 }

@@ -69,6 +69,9 @@ def run_spec_hash(spec: RunSpec) -> str:
 def resolve_sampling(model: ModelSpec, generator: Any) -> Any:
     """The generator's ``default_sampling`` with ``model.sampling`` applied; unknown keys name their path."""
     cls = generator.sampling_cls
+    if model.sampling and not dataclasses.fields(cls):
+        key = next(iter(model.sampling))
+        raise config.ConfigError(f"model.sampling.{key}: generator {model.name!r} has no sampling parameters")
     base = config.to_dict(generator.default_sampling)
     merged = {**base, **model.sampling}
     return config.from_dict(cls, merged, "model.sampling")

@@ -1,0 +1,172 @@
+"""Suites: a YAML naming one protocol, the models to sample with it, and the metrics to compute.
+
+``alitok-bench run NAME|FILE.yaml`` samples every model into ``OUT/<model>/`` (resumable, same
+folder layout as ``sample``), evaluates when the suite lists metrics and a reference, writes a
+``run_record.json`` per model and prints one table. A model whose plugin module cannot be
+imported (not written or not installed yet) is reported as skipped; every other error stops the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import config
+from harness.specs import ModelSpec, RunSpec
+
+SUITE_DIR = Path(__file__).with_name("suites")
+EMBEDDED_REFERENCE = "embedded:val"
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    protocol: str
+    models: tuple[ModelSpec, ...]
+    description: str = ""
+    num_samples: int | None = None
+    metrics: tuple[str, ...] = ()
+    reference: str | None = None          # a reference-stats npz, or "embedded:val"
+    reference_per_class: int = 20         # embedded reference: val crops per class (seed 0)
+    inception: str = "fid-helper"         # weights tier for the metrics (see harness.metrics)
+
+
+def load_suite_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SuiteSpec:
+    return config.load(SuiteSpec, path, overrides)
+
+
+def demo() -> SuiteSpec:
+    return load_suite_file(SUITE_DIR / "demo.yaml")
+
+
+def get_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> SuiteSpec:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return load_suite_file(p, overrides)
+    from harness.registry import load_plugins, suites
+
+    load_plugins()
+    target = suites.get(name_or_path)
+    suite = target() if callable(target) and not isinstance(target, SuiteSpec) else target
+    if overrides:
+        suite = config.from_dict(SuiteSpec, config.apply_overrides(config.to_dict(suite), overrides))
+    return suite
+
+
+def _metrics_modules():
+    """(evaluate_samples, build_reference_from_images) or None while harness.metrics lacks them."""
+    try:
+        from harness.metrics.evaluate import evaluate_samples
+        from harness.metrics.refstats import build_reference_from_images
+    except ImportError:
+        return None
+    return evaluate_samples, build_reference_from_images
+
+
+def _factory_missing(name: str) -> str | None:
+    """Why a model's factory cannot be imported (module absent), else None. Other errors propagate."""
+    from harness.registry import generators, load_plugins
+
+    load_plugins()
+    try:
+        generators.get(name)
+    except ImportError as e:
+        return f"{type(e).__name__}: {e}"
+    except AttributeError as e:  # module exists but the factory is not written yet
+        return f"factory not found ({e})"
+    return None
+
+
+def _reference(suite: SuiteSpec, protocol, out: Path, device: str, metrics_mod) -> str | None:
+    if suite.reference != EMBEDDED_REFERENCE:
+        return suite.reference
+    from harness.data.embedded import natural_patches
+
+    path = out / "reference" / f"embedded-val-{protocol.image_size}px-{suite.reference_per_class}pc-{suite.inception.replace(':', '_')}.npz"
+    if not path.is_file():
+        images, labels = natural_patches("val", protocol.image_size, suite.reference_per_class, seed=0)
+        metrics_mod[1](images, labels, path, inception=suite.inception,
+                       source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
+                                   f"per_class={suite.reference_per_class}, seed=0)")
+    return str(path)
+
+
+def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype: str = "fp32", tf32: bool = False,
+              force: bool = False, progress: bool = True, echo=print):
+    """Sample (and evaluate) every model of ``suite`` under ``out``; returns the summary DataFrame."""
+    from harness.commands.sample import sample_record
+    from harness.protocols import get_protocol, with_overrides
+    from harness.records import RunRecord, code_info, env_info, load_records, write_record
+    from harness.sampling.runner import sample
+
+    out = Path(out)
+    protocol = with_overrides(get_protocol(suite.protocol), num_samples=suite.num_samples)
+    metrics_mod = _metrics_modules() if suite.metrics and suite.reference else None
+    if suite.metrics and suite.reference and metrics_mod is None:
+        echo("metrics: not available (harness.metrics missing)")
+    reference = None
+    for model in suite.models:
+        spec = RunSpec(model, protocol)
+        folder = out / model.name
+        missing = _factory_missing(model.name)
+        if missing:
+            echo(f"{model.name}: skipped: plugin cannot be imported ({missing})")
+            rec = RunRecord(kind="run", spec=config.to_dict(spec), spec_hash=config.spec_hash(spec),
+                            model={"name": model.name}, code=code_info(), env=env_info(), status="skipped",
+                            notes=[f"skipped: plugin cannot be imported ({missing})"])
+            write_record(rec, folder)
+            continue
+        started = time.time()
+        result = sample(spec, folder, device=device, dtype=dtype, tf32=tf32, force=force, progress=progress)
+        rec = sample_record(result, started)
+        rec = dataclasses.replace(rec, kind="run", run_id="", created_at="")
+        rec.speed = {"images_per_s": result.images_per_s, "device": result.device, "dtype": dtype, "tf32": tf32,
+                     "note": "sampling loop incl. model time, excl. shard writes; 0 new chunks -> None"}
+        if metrics_mod is not None:
+            t0 = time.time()
+            if reference is None:
+                reference = _reference(suite, protocol, out, device, metrics_mod)
+            ev = metrics_mod[0](result.gathered["path"], reference, metrics=list(suite.metrics),
+                                inception=suite.inception, device=device)
+            rec.metrics = dict(ev.metrics)
+            rec.metric_provenance = dict(ev.provenance)
+            rec.paper_comparable = bool(ev.paper_comparable)
+            rec.notes += list(ev.warnings)
+            rec.timings["metrics_s"] = round(time.time() - t0, 3)
+        elif suite.metrics:
+            rec.notes.append("metrics: not available" + (" (harness.metrics missing)" if suite.reference else " (no reference)"))
+            rec.metrics = {m: None for m in suite.metrics}
+        write_record(rec, folder, "run_record.json")
+        ips = result.images_per_s
+        echo(f"{model.name}: {result.gathered['num_samples']} samples -> {result.gathered['path']}"
+             + (f" ({ips:.1f} images/s)" if ips else " (all chunks reused)"))
+    return summary_table(load_records(out), suite)
+
+
+def summary_table(df, suite: SuiteSpec):
+    """model, N, images/s, metric columns, paper_comparable, status (one row per run record)."""
+    import pandas as pd
+
+    if df.empty:
+        return df
+    df = df[df["kind"] == "run"]
+    cols = {"model.name": "model", "samples.n": "N", "speed.images_per_s": "images/s"}
+    table = pd.DataFrame({new: df[old] if old in df else None for old, new in cols.items()})
+    for m in suite.metrics:
+        table[m] = df[f"metrics.{m}"] if f"metrics.{m}" in df else None
+    table["N"] = pd.to_numeric(table["N"]).astype("Int64")
+    table["images/s"] = pd.to_numeric(table["images/s"]).round(1)
+    table["paper_comparable"] = df["paper_comparable"]
+    table["status"] = df["status"]
+    order = {m.name: i for i, m in enumerate(suite.models)}
+    table = table[table["model"].isin(order)]
+    return table.sort_values("model", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def print_table(table, file=sys.stdout) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
+        print(table.to_string(index=False, na_rep="-"), file=file)
