@@ -3,7 +3,7 @@
 Class = source photo (scikit-image, scikit-learn, matplotlib; nothing is downloaded). Each photo is
 split by columns into a train region (left 2/3) and a val region (right part), separated by a gap,
 so no val crop shares a pixel with any train crop. A crop is a square of random side
-``u * short_side`` (u uniform in [0.2, 0.4], clipped to the region) at a random position, resized
+``u * short_side`` (u uniform in [0.2, 0.4], clipped to the region) at a random position, cut out and then resized
 to ``image_size`` with Pillow's BICUBIC filter (Pillow's resize is antialiased when shrinking).
 Randomness: one ``numpy.random.Generator`` per (seed, split, class), so the crops of one class do
 not depend on how many classes or other samples are asked for. Photos are cached in memory only.
@@ -94,16 +94,13 @@ def crop_boxes(class_id: int, split: str, count: int, seed: int = 0) -> np.ndarr
     x0, x1 = split_region(w, split)
     rng = _class_rng(seed, split, class_id)
     max_side = min(x1 - x0, h)
-    sides = np.minimum((rng.uniform(*SCALE_RANGE, size=count) * min(h, w)).astype(np.int64), max_side)
+    u = rng.uniform(size=(count, 3))  # one row per crop, so fewer crops are a prefix of more
+    lo, hi = SCALE_RANGE
+    sides = np.minimum(((lo + (hi - lo) * u[:, 0]) * min(h, w)).astype(np.int64), max_side)
     sides = np.maximum(sides, 8)
-    xs = x0 + (rng.uniform(size=count) * (x1 - x0 - sides + 1)).astype(np.int64)
-    ys = (rng.uniform(size=count) * (h - sides + 1)).astype(np.int64)
+    xs = x0 + (u[:, 1] * (x1 - x0 - sides + 1)).astype(np.int64)
+    ys = (u[:, 2] * (h - sides + 1)).astype(np.int64)
     return np.stack([xs, ys, xs + sides, ys + sides], axis=1)
-
-
-@functools.lru_cache(maxsize=None)
-def _pil_photo(name: str) -> Image.Image:
-    return Image.fromarray(load_photo(name))
 
 
 def natural_patches(
@@ -122,9 +119,10 @@ def natural_patches(
     n = per_class * NUM_CLASSES
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
     for c, name in enumerate(CLASSES):
-        photo = _pil_photo(name)
-        for j, box in enumerate(crop_boxes(c, split, per_class, seed)):
-            patch = photo.resize((image_size, image_size), Image.BICUBIC, box=tuple(int(v) for v in box))
+        photo = load_photo(name)
+        for j, (bx0, by0, bx1, by1) in enumerate(crop_boxes(c, split, per_class, seed)):
+            # cut first, then resize: the filter must not reach pixels outside the box (split gap)
+            patch = Image.fromarray(photo[by0:by1, bx0:bx1]).resize((image_size, image_size), Image.BICUBIC)
             images[j * NUM_CLASSES + c] = np.asarray(patch)
     labels = np.arange(n, dtype=np.int64) % NUM_CLASSES
     return images, labels

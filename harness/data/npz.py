@@ -93,6 +93,21 @@ class NpzWriter:
     def close(self) -> None:
         self._zip.close()
 
+    def abort(self) -> None:
+        """Release handles after a failure (the temp file is discarded by ``atomic_path``)."""
+        with contextlib.suppress(Exception):
+            if self._member is not None:
+                self._member.close()
+        with contextlib.suppress(Exception):
+            self._zip.close()
+
+    def __enter__(self) -> "NpzWriter":
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is not None:
+            self.abort()
+
 
 def npz_bytes_to(f: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
     w = NpzWriter(f)
@@ -270,8 +285,7 @@ def pack_png_folder(folder: str | Path, out_npz: str | Path) -> int:
     if not files:
         raise InputFileError(folder, "no .png files")
     first = _read_png(files[0])
-    with atomic_path(Path(out_npz)) as f:
-        w = NpzWriter(f)
+    with atomic_path(Path(out_npz)) as f, NpzWriter(f) as w:
         w.begin_array("arr_0", (len(files),) + first.shape, np.uint8)
         w.write_rows(first[None])
         for p in files[1:]:

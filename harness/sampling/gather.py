@@ -30,8 +30,7 @@ def gather(out: Path, plan: SamplingPlan, image_size: int) -> dict[str, Any]:
     n_total = plan.num_samples
     labels_out = np.empty(n_total, dtype=np.int64)
     next_index = 0
-    with atomic_path(out / shards.SAMPLES) as f:
-        writer = NpzWriter(f)
+    with atomic_path(out / shards.SAMPLES) as f, NpzWriter(f) as writer:
         writer.begin_array("arr_0", (n_total, image_size, image_size, 3), np.uint8)
         for group in plan.gather_groups():
             imgs, idxs, labs = [], [], []

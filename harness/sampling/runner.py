@@ -137,6 +137,7 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
         if mode == "force":
             shards.clear_folder(out)
         (out / shards.SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        shards.remove_stale_temps(out)  # left by a killed run; no rank is writing yet
         shards.write_folder_spec(out, folder_payload(r))
     devices.barrier()
 

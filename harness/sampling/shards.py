@@ -167,6 +167,12 @@ def clear_folder(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def remove_stale_temps(out: Path) -> None:
+    for d in (Path(out), Path(out) / SHARD_DIR):
+        for tmp in d.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def write_folder_spec(out: Path, payload: dict[str, Any]) -> None:
     with atomic_path(Path(out) / SPEC_FILE, "w") as f:
         json.dump(payload, f, indent=1, sort_keys=True)
