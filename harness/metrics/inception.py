@@ -29,6 +29,11 @@ SFID_DIM = 17 * 17 * 7
 LAYERS = ("pool", "logits", "spatial")  # pool3 2048, logits_unbiased 1008, sFID 2023
 
 
+def describe_pipeline(weights: WeightsInfo) -> dict:
+    """What produced a feature: extractor, resize, sFID layer and weights (compared across files)."""
+    return {"extractor": EXTRACTOR_ID, "resize": RESIZE_ID, "sfid_layer": SFID_LAYER, "weights": weights.describe()}
+
+
 @contextlib.contextmanager
 def _torch_load_weights_only():
     """torch-fidelity calls torch.load(weights_only=False); route it to a safe, CPU-mapped load."""
@@ -72,11 +77,12 @@ class InceptionExtractor:
         return ("pool", "logits", "spatial") if self.weights.has_logits else ("pool", "spatial")
 
     def describe(self) -> dict:
-        return {"extractor": EXTRACTOR_ID, "resize": RESIZE_ID, "sfid_layer": SFID_LAYER,
-                "channels_last": self.channels_last, "weights": self.weights.describe()}
+        return {**describe_pipeline(self.weights), "channels_last": self.channels_last}
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+        if isinstance(images, np.ndarray) and not images.flags.writeable:
+            images = np.array(images)  # batches read from npz are read-only buffers; torch wants writable memory
         x = torch.as_tensor(images)
         if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"expected uint8 images [B,H,W,3], got {x.dtype} {list(x.shape)}")
