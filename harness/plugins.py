@@ -30,5 +30,12 @@ BUILTIN: dict[str, dict[str, object]] = {
         "demo": ("harness.suites:demo", "embedded natural patches, 32 px: real-data floor + tiny AliTok (CPU, minutes)"),
     },
     # train configs name their trainer: `trainer: alitok-stage1`
-    "trainers": {},
+    "trainers": {
+        "alitok-stage1": ("alitok.train.tokenizer_stage1:train_stage1",
+                          "AliTok tokenizer stage 1: encoder + VQ + causal decoder with aux prefix head"),
+        "alitok-stage2": ("alitok.train.tokenizer_stage2:train_stage2",
+                          "AliTok tokenizer stage 2: frozen encoder/codebook, buffer-token bidirectional decoder"),
+        "alitok-ar": ("alitok.train.ar:train_ar",
+                      "AliTok AR generator on pretokenised codes (label dropout, held-out next-token accuracy)"),
+    },
 }

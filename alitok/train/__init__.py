@@ -1,0 +1,2 @@
+"""AliTok trainers (registered in the "trainers" section of harness/plugins.py):
+``alitok-stage1`` and ``alitok-stage2`` (tokenizer), and the AR trainer."""

@@ -1,0 +1,121 @@
+"""Pieces both tokenizer training stages share: config sections, data, LR schedule, loss switches.
+
+Perceptual terms (LPIPS-VGG, ConvNeXt-S logit MSE) need pretrained weights that cannot be
+downloaded here, so their weights must stay 0 (a clear error otherwise). The hinge GAN needs no
+pretrained weights and is available as an option (``loss.gan.enabled``), off by default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from harness.config import ConfigError, from_dict, load_yaml
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    source: Literal["embedded"] = "embedded"  # harness.data.embedded natural patches (train split)
+    per_class: int = 512  # crops per class (11 classes)
+    seed: int = 0  # crop seed
+    hflip: bool = True  # official augmentation: random horizontal flip
+
+    def __post_init__(self) -> None:
+        if self.per_class < 1:
+            raise ValueError(f"data.per_class must be >= 1, got {self.per_class}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4  # official
+    warmup_steps: int = 0  # official 10k (linear warm-up, then constant)
+    schedule: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 after warm-up
+    weight_decay: float = 0.01  # torch AdamW default, as upstream
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GanConfig:
+    """Hinge GAN as upstream: generator term -g_weight * mean D(x_hat), D loss d_weight * hinge."""
+
+    enabled: bool = False
+    start_step: int = 0  # generator/discriminator steps alternate from this step on
+    generator_weight: float = 0.005  # 0.1 (discriminator_factor) x 0.05 (discriminator_weight)
+    discriminator_weight: float = 0.1
+    channels: int = 32  # upstream 128; small here for CPU
+    lr: float = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class PerceptualConfig:
+    """Upstream: LPIPS (VGG) and MSE of ConvNeXt-S logits. Both need pretrained weights that no
+    package here ships, so both must stay 0 in this build."""
+
+    lpips_weight: float = 0.0
+    convnext_weight: float = 0.0
+
+    def check(self) -> None:
+        if self.lpips_weight or self.convnext_weight:
+            raise ConfigError("loss.perceptual: not implemented here (LPIPS-VGG / ConvNeXt-S weights cannot be "
+                              "downloaded in this environment); keep lpips_weight and convnext_weight at 0")
+
+
+def resolve_model_dict(model_config: str | None, model: dict[str, Any]) -> dict[str, Any]:
+    """``model_config`` YAML (if any) updated by the inline ``model`` mapping."""
+    base = load_yaml(model_config) if model_config else {}
+    return {**base, **model}
+
+
+def load_train_images(data: DataConfig, image_size: int) -> torch.Tensor:
+    """uint8 [N,H,W,3] training crops."""
+    from harness.data.embedded import natural_patches
+
+    images, _ = natural_patches("train", image_size=image_size, per_class=data.per_class, seed=data.seed)
+    return torch.from_numpy(images)
+
+
+def draw_batch(images: torch.Tensor, batch_size: int, generator: torch.Generator, hflip: bool,
+               device: torch.device) -> torch.Tensor:
+    """A random batch as float [B,3,H,W] in [0,1]; all randomness from ``generator``."""
+    idx = torch.randint(len(images), (batch_size,), generator=generator)
+    x = images[idx].permute(0, 3, 1, 2).float() / 255.0
+    if hflip:
+        flip = torch.rand(batch_size, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x.to(device)
+
+
+def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
+    if optim.warmup_steps and step < optim.warmup_steps:
+        return (step + 1) / optim.warmup_steps
+    if optim.schedule == "cosine":
+        span = max(1, total_steps - optim.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - optim.warmup_steps) / span)))
+    return 1.0
+
+
+def make_optimizer(params, optim: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+
+
+def set_lr(opt: torch.optim.Optimizer, base_lr: float, factor: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = base_lr * factor
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def parse(cls: type, cfg: dict[str, Any]):
+    return from_dict(cls, cfg)

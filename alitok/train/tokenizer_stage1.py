@@ -1,0 +1,85 @@
+"""Trainer ``alitok-stage1``: bidirectional encoder + VQ + causal decoder with the aux prefix head.
+
+Loss = mse_weight * MSE(x, x_hat) + aux_weight * MSE(aux strip, [patch(0,0) | first row])
+       + vq_weight * VQ loss (+ optional hinge GAN). ``aux_loss_weight: null`` = official 10*K/G^2.
+Everything is trained; the codebook gets the online clustering update when ``clustering_vq``.
+Writes ``last.safetensors`` (loadable as a stage-1 tokenizer: config and stage in its metadata)
+and, with ``export:``, the inference tokenizer file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from alitok.train import tokenizer_common as common
+from alitok.train.tokenizer_loop import TokenizerTraining
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage1Loss:
+    mse_weight: float = 1.0
+    aux_loss_weight: float | None = None  # null = 10 * K / G^2 (official); 0 = ablation row (C)
+    vq_weight: float = 1.0
+    perceptual: common.PerceptualConfig = common.PerceptualConfig()
+    gan: common.GanConfig = common.GanConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage1Config:
+    steps: int
+    batch_size: int
+    model_config: str | None = None  # YAML of alitok.tokenizer.TokenizerConfig keys
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)  # inline keys, override model_config
+    seed: int = 0
+    data: common.DataConfig = common.DataConfig()
+    optim: common.OptimConfig = common.OptimConfig()
+    loss: Stage1Loss = Stage1Loss()
+    log_every: int = 10
+    ckpt_every: int = 100
+    export: str | None = None  # inference tokenizer .safetensors written at the end
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+
+
+def aux_weight(loss: Stage1Loss, prefix_tokens: int, grid: int) -> float:
+    if loss.aux_loss_weight is not None:
+        return loss.aux_loss_weight
+    return 10.0 * prefix_tokens / (grid * grid)
+
+
+def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+    from alitok.tokenizer import aux_target, build, config_from_dict
+
+    c = common.parse(Stage1Config, cfg)
+    c.loss.perceptual.check()
+    model_cfg = config_from_dict(common.resolve_model_dict(c.model_config, c.model))
+    w_aux = aux_weight(c.loss, model_cfg.prefix_tokens, model_cfg.grid)
+    if model_cfg.prefix_tokens not in (0, model_cfg.grid + 1) and w_aux:
+        from harness.config import ConfigError
+
+        raise ConfigError(f"loss.aux_loss_weight: the aux target [patch(0,0) | first row] needs K = 1 + grid = "
+                          f"{model_cfg.grid + 1} prefix tokens, got {model_cfg.prefix_tokens}; set it to 0 for other K")
+    gen = torch.Generator().manual_seed(c.seed)
+    model = build(model_cfg, "stage1", generator=gen).to(device)
+
+    def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        out = model(x)
+        mse = F.mse_loss(out["recon"], x)
+        total = c.loss.mse_weight * mse + c.loss.vq_weight * out["vq_loss"]
+        logs = {"mse": mse.detach(), "vq_loss": out["vq_loss"].detach()}
+        if out["aux"] is not None and w_aux:
+            aux = F.mse_loss(out["aux"], aux_target(x, model_cfg.patch_size))
+            total = total + w_aux * aux
+            logs["aux_mse"] = aux.detach()
+        logs["codes_used"] = torch.tensor(float(out["codes"].unique().numel()))
+        return total, out["recon"], logs
+
+    run = TokenizerTraining(c, model, model.parameters(), out_dir, device, stage="stage1",
+                            resolved={"model": model_cfg.to_dict(), "aux_loss_weight_resolved": w_aux})
+    return run.train(loss_fn)
