@@ -1,0 +1,186 @@
+"""Sampling plan, legacy_rank layout and seeds, 1 vs 2 processes, SIGKILL + resume."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness.interfaces import Generator, NoSampling
+from harness.protocols import get_protocol
+from harness.sampling import shards
+from harness.sampling.plan import SamplingPlan
+from harness.sampling.runner import sample
+from harness.specs import ModelSpec, ProtocolSpec, RunSpec, sampling_identity_hash
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+class NoiseGenerator(Generator):
+    """Each image is one colour drawn from the passed generator: the output records the RNG stream."""
+
+    name = "test-noise"
+    sampling_cls = NoSampling
+    quantization = "truncate"
+
+    def __init__(self, num_classes=10, image_size=4):
+        self.num_classes, self.image_size = num_classes, image_size
+
+    def generate(self, labels, generator, params=None):
+        labels = self.check_labels(labels)
+        colour = torch.randint(0, 256, (labels.numel(), 1, 1, 3), generator=generator, dtype=torch.uint8)
+        return colour.expand(-1, self.image_size, self.image_size, 3).contiguous()
+
+
+def _spec(**proto):
+    base = dict(name="t", num_samples=40, num_classes=10, image_size=4, chunk_size=6)
+    return RunSpec(ModelSpec("test-noise"), ProtocolSpec(**{**base, **proto}))
+
+
+# ---------------------------------------------------------------------------------------------- plan
+def test_chunk_plan_labels_cover_and_prefix_property():
+    p = get_protocol("imagenet256-gfid50k")
+    small = dataclasses.replace(p, num_samples=5000)
+    big_plan, small_plan = SamplingPlan(p, "h"), SamplingPlan(small, "h")
+    labels = big_plan.labels()
+    assert np.array_equal(labels, np.arange(50_000) % 1000)
+    assert np.array_equal(np.bincount(labels), np.full(1000, 50))
+    seen = np.concatenate([big_plan.chunk(k).indices for k in range(big_plan.num_chunks)])
+    assert np.array_equal(np.sort(seen), np.arange(50_000))
+    # the 5k run is the first 5k of the 50k run: same chunks, same seeds, same identity
+    for k in range(small_plan.num_chunks):
+        a, b = small_plan.chunk(k), big_plan.chunk(k)
+        assert np.array_equal(a.indices, b.indices) and small_plan.seed_for(a) == big_plan.seed_for(b)
+    spec_a, spec_b = RunSpec(ModelSpec("m"), p), RunSpec(ModelSpec("m"), dataclasses.replace(small, name="other"))
+    assert sampling_identity_hash(spec_a, NoSampling(), "truncate") == sampling_identity_hash(spec_b, NoSampling(), "truncate")
+    spec_c = RunSpec(ModelSpec("m"), dataclasses.replace(p, seed=1))
+    assert sampling_identity_hash(spec_a, NoSampling(), "truncate") != sampling_identity_hash(spec_c, NoSampling(), "truncate")
+
+
+def test_round_robin_assignment_partitions_chunks():
+    plan = SamplingPlan(_spec().protocol, "h")
+    for world in (1, 2, 3):
+        parts = [plan.chunks_for_rank(r, world) for r in range(world)]
+        assert sorted(sum(parts, [])) == list(range(plan.num_chunks))
+        assert all(k % world == r for r, ks in enumerate(parts) for k in ks)
+
+
+def _upstream_layout(num_classes, n_total, world, batch, seed):
+    """The official sample_imagenet.py loop, written out: labels per output index, seed per rank."""
+    labels = {}
+    for rank in range(world):
+        all_classes = list(range(num_classes)) * (n_total // num_classes)
+        subset = all_classes[rank * n_total // world:(rank + 1) * n_total // world]
+        total = 0
+        for t in range(len(subset) // batch):
+            for j, lab in enumerate(subset[t * batch:(t + 1) * batch]):
+                labels[j * world + rank + total] = lab
+            total += world * batch
+    return np.array([labels[i] for i in range(n_total)]), [seed + r for r in range(world)]
+
+
+@pytest.mark.parametrize("num_classes, n, world, batch, seed", [(1000, 50_000, 8, 125, 42), (10, 120, 4, 5, 3)])
+def test_legacy_rank_label_layout_and_seeds(num_classes, n, world, batch, seed):
+    proto = ProtocolSpec("t", n, num_classes, 4, seed=seed, seed_scheme="legacy_rank",
+                         legacy_world_size=world, legacy_batch_size=batch)
+    plan = SamplingPlan(proto, "h")
+    want_labels, want_seeds = _upstream_layout(num_classes, n, world, batch, seed)
+    assert np.array_equal(plan.labels(), want_labels)
+    firsts = [plan.chunk(k) for k in range(plan.num_chunks) if plan.chunk(k).step == 0]
+    assert [plan.seed_for(c) for c in firsts] == want_seeds
+
+
+def _legacy_expected_images(spec):
+    """Independent replay: rank r draws from one generator seeded seed+r, batch after batch."""
+    p = spec.protocol
+    W, n = p.legacy_world_size, p.legacy_batch_size
+    labels, seeds = _upstream_layout(p.num_classes, p.num_samples, W, n, p.seed)
+    g = NoiseGenerator(p.num_classes, p.image_size)
+    out = np.zeros((p.num_samples, p.image_size, p.image_size, 3), np.uint8)
+    for r in range(W):
+        rng = torch.Generator().manual_seed(seeds[r])
+        for t in range(p.num_samples // (W * n)):
+            idx = t * W * n + np.arange(n) * W + r
+            out[idx] = g.generate(torch.from_numpy(labels[idx]), rng).numpy()
+    return out, labels
+
+
+def test_legacy_rank_sampling_and_resume_mid_stream(tmp_path):
+    spec = _spec(num_samples=80, seed=5, seed_scheme="legacy_rank", legacy_world_size=4, legacy_batch_size=5)
+    gen = NoiseGenerator()
+    res = sample(spec, tmp_path / "a", device="cpu", progress=False, generator=gen)
+    want, want_labels = _legacy_expected_images(spec)
+    with np.load(res.gathered["path"]) as z:
+        assert np.array_equal(z["arr_0"], want) and np.array_equal(z["labels"], want_labels)
+    first = (tmp_path / "a" / "samples.npz").read_bytes()
+    # drop the middle of rank 1's stream (steps 1..2 of 4): resume must continue its RNG from step 0's state
+    plan = res.resolved.plan
+    for k in (plan.steps + 1, plan.steps + 2):
+        shards.shard_path(tmp_path / "a", k).unlink()
+    res2 = sample(spec, tmp_path / "a", device="cpu", progress=False, generator=gen)
+    assert res2.chunks_run == 2 and res2.chunks_skipped == plan.num_chunks - 2
+    assert (tmp_path / "a" / "samples.npz").read_bytes() == first
+
+
+def test_corrupted_shard_is_redone_and_manifest_complete(tmp_path):
+    spec, gen = _spec(), NoiseGenerator()
+    out = tmp_path / "run"
+    sample(spec, out, device="cpu", progress=False, generator=gen)
+    first = (out / "samples.npz").read_bytes()
+    p = shards.shard_path(out, 3)
+    p.write_bytes(p.read_bytes()[:-10] + b"0123456789")  # same size, wrong bytes
+    res = sample(spec, out, device="cpu", progress=False, generator=gen)
+    assert res.chunks_run == 1 and (out / "samples.npz").read_bytes() == first
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(line)["chunk"] for line in lines] == list(range(res.chunks_total))
+
+
+# ---------------------------------------------------------------------------------------------- processes
+def _cli(*args, env=None, **kw):
+    e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([PY, *args], cwd=REPO, env=e, capture_output=True, text=True, timeout=300, **kw)
+
+
+SAMPLE_ARGS = ["--model", "real-data", "--protocol", "demo", "--num-samples", "66", "--chunk-size", "7",
+               "--set", "model.options.per_class=20", "--no-progress", "--device", "cpu"]
+
+
+def test_one_vs_two_gloo_processes_byte_identical(tmp_path):
+    one = _cli("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    two = _cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = (tmp_path / "one" / "samples.npz").read_bytes(), (tmp_path / "two" / "samples.npz").read_bytes()
+    assert a == b
+    with np.load(tmp_path / "two" / "samples.npz") as z:
+        assert z["arr_0"].shape == (66, 32, 32, 3) and np.array_equal(z["labels"], np.arange(66) % 11)
+
+
+def test_sigkill_midway_then_resume_byte_identical(tmp_path):
+    ref = _cli("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALITOK_BENCH_TEST_CHUNK_DELAY": "0.5"}
+    proc = subprocess.Popen([PY, "-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(out)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "shards").glob("chunk_*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / "shards").glob("chunk_*.npz")))
+    assert 3 <= done_before < 10 and not (out / "samples.npz").exists()
+    again = _cli("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert f"{done_before} reused" in again.stdout or f"{done_before - 1} reused" in again.stdout
+    assert (out / "samples.npz").read_bytes() == (tmp_path / "ref" / "samples.npz").read_bytes()
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 10 and not list((out / "shards").glob(".*.tmp"))
