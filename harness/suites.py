@@ -66,13 +66,23 @@ def _metrics_modules():
 
 
 def _factory_missing(name: str) -> str | None:
-    """Why a model's factory cannot be imported (module absent), else None. Other errors propagate."""
+    """Why a model's plugin module is absent (not written or not installed yet), else None.
+
+    Only a missing plugin module (or its package) counts; an ImportError raised inside an existing
+    plugin is a bug and propagates.
+    """
+    from harness.plugins import BUILTIN
     from harness.registry import generators, load_plugins
 
     load_plugins()
+    target = BUILTIN.get("generators", {}).get(name)
+    module = (target[0] if isinstance(target, (tuple, list)) else target or "").partition(":")[0]
     try:
         generators.get(name)
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        parts = module.split(".")
+        if module and e.name not in {".".join(parts[: i + 1]) for i in range(len(parts))}:
+            raise
         return f"{type(e).__name__}: {e}"
     except AttributeError as e:  # module exists but the factory is not written yet
         return f"factory not found ({e})"
@@ -123,7 +133,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
         rec = sample_record(result, started)
         rec = dataclasses.replace(rec, kind="run", run_id="", created_at="")
         rec.speed = {"images_per_s": result.images_per_s, "device": result.device, "dtype": dtype, "tf32": tf32,
-                     "note": "sampling loop incl. model time, excl. shard writes; 0 new chunks -> None"}
+                     "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused"}
         if metrics_mod is not None:
             t0 = time.time()
             if reference is None:

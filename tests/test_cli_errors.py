@@ -68,6 +68,7 @@ def test_corrupt_png_in_dataset_named(tmp_path, capsys):
     for c in range(11):
         (root / "val" / f"n{c:02d}").mkdir(parents=True)
         Image.fromarray(np.full((40, 40, 3), c * 20, np.uint8)).save(root / "val" / f"n{c:02d}" / "ok.png")
+    (root / "val" / "n03" / "ok.png").unlink()  # class 3 holds only the corrupt file: any pick hits it
     bad = root / "val" / "n03" / "zz_bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00garbage")
     out = tmp_path / "o"

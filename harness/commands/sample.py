@@ -59,7 +59,7 @@ def sample_record(result, started: float):
         samples={"n": g.get("num_samples"), "npz": g.get("path"), "npz_sha256": g.get("sha256"),
                  "min_per_class": g.get("min_per_class"), "max_per_class": g.get("max_per_class"),
                  "balanced": g.get("balanced")},
-        speed={"images_per_s_rank0": result.images_per_s, "note": "sampling loop of rank 0, incl. shard writes excluded"},
+        speed={"images_per_s_rank0": result.images_per_s, "note": "generate() time of rank 0's new chunks (shard writes excluded)"},
         timings={"generate_s_rank0": round(result.seconds_generating, 3), "total_s": round(time.time() - started, 3)},
         notes=[f"chunks: {result.chunks_total} total, {result.chunks_run} generated and "
                f"{result.chunks_skipped} reused by rank 0 of {result.world_size}"],
