@@ -11,7 +11,6 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from harness import config
 from harness.specs import ModelSpec, RunSpec

@@ -1,5 +1,4 @@
 """Bad input -> one line on stderr, exit 2, nothing half-written."""
-import os
 from pathlib import Path
 
 import numpy as np

@@ -1,5 +1,4 @@
 """Embedded natural patches, ADM centre crop, image folders, ADM npz I/O, the real-data generator."""
-import hashlib
 import os
 
 import numpy as np

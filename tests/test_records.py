@@ -16,7 +16,7 @@ def test_write_and_load_records_as_dataframe(tmp_path):
                   model={"name": "real-data"}, metrics={"fid": 12.5, "is": None}, samples={"n": 220})
     b = RunRecord(kind="eval", model={"name": "alitok-tiny"}, metrics={"fid": 30.0}, status="partial")
     pa = write_record(a, tmp_path / "x")
-    pb = write_record(b, tmp_path / "y" / "deeper")
+    write_record(b, tmp_path / "y" / "deeper")
     assert json.loads(pa.read_text())["run_id"] == a.run_id and a.run_id != b.run_id
     assert not list(tmp_path.rglob(".*.tmp"))
     df = load_records(tmp_path)

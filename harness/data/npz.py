@@ -216,7 +216,9 @@ def load_labels_npz(path: str | Path, key: str = "labels") -> np.ndarray | None:
 
 
 def iter_npz_batches(path: str | Path, batch_size: int, key: str = "arr_0", validate_images: bool = True) -> Iterator[np.ndarray]:
-    """Yield ``key`` in row batches of ``batch_size`` (last may be short), holding one batch at a time."""
+    """Yield ``key`` in row batches of ``batch_size`` (last may be short), holding one batch at a time.
+
+    The batches are read-only views of the bytes read (copy them to modify)."""
     path = Path(path)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
