@@ -107,9 +107,9 @@ class ARModel(nn.Module):
             for _ in range(cfg.depth))
         self.norm = RMSNorm(cfg.width, eps=cfg.norm_eps)
         self.output = nn.Linear(cfg.width, cfg.codebook_size, bias=True)
-        # A plain attribute, not a buffer: it stays out of the state dict (as upstream's freqs_cis)
-        # and stays fp32 when the module is cast to bf16.
-        self.rope = alitok_rope_table(cfg.head_dim, cfg.num_prefix_tokens, cfg.grid, num_cond=1, base=cfg.rope_base)
+        # Built lazily per device, kept as a plain attribute rather than a buffer: out of the state
+        # dict (as upstream's freqs_cis), fp32 even when the module is cast to bf16, and never on meta.
+        self._rope: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
         if self.embeddings.weight.device.type != "meta":
             self.reset_parameters()
@@ -130,10 +130,17 @@ class ARModel(nn.Module):
         nn.init.zeros_(self.output.weight)
         return self
 
+    def rope_table(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[1 + T, head_dim/2, 2]``: zero row (class), 1D prefix rows, 2D image rows."""
+        device = torch.device(device)
+        if self._rope is None or self._rope.device != device:
+            cfg = self.cfg
+            self._rope = alitok_rope_table(cfg.head_dim, cfg.num_prefix_tokens, cfg.grid, num_cond=1,
+                                           base=cfg.rope_base).to(device)
+        return self._rope
+
     def _rope_rows(self, index: torch.Tensor | slice, device: torch.device) -> torch.Tensor:
-        if self.rope.device != device:
-            self.rope = self.rope.to(device)
-        return self.rope[index]
+        return self.rope_table(device)[index]
 
     # -- training / full recompute ---------------------------------------------------------------
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -213,11 +220,11 @@ PRESETS: dict[str, Preset] = {
 
 
 def build(cfg: ARConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> ARModel:
-    """A randomly initialised model (``device="meta"``: shapes only)."""
-    with torch.device(device):
+    """A randomly initialised model (``device="meta"``: shapes only, no memory, no init)."""
+    with torch.device("meta"):
         model = ARModel(cfg)
-    if generator is not None and torch.device(device).type != "meta":
-        model.reset_parameters(generator)
+    if torch.device(device).type != "meta":
+        model = model.to_empty(device=device).reset_parameters(generator)
     return model
 
 
@@ -242,8 +249,6 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
     model = build(config, device="meta")
     check_state_dict(model, sd, path, f"AliTok AR ({config.depth} layers, width {config.width})")
     model = model.to_empty(device=device)
-    # the table was built on the meta device with the model; rebuild it for real
-    model.rope = alitok_rope_table(config.head_dim, config.num_prefix_tokens, config.grid, 1, config.rope_base)
     model.load_state_dict(sd, strict=True)
     return model.eval(), meta
 

@@ -30,3 +30,82 @@ def tiny_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, **opti
 
     path = checkpoint or tokenizer_checkpoint or tiny_checkpoint_path()
     return AliTokTokenizer.from_checkpoint(path, device=device, name="alitok-tiny")
+
+
+# ----------------------------------------------------------------------------------------------
+# Generators (Engineer G): AR model + tokenizer for decoding
+# ----------------------------------------------------------------------------------------------
+def _check_quantization(name: str, quantization):
+    from harness.interfaces import QUANTIZATION_RULES
+
+    if quantization is not None and quantization not in QUANTIZATION_RULES:
+        raise ValueError(f"{name}: unknown quantization {quantization!r} (known: {', '.join(QUANTIZATION_RULES)})")
+
+
+def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32):
+    from alitok.generator import PRESETS
+
+    preset = PRESETS[name]
+    if not checkpoint:
+        raise ValueError(f"{name} needs the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
+                         "(and model.tokenizer_checkpoint=/path/AliTok.pth)")
+    if not tokenizer_checkpoint:
+        raise ValueError(f"{name} needs the official tokenizer too: --set model.tokenizer_checkpoint=/path/AliTok.pth")
+    _check_quantization(name, quantization)
+    import torch
+
+    from alitok.generator import AliTokGenerator, load_model
+
+    model, _ = load_model(checkpoint, device=device, config=preset.config)
+    tokenizer = alitok_tokenizer(device=device, checkpoint=tokenizer_checkpoint)
+    if quantization:
+        tokenizer.quantization = quantization
+    return AliTokGenerator(model, tokenizer, name=name, sampling=preset.sampling, seed=preset.seed,
+                           checkpoint=str(checkpoint), dtype=dtype or torch.float32, tf32=tf32, compile=compile)
+
+
+def alitok_b(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
+             compile=False, tf32=None):
+    """AliTok-B (177M): official alitok_b.bin + AliTok.pth; preset cfg 16.0, power-cosine pow 1.8, seed 42."""
+    return _official_generator("alitok-b", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
+                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+
+
+def alitok_l(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
+             compile=False, tf32=None):
+    """AliTok-L (318M): official alitok_l.bin + AliTok.pth; preset cfg 6.0, power-cosine pow 0.7, seed 42."""
+    return _official_generator("alitok-l", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
+                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+
+
+def alitok_xl(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
+              compile=False, tf32=None):
+    """AliTok-XL (662M): official alitok_xl.bin + AliTok.pth; preset cfg 13.0, power-cosine pow 1.4, seed 2."""
+    return _official_generator("alitok-xl", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
+                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+
+
+def tiny_generator(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
+                   compile=False, tf32=None):
+    """The committed tiny AR (alitok/weights/tiny_ar.safetensors) + tiny tokenizer; sampling preset from its metadata."""
+    _check_quantization("alitok-tiny", quantization)
+    import json
+
+    import torch
+
+    from harness.interfaces import ARSampling
+    from harness.nn.checkpoint import CheckpointError
+
+    from alitok.generator import AliTokGenerator, load_model, tiny_checkpoint_path
+
+    path = checkpoint or tiny_checkpoint_path()
+    model, meta = load_model(path, device=device)
+    try:
+        sampling = ARSampling(**json.loads(meta["sampling"])) if "sampling" in meta else ARSampling()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: bad sampling preset in metadata ({e})") from None
+    tokenizer = tiny_tokenizer(device=device, checkpoint=tokenizer_checkpoint)
+    if quantization:
+        tokenizer.quantization = quantization
+    return AliTokGenerator(model, tokenizer, name="alitok-tiny", sampling=sampling, seed=0, checkpoint=str(path),
+                           dtype=dtype or torch.float32, tf32=tf32, compile=compile)

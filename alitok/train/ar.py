@@ -1,0 +1,317 @@
+"""Trainer ``alitok-ar``: the AliTok AR generator on pre-tokenised codes.
+
+Steps: pretokenise the embedded natural-patches train/val splits through the ``Tokenizer``
+interface (train optionally ten-crop, see ``ten_crop_32``), then teacher-forced next-token
+cross-entropy over all T targets (prefix included) with label dropout to the null class, AdamW
+with the official betas / weight-decay split, warmup + cosine LR, grad clip; logs and resumable
+checkpoints via ``harness.nn.training.TrainLoop``. At the end: held-out next-token accuracy and CE
+beside unigram code-frequency baselines (``alitok.train.ar_eval``), an optional weight export with
+the config in the safetensors metadata, a record JSON and a sample grid PNG.
+
+Reproducibility: data draws and label dropout come from ``loop.generator``; dropout masks from a
+global seed set per step inside ``torch.random.fork_rng`` (so a resumed run continues exactly and
+the caller's global RNG is left as it was).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.config import ConfigError, from_dict, spec_hash
+from harness.interfaces import ARSampling, Tokenizer
+from harness.nn.checkpoint import save_safetensors
+from harness.nn.training import TrainLoop
+
+from alitok.generator import META_CONFIG, ARConfig, ARModel, build
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    image_size: int = 32
+    per_class_train: int = 256
+    per_class_val: int = 64
+    seed: int = 0
+    ten_crop: bool = True   # paper: ADM center crop to 1.1x, TenCrop (5 crops + their flips)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 4e-4
+    betas: tuple[float, float] = (0.9, 0.96)
+    weight_decay: float = 0.03
+    warmup_steps: int = 100
+    end_lr: float = 1e-5
+    grad_clip: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    weights: str | None = None   # e.g. alitok/weights/tiny_ar.safetensors
+    record: str | None = None    # e.g. results/alitok-tiny/ar_record.json
+    grid: str | None = None      # e.g. results/alitok-tiny/samples_grid.png
+    grid_samples_per_class: int = 8
+    grid_real_per_class: int = 4
+    grid_seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ARTrainConfig:
+    model: ARConfig
+    # "tiny" = the committed alitok/weights/tiny_tokenizer.safetensors; "random-tiny" = a randomly
+    # initialised tiny tokenizer (tests, before a trained one exists); otherwise a checkpoint path.
+    tokenizer: str = "tiny"
+    tokenizer_seed: int = 0
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    steps: int = 1000
+    batch_size: int = 64
+    label_dropout: float = 0.1
+    seed: int = 0
+    eval_every: int = 0          # 0: evaluate at the end only
+    log_every: int = 10
+    ckpt_every: int = 200
+    sampling: ARSampling = ARSampling(cfg_scale=3.0, cfg_schedule="power-cosine", cfg_power=1.0)
+    export: ExportConfig = ExportConfig()
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        if self.eval_every and self.eval_every % self.log_every:
+            raise ValueError(f"eval_every ({self.eval_every}) must be a multiple of log_every ({self.log_every})")
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+def ten_crop_32(images: np.ndarray) -> np.ndarray:
+    """[N,S,S,3] -> [N,10,S,S,3]: the paper's pretokenisation at small scale.
+
+    Upstream: ADM center crop to int(1.1*256) then TenCrop(256). Our crops are already S px, so
+    we upsample each to int(1.1*S) (Pillow bicubic) and take torchvision's TenCrop layout: the
+    four corners and the center, then the same five of the horizontally flipped image.
+    """
+    from PIL import Image
+
+    n, s = images.shape[0], images.shape[1]
+    big = int(1.1 * s)
+    out = np.empty((n, 10, s, s, 3), dtype=np.uint8)
+    offsets = [(0, 0), (0, big - s), (big - s, 0), (big - s, big - s), ((big - s) // 2, (big - s) // 2)]
+    for i in range(n):
+        up = np.asarray(Image.fromarray(images[i]).resize((big, big), Image.BICUBIC))
+        for flip in (0, 1):
+            src = up[:, ::-1] if flip else up
+            for j, (top, left) in enumerate(offsets):
+                out[i, 5 * flip + j] = src[top:top + s, left:left + s]
+    return out
+
+
+@torch.no_grad()
+def pretokenize(tokenizer: Tokenizer, images: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """uint8 [N,...,H,W,3] -> codes [N,...,T] through ``Tokenizer.encode`` (CPU LongTensor)."""
+    lead = images.shape[:-3]
+    flat = torch.from_numpy(np.ascontiguousarray(images.reshape(-1, *images.shape[-3:])))
+    codes = [tokenizer.encode(flat[i:i + batch]).cpu() for i in range(0, len(flat), batch)]
+    return torch.cat(codes).reshape(*lead, -1)
+
+
+def load_tokenizer(spec: str, device: torch.device, seed: int = 0) -> Tokenizer:
+    from alitok import tokenizer as tk
+
+    if spec == "tiny":
+        path = tk.tiny_checkpoint_path()
+        if not path.is_file():
+            raise ConfigError(f"tokenizer: the committed tiny tokenizer {path} does not exist yet; "
+                              "train it first or use tokenizer: random-tiny")
+        return tk.AliTokTokenizer.from_checkpoint(path, device, name="alitok-tiny")
+    if spec == "random-tiny":
+        from harness.config import load_yaml
+
+        cfg = tk.config_from_dict(load_yaml(Path(tk.__file__).parent / "configs" / "tiny_tokenizer.yaml"))
+        model = tk.build(cfg, device=device, generator=torch.Generator().manual_seed(seed))
+        return tk.AliTokTokenizer(model.eval(), name="alitok-tiny-random")
+    if not Path(spec).is_file():
+        raise ConfigError(f"tokenizer: {spec}: no such checkpoint (use 'tiny', 'random-tiny' or a path)")
+    return tk.AliTokTokenizer.from_checkpoint(spec, device, name="alitok")
+
+
+def tokenizer_identity(tokenizer: Tokenizer) -> dict[str, Any]:
+    info = tokenizer.info()
+    return {"name": tokenizer.name, "sha256": info.get("checkpoint_sha256"), "num_tokens": tokenizer.num_tokens,
+            "codebook_size": tokenizer.codebook_size, "num_params": info.get("num_params")}
+
+
+def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path) -> dict[str, torch.Tensor]:
+    """Pretokenised train ([N,10,T] or [N,1,T]) and val ([M,T]) codes, cached in ``out/codes.safetensors``."""
+    from harness.data.embedded import natural_patches
+    from harness.nn.checkpoint import load_state_dict, read_metadata
+
+    key = spec_hash({"data": cfg.data, "tokenizer": tokenizer_identity(tokenizer), "seed": cfg.tokenizer_seed})
+    cache = out / "codes.safetensors"
+    if cache.is_file() and read_metadata(cache).get("key") == key:
+        return load_state_dict(cache)
+    d = cfg.data
+    train_x, train_y = natural_patches("train", d.image_size, d.per_class_train, d.seed)
+    val_x, val_y = natural_patches("val", d.image_size, d.per_class_val, d.seed)
+    train_views = ten_crop_32(train_x) if d.ten_crop else train_x[:, None]
+    codes = {"train_codes": pretokenize(tokenizer, train_views), "train_labels": torch.from_numpy(train_y),
+             "val_codes": pretokenize(tokenizer, val_x), "val_labels": torch.from_numpy(val_y)}
+    save_safetensors(cache, codes, {"key": key})
+    return codes
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimisation
+# ----------------------------------------------------------------------------------------------
+NO_DECAY_NAME_PARTS = ("ln", "bias", "norm", "embed", "latent_tokens", "gamma")
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Official split: no weight decay on 1-D parameters or names containing ln/bias/norm/embed/..."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or any(part in name for part in NO_DECAY_NAME_PARTS) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, total: int, o: OptimConfig) -> float:
+    """Linear warmup to ``lr``, then cosine down to ``end_lr`` at ``total``."""
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    frac = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+    return o.end_lr + 0.5 * (o.lr - o.end_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def conditioning(model: ARModel, labels: torch.Tensor, drop_p: float, generator: torch.Generator) -> torch.Tensor:
+    """Class ids, each replaced by the null class with probability ``drop_p`` (label dropout for CFG)."""
+    ids = model.cfg.class_ids(labels)
+    if drop_p > 0:
+        drop = torch.rand(labels.shape, generator=generator) < drop_p
+        ids = torch.where(drop.to(ids.device), torch.full_like(ids, model.cfg.null_class_id), ids)
+    return ids
+
+
+def ar_loss(model: ARModel, codes: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+    logits = model(model.training_inputs(codes, class_ids))
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), codes.reshape(-1))
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+# ----------------------------------------------------------------------------------------------
+def _check_geometry(cfg: ARTrainConfig, tokenizer: Tokenizer, num_classes: int) -> None:
+    m = cfg.model
+    if m.num_tokens != tokenizer.num_tokens or m.codebook_size != tokenizer.codebook_size:
+        raise ConfigError(f"model: {m.num_tokens} tokens / {m.codebook_size} codes (num_prefix_tokens + grid^2, "
+                          f"codebook_size) do not match the tokenizer's {tokenizer.num_tokens} / {tokenizer.codebook_size}")
+    if m.num_classes != num_classes:
+        raise ConfigError(f"model.num_classes: {m.num_classes}, but the embedded dataset has {num_classes} classes")
+
+
+def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+    """The ``alitok-ar`` trainer (see module doc); returns the summary the CLI prints."""
+    from harness.data.embedded import NUM_CLASSES
+
+    from alitok.train import ar_eval
+
+    cfg = from_dict(ARTrainConfig, cfg_dict)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(cfg.tokenizer, device, cfg.tokenizer_seed)
+    _check_geometry(cfg, tokenizer, NUM_CLASSES)
+    codes = load_codes(cfg, tokenizer, out)
+    train_codes, train_labels = codes["train_codes"].to(device), codes["train_labels"].to(device)
+    val_codes, val_labels = codes["val_codes"].to(device), codes["val_labels"].to(device)
+
+    model = build(cfg.model, device=device, generator=torch.Generator().manual_seed(cfg.seed))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    metadata = {META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True),
+                "sampling": json.dumps(cfg.sampling.to_dict(), sort_keys=True),
+                "tokenizer": json.dumps(tokenizer_identity(tokenizer), sort_keys=True)}
+    loop = TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, config_json, ckpt_every=cfg.ckpt_every,
+                     log_every=cfg.log_every, metadata=metadata)
+    n_train, n_views = train_codes.shape[:2]
+    fork_devices = [device] if device.type == "cuda" else []
+
+    def step_fn(step: int) -> dict[str, float]:
+        model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg.steps, cfg.optim)
+        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=loop.generator).to(device)
+        view = torch.randint(0, n_views, (cfg.batch_size,), generator=loop.generator).to(device)
+        batch = train_codes[idx, view]
+        cls = conditioning(model, train_labels[idx], cfg.label_dropout, loop.generator)
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout masks: a function of the step
+            loss = ar_loss(model, batch, cls)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        values = {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"]}
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            ev = ar_eval.evaluate(model, val_codes, val_labels)
+            values.update({"val_ce": ev["overall"]["ce"], "val_acc": ev["overall"]["acc"]})
+        return values
+
+    logs = loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
+    ev = ar_eval.evaluate(model, val_codes, val_labels)
+    baselines = ar_eval.unigram_baselines(codes["train_codes"].reshape(-1, tokenizer.num_tokens), codes["val_codes"],
+                                          cfg.model.codebook_size)
+    first_loss = _first_logged_loss(out)
+    summary = {"steps": loop.step, "first_logged_loss": first_loss,
+               "final_loss": logs[-1]["loss"] if logs else None,
+               "val_ce": round(ev["overall"]["ce"], 4), "val_acc": round(ev["overall"]["acc"], 4),
+               "unigram_val_ce": round(baselines["unigram"]["ce"], 4),
+               "unigram_val_acc": round(baselines["unigram"]["acc"], 4), "checkpoint": str(loop.model_path)}
+    record = {"trainer": "alitok-ar", "config": config_json, "tokenizer": tokenizer_identity(tokenizer),
+              "num_params": sum(p.numel() for p in model.parameters()),
+              "train_sequences": int(n_train * n_views), "val_sequences": int(len(val_codes)),
+              "heldout": ev, "baselines": baselines, "code_stats": ar_eval.code_stats(codes["train_codes"], cfg.model.codebook_size),
+              "summary": summary}
+    exp = cfg.export
+    if exp.weights:
+        save_safetensors(exp.weights, model.state_dict(), {**metadata, "step": str(loop.step),
+                                                           "heldout_acc": str(ev["overall"]["acc"])})
+        summary["exported"] = exp.weights
+    if exp.grid:
+        from alitok.train.ar_grid import class_consistency, sample_grid
+
+        images, labels = sample_grid(model, tokenizer, cfg.sampling, NUM_CLASSES, exp.grid_samples_per_class,
+                                     exp.grid_real_per_class, cfg.data, exp.grid_seed, exp.grid)
+        record["samples"] = {"grid": exp.grid, "sampling": cfg.sampling.to_dict(), "seed": exp.grid_seed,
+                             **class_consistency(images, labels, cfg.data)}
+        summary["class_consistency"] = record["samples"]["generated_1nn_acc"]
+    _write_json(out / "record.json", record)
+    if exp.record:
+        _write_json(Path(exp.record), record)
+    return summary
+
+
+def _first_logged_loss(out: Path) -> float | None:
+    log = out / "log.jsonl"
+    if not log.is_file():
+        return None
+    first = log.read_text().splitlines()[:1]
+    return json.loads(first[0]).get("loss") if first else None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
