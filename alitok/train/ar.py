@@ -32,6 +32,7 @@ from harness.nn.checkpoint import save_safetensors
 from harness.nn.training import TrainLoop
 
 from alitok.generator import META_CONFIG, ARConfig, ARModel, build
+from alitok.train.tokenizer_common import git_sha
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,7 +241,8 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> d
     config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
     metadata = {META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True),
                 "sampling": json.dumps(cfg.sampling.to_dict(), sort_keys=True),
-                "tokenizer": json.dumps(tokenizer_identity(tokenizer), sort_keys=True)}
+                "tokenizer": json.dumps(tokenizer_identity(tokenizer), sort_keys=True),
+                "seed": str(cfg.seed), "git_sha": git_sha()}
     loop = TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, config_json, ckpt_every=cfg.ckpt_every,
                      log_every=cfg.log_every, metadata=metadata)
     n_train, n_views = train_codes.shape[:2]
@@ -277,7 +279,8 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> d
                "val_ce": round(ev["overall"]["ce"], 4), "val_acc": round(ev["overall"]["acc"], 4),
                "unigram_val_ce": round(baselines["unigram"]["ce"], 4),
                "unigram_val_acc": round(baselines["unigram"]["acc"], 4), "checkpoint": str(loop.model_path)}
-    record = {"trainer": "alitok-ar", "config": config_json, "tokenizer": tokenizer_identity(tokenizer),
+    record = {"trainer": "alitok-ar", "paper_comparable": False,  # tiny model, embedded data, not ImageNet
+              "config": config_json, "git_sha": metadata["git_sha"], "tokenizer": tokenizer_identity(tokenizer),
               "num_params": sum(p.numel() for p in model.parameters()),
               "train_sequences": int(n_train * n_views), "val_sequences": int(len(val_codes)),
               "heldout": ev, "baselines": baselines, "code_stats": ar_eval.code_stats(codes["train_codes"], cfg.model.codebook_size),
