@@ -207,3 +207,14 @@ def test_registry_resolves_generator_names():
     for name, fn in [("alitok-tiny", plugin.tiny_generator), ("alitok-b", plugin.alitok_b),
                      ("alitok-l", plugin.alitok_l), ("alitok-xl", plugin.alitok_xl)]:
         assert generators.get(name) is fn
+
+
+@pytest.mark.slow
+def test_compiled_decode_step_gives_the_same_tokens(tiny, random_tokenizer):
+    sampling = ARSampling(cfg_scale=3.0, cfg_schedule="power-cosine", cfg_power=1.0)
+    eager = AliTokGenerator(tiny, random_tokenizer, name="e", sampling=sampling)
+    compiled = AliTokGenerator(tiny, random_tokenizer, name="c", sampling=sampling, compile=True)
+    labels = torch.tensor([1, 2])
+    a = eager.generate_codes(labels, torch.Generator().manual_seed(0))
+    b = compiled.generate_codes(labels, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
