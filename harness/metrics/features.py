@@ -125,6 +125,21 @@ def _load_cached(paths: dict[str, Path], need_logits: bool) -> FeatureSet | None
                       None, from_cache=True)
 
 
+def _store(paths: dict[str, Path], fs: FeatureSet) -> None:
+    for layer in ("pool", "spatial") + (("logits",) if fs.logits is not None else ()):
+        _save_npy_atomic(paths[layer], getattr(fs, layer))
+    _save_npy_atomic(paths["meta"], np.array([fs.n, fs.image_size[0], fs.image_size[1]], np.int64))  # last: complete
+
+
+def seed_cache(source, weights_sha256: str, fs: FeatureSet, cache: bool | str | Path = True, key: str = "arr_0") -> None:
+    """Record ``fs`` as the features of ``source`` (used when a new file holds exactly the images just extracted)."""
+    if cache is False:
+        return
+    input_sha, _ = describe_source(source, key)
+    if input_sha is not None:
+        _store(_cache_paths(input_sha, weights_sha256, cache_dir() if cache is True else Path(cache)), fs)
+
+
 # ----------------------------------------------------------------------------------------------
 # Extraction
 # ----------------------------------------------------------------------------------------------
@@ -163,7 +178,5 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
         if not np.isfinite(arr).all():
             raise InputFileError(desc, f"{name}: the Inception network produced non-finite {layer} features")
     if paths is not None:
-        for layer in ("pool", "spatial") + (("logits",) if fs.logits is not None else ()):
-            _save_npy_atomic(paths[layer], getattr(fs, layer))
-        _save_npy_atomic(paths["meta"], np.array([fs.n, size[0], size[1]], np.int64))  # last: marks completeness
+        _store(paths, fs)
     return fs

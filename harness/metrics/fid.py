@@ -4,9 +4,11 @@ Two paths, same formula ``|mu1-mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2)``, all 
 - "sqrtm": ADM evaluator semantics (TTUR code): ``scipy.linalg.sqrtm(S1 S2)``; if not finite, retry
   with ``eps*I`` added to both; a complex result whose diagonal imaginary part exceeds 1e-3 is an error.
   20-40 s per 2048-d call on 2 CPU cores.
-- "eig" (default): ``tr sqrt(S1 S2) = sum sqrt(eig(A S2 A))`` with ``A = S1^(1/2)`` from ``eigh``; the
-  matrix is symmetric PSD so every step is a symmetric eigendecomposition (a few seconds). Tests
-  prove it equal to sqrtm, torch-fidelity and clean-fid to 1e-6 relative, also for N < dimension.
+- "eig" (default): factor the lower-rank covariance ``S1 = B B^T`` by pivoted Cholesky (LAPACK
+  ``pstrf``, rank-revealing, B is D x r), then ``tr sqrt(S1 S2) = sum sqrt(eigvalsh(B^T S2 B))``: the
+  nonzero eigenvalues of S1 S2 are those of the symmetric PSD r x r matrix B^T S2 B. About 2 s at
+  D=2048 full rank and milliseconds when N < D. Tests prove it equal to sqrtm, torch-fidelity and
+  clean-fid to 1e-6 relative, also for N < dimension.
 """
 from __future__ import annotations
 
@@ -57,16 +59,26 @@ def _check_stats(mu1, sigma1, mu2, sigma2) -> tuple[np.ndarray, ...]:
     return mu1, sigma1, mu2, sigma2
 
 
-def _sqrt_psd(s: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((s + s.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+def psd_factor(s: np.ndarray) -> np.ndarray:
+    """``B`` (D x r) with ``s = B B^T``, r = numerical rank, by pivoted Cholesky (P^T s P = L L^T)."""
+    c, piv, rank, info = scipy.linalg.lapack.dpstrf(np.asarray(s, np.float64), lower=1)
+    if info < 0:
+        raise FIDError(f"pivoted Cholesky failed (LAPACK info {info})")
+    factor = np.zeros((s.shape[0], rank))
+    factor[piv - 1] = np.tril(c)[:, :rank]
+    return factor
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, method: str = "eig", eps: float = 1e-6) -> float:
     """``tr sqrtm(sigma1 @ sigma2)`` by the chosen method."""
     if method == "eig":
-        a = _sqrt_psd(sigma1)
-        m = a @ sigma2 @ a
+        b = psd_factor(sigma1)
+        other = sigma2
+        if b.shape[1] == sigma1.shape[0]:  # full rank: the other side may be cheaper (e.g. a small sample set)
+            b2 = psd_factor(sigma2)
+            if b2.shape[1] < b.shape[1]:
+                b, other = b2, sigma1
+        m = b.T @ other @ b
         w = np.linalg.eigvalsh((m + m.T) / 2)
         return float(np.sum(np.sqrt(np.clip(w, 0, None))))
     if method == "sqrtm":

@@ -1,0 +1,191 @@
+"""End to end with seeded He-normal random Inception weights: our pipeline vs torch-fidelity's.
+
+Images are tiny (24 + 24 at 32 px) because Inception runs at ~7 img/s on this CPU. One module-level
+cache folder holds the features, so each image set goes through the network once.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch_fidelity
+from skimage.metrics import peak_signal_noise_ratio
+
+from harness import cli
+from harness.data.npz import save_samples_npz
+from harness.metrics import features as features_mod
+from harness.metrics.evaluate import evaluate_samples
+from harness.metrics.inception import InceptionExtractor, tf1_resize
+from harness.metrics.recon import codebook_stats, evaluate_reconstruction
+from harness.metrics.refstats import build_reference_from_images, load_reference, sidecar_path, verify_reference
+from harness.metrics.weights import resolve_weights
+
+
+def smooth_images(n, size, seed, brightness=0.0):
+    """Seeded blobs: low-resolution noise upsampled (natural-ish spectra), shifted in brightness."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 6, 6, generator=g)
+    img = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
+    img = img + 0.08 * torch.randn(n, 3, size, size, generator=g) + brightness
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+_iter = features_mod.iter_batches
+
+
+class _Dataset(torch.utils.data.Dataset):
+    def __init__(self, nhwc):
+        self.x = torch.from_numpy(nhwc).permute(0, 3, 1, 2).contiguous()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("metrics_pipeline")
+    weights = resolve_weights("random:0")
+    cache = root / "cache"
+    cache.mkdir()
+    os.symlink(weights.path, cache / weights.path.name)  # CLI runs find the same weights file in this cache
+    a, b = smooth_images(24, 32, 1), smooth_images(24, 32, 2, brightness=0.15)
+    labels = np.repeat(np.arange(4), 6)  # class-sorted on purpose
+    a_path = save_samples_npz(root / "a.npz", a, labels)
+    b_path = save_samples_npz(root / "b.npz", b)
+    ex = InceptionExtractor(weights, "cpu")
+    ref = build_reference_from_images(b_path, root / "ref.npz", inception=ex, batch_size=10, cache=cache)
+    return dict(root=root, cache=cache, weights=weights, a=a, b=b, a_path=a_path, b_path=b_path, ex=ex, ref=ref)
+
+
+def test_resize_is_torch_fidelitys():
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    assert tf1_resize is interpolate_bilinear_2d_like_tensorflow1x
+    x = torch.from_numpy(smooth_images(2, 32, 3)).permute(0, 3, 1, 2).float()
+    a = tf1_resize(x, size=(299, 299), align_corners=False)
+    b = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
+    assert torch.equal(a, b)
+    # and it is not torch's half-pixel bilinear (the pitfall it exists to avoid)
+    c = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    assert (a - c).abs().max() > 1.0
+
+
+def test_pipeline_matches_torch_fidelity_calculate_metrics(world, monkeypatch):
+    calls = []
+    monkeypatch.setattr(features_mod, "iter_batches", lambda src, *a, **k: calls.append(str(src)) or _iter(src, *a, **k))
+    res = evaluate_samples(world["a_path"], world["ref"], metrics=("fid", "is", "sfid", "prec", "recall", "kid"),
+                           inception=world["ex"], batch_size=7, cache=world["cache"])
+    tf = torch_fidelity.calculate_metrics(
+        input1=_Dataset(world["a"]), input2=_Dataset(world["b"]), cuda=False, fid=True, isc=True, prc=True, kid=True,
+        feature_extractor="inception-v3-compat", feature_layer_prc="2048",
+        feature_extractor_weights_path=str(world["weights"].path), isc_splits=1, kid_subset_size=24,
+        batch_size=24, cache=False, save_cpu_ram=True, verbose=False, samples_shuffle=False)
+    assert calls == [str(world["a_path"])]  # the reference's arr_0 features came from the build, not a 2nd pass
+    m = res.metrics
+    assert m["fid"] > 1.0  # the two sets really differ
+    assert m["fid"] == pytest.approx(tf["frechet_inception_distance"], rel=1e-5)
+    assert m["is"] == pytest.approx(tf["inception_score_mean"], rel=1e-4)  # 24 < 5000: one ADM chunk = 1 split
+    assert m["kid"] == pytest.approx(tf["kernel_inception_distance_mean"], rel=1e-3, abs=1e-7)
+    assert m["prec"] == pytest.approx(tf["precision"], abs=1e-6)
+    assert m["recall"] == pytest.approx(tf["recall"], abs=1e-6)
+    assert np.isfinite(m["sfid"]) and m["sfid"] > 0
+    # provenance and honesty
+    p = res.provenance
+    assert p["weights"]["sha256"] == world["weights"].sha256 and p["resize"] == "tf1-bilinear-299"
+    assert p["is_mode"] == "adm" and p["samples"]["n"] == 24 and p["samples"]["balanced"] is True
+    assert res.paper_comparable is False and len(p["not_comparable_because"]) >= 3
+    assert any("class-sorted" in w for w in res.warnings)
+
+
+def test_sfid_hook_equals_second_implementation(world):
+    ex = world["ex"]
+    grabbed = {}
+    h = ex.net.Mixed_6d.branch1x1.bn.register_forward_hook(lambda m, i, o: grabbed.setdefault("bn", o.detach()))
+    try:
+        out = ex(world["a"][:2])
+    finally:
+        h.remove()
+    relu = torch.relu(grabbed["bn"])[:, :7].numpy()             # [B,7,17,17]
+    manual = np.stack([np.transpose(r, (1, 2, 0)).ravel() for r in relu])  # HWC order per image
+    assert out["spatial"].shape == (2, 2023)
+    np.testing.assert_allclose(out["spatial"], manual, rtol=0, atol=1e-6)
+
+
+def test_feature_cache_is_used_and_keyed_by_weights(world, monkeypatch):
+    first = evaluate_samples(world["a_path"], world["ref"], metrics=("fid", "prec"), inception=world["ex"],
+                             cache=world["cache"])
+
+    def boom(*a, **k):
+        raise AssertionError("features should have come from the cache")
+
+    monkeypatch.setattr(type(world["ex"]), "__call__", boom)
+    again = evaluate_samples(world["a_path"], world["ref"], metrics=("fid", "prec"), inception=world["ex"],
+                             cache=world["cache"])
+    assert again.metrics == first.metrics
+    files = sorted(p.name for p in (world["cache"] / "features").iterdir())
+    assert all(world["weights"].sha256[:16] in f for f in files)
+
+
+def test_reference_file_and_sidecar(world):
+    ref = load_reference(world["ref"])
+    meta = json.loads(sidecar_path(world["ref"]).read_text())
+    assert meta["weights"]["sha256"] == world["weights"].sha256 and meta["n"] == 24
+    assert meta["image_size"] == [32, 32] and meta["resize"] == "tf1-bilinear-299"
+    assert ref.mu.shape == (2048,) and ref.sigma.shape == (2048, 2048) and ref.mu_s.shape == (2023,)
+    with np.load(world["ref"]) as z:
+        np.testing.assert_array_equal(z["arr_0"], world["b"])
+    report = verify_reference(world["ref"])
+    assert report["has_sfid"] and report["n"] == 24
+
+
+def test_cli_ref_stats_and_eval(world, monkeypatch, capsys):
+    monkeypatch.setenv("ALITOK_BENCH_CACHE", str(world["cache"]))
+    out = world["root"] / "cli_ref.npz"
+    assert cli.main(["ref-stats", "build", str(world["b_path"]), "--out", str(out), "--inception", "random:0",
+                     "--device", "cpu"]) == 0
+    assert cli.main(["ref-stats", "verify", str(out)]) == 0
+    rec_dir = world["root"] / "records"
+    assert cli.main(["eval", str(world["a_path"]), "--ref", str(out), "--metrics", "fid,is,prec,recall",
+                     "--inception", "random:0", "--device", "cpu", "--out", str(rec_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "paper_comparable: NO" in text and "fid" in text
+    record = json.loads((rec_dir / "eval_record.json").read_text())
+    direct = evaluate_samples(world["a_path"], world["ref"], metrics=("fid",), inception=world["ex"],
+                              cache=world["cache"])
+    assert record["kind"] == "eval" and record["paper_comparable"] is False
+    assert record["metrics"]["fid"] == pytest.approx(direct.metrics["fid"], rel=1e-12)
+    assert record["metric_provenance"]["weights"]["sha256"] == world["weights"].sha256
+
+
+def test_reference_from_an_iterator_of_batches(world, tmp_path):
+    imgs = smooth_images(6, 16, 5)
+    out = build_reference_from_images(iter([imgs[:4], imgs[4:]]), tmp_path / "it.npz", inception=world["ex"],
+                                      batch_size=4, source_desc="two batches", cache=False)
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["arr_0"], imgs)
+        mu = z["mu"]
+    direct = world["ex"](imgs)["pool"].astype(np.float64).mean(0)
+    np.testing.assert_allclose(mu, direct, rtol=1e-5, atol=1e-6)
+    assert json.loads(sidecar_path(out).read_text())["source"] == "two batches"
+
+
+def test_reconstruction_metrics(world):
+    real = smooth_images(8, 16, 6)
+    g = np.random.default_rng(0)
+    noisy = np.clip(real.astype(np.int16) + g.integers(-12, 13, real.shape), 0, 255).astype(np.uint8)
+    same = evaluate_reconstruction(real, real, inception=world["ex"], cache=world["cache"])
+    scale = np.trace(np.cov(features_mod.extract_features(real, world["ex"], cache=world["cache"]).pool, rowvar=False))
+    assert abs(same["rfid"]) < 1e-9 * scale  # identical sets: zero up to round-off of the trace terms
+    assert same["psnr"] == np.inf and same["ssim"] == pytest.approx(1.0)
+    codes = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])  # 8 of 16 entries, uniform
+    r = evaluate_reconstruction(real, noisy, inception=world["ex"], codes=codes, codebook_size=16, cache=world["cache"])
+    expected_psnr = np.mean([peak_signal_noise_ratio(a, b, data_range=255) for a, b in zip(real, noisy)])
+    assert r["psnr"] == pytest.approx(expected_psnr, rel=1e-12)
+    assert 0.3 < r["ssim"] < 1.0 and r["rfid"] > 0
+    assert r["codebook_usage"] == 0.5 and r["codebook_entropy"] == pytest.approx(3.0)
+    assert codebook_stats(np.array([5, 5, 5]), 8) == {"codebook_usage": 0.125, "codebook_entropy": 0.0,
+                                                       "codebook_perplexity": 1.0}
