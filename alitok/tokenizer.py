@@ -53,6 +53,7 @@ class TokenizerConfig:
     two_stage: bool = True  # false: inference decodes with the stage-1 decoder
     clustering_vq: bool = True  # online clustering codebook update in stage 1
     vq_beta: float = 0.25
+    init_std: float = 0.02  # trunc-normal std of Linear/Conv/Embedding weights (official 0.02)
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -222,7 +223,7 @@ class AliTok(nn.Module):
     def reset_parameters(self, generator: torch.Generator | None = None) -> "AliTok":
         """Official init: trunc-normal 0.02 for Linear/Conv/Embedding (codebook included),
         LayerNorm (1,0), free parameters ``width**-0.5 * randn``."""
-        init_vit_weights(self, generator)
+        init_vit_weights(self, generator, std=self.cfg.init_std)
         with torch.no_grad():
             for name, p in self.named_parameters():
                 if p.ndim == 2 and name.rsplit(".", 1)[-1] in ("latent_tokens", "positional_embedding",
@@ -241,8 +242,15 @@ class AliTok(nn.Module):
             raise ValueError(f"codes must have shape [B, {self.cfg.num_tokens}], got {tuple(codes.shape)}")
         return self.decoder(self.quantize.lookup(codes))[0]
 
-    def forward(self, x: torch.Tensor) -> dict[str, Any]:
-        zq, codes, losses = self.encode(x)
+    def forward(self, x: torch.Tensor, quantize: bool = True) -> dict[str, Any]:
+        """``quantize=False`` (a continuous warm-up) feeds the decoder the encoder output itself."""
+        if quantize:
+            zq, codes, losses = self.encode(x)
+        else:
+            zq = self.encoder(x, self.latent_tokens).float()
+            codes = self.quantize.codes(zq.detach())
+            zero = zq.new_zeros(())
+            losses = {"vq_loss": zero, "commitment_loss": zero, "codebook_loss": zero}
         recon, aux = self.decoder(zq, with_aux=True)
         return {"recon": recon, "aux": aux, "codes": codes, **losses}
 

@@ -14,7 +14,7 @@ from harness.config import to_dict
 from harness.nn.checkpoint import save_safetensors
 from harness.nn.training import TrainLoop
 
-LossFn = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]"]
+LossFn = Callable[[torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]"]
 
 
 class TokenizerWithDiscriminator(nn.Module):
@@ -56,7 +56,7 @@ class TokenizerTraining:
         factor = common.lr_factor(i, c.optim, c.steps)
         self.opt.param_groups[0]["lr"] = self.opt.param_groups[0]["base_lr"] * factor
         x = common.draw_batch(self.images, c.batch_size, self.loop.generator, c.data.hflip, self.device)
-        total, recon, logs = loss_fn(x)
+        total, recon, logs = loss_fn(x, i)
         gan_on = self.disc is not None and i >= gan.start_step
         if gan_on:
             from alitok.train.tokenizer_gan import generator_adv_loss

@@ -24,6 +24,11 @@ class Stage1Loss:
     mse_weight: float = 1.0
     aux_loss_weight: float | None = None  # null = 10 * K / G^2 (official); 0 = ablation row (C)
     vq_weight: float = 1.0
+    # Steps before quantisation starts (official 0). During them the decoder reads the continuous
+    # encoder output; at the switch the codebook is seeded with random encoder features. A tiny model
+    # trained for minutes otherwise collapses: its latent queries still attend near-uniformly, every
+    # image gives nearly the same latents, and VQ locks that in.
+    vq_warmup_steps: int = 0
     perceptual: common.PerceptualConfig = common.PerceptualConfig()
     gan: common.GanConfig = common.GanConfig()
 
@@ -68,8 +73,13 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> di
     gen = torch.Generator().manual_seed(c.seed)
     model = build(model_cfg, "stage1", generator=gen).to(device)
 
-    def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        out = model(x)
+    def loss_fn(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        quantize = step >= c.loss.vq_warmup_steps
+        if quantize and step == c.loss.vq_warmup_steps > 0:
+            with torch.no_grad():
+                model.quantize.init_from_features(model.encoder(x, model.latent_tokens),
+                                                  torch.Generator().manual_seed(c.seed + step))
+        out = model(x, quantize=quantize)
         mse = F.mse_loss(out["recon"], x)
         total = c.loss.mse_weight * mse + c.loss.vq_weight * out["vq_loss"]
         logs = {"mse": mse.detach(), "vq_loss": out["vq_loss"].detach()}

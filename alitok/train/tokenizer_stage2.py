@@ -97,7 +97,7 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> di
         p.requires_grad_(not is_frozen(name))
     trainable = [p for n, p in model.named_parameters() if not is_frozen(n)]
 
-    def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_fn(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad():
             zq, codes, _ = model.encode(x)
         recon, _ = model.decoder(zq)

@@ -65,6 +65,20 @@ class VectorQuantizer(nn.Module):
         return zq_st, codes.view(z.shape[:-1]), losses
 
     @torch.no_grad()
+    def init_from_features(self, z: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Data-dependent codebook init: each code becomes a random feature of ``z`` [..., D]
+        (drawn without replacement while there are enough). Used after a continuous warm-up."""
+        flat = z.detach().reshape(-1, self.dim).float()
+        n = self.codebook_size
+        if flat.shape[0] >= n:
+            pick = torch.randperm(flat.shape[0], generator=generator)[:n]
+        else:
+            pick = torch.randint(flat.shape[0], (n,), generator=generator)
+        self.embedding.weight.copy_(flat[pick.to(flat.device)].to(self.embedding.weight.dtype))
+        if self.clustering:
+            self.embed_prob.fill_(1.0 / n)
+
+    @torch.no_grad()
     def _cluster_update(self, flat: torch.Tensor, codes: torch.Tensor, dists: torch.Tensor) -> None:
         usage = torch.bincount(codes, minlength=self.codebook_size).float()
         count = torch.tensor(float(codes.numel()), device=flat.device)
