@@ -33,7 +33,9 @@ def _quiet(monkeypatch):
 
 def test_training_decreases_loss_and_exports(tmp_path):
     export = tmp_path / "tiny_ar.safetensors"
-    cfg = _cfg(export={"weights": str(export), "record": str(tmp_path / "rec.json")})
+    grid = tmp_path / "grid.png"
+    cfg = _cfg(export={"weights": str(export), "record": str(tmp_path / "rec.json"), "grid": str(grid),
+                       "grid_samples_per_class": 2, "grid_real_per_class": 1, "decode_tokenizer": "random-tiny"})
     summary = ar_train.train_ar(cfg, tmp_path / "run", torch.device("cpu"))
     logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(logs) == 8
@@ -44,10 +46,21 @@ def test_training_decreases_loss_and_exports(tmp_path):
     assert rec["train_sequences"] == 2 * 11 * 10 and rec["val_sequences"] == 2 * 11
     assert set(rec["heldout"]) == {"overall", "prefix", "first_row", "rest"}
     assert summary["val_acc"] == pytest.approx(rec["heldout"]["overall"]["acc"], abs=1e-4)
+    assert rec["decode_tokenizer"]["heldout_codes_identical"] is True
+    from PIL import Image
+
+    assert Image.open(grid).size == (2 * (3 * 32 + 6), 2 * 11 * 32)  # 2 samples + gap + 1 real, x2 upscale
+    assert 0.0 <= rec["samples"]["generated_1nn_acc"] <= 1.0 and rec["samples"]["num_generated"] == 22
     meta = read_metadata(export)
     assert json.loads(meta["ar_config"])["width"] == 32 and json.loads(meta["sampling"])["cfg_schedule"] == "power-cosine"
     sd = load_state_dict(export)
     assert "embeddings.weight" in sd and sd["embeddings.weight"].shape == (512 + 1 + 11 + 1, 32)
+
+
+def test_decode_tokenizer_must_share_the_codes(tmp_path):
+    cfg = _cfg(steps=1, tokenizer_seed=1, export={"decode_tokenizer": "random-tiny"})
+    with pytest.raises(ConfigError, match="other codes than the training tokenizer"):
+        ar_train.train_ar(cfg, tmp_path, torch.device("cpu"))
 
 
 def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):

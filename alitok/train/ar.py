@@ -62,6 +62,10 @@ class ExportConfig:
     grid_samples_per_class: int = 8
     grid_real_per_class: int = 4
     grid_seed: int = 0
+    # Tokenizer that decodes the grid (default: the training one). AliTok trains the AR on stage-1
+    # codes and decodes with the stage-2 tokenizer; both share the frozen encoder and codebook, which
+    # the export checks (identical held-out codes) and records.
+    decode_tokenizer: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,11 +243,14 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> d
     model = build(cfg.model, device=device, generator=torch.Generator().manual_seed(cfg.seed))
     optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=cfg.optim.betas)
     config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    # export destinations do not change training: a finished run can be re-exported (TrainLoop
+    # resumes at the last step and only the export runs)
+    run_config = {k: v for k, v in config_json.items() if k != "export"}
     metadata = {META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True),
                 "sampling": json.dumps(cfg.sampling.to_dict(), sort_keys=True),
                 "tokenizer": json.dumps(tokenizer_identity(tokenizer), sort_keys=True),
                 "seed": str(cfg.seed), "git_sha": git_sha()}
-    loop = TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, config_json, ckpt_every=cfg.ckpt_every,
+    loop = TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
                      log_every=cfg.log_every, metadata=metadata)
     n_train, n_views = train_codes.shape[:2]
     fork_devices = [device] if device.type == "cuda" else []
@@ -290,10 +297,21 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> d
         save_safetensors(exp.weights, model.state_dict(), {**metadata, "step": str(loop.step),
                                                            "heldout_acc": str(ev["overall"]["acc"])})
         summary["exported"] = exp.weights
+    decoder = tokenizer
+    if exp.decode_tokenizer:
+        decoder = load_tokenizer(exp.decode_tokenizer, device)
+        from harness.data.embedded import natural_patches
+
+        val_x, _ = natural_patches("val", cfg.data.image_size, cfg.data.per_class_val, cfg.data.seed)
+        same = bool(torch.equal(pretokenize(decoder, val_x), codes["val_codes"]))
+        record["decode_tokenizer"] = {**tokenizer_identity(decoder), "heldout_codes_identical": same}
+        if not same:
+            raise ConfigError(f"export.decode_tokenizer: {exp.decode_tokenizer} encodes the held-out images to "
+                              "other codes than the training tokenizer; it cannot decode this AR model's samples")
     if exp.grid:
         from alitok.train.ar_grid import class_consistency, sample_grid
 
-        images, labels = sample_grid(model, tokenizer, cfg.sampling, NUM_CLASSES, exp.grid_samples_per_class,
+        images, labels = sample_grid(model, decoder, cfg.sampling, NUM_CLASSES, exp.grid_samples_per_class,
                                      exp.grid_real_per_class, cfg.data, exp.grid_seed, exp.grid)
         record["samples"] = {"grid": exp.grid, "sampling": cfg.sampling.to_dict(), "seed": exp.grid_seed,
                              **class_consistency(images, labels, cfg.data)}
