@@ -9,6 +9,7 @@ are dropped. The codes are therefore exactly the stage-1 codes, which the AR mod
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,6 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> di
     from alitok.tokenizer import META_CONFIG, build, config_from_dict
     from harness.config import ConfigError
     from harness.nn.checkpoint import load_state_dict, read_metadata
-    import json
 
     c = common.parse(Stage2Config, cfg)
     c.loss.perceptual.check()
