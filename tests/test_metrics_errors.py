@@ -88,6 +88,8 @@ def test_sqrtm_path_rejects_large_imaginary_part():
 # --- labels and provenance ----------------------------------------------------------------------
 def test_class_sorted_detection():
     assert is_class_sorted(np.repeat(np.arange(10), 50))
+    assert is_class_sorted(np.repeat(np.arange(100), 2))     # sorted with repeats
+    assert not is_class_sorted(np.arange(11))                 # one image per class: order is harmless
     assert not is_class_sorted(np.tile(np.arange(10), 50))
     assert not is_class_sorted(np.random.default_rng(0).permutation(np.tile(np.arange(10), 50)))
     s = label_summary(np.tile(np.arange(1000), 50))
