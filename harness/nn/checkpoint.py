@@ -115,6 +115,7 @@ def save_safetensors(path: str | os.PathLike, state_dict: Mapping[str, torch.Ten
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary shared file
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
