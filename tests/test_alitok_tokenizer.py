@@ -361,3 +361,12 @@ def test_committed_tiny_tokenizer_reconstructs_held_out_patches():
     # an independent floor: each image replaced by its own mean colour
     flat = ((x.mean(dim=(1, 2), keepdim=True) - x) ** 2).mean()
     assert mse < 0.5 * flat
+
+
+def test_two_stage_false_infers_with_the_stage1_causal_decoder(tmp_path):
+    cfg = dataclasses.replace(MICRO, two_stage=False)
+    assert build(cfg, device="meta").stage == "stage1"
+    model = build(cfg, "stage1", generator=torch.Generator().manual_seed(0))
+    torch.save(model.state_dict(), tmp_path / "one_stage.pth")  # no metadata: the config decides
+    loaded, _ = load_model(tmp_path / "one_stage.pth", config=cfg)
+    assert loaded.stage == "stage1" and loaded.decoder.attention == "causal"
