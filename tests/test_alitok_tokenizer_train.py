@@ -172,3 +172,14 @@ def test_cli_train_reports_a_bad_stage2_source_in_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing.safetensors: no such stage-1 checkpoint" in lines[0]
+
+
+def test_rerunning_a_finished_run_does_not_overwrite_a_newer_export(stage1_run, tmp_path):
+    out, _ = stage1_run
+    export = out / "tok.safetensors"
+    before = export.read_bytes()
+    export.write_bytes(b"newer export")
+    summary = train_stage1(stage1_cfg(steps=40, export=str(export)), out / "run", torch.device("cpu"))
+    assert summary["steps"] == 40 and "export" not in summary
+    assert export.read_bytes() == b"newer export"
+    export.write_bytes(before)

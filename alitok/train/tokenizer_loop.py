@@ -92,7 +92,9 @@ class TokenizerTraining:
             summary["steps_per_s"] = round((self.loop.step - start) / elapsed, 3)
         if logs:
             summary.update({k: round(v, 6) for k, v in logs[-1].items() if k not in ("step", "time_s")})
-        if self.c.export:
+        # A finished run restarted trains nothing; it must not overwrite an export written since
+        # (the tiny stage-1 and stage-2 configs share one export path, stage 2 writing last).
+        if self.c.export and (self.loop.step > start or not Path(self.c.export).exists()):
             path = save_safetensors(self.c.export, self.model.state_dict(), {**self.metadata, "step": self.loop.step})
             summary["export"] = str(path)
         return summary
