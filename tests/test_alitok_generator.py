@@ -218,3 +218,19 @@ def test_compiled_decode_step_gives_the_same_tokens(tiny, random_tokenizer):
     a = eager.generate_codes(labels, torch.Generator().manual_seed(0))
     b = compiled.generate_codes(labels, torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
+
+
+def test_alitok_tiny_plugin_loads_the_committed_weights():
+    from harness.registry import generators, load_plugins
+
+    from alitok.generator import tiny_checkpoint_path
+
+    load_plugins()
+    gen = generators.get("alitok-tiny")(device=torch.device("cpu"))
+    info = gen.info()
+    assert info["checkpoint"] == str(tiny_checkpoint_path()) and info["tokenizer"]["name"] == "alitok-tiny"
+    assert gen.num_classes == 11 and gen.image_size == 32 and gen.cfg.num_tokens == 73
+    assert gen.default_sampling.cfg_schedule == "power-cosine"  # the preset stored in the weights' metadata
+    images = gen.generate(torch.tensor([0, 7]), torch.Generator().manual_seed(0))
+    assert images.shape == (2, 32, 32, 3) and images.dtype == torch.uint8
+    assert torch.equal(images, gen.generate(torch.tensor([0, 7]), torch.Generator().manual_seed(0)))

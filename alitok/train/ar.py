@@ -152,7 +152,8 @@ def load_tokenizer(spec: str, device: torch.device, seed: int = 0) -> Tokenizer:
 
 def tokenizer_identity(tokenizer: Tokenizer) -> dict[str, Any]:
     info = tokenizer.info()
-    return {"name": tokenizer.name, "sha256": info.get("checkpoint_sha256"), "num_tokens": tokenizer.num_tokens,
+    return {"name": tokenizer.name, "checkpoint": info.get("checkpoint"), "sha256": info.get("checkpoint_sha256"),
+            "stage": info.get("stage"), "num_tokens": tokenizer.num_tokens,
             "codebook_size": tokenizer.codebook_size, "num_params": info.get("num_params")}
 
 
@@ -276,13 +277,12 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> d
             values.update({"val_ce": ev["overall"]["ce"], "val_acc": ev["overall"]["acc"]})
         return values
 
-    logs = loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
+    loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
     ev = ar_eval.evaluate(model, val_codes, val_labels)
     baselines = ar_eval.unigram_baselines(codes["train_codes"].reshape(-1, tokenizer.num_tokens), codes["val_codes"],
                                           cfg.model.codebook_size)
-    first_loss = _first_logged_loss(out)
-    summary = {"steps": loop.step, "first_logged_loss": first_loss,
-               "final_loss": logs[-1]["loss"] if logs else None,
+    first_loss, last_loss = _logged_loss(out)
+    summary = {"steps": loop.step, "first_logged_loss": first_loss, "final_logged_loss": last_loss,
                "val_ce": round(ev["overall"]["ce"], 4), "val_acc": round(ev["overall"]["acc"], 4),
                "unigram_val_ce": round(baselines["unigram"]["ce"], 4),
                "unigram_val_acc": round(baselines["unigram"]["acc"], 4), "checkpoint": str(loop.model_path)}
@@ -322,12 +322,11 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> d
     return summary
 
 
-def _first_logged_loss(out: Path) -> float | None:
+def _logged_loss(out: Path) -> tuple[float | None, float | None]:
+    """First and last training loss in ``log.jsonl`` (also right for a re-export of a finished run)."""
     log = out / "log.jsonl"
-    if not log.is_file():
-        return None
-    first = log.read_text().splitlines()[:1]
-    return json.loads(first[0]).get("loss") if first else None
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    return (rows[0].get("loss"), rows[-1].get("loss")) if rows else (None, None)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -335,4 +334,5 @@ def _write_json(path: Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are ordinary files
     os.replace(tmp, path)

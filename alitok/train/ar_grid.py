@@ -62,6 +62,7 @@ def sample_grid(model, tokenizer: Tokenizer, params: ARSampling, num_classes: in
     os.close(fd)
     try:
         Image.fromarray(canvas).save(tmp, format="PNG")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
