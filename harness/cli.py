@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "run": ("harness.commands.run", "run a suite (sample, evaluate, record, print a table)"),
     "eval": ("harness.commands.eval", "compute FID/IS/sFID/precision/recall/KID of a samples npz"),
     "ref-stats": ("harness.commands.ref_stats", "build or verify reference statistics"),
+    "recon": ("harness.commands.recon", "reconstruct real images with a tokenizer: rFID, PSNR, SSIM, codebook usage"),
     "train": ("harness.commands.train", "train a tokenizer (stage 1/2) or an AR generator from YAML"),
 }
 

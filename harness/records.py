@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.data.npz import atomic_path
 
-KINDS = ("sample", "eval", "run", "train", "bench")
+KINDS = ("sample", "eval", "run", "train", "bench", "recon")
 STATUSES = ("ok", "failed", "partial", "skipped")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,12 +6,6 @@ ADM centre crop to ``--image-size``), or ``embedded[:split[:size]]`` (the natura
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Iterator
-
-import numpy as np
-
-from harness.errors import InputFileError
 
 
 def add_arguments(p) -> None:
@@ -30,56 +24,13 @@ def add_arguments(p) -> None:
     v.add_argument("ref")
 
 
-def _png_batches(files: list[Path], batch: int) -> Iterator[np.ndarray]:
-    from PIL import Image
-
-    for i in range(0, len(files), batch):
-        imgs = []
-        for f in files[i : i + batch]:
-            try:
-                with Image.open(f) as im:
-                    imgs.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-            except OSError as e:
-                raise InputFileError(f, f"unreadable image ({e})") from None
-        if len({a.shape for a in imgs}) != 1:
-            raise InputFileError(files[i], "images in the folder differ in size")
-        yield np.stack(imgs)
-
-
-def _imagenet_batches(ds, n: int, batch: int) -> Iterator[np.ndarray]:
-    for i in range(0, n, batch):
-        yield np.stack([ds.load(j) for j in range(i, min(n, i + batch))])
-
-
 def resolve_source(args):
     """(images: array | path | iterator, description)."""
-    src = args.source
-    if src == "embedded" or src.startswith("embedded:"):
-        from harness.data.embedded import natural_patches
+    from harness.data.sources import open_source
 
-        parts = src.split(":")
-        split = parts[1] if len(parts) > 1 and parts[1] else "val"
-        size = int(parts[2]) if len(parts) > 2 else 32
-        images, _ = natural_patches(split=split, image_size=size, per_class=args.per_class, seed=0)
-        return images, f"embedded natural patches split={split} size={size} per_class={args.per_class} seed=0"
-    p = Path(src)
-    if p.is_file():
-        return p, f"npz:{p}"
-    if not p.is_dir():
-        raise InputFileError(p, "source not found (npz, folder, or embedded[:split[:size]])")
-    if any(p.glob("chunk_*.npz")) or (p / "shards").is_dir():
-        return p, f"shards:{p}"
-    if (p / args.split).is_dir():
-        from harness.data.imagenet import ImageFolderDataset
-
-        ds = ImageFolderDataset(p, args.split, args.image_size)
-        n = len(ds) if args.limit is None else min(args.limit, len(ds))
-        return _imagenet_batches(ds, n, args.batch_size), f"imagenet:{p}/{args.split} center_crop_arr {args.image_size} n={n}"
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".png")
-    if not files:
-        raise InputFileError(p, f"no .png files, chunk_*.npz shards or {args.split!r} split folder")
-    files = files[: args.limit] if args.limit else files
-    return _png_batches(files, args.batch_size), f"png-folder:{p} n={len(files)}"
+    src = open_source(args.source, split=args.split, image_size=args.image_size, per_class=args.per_class,
+                      limit=args.limit, batch_size=args.batch_size)
+    return src.images, src.description
 
 
 def run(args) -> int:
