@@ -234,3 +234,20 @@ def test_alitok_tiny_plugin_loads_the_committed_weights():
     images = gen.generate(torch.tensor([0, 7]), torch.Generator().manual_seed(0))
     assert images.shape == (2, 32, 32, 3) and images.dtype == torch.uint8
     assert torch.equal(images, gen.generate(torch.tensor([0, 7]), torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.slow
+def test_alitok_b_official_sampling_runs_273_steps_with_the_preset():
+    from harness.nn.ar_sampling import ar_sample, ar_sample_naive
+
+    preset = PRESETS["alitok-b"]
+    model = build(preset.config, generator=torch.Generator().manual_seed(0)).eval()
+    torch.nn.init.normal_(model.output.weight, std=0.02, generator=torch.Generator().manual_seed(1))
+    cond = preset.config.class_ids(torch.tensor([207]))[:, None]
+    uncond = torch.full_like(cond, preset.config.null_class_id)
+    codes = ar_sample(model, cond, 273, preset.sampling, torch.Generator().manual_seed(preset.seed), uncond=uncond)
+    assert codes.shape == (1, 273) and int(codes.max()) < 4096
+    # the first 24 steps (prefix -> image boundary at 17) agree with the full recompute path
+    a = ar_sample(model, cond, 24, preset.sampling, torch.Generator().manual_seed(42), uncond=uncond)
+    b = ar_sample_naive(model, cond, 24, preset.sampling, torch.Generator().manual_seed(42), uncond=uncond)
+    assert torch.equal(a, b)
