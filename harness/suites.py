@@ -95,8 +95,8 @@ def _reference(suite: SuiteSpec, protocol, out: Path, device: str, metrics_mod) 
 
     path = out / "reference" / f"embedded-val-{protocol.image_size}px-{suite.reference_per_class}pc-{suite.inception.replace(':', '_')}.npz"
     if not path.is_file():
-        images, labels = natural_patches("val", protocol.image_size, suite.reference_per_class, seed=0)
-        metrics_mod[1](images, labels, path, inception=suite.inception,
+        images, _ = natural_patches("val", protocol.image_size, suite.reference_per_class, seed=0)
+        metrics_mod[1](images, path, inception=suite.inception, device=device,
                        source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
                                    f"per_class={suite.reference_per_class}, seed=0)")
     return str(path)
@@ -174,8 +174,12 @@ def summary_table(df, suite: SuiteSpec):
     return table.sort_values("model", key=lambda s: s.map(order)).reset_index(drop=True)
 
 
-def print_table(table, file=sys.stdout) -> None:
-    import pandas as pd
-
-    with pd.option_context("display.width", 160, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
-        print(table.to_string(index=False, na_rep="-"), file=file)
+def print_table(table, file=None) -> None:
+    """Metrics to 3 decimals, images/s to 1; a metric that could not be computed shows as n/a."""
+    shown = table.copy()
+    for col in shown.columns:
+        if col in ("model", "N", "paper_comparable", "status"):
+            continue
+        fmt = "{:.1f}" if col == "images/s" else "{:.3f}"
+        shown[col] = [("n/a" if v is None or v != v else fmt.format(float(v))) for v in shown[col]]
+    print(shown.to_string(index=False, na_rep="-"), file=file or sys.stdout)  # sys.stdout at call time

@@ -23,7 +23,10 @@ def run(args) -> int:
     print(f"suite {suite.name}: {suite.description}".rstrip(": "))
     table = run_suite(suite, out, device=args.device, dtype=args.dtype, tf32=args.tf32, force=args.force,
                       progress=not args.no_progress)
-    table.to_csv(out / "summary.csv", index=False)
+    from harness.data.npz import atomic_path
+
+    with atomic_path(out / "summary.csv", "w") as f:
+        table.to_csv(f, index=False)
     print()
     print_table(table)
     print(f"\nrecords: {out}/<model>/run_record.json   table: {out}/summary.csv")
