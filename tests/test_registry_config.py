@@ -98,3 +98,33 @@ def test_sampling_params_validate():
     with pytest.raises(ValueError, match="cfg_schedule"):
         interfaces.ARSampling(cfg_schedule="cosine")
     assert interfaces.ARSampling(cfg_scale=16.0, cfg_schedule="power-cosine", cfg_power=1.8).family == "ar"
+
+
+EXTERNAL_PLUGINS = {"generators": {"outside-gen": ("collections:OrderedDict", "from an outside package")}}
+
+
+def test_entry_point_group_registers_outside_plugins(monkeypatch):
+    from importlib.metadata import EntryPoint, EntryPoints
+
+    from harness import registry
+
+    fresh = {kind: Registry(reg.kind) for kind, reg in registry.REGISTRIES.items()}
+    monkeypatch.setattr(registry, "REGISTRIES", fresh)
+    monkeypatch.setattr(registry, "_loaded", False)
+    eps = EntryPoints([EntryPoint("ext", f"{__name__}:EXTERNAL_PLUGINS", registry.ENTRY_POINT_GROUP),
+                       EntryPoint("other", "json:dumps", "some.other.group")])
+    registry.load_plugins(entry_points=lambda: eps)
+    gens = fresh["generators"]
+    assert "outside-gen" in gens and gens.help("outside-gen") == "from an outside package"
+    assert "real-data" in gens and not gens.is_loaded("real-data")  # built-ins stay lazy
+    import collections
+
+    assert gens.get("outside-gen") is collections.OrderedDict
+    # a clash with a built-in name is refused, not silently replaced
+    monkeypatch.setattr(registry, "_loaded", False)
+    clash = {"generators": {"real-data": "collections:OrderedDict"}}
+    monkeypatch.setattr(registry, "REGISTRIES", {k: Registry(r.kind) for k, r in fresh.items()})
+    globals()["CLASH"] = clash
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.load_plugins(entry_points=lambda: EntryPoints(
+            [EntryPoint("bad", f"{__name__}:CLASH", registry.ENTRY_POINT_GROUP)]))
