@@ -14,7 +14,7 @@ import harness  # noqa: F401  (installs the torchvision shim, sets HF_HUB_OFFLIN
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "list": ("harness.commands.list_cmd", "list registered generators, tokenizers, metrics, suites"),
+    "list": ("harness.commands.list_cmd", "list registered generators, tokenizers, metrics, suites, trainers"),
     "validate": ("harness.commands.validate", "resolve a spec YAML, print its hash and shard plan"),
     "sample": ("harness.commands.sample", "sample a protocol from a generator into shards + samples.npz"),
     "run": ("harness.commands.run", "run a suite (sample, evaluate, record, print a table)"),
@@ -24,9 +24,6 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("harness.commands.train", "train a tokenizer (stage 1/2) or an AR generator from YAML"),
 }
 
-ERROR_TYPES: tuple[type[BaseException], ...] = ()
-
-
 def _error_types() -> tuple[type[BaseException], ...]:
     from harness.config import ConfigError
     from harness.errors import UserError
@@ -35,30 +32,33 @@ def _error_types() -> tuple[type[BaseException], ...]:
     return (UserError, ConfigError, RegistryError, ValueError, FileNotFoundError, PermissionError)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alitok-bench", description=__doc__.splitlines()[0])
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog="alitok-bench", description="Evaluate image tokenizers and generators under ImageNet-256 protocols.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb, (module, help_text) in VERBS.items():
+    verbs = {}
+    for verb, (_, help_text) in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        # Defer the verb's own arguments until it is chosen (keeps start-up light).
-        p.set_defaults(_parser=p)
-    return parser
+        verbs[verb] = p
+    return parser, verbs
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    # First pass: find the verb; second pass: parse with the verb's own arguments.
-    known, _ = parser.parse_known_args(argv)
-    if not getattr(known, "verb", None):
+    parser, verbs = build_parser()
+    # The only global option is the flag --debug, so the first bare word is the verb. Only that
+    # verb's module is imported (and its arguments added), which keeps start-up light.
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    module = None
+    if verb in VERBS:
+        module = importlib.import_module(VERBS[verb][0])
+        module.add_arguments(verbs[verb])
+    args = parser.parse_args(argv)
+    if module is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(known._module)
-    module.add_arguments(known._parser)
-    args = parser.parse_args(argv)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

@@ -128,3 +128,13 @@ def test_entry_point_group_registers_outside_plugins(monkeypatch):
     with pytest.raises(RegistryError, match="already registered"):
         registry.load_plugins(entry_points=lambda: EntryPoints(
             [EntryPoint("bad", f"{__name__}:CLASH", registry.ENTRY_POINT_GROUP)]))
+
+
+@pytest.mark.parametrize("verb, option", [("sample", "--num-samples"), ("eval", "--ref"), ("recon", "--tokenizer"),
+                                          ("train", "--out"), ("run", "--out"), ("ref-stats", "build")])
+def test_each_verb_help_lists_its_own_options(verb, option, capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([verb, "--help"])
+    assert e.value.code == 0 and option in capsys.readouterr().out
