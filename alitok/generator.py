@@ -15,7 +15,6 @@ Assumption (not stated in the notes): the QK-norm RMSNorm uses the same eps (1e-
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from harness.interfaces import ARSampling, Generator, Tokenizer
+from harness.nn.checkpoint import sha256_file
 from harness.nn.ar_sampling import ar_sample, device_generator
 from harness.nn.attention import KVCache
 from harness.nn.llama import LlamaBlock, swiglu_hidden
@@ -235,7 +235,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
                config: ARConfig | None = None) -> tuple[ARModel, dict[str, str]]:
     """Strictly load an AR checkpoint: our safetensors carry the config in metadata ``ar_config``;
     an official ``.bin`` needs ``config``. Wrong architecture / truncated / non-state-dict -> CheckpointError."""
-    from harness.nn.checkpoint import CheckpointError, check_state_dict, load_state_dict, read_metadata
+    from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
 
     sd = load_state_dict(path)
     meta = read_metadata(path)
@@ -246,19 +246,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
             config = config_from_dict(json.loads(meta[META_CONFIG]))
         except (ValueError, TypeError) as e:
             raise CheckpointError(f"{path}: bad AR config in metadata ({e})") from None
-    model = build(config, device="meta")
-    check_state_dict(model, sd, path, f"AliTok AR ({config.depth} layers, width {config.width})")
-    model = model.to_empty(device=device)
-    model.load_state_dict(sd, strict=True)
-    return model.eval(), meta
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+    model = load_strict(lambda: build(config, device="meta"), sd, path,
+                        f"AliTok AR ({config.depth} layers, width {config.width})", device)
+    return model, meta
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ AliTok's truncating rule.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from harness.interfaces import Tokenizer, check_images, from_uint8, to_uint8
+from harness.nn.checkpoint import sha256_file
 from harness.nn.vit import Transformer, init_vit_weights
 from harness.nn.vq import VectorQuantizer
 
@@ -280,7 +280,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
                config: TokenizerConfig | None = None, stage: str | None = None) -> tuple[AliTok, dict[str, str]]:
     """Strictly load a tokenizer checkpoint. Our safetensors carry their config and stage in the
     metadata; an official ``.pth`` takes ``config`` (default: official) and its inference stage."""
-    from harness.nn.checkpoint import CheckpointError, check_state_dict, load_state_dict, read_metadata
+    from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
 
     sd = load_state_dict(path)
     if any(k.startswith("tokenizer.") for k in sd):  # a GAN training checkpoint: drop the discriminator
@@ -295,19 +295,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
         else:
             config = OFFICIAL
     stage = stage or meta.get(META_STAGE) or config.inference_stage
-    model = build(config, stage, device="meta")
-    check_state_dict(model, sd, path, f"AliTok {stage} tokenizer")
-    model = model.to_empty(device=device)
-    model.load_state_dict(sd, strict=True)
-    return model.eval(), meta
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+    model = load_strict(lambda: build(config, stage, device="meta"), sd, path, f"AliTok {stage} tokenizer", device)
+    return model, meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,7 +321,7 @@ class AliTokTokenizer(Tokenizer):
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu", name: str = "alitok",
                         config: TokenizerConfig | None = None) -> "AliTokTokenizer":
         model, _ = load_model(path, device, config)
-        return cls(model, name=name, checkpoint=str(path), checkpoint_sha256=_sha256(path))
+        return cls(model, name=name, checkpoint=str(path), checkpoint_sha256=sha256_file(path))
 
     @property
     def device(self) -> torch.device:

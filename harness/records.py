@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import platform
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.npz import atomic_path
+from harness.nn.checkpoint import sha256_file  # noqa: F401  (re-exported: records name files by sha256)
 
 KINDS = ("sample", "eval", "run", "train", "bench", "recon")
 STATUSES = ("ok", "failed", "partial", "skipped")
@@ -55,14 +55,6 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while buf := f.read(block):
-            h.update(buf)
-    return h.hexdigest()
 
 
 def git_info(root: str | Path = REPO_ROOT) -> dict[str, Any]:

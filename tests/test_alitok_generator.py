@@ -9,7 +9,7 @@ from harness.interfaces import ARSampling
 from harness.nn.checkpoint import CheckpointError, save_safetensors
 
 from alitok import plugin
-from alitok.generator import META_CONFIG, PRESETS, AliTokGenerator, ARConfig, ARModel, build, load_model
+from alitok.generator import META_CONFIG, PRESETS, AliTokGenerator, ARConfig, build, load_model
 
 # Paper / reference/alitok.md section 3: exact parameter counts of the released models.
 OFFICIAL_PARAMS = {"alitok-b": 177_048_064, "alitok-l": 317_851_648, "alitok-xl": 662_141_696}

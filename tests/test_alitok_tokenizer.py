@@ -8,7 +8,6 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from alitok.tokenizer import (OFFICIAL, AliTokTokenizer, TokenizerConfig, ToPixels, aux_target, build,
                               encoder_time_mask, export_metadata, load_model, tiny_checkpoint_path)

@@ -41,8 +41,10 @@ def test_record_json_refuses_nan(tmp_path):
 
 def test_sha256_file_matches_hashlib(tmp_path):
     p = tmp_path / "blob"
-    p.write_bytes(bytes(range(256)) * 5000)
-    assert sha256_file(p, block=1000) == hashlib.sha256(p.read_bytes()).hexdigest()
+    p.write_bytes(bytes(range(256)) * 20000)  # more than one 4 MiB read block
+    assert sha256_file(p) == hashlib.sha256(p.read_bytes()).hexdigest()
+    p.write_bytes(b"changed")  # the memo is keyed on size and mtime: a rewritten file is rehashed
+    assert sha256_file(p) == hashlib.sha256(b"changed").hexdigest()
 
 
 def test_git_info_matches_git():

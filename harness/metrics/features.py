@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 

@@ -7,7 +7,7 @@ split: a val-vs-train floor (~7.6 on ImageNet) would swamp it. PSNR and SSIM are
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch

@@ -13,8 +13,6 @@ Every file is identified by its sha256; results carry it.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import InputFileError, UserError
+from harness.nn.checkpoint import sha256_file
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 OFFICIAL_SHA256_PREFIX = "6726825d"  # torch.hub names files by their sha256 prefix
@@ -54,21 +53,6 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so a 96 MB weights file is hashed once."""
-    st = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def _save_atomic(state: dict, path: Path) -> None:

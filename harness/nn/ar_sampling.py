@@ -146,13 +146,12 @@ def ar_sample(model: CachedDecoder, cond: torch.Tensor, num_tokens: int, params:
     positions = torch.arange(n_cond, n_cond + num_tokens, device=device)
     with precision(device, dtype, tf32):
         model.reset_cache(batch, dtype)
-        logits = model.prefill(x)
+        logits = model.prefill(x)  # logits for token 0
         for t in range(num_tokens):
-            if t > 0:
-                fed = torch.cat([tok, tok]) if cfg else tok
-                logits = step(fed, positions[t - 1:t])
             tok = sample_next(_combine(logits, t, num_tokens, params, cfg), params, generator)
             out[:, t] = tok
+            if t + 1 < num_tokens:  # feed token t at sequence position n_cond + t
+                logits = step(torch.cat([tok, tok]) if cfg else tok, positions[t:t + 1])
     return out
 
 

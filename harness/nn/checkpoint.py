@@ -7,6 +7,8 @@ Every failure is a one-line ``CheckpointError`` naming the file.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import pickle
@@ -24,6 +26,21 @@ class CheckpointError(ValueError):
 
 def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: {problem}")
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so a multi-GB checkpoint is hashed once."""
+    st = os.stat(path)
+    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[str, torch.Tensor]:
@@ -91,6 +108,18 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike, what: str, prefix
     check_state_dict(model, sd, path, what)
     model.load_state_dict(sd, strict=True)
     return read_metadata(path)
+
+
+def load_strict(build_on_meta, sd: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str,
+                device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Build on the meta device (no allocation, no init), check keys/shapes, then materialise on
+    ``device`` and load strictly. Modules must create non-persistent buffers lazily (RoPE tables,
+    KV caches), since ``to_empty`` leaves them uninitialised."""
+    model = build_on_meta()
+    check_state_dict(model, sd, path, what)
+    model = model.to_empty(device=device)
+    model.load_state_dict(sd, strict=True)
+    return model.eval()
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
