@@ -3,8 +3,9 @@
 ``spec_hash(run_spec)`` names the whole run. ``sampling_identity`` is the part that decides the
 pixels: model, resolved sampling parameters, quantisation, image size, classes, chunking and seeds,
 but not the sample count (for the ``chunk`` scheme) and not the protocol name, so a 5k run is
-exactly the first 5k samples of the 50k run. Runtime knobs (device, dtype, TF32, batch size for
-speed) are deliberately not in any spec: they must not change what a result is.
+exactly the first 5k samples of the 50k run. The numerics that change pixels (device type: CPU and
+CUDA generators draw different streams; dtype; TF32 on CUDA) are part of the identity, so shards made
+one way are never mixed with shards made another; the device index and the number of processes are not.
 """
 from __future__ import annotations
 
@@ -86,7 +87,18 @@ def resolve_quantization(model: ModelSpec, generator: Any) -> str:
     return rule
 
 
-def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None) -> dict[str, Any]:
+def numerics(device_type: str = "cpu", dtype: str = "fp32", tf32: bool = False) -> dict[str, Any]:
+    """The runtime choices that change pixels. TF32 has no effect off CUDA, so it is recorded as off there."""
+    from harness.devices import DTYPES
+
+    if dtype not in DTYPES:
+        raise config.ConfigError(f"dtype {dtype!r} unknown (known: {', '.join(DTYPES)})")
+    canonical = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype)
+    return {"device_type": device_type, "dtype": canonical, "tf32": bool(tf32 and device_type == "cuda")}
+
+
+def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None,
+                      runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """The canonical dict that decides the pixels (see module docstring)."""
     p, m = spec.protocol, spec.model
     info = model_info or {}
@@ -102,6 +114,7 @@ def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_inf
         "num_classes": p.num_classes,
         "seed_scheme": p.seed_scheme,
         "seed": p.seed,
+        "numerics": runtime or numerics(),
     }
     if p.seed_scheme == "chunk":
         ident["chunk_size"] = p.chunk_size
@@ -111,8 +124,9 @@ def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_inf
     return ident
 
 
-def sampling_identity_hash(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None) -> str:
-    return config.spec_hash(sampling_identity(spec, sampling, quantization, model_info))
+def sampling_identity_hash(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None,
+                           runtime: dict[str, Any] | None = None) -> str:
+    return config.spec_hash(sampling_identity(spec, sampling, quantization, model_info, runtime))
 
 
 def build_run_spec(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "spec") -> RunSpec:

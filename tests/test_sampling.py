@@ -184,3 +184,26 @@ def test_sigkill_midway_then_resume_byte_identical(tmp_path):
     assert (out / "samples.npz").read_bytes() == (tmp_path / "ref" / "samples.npz").read_bytes()
     lines = (out / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == 10 and not list((out / "shards").glob(".*.tmp"))
+
+
+def test_numerics_that_change_pixels_are_part_of_the_identity(tmp_path):
+    """Device type (CPU and CUDA generators draw different streams), dtype and CUDA TF32 change the
+    pixels, so they change the identity hash; TF32 off CUDA and the process count do not."""
+    from harness.specs import ModelSpec, RunSpec, numerics, sampling_identity_hash
+    from harness.interfaces import NoSampling
+    from harness.protocols import get_protocol
+
+    spec = RunSpec(ModelSpec("real-data"), get_protocol("demo"))
+    h = lambda rt: sampling_identity_hash(spec, NoSampling(), "truncate", {}, rt)  # noqa: E731
+    base = h(numerics("cpu", "fp32", False))
+    assert h(None) == base  # default = CPU fp32
+    assert h(numerics("cpu", "fp32", True)) == base
+    assert h(numerics("cpu", "float32", False)) == base
+    assert len({base, h(numerics("cuda", "fp32", False)), h(numerics("cuda", "fp32", True)),
+                h(numerics("cpu", "bf16", False))}) == 4
+    from harness.sampling.runner import sample
+
+    res = sample(spec, tmp_path / "s", device="cpu", progress=False)
+    payload = json.loads((tmp_path / "s" / "spec.json").read_text())
+    assert payload["sampling_identity"]["numerics"] == {"device_type": "cpu", "dtype": "fp32", "tf32": False}
+    assert payload["sampling_identity_hash"] == base == res.resolved.identity_hash

@@ -6,6 +6,10 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="run spec YAML (model: and protocol: sections)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
     p.add_argument("--world-size", type=int, default=1, help="show the chunk assignment for this many processes")
+    p.add_argument("--device-type", default="cpu", choices=["cpu", "cuda"],
+                   help="device type the samples will be made on (part of the sampling identity)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--tf32", action="store_true")
 
 
 def _ranges(ks: list[int]) -> str:
@@ -23,7 +27,7 @@ def run(args) -> int:
     from harness import config
     from harness.sampling.plan import SamplingPlan
     from harness.sampling.runner import build_generator, resolve
-    from harness.specs import load_run_spec
+    from harness.specs import load_run_spec, numerics
 
     if args.world_size < 1:
         raise ValueError(f"--world-size must be >= 1, got {args.world_size}")
@@ -32,7 +36,7 @@ def run(args) -> int:
     try:  # the identity needs the generator's resolved sampling preset; config errors still stop here
         import torch
 
-        r = resolve(spec, build_generator(spec.model, torch.device("cpu")))
+        r = resolve(spec, build_generator(spec.model, torch.device("cpu")), numerics(args.device_type, args.dtype, args.tf32))
         identity = r.identity_hash
         lines += [f"sampling identity hash: {identity}",
                   f"sampling params:        {config.to_dict(r.sampling)}  quantization: {r.quantization}"]

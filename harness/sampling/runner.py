@@ -25,7 +25,8 @@ from harness.registry import generators, load_plugins
 from harness.sampling import shards
 from harness.sampling.gather import gather
 from harness.sampling.plan import SamplingPlan
-from harness.specs import ModelSpec, RunSpec, resolve_quantization, resolve_sampling, run_spec_hash, sampling_identity
+from harness.specs import (ModelSpec, RunSpec, numerics, resolve_quantization, resolve_sampling, run_spec_hash,
+                           sampling_identity)
 
 CHUNK_DELAY_ENV = "ALITOK_BENCH_TEST_CHUNK_DELAY"  # tests only: seconds to sleep after each chunk
 
@@ -98,7 +99,8 @@ def build_generator(model: ModelSpec, device: torch.device, dtype: str | None = 
     return gen
 
 
-def resolve(spec: RunSpec, generator: Generator) -> Resolved:
+def resolve(spec: RunSpec, generator: Generator, runtime: dict[str, Any] | None = None) -> Resolved:
+    """``runtime``: :func:`harness.specs.numerics` of this run (default: CPU, fp32)."""
     p = spec.protocol
     if generator.image_size != p.image_size:
         raise ConfigError(f"generator {spec.model.name!r} makes {generator.image_size} px images but protocol "
@@ -111,7 +113,7 @@ def resolve(spec: RunSpec, generator: Generator) -> Resolved:
     from harness.records import model_info
 
     info = model_info(generator.info())
-    ident = sampling_identity(spec, sampling, quant, info)
+    ident = sampling_identity(spec, sampling, quant, info, runtime)
     return Resolved(spec, generator, sampling, quant, info, ident, config.spec_hash(ident), run_spec_hash(spec))
 
 
@@ -129,7 +131,7 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
     dev = devices.resolve_device(device)
     devices.set_tf32(tf32)
     gen_model = generator or build_generator(spec.model, dev, dtype)
-    r = resolve(spec, gen_model)
+    r = resolve(spec, gen_model, numerics(dev.type, dtype, tf32))
     plan = r.plan
 
     mode = shards.check_folder(out, r.identity_hash, force)  # every rank checks: all fail alike, no hang
