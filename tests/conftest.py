@@ -10,3 +10,25 @@ os.environ["ALITOK_BENCH_CACHE"] = tempfile.mkdtemp(prefix="alitok-bench-test-ca
 from harness import _tv_shim  # noqa: E402
 
 _tv_shim.install()
+
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+class _NCHWDataset(torch.utils.data.Dataset):
+    """uint8 NHWC array -> the uint8 NCHW Dataset torch-fidelity's ``calculate_metrics`` reads."""
+
+    def __init__(self, nhwc):
+        self.x = torch.from_numpy(nhwc).permute(0, 3, 1, 2).contiguous()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+@pytest.fixture
+def nchw_dataset():
+    return _NCHWDataset

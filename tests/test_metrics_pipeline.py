@@ -34,17 +34,6 @@ def smooth_images(n, size, seed, brightness=0.0):
 _iter = features_mod.iter_batches
 
 
-class _Dataset(torch.utils.data.Dataset):
-    def __init__(self, nhwc):
-        self.x = torch.from_numpy(nhwc).permute(0, 3, 1, 2).contiguous()
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("metrics_pipeline")
@@ -74,13 +63,13 @@ def test_resize_is_torch_fidelitys():
     assert (a - c).abs().max() > 1.0
 
 
-def test_pipeline_matches_torch_fidelity_calculate_metrics(world, monkeypatch):
+def test_pipeline_matches_torch_fidelity_calculate_metrics(world, monkeypatch, nchw_dataset):
     calls = []
     monkeypatch.setattr(features_mod, "iter_batches", lambda src, *a, **k: calls.append(str(src)) or _iter(src, *a, **k))
     res = evaluate_samples(world["a_path"], world["ref"], metrics=("fid", "is", "sfid", "prec", "recall", "kid"),
                            inception=world["ex"], batch_size=7, cache=world["cache"])
     tf = torch_fidelity.calculate_metrics(
-        input1=_Dataset(world["a"]), input2=_Dataset(world["b"]), cuda=False, fid=True, isc=True, prc=True, kid=True,
+        input1=nchw_dataset(world["a"]), input2=nchw_dataset(world["b"]), cuda=False, fid=True, isc=True, prc=True, kid=True,
         feature_extractor="inception-v3-compat", feature_layer_prc="2048",
         feature_extractor_weights_path=str(world["weights"].path), isc_splits=1, kid_subset_size=24,
         batch_size=24, cache=False, save_cpu_ram=True, verbose=False, samples_shuffle=False)

@@ -21,18 +21,7 @@ pytestmark = pytest.mark.bench
 N_IMAGES, BATCH = 200, 50
 
 
-class _Dataset(torch.utils.data.Dataset):
-    def __init__(self, nhwc):
-        self.x = torch.from_numpy(nhwc).permute(0, 3, 1, 2).contiguous()
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i]
-
-
-def test_bench_feature_extraction_vs_torch_fidelity(benchmark):
+def test_bench_feature_extraction_vs_torch_fidelity(benchmark, nchw_dataset):
     images, _ = natural_patches("val", 32, per_class=19, seed=0)
     images = images[:N_IMAGES]
     weights = resolve_weights("fid-helper")
@@ -40,7 +29,7 @@ def test_bench_feature_extraction_vs_torch_fidelity(benchmark):
     ex(images[:2])  # warm-up (oneDNN primitive creation)
 
     def torch_fidelity_run():
-        torch_fidelity.calculate_metrics(input1=_Dataset(images), isc=True, cuda=False, batch_size=BATCH,
+        torch_fidelity.calculate_metrics(input1=nchw_dataset(images), isc=True, cuda=False, batch_size=BATCH,
                                          feature_extractor_weights_path=str(weights.path), cache=False,
                                          save_cpu_ram=True, verbose=False, samples_shuffle=False)
 
