@@ -6,10 +6,12 @@ Tokenizer factories are at the top (Engineer T); generator factories follow (Eng
 """
 from __future__ import annotations
 
+from harness.errors import UserError
+
 
 def _no_options(name: str, options: dict) -> None:
     if options:
-        raise ValueError(f"{name}: unknown option(s) {', '.join(sorted(options))} (this tokenizer takes only a checkpoint)")
+        raise UserError(f"{name}: unknown option(s) {', '.join(sorted(options))} (this tokenizer takes only a checkpoint)")
 
 
 def alitok_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):

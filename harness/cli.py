@@ -25,11 +25,11 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 def _error_types() -> tuple[type[BaseException], ...]:
-    from harness.config import ConfigError
     from harness.errors import UserError
-    from harness.registry import RegistryError
 
-    return (UserError, ConfigError, RegistryError, ValueError, FileNotFoundError, PermissionError)
+    # Input errors and OS errors (disk full, read-only, permissions) get one line and exit 2;
+    # anything else is a programming error and keeps its traceback.
+    return (UserError, OSError)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except _error_types() as e:
         if args.debug:
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        from harness.errors import one_line
+
+        msg = one_line(e)
         print(f"alitok-bench {args.verb}: error: {msg}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,9 @@
-"""Errors the CLI turns into one line on stderr and a non-zero exit (traceback with --debug)."""
+"""The one error base of the harness.
+
+Every error caused by the user's input derives from ``UserError``; the CLI turns it (and ``OSError``)
+into one line on stderr and exit 2. Anything else is a programming error and keeps its traceback.
+Bottom floor: imports nothing.
+"""
 
 
 class UserError(Exception):
@@ -11,3 +16,11 @@ class InputFileError(UserError):
     def __init__(self, path, problem: str):
         super().__init__(f"{path}: {problem}")
         self.path = path
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message, never empty (used by the CLI and error wrappers)."""
+    text = str(e).strip()
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return text.splitlines()[0] if text else type(e).__name__

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from harness.errors import UserError
+
 # ----------------------------------------------------------------------------------------------
 # Pixel quantisation rules
 # ----------------------------------------------------------------------------------------------
@@ -63,16 +65,20 @@ def from_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> torch.
     return x if lo == 0.0 else x * 2.0 - 1.0
 
 
+class ImageFormatError(UserError, ValueError):
+    """Images that break the boundary format (uint8 NHWC RGB of the expected size)."""
+
+
 def check_images(images: Any, size: int | None = None, name: str = "images") -> torch.Tensor:
-    """Validate the boundary format; return the tensor. One-line ``ValueError`` otherwise."""
+    """Validate the boundary format; return the tensor. One-line ``ImageFormatError`` otherwise."""
     if not isinstance(images, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+        raise ImageFormatError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
     if images.dtype != torch.uint8:
-        raise ValueError(f"{name}: expected dtype uint8, got {images.dtype}")
+        raise ImageFormatError(f"{name}: expected dtype uint8, got {images.dtype}")
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{name}: expected shape [B,H,W,3], got {tuple(images.shape)}")
+        raise ImageFormatError(f"{name}: expected shape [B,H,W,3], got {tuple(images.shape)}")
     if size is not None and tuple(images.shape[1:3]) != (size, size):
-        raise ValueError(f"{name}: expected {size}x{size} images, got {images.shape[1]}x{images.shape[2]}")
+        raise ImageFormatError(f"{name}: expected {size}x{size} images, got {images.shape[1]}x{images.shape[2]}")
     return images
 
 

@@ -11,12 +11,14 @@ import importlib
 from importlib import metadata
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from harness.errors import UserError
+
 T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "alitok_bench.plugins"
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """Unknown or conflicting registry name. ``str()`` is a one-line message."""
 
     def __str__(self) -> str:  # KeyError would quote the message

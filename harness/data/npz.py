@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -21,35 +20,15 @@ import numpy as np
 from PIL import Image
 
 from harness.errors import InputFileError
+from harness.io import atomic_path
 
 _DATE = (1980, 1, 1, 0, 0, 0)
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 SHARD_RE = re.compile(r"^chunk_(\d+)\.npz$")
 
 
 # ----------------------------------------------------------------------------------------------
 # Atomic, deterministic writing
 # ----------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_path(path: str | Path, mode: str = "wb"):
-    """Open a temp file next to ``path``; rename it over ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 class NpzWriter:
     """Write npz members one after another; ``begin_array`` + ``write_rows`` streams a large array."""
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from harness.errors import UserError
+
 METHODS = ("eig", "sqrtm")
 
 
-class FIDError(ValueError):
+class FIDError(UserError, ValueError):
     """Statistics that cannot give a Fréchet distance (non-finite, wrong shapes, large imaginary part)."""
 
 

@@ -7,8 +7,6 @@ Every failure is a one-line ``CheckpointError`` naming the file.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 import pickle
@@ -19,28 +17,16 @@ from typing import Any, Mapping
 
 import torch
 
+from harness.errors import UserError
+from harness.io import sha256_file  # noqa: F401  (checkpoint records name files by sha256)
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, truncated, not a plain state dict, or for another model."""
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: {problem}")
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so a multi-GB checkpoint is hashed once."""
-    st = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[str, torch.Tensor]:
