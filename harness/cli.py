@@ -22,6 +22,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "ref-stats": ("harness.commands.ref_stats", "build or verify reference statistics"),
     "recon": ("harness.commands.recon", "reconstruct real images with a tokenizer: rFID, PSNR, SSIM, codebook usage"),
     "train": ("harness.commands.train", "train a tokenizer (stage 1/2) or an AR generator from YAML"),
+    "report": ("harness.commands.report", "tables (md/csv/tex) and plots (png/svg) from run records alone"),
+    "claims": ("harness.commands.claims", "the paper's claims against measured records: reproduced / not / not run"),
+    "compare": ("harness.commands.compare", "regression gates between two sets of records (exit 1 on failure)"),
 }
 
 def _error_types() -> tuple[type[BaseException], ...]:

@@ -1,0 +1,16 @@
+"""``alitok-bench report RESULTS... --out DIR``: tables and plots regenerated from run records alone."""
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("results", nargs="+", help="record files (*record*.json) or folders holding them")
+    p.add_argument("--out", required=True, help="folder for results.{md,csv,tex} and the figures (PNG + SVG)")
+    p.add_argument("--title", default="Results", help="table title and LaTeX caption")
+    p.add_argument("--no-grids", action="store_true", help="skip sample grids (they read the samples npz files)")
+
+
+def run(args) -> int:
+    from harness.report.build import build_report
+
+    build_report(args.results, args.out, title=args.title, grids=not args.no_grids)
+    return 0

@@ -1,0 +1,1 @@
+"""Reports from run records: tables (Markdown, CSV, LaTeX) and plots (PNG, SVG)."""

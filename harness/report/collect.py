@@ -1,0 +1,95 @@
+"""Gather run records from files and folders, and flatten them into one canonical pandas frame.
+
+The frame's columns are the report's own names (``label``, ``fid``, ``fid_unc``, ``images_per_s`` ...),
+filled through ``harness.report.fields``; tables, plots, claims and gates all start from it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.errors import InputFileError
+from harness.records import read_record
+from harness.report import fields
+
+RECORD_GLOB = "*record*.json"
+# metrics a frame carries (with an ``<name>_unc`` column each)
+FRAME_METRICS = ("fid", "is", "sfid", "prec", "recall", "kid", "rfid", "psnr", "ssim", "codebook_usage",
+                 "ar_acc", "images_per_s")
+
+
+def record_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Record files named directly, plus every ``*record*.json`` below named folders (sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.rglob(RECORD_GLOB) if q.is_file())
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputFileError(p, "no such record file or folder")
+    return out
+
+
+def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every record below ``paths`` as a nested dict, with ``record_path`` added."""
+    records = []
+    for p in record_files(paths):
+        d = read_record(p)
+        d["record_path"] = str(p)
+        records.append(d)
+    return records
+
+
+def frame(records: list[dict[str, Any]]):
+    """One row per record with canonical columns (None/NaN where a record has no such value)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = {"label": fields.label(r), "model": fields.model_name(r), "kind": fields.kind(r),
+               "status": fields.status(r), "variant": fields.variant(r), "protocol": fields.protocol(r),
+               "n": fields.num_samples(r), "batch_size": fields.batch_size(r), "seed": fields.seed(r),
+               "guidance_scale": fields.guidance_scale(r), "hardware": fields.hardware(r),
+               "paper_comparable": fields.paper_comparable(r), "findings": fields.protocol_findings(r),
+               "samples_npz": str(fields.samples_npz(r) or "") or None, "record_path": fields.record_path(r)}
+        for m in FRAME_METRICS:
+            row[m] = fields.metric(r, m)
+            row[f"{m}_unc"] = fields.uncertainty(r, m)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=None if rows else ["label"])
+    if not df.empty:
+        df = df.sort_values(["label", "kind", "record_path"], na_position="last", kind="stable").reset_index(drop=True)
+    return df
+
+
+def present_metrics(df) -> list[str]:
+    """Metrics that at least one row has, in FRAME_METRICS order."""
+    return [m for m in FRAME_METRICS if m in df and df[m].notna().any()]
+
+
+def merge_by_label(df):
+    """One row per label: the first non-missing value of each column across that label's records.
+
+    A model's speed and its metrics may sit in different records (a sample record and an eval
+    record); plots need them in one row. ``kind`` lists every kind merged.
+    """
+    import pandas as pd
+
+    if df.empty:
+        return df
+    rows = []
+    for lab, g in df.groupby("label", sort=True):
+        row = {}
+        for col in df.columns:
+            vals = [v for v in g[col] if not (v is None or (isinstance(v, float) and v != v))]
+            if col == "kind":
+                row[col] = "+".join(sorted({str(v) for v in vals})) or None
+            elif col == "findings":
+                row[col] = [f for v in vals for f in v]
+            elif col == "paper_comparable":
+                row[col] = bool(vals) and all(bool(v) for v in vals)
+            else:
+                row[col] = vals[0] if vals else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=df.columns)
