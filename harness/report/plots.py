@@ -201,13 +201,18 @@ def ablation_bars(df):
     for ax, m in zip(axes, metrics):
         stats = ablation_stats(d, m)
         xs = np.arange(len(stats))
-        err = [s[2] if s[2] is not None else 0.0 for s in stats]
-        ax.bar(xs, [s[1] for s in stats], yerr=err, capsize=4, color=[f"C{i}" for i in range(len(stats))])
-        ax.set_xticks(xs, [f"{s[0]}\n(n={s[3]})" for s in stats], fontsize=8)
+        ax.bar(xs, [s[1] for s in stats], color=[f"C{i}" for i in range(len(stats))])
+        has_sd = [i for i, s in enumerate(stats) if s[2] is not None]
+        if has_sd:  # no bar at all where nothing measured a spread (a zero bar would claim one)
+            ax.errorbar(xs[has_sd], [stats[i][1] for i in has_sd], yerr=[stats[i][2] for i in has_sd],
+                        fmt="none", ecolor="black", capsize=4)
+        ax.set_xticks(xs, [f"{s[0]}\n(n={s[3]}{'' if s[2] is not None else ', no sd'})" for s in stats], fontsize=8)
         better = "higher" if m in ("ar_acc", "prec", "recall", "psnr") else "lower"
         ax.set_ylabel(f"{METRIC_TITLES[m]} ({better} is better)")
-        ax.set_xlabel("variant (n = records; error bar = sd across seeds, or the record's sd)")
-    return _finish(fig, "Ablation: one switch per variant", caption(d))
+        ax.set_xlabel("variant (n = records)")
+    return _finish(fig, "Ablation: one switch per variant",
+                   "Bars: mean over a variant's records; error bars: sd across its seeds (n > 1) or the record's "
+                   "own sd. " + caption(d))
 
 
 def sample_grid(npz_path: str | Path, title: str, class_names=None, max_classes: int = 8, per_class: int = 8):
@@ -218,6 +223,7 @@ def sample_grid(npz_path: str | Path, title: str, class_names=None, max_classes:
     classes = sorted(set(int(c) for c in labels))[:max_classes]
     if not classes:
         return None
+    per_class = min(per_class, max(int(np.sum(labels == c)) for c in classes))
     h = 1.1
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * h + 1.6, len(classes) * h + 1.0),
