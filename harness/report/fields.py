@@ -99,6 +99,14 @@ def batch_size(record) -> int | None:
     return None if v is None else int(v)
 
 
+def dtype(record) -> str | None:
+    return _first(record, "speed.dtype", "spec.dtype")
+
+
+def checkpoint(record) -> str | None:
+    return _first(record, "model.checkpoint", "spec.model.checkpoint", "spec.checkpoint")
+
+
 def num_samples(record) -> int | None:
     v = _number(_first(record, "samples.n", "spec.protocol.num_samples"))
     return None if v is None else int(v)
