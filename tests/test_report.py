@@ -117,3 +117,16 @@ def test_report_of_a_non_record_is_one_line_error(tmp_path, capsys):
     (tmp_path / "x_record.json").write_text('{"hello": 1}')
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a run record" in capsys.readouterr().err
+
+
+def test_ablation_and_sweep_statistics_match_numpy(tmp_path):
+    from harness.report.plots import _by_scale, ablation_stats
+
+    for i, (fid, cfg) in enumerate([(10.0, 2.0), (12.0, 2.0), (16.0, 2.0), (30.0, 1.0)]):
+        _rec(tmp_path, f"m_s{i}", fid=fid, cfg=cfg, variant="A" if cfg == 2.0 else "B")
+    df = merge_by_label(frame(collect([tmp_path])))
+    stats = {g: (mean, sd, n) for g, mean, sd, n in ablation_stats(df, "fid")}
+    assert stats["A"] == pytest.approx((np.mean([10, 12, 16]), np.std([10, 12, 16], ddof=1), 3))
+    assert stats["B"][1] is None                    # one record, no sd recorded: no error bar
+    x, y, e = _by_scale(df, "fid")
+    assert list(x) == [1.0, 2.0] and y[1] == pytest.approx(38 / 3) and e[1] == pytest.approx(np.std([10, 12, 16], ddof=1))

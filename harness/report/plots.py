@@ -112,6 +112,21 @@ def _series(d, key="model"):
     return sorted(set(names)), np.array(names)
 
 
+def _by_scale(sub, metric):
+    """Mean per guidance scale over a series' records (seeds); error = sd across them, or the record's sd."""
+    xs, ys, es = [], [], []
+    for g in sorted({float(v) for v in sub["guidance_scale"]}):
+        rows = sub[(sub["guidance_scale"] == g) & sub[metric].notna()]
+        if rows.empty:
+            continue
+        vals = rows[metric].to_numpy(float)
+        unc = rows[f"{metric}_unc"].to_numpy()
+        xs.append(g)
+        ys.append(float(vals.mean()))
+        es.append(float(vals.std(ddof=1)) if len(vals) > 1 else (float(unc[0]) if _ok(unc[0]) else 0.0))
+    return np.array(xs), np.array(ys), (np.array(es) if any(es) else None)
+
+
 def guidance_sweep(df):
     d = _rows(df, "guidance_scale", "fid")
     if len(d) < 2:
@@ -120,13 +135,13 @@ def guidance_sweep(df):
     fig, axes = _figure(2 if right else 1, size=(10.0, 4.6) if right else FIGSIZE)
     groups, names = _series(d)
     for gi, g in enumerate(groups):
-        sub = d[names == g].sort_values("guidance_scale")
-        axes[0].errorbar(sub["guidance_scale"], sub["fid"], yerr=_err(sub, "fid"), marker="o", capsize=3,
-                         color=f"C{gi}", label=g)
+        sub = d[names == g]
+        x, y, e = _by_scale(sub, "fid")
+        axes[0].errorbar(x, y, yerr=e, marker="o", capsize=3, color=f"C{gi}", label=g)
         for mi, m in enumerate(right):
-            s2 = sub[sub[m].notna()]
-            axes[1].errorbar(s2["guidance_scale"], s2[m], yerr=_err(s2, m), marker="os^"[mi], capsize=3,
-                             color=f"C{gi}", linestyle="-" if mi == 0 else ":",
+            x, y, e = _by_scale(sub, m)
+            axes[1].errorbar(x, y, yerr=e, marker="os^"[mi], capsize=3, color=f"C{gi}",
+                             linestyle="-" if mi == 0 else ":",
                              label=f"{g}: {METRIC_TITLES[m]}" if len(right) > 1 else g)
     axes[0].set_xlabel("guidance scale (CFG, final value of the schedule)")
     axes[0].set_ylabel("FID (lower is better)")
@@ -135,7 +150,9 @@ def guidance_sweep(df):
         axes[1].set_xlabel("guidance scale (CFG, final value of the schedule)")
         axes[1].set_ylabel(" / ".join(METRIC_TITLES[m] for m in right) + " (higher is better)")
         axes[1].legend(fontsize=8)
-    return _finish(fig, "Quality against guidance scale", caption(d))
+    return _finish(fig, "Quality against guidance scale",
+                   "Points: mean over a model's records at one scale; error bars: sd across seeds (or the record's sd). "
+                   + caption(d))
 
 
 def precision_recall(df):
@@ -166,6 +183,9 @@ def speed_vs_batch(df):
         ax.errorbar(sub["batch_size"], sub["images_per_s"], yerr=_err(sub, "images_per_s"), marker="o",
                     capsize=3, color=f"C{gi}", label=g)
     ax.set_xscale("log", base=2)
+    ticks = sorted({int(v) for v in d["batch_size"]})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("batch size (images per forward pass, log2 scale)")
     ax.set_ylabel("throughput (images/s)")
     ax.legend(fontsize=8)
