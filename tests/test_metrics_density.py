@@ -70,3 +70,31 @@ def test_rejects_bad_input():
         density_coverage(np.zeros((10, 3)), np.ones((10, 4)))
     with pytest.raises(ValueError, match="more than k"):
         density_coverage(np.random.rand(10, 3), np.random.rand(5, 3))
+
+
+@pytest.mark.slow  # ~20 s: Inception on 24 images plus 15 FIDs in 2048-d
+def test_evaluate_reports_density_coverage_and_fid_inf(tmp_path):
+    """evaluate_samples' new metric names equal the pure functions on the same cached pool3 features."""
+    from harness.data.npz import save_samples_npz
+    from harness.metrics.evaluate import evaluate_samples
+    from harness.metrics.features import extract_features
+    from harness.metrics.fid_infinity import fid_infinity
+    from harness.metrics.inception import InceptionExtractor
+    from harness.metrics.refstats import build_reference_from_images, load_reference
+    from harness.metrics.weights import resolve_weights
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    b = np.clip(rng.integers(0, 256, (12, 32, 32, 3)) + 30, 0, 255).astype(np.uint8)
+    a_path = save_samples_npz(tmp_path / "a.npz", a)
+    ex = InceptionExtractor(resolve_weights("random:0"), "cpu")
+    ref = build_reference_from_images(b, tmp_path / "ref.npz", inception=ex, batch_size=12, cache=tmp_path / "c")
+    res = evaluate_samples(a_path, ref, metrics="density,coverage,fid_inf", inception=ex, batch_size=12,
+                           cache=tmp_path / "c")
+    fa = extract_features(a_path, ex, 12, cache=tmp_path / "c").pool
+    fb = extract_features(ref, ex, 12, cache=tmp_path / "c").pool
+    direct = density_coverage(fa, fb, k=5)
+    assert res.metrics["density"] == direct["density"] and res.metrics["coverage"] == direct["coverage"]
+    r = load_reference(ref)
+    assert res.metrics["fid_inf"] == pytest.approx(fid_infinity(fa, r.mu, r.sigma)["fid_inf"], rel=1e-12)
+    assert res.provenance["dc_k"] == 5 and len(res.provenance["fid_inf_fit"]["sizes"]) >= 2
