@@ -116,3 +116,19 @@ def test_default_architecture_is_dinov2_vit_large_14():
     assert (net.embed_dim, len(net.blocks), net.blocks[0].attn.num_heads) == (1024, 24, 16)
     assert net.patch_embed.patch_size == (14, 14) and tuple(net.pos_embed.shape) == (1, 257, 1024)
     assert net.num_features == 1024
+
+
+def test_reference_entries_record_the_extractor(extractor):
+    from harness.metrics.dinov2 import check_reference_meta, reference_entries
+
+    feats = extractor(images(5))["dinov2"]
+    arrays, meta = reference_entries(feats, extractor)
+    assert arrays["mu_dinov2"].dtype == np.float64 and arrays["sigma_dinov2"].shape == (384, 384)
+    np.testing.assert_allclose(arrays["sigma_dinov2"], np.cov(feats.astype(np.float64), rowvar=False), rtol=1e-12)
+    assert meta["dinov2"]["identity"] == extractor.identity and meta["dinov2_n"] == 8
+    check_reference_meta(meta, extractor, "ref.npz")
+    with pytest.raises(ReferenceMismatch, match="records no DINOv2"):
+        check_reference_meta({"format": "x"}, extractor, "ref.npz")
+    other = DinoV2Extractor("random:1", arch=SMALL, overrides=TINY)
+    with pytest.raises(ReferenceMismatch, match="random:1|sha256"):
+        check_reference_meta(meta, other, "ref.npz")

@@ -116,3 +116,18 @@ def test_protocol_block_and_verdict():
     assert g.render_protocol_block([]).splitlines()[-1] == "paper_comparable: yes" and g.paper_comparable([])
     with pytest.raises(ValueError):
         g.Finding("x", "error", "bad severity")
+
+
+def test_run_guards_combines_the_checks_present():
+    clean = {"metric": "gfid", "reference": VIRTUAL, "n": 50_000, "labels": np.arange(50_000) % 1000,
+             "num_classes": 1000, "label_rule": "balanced", "seed_scheme": "chunk", "model": "alitok_b",
+             "sampling": {"cfg": 2.0}, "published_sampling": {"cfg": 2.0}, "resizes": [], "uint8": "round",
+             "sampling_numerics": {"device_type": "cuda", "dtype": "bf16", "tf32": True},
+             "feature_numerics": {"dtype": "fp32", "tf32": False}}
+    assert g.run_guards(clean) == []
+    planted = {**clean, "metric": "rfid", "n": 10_000, "labels": None, "seed_scheme": "legacy_rank",
+               "sampling": {"cfg": 4.0}, "uint8": "truncate"}
+    assert {f.code for f in g.run_guards(planted)} == {
+        "rfid-vs-gfid-reference", "fewer-than-50k", "labels-unknown", "seed-layout-gpu-count", "preset-differs",
+        "uint8-truncate"}
+    assert g.run_guards({}) == []

@@ -192,3 +192,26 @@ def fd_dinov2(sample_features: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.nda
 
     mu, sigma = feature_statistics(sample_features, "sample DINOv2 features")
     return frechet_distance(mu, sigma, ref_mu, ref_sigma, method=method)
+
+
+REF_KEYS = ("mu_dinov2", "sigma_dinov2")
+
+
+def reference_entries(features: np.ndarray, extractor: "DinoV2Extractor") -> tuple[dict[str, np.ndarray], dict]:
+    """What a reference file stores for FD-DINOv2: float64 ``mu_dinov2``/``sigma_dinov2`` for the npz and
+    ``{"dinov2": describe(), "dinov2_n": N}`` for its metadata sidecar (checked by ``check_reference_meta``)."""
+    from harness.metrics.fid import feature_statistics
+
+    mu, sigma = feature_statistics(features, "reference DINOv2 features")
+    return {"mu_dinov2": mu, "sigma_dinov2": sigma}, {"dinov2": extractor.describe(), "dinov2_n": int(len(features))}
+
+
+def check_reference_meta(metadata: Mapping[str, Any] | None, extractor: "DinoV2Extractor", where: str | Path) -> None:
+    """Refuse a reference without DINOv2 provenance or with another extractor's (see ``check_same_extractor``)."""
+    from harness.metrics.refstats import ReferenceMismatch
+
+    recorded = ((metadata or {}).get("dinov2") or {}).get("identity")
+    if recorded is None:
+        raise ReferenceMismatch(f"{where}: the reference records no DINOv2 extractor; FD-DINOv2 needs statistics "
+                                "built with --dinov2 (rebuild the reference)")
+    check_same_extractor(recorded, extractor.identity, where)

@@ -236,3 +236,32 @@ def render_protocol_block(findings: Sequence[Finding], facts: Mapping[str, Any] 
     n_fatal = sum(f.severity == FATAL for f in findings)
     lines.append("paper_comparable: " + ("yes" if n_fatal == 0 else f"NO ({n_fatal} fatal)"))
     return "\n".join(lines)
+
+
+def run_guards(facts: Mapping[str, Any]) -> list[Finding]:
+    """Every check whose inputs ``facts`` holds (keys as in the record; absent keys skip their check).
+
+    Keys: metric ("gfid"|"rfid") + reference {kind, split, preprocessing, path}; n; labels (array) +
+    num_classes [+ label_rule, protocol_label_rule]; seed_scheme [+ legacy_world_size, legacy_batch_size];
+    sampling + published_sampling [+ model]; model + resizes [+ sample_size, eval_size]; uint8 [+ dtype];
+    sampling_numerics / feature_numerics.
+    """
+    out: list[Finding] = []
+    if "metric" in facts and "reference" in facts:
+        out += check_reference(facts["metric"], facts["reference"])
+    if "n" in facts:
+        out += check_sample_count(int(facts["n"]))
+    if "num_classes" in facts:
+        out += check_labels(facts.get("labels"), int(facts["num_classes"]), facts.get("label_rule"),
+                            facts.get("protocol_label_rule", "balanced"))
+    if "seed_scheme" in facts:
+        out += check_seed_layout(facts["seed_scheme"], facts.get("legacy_world_size"), facts.get("legacy_batch_size"))
+    if "sampling" in facts and "published_sampling" in facts:
+        out += check_sampling_preset(facts["sampling"], facts["published_sampling"], facts.get("model", "the model"))
+    if "model" in facts and ("resizes" in facts or "sample_size" in facts):
+        out += check_resize(facts["model"], facts.get("resizes", ()), facts.get("sample_size"), facts.get("eval_size"))
+    if "uint8" in facts or "dtype" in facts:
+        out += check_uint8(facts.get("uint8"), facts.get("dtype", "uint8"))
+    if "sampling_numerics" in facts or "feature_numerics" in facts:
+        out += check_numerics(facts.get("sampling_numerics"), facts.get("feature_numerics"))
+    return out
