@@ -17,8 +17,10 @@ import numpy as np
 from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError
 from harness.metrics import provenance as prov
+from harness.metrics.density_coverage import density_coverage
 from harness.metrics.features import extract_features
 from harness.metrics.fid import feature_statistics, frechet_distance
+from harness.metrics.fid_infinity import fid_infinity
 from harness.metrics.inception import InceptionExtractor, describe_pipeline
 from harness.metrics.isc import inception_score
 from harness.metrics.kid import kernel_inception_distance
@@ -26,7 +28,7 @@ from harness.metrics.prc import precision_recall
 from harness.metrics.refstats import check_compatible, load_reference
 from harness.metrics.weights import resolve_weights
 
-ALL_METRICS = ("fid", "is", "sfid", "prec", "recall", "kid")
+ALL_METRICS = ("fid", "is", "sfid", "prec", "recall", "kid", "density", "coverage", "fid_inf")
 DEFAULT_METRICS = ("fid", "is", "sfid", "prec", "recall")
 
 
@@ -79,7 +81,7 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
     ref = load_reference(reference)
     if "sfid" in wanted and ref.mu_s is None:
         raise InputFileError(ref.path, "reference has no mu_s/sigma_s: sFID unavailable (drop sfid from --metrics)")
-    needs_ref_images = any(m in wanted for m in ("prec", "recall", "kid"))
+    needs_ref_images = any(m in wanted for m in ("prec", "recall", "kid", "density", "coverage"))
     if needs_ref_images and ref.n_images < 4:
         raise InputFileError(ref.path, f"reference arr_0 holds {ref.n_images} images; precision/recall/KID need its images")
     weights = inception.weights if isinstance(inception, InceptionExtractor) else resolve_weights(inception)
@@ -105,6 +107,10 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
     if "fid" in wanted:
         mu, sigma = feature_statistics(feats.pool, "sample pool3 features")
         out["fid"] = frechet_distance(mu, sigma, ref.mu, ref.sigma, method=fid_method)
+    if "fid_inf" in wanted:
+        r = fid_infinity(feats.pool, ref.mu, ref.sigma, method=fid_method)
+        out["fid_inf"] = r["fid_inf"]
+        extra["fid_inf_fit"] = r["fid_inf_fit"]
     if "sfid" in wanted:
         mu_s, sigma_s = feature_statistics(feats.spatial, "sample sFID features")
         out["sfid"] = frechet_distance(mu_s, sigma_s, ref.mu_s, ref.sigma_s, method=fid_method)
@@ -127,6 +133,10 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
             k = kernel_inception_distance(feats.pool, ref_feats.pool)
             out["kid"] = k["kid"]
             extra.update(kid_std=k["kid_std"], kid_subset_size=k["kid_subset_size"])
+        if "density" in wanted or "coverage" in wanted:
+            dc = density_coverage(feats.pool, ref_feats.pool, k=5, device=extractor.device)
+            out.update({m: dc[m] for m in ("density", "coverage") if m in wanted})
+            extra["dc_k"] = dc["dc_k"]
     t_end = time.perf_counter()
 
     comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
