@@ -1,4 +1,4 @@
-"""One generic registry, instantiated per kind (tokenizers, generators, metrics, suites).
+"""One generic registry, instantiated per kind (tokenizers, generators, metrics, suites, trainers, protocols).
 
 Modelled on lm-evaluation-harness ``lm_eval/api/registry.py``: decorator or direct registration,
 lazy ``"module:Attr"`` targets (so listing names imports no model code), an entry-point group
@@ -118,6 +118,7 @@ generators: Registry = Registry("generator")
 metrics: Registry = Registry("metric")
 suites: Registry = Registry("suite")
 trainers: Registry = Registry("trainer")
+protocols: Registry = Registry("protocol")
 
 REGISTRIES: dict[str, Registry] = {
     "tokenizers": tokenizers,
@@ -125,6 +126,7 @@ REGISTRIES: dict[str, Registry] = {
     "metrics": metrics,
     "suites": suites,
     "trainers": trainers,
+    "protocols": protocols,
 }
 
 _loaded = False

@@ -8,7 +8,6 @@ imported (not written or not installed yet) is reported as skipped; every other 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -105,9 +104,9 @@ def _reference(suite: SuiteSpec, protocol, out: Path, device: str, metrics_mod) 
 def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype: str = "fp32", tf32: bool = False,
               force: bool = False, progress: bool = True, echo=print):
     """Sample (and evaluate) every model of ``suite`` under ``out``; returns the summary DataFrame."""
-    from harness.commands.sample import sample_record
     from harness.protocols import get_protocol, with_overrides
     from harness.records import RunRecord, code_info, env_info, load_records, write_record
+    from harness.sampling.record import sample_record
     from harness.sampling.runner import sample
 
     out = Path(out)
@@ -172,14 +171,3 @@ def summary_table(df, suite: SuiteSpec):
     order = {m.name: i for i, m in enumerate(suite.models)}
     table = table[table["model"].isin(order)]
     return table.sort_values("model", key=lambda s: s.map(order)).reset_index(drop=True)
-
-
-def print_table(table, file=None) -> None:
-    """Metrics to 3 decimals, images/s to 1; a metric that could not be computed shows as n/a."""
-    shown = table.copy()
-    for col in shown.columns:
-        if col in ("model", "N", "paper_comparable", "status"):
-            continue
-        fmt = "{:.1f}" if col == "images/s" else "{:.3f}"
-        shown[col] = [("n/a" if v is None or v != v else fmt.format(float(v))) for v in shown[col]]
-    print(shown.to_string(index=False, na_rep="-"), file=file or sys.stdout)  # sys.stdout at call time

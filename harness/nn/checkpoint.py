@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from harness.errors import UserError
+from harness.errors import UserError, one_line
 from harness.io import sha256_file  # noqa: F401  (checkpoint records name files by sha256)
 
 
@@ -37,6 +37,8 @@ def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[
     p = Path(path)
     if not p.is_file():
         raise _fail(p, "no such checkpoint file")
+    if p.stat().st_size == 0:  # torch.load raises a message-less EOFError on these
+        raise _fail(p, "empty file (0 bytes): an interrupted download or copy?")
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -44,15 +46,15 @@ def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[
         try:
             sd = load_file(str(p))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise _fail(p, f"not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+            raise _fail(p, f"not a readable safetensors file ({one_line(e)[:120]})") from None
     else:
         try:
             sd = torch.load(p, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            msg = str(e).splitlines()[0][:160]
+            msg = one_line(e)[:160]
             raise _fail(p, f"refused by weights_only loading (not a plain state dict): {msg}") from None
         except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-            raise _fail(p, f"truncated or corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+            raise _fail(p, f"truncated or corrupt checkpoint ({type(e).__name__}: {one_line(e)[:120]})") from None
     if isinstance(sd, Mapping) and prefix is None:
         for key in ("state_dict", "model", "module"):  # common wrappers
             if key in sd and isinstance(sd[key], Mapping) and all(isinstance(v, torch.Tensor) for v in sd[key].values()):

@@ -1,0 +1,1 @@
+"""Presentation: tables (and, beside them, plots and claim verdicts) made from run records alone."""
