@@ -17,15 +17,7 @@ BUILTIN: dict[str, dict[str, object]] = {
         "alitok": ("alitok.plugin:alitok_tokenizer", "AliTok 273-token tokenizer (official AliTok.pth required)"),
         "alitok-tiny": ("alitok.plugin:tiny_tokenizer", "tiny AliTok tokenizer trained on natural patches (committed)"),
     },
-    "metrics": {
-        # pure functions from features (float64, ADM semantics); the pipeline is harness.metrics.evaluate
-        "fid": ("harness.metrics.fid:frechet_distance", "FID: Fréchet distance of pool3 statistics (ADM)"),
-        "is": ("harness.metrics.isc:inception_score", "Inception Score, ADM in-order chunks of 5000 (or torch-fidelity mode)"),
-        "sfid": ("harness.metrics.fid:frechet_distance", "sFID: Fréchet distance on Mixed_6d.branch1x1[:7] (2023-d)"),
-        "prec": ("harness.metrics.prc:precision_recall", "improved precision, k=3, samples vs the reference manifold"),
-        "recall": ("harness.metrics.prc:precision_recall", "improved recall, k=3, reference images vs the sample manifold"),
-        "kid": ("harness.metrics.kid:kernel_inception_distance", "KID: unbiased MMD^2, cubic kernel, seeded subsets"),
-    },
+    # metrics: one entry each in harness/metrics/table.py (it fills the metrics registry)
     # named protocols (harness/protocols.py); a suite or `sample --protocol NAME` starts from one
     "protocols": {
         "imagenet256-gfid50k": ("harness.protocols:IMAGENET256_GFID50K",

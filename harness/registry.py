@@ -77,7 +77,7 @@ class Registry(Generic[T]):
     # -- lookup -------------------------------------------------------------------------------
     def get(self, name: str) -> T:
         if name not in self._entries:
-            raise RegistryError(self._unknown(name))
+            raise RegistryError(self.unknown_message(name))
         obj = self._entries[name]
         if isinstance(obj, str):
             obj = _import_target(obj)
@@ -102,7 +102,8 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _unknown(self, name: str) -> str:
+    def unknown_message(self, name: str) -> str:
+        """The one-line "unknown NAME; did you mean ..." message."""
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         known = ", ".join(self.names()) or "none"

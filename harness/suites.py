@@ -29,6 +29,7 @@ class SuiteSpec:
     reference: str | None = None          # a reference-stats npz, or "embedded:val"
     reference_per_class: int = 20         # embedded reference: val crops per class (seed 0)
     inception: str = "fid-helper"         # weights tier for the metrics (see harness.metrics)
+    kid_subset_size: int | None = None    # KID images per subset (None: torch-fidelity's 1000; must be <= N)
 
 
 def load_suite_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SuiteSpec:
@@ -137,7 +138,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
             if reference is None:
                 reference = _reference(suite, protocol, out, device, metrics_mod)
             ev = metrics_mod[0](result.gathered["path"], reference, metrics=list(suite.metrics),
-                                inception=suite.inception, device=device)
+                                inception=suite.inception, device=device, kid_subset_size=suite.kid_subset_size)
             rec.metrics = dict(ev.metrics)
             rec.metric_provenance = dict(ev.provenance)
             rec.paper_comparable = bool(ev.paper_comparable)

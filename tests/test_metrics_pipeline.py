@@ -67,7 +67,7 @@ def test_pipeline_matches_torch_fidelity_calculate_metrics(world, monkeypatch, n
     calls = []
     monkeypatch.setattr(features_mod, "iter_batches", lambda src, *a, **k: calls.append(str(src)) or _iter(src, *a, **k))
     res = evaluate_samples(world["a_path"], world["ref"], metrics=("fid", "is", "sfid", "prec", "recall", "kid"),
-                           inception=world["ex"], batch_size=7, cache=world["cache"])
+                           inception=world["ex"], batch_size=7, cache=world["cache"], kid_subset_size=24)
     tf = torch_fidelity.calculate_metrics(
         input1=nchw_dataset(world["a"]), input2=nchw_dataset(world["b"]), cuda=False, fid=True, isc=True, prc=True, kid=True,
         feature_extractor="inception-v3-compat", feature_layer_prc="2048",
