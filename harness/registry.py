@@ -25,7 +25,8 @@ class RegistryError(UserError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def _import_target(target: str) -> Any:
+def import_target(target: str) -> Any:
+    """Resolve a lazy "package.module:Attr" target."""
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise RegistryError(f"lazy target {target!r} must look like 'package.module:Attr'")
@@ -80,7 +81,7 @@ class Registry(Generic[T]):
             raise RegistryError(self.unknown_message(name))
         obj = self._entries[name]
         if isinstance(obj, str):
-            obj = _import_target(obj)
+            obj = import_target(obj)
             self._entries[name] = obj
         return obj
 

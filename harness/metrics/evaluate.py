@@ -108,12 +108,14 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     warnings += check_compatible(ref, info, size)
     extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(weights, device)
     extractors = {"inception": extractor}
-    unknown = {m.features for m in todo} - set(extractors)
-    if unknown:
-        raise table.MetricError(f"no feature extractor {sorted(unknown)[0]!r} is wired into harness.metrics.evaluate")
+    for name in sorted({m.features for m in todo} - set(extractors)):
+        extractors[name] = table.build_extractor(name, extractor.device)
+    if any(m.features != "inception" for m in todo) and not (_is_path(samples) or isinstance(samples, np.ndarray)):
+        samples = _materialise(samples)  # an iterator can be read once; several extractors read it
 
     feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples")
     check_compatible(ref, info, feats.image_size)  # shards and batches: size known only now
+    sample_feats = {"inception": feats}
     t_feat = time.perf_counter()
     if feats.n < 2:
         raise UserError(f"{_name(samples)}: need at least 2 samples for a covariance, got {feats.n}")
@@ -131,7 +133,10 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     ref_feats: dict[str, Any] = {}
 
     def sample_layer(features: str, layer: str):
-        return getattr(feats, layer)
+        if features not in sample_feats:
+            sample_feats[features] = extract_features(samples, extractors[features], batch_size, cache=cache,
+                                                      name="samples")
+        return getattr(sample_feats[features], layer)
 
     def reference_layer(features: str, layer: str):
         if features not in ref_feats:
@@ -165,6 +170,13 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     }
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
     return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings)
+
+
+def _materialise(batches) -> np.ndarray:
+    parts = [np.asarray(b) for b in batches]
+    if not parts:
+        raise UserError("samples: the iterable yielded no batches")
+    return np.concatenate(parts)
 
 
 def _name(samples) -> str:

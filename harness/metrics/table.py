@@ -14,17 +14,28 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 from harness.errors import UserError
-from harness.registry import load_plugins, metrics as registry
+from harness.registry import import_target, load_plugins, metrics as registry
 
 
 class MetricError(UserError, ValueError):
     """An unknown metric name, an empty list, or a metric the inputs cannot give."""
 
 
-# feature extractor name -> what it is; ``harness.metrics.evaluate`` builds the extractor for a name
-EXTRACTORS: dict[str, str] = {
-    "inception": "torch-fidelity InceptionV3 (TF1-exact resize); layers pool (2048), spatial (Mixed_6d sFID, 2023), logits (1008)",
+# Feature extractors by name: (lazy "module:factory" target, description). ``factory(device=...)`` returns
+# an object like ``harness.metrics.inception.InceptionExtractor``: ``__call__(uint8 NHWC batch) -> {layer:
+# float array}``, ``.weights`` (``sha256`` keys the feature cache, ``has_logits``) and ``.device``.
+# "inception" has no target: it is built from the caller's ``inception=`` weights choice.
+EXTRACTORS: dict[str, tuple[str | None, str]] = {
+    "inception": (None, "torch-fidelity InceptionV3 (TF1-exact resize); layers pool (2048), "
+                        "spatial (Mixed_6d sFID, 2023), logits (1008)"),
 }
+
+
+def build_extractor(name: str, device: Any):
+    """The extractor ``name`` of EXTRACTORS (not "inception", which the caller builds)."""
+    if name not in EXTRACTORS or EXTRACTORS[name][0] is None:
+        raise MetricError(f"unknown feature extractor {name!r} (known: {', '.join(EXTRACTORS)})")
+    return import_target(EXTRACTORS[name][0])(device=device)
 
 
 @dataclasses.dataclass(frozen=True)
