@@ -62,7 +62,7 @@ def _images_source(samples: Any) -> Any:
 
 
 def evaluate(samples: Any, reference: Any, *, metrics: str | Sequence[str] | None = None,
-             labels: Any = None, inception: str = "fid-helper", device: str = "auto", batch_size: int = 50,
+             labels: Any = None, inception: Any = "fid-helper", device: str = "auto", batch_size: int = 50,
              cache: bool | str | Path = False, **options: Any):
     """Metrics of ``samples`` against ``reference``; returns ``harness.metrics.evaluate.EvalResult``.
 
@@ -70,6 +70,8 @@ def evaluate(samples: Any, reference: Any, *, metrics: str | Sequence[str] | Non
     once), or a samples npz / shards folder. ``reference``: a reference npz, or uint8 NHWC reference
     images (statistics are built with the same ``inception`` weights). ``metrics``: names or a comma
     list (``harness.metrics.table``); None = the ADM five, skipping those the reference cannot give.
+    ``inception``: official | fid-helper | random:SEED | a weights path, or a built
+    ``harness.metrics.inception.InceptionExtractor`` (reuse one across calls in a training loop).
     ``labels`` (int [N]) describe in-memory samples for the class-balance provenance. ``cache``: the
     feature cache is off by default here (in-memory samples of a training loop rarely repeat).
     ``options``: ``fid_method``, ``is_mode``, ``kid_subset_size``, ``kid_subsets``.
@@ -90,7 +92,7 @@ def evaluate(samples: Any, reference: Any, *, metrics: str | Sequence[str] | Non
                                 device=device, cache=cache, labels=labels, **options)
 
 
-def build_reference(images: Any, out: str | Path, *, inception: str = "fid-helper", device: str = "auto",
+def build_reference(images: Any, out: str | Path, *, inception: Any = "fid-helper", device: str = "auto",
                     batch_size: int = 50, cache: bool | str | Path = False) -> Path:
     """Write reference statistics (ADM keys + metadata sidecar) of uint8 NHWC ``images`` to ``out`` (.npz)."""
     from harness.metrics.refstats import build_reference_from_images
