@@ -32,8 +32,21 @@ class SuiteSpec:
     kid_subset_size: int | None = None    # KID images per subset (None: torch-fidelity's 1000; must be <= N)
 
 
+def check_suite(suite: SuiteSpec, source: str = "suite") -> SuiteSpec:
+    """Metric names come from the metric table; a typo fails before any sampling starts."""
+    from harness.metrics import table
+
+    try:
+        table.parse(suite.metrics) if suite.metrics else None
+    except table.MetricError as e:
+        raise config.ConfigError(f"{source}: metrics: {e}") from None
+    if suite.kid_subset_size is not None and suite.kid_subset_size < 2:
+        raise config.ConfigError(f"{source}: kid_subset_size must be >= 2, got {suite.kid_subset_size}")
+    return suite
+
+
 def load_suite_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SuiteSpec:
-    return config.load(SuiteSpec, path, overrides)
+    return check_suite(config.load(SuiteSpec, path, overrides), str(path))
 
 
 def demo() -> SuiteSpec:
@@ -51,7 +64,7 @@ def get_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) ->
     suite = target() if callable(target) and not isinstance(target, SuiteSpec) else target
     if overrides:
         suite = config.from_dict(SuiteSpec, config.apply_overrides(config.to_dict(suite), overrides))
-    return suite
+    return check_suite(suite, f"suite {name_or_path!r}")
 
 
 def _metrics_modules():

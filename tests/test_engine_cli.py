@@ -187,3 +187,10 @@ def test_input_value_errors_are_user_errors():
                  lambda: embedded.load_photo("moon"), lambda: ProtocolSpec("x", 0, 10, 32)):
         with pytest.raises(UserError):
             call()
+
+
+def test_suite_metric_typo_fails_before_sampling(tmp_path, capsys):
+    rc = main(["run", "demo", "--out", str(tmp_path / "o"), "--set", "metrics=[fid,kdi]", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "unknown metric 'kdi'; did you mean 'kid'" in err
+    assert not (tmp_path / "o").exists()
