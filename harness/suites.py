@@ -67,16 +67,6 @@ def get_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) ->
     return check_suite(suite, f"suite {name_or_path!r}")
 
 
-def _metrics_modules():
-    """(evaluate_samples, build_reference_from_images) or None while harness.metrics lacks them."""
-    try:
-        from harness.metrics.evaluate import evaluate_samples
-        from harness.metrics.refstats import build_reference_from_images
-    except ImportError:
-        return None
-    return evaluate_samples, build_reference_from_images
-
-
 def _factory_missing(name: str) -> str | None:
     """Why a model's plugin module is absent (not written or not installed yet), else None.
 
@@ -101,17 +91,19 @@ def _factory_missing(name: str) -> str | None:
     return None
 
 
-def _reference(suite: SuiteSpec, protocol, out: Path, device: str, metrics_mod) -> str | None:
+def _reference(suite: SuiteSpec, protocol, out: Path, device: str) -> str | None:
     if suite.reference != EMBEDDED_REFERENCE:
         return suite.reference
     from harness.data.embedded import natural_patches
 
     path = out / "reference" / f"embedded-val-{protocol.image_size}px-{suite.reference_per_class}pc-{suite.inception.replace(':', '_')}.npz"
     if not path.is_file():
+        from harness.metrics.refstats import build_reference_from_images
+
         images, _ = natural_patches("val", protocol.image_size, suite.reference_per_class, seed=0)
-        metrics_mod[1](images, path, inception=suite.inception, device=device,
-                       source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
-                                   f"per_class={suite.reference_per_class}, seed=0)")
+        build_reference_from_images(images, path, inception=suite.inception, device=device,
+                                    source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
+                                                f"per_class={suite.reference_per_class}, seed=0)")
     return str(path)
 
 
@@ -125,9 +117,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
 
     out = Path(out)
     protocol = with_overrides(get_protocol(suite.protocol), num_samples=suite.num_samples)
-    metrics_mod = _metrics_modules() if suite.metrics and suite.reference else None
-    if suite.metrics and suite.reference and metrics_mod is None:
-        echo("metrics: not available (harness.metrics missing)")
+    evaluate = suite.metrics and suite.reference
     reference = None
     for model in suite.models:
         spec = RunSpec(model, protocol)
@@ -146,11 +136,13 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
         rec = dataclasses.replace(rec, kind="run", run_id="", created_at="")
         rec.speed = {"images_per_s": result.images_per_s, "device": result.device, "dtype": dtype, "tf32": tf32,
                      "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused"}
-        if metrics_mod is not None:
+        if evaluate:
+            from harness.metrics.evaluate import evaluate_samples
+
             t0 = time.time()
             if reference is None:
-                reference = _reference(suite, protocol, out, device, metrics_mod)
-            ev = metrics_mod[0](result.gathered["path"], reference, metrics=list(suite.metrics),
+                reference = _reference(suite, protocol, out, device)
+            ev = evaluate_samples(result.gathered["path"], reference, metrics=list(suite.metrics),
                                 inception=suite.inception, device=device, kid_subset_size=suite.kid_subset_size)
             rec.metrics = dict(ev.metrics)
             rec.metric_provenance = dict(ev.provenance)
@@ -158,7 +150,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
             rec.notes += list(ev.warnings)
             rec.timings["metrics_s"] = round(time.time() - t0, 3)
         elif suite.metrics:
-            rec.notes.append("metrics: not available" + (" (harness.metrics missing)" if suite.reference else " (no reference)"))
+            rec.notes.append("metrics: not computed (the suite names no reference)")
             rec.metrics = {m: None for m in suite.metrics}
         write_record(rec, folder, "run_record.json")
         ips = result.images_per_s
