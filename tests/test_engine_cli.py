@@ -194,3 +194,13 @@ def test_suite_metric_typo_fails_before_sampling(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "unknown metric 'kdi'; did you mean 'kid'" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_validate_stops_on_a_corrupt_checkpoint(tmp_path, capsys):
+    """A checkpoint that exists but is not one fails validate (exit 2), before any run is queued."""
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    spec = _write_spec(tmp_path, f"model: {{name: alitok-tiny, checkpoint: {bad}}}\nprotocol: demo\n")
+    rc = main(["validate", str(spec)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "bad.safetensors: not a readable safetensors file" in err

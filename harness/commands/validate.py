@@ -50,20 +50,24 @@ def plan_identity(spec, runtime) -> tuple[list[str], str | None]:
     import torch
 
     from harness import config
-    from harness.nn.checkpoint import planning
+    from harness.config import ConfigError
+    from harness.errors import UserError, one_line
+    from harness.nn.checkpoint import CheckpointError, planning
     from harness.sampling.runner import build_generator, resolve
 
     try:
         with planning():
             r = resolve(spec, build_generator(spec.model, torch.device("meta")), runtime)
+    except ConfigError:
+        raise  # a wrong sampling key or size mismatch: the run would fail the same way
+    except CheckpointError as e:
+        if "no such checkpoint file" not in str(e):
+            raise  # a checkpoint for another model, truncated, not a state dict: stop here, not after queueing
+        return [f"sampling identity hash: unavailable until the checkpoint exists ({e})"], None
+    except (ValueError, UserError) as e:  # e.g. a factory that needs a checkpoint the spec does not name
+        return [f"sampling identity hash: unavailable ({one_line(e)})"], None
     except (ImportError, AttributeError, OSError, NotImplementedError, RuntimeError) as e:
         return [f"sampling identity hash: unavailable (generator not buildable here: {type(e).__name__}: {e})"], None
-    except Exception as e:  # a missing checkpoint is reported above; other input errors still stop validate
-        from harness.nn.checkpoint import CheckpointError
-
-        if isinstance(e, CheckpointError) and "no such checkpoint file" in str(e):
-            return [f"sampling identity hash: unavailable until the checkpoint exists ({e})"], None
-        raise
     return [f"sampling identity hash: {r.identity_hash}",
             f"sampling params:        {config.to_dict(r.sampling)}  quantization: {r.quantization}"], r.identity_hash
 
