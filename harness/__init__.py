@@ -1,10 +1,14 @@
-"""alitok-bench: the engine (registry, interfaces, config, data, sampling, metrics, speed, records, cli)."""
+"""alitok-bench: the engine (registry, interfaces, config, data, sampling, metrics, speed, records, cli).
+
+Importing the package imports no torch: the torchvision shim (``harness/_tv_shim.py``) is installed
+just before torchvision's first import, so ``alitok-bench --help`` and ``list`` start in a blink.
+"""
 import os as _os
 
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from harness import _tv_shim  # noqa: E402
 
-_tv_shim.install()
+_tv_shim.install_on_first_import()
 
 __version__ = "0.1.0"

@@ -10,11 +10,11 @@ import argparse
 import importlib
 import sys
 
-import harness  # noqa: F401  (installs the torchvision shim, sets HF_HUB_OFFLINE)
+import harness  # noqa: F401  (sets HF_HUB_OFFLINE, arms the lazy torchvision shim; imports no torch)
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "list": ("harness.commands.list_cmd", "list registered generators, tokenizers, metrics, suites, trainers"),
+    "list": ("harness.commands.list_cmd", "list registered generators, tokenizers, metrics, suites, trainers, protocols"),
     "validate": ("harness.commands.validate", "resolve a spec YAML, print its hash and shard plan"),
     "sample": ("harness.commands.sample", "sample a protocol from a generator into shards + samples.npz"),
     "run": ("harness.commands.run", "run a suite (sample, evaluate, record, print a table)"),
@@ -35,14 +35,27 @@ def _error_types() -> tuple[type[BaseException], ...]:
     return (UserError, OSError)
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help when it has a meaningful default (not None/False/[])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or default is argparse.SUPPRESS or default is None or default is False
+                or default == [] or not (action.option_strings or action.nargs in ("?", "*"))):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
-        prog="alitok-bench", description="Evaluate image tokenizers and generators under ImageNet-256 protocols.")
+        prog="alitok-bench", description="Evaluate image tokenizers and generators under ImageNet-256 protocols.",
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs = {}
     for verb, (_, help_text) in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p = sub.add_parser(verb, help=help_text, description=help_text, formatter_class=DefaultsHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         verbs[verb] = p
     return parser, verbs

@@ -11,8 +11,14 @@ import os
 import torch
 import torch.distributed as dist
 
+from harness.errors import UserError
+
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+class DeviceError(UserError, ValueError):
+    """A --device or --dtype the machine or the harness does not have."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -20,11 +26,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+            raise DeviceError(f"--device {name}: CUDA is not available on this machine")
         if name == "cuda" and dist.is_available() and dist.is_initialized():
             name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     elif name != "cpu":
-        raise ValueError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+        raise DeviceError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
     return torch.device(name)
 
 
@@ -32,7 +38,7 @@ def resolve_dtype(name: str) -> torch.dtype:
     try:
         return DTYPES[name]
     except KeyError:
-        raise ValueError(f"dtype {name!r} unknown (known: {', '.join(DTYPES)})") from None
+        raise DeviceError(f"dtype {name!r} unknown (known: {', '.join(DTYPES)})") from None
 
 
 def set_tf32(enabled: bool) -> None:

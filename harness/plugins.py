@@ -17,14 +17,16 @@ BUILTIN: dict[str, dict[str, object]] = {
         "alitok": ("alitok.plugin:alitok_tokenizer", "AliTok 273-token tokenizer (official AliTok.pth required)"),
         "alitok-tiny": ("alitok.plugin:tiny_tokenizer", "tiny AliTok tokenizer trained on natural patches (committed)"),
     },
-    "metrics": {
-        # pure functions from features (float64, ADM semantics); the pipeline is harness.metrics.evaluate
-        "fid": ("harness.metrics.fid:frechet_distance", "FID: Fréchet distance of pool3 statistics (ADM)"),
-        "is": ("harness.metrics.isc:inception_score", "Inception Score, ADM in-order chunks of 5000 (or torch-fidelity mode)"),
-        "sfid": ("harness.metrics.fid:frechet_distance", "sFID: Fréchet distance on Mixed_6d.branch1x1[:7] (2023-d)"),
-        "prec": ("harness.metrics.prc:precision_recall", "improved precision, k=3, samples vs the reference manifold"),
-        "recall": ("harness.metrics.prc:precision_recall", "improved recall, k=3, reference images vs the sample manifold"),
-        "kid": ("harness.metrics.kid:kernel_inception_distance", "KID: unbiased MMD^2, cubic kernel, seeded subsets"),
+    # metrics: one entry each in harness/metrics/table.py (it fills the metrics registry)
+    # named protocols (harness/protocols.py); a suite or `sample --protocol NAME` starts from one
+    "protocols": {
+        "imagenet256-gfid50k": ("harness.protocols:IMAGENET256_GFID50K",
+                                "gFID: 50,000 class-balanced samples (i % 1000), 256 px, vs ADM VIRTUAL_imagenet256_labeled.npz"),
+        "imagenet256-smoke5k": ("harness.protocols:IMAGENET256_SMOKE5K",
+                                "the first 5,000 samples of imagenet256-gfid50k (same seeds), for quick GPU checks"),
+        "imagenet256-rfid50k": ("harness.protocols:IMAGENET256_RFID50K",
+                                "rFID: ImageNet val 50k, ADM center_crop_arr 256, reconstructions vs val statistics"),
+        "demo": ("harness.protocols:DEMO", "embedded natural patches: 20 samples per photo class, 32 px, chunks of 25"),
     },
     "suites": {
         "demo": ("harness.suites:demo", "embedded natural patches, 32 px: real-data floor + tiny AliTok (CPU, minutes)"),

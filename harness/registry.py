@@ -1,4 +1,4 @@
-"""One generic registry, instantiated per kind (tokenizers, generators, metrics, suites).
+"""One generic registry, instantiated per kind (tokenizers, generators, metrics, suites, trainers, protocols).
 
 Modelled on lm-evaluation-harness ``lm_eval/api/registry.py``: decorator or direct registration,
 lazy ``"module:Attr"`` targets (so listing names imports no model code), an entry-point group
@@ -25,7 +25,8 @@ class RegistryError(UserError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def _import_target(target: str) -> Any:
+def import_target(target: str) -> Any:
+    """Resolve a lazy "package.module:Attr" target."""
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise RegistryError(f"lazy target {target!r} must look like 'package.module:Attr'")
@@ -77,10 +78,10 @@ class Registry(Generic[T]):
     # -- lookup -------------------------------------------------------------------------------
     def get(self, name: str) -> T:
         if name not in self._entries:
-            raise RegistryError(self._unknown(name))
+            raise RegistryError(self.unknown_message(name))
         obj = self._entries[name]
         if isinstance(obj, str):
-            obj = _import_target(obj)
+            obj = import_target(obj)
             self._entries[name] = obj
         return obj
 
@@ -102,7 +103,8 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _unknown(self, name: str) -> str:
+    def unknown_message(self, name: str) -> str:
+        """The one-line "unknown NAME; did you mean ..." message."""
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         known = ", ".join(self.names()) or "none"
@@ -118,6 +120,7 @@ generators: Registry = Registry("generator")
 metrics: Registry = Registry("metric")
 suites: Registry = Registry("suite")
 trainers: Registry = Registry("trainer")
+protocols: Registry = Registry("protocol")
 
 REGISTRIES: dict[str, Registry] = {
     "tokenizers": tokenizers,
@@ -125,6 +128,7 @@ REGISTRIES: dict[str, Registry] = {
     "metrics": metrics,
     "suites": suites,
     "trainers": trainers,
+    "protocols": protocols,
 }
 
 _loaded = False

@@ -44,16 +44,16 @@ class ProtocolSpec:
     def __post_init__(self) -> None:
         for field in ("num_samples", "num_classes", "image_size", "chunk_size", "legacy_world_size", "legacy_batch_size"):
             if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+                raise config.ConfigError(f"protocol.{field} must be >= 1, got {getattr(self, field)}")
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+            raise config.ConfigError(f"protocol.seed must be >= 0, got {self.seed}")
         if self.seed_scheme == "legacy_rank":
             per_step = self.legacy_world_size * self.legacy_batch_size
             if self.num_samples % per_step:
-                raise ValueError(
+                raise config.ConfigError(
                     f"legacy_rank needs num_samples divisible by world_size*batch = {per_step}, got {self.num_samples}")
             if self.num_samples % self.num_classes:
-                raise ValueError(
+                raise config.ConfigError(
                     f"legacy_rank needs num_samples divisible by num_classes = {self.num_classes}, got {self.num_samples}")
 
 
@@ -135,7 +135,7 @@ def build_run_spec(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] =
     A protocol given by name (or a mapping whose ``name`` is a known protocol) starts from that
     named protocol; keys given replace its fields. Unknown keys are errors with their dotted path.
     """
-    from harness.protocols import PROTOCOLS, get_protocol
+    from harness.registry import load_plugins, protocols  # by name, so specs never imports protocols.py
 
     if not isinstance(raw, dict):
         raise config.ConfigError(f"{source}: top level must be a mapping with model and protocol")
@@ -143,10 +143,11 @@ def build_run_spec(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] =
     if isinstance(data.get("model"), str):
         data["model"] = {"name": data["model"]}
     proto = data.get("protocol")
+    load_plugins()
     if isinstance(proto, str):
-        data["protocol"] = config.to_dict(get_protocol(proto))
-    elif isinstance(proto, dict) and proto.get("name") in PROTOCOLS:
-        data["protocol"] = {**config.to_dict(PROTOCOLS[proto["name"]]), **proto}
+        data["protocol"] = config.to_dict(protocols.get(proto))
+    elif isinstance(proto, dict) and proto.get("name") in protocols:
+        data["protocol"] = {**config.to_dict(protocols.get(proto["name"])), **proto}
     data = config.apply_overrides(data, list(overrides))
     try:
         return config.from_dict(RunSpec, data)

@@ -8,7 +8,6 @@ imported (not written or not installed yet) is reported as skipped; every other 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -30,10 +29,24 @@ class SuiteSpec:
     reference: str | None = None          # a reference-stats npz, or "embedded:val"
     reference_per_class: int = 20         # embedded reference: val crops per class (seed 0)
     inception: str = "fid-helper"         # weights tier for the metrics (see harness.metrics)
+    kid_subset_size: int | None = None    # KID images per subset (None: torch-fidelity's 1000; must be <= N)
+
+
+def check_suite(suite: SuiteSpec, source: str = "suite") -> SuiteSpec:
+    """Metric names come from the metric table; a typo fails before any sampling starts."""
+    from harness.metrics import table
+
+    try:
+        table.parse(suite.metrics) if suite.metrics else None
+    except table.MetricError as e:
+        raise config.ConfigError(f"{source}: metrics: {e}") from None
+    if suite.kid_subset_size is not None and suite.kid_subset_size < 2:
+        raise config.ConfigError(f"{source}: kid_subset_size must be >= 2, got {suite.kid_subset_size}")
+    return suite
 
 
 def load_suite_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SuiteSpec:
-    return config.load(SuiteSpec, path, overrides)
+    return check_suite(config.load(SuiteSpec, path, overrides), str(path))
 
 
 def demo() -> SuiteSpec:
@@ -51,17 +64,7 @@ def get_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) ->
     suite = target() if callable(target) and not isinstance(target, SuiteSpec) else target
     if overrides:
         suite = config.from_dict(SuiteSpec, config.apply_overrides(config.to_dict(suite), overrides))
-    return suite
-
-
-def _metrics_modules():
-    """(evaluate_samples, build_reference_from_images) or None while harness.metrics lacks them."""
-    try:
-        from harness.metrics.evaluate import evaluate_samples
-        from harness.metrics.refstats import build_reference_from_images
-    except ImportError:
-        return None
-    return evaluate_samples, build_reference_from_images
+    return check_suite(suite, f"suite {name_or_path!r}")
 
 
 def _factory_missing(name: str) -> str | None:
@@ -88,33 +91,33 @@ def _factory_missing(name: str) -> str | None:
     return None
 
 
-def _reference(suite: SuiteSpec, protocol, out: Path, device: str, metrics_mod) -> str | None:
+def _reference(suite: SuiteSpec, protocol, out: Path, device: str) -> str | None:
     if suite.reference != EMBEDDED_REFERENCE:
         return suite.reference
     from harness.data.embedded import natural_patches
 
     path = out / "reference" / f"embedded-val-{protocol.image_size}px-{suite.reference_per_class}pc-{suite.inception.replace(':', '_')}.npz"
     if not path.is_file():
+        from harness.metrics.refstats import build_reference_from_images
+
         images, _ = natural_patches("val", protocol.image_size, suite.reference_per_class, seed=0)
-        metrics_mod[1](images, path, inception=suite.inception, device=device,
-                       source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
-                                   f"per_class={suite.reference_per_class}, seed=0)")
+        build_reference_from_images(images, path, inception=suite.inception, device=device,
+                                    source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
+                                                f"per_class={suite.reference_per_class}, seed=0)")
     return str(path)
 
 
 def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype: str = "fp32", tf32: bool = False,
               force: bool = False, progress: bool = True, echo=print):
     """Sample (and evaluate) every model of ``suite`` under ``out``; returns the summary DataFrame."""
-    from harness.commands.sample import sample_record
     from harness.protocols import get_protocol, with_overrides
     from harness.records import RunRecord, code_info, env_info, load_records, write_record
+    from harness.sampling.record import sample_record
     from harness.sampling.runner import sample
 
     out = Path(out)
     protocol = with_overrides(get_protocol(suite.protocol), num_samples=suite.num_samples)
-    metrics_mod = _metrics_modules() if suite.metrics and suite.reference else None
-    if suite.metrics and suite.reference and metrics_mod is None:
-        echo("metrics: not available (harness.metrics missing)")
+    evaluate = suite.metrics and suite.reference
     reference = None
     for model in suite.models:
         spec = RunSpec(model, protocol)
@@ -133,19 +136,21 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
         rec = dataclasses.replace(rec, kind="run", run_id="", created_at="")
         rec.speed = {"images_per_s": result.images_per_s, "device": result.device, "dtype": dtype, "tf32": tf32,
                      "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused"}
-        if metrics_mod is not None:
+        if evaluate:
+            from harness.metrics.evaluate import evaluate_samples
+
             t0 = time.time()
             if reference is None:
-                reference = _reference(suite, protocol, out, device, metrics_mod)
-            ev = metrics_mod[0](result.gathered["path"], reference, metrics=list(suite.metrics),
-                                inception=suite.inception, device=device)
+                reference = _reference(suite, protocol, out, device)
+            ev = evaluate_samples(result.gathered["path"], reference, metrics=list(suite.metrics),
+                                inception=suite.inception, device=device, kid_subset_size=suite.kid_subset_size)
             rec.metrics = dict(ev.metrics)
             rec.metric_provenance = dict(ev.provenance)
             rec.paper_comparable = bool(ev.paper_comparable)
             rec.notes += list(ev.warnings)
             rec.timings["metrics_s"] = round(time.time() - t0, 3)
         elif suite.metrics:
-            rec.notes.append("metrics: not available" + (" (harness.metrics missing)" if suite.reference else " (no reference)"))
+            rec.notes.append("metrics: not computed (the suite names no reference)")
             rec.metrics = {m: None for m in suite.metrics}
         write_record(rec, folder, "run_record.json")
         ips = result.images_per_s
@@ -172,14 +177,3 @@ def summary_table(df, suite: SuiteSpec):
     order = {m.name: i for i, m in enumerate(suite.models)}
     table = table[table["model"].isin(order)]
     return table.sort_values("model", key=lambda s: s.map(order)).reset_index(drop=True)
-
-
-def print_table(table, file=None) -> None:
-    """Metrics to 3 decimals, images/s to 1; a metric that could not be computed shows as n/a."""
-    shown = table.copy()
-    for col in shown.columns:
-        if col in ("model", "N", "paper_comparable", "status"):
-            continue
-        fmt = "{:.1f}" if col == "images/s" else "{:.3f}"
-        shown[col] = [("n/a" if v is None or v != v else fmt.format(float(v))) for v in shown[col]]
-    print(shown.to_string(index=False, na_rep="-"), file=file or sys.stdout)  # sys.stdout at call time

@@ -42,7 +42,8 @@ def test_run_demo_with_metrics_wired(tmp_path, capsys):
     from the embedded val split, every model evaluated, numbers and provenance in the records."""
     out = tmp_path / "demo"
     argv = ["run", "demo", "--out", str(out), "--device", "cpu", "--no-progress", "--set", "num_samples=22",
-            "--set", "inception=random:0", "--set", "reference_per_class=2"]
+            "--set", "inception=random:0", "--set", "reference_per_class=2",
+            "--set", "kid_subset_size=20"]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "fid" in next(line for line in text.splitlines() if line.split()[:2] == ["model", "N"])

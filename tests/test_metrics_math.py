@@ -148,3 +148,32 @@ def test_kid_equals_torch_fidelity_and_cleanfid_semantics():
     cf = cleanfid_fid.kernel_distance(f1[:100].astype(np.float64), f2[:100].astype(np.float64), num_subsets=1,
                                       max_subset_size=100)
     assert kernel_inception_distance(f1[:100], f2[:100], subsets=1, subset_size=100)["kid"] == pytest.approx(cf, rel=1e-9)
+
+
+def test_kid_refuses_subsets_larger_than_the_sets():
+    """torch-fidelity refuses (N < subset size); we used to cap silently, making the std meaningless."""
+    from harness.errors import UserError
+
+    f1, f2 = _feats(60, 8, 21), _feats(80, 8, 22)
+    with pytest.raises(UserError, match="subset size 1000 is larger than the sets"):
+        kernel_inception_distance(f1, f2)
+    with pytest.raises(ValueError, match="cannot be smaller"):  # the library's own rule, for comparison
+        kid_features_to_metric(torch.from_numpy(f1), torch.from_numpy(f2), kid_subsets=5, kid_subset_size=1000,
+                               kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
+                               kid_kernel_poly_coef0=1, rng_seed=2020, verbose=False)
+    r = kernel_inception_distance(f1, f2, subsets=7, subset_size=60)
+    assert r["kid_subset_size"] == 60 and r["kid_subsets"] == 7
+
+
+def test_is_and_kid_call_torch_fidelity(monkeypatch):
+    """The library does the math: replacing its functions changes our numbers."""
+    import torch_fidelity.metric_isc as tf_isc
+    import torch_fidelity.metric_kid as tf_kid
+
+    monkeypatch.setattr(tf_isc, "isc_features_to_metric", lambda *a, **k: {"inception_score_mean": 123.0,
+                                                                            "inception_score_std": 0.5})
+    monkeypatch.setattr(tf_kid, "kid_features_to_metric", lambda *a, **k: {"kernel_inception_distance_mean": 7.0,
+                                                                            "kernel_inception_distance_std": 0.25})
+    assert inception_score(_logits(50, 10, 1), mode="torch-fidelity")["is"] == 123.0
+    assert inception_score(_logits(50, 10, 1), mode="adm")["is"] == 123.0
+    assert kernel_inception_distance(_feats(30, 4, 1), _feats(30, 4, 2), subset_size=10)["kid"] == 7.0

@@ -67,7 +67,7 @@ def test_pipeline_matches_torch_fidelity_calculate_metrics(world, monkeypatch, n
     calls = []
     monkeypatch.setattr(features_mod, "iter_batches", lambda src, *a, **k: calls.append(str(src)) or _iter(src, *a, **k))
     res = evaluate_samples(world["a_path"], world["ref"], metrics=("fid", "is", "sfid", "prec", "recall", "kid"),
-                           inception=world["ex"], batch_size=7, cache=world["cache"])
+                           inception=world["ex"], batch_size=7, cache=world["cache"], kid_subset_size=24)
     tf = torch_fidelity.calculate_metrics(
         input1=nchw_dataset(world["a"]), input2=nchw_dataset(world["b"]), cuda=False, fid=True, isc=True, prc=True, kid=True,
         feature_extractor="inception-v3-compat", feature_layer_prc="2048",
@@ -178,3 +178,100 @@ def test_reconstruction_metrics(world):
     assert r["codebook_usage"] == 0.5 and r["codebook_entropy"] == pytest.approx(3.0)
     assert codebook_stats(np.array([5, 5, 5]), 8) == {"codebook_usage": 0.125, "codebook_entropy": 0.0,
                                                        "codebook_perplexity": 1.0}
+
+
+def _stats_only_reference(world, name="mu_sigma_only.npz"):
+    """A pytorch-fid style reference: mu and sigma only (sidecar rewritten for the new file)."""
+    from harness.io import sha256_file
+
+    src = load_reference(world["ref"])
+    path = world["root"] / name
+    np.savez(path, mu=src.mu, sigma=src.sigma)
+    meta = dict(src.metadata, npz_sha256=sha256_file(path))
+    sidecar_path(path).write_text(json.dumps(meta))
+    return path
+
+
+def test_mu_sigma_only_reference_skips_what_it_cannot_give(world, capsys):
+    """Default list: FID computed, sFID and precision/recall skipped with a note. Named: an error.
+    (Before: the default list aborted with 'reference has no mu_s/sigma_s'.)"""
+    from harness.errors import InputFileError
+
+    ref = _stats_only_reference(world)
+    res = evaluate_samples(world["a_path"], ref, inception=world["ex"], cache=world["cache"])
+    full = evaluate_samples(world["a_path"], world["ref"], metrics=("fid",), inception=world["ex"], cache=world["cache"])
+    assert res.metrics["fid"] == pytest.approx(full.metrics["fid"], rel=1e-12)
+    assert res.metrics["sfid"] is None and res.metrics["prec"] is None and res.metrics["recall"] is None
+    assert set(res.provenance["skipped"]) == {"sfid", "prec", "recall"}  # IS computed: random weights have logits
+    assert any("sfid unavailable, skipped" in w and "mu_s/sigma_s" in w for w in res.warnings)
+    with pytest.raises(InputFileError, match="no mu_s/sigma_s: drop sfid"):
+        evaluate_samples(world["a_path"], ref, metrics="fid,sfid", inception=world["ex"], cache=world["cache"])
+    # the CLI with its default --metrics: exit 0 and the note printed
+    rc = cli.main(["eval", str(world["a_path"]), "--ref", str(ref), "--inception", "random:0", "--device", "cpu",
+                   "--out", str(world["root"] / "stats_only_eval")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "sfid unavailable, skipped" in out
+
+
+def test_kid_subset_size_is_explicit_and_recorded(world):
+    """KID refuses a subset larger than N (torch-fidelity's rule) instead of silently capping it."""
+    from harness.metrics.kid import KIDSubsetError
+
+    with pytest.raises(KIDSubsetError, match="subset size 1000 is larger than the sets"):
+        evaluate_samples(world["a_path"], world["ref"], metrics="kid", inception=world["ex"], cache=world["cache"])
+    res = evaluate_samples(world["a_path"], world["ref"], metrics="kid", inception=world["ex"], cache=world["cache"],
+                           kid_subset_size=20, kid_subsets=30)
+    assert res.provenance["kid_subset_size"] == 20 and res.provenance["kid_subsets"] == 30
+
+
+def test_ndarray_and_batches_evaluate_like_the_file(world):
+    """evaluate_samples takes in-memory arrays and iterables of batches (before: TypeError on an ndarray)."""
+    ref_only = ("fid", "sfid", "prec", "recall")
+    from_file = evaluate_samples(world["a_path"], world["ref"], metrics=ref_only, inception=world["ex"],
+                                 cache=world["cache"])
+    from_array = evaluate_samples(world["a"], world["ref"], metrics=ref_only, inception=world["ex"], cache=False)
+    batches = (world["a"][i:i + 5] for i in range(0, 24, 5))
+    from_batches = evaluate_samples(batches, world["ref"], metrics=ref_only, inception=world["ex"], cache=False)
+    for m in ref_only:
+        assert from_array.metrics[m] == pytest.approx(from_file.metrics[m], rel=1e-6, abs=1e-9)
+        assert from_batches.metrics[m] == pytest.approx(from_file.metrics[m], rel=1e-6, abs=1e-9)
+    assert from_array.provenance["samples"]["n"] == 24
+
+
+class _MeanPixelExtractor:
+    """A second, toy feature network: per-image channel means (pool) and a 4x4 thumbnail (spatial)."""
+
+    def __init__(self, device):
+        from harness.metrics.weights import WeightsInfo
+
+        self.device = torch.device("cpu")
+        self.weights = WeightsInfo("toy", "toy", None, "0" * 64, has_logits=False)
+
+    def __call__(self, batch):
+        x = batch.astype(np.float64) / 255.0
+        thumb = x.reshape(len(x), 4, x.shape[1] // 4, 4, x.shape[2] // 4, 3).mean(axis=(2, 4))
+        return {"pool": x.mean(axis=(1, 2)), "spatial": thumb.reshape(len(x), -1)}
+
+
+def test_a_new_metric_with_its_own_extractor_is_one_entry(world, monkeypatch):
+    """One EXTRACTORS line and one Metric entry: evaluate, list and parse see it with no other change."""
+    from harness.metrics import table
+    from harness.metrics.fid import feature_statistics, frechet_distance
+
+    monkeypatch.setitem(table.EXTRACTORS, "toy", (f"{__name__}:_MeanPixelExtractor", "channel means"))
+
+    def colour_distance(x):
+        ms, ss = feature_statistics(x.samples("toy", "pool"))
+        mr, sr = feature_statistics(x.reference("toy", "pool"))
+        return {"fd_toy": frechet_distance(ms, ss, mr, sr)}
+
+    entry = table.Metric("fd_toy", "Frechet distance of channel means", colour_distance, features="toy",
+                         needs_reference_images=True)
+    monkeypatch.setattr(table.registry, "_entries", {**table.registry._entries, "fd_toy": entry})
+    res = evaluate_samples(world["a_path"], world["ref"], metrics="fid,fd_toy", inception=world["ex"],
+                           cache=False)
+    a, b = _MeanPixelExtractor(None)(world["a"])["pool"], _MeanPixelExtractor(None)(world["b"])["pool"]
+    expected = frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert res.metrics["fd_toy"] == pytest.approx(expected, rel=1e-9)
+    assert res.provenance["metric_features"]["fd_toy"] == "toy:pool"
+    assert "fd_toy" in [m.name for m in table.parse("fd_toy,fid")]

@@ -13,7 +13,11 @@ from harness.metrics.evaluate import ALL_METRICS, DEFAULT_METRICS
 def add_arguments(p) -> None:
     p.add_argument("samples", help="ADM-format samples npz (arr_0 uint8 [N,H,W,3], optional labels) or a shards folder")
     p.add_argument("--ref", required=True, help="reference npz (mu, sigma, mu_s, sigma_s, arr_0): ours or OpenAI's")
-    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma list from {','.join(ALL_METRICS)}")
+    p.add_argument("--metrics", default=None,
+                   help=f"comma list from {','.join(ALL_METRICS)} (default: {','.join(DEFAULT_METRICS)}, skipping "
+                        "those the reference or weights cannot give)")
+    p.add_argument("--kid-subset-size", type=int, default=None,
+                   help="KID images per subset (default 1000 as torch-fidelity; refused when larger than N)")
     p.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--device", default="auto")
@@ -51,7 +55,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     result = evaluate_samples(args.samples, args.ref, metrics=args.metrics, inception=args.inception,
                               batch_size=args.batch_size, device=str(device), fid_method=args.fid_method,
-                              is_mode=args.is_mode, cache=not args.no_cache)
+                              is_mode=args.is_mode, cache=not args.no_cache, kid_subset_size=args.kid_subset_size)
     print(format_table(result))
     samples = result.provenance["samples"]
     record = RunRecord(kind="eval", samples={k: samples[k] for k in ("path", "sha256", "n", "image_size", "labels",

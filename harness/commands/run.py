@@ -16,14 +16,15 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from harness.suites import get_suite, print_table, run_suite
+    from harness.report.table_text import print_table
+    from harness.suites import get_suite, run_suite
 
     suite = get_suite(args.suite, args.set)
     out = Path(args.out or Path("runs") / suite.name)
     print(f"suite {suite.name}: {suite.description}".rstrip(": "))
     table = run_suite(suite, out, device=args.device, dtype=args.dtype, tf32=args.tf32, force=args.force,
                       progress=not args.no_progress)
-    from harness.data.npz import atomic_path
+    from harness.io import atomic_path
 
     with atomic_path(out / "summary.csv", "w") as f:
         table.to_csv(f, index=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from harness import config
+from harness.sampling.record import sample_record  # noqa: F401  (the record lives in the engine)
 
 
 def add_arguments(p) -> None:
@@ -43,27 +44,6 @@ def spec_from_args(args):
     if not args.model or not args.protocol:
         raise config.ConfigError("need --model and --protocol (or --spec SPEC.yaml)")
     return build_run_spec({"model": args.model, "protocol": args.protocol}, sets, source="command line")
-
-
-def sample_record(result, started: float):
-    from harness.records import RunRecord, code_info, env_info
-
-    r = result.resolved
-    g = result.gathered or {}
-    return RunRecord(
-        kind="sample", spec=config.to_dict(r.spec), spec_hash=r.spec_hash,
-        model={**r.model_info, "sampling": config.to_dict(r.sampling), "quantization": r.quantization},
-        code=code_info(), env=env_info(result.device, result.world_size, result.backend),
-        seeds={"seed": r.spec.protocol.seed, "seed_scheme": r.spec.protocol.seed_scheme,
-               "sampling_identity_hash": r.identity_hash},
-        samples={"n": g.get("num_samples"), "npz": g.get("path"), "npz_sha256": g.get("sha256"),
-                 "min_per_class": g.get("min_per_class"), "max_per_class": g.get("max_per_class"),
-                 "balanced": g.get("balanced")},
-        speed={"images_per_s_rank0": result.images_per_s, "note": "generate() time of rank 0's new chunks (shard writes excluded)"},
-        timings={"generate_s_rank0": round(result.seconds_generating, 3), "total_s": round(time.time() - started, 3)},
-        notes=[f"chunks: {result.chunks_total} total, {result.chunks_run} generated and "
-               f"{result.chunks_skipped} reused by rank 0 of {result.world_size}"],
-    )
 
 
 def run(args) -> int:

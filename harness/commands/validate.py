@@ -1,5 +1,13 @@
-"""``alitok-bench validate SPEC.yaml``: resolve a run spec, print its hashes and the shard plan."""
+"""``alitok-bench validate SPEC.yaml``: resolve a run spec, print its hashes, checkpoints and shard plan.
+
+Nothing heavy happens: the generator is built inside ``harness.nn.checkpoint.planning()``, so its
+weights are never read (headers only, model on the meta device) and a 50k run of a 662M model is
+planned in a second. Checkpoint files are checked for existence separately and reported; a missing
+one leaves the sampling identity unresolved but not the plan. Metric names come from the metric table.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def add_arguments(p) -> None:
@@ -8,8 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--world-size", type=int, default=1, help="show the chunk assignment for this many processes")
     p.add_argument("--device-type", default="cpu", choices=["cpu", "cuda"],
                    help="device type the samples will be made on (part of the sampling identity)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--tf32", action="store_true")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="model dtype of the run")
+    p.add_argument("--tf32", action="store_true", help="the run allows TF32 matmuls on CUDA")
 
 
 def _ranges(ks: list[int]) -> str:
@@ -21,30 +29,70 @@ def _ranges(ks: list[int]) -> str:
     return f"{len(ks)} chunks: " + ", ".join(map(str, ks[:8])) + (" ..." if len(ks) > 8 else "")
 
 
+def checkpoint_lines(model) -> tuple[list[str], bool]:
+    """One line per checkpoint the spec names (found with its size, or MISSING); True when all exist."""
+    lines, ok = [], True
+    for key in ("checkpoint", "tokenizer_checkpoint"):
+        path = getattr(model, key)
+        if not path:
+            continue
+        p = Path(path).expanduser()
+        if p.is_file():
+            lines.append(f"model.{key}: {p} (found, {p.stat().st_size / 2**20:.1f} MiB)")
+        else:
+            ok = False
+            lines.append(f"model.{key}: {p} (MISSING: the run will stop here until it exists)")
+    return lines, ok
+
+
+def plan_identity(spec, runtime) -> tuple[list[str], str | None]:
+    """The resolved sampling parameters and identity hash, from a generator built on the meta device."""
+    import torch
+
+    from harness import config
+    from harness.config import ConfigError
+    from harness.errors import UserError, one_line
+    from harness.nn.checkpoint import CheckpointError, planning
+    from harness.sampling.runner import build_generator, resolve
+
+    try:
+        with planning():
+            r = resolve(spec, build_generator(spec.model, torch.device("meta")), runtime)
+    except ConfigError:
+        raise  # a wrong sampling key or size mismatch: the run would fail the same way
+    except CheckpointError as e:
+        if "no such checkpoint file" not in str(e):
+            raise  # a checkpoint for another model, truncated, not a state dict: stop here, not after queueing
+        return [f"sampling identity hash: unavailable until the checkpoint exists ({e})"], None
+    except (ValueError, UserError) as e:  # e.g. a factory that needs a checkpoint the spec does not name
+        return [f"sampling identity hash: unavailable ({one_line(e)})"], None
+    except (ImportError, AttributeError, OSError, NotImplementedError, RuntimeError) as e:
+        return [f"sampling identity hash: unavailable (generator not buildable here: {type(e).__name__}: {e})"], None
+    return [f"sampling identity hash: {r.identity_hash}",
+            f"sampling params:        {config.to_dict(r.sampling)}  quantization: {r.quantization}"], r.identity_hash
+
+
 def run(args) -> int:
     import numpy as np
 
     from harness import config
+    from harness.metrics import table
     from harness.sampling.plan import SamplingPlan
-    from harness.sampling.runner import build_generator, resolve
     from harness.specs import load_run_spec, numerics
 
     if args.world_size < 1:
-        raise ValueError(f"--world-size must be >= 1, got {args.world_size}")
+        raise config.ConfigError(f"--world-size must be >= 1, got {args.world_size}")
     spec = load_run_spec(args.spec, args.set)
-    identity, lines = None, []
-    try:  # the identity needs the generator's resolved sampling preset; config errors still stop here
-        import torch
-
-        r = resolve(spec, build_generator(spec.model, torch.device("cpu")), numerics(args.device_type, args.dtype, args.tf32))
-        identity = r.identity_hash
-        lines += [f"sampling identity hash: {identity}",
-                  f"sampling params:        {config.to_dict(r.sampling)}  quantization: {r.quantization}"]
-    except (ImportError, AttributeError, FileNotFoundError, OSError) as e:
-        lines.append(f"sampling identity hash: unavailable (generator not loadable here: {type(e).__name__}: {e})")
+    metrics = table.parse(spec.protocol.metrics) if spec.protocol.metrics else ()
+    ckpt_lines, _ = checkpoint_lines(spec.model)
+    id_lines, identity = plan_identity(spec, numerics(args.device_type, args.dtype, args.tf32))
     print(config.dump_yaml(spec).rstrip())
     print(f"spec hash:              {config.spec_hash(spec)}")
-    print("\n".join(lines))
+    print("\n".join(ckpt_lines + id_lines))
+    if metrics:
+        print("metrics: " + ", ".join(f"{m.name} ({m.features}:{m.layer}"
+                                      + (", ref images" if m.needs_reference_images else "")
+                                      + (", logits" if m.needs_logits else "") + ")" for m in metrics))
     plan = SamplingPlan(spec.protocol, identity or "unresolved")
     d = plan.describe()
     print("plan: " + ", ".join(f"{k}={v}" for k, v in d.items() if k != "rank_seeds"))

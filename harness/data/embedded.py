@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harness.errors import UserError
+
 # name -> how to load it (module, attribute or file); order fixes the class ids.
 _SOURCES: dict[str, tuple[str, str]] = {
     "astronaut": ("skimage", "astronaut"),
@@ -41,6 +43,10 @@ GAP_FRACTION = 0.02      # of the width, removed from the end of the train regio
 SCALE_RANGE = (0.2, 0.4)  # crop side as a fraction of the photo's short side
 
 
+class EmbeddedDataError(UserError, ValueError):
+    """An embedded-dataset argument out of range (split, image size, count, photo name)."""
+
+
 def num_classes() -> int:
     return NUM_CLASSES
 
@@ -49,7 +55,7 @@ def num_classes() -> int:
 def load_photo(name: str) -> np.ndarray:
     """The full RGB photo as uint8 [H, W, 3] (read-only, cached in memory)."""
     if name not in _SOURCES:
-        raise ValueError(f"unknown embedded photo {name!r} (known: {', '.join(CLASSES)})")
+        raise EmbeddedDataError(f"unknown embedded photo {name!r} (known: {', '.join(CLASSES)})")
     kind, what = _SOURCES[name]
     if kind == "skimage":
         import skimage.data
@@ -80,7 +86,7 @@ def split_region(width: int, split: str) -> tuple[int, int]:
         return 0, cut - gap
     if split == "val":
         return cut, width
-    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    raise EmbeddedDataError(f"split must be one of {SPLITS}, got {split!r}")
 
 
 def _class_rng(seed: int, split: str, class_id: int) -> np.random.Generator:
@@ -111,11 +117,11 @@ def natural_patches(
     Same arguments -> identical bytes. ``split`` is "train" or "val" (disjoint photo regions).
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise EmbeddedDataError(f"split must be one of {SPLITS}, got {split!r}")
     if image_size not in SUPPORTED_SIZES:
-        raise ValueError(f"image_size must be one of {SUPPORTED_SIZES}, got {image_size}")
+        raise EmbeddedDataError(f"image_size must be one of {SUPPORTED_SIZES}, got {image_size}")
     if per_class < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class}")
+        raise EmbeddedDataError(f"per_class must be >= 1, got {per_class}")
     n = per_class * NUM_CLASSES
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
     for c, name in enumerate(CLASSES):

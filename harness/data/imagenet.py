@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.errors import InputFileError
+from harness.errors import InputFileError, one_line
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 
@@ -94,7 +94,7 @@ class ImageFolderDataset:
                 im.load()
                 return center_crop_arr(im.convert("RGB"), self.image_size)
         except (OSError, SyntaxError, ValueError) as e:
-            raise InputFileError(path, f"cannot read image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+            raise InputFileError(path, f"cannot read image ({type(e).__name__}: {one_line(e)})") from None
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         if not -len(self) <= index < len(self):

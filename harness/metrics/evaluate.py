@@ -1,9 +1,13 @@
-"""Evaluate a samples file against a reference: the ADM evaluator's numbers, with provenance.
+"""Evaluate samples against a reference: the ADM evaluator's numbers, with provenance.
 
-``evaluate_samples`` streams the samples through the Inception extractor once (cached), compares
-with the reference's stored statistics (FID: mu/sigma, sFID: mu_s/sigma_s), and with the
-reference's own images (``arr_0``) for precision/recall and KID. IS is reported in ADM mode and
-only when the weights have a real classifier; otherwise it is None ("unavailable").
+``evaluate_samples`` reads each feature extractor's features of the samples once (cached), and of the
+reference's own images (``arr_0``) only when a requested metric needs them; the rest compares with the
+reference's stored statistics (FID: mu/sigma, sFID: mu_s/sigma_s). Which metric needs what comes from
+the one metric table (``harness.metrics.table``); this module only fetches features and dispatches.
+
+A metric the inputs cannot give (sFID against a mu/sigma-only reference, IS with weights that have
+no classifier) is skipped with a note (value None) when it came from the default list, and is an
+error when it was asked for by name.
 """
 from __future__ import annotations
 
@@ -17,19 +21,14 @@ import numpy as np
 from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError
 from harness.metrics import provenance as prov
-from harness.metrics.density_coverage import density_coverage
+from harness.metrics import table
 from harness.metrics.features import extract_features
-from harness.metrics.fid import feature_statistics, frechet_distance
-from harness.metrics.fid_infinity import fid_infinity
 from harness.metrics.inception import InceptionExtractor, describe_pipeline
-from harness.metrics.isc import inception_score
-from harness.metrics.kid import kernel_inception_distance
-from harness.metrics.prc import precision_recall
 from harness.metrics.refstats import check_compatible, load_reference
 from harness.metrics.weights import resolve_weights
 
-ALL_METRICS = ("fid", "is", "sfid", "prec", "recall", "kid", "density", "coverage", "fid_inf")
-DEFAULT_METRICS = ("fid", "is", "sfid", "prec", "recall")
+ALL_METRICS = tuple(m.name for m in table.TABLE)
+DEFAULT_METRICS = table.default_names()
 
 
 @dataclasses.dataclass
@@ -44,120 +43,156 @@ class EvalResult:
         return dataclasses.asdict(self)
 
 
-def parse_metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
-    names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
-    unknown = [m for m in names if m not in ALL_METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown)} (known: {', '.join(ALL_METRICS)})")
-    if not names:
-        raise ValueError("no metrics requested")
-    return tuple(dict.fromkeys(names))
+def parse_metrics(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
+    return tuple(m.name for m in table.parse(metrics))
 
 
-def _read_labels(samples) -> np.ndarray | None:
-    p = Path(samples)
-    if p.is_file():
-        return npz_io.load_labels_npz(p)
-    return None
+def _is_path(samples) -> bool:
+    return isinstance(samples, (str, Path))
 
 
-def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_METRICS,
-                     inception: str | InceptionExtractor = "fid-helper", batch_size: int = 50, device: str = "auto",
-                     fid_method: str = "eig", is_mode: str = "adm", cache: bool | str | Path = True) -> EvalResult:
-    """Metrics of ``samples`` (ADM npz or shards folder) against ``reference`` (ADM-format npz)."""
-    wanted = parse_metrics(metrics)
-    t0 = time.perf_counter()
-    # Cheap checks first (headers, reference keys, pipeline match), so bad input fails in a second.
-    size = None
+def _check_samples_file(samples) -> tuple[int, int] | None:
+    """Cheap header checks of an npz (image size), so bad input fails in a second."""
+    if not _is_path(samples):
+        if isinstance(samples, np.ndarray):
+            npz_io.check_images_array(samples, "samples")
+            if samples.shape[0] < 2:
+                raise UserError(f"samples: need at least 2 samples for a covariance, got {samples.shape[0]}")
+            return int(samples.shape[1]), int(samples.shape[2])
+        return None  # an iterable of batches: checked batch by batch
     if Path(samples).is_file():
         shape, dtype = npz_io.npz_array_info(samples, "arr_0")
         if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 3:
             raise InputFileError(samples, f"arr_0 must be uint8 [N,H,W,3] images, got {dtype} {list(shape)}")
         if shape[0] < 2:
             raise InputFileError(samples, f"need at least 2 samples for a covariance, got {shape[0]}")
-        size = (int(shape[1]), int(shape[2]))
-    elif not Path(samples).is_dir():
+        return int(shape[1]), int(shape[2])
+    if not Path(samples).is_dir():
         raise InputFileError(samples, "samples file or shards folder not found")
+    return None
+
+
+def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = None,
+                     inception: str | InceptionExtractor = "fid-helper", batch_size: int = 50, device: str = "auto",
+                     fid_method: str = "eig", is_mode: str = "adm", cache: bool | str | Path = True,
+                     kid_subset_size: int | None = None, kid_subsets: int | None = None,
+                     labels: np.ndarray | None = None) -> EvalResult:
+    """Metrics of ``samples`` against ``reference`` (an ADM-format npz: ours or OpenAI's).
+
+    ``samples``: an ADM npz, a shards folder, a uint8 ``[N,H,W,3]`` array or an iterable of such
+    batches (``harness.api`` accepts torch tensors too). ``metrics``: names or a comma list; None = the
+    ADM evaluator's five, skipping those the reference or weights cannot give. ``labels`` (int [N])
+    describe in-memory samples for the class-balance provenance; files carry their own.
+    """
+    explicit = metrics is not None
+    wanted = table.parse(metrics)
+    t0 = time.perf_counter()
+    size = _check_samples_file(samples)
     ref = load_reference(reference)
-    if "sfid" in wanted and ref.mu_s is None:
-        raise InputFileError(ref.path, "reference has no mu_s/sigma_s: sFID unavailable (drop sfid from --metrics)")
-    needs_ref_images = any(m in wanted for m in ("prec", "recall", "kid", "density", "coverage"))
-    if needs_ref_images and ref.n_images < 4:
-        raise InputFileError(ref.path, f"reference arr_0 holds {ref.n_images} images; precision/recall/KID need its images")
     weights = inception.weights if isinstance(inception, InceptionExtractor) else resolve_weights(inception)
+    stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s") if getattr(ref, k) is not None}
+
+    warnings: list[str] = []
+    skipped: dict[str, str] = {}
+    for m in wanted:
+        why = table.unavailable(m, stats=list(stats), reference_images=ref.n_images, has_logits=weights.has_logits)
+        if why is None:
+            continue
+        if explicit and not m.needs_logits:  # asked for by name and impossible: an input error
+            raise InputFileError(ref.path, f"{why}: drop {m.name} from --metrics (or use a fuller reference)")
+        skipped[m.name] = why
+        warnings.append(f"{m.name} unavailable, skipped ({why})")
+    todo = [m for m in wanted if m.name not in skipped]
+
     info = describe_pipeline(weights)
-    warnings = check_compatible(ref, info, size)
+    warnings += check_compatible(ref, info, size)
     extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(weights, device)
+    extractors = {"inception": extractor}
+    for name in sorted({m.features for m in todo} - set(extractors)):
+        extractors[name] = table.build_extractor(name, extractor.device)
+    if any(m.features != "inception" for m in todo) and not (_is_path(samples) or isinstance(samples, np.ndarray)):
+        samples = _materialise(samples)  # an iterator can be read once; several extractors read it
 
     feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples")
-    check_compatible(ref, info, feats.image_size)  # shards: size known only now
+    check_compatible(ref, info, feats.image_size)  # shards and batches: size known only now
+    sample_feats = {"inception": feats}
     t_feat = time.perf_counter()
     if feats.n < 2:
-        raise UserError(f"{samples}: need at least 2 samples for a covariance, got {feats.n}")
+        raise UserError(f"{_name(samples)}: need at least 2 samples for a covariance, got {feats.n}")
 
-    labels = _read_labels(samples)
-    if labels is not None and labels.shape[0] != feats.n:
-        raise InputFileError(samples, f"labels has {labels.shape[0]} entries for {feats.n} images")
+    if labels is None and _is_path(samples) and Path(samples).is_file():
+        labels = npz_io.load_labels_npz(samples)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape[0] != feats.n:
+            raise InputFileError(_name(samples), f"labels has {labels.shape[0]} entries for {feats.n} images")
     label_info = prov.label_summary(labels)
     if label_info.get("class_sorted"):
         warnings.append("samples look class-sorted: ADM-mode IS will collapse (interleave classes, i % num_classes)")
 
+    ref_feats: dict[str, Any] = {}
+
+    def sample_layer(features: str, layer: str):
+        if features not in sample_feats:
+            sample_feats[features] = extract_features(samples, extractors[features], batch_size, cache=cache,
+                                                      name="samples")
+        return getattr(sample_feats[features], layer)
+
+    def reference_layer(features: str, layer: str):
+        if features not in ref_feats:
+            ref_feats[features] = extract_features(ref.path, extractors[features], batch_size, cache=cache,
+                                                   name="reference arr_0")
+        return getattr(ref_feats[features], layer)
+
+    options = {"fid_method": fid_method, "is_mode": is_mode, "kid_subset_size": kid_subset_size,
+               "kid_subsets": kid_subsets, "device": extractor.device}
+    inputs = table.MetricInputs(sample_layer, reference_layer, stats, options)
     out: dict[str, float | None] = {}
     extra: dict[str, Any] = {}
-    if "fid" in wanted:
-        mu, sigma = feature_statistics(feats.pool, "sample pool3 features")
-        out["fid"] = frechet_distance(mu, sigma, ref.mu, ref.sigma, method=fid_method)
-    if "fid_inf" in wanted:
-        r = fid_infinity(feats.pool, ref.mu, ref.sigma, method=fid_method)
-        out["fid_inf"] = r["fid_inf"]
-        extra["fid_inf_fit"] = r["fid_inf_fit"]
-    if "sfid" in wanted:
-        mu_s, sigma_s = feature_statistics(feats.spatial, "sample sFID features")
-        out["sfid"] = frechet_distance(mu_s, sigma_s, ref.mu_s, ref.sigma_s, method=fid_method)
-    if "is" in wanted:
-        if feats.logits is None:
-            out["is"] = None
-            warnings.append(f"IS unavailable: {info['weights']['kind']} weights have no real 1008-way classifier")
-        else:
-            r = inception_score(feats.logits, mode=is_mode)
-            out["is"] = r["is"]
-            extra.update(is_mode=r["is_mode"], is_splits=r["is_splits"], is_std=r["is_std"])
-    if needs_ref_images:
-        ref_feats = extract_features(ref.path, extractor, batch_size, cache=cache, name="reference arr_0")
-        if "prec" in wanted or "recall" in wanted:
-            pr = precision_recall(feats.pool, ref_feats.pool, k=3, device=extractor.device)
-            for m, key in (("prec", "precision"), ("recall", "recall")):
-                if m in wanted:
-                    out[m] = pr[key]
-        if "kid" in wanted:
-            k = kernel_inception_distance(feats.pool, ref_feats.pool)
-            out["kid"] = k["kid"]
-            extra.update(kid_std=k["kid_std"], kid_subset_size=k["kid_subset_size"])
-        if "density" in wanted or "coverage" in wanted:
-            dc = density_coverage(feats.pool, ref_feats.pool, k=5, device=extractor.device)
-            out.update({m: dc[m] for m in ("density", "coverage") if m in wanted})
-            extra["dc_k"] = dc["dc_k"]
+    for m in todo:
+        result = m.compute(inputs)
+        out[m.name] = result.pop(m.name)
+        extra.update(result)
     t_end = time.perf_counter()
 
     comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
-    sample_sha, sample_desc = _describe(samples)
+    sample_sha, _ = _describe(samples, feats)
+    names = {m.name for m in wanted}
     provenance = {
         "weights": info["weights"], "extractor": info["extractor"], "resize": info["resize"],
-        "sfid_layer": info["sfid_layer"], "fid_method": fid_method, "is_mode": is_mode if "is" in wanted else None,
-        "samples": {"path": str(samples), "sha256": sample_sha, "n": feats.n, "image_size": list(feats.image_size),
+        "sfid_layer": info["sfid_layer"], "fid_method": fid_method if names & {"fid", "sfid"} else None,
+        "is_mode": is_mode if "is" in names else None,
+        "samples": {"path": _name(samples), "sha256": sample_sha, "n": feats.n, "image_size": list(feats.image_size),
                     "dtype": "uint8", **label_info},
         "reference": {**ref.describe(), "metadata": ref.metadata},
-        "pr_k": 3 if ("prec" in wanted or "recall" in wanted) else None,
+        "pr_k": None, "skipped": skipped, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
         "not_comparable_because": reasons, **extra,
     }
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
-    return EvalResult({m: out.get(m) for m in wanted}, provenance, comparable, warnings, timings)
+    return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings)
 
 
-def _describe(samples) -> tuple[str | None, str]:
+def _materialise(batches) -> np.ndarray:
+    parts = [np.asarray(b) for b in batches]
+    if not parts:
+        raise UserError("samples: the iterable yielded no batches")
+    return np.concatenate(parts)
+
+
+def _name(samples) -> str:
+    if _is_path(samples):
+        return str(samples)
+    if isinstance(samples, np.ndarray):
+        return f"array{list(samples.shape)}"
+    return f"<{type(samples).__name__} of batches>"
+
+
+def _describe(samples, feats) -> tuple[str | None, str]:
+    from harness.io import sha256_file
     from harness.metrics.features import describe_source
-    from harness.metrics.weights import sha256_file
 
-    if Path(samples).is_file():
+    if _is_path(samples) and Path(samples).is_file():
         return sha256_file(samples), f"npz:{samples}"
-    return describe_source(samples)
+    if _is_path(samples) or isinstance(samples, np.ndarray):
+        return describe_source(samples)
+    return getattr(feats, "input_sha256", None), _name(samples)

@@ -1,5 +1,8 @@
 """Fréchet distance between Gaussians fitted to features (FID on pool3, sFID on the spatial layer).
 
+Own code, not torch-fidelity's ``fid_statistics_to_metric``: the ADM evaluator's sqrtm handling (eps retry,
+imaginary-part check) and the faster, equal "eig" path that the library does not offer.
+
 Two paths, same formula ``|mu1-mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2)``, all float64:
 - "sqrtm": ADM evaluator semantics (TTUR code): ``scipy.linalg.sqrtm(S1 S2)``; if not finite, retry
   with ``eps*I`` added to both; a complex result whose diagonal imaginary part exceeds 1e-3 is an error.

@@ -1,39 +1,44 @@
-"""Kernel Inception Distance: unbiased MMD² with the cubic polynomial kernel ``(x·y/d + 1)^3``.
+"""Kernel Inception Distance: torch-fidelity's own ``kid_features_to_metric`` (unbiased MMD², cubic
+polynomial kernel ``(x·y/d + 1)^3``, ``subsets`` random subsets drawn by ``RandomState(seed)``).
 
-Averaged over ``subsets`` random subsets of ``subset_size`` drawn without replacement by
-``np.random.RandomState(seed)`` (first from the samples, then from the reference, as torch-fidelity
-does, so equal seeds give equal numbers). ``subset_size`` is capped at the smaller set size.
+As in torch-fidelity, a subset size larger than either set is refused rather than capped: a capped
+subset makes every subset the whole set, so the std says nothing. Pick ``subset_size`` explicitly for
+small sets; it is returned (and recorded) with the number.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from harness.errors import UserError
 from harness.metrics.fid import check_features
 
-
-def _poly(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a @ b.T / a.shape[1] + 1.0) ** 3
-
-
-def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    m = x.shape[0]
-    kxx, kyy, kxy = _poly(x, x), _poly(y, y), _poly(x, y)
-    within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-    return float(within - 2.0 * kxy.sum() / (m * m))
+SUBSETS = 100        # torch-fidelity defaults (torch_fidelity.defaults)
+SUBSET_SIZE = 1000
+SEED = 2020
 
 
-def kernel_inception_distance(sample_features, ref_features, subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 2020) -> dict:
-    """``{"kid": mean, "kid_std": std (ddof 0), "kid_subset_size": m}``."""
+class KIDSubsetError(UserError, ValueError):
+    """More images per KID subset than one of the two sets holds."""
+
+
+def kernel_inception_distance(sample_features, ref_features, subsets: int = SUBSETS, subset_size: int = SUBSET_SIZE,
+                              seed: int = SEED) -> dict:
+    """``{"kid": mean, "kid_std": std (ddof 0), "kid_subset_size": m, "kid_subsets": s}``."""
+    import torch
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
     fs = check_features(sample_features, "sample features").astype(np.float64)
     fr = check_features(ref_features, "reference features").astype(np.float64)
     if fs.shape[1] != fr.shape[1]:
-        raise ValueError(f"feature dimensions differ: samples {fs.shape[1]}, reference {fr.shape[1]}")
-    m = min(subset_size, fs.shape[0], fr.shape[0])
-    rng = np.random.RandomState(seed)
-    mmds = np.empty(subsets)
-    for i in range(subsets):
-        x = fs[rng.choice(fs.shape[0], m, replace=False)]
-        y = fr[rng.choice(fr.shape[0], m, replace=False)]
-        mmds[i] = _mmd2_unbiased(x, y)
-    return {"kid": float(mmds.mean()), "kid_std": float(mmds.std()), "kid_subset_size": int(m)}
+        raise KIDSubsetError(f"KID: feature dimensions differ: samples {fs.shape[1]}, reference {fr.shape[1]}")
+    if subsets < 1 or subset_size < 2:
+        raise KIDSubsetError(f"KID: need subsets >= 1 and subset size >= 2, got {subsets} and {subset_size}")
+    if subset_size > min(len(fs), len(fr)):
+        raise KIDSubsetError(
+            f"KID subset size {subset_size} is larger than the sets (samples {len(fs)}, reference {len(fr)}): "
+            f"set a smaller one explicitly (--kid-subset-size, suite key kid_subset_size)")
+    r = kid_features_to_metric(torch.from_numpy(fs), torch.from_numpy(fr), kid_subsets=subsets,
+                               kid_subset_size=subset_size, kid_kernel="poly", kid_kernel_poly_degree=3,
+                               kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1, rng_seed=seed, verbose=False)
+    return {"kid": r[KEY_METRIC_KID_MEAN], "kid_std": r[KEY_METRIC_KID_STD], "kid_subset_size": int(subset_size),
+            "kid_subsets": int(subsets)}

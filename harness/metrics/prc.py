@@ -1,5 +1,8 @@
 """Improved precision and recall (Kynkäänniemi et al. 2019), k = 3, on pool3 features.
 
+Own code, not torch-fidelity's ``prc_features_to_metric``: the ADM evaluator computes in float64 against
+the reference batch, while the library works in float32 (tests check both agree on the counts).
+
 Each set's manifold is the union of balls around its points, radius = distance to the k-th nearest
 neighbour other than itself. precision = share of samples inside the reference manifold; recall =
 share of reference images (ADM: the reference batch's 10k ``arr_0``) inside the sample manifold.

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from harness.data import npz as npz_io
-from harness.errors import InputFileError, UserError
+from harness.errors import InputFileError, UserError, one_line
 from harness.metrics.fid import feature_statistics
 from harness.metrics.weights import sha256_file
 
@@ -88,7 +88,7 @@ def load_reference(path: str | Path) -> Reference:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k], np.float64) for k in STAT_KEYS if k in keys}
     except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise InputFileError(path, f"cannot read reference statistics ({str(e).splitlines()[0]})") from None
+        raise InputFileError(path, f"cannot read reference statistics ({one_line(e)})") from None
     _check_stat_pair(path, arrays["mu"], arrays["sigma"], ("mu", "sigma"))
     if "mu_s" in arrays:
         _check_stat_pair(path, arrays["mu_s"], arrays["sigma_s"], ("mu_s", "sigma_s"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from harness.errors import InputFileError, UserError
+from harness.errors import InputFileError, UserError, one_line
 from harness.nn.checkpoint import sha256_file
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -100,7 +100,7 @@ def convert_fid_helper_state(torchscript_path: Path) -> dict[str, torch.Tensor]:
     try:
         scripted = torch.jit.load(str(torchscript_path), map_location="cpu")
     except (RuntimeError, OSError) as e:
-        raise InputFileError(torchscript_path, f"not a loadable TorchScript file ({str(e).splitlines()[0]})") from None
+        raise InputFileError(torchscript_path, f"not a loadable TorchScript file ({one_line(e)})") from None
     src = scripted.state_dict()
     groups = [k[: -len(".weight")] for k in src if k.endswith(".weight")]
     skeleton = skeleton_state_dict()
@@ -198,7 +198,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a corrupt/unsafe file
-        raise InputFileError(path, f"not a loadable weights file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise InputFileError(path, f"not a loadable weights file ({type(e).__name__}: {one_line(e)[:200]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputFileError(path, "expected a state dict of tensors")
     _check_complete(state, skeleton_state_dict(), str(path))

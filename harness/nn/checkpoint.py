@@ -4,9 +4,15 @@
 - ``.pth`` / ``.bin`` / ``.pt``: ``torch.load(weights_only=True)`` (the official AliTok files are
   plain pickled state dicts); anything that is not a flat ``{str: Tensor}`` mapping is refused.
 Every failure is a one-line ``CheckpointError`` naming the file.
+
+Inside ``with planning():`` (``alitok-bench validate``) nothing is read but headers: state dicts come
+back as meta tensors of the right shapes, models stay on the meta device, keys and shapes are still
+checked strictly. So a 662M-parameter generator is planned in milliseconds, without its weights in memory.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import pickle
@@ -17,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from harness.errors import UserError
+from harness.errors import UserError, one_line
 from harness.io import sha256_file  # noqa: F401  (checkpoint records name files by sha256)
 
 
@@ -29,6 +35,35 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: {problem}")
 
 
+_PLANNING = contextvars.ContextVar("checkpoint_planning", default=False)
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+@contextlib.contextmanager
+def planning():
+    """Load shapes only (meta tensors) and keep models on the meta device, for planning a run."""
+    token = _PLANNING.set(True)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
+
+
+def is_planning() -> bool:
+    return _PLANNING.get()
+
+
+def _safetensors_on_meta(p: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    with safe_open(str(p), framework="pt") as f:
+        return {k: torch.empty(f.get_slice(k).get_shape(), dtype=_SAFETENSORS_DTYPES.get(f.get_slice(k).get_dtype(),
+                                                                                           torch.float32), device="meta")
+                for k in f.keys()}
+
+
 def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[str, torch.Tensor]:
     """Read a flat state dict from safetensors or a weights-only torch pickle.
 
@@ -37,22 +72,27 @@ def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[
     p = Path(path)
     if not p.is_file():
         raise _fail(p, "no such checkpoint file")
+    if p.stat().st_size == 0:  # torch.load raises a message-less EOFError on these
+        raise _fail(p, "empty file (0 bytes): an interrupted download or copy?")
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
-            sd = load_file(str(p))
+            sd = _safetensors_on_meta(p) if is_planning() else load_file(str(p))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise _fail(p, f"not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+            raise _fail(p, f"not a readable safetensors file ({one_line(e)[:120]})") from None
     else:
         try:
-            sd = torch.load(p, map_location="cpu", weights_only=True)
+            if is_planning():  # meta storages: the tensor bytes are never read
+                sd = torch.load(p, map_location="meta", weights_only=True, mmap=True)
+            else:
+                sd = torch.load(p, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            msg = str(e).splitlines()[0][:160]
+            msg = one_line(e)[:160]
             raise _fail(p, f"refused by weights_only loading (not a plain state dict): {msg}") from None
         except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-            raise _fail(p, f"truncated or corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+            raise _fail(p, f"truncated or corrupt checkpoint ({type(e).__name__}: {one_line(e)[:120]})") from None
     if isinstance(sd, Mapping) and prefix is None:
         for key in ("state_dict", "model", "module"):  # common wrappers
             if key in sd and isinstance(sd[key], Mapping) and all(isinstance(v, torch.Tensor) for v in sd[key].values()):
@@ -92,7 +132,10 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike, what: str, prefix
     """Strictly load ``path`` into ``model``; return the safetensors metadata (empty for pickles)."""
     sd = load_state_dict(path, prefix=prefix)
     check_state_dict(model, sd, path, what)
-    model.load_state_dict(sd, strict=True)
+    if is_planning():
+        model.to("meta")
+    else:
+        model.load_state_dict(sd, strict=True)
     return read_metadata(path)
 
 
@@ -103,6 +146,8 @@ def load_strict(build_on_meta, sd: Mapping[str, torch.Tensor], path: str | os.Pa
     KV caches), since ``to_empty`` leaves them uninitialised."""
     model = build_on_meta()
     check_state_dict(model, sd, path, what)
+    if is_planning():
+        return model.eval()
     model = model.to_empty(device=device)
     model.load_state_dict(sd, strict=True)
     return model.eval()

@@ -1,1 +1,1 @@
-"""Reports from run records: tables (Markdown, CSV, LaTeX) and plots (PNG, SVG)."""
+"""Presentation made from run records alone: tables (Markdown, CSV, LaTeX), plots (PNG, SVG), claim verdicts."""
