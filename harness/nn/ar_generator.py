@@ -23,6 +23,13 @@ Model protocol (``ARModelProtocol``; an ``nn.Module``):
   mask ``torch.rand_like(labels, dtype=float)`` in ``preprocess_condition``), made here from the
   same generator so a seeded stream reproduces the official tokens batch after batch;
 - optional ``config_dict() -> dict``: the architecture for ``info()``.
+
+Positions: ``decode_step``'s ``pos`` and ``kv_len`` count the tokens the loop fed (cond tokens
+first, then generated ones). A model that prepends hidden tokens of its own (RAR's learned
+``cls_token`` before its condition token; upstream 1d-tokenizer ``modeling/rar.py``) shifts both by
+their number inside its methods. RAR's ``generate`` draws like AliTok's (``preprocess_condition``'s
+``rand_like``, then one ``multinomial`` per step, the same float32 power-cosine schedule), so it
+declares the same ``presample_draws``.
 """
 from __future__ import annotations
 
