@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     a = ap.parse_args(argv)
     if not 1 <= a.steps <= OFFICIAL_STEPS:
-        raise SystemExit(f"--steps: must lie in 1..{OFFICIAL_STEPS}, got {a.steps}")
+        ap.error(f"--steps: must lie in 1..{OFFICIAL_STEPS}, got {a.steps}")  # one line, exit 2
     record = run(a.out, threads=a.threads, steps=a.steps, repeats=a.repeats, batches=a.batches,
                  compile=not a.no_compile)
     print(markdown(record))
