@@ -1,0 +1,260 @@
+"""Training infrastructure every trainer shares: the resumable loop, the warm-up/cosine schedule,
+the optimizer section of trainer configs, config paths, publishing and the train record.
+
+A run folder (``--out``) holds everything a run writes: ``last.safetensors`` (model),
+``last_optim.pt`` (optimizer + RNG state, weights_only-loadable), ``log.jsonl`` (one line per logged
+step), ``config.json``, ``model.safetensors`` (the inference export) and ``train_record.json``.
+Nothing is written outside it unless the user asks with ``--publish``, which copies the export
+to the config's ``export:`` path (the package's committed weights). A killed run restarted on the
+same folder continues from the last checkpoint step with the RNG state restored, so it draws the
+batches it would have drawn.
+
+Floor 2: imports the bottom floor and ``harness.records``; model families import this module.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pickle
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Mapping
+
+import torch
+
+from harness.config import ConfigError
+from harness.io import atomic_path, atomic_target, write_json_atomic
+from harness.nn.checkpoint import CheckpointError, load_state_dict, save_safetensors
+
+EXPORT_NAME = "model.safetensors"
+RECORD_NAME = "train_record.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# Config sections and the schedule
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and its learning-rate schedule: linear warm-up, then constant or cosine to ``end_lr``."""
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    end_lr: float = 0.0  # cosine only: the LR reached at the last step
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.warmup_steps < 0 or self.end_lr < 0:
+            raise ValueError(f"optim: lr must be > 0, warmup_steps and end_lr >= 0 "
+                             f"(got {self.lr}, {self.warmup_steps}, {self.end_lr})")
+
+
+def lr_at(step: int, total_steps: int, optim: OptimConfig) -> float:
+    """LR of 0-based ``step``: ``lr * (step+1)/warmup`` during warm-up, then ``lr`` (constant) or
+    ``end_lr + (lr - end_lr) * (1 + cos(pi * t)) / 2`` with t going 0 -> 1 over the remaining steps."""
+    if optim.warmup_steps and step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    if optim.schedule == "cosine":
+        t = min(1.0, (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
+        return optim.end_lr + 0.5 * (optim.lr - optim.end_lr) * (1 + math.cos(math.pi * t))
+    return optim.lr
+
+
+def set_lr(optimizer: torch.optim.Optimizer, step: int, total_steps: int, optim: OptimConfig) -> float:
+    """Scale every param group's ``base_lr`` (default: ``optim.lr``) by the schedule at ``step``."""
+    factor = lr_at(step, total_steps, optim) / optim.lr
+    for group in optimizer.param_groups:
+        group["lr"] = group.get("base_lr", optim.lr) * factor
+    return optimizer.param_groups[0]["lr"]
+
+
+def make_optimizer(groups: Iterable[Any], optim: OptimConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+
+
+# ----------------------------------------------------------------------------------------------
+# Config paths and publishing
+# ----------------------------------------------------------------------------------------------
+def resolve_config_paths(data: dict[str, Any], base: str | Path, keys: Iterable[str],
+                         keep: Iterable[str] = ()) -> dict[str, Any]:
+    """Relative paths under the dotted ``keys`` of a config mapping, made absolute against ``base``
+    (the config file's folder). Values in ``keep`` (names such as ``tiny``) stay as they are."""
+    out = json.loads(json.dumps(data))
+    keep = set(keep)
+    for key in keys:
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(leaf), str) and node[leaf] not in keep:
+            p = Path(node[leaf]).expanduser()
+            node[leaf] = str(p if p.is_absolute() else (Path(base) / p).resolve())
+    return out
+
+
+def check_publish(export: str | None, publish: bool) -> None:
+    """Before the first step: ``--publish`` needs an ``export:`` destination."""
+    if publish and not export:
+        raise ConfigError("--publish: this config has export: null, so there is nothing to publish to; "
+                          "set export: PATH or drop --publish")
+
+
+def publish_export(exported: Path, export: str | None, publish: bool) -> str | None:
+    """Copy the run's inference export to ``export`` when ``--publish`` was given; returns the path."""
+    if not (publish and export):
+        return None
+    with atomic_target(export, suffix=".safetensors") as tmp:
+        shutil.copyfile(exported, tmp)
+    return str(export)
+
+
+def check_file(key: str, path: str | None, what: str) -> None:
+    """An input file the run needs, checked before the first step (``key`` names the config key)."""
+    if path and not Path(path).is_file():
+        raise ConfigError(f"{key}: {path}: no such {what}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+class TrainLoop:
+    """``loop.run(step_fn)`` calls ``step_fn(step) -> dict[str, float]`` for each remaining step.
+
+    ``step_fn`` draws its data from ``loop.generator`` (a seeded ``torch.Generator``), so a resumed
+    run continues the same data stream. A folder whose ``config.json`` differs from this run's is
+    refused unless it holds no checkpoint (then the run starts there afresh).
+    """
+
+    def __init__(self, out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 total_steps: int, seed: int, config: Mapping[str, Any], *, ckpt_every: int = 100,
+                 log_every: int = 10, metadata: Mapping[str, Any] | None = None):
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model, self.optimizer = model, optimizer
+        self.total_steps, self.ckpt_every, self.log_every = total_steps, ckpt_every, log_every
+        self.generator = torch.Generator().manual_seed(seed)
+        self.config = json.loads(json.dumps(dict(config), default=str))
+        self.metadata = dict(metadata or {})
+        self.step = 0
+        self.started_at_step = 0
+        self.seconds = 0.0
+        self._check_config()
+        self._resume()
+
+    @property
+    def model_path(self) -> Path:
+        return self.out / "last.safetensors"
+
+    @property
+    def optim_path(self) -> Path:
+        return self.out / "last_optim.pt"
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.model_path.exists() and self.optim_path.exists()
+
+    def _check_config(self) -> None:
+        cfg_path = self.out / "config.json"
+        if cfg_path.exists() and self.has_checkpoint:
+            if json.loads(cfg_path.read_text()) != self.config:
+                raise CheckpointError(f"{self.out}: holds a run with a different config; use a new --out folder")
+            return
+        # nothing to resume: a fresh run (its log starts empty)
+        write_json_atomic(cfg_path, self.config)
+        with atomic_path(self.out / "log.jsonl", "w"):
+            pass
+
+    def _resume(self) -> None:
+        if not self.has_checkpoint:
+            return
+        self.model.load_state_dict(load_state_dict(self.model_path), strict=True)
+        try:
+            state = torch.load(self.optim_path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{self.optim_path}: optimizer state cannot be loaded with weights_only=True "
+                                  f"({why[:120]}); delete it to start over or use a new --out folder") from None
+        if not isinstance(state, dict) or not {"optimizer", "generator", "step"} <= set(state):
+            raise CheckpointError(f"{self.optim_path}: not an optimizer state of this harness "
+                                  "(needs optimizer, generator, step); use a new --out folder")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step = self.started_at_step = int(state["step"])
+
+    def save(self) -> None:
+        meta = {**self.metadata, "step": self.step, "config": self.config}
+        save_safetensors(self.model_path, self.model.state_dict(), meta)
+        with atomic_target(self.optim_path, suffix=".pt") as tmp:
+            torch.save({"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                        "step": self.step}, tmp)
+
+    def run(self, step_fn: Callable[[int], Mapping[str, float]], progress: bool = True) -> list[dict]:
+        from tqdm import tqdm
+
+        logs = []
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc=self.out.name, leave=False)
+        t0 = time.perf_counter()
+        with (self.out / "log.jsonl").open("a") as log:
+            while self.step < self.total_steps:
+                values = step_fn(self.step)
+                self.step += 1
+                bar.update(1)
+                if self.step % self.log_every == 0 or self.step == self.total_steps:
+                    row = {"step": self.step, "time_s": round(time.perf_counter() - t0, 3),
+                           **{k: float(v) for k, v in values.items()}}
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                    logs.append(row)
+                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in list(values.items())[:3]})
+                if self.step % self.ckpt_every == 0 or self.step == self.total_steps:
+                    self.save()
+        bar.close()
+        self.seconds = time.perf_counter() - t0
+        return logs
+
+    def logged(self) -> list[dict]:
+        """Every row of ``log.jsonl`` (also right for a restarted finished run)."""
+        log = self.out / "log.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+
+    def export(self, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> Path:
+        """The inference weights, ``out/model.safetensors``."""
+        return save_safetensors(self.out / EXPORT_NAME, dict(state_dict), {**self.metadata, **metadata,
+                                                                           "step": self.step})
+
+
+# ----------------------------------------------------------------------------------------------
+# The train record
+# ----------------------------------------------------------------------------------------------
+def write_train_record(loop: TrainLoop, *, trainer: str, model: Mapping[str, Any], metrics: Mapping[str, Any],
+                       device: Any, extra: Mapping[str, Any] | None = None, notes: Iterable[str] = (),
+                       samples: Mapping[str, Any] | None = None,
+                       metric_provenance: Mapping[str, Any] | None = None) -> Path:
+    """``out/train_record.json``: a ``RunRecord`` of kind ``train`` (config, model, final metrics, speed)."""
+    from harness.records import RunRecord, code_info, env_info, write_record
+
+    steps_run = loop.step - loop.started_at_step
+    rows = loop.logged()
+    record = RunRecord(
+        kind="train", spec={"trainer": trainer, "config": loop.config, **(extra or {})},
+        model=dict(model), code=code_info(), env=env_info(device),
+        seeds={"seed": loop.config.get("seed")},
+        metrics={k: (None if v is None else float(v)) for k, v in metrics.items()},
+        samples=dict(samples or {}), metric_provenance=dict(metric_provenance or {}),
+        speed={"steps_per_s": round(steps_run / loop.seconds, 3) if steps_run and loop.seconds else None,
+               "note": "steps/s of this invocation under the machine's load at the time"},
+        timings={"train_s": round(loop.seconds, 3), "logged_train_s": rows[-1]["time_s"] if rows else None,
+                 "steps": loop.step, "steps_this_invocation": steps_run},
+        notes=list(notes))
+    return write_record(record, loop.out, RECORD_NAME)
+
+
+def git_sha() -> str:
+    """HEAD of the checkout holding the code ("unknown" outside git), for export metadata."""
+    from harness.records import git_info
+
+    return git_info()["git_sha"] or "unknown"
