@@ -13,9 +13,11 @@ Floor 2: imports the bottom floor and ``harness.records``; model families import
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import pickle
 import shutil
 import time
@@ -119,6 +121,101 @@ def check_file(key: str, path: str | None, what: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Data parallel (torchrun)
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+    """This process's place in a data-parallel run (rank 0 of 1 without torchrun).
+
+    Every rank draws the whole global batch from the same seeded generator and keeps its slice, so
+    the data order is a function of seed and step, never of the world size; gradients are averaged
+    over ranks after each backward (what DistributedDataParallel does; done by hand because the
+    tokenizer stages call sub-modules, not one forward). Only rank 0 writes files.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's equal slice of a global batch (dim 0)."""
+        if self.world_size == 1:
+            return batch
+        if len(batch) % self.world_size:
+            raise ConfigError(f"batch_size: {len(batch)} is not divisible by the world size {self.world_size}")
+        n = len(batch) // self.world_size
+        return batch[self.rank * n:(self.rank + 1) * n]
+
+    def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad.div_(self.world_size)
+
+    def average_state(self, module: torch.nn.Module) -> None:
+        """Average a module's float parameters and buffers over ranks (for in-place updates such
+        as an online-clustering codebook, which each rank makes from its own slice)."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for t in [*module.parameters(), *module.buffers()]:
+                if t.is_floating_point():
+                    dist.all_reduce(t)
+                    t.div_(self.world_size)
+
+    def mean_values(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Logged figures averaged over ranks (each rank's loss is of its own slice)."""
+        if self.world_size == 1 or not values:
+            return dict(values)
+        import torch.distributed as dist
+
+        t = torch.tensor([float(v) for v in values.values()], dtype=torch.float64,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t)
+        return dict(zip(values, (t / self.world_size).tolist()))
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def init_parallel(device: torch.device) -> Parallel:
+    """Under torchrun (``WORLD_SIZE`` > 1) join the process group: gloo on CPU, NCCL on CUDA
+    (one GPU per process, ``cuda:LOCAL_RANK``). Without torchrun: rank 0 of 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Parallel(0, 1, device)
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Parallel(dist.get_rank(), dist.get_world_size(), device)
+
+
+def close_parallel() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------
 class TrainLoop:
@@ -131,9 +228,11 @@ class TrainLoop:
 
     def __init__(self, out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  total_steps: int, seed: int, config: Mapping[str, Any], *, ckpt_every: int = 100,
-                 log_every: int = 10, metadata: Mapping[str, Any] | None = None):
+                 log_every: int = 10, metadata: Mapping[str, Any] | None = None, parallel: Parallel | None = None):
+        self.parallel = parallel or Parallel()
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.parallel.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.model, self.optimizer = model, optimizer
         self.total_steps, self.ckpt_every, self.log_every = total_steps, ckpt_every, log_every
         self.generator = torch.Generator().manual_seed(seed)
@@ -142,7 +241,9 @@ class TrainLoop:
         self.step = 0
         self.started_at_step = 0
         self.seconds = 0.0
-        self._check_config()
+        if self.parallel.is_main:
+            self._check_config()
+        self.parallel.barrier()  # the other ranks read the folder rank 0 has checked
         self._resume()
 
     @property
@@ -186,6 +287,8 @@ class TrainLoop:
         self.step = self.started_at_step = int(state["step"])
 
     def save(self) -> None:
+        if not self.parallel.is_main:
+            return
         meta = {**self.metadata, "step": self.step, "config": self.config}
         save_safetensors(self.model_path, self.model.state_dict(), meta)
         with atomic_target(self.optim_path, suffix=".pt") as tmp:
@@ -196,18 +299,22 @@ class TrainLoop:
         from tqdm import tqdm
 
         logs = []
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc=self.out.name, leave=False)
+        main = self.parallel.is_main
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and main), desc=self.out.name,
+                   leave=False)
         t0 = time.perf_counter()
-        with (self.out / "log.jsonl").open("a") as log:
+        with (self.out / "log.jsonl").open("a") if main else contextlib.nullcontext() as log:
             while self.step < self.total_steps:
                 values = step_fn(self.step)
                 self.step += 1
                 bar.update(1)
                 if self.step % self.log_every == 0 or self.step == self.total_steps:
+                    values = self.parallel.mean_values(values)
                     row = {"step": self.step, "time_s": round(time.perf_counter() - t0, 3),
                            **{k: float(v) for k, v in values.items()}}
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
+                    if main:
+                        log.write(json.dumps(row) + "\n")
+                        log.flush()
                     logs.append(row)
                     bar.set_postfix({k: f"{float(v):.4g}" for k, v in list(values.items())[:3]})
                 if self.step % self.ckpt_every == 0 or self.step == self.total_steps:

@@ -2,7 +2,7 @@
 
 - The engine (``harness``) never imports ``alitok`` or ``baselines``; it reaches models through the registry.
 - ``alitok`` and ``baselines`` take from ``harness`` only the bottom floor (interfaces, registry, nn,
-  config, data, errors) and never import each other.
+  config, data, errors, io) and ``harness.training``, and never import each other.
 """
 import ast
 from pathlib import Path
@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTTOM_FLOOR = ("harness.interfaces", "harness.registry", "harness.nn", "harness.config", "harness.data",
-                "harness.errors")
+                "harness.errors", "harness.io", "harness.training")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

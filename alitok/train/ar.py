@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import training
+import harness.training as training
 from harness.config import ConfigError, from_dict, spec_hash
 from harness.interfaces import ARSampling, Tokenizer
 from harness.nn.checkpoint import save_safetensors
@@ -159,7 +159,7 @@ def tokenizer_identity(tokenizer: Tokenizer) -> dict[str, Any]:
             "codebook_size": tokenizer.codebook_size, "num_params": info.get("num_params")}
 
 
-def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path) -> dict[str, torch.Tensor]:
+def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path, write_cache: bool = True) -> dict[str, torch.Tensor]:
     """Pretokenised train ([N,10,T] or [N,1,T]) and val ([M,T]) codes, cached in ``out/codes.safetensors``."""
     from harness.data.embedded import natural_patches
     from harness.nn.checkpoint import load_state_dict, read_metadata
@@ -174,7 +174,8 @@ def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path) -> dict[str,
     train_views = ten_crop_32(train_x) if d.ten_crop else train_x[:, None]
     codes = {"train_codes": pretokenize(tokenizer, train_views), "train_labels": torch.from_numpy(train_y),
              "val_codes": pretokenize(tokenizer, val_x), "val_labels": torch.from_numpy(val_y)}
-    save_safetensors(cache, codes, {"key": key})
+    if write_cache:
+        save_safetensors(cache, codes, {"key": key})
     return codes
 
 
@@ -244,11 +245,13 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
 
     cfg = from_dict(ARTrainConfig, cfg_dict)
     training.check_publish(cfg.export, publish)
+    parallel = training.init_parallel(device)
+    device = parallel.device
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(cfg.tokenizer, device, cfg.tokenizer_seed)
     _check_geometry(cfg, tokenizer, NUM_CLASSES)
-    codes = load_codes(cfg, tokenizer, out)
+    codes = load_codes(cfg, tokenizer, out, write_cache=parallel.is_main)
     decoder, decoder_identity = _load_decoder(cfg, tokenizer, codes["val_codes"], device)
     train_codes, train_labels = codes["train_codes"].to(device), codes["train_labels"].to(device)
     val_codes, val_labels = codes["val_codes"].to(device), codes["val_labels"].to(device)
@@ -263,22 +266,24 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
                 "tokenizer": json.dumps(tokenizer_identity(tokenizer), sort_keys=True),
                 "seed": str(cfg.seed), "git_sha": training.git_sha()}
     loop = training.TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
-                              log_every=cfg.log_every, metadata=metadata)
+                              log_every=cfg.log_every, metadata=metadata, parallel=parallel)
     n_train, n_views = train_codes.shape[:2]
     fork_devices = [device] if device.type == "cuda" else []
 
     def step_fn(step: int) -> dict[str, float]:
         model.train()
         lr = training.set_lr(optimizer, step, cfg.steps, cfg.optim)
+        # the global batch from the shared stream, then this rank's slice: the order ignores the world size
         idx = torch.randint(0, n_train, (cfg.batch_size,), generator=loop.generator).to(device)
         view = torch.randint(0, n_views, (cfg.batch_size,), generator=loop.generator).to(device)
-        batch = train_codes[idx, view]
-        cls = conditioning(model, train_labels[idx], cfg.label_dropout, loop.generator)
+        cls = parallel.shard(conditioning(model, train_labels[idx], cfg.label_dropout, loop.generator))
+        batch = parallel.shard(train_codes[idx, view])
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout masks: a function of the step
             loss = ar_loss(model, batch, cls)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+        parallel.average_gradients(model.parameters())
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         optimizer.step()
         values = {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": lr}
@@ -288,6 +293,8 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         return values
 
     loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
+    if not parallel.is_main:
+        return {}
     ev = ar_eval.evaluate(model, val_codes, val_labels)
     baselines = ar_eval.unigram_baselines(codes["train_codes"].reshape(-1, tokenizer.num_tokens), codes["val_codes"],
                                           cfg.model.codebook_size)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from alitok.train import tokenizer_common as common
-from harness import training
+import harness.training as training
 from harness.config import to_dict
 
 LossFn = Callable[[torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]"]
@@ -31,7 +31,9 @@ class TokenizerTraining:
         from harness.nn.vit import init_vit_weights
 
         training.check_publish(c.export, publish)
-        self.c, self.model, self.device, self.stage, self.publish = c, model, device, stage, publish
+        self.parallel = training.init_parallel(device)
+        device = self.parallel.device
+        self.c, self.model, self.device, self.stage, self.publish = c, model.to(device), device, stage, publish
         self.images = common.load_train_images(c.data, model.cfg.image_size)
         gan = c.loss.gan
         groups = [{"params": [p for p in params if p.requires_grad], "lr": c.optim.lr, "base_lr": c.optim.lr}]
@@ -51,12 +53,15 @@ class TokenizerTraining:
         # where the weights are published does not change training: a finished run can be published later
         run_config = {k: v for k, v in {**to_dict(c), **resolved}.items() if k != "export"}
         self.loop = training.TrainLoop(out_dir, container, self.opt, c.steps, c.seed, run_config,
-                                       ckpt_every=c.ckpt_every, log_every=c.log_every, metadata=self.metadata)
+                                       ckpt_every=c.ckpt_every, log_every=c.log_every, metadata=self.metadata,
+                                       parallel=self.parallel)
 
     def _step(self, loss_fn: LossFn, i: int) -> dict[str, float]:
         c, gan = self.c, self.c.loss.gan
         self.opt.param_groups[0]["lr"] = training.lr_at(i, c.steps, c.optim)  # D keeps its constant gan.lr
-        x = common.draw_batch(self.images, c.batch_size, self.loop.generator, c.data.hflip, self.device)
+        # the global batch from the shared stream, then this rank's slice: the order ignores the world size
+        x = self.parallel.shard(common.draw_batch(self.images, c.batch_size, self.loop.generator, c.data.hflip,
+                                                  self.device))
         total, recon, logs = loss_fn(x, i)
         gan_on = self.disc is not None and i >= gan.start_step
         if gan_on:
@@ -70,6 +75,7 @@ class TokenizerTraining:
         if self.disc is not None:
             for p in self.disc.parameters():
                 p.grad = None  # the generator step must not move D
+        self.parallel.average_gradients(self.opt.param_groups[0]["params"])
         if c.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], c.optim.grad_clip)
         self.opt.step()
@@ -79,13 +85,18 @@ class TokenizerTraining:
             self.opt.zero_grad(set_to_none=True)
             d_loss = hinge_d_loss(self.disc(x), self.disc(recon.detach()))
             (gan.discriminator_weight * d_loss).backward()
+            self.parallel.average_gradients(self.disc.parameters())
             self.opt.step()  # tokenizer grads are None, so only D moves
             logs["d_loss"] = d_loss.detach()
+        if self.parallel.world_size > 1 and self.model.cfg.clustering_vq:
+            self.parallel.average_state(self.model.quantize)  # each rank's online update used its own slice
         return {"loss": float(total.detach()), "lr": self.opt.param_groups[0]["lr"],
                 **{k: float(v) for k, v in logs.items()}}
 
     def train(self, loss_fn: LossFn, progress: bool = True) -> dict[str, Any]:
         logs = self.loop.run(lambda i: self._step(loss_fn, i), progress=progress)
+        if not self.parallel.is_main:
+            return {}
         rows = logs or self.loop.logged()
         summary: dict[str, Any] = {"stage": self.stage, "steps": self.loop.step, "checkpoint": str(self.loop.model_path)}
         if rows:

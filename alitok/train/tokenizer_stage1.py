@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from alitok.train import tokenizer_common as common
 from alitok.train.tokenizer_loop import TokenizerTraining
-from harness import training
+import harness.training as training
 
 
 @dataclasses.dataclass(frozen=True)

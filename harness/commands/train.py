@@ -6,6 +6,9 @@ in the YAML resolve against the YAML's folder (those given with ``--set`` agains
 folder). Everything the run writes goes under ``--out``; rerunning with the same ``--out`` resumes
 from the last checkpoint there. ``--publish`` also copies the exported weights to the config's
 ``export:`` path (the package's committed weights), the only write outside ``--out``.
+
+Data parallel: the same command under ``torchrun --nproc_per_node N -m harness train ...`` (gloo on
+CPU, NCCL on CUDA); ``batch_size`` stays the global batch, and a run resumes on another world size.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 from harness import config
 from harness.devices import resolve_device
 from harness.registry import load_plugins, trainers
-from harness.training import resolve_config_paths
+from harness.training import close_parallel, resolve_config_paths
 
 
 def add_arguments(p) -> None:
@@ -42,6 +45,7 @@ def run(args) -> int:
         summary = trainer(data, Path(args.out), resolve_device(args.device), publish=args.publish)
     except config.ConfigError as e:
         raise config.ConfigError(f"{args.config}: {e}") from None
+    close_parallel()  # under torchrun; other ranks return an empty summary
     for key, value in (summary or {}).items():
         print(f"{key}: {value}")
     return 0
