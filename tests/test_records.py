@@ -95,11 +95,11 @@ def test_eval_records_are_named_after_the_sampling_model_and_added_per_reference
     monkeypatch.setenv("ALITOK_BENCH_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     run = tmp_path / "run"
-    samples = save_samples_npz(run / "samples.npz", rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8))
+    samples = save_samples_npz(run / "samples.npz", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
     write_record(RunRecord(kind="sample", model={"name": "toy-gen"}), run)
     refs = []
     for i in (1, 2):
-        src = save_samples_npz(tmp_path / f"real{i}.npz", rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8))
+        src = save_samples_npz(tmp_path / f"real{i}.npz", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
         refs.append(tmp_path / f"ref{i}.npz")
         assert main(["ref-stats", "build", str(src), "--out", str(refs[-1]), "--inception", "random:0",
                      "--device", "cpu"]) == 0
