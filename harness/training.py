@@ -348,7 +348,9 @@ def write_train_record(loop: TrainLoop, *, trainer: str, model: Mapping[str, Any
     rows = loop.logged()
     record = RunRecord(
         kind="train", spec={"trainer": trainer, "config": loop.config, **(extra or {})},
-        model=dict(model), code=code_info(), env=env_info(device),
+        model=dict(model), code=code_info(),
+        env=env_info(device, loop.parallel.world_size,
+                     None if loop.parallel.world_size == 1 else ("nccl" if torch.device(device).type == "cuda" else "gloo")),
         seeds={"seed": loop.config.get("seed")},
         metrics={k: (None if v is None else float(v)) for k, v in metrics.items()},
         samples=dict(samples or {}), metric_provenance=dict(metric_provenance or {}),

@@ -205,4 +205,5 @@ def test_ar_trainer_two_processes_equal_one(tmp_path):
     proc = _torchrun(2, [str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu"], tmp_path)
     assert proc.returncode == 0, _errors(proc.stderr)
     _same_weights(tmp_path / "one/last.safetensors", tmp_path / "two/last.safetensors")
-    assert json.loads((tmp_path / "two/train_record.json").read_text())["kind"] == "train"
+    record = json.loads((tmp_path / "two/train_record.json").read_text())
+    assert record["kind"] == "train" and record["env"]["world_size"] == 2 and record["env"]["backend"] == "gloo"
