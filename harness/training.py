@@ -55,6 +55,24 @@ class OptimConfig:
                              f"(got {self.lr}, {self.warmup_steps}, {self.end_lr})")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """The keys every trainer config shares (a trainer's config subclasses this, ``kw_only``)."""
+
+    steps: int
+    batch_size: int  # the global batch: each of N processes takes batch_size / N
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 100
+    export: str | None = None  # where --publish copies the exported weights (null: nothing to publish)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.log_every < 1 or self.ckpt_every < 1:
+            raise ValueError(f"log_every and ckpt_every must be >= 1, got {self.log_every}, {self.ckpt_every}")
+
+
 def lr_at(step: int, total_steps: int, optim: OptimConfig) -> float:
     """LR of 0-based ``step``: ``lr * (step+1)/warmup`` during warm-up, then ``lr`` (constant) or
     ``end_lr + (lr - end_lr) * (1 + cos(pi * t)) / 2`` with t going 0 -> 1 over the remaining steps."""

@@ -65,8 +65,10 @@ class GridConfig:
     seed: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class ARTrainConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ARTrainConfig(training.RunConfig):
+    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+
     model: ARConfig
     # "tiny" = the committed alitok/weights/tiny_tokenizer.safetensors; "random-tiny" = a randomly
     # initialised tiny tokenizer (tests, before a trained one exists); otherwise a checkpoint path.
@@ -77,9 +79,7 @@ class ARTrainConfig:
     steps: int = 1000
     batch_size: int = 64
     label_dropout: float = 0.1
-    seed: int = 0
     eval_every: int = 0          # 0: evaluate at the end only
-    log_every: int = 10
     ckpt_every: int = 200
     sampling: ARSampling = ARSampling(cfg_scale=3.0, cfg_schedule="power-cosine", cfg_power=1.0)
     grid: GridConfig = GridConfig()
@@ -87,11 +87,9 @@ class ARTrainConfig:
     # codes and decodes with the stage-2 tokenizer; both share the frozen encoder and codebook, which
     # is checked before training (identical held-out codes) and recorded.
     decode_tokenizer: str | None = None
-    export: str | None = None  # where --publish copies the weights (null: nothing to publish)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        super().__post_init__()
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.eval_every and self.eval_every % self.log_every:

@@ -35,23 +35,15 @@ class Stage1Loss:
     gan: common.GanConfig = common.GanConfig()
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage1Config:
-    steps: int
-    batch_size: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Stage1Config(training.RunConfig):
+    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+
     model_config: str | None = None  # YAML of alitok.tokenizer.TokenizerConfig keys
     model: dict[str, Any] = dataclasses.field(default_factory=dict)  # inline keys, override model_config
-    seed: int = 0
     data: common.DataConfig = common.DataConfig()
     optim: common.OptimConfig = common.OptimConfig()
     loss: Stage1Loss = Stage1Loss()
-    log_every: int = 10
-    ckpt_every: int = 100
-    export: str | None = None  # where --publish copies the inference tokenizer (null: nothing to publish)
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
 
 def aux_weight(loss: Stage1Loss, prefix_tokens: int, grid: int) -> float:

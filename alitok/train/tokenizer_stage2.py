@@ -30,23 +30,15 @@ class Stage2Loss:
     gan: common.GanConfig = common.GanConfig()
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage2Config:
-    steps: int
-    batch_size: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Stage2Config(training.RunConfig):
+    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+
     init_from: str  # stage-1 checkpoint (last.safetensors of an alitok-stage1 run)
     model: dict[str, Any] = dataclasses.field(default_factory=dict)  # stage-2-only keys, e.g. buffer_tokens
-    seed: int = 0
     data: common.DataConfig = common.DataConfig()
     optim: common.OptimConfig = common.OptimConfig()
     loss: Stage2Loss = Stage2Loss()
-    log_every: int = 10
-    ckpt_every: int = 100
-    export: str | None = None  # where --publish copies the inference tokenizer (null: nothing to publish)
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
 
 def is_frozen(name: str) -> bool:
