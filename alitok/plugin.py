@@ -19,7 +19,8 @@ def alitok_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, **op
     _no_options("alitok", options)
     path = checkpoint or tokenizer_checkpoint
     if not path:
-        raise ValueError("alitok needs the official checkpoint: --set model.checkpoint=/path/AliTok.pth")
+        # only `recon` builds tokenizers by name; its flag is --checkpoint
+        raise UserError("alitok needs the official checkpoint: pass --checkpoint /path/AliTok.pth")
     from alitok.tokenizer import OFFICIAL, AliTokTokenizer
 
     return AliTokTokenizer.from_checkpoint(path, device=device, name="alitok", config=OFFICIAL)

@@ -1,21 +1,28 @@
 """Run records: one JSON per run (what ran, on what, with which code, and what came out).
 
+Every verb (sample, eval, recon, train, run, bench) writes a ``RunRecord`` through ``write_record``;
 ``load_records(folder)`` turns every ``*record*.json`` below a folder into one pandas row each
 (nested fields flattened with dots: ``metrics.fid``, ``speed.images_per_s`` ...).
+
+File names: ``<kind>_record.json`` for the one record of a run folder; records that several runs
+write into one folder (eval of the same samples against another reference or with other weights)
+are named ``<kind>_record-<model>-<hash>.json`` by ``record_name`` so a second one is added, not
+written over the first.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import platform
+import re
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
-from harness.data.npz import atomic_path
-from harness.nn.checkpoint import sha256_file  # noqa: F401  (re-exported: records name files by sha256)
+from harness.io import atomic_path, sha256_file
 
 KINDS = ("sample", "eval", "run", "train", "bench", "recon")
 STATUSES = ("ok", "failed", "partial", "skipped")
@@ -99,9 +106,54 @@ def model_info(info: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def short_hash(obj: Any, length: int = 8) -> str:
+    """First ``length`` hex digits of the sha256 of ``obj`` as canonical JSON."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "none"
+
+
+def record_name(kind: str, model: str | None = None, identity: Any = None) -> str:
+    """``<kind>_record.json``; with ``identity`` ``<kind>_record-<model>-<short hash of identity>.json``."""
+    if kind not in KINDS:
+        raise ValueError(f"record kind {kind!r} not one of {KINDS}")
+    if identity is None:
+        return f"{kind}_record.json"
+    return f"{kind}_record-{_slug(str(model or 'none'))}-{short_hash(identity)}.json"
+
+
+def eval_record_name(model: str | None, reference_sha256: str | None, weights_sha256: str | None,
+                     metrics: Any) -> str:
+    """Name of an eval record: the same samples against another reference, with other feature
+    weights or other metrics get another file."""
+    return record_name("eval", model, {"reference": reference_sha256, "weights": weights_sha256,
+                                       "metrics": sorted(metrics)})
+
+
+def sample_model_name(samples: str | Path) -> str | None:
+    """Name of the model that made ``samples`` (an npz or a shards folder), read from the
+    ``sample_record.json`` the ``sample`` verb wrote beside it; None when there is none."""
+    p = Path(samples)
+    folders = [p.parent] if p.is_file() or p.suffix == ".npz" else [p, p.parent]
+    for folder in folders:
+        path = folder / record_name("sample")
+        if path.is_file():
+            name = read_record(path).get("model", {}).get("name")
+            return str(name) if name else None
+    return None
+
+
 def write_record(record: RunRecord, folder: str | Path, filename: str | None = None) -> Path:
-    """Write ``folder/<kind>_record.json`` (or ``filename``) atomically; returns its path."""
-    path = Path(folder) / (filename or f"{record.kind}_record.json")
+    """Write ``folder/<kind>_record.json`` (or ``filename``, see ``record_name``) atomically; returns its path.
+
+    The one writer of records: every verb calls it."""
+    name = filename or record_name(record.kind)
+    if not name.endswith(".json") or "record" not in name:
+        raise ValueError(f"record file name {name!r} must contain 'record' and end in .json (load_records finds those)")
+    path = Path(folder) / name
     with atomic_path(path, "w") as f:
         json.dump(record.to_dict(), f, indent=1, sort_keys=False, allow_nan=False, default=str)
         f.write("\n")

@@ -33,34 +33,38 @@ def _quiet(monkeypatch):
 
 def test_training_decreases_loss_and_exports(tmp_path):
     export = tmp_path / "tiny_ar.safetensors"
-    grid = tmp_path / "grid.png"
-    cfg = _cfg(export={"weights": str(export), "record": str(tmp_path / "rec.json"), "grid": str(grid),
-                       "grid_samples_per_class": 2, "grid_real_per_class": 1, "decode_tokenizer": "random-tiny"})
-    summary = ar_train.train_ar(cfg, tmp_path / "run", torch.device("cpu"))
+    cfg = _cfg(export=str(export), grid={"samples_per_class": 2, "real_per_class": 1}, decode_tokenizer="random-tiny")
+    summary = ar_train.train_ar(cfg, tmp_path / "run", torch.device("cpu"), publish=True)
+    grid = tmp_path / "run" / "samples_grid.png"
     logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(logs) == 8
     # zero-initialised head: the first loss is exactly the uniform cross-entropy ln(512)
     assert logs[0]["loss"] == pytest.approx(math.log(512), abs=1e-4)
     assert logs[-1]["loss"] < logs[0]["loss"] - 0.2
-    rec = json.loads((tmp_path / "rec.json").read_text())
-    assert rec["train_sequences"] == 2 * 11 * 10 and rec["val_sequences"] == 2 * 11
-    assert set(rec["heldout"]) == {"overall", "prefix", "first_row", "rest"}
-    assert summary["val_acc"] == pytest.approx(rec["heldout"]["overall"]["acc"], abs=1e-4)
-    assert rec["decode_tokenizer"]["heldout_codes_identical"] is True
+    rec = json.loads((tmp_path / "run" / "train_record.json").read_text())
+    assert rec["kind"] == "train" and rec["spec"]["trainer"] == "alitok-ar"
+    assert rec["spec"]["train_sequences"] == 2 * 11 * 10 and rec["spec"]["val_sequences"] == 2 * 11
+    heldout = rec["metric_provenance"]["heldout"]
+    assert set(heldout) == {"overall", "prefix", "first_row", "rest"}
+    assert summary["val_acc"] == pytest.approx(heldout["overall"]["acc"], abs=1e-4)
+    assert rec["metrics"]["val_acc"] == heldout["overall"]["acc"]
+    assert rec["model"]["decode_tokenizer"]["heldout_codes_identical"] is True
     from PIL import Image
 
     assert Image.open(grid).size == (2 * (3 * 32 + 6), 2 * 11 * 32)  # 2 samples + gap + 1 real, x2 upscale
     assert 0.0 <= rec["samples"]["generated_1nn_acc"] <= 1.0 and rec["samples"]["num_generated"] == 22
+    assert export.read_bytes() == (tmp_path / "run" / "model.safetensors").read_bytes()  # --publish
     meta = read_metadata(export)
     assert json.loads(meta["ar_config"])["width"] == 32 and json.loads(meta["sampling"])["cfg_schedule"] == "power-cosine"
     sd = load_state_dict(export)
     assert "embeddings.weight" in sd and sd["embeddings.weight"].shape == (512 + 1 + 11 + 1, 32)
 
 
-def test_decode_tokenizer_must_share_the_codes(tmp_path):
-    cfg = _cfg(steps=1, tokenizer_seed=1, export={"decode_tokenizer": "random-tiny"})
+def test_decode_tokenizer_must_share_the_codes_checked_before_training(tmp_path):
+    cfg = _cfg(steps=1, tokenizer_seed=1, decode_tokenizer="random-tiny")
     with pytest.raises(ConfigError, match="other codes than the training tokenizer"):
         ar_train.train_ar(cfg, tmp_path, torch.device("cpu"))
+    assert not (tmp_path / "last.safetensors").exists() and not (tmp_path / "log.jsonl").exists()
 
 
 def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
@@ -70,7 +74,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
     class Killed(Exception):
         pass
 
-    real_run = ar_train.TrainLoop.run
+    real_run = ar_train.training.TrainLoop.run
 
     def run_then_die(self, step_fn, progress=True):
         def limited(step):
@@ -79,10 +83,10 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
             return step_fn(step)
         return real_run(self, limited, progress)
 
-    monkeypatch.setattr(ar_train.TrainLoop, "run", run_then_die)
+    monkeypatch.setattr(ar_train.training.TrainLoop, "run", run_then_die)
     with pytest.raises(Killed):
         ar_train.train_ar(cfg, tmp_path / "resumed", torch.device("cpu"))
-    monkeypatch.setattr(ar_train.TrainLoop, "run", real_run)
+    monkeypatch.setattr(ar_train.training.TrainLoop, "run", real_run)
     ar_train.train_ar(cfg, tmp_path / "resumed", torch.device("cpu"))
     # the restart continued from the step-4 checkpoint (step 5 ran twice), not from scratch
     steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
@@ -131,10 +135,12 @@ def test_weight_decay_split_and_lr_schedule():
         "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight", "blocks.0.mlp.w1.weight",
         "blocks.0.mlp.w2.weight", "blocks.0.mlp.w3.weight", "output.weight"}
     assert "embeddings.weight" in {names[id(p)] for p in no_decay["params"]} and no_decay["weight_decay"] == 0.0
-    o = ar_train.OptimConfig(lr=1e-3, warmup_steps=10, end_lr=1e-5)
-    assert ar_train.lr_at(0, 100, o) == pytest.approx(1e-4) and ar_train.lr_at(9, 100, o) == pytest.approx(1e-3)
-    assert ar_train.lr_at(55, 100, o) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))
-    assert ar_train.lr_at(100, 100, o) == pytest.approx(1e-5)
+    from harness.training import lr_at
+
+    o = ar_train.OptimConfig(lr=1e-3, warmup_steps=10, end_lr=1e-5)  # the AR defaults: cosine after warm-up
+    assert lr_at(0, 100, o) == pytest.approx(1e-4) and lr_at(9, 100, o) == pytest.approx(1e-3)
+    assert lr_at(55, 100, o) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))
+    assert lr_at(100, 100, o) == pytest.approx(1e-5)
 
 
 def test_ten_crop_layout():

@@ -332,7 +332,9 @@ def test_truncated_and_non_state_dict_files_are_refused(tmp_path):
 def test_full_plugins_demand_a_checkpoint():
     from alitok.plugin import alitok_tokenizer
 
-    with pytest.raises(ValueError, match="alitok needs the official checkpoint: --set model.checkpoint="):
+    from harness.errors import UserError
+
+    with pytest.raises(UserError, match="alitok needs the official checkpoint: pass --checkpoint "):
         alitok_tokenizer(device=torch.device("cpu"))
 
 

@@ -32,7 +32,7 @@ def stage1_cfg(**over):
 @pytest.fixture(scope="module")
 def stage1_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("s1")
-    summary = train_stage1(stage1_cfg(steps=40, export=str(out / "tok.safetensors")), out / "run", torch.device("cpu"))
+    summary = train_stage1(stage1_cfg(steps=40), out / "run", torch.device("cpu"))
     return out, summary
 
 
@@ -44,7 +44,7 @@ def test_stage1_trains_and_exports_a_loadable_stage1_tokenizer(stage1_run):
     out, summary = stage1_run
     rows = _log(out / "run")
     assert len(rows) == 40 and {"mse", "aux_mse", "vq_loss", "loss"} <= set(rows[0])
-    model, meta = load_model(out / "tok.safetensors")
+    model, meta = load_model(out / "run/model.safetensors")
     # reconstruction error on fixed training crops: trained model vs the same seeded init
     from alitok.tokenizer import config_from_dict
     from alitok.train.tokenizer_common import DataConfig, load_train_images
@@ -92,7 +92,7 @@ def test_stage2_freezes_encoder_codebook_latents_and_starts_from_stage1(stage1_r
     s1 = load_state_dict(out / "run/last.safetensors")
     summary = train_stage2({"steps": 2, "batch_size": 8, "init_from": str(out / "run/last.safetensors"),
                             "data": {"per_class": 2}, "optim": {"lr": 3e-3}, "log_every": 1,
-                            "export": str(tmp_path / "tok2.safetensors")}, tmp_path / "s2", torch.device("cpu"))
+                            }, tmp_path / "s2", torch.device("cpu"))
     s2 = load_state_dict(tmp_path / "s2/last.safetensors")
     frozen = [k for k in s2 if k.startswith(("encoder.", "quantize.", "latent_tokens"))]
     assert len(frozen) > 10
@@ -102,7 +102,7 @@ def test_stage2_freezes_encoder_codebook_latents_and_starts_from_stage1(stage1_r
     assert s2["decoder.class_embedding"].shape == (3, 32) and "decoder.ffn_aux.0.weight" not in s2
     assert "quantize.embed_prob" not in s2
     assert summary["reinitialised_from_scratch"] == "decoder.class_embedding, decoder.latent_token_positional_embedding"
-    tok, meta = load_model(tmp_path / "tok2.safetensors")
+    tok, meta = load_model(tmp_path / "s2/model.safetensors")
     assert tok.stage == "stage2"
     # the codes, which the AR model is trained on, are exactly the stage-1 codes
     s1_model, _ = load_model(out / "run/last.safetensors")
@@ -174,12 +174,22 @@ def test_cli_train_reports_a_bad_stage2_source_in_one_line(tmp_path):
     assert len(lines) == 1 and "missing.safetensors: no such stage-1 checkpoint" in lines[0]
 
 
-def test_rerunning_a_finished_run_does_not_overwrite_a_newer_export(stage1_run, tmp_path):
+def test_a_run_writes_only_under_out_unless_published(stage1_run, tmp_path):
     out, _ = stage1_run
-    export = out / "tok.safetensors"
-    before = export.read_bytes()
-    export.write_bytes(b"newer export")
-    summary = train_stage1(stage1_cfg(steps=40, export=str(export)), out / "run", torch.device("cpu"))
-    assert summary["steps"] == 40 and "export" not in summary
-    assert export.read_bytes() == b"newer export"
-    export.write_bytes(before)
+    export = tmp_path / "pkg" / "tok.safetensors"
+    cfg = stage1_cfg(steps=40, export=str(export))
+    summary = train_stage1(cfg, out / "run", torch.device("cpu"))  # finished: nothing left to train
+    assert summary["steps"] == 40 and "published" not in summary and not export.exists()
+    summary = train_stage1(cfg, out / "run", torch.device("cpu"), publish=True)
+    assert summary["published"] == str(export)
+    assert export.read_bytes() == (out / "run/model.safetensors").read_bytes()
+
+
+def test_train_record_is_a_run_record(stage1_run):
+    from harness.records import load_records
+
+    out, summary = stage1_run
+    df = load_records(out / "run")
+    assert len(df) == 1 and df.loc[0, "kind"] == "train" and df.loc[0, "spec.trainer"] == "alitok-stage1"
+    assert df.loc[0, "timings.steps"] == 40
+    assert df.loc[0, "metrics.mse"] == pytest.approx(_log(out / "run")[-1]["mse"], rel=1e-5)

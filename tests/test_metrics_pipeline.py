@@ -142,7 +142,8 @@ def test_cli_ref_stats_and_eval(world, monkeypatch, capsys):
                      "--inception", "random:0", "--device", "cpu", "--out", str(rec_dir)]) == 0
     text = capsys.readouterr().out
     assert "paper_comparable: NO" in text and "fid" in text
-    record = json.loads((rec_dir / "eval_record.json").read_text())
+    (record_path,) = rec_dir.glob("eval_record*.json")
+    record = json.loads(record_path.read_text())
     direct = evaluate_samples(world["a_path"], world["ref"], metrics=("fid",), inception=world["ex"],
                               cache=world["cache"])
     assert record["kind"] == "eval" and record["paper_comparable"] is False

@@ -58,3 +58,57 @@ def test_git_info_matches_git():
 
 def test_git_info_outside_a_checkout(tmp_path):
     assert git_info(tmp_path) == {"git_sha": None, "dirty": None}
+
+
+def test_committed_results_load_as_one_dataframe():
+    from harness.records import KINDS
+
+    files = sorted((REPO / "results").rglob("*record*.json"))
+    df = load_records(REPO / "results")
+    assert len(files) >= 3 and len(df) == len(files)
+    assert set(df["kind"]) <= set(KINDS) and df["run_id"].notna().all() and df["created_at"].notna().all()
+    assert sorted(df["record_path"]) == sorted(map(str, files))
+
+
+def test_record_names():
+    from harness.records import eval_record_name, record_name
+
+    assert record_name("recon") == "recon_record.json"
+    base = eval_record_name("alitok-tiny", "r" * 64, "w" * 64, ["fid", "is"])
+    assert base.startswith("eval_record-alitok-tiny-") and base.endswith(".json")
+    assert eval_record_name("alitok-tiny", "r" * 64, "w" * 64, ["is", "fid"]) == base  # order does not matter
+    others = {eval_record_name("alitok-tiny", "s" * 64, "w" * 64, ["fid", "is"]),
+              eval_record_name("alitok-tiny", "r" * 64, "v" * 64, ["fid", "is"]),
+              eval_record_name("alitok-tiny", "r" * 64, "w" * 64, ["fid"])}
+    assert len(others) == 3 and base not in others
+    assert record_name("eval", "a/b c", {"x": 1}).startswith("eval_record-a_b_c-")
+    with pytest.raises(ValueError, match="record"):
+        write_record(RunRecord(kind="eval"), REPO, "notes.json")
+
+
+def test_eval_records_are_named_after_the_sampling_model_and_added_per_reference(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from harness.cli import main
+    from harness.data.npz import save_samples_npz
+
+    monkeypatch.setenv("ALITOK_BENCH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    run = tmp_path / "run"
+    samples = save_samples_npz(run / "samples.npz", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
+    write_record(RunRecord(kind="sample", model={"name": "toy-gen"}), run)
+    refs = []
+    for i in (1, 2):
+        src = save_samples_npz(tmp_path / f"real{i}.npz", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
+        refs.append(tmp_path / f"ref{i}.npz")
+        assert main(["ref-stats", "build", str(src), "--out", str(refs[-1]), "--inception", "random:0",
+                     "--device", "cpu"]) == 0
+    for ref in (refs[0], refs[1], refs[0]):  # the third repeats the first: same name, replaced
+        assert main(["eval", str(samples), "--ref", str(ref), "--metrics", "fid", "--inception", "random:0",
+                     "--device", "cpu"]) == 0
+    evals = sorted(run.glob("eval_record*.json"))
+    assert len(evals) == 2 and all(p.name.startswith("eval_record-toy-gen-") for p in evals)
+    df = load_records(run)
+    assert sorted(df["kind"]) == ["eval", "eval", "sample"]
+    assert set(df.loc[df["kind"] == "eval", "model.name"]) == {"toy-gen"}
+    assert df.loc[df["kind"] == "eval", "metric_provenance.reference.path"].nunique() == 2

@@ -4,9 +4,11 @@ Steps: pretokenise the embedded natural-patches train/val splits through the ``T
 interface (train optionally ten-crop, see ``ten_crop_32``), then teacher-forced next-token
 cross-entropy over all T targets (prefix included) with label dropout to the null class, AdamW
 with the official betas / weight-decay split, warmup + cosine LR, grad clip; logs and resumable
-checkpoints via ``harness.nn.training.TrainLoop``. At the end: held-out next-token accuracy and CE
-beside unigram code-frequency baselines (``alitok.train.ar_eval``), an optional weight export with
-the config in the safetensors metadata, a record JSON and a sample grid PNG.
+checkpoints via ``harness.training.TrainLoop``. At the end: held-out next-token accuracy and CE
+beside unigram code-frequency baselines (``alitok.train.ar_eval``), the weight export with the
+config in the safetensors metadata, ``train_record.json`` and ``samples_grid.png``, all under
+``--out``; ``--publish`` copies the weights to ``export:``. Every input (tokenizers, the decode
+tokenizer's code check, the publish destination) is checked before the first step.
 
 Reproducibility: data draws and label dropout come from ``loop.generator``; dropout masks from a
 global seed set per step inside ``torch.random.fork_rng`` (so a resumed run continues exactly and
@@ -16,23 +18,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+import harness.training as training
 from harness.config import ConfigError, from_dict, spec_hash
 from harness.interfaces import ARSampling, Tokenizer
 from harness.nn.checkpoint import save_safetensors
-from harness.nn.training import TrainLoop
 
 from alitok.generator import META_CONFIG, ARConfig, ARModel, build
-from alitok.train.tokenizer_common import git_sha
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,31 +44,31 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(training.OptimConfig):
+    """The engine's optimizer section with the official AR defaults (warm-up, then cosine)."""
+
     lr: float = 4e-4
     betas: tuple[float, float] = (0.9, 0.96)
     weight_decay: float = 0.03
     warmup_steps: int = 100
+    schedule: Literal["constant", "cosine"] = "cosine"
     end_lr: float = 1e-5
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportConfig:
-    weights: str | None = None   # e.g. alitok/weights/tiny_ar.safetensors
-    record: str | None = None    # e.g. results/alitok-tiny/ar_record.json
-    grid: str | None = None      # e.g. results/alitok-tiny/samples_grid.png
-    grid_samples_per_class: int = 8
-    grid_real_per_class: int = 4
-    grid_seed: int = 0
-    # Tokenizer that decodes the grid (default: the training one). AliTok trains the AR on stage-1
-    # codes and decodes with the stage-2 tokenizer; both share the frozen encoder and codebook, which
-    # the export checks (identical held-out codes) and records.
-    decode_tokenizer: str | None = None
+class GridConfig:
+    """The sample grid written to ``out/samples_grid.png`` (samples_per_class 0: no grid)."""
+
+    samples_per_class: int = 0
+    real_per_class: int = 4
+    seed: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class ARTrainConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ARTrainConfig(training.RunConfig):
+    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+
     model: ARConfig
     # "tiny" = the committed alitok/weights/tiny_tokenizer.safetensors; "random-tiny" = a randomly
     # initialised tiny tokenizer (tests, before a trained one exists); otherwise a checkpoint path.
@@ -80,16 +79,17 @@ class ARTrainConfig:
     steps: int = 1000
     batch_size: int = 64
     label_dropout: float = 0.1
-    seed: int = 0
     eval_every: int = 0          # 0: evaluate at the end only
-    log_every: int = 10
     ckpt_every: int = 200
     sampling: ARSampling = ARSampling(cfg_scale=3.0, cfg_schedule="power-cosine", cfg_power=1.0)
-    export: ExportConfig = ExportConfig()
+    grid: GridConfig = GridConfig()
+    # Tokenizer that decodes the grid (default: the training one). AliTok trains the AR on stage-1
+    # codes and decodes with the stage-2 tokenizer; both share the frozen encoder and codebook, which
+    # is checked before training (identical held-out codes) and recorded.
+    decode_tokenizer: str | None = None
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        super().__post_init__()
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.eval_every and self.eval_every % self.log_every:
@@ -157,7 +157,7 @@ def tokenizer_identity(tokenizer: Tokenizer) -> dict[str, Any]:
             "codebook_size": tokenizer.codebook_size, "num_params": info.get("num_params")}
 
 
-def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path) -> dict[str, torch.Tensor]:
+def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path, write_cache: bool = True) -> dict[str, torch.Tensor]:
     """Pretokenised train ([N,10,T] or [N,1,T]) and val ([M,T]) codes, cached in ``out/codes.safetensors``."""
     from harness.data.embedded import natural_patches
     from harness.nn.checkpoint import load_state_dict, read_metadata
@@ -172,7 +172,8 @@ def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path) -> dict[str,
     train_views = ten_crop_32(train_x) if d.ten_crop else train_x[:, None]
     codes = {"train_codes": pretokenize(tokenizer, train_views), "train_labels": torch.from_numpy(train_y),
              "val_codes": pretokenize(tokenizer, val_x), "val_labels": torch.from_numpy(val_y)}
-    save_safetensors(cache, codes, {"key": key})
+    if write_cache:
+        save_safetensors(cache, codes, {"key": key})
     return codes
 
 
@@ -190,14 +191,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
             continue
         (no_decay if p.ndim < 2 or any(part in name for part in NO_DECAY_NAME_PARTS) else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def lr_at(step: int, total: int, o: OptimConfig) -> float:
-    """Linear warmup to ``lr``, then cosine down to ``end_lr`` at ``total``."""
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    frac = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
-    return o.end_lr + 0.5 * (o.lr - o.end_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
 def conditioning(model: ARModel, labels: torch.Tensor, drop_p: float, generator: torch.Generator) -> torch.Tensor:
@@ -226,113 +219,121 @@ def _check_geometry(cfg: ARTrainConfig, tokenizer: Tokenizer, num_classes: int) 
         raise ConfigError(f"model.num_classes: {m.num_classes}, but the embedded dataset has {num_classes} classes")
 
 
-def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+def _load_decoder(cfg: ARTrainConfig, tokenizer: Tokenizer, val_codes: torch.Tensor,
+                  device: torch.device) -> tuple[Tokenizer, dict[str, Any] | None]:
+    """The grid's decode tokenizer, checked before training: it must encode the held-out images to
+    the training tokenizer's codes, or it cannot decode this AR model's samples."""
+    if not cfg.decode_tokenizer:
+        return tokenizer, None
+    from harness.data.embedded import natural_patches
+
+    decoder = load_tokenizer(cfg.decode_tokenizer, device)
+    val_x, _ = natural_patches("val", cfg.data.image_size, cfg.data.per_class_val, cfg.data.seed)
+    if not torch.equal(pretokenize(decoder, val_x), val_codes.cpu()):
+        raise ConfigError(f"decode_tokenizer: {cfg.decode_tokenizer} encodes the held-out images to other codes "
+                          "than the training tokenizer; it cannot decode this AR model's samples")
+    return decoder, {**tokenizer_identity(decoder), "heldout_codes_identical": True}
+
+
+def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
     """The ``alitok-ar`` trainer (see module doc); returns the summary the CLI prints."""
     from harness.data.embedded import NUM_CLASSES
 
     from alitok.train import ar_eval
 
     cfg = from_dict(ARTrainConfig, cfg_dict)
+    training.check_publish(cfg.export, publish)
+    parallel = training.init_parallel(device)
+    device = parallel.device
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(cfg.tokenizer, device, cfg.tokenizer_seed)
     _check_geometry(cfg, tokenizer, NUM_CLASSES)
-    codes = load_codes(cfg, tokenizer, out)
+    codes = load_codes(cfg, tokenizer, out, write_cache=parallel.is_main)
+    decoder, decoder_identity = _load_decoder(cfg, tokenizer, codes["val_codes"], device)
     train_codes, train_labels = codes["train_codes"].to(device), codes["train_labels"].to(device)
     val_codes, val_labels = codes["val_codes"].to(device), codes["val_labels"].to(device)
 
     model = build(cfg.model, device=device, generator=torch.Generator().manual_seed(cfg.seed))
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    optimizer = training.make_optimizer(param_groups(model, cfg.optim.weight_decay), cfg.optim)
     config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    # export destinations do not change training: a finished run can be re-exported (TrainLoop
-    # resumes at the last step and only the export runs)
+    # the publish destination does not change training: a finished run can be published later
     run_config = {k: v for k, v in config_json.items() if k != "export"}
     metadata = {META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True),
                 "sampling": json.dumps(cfg.sampling.to_dict(), sort_keys=True),
                 "tokenizer": json.dumps(tokenizer_identity(tokenizer), sort_keys=True),
-                "seed": str(cfg.seed), "git_sha": git_sha()}
-    loop = TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
-                     log_every=cfg.log_every, metadata=metadata)
+                "seed": str(cfg.seed), "git_sha": training.git_sha()}
+    loop = training.TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
+                              log_every=cfg.log_every, metadata=metadata, parallel=parallel)
     n_train, n_views = train_codes.shape[:2]
     fork_devices = [device] if device.type == "cuda" else []
 
     def step_fn(step: int) -> dict[str, float]:
         model.train()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg.steps, cfg.optim)
+        lr = training.set_lr(optimizer, step, cfg.steps, cfg.optim)
+        # the global batch from the shared stream, then this rank's slice: the order ignores the world size
         idx = torch.randint(0, n_train, (cfg.batch_size,), generator=loop.generator).to(device)
         view = torch.randint(0, n_views, (cfg.batch_size,), generator=loop.generator).to(device)
-        batch = train_codes[idx, view]
-        cls = conditioning(model, train_labels[idx], cfg.label_dropout, loop.generator)
+        cls = parallel.shard(conditioning(model, train_labels[idx], cfg.label_dropout, loop.generator))
+        batch = parallel.shard(train_codes[idx, view])
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout masks: a function of the step
             loss = ar_loss(model, batch, cls)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        parallel.average_gradients(model.parameters())
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         optimizer.step()
-        values = {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"]}
+        values = {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": lr}
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             ev = ar_eval.evaluate(model, val_codes, val_labels)
             values.update({"val_ce": ev["overall"]["ce"], "val_acc": ev["overall"]["acc"]})
         return values
 
     loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
+    if not parallel.is_main:
+        return {}
     ev = ar_eval.evaluate(model, val_codes, val_labels)
     baselines = ar_eval.unigram_baselines(codes["train_codes"].reshape(-1, tokenizer.num_tokens), codes["val_codes"],
                                           cfg.model.codebook_size)
-    first_loss, last_loss = _logged_loss(out)
-    summary = {"steps": loop.step, "first_logged_loss": first_loss, "final_logged_loss": last_loss,
+    rows = loop.logged()
+    summary = {"steps": loop.step, "first_logged_loss": rows[0].get("loss") if rows else None,
+               "final_logged_loss": rows[-1].get("loss") if rows else None,
                "val_ce": round(ev["overall"]["ce"], 4), "val_acc": round(ev["overall"]["acc"], 4),
                "unigram_val_ce": round(baselines["unigram"]["ce"], 4),
                "unigram_val_acc": round(baselines["unigram"]["acc"], 4), "checkpoint": str(loop.model_path)}
-    record = {"trainer": "alitok-ar", "paper_comparable": False,  # tiny model, embedded data, not ImageNet
-              "config": config_json, "git_sha": metadata["git_sha"], "tokenizer": tokenizer_identity(tokenizer),
-              "num_params": sum(p.numel() for p in model.parameters()),
-              "train_sequences": int(n_train * n_views), "val_sequences": int(len(val_codes)),
-              "heldout": ev, "baselines": baselines, "code_stats": ar_eval.code_stats(codes["train_codes"], cfg.model.codebook_size),
-              "summary": summary}
-    exp = cfg.export
-    if exp.weights:
-        save_safetensors(exp.weights, model.state_dict(), {**metadata, "step": str(loop.step),
-                                                           "heldout_acc": str(ev["overall"]["acc"])})
-        summary["exported"] = exp.weights
-    decoder = tokenizer
-    if exp.decode_tokenizer:
-        decoder = load_tokenizer(exp.decode_tokenizer, device)
-        from harness.data.embedded import natural_patches
-
-        val_x, _ = natural_patches("val", cfg.data.image_size, cfg.data.per_class_val, cfg.data.seed)
-        same = bool(torch.equal(pretokenize(decoder, val_x), codes["val_codes"]))
-        record["decode_tokenizer"] = {**tokenizer_identity(decoder), "heldout_codes_identical": same}
-        if not same:
-            raise ConfigError(f"export.decode_tokenizer: {exp.decode_tokenizer} encodes the held-out images to "
-                              "other codes than the training tokenizer; it cannot decode this AR model's samples")
-    if exp.grid:
+    exported = loop.export(model.state_dict(), {"heldout_acc": str(ev["overall"]["acc"])})
+    summary["export"] = str(exported)
+    published = training.publish_export(exported, cfg.export, publish)
+    if published:
+        summary["published"] = published
+    samples: dict[str, Any] = {}
+    if cfg.grid.samples_per_class:
         from alitok.train.ar_grid import class_consistency, sample_grid
 
-        images, labels = sample_grid(model, decoder, cfg.sampling, NUM_CLASSES, exp.grid_samples_per_class,
-                                     exp.grid_real_per_class, cfg.data, exp.grid_seed, exp.grid)
-        record["samples"] = {"grid": exp.grid, "sampling": cfg.sampling.to_dict(), "seed": exp.grid_seed,
-                             **class_consistency(images, labels, cfg.data)}
-        summary["class_consistency"] = record["samples"]["generated_1nn_acc"]
-    _write_json(out / "record.json", record)
-    if exp.record:
-        _write_json(Path(exp.record), record)
+        grid_path = out / "samples_grid.png"
+        images, labels = sample_grid(model, decoder, cfg.sampling, NUM_CLASSES, cfg.grid.samples_per_class,
+                                     cfg.grid.real_per_class, cfg.data, cfg.grid.seed, str(grid_path))
+        samples = {"grid": str(grid_path), "sampling": cfg.sampling.to_dict(), "seed": cfg.grid.seed,
+                   **class_consistency(images, labels, cfg.data)}
+        summary["class_consistency"] = samples["generated_1nn_acc"]
+    model_info = {"name": "alitok-ar", "checkpoint": str(exported), "published": published,
+                  "num_params": sum(p.numel() for p in model.parameters()), "config": cfg.model.to_dict(),
+                  "tokenizer": tokenizer_identity(tokenizer), "decode_tokenizer": decoder_identity}
+    metrics = {"val_ce": ev["overall"]["ce"], "val_acc": ev["overall"]["acc"],
+               "unigram_val_ce": baselines["unigram"]["ce"], "unigram_val_acc": baselines["unigram"]["acc"],
+               "first_logged_loss": summary["first_logged_loss"], "final_logged_loss": summary["final_logged_loss"]}
+    if samples:
+        metrics["class_consistency"] = samples["generated_1nn_acc"]
+    summary["record"] = str(training.write_train_record(
+        loop, trainer="alitok-ar", model=model_info, metrics=metrics, device=device,
+        extra={"train_sequences": int(n_train * n_views), "val_sequences": int(len(val_codes))},
+        samples=samples, metric_provenance={"heldout": ev, "baselines": baselines,
+                                            "code_stats": ar_eval.code_stats(codes["train_codes"], cfg.model.codebook_size)},
+        notes=["not paper-comparable: tiny model, embedded natural patches, not ImageNet"]))
     return summary
 
 
-def _logged_loss(out: Path) -> tuple[float | None, float | None]:
-    """First and last training loss in ``log.jsonl`` (also right for a re-export of a finished run)."""
-    log = out / "log.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
-    return (rows[0].get("loss"), rows[-1].get("loss")) if rows else (None, None)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are ordinary files
-    os.replace(tmp, path)
+# resolved against the config file's folder; "tiny" and "random-tiny" name built-in tokenizers
+train_ar.path_keys = ("tokenizer", "decode_tokenizer", "export")
+train_ar.path_keep = ("tiny", "random-tiny")

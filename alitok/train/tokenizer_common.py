@@ -1,4 +1,5 @@
-"""Pieces both tokenizer training stages share: config sections, data, LR schedule, loss switches.
+"""Pieces both tokenizer training stages share: config sections, data, loss switches (the loop,
+schedule and optimizer section are ``harness.training``'s).
 
 Perceptual terms (LPIPS-VGG, ConvNeXt-S logit MSE) need pretrained weights that cannot be
 downloaded here, so their weights must stay 0 (a clear error otherwise). The hinge GAN needs no
@@ -7,14 +8,12 @@ pretrained weights and is available as an option (``loss.gan.enabled``), off by 
 from __future__ import annotations
 
 import dataclasses
-import math
-import subprocess
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from harness.config import ConfigError, from_dict, load_yaml
+from harness.training import OptimConfig  # noqa: F401  (the tokenizer configs' optim: section)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,16 +26,6 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.per_class < 1:
             raise ValueError(f"data.per_class must be >= 1, got {self.per_class}")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    lr: float = 1e-4  # official
-    warmup_steps: int = 0  # official 10k (linear warm-up, then constant)
-    schedule: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 after warm-up
-    weight_decay: float = 0.01  # torch AdamW default, as upstream
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,33 +77,6 @@ def draw_batch(images: torch.Tensor, batch_size: int, generator: torch.Generator
         flip = torch.rand(batch_size, generator=generator) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x.to(device)
-
-
-def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
-    if optim.warmup_steps and step < optim.warmup_steps:
-        return (step + 1) / optim.warmup_steps
-    if optim.schedule == "cosine":
-        span = max(1, total_steps - optim.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - optim.warmup_steps) / span)))
-    return 1.0
-
-
-def make_optimizer(params, optim: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
-
-
-def set_lr(opt: torch.optim.Optimizer, base_lr: float, factor: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = base_lr * factor
-
-
-def git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def parse(cls: type, cfg: dict[str, Any]):

@@ -1,8 +1,8 @@
-"""The training step both tokenizer stages run: batch draw, LR schedule, optional hinge GAN,
-resumable ``TrainLoop``, inference export. Each stage supplies only its loss function."""
+"""The training step both tokenizer stages run: batch draw, optional hinge GAN, then the engine's
+``TrainLoop``, schedule, export, publish and train record (``harness.training``). Each stage
+supplies only its loss function."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from alitok.train import tokenizer_common as common
+import harness.training as training
 from harness.config import to_dict
-from harness.nn.checkpoint import save_safetensors
-from harness.nn.training import TrainLoop
 
 LossFn = Callable[[torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -27,11 +26,14 @@ class TokenizerWithDiscriminator(nn.Module):
 
 class TokenizerTraining:
     def __init__(self, c: Any, model: nn.Module, params: Iterable[nn.Parameter], out_dir: Path,
-                 device: torch.device, stage: str, resolved: dict[str, Any]):
+                 device: torch.device, stage: str, resolved: dict[str, Any], publish: bool = False):
         from alitok.tokenizer import export_metadata
         from harness.nn.vit import init_vit_weights
 
-        self.c, self.model, self.device, self.stage = c, model, device, stage
+        training.check_publish(c.export, publish)
+        self.parallel = training.init_parallel(device)
+        device = self.parallel.device
+        self.c, self.model, self.device, self.stage, self.publish = c, model.to(device), device, stage, publish
         self.images = common.load_train_images(c.data, model.cfg.image_size)
         gan = c.loss.gan
         groups = [{"params": [p for p in params if p.requires_grad], "lr": c.optim.lr, "base_lr": c.optim.lr}]
@@ -45,17 +47,21 @@ class TokenizerTraining:
             self.disc.to(device)
             container = TokenizerWithDiscriminator(model, self.disc)
             groups.append({"params": list(self.disc.parameters()), "lr": gan.lr, "base_lr": gan.lr})
-        self.opt = torch.optim.AdamW(groups, lr=c.optim.lr, betas=c.optim.betas, weight_decay=c.optim.weight_decay)
-        self.metadata = {**export_metadata(model), "seed": c.seed, "git_sha": common.git_sha(),
+        self.opt = training.make_optimizer(groups, c.optim)
+        self.metadata = {**export_metadata(model), "seed": c.seed, "git_sha": training.git_sha(),
                          "trainer": f"alitok-{stage}"}
-        self.loop = TrainLoop(out_dir, container, self.opt, c.steps, c.seed, {**to_dict(c), **resolved},
-                              ckpt_every=c.ckpt_every, log_every=c.log_every, metadata=self.metadata)
+        # where the weights are published does not change training: a finished run can be published later
+        run_config = {k: v for k, v in {**to_dict(c), **resolved}.items() if k != "export"}
+        self.loop = training.TrainLoop(out_dir, container, self.opt, c.steps, c.seed, run_config,
+                                       ckpt_every=c.ckpt_every, log_every=c.log_every, metadata=self.metadata,
+                                       parallel=self.parallel)
 
     def _step(self, loss_fn: LossFn, i: int) -> dict[str, float]:
         c, gan = self.c, self.c.loss.gan
-        factor = common.lr_factor(i, c.optim, c.steps)
-        self.opt.param_groups[0]["lr"] = self.opt.param_groups[0]["base_lr"] * factor
-        x = common.draw_batch(self.images, c.batch_size, self.loop.generator, c.data.hflip, self.device)
+        self.opt.param_groups[0]["lr"] = training.lr_at(i, c.steps, c.optim)  # D keeps its constant gan.lr
+        # the global batch from the shared stream, then this rank's slice: the order ignores the world size
+        x = self.parallel.shard(common.draw_batch(self.images, c.batch_size, self.loop.generator, c.data.hflip,
+                                                  self.device))
         total, recon, logs = loss_fn(x, i)
         gan_on = self.disc is not None and i >= gan.start_step
         if gan_on:
@@ -69,6 +75,7 @@ class TokenizerTraining:
         if self.disc is not None:
             for p in self.disc.parameters():
                 p.grad = None  # the generator step must not move D
+        self.parallel.average_gradients(self.opt.param_groups[0]["params"])
         if c.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], c.optim.grad_clip)
         self.opt.step()
@@ -78,23 +85,32 @@ class TokenizerTraining:
             self.opt.zero_grad(set_to_none=True)
             d_loss = hinge_d_loss(self.disc(x), self.disc(recon.detach()))
             (gan.discriminator_weight * d_loss).backward()
+            self.parallel.average_gradients(self.disc.parameters())
             self.opt.step()  # tokenizer grads are None, so only D moves
             logs["d_loss"] = d_loss.detach()
+        if self.parallel.world_size > 1 and self.model.cfg.clustering_vq:
+            self.parallel.average_state(self.model.quantize)  # each rank's online update used its own slice
         return {"loss": float(total.detach()), "lr": self.opt.param_groups[0]["lr"],
                 **{k: float(v) for k, v in logs.items()}}
 
     def train(self, loss_fn: LossFn, progress: bool = True) -> dict[str, Any]:
-        start, t0 = self.loop.step, time.perf_counter()
         logs = self.loop.run(lambda i: self._step(loss_fn, i), progress=progress)
-        elapsed = time.perf_counter() - t0
+        if not self.parallel.is_main:
+            return {}
+        rows = logs or self.loop.logged()
         summary: dict[str, Any] = {"stage": self.stage, "steps": self.loop.step, "checkpoint": str(self.loop.model_path)}
-        if self.loop.step > start:
-            summary["steps_per_s"] = round((self.loop.step - start) / elapsed, 3)
-        if logs:
-            summary.update({k: round(v, 6) for k, v in logs[-1].items() if k not in ("step", "time_s")})
-        # A finished run restarted trains nothing; it must not overwrite an export written since
-        # (the tiny stage-1 and stage-2 configs share one export path, stage 2 writing last).
-        if self.c.export and (self.loop.step > start or not Path(self.c.export).exists()):
-            path = save_safetensors(self.c.export, self.model.state_dict(), {**self.metadata, "step": self.loop.step})
-            summary["export"] = str(path)
+        if rows:
+            summary.update({k: round(v, 6) for k, v in rows[-1].items() if k not in ("step", "time_s")})
+        exported = self.loop.export(self.model.state_dict(), {})
+        summary["export"] = str(exported)
+        published = training.publish_export(exported, self.c.export, self.publish)
+        if published:
+            summary["published"] = published
+        model = {"name": f"alitok-{self.stage}", "checkpoint": str(exported), "stage": self.model.stage,
+                 "num_params": sum(p.numel() for p in self.model.parameters()),
+                 "config": self.model.cfg.to_dict(), "published": published}
+        metrics = {k: v for k, v in summary.items() if isinstance(v, float)}
+        summary["record"] = str(training.write_train_record(
+            self.loop, trainer=f"alitok-{self.stage}", model=model, metrics=metrics, device=self.device,
+            notes=["train-set figures (the last logged step); held-out reconstruction quality: the recon verb"]))
         return summary

@@ -3,8 +3,9 @@
 Loss = mse_weight * MSE(x, x_hat) + aux_weight * MSE(aux strip, [patch(0,0) | first row])
        + vq_weight * VQ loss (+ optional hinge GAN). ``aux_loss_weight: null`` = official 10*K/G^2.
 Everything is trained; the codebook gets the online clustering update when ``clustering_vq``.
-Writes ``last.safetensors`` (loadable as a stage-1 tokenizer: config and stage in its metadata)
-and, with ``export:``, the inference tokenizer file.
+Writes ``last.safetensors`` (loadable as a stage-1 tokenizer: config and stage in its metadata),
+``model.safetensors`` (the inference tokenizer) and ``train_record.json`` under ``--out``; with
+``--publish`` the export is copied to ``export:``. Paths in the YAML resolve against its folder.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 from alitok.train import tokenizer_common as common
 from alitok.train.tokenizer_loop import TokenizerTraining
+import harness.training as training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,23 +35,15 @@ class Stage1Loss:
     gan: common.GanConfig = common.GanConfig()
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage1Config:
-    steps: int
-    batch_size: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Stage1Config(training.RunConfig):
+    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+
     model_config: str | None = None  # YAML of alitok.tokenizer.TokenizerConfig keys
     model: dict[str, Any] = dataclasses.field(default_factory=dict)  # inline keys, override model_config
-    seed: int = 0
     data: common.DataConfig = common.DataConfig()
     optim: common.OptimConfig = common.OptimConfig()
     loss: Stage1Loss = Stage1Loss()
-    log_every: int = 10
-    ckpt_every: int = 100
-    export: str | None = None  # inference tokenizer .safetensors written at the end
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
 
 def aux_weight(loss: Stage1Loss, prefix_tokens: int, grid: int) -> float:
@@ -58,11 +52,13 @@ def aux_weight(loss: Stage1Loss, prefix_tokens: int, grid: int) -> float:
     return 10.0 * prefix_tokens / (grid * grid)
 
 
-def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
     from alitok.tokenizer import aux_target, build, config_from_dict
 
     c = common.parse(Stage1Config, cfg)
     c.loss.perceptual.check()
+    training.check_file("model_config", c.model_config, "tokenizer config YAML")
+    training.check_publish(c.export, publish)
     model_cfg = config_from_dict(common.resolve_model_dict(c.model_config, c.model))
     w_aux = aux_weight(c.loss, model_cfg.prefix_tokens, model_cfg.grid)
     if model_cfg.prefix_tokens not in (0, model_cfg.grid + 1) and w_aux:
@@ -91,5 +87,9 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> di
         return total, out["recon"], logs
 
     run = TokenizerTraining(c, model, model.parameters(), out_dir, device, stage="stage1",
-                            resolved={"model": model_cfg.to_dict(), "aux_loss_weight_resolved": w_aux})
+                            resolved={"model": model_cfg.to_dict(), "aux_loss_weight_resolved": w_aux},
+                            publish=publish)
     return run.train(loss_fn)
+
+
+train_stage1.path_keys = ("model_config", "export")  # resolved against the config file's folder

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from alitok.train import tokenizer_common as common
 from alitok.train.tokenizer_loop import TokenizerTraining
+import harness.training as training
 
 FROZEN_PREFIXES = ("encoder.", "quantize.", "latent_tokens")  # upstream: names containing these
 
@@ -29,23 +30,15 @@ class Stage2Loss:
     gan: common.GanConfig = common.GanConfig()
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage2Config:
-    steps: int
-    batch_size: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Stage2Config(training.RunConfig):
+    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+
     init_from: str  # stage-1 checkpoint (last.safetensors of an alitok-stage1 run)
     model: dict[str, Any] = dataclasses.field(default_factory=dict)  # stage-2-only keys, e.g. buffer_tokens
-    seed: int = 0
     data: common.DataConfig = common.DataConfig()
     optim: common.OptimConfig = common.OptimConfig()
     loss: Stage2Loss = Stage2Loss()
-    log_every: int = 10
-    ckpt_every: int = 100
-    export: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
 
 def is_frozen(name: str) -> bool:
@@ -74,15 +67,15 @@ def init_from_stage1(model: torch.nn.Module, stage1_sd: dict[str, torch.Tensor],
     return {"carried": carried, "reinitialised": reinit, "dropped": dropped}
 
 
-def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
     from alitok.tokenizer import META_CONFIG, build, config_from_dict
     from harness.config import ConfigError
     from harness.nn.checkpoint import load_state_dict, read_metadata
 
     c = common.parse(Stage2Config, cfg)
     c.loss.perceptual.check()
-    if not Path(c.init_from).is_file():
-        raise ConfigError(f"init_from: {c.init_from}: no such stage-1 checkpoint")
+    training.check_file("init_from", c.init_from, "stage-1 checkpoint (train the stage-1 config first)")
+    training.check_publish(c.export, publish)
     meta = read_metadata(c.init_from)
     if META_CONFIG not in meta:
         raise ConfigError(f"init_from: {c.init_from}: no tokenizer config in its metadata (not an alitok-stage1 checkpoint)")
@@ -107,7 +100,10 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device) -> di
 
     resolved = {"model": model_cfg.to_dict(), "init": {k: len(v) for k, v in report.items()},
                 "reinitialised": report["reinitialised"]}
-    run = TokenizerTraining(c, model, trainable, out_dir, device, stage="stage2", resolved=resolved)
+    run = TokenizerTraining(c, model, trainable, out_dir, device, stage="stage2", resolved=resolved, publish=publish)
     summary = run.train(loss_fn)
     summary["reinitialised_from_scratch"] = ", ".join(report["reinitialised"])
     return summary
+
+
+train_stage2.path_keys = ("init_from", "export")  # resolved against the config file's folder

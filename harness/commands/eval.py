@@ -48,7 +48,7 @@ def format_table(result) -> str:
 def run(args) -> int:
     from harness.devices import resolve_device
     from harness.metrics.evaluate import evaluate_samples
-    from harness.records import RunRecord, code_info, env_info, write_record
+    from harness.records import RunRecord, code_info, env_info, eval_record_name, sample_model_name, write_record
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -63,8 +63,10 @@ def run(args) -> int:
                        metrics=dict(result.metrics), metric_provenance=result.provenance,
                        paper_comparable=result.paper_comparable, code=code_info(), env=env_info(device),
                        timings=result.timings, notes=list(result.warnings),
-                       model={"name": Path(args.samples).stem})
+                       model={"name": sample_model_name(args.samples) or Path(args.samples).stem})
     out = Path(args.out) if args.out else Path(args.samples).resolve().parent
-    path = write_record(record, out)
+    name = eval_record_name(record.model["name"], result.provenance.get("reference", {}).get("sha256"),
+                            result.provenance.get("weights", {}).get("sha256"), result.metrics)
+    path = write_record(record, out, name)
     print(f"record: {path}")
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 
 def add_arguments(p) -> None:
@@ -33,12 +34,13 @@ def add_arguments(p) -> None:
     p.add_argument("--per-class", type=int, default=32, help="embedded: images per class (default 32)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _grid(real: np.ndarray, recon: np.ndarray, path: Path, n: int = 16) -> None:
     from PIL import Image
 
-    from harness.data.npz import atomic_path
+    from harness.io import atomic_path
 
     row = lambda a: np.concatenate(list(a[:n]), axis=1)  # noqa: E731
     canvas = np.concatenate([row(real), row(recon)], axis=0)
@@ -72,6 +74,8 @@ def run(args) -> int:
 
     reals, recons, codes = [], [], []
     t_enc = t_dec = 0.0
+    total = len(src.images) if isinstance(src.images, np.ndarray) else None  # else unknown until read
+    bar = tqdm(total=total, unit="img", desc="reconstruct", disable=args.no_progress, leave=False)
     with torch.inference_mode():
         for batch in iter_batches(src.images, args.batch_size):
             x = check_images(torch.from_numpy(np.ascontiguousarray(batch)), tok.image_size, src.description)
@@ -84,6 +88,8 @@ def run(args) -> int:
             reals.append(batch)
             recons.append(r.cpu().numpy())
             codes.append(c.cpu())
+            bar.update(len(batch))
+    bar.close()
     if not reals:
         raise ValueError(f"{src.description}: no images")
     real, recon, all_codes = np.concatenate(reals), np.concatenate(recons), torch.cat(codes)
