@@ -6,7 +6,7 @@ Facts (reference/alitok.md section 3 and 6):
 - the head predicts codes only (``output`` Linear(d -> codebook_size, bias), zero-initialised weight);
 - the logits at positions 0..T-1 of ``[class | codes[:-1]]`` predict codes 0..T-1 (prefix included);
 - RoPE: zero row for the class token, 1D for the prefix, 2D (K..K+G-1) for the image
-  (``harness.nn.rope.alitok_rope_table``);
+  (``harness.nn.rope.cond_prefix_grid_rope_table``);
 - state-dict names ``embeddings``, ``blocks.i.{norm1,attn.{qkv,q_norm,k_norm,proj},norm2,mlp.{w1,w2,w3}}``,
   ``norm``, ``output``, exactly the released ``alitok_{b,l,xl}.bin``.
 
@@ -18,18 +18,16 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from harness.interfaces import ARSampling, Generator, Tokenizer
-from harness.nn.checkpoint import sha256_file
-from harness.nn.ar_sampling import ar_sample, device_generator
+from harness.interfaces import ARSampling
 from harness.nn.attention import KVCache
 from harness.nn.llama import LlamaBlock, swiglu_hidden
 from harness.nn.norms import RMSNorm
-from harness.nn.rope import alitok_rope_table
+from harness.nn.rope import cond_prefix_grid_rope_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +90,7 @@ def config_from_dict(data: dict[str, Any], path: str = "model") -> ARConfig:
 
 
 class ARModel(nn.Module):
-    """Decoder-only transformer; implements ``harness.nn.ar_sampling.CachedDecoder``."""
+    """Decoder-only transformer; implements ``harness.nn.ar_generator.ARModelProtocol``."""
 
     def __init__(self, cfg: ARConfig):
         super().__init__()
@@ -118,6 +116,35 @@ class ARModel(nn.Module):
     def max_len(self) -> int:
         return 1 + self.cfg.num_tokens
 
+    # -- the ARGenerator protocol: geometry, label mapping, official RNG draws ---------------------
+    @property
+    def num_classes(self) -> int:
+        return self.cfg.num_classes
+
+    @property
+    def num_tokens(self) -> int:
+        return self.cfg.num_tokens
+
+    @property
+    def codebook_size(self) -> int:
+        return self.cfg.codebook_size
+
+    def condition_tokens(self, labels: torch.Tensor) -> torch.Tensor:
+        """``[B]`` labels -> ``[B, 1]`` class token ids (class c -> codebook_size + 1 + c)."""
+        return self.cfg.class_ids(labels)[:, None]
+
+    def null_condition_tokens(self, cond: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(cond, self.cfg.null_class_id)
+
+    def presample_draws(self, labels: torch.Tensor, generator: torch.Generator) -> None:
+        """Upstream ``generate`` first calls ``preprocess_condition(condition, cond_drop_prob=0.0)``,
+        whose label-dropout mask ``torch.rand_like(condition, dtype=torch.float)`` draws B float32
+        uniforms from the sampling RNG before the first ``torch.multinomial``; draw (and discard) them."""
+        torch.rand(labels.shape, dtype=torch.float32, device=labels.device, generator=generator)
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
     def reset_parameters(self, generator: torch.Generator | None = None) -> "ARModel":
         """N(0, init_std) for Linear / Embedding weights, zero biases, unit norms, zero head weight."""
         for m in self.modules():
@@ -135,7 +162,7 @@ class ARModel(nn.Module):
         device = torch.device(device)
         if self._rope is None or self._rope.device != device:
             cfg = self.cfg
-            self._rope = alitok_rope_table(cfg.head_dim, cfg.num_prefix_tokens, cfg.grid, num_cond=1,
+            self._rope = cond_prefix_grid_rope_table(cfg.head_dim, cfg.num_prefix_tokens, cfg.grid, num_cond=1,
                                            base=cfg.rope_base).to(device)
         return self._rope
 
@@ -178,20 +205,21 @@ class ARModel(nn.Module):
             block.attn.kv_cache = None
         self._mask = None
 
-    def _cached(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def _cached(self, tokens: torch.Tensor, pos: torch.Tensor, kv_len: int) -> torch.Tensor:
         h = self.token_dropout(self.embeddings(tokens))
-        rope, mask = self._rope_rows(pos, h.device), self._mask[pos]
+        rope, mask = self._rope_rows(pos, h.device), self._mask[pos, :kv_len]
         for block in self.blocks:
-            h = block(h, rope, pos, mask)
-        return self.output(self.norm(h[:, -1])).float()
+            h = block(h, rope, pos, mask, kv_len)
+        return self.output(self.norm(h[:, -1])).float()  # head on the last position only
 
     def prefill(self, cond: torch.Tensor) -> torch.Tensor:
         """Condition tokens ``[B, C]`` at positions 0..C-1 -> logits ``[B, codebook]`` of the first code."""
-        return self._cached(cond, torch.arange(cond.shape[1], device=cond.device))
+        return self._cached(cond, torch.arange(cond.shape[1], device=cond.device), cond.shape[1])
 
-    def decode_step(self, token: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """One token ``[B]`` at sequence position ``pos`` (LongTensor [1]) -> next-code logits ``[B, codebook]``."""
-        return self._cached(token[:, None], pos)
+    def decode_step(self, token: torch.Tensor, pos: torch.Tensor, kv_len: int | None = None) -> torch.Tensor:
+        """One token ``[B]`` at sequence position ``pos`` (LongTensor [1]), attending over cache slots
+        ``0..kv_len-1`` (default all) -> next-code logits ``[B, codebook]``."""
+        return self._cached(token[:, None], pos, kv_len or self.max_len)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,77 +277,6 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
     model = load_strict(lambda: build(config, device="meta"), sd, path,
                         f"AliTok AR ({config.depth} layers, width {config.width})", device)
     return model, meta
-
-
-# ----------------------------------------------------------------------------------------------
-# The Generator plugin: AR model + any Tokenizer for decoding
-# ----------------------------------------------------------------------------------------------
-class AliTokGenerator(Generator):
-    """Class labels -> codes (KV-cached AR sampling) -> uint8 images via the tokenizer."""
-
-    sampling_cls: ClassVar[type] = ARSampling
-
-    def __init__(self, model: ARModel, tokenizer: Tokenizer, *, name: str, sampling: ARSampling,
-                 seed: int | None = None, checkpoint: str | None = None, dtype: torch.dtype = torch.float32,
-                 tf32: bool | None = None, compile: bool = False):
-        cfg = model.cfg
-        if tokenizer.num_tokens != cfg.num_tokens or tokenizer.codebook_size != cfg.codebook_size:
-            raise ValueError(f"{name}: tokenizer {tokenizer.name!r} has {tokenizer.num_tokens} tokens / "
-                             f"{tokenizer.codebook_size} codes; the AR model expects {cfg.num_tokens} / {cfg.codebook_size}")
-        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
-        self.cfg = cfg
-        self.num_classes = cfg.num_classes
-        self.image_size = tokenizer.image_size
-        self.quantization = tokenizer.quantization
-        self._sampling, self.seed = sampling, seed
-        self.checkpoint, self._sha256 = checkpoint, None
-        self.dtype, self.tf32 = dtype, tf32
-        self.compiled = compile
-        # Fixed shapes in decode_step (static cache, mask rows, [1] position tensor) make it
-        # capturable; "reduce-overhead" adds CUDA graphs on GPU. Compiled lazily on first call.
-        self._decode = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True) if compile else None
-
-    @property
-    def default_sampling(self) -> ARSampling:
-        return self._sampling
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.embeddings.weight.device
-
-    def to(self, device: torch.device | str) -> "AliTokGenerator":
-        self.model.free_cache()
-        self.model.to(device)
-        self.tokenizer.to(device)
-        return self
-
-    @torch.inference_mode()
-    def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
-                       params: ARSampling | None = None) -> torch.Tensor:
-        """LongTensor ``[B]`` -> codes ``[B, T]`` on the model device (token generation only)."""
-        labels = self.check_labels(labels).to(self.device)
-        params = params or self._sampling
-        if not isinstance(params, ARSampling):
-            raise ValueError(f"{self.name}: sampling parameters must be ARSampling, got {type(params).__name__}")
-        cond = self.cfg.class_ids(labels)[:, None]
-        uncond = torch.full_like(cond, self.cfg.null_class_id)
-        return ar_sample(self.model, cond, self.cfg.num_tokens, params, device_generator(generator, self.device),
-                         uncond=uncond, dtype=self.dtype, tf32=self.tf32, decode_step=self._decode)
-
-    @torch.inference_mode()
-    def generate(self, labels: torch.Tensor, generator: torch.Generator,
-                 params: ARSampling | None = None) -> torch.Tensor:
-        codes = self.generate_codes(labels, generator, params)
-        return self.tokenizer.decode(codes).to(labels.device)
-
-    def info(self) -> dict[str, Any]:
-        if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():
-            self._sha256 = sha256_file(self.checkpoint)
-        return {**super().info(), "checkpoint": self.checkpoint, "checkpoint_sha256": self._sha256,
-                "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.cfg.to_dict(),
-                "default_sampling": self._sampling.to_dict(), "official_seed": self.seed,
-                "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32, "kv_cache": "static",
-                "compile": self.compiled, "num_tokens": self.cfg.num_tokens, "tokenizer": self.tokenizer.info()}
 
 
 def tiny_checkpoint_path() -> Path:

@@ -56,13 +56,15 @@ def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype
     _check_quantization(name, quantization)
     import torch
 
-    from alitok.generator import AliTokGenerator, load_model
+    from harness.nn.ar_generator import ARGenerator
+
+    from alitok.generator import load_model
 
     model, _ = load_model(checkpoint, device=device, config=preset.config)
     tokenizer = alitok_tokenizer(device=device, checkpoint=tokenizer_checkpoint)
     if quantization:
         tokenizer.quantization = quantization
-    return AliTokGenerator(model, tokenizer, name=name, sampling=preset.sampling, seed=preset.seed,
+    return ARGenerator(model, tokenizer, name=name, sampling=preset.sampling, seed=preset.seed,
                            checkpoint=str(checkpoint), dtype=dtype or torch.float32, tf32=tf32, compile=compile)
 
 
@@ -96,9 +98,10 @@ def tiny_generator(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=
     import torch
 
     from harness.interfaces import ARSampling
+    from harness.nn.ar_generator import ARGenerator
     from harness.nn.checkpoint import CheckpointError
 
-    from alitok.generator import AliTokGenerator, load_model, tiny_checkpoint_path
+    from alitok.generator import load_model, tiny_checkpoint_path
 
     path = checkpoint or tiny_checkpoint_path()
     model, meta = load_model(path, device=device)
@@ -109,5 +112,5 @@ def tiny_generator(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=
     tokenizer = tiny_tokenizer(device=device, checkpoint=tokenizer_checkpoint)
     if quantization:
         tokenizer.quantization = quantization
-    return AliTokGenerator(model, tokenizer, name="alitok-tiny", sampling=sampling, seed=0, checkpoint=str(path),
+    return ARGenerator(model, tokenizer, name="alitok-tiny", sampling=sampling, seed=0, checkpoint=str(path),
                            dtype=dtype or torch.float32, tf32=tf32, compile=compile)

@@ -109,8 +109,12 @@ CFG_SCHEDULES = ("constant", "linear", "power-cosine")
 class ARSampling(SamplingParams):
     """Autoregressive token sampling (AliTok, LlamaGen, RAR).
 
-    ``cfg_schedule="power-cosine"``: s_t = 1 + (g-1) (1 - cos(pi (t/T)^pow)) / 2 (AliTok, MDT).
-    ``top_k=0`` and ``top_p=1.0`` mean the full softmax.
+    ``cfg_schedule="power-cosine"``: s_t = 1 + (g-1) (1 - cos(pi (t/T)^pow)) / 2 (AliTok, RAR, MDT),
+    computed in float32 tensor arithmetic as upstream does.
+    ``cfg_interval`` (LlamaGen ``generate.py``): -1 guides every token; n >= 0 guides tokens
+    t = 0..n+1 (the prefill token and decode steps i <= n) and uses the conditional logits after.
+    ``top_k=0`` and ``top_p=1.0`` mean the full softmax; top-p keeps the token that crosses p
+    (Hugging Face ``TopPLogitsWarper`` / LlamaGen ``top_k_top_p_filtering``).
     """
 
     family: ClassVar[str] = "ar"
@@ -120,6 +124,7 @@ class ARSampling(SamplingParams):
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    cfg_interval: int = -1
 
     def __post_init__(self) -> None:
         if self.cfg_schedule not in CFG_SCHEDULES:
@@ -128,6 +133,8 @@ class ARSampling(SamplingParams):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.top_k < 0 or not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got {self.top_k}, {self.top_p}")
+        if self.cfg_interval < -1:
+            raise ValueError(f"cfg_interval must be -1 (always) or >= 0, got {self.cfg_interval}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,9 @@ from harness.interfaces import ARSampling
 from harness.nn.checkpoint import CheckpointError, save_safetensors
 
 from alitok import plugin
-from alitok.generator import META_CONFIG, PRESETS, AliTokGenerator, ARConfig, build, load_model
+from harness.nn.ar_generator import ARGenerator
+
+from alitok.generator import META_CONFIG, PRESETS, ARConfig, build, load_model
 
 # Paper / reference/alitok.md section 3: exact parameter counts of the released models.
 OFFICIAL_PARAMS = {"alitok-b": 177_048_064, "alitok-l": 317_851_648, "alitok-xl": 662_141_696}
@@ -161,7 +163,7 @@ def random_tokenizer():
 
 def test_generator_plugin_generates_deterministic_uint8(tiny, random_tokenizer):
     sampling = ARSampling(cfg_scale=3.0, cfg_schedule="power-cosine", cfg_power=1.0)
-    gen = AliTokGenerator(tiny, random_tokenizer, name="alitok-test", sampling=sampling)
+    gen = ARGenerator(tiny, random_tokenizer, name="alitok-test", sampling=sampling)
     labels = torch.tensor([0, 5, 10])
     state = torch.get_rng_state()
     a = gen.generate(labels, torch.Generator().manual_seed(3))
@@ -180,11 +182,11 @@ def test_generator_plugin_generates_deterministic_uint8(tiny, random_tokenizer):
 def test_generator_rejects_mismatched_tokenizer(random_tokenizer):
     other = build(ARConfig(depth=1, width=32, num_heads=2, codebook_size=256, num_classes=11, num_prefix_tokens=9, grid=8))
     with pytest.raises(ValueError, match="codes"):
-        AliTokGenerator(other, random_tokenizer, name="x", sampling=ARSampling())
+        ARGenerator(other, random_tokenizer, name="x", sampling=ARSampling())
 
 
 def test_compile_flag_constructs_without_compiling(tiny, random_tokenizer):
-    gen = AliTokGenerator(tiny, random_tokenizer, name="x", sampling=ARSampling(), compile=True)
+    gen = ARGenerator(tiny, random_tokenizer, name="x", sampling=ARSampling(), compile=True)
     assert gen.info()["compile"] is True and gen._decode is not None
 
 
@@ -212,8 +214,8 @@ def test_registry_resolves_generator_names():
 @pytest.mark.slow
 def test_compiled_decode_step_gives_the_same_tokens(tiny, random_tokenizer):
     sampling = ARSampling(cfg_scale=3.0, cfg_schedule="power-cosine", cfg_power=1.0)
-    eager = AliTokGenerator(tiny, random_tokenizer, name="e", sampling=sampling)
-    compiled = AliTokGenerator(tiny, random_tokenizer, name="c", sampling=sampling, compile=True)
+    eager = ARGenerator(tiny, random_tokenizer, name="e", sampling=sampling)
+    compiled = ARGenerator(tiny, random_tokenizer, name="c", sampling=sampling, compile=True)
     labels = torch.tensor([1, 2])
     a = eager.generate_codes(labels, torch.Generator().manual_seed(0))
     b = compiled.generate_codes(labels, torch.Generator().manual_seed(0))
@@ -229,7 +231,7 @@ def test_alitok_tiny_plugin_loads_the_committed_weights():
     gen = generators.get("alitok-tiny")(device=torch.device("cpu"))
     info = gen.info()
     assert info["checkpoint"] == str(tiny_checkpoint_path()) and info["tokenizer"]["name"] == "alitok-tiny"
-    assert gen.num_classes == 11 and gen.image_size == 32 and gen.cfg.num_tokens == 73
+    assert gen.num_classes == 11 and gen.image_size == 32 and gen.model.num_tokens == 73
     assert gen.default_sampling.cfg_schedule == "power-cosine"  # the preset stored in the weights' metadata
     images = gen.generate(torch.tensor([0, 7]), torch.Generator().manual_seed(0))
     assert images.shape == (2, 32, 32, 3) and images.dtype == torch.uint8

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from harness.interfaces import ARSampling
-from harness.nn.ar_sampling import ar_sample, ar_sample_naive, cfg_scale_at, filter_logits, sample_next
+from harness.nn.ar_sampling import (ar_sample, ar_sample_naive, cfg_scale_at, cfg_scales, filter_logits, guided_at,
+                                    kv_length, sample_next)
 from harness.nn.llama import swiglu_hidden
 from harness.nn.norms import RMSNorm
-from harness.nn.rope import alitok_rope_table, apply_rope
+from harness.nn.rope import cond_prefix_grid_rope_table, apply_rope
 
 from alitok.generator import ARConfig, build
 
@@ -37,10 +38,30 @@ def test_power_cosine_schedule_matches_formula(g, power):
     assert cfg_scale_at(0, T, p) == 1.0
     for t in (T // 2, T - 1):
         expected = 1 + (g - 1) * (1 - math.cos(math.pi * (t / T) ** power)) / 2
-        assert cfg_scale_at(t, T, p) == pytest.approx(expected, rel=1e-12)
+        assert cfg_scale_at(t, T, p) == pytest.approx(expected, rel=1e-6)  # float32 arithmetic
     # rises monotonically towards g without reaching it at the last step
     values = [cfg_scale_at(t, T, p) for t in range(T)]
     assert all(b >= a for a, b in zip(values, values[1:])) and values[-1] < g
+
+
+@pytest.mark.parametrize("g,power", [(16.0, 1.8), (6.0, 0.7), (13.0, 1.4)])  # the B, L, XL presets
+def test_power_cosine_schedule_is_bit_identical_to_upstream_float32(g, power):
+    # ali-vilab/alitok modeling/ar.py, ARModel.generate, loop head (written from reading upstream):
+    #   scale_pow = torch.ones((1), device=device) * guidance_scale_pow
+    #   scale_step = (1 - torch.cos(((step / self.image_seq_len) ** scale_pow) * torch.pi)) * 1/2
+    #   cfg_scale = (guidance_scale - 1) * scale_step + 1
+    T = 273
+    upstream = []
+    for step in range(T):
+        scale_pow = torch.ones((1)) * power
+        scale_step = (1 - torch.cos(((step / T) ** scale_pow) * torch.pi)) * 1 / 2
+        upstream.append((g - 1) * scale_step + 1)
+    upstream = torch.cat(upstream)
+    ours = cfg_scales(T, ARSampling(cfg_scale=g, cfg_schedule="power-cosine", cfg_power=power))
+    assert ours.dtype == torch.float32 and torch.equal(ours, upstream)
+    # the Python-float64 formula the project used before differs at many steps
+    f64 = torch.tensor([1 + (g - 1) * (1 - math.cos(math.pi * (t / T) ** power)) / 2 for t in range(T)]).float()
+    assert not torch.equal(f64, upstream)
 
 
 def test_linear_and_constant_schedules():
@@ -82,15 +103,18 @@ def test_cached_prefill_and_steps_match_forward_logits(model):
 def test_kv_cache_is_preallocated_once(model):
     cond, uncond = _cond([0, 1])
     params = PARAMS["cfg-power-cosine"]
-    seen = []
+    seen, lengths = [], []
     original = model.decode_step
 
-    def spy(token, pos):
+    def spy(token, pos, kv_len):
         seen.append(tuple((b.attn.kv_cache.k.data_ptr(), b.attn.kv_cache.v.data_ptr()) for b in model.blocks))
-        return original(token, pos)
+        lengths.append((int(pos), kv_len))
+        return original(token, pos, kv_len)
 
     ar_sample(model, cond, TINY.num_tokens, params, torch.Generator().manual_seed(0), uncond=uncond, decode_step=spy)
     assert len(seen) == TINY.num_tokens - 1 and len(set(seen)) == 1
+    # attention reads only a bucketed prefix of the cache, never fewer slots than are filled
+    assert all(pos < kv <= min(1 + TINY.num_tokens, pos + 16) for pos, kv in lengths)
     cache = model.blocks[0].attn.kv_cache
     assert cache.shape == (4, TINY.num_heads, 1 + TINY.num_tokens, TINY.head_dim)  # doubled batch, full length
     # a second call with the same batch reuses the same buffers
@@ -151,9 +175,9 @@ def test_sample_frequencies_follow_tempered_softmax():
 
 
 # -- RoPE and norms --------------------------------------------------------------------------------
-def test_alitok_rope_table_layout():
+def test_cond_prefix_grid_rope_table_layout():
     hd, K, G = 16, 5, 4
-    table = alitok_rope_table(hd, K, G)
+    table = cond_prefix_grid_rope_table(hd, K, G)
     assert table.shape == (1 + K + G * G, hd // 2, 2)
     assert torch.count_nonzero(table[0]) == 0  # class token: cos = sin = 0
     for k in range(K):  # prefix: 1D position k over all hd/2 pairs
@@ -172,7 +196,7 @@ def test_alitok_rope_table_layout():
 
 def test_apply_rope_is_complex_rotation_and_zeroes_class_token():
     hd, K, G = 16, 3, 2
-    table = alitok_rope_table(hd, K, G)
+    table = cond_prefix_grid_rope_table(hd, K, G)
     x = torch.randn(2, 3, table.shape[0], hd, generator=torch.Generator().manual_seed(0))
     out = apply_rope(x, table)
     ref = torch.view_as_real(torch.view_as_complex(x.reshape(*x.shape[:-1], hd // 2, 2))
@@ -185,7 +209,7 @@ def test_apply_rope_is_complex_rotation_and_zeroes_class_token():
 
 def test_rope_scores_depend_on_relative_prefix_position():
     hd = 8
-    table = alitok_rope_table(hd, 8, 1)[1:9]  # prefix rows: 1D positions 0..7
+    table = cond_prefix_grid_rope_table(hd, 8, 1)[1:9]  # prefix rows: 1D positions 0..7
     q, k = torch.randn(hd, generator=torch.Generator().manual_seed(1)), torch.randn(hd, generator=torch.Generator().manual_seed(2))
     rq = apply_rope(q.expand(1, 1, 8, hd), table)[0, 0]
     rk = apply_rope(k.expand(1, 1, 8, hd), table)[0, 0]

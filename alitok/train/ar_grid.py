@@ -16,21 +16,15 @@ import numpy as np
 import torch
 
 from harness.interfaces import ARSampling, Tokenizer
-from harness.nn.ar_sampling import ar_sample
+from harness.nn.ar_generator import ARGenerator
 
 SCALE = 2  # nearest-neighbour upscaling of the 32 px tiles for visibility
 GAP = 6
 
 
-@torch.no_grad()
 def generate_images(model, tokenizer: Tokenizer, params: ARSampling, labels: torch.Tensor,
                     generator: torch.Generator) -> torch.Tensor:
-    model.eval()
-    device = model.embeddings.weight.device
-    cond = model.cfg.class_ids(labels.to(device))[:, None]
-    uncond = torch.full_like(cond, model.cfg.null_class_id)
-    codes = ar_sample(model, cond, model.cfg.num_tokens, params, generator, uncond=uncond)
-    return tokenizer.decode(codes).cpu()
+    return ARGenerator(model, tokenizer, name="alitok-grid", sampling=params).generate(labels, generator).cpu()
 
 
 def sample_grid(model, tokenizer: Tokenizer, params: ARSampling, num_classes: int, per_class: int,

@@ -1,10 +1,11 @@
 """Causal self-attention with RoPE, optional QK-norm, and a static preallocated KV cache.
 
 The cache (gpt-fast / LlamaGen style) is allocated once as ``[B, heads, max_len, head_dim]``;
-each call writes its keys/values at their positions with ``index_copy_`` and attends over the
-whole buffer under a boolean mask that hides positions not yet written. No per-step
-concatenation, no re-allocation, and fixed tensor shapes (so ``torch.compile`` / CUDA graphs can
-capture a decode step).
+each call writes its keys/values at their positions with ``index_copy_`` and attends over a
+bounded view of the first ``kv_len`` slots (the caller rounds the filled length up to a bucket)
+under a boolean mask that hides positions not yet written. No per-step concatenation, no
+re-allocation, and a few fixed shapes (so ``torch.compile`` / CUDA graphs can capture a decode
+step) without paying attention over the empty tail of the cache.
 
 Packed ``qkv`` output is ``[q | k | v]``, each head-major (``[d] = [heads, head_dim]``), the
 layout of the AliTok / LlamaGen checkpoints.
@@ -62,11 +63,12 @@ class CausalSelfAttention(nn.Module):
         self.kv_cache: KVCache | None = None
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor, input_pos: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, kv_len: int | None = None) -> torch.Tensor:
         """``x [B, L, d]``; ``rope [L, hd/2, 2]`` for these positions.
 
         Without ``input_pos``: plain causal attention over ``x`` (training, full recompute).
-        With ``input_pos [L]`` and a cache: write into the cache, attend under ``mask [L, max_len]``.
+        With ``input_pos [L]`` and a cache: write into the cache, attend over its first ``kv_len``
+        slots (default: all) under ``mask [L, kv_len]``.
         """
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).unbind(2)
@@ -79,6 +81,8 @@ class CausalSelfAttention(nn.Module):
             if self.kv_cache is None:
                 raise RuntimeError("cached attention called before reset_cache()")
             k, v = self.kv_cache.update(input_pos, k, v)
+            if kv_len is not None:
+                k, v = k[:, :, :kv_len], v[:, :, :kv_len]
             out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
         else:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)

@@ -45,6 +45,6 @@ class LlamaBlock(nn.Module):
         self.mlp = SwiGLU(dim, ffn_hidden or swiglu_hidden(dim), dropout=ffn_dropout)
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor, input_pos: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, input_pos, mask)
+                mask: torch.Tensor | None = None, kv_len: int | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, input_pos, mask, kv_len)
         return x + self.mlp(self.norm2(x))

@@ -3,16 +3,18 @@
 A RoPE *table* is a float tensor ``[L, head_dim/2, 2]`` holding (cos, sin) per position and pair;
 ``apply_rope`` rotates ``x[..., 2j:2j+2]`` by the angle of row ``pos``, pair ``j``.
 
-AliTok's table (``alitok_rope_table``) has three parts, in sequence order:
+``cond_prefix_grid_rope_table`` builds the table of a class-conditional image decoder, in sequence
+order (AliTok: 1 cond row, K=17 prefix rows, a 16x16 grid from 17; LlamaGen: 1 cond row, no
+prefix, a grid from 0):
 
-1. ``num_cond`` rows of zeros for the class token. cos = sin = 0 turns q and k of that token into
-   exact zeros: a LlamaGen quirk the released checkpoints were trained with, so we keep it.
+1. ``num_cond`` rows of zeros for the condition tokens. cos = sin = 0 turns q and k of that token
+   into exact zeros: a LlamaGen quirk the released checkpoints were trained with, so we keep it.
 2. K prefix tokens: 1D RoPE at positions 0..K-1 over all head_dim/2 pairs, frequencies
    ``base^(-2j/head_dim)``.
-3. G*G image tokens in raster order: 2D RoPE with row and column coordinates K..K+G-1. The first
-   head_dim/4 pairs rotate by the row, the last head_dim/4 by the column, each with frequencies
-   ``base^(-2j/(head_dim/2))`` (LlamaGen's 2D table, shifted to start at K so the image grid
-   continues where the prefix positions stop).
+3. G*G image tokens in raster order: 2D RoPE with row and column coordinates
+   ``grid_start..grid_start+G-1`` (default K, so the grid continues where the prefix stops). The
+   first head_dim/4 pairs rotate by the row, the last head_dim/4 by the column, each with
+   frequencies ``base^(-2j/(head_dim/2))`` (LlamaGen's 2D table).
 """
 from __future__ import annotations
 
@@ -45,12 +47,13 @@ def rope_table_2d(rows: torch.Tensor, cols: torch.Tensor, head_dim: int, base: f
     return _table(angles)
 
 
-def alitok_rope_table(head_dim: int, num_prefix: int, grid: int, num_cond: int = 1,
-                      base: float = 10000.0) -> torch.Tensor:
-    """The full AliTok table, ``[num_cond + num_prefix + grid*grid, head_dim/2, 2]`` (see module doc)."""
+def cond_prefix_grid_rope_table(head_dim: int, num_prefix: int, grid: int, num_cond: int = 1,
+                                base: float = 10000.0, grid_start: int | None = None) -> torch.Tensor:
+    """``[num_cond + num_prefix + grid*grid, head_dim/2, 2]``: zero cond rows, 1D prefix, 2D grid (module doc)."""
     zeros = torch.zeros(num_cond, head_dim // 2, 2)
     prefix = rope_table_1d(torch.arange(num_prefix), head_dim, base)
-    coords = torch.arange(num_prefix, num_prefix + grid)
+    start = num_prefix if grid_start is None else grid_start
+    coords = torch.arange(start, start + grid)
     rows = coords.repeat_interleave(grid)  # raster order: row-major
     cols = coords.repeat(grid)
     image = rope_table_2d(rows, cols, head_dim, base)

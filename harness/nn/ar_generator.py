@@ -1,0 +1,127 @@
+"""The one class-conditional AR ``Generator`` plugin: model + tokenizer + sampling preset.
+
+Every AR family (AliTok, LlamaGen, RAR, toy models in tests) builds its plugin from
+``ARGenerator`` and keeps only its model, config, presets and label mapping. The generator does
+labels -> cond/uncond tokens, the model's declared pre-sampling RNG draws, the device
+``torch.Generator``, the one-time cast for bf16, optional ``torch.compile`` of the decode step,
+the shared KV-cached loop (``harness.nn.ar_sampling.ar_sample``), tokenizer decode and ``info()``.
+
+Model protocol (``ARModelProtocol``; an ``nn.Module``):
+
+- the ``CachedDecoder`` methods of ``harness.nn.ar_sampling``: ``reset_cache(batch, dtype)``,
+  ``prefill(cond [B, C]) -> logits [B, V]``, ``decode_step(token [B], pos [1], kv_len) -> logits``,
+  ``forward(tokens)`` (full recompute) and ``free_cache()``;
+- ``num_classes`` (labels lie in ``[0, num_classes)``), ``num_tokens`` (tokens generated per
+  image), ``codebook_size`` (the logits' width; must match the tokenizer);
+- ``condition_tokens(labels [B]) -> LongTensor [B, C]``: the prefix fed to ``prefill``
+  (AliTok: ``[[4097 + c]]``; LlamaGen: ``[[c]]`` into its class table; RAR: its class token,
+  whose embedding also drives adaLN);
+- ``null_condition_tokens(cond [B, C]) -> LongTensor [B, C]``: the CFG null condition (AliTok: 5097;
+  LlamaGen, RAR: ``num_classes``);
+- optional ``presample_draws(labels [B], generator) -> None``: the random calls upstream's
+  ``generate`` makes before its first ``torch.multinomial`` (AliTok and RAR: the label-dropout
+  mask ``torch.rand_like(labels, dtype=float)`` in ``preprocess_condition``), made here from the
+  same generator so a seeded stream reproduces the official tokens batch after batch;
+- optional ``config_dict() -> dict``: the architecture for ``info()``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+
+from harness.interfaces import ARSampling, Generator, Tokenizer
+from harness.io import sha256_file
+from harness.nn.ar_sampling import CachedDecoder, ar_sample, device_generator
+
+
+class ARModelProtocol(CachedDecoder, Protocol):
+    num_classes: int
+    num_tokens: int
+    codebook_size: int
+
+    def free_cache(self) -> None: ...
+    def condition_tokens(self, labels: torch.Tensor) -> torch.Tensor: ...
+    def null_condition_tokens(self, cond: torch.Tensor) -> torch.Tensor: ...
+
+
+class ARGenerator(Generator):
+    """Class labels -> tokens (KV-cached AR sampling) -> uint8 images via the tokenizer.
+
+    ``dtype=torch.bfloat16`` casts the model's weights once here (LlamaGen samples the same way),
+    so no step re-casts them; ``compile=True`` compiles ``decode_step`` lazily on first use.
+    """
+
+    sampling_cls: ClassVar[type] = ARSampling
+
+    def __init__(self, model: ARModelProtocol, tokenizer: Tokenizer, *, name: str, sampling: ARSampling,
+                 seed: int | None = None, checkpoint: str | None = None, dtype: torch.dtype = torch.float32,
+                 tf32: bool | None = None, compile: bool = False):
+        if tokenizer.num_tokens != model.num_tokens or tokenizer.codebook_size != model.codebook_size:
+            raise ValueError(f"{name}: tokenizer {tokenizer.name!r} has {tokenizer.num_tokens} tokens / "
+                             f"{tokenizer.codebook_size} codes; the AR model expects {model.num_tokens} / "
+                             f"{model.codebook_size}")
+        if not isinstance(sampling, ARSampling):
+            raise ValueError(f"{name}: sampling preset must be ARSampling, got {type(sampling).__name__}")
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.num_classes = model.num_classes
+        self.image_size = tokenizer.image_size
+        self.quantization = tokenizer.quantization
+        self._sampling, self.seed = sampling, seed
+        self.checkpoint, self._sha256 = checkpoint, None
+        self.dtype, self.tf32 = dtype, tf32
+        if dtype != torch.float32:
+            model.to(dtype)  # cast once; autocast would re-cast every weight at every step
+        self.compiled = compile
+        # Few shapes in decode_step (static cache, bucketed kv_len, [1] position tensor) make it
+        # capturable; "reduce-overhead" adds CUDA graphs on GPU. Compiled lazily on first call.
+        self._decode = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True) if compile else None
+
+    @property
+    def default_sampling(self) -> ARSampling:
+        return self._sampling
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> "ARGenerator":
+        self.model.free_cache()
+        self.model.to(device)
+        self.tokenizer.to(device)
+        return self
+
+    @torch.inference_mode()
+    def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
+                       params: ARSampling | None = None) -> torch.Tensor:
+        """LongTensor ``[B]`` -> codes ``[B, num_tokens]`` on the model device (token generation only)."""
+        labels = self.check_labels(labels).to(self.device)
+        params = params or self._sampling
+        if not isinstance(params, ARSampling):
+            raise ValueError(f"{self.name}: sampling parameters must be ARSampling, got {type(params).__name__}")
+        gen = device_generator(generator, self.device)
+        draws = getattr(self.model, "presample_draws", None)
+        if draws is not None:
+            draws(labels, gen)
+        cond = self.model.condition_tokens(labels)
+        uncond = self.model.null_condition_tokens(cond)
+        return ar_sample(self.model, cond, self.model.num_tokens, params, gen, uncond=uncond,
+                         tf32=self.tf32, decode_step=self._decode)
+
+    @torch.inference_mode()
+    def generate(self, labels: torch.Tensor, generator: torch.Generator,
+                 params: ARSampling | None = None) -> torch.Tensor:
+        codes = self.generate_codes(labels, generator, params)
+        return self.tokenizer.decode(codes).to(labels.device)
+
+    def info(self) -> dict[str, Any]:
+        if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():
+            self._sha256 = sha256_file(self.checkpoint)
+        config = self.model.config_dict() if hasattr(self.model, "config_dict") else None
+        return {**super().info(), "checkpoint": self.checkpoint, "checkpoint_sha256": self._sha256,
+                "num_params": sum(p.numel() for p in self.model.parameters()), "config": config,
+                "default_sampling": self._sampling.to_dict(), "official_seed": self.seed,
+                "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32, "kv_cache": "static",
+                "compile": self.compiled, "num_tokens": self.model.num_tokens,
+                "presample_draws": hasattr(self.model, "presample_draws"), "tokenizer": self.tokenizer.info()}
