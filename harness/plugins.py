@@ -12,10 +12,21 @@ BUILTIN: dict[str, dict[str, object]] = {
         "alitok-b": ("alitok.plugin:alitok_b", "AliTok-B 177M (official checkpoint required: --set model.checkpoint=...)"),
         "alitok-l": ("alitok.plugin:alitok_l", "AliTok-L 318M (official checkpoint required)"),
         "alitok-xl": ("alitok.plugin:alitok_xl", "AliTok-XL 662M (official checkpoint required)"),
+        # AR baselines (official checkpoint + tokenizer_checkpoint required)
+        **{f"llamagen-gpt-{s}": (f"baselines.plugin_ar:llamagen_gpt_{s.replace('-', '_')}",
+                                 f"LlamaGen GPT-{s.upper()} c2i + VQ-16 (official c2i_*.pt + vq_ds16_c2i.pt)")
+           for s in ("b", "l", "b-384", "l-384", "xl-384", "xxl-384", "3b-384")},
+        **{f"rar-{s}": (f"baselines.plugin_ar:rar_{s}", f"RAR-{s.upper()} + MaskGIT-VQGAN (official rar_{s}.bin)")
+           for s in ("b", "l", "xl", "xxl")},
     },
     "tokenizers": {
         "alitok": ("alitok.plugin:alitok_tokenizer", "AliTok 273-token tokenizer (official AliTok.pth required)"),
         "alitok-tiny": ("alitok.plugin:tiny_tokenizer", "tiny AliTok tokenizer trained on natural patches (committed)"),
+        "vq-16": ("baselines.plugin_ar:vq_16", "LlamaGen VQ-16 (official vq_ds16_c2i.pt required)"),
+        "vq-8": ("baselines.plugin_ar:vq_8", "LlamaGen VQ-8 (official vq_ds8_c2i.pt required)"),
+        "maskgit-vqgan": ("baselines.plugin_ar:maskgit_vqgan", "MaskGIT-VQGAN (official maskgit-vqgan-imagenet-f16-256.bin)"),
+        **{f"titok-{s}": (f"baselines.plugin_ar:titok_{s.replace('-', '_')}", f"TiTok-{s.upper()} 1D tokenizer (official weights)")
+           for s in ("l-32", "b-64", "s-128")},
     },
     "metrics": {
         # pure functions from features (float64, ADM semantics); the pipeline is harness.metrics.evaluate
