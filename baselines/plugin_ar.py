@@ -164,3 +164,58 @@ def _rar_factory(size: str):
 
 
 rar_b, rar_l, rar_xl, rar_xxl = (_rar_factory(s) for s in ("b", "l", "xl", "xxl"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny systems trained here (baselines/configs/train_tiny_*.yaml, committed under baselines/weights/)
+# ----------------------------------------------------------------------------------------------
+def _weights(name: str) -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent / "weights" / name)
+
+
+def _tiny_tokenizer(name: str, file: str, *, device, checkpoint, tokenizer_checkpoint, options):
+    from baselines.train_tiny import load_tiny_tokenizer
+
+    _no_options(name, options)
+    return load_tiny_tokenizer(checkpoint or tokenizer_checkpoint or _weights(file), name, device)
+
+
+def vq_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
+    """Tiny LlamaGen-style VQGAN (64 tokens at 32 px, codebook 512 x 8), trained on natural patches (committed)."""
+    return _tiny_tokenizer("vq-tiny", "tiny_vq.safetensors", device=device, checkpoint=checkpoint,
+                           tokenizer_checkpoint=tokenizer_checkpoint, options=options)
+
+
+def titok_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
+    """Tiny TiTok-style 1D tokenizer (32 tokens at 32 px, codebook 512 x 8), trained on natural patches (committed)."""
+    return _tiny_tokenizer("titok-tiny", "tiny_titok.safetensors", device=device, checkpoint=checkpoint,
+                           tokenizer_checkpoint=tokenizer_checkpoint, options=options)
+
+
+def _tiny_generator(name: str, gpt_file: str, tok_name: str, tok_file: str, *, device, checkpoint,
+                    tokenizer_checkpoint, dtype, quantization, compile, tf32):
+    from baselines.train_tiny import load_tiny_gpt, load_tiny_tokenizer
+
+    path = checkpoint or _weights(gpt_file)
+    model, sampling, _ = load_tiny_gpt(path, device)
+    tokenizer = load_tiny_tokenizer(tokenizer_checkpoint or _weights(tok_file), tok_name, device)
+    return _generator(model, tokenizer, name=name, sampling=sampling, seed=0, checkpoint=str(path), dtype=dtype,
+                      quantization=quantization, compile=compile, tf32=tf32)
+
+
+def llamagen_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
+                  compile=False, tf32=None):
+    """Tiny LlamaGen GPT + tiny VQGAN (committed); sampling preset from the weights' metadata."""
+    return _tiny_generator("llamagen-tiny", "tiny_llamagen_gpt.safetensors", "vq-tiny", "tiny_vq.safetensors",
+                           device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
+                           dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+
+
+def titok_ar_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
+                  compile=False, tf32=None):
+    """Tiny LlamaGen-style GPT (1D RoPE) on the tiny TiTok's 1D codes (committed): AR on a bidirectional 1D tokenizer."""
+    return _tiny_generator("titok-ar-tiny", "tiny_titok_gpt.safetensors", "titok-tiny", "tiny_titok.safetensors",
+                           device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
+                           dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)

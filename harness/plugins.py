@@ -18,6 +18,8 @@ BUILTIN: dict[str, dict[str, object]] = {
            for s in ("b", "l", "b-384", "l-384", "xl-384", "xxl-384", "3b-384")},
         **{f"rar-{s}": (f"baselines.plugin_ar:rar_{s}", f"RAR-{s.upper()} + MaskGIT-VQGAN (official rar_{s}.bin)")
            for s in ("b", "l", "xl", "xxl")},
+        "llamagen-tiny": ("baselines.plugin_ar:llamagen_tiny", "tiny LlamaGen GPT + tiny VQGAN trained on natural patches (committed)"),
+        "titok-ar-tiny": ("baselines.plugin_ar:titok_ar_tiny", "tiny GPT on tiny TiTok 1D codes, natural patches (committed)"),
     },
     "tokenizers": {
         "alitok": ("alitok.plugin:alitok_tokenizer", "AliTok 273-token tokenizer (official AliTok.pth required)"),
@@ -27,6 +29,8 @@ BUILTIN: dict[str, dict[str, object]] = {
         "maskgit-vqgan": ("baselines.plugin_ar:maskgit_vqgan", "MaskGIT-VQGAN (official maskgit-vqgan-imagenet-f16-256.bin)"),
         **{f"titok-{s}": (f"baselines.plugin_ar:titok_{s.replace('-', '_')}", f"TiTok-{s.upper()} 1D tokenizer (official weights)")
            for s in ("l-32", "b-64", "s-128")},
+        "vq-tiny": ("baselines.plugin_ar:vq_tiny", "tiny LlamaGen-style VQGAN trained on natural patches (committed)"),
+        "titok-tiny": ("baselines.plugin_ar:titok_tiny", "tiny TiTok-style 1D tokenizer trained on natural patches (committed)"),
     },
     "metrics": {
         # pure functions from features (float64, ADM semantics); the pipeline is harness.metrics.evaluate
@@ -48,5 +52,8 @@ BUILTIN: dict[str, dict[str, object]] = {
                           "AliTok tokenizer stage 2: frozen encoder/codebook, buffer-token bidirectional decoder"),
         "alitok-ar": ("alitok.train.ar:train_ar",
                       "AliTok AR generator on pretokenised codes (label dropout, held-out next-token accuracy)"),
+        "baselines-tokenizer": ("baselines.train_tiny:train_tokenizer",
+                                "tiny LlamaGen-style VQGAN or TiTok-style 1D tokenizer (MSE + VQ)"),
+        "baselines-ar": ("baselines.train_tiny:train_ar", "tiny LlamaGen GPT on codes of a tiny baseline tokenizer"),
     },
 }
