@@ -60,6 +60,7 @@ class TiTokConfig:
     use_l2_norm: bool = True
     commitment_cost: float = 0.25
     is_legacy: bool = True       # raw-reshape quirk + proxy-code head + MaskGIT pixel decoder
+    init_std: float = 0.02       # trunc-normal std of Linear/Conv weights (upstream 0.02; tiny runs use ~width**-0.5)
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -174,7 +175,7 @@ class TiTok(nn.Module):
         install_key_map(self, TITOK_KEY_MAP)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> "TiTok":
-        init_vit_weights(self, generator)
+        init_vit_weights(self, generator, std=self.cfg.init_std)
         for p in (self.latent_tokens, self.encoder.class_embedding, self.encoder.positional_embedding,
                   self.encoder.latent_token_positional_embedding, self.decoder.class_embedding,
                   self.decoder.positional_embedding, self.decoder.mask_token,
@@ -270,7 +271,7 @@ class TiTokTokenizer(Tokenizer):
         return to_uint8(self.decode_float(codes), (0.0, 1.0), self.quantization).to(codes.device)
 
     def info(self) -> dict[str, Any]:
-        from harness.io import sha256_file
+        from harness.nn.checkpoint import sha256_file
 
         if self.checkpoint and self._sha256 is None:
             self._sha256 = sha256_file(self.checkpoint)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from harness.config import ConfigError, from_dict, to_dict
 from harness.interfaces import ARSampling
-from harness.io import write_json_atomic
+from harness.io import write_json_atomic  # floor 1 (COMMON.md); see tests/test_import_rules.py
 from harness.nn.checkpoint import save_safetensors
 from harness.nn.training import TrainLoop
 
@@ -262,9 +262,15 @@ def _grid_png(rows: list[np.ndarray], path: Path) -> None:
         Image.fromarray(canvas).save(tmp, format="PNG")
 
 
+def _mean_psnr(real: np.ndarray, fake: np.ndarray) -> float:
+    """Mean per-image PSNR (dB) of uint8 images, the formula of harness.metrics.recon.psnr (floor 2)."""
+    mse = ((real.astype(np.float64) - fake.astype(np.float64)) ** 2).reshape(len(real), -1).mean(1)
+    return float(np.mean(10.0 * np.log10(255.0 ** 2 / mse)))
+
+
 @torch.no_grad()
 def _export_tokenizer(c: TokenizerTrainConfig, model, out_dir: Path, seconds: float) -> dict[str, Any]:
-    from harness.metrics.recon import psnr, ssim
+    from skimage.metrics import structural_similarity
 
     model.eval()
     tok = tokenizer_plugin(model, c.family, f"tiny-{c.family}")
@@ -282,7 +288,9 @@ def _export_tokenizer(c: TokenizerTrainConfig, model, out_dir: Path, seconds: fl
         "num_params": sum(p_.numel() for p_ in model.parameters()), "num_tokens": tok.num_tokens,
         "codebook_size": tok.codebook_size, "train_seconds": round(seconds, 1), "environment": _environment(),
         "losses": "MSE + VQ (no perceptual / GAN: their pretrained weights are unavailable here)",
-        "val": {"images": len(real), "psnr_db": float(np.mean(psnr(real, fake))), "ssim": float(np.mean(ssim(real, fake))),
+        "val": {"images": len(real), "psnr_db": _mean_psnr(real, fake),
+                "ssim": float(np.mean([structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=7)
+                                       for a, b in zip(real, fake)])),
                 "codebook_usage": float((counts > 0).mean()),
                 "code_perplexity": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()))},
         "weights": c.export.weights,

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTTOM_FLOOR = ("harness.interfaces", "harness.registry", "harness.nn", "harness.config", "harness.data",
-                "harness.errors")
+                "harness.errors", "harness.io")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
