@@ -44,49 +44,61 @@ def _check_quantization(name: str, quantization):
         raise ValueError(f"{name}: unknown quantization {quantization!r} (known: {', '.join(QUANTIZATION_RULES)})")
 
 
-def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32):
+def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
+                        random_weights=False):
     from alitok.generator import PRESETS
 
     preset = PRESETS[name]
-    if not checkpoint:
-        raise ValueError(f"{name} needs the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
-                         "(and model.tokenizer_checkpoint=/path/AliTok.pth)")
-    if not tokenizer_checkpoint:
-        raise ValueError(f"{name} needs the official tokenizer too: --set model.tokenizer_checkpoint=/path/AliTok.pth")
     _check_quantization(name, quantization)
+    if random_weights:
+        if checkpoint or tokenizer_checkpoint:
+            raise ValueError(f"{name}: random_weights=true takes no checkpoints")
+    elif not checkpoint:
+        raise ValueError(f"{name} needs the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
+                         "(and model.tokenizer_checkpoint=/path/AliTok.pth), or model.random_weights=true for speed runs")
+    elif not tokenizer_checkpoint:
+        raise ValueError(f"{name} needs the official tokenizer too: --set model.tokenizer_checkpoint=/path/AliTok.pth")
     import torch
 
     from harness.nn.ar_generator import ARGenerator
 
-    from alitok.generator import load_model
+    from alitok.generator import build, load_model
 
-    model, _ = load_model(checkpoint, device=device, config=preset.config)
-    tokenizer = alitok_tokenizer(device=device, checkpoint=tokenizer_checkpoint)
+    if random_weights:  # the official architecture with N(0, 0.02) weights (head included): speed only
+        from alitok import tokenizer as tk
+
+        model = build(preset.config, device=device, generator=torch.Generator().manual_seed(0))
+        torch.nn.init.normal_(model.output.weight, std=preset.config.init_std)
+        tok_model = tk.build(tk.OFFICIAL, device=device, generator=torch.Generator().manual_seed(0))
+        tokenizer = tk.AliTokTokenizer(tok_model.eval(), name="alitok-random")
+    else:
+        model, _ = load_model(checkpoint, device=device, config=preset.config)
+        tokenizer = alitok_tokenizer(device=device, checkpoint=tokenizer_checkpoint)
     if quantization:
         tokenizer.quantization = quantization
-    return ARGenerator(model, tokenizer, name=name, sampling=preset.sampling, seed=preset.seed,
-                           checkpoint=str(checkpoint), dtype=dtype or torch.float32, tf32=tf32, compile=compile)
+    return ARGenerator(model, tokenizer, name=name + ("-random" if random_weights else ""), sampling=preset.sampling,
+                       seed=preset.seed, checkpoint=str(checkpoint) if checkpoint else None,
+                       dtype=dtype or torch.float32, tf32=tf32, compile=compile)
 
 
-def alitok_b(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-             compile=False, tf32=None):
-    """AliTok-B (177M): official alitok_b.bin + AliTok.pth; preset cfg 16.0, power-cosine pow 1.8, seed 42."""
-    return _official_generator("alitok-b", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+def _official_factory(name: str, doc: str):
+    def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
+                compile=False, tf32=None, random_weights=False):
+        return _official_generator(name, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
+                                   dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
+                                   random_weights=random_weights)
+
+    factory.__name__ = factory.__qualname__ = name.replace("-", "_")
+    factory.__doc__ = doc + " ``random_weights=True``: the same architecture with random weights (speed runs)."
+    return factory
 
 
-def alitok_l(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-             compile=False, tf32=None):
-    """AliTok-L (318M): official alitok_l.bin + AliTok.pth; preset cfg 6.0, power-cosine pow 0.7, seed 42."""
-    return _official_generator("alitok-l", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
-
-
-def alitok_xl(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-              compile=False, tf32=None):
-    """AliTok-XL (662M): official alitok_xl.bin + AliTok.pth; preset cfg 13.0, power-cosine pow 1.4, seed 2."""
-    return _official_generator("alitok-xl", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+alitok_b = _official_factory("alitok-b", "AliTok-B (177M): official alitok_b.bin + AliTok.pth; preset cfg 16.0, "
+                             "power-cosine pow 1.8, seed 42.")
+alitok_l = _official_factory("alitok-l", "AliTok-L (318M): official alitok_l.bin + AliTok.pth; preset cfg 6.0, "
+                             "power-cosine pow 0.7, seed 42.")
+alitok_xl = _official_factory("alitok-xl", "AliTok-XL (662M): official alitok_xl.bin + AliTok.pth; preset cfg 13.0, "
+                              "power-cosine pow 1.4, seed 2.")
 
 
 def tiny_generator(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,

@@ -52,6 +52,10 @@ def test_official_presets_and_vocabulary():
     cfg = PRESETS["alitok-b"].config
     assert cfg.num_tokens == 273 and cfg.vocab_size == 5098 and cfg.null_class_id == 5097
     assert cfg.class_ids(torch.tensor([0, 999])).tolist() == [4097, 5096]
+    model = _meta("alitok-b")  # the ARGenerator protocol: label mapping and geometry
+    cond = model.condition_tokens(torch.tensor([0, 999]))
+    assert cond.tolist() == [[4097], [5096]] and model.null_condition_tokens(cond).tolist() == [[5097], [5097]]
+    assert (model.num_classes, model.num_tokens, model.codebook_size) == (1000, 273, 4096)
     for p in PRESETS.values():
         assert (p.sampling.top_k, p.sampling.top_p) == (0, 1.0)  # full softmax, as the paper samples
 
@@ -245,8 +249,9 @@ def test_alitok_b_official_sampling_runs_273_steps_with_the_preset():
     preset = PRESETS["alitok-b"]
     model = build(preset.config, generator=torch.Generator().manual_seed(0)).eval()
     torch.nn.init.normal_(model.output.weight, std=0.02, generator=torch.Generator().manual_seed(1))
-    cond = preset.config.class_ids(torch.tensor([207]))[:, None]
-    uncond = torch.full_like(cond, preset.config.null_class_id)
+    cond = model.condition_tokens(torch.tensor([207]))
+    uncond = model.null_condition_tokens(cond)
+    assert cond.tolist() == [[4097 + 207]] and uncond.tolist() == [[5097]]
     codes = ar_sample(model, cond, 273, preset.sampling, torch.Generator().manual_seed(preset.seed), uncond=uncond)
     assert codes.shape == (1, 273) and int(codes.max()) < 4096
     # the first 24 steps (prefix -> image boundary at 17) agree with the full recompute path

@@ -14,15 +14,22 @@ Model protocol (``ARModelProtocol``; an ``nn.Module``):
 - ``num_classes`` (labels lie in ``[0, num_classes)``), ``num_tokens`` (tokens generated per
   image), ``codebook_size`` (the logits' width; must match the tokenizer);
 - ``condition_tokens(labels [B]) -> LongTensor [B, C]``: the prefix fed to ``prefill``
-  (AliTok: ``[[4097 + c]]``; LlamaGen: ``[[c]]`` into its class table; RAR: its class token,
-  whose embedding also drives adaLN);
+  (AliTok: ``[[4097 + c]]``; LlamaGen: ``[[c]]`` into its class table; RAR: its class token id,
+  whose embedding its ``prefill`` also keeps as the adaLN condition for the decode steps);
 - ``null_condition_tokens(cond [B, C]) -> LongTensor [B, C]``: the CFG null condition (AliTok: 5097;
-  LlamaGen, RAR: ``num_classes``);
+  LlamaGen: ``num_classes``; RAR: its own null class id);
 - optional ``presample_draws(labels [B], generator) -> None``: the random calls upstream's
   ``generate`` makes before its first ``torch.multinomial`` (AliTok and RAR: the label-dropout
   mask ``torch.rand_like(labels, dtype=float)`` in ``preprocess_condition``), made here from the
   same generator so a seeded stream reproduces the official tokens batch after batch;
 - optional ``config_dict() -> dict``: the architecture for ``info()``.
+
+Positions: ``decode_step``'s ``pos`` and ``kv_len`` count the tokens the loop fed (cond tokens
+first, then generated ones). A model that prepends hidden tokens of its own (RAR's learned
+``cls_token`` before its condition token; upstream 1d-tokenizer ``modeling/rar.py``) shifts both by
+their number inside its methods. RAR's ``generate`` draws like AliTok's (``preprocess_condition``'s
+``rand_like``, then one ``multinomial`` per step, the same float32 power-cosine schedule), so it
+declares the same ``presample_draws``.
 """
 from __future__ import annotations
 

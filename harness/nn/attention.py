@@ -36,8 +36,9 @@ class KVCache(nn.Module):
 
     def update(self, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write ``k, v [B, H, L, hd]`` at sequence positions ``pos [L]``; return the full buffers."""
-        self.k.index_copy_(2, pos, k.to(self.k.dtype))
-        self.v.index_copy_(2, pos, v.to(self.v.dtype))
+        # contiguous sources: index_copy_ from the strided qkv view is ~25x slower in bf16 on CPU
+        self.k.index_copy_(2, pos, k.to(self.k.dtype).contiguous())
+        self.v.index_copy_(2, pos, v.to(self.v.dtype).contiguous())
         return self.k, self.v
 
 

@@ -1,0 +1,1 @@
+"""Speed measurement: hardware floors measured in-process and the AR sampler's floor report."""

@@ -1,0 +1,226 @@
+"""AR sampler speed against this machine's floors: AliTok-B with CFG, random weights, fp32 and bf16.
+
+    python -m harness.speed.ar_floor_report --out results/speed --threads 2 --steps 273 --repeats 5
+
+Variants, timed in interleaved repeats (every repeat runs every variant and batch once, so load
+changes hit all of them alike):
+
+- ``official-loop``: a replica of the official ``generate`` (ali-vilab/alitok ``modeling/ar.py``):
+  concatenating KV cache (``torch.cat`` per layer and step), the whole ``[cond | ids]`` sequence
+  embedded every step, attention over every cached position, head on the last position;
+- ``ours-full-cache``: the shared sampler attending over all static-cache slots (before the
+  bounded-view change);
+- ``ours-eager``: the shared sampler (``harness.nn.ar_sampling.ar_sample``);
+- ``ours-compiled``: the same with ``torch.compile`` of the decode step (compile time excluded and
+  recorded);
+- ``ours-bf16``: the model cast to bf16 once; ``ours-bf16-autocast``: fp32 weights under autocast
+  (the former bf16 path, which re-casts every weight at every step).
+
+Floors (``harness.speed.floors``, measured in this process at the same thread count): at batch 2
+the weight-read floor (every non-embedding weight read once per step at the measured read GB/s);
+at batch 16 the matmul floor (the step's Linear and attention FLOPs of the doubled CFG batch at the
+measured fp32 matmul peak). ``--steps N`` below 273 times the first N steps and scales to 273
+(labelled ``extrapolated``); the floors are computed for the same steps and scaled alike.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from harness.interfaces import ARSampling
+from harness.io import write_json_atomic, write_text_atomic
+from harness.nn.ar_sampling import ar_sample
+from harness.nn.rope import apply_rope
+from harness.speed import floors
+
+OFFICIAL_STEPS = 273
+
+
+@torch.no_grad()
+def official_loop(model, labels: torch.Tensor, params: ARSampling, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """The official ``generate`` loop, op for op in structure, over a model with the official layout."""
+    cfg = model.cfg
+    torch.rand(labels.shape, generator=generator)  # preprocess_condition's rand_like
+    condition = labels + cfg.codebook_size + 1
+    b = labels.shape[0]
+    null = torch.full_like(condition, cfg.null_class_id)
+    ids = torch.full((b, 0), -1, dtype=torch.long)
+    caches: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(model.blocks)
+    rope = model.rope_table()
+    power = torch.ones(1) * params.cfg_power
+    for step in range(steps):
+        scale_step = (1 - torch.cos(((step / steps) ** power) * torch.pi)) * 1 / 2  # upstream: steps = 273
+        cfg_scale = (params.cfg_scale - 1) * scale_step + 1
+        seq = torch.cat([torch.cat([condition, null]).view(2 * b, -1), torch.cat([ids, ids])], dim=1)
+        h = model.embeddings(seq)
+        rows = rope[: seq.shape[1]]
+        if step > 0:  # upstream: with a filled cache only the last token goes through the blocks
+            h, rows = h[:, -1:], rows[-1:]
+        for i, blk in enumerate(model.blocks):
+            a = blk.attn
+            n = h.shape[1]
+            q, k, v = a.qkv(blk.norm1(h)).reshape(2 * b, n, 3, a.num_heads, a.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k = apply_rope(a.q_norm(q), rows), apply_rope(a.k_norm(k), rows)
+            if caches[i] is not None:
+                k, v = torch.cat([caches[i][0], k], dim=-2), torch.cat([caches[i][1], v], dim=-2)
+            caches[i] = (k, v)
+            out = F.scaled_dot_product_attention(q, k, v)
+            h = h + a.proj(out.transpose(1, 2).reshape(2 * b, n, a.dim))
+            h = h + blk.mlp(blk.norm2(h))
+        logits = model.output(model.norm(h))
+        cond_logits, uncond_logits = logits[:b], logits[b:]
+        logits = (uncond_logits + (cond_logits - uncond_logits) * cfg_scale)[:, -1] / params.temperature
+        sampled = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+        ids = torch.cat((ids, sampled), dim=-1)
+    return ids
+
+
+def _ours(model, labels, params, steps, generator, **kw):
+    torch.rand(labels.shape, generator=generator)  # the model's declared pre-sampling draw
+    cond = model.condition_tokens(labels)
+    return ar_sample(model, cond, steps, params, generator, uncond=model.null_condition_tokens(cond), **kw)
+
+
+def step_flops(model, rows: int, kv: int) -> int:
+    """Matmul FLOPs of one decode step: Linear layers (head included) plus QK^T and PV at ``kv`` keys."""
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    cfg = model.cfg
+    attention = 2 * 2 * cfg.depth * cfg.width * kv
+    return 2 * rows * linear + rows * attention
+
+
+def weight_bytes(model, dtype_bytes: int = 4) -> int:
+    """Bytes of the weights one step must read (all but the embedding table, of which it reads rows)."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embeddings")) * dtype_bytes
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int], compile: bool) -> dict:
+    torch.set_num_threads(threads)
+    from harness.registry import generators, load_plugins
+
+    load_plugins()
+    load_start = _load()
+    gen = generators.get("alitok-b")(device=torch.device("cpu"), random_weights=True)
+    model, params = gen.model, gen.default_sampling  # the official AliTok-B preset: cfg 16, pow 1.8
+    model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    fl = floors.measure(threads)
+
+    # the replica and our sampler draw the same tokens (same random calls, same architecture)
+    probe = torch.tensor([207, 1])
+    replica_ok = torch.equal(official_loop(model, probe, params, 8, torch.Generator().manual_seed(0)),
+                             _ours(model, probe, params, 8, torch.Generator().manual_seed(0)))
+
+    variants = {
+        "official-loop": lambda y: official_loop(model, y, params, steps, torch.Generator().manual_seed(0)),
+        "ours-full-cache": lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0), kv_bucket=10 ** 6),
+        "ours-eager": lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0)),
+        "ours-bf16": lambda y: _ours(model_bf16, y, params, steps, torch.Generator().manual_seed(0)),
+        "ours-bf16-autocast": lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0),
+                                              dtype=torch.bfloat16),
+    }
+    compile_s = None
+    if compile:
+        compiled = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True)
+        variants["ours-compiled"] = lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0),
+                                                    decode_step=compiled)
+    times: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in variants}
+    with torch.inference_mode():
+        for b in batches:  # warm-up (and compile) outside the timed repeats
+            for name, fn in variants.items():
+                t = time.perf_counter()
+                fn(torch.arange(b) % 1000)
+                if name == "ours-compiled":
+                    compile_s = (compile_s or 0.0) + time.perf_counter() - t
+        for _ in range(repeats):
+            for b in batches:
+                for name, fn in variants.items():
+                    t = time.perf_counter()
+                    fn(torch.arange(b) % 1000)
+                    times[name][b].append(time.perf_counter() - t)
+
+    scale = OFFICIAL_STEPS / steps
+    n_cond = 1
+    floor_s = {}
+    for b in batches:
+        flops = sum(step_flops(model, 2 * b, n_cond + t) for t in range(steps))
+        floor_s[b] = {"weight_read_s": steps * weight_bytes(model) / (fl["read_gbps"] * 1e9) * scale,
+                      "matmul_s": flops / (fl["matmul_fp32_gflops"] * 1e9) * scale}
+    rows = []
+    for name, per_batch in times.items():
+        for b, ts in per_batch.items():
+            med = statistics.median(ts) * scale
+            floor_kind = "weight_read_s" if b <= 2 else "matmul_s"
+            official = statistics.median(times["official-loop"][b]) * scale
+            rows.append({"variant": name, "batch": b, "median_s": med, "min_s": min(ts) * scale,
+                         "max_s": max(ts) * scale, "spread": (max(ts) - min(ts)) / statistics.median(ts),
+                         "floor": floor_kind, "floor_s": floor_s[b][floor_kind],
+                         "x_floor": med / floor_s[b][floor_kind], "speedup_vs_official": official / med,
+                         "images_per_s": b / med, "runs_s": ts})
+    record = {
+        "kind": "ar-floor-report", "model": "alitok-b (random weights)", "sampling": params.to_dict(),
+        "steps_measured": steps, "steps_reported": OFFICIAL_STEPS, "extrapolated": steps != OFFICIAL_STEPS,
+        "repeats": repeats, "interleaved": True, "batches": batches,
+        "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        "load_average_start": load_start, "load_average_end": _load(), "floors": fl, "floor_seconds": floor_s,
+        "compile_s": compile_s, "replica_matches_ours": replica_ok, "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(), "rows": rows,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "ar_floor_report.json", record)
+    write_text_atomic(out / "ar_floor_report.md", markdown(record))
+    return record
+
+
+def markdown(record: dict) -> str:
+    fl = record["floors"]
+    head = (f"# AR sampler vs hardware floors: AliTok-B, CFG, random weights\n\n"
+            f"threads {record['threads']}; load average {record['load_average_start']} -> "
+            f"{record['load_average_end']}; torch {record['torch']}; {record['repeats']} interleaved repeats; "
+            f"{record['steps_measured']} of 273 steps measured"
+            f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n"
+            f"Floors measured in-process: fp32 matmul {fl['matmul_fp32_gflops']:.1f} GFLOP/s, bf16 matmul "
+            f"{fl['matmul_bf16_gflops']:.1f} GFLOP/s, read {fl['read_gbps']:.1f} GB/s. Compile time "
+            f"{record['compile_s'] and round(record['compile_s'], 1)} s (excluded). Replica draws our tokens: "
+            f"{record['replica_matches_ours']}.\n\n"
+            "| variant | batch | median s (273 steps) | min-max s | spread | floor | floor s | x floor | "
+            "speed-up vs official loop |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {r['variant']} | {r['batch']} | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | "
+             f"{r['spread']:.0%} | {r['floor'].replace('_s', '')} | {r['floor_s']:.2f} | {r['x_floor']:.2f} | "
+             f"{r['speedup_vs_official']:.2f} |" for r in record["rows"]]
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("results/speed"), help="folder for the JSON and Markdown")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (set and recorded)")
+    ap.add_argument("--steps", type=int, default=OFFICIAL_STEPS, help="steps timed (scaled to 273 if fewer)")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant and batch")
+    ap.add_argument("--batches", type=int, nargs="+", default=[2, 16])
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    a = ap.parse_args(argv)
+    if not 1 <= a.steps <= OFFICIAL_STEPS:
+        ap.error(f"--steps: must lie in 1..{OFFICIAL_STEPS}, got {a.steps}")  # one line, exit 2
+    record = run(a.out, threads=a.threads, steps=a.steps, repeats=a.repeats, batches=a.batches,
+                 compile=not a.no_compile)
+    print(markdown(record))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""This machine's hardware floors, measured in the same process as the code they judge.
+
+- ``matmul_gflops``: best-of-n fp32 (or bf16) ``torch.mm`` throughput on square matrices at the
+  current thread count: the compute floor of a batch where matmuls dominate.
+- ``read_gbps``: best-of-n bandwidth of summing a tensor much larger than the last-level cache:
+  the floor of a step that must read every weight once (small-batch decoding).
+
+Best of n, not the median: a floor is what the hardware *can* do; noise only makes a run slower.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def _best(fn, repeats: int) -> float:
+    fn()  # warm-up: page faults, thread pool start
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Peak GFLOP/s of an ``n x n @ n x n`` matmul (2 n^3 FLOPs)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)
+    out = torch.empty(n, n, dtype=dtype)
+    seconds = _best(lambda: torch.mm(a, b, out=out), repeats)
+    return 2 * n ** 3 / seconds / 1e9
+
+
+def read_gbps(megabytes: int = 512, repeats: int = 5) -> float:
+    """Memory read bandwidth in GB/s: ``sum`` over a fp32 tensor of ``megabytes`` MB."""
+    x = torch.ones(megabytes * 2 ** 20 // 4)
+    seconds = _best(lambda: x.sum(), repeats)
+    return x.numel() * 4 / seconds / 1e9
+
+
+def measure(threads: int | None = None) -> dict[str, float | int]:
+    """All floors at ``threads`` torch threads (default: the current setting), with the setting."""
+    if threads:
+        torch.set_num_threads(threads)
+    return {"threads": torch.get_num_threads(), "matmul_fp32_gflops": matmul_gflops(),
+            "matmul_bf16_gflops": matmul_gflops(dtype=torch.bfloat16), "read_gbps": read_gbps()}

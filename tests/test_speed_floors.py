@@ -1,0 +1,52 @@
+"""harness/speed: in-process hardware floors and the official-loop replica of the floor report."""
+import dataclasses
+
+import pytest
+import torch
+
+from harness.speed import floors
+from harness.speed.ar_floor_report import _ours, markdown, official_loop, step_flops, weight_bytes
+
+from alitok.generator import PRESETS, build
+
+
+def test_floors_are_positive_and_matmul_counts_flops():
+    assert floors.matmul_gflops(n=128, repeats=2) > 0
+    assert floors.read_gbps(megabytes=8, repeats=2) > 0
+
+
+@pytest.fixture(scope="module")
+def small():
+    cfg = dataclasses.replace(PRESETS["alitok-b"].config, depth=2, width=64, num_heads=4)
+    model = build(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    torch.nn.init.normal_(model.output.weight, std=0.5, generator=torch.Generator().manual_seed(1))
+    return model
+
+
+def test_official_loop_replica_draws_the_tokens_of_our_sampler(small):
+    # the replica concatenates its KV cache and embeds the whole sequence every step, as upstream;
+    # same random calls and architecture, so the tokens must be ours exactly
+    params = PRESETS["alitok-b"].sampling
+    labels = torch.tensor([207, 1, 999])
+    a = official_loop(small, labels, params, 40, torch.Generator().manual_seed(0))
+    b = _ours(small, labels, params, 40, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and len(torch.unique(a)) > 10
+
+
+def test_floor_arithmetic_counts_the_model(small):
+    linear = sum(m.weight.numel() for m in small.modules() if isinstance(m, torch.nn.Linear))
+    cfg = small.cfg
+    assert step_flops(small, rows=4, kv=10) == 2 * 4 * linear + 4 * 4 * cfg.depth * cfg.width * 10
+    non_embedding = sum(p.numel() for p in small.parameters()) - small.embeddings.weight.numel()
+    assert weight_bytes(small) == 4 * non_embedding
+
+
+def test_markdown_names_every_row():
+    row = {"variant": "ours-eager", "batch": 2, "median_s": 1.0, "min_s": 0.9, "max_s": 1.2, "spread": 0.3,
+           "floor": "weight_read_s", "floor_s": 0.5, "x_floor": 2.0, "speedup_vs_official": 1.5}
+    rec = {"floors": {"matmul_fp32_gflops": 1.0, "matmul_bf16_gflops": 2.0, "read_gbps": 3.0}, "threads": {"torch": 1},
+           "load_average_start": [], "load_average_end": [], "torch": "x", "repeats": 1, "steps_measured": 5,
+           "extrapolated": True, "compile_s": None, "replica_matches_ours": True, "rows": [row]}
+    text = markdown(rec)
+    assert "| ours-eager | 2 | 1.00 | 0.90-1.20 | 30% | weight_read | 0.50 | 2.00 | 1.50 |" in text
+    assert "extrapolated" in text
