@@ -453,3 +453,18 @@ def test_full_config_forwards_at_batch_one_on_cpu():
         tk = titok.build(titok.TITOK_CONFIGS["titok-s-128"]).eval()
         zq, tcodes, _ = tk.encode(torch.rand(1, 3, 256, 256))
         assert tcodes.shape == (1, 128) and tk.decode(zq).shape == (1, 3, 256, 256)
+
+
+def test_llamagen_384_protocol_resizes_bicubic_before_the_offset_half_quantisation():
+    """sample_c2i_ddp: decode at --image-size, F.interpolate(bicubic) to --image-size-eval, then
+    clamp(127.5 x + 128, 0, 255) -> uint8."""
+    model = lg.build_vq(lg.VQConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=32, codebook_size=16,
+                                    codebook_dim=4, image_size=24)).eval()
+    tok = lg.LlamaGenTokenizer(model, name="t", eval_size=16)
+    codes = torch.randint(0, 16, (2, 144))
+    with torch.no_grad():
+        x = model.decode_codes(codes)
+    x = torch.nn.functional.interpolate(x, size=(16, 16), mode="bicubic")
+    want = torch.clamp(127.5 * x + 128.0, 0, 255).permute(0, 2, 3, 1).to(torch.uint8)
+    assert tok.image_size == 16 and tok.num_tokens == 144
+    assert torch.equal(tok.decode(codes), want)
