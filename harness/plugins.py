@@ -12,10 +12,25 @@ BUILTIN: dict[str, dict[str, object]] = {
         "alitok-b": ("alitok.plugin:alitok_b", "AliTok-B 177M (official checkpoint required: --set model.checkpoint=...)"),
         "alitok-l": ("alitok.plugin:alitok_l", "AliTok-L 318M (official checkpoint required)"),
         "alitok-xl": ("alitok.plugin:alitok_xl", "AliTok-XL 662M (official checkpoint required)"),
+        # AR baselines (official checkpoint + tokenizer_checkpoint required)
+        **{f"llamagen-gpt-{s}": (f"baselines.plugin_ar:llamagen_gpt_{s.replace('-', '_')}",
+                                 f"LlamaGen GPT-{s.upper()} c2i + VQ-16 (official c2i_*.pt + vq_ds16_c2i.pt)")
+           for s in ("b", "l", "b-384", "l-384", "xl-384", "xxl-384", "3b-384")},
+        **{f"rar-{s}": (f"baselines.plugin_ar:rar_{s}", f"RAR-{s.upper()} + MaskGIT-VQGAN (official rar_{s}.bin)")
+           for s in ("b", "l", "xl", "xxl")},
+        "llamagen-tiny": ("baselines.plugin_ar:llamagen_tiny", "tiny LlamaGen GPT + tiny VQGAN trained on natural patches (committed)"),
+        "titok-ar-tiny": ("baselines.plugin_ar:titok_ar_tiny", "tiny GPT on tiny TiTok 1D codes, natural patches (committed)"),
     },
     "tokenizers": {
         "alitok": ("alitok.plugin:alitok_tokenizer", "AliTok 273-token tokenizer (official AliTok.pth required)"),
         "alitok-tiny": ("alitok.plugin:tiny_tokenizer", "tiny AliTok tokenizer trained on natural patches (committed)"),
+        "vq-16": ("baselines.plugin_ar:vq_16", "LlamaGen VQ-16 (official vq_ds16_c2i.pt required)"),
+        "vq-8": ("baselines.plugin_ar:vq_8", "LlamaGen VQ-8 (official vq_ds8_c2i.pt required)"),
+        "maskgit-vqgan": ("baselines.plugin_ar:maskgit_vqgan", "MaskGIT-VQGAN (official maskgit-vqgan-imagenet-f16-256.bin)"),
+        **{f"titok-{s}": (f"baselines.plugin_ar:titok_{s.replace('-', '_')}", f"TiTok-{s.upper()} 1D tokenizer (official weights)")
+           for s in ("l-32", "b-64", "s-128")},
+        "vq-tiny": ("baselines.plugin_ar:vq_tiny", "tiny LlamaGen-style VQGAN trained on natural patches (committed)"),
+        "titok-tiny": ("baselines.plugin_ar:titok_tiny", "tiny TiTok-style 1D tokenizer trained on natural patches (committed)"),
     },
     # metrics: one entry each in harness/metrics/table.py (it fills the metrics registry)
     # named protocols (harness/protocols.py); a suite or `sample --protocol NAME` starts from one
@@ -39,5 +54,8 @@ BUILTIN: dict[str, dict[str, object]] = {
                           "AliTok tokenizer stage 2: frozen encoder/codebook, buffer-token bidirectional decoder"),
         "alitok-ar": ("alitok.train.ar:train_ar",
                       "AliTok AR generator on pretokenised codes (label dropout, held-out next-token accuracy)"),
+        "baselines-tokenizer": ("baselines.train_tiny:train_tokenizer",
+                                "tiny LlamaGen-style VQGAN or TiTok-style 1D tokenizer (MSE + VQ)"),
+        "baselines-ar": ("baselines.train_tiny:train_ar", "tiny LlamaGen GPT on codes of a tiny baseline tokenizer"),
     },
 }
