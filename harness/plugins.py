@@ -12,6 +12,12 @@ BUILTIN: dict[str, dict[str, object]] = {
         "alitok-b": ("alitok.plugin:alitok_b", "AliTok-B 177M (official checkpoint required: --set model.checkpoint=...)"),
         "alitok-l": ("alitok.plugin:alitok_l", "AliTok-L 318M (official checkpoint required)"),
         "alitok-xl": ("alitok.plugin:alitok_xl", "AliTok-XL 662M (official checkpoint required)"),
+        "dit-xl-2": ("baselines.dit:dit_xl_2", "DiT-XL/2 675M + SD VAE, DDPM 250 steps, cfg 1.5 (DiT-XL-2-256x256.pt + VAE)"),
+        "sit-xl-2": ("baselines.sit:sit_xl_2", "SiT-XL/2 675M + SD VAE, flow SDE 250 steps, cfg 1.5 (SiT-XL-2-256.pt + VAE)"),
+        "lightningdit-xl-1": ("baselines.lightningdit:lightningdit_xl_1",
+                              "LightningDiT-XL/1 + VA-VAE, Euler 250, shift 0.3, cfg 6.7 interval 0.125"),
+        "dit-tiny": ("baselines.dit:dit_tiny", "tiny pixel-space DiT (DDPM, learned variance) on natural patches (committed)"),
+        "flow-tiny": ("baselines.sit:flow_tiny", "tiny pixel-space flow model (velocity, Euler) on natural patches (committed)"),
     },
     "tokenizers": {
         "alitok": ("alitok.plugin:alitok_tokenizer", "AliTok 273-token tokenizer (official AliTok.pth required)"),
@@ -37,5 +43,7 @@ BUILTIN: dict[str, dict[str, object]] = {
                           "AliTok tokenizer stage 2: frozen encoder/codebook, buffer-token bidirectional decoder"),
         "alitok-ar": ("alitok.train.ar:train_ar",
                       "AliTok AR generator on pretokenised codes (label dropout, held-out next-token accuracy)"),
+        "diffusion-tiny": ("baselines.train_diffusion:train_diffusion",
+                           "tiny pixel-space DiT: DDPM (MSE + VLB) or flow (velocity MSE), EMA export"),
     },
 }
