@@ -48,7 +48,10 @@ def respaced_timesteps(num_timesteps: int, steps: int | str) -> list[int]:
         if count > size or count < 1:
             raise ValueError(f"cannot take {count} steps out of a section of {size}")
         stride = 1 if count == 1 else (size - 1) / (count - 1)
-        kept += [start + round(j * stride) for j in range(count)]
+        pos = 0.0
+        for _ in range(count):  # accumulate the float stride as upstream does (rounding matches)
+            kept.append(start + round(pos))
+            pos += stride
         start += size
     return sorted(set(kept))
 
