@@ -108,10 +108,11 @@ def load_tiny(path: Path, device, kind: str) -> tuple[DiT, DiffusionSampling, di
 
 
 def dit_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, **options):
-    """The committed tiny pixel-space DiT (DDPM, learned variance) trained on the embedded patches."""
+    """The committed tiny pixel-space DiT (DDPM, learned variance) trained on the embedded patches;
+    predicted x0 clamped to [-1, 1] as ADM samples its pixel-space models (``clip_denoised``)."""
     _options("dit-tiny", options)
     path = Path(checkpoint) if checkpoint else WEIGHTS / "dit_tiny.safetensors"
     model, sampling, meta = load_tiny(path, device, "ddpm")
     return DiffusionGenerator(model, name="dit-tiny", kind="ddpm", sampling=sampling, image_size=model.cfg.input_size,
-                              checkpoint=str(path), dtype=_dtype(dtype), tf32=tf32,
+                              checkpoint=str(path), dtype=_dtype(dtype), tf32=tf32, clip_denoised=True,
                               extra_info={"step": meta.get("step"), "pixel_space": True})

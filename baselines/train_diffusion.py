@@ -241,7 +241,7 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
         from harness.nn.diffusion_generator import DiffusionGenerator
 
         gen = DiffusionGenerator(pair.ema, name=f"{cfg.kind}-tiny", kind=cfg.kind, sampling=cfg.sampling,
-                                 image_size=cfg.data.image_size)
+                                 image_size=cfg.data.image_size, clip_denoised=cfg.kind == "ddpm")
         labels = torch.arange(NUM_CLASSES).repeat_interleave(exp.grid_samples_per_class)
         images = gen.generate(labels, torch.Generator().manual_seed(exp.grid_seed)).numpy()
         write_grid(images, exp.grid_samples_per_class, va_x, va_y, Path(exp.grid), NUM_CLASSES)

@@ -183,3 +183,17 @@ def test_dit_network_cfg_matches_upstream_forward_with_cfg():
     cond, uncond = eps.split(2)
     ref = torch.cat([uncond + 1.5 * (cond - uncond), rest[:2]], dim=1)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+
+def test_clip_denoised_clamps_predicted_x0_only():
+    d = GaussianDiffusion.respaced(50)
+    xt = torch.full((2, 3, 2, 2), 3.0)
+    t = torch.tensor([10, 40])
+    out = torch.cat([torch.full_like(xt, -2.0), torch.zeros_like(xt)], dim=1)
+    _, _, x0, _ = d.p_mean_variance(out, xt, t)
+    _, _, x0c, _ = d.p_mean_variance(out, xt, t, clip=True)
+    assert float(x0.min()) > 1.0 and torch.all(x0c == 1.0)
+    c = torch.full((2, 3, 4, 4), 0.3)  # an in-range data point is still recovered exactly with clipping on
+    noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    a = d.sample(_exact_eps_point_mass(d, c), noise, torch.Generator(), solver="ddim", clip_denoised=True)
+    torch.testing.assert_close(a, c, atol=1e-4, rtol=0)

@@ -150,8 +150,11 @@ class GaussianDiffusion:
         mean = self.extract("posterior_mean_coef1", t, n) * x0 + self.extract("posterior_mean_coef2", t, n) * xt
         return mean, self.extract("posterior_variance", t, n), self.extract("posterior_log_variance_clipped", t, n)
 
-    def p_mean_variance(self, model_out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
-        """Model mean, log-variance and predicted x0 from the network output (eps [+ v] channels)."""
+    def p_mean_variance(self, model_out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, clip: bool = False):
+        """Model mean, log-variance and predicted x0 from the network output (eps [+ v] channels).
+
+        ``clip`` clamps the predicted x0 to [-1, 1] (ADM's ``clip_denoised``: on for pixel-space
+        models, off in DiT's latent space)."""
         c, n = xt.shape[1], xt.ndim
         if self.learn_sigma:
             eps, var_values = model_out[:, :c], model_out[:, c:2 * c]
@@ -164,19 +167,21 @@ class GaussianDiffusion:
             fixed = np.append(self.posterior_variance[1], self.betas[1:])
             log_var = torch.from_numpy(np.log(fixed)).to(t.device)[t].float().reshape(-1, *([1] * (n - 1)))
         x0 = self.extract("sqrt_recip_alphas_cumprod", t, n) * xt - self.extract("sqrt_recipm1_alphas_cumprod", t, n) * eps
+        if clip:
+            x0 = x0.clamp(-1, 1)
         mean, _, _ = self.q_posterior(x0, xt, t)
         return mean, log_var, x0, eps
 
     # -- sampler steps ---------------------------------------------------------------------------
-    def ddpm_step(self, model_out, xt, t, noise):
+    def ddpm_step(self, model_out, xt, t, noise, clip: bool = False):
         """Ancestral step x_t -> x_{t-1}; no noise at t = 0."""
-        mean, log_var, _, _ = self.p_mean_variance(model_out, xt, t)
+        mean, log_var, _, _ = self.p_mean_variance(model_out, xt, t, clip)
         nonzero = (t != 0).float().reshape(-1, *([1] * (xt.ndim - 1)))
         return mean + nonzero * torch.exp(0.5 * log_var) * noise
 
-    def ddim_step(self, model_out, xt, t, noise, eta: float = 0.0):
+    def ddim_step(self, model_out, xt, t, noise, eta: float = 0.0, clip: bool = False):
         """DDIM step (Song et al. eq. 12): eta = 0 is deterministic, eta = 1 ancestral-like."""
-        _, _, x0, _ = self.p_mean_variance(model_out, xt, t)
+        _, _, x0, _ = self.p_mean_variance(model_out, xt, t, clip)
         n = xt.ndim
         eps = (self.extract("sqrt_recip_alphas_cumprod", t, n) * xt - x0) / self.extract("sqrt_recipm1_alphas_cumprod", t, n)
         abar = self.extract("alphas_cumprod", t, n)
@@ -188,7 +193,7 @@ class GaussianDiffusion:
 
     def sample(self, model_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
                generator: torch.Generator, *, solver: str = "ddpm", eta: float = 0.0,
-               noise_batch: int | None = None) -> torch.Tensor:
+               noise_batch: int | None = None, clip_denoised: bool = False) -> torch.Tensor:
         """Run all steps from ``noise`` (x_T). ``model_fn(x, model_timesteps)`` returns the network output.
 
         ``noise_batch``: draw each step's noise for this many rows and use the first ones
@@ -204,7 +209,8 @@ class GaussianDiffusion:
             t = steps[i].expand(b)
             out = model_fn(x, self.model_timesteps(t))
             z = torch.randn((rows, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)[:b]
-            x = self.ddpm_step(out, x, t, z) if solver == "ddpm" else self.ddim_step(out, x, t, z, eta)
+            x = (self.ddpm_step(out, x, t, z, clip_denoised) if solver == "ddpm"
+                 else self.ddim_step(out, x, t, z, eta, clip_denoised))
         return x
 
     # -- training --------------------------------------------------------------------------------

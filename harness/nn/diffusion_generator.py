@@ -58,7 +58,7 @@ class DiffusionGenerator(Generator):
     def __init__(self, model: DiT, *, name: str, kind: str, sampling: DiffusionSampling, image_size: int,
                  decode: Callable[[torch.Tensor], torch.Tensor] | None = None, checkpoint: str | None = None,
                  dtype: torch.dtype = torch.float32, tf32: bool | None = None, extra_info: dict | None = None,
-                 decoder_modules: tuple[torch.nn.Module, ...] = ()):
+                 decoder_modules: tuple[torch.nn.Module, ...] = (), clip_denoised: bool = False):
         if kind not in KINDS:
             raise ValueError(f"{name}: kind must be one of {KINDS}, got {kind!r}")
         self.model, self.name, self.kind = model.eval(), name, kind
@@ -71,6 +71,7 @@ class DiffusionGenerator(Generator):
         self.dtype, self.tf32 = dtype, tf32
         self.extra_info = dict(extra_info or {})
         self._schedules: dict[int, GaussianDiffusion] = {}
+        self.clip_denoised = clip_denoised  # ADM pixel-space models clamp predicted x0 (DDPM kinds)
         self.check_params(sampling)
 
     @property
@@ -119,7 +120,8 @@ class DiffusionGenerator(Generator):
                 fn = guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
                                tau=lambda t: 1.0 - t.float() / n, channels=c)
                 # upstream draws each step's noise for the doubled batch under CFG
-                x = diff.sample(fn, noise, g, solver=p.solver, eta=p.eta, noise_batch=2 * len(y) if cfg_on else None)
+                x = diff.sample(fn, noise, g, solver=p.solver, eta=p.eta, noise_batch=2 * len(y) if cfg_on else None,
+                                clip_denoised=self.clip_denoised)
             else:
                 fn = guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
                                tau=lambda t: t.float(), channels=c, keep_channels=c)
@@ -139,4 +141,4 @@ class DiffusionGenerator(Generator):
         return {**super().info(), "kind": self.kind, "checkpoint": self.checkpoint, "checkpoint_sha256": self._sha256,
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.model.cfg.to_dict(),
                 "default_sampling": self._sampling.to_dict(), "dtype": str(self.dtype).replace("torch.", ""),
-                "tf32": self.tf32, **self.extra_info}
+                "tf32": self.tf32, "clip_denoised": self.clip_denoised, **self.extra_info}
