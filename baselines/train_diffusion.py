@@ -245,7 +245,8 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
         labels = torch.arange(NUM_CLASSES).repeat_interleave(exp.grid_samples_per_class)
         images = gen.generate(labels, torch.Generator().manual_seed(exp.grid_seed)).numpy()
         write_grid(images, exp.grid_samples_per_class, va_x, va_y, Path(exp.grid), NUM_CLASSES)
-        record["samples"] = {"grid": exp.grid, "sampling": cfg.sampling.to_dict(), "seed": exp.grid_seed}
+        record["samples"] = {"grid": exp.grid, "sampling": cfg.sampling.to_dict(), "seed": exp.grid_seed,
+                             "clip_denoised": gen.clip_denoised}
     _write_json(out / "record.json", record)
     if exp.record:
         _write_json(Path(exp.record), record)
