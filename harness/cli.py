@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "ref-stats": ("harness.commands.ref_stats", "build or verify reference statistics"),
     "recon": ("harness.commands.recon", "reconstruct real images with a tokenizer: rFID, PSNR, SSIM, codebook usage"),
     "train": ("harness.commands.train", "train a tokenizer (stage 1/2) or an AR generator from YAML"),
+    "cache": ("harness.commands.cache", "list or clear the feature cache ($ALITOK_BENCH_CACHE or ~/.cache/alitok-bench)"),
 }
 
 def _error_types() -> tuple[type[BaseException], ...]:

@@ -25,6 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (not hashed)")
     p.add_argument("--force", action="store_true", help="overwrite a folder made by a different spec")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--wait", action="store_true", help="if another job is writing --out, wait for it instead of failing")
 
 
 def spec_from_args(args):
@@ -59,11 +60,23 @@ def sample_record(result, started: float):
         samples={"n": g.get("num_samples"), "npz": g.get("path"), "npz_sha256": g.get("sha256"),
                  "min_per_class": g.get("min_per_class"), "max_per_class": g.get("max_per_class"),
                  "balanced": g.get("balanced")},
-        speed={"images_per_s_rank0": result.images_per_s, "note": "generate() time of rank 0's new chunks (shard writes excluded)"},
+        speed=speed_record(result),
         timings={"generate_s_rank0": round(result.seconds_generating, 3), "total_s": round(time.time() - started, 3)},
         notes=[f"chunks: {result.chunks_total} total, {result.chunks_run} generated and "
                f"{result.chunks_skipped} reused by rank 0 of {result.world_size}"],
     )
+
+
+def speed_record(result) -> dict:
+    """Throughput under this run's conditions (threads, load, device): a label, not a benchmark figure."""
+    t = (result.gathered or {}).get("throughput") or {}
+    this_run = result.images_generated / result.seconds_generating if result.seconds_generating > 0 else None
+    return {"images_per_s": t.get("images_per_s"), "images_per_s_this_run_rank0": this_run,
+            "images_timed": t.get("images_timed"), "chunks_timed": t.get("chunks_timed"),
+            "chunks_total": t.get("chunks_total"), "conditions": result.conditions,
+            "manifest_conditions": t.get("conditions"),
+            "label": "throughput under this run's conditions (threads, load average, device; generate() time of "
+                     "every timed chunk in the manifest, also chunks made before a resume); not a benchmark"}
 
 
 def run(args) -> int:
@@ -75,7 +88,7 @@ def run(args) -> int:
     spec = spec_from_args(args)
     try:
         result = sample(spec, args.out, device=args.device, dtype=args.dtype, tf32=args.tf32, force=args.force,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, wait=args.wait)
         if result.gathered is not None:
             path = write_record(sample_record(result, started), args.out)
             g = result.gathered

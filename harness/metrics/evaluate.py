@@ -18,12 +18,12 @@ from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError
 from harness.metrics import provenance as prov
 from harness.metrics.features import extract_features
-from harness.metrics.fid import feature_statistics, frechet_distance
+from harness.metrics.fid import frechet_distance
 from harness.metrics.inception import InceptionExtractor, describe_pipeline
 from harness.metrics.isc import inception_score
 from harness.metrics.kid import kernel_inception_distance
 from harness.metrics.prc import precision_recall
-from harness.metrics.refstats import check_compatible, load_reference
+from harness.metrics.refstats import Reference, check_compatible, load_reference
 from harness.metrics.weights import resolve_weights
 
 ALL_METRICS = ("fid", "is", "sfid", "prec", "recall", "kid")
@@ -61,8 +61,10 @@ def _read_labels(samples) -> np.ndarray | None:
 
 def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_METRICS,
                      inception: str | InceptionExtractor = "fid-helper", batch_size: int = 50, device: str = "auto",
-                     fid_method: str = "eig", is_mode: str = "adm", cache: bool | str | Path = True) -> EvalResult:
-    """Metrics of ``samples`` (ADM npz or shards folder) against ``reference`` (ADM-format npz)."""
+                     fid_method: str = "eig", is_mode: str = "adm", cache: bool | str | Path = True,
+                     allow_partial: bool = False, progress: bool | None = None) -> EvalResult:
+    """Metrics of ``samples`` (ADM npz, sampling folder or image folder) against ``reference`` (ADM-format
+    npz, or a ``Reference``). ``allow_partial``: evaluate the verified prefix of an incomplete sampling folder."""
     wanted = parse_metrics(metrics)
     t0 = time.perf_counter()
     # Cheap checks first (headers, reference keys, pipeline match), so bad input fails in a second.
@@ -76,7 +78,7 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
         size = (int(shape[1]), int(shape[2]))
     elif not Path(samples).is_dir():
         raise InputFileError(samples, "samples file or shards folder not found")
-    ref = load_reference(reference)
+    ref = reference if isinstance(reference, Reference) else load_reference(reference)
     if "sfid" in wanted and ref.mu_s is None:
         raise InputFileError(ref.path, "reference has no mu_s/sigma_s: sFID unavailable (drop sfid from --metrics)")
     needs_ref_images = any(m in wanted for m in ("prec", "recall", "kid"))
@@ -87,13 +89,18 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
     warnings = check_compatible(ref, info, size)
     extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(weights, device)
 
-    feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples")
+    feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples", keep_pool=needs_ref_images,
+                             allow_partial=allow_partial, progress=progress)
+    warnings.extend(feats.notes)
+    if (feats.selection or {}).get("partial"):
+        warnings.append(f"PARTIAL: {feats.n} samples of an incomplete folder evaluated (--allow-partial): "
+                        f"{feats.selection}")
     check_compatible(ref, info, feats.image_size)  # shards: size known only now
     t_feat = time.perf_counter()
     if feats.n < 2:
         raise UserError(f"{samples}: need at least 2 samples for a covariance, got {feats.n}")
 
-    labels = _read_labels(samples)
+    labels = feats.labels if feats.labels is not None else _read_labels(samples)
     if labels is not None and labels.shape[0] != feats.n:
         raise InputFileError(samples, f"labels has {labels.shape[0]} entries for {feats.n} images")
     label_info = prov.label_summary(labels)
@@ -103,10 +110,10 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
     out: dict[str, float | None] = {}
     extra: dict[str, Any] = {}
     if "fid" in wanted:
-        mu, sigma = feature_statistics(feats.pool, "sample pool3 features")
+        mu, sigma = feats.statistics("pool")
         out["fid"] = frechet_distance(mu, sigma, ref.mu, ref.sigma, method=fid_method)
     if "sfid" in wanted:
-        mu_s, sigma_s = feature_statistics(feats.spatial, "sample sFID features")
+        mu_s, sigma_s = feats.statistics("spatial")
         out["sfid"] = frechet_distance(mu_s, sigma_s, ref.mu_s, ref.sigma_s, method=fid_method)
     if "is" in wanted:
         if feats.logits is None:
@@ -117,7 +124,9 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
             out["is"] = r["is"]
             extra.update(is_mode=r["is_mode"], is_splits=r["is_splits"], is_std=r["is_std"])
     if needs_ref_images:
-        ref_feats = extract_features(ref.path, extractor, batch_size, cache=cache, name="reference arr_0")
+        ref_feats = extract_features(ref.path, extractor, batch_size, cache=cache, name="reference arr_0",
+                                     progress=progress)
+        warnings.extend(ref_feats.notes)
         if "prec" in wanted or "recall" in wanted:
             pr = precision_recall(feats.pool, ref_feats.pool, k=3, device=extractor.device)
             for m, key in (("prec", "precision"), ("recall", "recall")):
@@ -130,12 +139,12 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
     t_end = time.perf_counter()
 
     comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
-    sample_sha, sample_desc = _describe(samples)
+    sample_sha, sample_desc = (feats.input_sha256, str(samples)) if Path(samples).is_dir() else _describe(samples)
     provenance = {
         "weights": info["weights"], "extractor": info["extractor"], "resize": info["resize"],
         "sfid_layer": info["sfid_layer"], "fid_method": fid_method, "is_mode": is_mode if "is" in wanted else None,
         "samples": {"path": str(samples), "sha256": sample_sha, "n": feats.n, "image_size": list(feats.image_size),
-                    "dtype": "uint8", **label_info},
+                    "dtype": "uint8", **label_info, "selection": feats.selection},
         "reference": {**ref.describe(), "metadata": ref.metadata},
         "pr_k": 3 if ("prec" in wanted or "recall" in wanted) else None,
         "not_comparable_because": reasons, **extra,
