@@ -236,7 +236,7 @@ def _load_cached(paths: dict[str, Path], need_logits: bool, need_pool: bool) -> 
             stats = {"pool": (z["mu"], z["sigma"]), "spatial": (z["mu_s"], z["sigma_s"])}
         arrays = {k: np.load(paths[k], allow_pickle=False) for k in ("pool", "logits") if k in needed}
         n, size = int(index["n"]), tuple(int(v) for v in index["image_size"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
         return None, f"unreadable ({type(e).__name__})"
     if any(a.shape[0] != n for a in arrays.values()):
         return None, "row counts disagree"
@@ -261,8 +261,8 @@ def _store(paths: dict[str, Path], fs: FeatureSet) -> str | None:
             for layer in ("pool", "logits"):
                 arr = getattr(fs, layer)
                 if arr is not None:
-                    with atomic_target(paths[layer], ".npy") as tmp:
-                        np.save(tmp, arr)
+                    with atomic_target(paths[layer], ".npy") as tmp, open(tmp, "wb") as f:
+                        np.save(f, arr)  # a handle: np.save would append ".npy" to a temp name
                     files[layer] = sha256_file(paths[layer])
             write_json_atomic(paths["index"], {"format": CACHE_FORMAT, "n": fs.n, "image_size": list(fs.image_size),
                                                "files": files})
@@ -328,7 +328,7 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
     bar = tqdm(total=_count(source, key, folder), desc=f"features {name}", unit="img", file=sys.stderr,
                disable=not _progress(progress), leave=False, dynamic_ncols=True)
     try:
-        for batch in _iter(source, batch_size, key, folder):
+        for batch in iter_batches(source, batch_size, key, allow_partial):
             if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
                 raise InputFileError(desc, f"{name} must be uint8 [N,H,W,3], got {batch.dtype} {list(batch.shape)}")
             if size is None:
