@@ -356,7 +356,7 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
     cat = {k: (np.concatenate(v) if v else None) for k, v in kept.items()}
     fs = FeatureSet(stats, cat["pool"], cat["logits"], n, size, input_sha, spatial=cat["spatial"], labels=labels,
                     selection=selection, notes=notes)
-    if paths is not None and keep_pool:
+    if paths is not None:
         note = _store(paths, fs)
         if note:
             fs.notes.append(note)
