@@ -166,6 +166,17 @@ def test_kill_between_reference_writes_never_gives_a_number(world, monkeypatch, 
                              "--out", str(world["root"] / "o")], "interrupted build")
 
 
+def test_rebuild_after_a_kill_cleans_temps_and_recovers(world):
+    ref = world["ref"]
+    stale = ref.with_name(f".{ref.name}.killed.npz.tmp")  # what SIGKILL leaves beside a reference
+    stale.write_bytes(b"half")
+    unrelated = ref.with_name(".other.npz.x.tmp")  # another reference's build: not ours to delete
+    unrelated.write_bytes(b"x")
+    build_reference_from_images(images(30, 3), ref, inception=StubExtractor(seed=7), cache=False, progress=False)
+    assert not stale.exists() and unrelated.exists()
+    assert load_reference(ref).metadata["weights"]["spec"] == "stub:7"
+
+
 def test_reference_without_its_sidecar_keeps_its_metadata(world, capsys):
     sidecar_path(world["ref"]).unlink()  # lost: the metadata inside the npz still names the weights
     assert load_reference(world["ref"]).metadata["weights"]["spec"] == "stub:0"
@@ -221,6 +232,8 @@ def test_output_paths_checked_before_work(world, capsys):
     one_line_exit_2(capsys, ["ref-stats", "build", str(world["samples"]), "--out", str(world["root"]), "--inception",
                              "stub:0"], "is a folder")
     assert StubExtractor.calls == 0  # refused before any extraction
+    with pytest.raises(UserError, match="is a file"):
+        sample(_spec(), a_file, device="cpu", progress=False, generator=NoiseGenerator())
 
 
 # ---------------------------------------------------------------------------------------------- sampling folders

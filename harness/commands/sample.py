@@ -75,8 +75,9 @@ def speed_record(result) -> dict:
             "images_timed": t.get("images_timed"), "chunks_timed": t.get("chunks_timed"),
             "chunks_total": t.get("chunks_total"), "conditions": result.conditions,
             "manifest_conditions": t.get("conditions"),
-            "label": "throughput under this run's conditions (threads, load average, device; generate() time of "
-                     "every timed chunk in the manifest, also chunks made before a resume); not a benchmark"}
+            "label": "throughput per process under this run's conditions (threads, load average, device; "
+                     "generate() time of every timed chunk in the manifest, also chunks made before a resume); "
+                     "not a benchmark: see the speed benchmarks for authoritative figures"}
 
 
 def run(args) -> int:
