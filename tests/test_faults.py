@@ -18,9 +18,8 @@ from harness import cli
 from harness.data.npz import save_samples_npz
 from harness.errors import InputFileError, UserError
 from harness.interfaces import Generator, NoSampling
-from harness.locks import FolderInUse, acquire
+from harness.locks import FolderInUse
 from harness.metrics import evaluate as evaluate_mod
-from harness.metrics import features as features_mod
 from harness.metrics import inception as inception_mod
 from harness.metrics.evaluate import evaluate_samples
 from harness.metrics.inception import InceptionExtractor

@@ -21,7 +21,6 @@ import numpy as np
 
 from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError
-from harness.metrics.fid import feature_statistics
 from harness.metrics.weights import sha256_file
 
 REF_FORMAT = "alitok-bench-ref/1"
