@@ -324,7 +324,9 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
     n = 0
     from tqdm import tqdm
 
-    bar = tqdm(total=_count(source, key, folder), desc=f"features {name}", unit="img", file=sys.stderr,
+    total = _count(source, key, folder)
+    filled: dict[str, np.ndarray] = {}
+    bar = tqdm(total=total, desc=f"features {name}", unit="img", file=sys.stderr,
                disable=not _progress(progress), leave=False, dynamic_ncols=True)
     try:
         for batch in iter_batches(source, batch_size, key, allow_partial):
@@ -342,7 +344,14 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
                 if layer in moments:
                     moments[layer].update(arr)
                 if (layer == "pool" and keep_pool) or layer == "logits" or (layer == "spatial" and keep_spatial):
-                    kept[layer].append(arr)
+                    if total is not None:  # rows go straight into one array: no list + concatenate (2x peak)
+                        if layer not in filled:
+                            filled[layer] = np.empty((total,) + arr.shape[1:], np.float32)
+                        if n + arr.shape[0] > total:
+                            raise InputFileError(desc, f"{name}: more images than the {total} announced")
+                        filled[layer][n : n + arr.shape[0]] = arr
+                    else:
+                        kept[layer].append(arr)
             n += batch.shape[0]
             bar.update(batch.shape[0])
     finally:
@@ -352,7 +361,9 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
     if labels is not None and labels.shape[0] != n:
         raise InputFileError(desc, f"labels hold {labels.shape[0]} entries for {n} images")
     stats = {layer: m.result() for layer, m in moments.items()}
-    cat = {k: (np.concatenate(v) if v else None) for k, v in kept.items()}
+    if total is not None and n != total:
+        raise InputFileError(desc, f"{name}: {n} images read, {total} announced")
+    cat = {k: filled.get(k, np.concatenate(v) if v else None) for k, v in kept.items()}
     fs = FeatureSet(stats, cat["pool"], cat["logits"], n, size, input_sha, spatial=cat["spatial"], labels=labels,
                     selection=selection, notes=notes)
     if paths is not None:
