@@ -21,11 +21,12 @@ def _blocks(n_rows: int, n_cols: int, block_elems: int):
         yield start, min(n_rows, start + rows)
 
 
-def _tiles(n_rows: int, n_cols: int, block_elems: int):
-    """Row and column ranges of tiles of at most ~``block_elems`` distances (square-ish, >= 1 row/col)."""
+def _tiles(n_rows: int, n_cols: int, dim: int, block_elems: int):
+    """Row and column ranges of tiles of at most ~``block_elems`` distances, whose float64 row and
+    column blocks (rows x dim, cols x dim) also stay within ``block_elems`` elements."""
     side = max(1, int(block_elems ** 0.5))
-    cols = min(n_cols, max(side, block_elems // max(n_rows, 1)))
-    rows = max(1, block_elems // max(cols, 1))
+    cols = max(1, min(n_cols, max(side, block_elems // max(n_rows, 1)), block_elems // max(dim, 1)))
+    rows = max(1, min(block_elems // cols, block_elems // max(dim, 1)))
     for r0 in range(0, n_rows, rows):
         yield (r0, min(n_rows, r0 + rows)), [(c0, min(n_cols, c0 + cols)) for c0 in range(0, n_cols, cols)]
 
@@ -50,7 +51,7 @@ def _sq_norms(x, device, block_elems: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def manifold_radii(x, k: int = 3, block_elems: int = 1 << 25, device: str | torch.device = "cpu") -> torch.Tensor:
+def manifold_radii(x, k: int = 3, block_elems: int = 1 << 24, device: str | torch.device = "cpu") -> torch.Tensor:
     """Squared distance of each point to its k-th nearest other point (the point itself is index 0).
 
     ``x``: [N, D] array (float32 is widened to float64 one tile at a time)."""
@@ -60,7 +61,7 @@ def manifold_radii(x, k: int = 3, block_elems: int = 1 << 25, device: str | torc
         raise ValueError(f"need more than k={k} points to build a manifold, got {n}")
     x_sq = _sq_norms(x, device, block_elems)
     out = torch.empty(n, dtype=torch.float64, device=device)
-    for (s, e), col_ranges in _tiles(n, n, block_elems):
+    for (s, e), col_ranges in _tiles(n, n, x.shape[1], block_elems):
         a = _f64(x, s, e, device)
         best = []
         for c0, c1 in col_ranges:
@@ -70,27 +71,29 @@ def manifold_radii(x, k: int = 3, block_elems: int = 1 << 25, device: str | torc
                 idx = torch.arange(lo, hi, device=device)
                 d[idx - s, idx - c0] = 0.0
             best.append(d.topk(min(k + 1, c1 - c0), dim=1, largest=False).values)
+            del d  # before the next tile is allocated: one tile alive at a time
         out[s:e] = torch.cat(best, dim=1).kthvalue(k + 1, dim=1).values
     return out
 
 
-def coverage_of(points, centers, radii: torch.Tensor, block_elems: int = 1 << 25,
+def coverage_of(points, centers, radii: torch.Tensor, block_elems: int = 1 << 24,
                 device: str | torch.device = "cpu") -> float:
     """Share of ``points`` within ``radii`` of at least one of ``centers``."""
     c_sq = _sq_norms(centers, device, block_elems)
     inside = 0
-    for (s, e), col_ranges in _tiles(points.shape[0], centers.shape[0], block_elems):
+    for (s, e), col_ranges in _tiles(points.shape[0], centers.shape[0], points.shape[1], block_elems):
         a = _f64(points, s, e, device)
         hit = torch.zeros(e - s, dtype=torch.bool, device=device)
         for c0, c1 in col_ranges:
             d = _sqdist(a, _f64(centers, c0, c1, device), c_sq[c0:c1])
             hit |= (d <= radii[None, c0:c1]).any(dim=1)
+            del d
         inside += int(hit.sum())
     return inside / points.shape[0]
 
 
 def precision_recall(sample_features, ref_features, k: int = 3, device: str | torch.device = "cpu",
-                     block_elems: int = 1 << 25) -> dict:
+                     block_elems: int = 1 << 24) -> dict:
     """``{"precision", "recall"}`` of samples against reference images (both [N, D] features).
 
     Memory: the features as given plus tiles of ``block_elems`` float64 distances; no float64 copy

@@ -6,6 +6,10 @@ moments, what is kept for precision/recall), not the Inception network. Two proc
 writes the samples npz and a 10k-image reference; ``measure`` (fresh) evaluates and reports ru_maxrss.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python tests/benchmarks/eval_memory_50k.py DIR [--metrics fid,is,sfid,prec]
+        [--ref-images 10000]
+
+Recall at 50k needs the 50k x 50k neighbour search (~10^13 flops): hours on 2 shared cores. Its tiles
+are the same size as precision's, so ``--metrics fid,is,sfid,prec`` measures the same peak.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import torch
 from harness.metrics.inception import InceptionExtractor
 from harness.metrics.weights import WeightsInfo
 
-N_SAMPLES, N_REF, SIZE = 50_000, 10_000, 8
+N_SAMPLES, SIZE = 50_000, 8
 
 
 class StubExtractor(InceptionExtractor):
@@ -43,14 +47,14 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def prepare(d: Path) -> None:
+def prepare(d: Path, n_ref: int) -> None:
     from harness.data.npz import save_samples_npz
     from harness.metrics.refstats import build_reference_from_images
 
     rng = np.random.default_rng(1)
     labels = np.arange(N_SAMPLES) % 1000
     save_samples_npz(d / "samples.npz", rng.integers(0, 256, (N_SAMPLES, SIZE, SIZE, 3), dtype=np.uint8), labels)
-    ref_images = rng.integers(0, 256, (N_REF, SIZE, SIZE, 3), dtype=np.uint8)
+    ref_images = rng.integers(0, 256, (n_ref, SIZE, SIZE, 3), dtype=np.uint8)
     build_reference_from_images(ref_images, d / "ref.npz", inception=StubExtractor(), batch_size=250, cache=False,
                                 progress=False)
 
@@ -62,7 +66,9 @@ def measure(d: Path, metrics: str) -> dict:
     t0 = time.perf_counter()
     res = evaluate_samples(d / "samples.npz", d / "ref.npz", metrics=metrics, inception=StubExtractor(),
                            batch_size=250, cache=False, progress=False)
-    return {"n_samples": N_SAMPLES, "n_reference_arr0": N_REF, "metrics": metrics.split(","),
+    from harness.data.npz import npz_array_info
+
+    return {"n_samples": N_SAMPLES, "n_reference_arr0": npz_array_info(d / "ref.npz")[0][0], "metrics": metrics.split(","),
             "peak_rss_mb": round(rss_mb(), 1), "rss_after_imports_mb": round(base, 1),
             "seconds": round(time.perf_counter() - t0, 1), "values": res.metrics,
             "feature_widths": {"pool": 2048, "spatial": 2023, "logits": 1008}, "extractor": "stub (no network)",
@@ -73,16 +79,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
     ap.add_argument("--metrics", default="fid,is,sfid,prec")
+    ap.add_argument("--ref-images", type=int, default=10_000, help="reference arr_0 size (ADM: 10,000)")
     ap.add_argument("--step", choices=("all", "prepare", "measure"), default="all")
     a = ap.parse_args()
     d = Path(a.dir)
     d.mkdir(parents=True, exist_ok=True)
     if a.step == "prepare":
-        prepare(d)
+        prepare(d, a.ref_images)
     elif a.step == "measure":
         print(json.dumps(measure(d, a.metrics)))
     else:
-        subprocess.run([sys.executable, __file__, str(d), "--step", "prepare"], check=True)
+        subprocess.run([sys.executable, __file__, str(d), "--step", "prepare", "--ref-images", str(a.ref_images)],
+                       check=True)
         out = subprocess.run([sys.executable, __file__, str(d), "--step", "measure", "--metrics", a.metrics],
                              check=True, capture_output=True, text=True).stdout
         print(out.strip().splitlines()[-1])
