@@ -166,9 +166,11 @@ def _count(source, key: str, folder: _Folder | None) -> int | None:
     return None
 
 
-def iter_batches(source, batch_size: int, key: str = "arr_0", allow_partial: bool = False) -> Iterator[np.ndarray]:
-    """uint8 NHWC batches of at most ``batch_size`` from any supported source."""
-    folder = _resolve_folder(Path(source), allow_partial) if isinstance(source, (str, Path)) and Path(source).is_dir() else None
+def iter_batches(source, batch_size: int, key: str = "arr_0", allow_partial: bool = False,
+                 folder: _Folder | None = None) -> Iterator[np.ndarray]:
+    """uint8 NHWC batches of at most ``batch_size`` from any supported source (``folder``: already resolved)."""
+    if folder is None and isinstance(source, (str, Path)) and Path(source).is_dir():
+        folder = _resolve_folder(Path(source), allow_partial)
     yield from _iter(source, batch_size, key, folder)
 
 
@@ -329,7 +331,7 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
     bar = tqdm(total=total, desc=f"features {name}", unit="img", file=sys.stderr,
                disable=not _progress(progress), leave=False, dynamic_ncols=True)
     try:
-        for batch in iter_batches(source, batch_size, key, allow_partial):
+        for batch in iter_batches(source, batch_size, key, allow_partial, folder=folder):
             if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
                 raise InputFileError(desc, f"{name} must be uint8 [N,H,W,3], got {batch.dtype} {list(batch.shape)}")
             if size is None:
