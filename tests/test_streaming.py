@@ -43,3 +43,13 @@ def test_progress_bar_on_stderr_only_when_asked(capsys):
     assert out == "" and "features images" in err and fs.pool.shape == (30, 6) and fs.spatial is None
     extract_features(imgs, Tiny(), batch_size=10, cache=False)  # auto: stderr is not a terminal under pytest
     assert capsys.readouterr() == ("", "")
+
+
+def test_precision_alone_equals_precision_of_both():
+    from harness.metrics.prc import precision_recall
+
+    rng = np.random.default_rng(3)
+    s, r = rng.standard_normal((90, 8)).astype(np.float32), rng.standard_normal((70, 8)).astype(np.float32) + 0.3
+    both = precision_recall(s, r, block_elems=200)  # many small tiles
+    alone = precision_recall(s, r, which=("precision",))
+    assert alone == {"precision": both["precision"]} and 0 < both["precision"] < 1 and 0 < both["recall"] < 1

@@ -128,7 +128,8 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str = DEFAULT_
                                      progress=progress)
         warnings.extend(ref_feats.notes)
         if "prec" in wanted or "recall" in wanted:
-            pr = precision_recall(feats.pool, ref_feats.pool, k=3, device=extractor.device)
+            pr = precision_recall(feats.pool, ref_feats.pool, k=3, device=extractor.device,
+                                  which=tuple(key for m, key in (("prec", "precision"), ("recall", "recall")) if m in wanted))
             for m, key in (("prec", "precision"), ("recall", "recall")):
                 if m in wanted:
                     out[m] = pr[key]

@@ -93,16 +93,19 @@ def coverage_of(points, centers, radii: torch.Tensor, block_elems: int = 1 << 24
 
 
 def precision_recall(sample_features, ref_features, k: int = 3, device: str | torch.device = "cpu",
-                     block_elems: int = 1 << 24) -> dict:
+                     block_elems: int = 1 << 24, which: tuple[str, ...] = ("precision", "recall")) -> dict:
     """``{"precision", "recall"}`` of samples against reference images (both [N, D] features).
 
+    ``which``: compute only these (precision alone skips the samples' N x N neighbour search).
     Memory: the features as given plus tiles of ``block_elems`` float64 distances; no float64 copy
     of a whole feature set is made (50k x 2048 would be 800 MB)."""
     fs = check_features(sample_features, "sample features")
     fr = check_features(ref_features, "reference features")
     if fs.shape[1] != fr.shape[1]:
         raise ValueError(f"feature dimensions differ: samples {fs.shape[1]}, reference {fr.shape[1]}")
-    r_radii = manifold_radii(fr, k, block_elems, device)
-    s_radii = manifold_radii(fs, k, block_elems, device)
-    return {"precision": coverage_of(fs, fr, r_radii, block_elems, device),
-            "recall": coverage_of(fr, fs, s_radii, block_elems, device)}
+    out = {}
+    if "precision" in which:  # needs only the reference's radii (10k x 10k)
+        out["precision"] = coverage_of(fs, fr, manifold_radii(fr, k, block_elems, device), block_elems, device)
+    if "recall" in which:  # needs the samples' radii: the N x N neighbour search
+        out["recall"] = coverage_of(fr, fs, manifold_radii(fs, k, block_elems, device), block_elems, device)
+    return out
