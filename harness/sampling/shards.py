@@ -8,7 +8,10 @@
 
 Each process appends only to its own manifest part, so concurrent ranks never share a file. A chunk
 counts as done when its shard exists and its sha256 and count match a manifest line with the same
-identity hash; a shard without a line (killed between rename and append) is simply redone.
+identity hash; a shard without a line (killed between rename and append), or a line with wrong types,
+is simply redone. Lines also carry the chunk's generate() seconds and the run's conditions (threads,
+load), so a resumed run still reports the throughput of the chunks it made. The merged manifest keeps
+every verified chunk, also those beyond the current plan. One job per folder (``harness.locks``).
 """
 from __future__ import annotations
 
