@@ -20,6 +20,12 @@ os.umask(_UMASK)
 TEMP_SUFFIX = ".tmp"
 
 
+def _raise_naming(e: BaseException, path: Path) -> None:
+    """A write error without a file name (ENOSPC, EIO from write/fsync) gets the target's name."""
+    if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+        raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     """Open a temp file next to ``path``; rename it over ``path`` only if the block succeeds."""
@@ -33,9 +39,10 @@ def atomic_path(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _raise_naming(e, path)
         raise
 
 
@@ -54,9 +61,10 @@ def atomic_target(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)
+        _raise_naming(e, path)
         raise
 
 
@@ -98,3 +106,30 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Fail before any work when ``path`` cannot become a writable folder (a file, or under a file)."""
+    from harness.errors import UserError
+
+    path = Path(path)
+    for p in [path, *path.parents]:
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"is inside {p}, which is a file"
+                raise UserError(f"{flag} {path}: {what}; give a folder")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise UserError(f"{flag} {path}: {p} is not writable")
+            break
+    return path
+
+
+def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Fail before any work when ``path`` cannot become a file (an existing folder, or its parent a file)."""
+    from harness.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; give a file name")
+    check_output_dir(path.parent, flag)
+    return path

@@ -1,27 +1,32 @@
 """``alitok-bench ref-stats build SOURCE --out REF.npz`` and ``alitok-bench ref-stats verify REF.npz``.
 
-SOURCE: an npz (``arr_0``), a shards folder, a folder of PNGs, an ImageNet folder (``root/<split>/...``,
-ADM centre crop to ``--image-size``), or ``embedded[:split[:size]]`` (the natural-patches dataset).
+SOURCE: an npz (``arr_0``), a sampling folder, a folder of PNG/JPEG images, an ImageNet folder
+(``root/<split>/...``, ADM centre crop to ``--image-size``), or ``embedded[:split[:size]]``.
 """
 from __future__ import annotations
 
 import json
+import sys
 
 
 def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="extract features of SOURCE and write reference statistics")
-    b.add_argument("source", help="npz | shards folder | PNG folder | ImageNet folder | embedded[:split[:size]]")
-    b.add_argument("--out", required=True, help="output .npz (a REF.npz.json metadata sidecar is written beside it)")
-    b.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH")
-    b.add_argument("--batch-size", type=int, default=50)
-    b.add_argument("--device", default="auto")
-    b.add_argument("--split", default="val", help="ImageNet folder split (default val)")
-    b.add_argument("--image-size", type=int, default=256, help="ImageNet centre-crop size (default 256)")
-    b.add_argument("--per-class", type=int, default=64, help="embedded: images per class (default 64)")
+    b.add_argument("source", help="npz | sampling folder | PNG/JPEG folder | ImageNet folder | embedded[:split[:size]]")
+    b.add_argument("--out", required=True, help="output .npz (metadata inside, and a REF.npz.json copy beside it)")
+    b.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH (default: %(default)s)")
+    b.add_argument("--batch-size", type=int, default=50, help="(default: %(default)s)")
+    b.add_argument("--device", default="auto", help="(default: %(default)s)")
+    b.add_argument("--split", default="val", help="ImageNet folder split (default: %(default)s)")
+    b.add_argument("--image-size", type=int, default=256, help="ImageNet centre-crop size (default: %(default)s)")
+    b.add_argument("--per-class", type=int, default=64, help="embedded: images per class (default: %(default)s)")
     b.add_argument("--limit", type=int, default=None, help="use only the first N images (folders)")
-    v = sub.add_parser("verify", help="check a reference file (keys, shapes, PSD covariances, sidecar)")
+    b.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--wait", action="store_true", help="if another build writes the same --out, wait for it")
+    v = sub.add_parser("verify", help="check a reference file (keys, shapes, PSD covariances, metadata)")
     v.add_argument("ref")
+    v.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
 
 
 def resolve_source(args):
@@ -34,17 +39,22 @@ def resolve_source(args):
 
 
 def run(args) -> int:
-    from harness.metrics.refstats import build_reference_from_images, sidecar_path, verify_reference
+    from harness.metrics.refstats import build_reference_from_images, check_reference_out, sidecar_path, verify_reference
 
     if args.action == "verify":
         report = verify_reference(args.ref)
-        print(json.dumps(report, indent=1, sort_keys=True, default=str))
-        print(f"ok: {args.ref}")
+        if args.json:
+            sys.stdout.write(json.dumps({**report, "ok": True}, indent=1, sort_keys=True, default=str) + "\n")
+        else:
+            print(json.dumps(report, indent=1, sort_keys=True, default=str))
+            print(f"ok: {args.ref}")
         return 0
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_reference_out(args.out)  # before extraction: a folder or unwritable --out fails in a second
     images, desc = resolve_source(args)
     out = build_reference_from_images(images, args.out, inception=args.inception, batch_size=args.batch_size,
-                                      device=args.device, source_desc=desc)
+                                      device=args.device, source_desc=desc, cache=not args.no_cache,
+                                      progress=False if args.quiet else None, wait=args.wait)
     print(f"wrote {out} and {sidecar_path(out)}")
     return 0

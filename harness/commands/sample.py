@@ -26,6 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (not hashed)")
     p.add_argument("--force", action="store_true", help="overwrite a folder made by a different spec")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--wait", action="store_true", help="if another job is writing --out, wait for it instead of failing")
 
 
 def spec_from_args(args):
@@ -55,7 +56,7 @@ def run(args) -> int:
     spec = spec_from_args(args)
     try:
         result = sample(spec, args.out, device=args.device, dtype=args.dtype, tf32=args.tf32, force=args.force,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, wait=args.wait)
         if result.gathered is not None:
             path = write_record(sample_record(result, started), args.out)
             g = result.gathered

@@ -178,20 +178,51 @@ def load_samples_npz(path: str | Path, key: str = "arr_0") -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as data:
             return data[key]
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise InputFileError(path, f"cannot read {key!r} ({e})") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise InputFileError(path, f"cannot read {key!r} ({_first_line(e)})") from None
 
 
-def load_labels_npz(path: str | Path, key: str = "labels") -> np.ndarray | None:
-    """The ``labels`` array (int64 [N]) if present, else None."""
+def load_labels_npz(path: str | Path, key: str = "labels", expected_n: int | None = None) -> np.ndarray | None:
+    """The ``labels`` array (int64 [N]) if present, else None. The header is checked before loading:
+    a header claiming 10^12 entries is refused, not allocated."""
     path = Path(path)
     if key not in npz_keys(path):
         return None
-    with np.load(path, allow_pickle=False) as data:
-        labels = data[key]
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise InputFileError(path, f"{key} must be an integer array [N], got {labels.dtype} {list(labels.shape)}")
+    shape, dtype = npz_array_info(path, key)
+    if len(shape) != 1 or not np.issubdtype(dtype, np.integer):
+        raise InputFileError(path, f"{key} must be an integer array [N], got {dtype} {list(shape)}")
+    if expected_n is None and "arr_0" in npz_keys(path):
+        expected_n = npz_array_info(path, "arr_0")[0][0]
+    if expected_n is not None and shape[0] != expected_n:
+        raise InputFileError(path, f"{key} header claims {shape[0]} entries for {expected_n} images")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            labels = data[key]
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise InputFileError(path, f"cannot read {key!r} ({_first_line(e)})") from None
     return labels.astype(np.int64)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def check_npz_integrity(path: str | Path, chunk: int = 1 << 24) -> None:
+    """Every member's stored bytes against its CRC, before hours of feature extraction rather than after.
+
+    One sequential read of the file (about the cost of hashing it, which the feature cache does anyway)."""
+    import zlib
+
+    path = Path(path)
+    with _open_zip(path) as z:
+        for info in z.infolist():
+            try:
+                with z.open(info) as f:
+                    while f.read(chunk):
+                        pass
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+                raise InputFileError(path, f"member {info.filename!r} is corrupt ({_first_line(e)})") from None
 
 
 def iter_npz_batches(path: str | Path, batch_size: int, key: str = "arr_0", validate_images: bool = True) -> Iterator[np.ndarray]:
@@ -205,12 +236,17 @@ def iter_npz_batches(path: str | Path, batch_size: int, key: str = "arr_0", vali
     if validate_images:
         _check_sample_header(path, key, shape, dtype)
     row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    import zlib
+
     with _open_zip(path) as z, z.open(f"{key}.npy") as f:
         _read_header(f, path, key)
         done = 0
         while done < shape[0]:
             n = min(batch_size, shape[0] - done)
-            buf = f.read(n * row)
+            try:
+                buf = f.read(n * row)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:  # bad CRC, damaged deflate stream
+                raise InputFileError(path, f"{key} unreadable near row {done} ({_first_line(e)})") from None
             if len(buf) != n * row:
                 raise InputFileError(path, f"{key} is truncated at row {done + len(buf) // max(row, 1)} of {shape[0]}")
             yield np.frombuffer(buf, dtype=dtype).reshape((n,) + shape[1:])
@@ -234,11 +270,16 @@ def iter_shard_batches(shard_dir: str | Path, batch_size: int) -> Iterator[np.nd
     Holds one shard plus one batch. Note: for the ``chunk`` seed scheme, chunk order is index order;
     for ``legacy_rank`` shards interleave, so use the gathered ``samples.npz`` when order matters.
     """
+    yield from iter_shard_file_batches([p for _, p in shard_paths(shard_dir)], batch_size)
+
+
+def iter_shard_file_batches(paths: list[Path], batch_size: int) -> Iterator[np.ndarray]:
+    """The ``images`` of the given shard files, in that order, re-batched into ``batch_size``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pending: list[np.ndarray] = []
     have = 0
-    for _, path in shard_paths(shard_dir):
+    for path in paths:
         imgs = load_samples_npz(path, "images")
         pending.append(imgs)
         have += len(imgs)

@@ -1,6 +1,6 @@
 """Image sources named on the command line, shared by ``ref-stats build`` and ``recon``.
 
-A source is an npz (``arr_0``), a shards folder, a folder of PNGs, an ImageNet folder
+A source is an npz (``arr_0``), a shards folder, a folder of PNG/JPEG images, an ImageNet folder
 (``root/<split>/<synset>/...``, ADM ``center_crop_arr``), or ``embedded[:split[:size]]``.
 """
 from __future__ import annotations
@@ -21,19 +21,40 @@ class ImageSource:
     labels: np.ndarray | None = None
 
 
-def _png_batches(files: list[Path], batch: int) -> Iterator[np.ndarray]:
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """PNG/JPEG files of a folder, sorted by name (as pytorch-fid and torch-fidelity read a folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputFileError(folder, "image folder not found")
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    if not files:
+        raise InputFileError(folder, "no .png/.jpg/.jpeg images, chunk_*.npz shards or spec.json in the folder")
+    return files
+
+
+def iter_image_batches(files: list[Path], batch: int) -> Iterator[np.ndarray]:
+    """uint8 RGB batches of the files (every image must have the first one's size)."""
     from PIL import Image
 
+    first = None
     for i in range(0, len(files), batch):
         imgs = []
         for f in files[i : i + batch]:
             try:
                 with Image.open(f) as im:
-                    imgs.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-            except OSError as e:
-                raise InputFileError(f, f"unreadable image ({e})") from None
-        if len({a.shape for a in imgs}) != 1:
-            raise InputFileError(files[i], "images in the folder differ in size")
+                    im.load()
+                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            except (OSError, SyntaxError, ValueError) as e:
+                raise InputFileError(f, f"unreadable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            if first is None:
+                first = (f, arr.shape)
+            elif arr.shape != first[1]:
+                raise InputFileError(f, f"size {arr.shape[1]}x{arr.shape[0]} differs from {first[1][1]}x{first[1][0]} "
+                                        f"of {first[0].name}")
+            imgs.append(arr)
         yield np.stack(imgs)
 
 
@@ -71,8 +92,9 @@ def open_source(src: str, *, split: str = "val", image_size: int = 256, per_clas
         n = len(ds) if limit is None else min(limit, len(ds))
         return ImageSource(_imagenet_batches(ds, n, batch_size),
                            f"imagenet:{p}/{split} center_crop_arr {image_size} n={n}", np.asarray(ds.labels[:n]))
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".png")
-    if not files:
-        raise InputFileError(p, f"no .png files, chunk_*.npz shards or {split!r} split folder")
-    files = files[:limit] if limit else files
-    return ImageSource(_png_batches(files, batch_size), f"png-folder:{p} n={len(files)}")
+    if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
+        raise InputFileError(p, f"no .png/.jpg images, chunk_*.npz shards or {split!r} split folder")
+    if limit is None:
+        return ImageSource(p, f"image-folder:{p}")  # a path: hashed, so its features are cached
+    files = image_files(p)[:limit]
+    return ImageSource(iter_image_batches(files, batch_size), f"image-folder:{p} n={len(files)}")

@@ -24,7 +24,7 @@ from harness.metrics import provenance as prov
 from harness.metrics import table
 from harness.metrics.features import extract_features
 from harness.metrics.inception import InceptionExtractor, describe_pipeline
-from harness.metrics.refstats import check_compatible, load_reference
+from harness.metrics.refstats import Reference, check_compatible, load_reference
 from harness.metrics.weights import resolve_weights
 
 ALL_METRICS = tuple(m.name for m in table.TABLE)
@@ -76,19 +76,22 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
                      inception: str | InceptionExtractor = "fid-helper", batch_size: int = 50, device: str = "auto",
                      fid_method: str = "eig", is_mode: str = "adm", cache: bool | str | Path = True,
                      kid_subset_size: int | None = None, kid_subsets: int | None = None,
-                     labels: np.ndarray | None = None) -> EvalResult:
+                     labels: np.ndarray | None = None, allow_partial: bool = False,
+                     progress: bool | None = None) -> EvalResult:
     """Metrics of ``samples`` against ``reference`` (an ADM-format npz: ours or OpenAI's).
 
     ``samples``: an ADM npz, a shards folder, a uint8 ``[N,H,W,3]`` array or an iterable of such
     batches (``harness.api`` accepts torch tensors too). ``metrics``: names or a comma list; None = the
     ADM evaluator's five, skipping those the reference or weights cannot give. ``labels`` (int [N])
-    describe in-memory samples for the class-balance provenance; files carry their own.
+    describe in-memory samples for the class-balance provenance; files carry their own. ``reference``
+    may also be a loaded ``Reference``. ``allow_partial``: evaluate the verified prefix of an incomplete
+    sampling folder (recorded in ``selection``); ``progress``: tqdm bars on stderr (None: when a terminal).
     """
     explicit = metrics is not None
     wanted = table.parse(metrics)
     t0 = time.perf_counter()
     size = _check_samples_file(samples)
-    ref = load_reference(reference)
+    ref = reference if isinstance(reference, Reference) else load_reference(reference)
     weights = inception.weights if isinstance(inception, InceptionExtractor) else resolve_weights(inception)
     stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s") if getattr(ref, k) is not None}
 
@@ -113,13 +116,22 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     if any(m.features != "inception" for m in todo) and not (_is_path(samples) or isinstance(samples, np.ndarray)):
         samples = _materialise(samples)  # an iterator can be read once; several extractors read it
 
-    feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples")
+    # Whole pool3 arrays only for metrics that need more than the streamed float64 mean/covariance.
+    keep_pool = any(m.features == "inception" and m.layer == "pool" and not m.from_statistics for m in todo)
+    feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples", keep_pool=keep_pool,
+                             allow_partial=allow_partial, progress=progress)
+    warnings.extend(feats.notes)
+    if (feats.selection or {}).get("partial"):
+        warnings.append(f"PARTIAL: {feats.n} samples of an incomplete folder evaluated (--allow-partial): "
+                        f"{feats.selection}")
     check_compatible(ref, info, feats.image_size)  # shards and batches: size known only now
     sample_feats = {"inception": feats}
     t_feat = time.perf_counter()
     if feats.n < 2:
         raise UserError(f"{_name(samples)}: need at least 2 samples for a covariance, got {feats.n}")
 
+    if labels is None and feats.labels is not None:  # a sampling folder's shards carry them
+        labels = feats.labels
     if labels is None and _is_path(samples) and Path(samples).is_file():
         labels = npz_io.load_labels_npz(samples)
     if labels is not None:
@@ -135,18 +147,25 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     def sample_layer(features: str, layer: str):
         if features not in sample_feats:
             sample_feats[features] = extract_features(samples, extractors[features], batch_size, cache=cache,
-                                                      name="samples")
+                                                      name="samples", allow_partial=allow_partial, progress=progress)
+            warnings.extend(sample_feats[features].notes)
         return getattr(sample_feats[features], layer)
 
     def reference_layer(features: str, layer: str):
         if features not in ref_feats:
             ref_feats[features] = extract_features(ref.path, extractors[features], batch_size, cache=cache,
-                                                   name="reference arr_0")
+                                                   name="reference arr_0", progress=progress)
+            warnings.extend(ref_feats[features].notes)
         return getattr(ref_feats[features], layer)
 
+    def sample_statistics(features: str, layer: str):
+        if features not in sample_feats:
+            sample_layer(features, layer)
+        return sample_feats[features].statistics(layer)
+
     options = {"fid_method": fid_method, "is_mode": is_mode, "kid_subset_size": kid_subset_size,
-               "kid_subsets": kid_subsets, "device": extractor.device}
-    inputs = table.MetricInputs(sample_layer, reference_layer, stats, options)
+               "kid_subsets": kid_subsets, "device": extractor.device, "wanted": tuple(m.name for m in todo)}
+    inputs = table.MetricInputs(sample_layer, reference_layer, stats, options, sample_statistics=sample_statistics)
     out: dict[str, float | None] = {}
     extra: dict[str, Any] = {}
     for m in todo:
@@ -163,7 +182,7 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
         "sfid_layer": info["sfid_layer"], "fid_method": fid_method if names & {"fid", "sfid"} else None,
         "is_mode": is_mode if "is" in names else None,
         "samples": {"path": _name(samples), "sha256": sample_sha, "n": feats.n, "image_size": list(feats.image_size),
-                    "dtype": "uint8", **label_info},
+                    "dtype": "uint8", **label_info, "selection": feats.selection},
         "reference": {**ref.describe(), "metadata": ref.metadata},
         "pr_k": None, "skipped": skipped, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
         "not_comparable_because": reasons, **extra,
@@ -193,6 +212,8 @@ def _describe(samples, feats) -> tuple[str | None, str]:
 
     if _is_path(samples) and Path(samples).is_file():
         return sha256_file(samples), f"npz:{samples}"
-    if _is_path(samples) or isinstance(samples, np.ndarray):
+    if _is_path(samples) and Path(samples).is_dir():  # the folder as resolved (a partial prefix, say)
+        return getattr(feats, "input_sha256", None), f"folder:{samples}"
+    if isinstance(samples, np.ndarray):
         return describe_source(samples)
     return getattr(feats, "input_sha256", None), _name(samples)

@@ -2,8 +2,9 @@
 
 - ``load_reference`` reads OpenAI's reference batches (e.g. ``VIRTUAL_imagenet256_labeled.npz``) and ours.
 - ``build_reference_from_images`` writes ours: float64 stats of pool3 (FID) and the sFID layer, up to
-  10k of the images as ``arr_0`` (for recall), and ``REF.npz.json`` with extractor, weights sha256,
-  resize, N, dtypes, preprocessing and code version. Both files are written to temp names first.
+  10k of the images as ``arr_0`` (for recall), and the metadata (extractor, weights sha256, resize, N,
+  dtypes, preprocessing, code version) inside the npz and in a readable ``REF.npz.json`` sidecar.
+  The sidecar lands first, the npz second, under a per-reference lock (see ``_write_reference``).
 - ``check_compatible`` refuses to compare features with statistics made differently (other weights,
   extractor, resize or image size): such an FID would be a number about two pipelines, not two sets.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,11 +21,12 @@ import numpy as np
 
 from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError, one_line
-from harness.metrics.fid import feature_statistics
 from harness.metrics.weights import sha256_file
 
 REF_FORMAT = "alitok-bench-ref/1"
 MAX_REF_IMAGES = 10_000
+MAX_FEATURE_DIM = 1 << 16  # Inception pool3 is 2048, the sFID layer 2023; DINOv2 etc. stay far below
+META_KEY = "alitok_bench_meta"  # uint8 JSON bytes: the metadata travels inside the npz
 STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
 ADM_REFERENCE_NAMES = ("VIRTUAL_imagenet256_labeled.npz",)
 # ADM's stats come from the TF graph 2015-12-05; these weight kinds are conversions of that same graph.
@@ -76,6 +77,34 @@ def _check_stat_pair(path: Path, mu: np.ndarray, sigma: np.ndarray, names: tuple
         raise InputFileError(path, f"{names[0]} or {names[1]} contains NaN or inf")
 
 
+def _check_stat_headers(path: Path, keys: list[str]) -> None:
+    """Shapes from the headers before anything is loaded: a sigma header claiming 10^6 x 10^6 is refused."""
+    for mu_key, sigma_key in (("mu", "sigma"), ("mu_s", "sigma_s")):
+        if mu_key not in keys:
+            continue
+        mu_shape, _ = npz_io.npz_array_info(path, mu_key)
+        sigma_shape, _ = npz_io.npz_array_info(path, sigma_key)
+        if len(mu_shape) != 1 or not 1 <= mu_shape[0] <= MAX_FEATURE_DIM:
+            raise InputFileError(path, f"{mu_key} header has shape {list(mu_shape)}, expected [D] with D <= {MAX_FEATURE_DIM}")
+        if tuple(sigma_shape) != (mu_shape[0], mu_shape[0]):
+            raise InputFileError(path, f"{sigma_key} header has shape {list(sigma_shape)}, expected [{mu_shape[0]}, {mu_shape[0]}]")
+    if META_KEY in keys:
+        shape, dtype = npz_io.npz_array_info(path, META_KEY)
+        if dtype != np.uint8 or len(shape) != 1 or shape[0] > 1 << 20:
+            raise InputFileError(path, f"{META_KEY} must be uint8 JSON bytes under 1 MiB, got {dtype} {list(shape)}")
+
+
+def _embedded_metadata(path: Path) -> dict[str, Any]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z[META_KEY]).decode("utf-8"))
+    except (ValueError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise InputFileError(path, f"unreadable embedded metadata ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != REF_FORMAT:
+        raise InputFileError(path, f"embedded metadata is not {REF_FORMAT}")
+    return meta
+
+
 def load_reference(path: str | Path) -> Reference:
     path = Path(path)
     keys = npz_io.npz_keys(path)  # names the file when missing / not a zip
@@ -84,10 +113,11 @@ def load_reference(path: str | Path) -> Reference:
         raise InputFileError(path, f"reference is missing key(s) {', '.join(missing)} (has: {', '.join(keys) or 'none'})")
     if ("mu_s" in keys) != ("sigma_s" in keys):
         raise InputFileError(path, "reference has only one of mu_s / sigma_s")
+    _check_stat_headers(path, keys)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k], np.float64) for k in STAT_KEYS if k in keys}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise InputFileError(path, f"cannot read reference statistics ({one_line(e)})") from None
     _check_stat_pair(path, arrays["mu"], arrays["sigma"], ("mu", "sigma"))
     if "mu_s" in arrays:
@@ -99,20 +129,24 @@ def load_reference(path: str | Path) -> Reference:
             raise InputFileError(path, f"arr_0 must be uint8 [N,H,W,3] images, got {dtype} {list(shape)}")
         n_images, size = int(shape[0]), (int(shape[1]), int(shape[2]))
     sha = sha256_file(path)
-    metadata = None
+    # Ours carry their metadata inside the npz (they cannot lose it); the sidecar is a readable copy,
+    # renamed into place *before* the npz, so a sidecar that disagrees means an interrupted build.
+    metadata = _embedded_metadata(path) if META_KEY in keys else None
     side = sidecar_path(path)
     if side.is_file():
         try:
-            metadata = json.loads(side.read_text())
+            side_meta = json.loads(side.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise InputFileError(side, f"unreadable metadata sidecar ({e})") from None
-        if not isinstance(metadata, dict) or metadata.get("format") != REF_FORMAT:
+        if not isinstance(side_meta, dict) or side_meta.get("format") != REF_FORMAT:
             raise InputFileError(side, f"not an {REF_FORMAT} metadata file")
-        if metadata.get("npz_sha256") != sha:
-            raise InputFileError(side, f"metadata describes a different file (sha256 {str(metadata.get('npz_sha256'))[:12]}..., "
-                                 f"{path.name} is {sha[:12]}...): rebuild the reference")
-        if size is None and metadata.get("image_size"):
-            size = tuple(metadata["image_size"])
+        if side_meta.get("npz_sha256") != sha:
+            raise InputFileError(side, f"metadata describes a different file (sha256 {str(side_meta.get('npz_sha256'))[:12]}..., "
+                                 f"{path.name} is {sha[:12]}...; an interrupted build?): rebuild the reference")
+        if metadata is None:
+            metadata = side_meta  # built before metadata was embedded
+    if metadata is not None and size is None and metadata.get("image_size"):
+        size = tuple(metadata["image_size"])
     return Reference(path, sha, arrays["mu"], arrays["sigma"], arrays.get("mu_s"), arrays.get("sigma_s"),
                      n_images, size, metadata)
 
@@ -153,91 +187,128 @@ def _spaced_indices(n: int, k: int) -> np.ndarray:
     return np.arange(n) if n <= k else (np.arange(k, dtype=np.int64) * n) // k
 
 
+def _metadata(extractor, feats, arr0_n: int, arr0_rule: str, source: str) -> dict[str, Any]:
+    from harness.records import code_info
+
+    info = extractor.describe()
+    return {"format": REF_FORMAT, "extractor": info["extractor"], "resize": info["resize"],
+            "sfid_layer": info["sfid_layer"], "weights": {k: info["weights"][k] for k in ("spec", "kind", "sha256")},
+            "n": feats.n, "image_size": list(feats.image_size), "dtype": "uint8", "feature_dtype": "float32",
+            "stats_dtype": "float64", "arr_0": {"n": int(arr0_n), "rule": arr0_rule}, "source": source,
+            "preprocessing": "images as given (uint8 NHWC, native size); Inception resizes with TF1 bilinear to 299",
+            "code": code_info(), "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def reference_from_source(source: str | Path, extractor, batch_size: int = 50, cache: bool | str | Path = True,
+                          progress: bool | None = None) -> Reference:
+    """An in-memory reference of an image folder or npz of images (``eval A B`` with B a folder)."""
+    from harness.metrics.features import extract_features
+
+    feats = extract_features(source, extractor, batch_size, cache=cache, name="reference images", progress=progress)
+    (mu, sigma), (mu_s, sigma_s) = feats.statistics("pool"), feats.statistics("spatial")
+    meta = _metadata(extractor, feats, feats.n, "all", f"{source} (statistics computed in memory)")
+    return Reference(Path(source), feats.input_sha256 or "", mu, sigma, mu_s, sigma_s, feats.n, feats.image_size, meta)
+
+
+def check_reference_out(out_path: str | Path) -> Path:
+    """``--out`` of a reference: an .npz file name in a writable folder (checked before any extraction)."""
+    from harness.io import check_output_file
+
+    out_path = Path(out_path)
+    check_output_file(out_path)
+    if out_path.suffix != ".npz":
+        raise UserError(f"--out {out_path}: the reference file name must end in .npz")
+    if sidecar_path(out_path).is_dir():
+        raise UserError(f"--out {out_path}: its metadata path {sidecar_path(out_path)} is a folder")
+    return out_path
+
+
 def build_reference_from_images(images: np.ndarray | Iterable[np.ndarray] | str | Path, out_path: str | Path,
                                 inception: Any = "fid-helper", batch_size: int = 50, device: str = "auto",
                                 source_desc: str = "", cache: bool | str | Path = True,
-                                max_images: int = MAX_REF_IMAGES) -> Path:
-    """Extract features of ``images`` and write ``out_path`` (ADM keys) + its metadata sidecar; returns the path.
+                                max_images: int = MAX_REF_IMAGES, progress: bool | None = None,
+                                wait: bool = False) -> Path:
+    """Extract features of ``images`` and write ``out_path`` (ADM keys + embedded metadata) and its sidecar.
 
-    ``images``: uint8 [N,H,W,3] array, an iterator of such batches, or an npz/shards path.
-    ``inception``: a weights spec string or an ``InceptionExtractor``.
+    ``images``: uint8 [N,H,W,3] array, an iterator of such batches, or an npz/shards/image-folder path.
+    ``inception``: a weights spec string or an ``InceptionExtractor``. ``wait``: wait for another build of
+    the same reference instead of failing with "in use by PID ...".
     """
+    from harness.locks import acquire, remove_stale_temps
     from harness.metrics.features import extract_features, seed_cache
     from harness.metrics.inception import InceptionExtractor
 
-    out_path = Path(out_path)
-    if out_path.suffix != ".npz":
-        raise ValueError(f"{out_path}: the reference file name must end in .npz")
-    extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(inception, device)
-    kept: list[np.ndarray] = []
-    arr0_rule = "all"
-    if isinstance(images, np.ndarray):
-        npz_io.check_images_array(images, source_desc or "images")
-        source = images
-    elif isinstance(images, (str, Path)):
-        source = images
-    else:  # an iterator: keep its first max_images images while streaming
-        arr0_rule = f"first {max_images}"
-
-        def tee(it):
-            have = 0
-            for b in it:
-                b = np.asarray(b)
-                if have < max_images:
-                    kept.append(np.array(b[: max_images - have]))
-                    have += len(kept[-1])
-                yield b
-
-        source = tee(images)
-    feats = extract_features(source, extractor, batch_size, cache=cache, name="reference images")
-    if feats.n < 2:
-        raise UserError(f"{source_desc or 'reference images'}: need at least 2 images for a covariance, got {feats.n}")
-    mu, sigma = feature_statistics(feats.pool, "reference pool3 features")
-    mu_s, sigma_s = feature_statistics(feats.spatial, "reference sFID features")
-    if isinstance(source, np.ndarray):
-        idx = _spaced_indices(feats.n, max_images)
-        arr0 = source[idx]
-        arr0_rule = "all" if feats.n <= max_images else f"{max_images} evenly spaced"
-    elif isinstance(source, (str, Path)):
-        idx = set(_spaced_indices(feats.n, max_images).tolist())
-        rows, i = [], 0
-        for b in npz_io.iter_npz_batches(source, 1000) if Path(source).is_file() else npz_io.iter_shard_batches(source, 1000):
-            rows.extend(b[j] for j in range(len(b)) if i + j in idx)
-            i += len(b)
-        arr0 = np.stack(rows)
-        arr0_rule = "all" if feats.n <= max_images else f"{max_images} evenly spaced"
-    else:
-        arr0 = np.concatenate(kept)
-        arr0_rule = "all" if feats.n <= max_images else arr0_rule
-    info = extractor.describe()
-    from harness.records import code_info
-
-    meta = {"format": REF_FORMAT, "extractor": info["extractor"], "resize": info["resize"],
-            "sfid_layer": info["sfid_layer"], "weights": {k: info["weights"][k] for k in ("spec", "kind", "sha256")},
-            "n": feats.n, "image_size": list(feats.image_size), "dtype": "uint8", "feature_dtype": "float32",
-            "stats_dtype": "float64", "arr_0": {"n": int(arr0.shape[0]), "rule": arr0_rule},
-            "source": source_desc or (str(images) if isinstance(images, (str, Path)) else "in-memory images"),
-            "preprocessing": "images as given (uint8 NHWC, native size); Inception resizes with TF1 bilinear to 299",
-            "code": code_info(), "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_npz = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    side = sidecar_path(out_path)
-    tmp_side = side.with_name(f".{side.name}.{os.getpid()}.tmp")
+    out_path = check_reference_out(out_path)
+    lock = acquire(out_path.parent, wait=wait, what=f"reference {out_path.name}", name=f".{out_path.name}.lock")
     try:
-        with open(tmp_npz, "wb") as f:
-            npz_io.npz_bytes_to(f, {"mu": mu, "sigma": sigma, "mu_s": mu_s, "sigma_s": sigma_s, "arr_0": arr0})
-        meta["npz_sha256"] = sha256_file(tmp_npz)
-        tmp_side.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp_npz, out_path)
-        os.replace(tmp_side, side)
+        remove_stale_temps(lock, out_path.parent, prefixes=(f".{out_path.name}.",))  # left by killed builds
+        extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(inception, device)
+        kept: list[np.ndarray] = []
+        arr0_rule = "all"
+        if isinstance(images, np.ndarray):
+            npz_io.check_images_array(images, source_desc or "images")
+            source = images
+        elif isinstance(images, (str, Path)):
+            source = images
+        else:  # an iterator: keep its first max_images images while streaming
+            arr0_rule = f"first {max_images}"
+
+            def tee(it):
+                have = 0
+                for b in it:
+                    b = np.asarray(b)
+                    if have < max_images:
+                        kept.append(np.array(b[: max_images - have]))
+                        have += len(kept[-1])
+                    yield b
+
+            source = tee(images)
+        feats = extract_features(source, extractor, batch_size, cache=cache, name="reference images", progress=progress)
+        if feats.n < 2:
+            raise UserError(f"{source_desc or 'reference images'}: need at least 2 images for a covariance, got {feats.n}")
+        (mu, sigma), (mu_s, sigma_s) = feats.statistics("pool"), feats.statistics("spatial")
+        if isinstance(source, np.ndarray):
+            arr0 = source[_spaced_indices(feats.n, max_images)]
+        elif isinstance(source, (str, Path)):
+            from harness.metrics.features import iter_batches
+
+            idx = set(_spaced_indices(feats.n, max_images).tolist())
+            rows, i = [], 0
+            for b in iter_batches(source, 1000):
+                rows.extend(b[j] for j in range(len(b)) if i + j in idx)
+                i += len(b)
+            arr0 = np.stack(rows)
+        else:
+            arr0 = np.concatenate(kept)
+        if feats.n <= max_images:
+            arr0_rule = "all"
+        elif not kept:
+            arr0_rule = f"{max_images} evenly spaced"
+        meta = _metadata(extractor, feats, arr0.shape[0], arr0_rule,
+                         source_desc or (str(images) if isinstance(images, (str, Path)) else "in-memory images"))
+        _write_reference(out_path, {"mu": mu, "sigma": sigma, "mu_s": mu_s, "sigma_s": sigma_s, "arr_0": arr0}, meta)
     finally:
-        for t in (tmp_npz, tmp_side):
-            if t.exists():
-                t.unlink()
+        lock.release()
     if arr0.shape[0] == feats.n:
         # arr_0 holds exactly these images in this order: evaluate's P/R then needs no second extraction
         seed_cache(out_path, extractor.weights.sha256, feats, cache)
     return out_path
+
+
+def _write_reference(out_path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """npz (metadata embedded) and sidecar appear together or not at all: the sidecar, naming the npz's
+    sha256, is renamed first; a kill in between leaves a sidecar that names another file, which
+    ``load_reference`` refuses, never an npz whose metadata is missing."""
+    from harness.io import atomic_path, atomic_target
+
+    payload = json.dumps(meta, sort_keys=True).encode("utf-8")
+    with atomic_target(out_path, ".npz") as tmp_npz:
+        with open(tmp_npz, "wb") as f:
+            npz_io.npz_bytes_to(f, {**arrays, META_KEY: np.frombuffer(payload, np.uint8)})
+        side_meta = {**meta, "npz_sha256": sha256_file(tmp_npz)}
+        with atomic_path(sidecar_path(out_path), "w") as f:
+            f.write(json.dumps(side_meta, indent=1, sort_keys=True) + "\n")
+        # the npz is renamed over out_path when this block ends
 
 
 def verify_reference(path: str | Path) -> dict[str, Any]:

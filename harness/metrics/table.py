@@ -49,6 +49,7 @@ class Metric:
     needs_reference_images: bool = False   # reads features of the reference's own images (arr_0)
     needs_logits: bool = False             # needs a real classifier head (IS)
     default: bool = False                  # in the default list of `eval` (the ADM evaluator's five)
+    from_statistics: bool = False          # reads only the samples' streamed float64 mean/covariance
     min_reference_images: int = 4
 
 
@@ -56,13 +57,15 @@ class Metric:
 class MetricInputs:
     """What a compute function may read. ``samples(features, layer)`` / ``reference(features, layer)`` give
     feature arrays (extracted once, cached); ``stats`` the reference's stored arrays; ``options`` the
-    caller's knobs (fid_method, is_mode, kid_subset_size, kid_subsets, device); ``memo`` shares work
-    between entries that come from one computation (precision and recall)."""
+    caller's knobs (fid_method, is_mode, kid_subset_size, kid_subsets, device, wanted); ``memo`` shares work
+    between entries that come from one computation (precision and recall); ``sample_statistics(features,
+    layer)`` gives the samples' (mu, sigma), accumulated in float64 while streaming (no whole array)."""
     samples: Callable[[str, str], Any]
     reference: Callable[[str, str], Any]
     stats: dict[str, Any]
     options: dict[str, Any]
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sample_statistics: Callable[[str, str], Any] | None = None
 
 
 # -- compute functions: features -> numbers (the math lives in fid.py, isc.py, kid.py, prc.py) -----------
@@ -71,7 +74,10 @@ def _frechet(layer: str, mu_key: str, sigma_key: str, name: str):
     def compute(x: MetricInputs) -> dict[str, Any]:
         from harness.metrics.fid import feature_statistics, frechet_distance
 
-        mu, sigma = feature_statistics(x.samples("inception", layer), f"sample {layer} features")
+        if x.sample_statistics is not None:
+            mu, sigma = x.sample_statistics("inception", layer)
+        else:
+            mu, sigma = feature_statistics(x.samples("inception", layer), f"sample {layer} features")
         method = x.options.get("fid_method", "eig")
         return {name: frechet_distance(mu, sigma, x.stats[mu_key], x.stats[sigma_key], method=method)}
     return compute
@@ -88,9 +94,11 @@ def _precision_recall(key: str, name: str):
     def compute(x: MetricInputs) -> dict[str, Any]:
         from harness.metrics.prc import precision_recall
 
-        if "prc" not in x.memo:
+        if "prc" not in x.memo:  # one neighbour search for both; recall's (the costly one) only if asked
+            wanted = x.options.get("wanted", ("prec", "recall"))
+            which = tuple(k for m, k in (("prec", "precision"), ("recall", "recall")) if m in wanted) or (key,)
             x.memo["prc"] = precision_recall(x.samples("inception", "pool"), x.reference("inception", "pool"), k=3,
-                                             device=x.options.get("device", "cpu"))
+                                             device=x.options.get("device", "cpu"), which=which)
         return {name: x.memo["prc"][key], "pr_k": 3}
     return compute
 
@@ -125,12 +133,13 @@ def _fid_infinity(x: MetricInputs) -> dict[str, Any]:
 
 TABLE: tuple[Metric, ...] = (
     Metric("fid", "FID: Fréchet distance of pool3 statistics vs the reference's mu/sigma (ADM)",
-           _frechet("pool", "mu", "sigma", "fid"), layer="pool", reference_stats=("mu", "sigma"), default=True),
+           _frechet("pool", "mu", "sigma", "fid"), layer="pool", reference_stats=("mu", "sigma"), default=True,
+           from_statistics=True),
     Metric("is", "Inception Score: ADM in-order chunks of 5000 (or torch-fidelity mode); needs real classifier weights",
            _inception_score, layer="logits", needs_logits=True, default=True),
     Metric("sfid", "sFID: Fréchet distance on Mixed_6d.branch1x1[:7] (2023-d) vs the reference's mu_s/sigma_s",
            _frechet("spatial", "mu_s", "sigma_s", "sfid"), layer="spatial", reference_stats=("mu_s", "sigma_s"),
-           default=True),
+           default=True, from_statistics=True),
     Metric("prec", "improved precision, k=3: samples inside the reference images' manifold",
            _precision_recall("precision", "prec"), needs_reference_images=True, default=True),
     Metric("recall", "improved recall, k=3: reference images inside the samples' manifold",

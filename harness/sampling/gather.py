@@ -64,6 +64,31 @@ def gather(out: Path, plan: SamplingPlan, image_size: int) -> dict[str, Any]:
     if not balance["balanced"]:  # cannot happen with a valid plan; refuse rather than report skewed metrics
         (out / shards.SAMPLES).unlink()
         raise UserError(f"{out}: labels are unbalanced ({balance}); samples.npz removed")
-    shards.write_manifest(out, sorted(entries, key=lambda e: e["chunk"]))
+    # keep every verified chunk, also those beyond this plan (a later, larger run reuses them)
+    kept = shards.all_verified_entries(out, plan.identity_hash, manifest)
+    kept.update({e["chunk"]: e for e in entries})
+    shards.write_manifest(out, [kept[k] for k in sorted(kept)])
     path = out / shards.SAMPLES
-    return {"num_samples": n_total, "path": str(path), "sha256": shards.sha256_file(path), **balance}
+    return {"num_samples": n_total, "path": str(path), "sha256": shards.sha256_file(path), **balance,
+            "throughput": throughput(entries)}
+
+
+def throughput(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Images/s over the timed chunks of a gathered set (timings survive resumes in the manifest)."""
+    timed = [e for e in entries if isinstance(e.get("seconds"), (int, float)) and e["seconds"] > 0]
+    images = sum(e["count"] for e in timed)
+    seconds = sum(e["seconds"] for e in timed)
+    conds = [e["conditions"] for e in timed if isinstance(e.get("conditions"), dict)]
+    return {"images_per_s": images / seconds if seconds > 0 else None, "images_timed": images,
+            "generate_s": round(seconds, 6), "chunks_timed": len(timed), "chunks_total": len(entries),
+            "conditions": _distinct(conds)}
+
+
+def _distinct(conds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen, out = set(), []
+    for c in conds:
+        key = repr(sorted(c.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out

@@ -18,7 +18,10 @@ import hashlib
 
 import numpy as np
 
+from harness.errors import UserError
 from harness.specs import ProtocolSpec
+
+TORCH_SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed accepts 0..2**64-1 (uint64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,10 @@ class SamplingPlan:
         self.num_samples = p.num_samples
         self.legacy = p.seed_scheme == "legacy_rank"
         if self.legacy:
+            top = p.seed + p.legacy_world_size - 1  # rank r seeds torch with seed + r
+            if top > TORCH_SEED_MAX:
+                raise UserError(f"protocol.seed {p.seed}: legacy_rank seeds {p.seed}..{top} exceed torch's generator "
+                                f"range 0..{TORCH_SEED_MAX}; use a seed <= {TORCH_SEED_MAX - p.legacy_world_size + 1}")
             self.world = p.legacy_world_size
             self.batch = p.legacy_batch_size
             self.per_rank = p.num_samples // self.world

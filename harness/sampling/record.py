@@ -20,8 +20,21 @@ def sample_record(result, started: float):
         samples={"n": g.get("num_samples"), "npz": g.get("path"), "npz_sha256": g.get("sha256"),
                  "min_per_class": g.get("min_per_class"), "max_per_class": g.get("max_per_class"),
                  "balanced": g.get("balanced")},
-        speed={"images_per_s_rank0": result.images_per_s, "note": "generate() time of rank 0's new chunks (shard writes excluded)"},
+        speed=speed_record(result),
         timings={"generate_s_rank0": round(result.seconds_generating, 3), "total_s": round(time.time() - started, 3)},
         notes=[f"chunks: {result.chunks_total} total, {result.chunks_run} generated and "
                f"{result.chunks_skipped} reused by rank 0 of {result.world_size}"],
     )
+
+
+def speed_record(result) -> dict:
+    """Throughput under this run's conditions (threads, load, device): a label, not a benchmark figure."""
+    t = (result.gathered or {}).get("throughput") or {}
+    this_run = result.images_generated / result.seconds_generating if result.seconds_generating > 0 else None
+    return {"images_per_s": t.get("images_per_s"), "images_per_s_this_run_rank0": this_run,
+            "images_timed": t.get("images_timed"), "chunks_timed": t.get("chunks_timed"),
+            "chunks_total": t.get("chunks_total"), "conditions": result.conditions,
+            "manifest_conditions": t.get("conditions"),
+            "label": "throughput per process under this run's conditions (threads, load average, device; "
+                     "generate() time of every timed chunk in the manifest, also chunks made before a resume); "
+                     "not a benchmark: see the speed benchmarks for authoritative figures"}

@@ -21,6 +21,8 @@ from harness import config, devices
 from harness.config import ConfigError
 from harness.errors import UserError
 from harness.interfaces import Generator, check_images
+from harness.io import check_output_dir
+from harness.locks import FolderInUse, acquire, check_same_job
 from harness.registry import generators, load_plugins
 from harness.sampling import shards
 from harness.sampling.gather import gather
@@ -63,10 +65,14 @@ class SampleResult:
     images_generated: int
     seconds_generating: float
     gathered: dict[str, Any] | None  # rank 0 only
+    conditions: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float | None:
-        return self.images_generated / self.seconds_generating if self.seconds_generating > 0 else None
+        """Throughput of the chunks this run made; after a resume that made none, of those the manifest timed."""
+        if self.seconds_generating > 0:
+            return self.images_generated / self.seconds_generating
+        return (self.gathered or {}).get("throughput", {}).get("images_per_s")
 
 
 def _call_factory(name: str, factory: Any, kwargs: dict[str, Any]) -> Generator:
@@ -124,8 +130,11 @@ def folder_payload(r: Resolved) -> dict[str, Any]:
 
 
 def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str = "fp32", tf32: bool = False,
-           force: bool = False, progress: bool = True, generator: Generator | None = None) -> SampleResult:
-    """Sample ``spec`` into ``out``; call from every rank under torchrun (joins the process group)."""
+           force: bool = False, progress: bool = True, generator: Generator | None = None,
+           wait: bool = False) -> SampleResult:
+    """Sample ``spec`` into ``out``; call from every rank under torchrun (joins the process group).
+
+    ``wait``: when another job holds ``out``, wait for it instead of failing with "in use by PID ..."."""
     out = Path(out)
     dist = devices.init_distributed(device)
     dev = devices.resolve_device(device)
@@ -134,15 +143,47 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
     r = resolve(spec, gen_model, numerics(dev.type, dtype, tf32))
     plan = r.plan
 
-    mode = shards.check_folder(out, r.identity_hash, force)  # every rank checks: all fail alike, no hang
+    check_output_dir(out)
+    # One job per folder: rank 0 holds the lock for the whole job; the others check, after the barrier,
+    # that the holder is their own job (so a second job fails on every rank, and none hangs).
+    lock, busy = None, None
     if dist.is_main:
-        if mode == "force":
-            shards.clear_folder(out)
-        (out / shards.SHARD_DIR).mkdir(parents=True, exist_ok=True)
-        shards.remove_stale_temps(out)  # left by a killed run; no rank is writing yet
-        shards.write_folder_spec(out, folder_payload(r))
-    devices.barrier()
+        try:
+            lock = acquire(out, wait=wait, what="sampling folder")
+        except FolderInUse as e:
+            busy = e  # raised after the barrier, so the other ranks do not wait for a rank 0 that left
+    try:
+        mode = shards.check_folder(out, r.identity_hash, force)  # every rank checks: all fail alike, no hang
+        if lock is not None:
+            if mode == "force":
+                shards.clear_folder(out)
+            (out / shards.SHARD_DIR).mkdir(parents=True, exist_ok=True)
+            shards.remove_stale_temps(out, lock)  # left by a killed run; we hold the lock, so no one is writing
+            shards.write_folder_spec(out, folder_payload(r))
+        devices.barrier()
+        if busy is not None:
+            raise busy
+        if not dist.is_main:
+            check_same_job(out, "sampling folder")
+        return _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def run_conditions(dev: torch.device, world_size: int) -> dict[str, Any]:
+    """What a throughput figure depends on besides the model: threads, load at start, device, processes."""
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    return {"torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "loadavg_1m_at_start": load, "cpu_count": os.cpu_count(), "device": devices.device_name(dev),
+            "world_size": world_size}
+
+
+def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress) -> SampleResult:
+    conditions = run_conditions(dev, dist.world_size)
     mine = plan.chunks_for_rank(dist.rank, dist.world_size)
     manifest = shards.read_manifest(out)
     delay = float(os.environ.get(CHUNK_DELAY_ENV, "0") or 0)
@@ -175,13 +216,15 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
         with torch.inference_mode():
             images = gen_model.generate(labels, rng, r.sampling)
         devices.synchronize(dev)
-        seconds += time.perf_counter() - t0
+        chunk_s = time.perf_counter() - t0
+        seconds += chunk_s
         check_images(images, spec.protocol.image_size, name=f"{spec.model.name} output")
         if images.shape[0] != len(c.indices):
             raise ValueError(f"{spec.model.name}: returned {images.shape[0]} images for {len(c.indices)} labels")
         state = rng.get_state().numpy() if plan.legacy else None
         _, sha = shards.write_shard(out, k, images.cpu().numpy(), c.labels, c.indices, state)
-        shards.append_manifest_part(out, dist.rank, shards.manifest_line(k, len(c.indices), sha, r.identity_hash))
+        shards.append_manifest_part(out, dist.rank, shards.manifest_line(k, len(c.indices), sha, r.identity_hash,
+                                                                             chunk_s, conditions))
         last_k = k
         ran += 1
         made += len(c.indices)
@@ -193,4 +236,4 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
     devices.barrier()
     gathered = gather(out, plan, spec.protocol.image_size) if dist.is_main else None
     return SampleResult(out, r, dist.rank, dist.world_size, dist.backend, str(dev), plan.num_chunks, len(mine),
-                        ran, skipped, made, seconds, gathered)
+                        ran, skipped, made, seconds, gathered, conditions)

@@ -8,7 +8,10 @@
 
 Each process appends only to its own manifest part, so concurrent ranks never share a file. A chunk
 counts as done when its shard exists and its sha256 and count match a manifest line with the same
-identity hash; a shard without a line (killed between rename and append) is simply redone.
+identity hash; a shard without a line (killed between rename and append), or a line with wrong types,
+is simply redone. Lines also carry the chunk's generate() seconds and the run's conditions (threads,
+load), so a resumed run still reports the throughput of the chunks it made. The merged manifest keeps
+every verified chunk, also those beyond the current plan. One job per folder (``harness.locks``).
 """
 from __future__ import annotations
 
@@ -68,8 +71,26 @@ def read_shard(path: Path) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 # Manifest
 # ----------------------------------------------------------------------------------------------
-def manifest_line(k: int, count: int, sha: str, identity_hash: str) -> dict[str, Any]:
-    return {"chunk": k, "count": count, "sha256": sha, "spec_hash": identity_hash}
+def manifest_line(k: int, count: int, sha: str, identity_hash: str, seconds: float | None = None,
+                  conditions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One chunk's line; ``seconds`` (generate() time) and ``conditions`` (threads, load) feed the speed record."""
+    e: dict[str, Any] = {"chunk": k, "count": count, "sha256": sha, "spec_hash": identity_hash}
+    if seconds is not None:
+        e["seconds"] = round(float(seconds), 6)
+    if conditions:
+        e["conditions"] = conditions
+    return e
+
+
+def _valid_entry(e: Any) -> bool:
+    """A line is usable only with the right types (``"chunk": "x"`` or ``1e400`` are skipped: that chunk is redone)."""
+    if not isinstance(e, dict):
+        return False
+    ints = all(isinstance(e.get(k), int) and not isinstance(e.get(k), bool) and e.get(k) >= 0 for k in ("chunk", "count"))
+    strs = all(isinstance(e.get(k), str) for k in ("sha256", "spec_hash"))
+    sec = e.get("seconds")
+    ok_sec = sec is None or (isinstance(sec, (int, float)) and not isinstance(sec, bool) and 0 <= sec < float("inf"))
+    return ints and strs and ok_sec
 
 
 def append_manifest_part(out: Path, rank: int, entry: dict[str, Any]) -> None:
@@ -83,13 +104,19 @@ def append_manifest_part(out: Path, rank: int, entry: dict[str, Any]) -> None:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     entries = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return entries  # an unreadable part only means its chunks are redone
+    for line in text.splitlines():
         try:
             e = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, ValueError, RecursionError):
             continue  # a line cut short by a kill; its chunk is redone
-        if isinstance(e, dict) and {"chunk", "count", "sha256", "spec_hash"} <= e.keys():
+        if _valid_entry(e):
             entries.append(e)
+        elif isinstance(e, dict) and "seconds" in e and _valid_entry({**e, "seconds": None}):
+            entries.append({k: v for k, v in e.items() if k != "seconds"})  # keep the chunk, drop a bad timing
     return entries
 
 
@@ -125,6 +152,73 @@ def write_manifest(out: Path, entries: list[dict[str, Any]]) -> None:
         for e in entries:
             f.write(json.dumps(e, sort_keys=True) + "\n")
     shutil.rmtree(Path(out) / PARTS_DIR, ignore_errors=True)
+
+
+def all_verified_entries(out: Path, identity_hash: str, manifest: dict[int, list[dict[str, Any]]] | None = None
+                         ) -> dict[int, dict[str, Any]]:
+    """chunk -> its proving entry, for every chunk of this identity on disk intact (also those outside the plan),
+    so gathering 100 of 400 samples keeps the other chunks for the next 400 run."""
+    manifest = read_manifest(out) if manifest is None else manifest
+    kept = {}
+    for k, entries in manifest.items():
+        counts = {e["count"] for e in entries if e["spec_hash"] == identity_hash}
+        for count in counts:
+            e = verified_entry(out, k, count, identity_hash, manifest)
+            if e is not None:
+                kept[k] = e
+                break
+    return kept
+
+
+def shard_selection(folder: Path, allow_partial: bool = False) -> tuple[list[Path], dict[str, Any]]:
+    """The shards that make up a sampling folder's planned set, checked against spec.json and the manifest.
+
+    Refuses an incomplete folder (a metric of whatever happens to be there is a wrong number);
+    ``allow_partial`` evaluates the longest verified prefix of chunks and says so in the returned info.
+    """
+    from harness.sampling.plan import SamplingPlan
+    from harness.specs import ProtocolSpec
+
+    folder = Path(folder)
+    if folder.name == SHARD_DIR and not (folder / SPEC_FILE).is_file():
+        folder = folder.parent
+    spec = read_folder_spec(folder)
+    if spec is None:
+        if not allow_partial:
+            raise UserError(f"{folder}: shards without {SPEC_FILE}: completeness cannot be checked; evaluate samples.npz "
+                            f"or pass --allow-partial")
+        from harness.data.npz import shard_paths
+
+        paths = [p for _, p in shard_paths(folder)]
+        return paths, {"partial": True, "reason": f"no {SPEC_FILE}", "chunks_used": len(paths)}
+    try:
+        from harness import config
+
+        proto = config.from_dict(ProtocolSpec, spec["spec"]["protocol"])
+        identity = spec["sampling_identity_hash"]
+    except (KeyError, TypeError, ValueError, AttributeError, UserError) as e:
+        raise InputFileError(folder / SPEC_FILE, f"no valid protocol/sampling identity ({e})") from None
+    plan = SamplingPlan(proto, identity)
+    manifest = read_manifest(folder)
+    ok = [verified_entry(folder, k, len(plan.chunk(k).indices), identity, manifest) is not None
+          for k in range(plan.num_chunks)]
+    info = {"planned_samples": plan.num_samples, "planned_chunks": plan.num_chunks, "chunks_verified": sum(ok)}
+    if all(ok):
+        return [shard_path(folder, k) for k in range(plan.num_chunks)], {**info, "partial": False}
+    missing = [k for k, good in enumerate(ok) if not good]
+    shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+    if not allow_partial:
+        raise UserError(f"{folder}: incomplete: {sum(ok)} of {plan.num_chunks} chunks present and verified (missing or "
+                        f"corrupt: {shown}) for {plan.num_samples} planned samples; finish it with `alitok-bench sample` "
+                        f"or pass --allow-partial to evaluate the complete prefix")
+    if plan.legacy:
+        raise UserError(f"{folder}: incomplete legacy_rank folder: its chunks interleave, so no prefix is a sample set")
+    prefix = missing[0]
+    if prefix == 0:
+        raise UserError(f"{folder}: chunk 0 is missing or corrupt; nothing to evaluate")
+    n = sum(len(plan.chunk(k).indices) for k in range(prefix))
+    return [shard_path(folder, k) for k in range(prefix)], {**info, "partial": True, "chunks_used": prefix,
+                                                            "samples_used": n}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,10 +261,11 @@ def clear_folder(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def remove_stale_temps(out: Path) -> None:
-    for d in (Path(out), Path(out) / SHARD_DIR):
-        for tmp in d.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+def remove_stale_temps(out: Path, lock) -> None:
+    """Temps of killed writers; only under the folder lock (another job's in-flight temps look the same)."""
+    from harness.locks import remove_stale_temps as remove
+
+    remove(lock, Path(out), Path(out) / SHARD_DIR)
 
 
 def write_folder_spec(out: Path, payload: dict[str, Any]) -> None:
