@@ -42,6 +42,8 @@ from harness.io import sha256_file
 
 META_FAMILY, META_CONFIG, META_SAMPLING, META_TOKENIZER = "family", "config", "sampling", "tokenizer"
 LOSSES = "MSE + VQ (no perceptual / GAN: their pretrained weights are unavailable here)"
+# registry names of the systems (harness/plugins.py), by tokenizer family
+AR_NAMES = {"vq": "llamagen-tiny", "titok": "titok-ar-tiny"}
 NOT_COMPARABLE = "not paper-comparable: tiny model, embedded natural patches, not ImageNet"
 
 
@@ -262,8 +264,8 @@ def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
                     "export": str(exported)})
     if published:
         summary["published"] = published
-    tok = tokenizer_plugin(model, c.family, f"tiny-{c.family}")
-    model_info = {"name": f"tiny-{c.family}", "family": c.family, "checkpoint": str(exported),
+    tok = tokenizer_plugin(model, c.family, f"{c.family}-tiny")
+    model_info = {"name": f"{c.family}-tiny", "family": c.family, "checkpoint": str(exported),
                   "checkpoint_sha256": sha256_file(exported), "published": published,
                   "num_params": sum(p.numel() for p in model.parameters()), "num_tokens": tok.num_tokens,
                   "codebook_size": tok.codebook_size, "config": model.cfg.to_dict()}
@@ -359,6 +361,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     """The ``baselines-ar`` trainer (see module doc); returns the summary the CLI prints."""
     from baselines import llamagen as lg
     from harness.data.embedded import NUM_CLASSES
+    from harness.nn.checkpoint import read_metadata
 
     c = from_dict(ARTrainConfig, cfg_dict)
     training.check_file("tokenizer", c.tokenizer, "tokenizer checkpoint")
@@ -383,6 +386,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     opt = _optimizer(model, c.optim)
     params = list(model.parameters())
     tok_info = tok.info()
+    tok_family = read_metadata(c.tokenizer).get(META_FAMILY)
     meta = {META_CONFIG: json.dumps(gcfg.to_dict()), META_SAMPLING: json.dumps(sampling.to_dict()),
             META_TOKENIZER: c.tokenizer, "tokenizer_sha256": str(tok_info.get("checkpoint_sha256"))}
     loop = training.TrainLoop(out_dir, model, opt, c.steps, c.seed, _run_config(c), ckpt_every=c.ckpt_every,
@@ -439,7 +443,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         samples = {"grid": str(loop.out / "samples_grid.png"), "per_class": 8, "seeds": "class k: manual_seed(k)",
                    "sampling": sampling.to_dict()}
         _grid_png(rows, Path(samples["grid"]))
-    model_info = {"name": "tiny-llamagen-gpt", "checkpoint": str(exported), "checkpoint_sha256": sha256_file(exported),
+    model_info = {"name": AR_NAMES.get(tok_family, "tiny-gpt"), "checkpoint": str(exported), "checkpoint_sha256": sha256_file(exported),
                   "published": published, "num_params": sum(p_.numel() for p_ in model.parameters()),
                   "config": gcfg.to_dict(), "sampling": sampling.to_dict(), "tokenizer": tok_info}
     metrics = {"val_ce": val_ce, "val_acc": val_acc, "unigram_ce": unigram_ce,
