@@ -155,3 +155,20 @@ def test_committed_tiny_generators_load_and_sample(factory):
     a = gen.generate(torch.tensor([1, 5]), torch.Generator().manual_seed(3))
     assert torch.equal(a, gen.generate(torch.tensor([1, 5]), torch.Generator().manual_seed(3)))
     assert gen.info()["tokenizer"]["checkpoint"].endswith(".safetensors")
+
+
+@pytest.mark.parametrize("tok_config,ar_config", [("train_tiny_vq.yaml", "train_tiny_llamagen_ar.yaml"),
+                                                  ("train_tiny_titok.yaml", "train_tiny_titok_ar.yaml")])
+def test_tiny_baselines_chain_from_a_clean_folder(tmp_path, tok_config, ar_config):
+    """What `make tiny-baselines` runs (same configs and keys), at two steps, no publish."""
+    weights = REPO / "baselines" / "weights"
+    before = {p.name: sha256_file(p) for p in weights.glob("*.safetensors")}
+    small = ["--set", "steps=2", "--set", "batch_size=2", "--set", "data.per_class_train=1",
+             "--set", "data.per_class_val=1", "--set", "grid=false", "--device", "cpu"]
+    tok, ar = tmp_path / "tok", tmp_path / "ar"
+    assert main(["train", str(CONFIGS / tok_config), "--out", str(tok), "--set", "vq_warmup_steps=1", *small]) == 0
+    assert main(["train", str(CONFIGS / ar_config), "--out", str(ar),
+                 "--set", f"tokenizer={tok}/model.safetensors", *small]) == 0
+    record = json.loads((ar / "train_record.json").read_text())
+    assert record["model"]["tokenizer"]["checkpoint_sha256"] == sha256_file(tok / "model.safetensors")
+    assert {p.name: sha256_file(p) for p in weights.glob("*.safetensors")} == before
