@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow bench clean tiny-models tiny-baselines tiny-records
+.PHONY: setup demo test test-slow bench clean tiny-models tiny-baselines tiny-diffusion tiny-records
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,14 @@ tiny-records: setup
 	  echo "$(ALITOK) $(RECON) --checkpoint $(TINY)/stage1/last.safetensors --out $(TINY)/recon/stage1"; \
 	  $(ALITOK) $(RECON) --checkpoint $(TINY)/stage1/last.safetensors --out $(TINY)/recon/stage1; \
 	else echo "skipped the stage-1 record: no $(TINY)/stage1/last.safetensors (make tiny-models)"; fi
+# Retrain the tiny pixel-space DiT (DDPM) and flow model (~10 min each on one CPU thread); the
+# exported weights go to baselines/weights/, records and grids to results/{dit,flow}-tiny/.
+tiny-diffusion: setup
+	rm -rf results/dit-tiny/train results/flow-tiny/train
+	OMP_NUM_THREADS=1 $(BIN)/alitok-bench train baselines/configs/train_dit_tiny.yaml --out results/dit-tiny/train
+	OMP_NUM_THREADS=1 $(BIN)/alitok-bench train baselines/configs/train_flow_tiny.yaml --out results/flow-tiny/train
+	rm -f results/dit-tiny/train/last*.safetensors results/dit-tiny/train/last_optim.pt \
+	      results/flow-tiny/train/last*.safetensors results/flow-tiny/train/last_optim.pt
 
 clean:
 	rm -rf $(VENV) .benchmarks

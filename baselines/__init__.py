@@ -1,8 +1,8 @@
-"""Baselines behind the same interfaces as AliTok (not yet implemented).
+"""Baselines behind the same interfaces as AliTok.
 
-Planned, per ../shared/DESIGN.md: LlamaGen VQGAN + GPT (sharing ``harness.nn.ar_sampling``), TiTok,
-DiT and SiT / LightningDiT-style flow samplers (one diffusion toolkit in ``harness.nn``). Each is a
-factory ``factory(*, device, checkpoint=None, tokenizer_checkpoint=None, **options)`` returning a
-``harness.interfaces.Generator`` or ``Tokenizer``, registered with one line in ``harness/plugins.py``.
-Like ``alitok/``, this package imports from harness only ``interfaces``, ``registry`` and ``nn``.
+Diffusion families (one toolkit in ``harness.nn``: diffusion, flow, dit_blocks, diffusion_generator):
+``dit`` (DiT-XL/2 + tiny DDPM), ``sit`` (SiT-XL/2 + tiny flow), ``lightningdit`` (XL/1 + VA-VAE),
+``vae`` (LDM AutoencoderKL: SD VAE, VA-VAE), ``train_diffusion`` (the tiny trainer).
+Each factory ``factory(*, device, checkpoint=None, tokenizer_checkpoint=None, **options)`` is one
+line in ``harness/plugins.py``. Planned: LlamaGen, TiTok (DESIGN.md).
 """

@@ -139,17 +139,34 @@ class ARSampling(SamplingParams):
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionSampling(SamplingParams):
-    """Diffusion / flow sampling (DiT, SiT, LightningDiT)."""
+    """Diffusion / flow sampling (DiT, SiT, LightningDiT); see ``harness.nn.diffusion_generator``.
+
+    ``solver``: ddpm | ddim (DDPM schedules, ``steps`` = respaced steps, ``eta`` for DDIM) or
+    euler | heun | euler-maruyama (flow, ``steps`` = time-grid points as upstream).
+    ``cfg_interval``: guide only where normalised time (0 noise, 1 data) is in [lo, hi].
+    ``cfg_first3``: guide only output channels 0-2 (DiT / SiT / LightningDiT reference behaviour).
+    ``timestep_shift``: LightningDiT's ODE grid shift (0 = none).
+    """
 
     family: ClassVar[str] = "diffusion"
     steps: int = 250
     solver: str = "ddpm"
     cfg_scale: float = 1.0
     cfg_interval: tuple[float, float] = (0.0, 1.0)
+    eta: float = 0.0
+    cfg_first3: bool = True
+    timestep_shift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.solver not in ("ddpm", "ddim", "euler", "heun", "euler-maruyama"):
+            raise ValueError(f"solver {self.solver!r} unknown (known: ddpm, ddim, euler, heun, euler-maruyama)")
+        lo, hi = self.cfg_interval
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"cfg_interval must satisfy 0 <= lo <= hi <= 1, got {self.cfg_interval}")
+        if self.eta < 0 or self.timestep_shift < 0:
+            raise ValueError(f"eta and timestep_shift must be >= 0, got {self.eta}, {self.timestep_shift}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,12 @@ BUILTIN: dict[str, dict[str, object]] = {
            for s in ("b", "l", "xl", "xxl")},
         "llamagen-tiny": ("baselines.plugin_ar:llamagen_tiny", "tiny LlamaGen GPT + tiny VQGAN trained on natural patches (committed)"),
         "titok-ar-tiny": ("baselines.plugin_ar:titok_ar_tiny", "tiny GPT on tiny TiTok 1D codes, natural patches (committed)"),
+        "dit-xl-2": ("baselines.dit:dit_xl_2", "DiT-XL/2 675M + SD VAE, DDPM 250 steps, cfg 1.5 (DiT-XL-2-256x256.pt + VAE)"),
+        "sit-xl-2": ("baselines.sit:sit_xl_2", "SiT-XL/2 675M + SD VAE, flow SDE 250 steps, cfg 1.5 (SiT-XL-2-256.pt + VAE)"),
+        "lightningdit-xl-1": ("baselines.lightningdit:lightningdit_xl_1",
+                              "LightningDiT-XL/1 + VA-VAE, Euler 250, shift 0.3, cfg 6.7 interval 0.125"),
+        "dit-tiny": ("baselines.dit:dit_tiny", "tiny pixel-space DiT (DDPM, learned variance) on natural patches (committed)"),
+        "flow-tiny": ("baselines.sit:flow_tiny", "tiny pixel-space flow model (velocity, Euler) on natural patches (committed)"),
     },
     "tokenizers": {
         "alitok": ("alitok.plugin:alitok_tokenizer", "AliTok 273-token tokenizer (official AliTok.pth required)"),
@@ -57,5 +63,7 @@ BUILTIN: dict[str, dict[str, object]] = {
         "baselines-tokenizer": ("baselines.train_tiny:train_tokenizer",
                                 "tiny LlamaGen-style VQGAN or TiTok-style 1D tokenizer (MSE + VQ)"),
         "baselines-ar": ("baselines.train_tiny:train_ar", "tiny LlamaGen GPT on codes of a tiny baseline tokenizer"),
+        "diffusion-tiny": ("baselines.train_diffusion:train_diffusion",
+                           "tiny pixel-space DiT: DDPM (MSE + VLB) or flow (velocity MSE), EMA export"),
     },
 }

@@ -1,0 +1,118 @@
+"""DiT (facebookresearch/DiT): adaLN-Zero transformer over SD-VAE latents (32x32x4 at 256 px,
+scale 0.18215), DDPM with learned variance, 250 ancestral steps, CFG 1.5 on the first 3 channels.
+
+Factories (targets in harness/plugins.py): ``dit_xl_2`` (released ``DiT-XL-2-256x256.pt``, a raw
+EMA state dict, or a training checkpoint's ``["ema"]``, loaded strictly) and ``dit_tiny`` (the
+committed tiny pixel-space DDPM). ``random_weights=True`` builds any named config without files
+(speed measurements): the network gets DiT's init, the VAE default init.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.errors import UserError
+from harness.interfaces import DiffusionSampling
+from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
+from harness.nn.diffusion_generator import DiffusionGenerator
+from harness.nn.dit_blocks import DiT, DiTConfig, named_config
+
+DIT_XL_SAMPLING = DiffusionSampling(steps=250, solver="ddpm", cfg_scale=1.5, cfg_first3=True)  # sample_ddp.py
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+def _dtype(dtype):
+    return dtype or torch.float32
+
+
+def load_dit(cfg: DiTConfig, path: str | None, device, *, what: str, generator_seed: int = 0) -> DiT:
+    """Strict load (raw state dict, ``["ema"]`` or ``["model"]``), or DiT's init when ``path`` is None."""
+    if path is None:
+        return DiT(cfg).initialize_weights(torch.Generator().manual_seed(generator_seed)).to(device).eval()
+    return load_strict(lambda: _on_meta(cfg), read_ema_or_raw(path), path, what, device)
+
+
+def read_ema_or_raw(path: str) -> dict[str, torch.Tensor]:
+    """The ``["ema"]`` sub-dict of a training checkpoint (DiT, LightningDiT), else the raw / usual
+    wrapped state dict (the released DiT-XL-2-256x256.pt is raw EMA weights)."""
+    p = Path(path)
+    if p.suffix != ".safetensors" and p.is_file():
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - load_state_dict below explains the failure in one line
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("ema"), dict):
+            return dict(obj["ema"])
+    return load_state_dict(p)
+
+
+def _on_meta(cfg: DiTConfig) -> DiT:
+    with torch.device("meta"):
+        return DiT(cfg)
+
+
+def sd_vae_decoder(vae_path: str | None, device, random_weights: bool):
+    """``decode(z)``: SD VAE decode of z / 0.18215 (DiT's sample.py)."""
+    from baselines.vae import SD_SCALE_FACTOR, SD_VAE, build_vae, load_sd_vae
+
+    if vae_path:
+        vae = load_sd_vae(vae_path, device)
+    elif random_weights:
+        vae = build_vae(SD_VAE, None, device)
+    else:
+        raise UserError("the SD VAE is required: --set model.tokenizer_checkpoint=/path/sd-vae-ft-ema "
+                        "(diffusers folder or LDM-layout file), or model.options.random_weights=true")
+    return (lambda z: vae.decode(z / SD_SCALE_FACTOR)), vae
+
+
+def _options(name: str, options: dict[str, Any]) -> None:
+    if options:
+        raise UserError(f"{name}: unknown option(s) {', '.join(sorted(options))}")
+
+
+def dit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, random_weights=False,
+             config: str = "XL/2", **options):
+    """DiT-XL/2 256 px (675M) + SD VAE; ``config`` picks another named size (``B/4`` ...)."""
+    _options("dit", options)
+    try:
+        cfg = named_config(config)
+    except ValueError as e:
+        raise UserError(f"model.options.config: {e}") from None
+    if not checkpoint and not random_weights:
+        raise UserError("dit needs the released weights: --set model.checkpoint=/path/DiT-XL-2-256x256.pt "
+                        "(or model.options.random_weights=true for speed runs)")
+    model = load_dit(cfg, checkpoint, device, what=f"DiT-{config}")
+    decode, vae = sd_vae_decoder(tokenizer_checkpoint, device, random_weights)
+    return DiffusionGenerator(model, name=f"dit-{config.lower().replace('/', '-')}", kind="ddpm", sampling=DIT_XL_SAMPLING,
+                              image_size=256, decode=decode, checkpoint=checkpoint, dtype=_dtype(dtype), tf32=tf32,
+                              decoder_modules=(vae,), extra_info={"vae": tokenizer_checkpoint, "random_weights": random_weights})
+
+
+def load_tiny(path: Path, device, kind: str) -> tuple[DiT, DiffusionSampling, dict[str, str]]:
+    """A committed tiny model: config, kind and sampling preset from the safetensors metadata."""
+    from harness.config import from_dict
+
+    meta = read_metadata(path)
+    try:
+        cfg = from_dict(DiTConfig, json.loads(meta["dit_config"]), "dit_config")
+        sampling = from_dict(DiffusionSampling, json.loads(meta["sampling"]), "sampling")
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: no valid tiny-DiT metadata ({e})") from None
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{path}: holds a {meta.get('kind')!r} model, expected {kind!r}")
+    sd = load_state_dict(path)
+    return load_strict(lambda: _on_meta(cfg), sd, path, f"tiny {kind} DiT", device), sampling, meta
+
+
+def dit_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, **options):
+    """The committed tiny pixel-space DiT (DDPM, learned variance) trained on the embedded patches;
+    predicted x0 clamped to [-1, 1] as ADM samples its pixel-space models (``clip_denoised``)."""
+    _options("dit-tiny", options)
+    path = Path(checkpoint) if checkpoint else WEIGHTS / "dit_tiny.safetensors"
+    model, sampling, meta = load_tiny(path, device, "ddpm")
+    return DiffusionGenerator(model, name="dit-tiny", kind="ddpm", sampling=sampling, image_size=model.cfg.input_size,
+                              checkpoint=str(path), dtype=_dtype(dtype), tf32=tf32, clip_denoised=True,
+                              extra_info={"step": meta.get("step"), "pixel_space": True})

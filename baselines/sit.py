@@ -1,0 +1,47 @@
+"""SiT (willisma/SiT): DiT's network (same keys, learn_sigma head whose first half is the
+velocity) with the linear-interpolant flow sampler. Headline: SDE Euler-Maruyama, 250 steps,
+diffusion form "sigma", last step "Mean" 0.04, cfg 1.5 on the first 3 channels, SD VAE.
+
+Factories: ``sit_xl_2`` (released ``SiT-XL-2-256.pt``, strict) and ``flow_tiny`` (the committed
+tiny pixel-space flow model).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.interfaces import DiffusionSampling
+from harness.nn.diffusion_generator import DiffusionGenerator
+from harness.nn.dit_blocks import named_config
+
+from baselines.dit import WEIGHTS, _dtype, _options, load_dit, load_tiny, sd_vae_decoder
+
+SIT_XL_SAMPLING = DiffusionSampling(steps=250, solver="euler-maruyama", cfg_scale=1.5, cfg_first3=True)
+
+
+def sit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, random_weights=False,
+             config: str = "XL/2", **options):
+    """SiT-XL/2 256 px (675M, DiT's network) + SD VAE, flow sampling."""
+    _options("sit", options)
+    try:
+        cfg = named_config(config)
+    except ValueError as e:
+        raise UserError(f"model.options.config: {e}") from None
+    if not checkpoint and not random_weights:
+        raise UserError("sit needs the released weights: --set model.checkpoint=/path/SiT-XL-2-256.pt "
+                        "(or model.options.random_weights=true for speed runs)")
+    model = load_dit(cfg, checkpoint, device, what=f"SiT-{config}")
+    decode, vae = sd_vae_decoder(tokenizer_checkpoint, device, random_weights)
+    return DiffusionGenerator(model, name=f"sit-{config.lower().replace('/', '-')}", kind="flow", sampling=SIT_XL_SAMPLING,
+                              image_size=256, decode=decode, checkpoint=checkpoint, dtype=_dtype(dtype), tf32=tf32,
+                              decoder_modules=(vae,), extra_info={"vae": tokenizer_checkpoint, "random_weights": random_weights})
+
+
+def flow_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, **options):
+    """The committed tiny pixel-space flow model (velocity, Euler ODE preset)."""
+    _options("flow-tiny", options)
+    path = Path(checkpoint) if checkpoint else WEIGHTS / "flow_tiny.safetensors"
+    model, sampling, meta = load_tiny(path, device, "flow")
+    return DiffusionGenerator(model, name="flow-tiny", kind="flow", sampling=sampling, image_size=model.cfg.input_size,
+                              checkpoint=str(path), dtype=_dtype(dtype), tf32=tf32,
+                              extra_info={"step": meta.get("step"), "pixel_space": True})

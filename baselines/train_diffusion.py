@@ -1,0 +1,253 @@
+"""Trainer ``diffusion-tiny``: a pixel-space DiT on the embedded natural patches, as a DDPM (DiT:
+eps + learned variance, loss MSE + VLB) or a flow model (SiT: linear interpolant, velocity MSE,
+t ~ U(0, 1)).
+
+Label dropout to the null class, AdamW, warmup + cosine LR, grad clip and an EMA copy (sampled
+from, as DiT does) inside one saved module, so ``harness.nn.training.TrainLoop`` checkpoints and
+resumes both. Every random draw (batch, labels, t, noise) comes from ``loop.generator``. At the end:
+held-out loss at fixed (t, noise) for the raw and EMA nets, the EMA weights exported with config
+and sampling preset in the safetensors metadata, a record JSON and a sample grid PNG.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.config import ConfigError, from_dict
+from harness.interfaces import DiffusionSampling
+from harness.nn import flow
+from harness.nn.checkpoint import save_safetensors
+from harness.nn.diffusion import NUM_TRAIN_TIMESTEPS, GaussianDiffusion
+from harness.nn.dit_blocks import DiT, DiTConfig
+from harness.nn.training import TrainLoop
+
+META_CONFIG, META_KIND, META_SAMPLING = "dit_config", "kind", "sampling"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    image_size: int = 32
+    per_class_train: int = 512
+    per_class_val: int = 64
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    end_lr: float = 1e-5
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    weights: str | None = None
+    record: str | None = None
+    grid: str | None = None
+    grid_samples_per_class: int = 8
+    grid_seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionTrainConfig:
+    kind: str  # "ddpm" or "flow"
+    model: DiTConfig
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    sampling: DiffusionSampling = DiffusionSampling()
+    steps: int = 1000
+    batch_size: int = 32
+    label_dropout: float = 0.1
+    seed: int = 0
+    log_every: int = 25
+    ckpt_every: int = 250
+    eval_every: int = 250
+    export: ExportConfig = ExportConfig()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("ddpm", "flow"):
+            raise ConfigError(f"kind: must be ddpm or flow, got {self.kind!r}")
+        if self.kind == "flow" and self.model.learn_sigma:
+            raise ConfigError("model.learn_sigma: a flow model predicts velocity only; set it to false")
+
+
+class EMAPair(torch.nn.Module):
+    """The trained net and its EMA, saved together so a resumed run keeps the average."""
+
+    def __init__(self, net: DiT):
+        super().__init__()
+        self.net, self.ema = net, copy.deepcopy(net).requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, decay: float) -> None:
+        for e, p in zip(self.ema.parameters(), self.net.parameters()):
+            e.lerp_(p, 1.0 - decay)
+
+
+def lr_at(step: int, total: int, o: OptimConfig) -> float:
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    frac = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+    return o.end_lr + 0.5 * (o.lr - o.end_lr) * (1 + math.cos(math.pi * frac))
+
+
+def to_float(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def diffusion_loss(kind: str, net: DiT, x1: torch.Tensor, y: torch.Tensor, g: torch.Generator,
+                   ddpm: GaussianDiffusion) -> dict[str, torch.Tensor]:
+    b = x1.shape[0]
+    noise = torch.randn(x1.shape, generator=g)
+    if kind == "ddpm":
+        t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (b,), generator=g)
+        xt = ddpm.q_sample(x1, t, noise)
+        return ddpm.training_losses(net(xt, t, y), x1, xt, t, noise)
+    t = torch.rand((b,), generator=g)
+    xt, v = flow.interpolate(noise, x1, t)
+    loss = ((net(xt, t, y) - v) ** 2).mean()
+    return {"loss": loss}
+
+
+@torch.no_grad()
+def heldout_loss(kind: str, net: DiT, x: torch.Tensor, y: torch.Tensor, ddpm: GaussianDiffusion, seed: int = 1234) -> float:
+    net.eval()
+    g = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for i in range(0, len(x), 256):
+        total += float(diffusion_loss(kind, net, x[i:i + 256], y[i:i + 256], g, ddpm)["loss"]) * len(x[i:i + 256])
+    net.train()
+    return total / len(x)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_grid(images: np.ndarray, per_class: int, real: np.ndarray, real_labels: np.ndarray, path: Path,
+               num_classes: int, real_per_class: int = 4, scale: int = 2, gap: int = 6) -> None:
+    """One row per class: generated samples, a gap, then held-out real images of that class."""
+    from PIL import Image
+
+    s = images.shape[1]
+    canvas = np.full((num_classes * s, (per_class + real_per_class) * s + gap, 3), 255, dtype=np.uint8)
+    for c in range(num_classes):
+        for j in range(per_class):
+            canvas[c * s:(c + 1) * s, j * s:(j + 1) * s] = images[c * per_class + j]
+        for j, img in enumerate(real[real_labels == c][:real_per_class]):
+            x0 = per_class * s + gap + j * s
+            canvas[c * s:(c + 1) * s, x0:x0 + s] = img
+    canvas = canvas.repeat(scale, 0).repeat(scale, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    Image.fromarray(canvas).save(tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+    """The ``diffusion-tiny`` trainer (see module doc); returns the summary the CLI prints."""
+    from harness.data.embedded import NUM_CLASSES, natural_patches
+
+    cfg = from_dict(DiffusionTrainConfig, cfg_dict)
+    if cfg.model.num_classes != NUM_CLASSES:
+        raise ConfigError(f"model.num_classes: {cfg.model.num_classes}, but the embedded dataset has {NUM_CLASSES} classes")
+    if device.type != "cpu":
+        raise ConfigError("the tiny diffusion trainer runs on CPU (its generator stream is CPU-only)")
+    out = Path(out_dir)
+    tr_x, tr_y = natural_patches("train", cfg.data.image_size, cfg.data.per_class_train, cfg.data.seed)
+    va_x, va_y = natural_patches("val", cfg.data.image_size, cfg.data.per_class_val, cfg.data.seed)
+    train_x, train_y = to_float(tr_x), torch.from_numpy(tr_y)
+    val_x, val_y = to_float(va_x), torch.from_numpy(va_y)
+
+    net = DiT(cfg.model).initialize_weights(torch.Generator().manual_seed(cfg.seed))
+    pair = EMAPair(net)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    run_config = {k: v for k, v in config_json.items() if k != "export"}
+    metadata = {META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True), META_KIND: cfg.kind,
+                META_SAMPLING: json.dumps(cfg.sampling.to_dict(), sort_keys=True), "seed": str(cfg.seed),
+                "git_sha": _git_sha()}
+    loop = TrainLoop(out, pair, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
+                     log_every=cfg.log_every, metadata=metadata)
+    ddpm = GaussianDiffusion.respaced(NUM_TRAIN_TIMESTEPS, learn_sigma=cfg.model.learn_sigma)
+    null = cfg.model.num_classes
+
+    def step_fn(step: int) -> dict[str, float]:
+        net.train()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg.steps, cfg.optim)
+        idx = torch.randint(0, len(train_x), (cfg.batch_size,), generator=loop.generator)
+        drop = torch.rand((cfg.batch_size,), generator=loop.generator) < cfg.label_dropout
+        y = torch.where(drop, torch.full_like(train_y[idx], null), train_y[idx])
+        losses = diffusion_loss(cfg.kind, net, train_x[idx], y, loop.generator, ddpm)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        pair.update(cfg.optim.ema_decay)
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values.update(grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"])
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            values["val_loss_ema"] = heldout_loss(cfg.kind, pair.ema, val_x, val_y, ddpm)
+        return values
+
+    loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+    summary = {"steps": loop.step, "first_logged_loss": rows[0]["loss"] if rows else None,
+               "final_logged_loss": rows[-1]["loss"] if rows else None,
+               "train_time_s": rows[-1]["time_s"] if rows else None,
+               "val_loss": round(heldout_loss(cfg.kind, net, val_x, val_y, ddpm), 5),
+               "val_loss_ema": round(heldout_loss(cfg.kind, pair.ema, val_x, val_y, ddpm), 5),
+               "val_loss_init": round(heldout_loss(cfg.kind, DiT(cfg.model).initialize_weights(
+                   torch.Generator().manual_seed(cfg.seed)), val_x, val_y, ddpm), 5),
+               "checkpoint": str(loop.model_path)}
+    record = {"trainer": "diffusion-tiny", "kind": cfg.kind, "paper_comparable": False, "config": config_json,
+              "git_sha": metadata["git_sha"], "num_params": sum(p.numel() for p in net.parameters()),
+              "train_images": len(train_x), "val_images": len(val_x), "summary": summary}
+    exp = cfg.export
+    if exp.weights:
+        save_safetensors(exp.weights, pair.ema.state_dict(), {**metadata, "step": str(loop.step)})
+        summary["exported"] = exp.weights
+    if exp.grid:
+        from harness.nn.diffusion_generator import DiffusionGenerator
+
+        gen = DiffusionGenerator(pair.ema, name=f"{cfg.kind}-tiny", kind=cfg.kind, sampling=cfg.sampling,
+                                 image_size=cfg.data.image_size, clip_denoised=cfg.kind == "ddpm")
+        labels = torch.arange(NUM_CLASSES).repeat_interleave(exp.grid_samples_per_class)
+        images = gen.generate(labels, torch.Generator().manual_seed(exp.grid_seed)).numpy()
+        write_grid(images, exp.grid_samples_per_class, va_x, va_y, Path(exp.grid), NUM_CLASSES)
+        record["samples"] = {"grid": exp.grid, "sampling": cfg.sampling.to_dict(), "seed": exp.grid_seed,
+                             "clip_denoised": gen.clip_denoised}
+    _write_json(out / "record.json", record)
+    if exp.record:
+        _write_json(Path(exp.record), record)
+    return summary

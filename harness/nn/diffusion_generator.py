@@ -1,0 +1,144 @@
+"""The one Generator class for DiT-family samplers: class labels -> latents (DDPM / DDIM or flow
+ODE / SDE, CFG by batch doubling) -> decoder -> uint8 pixels.
+
+CFG follows DiT's ``forward_with_cfg``: run [x; x] with [y; null], guide ``uncond + s (cond -
+uncond)`` on the first 3 output channels only (``cfg_first3=True``, DiT / SiT / LightningDiT
+reference behaviour; off = guide every latent channel) and keep the conditional values elsewhere.
+The cfg interval is applied on the device (no host sync): guidance only where the normalised time
+tau (0 = noise, 1 = data; flow: t itself, DDPM: 1 - timestep / 1000) lies in [lo, hi].
+LightningDiT's "no guidance while t < 0.125" is ``cfg_interval=(0.125, 1.0)``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+
+from harness.interfaces import DiffusionSampling, Generator, to_uint8
+from harness.nn import flow
+from harness.nn.ar_sampling import device_generator, precision
+from harness.nn.checkpoint import sha256_file
+from harness.nn.diffusion import GaussianDiffusion
+from harness.nn.dit_blocks import DiT
+
+KINDS = ("ddpm", "flow")
+DDPM_SOLVERS = ("ddpm", "ddim")
+
+
+def guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool, interval: tuple[float, float],
+              tau: Callable[[torch.Tensor], torch.Tensor], channels: int, keep_channels: int | None = None):
+    """``fn(x, t)`` -> model output with CFG (see module doc); ``keep_channels`` trims the output
+    first (SiT / LightningDiT return only the first ``in_channels`` of a learn_sigma head)."""
+    keep = keep_channels or model.cfg.out_channels
+    if scale == 1.0:
+        return lambda x, t: model(x, t, y)[:, :keep]
+    null = torch.full_like(y, model.null_class)
+    y2 = torch.cat([y, null])
+    k = 3 if first3 else channels
+    lo, hi = interval
+
+    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = model(torch.cat([x, x]), torch.cat([t, t]), y2)[:, :keep]
+        cond, uncond = out.chunk(2)
+        g = uncond[:, :k] + scale * (cond[:, :k] - uncond[:, :k])
+        s = tau(t)
+        inside = ((s >= lo) & (s <= hi)).reshape(-1, *([1] * (x.ndim - 1)))
+        return torch.cat([torch.where(inside, g, cond[:, :k]), cond[:, k:]], dim=1)
+    return fn
+
+
+class DiffusionGenerator(Generator):
+    """``kind="ddpm"`` (DiT: eps + learned variance, solvers ddpm / ddim) or ``"flow"`` (SiT,
+    LightningDiT: velocity, solvers euler / heun / euler-maruyama). ``decode`` maps sampled latents
+    to float images in [-1, 1] (None: the model works in pixel space)."""
+
+    sampling_cls: ClassVar[type] = DiffusionSampling
+
+    def __init__(self, model: DiT, *, name: str, kind: str, sampling: DiffusionSampling, image_size: int,
+                 decode: Callable[[torch.Tensor], torch.Tensor] | None = None, checkpoint: str | None = None,
+                 dtype: torch.dtype = torch.float32, tf32: bool | None = None, extra_info: dict | None = None,
+                 decoder_modules: tuple[torch.nn.Module, ...] = (), clip_denoised: bool = False):
+        if kind not in KINDS:
+            raise ValueError(f"{name}: kind must be one of {KINDS}, got {kind!r}")
+        self.model, self.name, self.kind = model.eval(), name, kind
+        self.num_classes = model.cfg.num_classes
+        self.image_size = image_size
+        self.quantization = "offset_half"  # DiT: clamp(127.5 x + 128, 0, 255) -> uint8
+        self._sampling, self._decode = sampling, decode
+        self._decoder_modules = decoder_modules
+        self.checkpoint, self._sha256 = checkpoint, None
+        self.dtype, self.tf32 = dtype, tf32
+        self.extra_info = dict(extra_info or {})
+        self._schedules: dict[int, GaussianDiffusion] = {}
+        self.clip_denoised = clip_denoised  # ADM pixel-space models clamp predicted x0 (DDPM kinds)
+        self.check_params(sampling)
+
+    @property
+    def default_sampling(self) -> DiffusionSampling:
+        return self._sampling
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.pos_embed.device
+
+    def to(self, device: torch.device | str) -> "DiffusionGenerator":
+        self.model.to(device)
+        for m in self._decoder_modules:
+            m.to(device)
+        return self
+
+    def check_params(self, params: Any) -> DiffusionSampling:
+        if not isinstance(params, DiffusionSampling):
+            raise ValueError(f"{self.name}: sampling parameters must be DiffusionSampling, got {type(params).__name__}")
+        solvers = DDPM_SOLVERS if self.kind == "ddpm" else flow.SOLVERS
+        if params.solver not in solvers:
+            raise ValueError(f"{self.name}: solver {params.solver!r} not available (known: {', '.join(solvers)})")
+        if self.kind == "flow" and params.steps < 2:
+            raise ValueError(f"{self.name}: flow sampling needs steps >= 2 (grid points), got {params.steps}")
+        return params
+
+    def schedule(self, steps: int) -> GaussianDiffusion:
+        if steps not in self._schedules:
+            self._schedules[steps] = GaussianDiffusion.respaced(steps, learn_sigma=self.model.cfg.learn_sigma)
+        return self._schedules[steps]
+
+    @torch.inference_mode()
+    def sample_latents(self, labels: torch.Tensor, generator: torch.Generator,
+                       params: DiffusionSampling | None = None) -> torch.Tensor:
+        p = self.check_params(params or self._sampling)
+        dev = self.device
+        y = self.check_labels(labels).to(dev)
+        g = device_generator(generator, dev)
+        c, s = self.model.cfg.in_channels, self.model.cfg.input_size
+        noise = torch.randn((len(y), c, s, s), generator=g, device=dev)
+        cfg_on = p.cfg_scale != 1.0
+        with precision(dev, self.dtype, self.tf32):
+            if self.kind == "ddpm":
+                diff = self.schedule(p.steps)
+                n = float(diff.num_train_timesteps)
+                fn = guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
+                               tau=lambda t: 1.0 - t.float() / n, channels=c)
+                # upstream draws each step's noise for the doubled batch under CFG
+                x = diff.sample(fn, noise, g, solver=p.solver, eta=p.eta, noise_batch=2 * len(y) if cfg_on else None,
+                                clip_denoised=self.clip_denoised)
+            else:
+                fn = guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
+                               tau=lambda t: t.float(), channels=c, keep_channels=c)
+                x = flow.sample(fn, noise, g, steps=p.steps, solver=p.solver, shift=p.timestep_shift)
+        return x.float()
+
+    @torch.inference_mode()
+    def generate(self, labels: torch.Tensor, generator: torch.Generator,
+                 params: DiffusionSampling | None = None) -> torch.Tensor:
+        z = self.sample_latents(labels, generator, params)
+        images = self._decode(z) if self._decode is not None else z
+        return to_uint8(images, (-1.0, 1.0), self.quantization).to(labels.device)
+
+    def info(self) -> dict[str, Any]:
+        if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():
+            self._sha256 = sha256_file(self.checkpoint)
+        return {**super().info(), "kind": self.kind, "checkpoint": self.checkpoint, "checkpoint_sha256": self._sha256,
+                "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.model.cfg.to_dict(),
+                "default_sampling": self._sampling.to_dict(), "dtype": str(self.dtype).replace("torch.", ""),
+                "tf32": self.tf32, "clip_denoised": self.clip_denoised, **self.extra_info}

@@ -1,0 +1,246 @@
+"""DiT / SiT / LightningDiT / VAE baselines: meta-device parameter counts against closed forms and
+published sizes, state-dict key names written from upstream code, strict loading, the plugins.
+
+Upstream files read for the names: facebookresearch/DiT ``models.py`` (DiTBlock, FinalLayer, DiT,
+embedders; timm Attention ``qkv/proj``, Mlp ``fc1/fc2``) and ``diffusion/respace.py``; a public copy
+of hustvl/LightningDiT ``models/lightningdit.py`` (LightningDiTBlock: ``norm1/norm2`` RMSNorm,
+``attn``, ``mlp`` SwiGLUFFN ``w12/w3``, ``adaLN_modulation``; FinalLayer ``norm_final`` RMSNorm);
+CompVis LDM ``ldm/modules/diffusionmodules/model.py`` layout for the KL autoencoders.
+"""
+import pytest
+import torch
+
+from harness.errors import UserError
+from harness.interfaces import DiffusionSampling
+from harness.nn.checkpoint import CheckpointError
+from harness.nn.dit_blocks import DiT, named_config
+
+from baselines.lightningdit import XL_1
+from baselines.vae import SD_VAE, VA_VAE, AutoencoderKL
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _meta(build):
+    with torch.device("meta"):
+        return build()
+
+
+# ---------------------------------------------------------------------------------------- counts
+def dit_closed_form(depth, d, patch, c_in, grid, classes=1000, learn_sigma=True, swiglu=False, rmsnorm=False):
+    out = 2 * c_in if learn_sigma else c_in
+    hidden = 4 * d
+    mlp = (d * 2 * int(2 / 3 * hidden) + 2 * int(2 / 3 * hidden) + int(2 / 3 * hidden) * d + d) if swiglu \
+        else (d * hidden + hidden + hidden * d + d)
+    block = (d * 3 * d + 3 * d) + (d * d + d) + mlp + (d * 6 * d + 6 * d) + (2 * d if rmsnorm else 0)
+    head = (d * 2 * d + 2 * d) + (d * patch * patch * out + patch * patch * out) + (d if rmsnorm else 0)
+    embed = (c_in * patch * patch * d + d) + (256 * d + d + d * d + d) + (classes + 1) * d + grid * grid * d
+    return embed + depth * block + head
+
+
+def test_dit_xl2_count_is_675m():
+    m = _meta(lambda: DiT(named_config("DiT-XL/2")))
+    n = _count(m)
+    assert n == dit_closed_form(28, 1152, 2, 4, 16)
+    assert round(n / 1e6) == 675  # DiT paper: 675M
+    trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)  # without the fixed pos_embed
+    assert round(trainable / 1e5) / 10 == 674.8
+
+
+@pytest.mark.parametrize("name, depth, d, patch", [("B/4", 12, 768, 4), ("S/8", 12, 384, 8), ("L/2", 24, 1024, 2)])
+def test_smaller_dit_configs_match_closed_form(name, depth, d, patch):
+    assert _count(_meta(lambda: DiT(named_config(name)))) == dit_closed_form(depth, d, patch, 4, 32 // patch)
+
+
+def test_sit_xl2_is_dit_xl2():
+    from baselines.sit import SIT_XL_SAMPLING
+
+    assert _count(_meta(lambda: DiT(named_config("XL/2")))) == dit_closed_form(28, 1152, 2, 4, 16)
+    assert SIT_XL_SAMPLING.solver == "euler-maruyama" and SIT_XL_SAMPLING.steps == 250 and SIT_XL_SAMPLING.cfg_scale == 1.5
+
+
+def test_lightningdit_xl1_count():
+    n = _count(_meta(lambda: DiT(XL_1)))
+    assert n == dit_closed_form(28, 1152, 1, 32, 16, learn_sigma=False, swiglu=True, rmsnorm=True)
+    assert round(n / 1e6) == 675  # LightningDiT-XL: 675M (same budget as DiT-XL)
+
+
+def ldm_vae_closed_form(ch, mult, nres, attn_levels, z, embed):
+    gn = lambda c: 2 * c  # noqa: E731
+    conv = lambda i, o, k: i * o * k * k + o  # noqa: E731
+    res = lambda i, o: gn(i) + conv(i, o, 3) + gn(o) + conv(o, o, 3) + (conv(i, o, 1) if i != o else 0)  # noqa: E731
+    attn = lambda c: gn(c) + 4 * conv(c, c, 1)  # noqa: E731
+    top = ch * mult[-1]
+    mid = 2 * res(top, top) + attn(top)
+    enc = conv(3, ch, 3)
+    cin = ch
+    for i, m in enumerate(mult):
+        cout = ch * m
+        enc += res(cin, cout) + (nres - 1) * res(cout, cout) + (nres * attn(cout) if i in attn_levels else 0)
+        enc += conv(cout, cout, 3) if i != len(mult) - 1 else 0
+        cin = cout
+    enc += mid + gn(top) + conv(top, 2 * z, 3)
+    dec = conv(z, top, 3) + mid
+    cin = top
+    for i in reversed(range(len(mult))):
+        cout = ch * mult[i]
+        dec += res(cin, cout) + nres * res(cout, cout) + ((nres + 1) * attn(cout) if i in attn_levels else 0)
+        dec += conv(cout, cout, 3) if i != 0 else 0
+        cin = cout
+    dec += gn(ch * mult[0]) + conv(ch * mult[0], 3, 3)
+    return enc + dec + conv(2 * z, 2 * embed, 1) + conv(embed, z, 1)
+
+
+def test_sd_vae_count_equals_published():
+    n = _count(_meta(lambda: AutoencoderKL(SD_VAE)))
+    assert n == ldm_vae_closed_form(128, (1, 2, 4, 4), 2, (), 4, 4)
+    assert n == 83_653_863  # diffusers AutoencoderKL of stabilityai/sd-vae-ft-ema / -mse
+
+
+def test_va_vae_count_and_attention_levels():
+    vae = _meta(lambda: AutoencoderKL(VA_VAE))
+    # attention at 16 px: encoder level 4 (256 / 2^4) and the first decoder level
+    assert _count(vae) == ldm_vae_closed_form(128, (1, 1, 2, 2, 4), 2, (4,), 32, 32)
+    assert round(_count(vae) / 1e6, 1) == 69.8
+    keys = vae.state_dict().keys()
+    assert "encoder.down.4.attn.1.proj_out.weight" in keys and "encoder.down.3.attn.0.q.weight" not in keys
+    assert "decoder.up.4.attn.2.q.weight" in keys and "decoder.up.3.attn.0.q.weight" not in keys
+    assert vae.post_quant_conv.weight.shape == (32, 32, 1, 1) and vae.encoder.conv_out.weight.shape[0] == 64
+
+
+# ---------------------------------------------------------------------------------------- key names
+DIT_TOP = ["x_embedder.proj.weight", "x_embedder.proj.bias", "t_embedder.mlp.0.weight", "t_embedder.mlp.0.bias",
+           "t_embedder.mlp.2.weight", "t_embedder.mlp.2.bias", "y_embedder.embedding_table.weight", "pos_embed",
+           "final_layer.linear.weight", "final_layer.linear.bias",
+           "final_layer.adaLN_modulation.1.weight", "final_layer.adaLN_modulation.1.bias"]
+DIT_BLOCK = ["attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias", "mlp.fc1.weight",
+             "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias", "adaLN_modulation.1.weight", "adaLN_modulation.1.bias"]
+LDIT_BLOCK = ["norm1.weight", "norm2.weight", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+              "mlp.w12.weight", "mlp.w12.bias", "mlp.w3.weight", "mlp.w3.bias",
+              "adaLN_modulation.1.weight", "adaLN_modulation.1.bias"]
+
+
+def test_dit_key_names_equal_upstream():
+    sd = _meta(lambda: DiT(named_config("XL/2"))).state_dict()
+    expected = DIT_TOP + [f"blocks.{i}.{k}" for i in range(28) for k in DIT_BLOCK]
+    assert sorted(sd) == sorted(expected)
+    assert sd["y_embedder.embedding_table.weight"].shape == (1001, 1152)
+    assert sd["final_layer.linear.weight"].shape == (2 * 2 * 8, 1152)
+
+
+def test_lightningdit_key_names_equal_upstream():
+    sd = _meta(lambda: DiT(XL_1)).state_dict()
+    expected = DIT_TOP + ["final_layer.norm_final.weight"] + [f"blocks.{i}.{k}" for i in range(28) for k in LDIT_BLOCK]
+    assert sorted(sd) == sorted(expected)
+    assert sd["blocks.0.mlp.w12.weight"].shape == (2 * 3072, 1152) and sd["blocks.0.mlp.w3.weight"].shape == (1152, 3072)
+    assert sd["x_embedder.proj.weight"].shape == (1152, 32, 1, 1) and sd["final_layer.linear.weight"].shape == (32, 1152)
+
+
+def test_vae_key_names_follow_ldm():
+    keys = set(_meta(lambda: AutoencoderKL(SD_VAE)).state_dict())
+    for k in ["encoder.conv_in.weight", "encoder.down.0.block.0.norm1.weight", "encoder.down.1.block.0.nin_shortcut.weight",
+              "encoder.down.0.downsample.conv.weight", "encoder.mid.block_1.conv1.weight", "encoder.mid.attn_1.q.weight",
+              "encoder.mid.attn_1.proj_out.bias", "encoder.norm_out.weight", "encoder.conv_out.weight", "quant_conv.weight",
+              "post_quant_conv.weight", "decoder.conv_in.weight", "decoder.mid.block_2.norm2.bias",
+              "decoder.up.3.block.2.conv2.weight", "decoder.up.3.upsample.conv.weight", "decoder.up.1.block.0.nin_shortcut.weight",
+              "decoder.norm_out.weight", "decoder.conv_out.bias"]:
+        assert k in keys, k
+    assert "decoder.up.0.upsample.conv.weight" not in keys and "encoder.down.3.downsample.conv.weight" not in keys
+
+
+# ---------------------------------------------------------------------------------------- loading
+def _small_dit_file(tmp_path, name="S/8", wrap=None):
+    net = DiT(named_config(name)).initialize_weights(torch.Generator().manual_seed(0))
+    sd = net.state_dict()
+    path = tmp_path / "dit.pt"
+    torch.save({wrap: sd} if wrap else sd, path)
+    return path, sd
+
+
+@pytest.mark.parametrize("wrap", [None, "ema"])
+def test_dit_factory_loads_strictly(tmp_path, wrap):
+    from baselines.dit import dit_xl_2
+
+    path, sd = _small_dit_file(tmp_path, wrap=wrap)
+    gen = dit_xl_2(device="cpu", checkpoint=str(path), random_weights=True, config="S/8")
+    for k, v in gen.model.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    assert gen.info()["checkpoint_sha256"] and gen.default_sampling.cfg_scale == 1.5
+
+
+def test_dit_factory_rejects_wrong_checkpoint(tmp_path):
+    from baselines.dit import dit_xl_2
+
+    path, sd = _small_dit_file(tmp_path)
+    sd.pop("pos_embed")
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError, match="missing"):
+        dit_xl_2(device="cpu", checkpoint=str(path), random_weights=True, config="S/8")
+    with pytest.raises(UserError, match="DiT-XL-2-256x256.pt"):
+        dit_xl_2(device="cpu")
+
+
+def test_lightningdit_rope_buffers_checked(tmp_path):
+    from baselines.lightningdit import _check_rope_buffers
+
+    table = _meta(lambda: DiT(XL_1)).rope_table(torch.device("cpu"))  # the table is built lazily, off meta
+    assert table.shape == (256, 36, 2)
+    cos, sin = table[..., 0].repeat_interleave(2, -1), table[..., 1].repeat_interleave(2, -1)
+    out = _check_rope_buffers(XL_1, {"a": torch.zeros(1), "feat_rope.freqs_cos": cos, "feat_rope.freqs_sin": sin}, "x")
+    assert list(out) == ["a"]
+    with pytest.raises(CheckpointError, match="freqs_sin"):
+        _check_rope_buffers(XL_1, {"feat_rope.freqs_cos": cos, "feat_rope.freqs_sin": sin.flip(0)}, "x")
+
+
+def test_vae_strict_load_drops_training_only_keys(tmp_path):
+    from baselines.vae import VAEConfig, build_vae
+
+    tiny = VAEConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), z_channels=4, embed_dim=4, resolution=32)
+    vae = AutoencoderKL(tiny)
+    sd = {**vae.state_dict(), "loss.discriminator.main.0.weight": torch.zeros(1), "linear_proj.weight": torch.zeros(1)}
+    path = tmp_path / "vavae.pt"
+    torch.save({"state_dict": sd}, path)
+    loaded = build_vae(tiny, path)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(loaded.decode(loaded.encode(x)), vae.decode(vae.encode(x)))
+    sd.pop("decoder.conv_out.bias")
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError, match="missing"):
+        build_vae(tiny, path)
+
+
+# ---------------------------------------------------------------------------------------- plugins
+@pytest.mark.parametrize("name, kind", [("dit-tiny", "ddpm"), ("flow-tiny", "flow")])
+def test_tiny_plugins_same_seed_same_images(name, kind):
+    from harness.registry import generators, load_plugins
+
+    load_plugins()
+    gen = generators.get(name)(device="cpu")
+    assert gen.kind == kind and gen.image_size == 32 and 1.0e6 < gen.info()["num_params"] < 1.6e6
+    labels = torch.tensor([0, 5, 10])
+    params = DiffusionSampling(steps=8, solver="ddim" if kind == "ddpm" else "heun", cfg_scale=2.0)
+    a = gen.generate(labels, torch.Generator().manual_seed(3), params)
+    b = gen.generate(labels, torch.Generator().manual_seed(3), params)
+    c = gen.generate(labels, torch.Generator().manual_seed(4), params)
+    assert a.dtype == torch.uint8 and a.shape == (3, 32, 32, 3)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(ValueError, match="solver"):
+        gen.generate(labels, torch.Generator(), DiffusionSampling(steps=4, solver="euler" if kind == "ddpm" else "ddpm"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factory", ["baselines.dit:dit_xl_2", "baselines.sit:sit_xl_2",
+                                     "baselines.lightningdit:lightningdit_xl_1"])
+def test_full_configs_run_with_random_weights(factory):
+    """Speed runs need no file: full XL configs + VAEs, random weights, two sampler steps."""
+    import importlib
+
+    mod, attr = factory.split(":")
+    gen = getattr(importlib.import_module(mod), attr)(device="cpu", random_weights=True)
+    steps = 2 if gen.kind == "flow" else 1
+    solver = "euler" if gen.kind == "flow" else "ddim"
+    img = gen.generate(torch.tensor([1]), torch.Generator().manual_seed(0),
+                       DiffusionSampling(steps=steps, solver=solver, cfg_scale=1.5))
+    assert img.shape == (1, 256, 256, 3) and img.dtype == torch.uint8
