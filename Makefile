@@ -35,7 +35,8 @@ bench: setup
 	$(BIN)/python -m pytest -q -m bench tests/benchmarks --benchmark-autosave --benchmark-json=results/bench/pytest-benchmark-latest.json $(PYTEST_ARGS)
 
 # Every tiny model, retrained in order from a clean clone: the tiny AliTok models here (CPU, about
-# 35 minutes on 2 cores), then the tiny baselines (tiny-baselines, about 25 more minutes).
+# 35 minutes on 2 cores), then the tiny AR baselines (tiny-baselines, about 25 more minutes) and the
+# tiny DiT / flow models (tiny-diffusion, about 22 more minutes).
 # The tiny AliTok chain:
 # stage 1 -> stage 2 (from the stage-1 checkpoint) -> AR (on stage-1 codes, grid decoded by the
 # stage-2 tokenizer). Each run writes only under $(TINY)/<stage>; a rerun resumes. Publishing into
@@ -53,6 +54,7 @@ tiny-models: setup
 	$(ALITOK) train $(STAGE2) --publish
 	$(ALITOK) train $(AR) --publish
 	$(MAKE) --no-print-directory tiny-baselines
+	$(MAKE) --no-print-directory tiny-diffusion
 
 # The tiny AR baselines (1 thread each, ~2.5-8 min): LlamaGen-style VQGAN -> GPT on its codes, TiTok-style
 # 1D tokenizer -> GPT on its codes. Each AR run trains on the tokenizer its chain just trained; each run
@@ -87,14 +89,16 @@ tiny-records: setup
 	  echo "$(ALITOK) $(RECON) --checkpoint $(TINY)/stage1/last.safetensors --out $(TINY)/recon/stage1"; \
 	  $(ALITOK) $(RECON) --checkpoint $(TINY)/stage1/last.safetensors --out $(TINY)/recon/stage1; \
 	else echo "skipped the stage-1 record: no $(TINY)/stage1/last.safetensors (make tiny-models)"; fi
-# Retrain the tiny pixel-space DiT (DDPM) and flow model (~10 min each on one CPU thread); the
-# exported weights go to baselines/weights/, records and grids to results/{dit,flow}-tiny/.
+# The tiny pixel-space DiT (DDPM) and flow model (~11 min each on one CPU thread): each run writes
+# only under results/{dit,flow}-tiny/train (a rerun resumes); the EMA exports are published into
+# baselines/weights/ once both have finished.
+DIT_RUN  := baselines/configs/train_dit_tiny.yaml --out results/dit-tiny/train
+FLOW_RUN := baselines/configs/train_flow_tiny.yaml --out results/flow-tiny/train
 tiny-diffusion: setup
-	rm -rf results/dit-tiny/train results/flow-tiny/train
-	OMP_NUM_THREADS=1 $(BIN)/alitok-bench train baselines/configs/train_dit_tiny.yaml --out results/dit-tiny/train
-	OMP_NUM_THREADS=1 $(BIN)/alitok-bench train baselines/configs/train_flow_tiny.yaml --out results/flow-tiny/train
-	rm -f results/dit-tiny/train/last*.safetensors results/dit-tiny/train/last_optim.pt \
-	      results/flow-tiny/train/last*.safetensors results/flow-tiny/train/last_optim.pt
+	OMP_NUM_THREADS=1 $(ALITOK) train $(DIT_RUN)
+	OMP_NUM_THREADS=1 $(ALITOK) train $(FLOW_RUN)
+	$(ALITOK) train $(DIT_RUN) --publish
+	$(ALITOK) train $(FLOW_RUN) --publish
 
 clean:
 	rm -rf $(VENV) .benchmarks
