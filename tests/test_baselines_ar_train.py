@@ -172,3 +172,39 @@ def test_tiny_baselines_chain_from_a_clean_folder(tmp_path, tok_config, ar_confi
     record = json.loads((ar / "train_record.json").read_text())
     assert record["model"]["tokenizer"]["checkpoint_sha256"] == sha256_file(tok / "model.safetensors")
     assert {p.name: sha256_file(p) for p in weights.glob("*.safetensors")} == before
+
+
+@pytest.mark.slow  # two torchrun processes: 30-60 s on 2 shared cores
+def test_two_processes_equal_one_for_both_trainers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from harness.nn.checkpoint import load_state_dict
+
+    def torchrun(cfg, out):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               "-m", "harness", "train", str(cfg), "--out", str(out), "--device", "cpu"],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    def same(a, b):
+        sa, sb = load_state_dict(a), load_state_dict(b)
+        assert sa.keys() == sb.keys()
+        assert max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa) <= 1e-5
+
+    # the codebook is seeded from the global batch, so it is the same on every rank
+    tok = _yaml(tmp_path / "tok.yaml", {"trainer": "baselines-tokenizer", **_tokenizer_cfg("titok"), "grid": False})
+    assert main(["train", str(tok), "--out", str(tmp_path / "tok1"), "--device", "cpu"]) == 0
+    proc = torchrun(tok, tmp_path / "tok2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    same(tmp_path / "tok1/last.safetensors", tmp_path / "tok2/last.safetensors")
+    # dropout off: each rank's masks are drawn for its slice (label dropout is drawn for the global batch)
+    model = {"token_dropout": 0.0, "resid_dropout": 0.0, "ffn_dropout": 0.0}
+    ar_cfg = _ar_cfg(tmp_path / "tok1/model.safetensors", 4, "1d", grid=False)
+    ar = _yaml(tmp_path / "ar.yaml", {"trainer": "baselines-ar", **ar_cfg, "model": {**ar_cfg["model"], **model}})
+    assert main(["train", str(ar), "--out", str(tmp_path / "ar1"), "--device", "cpu"]) == 0
+    proc = torchrun(ar, tmp_path / "ar2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    same(tmp_path / "ar1/last.safetensors", tmp_path / "ar2/last.safetensors")
+    assert json.loads((tmp_path / "ar2/train_record.json").read_text())["env"]["world_size"] == 2
