@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow bench clean tiny-models tiny-records tiny-diffusion
+.PHONY: setup demo test test-slow bench clean tiny-models tiny-baselines tiny-diffusion tiny-records
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,10 @@ test-slow: setup
 bench: setup
 	$(BIN)/python -m pytest -q -m bench tests/benchmarks --benchmark-autosave --benchmark-json=results/bench/pytest-benchmark-latest.json $(PYTEST_ARGS)
 
-# The tiny AliTok models, retrained in order from a clean clone (CPU, about 35 minutes on 2 cores):
+# Every tiny model, retrained in order from a clean clone: the tiny AliTok models here (CPU, about
+# 35 minutes on 2 cores), then the tiny AR baselines (tiny-baselines, about 25 more minutes) and the
+# tiny DiT / flow models (tiny-diffusion, about 22 more minutes).
+# The tiny AliTok chain:
 # stage 1 -> stage 2 (from the stage-1 checkpoint) -> AR (on stage-1 codes, grid decoded by the
 # stage-2 tokenizer). Each run writes only under $(TINY)/<stage>; a rerun resumes. Publishing into
 # alitok/weights/ happens only once all three have finished: a finished run restarted with
@@ -50,24 +53,52 @@ tiny-models: setup
 	$(ALITOK) train $(AR)
 	$(ALITOK) train $(STAGE2) --publish
 	$(ALITOK) train $(AR) --publish
+	$(MAKE) --no-print-directory tiny-baselines
+	$(MAKE) --no-print-directory tiny-diffusion
 
-# Held-out reconstruction records of the tiny tokenizer (352 embedded val patches, real pool3
-# weights): the committed stage-2 tokenizer and, when `make tiny-models` left it, the stage-1 one.
-RECON    := recon embedded:val:32 --per-class 32 --inception fid-helper --tokenizer alitok-tiny
+# The tiny AR baselines (1 thread each, ~2.5-8 min): LlamaGen-style VQGAN -> GPT on its codes, TiTok-style
+# 1D tokenizer -> GPT on its codes. Each AR run trains on the tokenizer its chain just trained; each run
+# writes only under its --out, and the four exports are published into baselines/weights/ at the end.
+LGTINY   ?= results/llamagen-tiny
+TTTINY   ?= results/titok-tiny
+BCFG     := baselines/configs
+VQ_TOK   := $(BCFG)/train_tiny_vq.yaml --out $(LGTINY)/vq
+TT_TOK   := $(BCFG)/train_tiny_titok.yaml --out $(TTTINY)/tokenizer
+VQ_AR    := $(BCFG)/train_tiny_llamagen_ar.yaml --out $(LGTINY)/ar --set tokenizer=$(LGTINY)/vq/model.safetensors
+TT_AR    := $(BCFG)/train_tiny_titok_ar.yaml --out $(TTTINY)/ar --set tokenizer=$(TTTINY)/tokenizer/model.safetensors
+tiny-baselines: setup
+	OMP_NUM_THREADS=1 $(ALITOK) train $(VQ_TOK)
+	OMP_NUM_THREADS=1 $(ALITOK) train $(VQ_AR)
+	OMP_NUM_THREADS=1 $(ALITOK) train $(TT_TOK)
+	OMP_NUM_THREADS=1 $(ALITOK) train $(TT_AR)
+	$(ALITOK) train $(VQ_TOK) --publish
+	$(ALITOK) train $(VQ_AR) --publish
+	$(ALITOK) train $(TT_TOK) --publish
+	$(ALITOK) train $(TT_AR) --publish
+
+# Held-out reconstruction records of the tiny tokenizers (352 embedded val patches, real pool3
+# weights): the committed stage-2 AliTok tokenizer and, when `make tiny-models` left it, the stage-1
+# one; the committed tiny VQGAN (vq-tiny) and tiny TiTok (titok-tiny).
+RECON_ARGS := recon embedded:val:32 --per-class 32 --inception fid-helper
+RECON    := $(RECON_ARGS) --tokenizer alitok-tiny
 tiny-records: setup
+	$(ALITOK) $(RECON_ARGS) --tokenizer vq-tiny --out $(LGTINY)/recon
+	$(ALITOK) $(RECON_ARGS) --tokenizer titok-tiny --out $(TTTINY)/recon
 	$(ALITOK) $(RECON) --out $(TINY)/recon/stage2
 	@if [ -f $(TINY)/stage1/last.safetensors ]; then \
 	  echo "$(ALITOK) $(RECON) --checkpoint $(TINY)/stage1/last.safetensors --out $(TINY)/recon/stage1"; \
 	  $(ALITOK) $(RECON) --checkpoint $(TINY)/stage1/last.safetensors --out $(TINY)/recon/stage1; \
 	else echo "skipped the stage-1 record: no $(TINY)/stage1/last.safetensors (make tiny-models)"; fi
-# Retrain the tiny pixel-space DiT (DDPM) and flow model (~10 min each on one CPU thread); the
-# exported weights go to baselines/weights/, records and grids to results/{dit,flow}-tiny/.
+# The tiny pixel-space DiT (DDPM) and flow model (~11 min each on one CPU thread): each run writes
+# only under results/{dit,flow}-tiny/train (a rerun resumes); the EMA exports are published into
+# baselines/weights/ once both have finished.
+DIT_RUN  := baselines/configs/train_dit_tiny.yaml --out results/dit-tiny/train
+FLOW_RUN := baselines/configs/train_flow_tiny.yaml --out results/flow-tiny/train
 tiny-diffusion: setup
-	rm -rf results/dit-tiny/train results/flow-tiny/train
-	OMP_NUM_THREADS=1 $(BIN)/alitok-bench train baselines/configs/train_dit_tiny.yaml --out results/dit-tiny/train
-	OMP_NUM_THREADS=1 $(BIN)/alitok-bench train baselines/configs/train_flow_tiny.yaml --out results/flow-tiny/train
-	rm -f results/dit-tiny/train/last*.safetensors results/dit-tiny/train/last_optim.pt \
-	      results/flow-tiny/train/last*.safetensors results/flow-tiny/train/last_optim.pt
+	OMP_NUM_THREADS=1 $(ALITOK) train $(DIT_RUN)
+	OMP_NUM_THREADS=1 $(ALITOK) train $(FLOW_RUN)
+	$(ALITOK) train $(DIT_RUN) --publish
+	$(ALITOK) train $(FLOW_RUN) --publish
 
 clean:
 	rm -rf $(VENV) .benchmarks

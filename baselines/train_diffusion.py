@@ -3,35 +3,36 @@ eps + learned variance, loss MSE + VLB) or a flow model (SiT: linear interpolant
 t ~ U(0, 1)).
 
 Label dropout to the null class, AdamW, warmup + cosine LR, grad clip and an EMA copy (sampled
-from, as DiT does) inside one saved module, so ``harness.nn.training.TrainLoop`` checkpoints and
+from, as DiT does) inside one saved module, so ``harness.training.TrainLoop`` checkpoints and
 resumes both. Every random draw (batch, labels, t, noise) comes from ``loop.generator``. At the end:
 held-out loss at fixed (t, noise) for the raw and EMA nets, the EMA weights exported with config
-and sampling preset in the safetensors metadata, a record JSON and a sample grid PNG.
+and sampling preset in the safetensors metadata (``model.safetensors``), ``train_record.json`` and
+``samples_grid.png``, all under ``--out``; ``--publish`` copies the export to the config's
+``export:`` path (committed ``baselines/weights/``). Paths in the YAML resolve against its folder.
+One process only: the noise is drawn per batch from one stream (a torchrun launch is refused).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
-import math
 import os
-import subprocess
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+import harness.training as training
 from harness.config import ConfigError, from_dict
 from harness.interfaces import DiffusionSampling
+from harness.io import atomic_path, sha256_file
 from harness.nn import flow
-from harness.nn.checkpoint import save_safetensors
 from harness.nn.diffusion import NUM_TRAIN_TIMESTEPS, GaussianDiffusion
 from harness.nn.dit_blocks import DiT, DiTConfig
-from harness.nn.training import TrainLoop
 
 META_CONFIG, META_KIND, META_SAMPLING = "dit_config", "kind", "sampling"
+MODEL_NAMES = {"ddpm": "dit-tiny", "flow": "flow-tiny"}  # registry names (harness/plugins.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,26 +44,30 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(training.OptimConfig):
+    """The engine's optimizer section (AdamW, warm-up then cosine) plus the EMA decay."""
+
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 100
+    schedule: Literal["constant", "cosine"] = "cosine"
     end_lr: float = 1e-5
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0
     ema_decay: float = 0.999
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportConfig:
-    weights: str | None = None
-    record: str | None = None
-    grid: str | None = None
-    grid_samples_per_class: int = 8
-    grid_seed: int = 0
+class GridConfig:
+    """``out/samples_grid.png``: EMA samples per class beside held-out reals (0: no grid)."""
+
+    samples_per_class: int = 8
+    seed: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class DiffusionTrainConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DiffusionTrainConfig(training.RunConfig):
+    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+
     kind: str  # "ddpm" or "flow"
     model: DiTConfig
     data: DataConfig = DataConfig()
@@ -71,13 +76,13 @@ class DiffusionTrainConfig:
     steps: int = 1000
     batch_size: int = 32
     label_dropout: float = 0.1
-    seed: int = 0
     log_every: int = 25
     ckpt_every: int = 250
     eval_every: int = 250
-    export: ExportConfig = ExportConfig()
+    grid: GridConfig = GridConfig()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.kind not in ("ddpm", "flow"):
             raise ConfigError(f"kind: must be ddpm or flow, got {self.kind!r}")
         if self.kind == "flow" and self.model.learn_sigma:
@@ -95,13 +100,6 @@ class EMAPair(torch.nn.Module):
     def update(self, decay: float) -> None:
         for e, p in zip(self.ema.parameters(), self.net.parameters()):
             e.lerp_(p, 1.0 - decay)
-
-
-def lr_at(step: int, total: int, o: OptimConfig) -> float:
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    frac = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
-    return o.end_lr + 0.5 * (o.lr - o.end_lr) * (1 + math.cos(math.pi * frac))
 
 
 def to_float(images: np.ndarray) -> torch.Tensor:
@@ -133,24 +131,6 @@ def heldout_loss(kind: str, net: DiT, x: torch.Tensor, y: torch.Tensor, ddpm: Ga
     return total / len(x)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def write_grid(images: np.ndarray, per_class: int, real: np.ndarray, real_labels: np.ndarray, path: Path,
                num_classes: int, real_per_class: int = 4, scale: int = 2, gap: int = 6) -> None:
     """One row per class: generated samples, a gap, then held-out real images of that class."""
@@ -166,14 +146,12 @@ def write_grid(images: np.ndarray, per_class: int, real: np.ndarray, real_labels
             canvas[c * s:(c + 1) * s, x0:x0 + s] = img
     canvas = canvas.repeat(scale, 0).repeat(scale, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    Image.fromarray(canvas).save(tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(canvas).save(tmp, format="PNG")
 
 
-def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device,
+                    publish: bool = False) -> dict[str, Any]:
     """The ``diffusion-tiny`` trainer (see module doc); returns the summary the CLI prints."""
     from harness.data.embedded import NUM_CLASSES, natural_patches
 
@@ -182,6 +160,10 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
         raise ConfigError(f"model.num_classes: {cfg.model.num_classes}, but the embedded dataset has {NUM_CLASSES} classes")
     if device.type != "cpu":
         raise ConfigError("the tiny diffusion trainer runs on CPU (its generator stream is CPU-only)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("the tiny diffusion trainer runs in one process (its noise stream is drawn per batch); "
+                          "launch it without torchrun")
+    training.check_publish(cfg.export, publish)
     out = Path(out_dir)
     tr_x, tr_y = natural_patches("train", cfg.data.image_size, cfg.data.per_class_train, cfg.data.seed)
     va_x, va_y = natural_patches("val", cfg.data.image_size, cfg.data.per_class_val, cfg.data.seed)
@@ -190,28 +172,30 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
 
     net = DiT(cfg.model).initialize_weights(torch.Generator().manual_seed(cfg.seed))
     pair = EMAPair(net)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = training.make_optimizer(net.parameters(), cfg.optim)
     config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    # the publish destination does not change training: a finished run can be published later
     run_config = {k: v for k, v in config_json.items() if k != "export"}
     metadata = {META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True), META_KIND: cfg.kind,
                 META_SAMPLING: json.dumps(cfg.sampling.to_dict(), sort_keys=True), "seed": str(cfg.seed),
-                "git_sha": _git_sha()}
-    loop = TrainLoop(out, pair, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
-                     log_every=cfg.log_every, metadata=metadata)
+                "git_sha": training.git_sha()}
+    loop = training.TrainLoop(out, pair, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
+                              log_every=cfg.log_every, metadata=metadata)
     ddpm = GaussianDiffusion.respaced(NUM_TRAIN_TIMESTEPS, learn_sigma=cfg.model.learn_sigma)
     null = cfg.model.num_classes
 
     def step_fn(step: int) -> dict[str, float]:
         net.train()
+        # the scheduled LR itself (not set_lr's base_lr * factor): bit-identical to the committed runs
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg.steps, cfg.optim)
+            group["lr"] = training.lr_at(step, cfg.steps, cfg.optim)
         idx = torch.randint(0, len(train_x), (cfg.batch_size,), generator=loop.generator)
         drop = torch.rand((cfg.batch_size,), generator=loop.generator) < cfg.label_dropout
         y = torch.where(drop, torch.full_like(train_y[idx], null), train_y[idx])
         losses = diffusion_loss(cfg.kind, net, train_x[idx], y, loop.generator, ddpm)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip or float("inf"))
         optimizer.step()
         pair.update(cfg.optim.ema_decay)
         values = {k: float(v.detach()) for k, v in losses.items()}
@@ -221,33 +205,44 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
         return values
 
     loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
-    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
-    summary = {"steps": loop.step, "first_logged_loss": rows[0]["loss"] if rows else None,
+    rows = loop.logged()
+    init = DiT(cfg.model).initialize_weights(torch.Generator().manual_seed(cfg.seed))
+    metrics = {"first_logged_loss": rows[0]["loss"] if rows else None,
                "final_logged_loss": rows[-1]["loss"] if rows else None,
-               "train_time_s": rows[-1]["time_s"] if rows else None,
-               "val_loss": round(heldout_loss(cfg.kind, net, val_x, val_y, ddpm), 5),
-               "val_loss_ema": round(heldout_loss(cfg.kind, pair.ema, val_x, val_y, ddpm), 5),
-               "val_loss_init": round(heldout_loss(cfg.kind, DiT(cfg.model).initialize_weights(
-                   torch.Generator().manual_seed(cfg.seed)), val_x, val_y, ddpm), 5),
-               "checkpoint": str(loop.model_path)}
-    record = {"trainer": "diffusion-tiny", "kind": cfg.kind, "paper_comparable": False, "config": config_json,
-              "git_sha": metadata["git_sha"], "num_params": sum(p.numel() for p in net.parameters()),
-              "train_images": len(train_x), "val_images": len(val_x), "summary": summary}
-    exp = cfg.export
-    if exp.weights:
-        save_safetensors(exp.weights, pair.ema.state_dict(), {**metadata, "step": str(loop.step)})
-        summary["exported"] = exp.weights
-    if exp.grid:
+               "val_loss": heldout_loss(cfg.kind, net, val_x, val_y, ddpm),
+               "val_loss_ema": heldout_loss(cfg.kind, pair.ema, val_x, val_y, ddpm),
+               "val_loss_init": heldout_loss(cfg.kind, init, val_x, val_y, ddpm)}
+    summary: dict[str, Any] = {"steps": loop.step, **{k: (round(v, 5) if k.startswith("val") else v)
+                                                       for k, v in metrics.items()},
+                               "checkpoint": str(loop.model_path)}
+    exported = loop.export(pair.ema.state_dict(), {})  # the EMA weights are the ones sampled
+    summary["export"] = str(exported)
+    published = training.publish_export(exported, cfg.export, publish)
+    if published:
+        summary["published"] = published
+    samples: dict[str, Any] = {}
+    if cfg.grid.samples_per_class:
         from harness.nn.diffusion_generator import DiffusionGenerator
 
         gen = DiffusionGenerator(pair.ema, name=f"{cfg.kind}-tiny", kind=cfg.kind, sampling=cfg.sampling,
                                  image_size=cfg.data.image_size, clip_denoised=cfg.kind == "ddpm")
-        labels = torch.arange(NUM_CLASSES).repeat_interleave(exp.grid_samples_per_class)
-        images = gen.generate(labels, torch.Generator().manual_seed(exp.grid_seed)).numpy()
-        write_grid(images, exp.grid_samples_per_class, va_x, va_y, Path(exp.grid), NUM_CLASSES)
-        record["samples"] = {"grid": exp.grid, "sampling": cfg.sampling.to_dict(), "seed": exp.grid_seed,
-                             "clip_denoised": gen.clip_denoised}
-    _write_json(out / "record.json", record)
-    if exp.record:
-        _write_json(Path(exp.record), record)
+        labels = torch.arange(NUM_CLASSES).repeat_interleave(cfg.grid.samples_per_class)
+        images = gen.generate(labels, torch.Generator().manual_seed(cfg.grid.seed)).numpy()
+        grid = out / "samples_grid.png"
+        write_grid(images, cfg.grid.samples_per_class, va_x, va_y, grid, NUM_CLASSES)
+        samples = {"grid": str(grid), "sampling": cfg.sampling.to_dict(), "seed": cfg.grid.seed,
+                   "clip_denoised": gen.clip_denoised}
+    model_info = {"name": MODEL_NAMES[cfg.kind], "kind": cfg.kind, "checkpoint": str(exported),
+                  "checkpoint_sha256": sha256_file(exported), "published": published, "weights": "ema",
+                  "num_params": sum(p.numel() for p in net.parameters()), "config": cfg.model.to_dict()}
+    summary["record"] = str(training.write_train_record(
+        loop, trainer="diffusion-tiny", model=model_info, metrics=metrics, device=device,
+        extra={"train_images": len(train_x), "val_images": len(val_x)}, samples=samples,
+        metric_provenance={"val_loss": "held-out training loss at fixed (t, noise) (seed 1234), raw / EMA / "
+                                       "initial net"},
+        notes=["not paper-comparable: tiny pixel-space model, embedded natural patches, not ImageNet"]))
     return summary
+
+
+# resolved against the config file's folder
+train_diffusion.path_keys = ("export",)

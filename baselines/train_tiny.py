@@ -7,20 +7,27 @@
   L2-normalised encoder output) and the codebook is then seeded with random encoder features; a
   minutes-long run otherwise collapses onto a few codes.
 - ``baselines-ar``: the LlamaGen GPT (``harness``-shared blocks; ``rope: 2d`` for the VQ grid, ``1d``
-  for TiTok's 1D tokens) on codes of a committed tiny tokenizer, label dropout for CFG, AdamW with
+  for TiTok's 1D tokens) on codes of a tiny baseline tokenizer, label dropout for CFG, AdamW with
   warm-up + cosine; held-out next-token CE / accuracy.
 
-Both write ``last.safetensors`` + ``log.jsonl`` under ``--out`` (``harness.nn.training.TrainLoop``:
-resumable) and, with ``export``, the committed weights (config in the metadata) and a JSON record.
+Both run on ``harness.training`` and write only under ``--out``: the resumable ``TrainLoop`` files,
+``model.safetensors`` (the inference export, config in its metadata), ``train_record.json`` and a
+grid (``recon_grid.png`` / ``samples_grid.png``). ``--publish`` copies the export to the config's
+``export:`` path (the committed ``baselines/weights/``). Paths in the YAML resolve against its
+folder; the tokenizer checkpoint and the publish destination are checked before the first step.
+
+Data order and losses are those of the runs that made the committed weights: batches from
+``loop.generator``, the LR of ``harness.training.lr_at`` (cosine) set on every group. Dropout masks
+(the GPT's token/residual/FFN dropout) now come from a global seed set per step inside
+``torch.random.fork_rng``, so a rerun or a resumed run repeats them; the committed AR runs drew them
+from the unseeded global RNG (torch seeds it per process), so no code reproduces those bit for bit.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import math
 import os
-import subprocess
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,23 +35,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import harness.training as training
 from harness.config import ConfigError, from_dict, to_dict
 from harness.interfaces import ARSampling
-from harness.io import write_json_atomic  # floor 1 (COMMON.md); see tests/test_import_rules.py
-from harness.nn.checkpoint import save_safetensors
-from harness.nn.training import TrainLoop
+from harness.io import sha256_file
 
 META_FAMILY, META_CONFIG, META_SAMPLING, META_TOKENIZER = "family", "config", "sampling", "tokenizer"
+LOSSES = "MSE + VQ (no perceptual / GAN: their pretrained weights are unavailable here)"
+# registry names of the systems (harness/plugins.py), by tokenizer family
+AR_NAMES = {"vq": "llamagen-tiny", "titok": "titok-ar-tiny"}
+NOT_COMPARABLE = "not paper-comparable: tiny model, embedded natural patches, not ImageNet"
 
 
 @dataclasses.dataclass(frozen=True)
-class Optim:
+class OptimConfig(training.OptimConfig):
+    """The engine's optimizer section with these trainers' defaults (warm-up, then cosine)."""
+
     lr: float = 1e-3
-    warmup_steps: int = 100
-    end_lr: float = 1e-5
-    weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
+    warmup_steps: int = 100
+    schedule: Literal["constant", "cosine"] = "cosine"
+    end_lr: float = 1e-5
+    grad_clip: float | None = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,77 +68,64 @@ class Data:
     hflip: bool = True
 
 
-@dataclasses.dataclass(frozen=True)
-class Export:
-    weights: str | None = None
-    record: str | None = None
-    grid: str | None = None
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TokenizerTrainConfig(training.RunConfig):
+    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
 
-
-@dataclasses.dataclass(frozen=True)
-class TokenizerTrainConfig:
     family: Literal["vq", "titok"]
-    steps: int
-    batch_size: int
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     vq_warmup_steps: int = 0
     vq_weight: float = 1.0
-    seed: int = 0
     data: Data = Data()
-    optim: Optim = Optim()
+    optim: OptimConfig = OptimConfig()
     log_every: int = 25
     ckpt_every: int = 250
-    export: Export = Export()
+    grid: bool = True   # out/recon_grid.png: 12 held-out images over their reconstructions
 
 
-@dataclasses.dataclass(frozen=True)
-class ARTrainConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ARTrainConfig(training.RunConfig):
+    """``harness.training.RunConfig`` plus the tokenizer (a ``baselines-tokenizer`` export) and:"""
+
     tokenizer: str
-    steps: int
-    batch_size: int
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     label_dropout: float = 0.1
-    seed: int = 0
     data: Data = Data()
-    optim: Optim = Optim()
+    optim: OptimConfig = OptimConfig()
     sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
     log_every: int = 25
     ckpt_every: int = 250
-    export: Export = Export()
+    grid: bool = True   # out/samples_grid.png: 8 samples per class, one row per class
 
 
 # ----------------------------------------------------------------------------------------------
 # shared helpers
 # ----------------------------------------------------------------------------------------------
-def lr_at(step: int, total: int, o: Optim) -> float:
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    frac = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
-    return o.end_lr + 0.5 * (o.lr - o.end_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
-
-
-def _optimizer(model: torch.nn.Module, o: Optim) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, o: OptimConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n and "latent" not in n]
     ids = {id(p) for p in decay}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                             lr=o.lr, betas=tuple(o.betas))
+    return training.make_optimizer([{"params": decay, "weight_decay": o.weight_decay},
+                                    {"params": rest, "weight_decay": 0.0}], o)
 
 
-def _step(loop: TrainLoop, loss: torch.Tensor, o: Optim, params) -> float:
+def _step(loop: training.TrainLoop, loss: torch.Tensor, o: OptimConfig, params) -> float:
+    # the scheduled LR itself on every group (not set_lr's base_lr * factor: bit-identical to the
+    # runs that made the committed weights)
     for group in loop.optimizer.param_groups:
-        group["lr"] = lr_at(loop.step, loop.total_steps, o)
+        group["lr"] = training.lr_at(loop.step, loop.total_steps, o)
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    return float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip))
+    loop.parallel.average_gradients(params)
+    return float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip is not None else float("inf")))
 
 
-def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
+@contextlib.contextmanager
+def _step_rng(seed: int, step: int, device: torch.device):
+    """Dropout masks as a function of seed and step (the caller's global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed * 1_000_003 + step)
+        yield
 
 
 def _images(split: str, d: Data, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,9 +135,14 @@ def _images(split: str, d: Data, per_class: int) -> tuple[torch.Tensor, torch.Te
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def _environment() -> dict[str, Any]:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "git_sha": _git_sha()}
+def _run_config(c) -> dict[str, Any]:
+    """The run's config.json: the publish destination does not change training (publish later)."""
+    return {k: v for k, v in to_dict(c).items() if k != "export"}
+
+
+def _logged(loop: training.TrainLoop, key: str) -> tuple[float | None, float | None]:
+    rows = [r for r in loop.logged() if key in r]
+    return (rows[0][key], rows[-1][key]) if rows else (None, None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,16 +209,22 @@ def _seed_codebook(model, family: str, features: torch.Tensor, generator: torch.
     emb.copy_(flat[pick] + 0.01 * torch.randn(emb.shape, generator=generator))
 
 
-def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device,
+                    publish: bool = False) -> dict[str, Any]:
+    """The ``baselines-tokenizer`` trainer (see module doc); returns the summary the CLI prints."""
     c = from_dict(TokenizerTrainConfig, cfg_dict)
+    training.check_publish(c.export, publish)
+    parallel = training.init_parallel(device)
+    device = parallel.device
     gen = torch.Generator().manual_seed(c.seed)
     model = build_tokenizer_model(c.family, c.model, gen).to(device).train()
     lo = -1.0 if c.family == "vq" else 0.0  # LlamaGen works in [-1, 1], TiTok in [0, 1]
     train_x, _ = _images("train", c.data, c.data.per_class_train)
     opt = _optimizer(model, c.optim)
     params = [p for p in model.parameters()]
-    loop = TrainLoop(out_dir, model, opt, c.steps, c.seed, to_dict(c), ckpt_every=c.ckpt_every,
-                     log_every=c.log_every, metadata={META_FAMILY: c.family, META_CONFIG: json.dumps(model.cfg.to_dict())})
+    loop = training.TrainLoop(out_dir, model, opt, c.steps, c.seed, _run_config(c), ckpt_every=c.ckpt_every,
+                              log_every=c.log_every, parallel=parallel,
+                              metadata={META_FAMILY: c.family, META_CONFIG: json.dumps(model.cfg.to_dict())})
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(len(train_x), (c.batch_size,), generator=loop.generator)
@@ -225,25 +235,54 @@ def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
         x = (x * 2 - 1 if lo < 0 else x).to(device)
         quantize = step >= c.vq_warmup_steps
         if quantize and step == c.vq_warmup_steps > 0:
+            # seeded from the global batch with a fixed generator: every rank gets the same codebook
             with torch.no_grad():
                 feats = _forward_tokenizer(model, c.family, x, False)[3]
             _seed_codebook(model, c.family, feats, torch.Generator().manual_seed(c.seed + step))
-        rec, vq_loss, codes, _ = _forward_tokenizer(model, c.family, x, quantize)
-        mse = F.mse_loss(rec, x)
-        gnorm = _step(loop, mse + c.vq_weight * vq_loss, c.optim, params)
+        x = parallel.shard(x)
+        with _step_rng(c.seed, step, device):
+            rec, vq_loss, codes, _ = _forward_tokenizer(model, c.family, x, quantize)
+            mse = F.mse_loss(rec, x)
+            gnorm = _step(loop, mse + c.vq_weight * vq_loss, c.optim, params)
         loop.optimizer.step()
         logs = {"mse": mse.item(), "vq_loss": float(vq_loss.detach()), "grad_norm": gnorm}
         if codes is not None:
-            logs["codes_used"] = float(codes.unique().numel())
+            logs["codes_used"] = float(codes.unique().numel())  # of this rank's slice
         return logs
 
-    t0 = time.perf_counter()
-    logs = loop.run(step_fn, progress=False)
-    seconds = time.perf_counter() - t0
-    summary = {"steps": loop.step, "train_seconds_this_run": round(seconds, 1), "final": logs[-1] if logs else None}
-    if c.export.weights:
-        summary.update(_export_tokenizer(c, model, out_dir, seconds))
+    loop.run(step_fn, progress=False)
+    if not parallel.is_main:
+        return {}
+    first, final = _logged(loop, "mse")
+    summary: dict[str, Any] = {"steps": loop.step, "first_logged_mse": first, "final_logged_mse": final,
+                               "checkpoint": str(loop.model_path)}
+    val, grid = _evaluate_tokenizer(c, model, loop.out)
+    exported = loop.export(model.state_dict(), {"steps": str(c.steps), "seed": str(c.seed),
+                                                "git_sha": training.git_sha()})
+    published = training.publish_export(exported, c.export, publish)
+    summary.update({"val_psnr_db": round(val["psnr_db"], 2), "codebook_usage": round(val["codebook_usage"], 3),
+                    "export": str(exported)})
+    if published:
+        summary["published"] = published
+    tok = tokenizer_plugin(model, c.family, f"{c.family}-tiny")
+    model_info = {"name": f"{c.family}-tiny", "family": c.family, "checkpoint": str(exported),
+                  "checkpoint_sha256": sha256_file(exported), "published": published,
+                  "num_params": sum(p.numel() for p in model.parameters()), "num_tokens": tok.num_tokens,
+                  "codebook_size": tok.codebook_size, "config": model.cfg.to_dict()}
+    metrics = {"val_psnr_db": val["psnr_db"], "val_ssim": val["ssim"], "codebook_usage": val["codebook_usage"],
+               "code_perplexity": val["code_perplexity"], "first_logged_mse": first, "final_logged_mse": final}
+    summary["record"] = str(training.write_train_record(
+        loop, trainer="baselines-tokenizer", model=model_info, metrics=metrics, device=device,
+        extra={"losses": LOSSES}, samples={"grid": grid} if grid else {},
+        metric_provenance={"val": {"images": val["images"], "split": "embedded natural patches, val",
+                                   "psnr": "mean per-image PSNR of uint8 images",
+                                   "ssim": "skimage structural_similarity, win 7, per image, mean"}},
+        notes=[NOT_COMPARABLE]))
     return summary
+
+
+# resolved against the config file's folder
+train_tokenizer.path_keys = ("export",)
 
 
 def _grid_png(rows: list[np.ndarray], path: Path) -> None:
@@ -269,7 +308,8 @@ def _mean_psnr(real: np.ndarray, fake: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def _export_tokenizer(c: TokenizerTrainConfig, model, out_dir: Path, seconds: float) -> dict[str, Any]:
+def _evaluate_tokenizer(c: TokenizerTrainConfig, model, out: Path) -> tuple[dict[str, Any], str | None]:
+    """Held-out PSNR / SSIM / codebook usage and perplexity; ``out/recon_grid.png`` when ``grid``."""
     from skimage.metrics import structural_similarity
 
     model.eval()
@@ -278,29 +318,19 @@ def _export_tokenizer(c: TokenizerTrainConfig, model, out_dir: Path, seconds: fl
     codes = torch.cat([tok.encode(val_x[i:i + 128]) for i in range(0, len(val_x), 128)])
     rec = torch.cat([tok.decode(codes[i:i + 128]) for i in range(0, len(codes), 128)])
     real, fake = val_x.numpy(), rec.numpy()
-    counts = np.bincount(codes.flatten().numpy(), minlength=tok.codebook_size)
+    counts = np.bincount(codes.flatten().cpu().numpy(), minlength=tok.codebook_size)
     p = counts / counts.sum()
-    meta = {META_FAMILY: c.family, META_CONFIG: json.dumps(model.cfg.to_dict()), "steps": str(c.steps),
-            "seed": str(c.seed), "git_sha": _git_sha()}
-    save_safetensors(c.export.weights, model.state_dict(), meta)
-    record = {
-        "kind": "train", "trainer": "baselines-tokenizer", "family": c.family, "config": to_dict(c),
-        "num_params": sum(p_.numel() for p_ in model.parameters()), "num_tokens": tok.num_tokens,
-        "codebook_size": tok.codebook_size, "train_seconds": round(seconds, 1), "environment": _environment(),
-        "losses": "MSE + VQ (no perceptual / GAN: their pretrained weights are unavailable here)",
-        "val": {"images": len(real), "psnr_db": _mean_psnr(real, fake),
-                "ssim": float(np.mean([structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=7)
-                                       for a, b in zip(real, fake)])),
-                "codebook_usage": float((counts > 0).mean()),
-                "code_perplexity": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()))},
-        "weights": c.export.weights,
-    }
-    if c.export.record:
-        write_json_atomic(c.export.record, record)
-    if c.export.grid:
+    val = {"images": len(real), "psnr_db": _mean_psnr(real, fake),
+           "ssim": float(np.mean([structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=7)
+                                  for a, b in zip(real, fake)])),
+           "codebook_usage": float((counts > 0).mean()),
+           "code_perplexity": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()))}
+    grid = None
+    if c.grid:
         order = np.argsort(val_y.numpy(), kind="stable")[:: max(1, len(real) // 12)][:12]
-        _grid_png([real[order], fake[order]], Path(c.export.grid))
-    return {"val_psnr_db": round(record["val"]["psnr_db"], 2), "codebook_usage": round(record["val"]["codebook_usage"], 3)}
+        grid = str(out / "recon_grid.png")
+        _grid_png([real[order], fake[order]], Path(grid))
+    return val, grid
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,34 +357,40 @@ def load_tiny_gpt(path: str | os.PathLike, device="cpu"):
     return model, sampling, meta.get(META_TOKENIZER)
 
 
-def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> dict[str, Any]:
+def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
+    """The ``baselines-ar`` trainer (see module doc); returns the summary the CLI prints."""
     from baselines import llamagen as lg
     from harness.data.embedded import NUM_CLASSES
+    from harness.nn.checkpoint import read_metadata
 
     c = from_dict(ARTrainConfig, cfg_dict)
+    training.check_file("tokenizer", c.tokenizer, "tokenizer checkpoint")
+    training.check_publish(c.export, publish)
     sampling = ARSampling(**c.sampling)
+    parallel = training.init_parallel(device)
+    device = parallel.device
     tok = load_tiny_tokenizer(c.tokenizer, "tiny-tokenizer", device)
     gcfg = from_dict(lg.GPTConfig, {"class_dropout": c.label_dropout, **c.model}, "model")
     if gcfg.num_tokens != tok.num_tokens or gcfg.vocab_size != tok.codebook_size or gcfg.num_classes != NUM_CLASSES:
         raise ConfigError(f"model: {gcfg.num_tokens} tokens / {gcfg.vocab_size} codes / {gcfg.num_classes} classes do not "
                           f"match the tokenizer's {tok.num_tokens} / {tok.codebook_size} and the {NUM_CLASSES} classes")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     train_x, train_y = _images("train", c.data, c.data.per_class_train)
     val_x, val_y = _images("val", c.data, c.data.per_class_val)
-    train_codes, val_codes = _codes(tok, train_x), _codes(tok, val_x)
+    train_codes, val_codes = _codes(tok, train_x).cpu(), _codes(tok, val_x).cpu()
     # horizontal flips double the distinct training sequences (as the ten-crop pretokenisation upstream)
     if c.data.hflip:
-        train_codes = torch.stack([train_codes, _codes(tok, train_x.flip(2))], 1)
+        train_codes = torch.stack([train_codes, _codes(tok, train_x.flip(2)).cpu()], 1)
     else:
         train_codes = train_codes[:, None]
     model = lg.build_gpt(gcfg, device, torch.Generator().manual_seed(c.seed)).train()
     opt = _optimizer(model, c.optim)
     params = list(model.parameters())
+    tok_info = tok.info()
+    tok_family = read_metadata(c.tokenizer).get(META_FAMILY)
     meta = {META_CONFIG: json.dumps(gcfg.to_dict()), META_SAMPLING: json.dumps(sampling.to_dict()),
-            META_TOKENIZER: c.tokenizer}
-    loop = TrainLoop(out, model, opt, c.steps, c.seed, to_dict(c), ckpt_every=c.ckpt_every, log_every=c.log_every,
-                     metadata=meta)
+            META_TOKENIZER: c.tokenizer, "tokenizer_sha256": str(tok_info.get("checkpoint_sha256"))}
+    loop = training.TrainLoop(out_dir, model, opt, c.steps, c.seed, _run_config(c), ckpt_every=c.ckpt_every,
+                              log_every=c.log_every, metadata=meta, parallel=parallel)
 
     def batch_inputs(codes: torch.Tensor, labels: torch.Tensor, drop: torch.Tensor | None) -> torch.Tensor:
         cls = labels.clone()
@@ -363,43 +399,64 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device) -> d
         return torch.cat([cls[:, None], codes[:, :-1]], 1).to(device)
 
     def step_fn(step: int) -> dict[str, float]:
+        # the global batch from the shared stream, then this rank's slice
         idx = torch.randint(len(train_codes), (c.batch_size,), generator=loop.generator)
         view = torch.randint(train_codes.shape[1], (c.batch_size,), generator=loop.generator)
         codes = train_codes[idx, view]
         drop = torch.rand(c.batch_size, generator=loop.generator) < c.label_dropout
-        logits = model(batch_inputs(codes, train_y[idx], drop))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), codes.to(device).reshape(-1))
-        gnorm = _step(loop, loss, c.optim, params)
+        inputs = parallel.shard(batch_inputs(codes, train_y[idx], drop))
+        targets = parallel.shard(codes.to(device))
+        with _step_rng(c.seed, step, device):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            gnorm = _step(loop, loss, c.optim, params)
         loop.optimizer.step()
         return {"ce": loss.item(), "grad_norm": gnorm}
 
-    t0 = time.perf_counter()
-    logs = loop.run(step_fn, progress=False)
-    seconds = time.perf_counter() - t0
+    loop.run(step_fn, progress=False)
+    if not parallel.is_main:
+        return {}
     model.eval()
     with torch.no_grad():
-        logits = torch.cat([model(batch_inputs(val_codes[i:i + 256], val_y[i:i + 256], None))
+        logits = torch.cat([model(batch_inputs(val_codes[i:i + 256], val_y[i:i + 256], None)).cpu()
                             for i in range(0, len(val_codes), 256)])
         val_ce = float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), val_codes.reshape(-1)))
         val_acc = float((logits.argmax(-1) == val_codes).float().mean())
-    summary = {"steps": loop.step, "train_seconds_this_run": round(seconds, 1), "val_ce": round(val_ce, 4),
-               "val_acc": round(val_acc, 4)}
-    if c.export.weights:
-        save_safetensors(c.export.weights, model.state_dict(), {**meta, "steps": str(c.steps), "git_sha": _git_sha()})
-        counts = np.bincount(train_codes.flatten().numpy(), minlength=tok.codebook_size)
-        p = counts / counts.sum()
-        record = {"kind": "train", "trainer": "baselines-ar", "config": to_dict(c), "model": gcfg.to_dict(),
-                  "num_params": sum(p_.numel() for p_ in model.parameters()), "train_seconds": round(seconds, 1),
-                  "environment": _environment(), "tokenizer": tok.info(),
-                  "val": {"sequences": len(val_codes), "next_token_ce": val_ce, "next_token_acc": val_acc,
-                          "unigram_ce": float(-(p[p > 0] * np.log(p[p > 0])).sum())},
-                  "final_train": logs[-1] if logs else None, "weights": c.export.weights, "sampling": sampling.to_dict()}
-        if c.export.record:
-            write_json_atomic(c.export.record, record)
-        if c.export.grid:
-            from harness.nn.ar_generator import ARGenerator
+    counts = np.bincount(train_codes.flatten().numpy(), minlength=tok.codebook_size)
+    p = counts / counts.sum()
+    unigram_ce = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    first, final = _logged(loop, "ce")
+    exported = loop.export(model.state_dict(), {"steps": str(c.steps), "git_sha": training.git_sha()})
+    published = training.publish_export(exported, c.export, publish)
+    summary: dict[str, Any] = {"steps": loop.step, "first_logged_ce": first, "final_logged_ce": final,
+                               "val_ce": round(val_ce, 4), "val_acc": round(val_acc, 4),
+                               "unigram_ce": round(unigram_ce, 4), "checkpoint": str(loop.model_path),
+                               "export": str(exported)}
+    if published:
+        summary["published"] = published
+    samples: dict[str, Any] = {}
+    if c.grid:
+        from harness.nn.ar_generator import ARGenerator
 
-            gen = ARGenerator(model, tok, name="tiny", sampling=sampling)
-            rows = [gen.generate(torch.full((8,), k), torch.Generator().manual_seed(k)).numpy() for k in range(NUM_CLASSES)]
-            _grid_png(rows, Path(c.export.grid))
+        gen = ARGenerator(model, tok, name="tiny", sampling=sampling)
+        rows = [gen.generate(torch.full((8,), k), torch.Generator().manual_seed(k)).numpy() for k in range(NUM_CLASSES)]
+        samples = {"grid": str(loop.out / "samples_grid.png"), "per_class": 8, "seeds": "class k: manual_seed(k)",
+                   "sampling": sampling.to_dict()}
+        _grid_png(rows, Path(samples["grid"]))
+    model_info = {"name": AR_NAMES.get(tok_family, "tiny-gpt"), "checkpoint": str(exported), "checkpoint_sha256": sha256_file(exported),
+                  "published": published, "num_params": sum(p_.numel() for p_ in model.parameters()),
+                  "config": gcfg.to_dict(), "sampling": sampling.to_dict(), "tokenizer": tok_info}
+    metrics = {"val_ce": val_ce, "val_acc": val_acc, "unigram_ce": unigram_ce,
+               "first_logged_ce": first, "final_logged_ce": final}
+    summary["record"] = str(training.write_train_record(
+        loop, trainer="baselines-ar", model=model_info, metrics=metrics, device=device,
+        extra={"train_sequences": int(train_codes.shape[0] * train_codes.shape[1]), "val_sequences": len(val_codes)},
+        samples=samples,
+        metric_provenance={"val": {"sequences": len(val_codes), "next_token": "teacher-forced, class token given",
+                                   "unigram_ce": "entropy (nats) of the train-code frequencies: the CE of a unigram model"}},
+        notes=[NOT_COMPARABLE]))
     return summary
+
+
+# resolved against the config file's folder
+train_ar.path_keys = ("tokenizer", "export")
