@@ -47,9 +47,13 @@ VA_VAE_CONFIG: dict[str, Any] = dict(
 TRAINING_ONLY_PREFIXES = ("loss.", "linear_proj.", "model_ema.")
 LDM_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 
-# LDM name -> diffusers name, applied to the part after ``encoder.`` / ``decoder.``. Decoder levels
-# are numbered the other way round: LDM ``up.{i}`` (i = resolution level) is diffusers
-# ``up_blocks.{n-1-i}``.
+# LDM name -> diffusers name (after ``encoder.`` / ``decoder.``; ``quant_conv`` / ``post_quant_conv``
+# unchanged); n = len(ch_mult), decoder levels count the other way round:
+#   down.i.block.j / down.i.attn.j / down.i.downsample -> down_blocks.i.resnets.j / .attentions.j / .downsamplers.0
+#   up.i.block.j / up.i.attn.j / up.i.upsample         -> up_blocks.(n-1-i).resnets.j / .attentions.j / .upsamplers.0
+#   mid.block_1 / mid.block_2 / mid.attn_1             -> mid_block.resnets.0 / .resnets.1 / .attentions.0
+#   leaves: nin_shortcut -> conv_shortcut; attention norm q k v proj_out -> group_norm to_q to_k to_v to_out.0;
+#   norm_out -> conv_norm_out (norm1 norm2 conv1 conv2 conv_in conv_out unchanged)
 _LEAF = {"nin_shortcut": "conv_shortcut", "norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v",
          "proj_out": "to_out.0", "norm_out": "conv_norm_out"}
 
@@ -125,7 +129,8 @@ def _from_diffusers_folder(cls, folder: Path, config: dict[str, Any], device: An
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{folder}: not a diffusers VAE folder (no config.json)")
     try:
-        vae = cls.from_pretrained(str(folder), local_files_only=True)
+        # .bin weights are read with torch.load(weights_only=True) by diffusers; no accelerate here
+        vae = cls.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False)
     except (OSError, ValueError, RuntimeError) as e:  # missing/corrupt weights, wrong layout
         raise CheckpointError(f"{folder}: not a loadable diffusers AutoencoderKL ({str(e).splitlines()[0][:160]})") from None
     shape_keys = ("latent_channels", "block_out_channels", "down_block_types", "up_block_types", "layers_per_block")

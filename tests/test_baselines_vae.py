@@ -72,14 +72,14 @@ def test_configs_in_code_are_the_ldm_configs():
 def test_sd_vae_count():
     n = _count(_meta(lambda: AutoencoderKL(**SD_VAE_CONFIG)))
     assert n == ldm_vae_closed_form(128, (1, 2, 4, 4), 2, (), 4, 4) == _count(_meta(lambda: LdmVAE(SD_VAE)))
-    assert round(n / 1e6, 1) == 83.7  # the 83.7M quoted for the SD (kl-f8) VAE
+    # = 83,653,863 (three independent counts agree; no published figure is asserted here)
 
 
 def test_va_vae_count_and_attention_levels():
     vae = _meta(lambda: AutoencoderKL(**VA_VAE_CONFIG))
     # attention at 16 px: encoder level 4 (256 / 2^4) and the first decoder block
     assert _count(vae) == ldm_vae_closed_form(128, (1, 1, 2, 2, 4), 2, (4,), 32, 32) == _count(_meta(lambda: LdmVAE(VA_VAE)))
-    assert round(_count(vae) / 1e6, 1) == 69.8
+    # = 69,836,067
     assert [len(b.attentions) if hasattr(b, "attentions") else 0 for b in vae.encoder.down_blocks] == [0, 0, 0, 0, 2]
     assert [len(b.attentions) if hasattr(b, "attentions") else 0 for b in vae.decoder.up_blocks] == [3, 0, 0, 0, 0]
     assert vae.post_quant_conv.weight.shape == (32, 32, 1, 1) and vae.encoder.conv_out.weight.shape[0] == 64
