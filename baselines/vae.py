@@ -43,8 +43,10 @@ VA_VAE_CONFIG: dict[str, Any] = dict(
     down_block_types=("DownEncoderBlock2D",) * 4 + ("AttnDownEncoderBlock2D",),
     up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 4,
     act_fn="silu", norm_num_groups=32, sample_size=256, scaling_factor=1.0)
-# training-only parts of released VA-VAE / LDM checkpoints (discriminator + LPIPS, VF-loss projection)
-TRAINING_ONLY_PREFIXES = ("loss.", "linear_proj.", "model_ema.")
+# training-only parts of released VA-VAE / LDM checkpoints: discriminator + LPIPS, the VF loss's
+# projection and DINOv2 teacher (LightningDiT tokenizer/autoencoder.py loads with strict=False and
+# filters the same), LDM's EMA copy
+TRAINING_ONLY_PREFIXES = ("loss.", "linear_proj.", "foundation_model.", "model_ema.")
 LDM_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 
 # LDM name -> diffusers name (after ``encoder.`` / ``decoder.``; ``quant_conv`` / ``post_quant_conv``

@@ -188,8 +188,9 @@ def test_loads_ldm_files_and_diffusers_folders(tmp_path):
     ldm, _ = _pair(cfg)
     ldm = ldm.float()
     z = torch.randn(1, cfg.z_channels, 8, 8, generator=torch.Generator().manual_seed(2))
-    # released-style LDM checkpoint: {"state_dict": ...} with training-only entries (discriminator, VF projection)
-    sd = {**ldm.state_dict(), "loss.discriminator.main.0.weight": torch.zeros(1), "linear_proj.weight": torch.zeros(1)}
+    # released-style LDM checkpoint: {"state_dict": ...} with training-only entries (discriminator, VF loss)
+    sd = {**ldm.state_dict(), "loss.discriminator.main.0.weight": torch.zeros(1), "linear_proj.weight": torch.zeros(1),
+          "foundation_model.model.blocks.0.attn.qkv.weight": torch.zeros(1)}
     torch.save({"state_dict": sd}, tmp_path / "vavae.pt")
     from_pt = build_vae(_small_config(cfg), tmp_path / "vavae.pt")
     torch.testing.assert_close(from_pt.decode(z).sample, ldm.decode(z), rtol=0, atol=1e-5)
