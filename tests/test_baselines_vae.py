@@ -239,5 +239,6 @@ def test_full_configs_agree_with_the_reference(ldm_cfg, config, side):
     z = torch.randn(1, ldm_cfg.z_channels, side, side, generator=torch.Generator().manual_seed(1))
     ref = ldm.decode(z)
     assert ref.std() > 0.01
-    # float32: summation order differs (SDPA vs bmm attention), measured up to ~1e-5 (a swapped q/k moves it by > 1e-3, see above)
+    # float32: summation order differs (SDPA vs bmm attention), measured up to ~1e-5;
+    # a swapped q/k moves the small-config output by > 1e-3 (test_cross_check_catches_a_wrong_map)
     torch.testing.assert_close(ours.decode(z).sample, ref, rtol=0, atol=5e-5)
