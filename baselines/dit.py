@@ -4,7 +4,7 @@ scale 0.18215), DDPM with learned variance, 250 ancestral steps, CFG 1.5 on the 
 Factories (targets in harness/plugins.py): ``dit_xl_2`` (released ``DiT-XL-2-256x256.pt``, a raw
 EMA state dict, or a training checkpoint's ``["ema"]``, loaded strictly) and ``dit_tiny`` (the
 committed tiny pixel-space DDPM). ``random_weights=True`` builds any named config without files
-(speed measurements): the network gets DiT's init, the VAE default init.
+(speed measurements): the network gets DiT's init, the VAE diffusers' default init.
 """
 from __future__ import annotations
 
@@ -55,17 +55,14 @@ def _on_meta(cfg: DiTConfig) -> DiT:
 
 
 def sd_vae_decoder(vae_path: str | None, device, random_weights: bool):
-    """``decode(z)``: SD VAE decode of z / 0.18215 (DiT's sample.py)."""
-    from baselines.vae import SD_SCALE_FACTOR, SD_VAE, build_vae, load_sd_vae
+    """``decode(z)``: SD VAE (diffusers ``AutoencoderKL``) decode of z / 0.18215 (DiT's sample.py)."""
+    from baselines.vae import sd_decode, sd_vae
 
-    if vae_path:
-        vae = load_sd_vae(vae_path, device)
-    elif random_weights:
-        vae = build_vae(SD_VAE, None, device)
-    else:
+    if not vae_path and not random_weights:
         raise UserError("the SD VAE is required: --set model.tokenizer_checkpoint=/path/sd-vae-ft-ema "
                         "(diffusers folder or LDM-layout file), or model.options.random_weights=true")
-    return (lambda z: vae.decode(z / SD_SCALE_FACTOR)), vae
+    vae = sd_vae(vae_path or None, device)
+    return (lambda z: sd_decode(vae, z)), vae
 
 
 def _options(name: str, options: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ patch 1, velocity output (``learn_sigma`` off). Sampling (``configs/reproduction
 lightningdit_xl_vavae_f16d32_800ep_cfg.yaml``): Euler ODE, 250 grid points, timestep_shift 0.3,
 cfg 6.7 on the first 3 of 32 channels, no guidance while t < 0.125. Sampled latents are
 de-normalised ``z * std / multiplier + mean`` (``latents_stats.pt``, multiplier 1.0) and decoded by
-VA-VAE (``baselines.vae.VA_VAE``); pixels ``clamp(127.5 x + 128)``.
+VA-VAE (``baselines.vae.va_vae``, a diffusers ``AutoencoderKL`` config); pixels ``clamp(127.5 x + 128)``.
 
 Checkpoint: weights under ``["ema"]`` (strict). EVA's RoPE keeps its cos/sin tables as buffers;
 if a checkpoint carries them (``feat_rope.freqs_cos/sin``) they are checked against our table
@@ -64,7 +64,7 @@ def lightningdit_xl_1(*, device, checkpoint=None, tokenizer_checkpoint=None, dty
                       random_weights=False, latent_stats=None, latent_multiplier: float = 1.0, **options):
     """LightningDiT-XL/1 + VA-VAE; ``latent_stats`` = path of ``latents_stats.pt``."""
     _options("lightningdit", options)
-    from baselines.vae import VA_VAE, build_vae
+    from baselines.vae import decode as vae_decode, va_vae
 
     if not random_weights and not (checkpoint and tokenizer_checkpoint and latent_stats):
         raise UserError("lightningdit needs --set model.checkpoint=/path/lightningdit-xl-imagenet256-800ep.pt "
@@ -75,11 +75,11 @@ def lightningdit_xl_1(*, device, checkpoint=None, tokenizer_checkpoint=None, dty
         model = load_strict(lambda: _on_meta(XL_1), sd, checkpoint, "LightningDiT-XL/1", device)
     else:
         model = DiT(XL_1).initialize_weights(torch.Generator().manual_seed(0)).to(device).eval()
-    vae = build_vae(VA_VAE, tokenizer_checkpoint, device)
+    vae = va_vae(tokenizer_checkpoint, device)
     mean, std = (t.to(device) for t in load_latent_stats(latent_stats))
 
     def decode(z: torch.Tensor) -> torch.Tensor:
-        return vae.decode(z * std / latent_multiplier + mean)
+        return vae_decode(vae, z * std / latent_multiplier + mean)
 
     return DiffusionGenerator(model, name="lightningdit-xl-1", kind="flow", sampling=SAMPLING, image_size=256,
                               decode=decode, checkpoint=checkpoint, dtype=_dtype(dtype), tf32=tf32, decoder_modules=(vae,),

@@ -1,241 +1,165 @@
-"""KL autoencoders of the latent diffusion baselines: the SD VAE (DiT / SiT, f8, 4 channels) and
-VA-VAE (LightningDiT, f16, 32 channels).
+"""KL autoencoders of the latent diffusion baselines, built as ``diffusers.AutoencoderKL``:
+the SD VAE (DiT / SiT: ``stabilityai/sd-vae-ft-ema`` / ``-mse``, f8, 4 channels, scale 0.18215)
+and VA-VAE (LightningDiT: ``hustvl/vavae-imagenet256-f16d32-dinov2``, f16, 32 channels).
 
-Both are the LDM ``AutoencoderKL`` (CompVis ``ldm/modules/diffusionmodules/model.py``: Encoder /
-Decoder with ``down.i.block.j`` / ``up.i.block.j`` ResNet blocks, ``mid.block_1 / attn_1 / block_2``,
-``quant_conv`` / ``post_quant_conv``), built here with those key names. VA-VAE keeps self-attention
-at 16 px inside its down/up levels (``attn_resolutions: [16]``), which diffusers' ``AutoencoderKL``
-cannot express (its encoder/decoder levels have no attention), so one module serves both and the
-VA-VAE is a config of it. The SD VAE also loads from a diffusers folder or file
-(``diffusion_pytorch_model.safetensors`` / ``.bin``) through ``diffusers.AutoencoderKL`` when that
-package is installed; its original LDM-layout checkpoints load directly here.
+VA-VAE is the CompVis LDM autoencoder with ``ch_mult (1,1,2,2,4)`` and self-attention at 16 px
+(``attn_resolutions: [16]``) inside the last encoder level and the first decoder level, besides
+the mid-block attention. diffusers expresses that as a config of the same class: block types
+``AttnDownEncoderBlock2D`` / ``AttnUpDecoderBlock2D`` at those levels (resnet, attention, ...,
+then down/up-sampling: LDM's order; one head of width C: LDM's single-head ``q k v proj_out``).
+tests/test_baselines_vae.py checks this against an independent LDM implementation. So one class
+serves both; only the key names differ from the released checkpoints.
+
+Inputs: a diffusers folder (``config.json`` + ``diffusion_pytorch_model.safetensors`` / ``.bin``,
+loaded offline by ``from_pretrained``) or an LDM-layout file (``.ckpt`` / ``.pt`` / ``.pth`` /
+``.safetensors``, e.g. ``vae-ft-ema-560000-ema-pruned.safetensors`` or the VA-VAE ``.pt``)
+whose keys ``ldm_to_diffusers`` renames (diffusers' own ``from_single_file`` converter files
+attention inside levels under the resnets, so it cannot read VA-VAE). Random weights come from
+the configs written below: no file, no download.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from harness.nn.checkpoint import CheckpointError
+from harness.nn.checkpoint import CheckpointError, check_state_dict, is_planning, load_state_dict
 
-
-@dataclasses.dataclass(frozen=True)
-class VAEConfig:
-    ch: int = 128
-    ch_mult: tuple[int, ...] = (1, 2, 4, 4)
-    num_res_blocks: int = 2
-    attn_resolutions: tuple[int, ...] = ()
-    z_channels: int = 4
-    embed_dim: int = 4
-    resolution: int = 256
-    in_channels: int = 3
-    out_ch: int = 3
-
-    @property
-    def downsample(self) -> int:
-        return 2 ** (len(self.ch_mult) - 1)
-
-
-SD_VAE = VAEConfig()  # stabilityai/sd-vae-ft-ema / -mse (kl-f8), scale factor 0.18215
-VA_VAE = VAEConfig(ch_mult=(1, 1, 2, 2, 4), attn_resolutions=(16,), z_channels=32, embed_dim=32)  # f16d32
 SD_SCALE_FACTOR = 0.18215
-# training-only parts of released VA-VAE / LDM checkpoints (discriminator + LPIPS, VF-loss projection)
-TRAINING_ONLY_PREFIXES = ("loss.", "linear_proj.", "model_ema.")
+# stabilityai/sd-vae-ft-ema (and -mse) config.json, the keys that shape the network
+SD_VAE_CONFIG: dict[str, Any] = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    act_fn="silu", norm_num_groups=32, sample_size=256, scaling_factor=SD_SCALE_FACTOR)
+# VA-VAE f16d32 (LightningDiT tokenizer/configs/vavae_f16d32.yaml: ch 128, ch_mult [1,1,2,2,4],
+# num_res_blocks 2, attn_resolutions [16], z_channels 32, embed_dim 32); latent scaling is done
+# by LightningDiT's latents_stats.pt, not by scaling_factor.
+VA_VAE_CONFIG: dict[str, Any] = dict(
+    in_channels=3, out_channels=3, latent_channels=32, block_out_channels=(128, 128, 256, 256, 512), layers_per_block=2,
+    down_block_types=("DownEncoderBlock2D",) * 4 + ("AttnDownEncoderBlock2D",),
+    up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 4,
+    act_fn="silu", norm_num_groups=32, sample_size=256, scaling_factor=1.0)
+# training-only parts of released VA-VAE / LDM checkpoints: discriminator + LPIPS, the VF loss's
+# projection and DINOv2 teacher (LightningDiT tokenizer/autoencoder.py loads with strict=False and
+# filters the same), LDM's EMA copy
+TRAINING_ONLY_PREFIXES = ("loss.", "linear_proj.", "foundation_model.", "model_ema.")
+LDM_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
+
+# LDM name -> diffusers name (after ``encoder.`` / ``decoder.``; ``quant_conv`` / ``post_quant_conv``
+# unchanged); n = len(ch_mult), decoder levels count the other way round:
+#   down.i.block.j / down.i.attn.j / down.i.downsample -> down_blocks.i.resnets.j / .attentions.j / .downsamplers.0
+#   up.i.block.j / up.i.attn.j / up.i.upsample         -> up_blocks.(n-1-i).resnets.j / .attentions.j / .upsamplers.0
+#   mid.block_1 / mid.block_2 / mid.attn_1             -> mid_block.resnets.0 / .resnets.1 / .attentions.0
+#   leaves: nin_shortcut -> conv_shortcut; attention norm q k v proj_out -> group_norm to_q to_k to_v to_out.0;
+#   norm_out -> conv_norm_out (norm1 norm2 conv1 conv2 conv_in conv_out unchanged)
+_LEAF = {"nin_shortcut": "conv_shortcut", "norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v",
+         "proj_out": "to_out.0", "norm_out": "conv_norm_out"}
 
 
-def _norm(c: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, c, eps=1e-6, affine=True)
+def ldm_to_diffusers_key(key: str, num_levels: int) -> str:
+    """One LDM ``AutoencoderKL`` key (CompVis ``ldm/modules/diffusionmodules/model.py``) -> its
+    diffusers ``AutoencoderKL`` name. ``num_levels`` = ``len(ch_mult)``."""
+    m = re.fullmatch(r"(encoder|decoder)\.(.+)\.(weight|bias)", key)
+    if m is None:
+        return key  # quant_conv / post_quant_conv: same names
+    part, body, leaf = m.groups()
+    body = re.sub(r"^mid\.block_(\d)", lambda g: f"mid_block.resnets.{int(g[1]) - 1}", body)
+    body = body.replace("mid.attn_1", "mid_block.attentions.0")
+    body = re.sub(r"^down\.(\d+)\.block\.", r"down_blocks.\1.resnets.", body)
+    body = re.sub(r"^down\.(\d+)\.attn\.", r"down_blocks.\1.attentions.", body)
+    body = re.sub(r"^down\.(\d+)\.downsample\.", r"down_blocks.\1.downsamplers.0.", body)
+    body = re.sub(r"^up\.(\d+)\.", lambda g: f"up.{num_levels - 1 - int(g[1])}.", body)
+    body = re.sub(r"^up\.(\d+)\.block\.", r"up_blocks.\1.resnets.", body)
+    body = re.sub(r"^up\.(\d+)\.attn\.", r"up_blocks.\1.attentions.", body)
+    body = re.sub(r"^up\.(\d+)\.upsample\.", r"up_blocks.\1.upsamplers.0.", body)
+    *head, last = body.split(".")
+    return ".".join([part, *head, _LEAF.get(last, last), leaf])
 
 
-class ResnetBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, 1, 1)
-        self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, 1, 1)
-        self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return (self.nin_shortcut(x) if self.nin_shortcut is not None else x) + h
-
-
-class AttnBlock(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.norm = _norm(c)
-        self.q, self.k, self.v, self.proj_out = (nn.Conv2d(c, c, 1) for _ in range(4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x)
-        b, c, hh, ww = h.shape
-        q, k, v = (m(h).reshape(b, c, hh * ww).transpose(1, 2) for m in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
-        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, hh, ww))
+def ldm_to_diffusers(sd: dict[str, torch.Tensor], num_levels: int) -> dict[str, torch.Tensor]:
+    """Rename an LDM-layout state dict for diffusers (training-only entries dropped); attention
+    ``q k v proj_out`` are 1x1 convs in LDM and ``nn.Linear`` in diffusers, so their
+    ``[C, C, 1, 1]`` weights become ``[C, C]``."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith(TRAINING_ONLY_PREFIXES):
+            continue
+        new = ldm_to_diffusers_key(k, num_levels)
+        if re.search(r"attentions\.\d+\.(to_q|to_k|to_v|to_out\.0)\.weight$", new) and v.ndim == 4:
+            v = v[:, :, 0, 0]
+        out[new] = v
+    return out
 
 
-class Downsample(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv = nn.Conv2d(c, c, 3, 2, 0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv = nn.Conv2d(c, c, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+def _diffusers_vae_class():
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError:  # a declared dependency (pyproject.toml); only a broken install lands here
+        raise CheckpointError("the VAEs need the 'diffusers' package (pip install diffusers)") from None
+    return AutoencoderKL
 
 
-def _mid(c: int) -> nn.Module:
-    mid = nn.Module()
-    mid.block_1, mid.attn_1, mid.block_2 = ResnetBlock(c, c), AttnBlock(c), ResnetBlock(c, c)
-    return mid
-
-
-class Encoder(nn.Module):
-    def __init__(self, cfg: VAEConfig):
-        super().__init__()
-        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, 1, 1)
-        mults, res = (1, *cfg.ch_mult), cfg.resolution
-        self.down = nn.ModuleList()
-        for i, m in enumerate(cfg.ch_mult):
-            level, cin, cout = nn.Module(), cfg.ch * mults[i], cfg.ch * m
-            level.block = nn.ModuleList([ResnetBlock(cin if j == 0 else cout, cout) for j in range(cfg.num_res_blocks)])
-            level.attn = nn.ModuleList([AttnBlock(cout) for _ in range(cfg.num_res_blocks)] if res in cfg.attn_resolutions else [])
-            if i != len(cfg.ch_mult) - 1:
-                level.downsample = Downsample(cout)
-                res //= 2
-            self.down.append(level)
-        c = cfg.ch * cfg.ch_mult[-1]
-        self.mid = _mid(c)
-        self.norm_out, self.conv_out = _norm(c), nn.Conv2d(c, 2 * cfg.z_channels, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(x)
-        for level in self.down:
-            for j, block in enumerate(level.block):
-                h = block(h)
-                if len(level.attn):
-                    h = level.attn[j](h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(F.silu(self.norm_out(h)))
-
-
-class Decoder(nn.Module):
-    def __init__(self, cfg: VAEConfig):
-        super().__init__()
-        c = cfg.ch * cfg.ch_mult[-1]
-        res = cfg.resolution // cfg.downsample
-        self.conv_in = nn.Conv2d(cfg.z_channels, c, 3, 1, 1)
-        self.mid = _mid(c)
-        levels: list[nn.Module] = []
-        for i in reversed(range(len(cfg.ch_mult))):
-            level, cout = nn.Module(), cfg.ch * cfg.ch_mult[i]
-            level.block = nn.ModuleList([ResnetBlock(c if j == 0 else cout, cout) for j in range(cfg.num_res_blocks + 1)])
-            level.attn = nn.ModuleList([AttnBlock(cout) for _ in range(cfg.num_res_blocks + 1)] if res in cfg.attn_resolutions else [])
-            c = cout
-            if i != 0:
-                level.upsample = Upsample(c)
-                res *= 2
-            levels.insert(0, level)
-        self.up = nn.ModuleList(levels)
-        self.norm_out, self.conv_out = _norm(c), nn.Conv2d(c, cfg.out_ch, 3, 1, 1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(self.conv_in(z))))
-        for level in reversed(self.up):
-            for j, block in enumerate(level.block):
-                h = block(h)
-                if len(level.attn):
-                    h = level.attn[j](h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
-
-
-class AutoencoderKL(nn.Module):
-    """LDM AutoencoderKL: ``encode`` -> posterior mean (the latents the baselines use at
-    evaluation are sampled or mean; only ``decode`` is on the generation path)."""
-
-    def __init__(self, cfg: VAEConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.encoder, self.decoder = Encoder(cfg), Decoder(cfg)
-        self.quant_conv = nn.Conv2d(2 * cfg.z_channels, 2 * cfg.embed_dim, 1)
-        self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        mean, _ = self.quant_conv(self.encoder(x)).chunk(2, dim=1)
-        return mean
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.post_quant_conv(z))
-
-
-def load_ldm_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """LDM / VA-VAE checkpoint (``.pt`` / ``.ckpt`` with ``state_dict``, or raw; or safetensors),
-    minus the training-only entries (``TRAINING_ONLY_PREFIXES``)."""
-    p = Path(path)
-    if p.suffix == ".safetensors":
-        from harness.nn.checkpoint import load_state_dict
-
-        sd = load_state_dict(p)
-    else:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-        sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-        if not isinstance(sd, dict):
-            raise CheckpointError(f"{p}: not a state dict")
-    return {k: v for k, v in sd.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
-
-
-def build_vae(cfg: VAEConfig, checkpoint: str | os.PathLike | None = None, device: Any = "cpu") -> AutoencoderKL:
-    """Random weights from config (speed tests), or a strict load of an LDM-layout checkpoint."""
+def build_vae(config: dict[str, Any], checkpoint: str | os.PathLike | None = None, device: Any = "cpu",
+              *, what: str = "VAE") -> nn.Module:
+    """``diffusers.AutoencoderKL(**config)``: random weights (speed runs) when ``checkpoint`` is None,
+    else a diffusers folder (its own ``config.json``, offline) or an LDM-layout file loaded strictly."""
+    cls = _diffusers_vae_class()
     if checkpoint is None:
-        return AutoencoderKL(cfg).to(device).eval()
-    sd = load_ldm_state_dict(checkpoint)
+        with torch.random.fork_rng(devices=[]):  # same random weights on every build, global RNG untouched
+            torch.manual_seed(0)
+            return cls(**config).to(device).eval()
+    p = Path(checkpoint)
+    if p.is_dir() or p.name.startswith("diffusion_pytorch_model."):
+        return _from_diffusers_folder(cls, p if p.is_dir() else p.parent, config, device, what)
+    if p.suffix not in LDM_SUFFIXES:
+        raise CheckpointError(f"{p}: expected a diffusers VAE folder or an LDM-layout checkpoint ({', '.join(LDM_SUFFIXES)})")
+    sd = ldm_to_diffusers(load_state_dict(p), len(config["block_out_channels"]))
     with torch.device("meta"):
-        vae = AutoencoderKL(cfg)
-    missing, unexpected = sorted(set(vae.state_dict()) - set(sd)), sorted(set(sd) - set(vae.state_dict()))
-    if missing or unexpected:
-        raise CheckpointError(f"{checkpoint}: not an LDM AutoencoderKL of this config "
-                              f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
+        vae = cls(**config)
+    check_state_dict(vae, sd, p, f"{what} (LDM layout)")
+    if is_planning():
+        return vae.eval()
     vae.load_state_dict(sd, strict=True, assign=True)
     return vae.to(device).eval()
 
 
-def load_sd_vae(path: str | os.PathLike, device: Any = "cpu") -> nn.Module:
-    """SD VAE from a diffusers folder (``config.json`` + weights) via ``diffusers.AutoencoderKL``,
-    or from an LDM-layout file. Returns a module with ``decode(z) -> images in [-1, 1]``."""
-    p = Path(path)
-    if p.is_dir() or (p.suffix in (".safetensors", ".bin") and "diffusion_pytorch_model" in p.name):
-        try:
-            from diffusers import AutoencoderKL as DiffusersVAE
-        except ImportError:
-            raise CheckpointError(f"{p}: a diffusers VAE folder needs the 'diffusers' package (pip install diffusers), "
-                                  "or pass the LDM-layout checkpoint file instead") from None
-        folder = p if p.is_dir() else p.parent
-        vae = DiffusersVAE.from_pretrained(str(folder), local_files_only=True).to(device).eval()
-        return _DiffusersDecode(vae)
-    return build_vae(SD_VAE, p, device)
+def _from_diffusers_folder(cls, folder: Path, config: dict[str, Any], device: Any, what: str) -> nn.Module:
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder}: not a diffusers VAE folder (no config.json)")
+    try:
+        # .bin weights are read with torch.load(weights_only=True) by diffusers; no accelerate here
+        vae = cls.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False)
+    except (OSError, ValueError, RuntimeError) as e:  # missing/corrupt weights, wrong layout
+        raise CheckpointError(f"{folder}: not a loadable diffusers AutoencoderKL ({str(e).splitlines()[0][:160]})") from None
+    shape_keys = ("latent_channels", "block_out_channels", "down_block_types", "up_block_types", "layers_per_block")
+    wrong = [k for k in shape_keys if tuple(_as_tuple(vae.config[k])) != tuple(_as_tuple(config[k]))]
+    if wrong:
+        raise CheckpointError(f"{folder}: config.json is not the {what} ({wrong[0]}: {vae.config[wrong[0]]} "
+                              f"vs {config[wrong[0]]})")
+    return vae.to(device).eval()
 
 
-class _DiffusersDecode(nn.Module):
-    def __init__(self, vae: nn.Module):
-        super().__init__()
-        self.vae = vae
+def _as_tuple(x: Any) -> tuple:
+    return tuple(x) if isinstance(x, (list, tuple)) else (x,)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(z).sample
+
+def sd_vae(checkpoint: str | os.PathLike | None = None, device: Any = "cpu") -> nn.Module:
+    return build_vae(SD_VAE_CONFIG, checkpoint, device, what="SD VAE (sd-vae-ft-ema / -mse)")
+
+
+def va_vae(checkpoint: str | os.PathLike | None = None, device: Any = "cpu") -> nn.Module:
+    return build_vae(VA_VAE_CONFIG, checkpoint, device, what="VA-VAE f16d32")
+
+
+def decode(vae: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Decoded images in [-1, 1] (not clamped here: the generator clamps when it quantises)."""
+    return vae.decode(z).sample
+
+
+def sd_decode(vae: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """DiT's ``sample.py``: ``vae.decode(samples / 0.18215).sample``."""
+    return decode(vae, z / SD_SCALE_FACTOR)

@@ -5,7 +5,7 @@ Upstream files read for the names: facebookresearch/DiT ``models.py`` (DiTBlock,
 embedders; timm Attention ``qkv/proj``, Mlp ``fc1/fc2``) and ``diffusion/respace.py``; a public copy
 of hustvl/LightningDiT ``models/lightningdit.py`` (LightningDiTBlock: ``norm1/norm2`` RMSNorm,
 ``attn``, ``mlp`` SwiGLUFFN ``w12/w3``, ``adaLN_modulation``; FinalLayer ``norm_final`` RMSNorm);
-CompVis LDM ``ldm/modules/diffusionmodules/model.py`` layout for the KL autoencoders.
+the VAEs are in tests/test_baselines_vae.py.
 """
 import pytest
 import torch
@@ -16,7 +16,6 @@ from harness.nn.checkpoint import CheckpointError
 from harness.nn.dit_blocks import DiT, named_config
 
 from baselines.lightningdit import XL_1
-from baselines.vae import SD_VAE, VA_VAE, AutoencoderKL
 
 
 def _count(module) -> int:
@@ -67,49 +66,6 @@ def test_lightningdit_xl1_count():
     assert round(n / 1e6) == 675  # LightningDiT-XL: 675M (same budget as DiT-XL)
 
 
-def ldm_vae_closed_form(ch, mult, nres, attn_levels, z, embed):
-    gn = lambda c: 2 * c  # noqa: E731
-    conv = lambda i, o, k: i * o * k * k + o  # noqa: E731
-    res = lambda i, o: gn(i) + conv(i, o, 3) + gn(o) + conv(o, o, 3) + (conv(i, o, 1) if i != o else 0)  # noqa: E731
-    attn = lambda c: gn(c) + 4 * conv(c, c, 1)  # noqa: E731
-    top = ch * mult[-1]
-    mid = 2 * res(top, top) + attn(top)
-    enc = conv(3, ch, 3)
-    cin = ch
-    for i, m in enumerate(mult):
-        cout = ch * m
-        enc += res(cin, cout) + (nres - 1) * res(cout, cout) + (nres * attn(cout) if i in attn_levels else 0)
-        enc += conv(cout, cout, 3) if i != len(mult) - 1 else 0
-        cin = cout
-    enc += mid + gn(top) + conv(top, 2 * z, 3)
-    dec = conv(z, top, 3) + mid
-    cin = top
-    for i in reversed(range(len(mult))):
-        cout = ch * mult[i]
-        dec += res(cin, cout) + nres * res(cout, cout) + ((nres + 1) * attn(cout) if i in attn_levels else 0)
-        dec += conv(cout, cout, 3) if i != 0 else 0
-        cin = cout
-    dec += gn(ch * mult[0]) + conv(ch * mult[0], 3, 3)
-    return enc + dec + conv(2 * z, 2 * embed, 1) + conv(embed, z, 1)
-
-
-def test_sd_vae_count_equals_published():
-    n = _count(_meta(lambda: AutoencoderKL(SD_VAE)))
-    assert n == ldm_vae_closed_form(128, (1, 2, 4, 4), 2, (), 4, 4)
-    assert n == 83_653_863  # diffusers AutoencoderKL of stabilityai/sd-vae-ft-ema / -mse
-
-
-def test_va_vae_count_and_attention_levels():
-    vae = _meta(lambda: AutoencoderKL(VA_VAE))
-    # attention at 16 px: encoder level 4 (256 / 2^4) and the first decoder level
-    assert _count(vae) == ldm_vae_closed_form(128, (1, 1, 2, 2, 4), 2, (4,), 32, 32)
-    assert round(_count(vae) / 1e6, 1) == 69.8
-    keys = vae.state_dict().keys()
-    assert "encoder.down.4.attn.1.proj_out.weight" in keys and "encoder.down.3.attn.0.q.weight" not in keys
-    assert "decoder.up.4.attn.2.q.weight" in keys and "decoder.up.3.attn.0.q.weight" not in keys
-    assert vae.post_quant_conv.weight.shape == (32, 32, 1, 1) and vae.encoder.conv_out.weight.shape[0] == 64
-
-
 # ---------------------------------------------------------------------------------------- key names
 DIT_TOP = ["x_embedder.proj.weight", "x_embedder.proj.bias", "t_embedder.mlp.0.weight", "t_embedder.mlp.0.bias",
            "t_embedder.mlp.2.weight", "t_embedder.mlp.2.bias", "y_embedder.embedding_table.weight", "pos_embed",
@@ -136,18 +92,6 @@ def test_lightningdit_key_names_equal_upstream():
     assert sorted(sd) == sorted(expected)
     assert sd["blocks.0.mlp.w12.weight"].shape == (2 * 3072, 1152) and sd["blocks.0.mlp.w3.weight"].shape == (1152, 3072)
     assert sd["x_embedder.proj.weight"].shape == (1152, 32, 1, 1) and sd["final_layer.linear.weight"].shape == (32, 1152)
-
-
-def test_vae_key_names_follow_ldm():
-    keys = set(_meta(lambda: AutoencoderKL(SD_VAE)).state_dict())
-    for k in ["encoder.conv_in.weight", "encoder.down.0.block.0.norm1.weight", "encoder.down.1.block.0.nin_shortcut.weight",
-              "encoder.down.0.downsample.conv.weight", "encoder.mid.block_1.conv1.weight", "encoder.mid.attn_1.q.weight",
-              "encoder.mid.attn_1.proj_out.bias", "encoder.norm_out.weight", "encoder.conv_out.weight", "quant_conv.weight",
-              "post_quant_conv.weight", "decoder.conv_in.weight", "decoder.mid.block_2.norm2.bias",
-              "decoder.up.3.block.2.conv2.weight", "decoder.up.3.upsample.conv.weight", "decoder.up.1.block.0.nin_shortcut.weight",
-              "decoder.norm_out.weight", "decoder.conv_out.bias"]:
-        assert k in keys, k
-    assert "decoder.up.0.upsample.conv.weight" not in keys and "encoder.down.3.downsample.conv.weight" not in keys
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -192,23 +136,6 @@ def test_lightningdit_rope_buffers_checked(tmp_path):
     assert list(out) == ["a"]
     with pytest.raises(CheckpointError, match="freqs_sin"):
         _check_rope_buffers(XL_1, {"feat_rope.freqs_cos": cos, "feat_rope.freqs_sin": sin.flip(0)}, "x")
-
-
-def test_vae_strict_load_drops_training_only_keys(tmp_path):
-    from baselines.vae import VAEConfig, build_vae
-
-    tiny = VAEConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), z_channels=4, embed_dim=4, resolution=32)
-    vae = AutoencoderKL(tiny)
-    sd = {**vae.state_dict(), "loss.discriminator.main.0.weight": torch.zeros(1), "linear_proj.weight": torch.zeros(1)}
-    path = tmp_path / "vavae.pt"
-    torch.save({"state_dict": sd}, path)
-    loaded = build_vae(tiny, path)
-    x = torch.rand(1, 3, 32, 32) * 2 - 1
-    torch.testing.assert_close(loaded.decode(loaded.encode(x)), vae.decode(vae.encode(x)))
-    sd.pop("decoder.conv_out.bias")
-    torch.save(sd, path)
-    with pytest.raises(CheckpointError, match="missing"):
-        build_vae(tiny, path)
 
 
 # ---------------------------------------------------------------------------------------- plugins
