@@ -22,8 +22,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 setup: $(STAMP)
 
+# The demo suite (harness/suites/demo.yaml) into $(DEMO_OUT), then its report (tables, plots, grids)
+# into $(DEMO_OUT)/report. The committed example was made with DEMO_OUT=results/demo.
+DEMO_OUT   ?= runs/demo
+DEMO_TITLE ?= alitok-bench demo: embedded natural patches, 32 px, CPU
 demo: setup
-	$(BIN)/alitok-bench run demo
+	$(BIN)/alitok-bench run demo --out $(DEMO_OUT)
+	$(BIN)/alitok-bench report $(DEMO_OUT) --out $(DEMO_OUT)/report --title "$(DEMO_TITLE)"
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -1,4 +1,9 @@
-"""``alitok-bench validate SPEC.yaml``: resolve a run spec, print its hashes, checkpoints and shard plan.
+"""``alitok-bench validate SPEC.yaml|SUITE``: resolve a run spec (hashes, checkpoints, shard plan), or
+show a suite's expansion into labelled runs and every input it lacks, with where each comes from.
+
+For a suite (a registered name, a YAML shipped in harness/suites/, or a YAML with ``entries``) the
+exit status is 0 when every run can go and 1 when something is missing (those runs would be
+recorded as skipped by ``run``).
 
 Nothing heavy happens: the generator is built inside ``harness.nn.checkpoint.planning()``, so its
 weights are never read (headers only, model on the meta device) and a 50k run of a 662M model is
@@ -11,7 +16,7 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    p.add_argument("spec", help="run spec YAML (model: and protocol: sections)")
+    p.add_argument("spec", help="run spec YAML (model: and protocol: sections), or a suite: name or YAML with entries:")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
     p.add_argument("--world-size", type=int, default=1, help="show the chunk assignment for this many processes")
     p.add_argument("--device-type", default="cpu", choices=["cpu", "cuda"],
@@ -72,7 +77,55 @@ def plan_identity(spec, runtime) -> tuple[list[str], str | None]:
             f"sampling params:        {config.to_dict(r.sampling)}  quantization: {r.quantization}"], r.identity_hash
 
 
+def is_suite(arg: str) -> bool:
+    """A suite name (registered or shipped) or a YAML file with ``entries``; else a run spec."""
+    from harness import config
+    from harness.registry import load_plugins, suites
+    from harness.suites import shipped_suites
+
+    p = Path(arg)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return "entries" in config.load_yaml(p)
+    load_plugins()
+    return arg in suites or arg in shipped_suites()
+
+
+def validate_suite(args) -> int:
+    from harness.suite_entries import describe, expand
+    from harness.suites import get_suite, run_protocol, suite_missing, why_not_runnable
+
+    suite = get_suite(args.spec, args.set)
+    runs = expand(suite.entries)
+    print(f"suite {suite.name}: {suite.description}".rstrip(": "))
+    print(f"protocol {suite.protocol}; metrics: {', '.join(suite.metrics) or 'none'}; "
+          f"reference: {suite.reference or 'none'}; inception: {suite.inception}")
+    print(f"runs ({len(runs)}, each into OUT/<label>/):")
+    blocked = 0
+    for run, line in zip(runs, describe(runs)):
+        p = run_protocol(suite, run)
+        reasons = why_not_runnable(suite, run)
+        blocked += bool(reasons)
+        where = f"source {run.source}" if run.task == "recon" else f"{p.name} N={p.num_samples} seed={p.seed}"
+        print(f"  {line}; {where}"
+              + ("" if not reasons else f"  -> SKIPPED ({len(reasons)} missing)"))
+    missing = suite_missing(suite)
+    plugins = sorted({r for run in runs for r in why_not_runnable(suite, run) if r.startswith("plugin ")})
+    for line in missing + plugins:
+        print(line)
+    if blocked:
+        print(f"{blocked} of {len(runs)} runs cannot run here; `run` records them as skipped")
+        return 1
+    print(f"ready: all {len(runs)} runs have their inputs")
+    return 0
+
+
 def run(args) -> int:
+    if is_suite(args.spec):
+        return validate_suite(args)
+    return validate_spec(args)
+
+
+def validate_spec(args) -> int:
     import numpy as np
 
     from harness import config

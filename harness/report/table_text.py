@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-TEXT_COLUMNS = ("model", "N", "paper_comparable", "status")
+TEXT_COLUMNS = ("label", "model", "N", "paper_comparable", "status")
 
 
 def format_table(table) -> str:
