@@ -312,6 +312,25 @@ class AliTokGenerator(Generator):
         codes = self.generate_codes(labels, generator, params)
         return self.tokenizer.decode(codes).to(labels.device)
 
+    # -- speed hooks (harness.interfaces.PhasedGenerator): generation and decode timed apart ------
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.tokenizer.decode(codes)
+
+    def total_steps(self, params: ARSampling | None = None) -> int:
+        return self.cfg.num_tokens  # prefill + 272 cached steps = 273 network calls
+
+    @torch.inference_mode()
+    def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None,
+                  n_steps: int) -> torch.Tensor:
+        """The first ``n_steps`` network calls of ``generate_codes`` (same batch, CFG doubling, cache):
+        ar_sample with ``num_tokens=n_steps``; only the CFG schedule's T differs, which costs nothing."""
+        labels = self.check_labels(labels).to(self.device)
+        params = params or self._sampling
+        cond = self.cfg.class_ids(labels)[:, None]
+        uncond = torch.full_like(cond, self.cfg.null_class_id)
+        return ar_sample(self.model, cond, n_steps, params, device_generator(generator, self.device),
+                         uncond=uncond, dtype=self.dtype, tf32=self.tf32, decode_step=self._decode)
+
     def info(self) -> dict[str, Any]:
         if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():
             self._sha256 = sha256_file(self.checkpoint)

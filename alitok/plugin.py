@@ -44,10 +44,41 @@ def _check_quantization(name: str, quantization):
         raise ValueError(f"{name}: unknown quantization {quantization!r} (known: {', '.join(QUANTIZATION_RULES)})")
 
 
-def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32):
+def _random_generator(name, preset, *, device, checkpoint, tokenizer_checkpoint, seed=0):
+    """The official architectures with seeded random weights, no file (legitimate for speed only)."""
+    if checkpoint or tokenizer_checkpoint:
+        raise UserError(f"{name}: random_weights=True takes no checkpoint (got {checkpoint or tokenizer_checkpoint})")
+    import torch
+
+    from alitok import tokenizer as tok
+    from alitok.generator import build
+
+    gen = torch.Generator().manual_seed(seed)
+    model = build(preset.config, device="cpu", generator=gen).to(device)
+    # reset_parameters zeroes the head weight (as upstream's init); random logits exercise the sampler like real ones
+    torch.nn.init.normal_(model.output.weight, std=preset.config.init_std, generator=gen)
+    tokenizer = tok.AliTokTokenizer(tok.build(tok.OFFICIAL, device="cpu", generator=gen).to(device), name="alitok-random")
+    return model, tokenizer
+
+
+def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
+                        random_weights=False):
     from alitok.generator import PRESETS
 
     preset = PRESETS[name]
+    if random_weights:
+        _check_quantization(name, quantization)
+        import torch
+
+        from alitok.generator import AliTokGenerator
+
+        model, tokenizer = _random_generator(name, preset, device=device, checkpoint=checkpoint,
+                                             tokenizer_checkpoint=tokenizer_checkpoint)
+        if quantization:
+            tokenizer.quantization = quantization
+        return AliTokGenerator(model, tokenizer, name=name, sampling=preset.sampling, seed=preset.seed,
+                               checkpoint="random_weights(seed=0)", dtype=dtype or torch.float32, tf32=tf32,
+                               compile=compile)
     if not checkpoint:
         raise ValueError(f"{name} needs the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
                          "(and model.tokenizer_checkpoint=/path/AliTok.pth)")
@@ -67,24 +98,27 @@ def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype
 
 
 def alitok_b(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-             compile=False, tf32=None):
+             compile=False, tf32=None, random_weights=False):
     """AliTok-B (177M): official alitok_b.bin + AliTok.pth; preset cfg 16.0, power-cosine pow 1.8, seed 42."""
     return _official_generator("alitok-b", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
+                               random_weights=random_weights)
 
 
 def alitok_l(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-             compile=False, tf32=None):
+             compile=False, tf32=None, random_weights=False):
     """AliTok-L (318M): official alitok_l.bin + AliTok.pth; preset cfg 6.0, power-cosine pow 0.7, seed 42."""
     return _official_generator("alitok-l", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
+                               random_weights=random_weights)
 
 
 def alitok_xl(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
               compile=False, tf32=None):
     """AliTok-XL (662M): official alitok_xl.bin + AliTok.pth; preset cfg 13.0, power-cosine pow 1.4, seed 2."""
     return _official_generator("alitok-xl", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+                               dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
+                               random_weights=random_weights)
 
 
 def tiny_generator(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,

@@ -25,6 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "report": ("harness.commands.report", "tables (md/csv/tex) and plots (png/svg) from run records alone"),
     "claims": ("harness.commands.claims", "the paper's claims against measured records: reproduced / not / not run"),
     "compare": ("harness.commands.compare", "regression gates between two sets of records (exit 1 on failure)"),
+    "bench": ("harness.commands.bench", "images/s of generators side by side, decode included (speed records)"),
 }
 
 def _error_types() -> tuple[type[BaseException], ...]:

@@ -1,0 +1,1 @@
+"""Speed measurement: timing core, images/s benchmark, hardware floors."""
