@@ -323,13 +323,15 @@ class AliTokGenerator(Generator):
     def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None,
                   n_steps: int) -> torch.Tensor:
         """The first ``n_steps`` network calls of ``generate_codes`` (same batch, CFG doubling, cache):
-        ar_sample with ``num_tokens=n_steps``; only the CFG schedule's T differs, which costs nothing."""
+        ar_sample with ``num_tokens=n_steps``; only the CFG schedule's T differs, which costs nothing.
+        Codes come back padded with 0 to ``[B, T]`` so ``decode_codes`` can time a full decode."""
         labels = self.check_labels(labels).to(self.device)
         params = params or self._sampling
         cond = self.cfg.class_ids(labels)[:, None]
         uncond = torch.full_like(cond, self.cfg.null_class_id)
-        return ar_sample(self.model, cond, n_steps, params, device_generator(generator, self.device),
-                         uncond=uncond, dtype=self.dtype, tf32=self.tf32, decode_step=self._decode)
+        codes = ar_sample(self.model, cond, n_steps, params, device_generator(generator, self.device),
+                          uncond=uncond, dtype=self.dtype, tf32=self.tf32, decode_step=self._decode)
+        return torch.nn.functional.pad(codes, (0, self.cfg.num_tokens - n_steps))
 
     def info(self) -> dict[str, Any]:
         if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():
