@@ -238,7 +238,7 @@ def bench_interleaved(generators: list[Generator], settings: BenchSettings, devi
             r.repeat()
             if progress:
                 progress(f"repeat {i + 1}/{settings.repeats} {r.gen.name} batch {settings.batch_size}: "
-                         f"{r.timings.total[-1]:.3f} s")
+                         f"{r.timings.total[-1]:.3f} s{' (generation extrapolated)' if r.extrapolate else ''}")
     return [r.timings for r in runners]
 
 
