@@ -114,7 +114,7 @@ def alitok_l(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, 
 
 
 def alitok_xl(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-              compile=False, tf32=None):
+              compile=False, tf32=None, random_weights=False):
     """AliTok-XL (662M): official alitok_xl.bin + AliTok.pth; preset cfg 13.0, power-cosine pow 1.4, seed 2."""
     return _official_generator("alitok-xl", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
                                dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,

@@ -14,10 +14,9 @@ DEST=${OUT:-results/bench/gpu/$(date -u +%Y%m%d-%H%M%S)}
 MODELS=${GPU_BENCH_MODELS:-"alitok-b alitok-l alitok-xl rar-xxl lightningdit-xl-1"}
 REPEATS=${GPU_BENCH_REPEATS:-3}
 # Diffusion at 250 steps x batch 64 takes minutes per run in fp32: time STEPS_LIMIT network calls and
-# scale (labelled extrapolated); AR models run their full 273 steps (the limit exceeds nothing for them
-# only when it is >= 273, so AR keeps full runs via a separate call).
+# scale (labelled extrapolated); AR models run all their steps, in their own call.
 DIFF_STEPS_LIMIT=${GPU_BENCH_DIFF_STEPS_LIMIT:-25}
-args=(--random-weights --skip-missing --repeats "$REPEATS" --warmup 1 --device cuda)
+args=(--random-weights --skip-missing --repeats "$REPEATS" --warmup 1 --device "${GPU_BENCH_DEVICE:-cuda}")
 ar=(); diff=()
 for m in $MODELS; do case $m in alitok-*|rar-*|llamagen-*) ar+=(--model "$m");; *) diff+=(--model "$m");; esac; done
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -31,4 +30,4 @@ for preset in paper gpu-check; do
   fi
 done
 echo "gpu-bench: records under $DEST"
-for f in "$DEST"/*/bench_summary.md; do [ -f "$f" ] && { echo; echo "== $f"; tail -n +3 "$f"; }; done
+for f in "$DEST"/*/bench_summary.md; do if [ -f "$f" ]; then echo; echo "== $f"; tail -n +3 "$f"; fi; done
