@@ -241,3 +241,37 @@ def test_alitok_b_random_weights_official_architecture():
     assert g.tokenizer.num_tokens == 273 and g.image_size == 256
     with pytest.raises(UserError, match="random_weights"):
         alitok_b(device="cpu", random_weights=True, checkpoint="x.bin")
+
+
+def test_preset_then_flags_on_top():
+    import argparse
+
+    from harness.commands.bench import add_arguments, resolve_settings
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    models, sweep = resolve_settings(p.parse_args(["--preset", "cpu-smoke", "--out", "x"]))
+    assert models == ["alitok-tiny"] and [s.batch_size for s in sweep] == [4] and sweep[0].cfg
+    models, sweep = resolve_settings(p.parse_args(["--preset", "paper", "--model", "m", "--batch-size", "8",
+                                                   "--batch-size", "16", "--dtype", "bf16", "--no-cfg", "--out", "x"]))
+    assert models == ["m"] and [(s.batch_size, s.dtype, s.cfg) for s in sweep] == [(8, "bf16", False), (16, "bf16", False)]
+    with pytest.raises(UserError, match="--model"):
+        resolve_settings(p.parse_args(["--preset", "paper", "--out", "x"]))
+
+
+def test_factory_without_the_option_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["bench", "--model", "alitok-tiny", "--random-weights", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "random_weights" in capsys.readouterr().err
+
+
+def test_runs_agree_reads_two_cli_summaries(fake_models, tmp_path):
+    from harness.speed.bench import runs_agree
+
+    for run in ("r1", "r2"):
+        assert main(["bench", "--model", fake_models[0], "--repeats", "4", "--batch-size", "2", "--device", "cpu",
+                     "--out", str(tmp_path / run)]) == 0
+    rows = [json.loads((tmp_path / r / "bench_summary.json").read_text())["rows"] for r in ("r1", "r2")]
+    (res,) = runs_agree(*rows)
+    assert res["agree"] and res["range_s"][0] > 0
+    slow = [dict(rows[1][0], total_s={k: v * 2 if k not in ("n",) else v for k, v in rows[1][0]["total_s"].items()})]
+    assert not runs_agree(rows[0], slow)[0]["agree"]

@@ -269,3 +269,27 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                      f"{s(r.get('generation_s'))} | {s(r.get('decode_s'))} | {s(r.get('per_step_s'))} | {mem} | "
                      f"{'yes' if r['extrapolated'] else 'no'} |")
     return "\n".join(lines)
+
+
+def runs_agree(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Two bench summaries of the same settings, row by row (model, batch, dtype): do their total-time
+    medians agree within their own spread (``harness.speed.timing.agree``)?"""
+    from harness.speed.timing import Spread, agree
+
+    def key(r):
+        return r["model"], r["batch_size"], r["dtype"]
+
+    def as_spread(d):
+        return Spread(d["n"], d["median"], d["q1"], d["q3"], d["min"], d["max"], d["mean"])
+
+    b_rows = {key(r): r for r in rows_b}
+    out = []
+    for a in rows_a:
+        b = b_rows.get(key(a))
+        if b is None:
+            continue
+        sa, sb = as_spread(a["total_s"]), as_spread(b["total_s"])
+        out.append({"model": a["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
+                    "median_s": [sa.median, sb.median], "range_s": [sa.range, sb.range],
+                    "difference_s": abs(sa.median - sb.median), "agree": agree(sa, sb)})
+    return out

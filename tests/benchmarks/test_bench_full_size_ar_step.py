@@ -13,9 +13,10 @@ BATCH, POS = 2, 137
 
 @pytest.fixture(scope="module")
 def model():
-    from alitok.plugin import alitok_b
+    from alitok.generator import PRESETS, build
 
-    return alitok_b(device="cpu", random_weights=True).model
+    # the AR model alone (what `alitok_b(random_weights=True)` builds, without its tokenizer's memory)
+    return build(PRESETS["alitok-b"].config, generator=torch.Generator().manual_seed(0)).eval()
 
 
 def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model):
