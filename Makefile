@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow bench clean tiny-models tiny-baselines tiny-diffusion tiny-records
+.PHONY: setup demo test test-slow bench bench-baseline gpu-bench clean tiny-models tiny-baselines tiny-diffusion tiny-records
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,25 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
+# Speed gates: pytest-benchmark suite, then the median of each benchmark against the stored baseline
+# of this machine class (results/bench/baselines/<class>.json; threshold rule in harness/speed/gate.py).
+BENCH_THREADS ?= 2
+BENCH_OUT     ?= results/bench
+BENCH_PYTEST  = OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/python -m pytest -q -m bench tests/benchmarks $(PYTEST_ARGS)
+
 bench: setup
-	$(BIN)/python -m pytest -q -m bench tests/benchmarks --benchmark-autosave --benchmark-json=results/bench/pytest-benchmark-latest.json $(PYTEST_ARGS)
+	$(BENCH_PYTEST) --benchmark-json=$(BENCH_OUT)/pytest-benchmark-latest.json
+	$(BIN)/python -m harness.speed.gate --check $(BENCH_OUT)/pytest-benchmark-latest.json --baselines results/bench/baselines
+
+# two back-to-back runs of the suite -> the baseline (medians + thresholds from their spread)
+bench-baseline: setup
+	$(BENCH_PYTEST) --benchmark-json=$(BENCH_OUT)/pytest-benchmark-run1.json
+	$(BENCH_PYTEST) --benchmark-json=$(BENCH_OUT)/pytest-benchmark-run2.json
+	$(BIN)/python -m harness.speed.gate --save $(BENCH_OUT)/pytest-benchmark-run1.json $(BENCH_OUT)/pytest-benchmark-run2.json --baselines results/bench/baselines
+
+# GPU machine: one call < 10 min, installs nothing but this project (uses the machine's own torch)
+gpu-bench:
+	PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,python) bash scripts/gpu_bench.sh
 
 # Every tiny model, retrained in order from a clean clone: the tiny AliTok models here (CPU, about
 # 35 minutes on 2 cores), then the tiny AR baselines (tiny-baselines, about 25 more minutes) and the

@@ -53,12 +53,12 @@ def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype
     _check_quantization(name, quantization)
     if random_weights:
         if checkpoint or tokenizer_checkpoint:
-            raise ValueError(f"{name}: random_weights=true takes no checkpoints")
+            raise UserError(f"{name}: random_weights=true takes no checkpoints")
     elif not checkpoint:
-        raise ValueError(f"{name} needs the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
+        raise UserError(f"{name} needs the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
                          "(and model.tokenizer_checkpoint=/path/AliTok.pth), or model.random_weights=true for speed runs")
     elif not tokenizer_checkpoint:
-        raise ValueError(f"{name} needs the official tokenizer too: --set model.tokenizer_checkpoint=/path/AliTok.pth")
+        raise UserError(f"{name} needs the official tokenizer too: --set model.tokenizer_checkpoint=/path/AliTok.pth")
     import torch
 
     from harness.nn.ar_generator import ARGenerator

@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "claims": ("harness.commands.claims", "the paper's claims against measured records: reproduced / not / not run"),
     "compare": ("harness.commands.compare", "regression gates between two sets of records (exit 1 on failure)"),
     "cache": ("harness.commands.cache", "list or clear the feature cache ($ALITOK_BENCH_CACHE or ~/.cache/alitok-bench)"),
+    "bench": ("harness.commands.bench", "images/s of generators side by side, decode included (speed records)"),
 }
 
 def _error_types() -> tuple[type[BaseException], ...]:

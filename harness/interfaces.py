@@ -227,3 +227,30 @@ class Generator(_Plugin):
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"{self.name}: labels must lie in [0, {self.num_classes}), got {labels.min()}..{labels.max()}")
         return labels.long()
+
+
+# ----------------------------------------------------------------------------------------------
+# Optional speed hooks (alitok-bench bench): generation and decode timed apart, step extrapolation
+# ----------------------------------------------------------------------------------------------
+from typing import Protocol, runtime_checkable  # noqa: E402  (kept with its only user, at the file's end)
+
+
+@runtime_checkable
+class PhasedGenerator(Protocol):
+    """A Generator that exposes its two phases; ``generate`` must equal ``decode_codes(generate_codes(...))``.
+
+    - ``generate_codes(labels, generator, params)``: codes / latents on the model device (no decode);
+    - ``decode_codes(x)``: those -> uint8 ``[B,H,W,3]`` (tokenizer or VAE decode + quantisation);
+    - ``total_steps(params)``: network calls of one full ``generate_codes`` (AR: 273 for AliTok;
+      diffusion: ``params.steps``, one call per step, CFG as a doubled batch);
+    - ``run_steps(labels, generator, params, n_steps)``: the first ``n_steps`` of those calls with
+      the same batch, cache and CFG doubling (output unused), so a CPU can time a few steps and
+      scale by ``total_steps`` (AR: sample ``n_steps`` tokens; diffusion: a truncated schedule).
+    """
+
+    def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
+                       params: SamplingParams | None = None) -> torch.Tensor: ...
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor: ...
+    def total_steps(self, params: SamplingParams | None = None) -> int: ...
+    def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: SamplingParams | None,
+                  n_steps: int) -> Any: ...

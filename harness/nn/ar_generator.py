@@ -103,6 +103,10 @@ class ARGenerator(Generator):
     def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
                        params: ARSampling | None = None) -> torch.Tensor:
         """LongTensor ``[B]`` -> codes ``[B, num_tokens]`` on the model device (token generation only)."""
+        return self._sample(labels, generator, params, self.model.num_tokens)
+
+    def _sample(self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None,
+                num_tokens: int) -> torch.Tensor:
         labels = self.check_labels(labels).to(self.device)
         params = params or self._sampling
         if not isinstance(params, ARSampling):
@@ -113,7 +117,7 @@ class ARGenerator(Generator):
             draws(labels, gen)
         cond = self.model.condition_tokens(labels)
         uncond = self.model.null_condition_tokens(cond)
-        return ar_sample(self.model, cond, self.model.num_tokens, params, gen, uncond=uncond,
+        return ar_sample(self.model, cond, num_tokens, params, gen, uncond=uncond,
                          tf32=self.tf32, decode_step=self._decode)
 
     @torch.inference_mode()
@@ -121,6 +125,23 @@ class ARGenerator(Generator):
                  params: ARSampling | None = None) -> torch.Tensor:
         codes = self.generate_codes(labels, generator, params)
         return self.tokenizer.decode(codes).to(labels.device)
+
+    # -- speed hooks (harness.interfaces.PhasedGenerator): generation and decode timed apart ----------
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.tokenizer.decode(codes)
+
+    def total_steps(self, params: ARSampling | None = None) -> int:
+        return self.model.num_tokens  # prefill + (num_tokens - 1) cached steps
+
+    @torch.inference_mode()
+    def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None,
+                  n_steps: int) -> torch.Tensor:
+        """The first ``n_steps`` network calls of ``generate_codes`` (same batch, CFG doubling, cache), codes
+        padded with 0 to ``[B, num_tokens]`` so ``decode_codes`` times a full decode. Early steps attend over
+        a shorter cache prefix (bucketed attention), so scaling them up slightly flatters the AR loop; on CPU
+        attention is a few per cent of a step (results/speed/ar_optimisation.md)."""
+        codes = self._sample(labels, generator, params, n_steps)
+        return torch.nn.functional.pad(codes, (0, self.model.num_tokens - n_steps))
 
     def info(self) -> dict[str, Any]:
         if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():

@@ -1,1 +1,1 @@
-"""Speed measurement: hardware floors measured in-process and the AR sampler's floor report."""
+"""Speed: hardware floors, the images/s benchmark (`bench`), and the regression gate."""

@@ -1,0 +1,149 @@
+"""``alitok-bench bench``: images/s of generators side by side, decode included (harness.speed.bench).
+
+Writes one ``bench`` record per model and batch size, plus ``bench_summary.json`` and
+``bench_summary.md`` (table and per-image ratios), all under ``--out``; prints the table last.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.speed.bench import DTYPES, PRESETS
+
+    p.add_argument("--model", action="append", default=None,
+                   help="registered generator (repeatable; models are interleaved A B A B ...)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="paper: fp32, batch 64, CFG on, decode included; "
+                   "gpu-check: bf16, batch 64; cpu-smoke: alitok-tiny, batch 4. Flags override it.")
+    p.add_argument("--batch-size", type=int, action="append", default=None, help="repeatable: a sweep")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="fp32 (default), tf32, bf16 (autocast)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per model (default 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs per model first (default 1)")
+    p.add_argument("--steps", type=int, default=None, help="diffusion step count (AR: n/a, fixed by the tokens)")
+    p.add_argument("--steps-limit", type=int, default=None,
+                   help="time only this many network calls and scale to the full count (labelled extrapolated)")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model's step")
+    p.add_argument("--no-cfg", action="store_true", help="guidance off (cfg_scale 1.0: no doubled batch)")
+    p.add_argument("--no-kv-cache", action="store_true", help="AR without KV cache where a generator supports it")
+    p.add_argument("--random-weights", action="store_true", default=None,
+                   help="official architectures with seeded random weights (no checkpoint; speed only)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="skip (with a message) models that are not registered or whose plugin is not written yet")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (recorded either way)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for the records and the summary")
+
+
+def resolve_settings(args: argparse.Namespace):
+    """Preset values, then explicit flags on top -> (models, batch sizes, BenchSettings)."""
+    from harness.errors import UserError
+    from harness.speed.bench import PRESETS, BenchSettings
+
+    preset = dict(PRESETS[args.preset]) if args.preset else {}
+    models = args.model or preset.pop("models", None)
+    preset.pop("models", None)
+    if not models:
+        raise UserError("--model: name at least one generator (or use --preset cpu-smoke)")
+    if len(set(models)) != len(models):
+        raise UserError(f"--model: a model is named twice ({', '.join(models)})")
+    batches = args.batch_size or preset.pop("batch_size", [64])
+    preset.pop("batch_size", None)
+    fields = dict(preset)
+    for name in ("dtype", "repeats", "warmup", "steps", "steps_limit", "compile", "random_weights"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    fields.update(cfg=not args.no_cfg and fields.get("cfg", True), kv_cache=not args.no_kv_cache, seed=args.seed)
+    settings = [BenchSettings(batch_size=b, **fields) for b in batches]
+    return models, settings
+
+
+def _load(names, settings, device, skip_missing: bool):
+    from harness.errors import UserError
+    from harness.registry import RegistryError, generators, load_plugins
+    from harness.suites import plugin_missing
+
+    load_plugins()
+    loaded, skipped = [], {}
+    for name in names:
+        try:
+            missing = plugin_missing(name)
+        except RegistryError as e:
+            missing = str(e)
+        if missing:
+            if not skip_missing:
+                raise UserError(f"--model {name}: {missing}")
+            skipped[name] = missing
+            print(f"bench: skipping {name}: {missing}", file=sys.stderr)
+            continue
+        try:
+            loaded.append(generators.get(name)(device=device, **settings.factory_options()))
+        except TypeError as e:  # a factory that does not take an option we pass (dtype, compile, random_weights)
+            raise UserError(f"--model {name}: {e}") from None
+    return loaded, skipped
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from harness.devices import resolve_device
+    from harness.io import write_json_atomic, write_text_atomic
+    from harness.records import RunRecord, code_info, env_info, model_info, write_record
+    from harness.speed.bench import bench_interleaved, markdown_table, ratios
+    from harness.speed.timing import load_average, machine_info, set_threads
+
+    models, sweep = resolve_settings(args)
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_start = load_average()
+    gens, skipped = _load(models, sweep[0], device, args.skip_missing)
+    if not gens:  # nothing measured, nothing written: exit 0 only when skipping was asked for
+        print("bench: no model to measure", file=sys.stderr)
+        return 0 if args.skip_missing else 2
+    rows, records = [], []
+    for settings in sweep:
+        results = bench_interleaved(gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+        for gen, res in zip(gens, results):
+            summary = {"model": gen.name, "dtype": settings.dtype, **res.summary(), **{"applied": res.applied}}
+            rows.append(summary)
+            records.append((gen, settings, summary))
+    load_end = load_average()
+    machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end}
+    names = [g.name for g in gens]
+    code = code_info()
+    for gen, settings, summary in records:
+        notes = [f"interleaved with {', '.join(n for n in names if n != gen.name) or 'nothing'} (A B A B per repeat)"]
+        if summary["extrapolated"]:
+            notes.append(f"extrapolated: {summary['method']}")
+        if settings.random_weights:
+            notes.append("random weights (official architecture, seeded init): valid for speed only")
+        if not settings.kv_cache and summary["applied"]["kv_cache"] == "n/a":
+            notes.append("--no-kv-cache: not supported by this generator (recorded n/a)")
+        rec = RunRecord(
+            kind="bench",
+            spec={"preset": args.preset, "settings": settings.to_dict(), "models_compared": names,
+                  "skipped": skipped, "threads": machine["torch_threads"]},
+            model={**model_info(gen.info()), "weights": "random" if settings.random_weights else "checkpoint"},
+            code=code, env={**env_info(device), **machine}, speed=summary,
+            timings={"total_median_s": summary["total_s"]["median"]}, notes=notes)
+        write_record(rec, out, f"bench_{gen.name}_b{settings.batch_size}_{settings.dtype}_record.json")
+    table = markdown_table(rows)
+    pairs = ratios(rows)
+    ratio_lines = [f"- {p['a']} : {p['b']} (batch {p['batch_size']}, {p['dtype']}) = {p['images_per_s_ratio']:.3g}"
+                   f"{' (extrapolated)' if p['extrapolated'] else ''}" for p in pairs]
+    write_json_atomic(out / "bench_summary.json", {"machine": machine, "code": code, "rows": rows, "ratios": pairs,
+                                                    "skipped": skipped, "preset": args.preset})
+    head = (f"# bench: {machine['device_name']}, {machine['torch_threads']} threads, torch {machine['torch']}, "
+            f"load average {load_start} -> {load_end}\n\n")
+    write_text_atomic(out / "bench_summary.md", head + table + "\n\n" + "\n".join(ratio_lines) + "\n")
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    if ratio_lines:
+        print("\n".join(ratio_lines))
+    print(table)
+    return 0

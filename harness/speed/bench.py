@@ -1,0 +1,295 @@
+"""Images/s from class labels to uint8 pixels, decode included, for several generators side by side.
+
+Generators that implement ``harness.interfaces.PhasedGenerator`` get generation and decode timed
+apart, and may be timed on the first ``steps_limit`` network calls only: the generation time is then
+scaled by ``total_steps / steps_limit`` and the figure is labelled ``extrapolated`` with the measured
+per-step time. Models are interleaved repeat by repeat (A B A B ...) so a ratio between two models is
+measured under the same machine load.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+
+from harness.errors import UserError
+from harness.interfaces import Generator, PhasedGenerator
+from harness.speed.timing import PeakMemory, Spread, Stopwatch, spread
+
+DTYPES = ("fp32", "tf32", "bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings:
+    batch_size: int = 64
+    dtype: str = "fp32"            # fp32 | tf32 (fp32 storage, TF32 matmuls) | bf16 (autocast)
+    cfg: bool = True               # False: cfg_scale 1.0 (no doubled batch)
+    steps: int | None = None       # diffusion step count override; AR: fixed by the token count
+    steps_limit: int | None = None  # time only this many network calls and extrapolate
+    compile: bool = False
+    kv_cache: bool = True          # AR: off is not supported by any generator yet -> recorded "n/a"
+    repeats: int = 3
+    warmup: int = 1
+    seed: int = 0
+    random_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise UserError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        for name in ("batch_size", "repeats"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise UserError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.steps_limit is not None and self.steps_limit < 1:
+            raise UserError(f"--steps-limit must be >= 1, got {self.steps_limit}")
+        if self.steps is not None and self.steps < 1:
+            raise UserError(f"--steps must be >= 1, got {self.steps}")
+
+    def factory_options(self) -> dict[str, Any]:
+        """Options passed to a generator factory; defaults are left out so any factory accepts fp32."""
+        opts: dict[str, Any] = {}
+        if self.dtype == "bf16":
+            opts["dtype"] = torch.bfloat16
+        if self.dtype == "tf32":
+            opts["tf32"] = True
+        if self.compile:
+            opts["compile"] = True
+        if self.random_weights:
+            opts["random_weights"] = True
+        return opts
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# paper: the AliTok table's protocol (A800, fp32, batch 64, CFG on, decode included)
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"batch_size": [64], "dtype": "fp32", "cfg": True, "repeats": 3, "warmup": 1},
+    "gpu-check": {"batch_size": [64], "dtype": "bf16", "cfg": True, "repeats": 3, "warmup": 1},
+    "cpu-smoke": {"batch_size": [4], "dtype": "fp32", "cfg": True, "repeats": 3, "warmup": 1,
+                  "models": ["alitok-tiny"]},
+}
+
+
+def sampling_params(gen: Generator, settings: BenchSettings) -> tuple[Any, dict[str, Any]]:
+    """The generator's official preset, with CFG off / the step count changed where asked;
+    returns ``(params, applied)`` where ``applied`` records what each setting did ("n/a" if nothing)."""
+    params = gen.default_sampling
+    applied: dict[str, Any] = {}
+    fields = {f.name for f in dataclasses.fields(params)} if dataclasses.is_dataclass(params) else set()
+    if not settings.cfg:
+        if "cfg_scale" not in fields:
+            raise UserError(f"--no-cfg: {gen.name} has no cfg_scale in its sampling parameters")
+        params = dataclasses.replace(params, cfg_scale=1.0)
+    applied["cfg_scale"] = getattr(params, "cfg_scale", "n/a")
+    if settings.steps is not None:
+        if "steps" not in fields:
+            applied["steps"] = "n/a"
+        else:
+            params = dataclasses.replace(params, steps=settings.steps)
+    if "steps" in fields:
+        applied["steps"] = params.steps
+    applied.setdefault("steps", "n/a")
+    kv = gen.info().get("kv_cache")
+    applied["kv_cache"] = kv if (settings.kv_cache and kv) else "n/a"
+    return params, applied
+
+
+@dataclasses.dataclass
+class ModelTimings:
+    """Per-repeat seconds of one model at one batch size."""
+
+    name: str
+    batch_size: int
+    phased: bool
+    extrapolated: bool
+    steps_measured: int | None = None
+    total_steps: int | None = None
+    generation: list[float] = dataclasses.field(default_factory=list)   # full-run seconds (scaled if extrapolated)
+    step_calls: list[float] = dataclasses.field(default_factory=list)   # measured seconds of the limited steps
+    decode: list[float] = dataclasses.field(default_factory=list)
+    total: list[float] = dataclasses.field(default_factory=list)
+    peak_memory_mib: float | None = None
+    peak_memory_kind: str | None = None
+    applied: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        tot = spread(self.total)
+        out: dict[str, Any] = {
+            "images_per_s": self.batch_size / tot.median, "s_per_image": tot.median / self.batch_size,
+            "batch_size": self.batch_size, "repeats": len(self.total), "total_s": tot.to_dict(),
+            "images_per_s_range": [self.batch_size / tot.max, self.batch_size / tot.min],
+            "phases_apart": self.phased, "extrapolated": self.extrapolated,
+            "peak_memory_mib": self.peak_memory_mib, "peak_memory_kind": self.peak_memory_kind}
+        if self.phased:
+            out["generation_s"] = spread(self.generation).to_dict()
+            out["decode_s"] = spread(self.decode).to_dict()
+        if self.extrapolated:
+            step = spread([t / self.steps_measured for t in self.step_calls])
+            out.update({"steps_measured": self.steps_measured, "total_steps": self.total_steps,
+                        "per_step_s": step.to_dict(),
+                        "method": f"generation = median per-step time x {self.total_steps} steps "
+                                  f"(measured {self.steps_measured}), decode measured in full"})
+        return out
+
+    def spread(self) -> Spread:
+        return spread(self.total)
+
+
+class _Runner:
+    """One model at one batch size: one call of ``repeat()`` = one timed repeat."""
+
+    def __init__(self, gen: Generator, settings: BenchSettings, device: torch.device):
+        self.gen, self.settings, self.device = gen, settings, torch.device(device)
+        self.params, applied = sampling_params(gen, settings)
+        self.labels = torch.arange(settings.batch_size) % gen.num_classes
+        self.watch = Stopwatch(self.device)
+        self.phased = isinstance(gen, PhasedGenerator)
+        limit = settings.steps_limit
+        total = gen.total_steps(self.params) if self.phased else None
+        self.extrapolate = bool(self.phased and limit is not None and limit < total)
+        if limit is not None and not self.phased:
+            raise UserError(f"--steps-limit: {gen.name} has no run_steps/total_steps hooks (harness.interfaces."
+                            "PhasedGenerator); time it in full without --steps-limit")
+        self.timings = ModelTimings(gen.name, settings.batch_size, self.phased, self.extrapolate,
+                                    limit if self.extrapolate else None, total, applied=applied)
+        self._count = 0
+
+    def _rng(self) -> torch.Generator:
+        self._count += 1
+        return torch.Generator().manual_seed(self.settings.seed + self._count)
+
+    def _tf32(self) -> Callable[[], None]:
+        # TF32 is a process-global switch: set it for this model's call only (a bf16/fp32 neighbour keeps its own)
+        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        flag = self.settings.dtype == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = flag
+
+        def restore() -> None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        return restore
+
+    def once(self) -> tuple[float, float | None, float | None, Any]:
+        """``(total, generation, step_calls, images)`` seconds of one run."""
+        restore = self._tf32()
+        try:
+            gen, labels, params, rng = self.gen, self.labels, self.params, self._rng()
+            if not self.phased:
+                t, images = self.watch.time(lambda: gen.generate(labels, rng, params))
+                return t, None, None, images
+            if self.extrapolate:
+                n = self.settings.steps_limit
+                t_steps, codes = self.watch.time(lambda: gen.run_steps(labels, rng, params, n))
+                t_gen = t_steps * self.timings.total_steps / n
+            else:
+                t_steps = None
+                t_gen, codes = self.watch.time(lambda: gen.generate_codes(labels, rng, params))
+            t_dec, images = self.watch.time(lambda: gen.decode_codes(codes))
+            return t_gen + t_dec, t_gen, t_steps, (images, t_dec)
+        finally:
+            restore()
+
+    def warm(self) -> None:
+        if not self.settings.warmup:
+            return
+        with PeakMemory(self.device) as mem:
+            for _ in range(self.settings.warmup):
+                self.once()
+        # CPU: peak-RSS growth is a process high-water mark, so only the first run of a model shows it
+        self.timings.peak_memory_mib, self.timings.peak_memory_kind = mem.mib, mem.kind
+
+    def repeat(self) -> None:
+        with PeakMemory(self.device) as mem:
+            total, t_gen, t_steps, out = self.once()
+        if self.device.type == "cuda" or self.timings.peak_memory_mib is None:
+            self.timings.peak_memory_mib = max(self.timings.peak_memory_mib or 0.0, mem.mib)
+            self.timings.peak_memory_kind = mem.kind
+        t = self.timings
+        t.total.append(total)
+        if self.phased:
+            images, t_dec = out
+            t.generation.append(t_gen)
+            t.decode.append(t_dec)
+            if t_steps is not None:
+                t.step_calls.append(t_steps)
+        else:
+            images = out
+        _check_output(self.gen, images, self.settings.batch_size)
+
+
+def _check_output(gen: Generator, images: Any, batch: int) -> None:
+    # a benchmark of something that did not produce the images would be a wrong number
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.shape[0] == batch
+            and images.ndim == 4 and images.shape[-1] == 3):
+        raise RuntimeError(f"{gen.name}: expected uint8 [{batch},H,W,3] images, got "
+                           f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
+
+
+def bench_interleaved(generators: list[Generator], settings: BenchSettings, device: torch.device | str,
+                      progress: Callable[[str], None] | None = None) -> list[ModelTimings]:
+    """Warm every model up, then time repeat r of every model before repeat r+1 of any (A B A B ...)."""
+    runners = [_Runner(g, settings, torch.device(device)) for g in generators]
+    for r in runners:
+        r.warm()
+    for i in range(settings.repeats):
+        for r in runners:
+            r.repeat()
+            if progress:
+                progress(f"repeat {i + 1}/{settings.repeats} {r.gen.name} batch {settings.batch_size}: "
+                         f"{r.timings.total[-1]:.3f} s{' (generation extrapolated)' if r.extrapolate else ''}")
+    return [r.timings for r in runners]
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-image speed ratios of every pair measured side by side (same batch size and dtype)."""
+    out = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            if (a["batch_size"], a["dtype"]) != (b["batch_size"], b["dtype"]):
+                continue
+            out.append({"a": a["model"], "b": b["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
+                        "images_per_s_ratio": a["images_per_s"] / b["images_per_s"],
+                        "extrapolated": bool(a["extrapolated"] or b["extrapolated"])})
+    return out
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = ("| model | batch | dtype | images/s | s/image | total median s (IQR) | generation s | decode s "
+            "| per-step s | peak MiB | extrapolated |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+
+    def s(d: dict | None, key: str = "median") -> str:
+        return f"{d[key]:.4g}" if d else "n/a"
+    for r in rows:
+        mem = f"{r['peak_memory_mib']:.0f}" if r.get("peak_memory_mib") is not None else "n/a"
+        lines.append(f"| {r['model']} | {r['batch_size']} | {r['dtype']} | {r['images_per_s']:.4g} | "
+                     f"{r['s_per_image']:.4g} | {r['total_s']['median']:.4g} ({r['total_s']['iqr']:.2g}) | "
+                     f"{s(r.get('generation_s'))} | {s(r.get('decode_s'))} | {s(r.get('per_step_s'))} | {mem} | "
+                     f"{'yes' if r['extrapolated'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def runs_agree(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Two bench summaries of the same settings, row by row (model, batch, dtype): do their total-time
+    medians agree within their own spread (``harness.speed.timing.agree``)?"""
+    from harness.speed.timing import Spread, agree
+
+    def key(r):
+        return r["model"], r["batch_size"], r["dtype"]
+
+    def as_spread(d):
+        return Spread(d["n"], d["median"], d["q1"], d["q3"], d["min"], d["max"], d["mean"])
+
+    b_rows = {key(r): r for r in rows_b}
+    out = []
+    for a in rows_a:
+        b = b_rows.get(key(a))
+        if b is None:
+            continue
+        sa, sb = as_spread(a["total_s"]), as_spread(b["total_s"])
+        out.append({"model": a["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
+                    "median_s": [sa.median, sb.median], "range_s": [sa.range, sb.range],
+                    "difference_s": abs(sa.median - sb.median), "agree": agree(sa, sb)})
+    return out

@@ -1,0 +1,37 @@
+"""One full-size AR step: AliTok-B (177M, random weights, official architecture), batch 2 with CFG
+(4 rows), one cached decode step at the middle position of the 273-token sequence, fp32.
+Run with `make bench`."""
+import pytest
+import torch
+
+from harness.speed.timing import synchronize
+
+pytestmark = pytest.mark.bench
+
+BATCH, POS = 2, 137
+
+
+@pytest.fixture(scope="module")
+def model():
+    from alitok.generator import PRESETS, build
+
+    # the AR model alone (what `alitok_b(random_weights=True)` builds, without its tokenizer's memory)
+    return build(PRESETS["alitok-b"].config, generator=torch.Generator().manual_seed(0)).eval()
+
+
+def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model):
+    rows = 2 * BATCH
+    device = model.embeddings.weight.device
+    with torch.inference_mode():
+        model.reset_cache(rows)
+        model.prefill(torch.full((rows, 1), model.cfg.null_class_id, device=device))
+        token, pos = torch.zeros(rows, dtype=torch.long, device=device), torch.tensor([POS], device=device)
+
+        def step():
+            out = model.decode_step(token, pos)
+            synchronize(device)
+            return out
+
+        logits = benchmark.pedantic(step, rounds=10, warmup_rounds=2)
+    benchmark.extra_info.update({"model": "alitok-b random weights", "rows": rows, "position": POS, "dtype": "fp32"})
+    assert logits.shape == (rows, model.cfg.codebook_size) and torch.isfinite(logits).all()

@@ -1,0 +1,277 @@
+"""alitok-bench bench: statistics against numpy, the agreement rule, interleaving, step extrapolation,
+the CLI's records, and the AliTok speed hooks. Timing logic runs on a fake clock, so nothing here
+depends on how loaded the machine is."""
+import dataclasses
+import json
+import types
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from harness.cli import main
+from harness.errors import UserError
+from harness.interfaces import ARSampling, Generator, PhasedGenerator
+from harness.speed import bench as bench_mod
+from harness.speed import timing
+from harness.speed.bench import BenchSettings, bench_interleaved, ratios
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = FakeClock()
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=c.perf_counter))
+    return c
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeSampling(ARSampling):
+    family: ClassVar[str] = "fake"
+
+
+class FakeGenerator(Generator):
+    """Costs ``step_s`` per network call (x1.0..1.0+jitter, a fixed sequence) and ``decode_s`` per decode."""
+
+    sampling_cls = FakeSampling
+
+    def __init__(self, clock, name="fake", steps=10, step_s=0.01, decode_s=0.005, jitter=(0.0, 0.1, 0.05, 0.02),
+                 log=None):
+        self.clock, self.name, self.steps, self.step_s, self.decode_s = clock, name, steps, step_s, decode_s
+        self.jitter, self.calls, self.log = jitter, 0, log if log is not None else []
+        self.image_size, self.num_classes, self.quantization = 8, 10, "round"
+
+    @property
+    def default_sampling(self):
+        return FakeSampling(cfg_scale=4.0)
+
+    def _cost(self, n):
+        self.calls += 1
+        self.log.append(self.name)
+        self.clock.now += n * self.step_s * (1.0 + self.jitter[self.calls % len(self.jitter)])
+
+    def generate(self, labels, generator, params=None):
+        return self.decode_codes(self.generate_codes(labels, generator, params))
+
+    def generate_codes(self, labels, generator, params=None):
+        self._cost(self.steps)
+        return torch.zeros(len(labels), self.steps, dtype=torch.long)
+
+    def decode_codes(self, codes):
+        self.clock.now += self.decode_s
+        return torch.zeros(codes.shape[0], 8, 8, 3, dtype=torch.uint8)
+
+    def total_steps(self, params=None):
+        return self.steps
+
+    def run_steps(self, labels, generator, params, n_steps):
+        self._cost(n_steps)
+        return torch.zeros(len(labels), self.steps, dtype=torch.long)
+
+
+class OnePhaseGenerator(FakeGenerator):
+    """Only ``generate``: not a PhasedGenerator."""
+
+    generate_codes = decode_codes = total_steps = run_steps = None
+
+    def generate(self, labels, generator, params=None):
+        self._cost(self.steps)
+        self.clock.now += self.decode_s
+        return torch.zeros(len(labels), 8, 8, 3, dtype=torch.uint8)
+
+
+def test_spread_matches_numpy():
+    xs = [0.31, 0.29, 0.5, 0.33, 0.30, 0.41]
+    s = timing.spread(xs)
+    assert s.median == pytest.approx(np.median(xs))
+    assert (s.q1, s.q3) == pytest.approx(tuple(np.percentile(xs, [25, 75])))
+    assert s.iqr == pytest.approx(np.subtract(*np.percentile(xs, [75, 25])))
+    assert (s.min, s.max, s.mean) == pytest.approx((min(xs), max(xs), np.mean(xs)))
+    with pytest.raises(ValueError):
+        timing.spread([])
+
+
+def test_agree_rule():
+    a, b = timing.spread([1.0, 1.1, 1.2]), timing.spread([1.15, 1.2, 1.3])
+    assert timing.agree(a, b)  # medians 0.1 apart, ranges 0.2 / 0.15
+    assert not timing.agree(a, timing.spread([1.5, 1.51, 1.52]))
+
+
+def test_two_identical_runs_agree_within_their_spread_and_a_slower_one_does_not(clock):
+    settings = BenchSettings(batch_size=4, repeats=5, warmup=1)
+    run1 = bench_interleaved([FakeGenerator(clock)], settings, "cpu")[0]
+    run2 = bench_interleaved([FakeGenerator(clock, jitter=(0.1, 0.0, 0.02, 0.05))], settings, "cpu")[0]
+    assert run1.spread().range > 0
+    assert timing.agree(run1.spread(), run2.spread())
+    slower = bench_interleaved([FakeGenerator(clock, step_s=0.015)], settings, "cpu")[0]
+    assert not timing.agree(run1.spread(), slower.spread())
+
+
+def test_phases_apart_and_images_per_s(clock):
+    g = FakeGenerator(clock, jitter=(0.0,))
+    res = bench_interleaved([g], BenchSettings(batch_size=4, repeats=3, warmup=2), "cpu")[0].summary()
+    assert res["phases_apart"] and not res["extrapolated"]
+    assert res["generation_s"]["median"] == pytest.approx(10 * 0.01)
+    assert res["decode_s"]["median"] == pytest.approx(0.005)
+    assert res["images_per_s"] == pytest.approx(4 / 0.105)
+    assert g.calls == 5  # 2 warm-up + 3 timed
+
+
+def test_extrapolation_equals_the_full_run_for_a_linear_cost(clock):
+    full = bench_interleaved([FakeGenerator(clock, steps=273, jitter=(0.0,))], BenchSettings(batch_size=2), "cpu")
+    part = bench_interleaved([FakeGenerator(clock, steps=273, jitter=(0.0,))],
+                             BenchSettings(batch_size=2, steps_limit=4), "cpu")
+    f, p = full[0].summary(), part[0].summary()
+    assert p["extrapolated"] and not f["extrapolated"]
+    assert (p["steps_measured"], p["total_steps"]) == (4, 273)
+    assert p["per_step_s"]["median"] == pytest.approx(0.01)
+    assert p["total_s"]["median"] == pytest.approx(f["total_s"]["median"])
+    assert "273 steps" in p["method"]
+
+
+def test_models_are_interleaved(clock):
+    log = []
+    gens = [FakeGenerator(clock, name="a", log=log), FakeGenerator(clock, name="b", log=log)]
+    bench_interleaved(gens, BenchSettings(batch_size=1, repeats=3, warmup=1), "cpu")
+    assert log == ["a", "b"] + ["a", "b"] * 3
+
+
+def test_one_phase_generator_is_timed_whole_and_cannot_extrapolate(clock):
+    g = OnePhaseGenerator(clock, jitter=(0.0,))
+    assert not isinstance(g, PhasedGenerator) and isinstance(FakeGenerator(clock), PhasedGenerator)
+    res = bench_interleaved([g], BenchSettings(batch_size=4), "cpu")[0].summary()
+    assert "generation_s" not in res and res["total_s"]["median"] == pytest.approx(0.105)
+    with pytest.raises(UserError, match="steps-limit"):
+        bench_interleaved([g], BenchSettings(batch_size=4, steps_limit=2), "cpu")
+
+
+def test_no_cfg_and_steps_applied_or_recorded_na(clock):
+    params, applied = bench_mod.sampling_params(FakeGenerator(clock), BenchSettings(cfg=False, steps=5))
+    assert params.cfg_scale == 1.0 and applied == {"cfg_scale": 1.0, "steps": "n/a", "kv_cache": "n/a"}
+
+
+def test_ratios_pair_only_like_settings():
+    rows = [{"model": "a", "batch_size": 2, "dtype": "fp32", "images_per_s": 6.0, "extrapolated": False},
+            {"model": "b", "batch_size": 2, "dtype": "fp32", "images_per_s": 2.0, "extrapolated": True},
+            {"model": "c", "batch_size": 4, "dtype": "fp32", "images_per_s": 1.0, "extrapolated": False}]
+    assert ratios(rows) == [{"a": "a", "b": "b", "batch_size": 2, "dtype": "fp32", "images_per_s_ratio": 3.0,
+                             "extrapolated": True}]
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(UserError, match="--dtype"):
+        BenchSettings(dtype="fp8")
+    with pytest.raises(UserError, match="--batch-size"):
+        BenchSettings(batch_size=0)
+    assert BenchSettings().factory_options() == {}
+    assert BenchSettings(dtype="bf16", compile=True, random_weights=True).factory_options() == {
+        "dtype": torch.bfloat16, "compile": True, "random_weights": True}
+
+
+@pytest.fixture
+def fake_models(clock):
+    from harness.registry import generators, load_plugins
+
+    load_plugins()
+    names = ["fake-bench-a", "fake-bench-b"]
+    for i, n in enumerate(names):
+        generators.register(n, lambda *, device, _n=n, _i=i, **o: FakeGenerator(clock, name=_n, step_s=0.01 * (1 + _i)))
+    yield names
+    for n in names:
+        generators._entries.pop(n, None)
+
+
+def test_cli_writes_records_summary_and_prints_table_last(fake_models, tmp_path, capsys):
+    out = tmp_path / "b"
+    rc = main(["bench", "--model", fake_models[0], "--model", fake_models[1], "--batch-size", "2",
+               "--batch-size", "4", "--repeats", "2", "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    records = sorted(out.glob("*_record.json"))
+    assert len(records) == 4
+    rec = json.loads(records[0].read_text())
+    assert rec["kind"] == "bench" and rec["speed"]["repeats"] == 2
+    assert {"device_name", "torch_threads", "load_average_start", "load_average_end", "torch"} <= set(rec["env"])
+    assert rec["spec"]["settings"]["dtype"] == "fp32" and rec["spec"]["models_compared"] == fake_models
+    summary = json.loads((out / "bench_summary.json").read_text())
+    r = {(x["a"], x["batch_size"]): x["images_per_s_ratio"] for x in summary["ratios"]}
+    assert r[(fake_models[0], 2)] == pytest.approx((0.2 + 0.005) / (0.1 + 0.005), rel=0.2)
+    assert (out / "bench_summary.md").read_text().count("| fake-bench-") == 4
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("| fake-bench-b | 4 |")
+
+
+def test_cli_unknown_model_one_line_exit_2_or_skipped(fake_models, tmp_path, capsys):
+    assert main(["bench", "--model", "no-such-model", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    rc = main(["bench", "--model", "no-such-model", "--model", fake_models[0], "--skip-missing", "--repeats", "1",
+               "--batch-size", "1", "--device", "cpu", "--out", str(tmp_path / "s")])
+    assert rc == 0
+    assert json.loads((tmp_path / "s/bench_summary.json").read_text())["skipped"].keys() == {"no-such-model"}
+
+
+def test_alitok_tiny_speed_hooks_reproduce_generate():
+    from alitok.plugin import tiny_generator
+
+    g = tiny_generator(device="cpu")
+    assert isinstance(g, PhasedGenerator)
+    labels = torch.tensor([0, 3])
+    codes = g.generate_codes(labels, torch.Generator().manual_seed(1))
+    assert torch.equal(g.decode_codes(codes), g.generate(labels, torch.Generator().manual_seed(1)))
+    n = g.total_steps()
+    assert n == g.model.num_tokens
+    assert torch.equal(g.run_steps(labels, torch.Generator().manual_seed(1), None, n), codes)
+    part = g.run_steps(labels, torch.Generator().manual_seed(1), None, 3)
+    assert part.shape == codes.shape  # padded to the full length, so decode_codes can time a full decode
+
+
+def test_alitok_b_random_weights_official_architecture():
+    from alitok.generator import PRESETS
+    from alitok.plugin import alitok_b
+
+    g = alitok_b(device="cpu", random_weights=True)
+    assert g.info()["num_params"] == PRESETS["alitok-b"].num_params
+    assert g.model.output.weight.std() > 0  # random logits, not the zero-initialised head
+    assert g.tokenizer.num_tokens == 273 and g.image_size == 256
+    with pytest.raises(UserError, match="random_weights"):
+        alitok_b(device="cpu", random_weights=True, checkpoint="x.bin")
+
+
+def test_preset_then_flags_on_top():
+    import argparse
+
+    from harness.commands.bench import add_arguments, resolve_settings
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    models, sweep = resolve_settings(p.parse_args(["--preset", "cpu-smoke", "--out", "x"]))
+    assert models == ["alitok-tiny"] and [s.batch_size for s in sweep] == [4] and sweep[0].cfg
+    models, sweep = resolve_settings(p.parse_args(["--preset", "paper", "--model", "m", "--batch-size", "8",
+                                                   "--batch-size", "16", "--dtype", "bf16", "--no-cfg", "--out", "x"]))
+    assert models == ["m"] and [(s.batch_size, s.dtype, s.cfg) for s in sweep] == [(8, "bf16", False), (16, "bf16", False)]
+    with pytest.raises(UserError, match="--model"):
+        resolve_settings(p.parse_args(["--preset", "paper", "--out", "x"]))
+
+
+def test_factory_without_the_option_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["bench", "--model", "alitok-tiny", "--random-weights", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "random_weights" in capsys.readouterr().err
+
+
+def test_runs_agree_reads_two_cli_summaries(fake_models, tmp_path):
+    from harness.speed.bench import runs_agree
+
+    for run in ("r1", "r2"):
+        assert main(["bench", "--model", fake_models[0], "--repeats", "4", "--batch-size", "2", "--device", "cpu",
+                     "--out", str(tmp_path / run)]) == 0
+    rows = [json.loads((tmp_path / r / "bench_summary.json").read_text())["rows"] for r in ("r1", "r2")]
+    (res,) = runs_agree(*rows)
+    assert res["agree"] and res["range_s"][0] > 0
+    slow = [dict(rows[1][0], total_s={k: v * 2 if k not in ("n",) else v for k, v in rows[1][0]["total_s"].items()})]
+    assert not runs_agree(rows[0], slow)[0]["agree"]
