@@ -275,3 +275,27 @@ def test_runs_agree_reads_two_cli_summaries(fake_models, tmp_path):
     assert res["agree"] and res["range_s"][0] > 0
     slow = [dict(rows[1][0], total_s={k: v * 2 if k not in ("n",) else v for k, v in rows[1][0]["total_s"].items()})]
     assert not runs_agree(rows[0], slow)[0]["agree"]
+
+
+@pytest.mark.parametrize("name", ["dit-tiny", "flow-tiny"])
+def test_diffusion_speed_hooks_reproduce_generate_and_count_calls(name):
+    """decode_codes(generate_codes(...)) is generate(...); total_steps and run_steps count the model calls
+    they claim (counted independently with a forward hook on the network)."""
+    from harness.interfaces import PhasedGenerator
+    from harness.registry import generators, load_plugins
+
+    load_plugins()
+    g = generators.get(name)(device="cpu")
+    assert isinstance(g, PhasedGenerator)
+    labels = torch.tensor([0, 3])
+    calls = []
+    handle = g.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        z = g.generate_codes(labels, torch.Generator().manual_seed(1))
+        assert len(calls) == g.total_steps()
+        assert torch.equal(g.decode_codes(z), g.generate(labels, torch.Generator().manual_seed(1)))
+        calls.clear()
+        part = g.run_steps(labels, torch.Generator().manual_seed(1), None, 4)
+        assert len(calls) == 4 and part.shape == z.shape
+    finally:
+        handle.remove()

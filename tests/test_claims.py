@@ -70,10 +70,10 @@ def test_a_record_off_protocol_does_not_count(claims):
 
 
 def test_speed_ratio_from_two_records(claims):
-    recs = [_bench("alitok-xl", 63.0), _bench("lightningdit-xl", 6.0)]
+    recs = [_bench("alitok-xl", 63.0), _bench("lightningdit-xl-1", 6.0)]
     v = _by_id(claims, check(claims, recs))["ratio-xl-lightningdit"]
     assert v.measured == pytest.approx(63.0 / 6.0) and v.verdict == REPRODUCED
-    v = _by_id(claims, check(claims, [_bench("alitok-xl", 30.0), _bench("lightningdit-xl", 6.0)]))["ratio-xl-lightningdit"]
+    v = _by_id(claims, check(claims, [_bench("alitok-xl", 30.0), _bench("lightningdit-xl-1", 6.0)]))["ratio-xl-lightningdit"]
     assert v.measured == pytest.approx(5.0) and v.verdict == NOT_REPRODUCED
 
 

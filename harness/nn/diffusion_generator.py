@@ -10,6 +10,7 @@ LightningDiT's "no guidance while t < 0.125" is ``cfg_interval=(0.125, 1.0)``.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -134,6 +135,42 @@ class DiffusionGenerator(Generator):
         z = self.sample_latents(labels, generator, params)
         images = self._decode(z) if self._decode is not None else z
         return to_uint8(images, (-1.0, 1.0), self.quantization).to(labels.device)
+
+    # -- speed hooks (harness.interfaces.PhasedGenerator): sampling and decode timed apart -------------
+    def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
+                       params: DiffusionSampling | None = None) -> torch.Tensor:
+        return self.sample_latents(labels, generator, params)
+
+    @torch.inference_mode()
+    def decode_codes(self, z: torch.Tensor) -> torch.Tensor:
+        images = self._decode(z) if self._decode is not None else z
+        return to_uint8(images, (-1.0, 1.0), self.quantization)
+
+    def network_calls(self, params: DiffusionSampling) -> int:
+        """Model calls of one sampling run (each on the doubled batch under CFG): DDPM/DDIM one per step;
+        flow Euler one per grid interval, Heun two, Euler-Maruyama one per interval plus the final mean step."""
+        if self.kind == "ddpm":
+            return params.steps
+        per = 2 if params.solver == "heun" else 1
+        return per * (params.steps - 1) + (1 if params.solver == "euler-maruyama" else 0)
+
+    def total_steps(self, params: DiffusionSampling | None = None) -> int:
+        return self.network_calls(self.check_params(params or self._sampling))
+
+    def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: DiffusionSampling | None,
+                  n_steps: int) -> torch.Tensor:
+        """A shortened schedule with ``n_steps`` model calls of the same shape and cost (latents come back
+        at full shape, so ``decode_codes`` times a full decode)."""
+        p = self.check_params(params or self._sampling)
+        if self.kind == "ddpm":
+            steps = n_steps
+        elif p.solver == "heun":
+            steps = max(2, n_steps // 2 + 1)
+        elif p.solver == "euler-maruyama":
+            steps = max(2, n_steps)
+        else:
+            steps = n_steps + 1
+        return self.sample_latents(labels, generator, dataclasses.replace(p, steps=steps))
 
     def info(self) -> dict[str, Any]:
         if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():
