@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow bench clean tiny-models tiny-records
+.PHONY: setup demo test test-slow bench clean tiny-models tiny-records ablation-tiny ablation-imagenet-plan
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,18 @@ tiny-records: setup
 	  echo "$(ALITOK) $(RECON) --checkpoint $(TINY)/stage1/last.safetensors --out $(TINY)/recon/stage1"; \
 	  $(ALITOK) $(RECON) --checkpoint $(TINY)/stage1/last.safetensors --out $(TINY)/recon/stage1; \
 	else echo "skipped the stage-1 record: no $(TINY)/stage1/last.safetensors (make tiny-models)"; fi
+
+# The tiny ablation (alitok/configs/ablation.yaml, preset tiny): rows A-F, the F_effnet recipe row and
+# the causal-encoder probe x 3 paired seeds, each tokenizer -> AR -> held-out metrics; CPU, about an
+# hour on 2 cores. A rerun skips finished folders and resumes the rest. Table and plot land in
+# $(ABLATION)/ablation_table.md and ablation_bars.png; weights stay there, git-ignored.
+ABLATION ?= results/ablation/tiny
+ablation-tiny: setup
+	$(ALITOK) ablate alitok/configs/ablation.yaml --preset tiny --out $(ABLATION)
+
+# The same suite at official sizes on ImageNet under torchrun: validate only (plan + what is missing).
+ablation-imagenet-plan: setup
+	-$(ALITOK) ablate alitok/configs/ablation.yaml --preset imagenet --out runs/ablation-imagenet --plan
 
 clean:
 	rm -rf $(VENV) .benchmarks
