@@ -46,7 +46,7 @@ TABLE_METRICS = (("ar_acc", True), ("ar_ce", False), ("ar_ce_gain_unigram", True
                  ("ar_acc_prefix", True), ("ar_acc_first_row", True), ("ar_acc_rest", True),
                  ("ar_ce_gain_positional_prefix", True), ("ar_ce_gain_positional_first_row", True),
                  ("ar_ce_gain_positional_rest", True),
-                 ("rfid", False), ("psnr", True), ("ssim", True), ("codebook_usage", True),
+                 ("rfid", False), ("psnr", True), ("ssim", True), ("codebook_usage", True), ("codebook_perplexity", True),
                  ("fid", False), ("kid", False), ("prec", True), ("recall", True))
 
 
@@ -534,16 +534,23 @@ def table_markdown(summary: dict[str, Any]) -> str:
              f"Second table: paired difference to row {summary['baseline']} (per seed, then mean ± sd).",
              "AR columns are held-out next-token figures; `ar_ce_gain_*` = baseline CE − model CE "
              "(nats/token, > 0: better than the code-frequency baseline).", ""]
-    for title, key in (("Per row", None), (f"Paired difference to {summary['baseline']}", "diff_to_baseline")):
-        lines += [f"## {title}", "", "| row | n | " + " | ".join(f"{m} ({'↑' if higher[m] else '↓'})" for m in metrics) + " |",
-                  "|---|---|" + "---|" * len(metrics)]
-        for name, r in rows.items():
-            cells = []
-            for m in metrics:
-                stat = r["metrics"].get(m)
-                cells.append(_fmt(stat if key is None or stat is None else stat[key], 4 if m in ("kid", "prec", "recall", "ssim") else 3))
-            lines.append(f"| {name}: {r['label']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
-        lines.append("")
+    groups = (("AR model, held-out next-token", [m for m in metrics if m.startswith("ar_")]),
+              ("Tokenizer and generator, held-out images", [m for m in metrics if not m.startswith("ar_")]))
+    for group, ms in groups:
+        if not ms:
+            continue
+        for title, key in (("per row", None), (f"paired difference to {summary['baseline']}", "diff_to_baseline")):
+            lines += [f"## {group}: {title}", "",
+                      "| row | n | " + " | ".join(f"{m} ({'↑' if higher[m] else '↓'})" for m in ms) + " |",
+                      "|---|---|" + "---|" * len(ms)]
+            for name, r in rows.items():
+                cells = []
+                for m in ms:
+                    stat = r["metrics"].get(m)
+                    cells.append(_fmt(stat if key is None or stat is None else stat[key],
+                                      4 if m in ("kid", "prec", "recall", "ssim") else 3))
+                lines.append(f"| {name}: {r['label']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.y
 
 def test_committed_suite_plans_paired_rows():
     suite = ablation.load_suite(SUITE, "tiny")
-    assert [r.name for r in suite.rows] == ["A", "B", "C", "D", "F", "F_effnet", "causal_encoder"]
+    assert [r.name for r in suite.rows] == ["A", "B", "C", "D", "F", "causal_encoder", "F_effnet"]
     assert len(suite.seeds) >= 3
     jobs = ablation.plan(suite, "/o")
     by = {(j.seed, j.row, j.stage): j for j in jobs}
