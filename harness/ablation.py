@@ -331,7 +331,12 @@ def train_job(suite: Suite, job: Job) -> None:
     through the trainers registry (the same code path as ``alitok-bench train``)."""
     job.out.mkdir(parents=True, exist_ok=True)
     cfg_path = job.out / "ablation_config.json"
-    write_json_atomic(cfg_path, job.config)
+    config = dict(job.config)
+    if suite.launcher:  # `train` resolves relative paths against the config's folder: pass absolute ones
+        for key in ("init_from", "tokenizer", "decode_tokenizer"):
+            if isinstance(config.get(key), str) and not Path(config[key]).is_absolute():
+                config[key] = str(Path(config[key]).resolve())
+    write_json_atomic(cfg_path, config)
     if suite.launcher:
         subprocess.run(_train_argv(suite, job, cfg_path), check=True)
         return
@@ -495,9 +500,19 @@ def summarize(suite: Suite, out: str | Path) -> dict[str, Any]:
 
     out = Path(out)
     per_seed: dict[str, dict[int, dict[str, float]]] = {r.name: {} for r in suite.rows}
-    for job in plan(suite, out):
-        if job.stage == "eval" and job.done:
-            per_seed[job.row][job.seed] = read_record(job.out / EVAL_RECORD)["metrics"]
+    seconds: dict[str, float] = {}
+    jobs = plan(suite, out)
+    for job in jobs:
+        if not job.done:
+            continue
+        if job.stage == "eval":
+            rec = read_record(job.out / EVAL_RECORD)
+            per_seed[job.row][job.seed] = rec["metrics"]
+        else:  # only its timings are read here
+            rec = json.loads((job.out / RECORD).read_text())
+        t = rec.get("timings") or {}
+        spent = sum(float(v) for k, v in t.items() if k.endswith("_s") and k != "logged_train_s" and v is not None)
+        seconds[job.stage] = seconds.get(job.stage, 0.0) + spent
     rows = {}
     for r in suite.rows:
         rows[r.name] = {"label": r.label, "seeds": sorted(per_seed[r.name]), "metrics": {}}
@@ -509,6 +524,10 @@ def summarize(suite: Suite, out: str | Path) -> dict[str, Any]:
     summary = {"suite": str(suite.path), "preset": suite.preset_name, "baseline": suite.baseline,
                "command": command_line(suite, out), "rows": rows,
                "complete": all(len(per_seed[r.name]) == len(suite.seeds) for r in suite.rows),
+               "jobs_done": sum(j.done for j in jobs), "jobs": len(jobs),
+               # wall seconds of the finished jobs as their records give them (the last invocation of a
+               # resumed training counts only its own steps); under the machine's load at the time
+               "recorded_seconds_by_stage": {k: round(v, 1) for k, v in seconds.items()},
                "per_seed": {r: {str(s): m for s, m in v.items()} for r, v in per_seed.items()}}
     write_json_atomic(out / "summary.json", summary)
     with atomic_path(out / "ablation_table.md", "w") as f:
@@ -528,8 +547,11 @@ def table_markdown(summary: dict[str, Any]) -> str:
     rows = summary["rows"]
     metrics = [m for m, _ in TABLE_METRICS if any(m in r["metrics"] for r in rows.values())]
     higher = dict(TABLE_METRICS)
+    total = sum((summary.get("recorded_seconds_by_stage") or {}).values())
     lines = [f"# Ablation ({summary['preset']} preset)", "",
              f"Regenerate: `{summary['command']}`", "",
+             f"Jobs finished: {summary.get('jobs_done')} of {summary.get('jobs')}; recorded compute "
+             f"{total / 60:.0f} min ({', '.join(f'{k} {v / 60:.0f}' for k, v in (summary.get('recorded_seconds_by_stage') or {}).items())} min).", "",
              "Each cell: mean ± sample sd over seeds (n seeds in the header of each row). "
              f"Second table: paired difference to row {summary['baseline']} (per seed, then mean ± sd).",
              "AR columns are held-out next-token figures; `ar_ce_gain_*` = baseline CE − model CE "

@@ -130,10 +130,7 @@ def test_imagenet_preset_validates_without_imagenet(tmp_path):
     assert tiny["missing"] == []
 
 
-@pytest.mark.slow
-def test_micro_suite_end_to_end(tmp_path, monkeypatch):
-    """Two rows (D brings F's stage 1) x 2 seeds, a few steps each, random Inception weights."""
-    monkeypatch.setenv("ALITOK_PROGRESS", "0")
+def _micro_suite(tmp_path, **preset):
     data = yaml.safe_load(SUITE.read_text())
     t = data["presets"]["tiny"]
     for k in ("stage1", "stage2", "ar"):
@@ -142,9 +139,17 @@ def test_micro_suite_end_to_end(tmp_path, monkeypatch):
     t["stage1"]["data"]["per_class"] = t["stage2"]["data"]["per_class"] = 2
     t["ar"]["data"].update(per_class_train=2, per_class_val=2)
     t["eval"].update(per_class=2, inception="random:0", kid_subset_size=10)
+    t.update(preset)
     path = tmp_path / "micro.yaml"
     path.write_text(yaml.safe_dump(data))
-    suite = ablation.load_suite(path, "tiny", rows=["A", "F"], seeds=[0, 1])
+    return path
+
+
+@pytest.mark.slow
+def test_micro_suite_end_to_end(tmp_path, monkeypatch):
+    """Two rows (D brings F's stage 1) x 2 seeds, a few steps each, random Inception weights."""
+    monkeypatch.setenv("ALITOK_PROGRESS", "0")
+    suite = ablation.load_suite(_micro_suite(tmp_path), "tiny", rows=["A", "F"], seeds=[0, 1])
     summary = ablation.run(suite, tmp_path / "run", log=lambda *_: None)
     assert summary["complete"] and set(summary["rows"]) == {"A", "D", "F"}
     rec = json.loads((tmp_path / "run" / "seed1" / "F" / "eval" / "eval_record.json").read_text())
@@ -164,3 +169,17 @@ def test_stage2_overrides_reach_only_that_rows_stage2():
     assert "perceptual" not in by[("F", "stage2")].get("loss", {})
     assert by[("F_effnet", "stage2")]["init_from"] == by[("F", "stage2")]["init_from"]  # both on D's stage 1
     assert by[("F_effnet", "stage2")]["optim"] == by[("F", "stage2")]["optim"]
+
+
+@pytest.mark.slow
+def test_launcher_runs_the_trainers_as_train_commands(tmp_path, monkeypatch):
+    """With a launcher (here plain python; torchrun on a cluster) each stage is `python -m harness train`."""
+    monkeypatch.setenv("ALITOK_PROGRESS", "0")
+    monkeypatch.chdir(tmp_path)  # relative --out, as a user would type it
+    suite = ablation.load_suite(_micro_suite(tmp_path, launcher=[sys.executable]), "tiny", rows=["B"], seeds=[0])
+    jobs = [j for j in ablation.plan(suite, "run") if j.stage != "eval"]
+    for job in jobs:
+        ablation.train_job(suite, job)
+        assert job.done
+    rec = json.loads((tmp_path / "run" / "seed0" / "B" / "ar" / "train_record.json").read_text())
+    assert rec["metrics"]["val_acc"] >= 0 and rec["spec"]["config"]["seed"] == 0
