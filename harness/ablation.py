@@ -32,7 +32,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from harness.config import ConfigError, load_yaml
+from harness.config import ConfigError, dump_yaml, load_yaml
 from harness.io import atomic_path, write_json_atomic
 
 RECORD = "train_record.json"
@@ -280,7 +280,7 @@ def validate(suite: Suite, out: str | Path) -> dict[str, Any]:
     return {"suite": str(suite.path), "preset": suite.preset_name, "rows": [r.name for r in suite.rows],
             "seeds": list(suite.seeds), "world_size": world, "jobs": len(jobs), "jobs_by_stage": stages,
             "done": sum(j.done for j in jobs),
-            "commands": [shell_join(_train_argv(suite, j, j.out / "ablation_config.json")) for j in jobs
+            "commands": [shell_join(_train_argv(suite, j, j.out / "ablation_config.yaml")) for j in jobs
                          if j.stage != "eval" and j.seed == suite.seeds[0]],
             "missing": missing}
 
@@ -330,13 +330,14 @@ def train_job(suite: Suite, job: Job) -> None:
     """One trainer run. With a launcher (torchrun) it runs as a subprocess; otherwise in-process
     through the trainers registry (the same code path as ``alitok-bench train``)."""
     job.out.mkdir(parents=True, exist_ok=True)
-    cfg_path = job.out / "ablation_config.json"
+    cfg_path = job.out / "ablation_config.yaml"  # YAML, not JSON: YAML 1.1 reads JSON's 1e-05 as a string
     config = dict(job.config)
     if suite.launcher:  # `train` resolves relative paths against the config's folder: pass absolute ones
         for key in ("init_from", "tokenizer", "decode_tokenizer"):
             if isinstance(config.get(key), str) and not Path(config[key]).is_absolute():
                 config[key] = str(Path(config[key]).resolve())
-    write_json_atomic(cfg_path, config)
+    with atomic_path(cfg_path, "w") as f:
+        f.write(dump_yaml(config))
     if suite.launcher:
         subprocess.run(_train_argv(suite, job, cfg_path), check=True)
         return
