@@ -586,7 +586,7 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
 
     from harness.report.plots import save
 
-    metrics = [m for m in ("ar_acc", "ar_ce_gain_positional", "rfid", "fid", "psnr", "recall")
+    metrics = [m for m in ("ar_acc", "ar_ce_gain_positional", "codebook_perplexity", "rfid", "psnr", "fid")
                if any(m in r["metrics"] for r in summary["rows"].values())]
     if not metrics:
         return
@@ -604,7 +604,8 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
             ax.errorbar(xs, means, yerr=sds, fmt="none", ecolor="black", capsize=3)
             ax.set_xticks(xs, names, fontsize=7, rotation=30)
             ax.axhline(0, color="0.5", lw=0.6)
-            ax.set_title(m if key is None else f"{m} − {summary['baseline']} (paired)", fontsize=8)
+            arrow = "↑" if dict(TABLE_METRICS)[m] else "↓"
+            ax.set_title(f"{m} ({arrow})" if key is None else f"{m} − {summary['baseline']} (paired)", fontsize=8)
     n = max(len(r["seeds"]) for r in summary["rows"].values())
     fig.suptitle(f"Ablation, {summary['preset']} preset: mean ± sd over {n} paired seeds", fontsize=10)
     fig.tight_layout()
