@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow bench bench-baseline gpu-bench clean tiny-models tiny-baselines tiny-diffusion tiny-records
+.PHONY: setup demo test test-slow bench bench-baseline gpu-bench clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -121,6 +121,18 @@ tiny-diffusion: setup
 	OMP_NUM_THREADS=1 $(ALITOK) train $(FLOW_RUN)
 	$(ALITOK) train $(DIT_RUN) --publish
 	$(ALITOK) train $(FLOW_RUN) --publish
+
+# The tiny ablation (alitok/configs/ablation.yaml, preset tiny): rows A-F, the F_effnet recipe row and
+# the causal-encoder probe x 3 paired seeds, each tokenizer -> AR -> held-out metrics; CPU, about an
+# hour on 2 cores. A rerun skips finished folders and resumes the rest. Table and plot land in
+# $(ABLATION)/ablation_table.md and ablation_bars.png; weights stay there, git-ignored.
+ABLATION ?= results/ablation/tiny
+ablation-tiny: setup
+	$(ALITOK) ablate alitok/configs/ablation.yaml --preset tiny --out $(ABLATION)
+
+# The same suite at official sizes on ImageNet under torchrun: validate only (plan + what is missing).
+ablation-imagenet-plan: setup
+	-$(ALITOK) ablate alitok/configs/ablation.yaml --preset imagenet --out runs/ablation-imagenet --plan
 
 clean:
 	rm -rf $(VENV) .benchmarks

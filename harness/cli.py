@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("harness.commands.train", "train a tokenizer (stage 1/2) or an AR generator from YAML"),
     "report": ("harness.commands.report", "tables (md/csv/tex) and plots (png/svg) from run records alone"),
     "claims": ("harness.commands.claims", "the paper's claims against measured records: reproduced / not / not run"),
+    "ablate": ("harness.commands.ablate", "the ablation suite: rows x paired seeds, train + evaluate, table with spread"),
     "compare": ("harness.commands.compare", "regression gates between two sets of records (exit 1 on failure)"),
     "cache": ("harness.commands.cache", "list or clear the feature cache ($ALITOK_BENCH_CACHE or ~/.cache/alitok-bench)"),
     "bench": ("harness.commands.bench", "images/s of generators side by side, decode included (speed records)"),

@@ -65,12 +65,36 @@ class RunConfig:
     log_every: int = 10
     ckpt_every: int = 100
     export: str | None = None  # where --publish copies the exported weights (null: nothing to publish)
+    # Full sizes: each step's batch in grad_accum micro-batches (one optimizer step on the summed
+    # gradients of loss / grad_accum), forward passes under bf16 autocast when precision is bf16.
+    grad_accum: int = 1
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.grad_accum < 1 or self.batch_size % self.grad_accum:
+            raise ValueError(f"grad_accum must be >= 1 and divide batch_size, got {self.grad_accum} for {self.batch_size}")
         if self.log_every < 1 or self.ckpt_every < 1:
             raise ValueError(f"log_every and ckpt_every must be >= 1, got {self.log_every}, {self.ckpt_every}")
+
+
+def micro_batches(n: int, accum: int) -> list[slice]:
+    """``accum`` equal slices of a batch of ``n`` (this rank's share): gradient accumulation."""
+    if accum < 1 or n % accum:
+        raise ConfigError(f"grad_accum: {accum} does not divide this process's batch of {n}")
+    m = n // accum
+    return [slice(i * m, (i + 1) * m) for i in range(accum)]
+
+
+def autocast(device: torch.device | str, precision: str):
+    """bf16 autocast for the forward pass (the loss is still reduced in float32 by autocast's
+    rules); fp32: nothing. Parameters, gradients and the optimizer stay float32 either way."""
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ConfigError(f"precision: {precision!r} (known: fp32, bf16)")
+    return contextlib.nullcontext()
 
 
 def lr_at(step: int, total_steps: int, optim: OptimConfig) -> float:

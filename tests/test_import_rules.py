@@ -5,7 +5,7 @@ Floors (a module may import its own floor and the floors below it):
   1 bottom: harness (package), _tv_shim, interfaces, registry, plugins, config, errors, io, devices, data/, nn/
   2 engine: training (+ training/), records, specs, protocols, sampling/, metrics/, speed/
   3 model families: alitok/, baselines/ (from floor 2 only ``harness.training``; never each other)
-  4 presentation: suites, report/, claims
+  4 presentation: suites, ablation, report/, claims
   5 entry points: cli, commands/, api, __main__
 Lazy imports inside functions count: they run too, and they are how circles hide.
 """
@@ -25,7 +25,7 @@ FLOORS = {
     "harness.training": 2, "harness.records": 2, "harness.specs": 2, "harness.protocols": 2,
     "harness.sampling": 2, "harness.metrics": 2, "harness.speed": 2,
     "alitok": 3, "baselines": 3,
-    "harness.suites": 4, "harness.suite_entries": 4, "harness.report": 4, "harness.claims": 4,
+    "harness.suites": 4, "harness.suite_entries": 4, "harness.ablation": 4, "harness.report": 4, "harness.claims": 4,
     "harness.compare": 4,
     "harness.cli": 5, "harness.commands": 5, "harness.api": 5, "harness.__main__": 5,
 }

