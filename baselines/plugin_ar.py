@@ -102,10 +102,28 @@ def titok_s_128(*, device, checkpoint=None, tokenizer_checkpoint=None, **options
 # ----------------------------------------------------------------------------------------------
 # Generators
 # ----------------------------------------------------------------------------------------------
-def _llamagen(name: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32):
-    from baselines.llamagen import GPT_PRESETS, load_gpt
+def _random_weights_only(name: str, checkpoint, tokenizer_checkpoint) -> None:
+    if checkpoint or tokenizer_checkpoint:
+        raise UserError(f"{name}: random_weights=true takes no checkpoints (got {checkpoint or tokenizer_checkpoint})")
+
+
+def _llamagen(name: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
+              random_weights=False):
+    import dataclasses
+
+    import torch
+
+    from baselines.llamagen import GPT_PRESETS, VQ_CONFIGS, LlamaGenTokenizer, build_gpt, build_vq, load_gpt
 
     preset = GPT_PRESETS[name]
+    if random_weights:  # the published architectures with seeded random weights, no file: speed runs only
+        _random_weights_only(name, checkpoint, tokenizer_checkpoint)
+        cfg = dataclasses.replace(VQ_CONFIGS["VQ-16"], image_size=preset.image_size)
+        tokenizer = LlamaGenTokenizer(build_vq(cfg, device), name="vq-16-random", checkpoint=None,
+                                      eval_size=preset.eval_size)
+        model = build_gpt(preset.config, device, generator=torch.Generator().manual_seed(0))
+        return _generator(model, tokenizer, name=name + "-random", sampling=preset.sampling, seed=0, checkpoint=None,
+                          dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
     path = _need(name, checkpoint, f"the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
                  "(and model.tokenizer_checkpoint=/path/vq_ds16_c2i.pt)")
     tok_path = _need(name, tokenizer_checkpoint, "the official tokenizer too: --set model.tokenizer_checkpoint=/path/vq_ds16_c2i.pt")
@@ -119,9 +137,10 @@ def _llamagen(name: str, *, device, checkpoint, tokenizer_checkpoint, dtype, qua
 
 def _llamagen_factory(name: str):
     def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                compile=False, tf32=None):
+                compile=False, tf32=None, random_weights=False):
         return _llamagen(name, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                         dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+                         dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
+                         random_weights=random_weights)
 
     factory.__name__ = name.replace("-", "_")
     factory.__doc__ = f"{name}: official LlamaGen c2i GPT + VQ-16 (constant CFG preset of the published evaluation)"
@@ -137,11 +156,20 @@ llamagen_gpt_xxl_384 = _llamagen_factory("llamagen-gpt-xxl-384")
 llamagen_gpt_3b_384 = _llamagen_factory("llamagen-gpt-3b-384")
 
 
-def _rar(size: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32):
+def _rar(size: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
+         random_weights=False):
     from baselines import maskgit_vqgan
-    from baselines.rar import load, rar_config, rar_sampling
+    from baselines.rar import build, load, rar_config, rar_sampling
 
     name = f"rar-{size}"
+    if random_weights:  # the published architecture with seeded random weights, no file: speed runs only
+        import torch
+
+        _random_weights_only(name, checkpoint, tokenizer_checkpoint)
+        tokenizer = maskgit_vqgan.MaskGITTokenizer(maskgit_vqgan.build(device=device), checkpoint=None)
+        model = build(rar_config(size), device, generator=torch.Generator().manual_seed(0))
+        return _generator(model, tokenizer, name=name + "-random", sampling=rar_sampling(size), seed=None,
+                          checkpoint=None, dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
     path = _need(name, checkpoint, f"the official checkpoint: --set model.checkpoint=/path/rar_{size}.bin "
                  f"(and model.tokenizer_checkpoint=/path/{maskgit_vqgan.CHECKPOINT_NAME})")
     tok_path = _need(name, tokenizer_checkpoint,
@@ -154,9 +182,9 @@ def _rar(size: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantiza
 
 def _rar_factory(size: str):
     def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                compile=False, tf32=None):
+                compile=False, tf32=None, random_weights=False):
         return _rar(size, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                    dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
+                    dtype=dtype, quantization=quantization, compile=compile, tf32=tf32, random_weights=random_weights)
 
     factory.__name__ = f"rar_{size}"
     factory.__doc__ = f"RAR-{size.upper()}: official rar_{size}.bin + MaskGIT-VQGAN (power-cosine CFG preset)"
