@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from harness.errors import UserError
 from harness.interfaces import ARSampling
 from harness.nn.checkpoint import CheckpointError, save_safetensors
 
@@ -197,10 +198,10 @@ def test_compile_flag_constructs_without_compiling(tiny, random_tokenizer):
 @pytest.mark.parametrize("name,factory", [("alitok-b", plugin.alitok_b), ("alitok-l", plugin.alitok_l),
                                           ("alitok-xl", plugin.alitok_xl)])
 def test_official_factories_need_checkpoints(name, factory, tmp_path):
-    with pytest.raises(ValueError, match=f"{name} needs the official checkpoint: --set model.checkpoint=") as e:
+    with pytest.raises(UserError, match=f"{name} needs the official checkpoint: --set model.checkpoint=") as e:
         factory(device=torch.device("cpu"))
     assert "\n" not in str(e.value)
-    with pytest.raises(ValueError, match="tokenizer_checkpoint"):
+    with pytest.raises(UserError, match="tokenizer_checkpoint"):
         factory(device=torch.device("cpu"), checkpoint=str(tmp_path / "x.bin"))
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         factory(device=torch.device("cpu"), checkpoint=str(tmp_path / "x.bin"), tokenizer_checkpoint="AliTok.pth")

@@ -89,8 +89,8 @@ def test_fid_grows_with_blur_and_noise_and_real_is_smallest(ex, sets, tmp_path):
 
 def test_batch_size_does_not_change_features(ex, sets, tmp_path):
     val = sets[1]
-    whole = extract_features(val[:6], ex, 6, cache=False)
-    small = extract_features(val[:6], ex, 4, cache=False)
+    whole = extract_features(val[:6], ex, 6, cache=False, keep_spatial=True)
+    small = extract_features(val[:6], ex, 4, cache=False, keep_spatial=True)
     for layer in ("pool", "spatial"):
         diff = np.abs(getattr(small, layer) - getattr(whole, layer)[:6]).max()
         assert diff <= 1e-5, (layer, diff)

@@ -1,6 +1,7 @@
 """Suites run their expanded entries: one folder and one record per label, sweep points and variants
 in the record's spec, missing inputs recorded as skipped (naming the file and its source), recon
 entries reconstruct; `validate SUITE` shows the expansion and what is missing."""
+import re
 import json
 
 import numpy as np
@@ -106,7 +107,7 @@ def test_validate_shows_expansion_and_missing(tmp_path, capsys):
     assert "big: sample alitok-b; demo N=11 seed=0  -> SKIPPED (1 missing)" in out
     assert "missing w/alitok_b.bin: AliTok-B weights; get it from the AliTok README" in out
     assert main(["validate", "demo"]) == 0
-    assert "ready: all 3 runs have their inputs" in capsys.readouterr().out
+    assert re.search(r"ready: all \d+ runs have their inputs", capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("name", ["demo", "golden", "cfg-sweep", "imagenet256-gfid50k", "imagenet256-rfid50k",
