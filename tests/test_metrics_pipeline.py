@@ -149,6 +149,11 @@ def test_cli_ref_stats_and_eval(world, monkeypatch, capsys):
     assert record["kind"] == "eval" and record["paper_comparable"] is False
     assert record["metrics"]["fid"] == pytest.approx(direct.metrics["fid"], rel=1e-12)
     assert record["metric_provenance"]["weights"]["sha256"] == world["weights"].sha256
+    # the known-mistake guard: 24 samples and a non-ADM reference are fatal, in the record and the printed block
+    codes = {f["code"]: f["severity"] for f in record["protocol_findings"]}
+    assert codes["fewer-than-50k"] == "fatal" and codes["gfid-reference-not-virtual"] == "fatal"
+    assert codes["labels-unbalanced"] == "fatal"  # 4 of 1000 classes
+    assert "protocol: N=24" in text and "FATAL fewer-than-50k" in text and "NO (" in text
 
 
 def test_reference_from_an_iterator_of_batches(world, tmp_path):

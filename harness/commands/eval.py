@@ -54,6 +54,7 @@ def format_table(result) -> str:
     lines.append(f"paper_comparable: {flag}" + ("" if result.paper_comparable else
                  "  (" + "; ".join(prov["not_comparable_because"]) + ")"))
     lines.extend(f"warning: {m}" for m in result.warnings)
+    lines.append(result.protocol_block())
     return "\n".join(lines)
 
 
@@ -113,7 +114,8 @@ def run(args) -> int:
     record = RunRecord(kind="eval", samples={k: s.get(k) for k in ("path", "sha256", "n", "image_size", "labels",
                                                                     "balanced", "num_classes", "class_sorted", "selection")},
                        metrics=dict(result.metrics), metric_provenance=result.provenance,
-                       paper_comparable=result.paper_comparable, code=code_info(), env=env_info(device),
+                       paper_comparable=result.paper_comparable, protocol_findings=list(result.findings),
+                       uncertainty=dict(result.uncertainty), code=code_info(), env=env_info(device),
                        timings=result.timings, notes=list(result.warnings), model=model)
     name = eval_record_name(model["name"], result.provenance.get("reference", {}).get("sha256"),
                             result.provenance.get("weights", {}).get("sha256"), result.metrics)

@@ -20,6 +20,7 @@ import numpy as np
 
 from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError
+from harness.metrics import eval_facts, guards
 from harness.metrics import provenance as prov
 from harness.metrics import table
 from harness.metrics.features import extract_features
@@ -38,6 +39,13 @@ class EvalResult:
     paper_comparable: bool
     warnings: list[str] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    findings: list[dict] = dataclasses.field(default_factory=list)  # the known-mistake guard's (guards.Finding)
+    uncertainty: dict[str, dict] = dataclasses.field(default_factory=dict)  # metric -> {std, method, ...}
+
+    def protocol_block(self) -> str:
+        """The short "protocol" block printed under the table."""
+        found = [guards.Finding(**f) for f in self.findings]
+        return guards.render_protocol_block(found, self.provenance.get("protocol_facts"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -175,6 +183,9 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     t_end = time.perf_counter()
 
     comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
+    facts = _protocol_facts(samples, feats, labels, ref)
+    findings = guards.run_guards(facts)
+    comparable = comparable and guards.paper_comparable(findings)
     sample_sha, _ = _describe(samples, feats)
     names = {m.name for m in wanted}
     provenance = {
@@ -185,10 +196,21 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
                     "dtype": "uint8", **label_info, "selection": feats.selection},
         "reference": {**ref.describe(), "metadata": ref.metadata},
         "pr_k": None, "skipped": skipped, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
-        "not_comparable_because": reasons, **extra,
+        "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
+        "protocol_findings": [f.to_dict() for f in findings], **extra,
     }
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
-    return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings)
+    return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings,
+                      findings=[f.to_dict() for f in findings])
+
+
+def _protocol_facts(samples, feats, labels, ref: Reference) -> dict[str, Any]:
+    meta = ref.metadata or {}
+    reference = {"kind": ref.kind, "split": meta.get("split"), "preprocessing": meta.get("preprocessing"),
+                 "path": str(ref.path)}
+    record, folder_spec = eval_facts.sampling_run_files(samples)
+    return eval_facts.build_facts(n=feats.n, labels=labels, reference=reference, image_size=feats.image_size,
+                                  record=record, folder_spec=folder_spec)
 
 
 def _materialise(batches) -> np.ndarray:
