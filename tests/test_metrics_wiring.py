@@ -75,3 +75,41 @@ def test_report_fields_read_findings_and_uncertainty():
            "uncertainty": {"fid": {"std": 0.25, "method": "disjoint-subsets(k=5,seed=0)"}}}
     assert fields.protocol_findings(rec) == ["FATAL fewer-than-50k: 220 samples", "old text"]
     assert fields.uncertainty(rec, "fid") == 0.25 and fields.uncertainty(rec, "is") is None
+
+
+def test_fid_subset_spread_equals_an_independent_computation():
+    from scipy import linalg
+
+    from harness.metrics.uncertainty import fid_subset_spread, subset_indices
+
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(60, 6))
+    ref = rng.normal(loc=0.3, size=(500, 6))
+    mu_r, sigma_r = ref.mean(0), np.cov(ref, rowvar=False)
+
+    def fd(x):  # the Fréchet formula with scipy's matrix square root
+        mu, sigma = x.mean(0), np.cov(x, rowvar=False)
+        covmean = linalg.sqrtm(sigma @ sigma_r).real
+        return float(((mu - mu_r) ** 2).sum() + np.trace(sigma + sigma_r - 2 * covmean))
+
+    got = fid_subset_spread(pool, mu_r, sigma_r, k=5, seed=3)
+    values = [fd(pool[idx]) for idx in subset_indices(60, 5, seed=3)]
+    assert np.allclose(got["values"], values, rtol=1e-7)
+    assert np.isclose(got["subset_std"], np.std(values, ddof=1))
+    assert np.isclose(got["std"], np.std(values, ddof=1) / np.sqrt(5))
+    assert got["method"] == "disjoint-subsets(k=5,seed=3)" and got["subset_size"] == 12
+
+
+def test_compare_sigma_gate_reads_the_recorded_spread():
+    from harness.compare import compare, parse_gate
+    from harness.records import RunRecord
+
+    def rec(fid, std):
+        d = RunRecord(kind="eval", model={"name": "m"}, metrics={"fid": fid},
+                      uncertainty={"fid": {"std": std, "method": "disjoint-subsets(k=10,seed=0)"}}).to_dict()
+        return {**d, "label": "m"}
+
+    gate = [parse_gate("fid:+2sigma")]
+    sd = (0.3 ** 2 + 0.4 ** 2) ** 0.5
+    assert compare([rec(10.0, 0.3)], [rec(10.0 + 2 * sd - 1e-6, 0.4)], gate)[0].passed
+    assert not compare([rec(10.0, 0.3)], [rec(10.0 + 2 * sd + 1e-6, 0.4)], gate)[0].passed

@@ -32,6 +32,11 @@ def add_arguments(p) -> None:
     p.add_argument("--fid-method", choices=("eig", "sqrtm"), default="eig",
                    help="eig: fast, proven equal; sqrtm: the ADM evaluator's scipy path (slow on CPU) (default: %(default)s)")
     p.add_argument("--is-mode", choices=("adm", "torch-fidelity"), default="adm", help="(default: %(default)s)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="keep the pool3 features so FID gets its disjoint-subset spread even when no other metric "
+                        "needs them (with prec/recall/kid it is computed anyway)")
+    p.add_argument("--uncertainty-subsets", type=int, default=10,
+                   help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)")
     p.add_argument("--out", default=None, help="folder for eval_record.json (default: next to SAMPLES)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--allow-partial", action="store_true",
@@ -42,10 +47,12 @@ def add_arguments(p) -> None:
 
 def format_table(result) -> str:
     prov = result.provenance
-    lines = [f"{'metric':<8} {'value':>12}"]
+    lines = [f"{'metric':<8} {'value':>12}  {'± std (method)'}"]
     for name, value in result.metrics.items():
         shown = "n/a" if value is None else f"{value:.4f}"
-        lines.append(f"{name:<8} {shown:>12}")
+        spread = result.uncertainty.get(name)
+        pm = f"  ± {spread['std']:.4f} ({spread['method']})" if spread else ""
+        lines.append(f"{name:<8} {shown:>12}{pm}")
     w = prov["weights"]
     lines.append(f"weights: {w['kind']} ({w['sha256'][:12]}...)  N={prov['samples']['n']}  resize={prov['resize']}"
                  f"  IS mode={prov.get('is_mode')}")
@@ -87,6 +94,10 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.uncertainty_subsets < 0 or args.uncertainty_subsets == 1:
+        from harness.errors import UserError
+
+        raise UserError(f"--uncertainty-subsets must be 0 (off) or >= 2, got {args.uncertainty_subsets}")
     ref_arg = _reference_arg(args)
     samples = Path(args.samples)
     from harness.metrics.features import is_sampling_folder
@@ -107,7 +118,8 @@ def run(args) -> int:
     result = evaluate_samples(args.samples, reference, metrics=args.metrics, inception=inception,
                               batch_size=args.batch_size, device=str(device), fid_method=args.fid_method,
                               is_mode=args.is_mode, cache=cache, allow_partial=args.allow_partial, progress=progress,
-                              kid_subset_size=args.kid_subset_size)
+                              kid_subset_size=args.kid_subset_size, uncertainty_subsets=args.uncertainty_subsets,
+                              keep_features=args.uncertainty)
     s = result.provenance["samples"]
     # name the eval after the model that made the samples (its sample_record.json), else the file's stem
     model = {"name": sample_model_name(args.samples) or samples.stem}

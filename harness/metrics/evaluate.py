@@ -29,6 +29,7 @@ from harness.metrics.refstats import Reference, check_compatible, load_reference
 from harness.metrics.weights import resolve_weights
 
 ALL_METRICS = tuple(m.name for m in table.TABLE)
+UNCERTAINTY_SUBSETS = 10  # k of the disjoint-subset spread of FID
 DEFAULT_METRICS = table.default_names()
 
 
@@ -85,7 +86,8 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
                      fid_method: str = "eig", is_mode: str = "adm", cache: bool | str | Path = True,
                      kid_subset_size: int | None = None, kid_subsets: int | None = None,
                      labels: np.ndarray | None = None, allow_partial: bool = False,
-                     progress: bool | None = None) -> EvalResult:
+                     progress: bool | None = None, uncertainty_subsets: int = UNCERTAINTY_SUBSETS,
+                     keep_features: bool = False) -> EvalResult:
     """Metrics of ``samples`` against ``reference`` (an ADM-format npz: ours or OpenAI's).
 
     ``samples``: an ADM npz, a shards folder, a uint8 ``[N,H,W,3]`` array or an iterable of such
@@ -94,6 +96,8 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     describe in-memory samples for the class-balance provenance; files carry their own. ``reference``
     may also be a loaded ``Reference``. ``allow_partial``: evaluate the verified prefix of an incomplete
     sampling folder (recorded in ``selection``); ``progress``: tqdm bars on stderr (None: when a terminal).
+    ``uncertainty_subsets``: k of FID's disjoint-subset spread (0: none); it needs the whole pool3 array,
+    which is kept when another metric needs it (prec/recall/kid/...) or with ``keep_features``.
     """
     explicit = metrics is not None
     wanted = table.parse(metrics)
@@ -126,6 +130,7 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
 
     # Whole pool3 arrays only for metrics that need more than the streamed float64 mean/covariance.
     keep_pool = any(m.features == "inception" and m.layer == "pool" and not m.from_statistics for m in todo)
+    keep_pool = keep_pool or (keep_features and uncertainty_subsets > 0 and any(m.name == "fid" for m in todo))
     feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples", keep_pool=keep_pool,
                              allow_partial=allow_partial, progress=progress)
     warnings.extend(feats.notes)
@@ -180,6 +185,7 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
         result = m.compute(inputs)
         out[m.name] = result.pop(m.name)
         extra.update(result)
+    spreads, why_none = _uncertainty(out, extra, feats, stats, fid_method, uncertainty_subsets)
     t_end = time.perf_counter()
 
     comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
@@ -197,11 +203,33 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
         "reference": {**ref.describe(), "metadata": ref.metadata},
         "pr_k": None, "skipped": skipped, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
         "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
-        "protocol_findings": [f.to_dict() for f in findings], **extra,
+        "protocol_findings": [f.to_dict() for f in findings], "uncertainty_skipped": why_none, **extra,
     }
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
     return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings,
-                      findings=[f.to_dict() for f in findings])
+                      findings=[f.to_dict() for f in findings], uncertainty=spreads)
+
+
+def _uncertainty(values: dict, extra: dict, feats, stats: dict, fid_method: str, k: int) -> tuple[dict, dict]:
+    """``({metric: {std, method, ...}}, {metric: why none})`` from features already in memory (no extraction)."""
+    from harness.metrics.uncertainty import fid_subset_spread
+
+    spreads: dict[str, dict] = {}
+    why: dict[str, str] = {}
+    if values.get("fid") is not None:
+        if k < 2:
+            why["fid"] = "disabled (uncertainty_subsets < 2)"
+        elif feats.pool is None:
+            why["fid"] = "pool3 features not kept (add prec/recall/kid to the metrics, or keep_features / --uncertainty)"
+        elif feats.n < 2 * k:
+            why["fid"] = f"{feats.n} samples: fewer than 2 per subset for k={k}"
+        else:
+            spreads["fid"] = fid_subset_spread(feats.pool, stats["mu"], stats["sigma"], k=k, method=fid_method)
+    if values.get("kid") is not None and extra.get("kid_std") is not None:
+        # torch-fidelity's std over its random (overlapping) subsets: a spread at the subset size, kept as is
+        spreads["kid"] = {"std": float(extra["kid_std"]), "method": f"kid-subsets(s={extra.get('kid_subsets')},"
+                          f"m={extra.get('kid_subset_size')},random,overlapping)", "scaling": "none (subset-size spread)"}
+    return spreads, why
 
 
 def _protocol_facts(samples, feats, labels, ref: Reference) -> dict[str, Any]:
