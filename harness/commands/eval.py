@@ -27,6 +27,9 @@ def add_arguments(p) -> None:
     p.add_argument("--kid-subset-size", type=int, default=None,
                    help="KID images per subset (default 1000 as torch-fidelity; refused when larger than N)")
     p.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH (default: %(default)s)")
+    p.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
+                   help="DINOv2 ViT-L/14 weights for FD-DINOv2 (adds fd_dinov2 to the default metrics; the reference "
+                        "must be built with the same --dinov2)")
     p.add_argument("--batch-size", type=int, default=50, help="images per forward pass (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     p.add_argument("--fid-method", choices=("eig", "sqrtm"), default="eig",
@@ -119,7 +122,7 @@ def run(args) -> int:
                               batch_size=args.batch_size, device=str(device), fid_method=args.fid_method,
                               is_mode=args.is_mode, cache=cache, allow_partial=args.allow_partial, progress=progress,
                               kid_subset_size=args.kid_subset_size, uncertainty_subsets=args.uncertainty_subsets,
-                              keep_features=args.uncertainty)
+                              keep_features=args.uncertainty, dinov2=args.dinov2)
     s = result.provenance["samples"]
     # name the eval after the model that made the samples (its sample_record.json), else the file's stem
     model = {"name": sample_model_name(args.samples) or samples.stem}

@@ -87,7 +87,7 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
                      kid_subset_size: int | None = None, kid_subsets: int | None = None,
                      labels: np.ndarray | None = None, allow_partial: bool = False,
                      progress: bool | None = None, uncertainty_subsets: int = UNCERTAINTY_SUBSETS,
-                     keep_features: bool = False) -> EvalResult:
+                     keep_features: bool = False, dinov2: Any = None) -> EvalResult:
     """Metrics of ``samples`` against ``reference`` (an ADM-format npz: ours or OpenAI's).
 
     ``samples``: an ADM npz, a shards folder, a uint8 ``[N,H,W,3]`` array or an iterable of such
@@ -98,14 +98,19 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     sampling folder (recorded in ``selection``); ``progress``: tqdm bars on stderr (None: when a terminal).
     ``uncertainty_subsets``: k of FID's disjoint-subset spread (0: none); it needs the whole pool3 array,
     which is kept when another metric needs it (prec/recall/kid/...) or with ``keep_features``.
+    ``dinov2``: the ``--dinov2`` weights (PATH or random:SEED) or a ``dinov2.DinoV2Features``; with it the
+    default list gains fd_dinov2, and the reference must hold statistics of the same DINOv2 extractor.
     """
     explicit = metrics is not None
     wanted = table.parse(metrics)
+    if not explicit and dinov2 is not None:
+        wanted += (table.get("fd_dinov2"),)
     t0 = time.perf_counter()
     size = _check_samples_file(samples)
     ref = reference if isinstance(reference, Reference) else load_reference(reference)
     weights = inception.weights if isinstance(inception, InceptionExtractor) else resolve_weights(inception)
-    stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s") if getattr(ref, k) is not None}
+    stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
+             if getattr(ref, k) is not None}
 
     warnings: list[str] = []
     skipped: dict[str, str] = {}
@@ -123,6 +128,8 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     warnings += check_compatible(ref, info, size)
     extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(weights, device)
     extractors = {"inception": extractor}
+    if any(m.features == "dinov2" for m in todo):
+        extractors["dinov2"] = _dinov2_extractor(dinov2, extractor.device, ref)
     for name in sorted({m.features for m in todo} - set(extractors)):
         extractors[name] = table.build_extractor(name, extractor.device)
     if any(m.features != "inception" for m in todo) and not (_is_path(samples) or isinstance(samples, np.ndarray)):
@@ -201,13 +208,24 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
         "samples": {"path": _name(samples), "sha256": sample_sha, "n": feats.n, "image_size": list(feats.image_size),
                     "dtype": "uint8", **label_info, "selection": feats.selection},
         "reference": {**ref.describe(), "metadata": ref.metadata},
-        "pr_k": None, "skipped": skipped, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
+        "pr_k": None, "skipped": skipped,
+        "dinov2": extractors["dinov2"].describe() if "dinov2" in extractors else None, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
         "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
         "protocol_findings": [f.to_dict() for f in findings], "uncertainty_skipped": why_none, **extra,
     }
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
     return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings,
                       findings=[f.to_dict() for f in findings], uncertainty=spreads)
+
+
+def _dinov2_extractor(dinov2: Any, device: Any, ref: Reference):
+    """The DINOv2 features extractor, refused when the reference's DINOv2 statistics came from another one."""
+    from harness.metrics import dinov2 as dinov2_mod
+
+    if not isinstance(dinov2, dinov2_mod.DinoV2Features):
+        dinov2 = table.build_extractor("dinov2", device, weights=dinov2)
+    dinov2_mod.check_reference_meta(ref.metadata, dinov2.extractor, ref.path)
+    return dinov2
 
 
 def _uncertainty(values: dict, extra: dict, feats, stats: dict, fid_method: str, k: int) -> tuple[dict, dict]:
