@@ -88,6 +88,21 @@ def _is_stats_file(path: Path) -> bool:
 
 
 def run(args) -> int:
+    """Under ``torchrun -m harness eval ...`` every rank extracts a share of the sample features; rank 0
+    computes the metrics, writes the record and prints."""
+    from harness.metrics.distributed import init_from_env, rank_world
+
+    joined = init_from_env()
+    try:
+        return _run(args, rank_world()[0])
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args, rank: int) -> int:
     from harness.devices import resolve_device
     from harness.io import check_output_dir
     from harness.metrics.evaluate import evaluate_samples
@@ -109,7 +124,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else (samples.resolve() if in_folder else samples.resolve().parent)
     check_output_dir(out)  # before minutes of feature extraction, not after
     device = resolve_device(args.device)
-    progress = False if (args.quiet or args.json) else None  # None: a bar only when stderr is a terminal
+    progress = False if (args.quiet or args.json or rank != 0) else None  # None: a bar only on a terminal
     cache = not args.no_cache
     inception = args.inception
     ref_path = Path(ref_arg)
@@ -123,6 +138,8 @@ def run(args) -> int:
                               is_mode=args.is_mode, cache=cache, allow_partial=args.allow_partial, progress=progress,
                               kid_subset_size=args.kid_subset_size, uncertainty_subsets=args.uncertainty_subsets,
                               keep_features=args.uncertainty, dinov2=args.dinov2)
+    if result is None:  # a helper rank under torchrun: rank 0 writes and prints
+        return 0
     s = result.provenance["samples"]
     # name the eval after the model that made the samples (its sample_record.json), else the file's stem
     model = {"name": sample_model_name(args.samples) or samples.stem}

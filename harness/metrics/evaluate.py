@@ -87,7 +87,7 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
                      kid_subset_size: int | None = None, kid_subsets: int | None = None,
                      labels: np.ndarray | None = None, allow_partial: bool = False,
                      progress: bool | None = None, uncertainty_subsets: int = UNCERTAINTY_SUBSETS,
-                     keep_features: bool = False, dinov2: Any = None) -> EvalResult:
+                     keep_features: bool = False, dinov2: Any = None) -> EvalResult | None:
     """Metrics of ``samples`` against ``reference`` (an ADM-format npz: ours or OpenAI's).
 
     ``samples``: an ADM npz, a shards folder, a uint8 ``[N,H,W,3]`` array or an iterable of such
@@ -100,6 +100,8 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     which is kept when another metric needs it (prec/recall/kid/...) or with ``keep_features``.
     ``dinov2``: the ``--dinov2`` weights (PATH or random:SEED) or a ``dinov2.DinoV2Features``; with it the
     default list gains fd_dinov2, and the reference must hold statistics of the same DINOv2 extractor.
+    Under ``torchrun`` (torch.distributed initialised) every rank calls this: the sample features are
+    extracted across the ranks and rank 0 alone computes and returns the result; other ranks get None.
     """
     explicit = metrics is not None
     wanted = table.parse(metrics)
@@ -138,14 +140,25 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     # Whole pool3 arrays only for metrics that need more than the streamed float64 mean/covariance.
     keep_pool = any(m.features == "inception" and m.layer == "pool" and not m.from_statistics for m in todo)
     keep_pool = keep_pool or (keep_features and uncertainty_subsets > 0 and any(m.name == "fid" for m in todo))
-    feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples", keep_pool=keep_pool,
-                             allow_partial=allow_partial, progress=progress)
+    rank, world = _rank_world()
+    modes: dict[str, str] = {}
+    feats = _sample_features(samples, extractor, batch_size, modes, "inception", cache=cache, name="samples",
+                             keep_pool=keep_pool, allow_partial=allow_partial, progress=progress)
+    early: dict[str, Any] = {}
+    if world > 1:  # every rank takes part in each extraction, in one order; then only rank 0 goes on
+        for fname in sorted({m.features for m in todo} - {"inception"}):
+            early[fname] = _sample_features(samples, extractors[fname], batch_size, modes, fname, cache=cache,
+                                            name="samples", allow_partial=allow_partial, progress=progress)
+        if rank != 0:
+            return None
     warnings.extend(feats.notes)
     if (feats.selection or {}).get("partial"):
         warnings.append(f"PARTIAL: {feats.n} samples of an incomplete folder evaluated (--allow-partial): "
                         f"{feats.selection}")
     check_compatible(ref, info, feats.image_size)  # shards and batches: size known only now
-    sample_feats = {"inception": feats}
+    sample_feats = {"inception": feats, **early}
+    for f in early.values():
+        warnings.extend(f.notes)
     t_feat = time.perf_counter()
     if feats.n < 2:
         raise UserError(f"{_name(samples)}: need at least 2 samples for a covariance, got {feats.n}")
@@ -208,6 +221,7 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
         "samples": {"path": _name(samples), "sha256": sample_sha, "n": feats.n, "image_size": list(feats.image_size),
                     "dtype": "uint8", **label_info, "selection": feats.selection},
         "reference": {**ref.describe(), "metadata": ref.metadata},
+        "feature_extraction": {"world_size": world, "samples": modes},
         "pr_k": None, "skipped": skipped,
         "dinov2": extractors["dinov2"].describe() if "dinov2" in extractors else None, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
         "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
@@ -216,6 +230,74 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
     return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings,
                       findings=[f.to_dict() for f in findings], uncertainty=spreads)
+
+
+def _rank_world() -> tuple[int, int]:
+    from harness.metrics.distributed import rank_world
+
+    return rank_world()
+
+
+class _CacheMiss(Exception):
+    pass
+
+
+class _CacheOnly:
+    """An extractor that only lets ``extract_features`` answer from the cache (a call means a miss)."""
+
+    def __init__(self, extractor):
+        self.weights, self.device = extractor.weights, extractor.device
+
+    def __call__(self, batch):
+        raise _CacheMiss
+
+
+class _Replay:
+    """Serves features already extracted (across ranks) to ``extract_features``, batch by batch in order, so
+    rank 0 streams the same float64 moments and writes the cache entry exactly as one process would."""
+
+    def __init__(self, extractor, rows: dict[str, np.ndarray]):
+        self.weights, self.device, self.rows, self.at = extractor.weights, extractor.device, rows, 0
+
+    def __call__(self, batch):
+        b = len(batch)
+        out = {k: v[self.at : self.at + b] for k, v in self.rows.items()}
+        self.at += b
+        return out
+
+
+def _sample_features(samples, extractor, batch_size: int, modes: dict, key: str, **kw):
+    """``extract_features`` of the samples; under torchrun (world > 1) the network's work is split over the
+    ranks (``distributed.extract_sharded``) and only rank 0 returns features (and writes the cache, once).
+    ``modes[key]`` records how: single | cache | sharded | rank0 (a source extract_sharded cannot split)."""
+    rank, world = _rank_world()
+    if world == 1:
+        modes[key] = "single"
+        return extract_features(samples, extractor, batch_size, **kw)
+    import torch.distributed as dist
+
+    from harness.metrics.distributed import extract_sharded
+
+    hit = None
+    if rank == 0 and kw.get("cache", True) is not False:
+        try:
+            hit = extract_features(samples, _CacheOnly(extractor), batch_size, **{**kw, "progress": False})
+        except _CacheMiss:
+            hit = None
+    flag = [hit is not None]
+    dist.broadcast_object_list(flag, src=0)
+    if flag[0]:
+        modes[key] = "cache"
+        return hit if rank == 0 else None
+    shardable = isinstance(samples, np.ndarray) or (_is_path(samples) and Path(samples).is_file())
+    if not shardable:  # folders and batches: rank 0 alone (gather the folder into an npz to split it)
+        modes[key] = "rank0"
+        return extract_features(samples, extractor, batch_size, **kw) if rank == 0 else None
+    rows = extract_sharded(samples, extractor, batch_size)
+    modes[key] = "sharded"
+    if rank != 0:
+        return None
+    return extract_features(samples, _Replay(extractor, rows), batch_size, **kw)
 
 
 def _dinov2_extractor(dinov2: Any, device: Any, ref: Reference):
