@@ -113,3 +113,35 @@ def test_compare_sigma_gate_reads_the_recorded_spread():
     sd = (0.3 ** 2 + 0.4 ** 2) ** 0.5
     assert compare([rec(10.0, 0.3)], [rec(10.0 + 2 * sd - 1e-6, 0.4)], gate)[0].passed
     assert not compare([rec(10.0, 0.3)], [rec(10.0 + 2 * sd + 1e-6, 0.4)], gate)[0].passed
+
+
+SUITE = """
+name: w
+protocol: demo
+num_samples: 11
+metrics: [fid]
+reference: "embedded:val"
+reference_per_class: 1
+inception: "random:0"
+entries:
+  - label: tiny
+    model: {name: alitok-tiny, sampling: {cfg_scale: 2.5}}
+"""
+
+
+def test_suite_records_carry_findings_and_run_prints_the_block(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("ALITOK_BENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "w.yaml").write_text(SUITE)
+    assert main(["run", str(tmp_path / "w.yaml"), "--out", str(tmp_path / "out"), "--device", "cpu",
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    rec = json.loads((tmp_path / "out" / "tiny" / "run_record.json").read_text())
+    codes = {f["code"]: f["severity"] for f in rec["protocol_findings"]}
+    assert codes["fewer-than-50k"] == "fatal" and rec["paper_comparable"] is False
+    assert codes["preset-overridden"] == "warn"  # cfg_scale set over the plugin's preset
+    assert "seed-layout-gpu-count" not in codes and "sampling-numerics-unknown" not in codes  # spec.json says
+    assert "not kept" in rec["metric_provenance"]["uncertainty_skipped"]["fid"]  # FID alone streams moments
+    table_end = text.index("paper_comparable")  # the table's column header comes before the block
+    assert text.index("tiny: protocol: N=11") > table_end and "FATAL fewer-than-50k" in text
