@@ -16,7 +16,8 @@ def add_arguments(p) -> None:
     b.add_argument("--out", required=True, help="output .npz (metadata inside, and a REF.npz.json copy beside it)")
     b.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH (default: %(default)s)")
     b.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
-                   help="also store FD-DINOv2 statistics (mu_dinov2/sigma_dinov2) made with these DINOv2 ViT-L/14 weights")
+                   help="also store FD-DINOv2 statistics (mu_dinov2/sigma_dinov2) made with these DINOv2 ViT-L/14 "
+                        "weights")
     b.add_argument("--batch-size", type=int, default=50, help="(default: %(default)s)")
     b.add_argument("--device", default="auto", help="(default: %(default)s)")
     b.add_argument("--split", default="val", help="ImageNet folder split (default: %(default)s)")

@@ -223,7 +223,8 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
         "reference": {**ref.describe(), "metadata": ref.metadata},
         "feature_extraction": {"world_size": world, "samples": modes},
         "pr_k": None, "skipped": skipped,
-        "dinov2": extractors["dinov2"].describe() if "dinov2" in extractors else None, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
+        "dinov2": extractors["dinov2"].describe() if "dinov2" in extractors else None,
+        "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
         "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
         "protocol_findings": [f.to_dict() for f in findings], "uncertainty_skipped": why_none, **extra,
     }
@@ -320,7 +321,8 @@ def _uncertainty(values: dict, extra: dict, feats, stats: dict, fid_method: str,
         if k < 2:
             why["fid"] = "disabled (uncertainty_subsets < 2)"
         elif feats.pool is None:
-            why["fid"] = "pool3 features not kept (add prec/recall/kid to the metrics, or keep_features / --uncertainty)"
+            why["fid"] = ("pool3 features not kept (add prec/recall/kid to the metrics, or keep_features / "
+                          "--uncertainty)")
         elif feats.n < 2 * k:
             why["fid"] = f"{feats.n} samples: fewer than 2 per subset for k={k}"
         else:
