@@ -42,6 +42,8 @@ class RunRecord:
     metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
     metric_provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     paper_comparable: bool = False
+    protocol_findings: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # guards.Finding dicts
+    uncertainty: dict[str, Any] = dataclasses.field(default_factory=dict)  # metric -> {std, method, ...}
     speed: dict[str, Any] = dataclasses.field(default_factory=dict)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     status: str = "ok"

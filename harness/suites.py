@@ -212,6 +212,8 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         rec.metrics = dict(ev.metrics)
         rec.metric_provenance = dict(ev.provenance)
         rec.paper_comparable = bool(ev.paper_comparable)
+        rec.protocol_findings = list(ev.findings)
+        rec.uncertainty = dict(ev.uncertainty)
         rec.notes += list(ev.warnings)
         rec.timings["metrics_s"] = round(time.time() - t0, 3)
     elif sample_metrics(suite):
@@ -236,6 +238,13 @@ def _recon_run(suite, run, folder, protocol, *, device, progress):
     return rec, f"{rec.samples['n']} reconstructions, rFID {rfid:.3f}" if rfid is not None else "reconstructed"
 
 
+def _protocol_block(rec) -> str:
+    from harness.metrics import guards
+
+    found = [guards.Finding(**f) for f in rec.protocol_findings]
+    return guards.render_protocol_block(found, rec.metric_provenance.get("protocol_facts"))
+
+
 def select(runs: list[ExpandedEntry], only: tuple[str, ...] = ()) -> list[ExpandedEntry]:
     if not only:
         return runs
@@ -255,6 +264,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
 
     out = Path(out)
     refs: dict = {}
+    blocks: list[str] = []
     for run in select(expand(suite.entries), only):
         folder = out / run.label
         reasons = why_not_runnable(suite, run, root)
@@ -269,11 +279,15 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
         else:
             rec, line = _sample_run(suite, run, folder, protocol, out, refs, device=device, dtype=dtype, tf32=tf32,
                                     force=force, progress=progress)
+            if "protocol_facts" in rec.metric_provenance:
+                blocks.append(f"{run.label}: {_protocol_block(rec)}")
             write_record(rec, folder, "run_record.json")
         stale = folder / ("run_record.json" if run.task == "recon" else "recon_record.json")
         stale.unlink(missing_ok=True)  # a skipped record left by an earlier attempt, now superseded
         echo(f"{run.label}: {line}")
-    return summary_table(load_records(out), suite)
+    table = summary_table(load_records(out), suite)
+    table.attrs["protocol"] = "\n".join(blocks)  # the known-mistake guard's blocks, printed under the table
+    return table
 
 
 def summary_table(df, suite: SuiteSpec):

@@ -149,6 +149,22 @@ def test_cli_ref_stats_and_eval(world, monkeypatch, capsys):
     assert record["kind"] == "eval" and record["paper_comparable"] is False
     assert record["metrics"]["fid"] == pytest.approx(direct.metrics["fid"], rel=1e-12)
     assert record["metric_provenance"]["weights"]["sha256"] == world["weights"].sha256
+    # the known-mistake guard: 24 samples and a non-ADM reference are fatal, in the record and the printed block
+    codes = {f["code"]: f["severity"] for f in record["protocol_findings"]}
+    assert codes["fewer-than-50k"] == "fatal" and codes["gfid-reference-not-virtual"] == "fatal"
+    assert codes["labels-unbalanced"] == "fatal"  # 4 of 1000 classes
+    # FID's disjoint-subset spread (pool3 kept for prec/recall): in the record, read by report/compare, printed
+    from harness.metrics.features import extract_features
+    from harness.metrics.uncertainty import fid_subset_spread
+    from harness.report import fields
+
+    pool = extract_features(world["a_path"], world["ex"], cache=world["cache"]).pool
+    ref = load_reference(out)
+    expect = fid_subset_spread(pool, ref.mu, ref.sigma, k=10)
+    assert record["uncertainty"]["fid"]["values"] == pytest.approx(expect["values"], rel=1e-9)
+    assert fields.uncertainty(record, "fid") == pytest.approx(expect["std"], rel=1e-9) and expect["std"] > 0
+    assert f"± {expect['std']:.4f} (disjoint-subsets(k=10,seed=0))" in text
+    assert "protocol: N=24" in text and "FATAL fewer-than-50k" in text and "NO (" in text
 
 
 def test_reference_from_an_iterator_of_batches(world, tmp_path):

@@ -27,11 +27,19 @@ def add_arguments(p) -> None:
     p.add_argument("--kid-subset-size", type=int, default=None,
                    help="KID images per subset (default 1000 as torch-fidelity; refused when larger than N)")
     p.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH (default: %(default)s)")
+    p.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
+                   help="DINOv2 ViT-L/14 weights for FD-DINOv2 (adds fd_dinov2 to the default metrics; the reference "
+                        "must be built with the same --dinov2)")
     p.add_argument("--batch-size", type=int, default=50, help="images per forward pass (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     p.add_argument("--fid-method", choices=("eig", "sqrtm"), default="eig",
                    help="eig: fast, proven equal; sqrtm: the ADM evaluator's scipy path (slow on CPU) (default: %(default)s)")
     p.add_argument("--is-mode", choices=("adm", "torch-fidelity"), default="adm", help="(default: %(default)s)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="keep the pool3 features so FID gets its disjoint-subset spread even when no other metric "
+                        "needs them (with prec/recall/kid it is computed anyway)")
+    p.add_argument("--uncertainty-subsets", type=int, default=10,
+                   help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)")
     p.add_argument("--out", default=None, help="folder for eval_record.json (default: next to SAMPLES)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--allow-partial", action="store_true",
@@ -42,10 +50,12 @@ def add_arguments(p) -> None:
 
 def format_table(result) -> str:
     prov = result.provenance
-    lines = [f"{'metric':<8} {'value':>12}"]
+    lines = [f"{'metric':<8} {'value':>12}  {'± std (method)'}"]
     for name, value in result.metrics.items():
         shown = "n/a" if value is None else f"{value:.4f}"
-        lines.append(f"{name:<8} {shown:>12}")
+        spread = result.uncertainty.get(name)
+        pm = f"  ± {spread['std']:.4f} ({spread['method']})" if spread else ""
+        lines.append(f"{name:<8} {shown:>12}{pm}")
     w = prov["weights"]
     lines.append(f"weights: {w['kind']} ({w['sha256'][:12]}...)  N={prov['samples']['n']}  resize={prov['resize']}"
                  f"  IS mode={prov.get('is_mode')}")
@@ -54,6 +64,7 @@ def format_table(result) -> str:
     lines.append(f"paper_comparable: {flag}" + ("" if result.paper_comparable else
                  "  (" + "; ".join(prov["not_comparable_because"]) + ")"))
     lines.extend(f"warning: {m}" for m in result.warnings)
+    lines.append(result.protocol_block())
     return "\n".join(lines)
 
 
@@ -77,6 +88,21 @@ def _is_stats_file(path: Path) -> bool:
 
 
 def run(args) -> int:
+    """Under ``torchrun -m harness eval ...`` every rank extracts a share of the sample features; rank 0
+    computes the metrics, writes the record and prints."""
+    from harness.metrics.distributed import init_from_env, rank_world
+
+    joined = init_from_env()
+    try:
+        return _run(args, rank_world()[0])
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args, rank: int) -> int:
     from harness.devices import resolve_device
     from harness.io import check_output_dir
     from harness.metrics.evaluate import evaluate_samples
@@ -86,6 +112,10 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.uncertainty_subsets < 0 or args.uncertainty_subsets == 1:
+        from harness.errors import UserError
+
+        raise UserError(f"--uncertainty-subsets must be 0 (off) or >= 2, got {args.uncertainty_subsets}")
     ref_arg = _reference_arg(args)
     samples = Path(args.samples)
     from harness.metrics.features import is_sampling_folder
@@ -94,7 +124,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else (samples.resolve() if in_folder else samples.resolve().parent)
     check_output_dir(out)  # before minutes of feature extraction, not after
     device = resolve_device(args.device)
-    progress = False if (args.quiet or args.json) else None  # None: a bar only when stderr is a terminal
+    progress = False if (args.quiet or args.json or rank != 0) else None  # None: a bar only on a terminal
     cache = not args.no_cache
     inception = args.inception
     ref_path = Path(ref_arg)
@@ -106,14 +136,18 @@ def run(args) -> int:
     result = evaluate_samples(args.samples, reference, metrics=args.metrics, inception=inception,
                               batch_size=args.batch_size, device=str(device), fid_method=args.fid_method,
                               is_mode=args.is_mode, cache=cache, allow_partial=args.allow_partial, progress=progress,
-                              kid_subset_size=args.kid_subset_size)
+                              kid_subset_size=args.kid_subset_size, uncertainty_subsets=args.uncertainty_subsets,
+                              keep_features=args.uncertainty, dinov2=args.dinov2)
+    if result is None:  # a helper rank under torchrun: rank 0 writes and prints
+        return 0
     s = result.provenance["samples"]
     # name the eval after the model that made the samples (its sample_record.json), else the file's stem
     model = {"name": sample_model_name(args.samples) or samples.stem}
     record = RunRecord(kind="eval", samples={k: s.get(k) for k in ("path", "sha256", "n", "image_size", "labels",
                                                                     "balanced", "num_classes", "class_sorted", "selection")},
                        metrics=dict(result.metrics), metric_provenance=result.provenance,
-                       paper_comparable=result.paper_comparable, code=code_info(), env=env_info(device),
+                       paper_comparable=result.paper_comparable, protocol_findings=list(result.findings),
+                       uncertainty=dict(result.uncertainty), code=code_info(), env=env_info(device),
                        timings=result.timings, notes=list(result.warnings), model=model)
     name = eval_record_name(model["name"], result.provenance.get("reference", {}).get("sha256"),
                             result.provenance.get("weights", {}).get("sha256"), result.metrics)

@@ -15,6 +15,9 @@ def add_arguments(p) -> None:
     b.add_argument("source", help="npz | sampling folder | PNG/JPEG folder | ImageNet folder | embedded[:split[:size]]")
     b.add_argument("--out", required=True, help="output .npz (metadata inside, and a REF.npz.json copy beside it)")
     b.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH (default: %(default)s)")
+    b.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
+                   help="also store FD-DINOv2 statistics (mu_dinov2/sigma_dinov2) made with these DINOv2 ViT-L/14 "
+                        "weights")
     b.add_argument("--batch-size", type=int, default=50, help="(default: %(default)s)")
     b.add_argument("--device", default="auto", help="(default: %(default)s)")
     b.add_argument("--split", default="val", help="ImageNet folder split (default: %(default)s)")
@@ -55,6 +58,6 @@ def run(args) -> int:
     images, desc = resolve_source(args)
     out = build_reference_from_images(images, args.out, inception=args.inception, batch_size=args.batch_size,
                                       device=args.device, source_desc=desc, cache=not args.no_cache,
-                                      progress=False if args.quiet else None, wait=args.wait)
+                                      progress=False if args.quiet else None, wait=args.wait, dinov2=args.dinov2)
     print(f"wrote {out} and {sidecar_path(out)}")
     return 0

@@ -32,6 +32,8 @@ def run(args) -> int:
         table.to_csv(f, index=False)
     print()
     print_table(table)
+    if table.attrs.get("protocol"):
+        print("\n" + table.attrs["protocol"])
     print(f"\nrecords: {out}/<label>/*_record.json   table: {out}/summary.csv")
     print(f"report:  alitok-bench report {out} --out {out}/report")
     return 0

@@ -215,3 +215,38 @@ def check_reference_meta(metadata: Mapping[str, Any] | None, extractor: "DinoV2E
         raise ReferenceMismatch(f"{where}: the reference records no DINOv2 extractor; FD-DINOv2 needs statistics "
                                 "built with --dinov2 (rebuild the reference)")
     check_same_extractor(recorded, extractor.identity, where)
+
+
+class DinoV2Features:
+    """The DINOv2 extractor as ``harness.metrics.features`` and the metric table use one (``EXTRACTORS["dinov2"]``):
+    its 1024-d output is the ``pool`` layer (streamed float64 moments, kept rows), and ``weights.sha256``
+    (which keys the feature cache) is the hash of the extractor's identity, so another architecture,
+    preprocessing or weights never reads these features."""
+
+    def __init__(self, extractor: DinoV2Extractor):
+        from harness.metrics.weights import WeightsInfo
+
+        self.extractor = extractor
+        self.device = extractor.device
+        digest = hashlib.sha256(extractor.identity.encode()).hexdigest()
+        self.weights = WeightsInfo(extractor.weights["spec"], "dinov2-" + extractor.weights["kind"], Path(""), digest,
+                                   has_logits=False)
+
+    @property
+    def identity(self) -> str:
+        return self.extractor.identity
+
+    def describe(self) -> dict:
+        return self.extractor.describe()
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return {"pool": self.extractor(images)[LAYER]}
+
+
+def feature_extractor(weights: str | Path | None = None, device: str | torch.device = "cpu", arch: str = ARCH,
+                      overrides: Mapping[str, Any] | None = None) -> DinoV2Features:
+    """``EXTRACTORS["dinov2"]``'s factory. ``weights``: the ``--dinov2`` value (a checkpoint path or random:SEED)."""
+    if weights is None:
+        raise DinoWeightsError("FD-DINOv2 needs DINOv2 weights: pass --dinov2 PATH (dinov2_vitl14_pretrain.pth or "
+                               "timm's vit_large_patch14_dinov2.lvd142m) or --dinov2 random:SEED")
+    return DinoV2Features(DinoV2Extractor(weights, device, arch, overrides))

@@ -20,6 +20,7 @@ import numpy as np
 
 from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError
+from harness.metrics import eval_facts, guards
 from harness.metrics import provenance as prov
 from harness.metrics import table
 from harness.metrics.features import extract_features
@@ -28,6 +29,7 @@ from harness.metrics.refstats import Reference, check_compatible, load_reference
 from harness.metrics.weights import resolve_weights
 
 ALL_METRICS = tuple(m.name for m in table.TABLE)
+UNCERTAINTY_SUBSETS = 10  # k of the disjoint-subset spread of FID
 DEFAULT_METRICS = table.default_names()
 
 
@@ -38,6 +40,13 @@ class EvalResult:
     paper_comparable: bool
     warnings: list[str] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    findings: list[dict] = dataclasses.field(default_factory=list)  # the known-mistake guard's (guards.Finding)
+    uncertainty: dict[str, dict] = dataclasses.field(default_factory=dict)  # metric -> {std, method, ...}
+
+    def protocol_block(self) -> str:
+        """The short "protocol" block printed under the table."""
+        found = [guards.Finding(**f) for f in self.findings]
+        return guards.render_protocol_block(found, self.provenance.get("protocol_facts"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -77,7 +86,8 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
                      fid_method: str = "eig", is_mode: str = "adm", cache: bool | str | Path = True,
                      kid_subset_size: int | None = None, kid_subsets: int | None = None,
                      labels: np.ndarray | None = None, allow_partial: bool = False,
-                     progress: bool | None = None) -> EvalResult:
+                     progress: bool | None = None, uncertainty_subsets: int = UNCERTAINTY_SUBSETS,
+                     keep_features: bool = False, dinov2: Any = None) -> EvalResult | None:
     """Metrics of ``samples`` against ``reference`` (an ADM-format npz: ours or OpenAI's).
 
     ``samples``: an ADM npz, a shards folder, a uint8 ``[N,H,W,3]`` array or an iterable of such
@@ -86,14 +96,23 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     describe in-memory samples for the class-balance provenance; files carry their own. ``reference``
     may also be a loaded ``Reference``. ``allow_partial``: evaluate the verified prefix of an incomplete
     sampling folder (recorded in ``selection``); ``progress``: tqdm bars on stderr (None: when a terminal).
+    ``uncertainty_subsets``: k of FID's disjoint-subset spread (0: none); it needs the whole pool3 array,
+    which is kept when another metric needs it (prec/recall/kid/...) or with ``keep_features``.
+    ``dinov2``: the ``--dinov2`` weights (PATH or random:SEED) or a ``dinov2.DinoV2Features``; with it the
+    default list gains fd_dinov2, and the reference must hold statistics of the same DINOv2 extractor.
+    Under ``torchrun`` (torch.distributed initialised) every rank calls this: the sample features are
+    extracted across the ranks and rank 0 alone computes and returns the result; other ranks get None.
     """
     explicit = metrics is not None
     wanted = table.parse(metrics)
+    if not explicit and dinov2 is not None:
+        wanted += (table.get("fd_dinov2"),)
     t0 = time.perf_counter()
     size = _check_samples_file(samples)
     ref = reference if isinstance(reference, Reference) else load_reference(reference)
     weights = inception.weights if isinstance(inception, InceptionExtractor) else resolve_weights(inception)
-    stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s") if getattr(ref, k) is not None}
+    stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
+             if getattr(ref, k) is not None}
 
     warnings: list[str] = []
     skipped: dict[str, str] = {}
@@ -111,6 +130,8 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     warnings += check_compatible(ref, info, size)
     extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(weights, device)
     extractors = {"inception": extractor}
+    if any(m.features == "dinov2" for m in todo):
+        extractors["dinov2"] = _dinov2_extractor(dinov2, extractor.device, ref)
     for name in sorted({m.features for m in todo} - set(extractors)):
         extractors[name] = table.build_extractor(name, extractor.device)
     if any(m.features != "inception" for m in todo) and not (_is_path(samples) or isinstance(samples, np.ndarray)):
@@ -118,14 +139,26 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
 
     # Whole pool3 arrays only for metrics that need more than the streamed float64 mean/covariance.
     keep_pool = any(m.features == "inception" and m.layer == "pool" and not m.from_statistics for m in todo)
-    feats = extract_features(samples, extractor, batch_size, cache=cache, name="samples", keep_pool=keep_pool,
-                             allow_partial=allow_partial, progress=progress)
+    keep_pool = keep_pool or (keep_features and uncertainty_subsets > 0 and any(m.name == "fid" for m in todo))
+    rank, world = _rank_world()
+    modes: dict[str, str] = {}
+    feats = _sample_features(samples, extractor, batch_size, modes, "inception", cache=cache, name="samples",
+                             keep_pool=keep_pool, allow_partial=allow_partial, progress=progress)
+    early: dict[str, Any] = {}
+    if world > 1:  # every rank takes part in each extraction, in one order; then only rank 0 goes on
+        for fname in sorted({m.features for m in todo} - {"inception"}):
+            early[fname] = _sample_features(samples, extractors[fname], batch_size, modes, fname, cache=cache,
+                                            name="samples", allow_partial=allow_partial, progress=progress)
+        if rank != 0:
+            return None
     warnings.extend(feats.notes)
     if (feats.selection or {}).get("partial"):
         warnings.append(f"PARTIAL: {feats.n} samples of an incomplete folder evaluated (--allow-partial): "
                         f"{feats.selection}")
     check_compatible(ref, info, feats.image_size)  # shards and batches: size known only now
-    sample_feats = {"inception": feats}
+    sample_feats = {"inception": feats, **early}
+    for f in early.values():
+        warnings.extend(f.notes)
     t_feat = time.perf_counter()
     if feats.n < 2:
         raise UserError(f"{_name(samples)}: need at least 2 samples for a covariance, got {feats.n}")
@@ -172,9 +205,13 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
         result = m.compute(inputs)
         out[m.name] = result.pop(m.name)
         extra.update(result)
+    spreads, why_none = _uncertainty(out, extra, feats, stats, fid_method, uncertainty_subsets)
     t_end = time.perf_counter()
 
     comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
+    facts = _protocol_facts(samples, feats, labels, ref)
+    findings = guards.run_guards(facts)
+    comparable = comparable and guards.paper_comparable(findings)
     sample_sha, _ = _describe(samples, feats)
     names = {m.name for m in wanted}
     provenance = {
@@ -184,11 +221,126 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
         "samples": {"path": _name(samples), "sha256": sample_sha, "n": feats.n, "image_size": list(feats.image_size),
                     "dtype": "uint8", **label_info, "selection": feats.selection},
         "reference": {**ref.describe(), "metadata": ref.metadata},
-        "pr_k": None, "skipped": skipped, "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
-        "not_comparable_because": reasons, **extra,
+        "feature_extraction": {"world_size": world, "samples": modes},
+        "pr_k": None, "skipped": skipped,
+        "dinov2": extractors["dinov2"].describe() if "dinov2" in extractors else None,
+        "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
+        "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
+        "protocol_findings": [f.to_dict() for f in findings], "uncertainty_skipped": why_none, **extra,
     }
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
-    return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings)
+    return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings,
+                      findings=[f.to_dict() for f in findings], uncertainty=spreads)
+
+
+def _rank_world() -> tuple[int, int]:
+    from harness.metrics.distributed import rank_world
+
+    return rank_world()
+
+
+class _CacheMiss(Exception):
+    pass
+
+
+class _CacheOnly:
+    """An extractor that only lets ``extract_features`` answer from the cache (a call means a miss)."""
+
+    def __init__(self, extractor):
+        self.weights, self.device = extractor.weights, extractor.device
+
+    def __call__(self, batch):
+        raise _CacheMiss
+
+
+class _Replay:
+    """Serves features already extracted (across ranks) to ``extract_features``, batch by batch in order, so
+    rank 0 streams the same float64 moments and writes the cache entry exactly as one process would."""
+
+    def __init__(self, extractor, rows: dict[str, np.ndarray]):
+        self.weights, self.device, self.rows, self.at = extractor.weights, extractor.device, rows, 0
+
+    def __call__(self, batch):
+        b = len(batch)
+        out = {k: v[self.at : self.at + b] for k, v in self.rows.items()}
+        self.at += b
+        return out
+
+
+def _sample_features(samples, extractor, batch_size: int, modes: dict, key: str, **kw):
+    """``extract_features`` of the samples; under torchrun (world > 1) the network's work is split over the
+    ranks (``distributed.extract_sharded``) and only rank 0 returns features (and writes the cache, once).
+    ``modes[key]`` records how: single | cache | sharded | rank0 (a source extract_sharded cannot split)."""
+    rank, world = _rank_world()
+    if world == 1:
+        modes[key] = "single"
+        return extract_features(samples, extractor, batch_size, **kw)
+    import torch.distributed as dist
+
+    from harness.metrics.distributed import extract_sharded
+
+    hit = None
+    if rank == 0 and kw.get("cache", True) is not False:
+        try:
+            hit = extract_features(samples, _CacheOnly(extractor), batch_size, **{**kw, "progress": False})
+        except _CacheMiss:
+            hit = None
+    flag = [hit is not None]
+    dist.broadcast_object_list(flag, src=0)
+    if flag[0]:
+        modes[key] = "cache"
+        return hit if rank == 0 else None
+    shardable = isinstance(samples, np.ndarray) or (_is_path(samples) and Path(samples).is_file())
+    if not shardable:  # folders and batches: rank 0 alone (gather the folder into an npz to split it)
+        modes[key] = "rank0"
+        return extract_features(samples, extractor, batch_size, **kw) if rank == 0 else None
+    rows = extract_sharded(samples, extractor, batch_size)
+    modes[key] = "sharded"
+    if rank != 0:
+        return None
+    return extract_features(samples, _Replay(extractor, rows), batch_size, **kw)
+
+
+def _dinov2_extractor(dinov2: Any, device: Any, ref: Reference):
+    """The DINOv2 features extractor, refused when the reference's DINOv2 statistics came from another one."""
+    from harness.metrics import dinov2 as dinov2_mod
+
+    if not isinstance(dinov2, dinov2_mod.DinoV2Features):
+        dinov2 = table.build_extractor("dinov2", device, weights=dinov2)
+    dinov2_mod.check_reference_meta(ref.metadata, dinov2.extractor, ref.path)
+    return dinov2
+
+
+def _uncertainty(values: dict, extra: dict, feats, stats: dict, fid_method: str, k: int) -> tuple[dict, dict]:
+    """``({metric: {std, method, ...}}, {metric: why none})`` from features already in memory (no extraction)."""
+    from harness.metrics.uncertainty import fid_subset_spread
+
+    spreads: dict[str, dict] = {}
+    why: dict[str, str] = {}
+    if values.get("fid") is not None:
+        if k < 2:
+            why["fid"] = "disabled (uncertainty_subsets < 2)"
+        elif feats.pool is None:
+            why["fid"] = ("pool3 features not kept (add prec/recall/kid to the metrics, or keep_features / "
+                          "--uncertainty)")
+        elif feats.n < 2 * k:
+            why["fid"] = f"{feats.n} samples: fewer than 2 per subset for k={k}"
+        else:
+            spreads["fid"] = fid_subset_spread(feats.pool, stats["mu"], stats["sigma"], k=k, method=fid_method)
+    if values.get("kid") is not None and extra.get("kid_std") is not None:
+        # torch-fidelity's std over its random (overlapping) subsets: a spread at the subset size, kept as is
+        spreads["kid"] = {"std": float(extra["kid_std"]), "method": f"kid-subsets(s={extra.get('kid_subsets')},"
+                          f"m={extra.get('kid_subset_size')},random,overlapping)", "scaling": "none (subset-size spread)"}
+    return spreads, why
+
+
+def _protocol_facts(samples, feats, labels, ref: Reference) -> dict[str, Any]:
+    meta = ref.metadata or {}
+    reference = {"kind": ref.kind, "split": meta.get("split"), "preprocessing": meta.get("preprocessing"),
+                 "path": str(ref.path)}
+    record, folder_spec = eval_facts.sampling_run_files(samples)
+    return eval_facts.build_facts(n=feats.n, labels=labels, reference=reference, image_size=feats.image_size,
+                                  record=record, folder_spec=folder_spec)
 
 
 def _materialise(batches) -> np.ndarray:

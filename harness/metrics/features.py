@@ -234,7 +234,9 @@ def _load_cached(paths: dict[str, Path], need_logits: bool, need_pool: bool) -> 
             if sha256_file(paths[k]) != files[k]:
                 return None, f"{paths[k].name} does not match its recorded sha256"
         with np.load(paths["stats"], allow_pickle=False) as z:
-            stats = {"pool": (z["mu"], z["sigma"]), "spatial": (z["mu_s"], z["sigma_s"])}
+            stats = {"pool": (z["mu"], z["sigma"])}
+            if "mu_s" in z.files:
+                stats["spatial"] = (z["mu_s"], z["sigma_s"])
         arrays = {k: np.load(paths[k], allow_pickle=False) for k in ("pool", "logits") if k in needed}
         n, size = int(index["n"]), tuple(int(v) for v in index["image_size"])
     except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
@@ -254,10 +256,11 @@ def _store(paths: dict[str, Path], fs: FeatureSet) -> str | None:
             remove_stale_temps(lock, paths["index"].parent)
             paths["index"].unlink(missing_ok=True)  # an entry is valid only once its index is back
             files = {}
-            (mu, sigma), (mu_s, sigma_s) = fs.stats["pool"], fs.stats["spatial"]
+            (mu, sigma), spatial = fs.stats["pool"], fs.stats.get("spatial")
+            arrays = {"mu": mu, "sigma": sigma, **({"mu_s": spatial[0], "sigma_s": spatial[1]} if spatial else {})}
             with atomic_target(paths["stats"], ".npz") as tmp:
                 with open(tmp, "wb") as f:
-                    npz_io.npz_bytes_to(f, {"mu": mu, "sigma": sigma, "mu_s": mu_s, "sigma_s": sigma_s})
+                    npz_io.npz_bytes_to(f, arrays)
             files["stats"] = sha256_file(paths["stats"])
             for layer in ("pool", "logits"):
                 arr = getattr(fs, layer)
@@ -362,7 +365,8 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
         raise InputFileError(desc, f"{name}: no images")
     if labels is not None and labels.shape[0] != n:
         raise InputFileError(desc, f"labels hold {labels.shape[0]} entries for {n} images")
-    stats = {layer: m.result() for layer, m in moments.items()}
+    # an extractor without an sFID layer (DINOv2) streams pool only
+    stats = {layer: m.result() for layer, m in moments.items() if layer == "pool" or m.n or m._buf}
     if total is not None and n != total:
         raise InputFileError(desc, f"{name}: {n} images read, {total} announced")
     cat = {k: filled.get(k, np.concatenate(v) if v else None) for k, v in kept.items()}

@@ -140,6 +140,15 @@ def check_sampling_preset(used: Mapping[str, Any], published: Mapping[str, Any] 
     return []
 
 
+def check_sampling_overrides(overrides: Mapping[str, Any], model: str = "the model") -> list[Finding]:
+    """When the run recorded which sampling keys the user set but not the plugin's preset: name them."""
+    if not overrides:
+        return []
+    keys = "; ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
+    return [Finding("preset-overridden", WARN, f"sampling of {model} overrides its plugin's preset: {keys} "
+                    "(compare with the published preset before quoting a paper)")]
+
+
 # ----------------------------------------------------------------------------------------------
 # Pixels and numerics
 # ----------------------------------------------------------------------------------------------
@@ -243,7 +252,8 @@ def run_guards(facts: Mapping[str, Any]) -> list[Finding]:
 
     Keys: metric ("gfid"|"rfid") + reference {kind, split, preprocessing, path}; n; labels (array) +
     num_classes [+ label_rule, protocol_label_rule]; seed_scheme [+ legacy_world_size, legacy_batch_size];
-    sampling + published_sampling [+ model]; model + resizes [+ sample_size, eval_size]; uint8 [+ dtype];
+    sampling + published_sampling [+ model] (or sampling_overrides when the preset is unrecorded);
+    model + resizes [+ sample_size, eval_size]; uint8 [+ dtype];
     sampling_numerics / feature_numerics.
     """
     out: list[Finding] = []
@@ -258,6 +268,8 @@ def run_guards(facts: Mapping[str, Any]) -> list[Finding]:
         out += check_seed_layout(facts["seed_scheme"], facts.get("legacy_world_size"), facts.get("legacy_batch_size"))
     if "sampling" in facts and "published_sampling" in facts:
         out += check_sampling_preset(facts["sampling"], facts["published_sampling"], facts.get("model", "the model"))
+    elif "sampling_overrides" in facts:
+        out += check_sampling_overrides(facts["sampling_overrides"], facts.get("model", "the model"))
     if "model" in facts and ("resizes" in facts or "sample_size" in facts):
         out += check_resize(facts["model"], facts.get("resizes", ()), facts.get("sample_size"), facts.get("eval_size"))
     if "uint8" in facts or "dtype" in facts:

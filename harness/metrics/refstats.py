@@ -27,7 +27,7 @@ REF_FORMAT = "alitok-bench-ref/1"
 MAX_REF_IMAGES = 10_000
 MAX_FEATURE_DIM = 1 << 16  # Inception pool3 is 2048, the sFID layer 2023; DINOv2 etc. stay far below
 META_KEY = "alitok_bench_meta"  # uint8 JSON bytes: the metadata travels inside the npz
-STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
+STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
 ADM_REFERENCE_NAMES = ("VIRTUAL_imagenet256_labeled.npz",)
 # ADM's stats come from the TF graph 2015-12-05; these weight kinds are conversions of that same graph.
 ADM_COMPATIBLE_WEIGHTS = ("official", "fid-helper")
@@ -53,6 +53,8 @@ class Reference:
     n_images: int              # images stored in arr_0 (0 if none)
     image_size: tuple[int, int] | None
     metadata: dict[str, Any] | None  # None: a reference without our sidecar (e.g. OpenAI's)
+    mu_dinov2: np.ndarray | None = None     # FD-DINOv2 statistics (built with --dinov2; metadata["dinov2"] names it)
+    sigma_dinov2: np.ndarray | None = None
 
     @property
     def kind(self) -> str:
@@ -79,7 +81,7 @@ def _check_stat_pair(path: Path, mu: np.ndarray, sigma: np.ndarray, names: tuple
 
 def _check_stat_headers(path: Path, keys: list[str]) -> None:
     """Shapes from the headers before anything is loaded: a sigma header claiming 10^6 x 10^6 is refused."""
-    for mu_key, sigma_key in (("mu", "sigma"), ("mu_s", "sigma_s")):
+    for mu_key, sigma_key in (("mu", "sigma"), ("mu_s", "sigma_s"), ("mu_dinov2", "sigma_dinov2")):
         if mu_key not in keys:
             continue
         mu_shape, _ = npz_io.npz_array_info(path, mu_key)
@@ -111,8 +113,9 @@ def load_reference(path: str | Path) -> Reference:
     missing = [k for k in ("mu", "sigma") if k not in keys]
     if missing:
         raise InputFileError(path, f"reference is missing key(s) {', '.join(missing)} (has: {', '.join(keys) or 'none'})")
-    if ("mu_s" in keys) != ("sigma_s" in keys):
-        raise InputFileError(path, "reference has only one of mu_s / sigma_s")
+    for a, b in (("mu_s", "sigma_s"), ("mu_dinov2", "sigma_dinov2")):
+        if (a in keys) != (b in keys):
+            raise InputFileError(path, f"reference has only one of {a} / {b}")
     _check_stat_headers(path, keys)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -120,8 +123,9 @@ def load_reference(path: str | Path) -> Reference:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise InputFileError(path, f"cannot read reference statistics ({one_line(e)})") from None
     _check_stat_pair(path, arrays["mu"], arrays["sigma"], ("mu", "sigma"))
-    if "mu_s" in arrays:
-        _check_stat_pair(path, arrays["mu_s"], arrays["sigma_s"], ("mu_s", "sigma_s"))
+    for a, b in (("mu_s", "sigma_s"), ("mu_dinov2", "sigma_dinov2")):
+        if a in arrays:
+            _check_stat_pair(path, arrays[a], arrays[b], (a, b))
     n_images, size = 0, None
     if "arr_0" in keys:
         shape, dtype = npz_io.npz_array_info(path, "arr_0")
@@ -147,8 +151,11 @@ def load_reference(path: str | Path) -> Reference:
             metadata = side_meta  # built before metadata was embedded
     if metadata is not None and size is None and metadata.get("image_size"):
         size = tuple(metadata["image_size"])
+    if "mu_dinov2" in arrays and not (metadata or {}).get("dinov2"):
+        raise InputFileError(path, "reference holds mu_dinov2/sigma_dinov2 but no record of the DINOv2 extractor "
+                                   "that made them (metadata 'dinov2'): rebuild it with --dinov2")
     return Reference(path, sha, arrays["mu"], arrays["sigma"], arrays.get("mu_s"), arrays.get("sigma_s"),
-                     n_images, size, metadata)
+                     n_images, size, metadata, arrays.get("mu_dinov2"), arrays.get("sigma_dinov2"))
 
 
 def check_compatible(ref: Reference, extractor_info: dict, image_size: tuple[int, int] | None) -> list[str]:
@@ -227,12 +234,14 @@ def build_reference_from_images(images: np.ndarray | Iterable[np.ndarray] | str 
                                 inception: Any = "fid-helper", batch_size: int = 50, device: str = "auto",
                                 source_desc: str = "", cache: bool | str | Path = True,
                                 max_images: int = MAX_REF_IMAGES, progress: bool | None = None,
-                                wait: bool = False) -> Path:
+                                wait: bool = False, dinov2: Any = None) -> Path:
     """Extract features of ``images`` and write ``out_path`` (ADM keys + embedded metadata) and its sidecar.
 
     ``images``: uint8 [N,H,W,3] array, an iterator of such batches, or an npz/shards/image-folder path.
     ``inception``: a weights spec string or an ``InceptionExtractor``. ``wait``: wait for another build of
-    the same reference instead of failing with "in use by PID ...".
+    the same reference instead of failing with "in use by PID ...". ``dinov2``: a ``--dinov2`` spec
+    (PATH or random:SEED) or a ``dinov2.DinoV2Features``: also store mu_dinov2/sigma_dinov2 and the
+    extractor's identity in the metadata.
     """
     from harness.locks import acquire, remove_stale_temps
     from harness.metrics.features import extract_features, seed_cache
@@ -243,6 +252,9 @@ def build_reference_from_images(images: np.ndarray | Iterable[np.ndarray] | str 
     try:
         remove_stale_temps(lock, out_path.parent, prefixes=(f".{out_path.name}.",))  # left by killed builds
         extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(inception, device)
+        dino = _dinov2_features(dinov2, extractor.device)
+        if dino is not None and not isinstance(images, (np.ndarray, str, Path)):
+            images = np.concatenate([np.asarray(b) for b in images])  # two networks read it: an iterator reads once
         kept: list[np.ndarray] = []
         arr0_rule = "all"
         if isinstance(images, np.ndarray):
@@ -286,13 +298,29 @@ def build_reference_from_images(images: np.ndarray | Iterable[np.ndarray] | str 
             arr0_rule = f"{max_images} evenly spaced"
         meta = _metadata(extractor, feats, arr0.shape[0], arr0_rule,
                          source_desc or (str(images) if isinstance(images, (str, Path)) else "in-memory images"))
-        _write_reference(out_path, {"mu": mu, "sigma": sigma, "mu_s": mu_s, "sigma_s": sigma_s, "arr_0": arr0}, meta)
+        arrays = {"mu": mu, "sigma": sigma, "mu_s": mu_s, "sigma_s": sigma_s, "arr_0": arr0}
+        if dino is not None:
+            # the same entries as dinov2.reference_entries, from the streamed float64 moments
+            dfeats = extract_features(source, dino, batch_size, cache=cache, name="reference images (DINOv2)",
+                                      keep_pool=False, progress=progress)
+            arrays["mu_dinov2"], arrays["sigma_dinov2"] = dfeats.statistics("pool")
+            meta.update(dinov2=dino.describe(), dinov2_n=int(dfeats.n))
+        _write_reference(out_path, arrays, meta)
     finally:
         lock.release()
     if arr0.shape[0] == feats.n:
         # arr_0 holds exactly these images in this order: evaluate's P/R then needs no second extraction
         seed_cache(out_path, extractor.weights.sha256, feats, cache)
     return out_path
+
+
+def _dinov2_features(dinov2: Any, device: Any):
+    """A ``--dinov2`` spec through the metric table's extractor entry (dinov2.py imports this module)."""
+    if dinov2 is None or not isinstance(dinov2, (str, Path)):
+        return dinov2  # None, or an already-built dinov2.DinoV2Features
+    from harness.metrics import table
+
+    return table.build_extractor("dinov2", device, weights=dinov2)
 
 
 def _write_reference(out_path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -315,10 +343,11 @@ def verify_reference(path: str | Path) -> dict[str, Any]:
     """Check a reference file (keys, shapes, finiteness, symmetric PSD covariances, sidecar); return a summary."""
     ref = load_reference(path)
     report: dict[str, Any] = {"path": str(ref.path), "sha256": ref.sha256, "kind": ref.kind, "dim": int(ref.mu.shape[0]),
-                              "has_sfid": ref.mu_s is not None, "n_images_arr0": ref.n_images,
+                              "has_sfid": ref.mu_s is not None, "has_dinov2": ref.mu_dinov2 is not None,
+                              "n_images_arr0": ref.n_images,
                               "image_size": list(ref.image_size) if ref.image_size else None,
                               "metadata": ref.metadata is not None}
-    for name, s in (("sigma", ref.sigma), ("sigma_s", ref.sigma_s)):
+    for name, s in (("sigma", ref.sigma), ("sigma_s", ref.sigma_s), ("sigma_dinov2", ref.sigma_dinov2)):
         if s is None:
             continue
         scale = max(float(np.abs(s).max()), 1e-30)

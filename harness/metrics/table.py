@@ -28,14 +28,17 @@ class MetricError(UserError, ValueError):
 EXTRACTORS: dict[str, tuple[str | None, str]] = {
     "inception": (None, "torch-fidelity InceptionV3 (TF1-exact resize); layers pool (2048), "
                         "spatial (Mixed_6d sFID, 2023), logits (1008)"),
+    "dinov2": ("harness.metrics.dinov2:feature_extractor",
+               "DINOv2 ViT-L/14 via timm, dgm-eval preprocessing; layer pool = CLS token (1024); weights from --dinov2"),
 }
 
 
-def build_extractor(name: str, device: Any):
-    """The extractor ``name`` of EXTRACTORS (not "inception", which the caller builds)."""
+def build_extractor(name: str, device: Any, **options: Any):
+    """The extractor ``name`` of EXTRACTORS (not "inception", which the caller builds); ``options`` (e.g.
+    ``weights=`` for "dinov2") go to its factory."""
     if name not in EXTRACTORS or EXTRACTORS[name][0] is None:
         raise MetricError(f"unknown feature extractor {name!r} (known: {', '.join(EXTRACTORS)})")
-    return import_target(EXTRACTORS[name][0])(device=device)
+    return import_target(EXTRACTORS[name][0])(device=device, **options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +126,14 @@ def _density_coverage(key: str):
     return compute
 
 
+def _fd_dinov2(x: MetricInputs) -> dict[str, Any]:
+    from harness.metrics.fid import frechet_distance
+
+    mu, sigma = x.sample_statistics("dinov2", "pool")
+    return {"fd_dinov2": frechet_distance(mu, sigma, x.stats["mu_dinov2"], x.stats["sigma_dinov2"],
+                                          method=x.options.get("fid_method", "eig"))}
+
+
 def _fid_infinity(x: MetricInputs) -> dict[str, Any]:
     from harness.metrics.fid_infinity import fid_infinity
 
@@ -152,6 +163,10 @@ TABLE: tuple[Metric, ...] = (
            _density_coverage("coverage"), needs_reference_images=True),
     Metric("fid_inf", "FID-infinity (Chong & Forsyth): FID over 15 subset sizes, linear in 1/N, at 1/N=0; fit stored",
            _fid_infinity, reference_stats=("mu", "sigma")),
+    Metric("fd_dinov2", "FD-DINOv2 (EDM2, dgm-eval): Fréchet distance of DINOv2 ViT-L/14 CLS features vs the "
+           "reference's mu_dinov2/sigma_dinov2 (weights from --dinov2)",
+           _fd_dinov2, features="dinov2", layer="pool", reference_stats=("mu_dinov2", "sigma_dinov2"),
+           from_statistics=True),
 )
 
 for _m in TABLE:

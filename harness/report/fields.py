@@ -87,7 +87,8 @@ def uncertainty(record, name: str) -> float | None:
     """One standard deviation of ``name`` where the record measured one (seeds, splits, repeats)."""
     if name == "images_per_s":
         return _number(_first(record, "uncertainty.images_per_s", "speed.images_per_s_std"))
-    return _number(_first(record, f"uncertainty.{name}", f"metrics.{name}_std", f"metric_provenance.{name}_std"))
+    return _number(_first(record, f"uncertainty.{name}.std", f"uncertainty.{name}", f"metrics.{name}_std",
+                          f"metric_provenance.{name}_std"))
 
 
 def images_per_s(record) -> float | None:
@@ -147,9 +148,16 @@ def paper_comparable(record) -> bool:
 
 def protocol_findings(record) -> list[str]:
     """Why a number differs from the paper's protocol (explicit findings, then the evaluator's reasons)."""
-    out = [str(x) for x in (record.get("protocol_findings") or [])]
+    out = [_finding_text(x) for x in (record.get("protocol_findings") or [])]
     out += [str(x) for x in (dig(record, "metric_provenance.not_comparable_because") or [])]
     return out
+
+
+def _finding_text(x: Any) -> str:
+    """A guard finding ({code, severity, message}) as one line; older records hold plain strings."""
+    if isinstance(x, dict) and "code" in x:
+        return f"{'FATAL' if x.get('severity') == 'fatal' else 'warn'} {x['code']}: {x.get('message', '')}"
+    return str(x)
 
 
 def samples_npz(record) -> Path | None:

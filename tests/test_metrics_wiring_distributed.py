@@ -1,0 +1,57 @@
+"""`torchrun -m harness eval`: two gloo processes split the sample features and give the one-process numbers."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import cli
+from harness.data.npz import save_samples_npz
+from harness.metrics.inception import InceptionExtractor
+from harness.metrics.refstats import build_reference_from_images
+from harness.metrics.weights import resolve_weights
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def blobs(n, seed, shift=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 200, (n, 8, 8, 3)).astype(np.uint8) + shift
+    return np.repeat(np.repeat(base, 4, axis=1), 4, axis=2)  # 32 px
+
+
+def test_two_processes_equal_one(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ALITOK_BENCH_CACHE", str(cache))
+    ex = InceptionExtractor(resolve_weights("random:0"), "cpu")
+    ref = build_reference_from_images(blobs(8, 1, 30), tmp_path / "ref.npz", inception=ex, batch_size=4,
+                                      cache=False)
+    samples = save_samples_npz(tmp_path / "s.npz", blobs(10, 2), np.arange(10) % 5)
+    # batch 3: four batches (3,3,3,1), ranks take two each; prec reads the kept pool3 rows, fid/sfid the moments
+    args = ["eval", str(samples), "--ref", str(ref), "--metrics", "fid,sfid,prec", "--inception", "random:0",
+            "--device", "cpu", "--batch-size", "3", "--quiet"]
+    assert cli.main([*args, "--no-cache", "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "ALITOK_BENCH_CACHE": str(cache)}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "harness", *args, "--out", str(tmp_path / "two")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (one,) = (tmp_path / "one").glob("eval_record*.json")
+    (two,) = (tmp_path / "two").glob("eval_record*.json")  # rank 0 alone wrote a record
+    one, two = json.loads(one.read_text()), json.loads(two.read_text())
+    assert two["metric_provenance"]["feature_extraction"] == {"world_size": 2, "samples": {"inception": "sharded"}}
+    assert one["metric_provenance"]["feature_extraction"] == {"world_size": 1, "samples": {"inception": "single"}}
+    for m in ("fid", "sfid", "prec"):
+        assert two["metrics"][m] == pytest.approx(one["metrics"][m], rel=1e-12, abs=1e-12), m
+    assert run.stdout.count("paper_comparable:") == 2  # one table + its protocol block, printed once (rank 0)
+    # the cache entry of the samples was written once, by rank 0, and a one-process run reads it
+    entries = [json.loads(p.read_text()) for p in (cache / "features").glob("*-index.json")]
+    assert [e["n"] for e in entries].count(10) == 1 and "pool" in next(e for e in entries if e["n"] == 10)["files"]
+    assert cli.main([*args, "--out", str(tmp_path / "again")]) == 0
+    (again,) = (tmp_path / "again").glob("eval_record*.json")
+    again = json.loads(again.read_text())
+    assert again["metrics"]["fid"] == pytest.approx(one["metrics"]["fid"], rel=1e-12)
