@@ -57,7 +57,7 @@ def run_recon(source: str, tokenizer: str, out: str | Path, *, checkpoint: str |
     reals, recons, codes = [], [], []
     t_enc = t_dec = 0.0
     total = len(src.images) if isinstance(src.images, np.ndarray) else None  # else unknown until read
-    bar = tqdm(total=total, unit="img", desc="reconstruct", disable=not progress, leave=False)
+    bar = tqdm(total=total, unit="img", desc="reconstruct", disable=not progress, leave=True)
     with torch.inference_mode():
         for batch in iter_batches(src.images, batch_size):
             x = check_images(torch.from_numpy(np.ascontiguousarray(batch)), tok.image_size, src.description)

@@ -90,13 +90,17 @@ def check(current: dict[str, Any], baseline: dict[str, Any]) -> tuple[list[str],
     return failures, lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.speed.gate", description=__doc__.splitlines()[0])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--save", nargs=2, metavar=("RUN1", "RUN2"), help="make the baseline of this machine class")
     g.add_argument("--check", metavar="CURRENT", help="gate a run against the baseline of its machine class")
     p.add_argument("--baselines", required=True, help="folder of <machine class>.json baselines")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     folder = Path(args.baselines)
     try:
         if args.save:
