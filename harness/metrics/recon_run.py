@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from harness.errors import UserError
+
 
 def _grid(real: np.ndarray, recon: np.ndarray, path: Path, n: int = 16) -> None:
     from PIL import Image
@@ -57,7 +59,7 @@ def run_recon(source: str, tokenizer: str, out: str | Path, *, checkpoint: str |
     reals, recons, codes = [], [], []
     t_enc = t_dec = 0.0
     total = len(src.images) if isinstance(src.images, np.ndarray) else None  # else unknown until read
-    bar = tqdm(total=total, unit="img", desc="reconstruct", disable=not progress, leave=True)
+    bar = tqdm(total=total, unit="img", desc="reconstruct", disable=not progress, leave=False)
     with torch.inference_mode():
         for batch in iter_batches(src.images, batch_size):
             x = check_images(torch.from_numpy(np.ascontiguousarray(batch)), tok.image_size, src.description)
@@ -71,9 +73,10 @@ def run_recon(source: str, tokenizer: str, out: str | Path, *, checkpoint: str |
             recons.append(r.cpu().numpy())
             codes.append(c.cpu())
             bar.update(len(batch))
+    bar.refresh()  # the final count is shown even when the run was faster than tqdm's refresh interval
     bar.close()
     if not reals:
-        raise ValueError(f"{src.description}: no images")
+        raise UserError(f"{src.description}: no images")
     real, recon, all_codes = np.concatenate(reals), np.concatenate(recons), torch.cat(codes)
 
     recon_path = save_samples_npz(out / "reconstructions.npz", recon, src.labels)
