@@ -42,6 +42,7 @@ def results(tmp_path):
     _rec(root, "dominated", fid=30.0, ips=5.0, batch=32, cfg=1.0, prec=0.5, recall=0.5, is_=30.0,
          variant="A", comparable=True)
     _rec(root, "dominated-s1", fid=34.0, ips=5.0, variant="A")
+    _rec(root, "fast_cfg4", fid=18.0, ips=100.0, cfg=4.0)  # a second guidance scale of "fast": a sweep
     return root
 
 
@@ -54,7 +55,7 @@ def test_accessors_tolerate_absence():
 
 def test_table_has_uncertainty_comparability_and_protocol_block(results):
     df = frame(collect([results]))
-    assert list(df["label"]) == ["dominated", "dominated-s1", "fast", "slow-good"]
+    assert list(df["label"]) == ["dominated", "dominated-s1", "fast", "fast_cfg4", "slow-good"]
     md = tables.to_markdown(df)
     assert "| fast | eval | 220 | 20.00 ± 0.50 |" in md            # ± only where the record has a sd
     assert "| slow-good | eval | 220 | 10.00 |" in md

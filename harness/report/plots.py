@@ -131,6 +131,9 @@ def guidance_sweep(df):
     d = _rows(df, "guidance_scale", "fid")
     if len(d) < 2:
         return None
+    groups, names = _series(d)
+    if not any(d[names == g]["guidance_scale"].nunique() >= 2 for g in groups):
+        return None  # one scale per model is a comparison of models, not a sweep
     right = [m for m in ("is",) if d[m].notna().any()] or [m for m in ("prec", "recall") if d[m].notna().any()]
     fig, axes = _figure(2 if right else 1, size=(10.0, 4.6) if right else FIGSIZE)
     groups, names = _series(d)
@@ -285,7 +288,7 @@ def save(fig, stem: str | Path) -> list[Path]:
 
 PLOTS = {
     "fid_vs_speed": (fid_vs_speed, "needs records with both FID and images/s"),
-    "guidance_sweep": (guidance_sweep, "needs >= 2 records with a guidance scale and FID"),
+    "guidance_sweep": (guidance_sweep, "needs a model with records at >= 2 guidance scales (a sweep)"),
     "precision_recall": (precision_recall, "needs records with precision and recall"),
     "speed_vs_batch": (speed_vs_batch, "needs >= 2 records with a batch size and images/s"),
     "ablation_bars": (ablation_bars, "needs records with a variant and a metric"),
