@@ -145,3 +145,33 @@ def test_suite_records_carry_findings_and_run_prints_the_block(tmp_path, monkeyp
     assert "not kept" in rec["metric_provenance"]["uncertainty_skipped"]["fid"]  # FID alone streams moments
     table_end = text.index("paper_comparable")  # the table's column header comes before the block
     assert text.index("tiny: protocol: N=11") > table_end and "FATAL fewer-than-50k" in text
+
+
+def test_eval_checks_once_that_features_do_not_depend_on_the_batch_size(tmp_path, monkeypatch):
+    """The guard runs inside every eval that extracts: silent for the real extractor, FATAL (and
+    paper_comparable false) for one whose features see the rest of the batch."""
+    import numpy as np
+
+    from harness.metrics.evaluate import evaluate_samples
+    from harness.metrics.inception import InceptionExtractor
+    from harness.metrics.refstats import build_reference_from_images
+    from harness.metrics.weights import resolve_weights
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    ex = InceptionExtractor(resolve_weights("random:0"), "cpu")
+    ref = build_reference_from_images(imgs[6:], tmp_path / "ref.npz", inception=ex, batch_size=6, cache=False)
+    clean = evaluate_samples(imgs[:6], ref, metrics="fid", inception=ex, cache=False)
+    assert "features-depend-on-batch-size" not in [f["code"] for f in clean.findings]
+    assert clean.provenance["batch_size_check"]["n_images"] == 4
+
+    real_call = InceptionExtractor.__call__
+
+    def batch_dependent(self, batch):  # a planted extractor that leaks batch statistics into every row
+        out = real_call(self, batch)
+        return {k: v + v.mean(axis=0, keepdims=True) for k, v in out.items()}
+
+    monkeypatch.setattr(InceptionExtractor, "__call__", batch_dependent)
+    bad = evaluate_samples(imgs[:6], ref, metrics="fid", inception=ex, cache=False)
+    assert "features-depend-on-batch-size" in [f["code"] for f in bad.findings]
+    assert bad.paper_comparable is False

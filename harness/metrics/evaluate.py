@@ -211,6 +211,10 @@ def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = N
     comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
     facts = _protocol_facts(samples, feats, labels, ref)
     findings = guards.run_guards(facts)
+    batch_check = None if feats.from_cache else _batch_size_check(samples, extractor)
+    if batch_check is not None:
+        findings = findings + batch_check[0]
+        extra["batch_size_check"] = batch_check[1]
     comparable = comparable and guards.paper_comparable(findings)
     sample_sha, _ = _describe(samples, feats)
     names = {m.name for m in wanted}
@@ -341,6 +345,23 @@ def _protocol_facts(samples, feats, labels, ref: Reference) -> dict[str, Any]:
     record, folder_spec = eval_facts.sampling_run_files(samples)
     return eval_facts.build_facts(n=feats.n, labels=labels, reference=reference, image_size=feats.image_size,
                                   record=record, folder_spec=folder_spec)
+
+
+BATCH_CHECK_IMAGES = 4
+
+
+def _batch_size_check(samples, extractor):
+    """Once per extraction, on the first few images: do the features depend on the batch size? (a known source
+    of wrong numbers in upstream threads). None where the slice is not cheap to read again (iterables, folders)."""
+    if isinstance(samples, np.ndarray):
+        head = samples[:BATCH_CHECK_IMAGES]
+    elif _is_path(samples) and Path(samples).is_file():
+        head = next(npz_io.iter_npz_batches(Path(samples), BATCH_CHECK_IMAGES), None)
+    else:
+        return None
+    if head is None or len(head) < 2:
+        return None
+    return guards.batch_size_check(extractor, np.ascontiguousarray(head), (1, len(head)))
 
 
 def _materialise(batches) -> np.ndarray:
