@@ -79,14 +79,14 @@ def test_speed_ratio_from_two_records(claims):
 
 def test_direction_claim_uses_seed_spread(claims):
     causal, bidir = [0.20, 0.21, 0.22], [0.15, 0.16, 0.17]
-    recs = [_variant("tiny-causal-decoder", a) for a in causal] + [_variant("tiny-bidirectional", a) for a in bidir]
+    recs = [_variant("B", a) for a in causal] + [_variant("A", a) for a in bidir]
     v = _by_id(claims, check(claims, recs))["tiny-causal-decoder-acc"]
     assert v.measured == pytest.approx(sum(causal) / 3 - sum(bidir) / 3) and v.verdict == REPRODUCED
     assert v.unc == pytest.approx((2 * (0.01 ** 2 / 3)) ** 0.5)   # sd of each mean, combined
-    recs = [_variant("tiny-causal-decoder", a) for a in bidir] + [_variant("tiny-bidirectional", a) for a in causal]
+    recs = [_variant("B", a) for a in bidir] + [_variant("A", a) for a in causal]
     assert _by_id(claims, check(claims, recs))["tiny-causal-decoder-acc"].verdict == NOT_REPRODUCED
     # same direction but inside the noise: not a reproduction
-    recs = [_variant("tiny-causal-decoder", a) for a in (0.10, 0.30)] + [_variant("tiny-bidirectional", a) for a in (0.15, 0.17)]
+    recs = [_variant("B", a) for a in (0.10, 0.30)] + [_variant("A", a) for a in (0.15, 0.17)]
     assert _by_id(claims, check(claims, recs))["tiny-causal-decoder-acc"].verdict == NOT_REPRODUCED
 
 
