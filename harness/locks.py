@@ -110,6 +110,20 @@ def acquire(folder: str | os.PathLike, *, wait: bool = False, what: str = "outpu
     return FolderLock(folder, fd)
 
 
+_PROCESS_HELD: dict[str, FolderLock] = {}
+
+
+def hold_for_process(folder: str | os.PathLike, *, what: str = "output folder") -> FolderLock:
+    """Lock ``folder`` until this process exits (the kernel drops it then). Re-entrant within the process:
+    a trainer that builds several loops on one folder (resume, export) holds one lock, while a second
+    process gets ``FolderInUse`` at once."""
+    key = str(Path(folder).resolve())
+    held = _PROCESS_HELD.get(key)
+    if held is None or held._fd is None:
+        held = _PROCESS_HELD[key] = acquire(folder, what=what)
+    return held
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, *, wait: bool = False, what: str = "output folder") -> Iterator[FolderLock]:
     """``with folder_lock(out):`` around everything a run writes into ``out`` (train, ref-stats, sample)."""

@@ -273,8 +273,10 @@ class TrainLoop:
                  log_every: int = 10, metadata: Mapping[str, Any] | None = None, parallel: Parallel | None = None):
         self.parallel = parallel or Parallel()
         self.out = Path(out_dir)
-        if self.parallel.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+        if self.parallel.is_main:  # one job per training folder; rank 0 holds the lock for the whole job
+            from harness.locks import hold_for_process
+
+            hold_for_process(self.out, what="training folder")
         self.model, self.optimizer = model, optimizer
         self.total_steps, self.ckpt_every, self.log_every = total_steps, ckpt_every, log_every
         self.generator = torch.Generator().manual_seed(seed)

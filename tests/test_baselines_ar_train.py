@@ -19,7 +19,7 @@ from harness.records import load_records
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "baselines" / "configs"
-RUN_FILES = ["config.json", "last.safetensors", "last_optim.pt", "log.jsonl", "model.safetensors", "train_record.json"]
+RUN_FILES = [".alitok-bench.lock", "config.json", "last.safetensors", "last_optim.pt", "log.jsonl", "model.safetensors", "train_record.json"]
 DATA = {"image_size": 32, "per_class_train": 4, "per_class_val": 2, "seed": 0, "hflip": True}
 MODELS = {
     "vq": {"ch": 32, "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "z_channels": 32, "codebook_size": 16, "codebook_dim": 4,

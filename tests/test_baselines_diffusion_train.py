@@ -13,7 +13,7 @@ from harness.records import load_records
 from baselines.train_diffusion import train_diffusion
 
 REPO = Path(__file__).resolve().parent.parent
-RUN_FILES = ["config.json", "last.safetensors", "last_optim.pt", "log.jsonl", "model.safetensors", "train_record.json"]
+RUN_FILES = [".alitok-bench.lock", "config.json", "last.safetensors", "last_optim.pt", "log.jsonl", "model.safetensors", "train_record.json"]
 
 
 def _cfg(kind, steps=4, **over):

@@ -63,8 +63,8 @@ def test_training_the_tiny_config_leaves_the_package_weights_alone(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert {p.name: sha256_file(p) for p in weights.glob("*.safetensors")} == before
     written = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert written == ["config.json", "last.safetensors", "last_optim.pt", "log.jsonl", "model.safetensors",
-                       "train_record.json"]
+    assert written == [".alitok-bench.lock", "config.json", "last.safetensors", "last_optim.pt", "log.jsonl",
+                       "model.safetensors", "train_record.json"]  # the lock: one job per training folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
@@ -207,3 +207,17 @@ def test_ar_trainer_two_processes_equal_one(tmp_path):
     _same_weights(tmp_path / "one/last.safetensors", tmp_path / "two/last.safetensors")
     record = json.loads((tmp_path / "two/train_record.json").read_text())
     assert record["kind"] == "train" and record["env"]["world_size"] == 2 and record["env"]["backend"] == "gloo"
+
+
+def test_a_second_job_on_the_same_training_folder_is_refused(tmp_path):
+    """Two trainers never write one --out: a second process gets one line naming the holder, exit 2."""
+    from harness.locks import acquire
+
+    out = tmp_path / "run"
+    cfg = Path(__file__).resolve().parent.parent / "alitok" / "configs" / "train_tiny_stage1.yaml"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    with acquire(out, what="training folder"):  # another job holds the folder
+        run = subprocess.run([sys.executable, "-m", "harness", "train", str(cfg), "--out", str(out), "--set", "steps=1"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 2 and "in use by" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not (out / "log.jsonl").exists()
