@@ -104,3 +104,14 @@ def test_wrong_image_size_for_protocol(tmp_path, capsys):
 def test_legacy_rank_indivisible_count(tmp_path, capsys):
     code, err = _run(capsys, "sample", *SMALL, "--seed-scheme", "legacy_rank", "--out", str(tmp_path / "o"))
     assert code == 2 and "legacy_rank needs num_samples divisible by" in _one_line(err)
+
+
+def test_model_option_of_the_wrong_type_is_one_line_exit_2(tmp_path, capsys):
+    """`--set model.options.per_class=abc` names the option and its type, before any sampling."""
+    from harness.cli import main
+
+    rc = main(["sample", "--model", "real-data", "--protocol", "demo", "--out", str(tmp_path / "s"),
+               "--num-samples", "22", "--set", "model.options.per_class=abc"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "model.options.per_class: 'abc' is not of type int" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s" / "samples.npz").exists()

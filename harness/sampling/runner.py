@@ -75,8 +75,25 @@ class SampleResult:
         return (self.gathered or {}).get("throughput", {}).get("images_per_s")
 
 
-def _call_factory(name: str, factory: Any, kwargs: dict[str, Any]) -> Generator:
-    """Call a generator factory; a keyword it does not take is a config error naming the option."""
+_OPTION_TYPES = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+
+
+def _check_option_type(name: str, key: str, value: Any, param: inspect.Parameter) -> None:
+    """An option is typed by its factory parameter's default (or a plain annotation when the default is None):
+    ``--set model.options.per_class=abc`` is a config error, not a crash inside the factory."""
+    default = param.default
+    kind = type(default) if default not in (inspect.Parameter.empty, None) else \
+        {"int": int, "bool": bool, "float": float, "str": str}.get(str(param.annotation).replace(" | None", ""))
+    if kind not in _OPTION_TYPES or value is None:
+        return
+    ok = isinstance(value, _OPTION_TYPES[kind]) and (kind is bool or not isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"model.options.{key}: {value!r} is not of type {kind.__name__} (generator {name!r})")
+
+
+def _call_factory(name: str, factory: Any, kwargs: dict[str, Any], options: tuple[str, ...] = ()) -> Generator:
+    """Call a generator factory; a keyword it does not take, or a model option of the wrong type, is a config
+    error naming the option."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -87,6 +104,9 @@ def _call_factory(name: str, factory: Any, kwargs: dict[str, Any]) -> Generator:
             if key not in accepted:
                 where = "model.options." + key if key not in ("dtype", "quantization") else key
                 raise ConfigError(f"{where}: generator {name!r} does not take {key!r} (takes: {', '.join(accepted)})")
+    for key in options:
+        if key in params:
+            _check_option_type(name, key, kwargs[key], params[key])
     return factory(**kwargs)
 
 
@@ -99,7 +119,7 @@ def build_generator(model: ModelSpec, device: torch.device, dtype: str | None = 
         kwargs["quantization"] = model.quantization
     if dtype not in (None, "fp32", "float32"):
         kwargs["dtype"] = devices.resolve_dtype(dtype)
-    gen = _call_factory(model.name, factory, kwargs)
+    gen = _call_factory(model.name, factory, kwargs, tuple(model.options))
     if not isinstance(gen, Generator):
         raise ConfigError(f"generator {model.name!r}: factory returned {type(gen).__name__}, not a harness Generator")
     return gen
