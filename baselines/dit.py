@@ -70,22 +70,31 @@ def _options(name: str, options: dict[str, Any]) -> None:
         raise UserError(f"{name}: unknown option(s) {', '.join(sorted(options))}")
 
 
-def dit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, random_weights=False,
-             config: str = "XL/2", **options):
-    """DiT-XL/2 256 px (675M) + SD VAE; ``config`` picks another named size (``B/4`` ...)."""
-    _options("dit", options)
+def sd_vae_generator(family: str, kind: str, sampling: DiffusionSampling, released: str, *, device, checkpoint,
+                     tokenizer_checkpoint, dtype, tf32, random_weights: bool, config: str, options: dict[str, Any]):
+    """A DiT-network family on SD-VAE latents (DiT: DDPM; SiT: flow), strict load of the released file."""
+    _options(family, options)
     try:
         cfg = named_config(config)
     except ValueError as e:
         raise UserError(f"model.options.config: {e}") from None
     if not checkpoint and not random_weights:
-        raise UserError("dit needs the released weights: --set model.checkpoint=/path/DiT-XL-2-256x256.pt "
+        raise UserError(f"{family} needs the released weights: --set model.checkpoint=/path/{released} "
                         "(or model.options.random_weights=true for speed runs)")
-    model = load_dit(cfg, checkpoint, device, what=f"DiT-{config}")
+    paper_name = {"dit": "DiT", "sit": "SiT"}[family]
+    model = load_dit(cfg, checkpoint, device, what=f"{paper_name}-{config}")
     decode, vae = sd_vae_decoder(tokenizer_checkpoint, device, random_weights)
-    return DiffusionGenerator(model, name=f"dit-{config.lower().replace('/', '-')}", kind="ddpm", sampling=DIT_XL_SAMPLING,
+    return DiffusionGenerator(model, name=f"{family}-{config.lower().replace('/', '-')}", kind=kind, sampling=sampling,
                               image_size=256, decode=decode, checkpoint=checkpoint, dtype=_dtype(dtype), tf32=tf32,
                               decoder_modules=(vae,), extra_info={"vae": tokenizer_checkpoint, "random_weights": random_weights})
+
+
+def dit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, random_weights=False,
+             config: str = "XL/2", **options):
+    """DiT-XL/2 256 px (675M) + SD VAE; ``config`` picks another named size (``B/4`` ...)."""
+    return sd_vae_generator("dit", "ddpm", DIT_XL_SAMPLING, "DiT-XL-2-256x256.pt", device=device, checkpoint=checkpoint,
+                            tokenizer_checkpoint=tokenizer_checkpoint, dtype=dtype, tf32=tf32,
+                            random_weights=random_weights, config=config, options=options)
 
 
 def load_tiny(path: Path, device, kind: str) -> tuple[DiT, DiffusionSampling, dict[str, str]]:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import UserError
 from harness.interfaces import DiffusionSampling
 from harness.nn.diffusion_generator import DiffusionGenerator
-from harness.nn.dit_blocks import named_config
 
-from baselines.dit import WEIGHTS, _dtype, _options, load_dit, load_tiny, sd_vae_decoder
+from baselines.dit import WEIGHTS, _dtype, _options, load_tiny, sd_vae_generator
 
 SIT_XL_SAMPLING = DiffusionSampling(steps=250, solver="euler-maruyama", cfg_scale=1.5, cfg_first3=True)
 
@@ -22,19 +20,9 @@ SIT_XL_SAMPLING = DiffusionSampling(steps=250, solver="euler-maruyama", cfg_scal
 def sit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, random_weights=False,
              config: str = "XL/2", **options):
     """SiT-XL/2 256 px (675M, DiT's network) + SD VAE, flow sampling."""
-    _options("sit", options)
-    try:
-        cfg = named_config(config)
-    except ValueError as e:
-        raise UserError(f"model.options.config: {e}") from None
-    if not checkpoint and not random_weights:
-        raise UserError("sit needs the released weights: --set model.checkpoint=/path/SiT-XL-2-256.pt "
-                        "(or model.options.random_weights=true for speed runs)")
-    model = load_dit(cfg, checkpoint, device, what=f"SiT-{config}")
-    decode, vae = sd_vae_decoder(tokenizer_checkpoint, device, random_weights)
-    return DiffusionGenerator(model, name=f"sit-{config.lower().replace('/', '-')}", kind="flow", sampling=SIT_XL_SAMPLING,
-                              image_size=256, decode=decode, checkpoint=checkpoint, dtype=_dtype(dtype), tf32=tf32,
-                              decoder_modules=(vae,), extra_info={"vae": tokenizer_checkpoint, "random_weights": random_weights})
+    return sd_vae_generator("sit", "flow", SIT_XL_SAMPLING, "SiT-XL-2-256.pt", device=device, checkpoint=checkpoint,
+                            tokenizer_checkpoint=tokenizer_checkpoint, dtype=dtype, tf32=tf32,
+                            random_weights=random_weights, config=config, options=options)
 
 
 def flow_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, **options):

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.interfaces import Tokenizer, check_images, from_uint8, to_uint8
+from harness.interfaces import check_images, from_uint8
+from harness.nn.model_tokenizer import ModelTokenizer
 from harness.nn.key_map import install_key_map
 from harness.nn.vit import Transformer, init_vit_weights
 
@@ -240,22 +241,15 @@ def load(path, cfg: TiTokConfig, device: torch.device | str = "cpu") -> TiTok:
                        f"TiTok ({cfg.num_latent_tokens} tokens, width {cfg.enc_width})", device)
 
 
-class TiTokTokenizer(Tokenizer):
+class TiTokTokenizer(ModelTokenizer):
     quantization = "truncate"  # sample_imagenet_titok: clamp(0, 1) * 255 -> uint8
 
-    def __init__(self, model: TiTok, name: str = "titok-l-32", checkpoint: str | None = None):
-        self.model, self.name, self.cfg = model.eval(), name, model.cfg
-        self.image_size, self.num_tokens = model.cfg.image_size, model.cfg.num_tokens
-        self.codebook_size = model.cfg.codebook_size
-        self.checkpoint, self._sha256 = checkpoint, None
+    def __init__(self, model, name: str = "titok-l-32", checkpoint: str | None = None):
+        super().__init__(model, name, checkpoint)
 
     @property
     def device(self) -> torch.device:
         return self.model.latent_tokens.device
-
-    def to(self, device) -> "TiTokTokenizer":
-        self.model.to(device)
-        return self
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -265,16 +259,3 @@ class TiTokTokenizer(Tokenizer):
     @torch.inference_mode()
     def decode_float(self, codes: torch.Tensor) -> torch.Tensor:
         return self.model.decode_codes(codes.to(self.device)).clamp(0.0, 1.0)
-
-    @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return to_uint8(self.decode_float(codes), (0.0, 1.0), self.quantization).to(codes.device)
-
-    def info(self) -> dict[str, Any]:
-        from harness.nn.checkpoint import sha256_file
-
-        if self.checkpoint and self._sha256 is None:
-            self._sha256 = sha256_file(self.checkpoint)
-        return {**super().info(), "checkpoint": self.checkpoint, "checkpoint_sha256": self._sha256,
-                "num_tokens": self.num_tokens, "codebook_size": self.codebook_size, "value_range": [0, 1],
-                "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.cfg.to_dict()}
