@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from harness.interfaces import Tokenizer, check_images, from_uint8, to_uint8
-from harness.nn.checkpoint import sha256_file
+from harness.io import sha256_file
 from harness.nn.vit import Transformer, init_vit_weights
 from harness.nn.vq import VectorQuantizer
 

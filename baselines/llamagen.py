@@ -358,7 +358,7 @@ class LlamaGenTokenizer(Tokenizer):
         return to_uint8(self.decode_float(codes), (-1.0, 1.0), self.quantization).to(codes.device)
 
     def info(self) -> dict[str, Any]:
-        from harness.nn.checkpoint import sha256_file
+        from harness.io import sha256_file
 
         if self.checkpoint and self._sha256 is None:
             self._sha256 = sha256_file(self.checkpoint)

@@ -42,7 +42,8 @@ def run_recon(source: str, tokenizer: str, out: str | Path, *, checkpoint: str |
     from harness.interfaces import check_images
     from harness.metrics.features import iter_batches
     from harness.metrics.recon import evaluate_reconstruction
-    from harness.records import RunRecord, code_info, env_info, model_info, sha256_file, write_record
+    from harness.io import sha256_file
+    from harness.records import RunRecord, code_info, env_info, model_info, write_record
     from harness.registry import load_plugins, tokenizers
 
     if batch_size < 1:

@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError, one_line
-from harness.metrics.weights import sha256_file
+from harness.io import sha256_file
 
 REF_FORMAT = "alitok-bench-ref/1"
 MAX_REF_IMAGES = 10_000

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import InputFileError, UserError, one_line
-from harness.nn.checkpoint import sha256_file
+from harness.io import sha256_file
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 OFFICIAL_SHA256_PREFIX = "6726825d"  # torch.hub names files by their sha256 prefix

@@ -24,7 +24,6 @@ from typing import Any, Mapping
 import torch
 
 from harness.errors import UserError, one_line
-from harness.io import sha256_file  # noqa: F401  (checkpoint records name files by sha256)
 
 
 class CheckpointError(UserError, ValueError):

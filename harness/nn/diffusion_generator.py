@@ -19,7 +19,7 @@ import torch
 from harness.interfaces import DiffusionSampling, Generator, to_uint8
 from harness.nn import flow
 from harness.nn.ar_sampling import device_generator, precision
-from harness.nn.checkpoint import sha256_file
+from harness.io import sha256_file
 from harness.nn.diffusion import GaussianDiffusion
 from harness.nn.dit_blocks import DiT
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.npz import NpzWriter, atomic_path
+from harness.data.npz import NpzWriter
+from harness.io import atomic_path, sha256_file
 from harness.errors import UserError
 from harness.sampling import shards
 from harness.sampling.plan import SamplingPlan
@@ -69,7 +70,7 @@ def gather(out: Path, plan: SamplingPlan, image_size: int) -> dict[str, Any]:
     kept.update({e["chunk"]: e for e in entries})
     shards.write_manifest(out, [kept[k] for k in sorted(kept)])
     path = out / shards.SAMPLES
-    return {"num_samples": n_total, "path": str(path), "sha256": shards.sha256_file(path), **balance,
+    return {"num_samples": n_total, "path": str(path), "sha256": sha256_file(path), **balance,
             "throughput": throughput(entries)}
 
 

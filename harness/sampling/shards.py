@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.npz import atomic_path, npz_bytes_to
+from harness.data.npz import npz_bytes_to
 from harness.errors import InputFileError, UserError
-from harness.records import sha256_file  # noqa: F401  (re-exported)
+from harness.io import atomic_path, sha256_file
 
 SPEC_FILE = "spec.json"
 SHARD_DIR = "shards"
