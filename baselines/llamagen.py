@@ -330,7 +330,7 @@ class LlamaGenTokenizer(Tokenizer):
         self.eval_size = eval_size if eval_size not in (None, model.cfg.image_size) else None
         self.image_size = self.eval_size or model.cfg.image_size
         self.num_tokens, self.codebook_size = model.cfg.num_tokens, model.cfg.codebook_size
-        self.checkpoint, self._sha256 = checkpoint, None
+        self.checkpoint = checkpoint
 
     @property
     def device(self) -> torch.device:
@@ -358,11 +358,10 @@ class LlamaGenTokenizer(Tokenizer):
         return to_uint8(self.decode_float(codes), (-1.0, 1.0), self.quantization).to(codes.device)
 
     def info(self) -> dict[str, Any]:
-        from harness.io import sha256_file
+        from harness.io import sha256_if_file
 
-        if self.checkpoint and self._sha256 is None:
-            self._sha256 = sha256_file(self.checkpoint)
-        return {**super().info(), "checkpoint": self.checkpoint, "checkpoint_sha256": self._sha256,
+        return {**super().info(), "checkpoint": self.checkpoint,
+                "checkpoint_sha256": sha256_if_file(self.checkpoint),
                 "num_tokens": self.num_tokens, "codebook_size": self.codebook_size, "value_range": [-1, 1],
                 "decode_size": self.cfg.image_size, "eval_resize": "bicubic" if self.eval_size else None,
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.cfg.to_dict()}

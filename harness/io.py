@@ -133,3 +133,8 @@ def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
         raise UserError(f"{flag} {path}: is a folder; give a file name")
     check_output_dir(path.parent, flag)
     return path
+
+
+def sha256_if_file(path: str | os.PathLike | None) -> str | None:
+    """``sha256_file`` of ``path`` when it names an existing file, else None (random weights, no checkpoint)."""
+    return sha256_file(path) if path and Path(path).is_file() else None

@@ -33,13 +33,12 @@ declares the same ``presample_draws``.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
 
 from harness.interfaces import ARSampling, Generator, Tokenizer
-from harness.io import sha256_file
+from harness.io import sha256_if_file
 from harness.nn.ar_sampling import CachedDecoder, ar_sample, device_generator
 
 
@@ -76,7 +75,7 @@ class ARGenerator(Generator):
         self.image_size = tokenizer.image_size
         self.quantization = tokenizer.quantization
         self._sampling, self.seed = sampling, seed
-        self.checkpoint, self._sha256 = checkpoint, None
+        self.checkpoint = checkpoint
         self.dtype, self.tf32 = dtype, tf32
         if dtype != torch.float32:
             model.to(dtype)  # cast once; autocast would re-cast every weight at every step
@@ -144,10 +143,9 @@ class ARGenerator(Generator):
         return torch.nn.functional.pad(codes, (0, self.model.num_tokens - n_steps))
 
     def info(self) -> dict[str, Any]:
-        if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():
-            self._sha256 = sha256_file(self.checkpoint)
         config = self.model.config_dict() if hasattr(self.model, "config_dict") else None
-        return {**super().info(), "checkpoint": self.checkpoint, "checkpoint_sha256": self._sha256,
+        return {**super().info(), "checkpoint": self.checkpoint,
+                "checkpoint_sha256": sha256_if_file(self.checkpoint),
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": config,
                 "default_sampling": self._sampling.to_dict(), "official_seed": self.seed,
                 "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32, "kv_cache": "static",

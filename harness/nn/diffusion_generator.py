@@ -11,7 +11,6 @@ LightningDiT's "no guidance while t < 0.125" is ``cfg_interval=(0.125, 1.0)``.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -19,7 +18,7 @@ import torch
 from harness.interfaces import DiffusionSampling, Generator, to_uint8
 from harness.nn import flow
 from harness.nn.ar_sampling import device_generator, precision
-from harness.io import sha256_file
+from harness.io import sha256_if_file
 from harness.nn.diffusion import GaussianDiffusion
 from harness.nn.dit_blocks import DiT
 
@@ -68,7 +67,7 @@ class DiffusionGenerator(Generator):
         self.quantization = "offset_half"  # DiT: clamp(127.5 x + 128, 0, 255) -> uint8
         self._sampling, self._decode = sampling, decode
         self._decoder_modules = decoder_modules
-        self.checkpoint, self._sha256 = checkpoint, None
+        self.checkpoint = checkpoint
         self.dtype, self.tf32 = dtype, tf32
         self.extra_info = dict(extra_info or {})
         self._schedules: dict[int, GaussianDiffusion] = {}
@@ -173,9 +172,8 @@ class DiffusionGenerator(Generator):
         return self.sample_latents(labels, generator, dataclasses.replace(p, steps=steps))
 
     def info(self) -> dict[str, Any]:
-        if self.checkpoint and self._sha256 is None and Path(self.checkpoint).is_file():
-            self._sha256 = sha256_file(self.checkpoint)
-        return {**super().info(), "kind": self.kind, "checkpoint": self.checkpoint, "checkpoint_sha256": self._sha256,
+        return {**super().info(), "kind": self.kind, "checkpoint": self.checkpoint,
+                "checkpoint_sha256": sha256_if_file(self.checkpoint),
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.model.cfg.to_dict(),
                 "default_sampling": self._sampling.to_dict(), "dtype": str(self.dtype).replace("torch.", ""),
                 "tf32": self.tf32, "clip_denoised": self.clip_denoised, **self.extra_info}

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from harness.interfaces import Tokenizer, to_uint8
-from harness.io import sha256_file  # memoised on (path, size, mtime): no cached copy needed here
+from harness.io import sha256_if_file  # memoised on (path, size, mtime): no cached copy needed here
 
 
 class ModelTokenizer(Tokenizer):
@@ -33,7 +33,7 @@ class ModelTokenizer(Tokenizer):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "checkpoint": self.checkpoint,
-                "checkpoint_sha256": sha256_file(self.checkpoint) if self.checkpoint else None,
+                "checkpoint_sha256": sha256_if_file(self.checkpoint),
                 "num_tokens": self.num_tokens, "codebook_size": self.codebook_size,
                 "value_range": list(self.value_range),
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.cfg.to_dict()}
