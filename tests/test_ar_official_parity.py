@@ -9,13 +9,16 @@ every position; with a filled cache only the last token). It is loaded *strictly
 state dict (the official key names), and our teacher-forced and KV-cached (bucketed attention)
 logits must agree with it within 1e-5.
 """
+import contextlib
 import dataclasses
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from alitok.generator import PRESETS, build
+from harness.nn.packed_linear import PackedLinears
 
 
 def _freqs_1d(seq_len, n_elem, cls_token_num=1, base=10000):
@@ -110,7 +113,9 @@ class _Official(nn.Module):
             blk.attn.cache = None
 
 
-def test_logits_match_the_official_architecture_teacher_forced_and_cached():
+@pytest.mark.parametrize("linear", ["aten", "onednn-packed"])
+def test_logits_match_the_official_architecture_teacher_forced_and_cached(linear):
+    # "onednn-packed": the CPU default of ARGenerator (harness.nn.packed_linear), same tolerance
     cfg = dataclasses.replace(PRESETS["alitok-b"].config, depth=3, width=128, num_heads=4)
     ours = build(cfg, generator=torch.Generator().manual_seed(0)).eval()
     torch.nn.init.normal_(ours.output.weight, std=0.02, generator=torch.Generator().manual_seed(1))
@@ -118,8 +123,9 @@ def test_logits_match_the_official_architecture_teacher_forced_and_cached():
     official.load_state_dict(ours.state_dict(), strict=True)  # the official key names, nothing extra
     g = torch.Generator().manual_seed(2)
     seq = torch.cat([cfg.class_ids(torch.tensor([207, 3]))[:, None], torch.randint(0, 4096, (2, 272), generator=g)], 1)
-    with torch.no_grad():
-        ref = official(seq)
+    packed = PackedLinears(ours).active() if linear == "onednn-packed" else contextlib.nullcontext()
+    with torch.no_grad(), packed:
+        ref = official(seq)  # the official model's own Linear layers are never packed
         torch.testing.assert_close(ours(seq), ref, rtol=0, atol=1e-5)
         official.reset()
         ref_cached = torch.cat([official(seq[:, :n], cached=True)[:, -1:] for n in range(1, 274)], 1)

@@ -155,7 +155,23 @@ def test_one_phase_generator_is_timed_whole_and_cannot_extrapolate(clock):
 
 def test_no_cfg_and_steps_applied_or_recorded_na(clock):
     params, applied = bench_mod.sampling_params(FakeGenerator(clock), BenchSettings(cfg=False, steps=5))
-    assert params.cfg_scale == 1.0 and applied == {"cfg_scale": 1.0, "steps": "n/a", "kv_cache": "n/a"}
+    assert params.cfg_scale == 1.0 and applied == {"cfg_scale": 1.0, "steps": "n/a", "kv_cache": "n/a",
+                                                   "linear_kernel": "n/a"}
+
+
+def test_linear_aten_turns_packing_off_and_is_recorded():
+    from alitok.plugin import tiny_generator
+
+    g = tiny_generator(device="cpu")
+    auto = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0), "cpu")[0]
+    assert auto.applied["linear_kernel"] == g.linear_kernel() == "onednn-packed"
+    codes_packed = g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1))
+    aten = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0, linear="aten"), "cpu")[0]
+    assert aten.applied["linear_kernel"] == "aten" and g.info()["linear_kernel"] == "aten"
+    # the same tokens either way on the tiny model (kernels differ by float rounding only)
+    assert torch.equal(g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1)), codes_packed)
+    with pytest.raises(UserError, match="--linear"):
+        BenchSettings(linear="mkl")
 
 
 def test_ratios_pair_only_like_settings():

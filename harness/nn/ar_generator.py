@@ -33,6 +33,7 @@ declares the same ``presample_draws``.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -40,6 +41,7 @@ import torch
 from harness.interfaces import ARSampling, Generator, Tokenizer
 from harness.io import sha256_if_file
 from harness.nn.ar_sampling import CachedDecoder, ar_sample, device_generator
+from harness.nn.packed_linear import PackedLinears, available as packed_linear_available
 
 
 class ARModelProtocol(CachedDecoder, Protocol):
@@ -57,13 +59,15 @@ class ARGenerator(Generator):
 
     ``dtype=torch.bfloat16`` casts the model's weights once here (LlamaGen samples the same way),
     so no step re-casts them; ``compile=True`` compiles ``decode_step`` lazily on first use.
+    ``packed_linear`` (default: on wherever it exists, i.e. eager CPU) samples through oneDNN Linear
+    layers with weights packed once (``harness.nn.packed_linear``): 2-3x faster decode steps on CPU.
     """
 
     sampling_cls: ClassVar[type] = ARSampling
 
     def __init__(self, model: ARModelProtocol, tokenizer: Tokenizer, *, name: str, sampling: ARSampling,
                  seed: int | None = None, checkpoint: str | None = None, dtype: torch.dtype = torch.float32,
-                 tf32: bool | None = None, compile: bool = False):
+                 tf32: bool | None = None, compile: bool = False, packed_linear: bool = True):
         if tokenizer.num_tokens != model.num_tokens or tokenizer.codebook_size != model.codebook_size:
             raise ValueError(f"{name}: tokenizer {tokenizer.name!r} has {tokenizer.num_tokens} tokens / "
                              f"{tokenizer.codebook_size} codes; the AR model expects {model.num_tokens} / "
@@ -80,6 +84,8 @@ class ARGenerator(Generator):
         if dtype != torch.float32:
             model.to(dtype)  # cast once; autocast would re-cast every weight at every step
         self.compiled = compile
+        self.packed_linear = packed_linear
+        self._packed = PackedLinears(model)
         # Few shapes in decode_step (static cache, bucketed kv_len, [1] position tensor) make it
         # capturable; "reduce-overhead" adds CUDA graphs on GPU. Compiled lazily on first call.
         self._decode = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True) if compile else None
@@ -116,9 +122,14 @@ class ARGenerator(Generator):
             draws(labels, gen)
         cond = self.model.condition_tokens(labels)
         uncond = self.model.null_condition_tokens(cond)
-        return ar_sample(self.model, cond, num_tokens, params, gen, uncond=uncond,
-                         tf32=self.tf32, decode_step=self._decode)
+        with self._packed.active() if self.linear_kernel() == "onednn-packed" else contextlib.nullcontext():
+            return ar_sample(self.model, cond, num_tokens, params, gen, uncond=uncond,
+                             tf32=self.tf32, decode_step=self._decode)
 
+    def linear_kernel(self) -> str:
+        """``onednn-packed`` where packing is on and exists (eager CPU), else ``aten`` (F.linear)."""
+        packed = self.packed_linear and not self.compiled and packed_linear_available(self.device, self.dtype)
+        return "onednn-packed" if packed else "aten"
     @torch.inference_mode()
     def generate(self, labels: torch.Tensor, generator: torch.Generator,
                  params: ARSampling | None = None) -> torch.Tensor:
@@ -149,5 +160,5 @@ class ARGenerator(Generator):
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": config,
                 "default_sampling": self._sampling.to_dict(), "official_seed": self.seed,
                 "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32, "kv_cache": "static",
-                "compile": self.compiled, "num_tokens": self.model.num_tokens,
+                "compile": self.compiled, "linear_kernel": self.linear_kernel(), "num_tokens": self.model.num_tokens,
                 "presample_draws": hasattr(self.model, "presample_draws"), "tokenizer": self.tokenizer.info()}

@@ -10,6 +10,7 @@ LightningDiT's "no guidance while t < 0.125" is ``cfg_interval=(0.125, 1.0)``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, ClassVar
 
@@ -21,6 +22,7 @@ from harness.nn.ar_sampling import device_generator, precision
 from harness.io import sha256_if_file
 from harness.nn.diffusion import GaussianDiffusion
 from harness.nn.dit_blocks import DiT
+from harness.nn.packed_linear import PackedLinears, available as packed_linear_available
 
 KINDS = ("ddpm", "flow")
 DDPM_SOLVERS = ("ddpm", "ddim")
@@ -51,14 +53,18 @@ def guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool, interv
 class DiffusionGenerator(Generator):
     """``kind="ddpm"`` (DiT: eps + learned variance, solvers ddpm / ddim) or ``"flow"`` (SiT,
     LightningDiT: velocity, solvers euler / heun / euler-maruyama). ``decode`` maps sampled latents
-    to float images in [-1, 1] (None: the model works in pixel space)."""
+    to float images in [-1, 1] (None: the model works in pixel space). ``packed_linear`` (default on
+    where it exists: fp32 on CPU) runs the Linear layers through oneDNN on weights packed once
+    (``harness.nn.packed_linear``), as ``ARGenerator`` does, so AR : diffusion speed ratios compare
+    the same kernels."""
 
     sampling_cls: ClassVar[type] = DiffusionSampling
 
     def __init__(self, model: DiT, *, name: str, kind: str, sampling: DiffusionSampling, image_size: int,
                  decode: Callable[[torch.Tensor], torch.Tensor] | None = None, checkpoint: str | None = None,
                  dtype: torch.dtype = torch.float32, tf32: bool | None = None, extra_info: dict | None = None,
-                 decoder_modules: tuple[torch.nn.Module, ...] = (), clip_denoised: bool = False):
+                 decoder_modules: tuple[torch.nn.Module, ...] = (), clip_denoised: bool = False,
+                 packed_linear: bool = True):
         if kind not in KINDS:
             raise ValueError(f"{name}: kind must be one of {KINDS}, got {kind!r}")
         self.model, self.name, self.kind = model.eval(), name, kind
@@ -72,6 +78,7 @@ class DiffusionGenerator(Generator):
         self.extra_info = dict(extra_info or {})
         self._schedules: dict[int, GaussianDiffusion] = {}
         self.clip_denoised = clip_denoised  # ADM pixel-space models clamp predicted x0 (DDPM kinds)
+        self.packed_linear, self._packed = packed_linear, PackedLinears(model)
         self.check_params(sampling)
 
     @property
@@ -113,7 +120,8 @@ class DiffusionGenerator(Generator):
         c, s = self.model.cfg.in_channels, self.model.cfg.input_size
         noise = torch.randn((len(y), c, s, s), generator=g, device=dev)
         cfg_on = p.cfg_scale != 1.0
-        with precision(dev, self.dtype, self.tf32):
+        packed = self._packed.active() if self.linear_kernel() == "onednn-packed" else contextlib.nullcontext()
+        with precision(dev, self.dtype, self.tf32), packed:
             if self.kind == "ddpm":
                 diff = self.schedule(p.steps)
                 n = float(diff.num_train_timesteps)
@@ -127,6 +135,12 @@ class DiffusionGenerator(Generator):
                                tau=lambda t: t.float(), channels=c, keep_channels=c)
                 x = flow.sample(fn, noise, g, steps=p.steps, solver=p.solver, shift=p.timestep_shift)
         return x.float()
+
+    def linear_kernel(self) -> str:
+        """``onednn-packed`` for fp32 on CPU with packing on (bf16 here is autocast, which the packed
+        op does not follow), else ``aten``."""
+        on = self.packed_linear and self.dtype == torch.float32 and packed_linear_available(self.device, self.dtype)
+        return "onednn-packed" if on else "aten"
 
     @torch.inference_mode()
     def generate(self, labels: torch.Tensor, generator: torch.Generator,
@@ -176,4 +190,4 @@ class DiffusionGenerator(Generator):
                 "checkpoint_sha256": sha256_if_file(self.checkpoint),
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.model.cfg.to_dict(),
                 "default_sampling": self._sampling.to_dict(), "dtype": str(self.dtype).replace("torch.", ""),
-                "tf32": self.tf32, "clip_denoised": self.clip_denoised, **self.extra_info}
+                "tf32": self.tf32, "linear_kernel": self.linear_kernel(), "clip_denoised": self.clip_denoised, **self.extra_info}

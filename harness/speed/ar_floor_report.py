@@ -8,13 +8,15 @@ changes hit all of them alike):
 - ``official-loop``: a replica of the official ``generate`` (ali-vilab/alitok ``modeling/ar.py``):
   concatenating KV cache (``torch.cat`` per layer and step), the whole ``[cond | ids]`` sequence
   embedded every step, attention over every cached position, head on the last position;
-- ``ours-full-cache``: the shared sampler attending over all static-cache slots (before the
-  bounded-view change);
-- ``ours-eager``: the shared sampler (``harness.nn.ar_sampling.ar_sample``);
-- ``ours-compiled``: the same with ``torch.compile`` of the decode step (compile time excluded and
-  recorded);
-- ``ours-bf16``: the model cast to bf16 once; ``ours-bf16-autocast``: fp32 weights under autocast
-  (the former bf16 path, which re-casts every weight at every step).
+- ``ours-aten``: the shared sampler (``harness.nn.ar_sampling.ar_sample``) with PyTorch's own Linear
+  (MKL sgemm on CPU): the sampler before the packed-weight change;
+- ``ours-packed``: the same with every Linear through oneDNN on weights packed once
+  (``harness.nn.packed_linear``), what ``ARGenerator`` does by default on CPU;
+- ``ours-compiled``: ``torch.compile`` of the decode step (compile time excluded and recorded; aten
+  Linear inside the graph);
+- ``ours-bf16`` / ``ours-bf16-packed``: the model cast to bf16 once, aten or packed Linear.
+  (Earlier variants, attention over every cache slot and bf16 by autocast, were measured and
+  dropped: results/speed/ar_optimisation.md.)
 
 Floors (``harness.speed.floors``, measured in this process at the same thread count): at batch 2
 the weight-read floor (every non-embedding weight read once per step at the measured read GB/s);
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from harness.interfaces import ARSampling
 from harness.io import write_json_atomic, write_text_atomic
 from harness.nn.ar_sampling import ar_sample
+from harness.nn.packed_linear import PackedLinears
 from harness.nn.rope import apply_rope
 from harness.speed import floors
 
@@ -122,16 +125,24 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
 
     # the replica and our sampler draw the same tokens (same random calls, same architecture)
     probe = torch.tensor([207, 1])
-    replica_ok = torch.equal(official_loop(model, probe, params, 8, torch.Generator().manual_seed(0)),
-                             _ours(model, probe, params, 8, torch.Generator().manual_seed(0)))
+    with torch.inference_mode():
+        replica_ok = torch.equal(official_loop(model, probe, params, 8, torch.Generator().manual_seed(0)),
+                                 _ours(model, probe, params, 8, torch.Generator().manual_seed(0)))
+
+    packed, packed_bf16 = PackedLinears(model), PackedLinears(model_bf16)
+
+    def with_packed(pk, m):
+        def fn(y):
+            with pk.active():
+                return _ours(m, y, params, steps, torch.Generator().manual_seed(0))
+        return fn
 
     variants = {
         "official-loop": lambda y: official_loop(model, y, params, steps, torch.Generator().manual_seed(0)),
-        "ours-full-cache": lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0), kv_bucket=10 ** 6),
-        "ours-eager": lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0)),
+        "ours-aten": lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0)),
+        "ours-packed": with_packed(packed, model),
         "ours-bf16": lambda y: _ours(model_bf16, y, params, steps, torch.Generator().manual_seed(0)),
-        "ours-bf16-autocast": lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0),
-                                              dtype=torch.bfloat16),
+        "ours-bf16-packed": with_packed(packed_bf16, model_bf16),
     }
     compile_s = None
     if compile:
@@ -193,7 +204,8 @@ def markdown(record: dict) -> str:
             f"{record['load_average_end']}; torch {record['torch']}; {record['repeats']} interleaved repeats; "
             f"{record['steps_measured']} of 273 steps measured"
             f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n"
-            f"Floors measured in-process: fp32 matmul {fl['matmul_fp32_gflops']:.1f} GFLOP/s, bf16 matmul "
+            f"Floors measured in-process: fp32 matmul {fl['matmul_fp32_gflops']:.1f} GFLOP/s (best kernel; "
+            f"torch.mm alone {fl.get('matmul_fp32_gflops_aten', float('nan')):.1f}), bf16 matmul "
             f"{fl['matmul_bf16_gflops']:.1f} GFLOP/s, read {fl['read_gbps']:.1f} GB/s. Compile time "
             f"{record['compile_s'] and round(record['compile_s'], 1)} s (excluded). Replica draws our tokens: "
             f"{record['replica_matches_ours']}.\n\n"

@@ -18,6 +18,7 @@ from harness.interfaces import Generator, PhasedGenerator
 from harness.speed.timing import PeakMemory, Spread, Stopwatch, spread
 
 DTYPES = ("fp32", "tf32", "bf16")
+LINEAR_KERNELS = ("auto", "aten")  # auto: a generator's own default (oneDNN packed on CPU where it has it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +34,13 @@ class BenchSettings:
     warmup: int = 1
     seed: int = 0
     random_weights: bool = False
+    linear: str = "auto"           # aten: PyTorch's own Linear (packing off), for before/after comparisons
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise UserError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        if self.linear not in LINEAR_KERNELS:
+            raise UserError(f"--linear {self.linear!r}: use one of {', '.join(LINEAR_KERNELS)}")
         for name in ("batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -94,6 +98,7 @@ def sampling_params(gen: Generator, settings: BenchSettings) -> tuple[Any, dict[
     applied.setdefault("steps", "n/a")
     kv = gen.info().get("kv_cache")
     applied["kv_cache"] = kv if (settings.kv_cache and kv) else "n/a"
+    applied["linear_kernel"] = gen.linear_kernel() if hasattr(gen, "linear_kernel") else "n/a"
     return params, applied
 
 
@@ -143,6 +148,8 @@ class _Runner:
 
     def __init__(self, gen: Generator, settings: BenchSettings, device: torch.device):
         self.gen, self.settings, self.device = gen, settings, torch.device(device)
+        if hasattr(gen, "packed_linear"):
+            gen.packed_linear = settings.linear != "aten"
         self.params, applied = sampling_params(gen, settings)
         self.labels = torch.arange(settings.batch_size) % gen.num_classes
         self.watch = Stopwatch(self.device)

@@ -1,0 +1,67 @@
+"""CPU inference: every ``nn.Linear`` of a model through oneDNN with its weight packed once.
+
+Why: at the row counts of KV-cached decoding (2-64 rows) PyTorch's CPU ``F.linear`` goes to MKL
+sgemm, which on the 2-core AVX-512 machine here reads a streamed weight at ~12 GB/s (4 rows) and
+reaches ~120 GFLOP/s (32 rows). oneDNN with the weight reordered once into its blocked layout
+(``mkldnn::_reorder_linear_weight``, the packing Inductor's ``freezing`` does) reads at ~37 GB/s
+and reaches ~300 GFLOP/s on the same weights (results/speed/ar_optimisation.md). The results agree
+with ``F.linear`` to float rounding (different summation order), not bit for bit.
+
+``PackedLinears(model)`` keeps one packed copy per Linear weight (extra memory: one copy of the
+Linear weights) and repacks a weight whose tensor changed (``_version`` / storage). ``with
+packed.active():`` routes each Linear's ``forward`` through the packed weight and restores the
+module's own ``forward`` on exit; the state dict and the parameters are never touched.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+PACKED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def available(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """True where the oneDNN packed linear exists for this device and dtype (CPU builds with mkldnn)."""
+    return (torch.device(device).type == "cpu" and dtype in PACKED_DTYPES and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _key(weight: torch.Tensor) -> tuple:
+    return weight.untyped_storage().data_ptr(), weight._version, weight.dtype, weight.shape
+
+
+class PackedLinears:
+    """Packed oneDNN copies of a model's Linear weights, installed only inside ``active()``."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self._packed: dict[nn.Linear, tuple[tuple, torch.Tensor]] = {}
+
+    def _weight(self, m: nn.Linear) -> torch.Tensor:
+        key = _key(m.weight)
+        hit = self._packed.get(m)
+        if hit is None or hit[0] != key:
+            with torch.no_grad():
+                hit = (key, torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), None))
+            self._packed[m] = hit
+        return hit[1]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        linears = [m for m in self.model.modules() if type(m) is nn.Linear]  # subclasses may change forward
+        for m in linears:
+            m.forward = _packed_forward(self._weight(m), m.bias)
+        try:
+            yield
+        finally:
+            for m in linears:
+                del m.forward  # back to nn.Linear.forward
+
+
+def _packed_forward(weight: torch.Tensor, bias: torch.Tensor | None):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return forward
