@@ -360,6 +360,9 @@ def run(suite: Suite, out: str | Path, log=print) -> dict[str, Any]:
     with atomic_path(out / "command.txt", "w") as f:
         f.write(command_line(suite, out) + "\n")
     jobs = plan(suite, out)
+    absent = _missing_imagenet(suite, [j for j in jobs if not j.done])
+    if absent:  # before any training: a missing ImageNet folder would fail hours into the suite
+        raise ConfigError(f"{suite.path}: presets.{suite.preset_name}.{absent[0]} (see --plan)")
     t0 = time.perf_counter()
     for i, job in enumerate(jobs, 1):
         if job.done:
