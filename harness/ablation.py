@@ -14,6 +14,11 @@ one without resumes from its last checkpoint)::
     seed{S}/{ROW}/eval/        eval_record.json (variant = ROW): rFID/PSNR/SSIM, gFID/KID/P/R, AR metrics
     summary.json, ablation_table.md, ablation_bars.png/.svg, command.txt
 
+Data: preset ``tiny`` reads the embedded natural patches; preset ``imagenet`` reads ImageNet folders
+(``imagenet_root`` or ``--imagenet-root``: every trainer whose ``data.source`` is imagenet gets it as
+``data.root``, and the evaluation's held-out images are the first ``per_class`` of each class of its
+``val`` split, streamed in batches; gFID against those images or against ``eval.ref_stats``).
+
 Paired seeds: seed S is the ``seed`` of every row's trainers (initialisation and data order) and of
 its sampling; the data and held-out images are the same for all rows. The table gives each row's
 mean and sample sd over seeds and the paired difference to the baseline row (mean and sd of the
@@ -147,9 +152,7 @@ def load_suite(path: str | Path, preset: str, rows: Iterable[str] | None = None,
         parsed = [r for r in parsed if r.name in keep]
     if seeds is not None:
         all_seeds = tuple(int(s) for s in seeds)
-    root = p.get("imagenet_root")
-    if root is not None and not Path(str(root)).expanduser().is_absolute():
-        root = str((path.parent / str(root)).resolve())
+    root = _preset_root(path, p)
     if imagenet_root is not None:  # from the command line: relative to the current folder
         root = str(Path(imagenet_root).expanduser().resolve())
     ev = dict(p["eval"])
@@ -158,7 +161,16 @@ def load_suite(path: str | Path, preset: str, rows: Iterable[str] | None = None,
     return Suite(path, preset, tuple(parsed), baseline, all_seeds, tuple(str(a) for a in p.get("launcher") or ()),
                  str(p.get("device", "auto")), _resolve(p["stage1"], path, ("model_config",)),
                  _resolve(p.get("stage2") or {}, path, ()), dict(p["ar"]), ev,
-                 None if root is None else str(Path(str(root)).expanduser()))
+                 root)
+
+
+def _preset_root(path: Path, preset: dict[str, Any]) -> str | None:
+    """The preset's ``imagenet_root`` (relative: against the suite file's folder)."""
+    root = preset.get("imagenet_root")
+    if root is None:
+        return None
+    p = Path(str(root)).expanduser()
+    return str(p if p.is_absolute() else (path.parent / p).resolve())
 
 
 def _resolve(cfg: dict[str, Any], suite_path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -256,7 +268,9 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
 def command_line(suite: Suite, out: str | Path) -> str:
     rows = "" if {r.name for r in suite.rows} == set(load_yaml(suite.path)["rows"]) else \
         " --rows " + ",".join(r.name for r in suite.rows)
-    return f"alitok-bench ablate {suite.path} --preset {suite.preset_name} --out {out}{rows}"
+    yaml_root = _preset_root(suite.path, load_yaml(suite.path)["presets"][suite.preset_name])
+    root = f" --imagenet-root {suite.imagenet_root}" if suite.imagenet_root not in (None, yaml_root) else ""
+    return f"alitok-bench ablate {suite.path} --preset {suite.preset_name} --out {out}{rows}{root}"
 
 
 def validate(suite: Suite, out: str | Path) -> dict[str, Any]:
@@ -330,8 +344,8 @@ def _missing_imagenet(suite: Suite, jobs: list[Job]) -> list[str]:
     missing = []
     for split in sorted(splits):
         folder = Path(root) / split
-        if not folder.is_dir() or not any(d.is_dir() for d in folder.iterdir()):
-            missing.append(f"imagenet_root: {folder}: no class sub-folders (root/{split}/<synset>/*.JPEG)")
+        if not folder.is_dir() or not any(folder.iterdir()):
+            missing.append(f"imagenet_root: {folder}: no such folder or empty (root/{split}/<synset>/*.JPEG)")
     return missing
 
 
@@ -356,13 +370,13 @@ def _train_argv(suite: Suite, job: Job, config_path: Path) -> list[str]:
 def run(suite: Suite, out: str | Path, log=print) -> dict[str, Any]:
     """Every job not done yet, in plan order, then the summary (table, plot, summary.json)."""
     out = Path(out)
+    jobs = plan(suite, out)
+    absent = _missing_imagenet(suite, [j for j in jobs if not j.done])
+    if absent:  # before anything runs: a missing ImageNet folder would fail hours into the suite
+        raise ConfigError(f"{suite.path}: presets.{suite.preset_name}.{absent[0]} (see --plan)")
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "command.txt", "w") as f:
         f.write(command_line(suite, out) + "\n")
-    jobs = plan(suite, out)
-    absent = _missing_imagenet(suite, [j for j in jobs if not j.done])
-    if absent:  # before any training: a missing ImageNet folder would fail hours into the suite
-        raise ConfigError(f"{suite.path}: presets.{suite.preset_name}.{absent[0]} (see --plan)")
     t0 = time.perf_counter()
     for i, job in enumerate(jobs, 1):
         if job.done:

@@ -243,6 +243,7 @@ def test_imagenet_preset_plan_reports_nothing_missing_with_a_root(fake_root, tmp
                         str(tmp_path / "run"), "--plan", "--imagenet-root", str(fake_root)],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0 and json.loads(r.stdout)["missing"] == []
+    assert ablation.command_line(suite, "run").endswith(f"--imagenet-root {fake_root}")  # the table's rerun line
     missing = ablation.validate(ablation.load_suite(SUITE, "imagenet", imagenet_root=str(tmp_path / "no")), tmp_path)
     assert any("no such folder" in m for m in missing["missing"])
     assert not (tmp_path / "run").exists()  # validation writes nothing

@@ -1,7 +1,8 @@
 """Trainer ``alitok-ar``: the AliTok AR generator on pre-tokenised codes.
 
-Steps: pretokenise the embedded natural-patches train/val splits through the ``Tokenizer``
-interface (train optionally ten-crop, see ``ten_crop_32``), then teacher-forced next-token
+Steps: pretokenise the train/val splits through the ``Tokenizer`` interface (embedded natural
+patches, train optionally ten-crop, see ``ten_crop_32``; or an ImageNet folder, ADM centre crops
+with upstream's ten-crop, in chunks shared out over the ranks: ``alitok.train.ar_data``), then teacher-forced next-token
 cross-entropy over all T targets (prefix included) with label dropout to the null class, AdamW
 with the official betas / weight-decay split, warmup + cosine LR, grad clip; logs and resumable
 checkpoints via ``harness.training.TrainLoop``. At the end: held-out next-token accuracy and CE
@@ -32,6 +33,7 @@ from harness.interfaces import ARSampling, Tokenizer
 from harness.nn.checkpoint import save_safetensors
 
 from alitok.generator import META_CONFIG, ARConfig, ARModel, build
+from alitok.train.ar_data import pretokenize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,15 +139,6 @@ def ten_crop_32(images: np.ndarray) -> np.ndarray:
             for j, (top, left) in enumerate(offsets):
                 out[i, 5 * flip + j] = src[top:top + s, left:left + s]
     return out
-
-
-@torch.no_grad()
-def pretokenize(tokenizer: Tokenizer, images: np.ndarray, batch: int = 256) -> torch.Tensor:
-    """uint8 [N,...,H,W,3] -> codes [N,...,T] through ``Tokenizer.encode`` (CPU LongTensor)."""
-    lead = images.shape[:-3]
-    flat = torch.from_numpy(np.ascontiguousarray(images.reshape(-1, *images.shape[-3:])))
-    codes = [tokenizer.encode(flat[i:i + batch]).cpu() for i in range(0, len(flat), batch)]
-    return torch.cat(codes).reshape(*lead, -1)
 
 
 def load_tokenizer(spec: str, device: torch.device, seed: int = 0) -> Tokenizer:

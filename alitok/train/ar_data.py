@@ -25,6 +25,15 @@ from harness.io import atomic_path
 CHUNK = 4096  # images per chunk file
 
 
+@torch.no_grad()
+def pretokenize(tokenizer, images: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """uint8 [N,...,H,W,3] -> codes [N,...,T] through ``Tokenizer.encode`` (CPU LongTensor)."""
+    lead = images.shape[:-3]
+    flat = torch.from_numpy(np.ascontiguousarray(images.reshape(-1, *images.shape[-3:])))
+    codes = [tokenizer.encode(flat[i:i + batch]).cpu() for i in range(0, len(flat), batch)]
+    return torch.cat(codes).reshape(*lead, -1)
+
+
 def _datasets(data) -> tuple[Any, Any]:
     from harness.data.imagenet import ImageFolderDataset
 
@@ -79,7 +88,6 @@ def _listing_hash(ds) -> str:
 def imagenet_codes(data, tokenizer, out: Path, tokenizer_id: dict[str, Any], tokenizer_seed: int,
                    parallel: training.Parallel) -> dict[str, Any]:
     """``train_store`` (CodeStore [N,V,T]), ``train_labels`` [N], ``val_codes`` [M,T], ``val_labels`` [M], ``describe``."""
-    from alitok.train.ar import pretokenize
     from harness.data.imagenet_train import first_per_class, iter_center_crops
 
     train, val = _datasets(data)
