@@ -101,7 +101,10 @@ def imagenet_codes(data, tokenizer, out: Path, tokenizer_id: dict[str, Any], tok
     dtype = np.int16 if tokenizer.codebook_size <= np.iinfo(np.int16).max else np.int32
     jobs = [(name, ds, idx, i) for name, ds, idx in (("train", train, train_idx), ("val", val, val_idx))
             for i in range(-(-len(idx) // CHUNK))]
-    path = lambda name, i: folder / f"{name}_{i:05d}.npy"  # noqa: E731
+
+    def path(name: str, i: int) -> Path:
+        return folder / f"{name}_{i:05d}.npy"
+
     parallel.barrier()  # every rank lists the same missing chunks
     missing = [j for j in jobs if not path(j[0], j[3]).is_file()]
     for n, (name, ds, idx, i) in enumerate(missing):

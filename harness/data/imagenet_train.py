@@ -128,9 +128,6 @@ class ImageNetTrainSource:
             return np.stack([self.crop(*a) for a in args])
         return np.stack(list(self._pool.map(lambda a: self.crop(*a), args)))
 
-    def labels_of(self, plan: BatchPlan) -> torch.Tensor:
-        return torch.as_tensor([self.dataset.samples[int(i)][1] for i in plan.index], dtype=torch.long)
-
     def rank_batch(self, seed: object, step: int, batch_size: int, hflip: bool, rank: int = 0,
                    world_size: int = 1) -> np.ndarray:
         """This rank's slice of the global batch of ``step``; the next step's slice is decoded in
