@@ -187,6 +187,23 @@ def test_a_corrupt_jpeg_is_one_line_exit_2_naming_it(fake_root, tmp_path):
     assert len(lines) == 1 and str(bad) in lines[0] and "cannot read image" in lines[0]
 
 
+def test_a_corrupt_val_jpeg_stops_the_ar_pretokenisation_in_one_line(fake_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "bad"
+    shutil.copytree(fake_root, root)
+    bad = corrupt_one(root, "val")
+    cfg = _write(tmp_path / "ar.yaml", {
+        "trainer": "alitok-ar", "tokenizer": "random-tiny", "steps": 1, "batch_size": 2,
+        "model": {"depth": 1, "width": 32, "num_heads": 2, "codebook_size": 512, "num_classes": len(SYNSETS),
+                  "num_prefix_tokens": 9, "grid": 8},
+        "data": {"source": "imagenet", "root": str(root), "image_size": 32, "per_class_train": 1, "ten_crop": False}})
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "cannot read image" in err[0]
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
 @pytest.mark.parametrize("data, match", [
     ({"source": "imagenet"}, "data.root: required"),
     ({"source": "imagenet", "root": "/nonexistent/imagenet"}, "/nonexistent/imagenet: dataset folder not found"),
@@ -324,3 +341,33 @@ def test_two_processes_equal_one_on_the_folder(fake_root, tmp_path):
     assert _max_diff(tmp_path / "ar_one/last.safetensors", tmp_path / "ar_two/last.safetensors") <= 1e-5
     one, two = (json.loads((tmp_path / d / "train_record.json").read_text()) for d in ("ar_one", "ar_two"))
     assert two["env"]["world_size"] == 2 and one["metrics"]["val_ce"] == pytest.approx(two["metrics"]["val_ce"], abs=1e-6)
+
+
+def test_code_chunks_resume_and_index_across_chunk_boundaries(fake_root, tmp_path, monkeypatch):
+    """Small chunks: the store's (image, view) lookup equals indexing the concatenated codes; a deleted
+    chunk (a killed pretokenisation) is re-encoded alone and equals the first encoding."""
+    from alitok.train import ar_data
+    from alitok.train.ar import DataConfig, load_tokenizer, tokenizer_identity
+    from harness.training import Parallel
+
+    monkeypatch.setattr(ar_data, "CHUNK", 5)  # 12 train images -> chunks of 5, 5, 2
+    data = DataConfig(source="imagenet", root=str(fake_root), image_size=32, per_class_train=None,
+                      per_class_val=None, ten_crop=True, workers=0)
+    tok = load_tokenizer("random-tiny", torch.device("cpu"))
+    codes = ar_data.imagenet_codes(data, tok, tmp_path, tokenizer_identity(tok), 0, Parallel())
+    folder = Path(codes["describe"]["codes_folder"])
+    assert sorted(p.name for p in folder.iterdir()) == ["train_00000.npy", "train_00001.npy", "train_00002.npy",
+                                                       "val_00000.npy", "val_00001.npy"]
+    store = codes["train_store"]
+    full = np.concatenate([np.load(folder / f"train_{i:05d}.npy") for i in range(3)])
+    assert store.shape == (12, 10, tok.num_tokens) == full.shape
+    idx, view = torch.tensor([0, 4, 5, 9, 10, 11, 3]), torch.tensor([0, 9, 1, 5, 2, 7, 3])
+    np.testing.assert_array_equal(store.take(idx, view).numpy(), full[idx.numpy(), view.numpy()])
+    assert codes["train_labels"].tolist() == [c for c in range(len(SYNSETS)) for _ in range(3)]
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    (folder / "train_00001.npy").unlink()
+    again = ar_data.imagenet_codes(data, tok, tmp_path, tokenizer_identity(tok), 0, Parallel())
+    after = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert {k for k in before if before[k] != after[k]} == {"train_00001.npy"}
+    np.testing.assert_array_equal(np.load(folder / "train_00001.npy"), full[5:10])
+    torch.testing.assert_close(again["val_codes"], codes["val_codes"], rtol=0, atol=0)
