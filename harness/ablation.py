@@ -14,6 +14,11 @@ one without resumes from its last checkpoint)::
     seed{S}/{ROW}/eval/        eval_record.json (variant = ROW): rFID/PSNR/SSIM, gFID/KID/P/R, AR metrics
     summary.json, ablation_table.md, ablation_bars.png/.svg, command.txt
 
+Data: preset ``tiny`` reads the embedded natural patches; preset ``imagenet`` reads ImageNet folders
+(``imagenet_root`` or ``--imagenet-root``: every trainer whose ``data.source`` is imagenet gets it as
+``data.root``, and the evaluation's held-out images are the first ``per_class`` of each class of its
+``val`` split, streamed in batches; gFID against those images or against ``eval.ref_stats``).
+
 Paired seeds: seed S is the ``seed`` of every row's trainers (initialisation and data order) and of
 its sampling; the data and held-out images are the same for all rows. The table gives each row's
 mean and sample sd over seeds and the paired difference to the baseline row (mean and sd of the
@@ -40,7 +45,8 @@ EVAL_RECORD = "eval_record.json"
 ROW_KEYS = {"label", "model", "aux_loss_weight", "from", "stage2", "stage2_overrides"}
 PRESET_KEYS = {"seeds", "launcher", "device", "stage1", "stage2", "ar", "eval", "imagenet_root"}
 EVAL_KEYS = {"source", "image_size", "per_class", "inception", "batch_size", "kid_subset_size",
-             "tokenizer_plugin", "generator_plugin"}
+             "tokenizer_plugin", "generator_plugin", "split", "ref_stats", "workers"}
+EVAL_SOURCES = ("embedded", "imagenet")
 # (metric, higher is better) in table order; names follow the report's record fields where they exist
 TABLE_METRICS = (("ar_acc", True), ("ar_ce", False), ("ar_ce_gain_unigram", True), ("ar_ce_gain_positional", True),
                  ("ar_acc_prefix", True), ("ar_acc_first_row", True), ("ar_acc_rest", True),
@@ -84,9 +90,9 @@ class Suite:
 
 
 def load_suite(path: str | Path, preset: str, rows: Iterable[str] | None = None,
-               seeds: Iterable[int] | None = None) -> Suite:
+               seeds: Iterable[int] | None = None, imagenet_root: str | None = None) -> Suite:
     """Parse and check the suite YAML; ``rows`` / ``seeds`` select a subset (a row with ``from``
-    brings its source row along)."""
+    brings its source row along); ``imagenet_root`` replaces the preset's (``--imagenet-root``)."""
     path = Path(path)
     data = load_yaml(path)
     unknown = set(data) - {"baseline", "rows", "presets"}
@@ -129,6 +135,9 @@ def load_suite(path: str | Path, preset: str, rows: Iterable[str] | None = None,
     bad = set(p["eval"]) - EVAL_KEYS
     if bad:
         raise ConfigError(f"{path}: presets.{preset}.eval: unknown key(s) {', '.join(sorted(bad))}")
+    if p["eval"].get("source", "embedded") not in EVAL_SOURCES:
+        raise ConfigError(f"{path}: presets.{preset}.eval.source: {p['eval'].get('source')!r} "
+                          f"(known: {', '.join(EVAL_SOURCES)})")
     all_seeds = tuple(int(s) for s in p["seeds"])
     if not all_seeds or len(set(all_seeds)) != len(all_seeds):
         raise ConfigError(f"{path}: presets.{preset}.seeds: a list of distinct seeds is required")
@@ -143,9 +152,25 @@ def load_suite(path: str | Path, preset: str, rows: Iterable[str] | None = None,
         parsed = [r for r in parsed if r.name in keep]
     if seeds is not None:
         all_seeds = tuple(int(s) for s in seeds)
+    root = _preset_root(path, p)
+    if imagenet_root is not None:  # from the command line: relative to the current folder
+        root = str(Path(imagenet_root).expanduser().resolve())
+    ev = dict(p["eval"])
+    if ev.get("ref_stats") and not Path(ev["ref_stats"]).is_absolute():
+        ev["ref_stats"] = str((path.parent / ev["ref_stats"]).resolve())
     return Suite(path, preset, tuple(parsed), baseline, all_seeds, tuple(str(a) for a in p.get("launcher") or ()),
                  str(p.get("device", "auto")), _resolve(p["stage1"], path, ("model_config",)),
-                 _resolve(p.get("stage2") or {}, path, ()), dict(p["ar"]), dict(p["eval"]), p.get("imagenet_root"))
+                 _resolve(p.get("stage2") or {}, path, ()), dict(p["ar"]), ev,
+                 root)
+
+
+def _preset_root(path: Path, preset: dict[str, Any]) -> str | None:
+    """The preset's ``imagenet_root`` (relative: against the suite file's folder)."""
+    root = preset.get("imagenet_root")
+    if root is None:
+        return None
+    p = Path(str(root)).expanduser()
+    return str(p if p.is_absolute() else (path.parent / p).resolve())
 
 
 def _resolve(cfg: dict[str, Any], suite_path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -192,6 +217,14 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _with_root(cfg: dict[str, Any], root: str | None) -> dict[str, Any]:
+    """A trainer config whose data source is ImageNet gets the preset's ``imagenet_root`` (unless it names one)."""
+    data = cfg.get("data")
+    if root and isinstance(data, dict) and data.get("source") == "imagenet" and not data.get("root"):
+        cfg = {**cfg, "data": {**data, "root": root}}
+    return cfg
+
+
 def plan(suite: Suite, out: str | Path) -> list[Job]:
     out = Path(out)
     jobs: list[Job] = []
@@ -224,14 +257,20 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
             jobs.append(Job(seed, row.name, "eval", out / f"seed{seed}" / row.name / "eval",
                             {**suite.eval, "seed": seed, "variant": row.name, "label": row.label,
                              "tokenizer_checkpoint": str(decoder), "ar_checkpoint": str(ar_dir / "model.safetensors"),
-                             "ar_record": str(ar_dir / RECORD), "stage1_record": str(s1_dir / RECORD)}))
-    return jobs
+                             "ar_record": str(ar_dir / RECORD), "stage1_record": str(s1_dir / RECORD),
+                             **({"imagenet_root": suite.imagenet_root} if suite.eval.get("source") == "imagenet"
+                                else {})}))
+    # every trainer whose data source is ImageNet reads the preset's imagenet_root
+    return [j if j.stage == "eval" else dataclasses.replace(j, config=_with_root(j.config, suite.imagenet_root))
+            for j in jobs]
 
 
 def command_line(suite: Suite, out: str | Path) -> str:
     rows = "" if {r.name for r in suite.rows} == set(load_yaml(suite.path)["rows"]) else \
         " --rows " + ",".join(r.name for r in suite.rows)
-    return f"alitok-bench ablate {suite.path} --preset {suite.preset_name} --out {out}{rows}"
+    yaml_root = _preset_root(suite.path, load_yaml(suite.path)["presets"][suite.preset_name])
+    root = f" --imagenet-root {suite.imagenet_root}" if suite.imagenet_root not in (None, yaml_root) else ""
+    return f"alitok-bench ablate {suite.path} --preset {suite.preset_name} --out {out}{rows}{root}"
 
 
 def validate(suite: Suite, out: str | Path) -> dict[str, Any]:
@@ -240,9 +279,7 @@ def validate(suite: Suite, out: str | Path) -> dict[str, Any]:
 
     load_plugins()
     jobs = plan(suite, out)
-    missing: list[str] = []
-    if suite.imagenet_root and not Path(suite.imagenet_root).is_dir():
-        missing.append(f"imagenet_root: {suite.imagenet_root}: no such folder (ImageNet train/ and val/ class folders)")
+    missing: list[str] = _missing_imagenet(suite, jobs)
     world = _world_size(suite.launcher)
     seen = set()
     for job in jobs:
@@ -271,9 +308,8 @@ def validate(suite: Suite, out: str | Path) -> dict[str, Any]:
     for kind, reg in (("tokenizer_plugin", tokenizers), ("generator_plugin", generators)):
         if ev.get(kind) not in reg.names():
             missing.append(f"eval.{kind}: {ev.get(kind)!r} is not registered")
-    if ev.get("source") != "embedded":
-        missing.append(f"eval.source: {ev.get('source')!r}: the ablation evaluation reads only the embedded "
-                       "natural patches so far (ImageNet val through the recon/sample verbs instead)")
+    if ev.get("ref_stats") and not Path(ev["ref_stats"]).is_file():
+        missing.append(f"eval.ref_stats: {ev['ref_stats']}: no such reference npz (alitok-bench ref-stats build ...)")
     stages: dict[str, int] = {}
     for job in jobs:
         stages[job.stage] = stages.get(job.stage, 0) + 1
@@ -283,6 +319,34 @@ def validate(suite: Suite, out: str | Path) -> dict[str, Any]:
             "commands": [shell_join(_train_argv(suite, j, j.out / "ablation_config.yaml")) for j in jobs
                          if j.stage != "eval" and j.seed == suite.seeds[0]],
             "missing": missing}
+
+
+def _missing_imagenet(suite: Suite, jobs: list[Job]) -> list[str]:
+    """The ImageNet folders the plan reads: the root and each split it names (class folders inside)."""
+    splits: set[str] = set()
+    for job in jobs:
+        data = job.config.get("data") or {}
+        if job.stage == "eval":
+            if job.config.get("source") == "imagenet":
+                splits.add(str(job.config.get("split", "val")))
+        elif data.get("source") == "imagenet":
+            if data.get("root") and data.get("root") != suite.imagenet_root:
+                continue  # a stage with its own root: the trainer checks it
+            splits.update([str(data.get("split", "train"))] if job.stage != "ar" else
+                          [str(data.get("train_split", "train")), str(data.get("val_split", "val"))])
+    if not splits:
+        return []
+    root = suite.imagenet_root
+    if not root:
+        return ["imagenet_root: required (a stage or the evaluation reads ImageNet folders)"]
+    if not Path(root).is_dir():
+        return [f"imagenet_root: {root}: no such folder (ImageNet {' and '.join(sorted(splits))} class folders)"]
+    missing = []
+    for split in sorted(splits):
+        folder = Path(root) / split
+        if not folder.is_dir() or not any(folder.iterdir()):
+            missing.append(f"imagenet_root: {folder}: no such folder or empty (root/{split}/<synset>/*.JPEG)")
+    return missing
 
 
 def _world_size(launcher: tuple[str, ...]) -> int:
@@ -306,10 +370,13 @@ def _train_argv(suite: Suite, job: Job, config_path: Path) -> list[str]:
 def run(suite: Suite, out: str | Path, log=print) -> dict[str, Any]:
     """Every job not done yet, in plan order, then the summary (table, plot, summary.json)."""
     out = Path(out)
+    jobs = plan(suite, out)
+    absent = _missing_imagenet(suite, [j for j in jobs if not j.done])
+    if absent:  # before anything runs: a missing ImageNet folder would fail hours into the suite
+        raise ConfigError(f"{suite.path}: presets.{suite.preset_name}.{absent[0]} (see --plan)")
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "command.txt", "w") as f:
         f.write(command_line(suite, out) + "\n")
-    jobs = plan(suite, out)
     t0 = time.perf_counter()
     for i, job in enumerate(jobs, 1):
         if job.done:
@@ -355,12 +422,54 @@ def train_job(suite: Suite, job: Job) -> None:
 # ----------------------------------------------------------------------------------------------
 # Evaluation of one (seed, row)
 # ----------------------------------------------------------------------------------------------
-def heldout_images(ev: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    from harness.data.embedded import natural_patches
+@dataclasses.dataclass(frozen=True)
+class Heldout:
+    """The evaluation's held-out images, read in batches (ImageNet val never sits in memory at once)."""
 
-    if ev.get("source") != "embedded":
-        raise ConfigError(f"eval.source: {ev.get('source')!r}: only 'embedded' is implemented in the ablation driver")
-    return natural_patches("val", int(ev["image_size"]), int(ev["per_class"]), seed=0)
+    n: int
+    num_classes: int
+    identity: bytes  # what the cached Inception features of these images are keyed by
+    description: str
+    batches: Any  # (batch_size) -> iterator of (uint8 [b,S,S,3], labels [b])
+
+
+def heldout(ev: dict[str, Any]) -> Heldout:
+    """embedded: the natural patches' val region; imagenet: the first ``per_class`` images of every
+    class of ``imagenet_root/<split>`` (default val), ADM centre crops at ``image_size``."""
+    size, per_class = int(ev["image_size"]), int(ev["per_class"])
+    source = ev.get("source", "embedded")
+    if source == "embedded":
+        from harness.data.embedded import natural_patches
+
+        real, labels = natural_patches("val", size, per_class, seed=0)
+
+        def batches(bs: int):
+            for i in range(0, len(real), bs):
+                yield real[i:i + bs], labels[i:i + bs]
+
+        return Heldout(len(real), int(labels.max()) + 1, real.tobytes(),
+                       f"embedded val split, {per_class} per class", batches)
+    if source != "imagenet":
+        raise ConfigError(f"eval.source: {source!r} (known: {', '.join(EVAL_SOURCES)})")
+    if not ev.get("imagenet_root"):
+        raise ConfigError("eval.source imagenet: the preset names no imagenet_root")
+    from harness.data.imagenet import ImageFolderDataset
+    from harness.data.imagenet_train import first_per_class, iter_center_crops
+
+    split = str(ev.get("split", "val"))
+    ds = ImageFolderDataset(ev["imagenet_root"], split, size)
+    idx = first_per_class(ds.labels, per_class)
+    labels = ds.labels[idx]
+    listing = "\n".join(f"{ds.samples[i][0].relative_to(ds.root)}:{ds.samples[i][0].stat().st_size}" for i in idx)
+
+    def batches(bs: int):
+        for start, images in zip(range(0, len(idx), bs),
+                                 iter_center_crops(ds, idx, bs, int(ev.get("workers", 4)))):
+            yield images, labels[start:start + bs]
+
+    return Heldout(len(idx), len(ds.classes), f"imagenet:{size}:{listing}".encode(),
+                   f"ImageNet {ev['imagenet_root']}/{split}: first {per_class} per class, ADM centre crop {size}",
+                   batches)
 
 
 def ar_metrics(ar_record: dict[str, Any]) -> dict[str, float]:
@@ -387,28 +496,26 @@ def ar_metrics(ar_record: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _heldout_features(real: np.ndarray, extractor, batch_size: int, out: Path) -> np.ndarray:
-    """Inception pool features of the held-out images, computed once per run folder (every row
-    and seed compares with the same images) and kept there, keyed by images and weights."""
-    from harness.metrics.features import extract_features
+def _features_cache(held: Heldout, extractor, out: Path) -> Path:
+    """Where the held-out images' Inception pool features are kept: once per run folder (every row
+    and seed compares with the same images), keyed by images and weights."""
     import hashlib
 
-    key = hashlib.sha256(real.tobytes() + extractor.weights.describe()["sha256"].encode()).hexdigest()[:16]
-    path = out / f"heldout_features-{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    feats = extract_features(real, extractor, batch_size, cache=False, name="held-out images").pool
-    with atomic_path(path, "wb") as f:
-        np.save(f, feats)
-    return feats
+    key = hashlib.sha256(held.identity + extractor.weights.describe()["sha256"].encode()).hexdigest()[:16]
+    return out / f"heldout_features-{key}.npy"
 
 
 def evaluate_job(job: Job, device_name: str) -> None:
+    """Reconstruction (rFID / PSNR / SSIM / codebook use) of the held-out images, then samples of the
+    generator (gFID against the held-out images or ``ref_stats``, KID, precision / recall against
+    the held-out images), and the AR model's held-out next-token figures from its train record.
+    Images stream through in batches of ``batch_size``; only Inception features are kept."""
     import torch
 
+    from harness.data.npz import NpzWriter
     from harness.devices import resolve_device
     from harness.metrics.features import extract_features
-    from harness.metrics.fid import fid_from_features
+    from harness.metrics.fid import feature_statistics, fid_from_features, frechet_distance
     from harness.metrics.inception import InceptionExtractor
     from harness.metrics.kid import kernel_inception_distance
     from harness.metrics.prc import precision_recall
@@ -418,61 +525,98 @@ def evaluate_job(job: Job, device_name: str) -> None:
 
     load_plugins()
     ev, device = job.config, resolve_device(device_name)
-    bs = int(ev["batch_size"])
-    t0 = time.perf_counter()
-    real, labels = heldout_images(ev)
-    tok = tokenizers.get(ev["tokenizer_plugin"])(device=device, checkpoint=ev["tokenizer_checkpoint"])
-    recon, codes = [], []
-    with torch.inference_mode():
-        for i in range(0, len(real), bs):
-            c = tok.encode(torch.from_numpy(real[i:i + bs]).to(device))
-            codes.append(c.cpu())
-            recon.append(tok.decode(c).cpu().numpy())
-    recon_a = np.concatenate(recon)
+    bs, size = int(ev["batch_size"]), int(ev["image_size"])
+    ref = None
     extractor = InceptionExtractor(ev["inception"], str(device))
-    f_real = _heldout_features(real, extractor, bs, job.out.parent.parent.parent)
-    f_recon = extract_features(recon_a, extractor, bs, cache=False, name="reconstructions").pool
-    p, s = psnr(real, recon_a), ssim(real, recon_a)
-    rec = {"rfid": fid_from_features(f_recon, f_real), "psnr": float(np.mean(p)), "ssim": float(np.mean(s)),
+    if ev.get("ref_stats"):  # checked before any image is read
+        from harness.metrics.refstats import check_compatible, load_reference
+
+        ref = load_reference(ev["ref_stats"])
+        check_compatible(ref, extractor.describe(), (size, size))
+    t0 = time.perf_counter()
+    held = heldout(ev)
+    tok = tokenizers.get(ev["tokenizer_plugin"])(device=device, checkpoint=ev["tokenizer_checkpoint"])
+
+    def pool(images: np.ndarray, name: str) -> np.ndarray:
+        return extract_features(images, extractor, bs, cache=False, name=name, progress=False).pool
+
+    cache = _features_cache(held, extractor, job.out.parent.parent.parent)
+    f_real = np.load(cache) if cache.is_file() else None
+    real_parts, recon_parts, p_parts, s_parts, codes = [], [], [], [], []
+    with torch.inference_mode():
+        for real, _ in held.batches(bs):
+            c = tok.encode(torch.from_numpy(real).to(device))
+            codes.append(c.cpu())
+            recon = tok.decode(c).cpu().numpy()
+            p_parts.append(psnr(real, recon))
+            s_parts.append(ssim(real, recon))
+            recon_parts.append(pool(recon, "reconstructions"))
+            if f_real is None:
+                real_parts.append(pool(real, "held-out images"))
+    if f_real is None:
+        f_real = np.concatenate(real_parts)
+        with atomic_path(cache, "wb") as f:
+            np.save(f, f_real)
+    f_recon = np.concatenate(recon_parts)
+    rec = {"rfid": fid_from_features(f_recon, f_real), "psnr": float(np.mean(np.concatenate(p_parts))),
+           "ssim": float(np.mean(np.concatenate(s_parts))),
            **codebook_stats(torch.cat(codes), tok.codebook_size), "weights": extractor.weights.describe()}
     t_recon = time.perf_counter()
 
     gen = generators.get(ev["generator_plugin"])(device=device, checkpoint=ev["ar_checkpoint"],
                                                  tokenizer_checkpoint=ev["tokenizer_checkpoint"])
-    n = len(real)
-    num_classes = int(labels.max()) + 1
-    gen_labels = torch.arange(n) % num_classes
+    n = held.n
+    gen_labels = torch.arange(n) % held.num_classes  # class-balanced, as upstream's range(1000) x 50
     rng = torch.Generator().manual_seed(int(ev["seed"]))
-    samples = np.concatenate([gen.generate(gen_labels[i:i + bs], rng).cpu().numpy() for i in range(0, n, bs)])
+    gen_parts = []
+    job.out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(job.out / "samples.npz", "wb") as f, NpzWriter(f) as w:
+        w.begin_array("arr_0", (n, size, size, 3), np.uint8)
+        for i in range(0, n, bs):
+            samples = gen.generate(gen_labels[i:i + bs], rng).cpu().numpy()
+            w.write_rows(samples)
+            gen_parts.append(pool(samples, "samples"))
+        w.end_array()
+        w.add("arr_1", gen_labels.numpy())
+        w.close()
     t_gen = time.perf_counter()
-    f_gen = extract_features(samples, extractor, bs, cache=False, name="samples").pool
+    f_gen = np.concatenate(gen_parts)
     kid = kernel_inception_distance(f_gen, f_real, subset_size=min(int(ev["kid_subset_size"]), n))
-    pr = precision_recall(f_gen, f_real, k=3)
+    pr = precision_recall(f_gen, f_real, k=3, device=device)
+    if ref is None:
+        fid = fid_from_features(f_gen, f_real)
+        gfid_reference = f"Inception statistics of the held-out images ({held.description}), not the training crops"
+    else:
+        mu, sigma = feature_statistics(f_gen, "samples")
+        fid = frechet_distance(mu, sigma, ref.mu, ref.sigma)
+        gfid_reference = f"reference statistics {ref.path} (sha256 {ref.sha256[:12]}...)"
     ar_rec = read_record(ev["ar_record"])
-    metrics = {"fid": fid_from_features(f_gen, f_real), "kid": kid["kid"], "kid_std": kid["kid_std"],
+    metrics = {"fid": fid, "kid": kid["kid"], "kid_std": kid["kid_std"],
                "prec": pr["precision"], "recall": pr["recall"],
                **{k: rec[k] for k in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_perplexity")},
                **ar_metrics(ar_rec)}
     t_end = time.perf_counter()
-    job.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(job.out / "samples.npz", "wb") as f:
-        np.savez_compressed(f, arr_0=samples, arr_1=gen_labels.numpy())
+    imagenet = ev.get("source") == "imagenet"
     record = RunRecord(
         kind="eval", model={"name": f"ablation-{job.row}", "variant": job.row, "label": ev["label"],
                             "tokenizer_checkpoint": ev["tokenizer_checkpoint"], "ar_checkpoint": ev["ar_checkpoint"]},
         spec={"variant": job.row, "label": ev["label"], "eval": {k: v for k, v in ev.items() if k in EVAL_KEYS},
-              "ar_record": ev["ar_record"], "stage1_record": ev["stage1_record"]},
+              "ar_record": ev["ar_record"], "stage1_record": ev["stage1_record"],
+              "heldout": {"description": held.description, "images": int(n), "classes": held.num_classes}},
         seeds={"seed": int(ev["seed"])}, code=code_info(), env=env_info(device),
         metrics={k: float(v) for k, v in metrics.items()},
         metric_provenance={"weights": rec["weights"], "n_heldout": int(n), "n_samples": int(n),
                            "rfid_reference": "Inception statistics of the same held-out images",
-                           "gfid_reference": "the held-out images (embedded val split), not the training crops",
+                           "gfid_reference": gfid_reference,
+                           "kid_prc_reference": "the held-out images' Inception features",
+                           "reference": ref.describe() if ref is not None else None,
                            "sampling": gen.info().get("sampling"), "kid_subset_size": kid.get("kid_subset_size"),
                            "ar_heldout": ar_rec["metric_provenance"]["heldout"],
                            "ar_baselines": ar_rec["metric_provenance"]["baselines"]},
         timings={"recon_s": round(t_recon - t0, 2), "generate_s": round(t_gen - t_recon, 2),
                  "features_s": round(t_end - t_gen, 2)},
-        notes=["tiny scale, embedded natural patches: not paper-comparable; compare rows, not to the paper"])
+        notes=[f"held-out: {held.description}" if imagenet else
+               "tiny scale, embedded natural patches: not paper-comparable; compare rows, not to the paper"])
     write_record(record, job.out, EVAL_RECORD)
 
 

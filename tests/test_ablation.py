@@ -120,8 +120,9 @@ def test_imagenet_preset_validates_without_imagenet(tmp_path):
     report = ablation.validate(suite, tmp_path / "run")
     assert report["world_size"] == 8 and report["jobs_by_stage"]["stage1"] == 5 * len(suite.seeds)
     assert any("torchrun --nproc_per_node 8 -m harness train" in c for c in report["commands"])
-    text = "\n".join(report["missing"])
-    assert "imagenet_root" in text and "data.source" in text
+    # the trainers and the evaluation read ImageNet folders: only the absent folder is missing
+    assert report["missing"] == [f"imagenet_root: {suite.imagenet_root}: no such folder "
+                                 "(ImageNet train and val class folders)"]
     assert not (tmp_path / "run").exists()  # validation writes nothing
     r = subprocess.run([sys.executable, "-m", "harness", "ablate", str(SUITE), "--preset", "imagenet", "--out",
                         str(tmp_path / "run"), "--plan"], capture_output=True, text=True)

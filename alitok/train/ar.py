@@ -1,7 +1,8 @@
 """Trainer ``alitok-ar``: the AliTok AR generator on pre-tokenised codes.
 
-Steps: pretokenise the embedded natural-patches train/val splits through the ``Tokenizer``
-interface (train optionally ten-crop, see ``ten_crop_32``), then teacher-forced next-token
+Steps: pretokenise the train/val splits through the ``Tokenizer`` interface (embedded natural
+patches, train optionally ten-crop, see ``ten_crop_32``; or an ImageNet folder, ADM centre crops
+with upstream's ten-crop, in chunks shared out over the ranks: ``alitok.train.ar_data``), then teacher-forced next-token
 cross-entropy over all T targets (prefix included) with label dropout to the null class, AdamW
 with the official betas / weight-decay split, warmup + cosine LR, grad clip; logs and resumable
 checkpoints via ``harness.training.TrainLoop``. At the end: held-out next-token accuracy and CE
@@ -32,15 +33,34 @@ from harness.interfaces import ARSampling, Tokenizer
 from harness.nn.checkpoint import save_safetensors
 
 from alitok.generator import META_CONFIG, ARConfig, ARModel, build
+from alitok.train.ar_data import pretokenize
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
+    # embedded: natural patches (train / val regions); imagenet: root/<train_split> and root/<val_split>
+    # class folders, ADM centre crops (train: ten-crop), pretokenised once into out/codes-KEY/ chunks
+    source: Literal["embedded", "imagenet"] = "embedded"
     image_size: int = 32
-    per_class_train: int = 256
-    per_class_val: int = 64
+    per_class_train: int | None = 256  # imagenet: null = every image (else the first N per class)
+    per_class_val: int | None = 64
     seed: int = 0
     ten_crop: bool = True   # paper: ADM center crop to 1.1x, TenCrop (5 crops + their flips)
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    workers: int = 4  # imagenet: decoding threads during pretokenisation
+    encode_batch: int = 256  # images per tokenizer call during pretokenisation
+
+    def __post_init__(self) -> None:
+        if self.source == "imagenet" and not self.root:
+            raise ValueError("data.root: required for source imagenet (the folder holding train/ and val/)")
+        for key in ("per_class_train", "per_class_val"):
+            v = getattr(self, key)
+            if (v is None and self.source == "embedded") or (v is not None and v < 1):
+                raise ValueError(f"data.{key} must be >= 1{'' if self.source == 'imagenet' else ' (null only for imagenet)'}, got {v}")
+        if self.workers < 0 or self.encode_batch < 1:
+            raise ValueError(f"data.workers must be >= 0 and data.encode_batch >= 1, got {self.workers}, {self.encode_batch}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,15 +141,6 @@ def ten_crop_32(images: np.ndarray) -> np.ndarray:
     return out
 
 
-@torch.no_grad()
-def pretokenize(tokenizer: Tokenizer, images: np.ndarray, batch: int = 256) -> torch.Tensor:
-    """uint8 [N,...,H,W,3] -> codes [N,...,T] through ``Tokenizer.encode`` (CPU LongTensor)."""
-    lead = images.shape[:-3]
-    flat = torch.from_numpy(np.ascontiguousarray(images.reshape(-1, *images.shape[-3:])))
-    codes = [tokenizer.encode(flat[i:i + batch]).cpu() for i in range(0, len(flat), batch)]
-    return torch.cat(codes).reshape(*lead, -1)
-
-
 def load_tokenizer(spec: str, device: torch.device, seed: int = 0) -> Tokenizer:
     from alitok import tokenizer as tk
 
@@ -157,8 +168,17 @@ def tokenizer_identity(tokenizer: Tokenizer) -> dict[str, Any]:
             "codebook_size": tokenizer.codebook_size, "num_params": info.get("num_params")}
 
 
-def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path, write_cache: bool = True) -> dict[str, torch.Tensor]:
-    """Pretokenised train ([N,10,T] or [N,1,T]) and val ([M,T]) codes, cached in ``out/codes.safetensors``."""
+def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path, write_cache: bool = True,
+               parallel: training.Parallel | None = None) -> dict[str, Any]:
+    """Pretokenised train ([N,10,T] or [N,1,T]) and val ([M,T]) codes with their labels.
+
+    embedded: cached in ``out/codes.safetensors``; imagenet: ``alitok.train.ar_data`` (chunked,
+    memory-mapped train codes, the chunks shared out over the ranks)."""
+    if cfg.data.source == "imagenet":
+        from alitok.train.ar_data import imagenet_codes
+
+        return imagenet_codes(cfg.data, tokenizer, out, tokenizer_identity(tokenizer), cfg.tokenizer_seed,
+                              parallel or training.Parallel())
     from harness.data.embedded import natural_patches
     from harness.nn.checkpoint import load_state_dict, read_metadata
 
@@ -216,7 +236,8 @@ def _check_geometry(cfg: ARTrainConfig, tokenizer: Tokenizer, num_classes: int) 
         raise ConfigError(f"model: {m.num_tokens} tokens / {m.codebook_size} codes (num_prefix_tokens + grid^2, "
                           f"codebook_size) do not match the tokenizer's {tokenizer.num_tokens} / {tokenizer.codebook_size}")
     if m.num_classes != num_classes:
-        raise ConfigError(f"model.num_classes: {m.num_classes}, but the embedded dataset has {num_classes} classes")
+        raise ConfigError(f"model.num_classes: {m.num_classes}, but the {cfg.data.source} training data has "
+                          f"{num_classes} classes")
 
 
 def _load_decoder(cfg: ARTrainConfig, tokenizer: Tokenizer, val_codes: torch.Tensor,
@@ -225,10 +246,16 @@ def _load_decoder(cfg: ARTrainConfig, tokenizer: Tokenizer, val_codes: torch.Ten
     the training tokenizer's codes, or it cannot decode this AR model's samples."""
     if not cfg.decode_tokenizer:
         return tokenizer, None
-    from harness.data.embedded import natural_patches
-
     decoder = load_tokenizer(cfg.decode_tokenizer, device)
-    val_x, _ = natural_patches("val", cfg.data.image_size, cfg.data.per_class_val, cfg.data.seed)
+    if cfg.data.source == "imagenet":
+        from alitok.train.ar_data import first_val_images
+
+        val_x = first_val_images(cfg.data, 64)  # a probe: the first held-out images
+        val_codes = val_codes[:len(val_x)]
+    else:
+        from harness.data.embedded import natural_patches
+
+        val_x, _ = natural_patches("val", cfg.data.image_size, cfg.data.per_class_val, cfg.data.seed)
     if not torch.equal(pretokenize(decoder, val_x), val_codes.cpu()):
         raise ConfigError(f"decode_tokenizer: {cfg.decode_tokenizer} encodes the held-out images to other codes "
                           "than the training tokenizer; it cannot decode this AR model's samples")
@@ -243,16 +270,40 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
 
     cfg = from_dict(ARTrainConfig, cfg_dict)
     training.check_publish(cfg.export, publish)
+    imagenet = cfg.data.source == "imagenet"
+    if imagenet and cfg.grid.samples_per_class:
+        raise ConfigError("grid.samples_per_class: the sample grid shows embedded val images; set it to 0 for "
+                          "source imagenet")
     parallel = training.init_parallel(device)
     device = parallel.device
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(cfg.tokenizer, device, cfg.tokenizer_seed)
-    _check_geometry(cfg, tokenizer, NUM_CLASSES)
-    codes = load_codes(cfg, tokenizer, out, write_cache=parallel.is_main)
+    if imagenet:
+        from alitok.train.ar_data import imagenet_num_classes
+
+        num_classes = imagenet_num_classes(cfg.data)
+    else:
+        num_classes = NUM_CLASSES
+    _check_geometry(cfg, tokenizer, num_classes)
+    codes = load_codes(cfg, tokenizer, out, write_cache=parallel.is_main, parallel=parallel)
     decoder, decoder_identity = _load_decoder(cfg, tokenizer, codes["val_codes"], device)
-    train_codes, train_labels = codes["train_codes"].to(device), codes["train_labels"].to(device)
+    train_labels = codes["train_labels"].to(device)
     val_codes, val_labels = codes["val_codes"].to(device), codes["val_labels"].to(device)
+    if imagenet:  # memory-mapped chunks: gather the batch on the CPU, then move it
+        store = codes["train_store"]
+
+        def take(idx: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+            return store.take(idx.cpu(), view.cpu()).to(device)
+
+        n_train, n_views = store.shape[:2]
+    else:
+        train_codes = codes["train_codes"].to(device)
+
+        def take(idx: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+            return train_codes[idx, view]
+
+        n_train, n_views = train_codes.shape[:2]
 
     model = build(cfg.model, device=device, generator=torch.Generator().manual_seed(cfg.seed))
     optimizer = training.make_optimizer(param_groups(model, cfg.optim.weight_decay), cfg.optim)
@@ -265,7 +316,6 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
                 "seed": str(cfg.seed), "git_sha": training.git_sha()}
     loop = training.TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
                               log_every=cfg.log_every, metadata=metadata, parallel=parallel)
-    n_train, n_views = train_codes.shape[:2]
     fork_devices = [device] if device.type == "cuda" else []
 
     def step_fn(step: int) -> dict[str, float]:
@@ -275,7 +325,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         idx = torch.randint(0, n_train, (cfg.batch_size,), generator=loop.generator).to(device)
         view = torch.randint(0, n_views, (cfg.batch_size,), generator=loop.generator).to(device)
         cls = parallel.shard(conditioning(model, train_labels[idx], cfg.label_dropout, loop.generator))
-        batch = parallel.shard(train_codes[idx, view])
+        batch = parallel.shard(take(idx, view))
         optimizer.zero_grad(set_to_none=True)
         loss = torch.zeros(())
         with torch.random.fork_rng(devices=fork_devices):
@@ -298,9 +348,11 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     if not parallel.is_main:
         return {}
     ev = ar_eval.evaluate(model, val_codes, val_labels)
-    baselines = ar_eval.unigram_baselines(codes["train_codes"].reshape(-1, tokenizer.num_tokens), codes["val_codes"],
-                                          cfg.model.codebook_size,
-                                          groups=ar_eval.position_groups(cfg.model.num_prefix_tokens, cfg.model.grid))
+    train_chunks = (codes["train_store"].chunks() if imagenet
+                    else [codes["train_codes"].reshape(-1, tokenizer.num_tokens)])
+    counts = ar_eval.code_counts(train_chunks, cfg.model.codebook_size, tokenizer.num_tokens)
+    baselines = ar_eval.baselines_from_counts(*counts, codes["val_codes"], cfg.model.codebook_size,
+                                              groups=ar_eval.position_groups(cfg.model.num_prefix_tokens, cfg.model.grid))
     rows = loop.logged()
     summary = {"steps": loop.step, "first_logged_loss": rows[0].get("loss") if rows else None,
                "final_logged_loss": rows[-1].get("loss") if rows else None,
@@ -332,15 +384,18 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         metrics["class_consistency"] = samples["generated_1nn_acc"]
     summary["record"] = str(training.write_train_record(
         loop, trainer="alitok-ar", model=model_info, metrics=metrics, device=device,
-        extra={"train_sequences": int(n_train * n_views), "val_sequences": int(len(val_codes))},
+        extra={"train_sequences": int(n_train * n_views), "val_sequences": int(len(val_codes)),
+               "data": codes.get("describe") or {"source": "embedded", "train_images": int(n_train),
+                                                 "val_images": int(len(val_codes)), "classes": num_classes}},
         samples=samples, metric_provenance={"heldout": ev, "baselines": baselines,
-                                            "code_stats": ar_eval.code_stats(codes["train_codes"], cfg.model.codebook_size)},
-        notes=["not paper-comparable: tiny model, embedded natural patches, not ImageNet"]))
+                                            "code_stats": ar_eval.stats_from_counts(counts[0])},
+        notes=[f"ImageNet folder {cfg.data.root}: held-out = {cfg.data.val_split} split" if imagenet else
+               "not paper-comparable: tiny model, embedded natural patches, not ImageNet"]))
     return summary
 
 
 # resolved against the config file's folder; "tiny" and "random-tiny" name built-in tokenizers
-train_ar.path_keys = ("tokenizer", "decode_tokenizer", "export")
+train_ar.path_keys = ("tokenizer", "decode_tokenizer", "export", "data.root")
 train_ar.path_keep = ("tiny", "random-tiny")
 
 
@@ -354,4 +409,4 @@ def check_config(cfg_dict: dict[str, Any]) -> list[str]:
 
 
 train_ar.check_config = check_config
-train_ar.data_sources = ("embedded",)  # the ablation driver's --plan reports other sources as missing
+train_ar.data_sources = ("embedded", "imagenet")  # the ablation driver's --plan reports other sources as missing

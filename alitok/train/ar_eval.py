@@ -8,6 +8,7 @@ makes the prefix nearly copy), ``rest`` (the remaining image rows), ``overall``.
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -54,14 +55,24 @@ def _baseline(counts: torch.Tensor, val: torch.Tensor) -> dict[str, float]:
     return {"ce": float(-logp.double().mean()), "acc": float((guess == val).double().mean())}
 
 
-def unigram_baselines(train_codes: torch.Tensor, val_codes: torch.Tensor, codebook_size: int,
-                      groups: dict[str, slice] | None = None) -> dict[str, dict[str, float]]:
+def code_counts(chunks: Iterable[torch.Tensor], codebook_size: int, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Code frequencies over sequences given in chunks of [n, T]: (all positions [K], per position [T, K]).
+    Streaming, so the ImageNet train codes never need to sit in memory at once."""
+    counts = torch.zeros(codebook_size, dtype=torch.float64)
+    per_pos = torch.zeros(num_tokens, codebook_size, dtype=torch.float64)
+    for c in chunks:
+        c = torch.as_tensor(c).cpu().long().reshape(-1, num_tokens)
+        counts += torch.bincount(c.reshape(-1), minlength=codebook_size).double()
+        per_pos += torch.stack([torch.bincount(c[:, j], minlength=codebook_size) for j in range(num_tokens)]).double()
+    return counts, per_pos
+
+
+def baselines_from_counts(counts: torch.Tensor, per_pos: torch.Tensor, val_codes: torch.Tensor, codebook_size: int,
+                          groups: dict[str, slice] | None = None) -> dict[str, dict[str, float]]:
     """``unigram``: one code-frequency table; ``positional_unigram``: one table per position;
     with ``groups`` (``position_groups``) also ``positional_unigram_by_group``: that baseline on
     each group's positions only."""
-    train_codes, val_codes = train_codes.cpu(), val_codes.cpu()
-    counts = torch.bincount(train_codes.reshape(-1), minlength=codebook_size).double()
-    per_pos = torch.stack([torch.bincount(train_codes[:, j], minlength=codebook_size) for j in range(train_codes.shape[1])]).double()
+    val_codes = val_codes.cpu()
     out = {"unigram": _baseline(counts, val_codes), "positional_unigram": _baseline(per_pos, val_codes),
            "uniform_ce": math.log(codebook_size)}
     if groups:
@@ -70,9 +81,20 @@ def unigram_baselines(train_codes: torch.Tensor, val_codes: torch.Tensor, codebo
     return out
 
 
-def code_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
-    """Codebook usage (fraction of codes used) and perplexity (exp entropy) of the code distribution."""
-    counts = torch.bincount(codes.reshape(-1).cpu(), minlength=codebook_size).double()
-    p = counts / counts.sum()
+def unigram_baselines(train_codes: torch.Tensor, val_codes: torch.Tensor, codebook_size: int,
+                      groups: dict[str, slice] | None = None) -> dict[str, dict[str, float]]:
+    """``baselines_from_counts`` of train codes [N, T] held in memory."""
+    counts = code_counts([train_codes], codebook_size, train_codes.shape[1])
+    return baselines_from_counts(*counts, val_codes, codebook_size, groups)
+
+
+def stats_from_counts(counts: torch.Tensor) -> dict[str, float]:
+    """Codebook usage (fraction of codes used) and perplexity (exp entropy) of a code histogram."""
+    p = counts.double() / counts.sum()
     entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
     return {"usage": float((counts > 0).double().mean()), "perplexity": math.exp(entropy), "entropy_nats": entropy}
+
+
+def code_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """Codebook usage and perplexity of the codes' distribution."""
+    return stats_from_counts(torch.bincount(codes.reshape(-1).cpu(), minlength=codebook_size).double())

@@ -18,14 +18,25 @@ from harness.training import OptimConfig  # noqa: F401  (the tokenizer configs' 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    source: Literal["embedded"] = "embedded"  # harness.data.embedded natural patches (train split)
-    per_class: int = 512  # crops per class (11 classes)
-    seed: int = 0  # crop seed
+    # embedded: harness.data.embedded natural patches (train split), all in memory, batches drawn from
+    # the loop's generator; imagenet: random crops of root/<split>/<synset>/* (harness.data.imagenet_train),
+    # each step's global batch a function of (seed, data.seed, step), each rank decoding its slice
+    source: Literal["embedded", "imagenet"] = "embedded"
+    per_class: int = 512  # embedded: crops per class (11 classes)
+    seed: int = 0  # embedded: crop seed; imagenet: mixed into every step's draw
     hflip: bool = True  # official augmentation: random horizontal flip
+    root: str | None = None  # imagenet: the dataset folder (train/ and val/ class folders)
+    split: str = "train"  # imagenet: the sub-folder to train on
+    label_file: str | None = None  # imagenet: flat split folder + "filename label" lines
+    workers: int = 4  # imagenet: decoding threads (and one step decoded ahead); 0: decode inline
 
     def __post_init__(self) -> None:
         if self.per_class < 1:
             raise ValueError(f"data.per_class must be >= 1, got {self.per_class}")
+        if self.source == "imagenet" and not self.root:
+            raise ValueError("data.root: required for source imagenet (the folder holding train/ and val/)")
+        if self.workers < 0:
+            raise ValueError(f"data.workers must be >= 0, got {self.workers}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +100,55 @@ def draw_batch(images: torch.Tensor, batch_size: int, generator: torch.Generator
         flip = torch.rand(batch_size, generator=generator) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x.to(device)
+
+
+class EmbeddedBatches:
+    """The whole global batch from the loop's generator, then this rank's slice (the order ignores
+    the world size)."""
+
+    def __init__(self, data: DataConfig, image_size: int, parallel):
+        self.data, self.parallel = data, parallel
+        self.images = load_train_images(data, image_size)
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "embedded", "images": len(self.images), "classes": 11, "per_class": self.data.per_class,
+                "seed": self.data.seed, "hflip": self.data.hflip}
+
+    def batch(self, step: int, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        return self.parallel.shard(draw_batch(self.images, batch_size, generator, self.data.hflip, device))
+
+    def close(self) -> None:
+        pass
+
+
+class FolderBatches:
+    """Random crops of an ImageNet folder: the global batch of a step is planned from (run seed,
+    data seed, step) and this rank decodes only its slice (``harness.data.imagenet_train``)."""
+
+    def __init__(self, data: DataConfig, image_size: int, parallel, run_seed: int):
+        from harness.data.imagenet_train import ImageNetTrainSource
+
+        self.data, self.parallel, self.seed = data, parallel, (run_seed, data.seed)
+        self.source = ImageNetTrainSource(data.root, data.split, image_size, workers=data.workers,
+                                          label_file=data.label_file)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.source.describe(), "hflip": self.data.hflip, "seed": list(self.seed)}
+
+    def batch(self, step: int, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        arr = self.source.rank_batch(self.seed, step, batch_size, self.data.hflip, self.parallel.rank,
+                                     self.parallel.world_size)
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255.0).to(device)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def train_batches(data: DataConfig, image_size: int, parallel, run_seed: int):
+    """The batch source a tokenizer stage trains on (``batch(step, batch_size, generator, device)``)."""
+    if data.source == "imagenet":
+        return FolderBatches(data, image_size, parallel, run_seed)
+    return EmbeddedBatches(data, image_size, parallel)
 
 
 def parse(cls: type, cfg: dict[str, Any]):

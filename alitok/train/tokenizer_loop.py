@@ -34,7 +34,7 @@ class TokenizerTraining:
         self.parallel = training.init_parallel(device)
         device = self.parallel.device
         self.c, self.model, self.device, self.stage, self.publish = c, model.to(device), device, stage, publish
-        self.images = common.load_train_images(c.data, model.cfg.image_size)
+        self.data = common.train_batches(c.data, model.cfg.image_size, self.parallel, c.seed)
         gan = c.loss.gan
         groups = [{"params": [p for p in params if p.requires_grad], "lr": c.optim.lr, "base_lr": c.optim.lr}]
         self.disc = None
@@ -59,9 +59,8 @@ class TokenizerTraining:
     def _step(self, loss_fn: LossFn, i: int) -> dict[str, float]:
         c, gan = self.c, self.c.loss.gan
         self.opt.param_groups[0]["lr"] = training.lr_at(i, c.steps, c.optim)  # D keeps its constant gan.lr
-        # the global batch from the shared stream, then this rank's slice: the order ignores the world size
-        x = self.parallel.shard(common.draw_batch(self.images, c.batch_size, self.loop.generator, c.data.hflip,
-                                                  self.device))
+        # this rank's slice of the step's global batch: the order ignores the world size
+        x = self.data.batch(i, c.batch_size, self.loop.generator, self.device)
         gan_on = self.disc is not None and i >= gan.start_step
         self.opt.zero_grad(set_to_none=True)
         parts = training.micro_batches(len(x), c.grad_accum)  # grad_accum 1: the whole batch
@@ -104,7 +103,10 @@ class TokenizerTraining:
                 **{k: float(v) for k, v in logs.items()}}
 
     def train(self, loss_fn: LossFn, progress: bool = True) -> dict[str, Any]:
-        logs = self.loop.run(lambda i: self._step(loss_fn, i), progress=progress)
+        try:
+            logs = self.loop.run(lambda i: self._step(loss_fn, i), progress=progress)
+        finally:
+            self.data.close()
         if not self.parallel.is_main:
             return {}
         rows = logs or self.loop.logged()
@@ -122,5 +124,6 @@ class TokenizerTraining:
         metrics = {k: v for k, v in summary.items() if isinstance(v, float)}
         summary["record"] = str(training.write_train_record(
             self.loop, trainer=f"alitok-{self.stage}", model=model, metrics=metrics, device=self.device,
+            extra={"data": self.data.describe()},
             notes=["train-set figures (the last logged step); held-out reconstruction quality: the recon verb"]))
         return summary

@@ -97,7 +97,7 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
     return run.train(loss_fn)
 
 
-train_stage1.path_keys = ("model_config", "export")  # resolved against the config file's folder
+train_stage1.path_keys = ("model_config", "export", "data.root", "data.label_file")  # resolved against the config file's folder
 
 
 def check_config(cfg: dict[str, Any]) -> list[str]:
@@ -113,4 +113,4 @@ def check_config(cfg: dict[str, Any]) -> list[str]:
 
 
 train_stage1.check_config = check_config
-train_stage1.data_sources = ("embedded",)  # the ablation driver's --plan reports other sources as missing
+train_stage1.data_sources = ("embedded", "imagenet")  # the ablation driver's --plan reports other sources as missing

@@ -112,7 +112,7 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
     return summary
 
 
-train_stage2.path_keys = ("init_from", "export")  # resolved against the config file's folder
+train_stage2.path_keys = ("init_from", "export", "data.root", "data.label_file")  # resolved against the config file's folder
 
 
 def check_config(cfg: dict[str, Any]) -> list[str]:
@@ -128,4 +128,4 @@ def check_config(cfg: dict[str, Any]) -> list[str]:
 
 
 train_stage2.check_config = check_config
-train_stage2.data_sources = ("embedded",)  # the ablation driver's --plan reports other sources as missing
+train_stage2.data_sources = ("embedded", "imagenet")  # the ablation driver's --plan reports other sources as missing

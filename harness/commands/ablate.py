@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder; reused to resume")
     p.add_argument("--rows", default=None, help="comma list of rows to run (default: all)")
     p.add_argument("--seeds", default=None, help="comma list of seeds (default: the preset's)")
+    p.add_argument("--imagenet-root", default=None, metavar="DIR",
+                   help="ImageNet folder (train/ and val/ class folders) instead of the preset's imagenet_root")
     p.add_argument("--plan", action="store_true", help="validate and print the plan; run nothing")
     p.add_argument("--summarize", action="store_true", help="only rebuild table/plot from finished folders")
 
@@ -30,7 +32,7 @@ def run(args) -> int:
         from harness.config import ConfigError
 
         raise ConfigError(f"--seeds: {args.seeds!r} is not a comma list of integers") from None
-    suite = ablation.load_suite(args.suite, args.preset, rows, seeds)
+    suite = ablation.load_suite(args.suite, args.preset, rows, seeds, imagenet_root=args.imagenet_root)
     if args.plan:
         report = ablation.validate(suite, args.out)
         print(json.dumps(report, indent=1))
