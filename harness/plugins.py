@@ -9,6 +9,8 @@ BUILTIN: dict[str, dict[str, object]] = {
         "real-data": ("harness.data.real_data:RealDataGenerator",
                       "held-out real images of the requested classes (the FID floor row)"),
         "alitok-tiny": ("alitok.plugin:tiny_generator", "tiny AliTok AR + tokenizer trained on natural patches (committed)"),
+        "alitok-trained": ("alitok.plugin:tiny_generator", "AliTok AR + tokenizer files written by `train` (any size: "
+                           "config and sampling from their metadata); default: the committed tiny ones"),
         "alitok-b": ("alitok.plugin:alitok_b", "AliTok-B 177M (official checkpoint required: --set model.checkpoint=...)"),
         "alitok-l": ("alitok.plugin:alitok_l", "AliTok-L 318M (official checkpoint required)"),
         "alitok-xl": ("alitok.plugin:alitok_xl", "AliTok-XL 662M (official checkpoint required)"),
@@ -30,6 +32,8 @@ BUILTIN: dict[str, dict[str, object]] = {
     "tokenizers": {
         "alitok": ("alitok.plugin:alitok_tokenizer", "AliTok 273-token tokenizer (official AliTok.pth required)"),
         "alitok-tiny": ("alitok.plugin:tiny_tokenizer", "tiny AliTok tokenizer trained on natural patches (committed)"),
+        "alitok-trained": ("alitok.plugin:tiny_tokenizer", "an AliTok tokenizer file written by `train` (any size: "
+                           "config from its metadata); default: the committed tiny one"),
         "vq-16": ("baselines.plugin_ar:vq_16", "LlamaGen VQ-16 (official vq_ds16_c2i.pt required)"),
         "vq-8": ("baselines.plugin_ar:vq_8", "LlamaGen VQ-8 (official vq_ds8_c2i.pt required)"),
         "maskgit-vqgan": ("baselines.plugin_ar:maskgit_vqgan", "MaskGIT-VQGAN (official maskgit-vqgan-imagenet-f16-256.bin)"),
