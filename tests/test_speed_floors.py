@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from harness.speed import floors
-from harness.speed.ar_floor_report import _ours, markdown, official_loop, step_flops, weight_bytes
+from harness.speed.ar_floor_report import _ours, kv_bytes, markdown, official_loop, step_flops, weight_bytes
 
 from alitok.generator import PRESETS, build
 
@@ -39,14 +39,19 @@ def test_floor_arithmetic_counts_the_model(small):
     assert step_flops(small, rows=4, kv=10) == 2 * 4 * linear + 4 * 4 * cfg.depth * cfg.width * 10
     non_embedding = sum(p.numel() for p in small.parameters()) - small.embeddings.weight.numel()
     assert weight_bytes(small) == 4 * non_embedding
+    # K and V of every layer: the cache the model itself allocates, read up to kv positions
+    small.reset_cache(6)  # the 6 rows of a CFG batch of 3
+    cache = [blk.attn.kv_cache for blk in small.blocks]
+    assert kv_bytes(small, rows=6, kv=cache[0].shape[2]) == sum(c.k.numel() + c.v.numel() for c in cache) * 4
+    small.free_cache()
 
 
 def test_markdown_names_every_row():
     row = {"variant": "ours-eager", "batch": 2, "median_s": 1.0, "min_s": 0.9, "max_s": 1.2, "spread": 0.3,
-           "floor": "weight_read_s", "floor_s": 0.5, "x_floor": 2.0, "speedup_vs_official": 1.5}
+           "floor": "weight_read_s", "floor_s": 0.5, "x_floor": 2.0, "x_roofline": 2.5, "speedup_vs_official": 1.5}
     rec = {"floors": {"matmul_fp32_gflops": 1.0, "matmul_bf16_gflops": 2.0, "read_gbps": 3.0}, "threads": {"torch": 1},
            "load_average_start": [], "load_average_end": [], "torch": "x", "repeats": 1, "steps_measured": 5,
            "extrapolated": True, "compile_s": None, "replica_matches_ours": True, "rows": [row]}
     text = markdown(rec)
-    assert "| ours-eager | 2 | 1.00 | 0.90-1.20 | 30% | weight_read | 0.50 | 2.00 | 1.50 |" in text
+    assert "| ours-eager | 2 | 1.00 | 0.90-1.20 | 30% | weight_read | 0.50 | 2.00 | 2.50 | 1.50 |" in text
     assert "extrapolated" in text
