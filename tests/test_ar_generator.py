@@ -142,3 +142,16 @@ def test_cfg_interval_changes_sampling_only_after_the_interval():
     assert torch.equal(always, run(ARSampling(cfg_scale=6.0, cfg_interval=10)))
     early = run(ARSampling(cfg_scale=6.0, cfg_interval=0))  # guided tokens 0 and 1 only
     assert torch.equal(early[:, :2], always[:, :2])
+
+
+@pytest.mark.parametrize("name", ["alitok-tiny", "llamagen-tiny", "titok-ar-tiny"])
+def test_kv_cache_off_draws_the_cached_tokens_in_every_family(name):
+    from harness.registry import generators, load_plugins
+
+    load_plugins()
+    gen = generators.get(name)(device="cpu")
+    labels = torch.tensor([1, 2, 7])
+    cached = gen.generate_codes(labels, torch.Generator().manual_seed(0))
+    gen.kv_cache = False  # full causal recompute per step (bench --no-kv-cache)
+    assert torch.equal(gen.generate_codes(labels, torch.Generator().manual_seed(0)), cached)
+    assert gen.info()["kv_cache"] == "off"

@@ -159,6 +159,21 @@ def test_no_cfg_and_steps_applied_or_recorded_na(clock):
                                                    "linear_kernel": "n/a"}
 
 
+def test_no_kv_cache_recomputes_the_same_tokens_and_refuses_extrapolation():
+    from alitok.plugin import tiny_generator
+
+    g = tiny_generator(device="cpu")
+    labels = torch.tensor([1, 5])
+    cached = g.generate_codes(labels, torch.Generator().manual_seed(2))
+    off = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0, kv_cache=False), "cpu")[0]
+    assert off.applied["kv_cache"] == "off" and g.info()["kv_cache"] == "off"
+    assert torch.equal(g.generate_codes(labels, torch.Generator().manual_seed(2)), cached)  # full recompute
+    with pytest.raises(UserError, match="--no-kv-cache"):
+        bench_interleaved([g], BenchSettings(batch_size=2, kv_cache=False, steps_limit=3), "cpu")
+    on = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0), "cpu")[0]
+    assert on.applied["kv_cache"] == "static"
+
+
 def test_linear_aten_turns_packing_off_and_is_recorded():
     from alitok.plugin import tiny_generator
 

@@ -40,7 +40,7 @@ import torch
 
 from harness.interfaces import ARSampling, Generator, Tokenizer
 from harness.io import sha256_if_file
-from harness.nn.ar_sampling import CachedDecoder, ar_sample, device_generator
+from harness.nn.ar_sampling import CachedDecoder, ar_sample, ar_sample_naive, device_generator, precision
 from harness.nn.packed_linear import PackedLinears, available as packed_linear_available
 
 
@@ -61,13 +61,16 @@ class ARGenerator(Generator):
     so no step re-casts them; ``compile=True`` compiles ``decode_step`` lazily on first use.
     ``packed_linear`` (default: on wherever it exists, i.e. eager CPU) samples through oneDNN Linear
     layers with weights packed once (``harness.nn.packed_linear``): 2-3x faster decode steps on CPU.
+    ``kv_cache=False`` recomputes the whole causal forward at every step (the reference path; the
+    same tokens, for speed comparisons only).
     """
 
     sampling_cls: ClassVar[type] = ARSampling
 
     def __init__(self, model: ARModelProtocol, tokenizer: Tokenizer, *, name: str, sampling: ARSampling,
                  seed: int | None = None, checkpoint: str | None = None, dtype: torch.dtype = torch.float32,
-                 tf32: bool | None = None, compile: bool = False, packed_linear: bool = True):
+                 tf32: bool | None = None, compile: bool = False, packed_linear: bool = True,
+                 kv_cache: bool = True):
         if tokenizer.num_tokens != model.num_tokens or tokenizer.codebook_size != model.codebook_size:
             raise ValueError(f"{name}: tokenizer {tokenizer.name!r} has {tokenizer.num_tokens} tokens / "
                              f"{tokenizer.codebook_size} codes; the AR model expects {model.num_tokens} / "
@@ -85,6 +88,7 @@ class ARGenerator(Generator):
             model.to(dtype)  # cast once; autocast would re-cast every weight at every step
         self.compiled = compile
         self.packed_linear = packed_linear
+        self.kv_cache = kv_cache
         self._packed = PackedLinears(model)
         # Few shapes in decode_step (static cache, bucketed kv_len, [1] position tensor) make it
         # capturable; "reduce-overhead" adds CUDA graphs on GPU. Compiled lazily on first call.
@@ -123,6 +127,9 @@ class ARGenerator(Generator):
         cond = self.model.condition_tokens(labels)
         uncond = self.model.null_condition_tokens(cond)
         with self._packed.active() if self.linear_kernel() == "onednn-packed" else contextlib.nullcontext():
+            if not self.kv_cache:
+                with precision(self.device, torch.float32, self.tf32):  # the TF32 switch only
+                    return ar_sample_naive(self.model, cond, num_tokens, params, gen, uncond=uncond)
             return ar_sample(self.model, cond, num_tokens, params, gen, uncond=uncond,
                              tf32=self.tf32, decode_step=self._decode)
 
@@ -159,6 +166,6 @@ class ARGenerator(Generator):
                 "checkpoint_sha256": sha256_if_file(self.checkpoint),
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": config,
                 "default_sampling": self._sampling.to_dict(), "official_seed": self.seed,
-                "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32, "kv_cache": "static",
+                "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32, "kv_cache": "static" if self.kv_cache else "off",
                 "compile": self.compiled, "linear_kernel": self.linear_kernel(), "num_tokens": self.model.num_tokens,
                 "presample_draws": hasattr(self.model, "presample_draws"), "tokenizer": self.tokenizer.info()}

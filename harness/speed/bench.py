@@ -29,7 +29,7 @@ class BenchSettings:
     steps: int | None = None       # diffusion step count override; AR: fixed by the token count
     steps_limit: int | None = None  # time only this many network calls and extrapolate
     compile: bool = False
-    kv_cache: bool = True          # AR: off is not supported by any generator yet -> recorded "n/a"
+    kv_cache: bool = True          # AR: off = full recompute per step (ARGenerator); others record "n/a"
     repeats: int = 3
     warmup: int = 1
     seed: int = 0
@@ -96,8 +96,8 @@ def sampling_params(gen: Generator, settings: BenchSettings) -> tuple[Any, dict[
     if "steps" in fields:
         applied["steps"] = params.steps
     applied.setdefault("steps", "n/a")
-    kv = gen.info().get("kv_cache")
-    applied["kv_cache"] = kv if (settings.kv_cache and kv) else "n/a"
+    kv = gen.info().get("kv_cache")  # ARGenerator: "static", or "off" once the runner switched it off
+    applied["kv_cache"] = kv if kv and (settings.kv_cache or kv == "off") else "n/a"
     applied["linear_kernel"] = gen.linear_kernel() if hasattr(gen, "linear_kernel") else "n/a"
     return params, applied
 
@@ -150,6 +150,8 @@ class _Runner:
         self.gen, self.settings, self.device = gen, settings, torch.device(device)
         if hasattr(gen, "packed_linear"):
             gen.packed_linear = settings.linear != "aten"
+        if isinstance(getattr(gen, "kv_cache", None), bool):
+            gen.kv_cache = settings.kv_cache
         self.params, applied = sampling_params(gen, settings)
         self.labels = torch.arange(settings.batch_size) % gen.num_classes
         self.watch = Stopwatch(self.device)
@@ -157,6 +159,9 @@ class _Runner:
         limit = settings.steps_limit
         total = gen.total_steps(self.params) if self.phased else None
         self.extrapolate = bool(self.phased and limit is not None and limit < total)
+        if self.extrapolate and not settings.kv_cache:
+            raise UserError("--steps-limit with --no-kv-cache: without a cache a step costs more the later it "
+                            "comes, so the first steps do not scale; time the full run")
         if limit is not None and not self.phased:
             raise UserError(f"--steps-limit: {gen.name} has no run_steps/total_steps hooks (harness.interfaces."
                             "PhasedGenerator); time it in full without --steps-limit")
