@@ -197,3 +197,16 @@ def test_clip_denoised_clamps_predicted_x0_only():
     noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     a = d.sample(_exact_eps_point_mass(d, c), noise, torch.Generator(), solver="ddim", clip_denoised=True)
     torch.testing.assert_close(a, c, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("steps", [1000, 25])
+def test_fixed_large_log_variance_is_adm_fixedlarge(steps):
+    # ADM (learn_sigma=False, FIXED_LARGE): variance beta_t, with t=0 set to the t=1 posterior variance
+    diff = GaussianDiffusion.respaced(steps, learn_sigma=False)
+    betas, ac = diff.betas, np.cumprod(1.0 - diff.betas)
+    post1 = betas[1] * (1.0 - ac[0]) / (1.0 - ac[1])
+    want = np.log(np.append(post1, betas[1:]))
+    t = torch.tensor([0, 1, steps // 2, steps - 1])
+    xt = torch.zeros(4, 3, 2, 2)
+    _, log_var, _ = diff.p_mean_variance(torch.zeros(4, 3, 2, 2), xt, t)[:3]
+    torch.testing.assert_close(log_var.flatten(), torch.from_numpy(want[t.numpy()]).float(), rtol=1e-6, atol=0)

@@ -100,6 +100,8 @@ class GaussianDiffusion:
         # the t=0 posterior variance is 0: log-clip to the t=1 value (upstream)
         var = self.posterior_variance
         self.posterior_log_variance_clipped = np.log(np.append(var[1], var[1:])) if len(var) > 1 else np.array([0.0])
+        # ADM "fixedlarge": beta_t, the t=0 entry replaced by the t=1 posterior variance
+        self.log_fixed_large_variance = np.log(np.append(var[1], betas[1:])) if len(var) > 1 else np.log(betas)
         self.posterior_mean_coef1 = betas * np.sqrt(ac_prev) / (1.0 - ac)
         self.posterior_mean_coef2 = (1.0 - ac_prev) * np.sqrt(alphas) / (1.0 - ac)
         self._cache: dict[tuple[str, torch.device], torch.Tensor] = {}
@@ -164,8 +166,7 @@ class GaussianDiffusion:
             log_var = frac * max_log + (1 - frac) * min_log
         else:  # fixed-large variance (ADM "fixedlarge")
             eps = model_out[:, :c]
-            fixed = np.append(self.posterior_variance[1], self.betas[1:])
-            log_var = torch.from_numpy(np.log(fixed)).to(t.device)[t].float().reshape(-1, *([1] * (n - 1)))
+            log_var = self.extract("log_fixed_large_variance", t, n)  # on the device once, like every term
         x0 = self.extract("sqrt_recip_alphas_cumprod", t, n) * xt - self.extract("sqrt_recipm1_alphas_cumprod", t, n) * eps
         if clip:
             x0 = x0.clamp(-1, 1)
