@@ -256,6 +256,7 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
                 jobs.append(Job(seed, row.name, "ar", ar_dir, ar))
             jobs.append(Job(seed, row.name, "eval", out / f"seed{seed}" / row.name / "eval",
                             {**suite.eval, "seed": seed, "variant": row.name, "label": row.label,
+                             "protocol": f"ablation-{suite.preset_name}",
                              "tokenizer_checkpoint": str(decoder), "ar_checkpoint": str(ar_dir / "model.safetensors"),
                              "ar_record": str(ar_dir / RECORD), "stage1_record": str(s1_dir / RECORD),
                              **({"imagenet_root": suite.imagenet_root} if suite.eval.get("source") == "imagenet"
@@ -600,7 +601,9 @@ def evaluate_job(job: Job, device_name: str) -> None:
     record = RunRecord(
         kind="eval", model={"name": f"ablation-{job.row}", "variant": job.row, "label": ev["label"],
                             "tokenizer_checkpoint": ev["tokenizer_checkpoint"], "ar_checkpoint": ev["ar_checkpoint"]},
-        spec={"variant": job.row, "label": ev["label"], "eval": {k: v for k, v in ev.items() if k in EVAL_KEYS},
+        # protocol "ablation-<preset>": the claims tell tiny rows from full-scale rows of the same name
+        spec={"variant": job.row, "label": ev["label"], "protocol": {"name": ev["protocol"]},
+              "eval": {k: v for k, v in ev.items() if k in EVAL_KEYS},
               "ar_record": ev["ar_record"], "stage1_record": ev["stage1_record"],
               "heldout": {"description": held.description, "images": int(n), "classes": held.num_classes}},
         seeds={"seed": int(ev["seed"])}, code=code_info(), env=env_info(device),

@@ -31,10 +31,10 @@ def _bench(model, ips, **extra):
                      speed={"images_per_s": ips, "batch_size": 64, "dtype": "fp32"}).to_dict()
 
 
-def _variant(name, acc):
-    d = RunRecord(kind="train", metrics={"ar_acc": acc}).to_dict()
-    d["variant"] = name
-    return d
+def _variant(name, acc, preset="tiny"):
+    # the shape harness.ablation writes: spec.variant and spec.protocol.name = ablation-<preset>
+    return RunRecord(kind="eval", model={"name": f"ablation-{name}", "variant": name}, metrics={"ar_acc": acc},
+                     spec={"variant": name, "protocol": {"name": f"ablation-{preset}"}}).to_dict()
 
 
 def test_file_holds_the_papers_numbers(claims):
@@ -88,6 +88,16 @@ def test_direction_claim_uses_seed_spread(claims):
     # same direction but inside the noise: not a reproduction
     recs = [_variant("B", a) for a in (0.10, 0.30)] + [_variant("A", a) for a in (0.15, 0.17)]
     assert _by_id(claims, check(claims, recs))["tiny-causal-decoder-acc"].verdict == NOT_REPRODUCED
+
+
+def test_tiny_and_full_scale_rows_of_the_same_name_stay_apart(claims):
+    tiny = [_variant("B", 0.20), _variant("A", 0.15)]
+    full = [_variant("B", 0.107, "imagenet"), _variant("A", 0.054, "imagenet")]
+    verdicts = _by_id(claims, check(claims, tiny + full))
+    assert verdicts["tiny-causal-decoder-acc"].measured == pytest.approx(0.05)  # tiny records only
+    assert verdicts["abl-b-acc"].measured == pytest.approx(0.107) and verdicts["abl-b-acc"].verdict == REPRODUCED
+    only_tiny = _by_id(claims, check(claims, tiny))
+    assert only_tiny["abl-b-acc"].verdict == NOT_RUN  # a tiny row never answers a full-scale claim
 
 
 def test_claims_cli_reads_records_and_writes_tables(tmp_path, capsys, claims):
