@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 import harness  # noqa: F401  (sets HF_HUB_OFFLINE, arms the lazy torchvision shim; imports no torch)
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(VERBS[verb][0])
         module.add_arguments(verbs[verb])
     args = parser.parse_args(argv)
+    args.command_line = "alitok-bench " + " ".join(shlex.quote(a) for a in argv)  # for records that name their command
     if module is None:
         parser.print_help()
         return 2

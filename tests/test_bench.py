@@ -306,6 +306,16 @@ def test_runs_agree_reads_two_cli_summaries(fake_models, tmp_path):
     assert res["agree"] and res["range_s"][0] > 0
     slow = [dict(rows[1][0], total_s={k: v * 2 if k not in ("n",) else v for k, v in rows[1][0]["total_s"].items()})]
     assert not runs_agree(rows[0], slow)[0]["agree"]
+    # the CLI: --agree RUN1 RUN2 writes agreement.json and exits 0 / 1 with the verdict
+    assert main(["bench", "--agree", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "a")]) == 0
+    written = json.loads((tmp_path / "a" / "agreement.json").read_text())
+    assert written["rows"][0]["agree"] and written["commands"][0].startswith("alitok-bench bench --model")
+    summary = json.loads((tmp_path / "r2" / "bench_summary.json").read_text())
+    summary["rows"] = slow
+    (tmp_path / "r2" / "bench_summary.json").write_text(json.dumps(summary))
+    assert main(["bench", "--agree", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "a")]) == 1
+    (tmp_path / "r2" / "bench_summary.json").write_text("{")
+    assert main(["bench", "--agree", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "a")]) == 2
 
 
 @pytest.mark.parametrize("name", ["dit-tiny", "flow-tiny"])

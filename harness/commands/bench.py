@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip (with a message) models that are not registered or whose plugin is not written yet")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (recorded either way)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--agree", nargs=2, metavar=("RUN1", "RUN2"), default=None,
+                   help="measure nothing: do two bench output folders of the same settings agree within their own "
+                        "spread? Writes --out/agreement.json; exit 1 if a row disagrees")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for the records and the summary")
 
@@ -97,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.speed.bench import bench_interleaved, markdown_table, ratios
     from harness.speed.timing import load_average, machine_info, set_threads
 
+    if args.agree:
+        return agree(args)
     models, sweep = resolve_settings(args)
     set_threads(args.threads)
     device = resolve_device(args.device)
@@ -139,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     ratio_lines = [f"- {p['a']} : {p['b']} (batch {p['batch_size']}, {p['dtype']}) = {p['images_per_s_ratio']:.3g}"
                    f"{' (extrapolated)' if p['extrapolated'] else ''}" for p in pairs]
     write_json_atomic(out / "bench_summary.json", {"machine": machine, "code": code, "rows": rows, "ratios": pairs,
-                                                    "skipped": skipped, "preset": args.preset})
+                                                    "skipped": skipped, "preset": args.preset,
+                                                    "command": getattr(args, "command_line", None)})
     head = (f"# bench: {machine['device_name']}, {machine['torch_threads']} threads, torch {machine['torch']}, "
             f"load average {load_start} -> {load_end}\n\n")
     write_text_atomic(out / "bench_summary.md", head + table + "\n\n" + "\n".join(ratio_lines) + "\n")
@@ -149,3 +155,34 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(ratio_lines))
     print(table)
     return 0
+
+
+def agree(args: argparse.Namespace) -> int:
+    """Two bench runs row by row (harness.speed.bench.runs_agree) -> ``--out/agreement.json``."""
+    import json
+
+    from harness.errors import InputFileError
+    from harness.io import write_json_atomic
+    from harness.speed.bench import runs_agree
+
+    summaries = []
+    for run in args.agree:
+        path = Path(run) / "bench_summary.json"
+        try:
+            summaries.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputFileError(path, f"not a bench summary ({type(e).__name__})") from None
+    rows = runs_agree(summaries[0]["rows"], summaries[1]["rows"])
+    if not rows:
+        raise InputFileError(Path(args.agree[1]), "no (model, batch, dtype) row in common with " + args.agree[0])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "agreement.json", {
+        "runs": list(args.agree), "commands": [s.get("command") for s in summaries],
+        "rule": "|median1 - median2| <= max(range1, range2) of total seconds per batch (harness.speed.timing.agree)",
+        "rows": rows})
+    for r in rows:
+        print(f"{r['model']} batch {r['batch_size']} {r['dtype']}: medians {r['median_s'][0]:.4g} / "
+              f"{r['median_s'][1]:.4g} s, ranges {r['range_s'][0]:.3g} / {r['range_s'][1]:.3g} s: "
+              f"{'agree' if r['agree'] else 'DISAGREE'}")
+    return 0 if all(r["agree"] for r in rows) else 1
