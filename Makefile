@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow bench bench-baseline gpu-bench clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
+.PHONY: setup demo test test-slow bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-baseline: setup
 	$(BENCH_PYTEST) --benchmark-json=$(BENCH_OUT)/pytest-benchmark-run1.json
 	$(BENCH_PYTEST) --benchmark-json=$(BENCH_OUT)/pytest-benchmark-run2.json
 	$(BIN)/python -m harness.speed.gate --save $(BENCH_OUT)/pytest-benchmark-run1.json $(BENCH_OUT)/pytest-benchmark-run2.json --baselines results/bench/baselines
+
+# every committed CPU speed result, on a quiet machine (about 25 minutes on 2 cores; scripts/cpu_speed.sh)
+cpu-speed: setup
+	PYTHON=$(BIN)/python bash scripts/cpu_speed.sh
 
 # GPU machine: one call < 10 min, installs nothing but this project (uses the machine's own torch)
 gpu-bench:

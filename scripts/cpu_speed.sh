@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 25 minutes
+# on 2 cores). Nothing else may run meanwhile: the figures are only as good as the machine is quiet
+# (each record holds the load average before and after).
+#   1. results/speed/ar_floor_report.{md,json}: AliTok-B with CFG, official-loop replica vs our sampler
+#      (aten Linear = before, oneDNN packed = after; fp32 and bf16) against the floors, 273 steps.
+#   2. results/bench/cpu/side-by-side-batch2: AliTok-L/XL, RAR-XXL, LightningDiT-XL/1 interleaved
+#      (random weights, 4 network calls timed and scaled), for the AR : diffusion ratios.
+#   3. results/bench/cpu/alitok-tiny-run{1,2} + agreement.json: two identical runs, checked against
+#      their own spread.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+THREADS=${CPU_SPEED_THREADS:-2}
+export OMP_NUM_THREADS=$THREADS
+echo "cpu-speed: load average $(cut -d' ' -f1-3 /proc/loadavg) at start, $THREADS threads"
+$PY -m harness.speed.ar_floor_report --out results/speed --threads "$THREADS" --steps 273 --repeats 3 --no-compile
+$PY -m harness bench --model alitok-l --model alitok-xl --model lightningdit-xl-1 --model rar-xxl --random-weights \
+  --batch-size 2 --steps-limit 4 --repeats 3 --threads "$THREADS" --device cpu --out results/bench/cpu/side-by-side-batch2
+for run in 1 2; do
+  $PY -m harness bench --preset cpu-smoke --repeats 5 --threads "$THREADS" --device cpu \
+    --out results/bench/cpu/alitok-tiny-run$run
+done
+$PY -m harness bench --agree results/bench/cpu/alitok-tiny-run1 results/bench/cpu/alitok-tiny-run2 --out results/bench/cpu
+echo "cpu-speed: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
