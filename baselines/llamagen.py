@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.interfaces import ARSampling, Tokenizer, check_images, from_uint8, to_uint8
+from harness.interfaces import ARSampling, check_images, from_uint8
 from harness.nn.attention import KVCache
 from harness.nn.key_map import install_key_map
+from harness.nn.model_tokenizer import ModelTokenizer
 from harness.nn.llama import LlamaBlock, swiglu_hidden
 from harness.nn.norms import RMSNorm
 from harness.nn.rope import rope_table_1d, rope_table_2d
@@ -316,29 +317,24 @@ def load_vq(path, cfg: VQConfig, device: torch.device | str = "cpu") -> VQModel:
     return load_strict(lambda: build_vq(cfg, "meta"), sd, path, f"LlamaGen VQGAN (f{cfg.downsample}, codebook {cfg.codebook_size})", device)
 
 
-class LlamaGenTokenizer(Tokenizer):
+class LlamaGenTokenizer(ModelTokenizer):
     """uint8 NHWC <-> raster codes ``[B, grid*grid]``; the model works in [-1, 1]."""
 
     quantization = "offset_half"  # sample_c2i_ddp: clamp(127.5 x + 128, 0, 255) -> uint8
+    value_range = (-1.0, 1.0)
 
     def __init__(self, model: VQModel, name: str = "vq-16", checkpoint: str | None = None,
                  eval_size: int | None = None):
         """``eval_size``: decode at the model's resolution, then resize bicubically to ``eval_size``
         before quantisation (the ``*_384`` protocol: ``--image-size 384 --image-size-eval 256``).
         ``encode`` still takes ``cfg.image_size`` images."""
-        self.model, self.name, self.cfg = model.eval(), name, model.cfg
+        super().__init__(model, name, checkpoint)
         self.eval_size = eval_size if eval_size not in (None, model.cfg.image_size) else None
         self.image_size = self.eval_size or model.cfg.image_size
-        self.num_tokens, self.codebook_size = model.cfg.num_tokens, model.cfg.codebook_size
-        self.checkpoint = checkpoint
 
     @property
     def device(self) -> torch.device:
         return self.model.quant_conv.weight.device
-
-    def to(self, device) -> "LlamaGenTokenizer":
-        self.model.to(device)
-        return self
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -353,18 +349,9 @@ class LlamaGenTokenizer(Tokenizer):
             x = F.interpolate(x, size=(self.eval_size, self.eval_size), mode="bicubic")
         return x
 
-    @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return to_uint8(self.decode_float(codes), (-1.0, 1.0), self.quantization).to(codes.device)
-
     def info(self) -> dict[str, Any]:
-        from harness.io import sha256_if_file
-
-        return {**super().info(), "checkpoint": self.checkpoint,
-                "checkpoint_sha256": sha256_if_file(self.checkpoint),
-                "num_tokens": self.num_tokens, "codebook_size": self.codebook_size, "value_range": [-1, 1],
-                "decode_size": self.cfg.image_size, "eval_resize": "bicubic" if self.eval_size else None,
-                "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.cfg.to_dict()}
+        return {**super().info(), "decode_size": self.cfg.image_size,
+                "eval_resize": "bicubic" if self.eval_size else None}
 
 
 # ==============================================================================================
