@@ -176,22 +176,13 @@ def test_tiny_baselines_chain_from_a_clean_folder(tmp_path, tok_config, ar_confi
 
 @pytest.mark.slow  # two torchrun processes: 30-60 s on 2 shared cores
 def test_two_processes_equal_one_for_both_trainers(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from harness.nn.checkpoint import load_state_dict
+    from cli_runs import max_weight_diff, python
 
     def torchrun(cfg, out):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                               "-m", "harness", "train", str(cfg), "--out", str(out), "--device", "cpu"],
-                              env=env, capture_output=True, text=True, timeout=300)
+        return python("-m", "harness", "train", str(cfg), "--out", str(out), "--device", "cpu", nproc=2, timeout=300)
 
     def same(a, b):
-        sa, sb = load_state_dict(a), load_state_dict(b)
-        assert sa.keys() == sb.keys()
-        assert max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa) <= 1e-5
+        assert max_weight_diff(a, b) <= 1e-5
 
     # the codebook is seeded from the global batch, so it is the same on every rank
     tok = _yaml(tmp_path / "tok.yaml", {"trainer": "baselines-tokenizer", **_tokenizer_cfg("titok"), "grid": False})

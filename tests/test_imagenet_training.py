@@ -5,8 +5,6 @@ through the CLI and record that their data came from the folder; a corrupt JPEG 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from harness.data.imagenet import center_crop_arr
 from harness.data.imagenet_train import ImageNetTrainSource, random_crop_arr, ten_crop_arr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_runs import max_weight_diff, python  # noqa: E402
 from imagenet_fixture import SYNSETS, corrupt_one, make_fake_imagenet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,9 +178,7 @@ def test_a_corrupt_jpeg_is_one_line_exit_2_naming_it(fake_root, tmp_path):
     bad = corrupt_one(root)
     cfg = _write(tmp_path / "s1.yaml", {"trainer": "alitok-stage1", "steps": 4, "batch_size": 24, "log_every": 1,
                                         "model": MICRO_MODEL, "data": {"source": "imagenet", "root": str(root)}})
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ALITOK_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "harness", "train", str(cfg), "--out", str(tmp_path / "run"),
-                        "--device", "cpu"], capture_output=True, text=True, env=env, timeout=120)
+    r = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "run"), "--device", "cpu", timeout=120)
     assert r.returncode == 2, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "cannot read image" in lines[0]
@@ -256,9 +253,8 @@ def test_imagenet_preset_plan_reports_nothing_missing_with_a_root(fake_root, tmp
     for job in jobs:  # every stage and the evaluation read the root
         root = job.config.get("imagenet_root") if job.stage == "eval" else job.config["data"]["root"]
         assert root == str(fake_root), job
-    r = subprocess.run([sys.executable, "-m", "harness", "ablate", str(SUITE), "--preset", "imagenet", "--out",
-                        str(tmp_path / "run"), "--plan", "--imagenet-root", str(fake_root)],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    r = python("-m", "harness", "ablate", str(SUITE), "--preset", "imagenet", "--out", str(tmp_path / "run"), "--plan",
+               "--imagenet-root", str(fake_root))
     assert r.returncode == 0 and json.loads(r.stdout)["missing"] == []
     assert ablation.command_line(suite, "run").endswith(f"--imagenet-root {fake_root}")  # the table's rerun line
     missing = ablation.validate(ablation.load_suite(SUITE, "imagenet", imagenet_root=str(tmp_path / "no")), tmp_path)
@@ -268,10 +264,8 @@ def test_imagenet_preset_plan_reports_nothing_missing_with_a_root(fake_root, tmp
 
 def test_imagenet_preset_runs_end_to_end_on_a_folder(fake_root, tmp_path):
     suite = _tiny_imagenet_suite(tmp_path, fake_root)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ALITOK_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "harness", "ablate", str(suite), "--preset", "imagenet", "--out",
-                        str(out), "--rows", "A"], capture_output=True, text=True, env=env, timeout=600)
+    r = python("-m", "harness", "ablate", str(suite), "--preset", "imagenet", "--out", str(out), "--rows", "A")
     assert r.returncode == 0, r.stderr[-3000:]
     s1 = json.loads((out / "seed0/A/stage1/train_record.json").read_text())
     assert s1["spec"]["data"]["root"] == str(fake_root) and s1["spec"]["data"]["classes"] == len(SYNSETS)
@@ -291,8 +285,8 @@ def test_imagenet_preset_runs_end_to_end_on_a_folder(fake_root, tmp_path):
     assert summary["complete"] and summary["preset"] == "imagenet"
     # the imagenet preset without its root: one line, exit 2 before any training
     bad = _tiny_imagenet_suite(tmp_path, tmp_path / "missing")
-    r = subprocess.run([sys.executable, "-m", "harness", "ablate", str(bad), "--preset", "imagenet", "--out",
-                        str(tmp_path / "run2"), "--rows", "A"], capture_output=True, text=True, env=env, timeout=300)
+    r = python("-m", "harness", "ablate", str(bad), "--preset", "imagenet", "--out", str(tmp_path / "run2"),
+               "--rows", "A", timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
     assert f"imagenet_root: {tmp_path / 'missing'}: no such folder" in r.stderr
     assert not (tmp_path / "run2" / "seed0").exists()
@@ -301,21 +295,6 @@ def test_imagenet_preset_runs_end_to_end_on_a_folder(fake_root, tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Data parallel on the folder source (torchrun, gloo)
 # ----------------------------------------------------------------------------------------------
-def _torchrun(nproc: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ALITOK_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                           str(nproc), "-m", "harness", "train", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
-def _max_diff(a: Path, b: Path) -> float:
-    from harness.nn.checkpoint import load_state_dict
-
-    sa, sb = load_state_dict(a), load_state_dict(b)
-    assert sa.keys() == sb.keys()
-    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
-
-
 @pytest.mark.slow  # four torchrun processes in turn: ~60 s on 2 shared cores
 def test_two_processes_equal_one_on_the_folder(fake_root, tmp_path):
     """Stage 1 and the AR trainer (whose pretokenisation chunks are shared out over the ranks) on the
@@ -325,9 +304,10 @@ def test_two_processes_equal_one_on_the_folder(fake_root, tmp_path):
                                        "model": {**MICRO_MODEL, "clustering_vq": False}, "data": data,
                                        "optim": {"lr": 1e-3}})
     assert main(["train", str(s1), "--out", str(tmp_path / "s1_one"), "--device", "cpu"]) == 0
-    proc = _torchrun(2, [str(s1), "--out", str(tmp_path / "s1_two"), "--device", "cpu"], tmp_path)
+    proc = python("-m", "harness", "train", str(s1), "--out", str(tmp_path / "s1_two"), "--device", "cpu", nproc=2,
+                  cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _max_diff(tmp_path / "s1_one/last.safetensors", tmp_path / "s1_two/last.safetensors") <= 1e-5
+    assert max_weight_diff(tmp_path / "s1_one/last.safetensors", tmp_path / "s1_two/last.safetensors") <= 1e-5
     ar = _write(tmp_path / "ar.yaml", {
         "trainer": "alitok-ar", "tokenizer": str(tmp_path / "s1_one/last.safetensors"), "steps": 3, "batch_size": 8,
         "log_every": 1, "ckpt_every": 3, "label_dropout": 0.1,
@@ -336,9 +316,10 @@ def test_two_processes_equal_one_on_the_folder(fake_root, tmp_path):
         "data": {**data, "image_size": 32, "per_class_train": None, "per_class_val": None, "ten_crop": True},
         "optim": {"warmup_steps": 1}})
     assert main(["train", str(ar), "--out", str(tmp_path / "ar_one"), "--device", "cpu"]) == 0
-    proc = _torchrun(2, [str(ar), "--out", str(tmp_path / "ar_two"), "--device", "cpu"], tmp_path)
+    proc = python("-m", "harness", "train", str(ar), "--out", str(tmp_path / "ar_two"), "--device", "cpu", nproc=2,
+                  cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _max_diff(tmp_path / "ar_one/last.safetensors", tmp_path / "ar_two/last.safetensors") <= 1e-5
+    assert max_weight_diff(tmp_path / "ar_one/last.safetensors", tmp_path / "ar_two/last.safetensors") <= 1e-5
     one, two = (json.loads((tmp_path / d / "train_record.json").read_text()) for d in ("ar_one", "ar_two"))
     assert two["env"]["world_size"] == 2 and one["metrics"]["val_ce"] == pytest.approx(two["metrics"]["val_ce"], abs=1e-6)
 

@@ -1,9 +1,5 @@
 """`torchrun -m harness eval`: two gloo processes split the sample features and give the one-process numbers."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +10,8 @@ from harness.metrics.inception import InceptionExtractor
 from harness.metrics.refstats import build_reference_from_images
 from harness.metrics.weights import resolve_weights
 
-REPO = Path(__file__).resolve().parent.parent
+from cli_runs import python
+
 
 
 def blobs(n, seed, shift=0):
@@ -44,10 +41,8 @@ def test_two_processes_equal_one(tmp_path, monkeypatch, capsys):
     finally:
         torch.set_num_threads(threads)
     capsys.readouterr()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "ALITOK_BENCH_CACHE": str(cache)}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "harness", *args, "--out", str(tmp_path / "two")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = python("-m", "harness", *args, "--out", str(tmp_path / "two"), nproc=2, cwd=tmp_path,
+                 extra_env={"ALITOK_BENCH_CACHE": str(cache)}, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     (one,) = (tmp_path / "one").glob("eval_record*.json")
     (two,) = (tmp_path / "two").glob("eval_record*.json")  # rank 0 alone wrote a record

@@ -1,12 +1,6 @@
 """Sampling plan, legacy_rank layout and seeds, 1 vs 2 processes, SIGKILL + resume."""
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +13,8 @@ from harness.sampling.plan import SamplingPlan
 from harness.sampling.runner import sample
 from harness.specs import ModelSpec, ProtocolSpec, RunSpec, sampling_identity_hash
 
-REPO = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from cli_runs import python, sample_killed_midway, sample_one_and_two_processes
+
 
 
 class NoiseGenerator(Generator):
@@ -143,9 +137,6 @@ def test_corrupted_shard_is_redone_and_manifest_complete(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- processes
-def _cli(*args, env=None, **kw):
-    e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([PY, *args], cwd=REPO, env=e, capture_output=True, text=True, timeout=300, **kw)
 
 
 SAMPLE_ARGS = ["--model", "real-data", "--protocol", "demo", "--num-samples", "66", "--chunk-size", "7",
@@ -153,32 +144,18 @@ SAMPLE_ARGS = ["--model", "real-data", "--protocol", "demo", "--num-samples", "6
 
 
 def test_one_vs_two_gloo_processes_byte_identical(tmp_path):
-    one = _cli("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(tmp_path / "one"))
-    assert one.returncode == 0, one.stderr
-    two = _cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(tmp_path / "two"))
-    assert two.returncode == 0, two.stderr[-2000:]
-    a, b = (tmp_path / "one" / "samples.npz").read_bytes(), (tmp_path / "two" / "samples.npz").read_bytes()
-    assert a == b
+    sample_one_and_two_processes(SAMPLE_ARGS, tmp_path)
     with np.load(tmp_path / "two" / "samples.npz") as z:
         assert z["arr_0"].shape == (66, 32, 32, 3) and np.array_equal(z["labels"], np.arange(66) % 11)
 
 
 def test_sigkill_midway_then_resume_byte_identical(tmp_path):
-    ref = _cli("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(tmp_path / "ref"))
+    ref = python("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALITOK_BENCH_TEST_CHUNK_DELAY": "0.5"}
-    proc = subprocess.Popen([PY, "-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(out)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "shards").glob("chunk_*.npz"))) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = len(list((out / "shards").glob("chunk_*.npz")))
+    done_before = sample_killed_midway(SAMPLE_ARGS, out, timeout=120)
     assert 3 <= done_before < 10 and not (out / "samples.npz").exists()
-    again = _cli("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(out))
+    again = python("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(out))
     assert again.returncode == 0, again.stderr
     assert f"{done_before} reused" in again.stdout or f"{done_before - 1} reused" in again.stdout
     assert (out / "samples.npz").read_bytes() == (tmp_path / "ref" / "samples.npz").read_bytes()

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +12,10 @@ import torch
 import yaml
 
 from harness.cli import main
-from harness.config import ConfigError
 from harness.io import sha256_file
 from harness.training import OptimConfig, lr_at, resolve_config_paths
+
+from cli_runs import max_weight_diff, python
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "alitok" / "configs"
@@ -47,9 +45,7 @@ def test_config_paths_resolve_against_the_config_folder(tmp_path):
 
 
 def _cli(args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ALITOK_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return python("-m", "harness", *args, cwd=cwd, timeout=300)
 
 
 def test_training_the_tiny_config_leaves_the_package_weights_alone(tmp_path):
@@ -133,23 +129,12 @@ def test_tiny_chain_from_a_clean_folder(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Data parallel under torchrun (gloo on CPU)
 # ----------------------------------------------------------------------------------------------
-def _torchrun(nproc: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ALITOK_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                           str(nproc), "-m", "harness", "train", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
 def _errors(stderr: str) -> str:
     return "\n".join(line for line in stderr.splitlines() if "arn" not in line and line.strip())[:4000]
 
 
 def _same_weights(a: Path, b: Path, atol: float = 1e-5) -> float:
-    from harness.nn.checkpoint import load_state_dict
-
-    sa, sb = load_state_dict(a), load_state_dict(b)
-    assert sa.keys() == sb.keys()
-    worst = max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
+    worst = max_weight_diff(a, b)
     assert worst <= atol, worst
     return worst
 
@@ -167,7 +152,8 @@ def _micro_stage1(tmp_path: Path, steps: int) -> Path:
 def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     cfg = _micro_stage1(tmp_path, 4)
     assert main(["train", str(cfg), "--out", str(tmp_path / "one"), "--device", "cpu"]) == 0
-    proc = _torchrun(2, [str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu"], tmp_path)
+    proc = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu", nproc=2,
+                  cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, _errors(proc.stderr)
     _same_weights(tmp_path / "one/last.safetensors", tmp_path / "two/last.safetensors")
     one = [json.loads(x) for x in (tmp_path / "one/log.jsonl").read_text().splitlines()]
@@ -181,8 +167,8 @@ def test_a_run_resumes_on_another_world_size(tmp_path):
     # shorter run's schedule is the same; its config.json is extended by hand)
     full = _micro_stage1(tmp_path, 4)
     assert main(["train", str(full), "--out", str(tmp_path / "straight"), "--device", "cpu"]) == 0
-    proc = _torchrun(2, [str(_micro_stage1(tmp_path, 2)), "--out", str(tmp_path / "moved"), "--device", "cpu"],
-                     tmp_path)
+    proc = python("-m", "harness", "train", str(_micro_stage1(tmp_path, 2)), "--out", str(tmp_path / "moved"),
+                  "--device", "cpu", nproc=2, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, _errors(proc.stderr)
     config = json.loads((tmp_path / "moved/config.json").read_text())
     (tmp_path / "moved/config.json").write_text(json.dumps({**config, "steps": 4}))
@@ -202,7 +188,8 @@ def test_ar_trainer_two_processes_equal_one(tmp_path):
                   "num_prefix_tokens": 9, "grid": 8, "resid_dropout": 0.0, "attn_dropout": 0.0, "token_dropout": 0.0},
         "data": {"per_class_train": 1, "per_class_val": 1, "ten_crop": False}, "optim": {"warmup_steps": 1}}))
     assert main(["train", str(cfg), "--out", str(tmp_path / "one"), "--device", "cpu"]) == 0
-    proc = _torchrun(2, [str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu"], tmp_path)
+    proc = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu", nproc=2,
+                  cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, _errors(proc.stderr)
     _same_weights(tmp_path / "one/last.safetensors", tmp_path / "two/last.safetensors")
     record = json.loads((tmp_path / "two/train_record.json").read_text())
@@ -215,9 +202,7 @@ def test_a_second_job_on_the_same_training_folder_is_refused(tmp_path):
 
     out = tmp_path / "run"
     cfg = Path(__file__).resolve().parent.parent / "alitok" / "configs" / "train_tiny_stage1.yaml"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     with acquire(out, what="training folder"):  # another job holds the folder
-        run = subprocess.run([sys.executable, "-m", "harness", "train", str(cfg), "--out", str(out), "--set", "steps=1"],
-                             capture_output=True, text=True, env=env, timeout=300)
+        run = python("-m", "harness", "train", str(cfg), "--out", str(out), "--set", "steps=1", timeout=300)
     assert run.returncode == 2 and "in use by" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not (out / "log.jsonl").exists()
