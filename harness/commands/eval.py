@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from harness.commands.common_args import add_feature_args
 from harness.metrics.evaluate import ALL_METRICS, DEFAULT_METRICS
 
 
@@ -26,12 +27,10 @@ def add_arguments(p) -> None:
                         "those the reference or weights cannot give)")
     p.add_argument("--kid-subset-size", type=int, default=None,
                    help="KID images per subset (default 1000 as torch-fidelity; refused when larger than N)")
-    p.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH (default: %(default)s)")
+    add_feature_args(p, batch_size=50)
     p.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
                    help="DINOv2 ViT-L/14 weights for FD-DINOv2 (adds fd_dinov2 to the default metrics; the reference "
                         "must be built with the same --dinov2)")
-    p.add_argument("--batch-size", type=int, default=50, help="images per forward pass (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     p.add_argument("--fid-method", choices=("eig", "sqrtm"), default="eig",
                    help="eig: fast, proven equal; sqrtm: the ADM evaluator's scipy path (slow on CPU) (default: %(default)s)")
     p.add_argument("--is-mode", choices=("adm", "torch-fidelity"), default="adm", help="(default: %(default)s)")
@@ -41,11 +40,9 @@ def add_arguments(p) -> None:
     p.add_argument("--uncertainty-subsets", type=int, default=10,
                    help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)")
     p.add_argument("--out", default=None, help="folder for eval_record.json (default: next to SAMPLES)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--allow-partial", action="store_true",
                    help="evaluate the verified prefix of an incomplete sampling folder (recorded as partial)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def format_table(result) -> str:

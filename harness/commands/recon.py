@@ -11,6 +11,8 @@ images with ``--image-size 256`` and ``--inception official``; only that combina
 """
 from __future__ import annotations
 
+from harness.commands.common_args import add_feature_args, add_image_source_args
+
 
 def add_arguments(p) -> None:
     p.add_argument("source", help="npz | shards folder | PNG folder | ImageNet folder | embedded[:split[:size]]")
@@ -19,15 +21,8 @@ def add_arguments(p) -> None:
     p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                    help="extra tokenizer factory option, repeatable")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--split", default="val", help="ImageNet folder split (default val)")
-    p.add_argument("--image-size", type=int, default=256, help="ImageNet centre-crop size (default 256)")
-    p.add_argument("--per-class", type=int, default=32, help="embedded: images per class (default 32)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_feature_args(p, batch_size=64)
+    add_image_source_args(p, per_class=32)
 
 
 
@@ -39,7 +34,7 @@ def run(args) -> int:
                              options=config.apply_overrides({}, args.options), inception=args.inception,
                              batch_size=args.batch_size, device=args.device, split=args.split,
                              image_size=args.image_size, per_class=args.per_class, limit=args.limit,
-                             cache=not args.no_cache, progress=not args.no_progress)
+                             cache=not args.no_cache, progress=not args.quiet)
     for key in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_perplexity"):
         value = record.metrics.get(key)
         print(f"{key:>20}: {'n/a' if value is None else f'{value:.4f}'}")

@@ -8,24 +8,19 @@ from __future__ import annotations
 import json
 import sys
 
+from harness.commands.common_args import add_feature_args, add_image_source_args
+
 
 def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="extract features of SOURCE and write reference statistics")
     b.add_argument("source", help="npz | sampling folder | PNG/JPEG folder | ImageNet folder | embedded[:split[:size]]")
     b.add_argument("--out", required=True, help="output .npz (metadata inside, and a REF.npz.json copy beside it)")
-    b.add_argument("--inception", default="fid-helper", help="official | fid-helper | random:SEED | PATH (default: %(default)s)")
+    add_feature_args(b, batch_size=50)
     b.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
                    help="also store FD-DINOv2 statistics (mu_dinov2/sigma_dinov2) made with these DINOv2 ViT-L/14 "
                         "weights")
-    b.add_argument("--batch-size", type=int, default=50, help="(default: %(default)s)")
-    b.add_argument("--device", default="auto", help="(default: %(default)s)")
-    b.add_argument("--split", default="val", help="ImageNet folder split (default: %(default)s)")
-    b.add_argument("--image-size", type=int, default=256, help="ImageNet centre-crop size (default: %(default)s)")
-    b.add_argument("--per-class", type=int, default=64, help="embedded: images per class (default: %(default)s)")
-    b.add_argument("--limit", type=int, default=None, help="use only the first N images (folders)")
-    b.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_image_source_args(b, per_class=64)
     b.add_argument("--wait", action="store_true", help="if another build writes the same --out, wait for it")
     v = sub.add_parser("verify", help="check a reference file (keys, shapes, PSD covariances, metadata)")
     v.add_argument("ref")
