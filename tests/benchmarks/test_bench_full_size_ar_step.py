@@ -1,8 +1,13 @@
 """One full-size AR step: AliTok-B (177M, random weights, official architecture), batch 2 with CFG
-(4 rows), one cached decode step at the middle position of the 273-token sequence, fp32.
+(4 rows), one cached decode step at the middle position of the 273-token sequence, fp32, with
+PyTorch's own Linear (aten) and with oneDNN on packed weights (ARGenerator's CPU default).
 Run with `make bench`."""
+import contextlib
+
 import pytest
 import torch
+
+from harness.nn import packed_linear
 
 from harness.speed.timing import synchronize
 
@@ -19,10 +24,14 @@ def model():
     return build(PRESETS["alitok-b"].config, generator=torch.Generator().manual_seed(0)).eval()
 
 
-def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model):
+@pytest.mark.parametrize("linear", ["aten", "onednn-packed"])
+def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model, linear):
     rows = 2 * BATCH
     device = model.embeddings.weight.device
-    with torch.inference_mode():
+    if linear == "onednn-packed" and not packed_linear.available(device, torch.float32):
+        pytest.skip("no oneDNN packed linear on this device")
+    packed = packed_linear.PackedLinears(model).active() if linear != "aten" else contextlib.nullcontext()
+    with torch.inference_mode(), packed:
         model.reset_cache(rows)
         model.prefill(torch.full((rows, 1), model.cfg.null_class_id, device=device))
         token, pos = torch.zeros(rows, dtype=torch.long, device=device), torch.tensor([POS], device=device)
@@ -33,5 +42,6 @@ def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model):
             return out
 
         logits = benchmark.pedantic(step, rounds=10, warmup_rounds=2)
-    benchmark.extra_info.update({"model": "alitok-b random weights", "rows": rows, "position": POS, "dtype": "fp32"})
+    benchmark.extra_info.update({"model": "alitok-b random weights", "rows": rows, "position": POS, "dtype": "fp32",
+                                 "linear": linear})
     assert logits.shape == (rows, model.cfg.codebook_size) and torch.isfinite(logits).all()
