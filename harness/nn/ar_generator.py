@@ -60,7 +60,7 @@ class ARGenerator(Generator):
     ``dtype=torch.bfloat16`` casts the model's weights once here (LlamaGen samples the same way),
     so no step re-casts them; ``compile=True`` compiles ``decode_step`` lazily on first use.
     ``packed_linear`` (default: on wherever it exists, i.e. eager CPU) samples through oneDNN Linear
-    layers with weights packed once (``harness.nn.packed_linear``): 2-3x faster decode steps on CPU.
+    layers with weights packed once (``harness.nn.packed_linear``): about 2x faster decode steps on CPU.
     ``kv_cache=False`` recomputes the whole causal forward at every step (the reference path; the
     same tokens, for speed comparisons only).
     """
@@ -137,6 +137,7 @@ class ARGenerator(Generator):
         """``onednn-packed`` where packing is on and exists (eager CPU), else ``aten`` (F.linear)."""
         packed = self.packed_linear and not self.compiled and packed_linear_available(self.device, self.dtype)
         return "onednn-packed" if packed else "aten"
+
     @torch.inference_mode()
     def generate(self, labels: torch.Tensor, generator: torch.Generator,
                  params: ARSampling | None = None) -> torch.Tensor:
@@ -166,6 +167,7 @@ class ARGenerator(Generator):
                 "checkpoint_sha256": sha256_if_file(self.checkpoint),
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": config,
                 "default_sampling": self._sampling.to_dict(), "official_seed": self.seed,
-                "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32, "kv_cache": "static" if self.kv_cache else "off",
-                "compile": self.compiled, "linear_kernel": self.linear_kernel(), "num_tokens": self.model.num_tokens,
+                "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32,
+                "kv_cache": "static" if self.kv_cache else "off", "compile": self.compiled,
+                "linear_kernel": self.linear_kernel(), "num_tokens": self.model.num_tokens,
                 "presample_draws": hasattr(self.model, "presample_draws"), "tokenizer": self.tokenizer.info()}

@@ -190,4 +190,5 @@ class DiffusionGenerator(Generator):
                 "checkpoint_sha256": sha256_if_file(self.checkpoint),
                 "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.model.cfg.to_dict(),
                 "default_sampling": self._sampling.to_dict(), "dtype": str(self.dtype).replace("torch.", ""),
-                "tf32": self.tf32, "linear_kernel": self.linear_kernel(), "clip_denoised": self.clip_denoised, **self.extra_info}
+                "tf32": self.tf32, "linear_kernel": self.linear_kernel(), "clip_denoised": self.clip_denoised,
+                **self.extra_info}
