@@ -174,6 +174,21 @@ def test_no_kv_cache_recomputes_the_same_tokens_and_refuses_extrapolation():
     assert on.applied["kv_cache"] == "static"
 
 
+def test_prepare_is_untimed_and_release_follows_every_run(clock):
+    class Packing(FakeGenerator):
+        def prepare(self):
+            self.log.append("prepare")
+            self.clock.now += 100.0  # weight packing: must not reach the timings
+
+        def release(self):
+            self.log.append("release")
+
+    g = Packing(clock)
+    res = bench_interleaved([g], BenchSettings(batch_size=4, repeats=2, warmup=1), "cpu")[0]
+    assert max(res.total) < 1.0  # 10 steps x 0.01 s + decode, never the 100 s of prepare()
+    assert g.log == ["prepare", "fake", "release"] * 3  # warm-up + 2 repeats, each prepared then released
+
+
 def test_linear_aten_turns_packing_off_and_is_recorded():
     from alitok.plugin import tiny_generator
 

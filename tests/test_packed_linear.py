@@ -69,6 +69,18 @@ def test_a_changed_weight_is_repacked():
     torch.testing.assert_close(second, 2 * first, rtol=1e-5, atol=1e-6)
 
 
+def test_pack_ahead_and_release():
+    net = _net(True)
+    packed = PackedLinears(net)
+    packed.pack()
+    assert len(packed._packed) == 2  # both Linear layers, before any forward
+    x = torch.randn(3, 48)
+    with torch.inference_mode(), packed.active():
+        torch.testing.assert_close(net(x), _net(True)(x), rtol=1e-5, atol=1e-6)
+    packed.release()
+    assert not packed._packed
+
+
 def test_onednn_matmul_floor_kernel_computes_the_product():
     # floors.matmul_gflops times linear(a, b^T) as a @ b: check that identity on the same kernel
     a, b = torch.randn(64, 32), torch.randn(32, 40)

@@ -138,6 +138,16 @@ class ARGenerator(Generator):
         packed = self.packed_linear and not self.compiled and packed_linear_available(self.device, self.dtype)
         return "onednn-packed" if packed else "aten"
 
+    def prepare(self) -> None:
+        """Pack the Linear weights now (where packing is on), so a timed run does not pay for it."""
+        if self.linear_kernel() == "onednn-packed":
+            self._packed.pack()
+
+    def release(self) -> None:
+        """Free what sampling keeps between calls (packed weights, KV cache); the next call rebuilds it."""
+        self.model.free_cache()
+        self._packed.release()
+
     @torch.inference_mode()
     def generate(self, labels: torch.Tensor, generator: torch.Generator,
                  params: ARSampling | None = None) -> torch.Tensor:

@@ -8,9 +8,10 @@ and reaches ~300 GFLOP/s on the same weights (results/speed/ar_optimisation.md).
 with ``F.linear`` to float rounding (different summation order), not bit for bit.
 
 ``PackedLinears(model)`` keeps one packed copy per Linear weight (extra memory: one copy of the
-Linear weights) and repacks a weight whose tensor changed (``_version`` / storage). ``with
-packed.active():`` routes each Linear's ``forward`` through the packed weight and restores the
-module's own ``forward`` on exit; the state dict and the parameters are never touched.
+Linear weights, until ``release()``) and repacks a weight whose tensor changed (``_version`` /
+storage). ``pack()`` packs every weight ahead of time (a benchmark does it outside the timed region);
+``with packed.active():`` routes each Linear's ``forward`` through the packed weight and restores
+the module's own ``forward`` on exit; the state dict and the parameters are never touched.
 """
 from __future__ import annotations
 
@@ -49,9 +50,20 @@ class PackedLinears:
             self._packed[m] = hit
         return hit[1]
 
+    def _linears(self) -> list[nn.Linear]:
+        return [m for m in self.model.modules() if type(m) is nn.Linear]  # subclasses may change forward
+
+    def pack(self) -> None:
+        for m in self._linears():
+            self._weight(m)
+
+    def release(self) -> None:
+        """Drop the packed copies (the next ``active()`` packs again)."""
+        self._packed.clear()
+
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        linears = [m for m in self.model.modules() if type(m) is nn.Linear]  # subclasses may change forward
+        linears = self._linears()
         for m in linears:
             m.forward = _packed_forward(self._weight(m), m.bias)
         try:

@@ -184,8 +184,13 @@ class _Runner:
         return restore
 
     def once(self) -> tuple[float, float | None, float | None, Any]:
-        """``(total, generation, step_calls, images)`` seconds of one run."""
+        """``(total, generation, step_calls, images)`` seconds of one run. A generator's ``prepare()`` (weight
+        packing) runs before the clock starts; its ``release()`` after the run frees packed weights and KV
+        caches, so models interleaved in one process hold those one at a time (the KV cache is allocated
+        inside the timed run)."""
         restore = self._tf32()
+        if hasattr(self.gen, "prepare"):
+            self.gen.prepare()
         try:
             gen, labels, params, rng = self.gen, self.labels, self.params, self._rng()
             if not self.phased:
@@ -202,6 +207,8 @@ class _Runner:
             return t_gen + t_dec, t_gen, t_steps, (images, t_dec)
         finally:
             restore()
+            if hasattr(self.gen, "release"):
+                self.gen.release()
 
     def warm(self) -> None:
         if not self.settings.warmup:
