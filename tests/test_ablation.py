@@ -20,7 +20,8 @@ SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.y
 
 def test_committed_suite_plans_paired_rows():
     suite = ablation.load_suite(SUITE, "tiny")
-    assert [r.name for r in suite.rows] == ["A", "B", "C", "D", "F", "causal_encoder", "F_effnet"]
+    assert [r.name for r in suite.rows] == ["A", "B", "C", "D", "F", "causal_encoder", "F_effnet", "F_gan",
+                                                "F_effnet_gan"]
     assert len(suite.seeds) >= 3
     jobs = ablation.plan(suite, "/o")
     by = {(j.seed, j.row, j.stage): j for j in jobs}
@@ -170,6 +171,23 @@ def test_stage2_overrides_reach_only_that_rows_stage2():
     assert "perceptual" not in by[("F", "stage2")].get("loss", {})
     assert by[("F_effnet", "stage2")]["init_from"] == by[("F", "stage2")]["init_from"]  # both on D's stage 1
     assert by[("F_effnet", "stage2")]["optim"] == by[("F", "stage2")]["optim"]
+
+
+def test_gan_rows_follow_the_official_stage2_schedule():
+    """Upstream's stage 2 runs ~300 k steps with the hinge GAN on for the last ~100 k; the GAN rows scale
+    that to the preset's step count and keep upstream's weights (0.1 x 0.05 generator, 0.1 x hinge D)."""
+    suite = ablation.load_suite(SUITE, "tiny", rows=["F", "F_effnet", "F_gan", "F_effnet_gan"], seeds=[0])
+    by = {(j.row, j.stage): j.config for j in ablation.plan(suite, "/o")}
+    for row in ("F_gan", "F_effnet_gan"):
+        cfg = by[(row, "stage2")]
+        gan = cfg["loss"]["gan"]
+        assert gan["enabled"] and gan["start_step"] == round(cfg["steps"] * 200_000 / 300_000)
+        assert gan["generator_weight"] == pytest.approx(0.1 * 0.05) and gan["discriminator_weight"] == 0.1
+        assert cfg["init_from"] == by[("F", "stage2")]["init_from"] and cfg["optim"] == by[("F", "stage2")]["optim"]
+    # F_effnet_gan is F_effnet plus exactly the GAN of F_gan
+    assert by[("F_effnet_gan", "stage2")]["loss"]["perceptual"] == by[("F_effnet", "stage2")]["loss"]["perceptual"]
+    assert by[("F_effnet_gan", "stage2")]["loss"]["gan"] == by[("F_gan", "stage2")]["loss"]["gan"]
+    assert "perceptual" not in by[("F_gan", "stage2")]["loss"]
 
 
 @pytest.mark.slow
