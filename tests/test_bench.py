@@ -174,6 +174,13 @@ def test_no_kv_cache_recomputes_the_same_tokens_and_refuses_extrapolation():
     assert on.applied["kv_cache"] == "static"
 
 
+def test_no_kv_cache_leaves_generators_without_the_switch_alone(clock):
+    # diffusion / fake generators have no KV cache: extrapolation stays allowed and kv_cache is "n/a"
+    res = bench_interleaved([FakeGenerator(clock)], BenchSettings(batch_size=2, repeats=1, warmup=0, kv_cache=False,
+                                                                  steps_limit=3), "cpu")[0]
+    assert res.extrapolated and res.applied["kv_cache"] == "n/a"
+
+
 def test_prepare_is_untimed_and_release_follows_every_run(clock):
     class Packing(FakeGenerator):
         def prepare(self):

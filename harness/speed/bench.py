@@ -150,7 +150,8 @@ class _Runner:
         self.gen, self.settings, self.device = gen, settings, torch.device(device)
         if hasattr(gen, "packed_linear"):
             gen.packed_linear = settings.linear != "aten"
-        if isinstance(getattr(gen, "kv_cache", None), bool):
+        has_kv_switch = isinstance(getattr(gen, "kv_cache", None), bool)
+        if has_kv_switch:
             gen.kv_cache = settings.kv_cache
         self.params, applied = sampling_params(gen, settings)
         self.labels = torch.arange(settings.batch_size) % gen.num_classes
@@ -159,7 +160,7 @@ class _Runner:
         limit = settings.steps_limit
         total = gen.total_steps(self.params) if self.phased else None
         self.extrapolate = bool(self.phased and limit is not None and limit < total)
-        if self.extrapolate and not settings.kv_cache:
+        if self.extrapolate and has_kv_switch and not settings.kv_cache:
             raise UserError("--steps-limit with --no-kv-cache: without a cache a step costs more the later it "
                             "comes, so the first steps do not scale; time the full run")
         if limit is not None and not self.phased:
