@@ -153,3 +153,16 @@ def train_batches(data: DataConfig, image_size: int, parallel, run_seed: int):
 
 def parse(cls: type, cfg: dict[str, Any]):
     return from_dict(cls, cfg)
+
+
+def config_checker(config_cls: type):
+    """``check_config(cfg) -> [problems]`` of a tokenizer trainer, found without running it (the ablation
+    driver's --plan): the strict parse plus the perceptual-loss check."""
+    def check_config(cfg: dict[str, Any]) -> list[str]:
+        try:
+            parse(config_cls, {k: v for k, v in cfg.items() if k != "trainer"}).loss.perceptual.check()
+        except (ConfigError, ValueError, TypeError) as e:
+            return [str(e)]
+        return []
+    return check_config
+

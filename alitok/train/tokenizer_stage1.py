@@ -99,18 +99,5 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
 
 train_stage1.path_keys = ("model_config", "export", "data.root", "data.label_file")  # resolved against the config file's folder
 
-
-def check_config(cfg: dict[str, Any]) -> list[str]:
-    """Problems of a config found without running it (the ablation driver's --plan)."""
-    from harness.config import ConfigError
-
-    try:
-        c = common.parse(Stage1Config, {k: v for k, v in cfg.items() if k != "trainer"})
-        c.loss.perceptual.check()
-    except (ConfigError, ValueError, TypeError) as e:
-        return [str(e)]
-    return []
-
-
-train_stage1.check_config = check_config
+train_stage1.check_config = common.config_checker(Stage1Config)
 train_stage1.data_sources = ("embedded", "imagenet")  # the ablation driver's --plan reports other sources as missing
