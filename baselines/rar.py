@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.interfaces import ARSampling
-from harness.nn.attention import KVCache
+from harness.nn.attention import KVCache, cached_attention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +111,7 @@ class RARAttention(nn.Module):
         if input_pos is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
         else:
-            k, v = self.kv_cache.update(input_pos, k, v)
-            k, v = k[:, :, :kv_len].to(q.dtype), v[:, :, :kv_len].to(q.dtype)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            out = cached_attention(q, k, v, self.kv_cache, input_pos, mask, kv_len, dropout)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alitok.generator import PRESETS, build
+from harness.nn import decode_attention
 from harness.nn.packed_linear import PackedLinears
 
 
@@ -113,9 +114,13 @@ class _Official(nn.Module):
             blk.attn.cache = None
 
 
-@pytest.mark.parametrize("linear", ["aten", "onednn-packed"])
-def test_logits_match_the_official_architecture_teacher_forced_and_cached(linear):
-    # "onednn-packed": the CPU default of ARGenerator (harness.nn.packed_linear), same tolerance
+@pytest.mark.parametrize("linear,attention", [("aten", "sdpa"), ("onednn-packed", "sdpa"), ("aten", "auto"),
+                                              ("onednn-packed", "auto")])
+def test_logits_match_the_official_architecture_teacher_forced_and_cached(linear, attention):
+    # "onednn-packed" and attention "auto" (the C decode kernel, harness.nn.decode_attention): the CPU
+    # defaults of ARGenerator, held to the same tolerance
+    if attention == "auto" and decode_attention.build_error():
+        pytest.skip(f"no C compiler here: {decode_attention.build_error()}")
     cfg = dataclasses.replace(PRESETS["alitok-b"].config, depth=3, width=128, num_heads=4)
     ours = build(cfg, generator=torch.Generator().manual_seed(0)).eval()
     torch.nn.init.normal_(ours.output.weight, std=0.02, generator=torch.Generator().manual_seed(1))
@@ -124,7 +129,7 @@ def test_logits_match_the_official_architecture_teacher_forced_and_cached(linear
     g = torch.Generator().manual_seed(2)
     seq = torch.cat([cfg.class_ids(torch.tensor([207, 3]))[:, None], torch.randint(0, 4096, (2, 272), generator=g)], 1)
     packed = PackedLinears(ours).active() if linear == "onednn-packed" else contextlib.nullcontext()
-    with torch.no_grad(), packed:
+    with torch.no_grad(), packed, decode_attention.use(attention):
         ref = official(seq)  # the official model's own Linear layers are never packed
         torch.testing.assert_close(ours(seq), ref, rtol=0, atol=1e-5)
         official.reset()

@@ -156,7 +156,7 @@ def test_one_phase_generator_is_timed_whole_and_cannot_extrapolate(clock):
 def test_no_cfg_and_steps_applied_or_recorded_na(clock):
     params, applied = bench_mod.sampling_params(FakeGenerator(clock), BenchSettings(cfg=False, steps=5))
     assert params.cfg_scale == 1.0 and applied == {"cfg_scale": 1.0, "steps": "n/a", "kv_cache": "n/a",
-                                                   "linear_kernel": "n/a"}
+                                                   "linear_kernel": "n/a", "attention_kernel": "n/a"}
 
 
 def test_no_kv_cache_recomputes_the_same_tokens_and_refuses_extrapolation():
@@ -209,6 +209,23 @@ def test_linear_aten_turns_packing_off_and_is_recorded():
     assert torch.equal(g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1)), codes_packed)
     with pytest.raises(UserError, match="--linear"):
         BenchSettings(linear="mkl")
+
+
+def test_attention_sdpa_turns_the_decode_kernel_off_and_is_recorded():
+    from alitok.plugin import tiny_generator
+    from harness.nn import decode_attention
+
+    g = tiny_generator(device="cpu")
+    if decode_attention.build_error():
+        pytest.skip(f"no C compiler here: {decode_attention.build_error()}")
+    auto = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0), "cpu")[0]
+    assert auto.applied["attention_kernel"] == g.attention_kernel() == "c-decode"
+    codes = g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1))
+    sdpa = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0, attention="sdpa"), "cpu")[0]
+    assert sdpa.applied["attention_kernel"] == "sdpa" and g.info()["attention_kernel"] == "sdpa"
+    assert torch.equal(g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1)), codes)
+    with pytest.raises(UserError, match="--attention"):
+        BenchSettings(attention="flash")
 
 
 def test_ratios_pair_only_like_settings():

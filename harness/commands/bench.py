@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model's step")
     p.add_argument("--linear", choices=("auto", "aten"), default=None,
                    help="auto: each generator's default Linear (oneDNN on packed weights on CPU); aten: packing off")
+    p.add_argument("--attention", choices=("auto", "sdpa"), default=None,
+                   help="auto: AR decode steps through the C decode-attention kernel on CPU; sdpa: PyTorch's SDPA")
     p.add_argument("--no-cfg", action="store_true", help="guidance off (cfg_scale 1.0: no doubled batch)")
     p.add_argument("--no-kv-cache", action="store_true", help="AR without KV cache where a generator supports it")
     p.add_argument("--random-weights", action="store_true", default=None,
@@ -57,7 +59,8 @@ def resolve_settings(args: argparse.Namespace):
     batches = args.batch_size or preset.pop("batch_size", [64])
     preset.pop("batch_size", None)
     fields = dict(preset)
-    for name in ("dtype", "repeats", "warmup", "steps", "steps_limit", "compile", "random_weights", "linear"):
+    for name in ("dtype", "repeats", "warmup", "steps", "steps_limit", "compile", "random_weights", "linear",
+                 "attention"):
         value = getattr(args, name)
         if value is not None:
             fields[name] = value

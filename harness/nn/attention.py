@@ -5,7 +5,8 @@ each call writes its keys/values at their positions with ``index_copy_`` and att
 bounded view of the first ``kv_len`` slots (the caller rounds the filled length up to a bucket)
 under a boolean mask that hides positions not yet written. No per-step concatenation, no
 re-allocation, and a few fixed shapes (so ``torch.compile`` / CUDA graphs can capture a decode
-step) without paying attention over the empty tail of the cache.
+step) without paying attention over the empty tail of the cache. An eager single-query CPU step
+writes and attends in one C kernel instead (``harness.nn.decode_attention``).
 
 Packed ``qkv`` output is ``[q | k | v]``, each head-major (``[d] = [heads, head_dim]``), the
 layout of the AliTok / LlamaGen checkpoints.
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.nn import decode_attention
 from harness.nn.norms import RMSNorm
 from harness.nn.rope import apply_rope
 
@@ -40,6 +42,25 @@ class KVCache(nn.Module):
         self.k.index_copy_(2, pos, k.to(self.k.dtype).contiguous())
         self.v.index_copy_(2, pos, v.to(self.v.dtype).contiguous())
         return self.k, self.v
+
+
+def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None,
+                     input_pos: torch.Tensor, mask: torch.Tensor | None, kv_len: int | None,
+                     dropout: float = 0.0) -> torch.Tensor:
+    """Write ``k, v [B, H, L, hd]`` at ``input_pos`` and attend ``q`` over the cache -> ``[B, H, L, hd]``.
+
+    A single-query CPU step goes through the C decode kernel (``harness.nn.decode_attention``),
+    which attends over slots ``0..pos``: the causal row, what every caller's mask is. Otherwise
+    SDPA over the first ``kv_len`` slots under ``mask [L, kv_len]``.
+    """
+    if cache is None:
+        raise RuntimeError("cached attention called before reset_cache()")
+    if dropout == 0.0 and decode_attention.applies(q, k, cache.k):
+        return decode_attention.attend(q, k, v, cache.k, cache.v, int(input_pos[0]))
+    k, v = cache.update(input_pos, k, v)
+    if kv_len is not None:
+        k, v = k[:, :, :kv_len], v[:, :, :kv_len]
+    return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
 
 
 class CausalSelfAttention(nn.Module):
@@ -73,19 +94,27 @@ class CausalSelfAttention(nn.Module):
         """
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).unbind(2)
+        if input_pos is not None and self._fused_decode(q, k):
+            # QK-norm, RoPE, cache write and attention in one kernel, on views of the qkv output
+            out = decode_attention.attend(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.kv_cache.k, self.kv_cache.v,
+                int(input_pos[0]), rope=rope, eps=self.q_norm.eps if self.q_norm is not None else 0.0,
+                q_norm=self.q_norm.weight if self.q_norm is not None else None,
+                k_norm=self.k_norm.weight if self.k_norm is not None else None)
+            return self.resid_dropout(self.proj(out.transpose(1, 2).reshape(b, n, self.dim)))
         if self.q_norm is not None:  # QK-norm comes before RoPE (AliTok)
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, hd]
         q, k = apply_rope(q, rope), apply_rope(k, rope)
         dropout = self.attn_dropout if self.training else 0.0
         if input_pos is not None:
-            if self.kv_cache is None:
-                raise RuntimeError("cached attention called before reset_cache()")
-            k, v = self.kv_cache.update(input_pos, k, v)
-            if kv_len is not None:
-                k, v = k[:, :, :kv_len], v[:, :, :kv_len]
-            out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
+            out = cached_attention(q, k, v, self.kv_cache, input_pos, mask, kv_len, dropout)
         else:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
         out = out.transpose(1, 2).reshape(b, n, self.dim)
         return self.resid_dropout(self.proj(out))
+
+    def _fused_decode(self, q: torch.Tensor, k: torch.Tensor) -> bool:
+        norm_ok = self.q_norm is None or (self.q_norm.weight.dtype == q.dtype and self.q_norm.eps == self.k_norm.eps)
+        return (self.kv_cache is not None and not (self.training and self.attn_dropout) and norm_ok
+                and decode_attention.applies(q.transpose(1, 2), k, self.kv_cache.k))

@@ -19,6 +19,7 @@ from harness.speed.timing import PeakMemory, Spread, Stopwatch, spread
 
 DTYPES = ("fp32", "tf32", "bf16")
 LINEAR_KERNELS = ("auto", "aten")  # auto: a generator's own default (oneDNN packed on CPU where it has it)
+ATTENTION_KERNELS = ("auto", "sdpa")  # auto: AR decode steps through the C kernel on CPU where it builds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +36,15 @@ class BenchSettings:
     seed: int = 0
     random_weights: bool = False
     linear: str = "auto"           # aten: PyTorch's own Linear (packing off), for before/after comparisons
+    attention: str = "auto"        # sdpa: AR decode attention through PyTorch's SDPA (C kernel off)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise UserError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         if self.linear not in LINEAR_KERNELS:
             raise UserError(f"--linear {self.linear!r}: use one of {', '.join(LINEAR_KERNELS)}")
+        if self.attention not in ATTENTION_KERNELS:
+            raise UserError(f"--attention {self.attention!r}: use one of {', '.join(ATTENTION_KERNELS)}")
         for name in ("batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -99,6 +103,7 @@ def sampling_params(gen: Generator, settings: BenchSettings) -> tuple[Any, dict[
     kv = gen.info().get("kv_cache")  # ARGenerator: "static", or "off" once the runner switched it off
     applied["kv_cache"] = kv if kv and (settings.kv_cache or kv == "off") else "n/a"
     applied["linear_kernel"] = gen.linear_kernel() if hasattr(gen, "linear_kernel") else "n/a"
+    applied["attention_kernel"] = gen.attention_kernel() if hasattr(gen, "attention_kernel") else "n/a"
     return params, applied
 
 
@@ -150,6 +155,8 @@ class _Runner:
         self.gen, self.settings, self.device = gen, settings, torch.device(device)
         if hasattr(gen, "packed_linear"):
             gen.packed_linear = settings.linear != "aten"
+        if hasattr(gen, "attention_kernel"):
+            gen.attention = settings.attention
         has_kv_switch = isinstance(getattr(gen, "kv_cache", None), bool)
         if has_kv_switch:
             gen.kv_cache = settings.kv_cache

@@ -1,0 +1,149 @@
+"""The C decode-attention kernel against an independent float64 reference and PyTorch's own modules.
+
+Reference: the textbook formulas (RMSNorm, RoPE as in harness.nn.rope's docstring, softmax
+attention over slots 0..pos) in float64; for bf16 the PyTorch modules the models use, which round
+where the kernel must round.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.nn import decode_attention
+from harness.nn.norms import RMSNorm
+from harness.nn.rope import apply_rope
+
+pytestmark = pytest.mark.skipif(decode_attention.build_error() is not None,
+                                reason=f"no C compiler: {decode_attention.build_error()}")
+
+
+def _rms(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def _rope(x, table):  # x [..., D], table [D/2, 2] = (cos, sin) per pair (x[2i], x[2i+1])
+    a, b = x[..., 0::2], x[..., 1::2]
+    c, s = table[:, 0], table[:, 1]
+    return torch.stack([a * c - b * s, b * c + a * s], -1).flatten(-2)
+
+
+def _reference(q, k, v, cache_k, cache_v, pos, qw, kw, eps, rope):
+    """float64: the new k/v at ``pos``, then softmax(q.K^T / sqrt(D)) V over slots 0..pos."""
+    q, k, v, ck, cv = (x.double() for x in (q, k, v, cache_k, cache_v))
+    if qw is not None:
+        q, k = _rms(q, qw.double(), eps), _rms(k, kw.double(), eps)
+    if rope is not None:
+        q, k = _rope(q, rope.double()), _rope(k, rope.double())
+    ck, cv = ck.clone(), cv.clone()
+    ck[:, :, pos], cv[:, :, pos] = k[:, :, 0], v[:, :, 0]
+    s = (q @ ck[:, :, : pos + 1].transpose(-1, -2)) / q.shape[-1] ** 0.5
+    return s.softmax(-1) @ cv[:, :, : pos + 1], ck, cv
+
+
+def _case(d, b=3, h=4, t=70, seed=0, packed=True, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    if packed:  # views of one qkv Linear output [B, 1, 3, H, D], as CausalSelfAttention passes them
+        qkv = torch.randn(b, 1, 3, h, d, generator=g).to(dtype)
+        q, k, v = (x.transpose(1, 2) for x in qkv.unbind(2))
+    else:
+        q, k, v = (torch.randn(b, h, 1, d, generator=g).to(dtype) for _ in range(3))
+    cache_k, cache_v = (torch.randn(b, h, t, d, generator=g).to(dtype) for _ in range(2))
+    qw, kw = (1 + 0.1 * torch.randn(d, generator=g)).to(dtype), (1 + 0.1 * torch.randn(d, generator=g)).to(dtype)
+    angle = torch.rand(d // 2, generator=g) * 6.3
+    rope = torch.stack([angle.cos(), angle.sin()], -1)
+    return q, k, v, cache_k, cache_v, qw, kw, rope
+
+
+@pytest.mark.parametrize("d", [48, 64, 80, 40])  # 40: the generic (not unrolled) head size
+@pytest.mark.parametrize("pos", [0, 1, 15, 16, 17, 40, 69])
+@pytest.mark.parametrize("prologue", ["none", "rope", "norm+rope"])
+def test_fp32_matches_the_float64_reference(d, pos, prologue):
+    q, k, v, ck, cv, qw, kw, rope = _case(d, packed=prologue != "none", seed=pos)
+    qw, kw = (qw, kw) if prologue == "norm+rope" else (None, None)
+    rope = rope if prologue != "none" else None
+    want, want_k, want_v = _reference(q, k, v, ck, cv, pos, qw, kw, 1e-5, rope)
+    with torch.no_grad():
+        out = decode_attention.attend(q, k, v, ck, cv, pos, q_norm=qw, k_norm=kw, eps=1e-5, rope=rope)
+    torch.testing.assert_close(out.double(), want, rtol=0, atol=2e-6)
+    torch.testing.assert_close(ck.double(), want_k, rtol=0, atol=2e-6)  # slot pos written, the rest untouched
+    assert torch.equal(cv.double(), want_v)
+
+
+@pytest.mark.parametrize("pos", [0, 33, 69])
+def test_bf16_rounds_where_the_pytorch_modules_round(pos):
+    q, k, v, ck, cv, qw, kw, rope = _case(48, dtype=torch.bfloat16, seed=pos)
+    qn, kn = RMSNorm(48), RMSNorm(48)
+    qn.weight.data, kn.weight.data = qw.clone(), kw.clone()
+    with torch.no_grad():
+        q_ref = apply_rope(qn(q), rope[None])  # RMSNorm then RoPE, in bf16 as the model runs them
+        k_ref = apply_rope(kn(k), rope[None])
+        ck_ref, cv_ref = ck.clone(), cv.clone()
+        ck_ref[:, :, pos], cv_ref[:, :, pos] = k_ref[:, :, 0], v[:, :, 0]
+        want = F.scaled_dot_product_attention(q_ref.float(), ck_ref[:, :, : pos + 1].float(),
+                                              cv_ref[:, :, : pos + 1].float())
+        out = decode_attention.attend(q, k, v, ck, cv, pos, q_norm=qw, k_norm=kw, eps=1e-5, rope=rope)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(ck, ck_ref, rtol=1e-2, atol=1e-2)  # at most a bf16 ulp apart
+    assert (ck[:, :, pos] != ck_ref[:, :, pos]).float().mean() < 0.05  # the new key: almost all bit-equal
+    assert torch.equal(cv, cv_ref)
+    torch.testing.assert_close(out.float(), want, rtol=2e-2, atol=1e-2)
+
+
+def test_sdpa_mode_and_the_rules_for_when_the_kernel_applies():
+    q, k, _, ck, *_ = _case(48)
+    with torch.no_grad():
+        assert decode_attention.applies(q, k, ck)
+        assert not decode_attention.applies(torch.randn(3, 4, 2, 48), k, ck)  # two queries: prefill
+        assert not decode_attention.applies(q, k, ck.to(torch.bfloat16))      # mixed dtypes
+        with decode_attention.use("sdpa"):
+            assert not decode_attention.applies(q, k, ck)
+            assert decode_attention.kernel_name() == "sdpa"
+        assert decode_attention.kernel_name() == "c-decode"
+    assert not decode_attention.applies(q, k, ck)  # autograd on: the kernel has no backward
+    with pytest.raises(ValueError, match="unknown decode attention kernel"):
+        with decode_attention.use("flash"):
+            pass
+
+
+def test_bad_positions_and_shapes_are_refused():
+    q, k, v, ck, cv, *_ = _case(48, t=20)
+    with torch.no_grad():
+        with pytest.raises(IndexError, match="outside the KV cache of 20 slots"):
+            decode_attention.attend(q, k, v, ck, cv, 20)
+        with pytest.raises(ValueError, match="does not fit the KV cache"):
+            decode_attention.attend(q[:1], k[:1], v[:1], ck, cv, 3)
+        with pytest.raises(ValueError, match="needs both"):
+            decode_attention.attend(q, k, v, ck, cv, 3, q_norm=torch.ones(48))
+
+
+def test_one_openmp_runtime_after_the_build():
+    decode_attention.library()
+    with open("/proc/self/maps") as f:
+        gomp = {line.split()[-1] for line in f if "libgomp" in line}
+    assert len(gomp) == 1, gomp  # the kernel shares PyTorch's libgomp (no second thread pool)
+
+
+def test_without_a_compiler_everything_falls_back_to_sdpa():
+    code = ("import torch; from harness.nn import decode_attention as d; from alitok.plugin import tiny_generator;"
+            "g = tiny_generator(device='cpu'); c = g.generate_codes(torch.tensor([1, 2]), torch.Generator().manual_seed(0));"
+            "print(d.kernel_name(), g.attention_kernel(), 'failed' in (d.build_error() or ''), tuple(c.shape))")
+    env = {**os.environ, "CC": "false"}  # `false` exits 1: the build fails as without a compiler
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:3] == ["sdpa", "sdpa", "True"]
+
+
+def test_generator_tokens_equal_with_the_kernel_and_with_sdpa():
+    from alitok.plugin import tiny_generator
+
+    g = tiny_generator(device="cpu")
+    labels = torch.tensor([0, 4, 7])
+    fused = g.generate_codes(labels, torch.Generator().manual_seed(3))
+    g.attention = "sdpa"
+    assert g.attention_kernel() == "sdpa"
+    assert torch.equal(g.generate_codes(labels, torch.Generator().manual_seed(3)), fused)
