@@ -124,8 +124,10 @@ def test_bad_positions_and_shapes_are_refused():
 def test_one_openmp_runtime_after_the_build():
     decode_attention.library()
     with open("/proc/self/maps") as f:
-        gomp = {line.split()[-1] for line in f if "libgomp" in line}
-    assert len(gomp) == 1, gomp  # the kernel shares PyTorch's libgomp (no second thread pool)
+        gomp = {line.split()[-1] for line in f if os.path.basename(line.split()[-1]).startswith("libgomp.so")}
+    # the kernel's libgomp.so.1 is the copy PyTorch loaded (no second thread pool); vendored copies
+    # under hashed names (scikit-learn's) are other libraries' own business
+    assert len(gomp) == 1, gomp
 
 
 def test_without_a_compiler_everything_falls_back_to_sdpa():

@@ -4,6 +4,7 @@ import dataclasses
 import pytest
 import torch
 
+from harness.nn import decode_attention
 from harness.speed import floors
 from harness.speed.ar_floor_report import _ours, kv_bytes, markdown, official_loop, step_flops, weight_bytes
 
@@ -23,13 +24,15 @@ def small():
     return model
 
 
-def test_official_loop_replica_draws_the_tokens_of_our_sampler(small):
+@pytest.mark.parametrize("attention", decode_attention.KERNELS)
+def test_official_loop_replica_draws_the_tokens_of_our_sampler(small, attention):
     # the replica concatenates its KV cache and embeds the whole sequence every step, as upstream;
-    # same random calls and architecture, so the tokens must be ours exactly
+    # same random calls and architecture, so the tokens must be ours exactly (SDPA or the C kernel)
     params = PRESETS["alitok-b"].sampling
     labels = torch.tensor([207, 1, 999])
     a = official_loop(small, labels, params, 40, torch.Generator().manual_seed(0))
-    b = _ours(small, labels, params, 40, torch.Generator().manual_seed(0))
+    with decode_attention.use(attention):
+        b = _ours(small, labels, params, 40, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and len(torch.unique(a)) > 10
 
 

@@ -9,14 +9,18 @@ changes hit all of them alike):
   concatenating KV cache (``torch.cat`` per layer and step), the whole ``[cond | ids]`` sequence
   embedded every step, attention over every cached position, head on the last position;
 - ``ours-aten``: the shared sampler (``harness.nn.ar_sampling.ar_sample``) with PyTorch's own Linear
-  (MKL sgemm on CPU): the sampler before the packed-weight change;
+  (MKL sgemm on CPU) and SDPA: the sampler before the CPU kernel changes;
 - ``ours-packed``: the same with every Linear through oneDNN on weights packed once
-  (``harness.nn.packed_linear``), what ``ARGenerator`` does by default on CPU;
+  (``harness.nn.packed_linear``), attention still SDPA;
+- ``ours-packed-c``: packed Linear layers and the C decode-attention kernel (QK-norm, RoPE, cache
+  write and attention in one call, ``harness.nn.decode_attention``): what ``ARGenerator`` does by
+  default on CPU;
 - ``ours-compiled``: ``torch.compile`` of the decode step (compile time excluded and recorded; aten
-  Linear inside the graph);
-- ``ours-bf16`` / ``ours-bf16-packed``: the model cast to bf16 once, aten or packed Linear.
-  (Earlier variants, attention over every cache slot and bf16 by autocast, were measured and
-  dropped: results/speed/ar_optimisation.md.)
+  Linear and SDPA inside the graph);
+- ``ours-bf16-packed`` / ``ours-bf16-packed-c``: the model cast to bf16 once, packed Linear layers,
+  SDPA or the C kernel.
+  (Earlier variants, attention over every cache slot, bf16 by autocast and bf16 with aten Linear
+  layers, were measured and dropped: results/speed/ar_optimisation.md.)
 
 Floors (``harness.speed.floors``, measured in this process at the same thread count), summed over
 the timed steps of the doubled CFG batch:
@@ -35,6 +39,7 @@ floors are computed for the same steps and scaled alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import platform
@@ -47,6 +52,7 @@ import torch.nn.functional as F
 
 from harness.interfaces import ARSampling
 from harness.io import write_json_atomic, write_text_atomic
+from harness.nn import decode_attention
 from harness.nn.ar_sampling import ar_sample
 from harness.nn.packed_linear import PackedLinears
 from harness.nn.rope import apply_rope
@@ -140,29 +146,38 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
     # the replica and our sampler draw the same tokens (same random calls, same architecture)
     probe = torch.tensor([207, 1])
     with torch.inference_mode():
-        replica_ok = torch.equal(official_loop(model, probe, params, 8, torch.Generator().manual_seed(0)),
-                                 _ours(model, probe, params, 8, torch.Generator().manual_seed(0)))
+        replica = official_loop(model, probe, params, 8, torch.Generator().manual_seed(0))
+        replica_ok = {}
+        for attention in decode_attention.KERNELS:  # the C kernel and SDPA
+            with decode_attention.use(attention):
+                ours_tokens = _ours(model, probe, params, 8, torch.Generator().manual_seed(0))
+                replica_ok[attention] = torch.equal(replica, ours_tokens)
 
     packed, packed_bf16 = PackedLinears(model), PackedLinears(model_bf16)
 
-    def with_packed(pk, m):
+    def ours(m, pk=None, attention="sdpa"):
         def fn(y):
-            with pk.active():
+            with pk.active() if pk else contextlib.nullcontext(), decode_attention.use(attention):
                 return _ours(m, y, params, steps, torch.Generator().manual_seed(0))
         return fn
 
     variants = {
         "official-loop": lambda y: official_loop(model, y, params, steps, torch.Generator().manual_seed(0)),
-        "ours-aten": lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0)),
-        "ours-packed": with_packed(packed, model),
-        "ours-bf16": lambda y: _ours(model_bf16, y, params, steps, torch.Generator().manual_seed(0)),
-        "ours-bf16-packed": with_packed(packed_bf16, model_bf16),
+        "ours-aten": ours(model),
+        "ours-packed": ours(model, packed),
+        "ours-packed-c": ours(model, packed, "auto"),
+        "ours-bf16-packed": ours(model_bf16, packed_bf16),
+        "ours-bf16-packed-c": ours(model_bf16, packed_bf16, "auto"),
     }
+    if decode_attention.build_error():
+        raise SystemExit(f"error: the C decode-attention kernel does not build here: {decode_attention.build_error()}")
     compile_s = None
     if compile:
         compiled = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True)
-        variants["ours-compiled"] = lambda y: _ours(model, y, params, steps, torch.Generator().manual_seed(0),
-                                                    decode_step=compiled)
+        def run_compiled(y):
+            with decode_attention.use("sdpa"):
+                return _ours(model, y, params, steps, torch.Generator().manual_seed(0), decode_step=compiled)
+        variants["ours-compiled"] = run_compiled
     times: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in variants}
     with torch.inference_mode():
         for b in batches:  # warm-up (and compile) outside the timed repeats

@@ -1,13 +1,13 @@
 """One full-size AR step: AliTok-B (177M, random weights, official architecture), batch 2 with CFG
-(4 rows), one cached decode step at the middle position of the 273-token sequence, fp32, with
-PyTorch's own Linear (aten) and with oneDNN on packed weights (ARGenerator's CPU default).
-Run with `make bench`."""
+(4 rows), one cached decode step at the middle position of the 273-token sequence, fp32: PyTorch's
+own Linear (aten) and oneDNN on packed weights, each with SDPA, and packed with the C decode-attention
+kernel (ARGenerator's CPU default). Run with `make bench`."""
 import contextlib
 
 import pytest
 import torch
 
-from harness.nn import packed_linear
+from harness.nn import decode_attention, packed_linear
 
 from harness.speed.timing import synchronize
 
@@ -24,14 +24,18 @@ def model():
     return build(PRESETS["alitok-b"].config, generator=torch.Generator().manual_seed(0)).eval()
 
 
-@pytest.mark.parametrize("linear", ["aten", "onednn-packed"])
-def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model, linear):
+@pytest.mark.parametrize("kernels", ["aten", "onednn-packed", "onednn-packed-c-decode"])
+def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model, kernels):
     rows = 2 * BATCH
     device = model.embeddings.weight.device
+    linear = "aten" if kernels == "aten" else "onednn-packed"
+    attention = "auto" if kernels.endswith("c-decode") else "sdpa"
     if linear == "onednn-packed" and not packed_linear.available(device, torch.float32):
         pytest.skip("no oneDNN packed linear on this device")
+    if attention == "auto" and decode_attention.kernel_name(device) != "c-decode":
+        pytest.skip(f"no C decode-attention kernel here: {decode_attention.build_error()}")
     packed = packed_linear.PackedLinears(model).active() if linear != "aten" else contextlib.nullcontext()
-    with torch.inference_mode(), packed:
+    with torch.inference_mode(), packed, decode_attention.use(attention):
         model.reset_cache(rows)
         model.prefill(torch.full((rows, 1), model.cfg.null_class_id, device=device))
         token, pos = torch.zeros(rows, dtype=torch.long, device=device), torch.tensor([POS], device=device)
@@ -43,5 +47,5 @@ def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model, linear):
 
         logits = benchmark.pedantic(step, rounds=10, warmup_rounds=2)
     benchmark.extra_info.update({"model": "alitok-b random weights", "rows": rows, "position": POS, "dtype": "fp32",
-                                 "linear": linear})
+                                 "linear": linear, "attention": attention})
     assert logits.shape == (rows, model.cfg.codebook_size) and torch.isfinite(logits).all()
