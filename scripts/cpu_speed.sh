@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 25 minutes
+# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 30 minutes
 # on 2 cores). Nothing else may run meanwhile: the figures are only as good as the machine is quiet
 # (each record holds the load average before and after).
 #   1. results/speed/ar_floor_report.{md,json}: AliTok-B with CFG, official-loop replica vs our sampler
-#      (aten Linear = before, oneDNN packed = after; fp32 and bf16) against the floors, 273 steps.
+#      (aten Linear + SDPA = before; oneDNN packed, then + the C decode-attention kernel = after; fp32
+#      and bf16) against the floors, 273 steps.
 #   2. results/bench/cpu/side-by-side-batch2: AliTok-L/XL, RAR-XXL, LightningDiT-XL/1 interleaved
 #      (random weights, 4 network calls timed and scaled), for the AR : diffusion ratios.
 #   3. results/bench/cpu/alitok-tiny-run{1,2} + agreement.json: two identical runs, checked against
