@@ -149,3 +149,14 @@ def test_generator_tokens_equal_with_the_kernel_and_with_sdpa():
     g.attention = "sdpa"
     assert g.attention_kernel() == "sdpa"
     assert torch.equal(g.generate_codes(labels, torch.Generator().manual_seed(3)), fused)
+
+
+def test_inputs_with_different_layouts_are_copied_not_misread():
+    q, k, v, ck, cv, *_ = _case(48, packed=False)
+    k_other = k.transpose(0, 1).contiguous().transpose(0, 1)  # the same values, head-major memory
+    assert k_other.stride()[:2] != q.stride()[:2]
+    want, want_k, _ = _reference(q, k, v, ck, cv, 9, None, None, 0.0, None)
+    with torch.no_grad():
+        out = decode_attention.attend(q, k_other, v, ck, cv, 9)
+    torch.testing.assert_close(out.double(), want, rtol=0, atol=2e-6)
+    torch.testing.assert_close(ck.double(), want_k, rtol=0, atol=0)

@@ -111,10 +111,10 @@ def applies(q: torch.Tensor, k: torch.Tensor, cache_k: torch.Tensor) -> bool:
 
 def _strides(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int] | None:
     """The shared (batch, head) element strides of three ``[B, H, 1, D]`` views, or None."""
-    st = q.stride()
-    if st[3] != 1 or k.stride() != st or v.stride() != st:
+    st = [(x.stride(0), x.stride(1), x.stride(3)) for x in (q, k, v)]  # dim 2 has size 1: any stride
+    if st[0][2] != 1 or st[1] != st[0] or st[2] != st[0]:
         return None
-    return st[0], st[1]
+    return st[0][0], st[0][1]
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
@@ -136,8 +136,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Ten
         raise ValueError(f"query {tuple(q.shape)} does not fit the KV cache {tuple(cache_k.shape)}")
     strides = _strides(q, k, v)
     if strides is None:
-        q, k, v = (x.contiguous() for x in (q, k, v))
-        strides = _strides(q, k, v)
+        q, k, v = (x.reshape(b, h, 1, d).clone(memory_format=torch.contiguous_format) for x in (q, k, v))
+        strides = (h * d, d)
     if (q_norm is None) != (k_norm is None):
         raise ValueError("QK-norm needs both the q and the k weight")
     weights = [w.detach().to(q.dtype).contiguous() if w is not None else None for w in (q_norm, k_norm)]
