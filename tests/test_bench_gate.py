@@ -51,3 +51,26 @@ def test_cli_save_check_and_missing_baseline(tmp_path, capsys):
     other.write_text(json.dumps(_run({"a": 1.0}, cls="h200-16cpu-16t")))
     assert gate.main(["--save", str(r1), str(other), "--baselines", str(base)]) == 2
     assert gate.main(["--check", str(tmp_path / "nope.json"), "--baselines", str(base)]) == 2
+
+
+CAL = "tests/benchmarks/test_bench_calibration.py::" + gate.CALIBRATION
+
+
+def test_a_machine_slower_as_a_whole_passes_and_one_slower_path_fails():
+    base = gate.make_baseline(_run({"a": 1.0, "b": 2.0, CAL: 0.5}, 0.0), _run({"a": 1.1, "b": 2.2, CAL: 0.55}, 0.0))
+    assert base["normalized_by"] == gate.CALIBRATION and CAL not in base["benchmarks"]
+    # 10 % apart in seconds, equal in calibration units: no run-to-run change, the 10 % floor applies
+    assert base["benchmarks"]["a"]["run_to_run"] == pytest.approx(0.0)
+    assert base["benchmarks"]["a"]["median_calibrations"] == pytest.approx(2.0)
+    slow_machine = _run({"a": 1.6, "b": 3.2, CAL: 0.8})  # everything 1.52x the baseline's mean
+    failures, lines = gate.check(slow_machine, base)
+    assert failures == [] and lines[0].startswith("calib")
+    one_path = _run({"a": 1.05, "b": 3.2, CAL: 0.525})  # the machine as in the baseline, b 52 % slower
+    failures, _ = gate.check(one_path, base)
+    assert len(failures) == 1 and " b:" in failures[0]
+
+
+def test_without_the_calibration_the_gate_compares_seconds_and_says_so():
+    base = gate.make_baseline(_run({"a": 1.0, CAL: 0.5}, 0.0), _run({"a": 1.0, CAL: 0.5}, 0.0))
+    failures, lines = gate.check(_run({"a": 1.5}), base)
+    assert lines[0].startswith("absolute seconds") and len(failures) == 1

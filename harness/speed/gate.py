@@ -10,6 +10,12 @@ seen when the baseline was measured (and never less than 10 %). ``--check`` fail
 benchmark's median exceeds ``baseline x (1 + threshold)``; benchmarks new since the baseline are
 listed, not gated. The baseline is picked by machine class (device name, CPU count, torch threads).
 
+Medians are compared as multiples of the machine calibration benchmark's median from the same run
+(``test_bench_machine_calibration``: fixed matmul and memory-read work), in the baseline (its
+run-to-run change too) and in the checked run: on a shared VM the whole machine was seen 30-70 %
+slower from one hour to the next, which absolute times would report as regressions everywhere. A
+run or baseline without the calibration is compared in absolute seconds, and the output says so.
+
     python -m harness.speed.gate --save results/bench/run1.json results/bench/run2.json --baselines results/bench/baselines
     python -m harness.speed.gate --check results/bench/pytest-benchmark-latest.json --baselines results/bench/baselines
 """
@@ -25,6 +31,7 @@ from typing import Any
 from harness.errors import InputFileError, UserError
 
 MIN_THRESHOLD = 0.10
+CALIBRATION = "test_bench_machine_calibration"
 RUN_TO_RUN_FACTOR = 3.0
 IQR_FACTOR = 2.0
 
@@ -56,37 +63,66 @@ def _class_of(data: dict[str, Any], path) -> str:
     return cls
 
 
+def _calibration(medians: dict[str, dict[str, float]]) -> float | None:
+    hits = [v["median"] for k, v in medians.items() if k.endswith(CALIBRATION)]
+    return hits[0] if len(hits) == 1 else None
+
+
 def make_baseline(run1: dict[str, Any], run2: dict[str, Any]) -> dict[str, Any]:
     a, b = _medians(run1), _medians(run2)
+    ca, cb = _calibration(a), _calibration(b)
+    normalized = ca is not None and cb is not None
     rows = {}
     for name in sorted(set(a) & set(b)):
+        if name.endswith(CALIBRATION):
+            continue
         m1, m2 = a[name]["median"], b[name]["median"]
-        mean = (m1 + m2) / 2
-        run_to_run = abs(m1 - m2) / mean
+        u1, u2 = (m1 / ca, m2 / cb) if normalized else (m1, m2)  # the compared unit: calibrations or seconds
+        mean = (u1 + u2) / 2
+        run_to_run = abs(u1 - u2) / mean
         within = max(a[name]["iqr"] / m1, b[name]["iqr"] / m2)
-        rows[name] = {"median_s": mean, "medians_s": [m1, m2], "run_to_run": run_to_run, "within_run_iqr": within,
+        rows[name] = {"median_s": (m1 + m2) / 2, "medians_s": [m1, m2], "run_to_run": run_to_run,
+                      "within_run_iqr": within,
                       "threshold": max(MIN_THRESHOLD, RUN_TO_RUN_FACTOR * run_to_run, IQR_FACTOR * within)}
+        if normalized:
+            rows[name]["median_calibrations"] = mean
     return {"machine_class": run1["machine_info"]["machine_class"], "machine_info": run1["machine_info"],
             "rule": f"threshold = max({MIN_THRESHOLD}, {RUN_TO_RUN_FACTOR} x run-to-run, {IQR_FACTOR} x IQR/median)",
-            "benchmarks": rows}
+            "normalized_by": CALIBRATION if normalized else None,
+            "calibration_s": [ca, cb] if normalized else None, "benchmarks": rows}
 
 
 def check(current: dict[str, Any], baseline: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """``(failures, lines)``: one line per benchmark; a failure when median > baseline x (1 + threshold)."""
+    """``(failures, lines)``: one line per benchmark; a failure when median > baseline x (1 + threshold),
+    medians in units of the run's calibration benchmark where both sides have it."""
     now = _medians(current)
+    cal = _calibration(now)
+    normalized = bool(baseline.get("normalized_by")) and cal is not None
     failures, lines = [], []
+    if normalized:
+        ref_cal = sum(baseline["calibration_s"]) / 2
+        lines.append(f"calib    {CALIBRATION}: {cal:.4g} s vs {ref_cal:.4g} s ({cal / ref_cal - 1:+.1%}: the machine "
+                     f"as a whole; every ratio below is in units of it)")
+    else:
+        lines.append("absolute seconds: the calibration benchmark is missing from this run or the baseline")
     for name, ref in baseline["benchmarks"].items():
         if name not in now:
             lines.append(f"missing  {name} (in the baseline, not in this run)")
             continue
-        ratio = now[name]["median"] / ref["median_s"]
+        if normalized:
+            ratio = now[name]["median"] / cal / ref["median_calibrations"]
+        else:
+            ratio = now[name]["median"] / ref["median_s"]
+        raw = now[name]["median"] / ref["median_s"]
         bad = ratio > 1.0 + ref["threshold"]
         line = (f"{'FAIL' if bad else 'ok':8} {name}: median {now[name]['median']:.4g} s vs {ref['median_s']:.4g} s "
-                f"({ratio - 1:+.1%}, threshold +{ref['threshold']:.0%})")
+                f"({raw - 1:+.1%}{f'; {ratio - 1:+.1%} calibrated' if normalized else ''}, "
+                f"threshold +{ref['threshold']:.0%})")
         lines.append(line)
         if bad:
             failures.append(line)
-    lines += [f"new      {n} (not in the baseline)" for n in sorted(set(now) - set(baseline["benchmarks"]))]
+    lines += [f"new      {n} (not in the baseline)" for n in sorted(set(now) - set(baseline["benchmarks"]))
+              if not n.endswith(CALIBRATION)]
     return failures, lines
 
 
