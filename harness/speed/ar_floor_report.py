@@ -134,6 +134,8 @@ def _load() -> list[float]:
 
 def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int], compile: bool) -> dict:
     torch.set_num_threads(threads)
+    if decode_attention.build_error():
+        raise SystemExit(f"error: the C decode-attention kernel does not build here: {decode_attention.build_error()}")
     from harness.registry import generators, load_plugins
 
     load_plugins()
@@ -169,8 +171,6 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
         "ours-bf16-packed": ours(model_bf16, packed_bf16),
         "ours-bf16-packed-c": ours(model_bf16, packed_bf16, "auto"),
     }
-    if decode_attention.build_error():
-        raise SystemExit(f"error: the C decode-attention kernel does not build here: {decode_attention.build_error()}")
     compile_s = None
     if compile:
         compiled = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True)
