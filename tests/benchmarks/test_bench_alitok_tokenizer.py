@@ -21,13 +21,13 @@ def tok():
 
 def test_bench_tiny_tokenizer_decode_batch64(benchmark, tok):
     codes = torch.randint(0, tok.codebook_size, (BATCH, tok.num_tokens), generator=torch.Generator().manual_seed(0))
-    out = benchmark.pedantic(lambda: tok.decode(codes), rounds=5, warmup_rounds=1)
+    out = benchmark.pedantic(lambda: tok.decode(codes), rounds=11, warmup_rounds=1)
     benchmark.extra_info.update({"batch": BATCH, "tokens": tok.num_tokens, "dtype": "fp32"})
     assert out.shape == (BATCH, 32, 32, 3)
 
 
 def test_bench_tiny_tokenizer_encode_batch64(benchmark, tok):
     images = torch.randint(0, 256, (BATCH, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    out = benchmark.pedantic(lambda: tok.encode(images), rounds=5, warmup_rounds=1)
+    out = benchmark.pedantic(lambda: tok.encode(images), rounds=11, warmup_rounds=1)
     benchmark.extra_info.update({"batch": BATCH, "dtype": "fp32"})
     assert out.shape == (BATCH, tok.num_tokens)

@@ -41,7 +41,7 @@ def test_bench_tiny_sampling_batch16(benchmark, model, path):
     cond, uncond = _inputs(16)
     m, fn = (copy.deepcopy(model).to(torch.bfloat16), PATHS["cached"]) if path == "cached-bf16" else (model, PATHS[path])
     with torch.inference_mode():
-        out = benchmark.pedantic(lambda: fn(m, cond, uncond, torch.Generator().manual_seed(0)), rounds=3, warmup_rounds=1)
+        out = benchmark.pedantic(lambda: fn(m, cond, uncond, torch.Generator().manual_seed(0)), rounds=9, warmup_rounds=1)
     benchmark.extra_info.update({"batch": 16, "tokens": CFG.num_tokens, "cfg": "doubled batch", "path": path,
                                  "threads": torch.get_num_threads()})
     assert out.shape == (16, CFG.num_tokens)
