@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from alitok.tokenizer import load_model
-from alitok.train import tokenizer_loop
 from alitok.train.tokenizer_gan import PatchDiscriminator
 from alitok.train.tokenizer_stage1 import train_stage1
 from alitok.train.tokenizer_stage2 import train_stage2
 from harness.nn.checkpoint import load_state_dict
+from tokenizer_kill_resume import kill_then_resume, same_weights
 from harness.nn.vit import init_vit_weights
 
 MICRO_MODEL = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
@@ -82,19 +82,7 @@ def test_stage2_gan_starts_at_its_step_trains_d_and_reaches_the_decoder(stage1_c
 def test_a_killed_stage2_gan_run_resumes_to_the_same_weights(stage1_ckpt, tmp_path, monkeypatch):
     cfg = stage2_cfg(stage1_ckpt, {**GAN, "start_step": 1})
     train_stage2(cfg, tmp_path / "full", torch.device("cpu"))
-    real_step = tokenizer_loop.TokenizerTraining._step
-
-    def dying_step(self, loss_fn, i):
-        if i == 3:
-            raise KeyboardInterrupt
-        return real_step(self, loss_fn, i)
-
-    monkeypatch.setattr(tokenizer_loop.TokenizerTraining, "_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        train_stage2(cfg, tmp_path / "killed", torch.device("cpu"))
-    monkeypatch.setattr(tokenizer_loop.TokenizerTraining, "_step", real_step)
-    train_stage2(cfg, tmp_path / "killed", torch.device("cpu"))  # resumes from the step-2 checkpoint (D + its Adam state)
-    a, b = load_state_dict(tmp_path / "full/last.safetensors"), load_state_dict(tmp_path / "killed/last.safetensors")
-    assert a.keys() == b.keys() and any(k.startswith("discriminator.") for k in a)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    # killed at step 3, resumed from the step-2 checkpoint (D + its Adam state)
+    kill_then_resume(monkeypatch, lambda: train_stage2(cfg, tmp_path / "killed", torch.device("cpu")), kill_at=3)
+    a = same_weights(tmp_path / "full/last.safetensors", tmp_path / "killed/last.safetensors")
+    assert any(k.startswith("discriminator.") for k in a)

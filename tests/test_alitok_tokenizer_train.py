@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from alitok.tokenizer import build, load_model
-from alitok.train import tokenizer_loop
 from alitok.train.tokenizer_stage1 import Stage1Loss, aux_weight, train_stage1
 from alitok.train.tokenizer_stage2 import init_from_stage1, train_stage2
 from harness.config import ConfigError
 from harness.nn.checkpoint import load_state_dict
+from tokenizer_kill_resume import kill_then_resume, same_weights
 
 MICRO_MODEL = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
                    encoder_layers=1, encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2,
@@ -69,22 +69,9 @@ def test_aux_weight_default_is_the_official_formula():
 def test_resume_after_a_kill_gives_the_uninterrupted_weights(tmp_path, monkeypatch):
     cfg = stage1_cfg(steps=6, loss={"vq_warmup_steps": 2})
     train_stage1(cfg, tmp_path / "full", torch.device("cpu"))
-    real_step = tokenizer_loop.TokenizerTraining._step
-
-    def dying_step(self, loss_fn, i):
-        if i == 4:
-            raise KeyboardInterrupt
-        return real_step(self, loss_fn, i)
-
-    monkeypatch.setattr(tokenizer_loop.TokenizerTraining, "_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        train_stage1(cfg, tmp_path / "killed", torch.device("cpu"))
-    monkeypatch.setattr(tokenizer_loop.TokenizerTraining, "_step", real_step)
-    train_stage1(cfg, tmp_path / "killed", torch.device("cpu"))  # resumes from the step-3 checkpoint
-    a, b = load_state_dict(tmp_path / "full/last.safetensors"), load_state_dict(tmp_path / "killed/last.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    # killed at step 4, resumed from the step-3 checkpoint
+    kill_then_resume(monkeypatch, lambda: train_stage1(cfg, tmp_path / "killed", torch.device("cpu")), kill_at=4)
+    same_weights(tmp_path / "full/last.safetensors", tmp_path / "killed/last.safetensors")
 
 
 def test_stage2_freezes_encoder_codebook_latents_and_starts_from_stage1(stage1_run, tmp_path):

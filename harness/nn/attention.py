@@ -93,26 +93,30 @@ class CausalSelfAttention(nn.Module):
         slots (default: all) under ``mask [L, kv_len]``.
         """
         b, n, _ = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).unbind(2)
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).unbind(2)  # [B, L, H, hd]
         if input_pos is not None and self._fused_decode(q, k):
-            # QK-norm, RoPE, cache write and attention in one kernel, on views of the qkv output
-            out = decode_attention.attend(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.kv_cache.k, self.kv_cache.v,
-                int(input_pos[0]), rope=rope, eps=self.q_norm.eps if self.q_norm is not None else 0.0,
-                q_norm=self.q_norm.weight if self.q_norm is not None else None,
-                k_norm=self.k_norm.weight if self.k_norm is not None else None)
-            return self.resid_dropout(self.proj(out.transpose(1, 2).reshape(b, n, self.dim)))
+            out = self._attend_fused(q, k, v, rope, int(input_pos[0]))
+        else:
+            out = self._attend(q, k, v, rope, input_pos, mask, kv_len)
+        return self.resid_dropout(self.proj(out.transpose(1, 2).reshape(b, n, self.dim)))
+
+    def _attend(self, q, k, v, rope, input_pos, mask, kv_len) -> torch.Tensor:
         if self.q_norm is not None:  # QK-norm comes before RoPE (AliTok)
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, hd]
         q, k = apply_rope(q, rope), apply_rope(k, rope)
         dropout = self.attn_dropout if self.training else 0.0
         if input_pos is not None:
-            out = cached_attention(q, k, v, self.kv_cache, input_pos, mask, kv_len, dropout)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
-        out = out.transpose(1, 2).reshape(b, n, self.dim)
-        return self.resid_dropout(self.proj(out))
+            return cached_attention(q, k, v, self.kv_cache, input_pos, mask, kv_len, dropout)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+
+    def _attend_fused(self, q, k, v, rope, pos: int) -> torch.Tensor:
+        """QK-norm, RoPE, cache write and attention in one kernel, on views of the qkv output."""
+        norm = self.q_norm is not None
+        return decode_attention.attend(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.kv_cache.k, self.kv_cache.v, pos,
+            rope=rope, eps=self.q_norm.eps if norm else 0.0, q_norm=self.q_norm.weight if norm else None,
+            k_norm=self.k_norm.weight if norm else None)
 
     def _fused_decode(self, q: torch.Tensor, k: torch.Tensor) -> bool:
         norm_ok = self.q_norm is None or (self.q_norm.weight.dtype == q.dtype and self.q_norm.eps == self.k_norm.eps)

@@ -15,11 +15,11 @@ import torch
 
 from harness.errors import UserError
 from harness.interfaces import Generator, PhasedGenerator
+from harness.nn import decode_attention
 from harness.speed.timing import PeakMemory, Spread, Stopwatch, spread
 
 DTYPES = ("fp32", "tf32", "bf16")
 LINEAR_KERNELS = ("auto", "aten")  # auto: a generator's own default (oneDNN packed on CPU where it has it)
-ATTENTION_KERNELS = ("auto", "sdpa")  # auto: AR decode steps through the C kernel on CPU where it builds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +43,8 @@ class BenchSettings:
             raise UserError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         if self.linear not in LINEAR_KERNELS:
             raise UserError(f"--linear {self.linear!r}: use one of {', '.join(LINEAR_KERNELS)}")
-        if self.attention not in ATTENTION_KERNELS:
-            raise UserError(f"--attention {self.attention!r}: use one of {', '.join(ATTENTION_KERNELS)}")
+        if self.attention not in decode_attention.KERNELS:  # auto: the C kernel on CPU where it builds
+            raise UserError(f"--attention {self.attention!r}: use one of {', '.join(decode_attention.KERNELS)}")
         for name in ("batch_size", "repeats"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
