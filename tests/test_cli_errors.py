@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.locks import LOCK_NAME
 
 SMALL = ["--model", "real-data", "--protocol", "demo", "--num-samples", "22", "--chunk-size", "11",
          "--set", "model.options.per_class=4", "--no-progress", "--device", "cpu"]
@@ -77,13 +78,20 @@ def test_corrupt_png_in_dataset_named(tmp_path, capsys):
     assert not [f for f in _files(out) if f.endswith(".tmp")]
 
 
+def _outputs(out: Path) -> dict:
+    """Every file a run wrote, except the lock: each run that takes the lock (a refused one too, since it
+    must hold it before reading spec.json) rewrites the holder record, whose time has 1 s resolution."""
+    return {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
+
+
 def test_folder_made_by_another_spec_refused_then_forced(tmp_path, capsys):
     out = tmp_path / "o"
     assert main(["sample", *SMALL, "--out", str(out)]) == 0
-    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    before = _outputs(out)
+    assert out / "samples.npz" in before and out / "spec.json" in before
     code, err = _run(capsys, "sample", *SMALL, "--seed", "9", "--out", str(out))
     assert code == 2 and "made by a different spec" in _one_line(err) and "--force" in _one_line(err)
-    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert _outputs(out) == before
     assert main(["sample", *SMALL, "--seed", "9", "--out", str(out), "--force"]) == 0
     assert (out / "samples.npz").read_bytes() != before[out / "samples.npz"]
 
