@@ -22,8 +22,10 @@ changes hit all of them alike):
   (Earlier variants, attention over every cache slot, bf16 by autocast and bf16 with aten Linear
   layers, were measured and dropped: results/speed/ar_optimisation.md.)
 
-Floors (``harness.speed.floors``, measured in this process at the same thread count), summed over
-the timed steps of the doubled CFG batch:
+Floors (``harness.speed.floors``, measured in this process at the same thread count, once at the
+start and again just before every timed run), summed over the timed steps of the doubled CFG batch.
+Each run is divided by the floor measured before it and ``x floor`` is the median of those ratios,
+so a shared machine's drift (its read bandwidth moved ~1.5x within one report) hits both alike:
 
 - weight-read: every non-embedding weight read once per step at the measured read GB/s (the issue's
   batch-2 floor);
@@ -125,6 +127,41 @@ def weight_bytes(model, dtype_bytes: int = 4) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embeddings")) * dtype_bytes
 
 
+def floor_seconds(model, batch: int, steps: int, fl: dict, scale: float = 1.0) -> dict[str, float]:
+    """Weight-read, matmul and roofline floors of ``steps`` decode steps of a CFG ``batch`` at the read
+    bandwidth and fp32 matmul peak in ``fl``, times ``scale`` (273 / steps when extrapolating)."""
+    rows, n_cond = 2 * batch, 1
+    bw, peak = fl["read_gbps"] * 1e9, fl["matmul_fp32_gflops"] * 1e9
+    flops = [step_flops(model, rows, n_cond + t) for t in range(steps)]
+    roofline = sum(max((weight_bytes(model) + kv_bytes(model, rows, n_cond + t)) / bw, f / peak)
+                   for t, f in enumerate(flops))
+    return {"weight_read_s": steps * weight_bytes(model) / bw * scale, "matmul_s": sum(flops) / peak * scale,
+            "roofline_s": roofline * scale}
+
+
+def summarise(ts: list[float], per_run: list[dict], batch: int, scale: float) -> dict:
+    """One variant and batch: times ``ts`` (s, ``steps`` steps) and the floors measured just before each
+    run. The multiples of the floor are taken run by run and then their median: a shared VM's read
+    bandwidth moved 50 -> 72 GB/s between two reports and by ~1.5x within one, so a floor measured once
+    at the start would judge late runs against another machine."""
+    floor_kind = "weight_read_s" if batch <= 2 else "matmul_s"  # the issue's floor for this batch
+    x = [t * scale / f[floor_kind] for t, f in zip(ts, per_run)]
+    x_roof = [t * scale / f["roofline_s"] for t, f in zip(ts, per_run)]
+    med = statistics.median(ts) * scale
+    return {"median_s": med, "min_s": min(ts) * scale, "max_s": max(ts) * scale,
+            "spread": (max(ts) - min(ts)) / statistics.median(ts), "floor": floor_kind,
+            "floor_s": statistics.median(f[floor_kind] for f in per_run),
+            "x_floor": statistics.median(x), "x_floor_min": min(x), "x_floor_max": max(x),
+            "x_roofline": statistics.median(x_roof), "images_per_s": batch / med, "runs_s": ts}
+
+
+def floor_range(paired: dict) -> dict[str, list[float]]:
+    """The lowest and highest read GB/s and matmul GFLOP/s measured before the runs: the drift."""
+    every = [f for per_batch in paired.values() for fs in per_batch.values() for f in fs]
+    return {k: [min(f[k] for f in every), max(f[k] for f in every)] for k in ("read_gbps", "matmul_fp32_gflops")} \
+        if every else {}
+
+
 def _load() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -179,6 +216,7 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
                 return _ours(model, y, params, steps, torch.Generator().manual_seed(0), decode_step=compiled)
         variants["ours-compiled"] = run_compiled
     times: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in variants}
+    paired: dict[str, dict[int, list[dict]]] = {v: {b: [] for b in batches} for v in variants}
     with torch.inference_mode():
         for b in batches:  # warm-up (and compile) outside the timed repeats
             for name, fn in variants.items():
@@ -189,38 +227,28 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
         for _ in range(repeats):
             for b in batches:
                 for name, fn in variants.items():
+                    paired[name][b].append(floors.measure_quick())  # the floor of this run, just before it
                     t = time.perf_counter()
                     fn(torch.arange(b) % 1000)
                     times[name][b].append(time.perf_counter() - t)
 
     scale = OFFICIAL_STEPS / steps
-    n_cond = 1
-    floor_s = {}
-    for b in batches:
-        flops = sum(step_flops(model, 2 * b, n_cond + t) for t in range(steps))
-        bw, peak = fl["read_gbps"] * 1e9, fl["matmul_fp32_gflops"] * 1e9
-        roofline = sum(max((weight_bytes(model) + kv_bytes(model, 2 * b, n_cond + t)) / bw,
-                           step_flops(model, 2 * b, n_cond + t) / peak) for t in range(steps))
-        floor_s[b] = {"weight_read_s": steps * weight_bytes(model) / bw * scale,
-                      "matmul_s": flops / peak * scale, "roofline_s": roofline * scale}
+    floor_s = {b: floor_seconds(model, b, steps, fl, scale) for b in batches}
     rows = []
     for name, per_batch in times.items():
         for b, ts in per_batch.items():
-            med = statistics.median(ts) * scale
-            floor_kind = "weight_read_s" if b <= 2 else "matmul_s"  # the issue's floor for this batch
             official = statistics.median(times["official-loop"][b]) * scale
-            rows.append({"variant": name, "batch": b, "median_s": med, "min_s": min(ts) * scale,
-                         "max_s": max(ts) * scale, "spread": (max(ts) - min(ts)) / statistics.median(ts),
-                         "floor": floor_kind, "floor_s": floor_s[b][floor_kind],
-                         "x_floor": med / floor_s[b][floor_kind], "x_roofline": med / floor_s[b]["roofline_s"],
-                         "speedup_vs_official": official / med,
-                         "images_per_s": b / med, "runs_s": ts})
+            per_run = [floor_seconds(model, b, steps, f, scale) for f in paired[name][b]]
+            rows.append({"variant": name, "batch": b, "speedup_vs_official": official / (statistics.median(ts) * scale),
+                         **summarise(ts, per_run, b, scale)})
     record = {
         "kind": "ar-floor-report", "model": "alitok-b (random weights)", "sampling": params.to_dict(),
         "steps_measured": steps, "steps_reported": OFFICIAL_STEPS, "extrapolated": steps != OFFICIAL_STEPS,
         "repeats": repeats, "interleaved": True, "batches": batches,
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "load_average_start": load_start, "load_average_end": _load(), "floors": fl, "floor_seconds": floor_s,
+        "floors_paired": {name: {b: fs for b, fs in per_batch.items()} for name, per_batch in paired.items()},
+        "floor_range": floor_range(paired),
         "compile_s": compile_s, "replica_matches_ours": replica_ok, "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(), "rows": rows,
     }
@@ -228,6 +256,14 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
     write_json_atomic(out / "ar_floor_report.json", record)
     write_text_atomic(out / "ar_floor_report.md", markdown(record))
     return record
+
+
+def _drift(rng: dict | None) -> str:
+    if not rng:
+        return ""
+    (r0, r1), (m0, m1) = rng["read_gbps"], rng["matmul_fp32_gflops"]
+    return (f"; measured again before every run: read {r0:.1f}-{r1:.1f} GB/s, fp32 matmul {m0:.0f}-{m1:.0f} "
+            f"GFLOP/s. Each run is divided by its own floor; x floor is the median of those ratios")
 
 
 def markdown(record: dict) -> str:
@@ -239,18 +275,19 @@ def markdown(record: dict) -> str:
             f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n"
             f"Floors measured in-process: fp32 matmul {fl['matmul_fp32_gflops']:.1f} GFLOP/s (best kernel; "
             f"torch.mm alone {fl.get('matmul_fp32_gflops_aten', float('nan')):.1f}), bf16 matmul "
-            f"{fl['matmul_bf16_gflops']:.1f} GFLOP/s, read {fl['read_gbps']:.1f} GB/s. Compile time "
+            f"{fl['matmul_bf16_gflops']:.1f} GFLOP/s, read {fl['read_gbps']:.1f} GB/s at the start"
+            f"{_drift(record.get('floor_range'))}. Compile time "
             f"{record['compile_s'] and round(record['compile_s'], 1)} s (excluded). Replica draws our tokens: "
             f"{record['replica_matches_ours']}.\n\n"
             "| variant | batch | median s (273 steps) | min-max s | spread | floor | floor s | x floor | "
-            "x roofline | speed-up vs official loop |\n|---|---|---|---|---|---|---|---|---|---|\n")
+            "x floor min-max | x roofline | speed-up vs official loop |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {r['variant']} | {r['batch']} | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | "
              f"{r['spread']:.0%} | {r['floor'].replace('_s', '')} | {r['floor_s']:.2f} | {r['x_floor']:.2f} | "
-             f"{r['x_roofline']:.2f} | "
+             f"{r['x_floor_min']:.2f}-{r['x_floor_max']:.2f} | {r['x_roofline']:.2f} | "
              f"{r['speedup_vs_official']:.2f} |" for r in record["rows"]]
     floors_line = "; ".join(f"batch {b}: " + ", ".join(f"{k.replace('_s', '')} {v:.2f} s" for k, v in f.items())
                             for b, f in record.get("floor_seconds", {}).items())
-    return head + "\n".join(lines) + "\n" + (f"\nFloors (273 steps): {floors_line}.\n" if floors_line else "")
+    return head + "\n".join(lines) + "\n" + (f"\nFloors at the start (273 steps): {floors_line}.\n" if floors_line else "")
 
 
 def main(argv: list[str] | None = None) -> None:
