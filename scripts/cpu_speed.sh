@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 30 minutes
+# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 45 minutes
 # on 2 cores). Nothing else may run meanwhile: the figures are only as good as the machine is quiet
 # (each record holds the load average before and after).
 #   1. results/speed/ar_floor_report.{md,json}: AliTok-B with CFG, official-loop replica vs our sampler
@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 THREADS=${CPU_SPEED_THREADS:-2}
 export OMP_NUM_THREADS=$THREADS
 echo "cpu-speed: load average $(cut -d' ' -f1-3 /proc/loadavg) at start, $THREADS threads"
-$PY -m harness.speed.ar_floor_report --out results/speed --threads "$THREADS" --steps 273 --repeats 3 --no-compile
+$PY -m harness.speed.ar_floor_report --out results/speed --threads "$THREADS" --steps 273 --repeats 5 --no-compile
 $PY -m harness bench --model alitok-l --model alitok-xl --model lightningdit-xl-1 --model rar-xxl --random-weights \
   --batch-size 2 --steps-limit 4 --repeats 3 --threads "$THREADS" --device cpu --out results/bench/cpu/side-by-side-batch2
 for run in 1 2; do

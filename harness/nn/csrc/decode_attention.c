@@ -11,7 +11,8 @@
  * on the 2-core test machine. What mattered here (results/speed/ar_optimisation.md): the head
  * size known at compile time (specialised below), keys and values read in the same pass, and
  * software prefetch 32 slots ahead that runs on into the next row's first slots, because each
- * row's slots are a short stream the hardware prefetcher has to find again.
+ * row's slots are a short stream the hardware prefetcher has to find again; then, for head sizes
+ * divisible by 16, the vector path below (the scalar loop was compute-bound, not memory-bound).
  * Built at first use by harness/nn/decode_attention.py; threads come from the caller (OpenMP,
  * the same libgomp PyTorch loaded).
  */
