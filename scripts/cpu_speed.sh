@@ -8,7 +8,7 @@
 #   2. results/bench/cpu/side-by-side-batch2: AliTok-L/XL, RAR-XXL, LightningDiT-XL/1 interleaved
 #      (random weights, 4 network calls timed and scaled), for the AR : diffusion ratios.
 #   3. results/bench/cpu/alitok-tiny-run{1,2} + agreement.json: two identical runs, checked against
-#      their own spread.
+#      their own spread, in units of the machine calibration timed before each repeat (--calibrate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -20,7 +20,7 @@ $PY -m harness.speed.ar_floor_report --out results/speed --threads "$THREADS" --
 $PY -m harness bench --model alitok-l --model alitok-xl --model lightningdit-xl-1 --model rar-xxl --random-weights \
   --batch-size 2 --steps-limit 4 --repeats 3 --threads "$THREADS" --device cpu --out results/bench/cpu/side-by-side-batch2
 for run in 1 2; do
-  $PY -m harness bench --preset cpu-smoke --repeats 5 --threads "$THREADS" --device cpu \
+  $PY -m harness bench --preset cpu-smoke --repeats 5 --calibrate --threads "$THREADS" --device cpu \
     --out results/bench/cpu/alitok-tiny-run$run
 done
 $PY -m harness bench --agree results/bench/cpu/alitok-tiny-run1 results/bench/cpu/alitok-tiny-run2 --out results/bench/cpu

@@ -379,3 +379,33 @@ def test_diffusion_speed_hooks_reproduce_generate_and_count_calls(name):
         assert len(calls) == 4 and part.shape == z.shape
     finally:
         handle.remove()
+
+
+def test_calibrated_runs_compare_in_machine_units(fake_models, tmp_path, monkeypatch):
+    """--calibrate records every repeat in units of the calibration timed just before it; --agree then
+    forgives a machine that is slower as a whole between the runs, but not one slower code path."""
+    import harness.speed.bench as bench_mod
+    from harness.speed.bench import runs_agree
+
+    class FakeCalibration:  # the real workload, timed, would make this test depend on the machine
+        def seconds(self):
+            return 0.5
+
+    monkeypatch.setattr(bench_mod, "Calibration", FakeCalibration)
+    out = tmp_path / "r1"
+    assert main(["bench", "--model", fake_models[0], "--repeats", "4", "--batch-size", "2", "--device", "cpu",
+                 "--calibrate", "--out", str(out)]) == 0
+    (row,) = json.loads((out / "bench_summary.json").read_text())["rows"]
+    assert row["calibration_s"]["n"] == 4 and row["calibration_s"]["median"] == 0.5
+    assert row["total_calibrations"]["median"] == pytest.approx(row["total_s"]["median"] / 0.5)
+
+    def scaled(r, total, cal):
+        return dict(r, total_s={k: v if k == "n" else v * total for k, v in r["total_s"].items()},
+                    total_calibrations={k: v if k == "n" else v * total / cal
+                                        for k, v in r["total_calibrations"].items()})
+    whole_machine = runs_agree([row], [scaled(row, 2.0, 2.0)])[0]
+    assert whole_machine["unit"] == "calibrations" and whole_machine["agree"]
+    assert not runs_agree([row], [scaled(row, 2.0, 1.0)])[0]["agree"]  # slower code, same machine
+    plain = {k: v for k, v in row.items() if k not in ("calibration_s", "total_calibrations")}
+    seconds_only = runs_agree([plain], [scaled(row, 2.0, 2.0)])[0]  # one side uncalibrated: seconds
+    assert seconds_only["unit"] == "s" and not seconds_only["agree"]

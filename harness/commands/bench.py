@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: each generator's default Linear (oneDNN on packed weights on CPU); aten: packing off")
     p.add_argument("--attention", choices=("auto", "sdpa"), default=None,
                    help="auto: AR decode steps through the C decode-attention kernel on CPU; sdpa: PyTorch's SDPA")
+    p.add_argument("--calibrate", action="store_true", default=None,
+                   help="CPU: time a fixed machine-calibration workload before every repeat and record each repeat "
+                        "in its units too, so --agree can tell code from a shared machine's drift")
     p.add_argument("--no-cfg", action="store_true", help="guidance off (cfg_scale 1.0: no doubled batch)")
     p.add_argument("--no-kv-cache", action="store_true", help="AR without KV cache where a generator supports it")
     p.add_argument("--random-weights", action="store_true", default=None,
@@ -60,7 +63,7 @@ def resolve_settings(args: argparse.Namespace):
     preset.pop("batch_size", None)
     fields = dict(preset)
     for name in ("dtype", "repeats", "warmup", "steps", "steps_limit", "compile", "random_weights", "linear",
-                 "attention"):
+                 "attention", "calibrate"):
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
@@ -182,10 +185,15 @@ def agree(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "agreement.json", {
         "runs": list(args.agree), "commands": [s.get("command") for s in summaries],
-        "rule": "|median1 - median2| <= max(range1, range2) of total seconds per batch (harness.speed.timing.agree)",
+        "rule": "|median1 - median2| <= max(range1, range2) of the total time per batch, in units of the machine "
+                "calibration timed before each repeat where both runs have it (--calibrate), else in seconds "
+                "(harness.speed.timing.agree)",
         "rows": rows})
     for r in rows:
+        cal = (f"; in calibrations {r['median_calibrations'][0]:.4g} / {r['median_calibrations'][1]:.4g}, ranges "
+               f"{r['range_calibrations'][0]:.3g} / {r['range_calibrations'][1]:.3g}"
+               if r["unit"] == "calibrations" else "")
         print(f"{r['model']} batch {r['batch_size']} {r['dtype']}: medians {r['median_s'][0]:.4g} / "
-              f"{r['median_s'][1]:.4g} s, ranges {r['range_s'][0]:.3g} / {r['range_s'][1]:.3g} s: "
+              f"{r['median_s'][1]:.4g} s, ranges {r['range_s'][0]:.3g} / {r['range_s'][1]:.3g} s{cal}: "
               f"{'agree' if r['agree'] else 'DISAGREE'}")
     return 0 if all(r["agree"] for r in rows) else 1

@@ -16,6 +16,7 @@ import torch
 from harness.errors import UserError
 from harness.interfaces import Generator, PhasedGenerator
 from harness.nn import decode_attention
+from harness.speed.calibration import Calibration
 from harness.speed.timing import PeakMemory, Spread, Stopwatch, spread
 
 DTYPES = ("fp32", "tf32", "bf16")
@@ -37,6 +38,7 @@ class BenchSettings:
     random_weights: bool = False
     linear: str = "auto"           # aten: PyTorch's own Linear (packing off), for before/after comparisons
     attention: str = "auto"        # sdpa: AR decode attention through PyTorch's SDPA (C kernel off)
+    calibrate: bool = False        # time harness.speed.calibration before every repeat (CPU machine drift)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -124,6 +126,7 @@ class ModelTimings:
     peak_memory_mib: float | None = None
     peak_memory_kind: str | None = None
     applied: dict[str, Any] = dataclasses.field(default_factory=dict)
+    calibration: list[float] = dataclasses.field(default_factory=list)  # seconds, just before each repeat
 
     def summary(self) -> dict[str, Any]:
         tot = spread(self.total)
@@ -133,6 +136,9 @@ class ModelTimings:
             "images_per_s_range": [self.batch_size / tot.max, self.batch_size / tot.min],
             "phases_apart": self.phased, "extrapolated": self.extrapolated,
             "peak_memory_mib": self.peak_memory_mib, "peak_memory_kind": self.peak_memory_kind}
+        if self.calibration:  # each repeat in units of the machine calibration timed just before it
+            out["calibration_s"] = spread(self.calibration).to_dict()
+            out["total_calibrations"] = spread([t / c for t, c in zip(self.total, self.calibration)]).to_dict()
         if self.phased:
             out["generation_s"] = spread(self.generation).to_dict()
             out["decode_s"] = spread(self.decode).to_dict()
@@ -151,8 +157,10 @@ class ModelTimings:
 class _Runner:
     """One model at one batch size: one call of ``repeat()`` = one timed repeat."""
 
-    def __init__(self, gen: Generator, settings: BenchSettings, device: torch.device):
+    def __init__(self, gen: Generator, settings: BenchSettings, device: torch.device,
+                 calibration: Calibration | None = None):
         self.gen, self.settings, self.device = gen, settings, torch.device(device)
+        self.calibration = calibration
         if hasattr(gen, "packed_linear"):
             gen.packed_linear = settings.linear != "aten"
         if hasattr(gen, "attention_kernel"):
@@ -228,6 +236,8 @@ class _Runner:
         self.timings.peak_memory_mib, self.timings.peak_memory_kind = mem.mib, mem.kind
 
     def repeat(self) -> None:
+        if self.calibration is not None:
+            self.timings.calibration.append(self.calibration.seconds())
         with PeakMemory(self.device) as mem:
             total, t_gen, t_steps, out = self.once()
         if self.device.type == "cuda" or self.timings.peak_memory_mib is None:
@@ -257,7 +267,11 @@ def _check_output(gen: Generator, images: Any, batch: int) -> None:
 def bench_interleaved(generators: list[Generator], settings: BenchSettings, device: torch.device | str,
                       progress: Callable[[str], None] | None = None) -> list[ModelTimings]:
     """Warm every model up, then time repeat r of every model before repeat r+1 of any (A B A B ...)."""
-    runners = [_Runner(g, settings, torch.device(device)) for g in generators]
+    device = torch.device(device)
+    if settings.calibrate and device.type != "cpu":
+        raise UserError("--calibrate: the calibration is a CPU workload; it measures CPU machine drift only")
+    calibration = Calibration() if settings.calibrate else None
+    runners = [_Runner(g, settings, device, calibration) for g in generators]
     for r in runners:
         r.warm()
     for i in range(settings.repeats):
@@ -300,7 +314,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def runs_agree(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Two bench summaries of the same settings, row by row (model, batch, dtype): do their total-time
-    medians agree within their own spread (``harness.speed.timing.agree``)?"""
+    medians agree within their own spread (``harness.speed.timing.agree``)? Where both runs timed the
+    machine calibration (``--calibrate``), in its units, so drift of the machine as a whole between
+    the runs is not read as a difference; otherwise in seconds. ``unit`` says which."""
     from harness.speed.timing import Spread, agree
 
     def key(r):
@@ -316,7 +332,12 @@ def runs_agree(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> li
         if b is None:
             continue
         sa, sb = as_spread(a["total_s"]), as_spread(b["total_s"])
-        out.append({"model": a["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
-                    "median_s": [sa.median, sb.median], "range_s": [sa.range, sb.range],
-                    "difference_s": abs(sa.median - sb.median), "agree": agree(sa, sb)})
+        row = {"model": a["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
+               "median_s": [sa.median, sb.median], "range_s": [sa.range, sb.range],
+               "difference_s": abs(sa.median - sb.median), "unit": "s", "agree": agree(sa, sb)}
+        if "total_calibrations" in a and "total_calibrations" in b:
+            ca, cb = as_spread(a["total_calibrations"]), as_spread(b["total_calibrations"])
+            row.update({"unit": "calibrations", "median_calibrations": [ca.median, cb.median],
+                        "range_calibrations": [ca.range, cb.range], "agree": agree(ca, cb)})
+        out.append(row)
     return out
