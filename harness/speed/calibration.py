@@ -7,7 +7,9 @@ drift does not read as a difference, while a change that slows one code path sti
 the `make bench` gate (tests/benchmarks/test_bench_calibration.py) and by `bench --calibrate`.
 
 The workload mixes what the measured code is bound by: fp32 matmul (torch), float64 matmul (numpy)
-and a memory-bound read (a 256 MB sum).
+and a memory-bound read (a 256 MB sum). It does not register every kind of drift: one VM phase here
+slowed the streaming of a full-size model's weights by 60-90 % and this workload by nothing
+(results/bench/README.md).
 """
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def read_gbps(megabytes: int = 512, repeats: int = 5) -> float:
 
 def measure_quick() -> dict[str, float]:
     """The two floors the AR report divides by (fp32 matmul peak, read bandwidth), at the sizes of
-    ``measure`` but best of 3 (about half a second), so every timed run can have its own, measured
+    ``measure`` but best of 3 (about a second), so every timed run can have its own, measured
     just before it. (A 1024-square matmul would be quicker but reads ~5 % below the peak.)"""
     return {"matmul_fp32_gflops": matmul_gflops(repeats=3), "read_gbps": read_gbps(repeats=3)}
 
