@@ -196,36 +196,26 @@ def test_prepare_is_untimed_and_release_follows_every_run(clock):
     assert g.log == ["prepare", "fake", "release"] * 3  # warm-up + 2 repeats, each prepared then released
 
 
-def test_linear_aten_turns_packing_off_and_is_recorded():
-    from alitok.plugin import tiny_generator
-
-    g = tiny_generator(device="cpu")
-    auto = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0), "cpu")[0]
-    assert auto.applied["linear_kernel"] == g.linear_kernel() == "onednn-packed"
-    codes_packed = g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1))
-    aten = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0, linear="aten"), "cpu")[0]
-    assert aten.applied["linear_kernel"] == "aten" and g.info()["linear_kernel"] == "aten"
-    # the same tokens either way on the tiny model (kernels differ by float rounding only)
-    assert torch.equal(g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1)), codes_packed)
-    with pytest.raises(UserError, match="--linear"):
-        BenchSettings(linear="mkl")
-
-
-def test_attention_sdpa_turns_the_decode_kernel_off_and_is_recorded():
+@pytest.mark.parametrize("switch, record, auto_kernel, off, unknown", [
+    ("linear", "linear_kernel", "onednn-packed", "aten", "mkl"),
+    ("attention", "attention_kernel", "c-decode", "sdpa", "flash"),
+])
+def test_kernel_switch_turns_the_cpu_kernel_off_and_is_recorded(switch, record, auto_kernel, off, unknown):
     from alitok.plugin import tiny_generator
     from harness.nn import decode_attention
 
     g = tiny_generator(device="cpu")
-    if decode_attention.build_error():
+    if switch == "attention" and decode_attention.build_error():
         pytest.skip(f"no C compiler here: {decode_attention.build_error()}")
     auto = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0), "cpu")[0]
-    assert auto.applied["attention_kernel"] == g.attention_kernel() == "c-decode"
+    assert auto.applied[record] == getattr(g, record)() == auto_kernel
     codes = g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1))
-    sdpa = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0, attention="sdpa"), "cpu")[0]
-    assert sdpa.applied["attention_kernel"] == "sdpa" and g.info()["attention_kernel"] == "sdpa"
+    plain = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0, **{switch: off}), "cpu")[0]
+    assert plain.applied[record] == off and g.info()[record] == off
+    # the same tokens either way on the tiny model (kernels differ by float rounding only)
     assert torch.equal(g.generate_codes(torch.tensor([0, 3]), torch.Generator().manual_seed(1)), codes)
-    with pytest.raises(UserError, match="--attention"):
-        BenchSettings(attention="flash")
+    with pytest.raises(UserError, match=f"--{switch}"):
+        BenchSettings(**{switch: unknown})
 
 
 def test_ratios_pair_only_like_settings():
@@ -384,7 +374,6 @@ def test_diffusion_speed_hooks_reproduce_generate_and_count_calls(name):
 def test_calibrated_runs_compare_in_machine_units(fake_models, tmp_path, monkeypatch):
     """--calibrate records every repeat in units of the calibration timed just before it; --agree then
     forgives a machine that is slower as a whole between the runs, but not one slower code path."""
-    import harness.speed.bench as bench_mod
     from harness.speed.bench import runs_agree
 
     class FakeCalibration:  # the real workload, timed, would make this test depend on the machine

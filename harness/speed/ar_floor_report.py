@@ -130,12 +130,11 @@ def weight_bytes(model, dtype_bytes: int = 4) -> int:
 def floor_seconds(model, batch: int, steps: int, fl: dict, scale: float = 1.0) -> dict[str, float]:
     """Weight-read, matmul and roofline floors of ``steps`` decode steps of a CFG ``batch`` at the read
     bandwidth and fp32 matmul peak in ``fl``, times ``scale`` (273 / steps when extrapolating)."""
-    rows, n_cond = 2 * batch, 1
+    rows, n_cond, weights = 2 * batch, 1, weight_bytes(model)
     bw, peak = fl["read_gbps"] * 1e9, fl["matmul_fp32_gflops"] * 1e9
     flops = [step_flops(model, rows, n_cond + t) for t in range(steps)]
-    roofline = sum(max((weight_bytes(model) + kv_bytes(model, rows, n_cond + t)) / bw, f / peak)
-                   for t, f in enumerate(flops))
-    return {"weight_read_s": steps * weight_bytes(model) / bw * scale, "matmul_s": sum(flops) / peak * scale,
+    roofline = sum(max((weights + kv_bytes(model, rows, n_cond + t)) / bw, f / peak) for t, f in enumerate(flops))
+    return {"weight_read_s": steps * weights / bw * scale, "matmul_s": sum(flops) / peak * scale,
             "roofline_s": roofline * scale}
 
 
