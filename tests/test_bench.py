@@ -137,6 +137,22 @@ def test_extrapolation_equals_the_full_run_for_a_linear_cost(clock):
     assert "273 steps" in p["method"]
 
 
+def test_a_per_model_limit_extrapolates_that_model_only(clock):
+    gens = [FakeGenerator(clock, name="ar", steps=273, jitter=(0.0,)),
+            FakeGenerator(clock, name="diffusion", steps=250, step_s=0.5, jitter=(0.0,))]
+    settings = BenchSettings(batch_size=2, repeats=2, model_steps_limits=(("diffusion-xl", 4),))
+    ar, diff = bench_interleaved(gens, settings, "cpu", names=["ar-b", "diffusion-xl"])
+    assert not ar.extrapolated and ar.summary()["generation_s"]["median"] == pytest.approx(273 * 0.01)
+    assert diff.extrapolated and diff.steps_measured == 4
+    assert diff.summary()["generation_s"]["median"] == pytest.approx(250 * 0.5)
+    assert gens[1].calls == 3 and gens[0].calls == 3  # one warm-up + two repeats each
+    # a per-model limit overrides the one for every model; unknown names are refused, not ignored
+    both = BenchSettings(batch_size=2, repeats=1, steps_limit=5, model_steps_limits=(("diffusion-xl", 4),))
+    assert [both.steps_limit_for(n) for n in ("ar-b", "diffusion-xl")] == [5, 4]
+    with pytest.raises(UserError, match="dit-typo"):
+        bench_interleaved(gens, BenchSettings(model_steps_limits=(("dit-typo", 4),)), "cpu", names=["ar-b", "x"])
+
+
 def test_models_are_interleaved(clock):
     log = []
     gens = [FakeGenerator(clock, name="a", log=log), FakeGenerator(clock, name="b", log=log)]
@@ -223,7 +239,7 @@ def test_ratios_pair_only_like_settings():
             {"model": "b", "batch_size": 2, "dtype": "fp32", "images_per_s": 2.0, "extrapolated": True},
             {"model": "c", "batch_size": 4, "dtype": "fp32", "images_per_s": 1.0, "extrapolated": False}]
     assert ratios(rows) == [{"a": "a", "b": "b", "batch_size": 2, "dtype": "fp32", "images_per_s_ratio": 3.0,
-                             "extrapolated": True}]
+                             "extrapolated": True, "extrapolated_models": ["b"]}]
 
 
 def test_settings_reject_bad_values():
@@ -231,6 +247,10 @@ def test_settings_reject_bad_values():
         BenchSettings(dtype="fp8")
     with pytest.raises(UserError, match="--batch-size"):
         BenchSettings(batch_size=0)
+    with pytest.raises(UserError, match="dit=0"):
+        BenchSettings(model_steps_limits=(("dit", 0),))
+    with pytest.raises(UserError, match="named twice"):
+        BenchSettings(model_steps_limits=(("dit", 2), ("dit", 3)))
     assert BenchSettings().factory_options() == {}
     assert BenchSettings(dtype="bf16", compile=True, random_weights=True).factory_options() == {
         "dtype": torch.bfloat16, "compile": True, "random_weights": True}
@@ -267,12 +287,23 @@ def test_cli_writes_records_summary_and_prints_table_last(fake_models, tmp_path,
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("| fake-bench-b | 4 |")
 
 
+def test_cli_per_model_limit_is_recorded_and_named_in_the_ratio(fake_models, tmp_path):
+    out = tmp_path / "b"
+    assert main(["bench", "--model", fake_models[0], "--model", fake_models[1], "--batch-size", "2", "--repeats", "1",
+                 "--steps-limit", f"{fake_models[1]}=3", "--device", "cpu", "--out", str(out)]) == 0
+    summary = json.loads((out / "bench_summary.json").read_text())
+    assert [r["extrapolated"] for r in summary["rows"]] == [False, True]
+    assert f"(extrapolated: {fake_models[1]})" in (out / "bench_summary.md").read_text()
+    rec = json.loads((out / f"bench_{fake_models[1]}_b2_fp32_record.json").read_text())
+    assert rec["spec"]["settings"]["model_steps_limits"] == [[fake_models[1], 3]]
+
+
 def test_cli_unknown_model_one_line_exit_2_or_skipped(fake_models, tmp_path, capsys):
     assert main(["bench", "--model", "no-such-model", "--device", "cpu", "--out", str(tmp_path)]) == 2
     assert "no-such-model" in capsys.readouterr().err
     rc = main(["bench", "--model", "no-such-model", "--model", fake_models[0], "--skip-missing", "--repeats", "1",
-               "--batch-size", "1", "--device", "cpu", "--out", str(tmp_path / "s")])
-    assert rc == 0
+               "--batch-size", "1", "--steps-limit", "no-such-model=2", "--device", "cpu", "--out", str(tmp_path / "s")])
+    assert rc == 0  # the skipped model's own step limit goes with it
     assert json.loads((tmp_path / "s/bench_summary.json").read_text())["skipped"].keys() == {"no-such-model"}
 
 
@@ -317,6 +348,12 @@ def test_preset_then_flags_on_top():
     assert models == ["m"] and [(s.batch_size, s.dtype, s.cfg) for s in sweep] == [(8, "bf16", False), (16, "bf16", False)]
     with pytest.raises(UserError, match="--model"):
         resolve_settings(p.parse_args(["--preset", "paper", "--out", "x"]))
+    _, sweep = resolve_settings(p.parse_args(["--model", "ar", "--model", "dit", "--steps-limit", "dit=4",
+                                              "--steps-limit", "6", "--out", "x"]))
+    assert (sweep[0].steps_limit, sweep[0].model_steps_limits) == (6, (("dit", 4),))
+    for bad, why in (("other=4", "not among --model"), ("dit=four", "integer"), ("dit=", "integer")):
+        with pytest.raises(UserError, match=why):
+            resolve_settings(p.parse_args(["--model", "ar", "--model", "dit", "--steps-limit", bad, "--out", "x"]))
 
 
 def test_factory_without_the_option_is_one_line_exit_2(tmp_path, capsys):

@@ -6,6 +6,7 @@ Writes one ``bench`` record per model and batch size, plus ``bench_summary.json`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,8 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per model (default 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs per model first (default 1)")
     p.add_argument("--steps", type=int, default=None, help="diffusion step count (AR: n/a, fixed by the tokens)")
-    p.add_argument("--steps-limit", type=int, default=None,
-                   help="time only this many network calls and scale to the full count (labelled extrapolated)")
+    p.add_argument("--steps-limit", action="append", default=None, metavar="[MODEL=]N",
+                   help="time only N network calls and scale to the full count (labelled extrapolated); N alone: "
+                        "every model; MODEL=N (repeatable): that model only, e.g. a diffusion model beside AR "
+                        "models timed in full")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model's step")
     p.add_argument("--linear", choices=("auto", "aten"), default=None,
                    help="auto: each generator's default Linear (oneDNN on packed weights on CPU); aten: packing off")
@@ -62,7 +65,8 @@ def resolve_settings(args: argparse.Namespace):
     batches = args.batch_size or preset.pop("batch_size", [64])
     preset.pop("batch_size", None)
     fields = dict(preset)
-    for name in ("dtype", "repeats", "warmup", "steps", "steps_limit", "compile", "random_weights", "linear",
+    fields.update(_steps_limits(args.steps_limit or [], models))
+    for name in ("dtype", "repeats", "warmup", "steps", "compile", "random_weights", "linear",
                  "attention", "calibrate"):
         value = getattr(args, name)
         if value is not None:
@@ -70,6 +74,31 @@ def resolve_settings(args: argparse.Namespace):
     fields.update(cfg=not args.no_cfg and fields.get("cfg", True), kv_cache=not args.no_kv_cache, seed=args.seed)
     settings = [BenchSettings(batch_size=b, **fields) for b in batches]
     return models, settings
+
+
+def _steps_limits(values: list[str], models: list[str]) -> dict:
+    """``--steps-limit`` values (``N`` or ``MODEL=N``) -> BenchSettings fields."""
+    from harness.errors import UserError
+
+    overall, per_model = None, []
+    for value in values:
+        name, _, number = value.rpartition("=")
+        try:
+            limit = int(number)
+        except ValueError:
+            raise UserError(f"--steps-limit {value!r}: expected N or MODEL=N with an integer N") from None
+        if not name:
+            if overall is not None:
+                raise UserError(f"--steps-limit: two limits for every model ({overall} and {limit})")
+            overall = limit
+        elif name not in models:
+            raise UserError(f"--steps-limit {value}: {name} is not among --model ({', '.join(models)})")
+        else:
+            per_model.append((name, limit))
+    fields: dict = {"model_steps_limits": tuple(per_model)}
+    if overall is not None:
+        fields["steps_limit"] = overall
+    return fields
 
 
 def _load(names, settings, device, skip_missing: bool):
@@ -115,12 +144,16 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     load_start = load_average()
     gens, skipped = _load(models, sweep[0], device, args.skip_missing)
+    measured = [n for n in models if n not in skipped]  # the registry names of gens, in order
     if not gens:  # nothing measured, nothing written: exit 0 only when skipping was asked for
         print("bench: no model to measure", file=sys.stderr)
         return 0 if args.skip_missing else 2
     rows, records = [], []
     for settings in sweep:
-        results = bench_interleaved(gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+        settings = dataclasses.replace(settings, model_steps_limits=tuple(
+            (n, k) for n, k in settings.model_steps_limits if n not in skipped))
+        results = bench_interleaved(gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr),
+                                    names=measured)
         for gen, res in zip(gens, results):
             summary = {"model": gen.name, "dtype": settings.dtype, **res.summary(), **{"applied": res.applied}}
             rows.append(summary)
@@ -148,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     table = markdown_table(rows)
     pairs = ratios(rows)
     ratio_lines = [f"- {p['a']} : {p['b']} (batch {p['batch_size']}, {p['dtype']}) = {p['images_per_s_ratio']:.3g}"
-                   f"{' (extrapolated)' if p['extrapolated'] else ''}" for p in pairs]
+                   f"{' (extrapolated: ' + ', '.join(p['extrapolated_models']) + ')' if p['extrapolated'] else ''}"
+                   for p in pairs]
     write_json_atomic(out / "bench_summary.json", {"machine": machine, "code": code, "rows": rows, "ratios": pairs,
                                                     "skipped": skipped, "preset": args.preset,
                                                     "command": getattr(args, "command_line", None)})

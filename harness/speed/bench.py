@@ -1,9 +1,11 @@
 """Images/s from class labels to uint8 pixels, decode included, for several generators side by side.
 
 Generators that implement ``harness.interfaces.PhasedGenerator`` get generation and decode timed
-apart, and may be timed on the first ``steps_limit`` network calls only: the generation time is then
-scaled by ``total_steps / steps_limit`` and the figure is labelled ``extrapolated`` with the measured
-per-step time. Models are interleaved repeat by repeat (A B A B ...) so a ratio between two models is
+apart, and may be timed on the first ``steps_limit`` network calls only (all models, or per model): the
+generation time is then scaled by ``total_steps / steps_limit`` and the figure is labelled
+``extrapolated`` with the measured per-step time. That is exact for diffusion (every call has the same
+shapes) and flatters a KV-cached AR loop, whose first steps attend over a short cache; so a side-by-side
+run can time the AR models in full and extrapolate only the diffusion model. Models are interleaved repeat by repeat (A B A B ...) so a ratio between two models is
 measured under the same machine load.
 """
 from __future__ import annotations
@@ -30,6 +32,9 @@ class BenchSettings:
     cfg: bool = True               # False: cfg_scale 1.0 (no doubled batch)
     steps: int | None = None       # diffusion step count override; AR: fixed by the token count
     steps_limit: int | None = None  # time only this many network calls and extrapolate
+    # per-model overrides of steps_limit, (registry name, limit): e.g. AR timed in full beside a diffusion
+    # model timed on a few calls (a diffusion call costs the same at every step; an AR step grows with its cache)
+    model_steps_limits: tuple[tuple[str, int], ...] = ()
     compile: bool = False
     kv_cache: bool = True          # AR: off = full recompute per step (ARGenerator); others record "n/a"
     repeats: int = 3
@@ -52,10 +57,18 @@ class BenchSettings:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise UserError(f"--warmup must be >= 0, got {self.warmup}")
-        if self.steps_limit is not None and self.steps_limit < 1:
-            raise UserError(f"--steps-limit must be >= 1, got {self.steps_limit}")
+        for name, limit in ((None, self.steps_limit), *self.model_steps_limits):
+            if limit is not None and limit < 1:
+                raise UserError(f"--steps-limit {name + '=' if name else ''}{limit}: must be >= 1")
+        names = [name for name, _ in self.model_steps_limits]
+        if len(set(names)) != len(names):
+            raise UserError(f"--steps-limit: a model is named twice ({', '.join(names)})")
         if self.steps is not None and self.steps < 1:
             raise UserError(f"--steps must be >= 1, got {self.steps}")
+
+    def steps_limit_for(self, model: str) -> int | None:
+        """The network calls to time for the model registered as ``model`` (None: the full run)."""
+        return dict(self.model_steps_limits).get(model, self.steps_limit)
 
     def factory_options(self) -> dict[str, Any]:
         """Options passed to a generator factory; defaults are left out so any factory accepts fp32."""
@@ -158,7 +171,7 @@ class _Runner:
     """One model at one batch size: one call of ``repeat()`` = one timed repeat."""
 
     def __init__(self, gen: Generator, settings: BenchSettings, device: torch.device,
-                 calibration: Calibration | None = None):
+                 calibration: Calibration | None = None, name: str | None = None):
         self.gen, self.settings, self.device = gen, settings, torch.device(device)
         self.calibration = calibration
         if hasattr(gen, "packed_linear"):
@@ -172,7 +185,7 @@ class _Runner:
         self.labels = torch.arange(settings.batch_size) % gen.num_classes
         self.watch = Stopwatch(self.device)
         self.phased = isinstance(gen, PhasedGenerator)
-        limit = settings.steps_limit
+        self.steps_limit = limit = settings.steps_limit_for(name or gen.name)
         total = gen.total_steps(self.params) if self.phased else None
         self.extrapolate = bool(self.phased and limit is not None and limit < total)
         if self.extrapolate and has_kv_switch and not settings.kv_cache:
@@ -213,7 +226,7 @@ class _Runner:
                 t, images = self.watch.time(lambda: gen.generate(labels, rng, params))
                 return t, None, None, images
             if self.extrapolate:
-                n = self.settings.steps_limit
+                n = self.steps_limit
                 t_steps, codes = self.watch.time(lambda: gen.run_steps(labels, rng, params, n))
                 t_gen = t_steps * self.timings.total_steps / n
             else:
@@ -265,13 +278,22 @@ def _check_output(gen: Generator, images: Any, batch: int) -> None:
 
 
 def bench_interleaved(generators: list[Generator], settings: BenchSettings, device: torch.device | str,
-                      progress: Callable[[str], None] | None = None) -> list[ModelTimings]:
-    """Warm every model up, then time repeat r of every model before repeat r+1 of any (A B A B ...)."""
+                      progress: Callable[[str], None] | None = None,
+                      names: list[str] | None = None) -> list[ModelTimings]:
+    """Warm every model up, then time repeat r of every model before repeat r+1 of any (A B A B ...).
+    ``names``: the registry names the generators were made from (for ``model_steps_limits``; default
+    each generator's own name)."""
     device = torch.device(device)
     if settings.calibrate and device.type != "cpu":
         raise UserError("--calibrate: the calibration is a CPU workload; it measures CPU machine drift only")
     calibration = Calibration() if settings.calibrate else None
-    runners = [_Runner(g, settings, device, calibration) for g in generators]
+    names = names or [g.name for g in generators]
+    if len(names) != len(generators):
+        raise ValueError(f"{len(names)} names for {len(generators)} generators")
+    unknown = sorted({n for n, _ in settings.model_steps_limits} - set(names))
+    if unknown:
+        raise UserError(f"--steps-limit {unknown[0]}=...: not among the models measured ({', '.join(names)})")
+    runners = [_Runner(g, settings, device, calibration, n) for g, n in zip(generators, names)]
     for r in runners:
         r.warm()
     for i in range(settings.repeats):
@@ -292,7 +314,8 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             out.append({"a": a["model"], "b": b["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
                         "images_per_s_ratio": a["images_per_s"] / b["images_per_s"],
-                        "extrapolated": bool(a["extrapolated"] or b["extrapolated"])})
+                        "extrapolated": bool(a["extrapolated"] or b["extrapolated"]),
+                        "extrapolated_models": [r["model"] for r in (a, b) if r["extrapolated"]]})
     return out
 
 
