@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make gpu-bench`: AliTok-B/L/XL, RAR-XXL and LightningDiT-XL/1 at batch 64 with random weights, the
-# `paper` preset (fp32, CFG on, decode included) and the `gpu-check` preset (bf16), models interleaved,
-# then AliTok-B bf16 with the decode step compiled (CUDA graphs) if time is left, in one call of under
-# 10 minutes. Installs nothing but this project (the GPU machine brings its own
+# `paper` preset (fp32, CFG on, decode included) and the `gpu-check` preset (bf16), all models interleaved
+# in one bench call per preset, then AliTok-B bf16 with the decode step compiled (CUDA graphs) if time is
+# left, in one call of under 10 minutes. Installs nothing but this project (the GPU machine brings its own
 # torch): `pip install -e . --no-deps` only when `harness` is not importable. Models whose plugin is not
 # in this checkout yet are skipped with a message. Records + summary go to $OUT (if set) or
-# results/bench/gpu/<date>; the table is printed last.
+# results/bench/gpu/<date>; the table is printed last; exit 1 if any run failed.
+# A CPU dry run of the same script (what tests/test_gpu_bench_script.py does, scaled down):
+#   GPU_BENCH_DEVICE=cpu GPU_BENCH_ARGS="--batch-size 1 --repeats 1" GPU_BENCH_COMPILE=0 ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -14,30 +16,36 @@ $PY -c "import harness" 2>/dev/null || $PY -m pip install -q -e . --no-deps
 DEST=${OUT:-results/bench/gpu/$(date -u +%Y%m%d-%H%M%S)}
 MODELS=${GPU_BENCH_MODELS:-"alitok-b alitok-l alitok-xl rar-xxl lightningdit-xl-1"}
 REPEATS=${GPU_BENCH_REPEATS:-3}
-# Diffusion at 250 steps x batch 64 takes minutes per run in fp32: time STEPS_LIMIT network calls and
-# scale (labelled extrapolated); AR models run all their steps, in their own call.
+# Diffusion at 250 steps x batch 64 takes minutes per run in fp32: time DIFF_STEPS_LIMIT network calls and
+# scale (labelled extrapolated; exact for diffusion, whose every call has the same shapes); AR models run all
+# their steps. All models share one call per preset, interleaved, so their ratios are measured side by side.
 DIFF_STEPS_LIMIT=${GPU_BENCH_DIFF_STEPS_LIMIT:-25}
 args=(--random-weights --skip-missing --repeats "$REPEATS" --warmup 1 --device "${GPU_BENCH_DEVICE:-cuda}")
-ar=(); diff=()
-for m in $MODELS; do case $m in alitok-*|rar-*|llamagen-*) ar+=(--model "$m");; *) diff+=(--model "$m");; esac; done
+read -ra extra <<< "${GPU_BENCH_ARGS:-}"  # flags after the preset override it
+models=(); limits=()
+for m in $MODELS; do
+  models+=(--model "$m")
+  case $m in alitok-*|rar-*|llamagen-*) ;; *) limits+=(--steps-limit "$m=$DIFF_STEPS_LIMIT");; esac
+done
+status=0  # a failed run does not stop the others (the GPU time is scarce), but the call exits 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 for preset in paper gpu-check; do
-  if [ ${#ar[@]} -gt 0 ]; then
-    timeout 240 $PY -m harness bench --preset "$preset" "${ar[@]}" "${args[@]}" --out "$DEST/$preset-ar" || echo "gpu-bench: $preset AR run failed or timed out (rc $?)"
-  fi
-  if [ ${#diff[@]} -gt 0 ]; then
-    timeout 100 $PY -m harness bench --preset "$preset" "${diff[@]}" "${args[@]}" --steps-limit "$DIFF_STEPS_LIMIT" \
-      --out "$DEST/$preset-diffusion" || echo "gpu-bench: $preset diffusion run failed or timed out (rc $?)"
-  fi
+  timeout 270 $PY -m harness bench --preset "$preset" "${models[@]}" "${limits[@]}" "${args[@]}" "${extra[@]}" --out "$DEST/$preset" \
+    || { echo "gpu-bench: $preset run failed or timed out (rc $?)"; status=1; }
 done
 # The issue's GPU target (AliTok-B, bf16, >= 300 images/s on an H200-class GPU) needs the decode step
 # captured (torch.compile "reduce-overhead": CUDA graphs), so it gets its own run while time is left
 # (each preset run above is capped; the whole call must stay under 10 minutes).
-if [ "$SECONDS" -lt 400 ] && [[ " $MODELS " == *" alitok-b "* ]]; then
-  timeout $((560 - SECONDS)) $PY -m harness bench --preset gpu-check --model alitok-b --compile "${args[@]}" \
-    --out "$DEST/gpu-check-compiled-ar" || echo "gpu-bench: compiled AliTok-B run failed or timed out (rc $?)"
+if [ "${GPU_BENCH_COMPILE:-1}" != 1 ]; then
+  echo "gpu-bench: skipped the compiled AliTok-B bf16 run (GPU_BENCH_COMPILE=${GPU_BENCH_COMPILE})"
+elif [ "$SECONDS" -lt 400 ] && [[ " $MODELS " == *" alitok-b "* ]]; then
+  timeout $((560 - SECONDS)) $PY -m harness bench --preset gpu-check --model alitok-b --compile "${args[@]}" "${extra[@]}" \
+    --out "$DEST/gpu-check-compiled-ar" || { echo "gpu-bench: compiled AliTok-B run failed or timed out (rc $?)"; status=1; }
 else
   echo "gpu-bench: skipped the compiled AliTok-B bf16 run ($SECONDS s used)"
 fi
 echo "gpu-bench: records under $DEST"
-for f in "$DEST"/*/bench_summary.md; do if [ -f "$f" ]; then echo; echo "== $f"; tail -n +3 "$f"; fi; done
+for f in "$DEST"/*/bench_summary.md; do  # per run: its ratios, then its table
+  if [ -f "$f" ]; then echo; echo "== $f"; grep '^- ' "$f" || true; grep '^|' "$f"; fi
+done
+exit $status
