@@ -138,6 +138,27 @@ def test_bad_positions_and_shapes_are_refused():
             decode_attention.attend(q, k, v, ck, cv, 3, q_norm=torch.ones(48))
 
 
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86-64 instruction-set levels")
+@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64"])  # AVX2 (e.g. AMD Zen 2/3 hosts), plain SSE2
+def test_builds_without_avx512_compute_the_same(march, monkeypatch):
+    """The vector path is written with GCC vector extensions of 16 floats: on a CPU without AVX-512 the
+    compiler splits them into AVX2 or SSE registers. Built for those levels, the kernel must still match."""
+    monkeypatch.setattr(decode_attention, "_lib", decode_attention._compile(march))
+    for d, pos in ((48, 37), (64, 69), (40, 16)):  # vector path (D % 16 == 0) and the scalar one
+        q, k, v, ck, cv, qw, kw, rope = _case(d, seed=pos)
+        want, _, _ = _reference(q, k, v, ck, cv, pos, qw, kw, 1e-5, rope)
+        with torch.no_grad():
+            out = decode_attention.attend(q, k, v, ck, cv, pos, q_norm=qw, k_norm=kw, eps=1e-5, rope=rope)
+        torch.testing.assert_close(out.double(), want, rtol=0, atol=2e-6)
+    q, k, v, ck, cv, _, _, _ = _case(48, packed=False, seed=3)
+    q = 40 * q  # peaked scores: the vector exp's underflow clamp
+    want, ck_ref, cv_ref = _reference(q, k, v, ck, cv, 50, None, None, 1e-5, None)
+    with torch.no_grad():
+        sdpa = F.scaled_dot_product_attention(q, ck_ref[:, :, :51].float(), cv_ref[:, :, :51].float())
+        out = decode_attention.attend(q, k, v, ck, cv, 50)
+    assert (out.double() - want).abs().max().item() <= max(2e-6, 1.5 * (sdpa.double() - want).abs().max().item())
+
+
 def test_one_openmp_runtime_after_the_build():
     decode_attention.library()
     with open("/proc/self/maps") as f:

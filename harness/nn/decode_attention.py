@@ -43,12 +43,13 @@ _build_error: str | None = None
 _mode = "auto"
 
 
-def _compile() -> ctypes.CDLL:
+def _compile(march: str = "native") -> ctypes.CDLL:
+    """Build and load the kernel for ``-march=<march>`` (tests build other instruction sets too)."""
     cc = os.environ.get("CC", "gcc")
     tmp = tempfile.mkdtemp(prefix="alitok-bench-attn-")
     try:
         so = os.path.join(tmp, "decode_attention.so")
-        cmd = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", str(SOURCE), "-o", so, "-lm"]
+        cmd = [cc, "-O3", f"-march={march}", "-fopenmp", "-shared", "-fPIC", str(SOURCE), "-o", so, "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if proc.returncode:
             raise RuntimeError(f"{cc} failed on {SOURCE}: {proc.stderr.strip().splitlines()[-1:]}")
