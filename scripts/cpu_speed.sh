@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 45 minutes
+# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 55 minutes
 # on 2 cores). Nothing else may run meanwhile: the figures are only as good as the machine is quiet
 # (each record holds the load average before and after).
 #   1. results/speed/ar_floor_report.{md,json}: AliTok-B with CFG, official-loop replica vs our sampler
 #      (aten Linear + SDPA = before; oneDNN packed, then + the C decode-attention kernel = after; fp32
 #      and bf16) against the floors, 273 steps.
 #   2. results/bench/cpu/side-by-side-batch2: AliTok-L/XL, RAR-XXL, LightningDiT-XL/1 interleaved
-#      (random weights, 4 network calls timed and scaled), for the AR : diffusion ratios.
+#      (random weights; the AR models timed in full, LightningDiT on 4 of its 250 network calls and
+#      scaled, which is exact for a sampler whose every call has the same shapes), for the AR : diffusion
+#      ratios.
 #   3. results/bench/cpu/alitok-tiny-run{1,2} + agreement.json: two identical runs, checked against
 #      their own spread, in units of the machine calibration timed before each repeat (--calibrate).
 set -euo pipefail
@@ -18,7 +20,7 @@ export OMP_NUM_THREADS=$THREADS
 echo "cpu-speed: load average $(cut -d' ' -f1-3 /proc/loadavg) at start, $THREADS threads"
 $PY -m harness.speed.ar_floor_report --out results/speed --threads "$THREADS" --steps 273 --repeats 5 --no-compile
 $PY -m harness bench --model alitok-l --model alitok-xl --model lightningdit-xl-1 --model rar-xxl --random-weights \
-  --batch-size 2 --steps-limit 4 --repeats 3 --threads "$THREADS" --device cpu --out results/bench/cpu/side-by-side-batch2
+  --batch-size 2 --steps-limit lightningdit-xl-1=4 --repeats 3 --threads "$THREADS" --device cpu --out results/bench/cpu/side-by-side-batch2
 for run in 1 2; do
   $PY -m harness bench --preset cpu-smoke --repeats 5 --calibrate --threads "$THREADS" --device cpu \
     --out results/bench/cpu/alitok-tiny-run$run
