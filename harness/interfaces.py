@@ -246,6 +246,10 @@ class PhasedGenerator(Protocol):
     - ``run_steps(labels, generator, params, n_steps)``: the first ``n_steps`` of those calls with
       the same batch, cache and CFG doubling (output unused), so a CPU can time a few steps and
       scale by ``total_steps`` (AR: sample ``n_steps`` tokens; diffusion: a truncated schedule).
+
+    Optional class attribute ``uniform_step_cost``: True where every network call costs the same
+    (diffusion: same shapes each step), False where later calls cost more (KV-cached AR: the cache
+    grows). Bench records it with an extrapolated figure and says when the scaling is only indicative.
     """
 
     def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,

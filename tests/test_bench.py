@@ -135,6 +135,13 @@ def test_extrapolation_equals_the_full_run_for_a_linear_cost(clock):
     assert p["per_step_s"]["median"] == pytest.approx(0.01)
     assert p["total_s"]["median"] == pytest.approx(f["total_s"]["median"])
     assert "273 steps" in p["method"]
+    # a generator that does not say its calls cost alike gets its figure marked indicative; one that does, not
+    assert p["uniform_step_cost"] is None and "indicative only" in p["method"]
+
+    class Uniform(FakeGenerator):
+        uniform_step_cost = True
+    u = bench_interleaved([Uniform(clock, steps=273)], BenchSettings(batch_size=2, steps_limit=4), "cpu")[0].summary()
+    assert u["uniform_step_cost"] is True and "indicative" not in u["method"]
 
 
 def test_a_per_model_limit_extrapolates_that_model_only(clock):

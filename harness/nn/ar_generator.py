@@ -69,6 +69,7 @@ class ARGenerator(Generator):
     """
 
     sampling_cls: ClassVar[type] = ARSampling
+    uniform_step_cost: ClassVar[bool] = False  # a cached step attends over a longer cache the later it comes
 
     def __init__(self, model: ARModelProtocol, tokenizer: Tokenizer, *, name: str, sampling: ARSampling,
                  seed: int | None = None, checkpoint: str | None = None, dtype: torch.dtype = torch.float32,

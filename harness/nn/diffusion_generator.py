@@ -59,6 +59,7 @@ class DiffusionGenerator(Generator):
     the same kernels."""
 
     sampling_cls: ClassVar[type] = DiffusionSampling
+    uniform_step_cost: ClassVar[bool] = True  # every network call has the same shapes (CFG always doubled)
 
     def __init__(self, model: DiT, *, name: str, kind: str, sampling: DiffusionSampling, image_size: int,
                  decode: Callable[[torch.Tensor], torch.Tensor] | None = None, checkpoint: str | None = None,

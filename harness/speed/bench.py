@@ -122,6 +122,10 @@ def sampling_params(gen: Generator, settings: BenchSettings) -> tuple[Any, dict[
     return params, applied
 
 
+_NON_UNIFORM = ("; indicative only: this generator's later calls cost more than its first (or it does not say), "
+                "and fixed per-run costs land on the measured calls; time it in full for ratios")
+
+
 @dataclasses.dataclass
 class ModelTimings:
     """Per-repeat seconds of one model at one batch size."""
@@ -140,6 +144,7 @@ class ModelTimings:
     peak_memory_kind: str | None = None
     applied: dict[str, Any] = dataclasses.field(default_factory=dict)
     calibration: list[float] = dataclasses.field(default_factory=list)  # seconds, just before each repeat
+    uniform_step_cost: bool | None = None  # the generator's own word (harness.interfaces.PhasedGenerator)
 
     def summary(self) -> dict[str, Any]:
         tot = spread(self.total)
@@ -159,8 +164,10 @@ class ModelTimings:
             step = spread([t / self.steps_measured for t in self.step_calls])
             out.update({"steps_measured": self.steps_measured, "total_steps": self.total_steps,
                         "per_step_s": step.to_dict(),
+                        "uniform_step_cost": self.uniform_step_cost,
                         "method": f"generation = median per-step time x {self.total_steps} steps "
-                                  f"(measured {self.steps_measured}), decode measured in full"})
+                                  f"(measured {self.steps_measured}), decode measured in full"
+                                  + ("" if self.uniform_step_cost else _NON_UNIFORM)})
         return out
 
     def spread(self) -> Spread:
@@ -195,7 +202,8 @@ class _Runner:
             raise UserError(f"--steps-limit: {gen.name} has no run_steps/total_steps hooks (harness.interfaces."
                             "PhasedGenerator); time it in full without --steps-limit")
         self.timings = ModelTimings(gen.name, settings.batch_size, self.phased, self.extrapolate,
-                                    limit if self.extrapolate else None, total, applied=applied)
+                                    limit if self.extrapolate else None, total, applied=applied,
+                                    uniform_step_cost=getattr(gen, "uniform_step_cost", None))
         self._count = 0
 
     def _rng(self) -> torch.Generator:
