@@ -181,10 +181,11 @@ class ARGenerator(Generator):
     def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None,
                   n_steps: int) -> torch.Tensor:
         """The first ``n_steps`` network calls of ``generate_codes`` (same batch, CFG doubling, cache), codes
-        padded with 0 to ``[B, num_tokens]`` so ``decode_codes`` times a full decode. Early steps attend over
-        a shorter cache prefix, so scaling them up flatters the AR loop: little at batch 2, where the weights
-        dominate a step, more at batch 16 with CFG, where the KV cache outgrows the weights
-        (results/speed/ar_optimisation.md)."""
+        padded with 0 to ``[B, num_tokens]`` so ``decode_codes`` times a full decode. Scaling them up
+        misjudges the AR loop both ways: early steps attend over a shorter cache (flattering; more so at
+        batch 16 with CFG, where the KV cache outgrows the weights), and a run's fixed costs (the KV cache
+        allocation: 0.5 s for RAR-XXL at batch 2 on the CPU here) land on the few steps (overstating;
+        results/bench/README.md). Hence ``uniform_step_cost = False``: time AR models in full for ratios."""
         codes = self._sample(labels, generator, params, n_steps)
         return torch.nn.functional.pad(codes, (0, self.model.num_tokens - n_steps))
 

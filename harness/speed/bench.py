@@ -4,8 +4,9 @@ Generators that implement ``harness.interfaces.PhasedGenerator`` get generation 
 apart, and may be timed on the first ``steps_limit`` network calls only (all models, or per model): the
 generation time is then scaled by ``total_steps / steps_limit`` and the figure is labelled
 ``extrapolated`` with the measured per-step time. That is exact for diffusion (every call has the same
-shapes) and flatters a KV-cached AR loop, whose first steps attend over a short cache; so a side-by-side
-run can time the AR models in full and extrapolate only the diffusion model. Models are interleaved repeat by repeat (A B A B ...) so a ratio between two models is
+shapes) and misjudges a KV-cached AR loop (its later steps attend over a longer cache; a run's fixed costs
+land on the few measured steps), so a side-by-side run times the AR models in full and extrapolates only
+the diffusion model. Models are interleaved repeat by repeat (A B A B ...) so a ratio between two models is
 measured under the same machine load.
 """
 from __future__ import annotations
