@@ -10,11 +10,21 @@ seen when the baseline was measured (and never less than 10 %). ``--check`` fail
 benchmark's median exceeds ``baseline x (1 + threshold)``; benchmarks new since the baseline are
 listed, not gated. The baseline is picked by machine class (device name, CPU count, torch threads).
 
-Medians are compared as multiples of the machine calibration benchmark's median from the same run
-(``test_bench_machine_calibration``: fixed matmul and memory-read work), in the baseline (its
-run-to-run change too) and in the checked run: on a shared VM the whole machine was seen 30-70 %
-slower from one hour to the next, which absolute times would report as regressions everywhere. A
-run or baseline without the calibration is compared in absolute seconds, and the output says so.
+Medians are compared as multiples of a machine calibration benchmark's median from the same run, in
+the baseline (its run-to-run change too) and in the checked run: on a shared VM the whole machine was
+seen 30-70 % slower from one hour to the next, which absolute times would report as regressions
+everywhere. Two units (harness/speed/calibration.py), chosen by each benchmark in its
+``extra_info["calibration"]``:
+
+- ``mixed`` (the default; ``test_bench_machine_calibration``): fixed fp32 / float64 matmul and a
+  256 MB read;
+- ``stream`` (``test_bench_machine_calibration_stream``): a 4-row oneDNN Linear over 256 MB of packed
+  weights, for work bound by streaming weights (a full-size decode step at batch 2). VM phases here
+  slowed exactly that by 25-90 % while the mixed workload ran 4-8 % faster, and failed the step
+  benchmarks on no code change (results/bench/README.md).
+
+A benchmark whose unit is missing from either side falls back to ``mixed``, then to absolute seconds,
+and its line says which it used.
 
     python -m harness.speed.gate --save results/bench/run1.json results/bench/run2.json --baselines results/bench/baselines
     python -m harness.speed.gate --check results/bench/pytest-benchmark-latest.json --baselines results/bench/baselines
@@ -32,6 +42,10 @@ from harness.errors import InputFileError, UserError
 
 MIN_THRESHOLD = 0.10
 CALIBRATION = "test_bench_machine_calibration"
+STREAM_CALIBRATION = "test_bench_machine_calibration_stream"
+# a benchmark's unit, named in its extra_info["calibration"] (default "mixed"): the calibration benchmark
+# whose median from the same run it is divided by
+UNITS = {"mixed": CALIBRATION, "stream": STREAM_CALIBRATION}
 RUN_TO_RUN_FACTOR = 3.0
 IQR_FACTOR = 2.0
 
@@ -52,8 +66,14 @@ def _read(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _medians(data: dict[str, Any]) -> dict[str, dict[str, float]]:
-    return {b["fullname"]: {"median": b["stats"]["median"], "iqr": b["stats"]["iqr"]} for b in data["benchmarks"]}
+def _is_calibration(name: str) -> bool:
+    return any(name.endswith("::" + c) or name == c for c in UNITS.values())
+
+
+def _medians(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b["fullname"]: {"median": b["stats"]["median"], "iqr": b["stats"]["iqr"],
+                            "unit": (b.get("extra_info") or {}).get("calibration", "mixed")}
+            for b in data["benchmarks"]}
 
 
 def _class_of(data: dict[str, Any], path) -> str:
@@ -63,66 +83,82 @@ def _class_of(data: dict[str, Any], path) -> str:
     return cls
 
 
-def _calibration(medians: dict[str, dict[str, float]]) -> float | None:
-    hits = [v["median"] for k, v in medians.items() if k.endswith(CALIBRATION)]
-    return hits[0] if len(hits) == 1 else None
+def _calibrations(medians: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """``{unit: median seconds}`` of the calibration benchmarks present (each exactly once)."""
+    out = {}
+    for unit, bench in UNITS.items():
+        hits = [v["median"] for k, v in medians.items() if k.endswith("::" + bench) or k == bench]
+        if len(hits) == 1:
+            out[unit] = hits[0]
+    return out
+
+
+def _unit(asked: str, available: set[str]) -> str:
+    """The unit a benchmark asks for where the runs have it, else ``mixed``, else plain seconds."""
+    return asked if asked in available else "mixed" if "mixed" in available else "seconds"
 
 
 def make_baseline(run1: dict[str, Any], run2: dict[str, Any]) -> dict[str, Any]:
     a, b = _medians(run1), _medians(run2)
-    ca, cb = _calibration(a), _calibration(b)
-    normalized = ca is not None and cb is not None
+    ca, cb = _calibrations(a), _calibrations(b)
+    both = set(ca) & set(cb)
     rows = {}
     for name in sorted(set(a) & set(b)):
-        if name.endswith(CALIBRATION):
+        if _is_calibration(name):
             continue
         m1, m2 = a[name]["median"], b[name]["median"]
-        u1, u2 = (m1 / ca, m2 / cb) if normalized else (m1, m2)  # the compared unit: calibrations or seconds
+        unit = _unit(a[name]["unit"], both)
+        u1, u2 = (m1 / ca[unit], m2 / cb[unit]) if unit != "seconds" else (m1, m2)  # the compared unit
         mean = (u1 + u2) / 2
         run_to_run = abs(u1 - u2) / mean
         within = max(a[name]["iqr"] / m1, b[name]["iqr"] / m2)
         rows[name] = {"median_s": (m1 + m2) / 2, "medians_s": [m1, m2], "run_to_run": run_to_run,
-                      "within_run_iqr": within,
+                      "within_run_iqr": within, "unit": unit,
                       "threshold": max(MIN_THRESHOLD, RUN_TO_RUN_FACTOR * run_to_run, IQR_FACTOR * within)}
-        if normalized:
+        if unit != "seconds":
             rows[name]["median_calibrations"] = mean
     return {"machine_class": run1["machine_info"]["machine_class"], "machine_info": run1["machine_info"],
             "rule": f"threshold = max({MIN_THRESHOLD}, {RUN_TO_RUN_FACTOR} x run-to-run, {IQR_FACTOR} x IQR/median)",
-            "normalized_by": CALIBRATION if normalized else None,
-            "calibration_s": [ca, cb] if normalized else None, "benchmarks": rows}
+            "units": {u: UNITS[u] for u in sorted(both)},
+            "calibration_s": {u: [ca[u], cb[u]] for u in sorted(both)}, "benchmarks": rows}
+
+
+def _baseline_calibrations(baseline: dict[str, Any]) -> dict[str, float]:
+    cal = baseline.get("calibration_s")
+    if isinstance(cal, list):  # a baseline from before the stream unit: one calibration, "mixed"
+        return {"mixed": sum(cal) / 2} if baseline.get("normalized_by") else {}
+    return {u: sum(v) / 2 for u, v in (cal or {}).items()}
 
 
 def check(current: dict[str, Any], baseline: dict[str, Any]) -> tuple[list[str], list[str]]:
     """``(failures, lines)``: one line per benchmark; a failure when median > baseline x (1 + threshold),
-    medians in units of the run's calibration benchmark where both sides have it."""
+    medians in units of the benchmark's calibration from the same run where both sides have it."""
     now = _medians(current)
-    cal = _calibration(now)
-    normalized = bool(baseline.get("normalized_by")) and cal is not None
+    cal, ref_cal = _calibrations(now), _baseline_calibrations(baseline)
     failures, lines = [], []
-    if normalized:
-        ref_cal = sum(baseline["calibration_s"]) / 2
-        lines.append(f"calib    {CALIBRATION}: {cal:.4g} s vs {ref_cal:.4g} s ({cal / ref_cal - 1:+.1%}: the machine "
-                     f"as a whole; every ratio below is in units of it)")
-    else:
-        lines.append("absolute seconds: the calibration benchmark is missing from this run or the baseline")
+    for unit in sorted(set(cal) & set(ref_cal)):
+        lines.append(f"calib    {UNITS[unit]}: {cal[unit]:.4g} s vs {ref_cal[unit]:.4g} s "
+                     f"({cal[unit] / ref_cal[unit] - 1:+.1%}: the machine for {unit}-bound work)")
     for name, ref in baseline["benchmarks"].items():
         if name not in now:
             lines.append(f"missing  {name} (in the baseline, not in this run)")
             continue
-        if normalized:
-            ratio = now[name]["median"] / cal / ref["median_calibrations"]
+        unit = ref.get("unit", "mixed" if ref_cal else "seconds")
+        calibrated = unit in cal and "median_calibrations" in ref
+        if calibrated:
+            ratio = now[name]["median"] / cal[unit] / ref["median_calibrations"]
         else:
             ratio = now[name]["median"] / ref["median_s"]
         raw = now[name]["median"] / ref["median_s"]
         bad = ratio > 1.0 + ref["threshold"]
+        how = f"; {ratio - 1:+.1%} in {unit} calibrations" if calibrated else "; absolute seconds"
         line = (f"{'FAIL' if bad else 'ok':8} {name}: median {now[name]['median']:.4g} s vs {ref['median_s']:.4g} s "
-                f"({raw - 1:+.1%}{f'; {ratio - 1:+.1%} calibrated' if normalized else ''}, "
-                f"threshold +{ref['threshold']:.0%})")
+                f"({raw - 1:+.1%}{how}, threshold +{ref['threshold']:.0%})")
         lines.append(line)
         if bad:
             failures.append(line)
     lines += [f"new      {n} (not in the baseline)" for n in sorted(set(now) - set(baseline["benchmarks"]))
-              if not n.endswith(CALIBRATION)]
+              if not _is_calibration(n)]
     return failures, lines
 
 
