@@ -40,6 +40,7 @@ class Query:
     hardware: str | None = None          # substring of the recorded device name, e.g. "A800"
     checkpoint: str | None = None        # substring of the recorded checkpoint path
     sampling: dict[str, Any] = dataclasses.field(default_factory=dict)   # subset of the sampling params
+    guided: bool | None = None           # True: CFG on (recorded cfg_scale != 1); False: off
 
     def describe(self) -> str:
         parts = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
@@ -117,7 +118,12 @@ def load_claims(path: str | Path) -> ClaimsFile:
 
 # ---- matching ---------------------------------------------------------------------------------
 def matches(record: dict[str, Any], q: Query) -> bool:
-    simple = {"model": fields.model_name, "label": fields.label, "variant": fields.variant, "kind": fields.kind,
+    """Every key ``q`` sets holds for ``record``. ``model`` matches the recorded model name or the
+    registry name it was made from (bench records of random-weight generators: "alitok-xl-random"
+    made from "alitok-xl", which speed claims may use)."""
+    if q.model is not None and q.model not in (fields.model_name(record), fields.registry_name(record)):
+        return False
+    simple = {"label": fields.label, "variant": fields.variant, "kind": fields.kind,
               "protocol": fields.protocol, "batch_size": fields.batch_size, "dtype": fields.dtype}
     for key, get in simple.items():
         want = getattr(q, key)
@@ -129,6 +135,10 @@ def matches(record: dict[str, Any], q: Query) -> bool:
         return False
     if q.checkpoint is not None and q.checkpoint not in (fields.checkpoint(record) or ""):
         return False
+    if q.guided is not None:
+        scale = fields.guidance_scale(record)
+        if scale is None or (scale != 1.0) != q.guided:
+            return False
     s = fields.sampling(record)
     return all(k in s and _same(s[k], v) for k, v in q.sampling.items())
 

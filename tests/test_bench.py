@@ -442,3 +442,31 @@ def test_calibrated_runs_compare_in_machine_units(fake_models, tmp_path, monkeyp
     plain = {k: v for k, v in row.items() if k not in ("calibration_s", "total_calibrations")}
     seconds_only = runs_agree([plain], [scaled(row, 2.0, 2.0)])[0]  # one side uncalibrated: seconds
     assert seconds_only["unit"] == "s" and not seconds_only["agree"]
+
+
+def test_bench_records_feed_the_speed_claims(clock, tmp_path, monkeypatch):
+    """Records written by the CLI are what the claims table matches: by the registry name (a random-weight
+    generator calls itself "<name>-random"), at batch 64 in fp32, with CFG-on and CFG-off runs kept apart."""
+    from harness.claims import NOT_RUN, check, load_claims
+    from harness.commands.claims import DEFAULT_CLAIMS
+    from harness.registry import generators, load_plugins
+    from harness.report.collect import collect
+
+    load_plugins()
+    step_s = {"alitok-l": 0.01, "alitok-xl": 0.02, "lightningdit-xl-1": 0.2}  # per call; 10 calls, no decode cost
+    for name, s in step_s.items():
+        made = name if name.startswith("lightningdit") else f"{name}-random"
+        monkeypatch.setitem(generators._entries, name, lambda *, device, _n=made, _s=s, **o: FakeGenerator(
+            clock, name=_n, step_s=_s, decode_s=0.0, jitter=(0.0,)))
+    args = ["bench", *[a for n in step_s for a in ("--model", n)], "--batch-size", "64", "--repeats", "1",
+            "--warmup", "0", "--random-weights", "--device", "cpu"]
+    claims = load_claims(DEFAULT_CLAIMS)
+    assert main([*args, "--out", str(tmp_path / "cfg")]) == 0
+    v = {x.claim.id: x for x in check(claims, collect([tmp_path / "cfg"]))}
+    assert v["ratio-xl-lightningdit"].measured == pytest.approx(0.2 / 0.02)
+    assert v["ratio-nocfg-lightningdit"].verdict == NOT_RUN  # both ran with CFG
+    assert v["ratio-l-rar-xxl"].verdict == NOT_RUN and v["speed-xl"].verdict == NOT_RUN  # no RAR record; not an A800
+    assert main([*args, "--no-cfg", "--out", str(tmp_path / "nocfg")]) == 0
+    v = {x.claim.id: x for x in check(claims, collect([tmp_path]))}
+    assert v["ratio-nocfg-lightningdit"].measured == pytest.approx(0.2 / 0.01)
+    assert v["ratio-xl-lightningdit"].measured == pytest.approx(0.2 / 0.02) and v["ratio-xl-lightningdit"].n == 1

@@ -26,8 +26,8 @@ def _gfid_record(fid, comparable=True, **sampling):
                      metrics={"fid": fid}, paper_comparable=comparable).to_dict()
 
 
-def _bench(model, ips, **extra):
-    return RunRecord(kind="bench", model={"name": model, "sampling": extra},
+def _bench(model, ips, **extra):  # sampling as the bench CLI records it; CFG on unless extra says cfg_scale=1
+    return RunRecord(kind="bench", model={"name": model, "sampling": {"cfg_scale": 4.0, **extra}},
                      speed={"images_per_s": ips, "batch_size": 64, "dtype": "fp32"}).to_dict()
 
 

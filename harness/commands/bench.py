@@ -154,15 +154,15 @@ def run(args: argparse.Namespace) -> int:
             (n, k) for n, k in settings.model_steps_limits if n not in skipped))
         results = bench_interleaved(gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr),
                                     names=measured)
-        for gen, res in zip(gens, results):
+        for gen, name, res in zip(gens, measured, results):
             summary = {"model": gen.name, "dtype": settings.dtype, **res.summary(), **{"applied": res.applied}}
             rows.append(summary)
-            records.append((gen, settings, summary))
+            records.append((gen, name, settings, summary, res.sampling))
     load_end = load_average()
     machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end}
     names = [g.name for g in gens]
     code = code_info()
-    for gen, settings, summary in records:
+    for gen, name, settings, summary, sampling in records:
         notes = [f"interleaved with {', '.join(n for n in names if n != gen.name) or 'nothing'} (A B A B per repeat)"]
         if summary["extrapolated"]:
             notes.append(f"extrapolated: {summary['method']}")
@@ -174,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
             kind="bench",
             spec={"preset": args.preset, "settings": settings.to_dict(), "models_compared": names,
                   "skipped": skipped, "threads": machine["torch_threads"]},
-            model={**model_info(gen.info()), "weights": "random" if settings.random_weights else "checkpoint"},
+            # registry_name: what --model named (a random-weights generator calls itself "<name>-random");
+            # sampling: the parameters of the timed runs (CFG off with --no-cfg), which claims match on
+            model={**model_info(gen.info()), "registry_name": name, "sampling": sampling,
+                   "weights": "random" if settings.random_weights else "checkpoint"},
             code=code, env={**env_info(device), **machine}, speed=summary,
             timings={"total_median_s": summary["total_s"]["median"]}, notes=notes)
         write_record(rec, out, f"bench_{gen.name}_b{settings.batch_size}_{settings.dtype}_record.json")

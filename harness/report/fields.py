@@ -61,6 +61,11 @@ def model_name(record) -> str | None:
     return _first(record, "model.name")
 
 
+def registry_name(record) -> str | None:
+    """The registry name a record's generator was made from, where it differs from the model name."""
+    return _first(record, "model.registry_name")
+
+
 def label(record) -> str:
     """The row name: a suite entry's label, else the model name, else the run id."""
     return str(_first(record, "label", "spec.label", "model.label") or model_name(record)

@@ -146,6 +146,7 @@ class ModelTimings:
     applied: dict[str, Any] = dataclasses.field(default_factory=dict)
     calibration: list[float] = dataclasses.field(default_factory=list)  # seconds, just before each repeat
     uniform_step_cost: bool | None = None  # the generator's own word (harness.interfaces.PhasedGenerator)
+    sampling: dict[str, Any] | None = None  # the sampling parameters of the timed runs
 
     def summary(self) -> dict[str, Any]:
         tot = spread(self.total)
@@ -204,7 +205,8 @@ class _Runner:
                             "PhasedGenerator); time it in full without --steps-limit")
         self.timings = ModelTimings(gen.name, settings.batch_size, self.phased, self.extrapolate,
                                     limit if self.extrapolate else None, total, applied=applied,
-                                    uniform_step_cost=getattr(gen, "uniform_step_cost", None))
+                                    uniform_step_cost=getattr(gen, "uniform_step_cost", None),
+                                    sampling=self.params.to_dict() if hasattr(self.params, "to_dict") else None)
         self._count = 0
 
     def _rng(self) -> torch.Generator:
