@@ -470,3 +470,40 @@ def test_bench_records_feed_the_speed_claims(clock, tmp_path, monkeypatch):
     v = {x.claim.id: x for x in check(claims, collect([tmp_path]))}
     assert v["ratio-nocfg-lightningdit"].measured == pytest.approx(0.2 / 0.01)
     assert v["ratio-xl-lightningdit"].measured == pytest.approx(0.2 / 0.02) and v["ratio-xl-lightningdit"].n == 1
+
+
+def test_low_memory_builds_each_model_per_run_and_holds_one_at_a_time(clock, tmp_path, monkeypatch):
+    import weakref
+
+    from harness.registry import generators, load_plugins
+
+    load_plugins()
+    alive, builds, most = weakref.WeakSet(), [], []
+
+    class Counted(FakeGenerator):
+        def generate_codes(self, labels, generator, params=None):
+            most.append(len(alive))  # generators alive while this one samples
+            return super().generate_codes(labels, generator, params)
+
+    def factory(name):
+        def make(*, device, **options):
+            g = Counted(clock, name=name, jitter=(0.0,))
+            alive.add(g)
+            builds.append(name)
+            return g
+        return make
+    for name in ("fake-low-a", "fake-low-b"):
+        monkeypatch.setitem(generators._entries, name, factory(name))
+    args = ["bench", "--model", "fake-low-a", "--model", "fake-low-b", "--batch-size", "2", "--repeats", "2",
+            "--warmup", "1", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "held")]) == 0
+    assert builds == ["fake-low-a", "fake-low-b"] and max(most) == 2
+    builds.clear(), most.clear()
+    assert main([*args, "--low-memory", "--out", str(tmp_path / "low")]) == 0
+    assert builds == ["fake-low-a", "fake-low-b"] + ["fake-low-a", "fake-low-b"] * 3  # setup, warm-up, 2 repeats
+    assert max(most) == 1  # one model in memory at a time
+    rec = json.loads((tmp_path / "low/bench_fake-low-a_b2_fp32_record.json").read_text())
+    assert rec["spec"]["low_memory"] and any("--low-memory" in n for n in rec["notes"])
+    held = json.loads((tmp_path / "held/bench_summary.json").read_text())["rows"]
+    low = json.loads((tmp_path / "low/bench_summary.json").read_text())["rows"]
+    assert [r["total_s"]["median"] for r in low] == pytest.approx([r["total_s"]["median"] for r in held])

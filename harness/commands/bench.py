@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-kv-cache", action="store_true", help="AR without KV cache where a generator supports it")
     p.add_argument("--random-weights", action="store_true", default=None,
                    help="official architectures with seeded random weights (no checkpoint; speed only)")
+    p.add_argument("--low-memory", action="store_true",
+                   help="build each model just before its run (untimed) and free it after, so models that do not fit "
+                        "in memory together still interleave")
     p.add_argument("--skip-missing", action="store_true",
                    help="skip (with a message) models that are not registered or whose plugin is not written yet")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (recorded either way)")
@@ -101,7 +104,9 @@ def _steps_limits(values: list[str], models: list[str]) -> dict:
     return fields
 
 
-def _load(names, settings, device, skip_missing: bool):
+def _load(names, settings, device, skip_missing: bool, low_memory: bool = False):
+    """``(generators or factories, skipped)``: each registered model built now, or with ``low_memory`` a
+    factory that builds it for each run (harness.speed.bench.bench_interleaved frees it after)."""
     from harness.errors import UserError
     from harness.registry import RegistryError, generators, load_plugins
     from harness.suites import plugin_missing
@@ -119,10 +124,13 @@ def _load(names, settings, device, skip_missing: bool):
             skipped[name] = missing
             print(f"bench: skipping {name}: {missing}", file=sys.stderr)
             continue
-        try:
-            loaded.append(generators.get(name)(device=device, **settings.factory_options()))
-        except TypeError as e:  # a factory that does not take an option we pass (dtype, compile, random_weights)
-            raise UserError(f"--model {name}: {e}") from None
+
+        def build(name=name):
+            try:
+                return generators.get(name)(device=device, **settings.factory_options())
+            except TypeError as e:  # a factory that does not take an option we pass (dtype, compile, random_weights)
+                raise UserError(f"--model {name}: {e}") from None
+        loaded.append(build if low_memory else build())
     return loaded, skipped
 
 
@@ -143,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_start = load_average()
-    gens, skipped = _load(models, sweep[0], device, args.skip_missing)
+    gens, skipped = _load(models, sweep[0], device, args.skip_missing, args.low_memory)
     measured = [n for n in models if n not in skipped]  # the registry names of gens, in order
     if not gens:  # nothing measured, nothing written: exit 0 only when skipping was asked for
         print("bench: no model to measure", file=sys.stderr)
@@ -154,16 +162,18 @@ def run(args: argparse.Namespace) -> int:
             (n, k) for n, k in settings.model_steps_limits if n not in skipped))
         results = bench_interleaved(gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr),
                                     names=measured)
-        for gen, name, res in zip(gens, measured, results):
-            summary = {"model": gen.name, "dtype": settings.dtype, **res.summary(), **{"applied": res.applied}}
+        for name, res in zip(measured, results):
+            summary = {"model": res.name, "dtype": settings.dtype, **res.summary(), **{"applied": res.applied}}
             rows.append(summary)
-            records.append((gen, name, settings, summary, res.sampling))
+            records.append((res, name, settings, summary))
     load_end = load_average()
     machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end}
-    names = [g.name for g in gens]
+    names = [r.name for r in results]
     code = code_info()
-    for gen, name, settings, summary, sampling in records:
-        notes = [f"interleaved with {', '.join(n for n in names if n != gen.name) or 'nothing'} (A B A B per repeat)"]
+    for res, name, settings, summary in records:
+        notes = [f"interleaved with {', '.join(n for n in names if n != res.name) or 'nothing'} (A B A B per repeat)"]
+        if res.built_per_run:
+            notes.append("--low-memory: the model was built before each run (untimed) and freed after it")
         if summary["extrapolated"]:
             notes.append(f"extrapolated: {summary['method']}")
         if settings.random_weights:
@@ -173,14 +183,15 @@ def run(args: argparse.Namespace) -> int:
         rec = RunRecord(
             kind="bench",
             spec={"preset": args.preset, "settings": settings.to_dict(), "models_compared": names,
+                  "low_memory": args.low_memory,
                   "skipped": skipped, "threads": machine["torch_threads"]},
             # registry_name: what --model named (a random-weights generator calls itself "<name>-random");
             # sampling: the parameters of the timed runs (CFG off with --no-cfg), which claims match on
-            model={**model_info(gen.info()), "registry_name": name, "sampling": sampling,
+            model={**model_info(res.info), "registry_name": name, "sampling": res.sampling,
                    "weights": "random" if settings.random_weights else "checkpoint"},
             code=code, env={**env_info(device), **machine}, speed=summary,
             timings={"total_median_s": summary["total_s"]["median"]}, notes=notes)
-        write_record(rec, out, f"bench_{gen.name}_b{settings.batch_size}_{settings.dtype}_record.json")
+        write_record(rec, out, f"bench_{res.name}_b{settings.batch_size}_{settings.dtype}_record.json")
     table = markdown_table(rows)
     pairs = ratios(rows)
     ratio_lines = [f"- {p['a']} : {p['b']} (batch {p['batch_size']}, {p['dtype']}) = {p['images_per_s_ratio']:.3g}"

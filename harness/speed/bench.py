@@ -12,6 +12,7 @@ measured under the same machine load.
 from __future__ import annotations
 
 import dataclasses
+import gc
 from typing import Any, Callable
 
 import torch
@@ -147,6 +148,8 @@ class ModelTimings:
     calibration: list[float] = dataclasses.field(default_factory=list)  # seconds, just before each repeat
     uniform_step_cost: bool | None = None  # the generator's own word (harness.interfaces.PhasedGenerator)
     sampling: dict[str, Any] | None = None  # the sampling parameters of the timed runs
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)  # the generator's info() at setup
+    built_per_run: bool = False  # --low-memory: the model was built before each run (untimed) and freed after
 
     def summary(self) -> dict[str, Any]:
         tot = spread(self.total)
@@ -179,17 +182,15 @@ class ModelTimings:
 class _Runner:
     """One model at one batch size: one call of ``repeat()`` = one timed repeat."""
 
-    def __init__(self, gen: Generator, settings: BenchSettings, device: torch.device,
+    def __init__(self, source: Generator | Callable[[], Generator], settings: BenchSettings, device: torch.device,
                  calibration: Calibration | None = None, name: str | None = None):
-        self.gen, self.settings, self.device = gen, settings, torch.device(device)
+        self.settings, self.device = settings, torch.device(device)
         self.calibration = calibration
-        if hasattr(gen, "packed_linear"):
-            gen.packed_linear = settings.linear != "aten"
-        if hasattr(gen, "attention_kernel"):
-            gen.attention = settings.attention
-        has_kv_switch = isinstance(getattr(gen, "kv_cache", None), bool)
-        if has_kv_switch:
-            gen.kv_cache = settings.kv_cache
+        # a factory instead of a generator: build the model for each run and free it after (--low-memory)
+        self._make = (lambda: source) if isinstance(source, Generator) else source
+        self.keep = isinstance(source, Generator)
+        gen = self._build()
+        self.gen: Generator | None = gen if self.keep else None
         self.params, applied = sampling_params(gen, settings)
         self.labels = torch.arange(settings.batch_size) % gen.num_classes
         self.watch = Stopwatch(self.device)
@@ -197,7 +198,7 @@ class _Runner:
         self.steps_limit = limit = settings.steps_limit_for(name or gen.name)
         total = gen.total_steps(self.params) if self.phased else None
         self.extrapolate = bool(self.phased and limit is not None and limit < total)
-        if self.extrapolate and has_kv_switch and not settings.kv_cache:
+        if self.extrapolate and isinstance(getattr(gen, "kv_cache", None), bool) and not settings.kv_cache:
             raise UserError("--steps-limit with --no-kv-cache: without a cache a step costs more the later it "
                             "comes, so the first steps do not scale; time the full run")
         if limit is not None and not self.phased:
@@ -206,8 +207,27 @@ class _Runner:
         self.timings = ModelTimings(gen.name, settings.batch_size, self.phased, self.extrapolate,
                                     limit if self.extrapolate else None, total, applied=applied,
                                     uniform_step_cost=getattr(gen, "uniform_step_cost", None),
-                                    sampling=self.params.to_dict() if hasattr(self.params, "to_dict") else None)
+                                    sampling=self.params.to_dict() if hasattr(self.params, "to_dict") else None,
+                                    info=gen.info(), built_per_run=not self.keep)
         self._count = 0
+
+    def _build(self) -> Generator:
+        """The generator, set to the settings' kernels and KV-cache switch."""
+        gen, s = self._make(), self.settings
+        if hasattr(gen, "packed_linear"):
+            gen.packed_linear = s.linear != "aten"
+        if hasattr(gen, "attention_kernel"):
+            gen.attention = s.attention
+        if isinstance(getattr(gen, "kv_cache", None), bool):
+            gen.kv_cache = s.kv_cache
+        return gen
+
+    def _generator(self) -> Generator:
+        return self.gen if self.gen is not None else self._build()
+
+    def _drop(self) -> None:
+        if not self.keep:  # a model built for one run: free it (and any reference cycle) before the next
+            gc.collect()
 
     def _rng(self) -> torch.Generator:
         self._count += 1
@@ -223,16 +243,16 @@ class _Runner:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
         return restore
 
-    def once(self) -> tuple[float, float | None, float | None, Any]:
+    def once(self, gen: Generator) -> tuple[float, float | None, float | None, Any]:
         """``(total, generation, step_calls, images)`` seconds of one run. A generator's ``prepare()`` (weight
         packing) runs before the clock starts; its ``release()`` after the run frees packed weights and KV
         caches, so models interleaved in one process hold those one at a time (the KV cache is allocated
         inside the timed run)."""
         restore = self._tf32()
-        if hasattr(self.gen, "prepare"):
-            self.gen.prepare()
+        if hasattr(gen, "prepare"):
+            gen.prepare()
         try:
-            gen, labels, params, rng = self.gen, self.labels, self.params, self._rng()
+            labels, params, rng = self.labels, self.params, self._rng()
             if not self.phased:
                 t, images = self.watch.time(lambda: gen.generate(labels, rng, params))
                 return t, None, None, images
@@ -247,23 +267,29 @@ class _Runner:
             return t_gen + t_dec, t_gen, t_steps, (images, t_dec)
         finally:
             restore()
-            if hasattr(self.gen, "release"):
-                self.gen.release()
+            if hasattr(gen, "release"):
+                gen.release()
 
     def warm(self) -> None:
         if not self.settings.warmup:
             return
-        with PeakMemory(self.device) as mem:
-            for _ in range(self.settings.warmup):
-                self.once()
+        for i in range(self.settings.warmup):
+            gen = self._generator()  # built before the memory watch: its weights are not the run's peak
+            with PeakMemory(self.device) as mem:
+                self.once(gen)
+            del gen
+            self._drop()
+            if i == 0:
+                peak = mem
         # CPU: peak-RSS growth is a process high-water mark, so only the first run of a model shows it
-        self.timings.peak_memory_mib, self.timings.peak_memory_kind = mem.mib, mem.kind
+        self.timings.peak_memory_mib, self.timings.peak_memory_kind = peak.mib, peak.kind
 
     def repeat(self) -> None:
         if self.calibration is not None:
             self.timings.calibration.append(self.calibration.seconds())
+        gen = self._generator()
         with PeakMemory(self.device) as mem:
-            total, t_gen, t_steps, out = self.once()
+            total, t_gen, t_steps, out = self.once(gen)
         if self.device.type == "cuda" or self.timings.peak_memory_mib is None:
             self.timings.peak_memory_mib = max(self.timings.peak_memory_mib or 0.0, mem.mib)
             self.timings.peak_memory_kind = mem.kind
@@ -277,7 +303,9 @@ class _Runner:
                 t.step_calls.append(t_steps)
         else:
             images = out
-        _check_output(self.gen, images, self.settings.batch_size)
+        _check_output(gen, images, self.settings.batch_size)
+        del gen, images, out
+        self._drop()
 
 
 def _check_output(gen: Generator, images: Any, batch: int) -> None:
@@ -288,17 +316,23 @@ def _check_output(gen: Generator, images: Any, batch: int) -> None:
                            f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
 
 
-def bench_interleaved(generators: list[Generator], settings: BenchSettings, device: torch.device | str,
-                      progress: Callable[[str], None] | None = None,
+def bench_interleaved(generators: list[Generator | Callable[[], Generator]], settings: BenchSettings,
+                      device: torch.device | str, progress: Callable[[str], None] | None = None,
                       names: list[str] | None = None) -> list[ModelTimings]:
     """Warm every model up, then time repeat r of every model before repeat r+1 of any (A B A B ...).
-    ``names``: the registry names the generators were made from (for ``model_steps_limits``; default
-    each generator's own name)."""
+
+    ``generators``: instances, held for the whole run, or factories, called before each run (untimed)
+    and freed after it, so models that do not fit in memory together still interleave (--low-memory).
+    ``names``: the registry names they were made from (for ``model_steps_limits``; needed with
+    factories; default each generator's own name)."""
     device = torch.device(device)
     if settings.calibrate and device.type != "cpu":
         raise UserError("--calibrate: the calibration is a CPU workload; it measures CPU machine drift only")
     calibration = Calibration() if settings.calibrate else None
-    names = names or [g.name for g in generators]
+    if names is None:
+        if not all(isinstance(g, Generator) for g in generators):
+            raise ValueError("bench_interleaved: name the generators given as factories")
+        names = [g.name for g in generators]
     if len(names) != len(generators):
         raise ValueError(f"{len(names)} names for {len(generators)} generators")
     unknown = sorted({n for n, _ in settings.model_steps_limits} - set(names))
@@ -311,7 +345,7 @@ def bench_interleaved(generators: list[Generator], settings: BenchSettings, devi
         for r in runners:
             r.repeat()
             if progress:
-                progress(f"repeat {i + 1}/{settings.repeats} {r.gen.name} batch {settings.batch_size}: "
+                progress(f"repeat {i + 1}/{settings.repeats} {r.timings.name} batch {settings.batch_size}: "
                          f"{r.timings.total[-1]:.3f} s{' (generation extrapolated)' if r.extrapolate else ''}")
     return [r.timings for r in runners]
 
