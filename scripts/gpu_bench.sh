@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make gpu-bench`: AliTok-B/L/XL, RAR-XXL and LightningDiT-XL/1 at batch 64 with random weights, the
+# `make gpu-bench`: AliTok-B/L/XL, LlamaGen GPT-B/L (256) and GPT-XL (384, its only release), RAR-XXL,
+# DiT-XL/2 (250 DDPM steps) and LightningDiT-XL/1 at batch 64 with random weights, the
 # `paper` preset (fp32, CFG on, decode included) and the `gpu-check` preset (bf16), all models interleaved
 # in one bench call per preset, then AliTok-B bf16 with the decode step compiled (CUDA graphs) if time is
 # left, in one call of under 10 minutes. Installs nothing but this project (the GPU machine brings its own
@@ -14,7 +15,7 @@ PY=${PYTHON:-python}
 export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import harness" 2>/dev/null || $PY -m pip install -q -e . --no-deps
 DEST=${OUT:-results/bench/gpu/$(date -u +%Y%m%d-%H%M%S)}
-MODELS=${GPU_BENCH_MODELS:-"alitok-b alitok-l alitok-xl rar-xxl lightningdit-xl-1"}
+MODELS=${GPU_BENCH_MODELS:-"alitok-b alitok-l alitok-xl llamagen-gpt-b llamagen-gpt-l llamagen-gpt-xl-384 rar-xxl dit-xl-2 lightningdit-xl-1"}
 REPEATS=${GPU_BENCH_REPEATS:-3}
 # Diffusion at 250 steps x batch 64 takes minutes per run in fp32: time DIFF_STEPS_LIMIT network calls and
 # scale (labelled extrapolated; exact for diffusion, whose every call has the same shapes); AR models run all
@@ -29,8 +30,9 @@ for m in $MODELS; do
 done
 status=0  # a failed run does not stop the others (the GPU time is scarce), but the call exits 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-for preset in paper gpu-check; do
-  timeout 270 $PY -m harness bench --preset "$preset" "${models[@]}" "${limits[@]}" "${args[@]}" "${extra[@]}" --out "$DEST/$preset" \
+for preset in paper gpu-check; do  # fp32 gets the longer cap; the whole call must stay under 10 minutes
+  if [ "$preset" = paper ]; then cap=300; else cap=200; fi
+  timeout $cap $PY -m harness bench --preset "$preset" "${models[@]}" "${limits[@]}" "${args[@]}" "${extra[@]}" --out "$DEST/$preset" \
     || { echo "gpu-bench: $preset run failed or timed out (rc $?)"; status=1; }
 done
 # The GPU target (AliTok-B, bf16, >= 300 images/s on an H200-class GPU) needs the decode step
@@ -38,7 +40,7 @@ done
 # (each preset run above is capped; the whole call must stay under 10 minutes).
 if [ "${GPU_BENCH_COMPILE:-1}" != 1 ]; then
   echo "gpu-bench: skipped the compiled AliTok-B bf16 run (GPU_BENCH_COMPILE=${GPU_BENCH_COMPILE})"
-elif [ "$SECONDS" -lt 400 ] && [[ " $MODELS " == *" alitok-b "* ]]; then
+elif [ "$SECONDS" -lt 440 ] && [[ " $MODELS " == *" alitok-b "* ]]; then
   timeout $((560 - SECONDS)) $PY -m harness bench --preset gpu-check --model alitok-b --compile "${args[@]}" "${extra[@]}" \
     --out "$DEST/gpu-check-compiled-ar" || { echo "gpu-bench: compiled AliTok-B run failed or timed out (rc $?)"; status=1; }
 else

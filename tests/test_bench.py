@@ -507,3 +507,21 @@ def test_low_memory_builds_each_model_per_run_and_holds_one_at_a_time(clock, tmp
     held = json.loads((tmp_path / "held/bench_summary.json").read_text())["rows"]
     low = json.loads((tmp_path / "low/bench_summary.json").read_text())["rows"]
     assert [r["total_s"]["median"] for r in low] == pytest.approx([r["total_s"]["median"] for r in held])
+
+
+def _touch(mib):  # fresh anonymous pages (malloc may reuse resident memory freed by earlier tests)
+    import mmap
+
+    m = mmap.mmap(-1, mib * 2**20)
+    for i in range(0, len(m), 4096):
+        m[i] = 1
+    m.close()
+
+
+def test_cpu_peak_memory_of_a_block_even_below_an_earlier_peak():
+    _touch(300)  # 300 MiB touched, then freed: the process's lifetime peak
+    with timing.PeakMemory("cpu") as mem:
+        _touch(100)
+    if mem.kind == "cpu_peak_rss_growth":
+        pytest.skip("this kernel does not let the peak RSS be reset (/proc/self/clear_refs)")
+    assert mem.kind == "cpu_peak_rss_above_start" and 90 <= mem.mib <= 130

@@ -281,7 +281,8 @@ class _Runner:
             self._drop()
             if i == 0:
                 peak = mem
-        # CPU: peak-RSS growth is a process high-water mark, so only the first run of a model shows it
+        # where the CPU peak cannot be reset (cpu_peak_rss_growth: a process high-water mark) only the first
+        # run of a model shows its memory, so the warm-up's stands
         self.timings.peak_memory_mib, self.timings.peak_memory_kind = peak.mib, peak.kind
 
     def repeat(self) -> None:
@@ -290,7 +291,7 @@ class _Runner:
         gen = self._generator()
         with PeakMemory(self.device) as mem:
             total, t_gen, t_steps, out = self.once(gen)
-        if self.device.type == "cuda" or self.timings.peak_memory_mib is None:
+        if mem.kind != "cpu_peak_rss_growth" or self.timings.peak_memory_mib is None:
             self.timings.peak_memory_mib = max(self.timings.peak_memory_mib or 0.0, mem.mib)
             self.timings.peak_memory_kind = mem.kind
         t = self.timings

@@ -101,8 +101,32 @@ def _rss_peak_mib() -> float:
     return peak / 1024.0 / (1024.0 if sys.platform == "darwin" else 1.0)  # bytes on macOS, KiB on Linux
 
 
+def _proc_status_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_rss_high_water() -> bool:
+    """Linux >= 4.0: writing 5 to clear_refs resets the process's peak RSS (VmHWM) to its current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 class PeakMemory:
-    """Peak memory of a block: CUDA max allocated (reset at entry), or the CPU peak-RSS growth."""
+    """Peak memory of a block: CUDA max allocated (reset at entry); on CPU the peak RSS above the RSS at
+    entry, where Linux lets the peak be reset (``cpu_peak_rss_above_start``), else the growth of the
+    process's lifetime peak (``cpu_peak_rss_growth``: 0 for a block that stays under an earlier peak,
+    e.g. a model built after a larger one was freed)."""
 
     def __init__(self, device: torch.device | str):
         self.device = torch.device(device)
@@ -113,6 +137,9 @@ class PeakMemory:
         if self.device.type == "cuda":
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+        elif _reset_rss_high_water() and _proc_status_mib("VmRSS") is not None:
+            self.kind = "cpu_peak_rss_above_start"
+            self._start = _proc_status_mib("VmRSS")
         else:
             self._start = _rss_peak_mib()
         return self
@@ -121,6 +148,8 @@ class PeakMemory:
         if self.device.type == "cuda":
             synchronize(self.device)
             self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self.kind == "cpu_peak_rss_above_start":
+            self.mib = max(0.0, (_proc_status_mib("VmHWM") or 0.0) - self._start)
         else:
             self.mib = max(0.0, _rss_peak_mib() - self._start)
 
