@@ -52,7 +52,7 @@ bench-baseline: setup
 	$(BENCH_PYTEST) --benchmark-json=$(BENCH_OUT)/pytest-benchmark-run2.json
 	$(BIN)/python -m harness.speed.gate --save $(BENCH_OUT)/pytest-benchmark-run1.json $(BENCH_OUT)/pytest-benchmark-run2.json --baselines results/bench/baselines
 
-# every committed CPU speed result, on a quiet machine (about 55 minutes on 2 cores; scripts/cpu_speed.sh)
+# every committed CPU speed result, on a quiet machine (about 80 minutes on 2 cores; scripts/cpu_speed.sh)
 cpu-speed: setup
 	PYTHON=$(BIN)/python bash scripts/cpu_speed.sh
 

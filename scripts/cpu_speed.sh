@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 55 minutes
+# `make cpu-speed`: every committed CPU speed result, regenerated on a quiet machine (about 80 minutes
 # on 2 cores). Nothing else may run meanwhile: the figures are only as good as the machine is quiet
 # (each record holds the load average before and after).
 #   1. results/speed/ar_floor_report.{md,json}: AliTok-B with CFG, official-loop replica vs our sampler
@@ -9,7 +9,10 @@
 #      (random weights; the AR models timed in full, LightningDiT on 4 of its 250 network calls and
 #      scaled, which is exact for a sampler whose every call has the same shapes), for the AR : diffusion
 #      ratios.
-#   3. results/bench/cpu/alitok-tiny-run{1,2} + agreement.json: two identical runs, checked against
+#   3. results/bench/cpu/all-models-batch2: all nine full-size models of the issue (AliTok-B/L/XL, LlamaGen
+#      GPT-B/L and GPT-XL-384, RAR-XXL, DiT-XL/2, LightningDiT-XL/1) interleaved in one run, built per run
+#      (--low-memory: they do not fit in 24 GB together), AR in full, the diffusion models on 4 calls.
+#   4. results/bench/cpu/alitok-tiny-run{1,2} + agreement.json: two identical runs, checked against
 #      their own spread, in units of the machine calibration timed before each repeat (--calibrate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,10 @@ echo "cpu-speed: load average $(cut -d' ' -f1-3 /proc/loadavg) at start, $THREAD
 $PY -m harness.speed.ar_floor_report --out results/speed --threads "$THREADS" --steps 273 --repeats 5 --no-compile
 $PY -m harness bench --model alitok-l --model alitok-xl --model lightningdit-xl-1 --model rar-xxl --random-weights \
   --batch-size 2 --steps-limit lightningdit-xl-1=4 --repeats 3 --threads "$THREADS" --device cpu --out results/bench/cpu/side-by-side-batch2
+$PY -m harness bench --model alitok-b --model alitok-l --model alitok-xl --model llamagen-gpt-b --model llamagen-gpt-l \
+  --model llamagen-gpt-xl-384 --model rar-xxl --model dit-xl-2 --model lightningdit-xl-1 --random-weights --low-memory \
+  --batch-size 2 --steps-limit dit-xl-2=4 --steps-limit lightningdit-xl-1=4 --repeats 3 --threads "$THREADS" --device cpu \
+  --out results/bench/cpu/all-models-batch2
 for run in 1 2; do
   $PY -m harness bench --preset cpu-smoke --repeats 5 --calibrate --threads "$THREADS" --device cpu \
     --out results/bench/cpu/alitok-tiny-run$run

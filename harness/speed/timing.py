@@ -126,7 +126,9 @@ class PeakMemory:
     """Peak memory of a block: CUDA max allocated (reset at entry); on CPU the peak RSS above the RSS at
     entry, where Linux lets the peak be reset (``cpu_peak_rss_above_start``), else the growth of the
     process's lifetime peak (``cpu_peak_rss_growth``: 0 for a block that stays under an earlier peak,
-    e.g. a model built after a larger one was freed)."""
+    e.g. a model built after a larger one was freed). Either CPU figure counts resident memory the block
+    adds: memory the allocator kept from earlier frees and hands out again does not show, so a CPU
+    figure is a lower bound (CUDA's allocator counts every live tensor)."""
 
     def __init__(self, device: torch.device | str):
         self.device = torch.device(device)
