@@ -157,9 +157,9 @@ def run(args: argparse.Namespace) -> int:
         print("bench: no model to measure", file=sys.stderr)
         return 0 if args.skip_missing else 2
     rows, records = [], []
+    sweep = [dataclasses.replace(s, model_steps_limits=tuple((n, k) for n, k in s.model_steps_limits
+                                                             if n not in skipped)) for s in sweep]
     for settings in sweep:
-        settings = dataclasses.replace(settings, model_steps_limits=tuple(
-            (n, k) for n, k in settings.model_steps_limits if n not in skipped))
         results = bench_interleaved(gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr),
                                     names=measured)
         for name, res in zip(measured, results):

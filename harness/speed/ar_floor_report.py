@@ -59,6 +59,7 @@ from harness.nn.ar_sampling import ar_sample
 from harness.nn.packed_linear import PackedLinears
 from harness.nn.rope import apply_rope
 from harness.speed import floors
+from harness.speed.timing import load_average
 
 OFFICIAL_STEPS = 273
 
@@ -127,13 +128,22 @@ def weight_bytes(model, dtype_bytes: int = 4) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embeddings")) * dtype_bytes
 
 
-def floor_seconds(model, batch: int, steps: int, fl: dict, scale: float = 1.0) -> dict[str, float]:
+def step_costs(model, batch: int, steps: int) -> tuple[int, list[int], list[int]]:
+    """``(weight bytes, FLOPs per step, KV-cache bytes per step)`` of ``steps`` decode steps of a CFG
+    ``batch``: what the floors divide, independent of the machine (computed once per batch)."""
+    rows, n_cond = 2 * batch, 1
+    return (weight_bytes(model), [step_flops(model, rows, n_cond + t) for t in range(steps)],
+            [kv_bytes(model, rows, n_cond + t) for t in range(steps)])
+
+
+def floor_seconds(model, batch: int, steps: int, fl: dict, scale: float = 1.0,
+                  costs: tuple[int, list[int], list[int]] | None = None) -> dict[str, float]:
     """Weight-read, matmul and roofline floors of ``steps`` decode steps of a CFG ``batch`` at the read
-    bandwidth and fp32 matmul peak in ``fl``, times ``scale`` (273 / steps when extrapolating)."""
-    rows, n_cond, weights = 2 * batch, 1, weight_bytes(model)
+    bandwidth and fp32 matmul peak in ``fl``, times ``scale`` (273 / steps when extrapolating).
+    ``costs``: ``step_costs(model, batch, steps)`` when the caller has it already."""
+    weights, flops, kv = costs or step_costs(model, batch, steps)
     bw, peak = fl["read_gbps"] * 1e9, fl["matmul_fp32_gflops"] * 1e9
-    flops = [step_flops(model, rows, n_cond + t) for t in range(steps)]
-    roofline = sum(max((weights + kv_bytes(model, rows, n_cond + t)) / bw, f / peak) for t, f in enumerate(flops))
+    roofline = sum(max((weights + k) / bw, f / peak) for f, k in zip(flops, kv))
     return {"weight_read_s": steps * weights / bw * scale, "matmul_s": sum(flops) / peak * scale,
             "roofline_s": roofline * scale}
 
@@ -161,13 +171,6 @@ def floor_range(paired: dict) -> dict[str, list[float]]:
         if every else {}
 
 
-def _load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int], compile: bool) -> dict:
     torch.set_num_threads(threads)
     if decode_attention.build_error():
@@ -175,7 +178,7 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
     from harness.registry import generators, load_plugins
 
     load_plugins()
-    load_start = _load()
+    load_start = load_average()
     gen = generators.get("alitok-b")(device=torch.device("cpu"), random_weights=True)
     model, params = gen.model, gen.default_sampling  # the official AliTok-B preset: cfg 16, pow 1.8
     model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
@@ -232,12 +235,13 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
                     times[name][b].append(time.perf_counter() - t)
 
     scale = OFFICIAL_STEPS / steps
-    floor_s = {b: floor_seconds(model, b, steps, fl, scale) for b in batches}
+    costs = {b: step_costs(model, b, steps) for b in batches}
+    floor_s = {b: floor_seconds(model, b, steps, fl, scale, costs[b]) for b in batches}
     rows = []
     for name, per_batch in times.items():
         for b, ts in per_batch.items():
             official = statistics.median(times["official-loop"][b]) * scale
-            per_run = [floor_seconds(model, b, steps, f, scale) for f in paired[name][b]]
+            per_run = [floor_seconds(model, b, steps, f, scale, costs[b]) for f in paired[name][b]]
             rows.append({"variant": name, "batch": b, "speedup_vs_official": official / (statistics.median(ts) * scale),
                          **summarise(ts, per_run, b, scale)})
     record = {
@@ -245,7 +249,7 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
         "steps_measured": steps, "steps_reported": OFFICIAL_STEPS, "extrapolated": steps != OFFICIAL_STEPS,
         "repeats": repeats, "interleaved": True, "batches": batches,
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "load_average_start": load_start, "load_average_end": _load(), "floors": fl, "floor_seconds": floor_s,
+        "load_average_start": load_start, "load_average_end": load_average(), "floors": fl, "floor_seconds": floor_s,
         "floors_paired": {name: {b: fs for b, fs in per_batch.items()} for name, per_batch in paired.items()},
         "floor_range": floor_range(paired),
         "compile_s": compile_s, "replica_matches_ours": replica_ok, "torch": torch.__version__,

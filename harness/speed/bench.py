@@ -188,9 +188,8 @@ class _Runner:
         self.calibration = calibration
         # a factory instead of a generator: build the model for each run and free it after (--low-memory)
         self._make = (lambda: source) if isinstance(source, Generator) else source
-        self.keep = isinstance(source, Generator)
         gen = self._build()
-        self.gen: Generator | None = gen if self.keep else None
+        self.gen: Generator | None = gen if isinstance(source, Generator) else None  # None: built per run
         self.params, applied = sampling_params(gen, settings)
         self.labels = torch.arange(settings.batch_size) % gen.num_classes
         self.watch = Stopwatch(self.device)
@@ -208,7 +207,7 @@ class _Runner:
                                     limit if self.extrapolate else None, total, applied=applied,
                                     uniform_step_cost=getattr(gen, "uniform_step_cost", None),
                                     sampling=self.params.to_dict() if hasattr(self.params, "to_dict") else None,
-                                    info=gen.info(), built_per_run=not self.keep)
+                                    info=gen.info(), built_per_run=self.gen is None)
         self._count = 0
 
     def _build(self) -> Generator:
@@ -226,7 +225,7 @@ class _Runner:
         return self.gen if self.gen is not None else self._build()
 
     def _drop(self) -> None:
-        if not self.keep:  # a model built for one run: free it (and any reference cycle) before the next
+        if self.gen is None:  # a model built for one run: free it (and any reference cycle) before the next
             gc.collect()
 
     def _rng(self) -> torch.Generator:

@@ -25,8 +25,20 @@ import torch.nn.functional as F
 WORKLOAD = "4 x (fp32 mm 1024^3 + 256 MB sum) + float64 768^3 matmul"
 
 
-class Calibration:
-    """The workload's tensors, made once (``__call__`` runs it; ``seconds()`` times one run)."""
+class _Workload:
+    """A fixed workload whose tensors are made once: ``__call__`` runs it, ``seconds()`` times one run."""
+
+    def __call__(self) -> float:
+        raise NotImplementedError
+
+    def seconds(self) -> float:
+        t = time.perf_counter()
+        self()
+        return time.perf_counter() - t
+
+
+class Calibration(_Workload):
+    """Mixed compute and memory work: the default unit."""
 
     def __init__(self) -> None:
         g = torch.Generator().manual_seed(0)
@@ -41,17 +53,12 @@ class Calibration:
             self.big.sum()
         return float((self.x @ self.y)[0, 0])
 
-    def seconds(self) -> float:
-        t = time.perf_counter()
-        self()
-        return time.perf_counter() - t
-
 
 STREAM_WORKLOAD = ("4 passes of 4 rows x 16 fp32 weights of 2048 x 2048 (256 MB), oneDNN packed where it exists, "
                    "else F.linear")
 
 
-class StreamCalibration:
+class StreamCalibration(_Workload):
     """Weight streaming at decode batch sizes: a fixed 4-row Linear over 256 MB of weights."""
 
     def __init__(self) -> None:
@@ -72,8 +79,3 @@ class StreamCalibration:
     def __call__(self) -> float:
         with torch.inference_mode():
             return float(sum(self._linear(w)[0, 0] for _ in range(4) for w in self.weights))
-
-    def seconds(self) -> float:
-        t = time.perf_counter()
-        self()
-        return time.perf_counter() - t

@@ -66,8 +66,13 @@ def _read(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _is(name: str, bench: str) -> bool:
+    """``name`` (a pytest-benchmark fullname) is the benchmark function ``bench``."""
+    return name == bench or name.endswith("::" + bench)
+
+
 def _is_calibration(name: str) -> bool:
-    return any(name.endswith("::" + c) or name == c for c in UNITS.values())
+    return any(_is(name, c) for c in UNITS.values())
 
 
 def _medians(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -87,7 +92,7 @@ def _calibrations(medians: dict[str, dict[str, Any]]) -> dict[str, float]:
     """``{unit: median seconds}`` of the calibration benchmarks present (each exactly once)."""
     out = {}
     for unit, bench in UNITS.items():
-        hits = [v["median"] for k, v in medians.items() if k.endswith("::" + bench) or k == bench]
+        hits = [v["median"] for k, v in medians.items() if _is(k, bench)]
         if len(hits) == 1:
             out[unit] = hits[0]
     return out

@@ -139,11 +139,12 @@ class PeakMemory:
         if self.device.type == "cuda":
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-        elif _reset_rss_high_water() and _proc_status_mib("VmRSS") is not None:
-            self.kind = "cpu_peak_rss_above_start"
-            self._start = _proc_status_mib("VmRSS")
         else:
-            self._start = _rss_peak_mib()
+            rss = _proc_status_mib("VmRSS") if _reset_rss_high_water() else None
+            if rss is not None:
+                self.kind, self._start = "cpu_peak_rss_above_start", rss
+            else:
+                self._start = _rss_peak_mib()
         return self
 
     def __exit__(self, *exc: Any) -> None:
