@@ -1,0 +1,79 @@
+"""Shared by the per-family fixture scripts: import an upstream checkout, give its modules seeded
+random weights, and write inputs/outputs as safetensors with a manifest saying what produced them.
+
+Each family script runs in its own process (`python -m scripts.upstream_fixtures.make_<family>`),
+because upstream repositories reuse top-level module names (`models`, `transport`, `modeling`).
+Nothing here is imported by the project or its tests: tests read only the written files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "upstream"
+
+
+def parse_args(family: str, default_checkout: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=f"write the {family} fixtures from its official code")
+    p.add_argument("--upstream", type=Path, required=True,
+                   help=f"folder of upstream checkouts (this script reads UPSTREAM/{default_checkout})")
+    p.add_argument("--out", type=Path, default=FIXTURES / family)
+    args = p.parse_args()
+    args.checkout = (args.upstream / default_checkout).resolve()
+    if not args.checkout.is_dir():
+        sys.exit(f"error: {args.checkout}: no upstream checkout there")
+    return args
+
+
+def import_upstream(checkout: Path) -> str:
+    """Put the checkout first on sys.path; returns its commit (refuses a dirty tree's tracked changes)."""
+    sys.path.insert(0, str(checkout))
+    return git_commit(checkout)
+
+
+def git_commit(checkout: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@torch.no_grad()
+def seed_weights_(module: torch.nn.Module, seed: int, std: float = 0.02) -> torch.nn.Module:
+    """Every floating parameter and buffer drawn from N(0, std) in state_dict order from one seed
+    (norm scales around 1, so activations stay in range); integer buffers are left as built."""
+    g = torch.Generator().manual_seed(seed)
+    for name, t in module.state_dict(keep_vars=True).items():
+        if not t.is_floating_point():
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        noise = torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype)
+        is_norm_scale = t.dim() == 1 and leaf == "weight" and any(k in name.lower() for k in ("norm", "ln", "bn"))
+        t.copy_(1.0 + std * noise if is_norm_scale else std * noise)
+    return module
+
+
+def write_fixture(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], *, upstream: str,
+                  commit: str, script: str, notes: dict | None = None) -> Path:
+    """`<out_dir>/<name>.safetensors` plus an entry in `<out_dir>/manifest.json` (one per fixture)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.safetensors"
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    manifest_path = out_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest[name] = {
+        "upstream": upstream, "commit": commit, "script": script,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "tensors": sorted(tensors), **({"notes": notes} if notes else {}),
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
