@@ -142,11 +142,31 @@ def test_cfg_needs_uncond(model):
         ar_sample(model, cond, 3, PARAMS["cfg-power-cosine"], torch.Generator())
 
 
-def test_bf16_autocast_path_runs_and_stays_close(model):
+def test_bf16_autocast_path_stays_close_to_fp32_on_the_same_context(model):
     cond, uncond = _cond([0, 1])
-    out = ar_sample(model, cond, TINY.num_tokens, PARAMS["no-cfg"], torch.Generator().manual_seed(0), dtype=torch.bfloat16)
+    seen = []
+
+    def spy(*args):
+        logits = model.decode_step(*args)
+        seen.append(logits.float())
+        return logits
+
+    out = ar_sample(model, cond, TINY.num_tokens, PARAMS["no-cfg"], torch.Generator().manual_seed(0),
+                    dtype=torch.bfloat16, decode_step=spy)
     assert out.shape == (2, TINY.num_tokens)
     assert model.blocks[0].attn.kv_cache.k.dtype == torch.bfloat16
+    # teacher-forced fp32 forward over the tokens the bf16 run drew: the logits each cached bf16 step
+    # produced (for tokens 1..T-1) against the uncached fp32 ones on the same context
+    with torch.no_grad():
+        ref = model(torch.cat([cond, out], dim=1))[:, cond.shape[1]:-1].float()
+    got = torch.stack(seen, dim=1)
+    assert got.shape == ref.shape
+    # bf16 keeps 8 significant bits (unit roundoff 2^-9); a width-64, depth-2 network accumulates a few
+    # dozen such roundings, so a few percent of the logit scale bounds it, while a wrong cache, position
+    # or mask moves logits by their full scale
+    scale = float(ref.abs().max())
+    assert float((got - ref).abs().max()) <= 0.05 * scale
+    assert float((got - ref).abs().max()) > 0  # the bf16 path really ran
 
 
 # -- token draws -----------------------------------------------------------------------------------
