@@ -88,6 +88,15 @@ def metric(record, name: str) -> float | None:
     return _number(_first(record, f"metrics.{name}"))
 
 
+def metric_raw(record, name: str) -> float | None:
+    """The recorded number as it is, NaN and infinities included (gates must see them to fail on them);
+    None where the record holds no number."""
+    paths = (("speed.images_per_s", "speed.images_per_s_rank0", "metrics.images_per_s") if name == "images_per_s"
+             else (f"metrics.{name}",))
+    v = _first(record, *paths)
+    return None if isinstance(v, bool) or not isinstance(v, (int, float)) else float(v)
+
+
 def uncertainty(record, name: str) -> float | None:
     """One standard deviation of ``name`` where the record measured one (seeds, splits, repeats)."""
     if name == "images_per_s":
@@ -148,7 +157,78 @@ def hardware(record) -> str | None:
 
 
 def paper_comparable(record) -> bool:
-    return bool(record.get("paper_comparable", False))
+    """Only a JSON ``true`` counts: the string "false" (or 1, or "yes") is not a comparability claim."""
+    return record.get("paper_comparable") is True
+
+
+# ---- what decides a number (compare and claims match records on these) ----------------------------
+def evaluated_n(record) -> list[int]:
+    """Every sample count the record states (evaluated, sampled, asked for); they agree in a sound record."""
+    vals = [_number(dig(record, p)) for p in ("metric_provenance.samples.n", "samples.n", "metric_provenance.n_samples",
+                                               "spec.protocol.num_samples")]
+    return sorted({int(v) for v in vals if v is not None})
+
+
+def reference_digest(record) -> str | None:
+    """The reference a distribution metric was measured against: the statistics file's digest, else
+    the held-out source (reconstruction and ablation records measure against their own images)."""
+    return _first(record, "metric_provenance.reference.sha256", "spec.source_description",
+                  "metric_provenance.gfid_reference")
+
+
+def reference_kind(record) -> str | None:
+    return _first(record, "metric_provenance.reference.kind")
+
+
+def extractor_weights(record) -> dict[str, Any]:
+    w = dig(record, "metric_provenance.weights")
+    return w if isinstance(w, dict) else {}
+
+
+def extractor_weights_digest(record) -> str | None:
+    """Digest of the feature extractor's weights (a digest of the tensors where the record has one)."""
+    w = extractor_weights(record)
+    return w.get("tensor_sha256") or w.get("tensors_sha256") or w.get("sha256")
+
+
+# metric -> the evaluator settings that move it (harness/metrics/evaluate.py provenance keys)
+_SETTINGS_COMMON = ("extractor", "resize", "protocol_facts.feature_numerics")
+_SETTINGS = {"fid": ("fid_method",), "sfid": ("fid_method", "sfid_layer"), "is": ("is_mode",),
+             "kid": ("kid_subset_size",), "prec": ("pr_k",), "recall": ("pr_k",)}
+
+
+def metric_settings(record, name: str) -> dict[str, Any]:
+    """The evaluator settings that decide ``name`` (absent ones left out)."""
+    out = {}
+    for key in _SETTINGS_COMMON + _SETTINGS.get(name, ()):
+        v = dig(record, f"metric_provenance.{key}")
+        if v is not None:
+            out[key] = v
+    feature = dig(record, f"metric_provenance.metric_features.{name}")
+    if feature is not None:
+        out["features"] = feature
+    return out
+
+
+def sampling_identity(record) -> dict[str, Any]:
+    """What decides the samples: the sampling identity hash, the sampling parameters and the seed."""
+    out = {"identity_hash": _first(record, "seeds.sampling_identity_hash"), "params": sampling(record) or None,
+           "seed": seed(record)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def machine(record) -> dict[str, Any] | None:
+    """CPU model and GPU name of the machine that measured the record; None where it does not name
+    the CPU model (``env.device_name`` of older records says only "x86_64")."""
+    m = record.get("machine")
+    if not isinstance(m, dict) or not m.get("cpu_model"):
+        return None
+    return {"cpu_model": m.get("cpu_model"), "gpu_name": m.get("gpu_name")}
+
+
+def bench_run_id(record) -> str | None:
+    """One id shared by every record of one ``bench`` invocation (models interleaved in one run)."""
+    return _first(record, "spec.bench_run_id")
 
 
 def protocol_findings(record) -> list[str]:
