@@ -178,7 +178,7 @@ def write_result_json(data: dict[str, Any], path: str | Path, command: str | Non
                                   "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}}
     path = Path(path)
     with atomic_path(path, "w") as f:
-        json.dump(out, f, indent=1, sort_keys=False, allow_nan=False, default=str)
+        json.dump(out, f, indent=2, sort_keys=False, allow_nan=False, default=str)
         f.write("\n")
     return path
 

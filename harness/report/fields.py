@@ -217,13 +217,21 @@ def sampling_identity(record) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+_BARE_ARCH = {"x86_64", "amd64", "aarch64", "arm64", "i386", "i686", "cpu", "cuda", "mps", ""}
+
+
 def machine(record) -> dict[str, Any] | None:
-    """CPU model and GPU name of the machine that measured the record; None where it does not name
-    the CPU model (``env.device_name`` of older records says only "x86_64")."""
+    """The machine that measured the record: ``machine.cpu_model`` and ``machine.gpu_name``; None where
+    the record does not name them. A bench record without that block still names its device model in
+    ``env.device_name`` (the bench verb reads it from /proc/cpuinfo or CUDA); a bare architecture
+    ("x86_64", what other verbs record there) names no machine."""
     m = record.get("machine")
-    if not isinstance(m, dict) or not m.get("cpu_model"):
-        return None
-    return {"cpu_model": m.get("cpu_model"), "gpu_name": m.get("gpu_name")}
+    if isinstance(m, dict) and m.get("cpu_model"):
+        return {"cpu_model": m.get("cpu_model"), "gpu_name": m.get("gpu_name")}
+    name = dig(record, "env.device_name")
+    if kind(record) == "bench" and isinstance(name, str) and name.strip().lower() not in _BARE_ARCH:
+        return {"device_name": name}
+    return None
 
 
 def bench_run_id(record) -> str | None:
