@@ -384,7 +384,8 @@ def to_frame(verdicts: list[Verdict]):
     return pd.DataFrame([{
         "id": v.claim.id, "claim": v.claim.claim, "section": _section(v.claim), "source": v.claim.source,
         "metric": v.claim.metric, "paper_value": v.claim.value, "measured": v.measured, "measured_unc": v.unc,
-        "measured_unc_kind": _unc_kind(v), "n_records": v.n, "delta": v.delta,
+        "measured_unc_kind": _unc_kind(v), "n_records": v.n,
+        "delta": v.delta if v.claim.scale == "paper" else None,   # a tiny difference is no estimate of the paper's
         "verdict": v.verdict if v.claim.scale == "paper" else "",
         "tiny_direction": v.verdict if v.claim.scale == "tiny" else "",
         "detail": v.detail, "protocol": v.claim.protocol,
