@@ -161,3 +161,20 @@ def test_unknown_allow_differ_field_is_a_one_line_error(tmp_path, capsys):
     assert main(["compare", str(base), str(base), "--fail", "fid:+2%", "--allow-differ", "colour"]) == 2
     err = capsys.readouterr().err
     assert "--allow-differ" in err and "colour" in err and "protocol" in err   # names the known fields
+
+
+def test_a_rebuilt_reference_is_the_same_reference_and_another_source_is_not():
+    # a reference the harness builds holds its build time and commit, so its file digest changes on
+    # every rebuild (results/golden: 62f05c68... committed, another digest on each `run golden`)
+    def built(sha, source="embedded natural_patches(split=val, size=32, per_class=10, seed=0)"):
+        r = _eval_rec("a", 266.457)
+        r["metric_provenance"]["reference"] = {"sha256": sha, "kind": "alitok-bench", "source": source, "n_stats": 110,
+                                               "n_images_arr0": 110, "image_size": [32, 32], "resize": "tf1-bilinear-299",
+                                               "metadata": {"created_at": sha[:8]}}
+        return r
+    gate = [parse_gate("fid:+2%")]
+    assert compare([built("62f05c68" * 8)], [built("f6c59137" * 8)], gate)[0].passed
+    from harness.compare import NotComparable
+
+    with pytest.raises(NotComparable, match="reference"):
+        compare([built("62f05c68" * 8)], [built("f6c59137" * 8, source="embedded natural_patches(split=train)")], gate)
