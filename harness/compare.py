@@ -9,7 +9,8 @@ bad direction (up for FID, down for images/s):
 
 Records pair up by label (a suite entry's label, else the model name), and a pair is gated only when
 the two records agree on what decides the number (``COMPARED_ON``: protocol, reference, N, feature
-weights, metric settings, sampling identity; for images/s the machine, batch size and dtype).
+weights, metric settings, sampling identity; for images/s the machine (its CPU model and GPU name;
+a record that does not name them matches nothing), batch size, dtype and sampling parameters).
 Otherwise ``compare`` refuses (``NotComparable``, exit 2) with one line per label naming the fields
 that differ, unless the caller allows those fields by name (``--allow-differ n,reference``). Two
 records of one label that both hold the gated metric are refused too: which one counts would be a
@@ -41,12 +42,15 @@ _QUALITY: dict[str, Callable[[dict, str], Any]] = {
     "sampling": lambda r, m: fields.sampling_identity(r) or None,
 }
 _SPEED: dict[str, Callable[[dict, str], Any]] = {
-    "machine": lambda r, m: fields.machine(r) or fields.hardware(r),
+    "machine": lambda r, m: fields.machine(r),
     "batch_size": lambda r, m: fields.batch_size(r),
     "dtype": lambda r, m: fields.dtype(r),
     "sampling": lambda r, m: fields.sampling(r) or None,
 }
 COMPARED_ON = tuple(dict.fromkeys([*_QUALITY, *_SPEED]))
+# fields whose absence on either side counts as a difference even when both lack them: two speeds
+# from machines that do not name their CPU model ("x86_64") may come from two different CPUs
+_UNKNOWN_DIFFERS = ("machine",)
 
 
 class GateError(UserError):
@@ -192,13 +196,13 @@ def differences(base: dict, new: dict, metric: str) -> dict[str, tuple[Any, Any]
     out = {}
     for name, read in readers.items():
         b, n = read(base, metric), read(new, metric)
-        if b != n:
+        if b != n or (name in _UNKNOWN_DIFFERS and b is None):
             out[name] = (b, n)
     return out
 
 
 def _short(v: Any) -> str:
-    text = "absent" if v is None else str(v)
+    text = "not recorded" if v is None else str(v)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

@@ -9,10 +9,15 @@ from harness.compare import GateError, compare, parse_gate
 from harness.records import RunRecord
 
 
-def _rec(label, fid, ips, fid_std=None):
+MACHINE = {"cpu_model": "AMD EPYC 7B13", "gpu_name": None}
+
+
+def _rec(label, fid, ips, fid_std=None, machine=MACHINE):
     metrics = {"fid": fid, **({"fid_std": fid_std} if fid_std is not None else {})}
     d = RunRecord(kind="eval", model={"name": label}, metrics=metrics, speed={"images_per_s": ips}).to_dict()
     d["label"] = label
+    if machine is not None:
+        d["machine"] = dict(machine)
     return d
 
 
@@ -178,3 +183,16 @@ def test_a_rebuilt_reference_is_the_same_reference_and_another_source_is_not():
 
     with pytest.raises(NotComparable, match="reference"):
         compare([built("62f05c68" * 8)], [built("f6c59137" * 8, source="embedded natural_patches(split=train)")], gate)
+
+
+@pytest.mark.parametrize("new_machine", [{"cpu_model": "Intel(R) Xeon(R) Processor", "gpu_name": None}, None])
+def test_speed_from_another_or_an_unnamed_machine_is_refused(new_machine):
+    from harness.compare import NotComparable
+
+    gate = [parse_gate("images_per_s:-10%")]
+    with pytest.raises(NotComparable, match=r"\[a\] .*machine"):
+        compare([_rec("a", 10.0, 100.0)], [_rec("a", 10.0, 100.0, machine=new_machine)], gate)
+    with pytest.raises(NotComparable, match="machine"):   # neither names its CPU: two CPUs look alike
+        compare([_rec("a", 10.0, 100.0, machine=None)], [_rec("a", 10.0, 100.0, machine=None)], gate)
+    assert compare([_rec("a", 10.0, 100.0)], [_rec("a", 10.0, 95.0, machine=new_machine)], gate,
+                   allow_differ={"machine"})[0].passed
