@@ -135,7 +135,8 @@ class ClaimsFile:
                 raise ValueError(f"claim {c.id}: a tiny-scale claim names its preset's protocol in every query")
             # a paper number is answered only by records that are comparable with the paper
             if c.scale == "paper" and c.metric != "images_per_s" and not all(q.paper_comparable for q in c.queries()):
-                raise ValueError(f"claim {c.id}: a paper claim on {c.metric} needs paper_comparable: true in its queries")
+                raise ValueError(f"claim {c.id}: a paper claim on {c.metric} needs paper_comparable: true "
+                                 "in its queries")
 
 
 def load_claims(path: str | Path) -> ClaimsFile:
@@ -198,7 +199,8 @@ def not_comparable_because(record: dict[str, Any], q: Query, metric: str) -> str
         if fields.kind(record) == "recon" and not source.startswith("imagenet"):
             return f"reconstructs {source or 'an unrecorded source'}, not ImageNet val"
     elif fields.reference_kind(record) != ADM_REFERENCE_KIND:
-        return f"reference is {fields.reference_kind(record) or 'not recorded'}, not the ADM VIRTUAL_imagenet256_labeled batch"
+        kind = fields.reference_kind(record) or "not recorded"
+        return f"reference is {kind}, not the ADM VIRTUAL_imagenet256_labeled batch"
     return None
 
 
@@ -228,8 +230,9 @@ def hits(records: list[dict[str, Any]], q: Query, metric: str) -> tuple[list[dic
     if not found:
         return [], f"no record with {q.describe()}"
     if q.paper_comparable:
-        why_not = [w for w in (not_comparable_because(r, q, metric) for r in found) if w]
-        found = [r for r in found if not_comparable_because(r, q, metric) is None]
+        reasons = [(r, not_comparable_because(r, q, metric)) for r in found]
+        why_not = [w for _, w in reasons if w]
+        found = [r for r, w in reasons if w is None]
         if not found:
             return [], f"{len(why_not)} record(s) with {q.describe()} but none comparable with the paper ({why_not[0]})"
     with_metric = [r for r in found if fields.metric(r, metric) is not None]
