@@ -314,7 +314,10 @@ def ratio_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: 
                         "machine (a ratio needs one spec.bench_run_id and one machine.cpu_model / gpu_name)")
     if len(ratios) == 1:
         return ratios[0]
-    return _mean([{"metrics": {"r": e.value}} for e in ratios], "r")
+    xs = [e.value for e in ratios]   # several runs: their mean, with the sd of the mean as its uncertainty
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    return Estimate(mean, sd / math.sqrt(len(xs)), len(xs))
 
 
 @dataclasses.dataclass

@@ -217,3 +217,12 @@ def test_bad_claims_file_is_a_config_error(tmp_path):
         " value: 1.0, tolerance: {abs: 0.1}, measure: {query: {model: m}}}\n")
     with pytest.raises(ConfigError, match="source 'nope'"):
         load_claims(tmp_path / "c.yaml")
+
+
+def test_speed_ratios_of_several_bench_runs_average_per_run(claims):
+    # each run's ratio is taken inside the run (its load is shared by both models), then averaged
+    recs = [_bench("alitok-xl", 63.0, run="r1"), _bench("lightningdit-xl-1", 6.0, run="r1"),
+            _bench("alitok-xl", 33.0, run="r2"), _bench("lightningdit-xl-1", 3.0, run="r2")]
+    v = _by_id(claims, check(claims, recs))["ratio-xl-lightningdit"]
+    assert v.measured == pytest.approx((63.0 / 6.0 + 33.0 / 3.0) / 2) and v.n == 2
+    assert v.unc == pytest.approx(abs(63.0 / 6.0 - 33.0 / 3.0) / 2)   # sd of two values / sqrt(2)
