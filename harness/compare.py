@@ -152,15 +152,6 @@ def _usable(records: list[dict]) -> list[dict]:
     return [r for r in records if fields.status(r) in (None, "ok")]
 
 
-def by_label(records: list[dict]) -> dict[str, dict]:
-    """label -> one merged record (a model's sample and eval records fill each other's gaps)."""
-    out: dict[str, dict] = {}
-    for r in _usable(records):
-        lab = fields.label(r)
-        out[lab] = _merge(out[lab], r) if lab in out else r
-    return out
-
-
 def holder(records: list[dict], side: str, label: str, metric: str) -> dict | None:
     """The one record of ``label`` holding ``metric``, merged with the label's other records (a sample
     record brings the sampling identity to its eval record); two holders are refused by path."""
