@@ -21,8 +21,9 @@ Data: preset ``tiny`` reads the embedded natural patches; preset ``imagenet`` re
 
 Paired seeds: seed S is the ``seed`` of every row's trainers (initialisation and data order) and of
 its sampling; the data and held-out images are the same for all rows. The table gives each row's
-mean and sample sd over seeds and the paired difference to the baseline row (mean and sd of the
-per-seed differences), which removes the seed-to-seed variation the rows share.
+mean and sample sd over seeds and the paired difference to the baseline row (mean of the per-seed
+differences ± paired standard error, ``harness.report.paired``), which removes the seed-to-seed
+variation the rows share.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from harness.config import ConfigError, dump_yaml, load_yaml
-from harness.io import atomic_path, write_json_atomic
+from harness.report.paired import DESCRIPTION as PAIRED_DESCRIPTION
+from harness.io import atomic_path
 
 RECORD = "train_record.json"
 EVAL_RECORD = "eval_record.json"
@@ -634,12 +636,16 @@ def mean_sd(values: list[float]) -> dict[str, Any]:
 
 def paired_differences(per_seed: dict[str, dict[int, dict[str, float]]], baseline: str,
                        metric: str) -> dict[str, dict[str, Any]]:
-    """Row minus baseline on the seeds both have, per seed; mean and sd of those differences."""
+    """Row minus baseline on the seeds both have, per seed, summarised by the project's one paired
+    statistic (``harness.report.paired``): mean ± paired SE, with the sd of the differences kept too."""
+    from harness.report.paired import paired_difference
+
     out = {}
     base = per_seed.get(baseline, {})
     for row, seeds in per_seed.items():
         common = sorted(s for s in seeds if s in base and metric in seeds[s] and metric in base[s])
-        out[row] = {**mean_sd([seeds[s][metric] - base[s][metric] for s in common]), "seeds": common}
+        d = paired_difference(seeds[s][metric] - base[s][metric] for s in common)
+        out[row] = {**d.to_dict(), "seeds": common}
     return out
 
 
@@ -677,17 +683,20 @@ def summarize(suite: Suite, out: str | Path) -> dict[str, Any]:
                # resumed training counts only its own steps); under the machine's load at the time
                "recorded_seconds_by_stage": {k: round(v, 1) for k, v in seconds.items()},
                "per_seed": {r: {str(s): m for s, m in v.items()} for r, v in per_seed.items()}}
-    write_json_atomic(out / "summary.json", summary)
+    from harness.records import write_result_json
+
+    write_result_json(summary, out / "summary.json", command=f"{summary['command']} --summarize")
     with atomic_path(out / "ablation_table.md", "w") as f:
         f.write(table_markdown(summary))
     _plot(summary, out)
     return summary
 
 
-def _fmt(stat: dict[str, Any] | None, digits: int = 3) -> str:
+def _fmt(stat: dict[str, Any] | None, digits: int = 3, spread: str = "sd") -> str:
+    """``mean ± spread`` (spread "sd" for a row over seeds, "se" for a paired difference)."""
     if not stat or stat.get("mean") is None:
         return "–"
-    sd = stat.get("sd")
+    sd = stat.get(spread)
     return f"{stat['mean']:.{digits}f} ± {sd:.{digits}f}" if sd is not None else f"{stat['mean']:.{digits}f}"
 
 
@@ -701,7 +710,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
              f"Jobs finished: {summary.get('jobs_done')} of {summary.get('jobs')}; recorded compute "
              f"{total / 60:.0f} min ({', '.join(f'{k} {v / 60:.0f}' for k, v in (summary.get('recorded_seconds_by_stage') or {}).items())} min).", "",
              "Each cell: mean ± sample sd over seeds (n seeds in the header of each row). "
-             f"Second table: paired difference to row {summary['baseline']} (per seed, then mean ± sd).",
+             f"Second table: difference to row {summary['baseline']} paired by seed, as {PAIRED_DESCRIPTION}.",
              "AR columns are held-out next-token figures; `ar_ce_gain_*` = baseline CE − model CE "
              "(nats/token, > 0: better than the code-frequency baseline).", ""]
     groups = (("AR model, held-out next-token", [m for m in metrics if m.startswith("ar_")]),
@@ -718,7 +727,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
                 for m in ms:
                     stat = r["metrics"].get(m)
                     cells.append(_fmt(stat if key is None or stat is None else stat[key],
-                                      4 if m in ("kid", "prec", "recall", "ssim") else 3))
+                                      4 if m in ("kid", "prec", "recall", "ssim") else 3, "sd" if key is None else "se"))
                 lines.append(f"| {name}: {r['label']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
@@ -745,7 +754,8 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
             stats = [summary["rows"][n]["metrics"].get(m) for n in names]
             stats = [None if s is None else (s if key is None else s[key]) for s in stats]
             means = [np.nan if s is None or s["mean"] is None else s["mean"] for s in stats]
-            sds = [np.nan if s is None or s["sd"] is None else s["sd"] for s in stats]
+            spread = "sd" if key is None else "se"   # rows: sd over seeds; differences: paired SE
+            sds = [np.nan if s is None or s.get(spread) is None else s[spread] for s in stats]
             xs = np.arange(len(names))
             ax.bar(xs, means, color=[f"C{k}" for k in range(len(names))])
             ax.errorbar(xs, means, yerr=sds, fmt="none", ecolor="black", capsize=3)
@@ -754,7 +764,8 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
             arrow = "↑" if dict(TABLE_METRICS)[m] else "↓"
             ax.set_title(f"{m} ({arrow})" if key is None else f"{m} − {summary['baseline']} (paired)", fontsize=8)
     n = max(len(r["seeds"]) for r in summary["rows"].values())
-    fig.suptitle(f"Ablation, {summary['preset']} preset: mean ± sd over {n} paired seeds", fontsize=10)
+    fig.suptitle(f"Ablation, {summary['preset']} preset, {n} paired seeds: rows mean ± sd; "
+                 "differences mean ± paired SE", fontsize=10)
     fig.tight_layout()
     save(fig, out / "ablation_bars")
 

@@ -9,9 +9,18 @@ from records alone; nothing is filled in by hand. A claim whose query matches no
 Measures:
 - ``query``: the mean of ``metric`` over the matching records (several seeds average; their spread,
   as the sd of the mean, is the uncertainty; one record brings its own sd if it has one).
-- ``ratio: [A, B]``: mean(A) / mean(B) (speed ratios); ``difference: [A, B]``: mean(A) - mean(B)
-  (ablation effects). ``expect: sign`` checks only the direction of a difference.
+- ``ratio: [A, B]``: mean(A) / mean(B) (speed ratios), only from records of one ``bench`` run on one
+  machine (same ``spec.bench_run_id`` and ``machine.cpu_model`` / ``machine.gpu_name``): a ratio of
+  an A800 record and a CPU record, or of two runs under different load, is not a measurement.
+- ``difference: [A, B]``: A - B paired by seed, as ``harness.report.paired`` defines (mean paired
+  difference ± paired standard error). ``expect: sign`` checks only the direction of a difference.
 Tolerance: |measured - paper| <= abs + rel * |paper| + sigma * uncertainty.
+
+Strictness: a query with ``paper_comparable: true`` matches only records whose ``paper_comparable``
+is the JSON value true (not the string "false"), without fatal protocol findings, and, for the
+distribution metrics, with the protocol's N, the official Inception weights and the paper's
+reference. Claims with ``scale: tiny`` are directions at tiny scale (the ablation's ``tiny``
+preset): they get their own section and a ``direction`` answer, never a paper verdict.
 """
 from __future__ import annotations
 
@@ -21,9 +30,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness import config
-from harness.report import fields
+from harness.report import fields, paired
 
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
+# answers of a tiny-scale direction (never a paper verdict)
+SAME_DIRECTION, OPPOSITE_DIRECTION, WITHIN_NOISE = "same direction", "opposite direction", "within noise"
+# metrics measured on a sample distribution against a reference: N, weights and reference decide them
+DISTRIBUTION_METRICS = ("fid", "sfid", "is", "prec", "recall", "kid", "rfid")
+ADM_REFERENCE_KIND = "adm-virtual-imagenet256"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +96,11 @@ class Claim:
     expect: Literal["value", "sign"] = "value"
     requires: tuple[Any, ...] = ()   # strings, or lists of them (YAML aliases of shared input lists)
     note: str = ""
+    scale: Literal["paper", "tiny"] = "paper"   # tiny: a direction at tiny scale, its own section
+
+    def queries(self) -> tuple[Query, ...]:
+        m = self.measure
+        return (m.query,) if m.query is not None else tuple(m.ratio or m.difference)
 
     def __post_init__(self) -> None:
         flat: list[str] = []
@@ -110,6 +129,14 @@ class ClaimsFile:
                 raise ValueError(f"claim {c.id}: unknown metric {c.metric!r}")
             if c.expect == "value" and not (c.tolerance.abs or c.tolerance.rel):
                 raise ValueError(f"claim {c.id}: a value claim needs tolerance.abs or tolerance.rel")
+            if c.scale == "tiny" and (c.expect != "sign" or c.measure.difference is None):
+                raise ValueError(f"claim {c.id}: a tiny-scale claim is a direction (expect: sign, measure: difference)")
+            if c.scale == "tiny" and not all(q.protocol for q in c.queries()):
+                raise ValueError(f"claim {c.id}: a tiny-scale claim names its preset's protocol in every query")
+            # a paper number is answered only by records that are comparable with the paper
+            if c.scale == "paper" and c.metric != "images_per_s" and not all(q.paper_comparable for q in c.queries()):
+                raise ValueError(f"claim {c.id}: a paper claim on {c.metric} needs paper_comparable: true "
+                                 "in its queries")
 
 
 def load_claims(path: str | Path) -> ClaimsFile:
@@ -129,7 +156,8 @@ def matches(record: dict[str, Any], q: Query) -> bool:
         want = getattr(q, key)
         if want is not None and get(record) != want:
             return False
-    if q.paper_comparable is not None and fields.paper_comparable(record) != q.paper_comparable:
+    # paper_comparable: true is checked by ``hits`` (strictly, and saying why a record fails it)
+    if q.paper_comparable is False and fields.paper_comparable(record):
         return False
     if q.hardware is not None and q.hardware.lower() not in (fields.hardware(record) or "").lower():
         return False
@@ -149,6 +177,45 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def not_comparable_because(record: dict[str, Any], q: Query, metric: str) -> str | None:
+    """Why a record that says paper_comparable cannot answer a paper claim on ``metric`` (None: it can).
+    The record's flag is checked against what it records: N, weights, reference, fatal findings."""
+    if not fields.paper_comparable(record):
+        return f"paper_comparable is {record.get('paper_comparable')!r}, not true"
+    fatal = [f.get("code") for f in record.get("protocol_findings") or [] if isinstance(f, dict)
+             and f.get("severity") == "fatal"]
+    if fatal:
+        return f"fatal protocol finding {fatal[0]}"
+    if metric not in DISTRIBUTION_METRICS:
+        return None
+    need = protocol_n(q.protocol)
+    ns = fields.evaluated_n(record)
+    if ns != [need]:
+        return f"N {'/'.join(map(str, ns)) or 'not recorded'}, the protocol's N is {need}"
+    if fields.extractor_weights(record).get("official") is not True:
+        return "feature weights are not the official Inception weights"
+    if fields.kind(record) == "recon" or metric == "rfid":
+        source = str(fields.dig(record, "spec.source_description") or fields.dig(record, "spec.source") or "")
+        if fields.kind(record) == "recon" and not source.startswith("imagenet"):
+            return f"reconstructs {source or 'an unrecorded source'}, not ImageNet val"
+    elif fields.reference_kind(record) != ADM_REFERENCE_KIND:
+        kind = fields.reference_kind(record) or "not recorded"
+        return f"reference is {kind}, not the ADM VIRTUAL_imagenet256_labeled batch"
+    return None
+
+
+def protocol_n(name: str | None) -> int:
+    """N of a registered protocol; the paper's 50,000 for names the registry does not know."""
+    from harness.metrics.provenance import PAPER_N
+    from harness.registry import load_plugins, protocols
+
+    if name:
+        load_plugins()
+        if name in protocols:
+            return int(protocols.get(name).num_samples)
+    return PAPER_N
+
+
 @dataclasses.dataclass
 class Estimate:
     value: float | None
@@ -157,14 +224,25 @@ class Estimate:
     missing: str = ""
 
 
-def estimate(records: list[dict[str, Any]], q: Query, metric: str) -> Estimate:
-    hits = [r for r in records if fields.status(r) in (None, "ok") and matches(r, q)]
-    if not hits:
-        return Estimate(None, None, 0, f"no record with {q.describe()}")
-    vals = [(fields.metric(r, metric), fields.uncertainty(r, metric)) for r in hits]
-    vals = [(v, u) for v, u in vals if v is not None]
-    if not vals:
-        return Estimate(None, None, 0, f"{len(hits)} record(s) with {q.describe()} but none has {metric}")
+def hits(records: list[dict[str, Any]], q: Query, metric: str) -> tuple[list[dict[str, Any]], str]:
+    """Records matching ``q`` that hold ``metric``, and (when there are none) why, in words."""
+    found = [r for r in records if fields.status(r) in (None, "ok") and matches(r, q)]
+    if not found:
+        return [], f"no record with {q.describe()}"
+    if q.paper_comparable:
+        reasons = [(r, not_comparable_because(r, q, metric)) for r in found]
+        why_not = [w for _, w in reasons if w]
+        found = [r for r, w in reasons if w is None]
+        if not found:
+            return [], f"{len(why_not)} record(s) with {q.describe()} but none comparable with the paper ({why_not[0]})"
+    with_metric = [r for r in found if fields.metric(r, metric) is not None]
+    if not with_metric:
+        return [], f"{len(found)} record(s) with {q.describe()} but none has {metric}"
+    return with_metric, ""
+
+
+def _mean(records: list[dict[str, Any]], metric: str) -> Estimate:
+    vals = [(fields.metric(r, metric), fields.uncertainty(r, metric)) for r in records]
     xs = [v for v, _ in vals]
     mean = sum(xs) / len(xs)
     if len(xs) > 1:
@@ -175,6 +253,73 @@ def estimate(records: list[dict[str, Any]], q: Query, metric: str) -> Estimate:
     return Estimate(mean, unc, len(xs))
 
 
+def estimate(records: list[dict[str, Any]], q: Query, metric: str) -> Estimate:
+    found, missing = hits(records, q, metric)
+    return _mean(found, metric) if found else Estimate(None, None, 0, missing)
+
+
+def paired_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: str) -> Estimate:
+    """A - B paired by seed (``harness.report.paired``): each seed's A minus the same seed's B."""
+    sides = []
+    for q in (qa, qb):
+        found, missing = hits(records, q, metric)
+        if not found:
+            return Estimate(None, None, 0, missing)
+        by_seed: dict[int, dict[str, Any]] = {}
+        for r in found:
+            s = fields.seed(r)
+            if s is None:
+                return Estimate(None, None, 0, f"a record with {q.describe()} names no seed: it cannot be paired "
+                                f"({fields.record_path(r) or r.get('run_id')})")
+            if s in by_seed:
+                return Estimate(None, None, 0, f"two records with {q.describe()} for seed {s}: "
+                                f"{fields.record_path(by_seed[s])}, {fields.record_path(r)}")
+            by_seed[s] = r
+        sides.append(by_seed)
+    common = sorted(set(sides[0]) & set(sides[1]))
+    if not common:
+        return Estimate(None, None, 0, f"no seed measured for both {qa.describe()} and {qb.describe()}")
+    d = paired.paired_difference(fields.metric(sides[0][s], metric) - fields.metric(sides[1][s], metric)
+                                 for s in common)
+    return Estimate(d.mean, d.se, d.n)
+
+
+def ratio_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: str) -> Estimate:
+    """mean(A) / mean(B) within each bench run that measured both on one machine; the mean over runs."""
+    found = []
+    for q in (qa, qb):
+        f, missing = hits(records, q, metric)
+        if not f:
+            return Estimate(None, None, 0, missing)
+        found.append(f)
+    runs: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
+    for side, recs in enumerate(found):
+        for r in recs:
+            run, machine = fields.bench_run_id(r), fields.machine(r)
+            if run is None or machine is None:
+                continue   # a record that cannot say which run and machine made it pairs with nothing
+            key = (str(run), repr(sorted(machine.items())))
+            runs.setdefault(key, [[], []])[side].append(r)
+    ratios = []
+    for a_recs, b_recs in runs.values():
+        if a_recs and b_recs:
+            a, b = _mean(a_recs, metric), _mean(b_recs, metric)
+            if b.value == 0:
+                return Estimate(None, None, 0, f"denominator {qb.describe()} measured 0")
+            r = a.value / b.value
+            rel = [e.unc / e.value for e in (a, b) if e.unc is not None and e.value]
+            ratios.append(Estimate(r, abs(r) * math.sqrt(sum(x * x for x in rel)) if rel else None, min(a.n, b.n)))
+    if not ratios:
+        return Estimate(None, None, 0, f"no bench run measured both {qa.describe()} and {qb.describe()} on one "
+                        "machine (a ratio needs one spec.bench_run_id and one machine.cpu_model / gpu_name)")
+    if len(ratios) == 1:
+        return ratios[0]
+    xs = [e.value for e in ratios]   # several runs: their mean, with the sd of the mean as its uncertainty
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    return Estimate(mean, sd / math.sqrt(len(xs)), len(xs))
+
+
 @dataclasses.dataclass
 class Verdict:
     claim: Claim
@@ -182,7 +327,7 @@ class Verdict:
     unc: float | None
     n: int
     delta: float | None
-    verdict: str
+    verdict: str       # paper claims: reproduced / not reproduced / not run; tiny: a direction or not run
     detail: str
 
 
@@ -190,37 +335,35 @@ def evaluate(claim: Claim, records: list[dict[str, Any]]) -> Verdict:
     m = claim.measure
     if m.query is not None:
         est = estimate(records, m.query, claim.metric)
+    elif m.ratio is not None:
+        est = ratio_estimate(records, *m.ratio, claim.metric)
     else:
-        a_q, b_q = m.ratio or m.difference
-        a, b = estimate(records, a_q, claim.metric), estimate(records, b_q, claim.metric)
-        if a.value is None or b.value is None:
-            est = Estimate(None, None, 0, "; ".join(e.missing for e in (a, b) if e.missing))
-        elif m.ratio is not None:
-            if b.value == 0:
-                est = Estimate(None, None, 0, f"denominator {b_q.describe()} measured 0")
-            else:
-                r = a.value / b.value
-                rel = [e.unc / e.value for e in (a, b) if e.unc is not None and e.value]
-                est = Estimate(r, abs(r) * math.sqrt(sum(x * x for x in rel)) if rel else None, min(a.n, b.n))
-        else:
-            uncs = [e.unc for e in (a, b) if e.unc is not None]
-            est = Estimate(a.value - b.value, math.sqrt(sum(u * u for u in uncs)) if uncs else None, min(a.n, b.n))
+        est = paired_estimate(records, *m.difference, claim.metric)
     if est.value is None:
         needs = ("; needs " + ", ".join(claim.requires)) if claim.requires else ""
         return Verdict(claim, None, None, 0, None, NOT_RUN, est.missing + needs)
     delta = est.value - claim.value
     if claim.expect == "sign":
-        noise = claim.tolerance.sigma * est.unc if est.unc is not None else 0.0
-        same_sign = est.value * claim.value > 0
-        ok = same_sign and abs(est.value) > noise
-        why = ("same direction as the paper" if same_sign else "opposite direction to the paper")
-        if same_sign and not ok:
-            why = f"same direction but within {claim.tolerance.sigma:g} sd of zero"
-        return Verdict(claim, est.value, est.unc, est.n, delta, REPRODUCED if ok else NOT_REPRODUCED, why)
+        return _direction(claim, est, delta)
     allowed = claim.tolerance.allowed(claim.value, est.unc)
     ok = abs(delta) <= allowed
     return Verdict(claim, est.value, est.unc, est.n, delta, REPRODUCED if ok else NOT_REPRODUCED,
                    f"|delta| {abs(delta):.4g} {'<=' if ok else '>'} tolerance {allowed:.4g}")
+
+
+def _direction(claim: Claim, est: Estimate, delta: float) -> Verdict:
+    sigma = claim.tolerance.sigma
+    if sigma and est.unc is None:
+        answer, why = WITHIN_NOISE, f"{est.n} paired seed(s): no spread measured to test the direction against"
+    elif abs(est.value) <= (sigma * est.unc if sigma else 0.0):
+        answer, why = WITHIN_NOISE, f"within {sigma:g} {paired.NAME} of zero"
+    elif est.value * claim.value > 0:
+        answer, why = SAME_DIRECTION, "same direction as the paper"
+    else:
+        answer, why = OPPOSITE_DIRECTION, "opposite direction to the paper"
+    if claim.scale == "paper":   # a paper claim on a direction still gets a paper verdict
+        answer = REPRODUCED if answer == SAME_DIRECTION else NOT_REPRODUCED
+    return Verdict(claim, est.value, est.unc, est.n, delta, answer, why)
 
 
 def check(claims: ClaimsFile, records: list[dict[str, Any]]) -> list[Verdict]:
@@ -235,14 +378,37 @@ def _num(v: float | None, unc: float | None = None) -> str:
     return s + (f" ± {unc:.2g}" if unc is not None else "")
 
 
+def presets(claim: Claim) -> str:
+    """The protocols a claim's records come from (``ablation-tiny`` names the ablation's tiny preset)."""
+    return ", ".join(dict.fromkeys(q.protocol for q in claim.queries() if q.protocol)) or "any"
+
+
 def to_frame(verdicts: list[Verdict]):
+    """One row per claim; a tiny-scale direction goes in ``tiny_direction``, never in ``verdict``."""
     import pandas as pd
 
     return pd.DataFrame([{
-        "id": v.claim.id, "claim": v.claim.claim, "source": v.claim.source, "metric": v.claim.metric,
-        "paper_value": v.claim.value, "measured": v.measured, "measured_unc": v.unc, "n_records": v.n,
-        "delta": v.delta, "verdict": v.verdict, "detail": v.detail, "protocol": v.claim.protocol,
+        "id": v.claim.id, "claim": v.claim.claim, "section": _section(v.claim), "source": v.claim.source,
+        "metric": v.claim.metric, "paper_value": v.claim.value, "measured": v.measured, "measured_unc": v.unc,
+        "measured_unc_kind": _unc_kind(v), "n_records": v.n,
+        "delta": v.delta if v.claim.scale == "paper" else None,   # a tiny difference is no estimate of the paper's
+        "verdict": v.verdict if v.claim.scale == "paper" else "",
+        "tiny_direction": v.verdict if v.claim.scale == "tiny" else "",
+        "detail": v.detail, "protocol": v.claim.protocol,
     } for v in verdicts])
+
+
+def _section(claim: Claim) -> str:
+    return "paper" if claim.scale == "paper" else f"tiny-scale direction ({presets(claim)})"
+
+
+def _unc_kind(v: Verdict) -> str:
+    if v.unc is None:
+        return ""
+    m = v.claim.measure
+    if m.difference is not None:
+        return paired.NAME
+    return "propagated SE" if m.ratio is not None else "SE over records (or the record's own sd)"
 
 
 def why(v: Verdict) -> str:
@@ -252,15 +418,37 @@ def why(v: Verdict) -> str:
     return v.detail + (f" (n={v.n})" if v.n > 1 else "")
 
 
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+
 def to_markdown(claims: ClaimsFile, verdicts: list[Verdict]) -> str:
+    paper_v = [v for v in verdicts if v.claim.scale == "paper"]
+    tiny_v = [v for v in verdicts if v.claim.scale == "tiny"]
     lines = [f"# Claims: {claims.paper}", "",
+             "Paper verdicts come only from records comparable with the paper (JSON `paper_comparable: true`, the "
+             "protocol's N, official Inception weights, the paper's reference); speed ratios only from one bench "
+             "run on one machine.", "",
              "| claim | source | paper value | measured | delta | verdict | why / what is missing |",
              "|---|---|---|---|---|---|---|"]
-    for v in verdicts:
+    for v in paper_v:
         delta = "–" if v.delta is None else f"{v.delta:+.4g}"
-        cells = [v.claim.claim, v.claim.source, f"{v.claim.value:g}", _num(v.measured, v.unc), delta, v.verdict, why(v)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    counts = {k: sum(v.verdict == k for v in verdicts) for k in (REPRODUCED, NOT_REPRODUCED, NOT_RUN)}
-    lines += ["", ", ".join(f"{n} {k}" for k, n in counts.items()) + f" of {len(verdicts)} claims.", "", "Sources:", ""]
+        lines.append(_row([v.claim.claim, v.claim.source, f"{v.claim.value:g}", _num(v.measured, v.unc), delta,
+                           v.verdict, why(v)]))
+    counts = {k: sum(v.verdict == k for v in paper_v) for k in (REPRODUCED, NOT_REPRODUCED, NOT_RUN)}
+    lines += ["", ", ".join(f"{n} {k}" for k, n in counts.items()) + f" of {len(paper_v)} paper claims.", ""]
+    if tiny_v:
+        scales = ", ".join(dict.fromkeys(presets(v.claim) for v in tiny_v))
+        lines += [f"## Directions at tiny scale ({scales}): not a test of the paper's numbers", "",
+                  "The ablation's tiny preset (32 px, a few hundred steps, CPU) asks only whether each change moves a "
+                  "metric the way the paper's table does; its rows are no evidence for or against the paper's values. "
+                  f"Measured: {paired.DESCRIPTION}.", "",
+                  "| change | source | paper difference | tiny-scale difference | direction at tiny scale | why |",
+                  "|---|---|---|---|---|---|"]
+        for v in tiny_v:
+            lines.append(_row([v.claim.claim, v.claim.source, f"{v.claim.value:+g}", _num(v.measured, v.unc),
+                               v.verdict, why(v)]))
+        lines.append("")
+    lines += ["Sources:", ""]
     lines += [f"- **{k}**: {v}" for k, v in claims.sources.items()]
     return "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "report": ("harness.commands.report", "tables (md/csv/tex) and plots (png/svg) from run records alone"),
     "claims": ("harness.commands.claims", "the paper's claims against measured records: reproduced / not / not run"),
     "ablate": ("harness.commands.ablate", "the ablation suite: rows x paired seeds, train + evaluate, table with spread"),
-    "compare": ("harness.commands.compare", "regression gates between two sets of records (exit 1 on failure)"),
+    "compare": ("harness.commands.compare", "regression gates between comparable records (exit 1 on failure, 2 if not comparable)"),
     "cache": ("harness.commands.cache", "list or clear the feature cache ($ALITOK_BENCH_CACHE or ~/.cache/alitok-bench)"),
     "bench": ("harness.commands.bench", "images/s of generators side by side, decode included (speed records)"),
 }

@@ -162,6 +162,27 @@ def write_record(record: RunRecord, folder: str | Path, filename: str | None = N
     return path
 
 
+def write_result_json(data: dict[str, Any], path: str | Path, command: str | None) -> Path:
+    """Write a committed result that is not a run record (a summary of records, a report) atomically,
+    with the provenance every record carries: ``provenance.code`` (commit, dirty flag), the machine
+    and the ``command`` that regenerates it. ``data`` must not hold a ``provenance`` key of its own."""
+    if "provenance" in data:
+        raise ValueError("write_result_json: data already holds a 'provenance' key")
+    import platform
+
+    from harness.speed.timing import machine_info
+
+    cpu = machine_info("cpu")["device_name"]   # the CPU model string (/proc/cpuinfo)
+    out = {**data, "provenance": {"code": code_info(), "command": command,
+                                  "machine": {"cpu_model": cpu, "arch": platform.machine()},
+                                  "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}}
+    path = Path(path)
+    with atomic_path(path, "w") as f:
+        json.dump(out, f, indent=2, sort_keys=False, allow_nan=False, default=str)
+        f.write("\n")
+    return path
+
+
 def read_record(path: str | Path) -> dict[str, Any]:
     from harness.errors import InputFileError
 

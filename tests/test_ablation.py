@@ -202,3 +202,30 @@ def test_launcher_runs_the_trainers_as_train_commands(tmp_path, monkeypatch):
         assert job.done
     rec = json.loads((tmp_path / "run" / "seed0" / "B" / "ar" / "train_record.json").read_text())
     assert rec["metrics"]["val_acc"] >= 0 and rec["spec"]["config"]["seed"] == 0
+
+
+def test_paired_differences_carry_the_named_paired_standard_error(tmp_path, monkeypatch):
+    from harness.records import RunRecord, write_record
+    from harness.report.paired import DESCRIPTION
+
+    a, b = [0.60, 0.64, 0.61], [0.52, 0.58, 0.53]
+    per_seed = {"A": {s: {"m": a[s]} for s in range(3)}, "B": {s: {"m": b[s]} for s in range(3)}}
+    d = ablation.paired_differences(per_seed, "A", "m")["B"]
+    diffs = np.array(b) - np.array(a)
+    assert d["se"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(3)) and d["statistic"] == DESCRIPTION
+
+    # the table prints that statistic for differences, and summary.json goes through the record writer
+    suite = ablation.load_suite(SUITE, "tiny", rows=["A", "B"], seeds=[0, 1, 2])
+    monkeypatch.setattr(ablation, "train_job", lambda suite, job: (job.out.mkdir(parents=True, exist_ok=True),
+                                                                   (job.out / ablation.RECORD).write_text("{}")))
+    monkeypatch.setattr(ablation, "evaluate_job", lambda job, device: write_record(
+        RunRecord(kind="eval", spec={"variant": job.row}, seeds={"seed": job.seed},
+                  metrics={"fid": 100.0 * (a if job.row == "A" else b)[job.seed]}), job.out, ablation.EVAL_RECORD))
+    ablation.run(suite, tmp_path, log=lambda *_: None)
+    table = (tmp_path / "ablation_table.md").read_text()
+    se = 100 * np.std(diffs, ddof=1) / np.sqrt(3)
+    assert f"| B: causal decoder | 3 | {100 * diffs.mean():.3f} ± {se:.3f} |" in table and DESCRIPTION in table
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    prov = summary["provenance"]
+    assert {"git_sha", "dirty"} <= set(prov["code"]) and prov["command"].endswith("--summarize")
+    assert prov["machine"]["cpu_model"]

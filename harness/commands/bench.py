@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import uuid
 from pathlib import Path
 
 
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end}
     names = [r.name for r in results]
     code = code_info()
+    bench_run_id = uuid.uuid4().hex   # shared by this invocation's records: claims take ratios within one run
     for res, name, settings, summary in records:
         notes = [f"interleaved with {', '.join(n for n in names if n != res.name) or 'nothing'} (A B A B per repeat)"]
         if res.built_per_run:
@@ -182,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
             notes.append("--no-kv-cache: not supported by this generator (recorded n/a)")
         rec = RunRecord(
             kind="bench",
-            spec={"preset": args.preset, "settings": settings.to_dict(), "models_compared": names,
+            spec={"bench_run_id": bench_run_id, "preset": args.preset, "settings": settings.to_dict(),
+                  "models_compared": names,
                   "low_memory": args.low_memory,
                   "skipped": skipped, "threads": machine["torch_threads"]},
             # registry_name: what --model named (a random-weights generator calls itself "<name>-random");

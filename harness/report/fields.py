@@ -88,6 +88,15 @@ def metric(record, name: str) -> float | None:
     return _number(_first(record, f"metrics.{name}"))
 
 
+def metric_raw(record, name: str) -> float | None:
+    """The recorded number as it is, NaN and infinities included (gates must see them to fail on them);
+    None where the record holds no number."""
+    paths = (("speed.images_per_s", "speed.images_per_s_rank0", "metrics.images_per_s") if name == "images_per_s"
+             else (f"metrics.{name}",))
+    v = _first(record, *paths)
+    return None if isinstance(v, bool) or not isinstance(v, (int, float)) else float(v)
+
+
 def uncertainty(record, name: str) -> float | None:
     """One standard deviation of ``name`` where the record measured one (seeds, splits, repeats)."""
     if name == "images_per_s":
@@ -148,7 +157,96 @@ def hardware(record) -> str | None:
 
 
 def paper_comparable(record) -> bool:
-    return bool(record.get("paper_comparable", False))
+    """Only a JSON ``true`` counts: the string "false" (or 1, or "yes") is not a comparability claim."""
+    return record.get("paper_comparable") is True
+
+
+# ---- what decides a number (compare and claims match records on these) ----------------------------
+def evaluated_n(record) -> list[int]:
+    """Every sample count the record states (evaluated, sampled, asked for); they agree in a sound record."""
+    vals = [_number(dig(record, p)) for p in ("metric_provenance.samples.n", "samples.n", "metric_provenance.n_samples",
+                                               "spec.protocol.num_samples")]
+    return sorted({int(v) for v in vals if v is not None})
+
+
+# what decides a reference the harness built itself (``ref-stats build``, suites' embedded references)
+_BUILT_REFERENCE_KEYS = ("kind", "source", "n_stats", "n_images_arr0", "image_size", "resize")
+
+
+def reference_digest(record) -> Any:
+    """The reference a distribution metric was measured against. A fixed file (ADM's batch) by its
+    sha256; a reference the harness built by what decides its statistics (source, N, image size,
+    resize; the feature weights are compared on their own), since its file also holds the build
+    time and commit and so changes digest on every rebuild. Records without a reference file name
+    their held-out source (reconstruction and ablation records measure against their own images)."""
+    ref = dig(record, "metric_provenance.reference")
+    if isinstance(ref, dict) and ref.get("kind") == "alitok-bench" and ref.get("source"):
+        return {k: ref.get(k) for k in _BUILT_REFERENCE_KEYS}
+    return _first(record, "metric_provenance.reference.sha256", "spec.source_description",
+                  "metric_provenance.gfid_reference")
+
+
+def reference_kind(record) -> str | None:
+    return _first(record, "metric_provenance.reference.kind")
+
+
+def extractor_weights(record) -> dict[str, Any]:
+    w = dig(record, "metric_provenance.weights")
+    return w if isinstance(w, dict) else {}
+
+
+def extractor_weights_digest(record) -> str | None:
+    """Digest of the feature extractor's weights (a digest of the tensors where the record has one)."""
+    w = extractor_weights(record)
+    return w.get("tensor_sha256") or w.get("tensors_sha256") or w.get("sha256")
+
+
+# metric -> the evaluator settings that move it (harness/metrics/evaluate.py provenance keys)
+_SETTINGS_COMMON = ("extractor", "resize", "protocol_facts.feature_numerics")
+_SETTINGS = {"fid": ("fid_method",), "sfid": ("fid_method", "sfid_layer"), "is": ("is_mode",),
+             "kid": ("kid_subset_size",), "prec": ("pr_k",), "recall": ("pr_k",)}
+
+
+def metric_settings(record, name: str) -> dict[str, Any]:
+    """The evaluator settings that decide ``name`` (absent ones left out)."""
+    out = {}
+    for key in _SETTINGS_COMMON + _SETTINGS.get(name, ()):
+        v = dig(record, f"metric_provenance.{key}")
+        if v is not None:
+            out[key] = v
+    feature = dig(record, f"metric_provenance.metric_features.{name}")
+    if feature is not None:
+        out["features"] = feature
+    return out
+
+
+def sampling_identity(record) -> dict[str, Any]:
+    """What decides the samples: the sampling identity hash, the sampling parameters and the seed."""
+    out = {"identity_hash": _first(record, "seeds.sampling_identity_hash"), "params": sampling(record) or None,
+           "seed": seed(record)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+_BARE_ARCH = {"x86_64", "amd64", "aarch64", "arm64", "i386", "i686", "cpu", "cuda", "mps", ""}
+
+
+def machine(record) -> dict[str, Any] | None:
+    """The machine that measured the record: ``machine.cpu_model`` and ``machine.gpu_name``; None where
+    the record does not name them. A bench record without that block still names its device model in
+    ``env.device_name`` (the bench verb reads it from /proc/cpuinfo or CUDA); a bare architecture
+    ("x86_64", what other verbs record there) names no machine."""
+    m = record.get("machine")
+    if isinstance(m, dict) and m.get("cpu_model"):
+        return {"cpu_model": m.get("cpu_model"), "gpu_name": m.get("gpu_name")}
+    name = dig(record, "env.device_name")
+    if kind(record) == "bench" and isinstance(name, str) and name.strip().lower() not in _BARE_ARCH:
+        return {"device_name": name}
+    return None
+
+
+def bench_run_id(record) -> str | None:
+    """One id shared by every record of one ``bench`` invocation (models interleaved in one run)."""
+    return _first(record, "spec.bench_run_id")
 
 
 def protocol_findings(record) -> list[str]:
