@@ -135,6 +135,57 @@ def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
     return path
 
 
+MAX_JSON_DEPTH = 64  # records nest about 6 deep; anything far deeper is not ours and breaks recursive readers
+
+
+def _json_depth(obj: Any) -> int:
+    """Nesting depth of lists/dicts, without recursion (a deep document must not crash the check itself)."""
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        node, d = stack.pop()
+        if isinstance(node, (dict, list)):
+            depth = max(depth, d)
+            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return depth
+
+
+def parse_json(text: str | bytes, where: str | os.PathLike, *, finite: bool = False) -> Any:
+    """The one JSON reader: UTF-8 text only, nesting at most ``MAX_JSON_DEPTH``, and with ``finite``
+    no NaN/Infinity (nor 1e999, which Python reads as inf). Any problem is one ``InputFileError`` line."""
+    from harness.errors import InputFileError
+
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputFileError(where, f"not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"non-finite number {name}")
+
+    def finite_float(token: str) -> float:
+        v = float(token)
+        if v in (float("inf"), float("-inf")):
+            raise ValueError(f"number {token[:20]} overflows to infinity")
+        return v
+
+    kwargs = {"parse_constant": no_constant, "parse_float": finite_float} if finite else {}
+    try:
+        data = json.loads(text, **kwargs)
+    except RecursionError:
+        raise InputFileError(where, "not valid JSON (nested deeper than Python can read)") from None
+    except ValueError as e:  # JSONDecodeError and the non-finite refusals above
+        raise InputFileError(where, f"not valid JSON ({str(e).splitlines()[0]})") from None
+    if _json_depth(data) > MAX_JSON_DEPTH:
+        raise InputFileError(where, f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+    return data
+
+
+def read_json(path: str | os.PathLike, *, finite: bool = False) -> Any:
+    """``parse_json`` of a file's bytes (missing/unreadable files raise ``OSError`` naming them)."""
+    return parse_json(Path(path).read_bytes(), path, finite=finite)
+
+
 def sha256_if_file(path: str | os.PathLike | None) -> str | None:
     """``sha256_file`` of ``path`` when it names an existing file, else None (random weights, no checkpoint)."""
     return sha256_file(path) if path and Path(path).is_file() else None
