@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import numpy as np
-from PIL import Image
 
 from harness.errors import InputFileError
 from harness.io import atomic_path
@@ -321,12 +320,6 @@ def pack_png_folder(folder: str | Path, out_npz: str | Path) -> int:
 
 
 def _read_png(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            if im.format != "PNG":
-                raise ValueError(f"format is {im.format}, not PNG")
-            im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputFileError(path, f"corrupt or unreadable PNG ({msg})") from None
+    from harness.data.images import read_rgb
+
+    return read_rgb(path, format="PNG")
