@@ -169,6 +169,14 @@ def _check_sample_header(path: Path, key: str, shape: tuple[int, ...], dtype: np
         raise InputFileError(path, f"{key} holds no images")
 
 
+def check_samples_header(path: str | Path, key: str = "arr_0") -> tuple[int, ...]:
+    """The shape of ``key``, refused (naming the file) unless its header says uint8 [N,H,W,3] with N >= 1."""
+    path = Path(path)
+    shape, dtype = npz_array_info(path, key)
+    _check_sample_header(path, key, shape, dtype)
+    return shape
+
+
 def load_samples_npz(path: str | Path, key: str = "arr_0") -> np.ndarray:
     """The whole ``key`` array, validated as uint8 [N,H,W,3] (one-line error naming the file)."""
     path = Path(path)
