@@ -98,10 +98,12 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so a multi-GB checkpoint is hashed once."""
+def sha256_file(path: str | os.PathLike, *, fresh: bool = False) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so a multi-GB checkpoint is hashed once;
+    ``fresh`` re-reads it (a verifier must see damage that kept the size and mtime)."""
     st = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    hasher = _sha256_cached.__wrapped__ if fresh else _sha256_cached
+    return hasher(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -42,7 +42,7 @@ def entries(root: Path, verify: bool = False) -> list[dict]:
             row.update(n=meta.get("n"), image_size=meta.get("image_size"), layers=sorted(meta.get("files", {})))
             if verify:
                 row["intact"] = all((d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}").is_file()
-                                    and sha256_file(d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}") == sha
+                                    and sha256_file(d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}", fresh=True) == sha
                                     for k, sha in meta.get("files", {}).items())
         except (OSError, UserError, ValueError, AttributeError):
             row["intact"] = False
@@ -60,7 +60,7 @@ def weight_entries(root: Path, verify: bool = False) -> list[dict]:
         row = {"entry": p.name, "bytes": p.stat().st_size}
         if verify:
             record = digest_path(p)
-            row["intact"] = record.is_file() and sha256_file(p) == record.read_text().strip()
+            row["intact"] = record.is_file() and sha256_file(p, fresh=True) == record.read_text().strip()
         out.append(row)
     return out
 
