@@ -184,8 +184,14 @@ def parse_json(text: str | bytes, where: str | os.PathLike, *, finite: bool = Fa
 
 
 def read_json(path: str | os.PathLike, *, finite: bool = False) -> Any:
-    """``parse_json`` of a file's bytes (missing/unreadable files raise ``OSError`` naming them)."""
-    return parse_json(Path(path).read_bytes(), path, finite=finite)
+    """``parse_json`` of a file's bytes; a missing or unreadable file is an ``InputFileError`` too."""
+    from harness.errors import InputFileError
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputFileError(path, f"cannot read ({e.strerror or type(e).__name__})") from None
+    return parse_json(data, path, finite=finite)
 
 
 def sha256_if_file(path: str | os.PathLike | None) -> str | None:
