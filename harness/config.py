@@ -1,7 +1,8 @@
 """YAML -> frozen dataclasses, ``--set a.b=c`` overrides, and a canonical hash that names a run.
 
 Unknown or mistyped keys are errors that name their dotted path (``protocol.num_sample: unknown
-key; did you mean 'num_samples'?``). YAML is read with ``yaml.safe_load`` only.
+key; did you mean 'num_samples'?``). Every YAML file and ``--set`` value is read by ``parse_yaml``
+(a SafeLoader: no tags, no duplicate keys, no alias bombs, YAML 1.2 floats such as ``1e-2``).
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
-from harness.errors import UserError
+from harness.errors import UserError, one_line
 
 T = TypeVar("T")
 
@@ -28,15 +31,103 @@ class ConfigError(UserError, ValueError):
 # ----------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------
+MAX_YAML_BYTES = 16 << 20    # configs, specs and claims files are kilobytes
+MAX_YAML_NODES = 1_000_000   # values after alias expansion: a billion-laughs file passes it long before memory ends
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no tags, no objects) that refuses duplicate keys and reads YAML 1.2 floats.
+
+    PyYAML resolves floats by YAML 1.1, whose pattern needs a dot and a signed exponent: ``1e-2`` and
+    ``1.5e3`` would be strings. The extra resolver makes them the floats every YAML 1.2 reader sees."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # ``<<: *base`` keys may be overridden: that is what a merge is for
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: SafeConstructor refuses it with its own message
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first.line + 1})",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line: PyYAML's problem and where (its own str() spans several lines)."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem:
+        mark = e.problem_mark
+        return e.problem + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "")
+    return one_line(e)
+
+
+def _check_values(data: Any, where: str) -> None:
+    """Refuse what a safe loader still lets through: an alias bomb (a few lines that expand to billions of
+    values), a document that contains itself, and NaN/inf numbers (no setting of ours means them)."""
+    sizes: dict[int, int | None] = {}
+
+    def size(node: Any, path: str) -> int:
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{where}: {path or 'value'}: {node} is not a finite number")
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            if sizes[id(node)] is None:
+                raise ConfigError(f"{where}: {path or 'document'}: an alias refers to its own anchor (the document contains itself)")
+            return sizes[id(node)]  # type: ignore[return-value]
+        sizes[id(node)] = None
+        pairs = ((str(k), v) for k, v in node.items()) if isinstance(node, dict) else \
+            ((f"[{i}]", v) for i, v in enumerate(node))
+        n = 1
+        for key, value in pairs:
+            n += 1 + size(value, f"{path}{key}" if key.startswith("[") or not path else f"{path}.{key}")
+            if n > MAX_YAML_NODES:
+                raise ConfigError(f"{where}: more than {MAX_YAML_NODES:,} values once aliases are expanded "
+                                  f"(an alias bomb?)")
+        sizes[id(node)] = n
+        return n
+
+    size(data, "")
+
+
+def parse_yaml(text: str | bytes, where: str | Path) -> Any:
+    """The one YAML reader: safe, UTF-8, size- and alias-limited, no duplicate keys, finite numbers."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{where}: {len(text):,} bytes; a YAML file here is at most {MAX_YAML_BYTES:,}")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{where}: not UTF-8 text (byte {e.start}: {e.reason}); is it a YAML file?") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML ({_yaml_problem(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid YAML (nested deeper than Python can read)") from None
+    _check_values(data, str(where))
+    return data
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"{p}: not valid YAML ({first})") from None
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{p}: {p.stat().st_size:,} bytes; a YAML file here is at most {MAX_YAML_BYTES:,}")
+    data = parse_yaml(p.read_bytes(), p)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -107,6 +198,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: {value} is not a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -161,8 +254,10 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = parse_yaml(raw, f"--set {item}") if raw.strip() else ""
+        except ConfigError as e:
+            if "not valid YAML" not in str(e):
+                raise  # NaN/inf, an alias bomb: refused, not taken as a string
             value = raw
         node = out
         parts = key.strip().split(".")

@@ -98,10 +98,12 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so a multi-GB checkpoint is hashed once."""
+def sha256_file(path: str | os.PathLike, *, fresh: bool = False) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so a multi-GB checkpoint is hashed once;
+    ``fresh`` re-reads it (a verifier must see damage that kept the size and mtime)."""
     st = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    hasher = _sha256_cached.__wrapped__ if fresh else _sha256_cached
+    return hasher(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -133,6 +135,63 @@ def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
         raise UserError(f"{flag} {path}: is a folder; give a file name")
     check_output_dir(path.parent, flag)
     return path
+
+
+MAX_JSON_DEPTH = 64  # records nest about 6 deep; anything far deeper is not ours and breaks recursive readers
+
+
+def _json_depth(obj: Any) -> int:
+    """Nesting depth of lists/dicts, without recursion (a deep document must not crash the check itself)."""
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        node, d = stack.pop()
+        if isinstance(node, (dict, list)):
+            depth = max(depth, d)
+            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return depth
+
+
+def parse_json(text: str | bytes, where: str | os.PathLike, *, finite: bool = False) -> Any:
+    """The one JSON reader: UTF-8 text only, nesting at most ``MAX_JSON_DEPTH``, and with ``finite``
+    no NaN/Infinity (nor 1e999, which Python reads as inf). Any problem is one ``InputFileError`` line."""
+    from harness.errors import InputFileError
+
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputFileError(where, f"not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"non-finite number {name}")
+
+    def finite_float(token: str) -> float:
+        v = float(token)
+        if v in (float("inf"), float("-inf")):
+            raise ValueError(f"number {token[:20]} overflows to infinity")
+        return v
+
+    kwargs = {"parse_constant": no_constant, "parse_float": finite_float} if finite else {}
+    try:
+        data = json.loads(text, **kwargs)
+    except RecursionError:
+        raise InputFileError(where, "not valid JSON (nested deeper than Python can read)") from None
+    except ValueError as e:  # JSONDecodeError and the non-finite refusals above
+        raise InputFileError(where, f"not valid JSON ({str(e).splitlines()[0]})") from None
+    if _json_depth(data) > MAX_JSON_DEPTH:
+        raise InputFileError(where, f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+    return data
+
+
+def read_json(path: str | os.PathLike, *, finite: bool = False) -> Any:
+    """``parse_json`` of a file's bytes; a missing or unreadable file is an ``InputFileError`` too."""
+    from harness.errors import InputFileError
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputFileError(path, f"cannot read ({e.strerror or type(e).__name__})") from None
+    return parse_json(data, path, finite=finite)
 
 
 def sha256_if_file(path: str | os.PathLike | None) -> str | None:

@@ -95,7 +95,7 @@ def test_report_cli_regenerates_identical_files(results, tmp_path):
     from harness.cli import main
 
     rng = np.random.default_rng(0)
-    npz = tmp_path / "samples.npz"
+    npz = results / "samples.npz"  # a report reads sample files inside the results it is given only
     np.savez(npz, arr_0=rng.integers(0, 255, (12, 8, 8, 3), dtype=np.uint8), labels=np.repeat(np.arange(3), 4))
     _rec(results, "gridded", fid=15.0, ips=20.0, npz=npz)
     out = tmp_path / "report"

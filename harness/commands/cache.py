@@ -1,8 +1,8 @@
 """``alitok-bench cache list|clear``: the feature and weights cache (``$ALITOK_BENCH_CACHE`` or
 ``~/.cache/alitok-bench``; about 600 MB of features per 50k-image set).
 
-``list`` shows each feature entry (input, weights, N, size, whether its files still match their
-recorded sha256 with ``--verify``). ``clear`` removes feature entries (``--all``: also converted
+``list`` shows each feature entry (input, weights, N, size) and each converted weights file; with
+``--verify`` it re-hashes them against their recorded sha256 and exits 1 naming any damaged one. ``clear`` removes feature entries (``--all``: also converted
 Inception weights) under the cache lock, so a running ``eval`` never loses a file it is writing.
 """
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from harness.errors import UserError
 
 
 def add_arguments(p) -> None:
@@ -27,7 +29,7 @@ def _size(paths) -> int:
 
 
 def entries(root: Path, verify: bool = False) -> list[dict]:
-    from harness.io import sha256_file
+    from harness.io import read_json, sha256_file
 
     out = []
     d = root / "features"
@@ -36,14 +38,29 @@ def entries(root: Path, verify: bool = False) -> list[dict]:
         files = sorted(d.glob(stem + "-*"))
         row = {"entry": stem, "bytes": _size(files), "files": len(files)}
         try:
-            meta = json.loads(index.read_text())
+            meta = read_json(index)
             row.update(n=meta.get("n"), image_size=meta.get("image_size"), layers=sorted(meta.get("files", {})))
             if verify:
                 row["intact"] = all((d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}").is_file()
-                                    and sha256_file(d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}") == sha
+                                    and sha256_file(d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}", fresh=True) == sha
                                     for k, sha in meta.get("files", {}).items())
-        except (OSError, ValueError, AttributeError):
+        except (OSError, UserError, ValueError, AttributeError):
             row["intact"] = False
+        out.append(row)
+    return out
+
+
+def weight_entries(root: Path, verify: bool = False) -> list[dict]:
+    """Converted Inception weights (``*.pth``) and, with ``verify``, whether each matches its recorded digest."""
+    from harness.io import sha256_file
+    from harness.metrics.weights import digest_path
+
+    out = []
+    for p in sorted(root.glob("*.pth")):
+        row = {"entry": p.name, "bytes": p.stat().st_size}
+        if verify:
+            record = digest_path(p)
+            row["intact"] = record.is_file() and sha256_file(p, fresh=True) == record.read_text().strip()
         out.append(row)
     return out
 
@@ -54,17 +71,25 @@ def run(args) -> int:
 
     root = cache_dir()
     if args.action == "list":
-        rows = entries(root, args.verify)
+        rows, weights = entries(root, args.verify), weight_entries(root, args.verify)
         total = _size(p for p in root.rglob("*"))
+        damaged = [r["entry"] for r in rows + weights if r.get("intact") is False]
         if args.json:
-            sys.stdout.write(json.dumps({"cache": str(root), "bytes": total, "entries": rows}, indent=1) + "\n")
-            return 0
+            sys.stdout.write(json.dumps({"cache": str(root), "bytes": total, "entries": rows, "weights": weights,
+                                         "damaged": damaged}, indent=1) + "\n")
+            return 1 if damaged else 0
         print(f"cache: {root}  ({total / 1e6:.1f} MB in all)")
         for r in rows:
             intact = "" if "intact" not in r else ("  intact" if r["intact"] else "  DAMAGED (recomputed on next use)")
             print(f"  {r['entry']}  n={r.get('n')}  size={r.get('image_size')}  {r['bytes'] / 1e6:.1f} MB{intact}")
         if not rows:
             print("  (no feature sets)")
+        for r in weights:
+            intact = "" if "intact" not in r else ("  intact" if r["intact"] else "  DAMAGED (rebuilt on next use)")
+            print(f"  weights {r['entry']}  {r['bytes'] / 1e6:.1f} MB{intact}")
+        if damaged:
+            print(f"cache: {len(damaged)} damaged: {', '.join(damaged)}", file=sys.stderr)
+            return 1
         return 0
     removed = 0
     with acquire(root, wait=args.wait, what="feature cache") as lock:

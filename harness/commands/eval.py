@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.commands.common_args import add_feature_args
+from harness.commands.common_args import add_feature_args, non_negative_int, positive_int
 from harness.metrics.evaluate import ALL_METRICS, DEFAULT_METRICS
 
 
@@ -25,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--metrics", default=None,
                    help=f"comma list from {','.join(ALL_METRICS)} (default: {','.join(DEFAULT_METRICS)}, skipping "
                         "those the reference or weights cannot give)")
-    p.add_argument("--kid-subset-size", type=int, default=None,
+    p.add_argument("--kid-subset-size", type=positive_int, default=None,
                    help="KID images per subset (default 1000 as torch-fidelity; refused when larger than N)")
     add_feature_args(p, batch_size=50)
     p.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
@@ -37,7 +37,7 @@ def add_arguments(p) -> None:
     p.add_argument("--uncertainty", action="store_true",
                    help="keep the pool3 features so FID gets its disjoint-subset spread even when no other metric "
                         "needs them (with prec/recall/kid it is computed anyway)")
-    p.add_argument("--uncertainty-subsets", type=int, default=10,
+    p.add_argument("--uncertainty-subsets", type=non_negative_int, default=10,
                    help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)")
     p.add_argument("--out", default=None, help="folder for eval_record.json (default: next to SAMPLES)")
     p.add_argument("--allow-partial", action="store_true",

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.errors import InputFileError, one_line
+from harness.data.images import open_rgb
+from harness.errors import InputFileError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 
@@ -89,12 +90,7 @@ class ImageFolderDataset:
 
     def load(self, index: int) -> np.ndarray:
         path = self.samples[index][0]
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return center_crop_arr(im.convert("RGB"), self.image_size)
-        except (OSError, SyntaxError, ValueError) as e:
-            raise InputFileError(path, f"cannot read image ({type(e).__name__}: {one_line(e)})") from None
+        return center_crop_arr(open_rgb(path), self.image_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         if not -len(self) <= index < len(self):

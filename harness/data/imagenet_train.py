@@ -25,17 +25,7 @@ from PIL import Image
 
 from harness.config import ConfigError
 from harness.data.imagenet import ImageFolderDataset, center_crop_arr
-from harness.errors import InputFileError, one_line
-
-
-def open_rgb(path: Path) -> Image.Image:
-    """The decoded RGB image; a missing or corrupt file is one ``InputFileError`` naming it."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputFileError(path, f"cannot read image ({type(e).__name__}: {one_line(e)})") from None
+from harness.data.images import open_rgb
 
 
 def random_crop_arr(img: Image.Image, size: int, u_y: float, u_x: float, flip: bool) -> np.ndarray:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import numpy as np
-from PIL import Image
 
 from harness.errors import InputFileError
 from harness.io import atomic_path
@@ -168,6 +167,14 @@ def _check_sample_header(path: Path, key: str, shape: tuple[int, ...], dtype: np
         raise InputFileError(path, f"{key} must have shape [N,H,W,3], got {list(shape)}")
     if shape[0] == 0:
         raise InputFileError(path, f"{key} holds no images")
+
+
+def check_samples_header(path: str | Path, key: str = "arr_0") -> tuple[int, ...]:
+    """The shape of ``key``, refused (naming the file) unless its header says uint8 [N,H,W,3] with N >= 1."""
+    path = Path(path)
+    shape, dtype = npz_array_info(path, key)
+    _check_sample_header(path, key, shape, dtype)
+    return shape
 
 
 def load_samples_npz(path: str | Path, key: str = "arr_0") -> np.ndarray:
@@ -321,12 +328,6 @@ def pack_png_folder(folder: str | Path, out_npz: str | Path) -> int:
 
 
 def _read_png(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            if im.format != "PNG":
-                raise ValueError(f"format is {im.format}, not PNG")
-            im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputFileError(path, f"corrupt or unreadable PNG ({msg})") from None
+    from harness.data.images import read_rgb
+
+    return read_rgb(path, format="PNG")

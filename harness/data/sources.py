@@ -37,18 +37,13 @@ def image_files(folder: str | Path) -> list[Path]:
 
 def iter_image_batches(files: list[Path], batch: int) -> Iterator[np.ndarray]:
     """uint8 RGB batches of the files (every image must have the first one's size)."""
-    from PIL import Image
+    from harness.data.images import read_rgb
 
     first = None
     for i in range(0, len(files), batch):
         imgs = []
         for f in files[i : i + batch]:
-            try:
-                with Image.open(f) as im:
-                    im.load()
-                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            except (OSError, SyntaxError, ValueError) as e:
-                raise InputFileError(f, f"unreadable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            arr = read_rgb(f)
             if first is None:
                 first = (f, arr.shape)
             elif arr.shape != first[1]:
@@ -71,6 +66,8 @@ def open_source(src: str, *, split: str = "val", image_size: int = 256, per_clas
         from harness.data.embedded import natural_patches
 
         parts = src.split(":")
+        if len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()):
+            raise InputFileError(src, "expected embedded[:split[:size]] with a whole-number size, e.g. embedded:val:32")
         e_split = parts[1] if len(parts) > 1 and parts[1] else "val"
         size = int(parts[2]) if len(parts) > 2 else 32
         images, labels = natural_patches(split=e_split, image_size=size, per_class=per_class, seed=0)

@@ -8,7 +8,6 @@ nobody recorded is left out, so its check is skipped (or, for the uint8 rule, na
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,12 @@ FEATURE_NUMERICS = {"dtype": "fp32", "tf32": False}
 
 
 def _read_json(path: Path) -> dict | None:
+    from harness.errors import UserError
+    from harness.io import read_json
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path)
+    except (OSError, UserError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -24,7 +23,7 @@ import numpy as np
 from harness.data import npz as npz_io
 from harness.data.sources import image_files, iter_image_batches
 from harness.errors import InputFileError
-from harness.io import atomic_target, sha256_file, write_json_atomic
+from harness.io import atomic_target, read_json, sha256_file, write_json_atomic
 from harness.metrics.weights import cache_dir
 
 CACHE_FORMAT = 2
@@ -225,7 +224,7 @@ def _load_cached(paths: dict[str, Path], need_logits: bool, need_pool: bool) -> 
     if not paths["index"].is_file():
         return None, None
     try:
-        index = json.loads(paths["index"].read_text())
+        index = read_json(paths["index"])
         files = index["files"]
         needed = ["stats"] + (["pool"] if need_pool else []) + (["logits"] if need_logits else [])
         if any(k not in files for k in needed):
@@ -239,7 +238,7 @@ def _load_cached(paths: dict[str, Path], need_logits: bool, need_pool: bool) -> 
                 stats["spatial"] = (z["mu_s"], z["sigma_s"])
         arrays = {k: np.load(paths[k], allow_pickle=False) for k in ("pool", "logits") if k in needed}
         n, size = int(index["n"]), tuple(int(v) for v in index["image_size"])
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, InputFileError) as e:
         return None, f"unreadable ({type(e).__name__})"
     if any(a.shape[0] != n for a in arrays.values()):
         return None, "row counts disagree"

@@ -5,6 +5,11 @@
   10k of the images as ``arr_0`` (for recall), and the metadata (extractor, weights sha256, resize, N,
   dtypes, preprocessing, code version) inside the npz and in a readable ``REF.npz.json`` sidecar.
   The sidecar lands first, the npz second, under a per-reference lock (see ``_write_reference``).
+- Ours also carry ``stats_sha256`` in that metadata: a digest of the statistics and of the other metadata,
+  checked on every load, so an edited mu/sigma (or a hand-edited weights sha256) is refused even when the
+  sidecar is gone. Ours made before the digest load only with their sidecar (whose npz_sha256 covers the
+  whole file); OpenAI's reference batches have no metadata of ours and load as ADM-format files,
+  identified by their file sha256 in every result.
 - ``check_compatible`` refuses to compare features with statistics made differently (other weights,
   extractor, resize or image size): such an FID would be a number about two pipelines, not two sets.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -21,12 +27,13 @@ import numpy as np
 
 from harness.data import npz as npz_io
 from harness.errors import InputFileError, UserError, one_line
-from harness.io import sha256_file
+from harness.io import parse_json, read_json, sha256_file
 
 REF_FORMAT = "alitok-bench-ref/1"
 MAX_REF_IMAGES = 10_000
 MAX_FEATURE_DIM = 1 << 16  # Inception pool3 is 2048, the sFID layer 2023; DINOv2 etc. stay far below
 META_KEY = "alitok_bench_meta"  # uint8 JSON bytes: the metadata travels inside the npz
+DIGEST_KEY = "stats_sha256"     # in that metadata: see stats_digest
 STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
 ADM_REFERENCE_NAMES = ("VIRTUAL_imagenet256_labeled.npz",)
 # ADM's stats come from the TF graph 2015-12-05; these weight kinds are conversions of that same graph.
@@ -55,6 +62,7 @@ class Reference:
     metadata: dict[str, Any] | None  # None: a reference without our sidecar (e.g. OpenAI's)
     mu_dinov2: np.ndarray | None = None     # FD-DINOv2 statistics (built with --dinov2; metadata["dinov2"] names it)
     sigma_dinov2: np.ndarray | None = None
+    integrity: str = "none"  # what vouched for the statistics on load: "stats digest", "sidecar", "none"
 
     @property
     def kind(self) -> str:
@@ -96,12 +104,25 @@ def _check_stat_headers(path: Path, keys: list[str]) -> None:
             raise InputFileError(path, f"{META_KEY} must be uint8 JSON bytes under 1 MiB, got {dtype} {list(shape)}")
 
 
+def stats_digest(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
+    """sha256 of the metadata (less this digest) and of every statistic as little-endian float64 in
+    STAT_KEYS order, each preceded by its name and shape: equal statistics, equal digest, on any machine."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != DIGEST_KEY}, sort_keys=True).encode())
+    for k in STAT_KEYS:
+        if k in arrays:
+            a = np.ascontiguousarray(arrays[k], dtype="<f8")
+            h.update(f"\n{k}{list(a.shape)}\n".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _embedded_metadata(path: Path) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z[META_KEY]).decode("utf-8"))
-    except (ValueError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+            raw = bytes(z[META_KEY])
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
         raise InputFileError(path, f"unreadable embedded metadata ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    meta = parse_json(raw, f"{path} ({META_KEY})")
     if not isinstance(meta, dict) or meta.get("format") != REF_FORMAT:
         raise InputFileError(path, f"embedded metadata is not {REF_FORMAT}")
     return meta
@@ -133,15 +154,13 @@ def load_reference(path: str | Path) -> Reference:
             raise InputFileError(path, f"arr_0 must be uint8 [N,H,W,3] images, got {dtype} {list(shape)}")
         n_images, size = int(shape[0]), (int(shape[1]), int(shape[2]))
     sha = sha256_file(path)
+    integrity = "none"
     # Ours carry their metadata inside the npz (they cannot lose it); the sidecar is a readable copy,
     # renamed into place *before* the npz, so a sidecar that disagrees means an interrupted build.
     metadata = _embedded_metadata(path) if META_KEY in keys else None
     side = sidecar_path(path)
     if side.is_file():
-        try:
-            side_meta = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputFileError(side, f"unreadable metadata sidecar ({e})") from None
+        side_meta = read_json(side)
         if not isinstance(side_meta, dict) or side_meta.get("format") != REF_FORMAT:
             raise InputFileError(side, f"not an {REF_FORMAT} metadata file")
         if side_meta.get("npz_sha256") != sha:
@@ -149,13 +168,23 @@ def load_reference(path: str | Path) -> Reference:
                                  f"{path.name} is {sha[:12]}...; an interrupted build?): rebuild the reference")
         if metadata is None:
             metadata = side_meta  # built before metadata was embedded
+        integrity = "sidecar"  # its npz_sha256 covers every byte of the file
+    if META_KEY in keys:
+        if DIGEST_KEY in metadata:
+            if stats_digest(arrays, metadata) != metadata[DIGEST_KEY]:
+                raise InputFileError(path, "statistics or metadata do not match the digest stored when the reference "
+                                           "was built (edited or damaged): rebuild it with ref-stats build")
+            integrity = "stats digest"
+        elif integrity != "sidecar":
+            raise InputFileError(path, f"built without a statistics digest and its sidecar {side.name} is missing, so "
+                                       "nothing vouches for mu/sigma: rebuild it with ref-stats build")
     if metadata is not None and size is None and metadata.get("image_size"):
         size = tuple(metadata["image_size"])
     if "mu_dinov2" in arrays and not (metadata or {}).get("dinov2"):
         raise InputFileError(path, "reference holds mu_dinov2/sigma_dinov2 but no record of the DINOv2 extractor "
                                    "that made them (metadata 'dinov2'): rebuild it with --dinov2")
     return Reference(path, sha, arrays["mu"], arrays["sigma"], arrays.get("mu_s"), arrays.get("sigma_s"),
-                     n_images, size, metadata, arrays.get("mu_dinov2"), arrays.get("sigma_dinov2"))
+                     n_images, size, metadata, arrays.get("mu_dinov2"), arrays.get("sigma_dinov2"), integrity)
 
 
 def check_compatible(ref: Reference, extractor_info: dict, image_size: tuple[int, int] | None) -> list[str]:
@@ -329,6 +358,7 @@ def _write_reference(out_path: Path, arrays: dict[str, np.ndarray], meta: dict[s
     ``load_reference`` refuses, never an npz whose metadata is missing."""
     from harness.io import atomic_path, atomic_target
 
+    meta = {**meta, DIGEST_KEY: stats_digest(arrays, meta)}
     payload = json.dumps(meta, sort_keys=True).encode("utf-8")
     with atomic_target(out_path, ".npz") as tmp_npz:
         with open(tmp_npz, "wb") as f:
@@ -346,7 +376,7 @@ def verify_reference(path: str | Path) -> dict[str, Any]:
                               "has_sfid": ref.mu_s is not None, "has_dinov2": ref.mu_dinov2 is not None,
                               "n_images_arr0": ref.n_images,
                               "image_size": list(ref.image_size) if ref.image_size else None,
-                              "metadata": ref.metadata is not None}
+                              "metadata": ref.metadata is not None, "integrity": ref.integrity}
     for name, s in (("sigma", ref.sigma), ("sigma_s", ref.sigma_s), ("sigma_dinov2", ref.sigma_dinov2)):
         if s is None:
             continue

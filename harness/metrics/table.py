@@ -109,9 +109,13 @@ def _precision_recall(key: str, name: str):
 def _kid(x: MetricInputs) -> dict[str, Any]:
     from harness.metrics.kid import SUBSET_SIZE, SUBSETS, kernel_inception_distance
 
-    o = x.options
+    o = x.options  # None means "the default"; 0 is a value, refused by kernel_inception_distance
+
+    def given(key, default):
+        return default if o.get(key) is None else o[key]
+
     k = kernel_inception_distance(x.samples("inception", "pool"), x.reference("inception", "pool"),
-                                  subsets=o.get("kid_subsets") or SUBSETS, subset_size=o.get("kid_subset_size") or SUBSET_SIZE)
+                                  subsets=given("kid_subsets", SUBSETS), subset_size=given("kid_subset_size", SUBSET_SIZE))
     return {"kid": k["kid"], "kid_std": k["kid_std"], "kid_subset_size": k["kid_subset_size"], "kid_subsets": k["kid_subsets"]}
 
 

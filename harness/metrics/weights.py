@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -63,6 +65,41 @@ def _save_atomic(state: dict, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def digest_path(path: Path) -> Path:
+    """Beside each converted weights file: the sha256 it had when it was written."""
+    return path.with_name(path.name + ".sha256")
+
+
+def cached_state_file(path: Path, build: Callable[[], dict[str, torch.Tensor]]) -> Path:
+    """``path`` in the cache, checked on every use against the digest written when it was built.
+
+    A damaged file (a flipped byte still loads, with other weights) would otherwise give features of
+    another network, and the error would blame the reference ("computed with other weights"). The source
+    is at hand, so a damaged or unrecorded file is compared with a fresh ``build()``: equal tensors get
+    their digest recorded, anything else is rebuilt, saying which cache file was damaged."""
+    from harness.io import write_text_atomic
+
+    record = digest_path(path)
+    expected = record.read_text().strip() if record.is_file() else None
+    if path.is_file() and expected is not None and sha256_file(path) == expected:
+        return path
+    fresh = build()
+    if path.is_file():
+        try:
+            on_disk = torch.load(path, map_location="cpu", weights_only=True)
+            same = on_disk.keys() == fresh.keys() and all(torch.equal(on_disk[k], fresh[k]) for k in fresh)
+        except Exception:  # noqa: BLE001 - a damaged file can fail to load in many ways
+            same = False
+        if same:
+            write_text_atomic(record, sha256_file(path) + "\n")
+            return path
+        why = "differs from the digest recorded when it was built" if expected else "does not hold the weights it names"
+        print(f"alitok-bench: cached weights {path} {why} (damaged); rebuilt it", file=sys.stderr)
+    _save_atomic(fresh, path)
+    write_text_atomic(record, sha256_file(path) + "\n")
+    return path
 
 
 def skeleton_state_dict() -> dict[str, torch.Tensor]:
@@ -144,9 +181,7 @@ def fid_helper_weights() -> Path:
     """Converted fid-helper weights, created once in the cache folder (atomic write)."""
     src = fid_helper_torchscript_path()
     out = cache_dir() / f"inception-fid-helper-v{FORMAT_VERSION}-{sha256_file(src)[:16]}.pth"
-    if not out.is_file():
-        _save_atomic(convert_fid_helper_state(src), out)
-    return out
+    return cached_state_file(out, lambda: convert_fid_helper_state(src))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,9 +209,7 @@ def random_state(seed: int) -> dict[str, torch.Tensor]:
 
 def random_weights(seed: int) -> Path:
     out = cache_dir() / f"inception-random-v{FORMAT_VERSION}-seed{int(seed)}.pth"
-    if not out.is_file():
-        _save_atomic(random_state(seed), out)
-    return out
+    return cached_state_file(out, lambda: random_state(seed))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,15 +21,27 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "run"
 
 
-def _npz(df_row) -> Path | None:
+def _roots(results: list[str | Path]) -> list[Path]:
+    """The folders a report may read sample files from: those named, and the folders of named record files."""
+    return [(p if p.is_dir() else p.parent).resolve() for p in map(Path, results)]
+
+
+def _npz(df_row, roots: list[Path]) -> tuple[Path | None, str]:
+    """The record's samples file, if it lies inside the results given (else None and why): a record is
+    data, and its path may name any file on the machine (a copied, edited or hostile record)."""
     p = df_row["samples_npz"]
     if not isinstance(p, str) or not p:  # pandas stores a missing path as NaN
-        return None
+        return None, ""
     p = Path(p)
-    if p.is_file():
-        return p
     near = Path(df_row["record_path"] or ".").parent / p.name  # a results folder copied elsewhere
-    return near if near.is_file() else None
+    outside = False
+    for candidate in (p, near):
+        if candidate.is_file():
+            if any(candidate.resolve().is_relative_to(r) for r in roots):
+                return candidate, ""
+            outside = True
+    return None, (f"samples file {p} is outside the results given (not read)" if outside
+                  else f"samples file {p} not found")
 
 
 def build_report(results: list[str | Path], out: str | Path, title: str = "Results", grids: bool = True,
@@ -52,12 +64,12 @@ def build_report(results: list[str | Path], out: str | Path, title: str = "Resul
         written += [p.name for p in plots.save(fig, out / name)]
         figures.append(name)
     if grids and not df.empty:
-        seen = set()
+        seen, roots = set(), _roots(results)
         for _, row in df.iterrows():
-            npz = _npz(row)
+            npz, why = _npz(row, roots)
             if npz is None or npz.resolve() in seen:
-                if isinstance(row["samples_npz"], str) and npz is None:
-                    skipped.append(f"grid {row['label']}: samples file {row['samples_npz']} not found")
+                if why:
+                    skipped.append(f"grid {row['label']}: {why}")
                 continue
             seen.add(npz.resolve())
             fig = plots.sample_grid(npz, f"{row['label']} ({row['model'] or 'model not recorded'})",

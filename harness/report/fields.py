@@ -44,8 +44,28 @@ def _first(record: dict[str, Any], *paths: str) -> Any:
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        v = math.copysign(math.inf, v)
     return None if math.isnan(v) else v
+
+
+def _count(record: dict[str, Any], *paths: str, minimum: float = 0) -> int | None:
+    """A whole number >= ``minimum`` (N, batch size, seed) or None when absent; 1e999 or 2.5 is a
+    damaged record, refused naming its file, not a number to print or compare."""
+    from harness.errors import InputFileError
+
+    for p in paths:
+        raw = dig(record, p)
+        v = _number(raw)
+        if v is None:
+            continue
+        if not math.isfinite(v) or v != int(v) or v < minimum:
+            at_least = "" if minimum == -math.inf else f" >= {minimum:g}"
+            raise InputFileError(record.get("record_path") or "record", f"{p} is {raw!r}, not a whole number{at_least}")
+        return int(v)
+    return None
 
 
 # ---- identity -------------------------------------------------------------------------------
@@ -110,8 +130,7 @@ def images_per_s(record) -> float | None:
 
 
 def batch_size(record) -> int | None:
-    v = _number(_first(record, "speed.batch_size", "spec.batch_size"))
-    return None if v is None else int(v)
+    return _count(record, "speed.batch_size", "spec.batch_size")
 
 
 def dtype(record) -> str | None:
@@ -123,8 +142,7 @@ def checkpoint(record) -> str | None:
 
 
 def num_samples(record) -> int | None:
-    v = _number(_first(record, "samples.n", "spec.protocol.num_samples"))
-    return None if v is None else int(v)
+    return _count(record, "samples.n", "spec.protocol.num_samples")
 
 
 def sampling(record) -> dict[str, Any]:
@@ -138,8 +156,7 @@ def guidance_scale(record) -> float | None:
 
 
 def seed(record) -> int | None:
-    v = _number(_first(record, "seeds.seed", "spec.protocol.seed"))
-    return None if v is None else int(v)
+    return _count(record, "seeds.seed", "spec.protocol.seed", minimum=-math.inf)
 
 
 # ---- context ------------------------------------------------------------------------------------

@@ -238,12 +238,33 @@ def ablation_bars(df):
                    "own sd. " + caption(d))
 
 
+def _grid_images(npz_path: Path, max_classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The first ``per_class`` images of the first ``max_classes`` classes, read in batches (never the
+    whole file, never a pickle), with their labels and the classes shown."""
+    from harness.data import npz as npz_io
+    from harness.errors import InputFileError
+
+    n = npz_io.check_samples_header(npz_path)[0]  # uint8 [N,H,W,3], from the header alone
+    labels = npz_io.load_labels_npz(npz_path, expected_n=n)
+    labels = np.zeros(n, np.int64) if labels is None else labels
+    if labels.size and labels.min() < 0:
+        bad = int(np.flatnonzero(labels < 0)[0])
+        raise InputFileError(npz_path, f"labels[{bad}] is {int(labels[bad])}; class labels are >= 0")
+    classes = sorted(set(labels.tolist()))[:max_classes]
+    keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])) if classes else []
+    rows, start = [], 0
+    for batch in npz_io.iter_npz_batches(npz_path, 256) if len(keep) else ():
+        rows += [np.array(batch[i - start]) for i in keep if start <= i < start + len(batch)]
+        start += len(batch)
+        if start > keep[-1]:
+            break
+    images = np.stack(rows) if rows else np.zeros((0, 1, 1, 3), np.uint8)
+    return images, labels[keep] if len(keep) else labels[:0], classes
+
+
 def sample_grid(npz_path: str | Path, title: str, class_names=None, max_classes: int = 8, per_class: int = 8):
     """Rows = classes (named on the left), columns = the first samples of that class."""
-    with np.load(npz_path) as z:
-        images = z["arr_0"]
-        labels = z["labels"] if "labels" in z.files else np.zeros(len(images), int)
-    classes = sorted(set(int(c) for c in labels))[:max_classes]
+    images, labels, classes = _grid_images(Path(npz_path), max_classes, per_class)
     if not classes:
         return None
     per_class = min(per_class, max(int(np.sum(labels == c)) for c in classes))

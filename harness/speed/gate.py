@@ -32,13 +32,13 @@ and its line says which it used.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputFileError, UserError
+from harness.io import read_json
 
 MIN_THRESHOLD = 0.10
 CALIBRATION = "test_bench_machine_calibration"
@@ -57,11 +57,8 @@ def machine_class(info: dict[str, Any]) -> str:
 
 
 def _read(path: str | Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputFileError(path, f"not a readable pytest-benchmark JSON ({e})") from None
-    if "benchmarks" not in data or "machine_info" not in data:
+    data = read_json(path)  # one line naming the file for bad UTF-8, bad JSON, absurd nesting
+    if not isinstance(data, dict) or "benchmarks" not in data or "machine_info" not in data:
         raise InputFileError(path, "not a pytest-benchmark JSON (no benchmarks / machine_info)")
     return data
 
@@ -200,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gate: no baseline for machine class {cls!r} in {folder}; nothing compared. Make one from two runs: "
                   f"python -m harness.speed.gate --save RUN1 RUN2 --baselines {folder}", file=sys.stderr)
             return 0
-        failures, lines = check(current, json.loads(path.read_text()))
+        failures, lines = check(current, read_json(path))
         print("\n".join(lines))
         print(f"gate: {len(failures)} regression(s) against {path}" if failures else f"gate: ok against {path}")
         return 1 if failures else 0
