@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file
 
 from baselines import vae as vae_mod
-from baselines.dit import DIT_XL_SAMPLING, dit_xl_2
+from baselines.dit import DIT_XL_SAMPLING, dit_xl_2, read_ema_or_raw
 from baselines.lightningdit import SAMPLING as LDIT_SAMPLING, XL_1, lightningdit_xl_1
 from baselines.sit import SIT_XL_SAMPLING, sit_xl_2
 from harness.interfaces import DiffusionSampling, to_uint8
@@ -176,8 +176,8 @@ def test_dit_forward_and_three_channel_guidance(dit_gen):
 def test_dit_samplers_walk_upstreams_trajectory(dit_gen, solver):
     """Same seed as upstream's global RNG: initial noise and per-step draws of the doubled batch."""
     t, notes = fixture("dit", "samplers")
-    params = dataclasses.replace(DIT_XL_SAMPLING, steps=notes["steps"], solver=solver, eta=notes["ddim_eta"],
-                                 cfg_scale=notes["cfg_scale"])
+    params = dataclasses.replace(DIT_XL_SAMPLING, steps=notes["steps"], solver=solver)  # the preset's cfg and eta
+    assert (params.cfg_scale, params.eta) == (notes["cfg_scale"], notes["ddim_eta"])
     assert dit_gen.schedule(notes["steps"]).timestep_map == t[f"{solver}_timestep_map"].tolist()
     z = dit_gen.sample_latents(t["labels"], torch.Generator().manual_seed(notes["seed"]), params)
     assert_close(z, t[f"{solver}_trajectory"][-1], f"DiT {solver} latents")
@@ -205,8 +205,9 @@ def test_sit_samplers_match_upstream_and_count_its_calls(sit_gen, run):
     counted here and the count reported for the official code agree with the calls upstream made."""
     t, notes = fixture("sit", "samplers")
     opts = notes["runs"][run]
-    params = dataclasses.replace(SIT_XL_SAMPLING, steps=opts["num_steps"], solver=SIT_SOLVERS[opts["sampling_method"]],
-                                 cfg_scale=opts["cfg_scale"])
+    params = dataclasses.replace(SIT_XL_SAMPLING, steps=opts["num_steps"], solver=SIT_SOLVERS[opts["sampling_method"]])
+    if opts["cfg_scale"] == 1.0:  # the unguided run; the others keep the preset's scale
+        params = dataclasses.replace(params, cfg_scale=1.0)
     calls = []
     hook = sit_gen.model.register_forward_hook(lambda *_: calls.append(1))
     try:
@@ -292,6 +293,24 @@ def test_lightningdit_euler_with_shift_and_images_match_upstream(ldit_gen):
     assert ldit_gen.network_calls(params) == notes["upstream_network_calls"]
     images = ldit_gen.decode_codes(t["trajectory"][-1])
     assert_images(images, t["images"], t["decoded"])
+
+
+@pytest.mark.parametrize("path", ["lightningdit/lightningdit-tiny.pt", "dit/DiT-tiny.pt"])
+def test_released_files_are_read_once_memory_mapped(monkeypatch, path):
+    """A training checkpoint ({"model", "ema"}) gives its EMA weights and a raw file itself, each from
+    one weights-only, memory-mapped read (an XL file read twice held two copies: 5.4 GB)."""
+    real, calls = torch.load, []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    sd = read_ema_or_raw(str(FIX / path))
+    assert len(calls) == 1 and calls[0].get("mmap") is True and calls[0].get("weights_only") is True
+    whole = real(FIX / path, weights_only=True)
+    expected = whole.get("ema", whole)
+    assert sd.keys() == expected.keys() and all(torch.equal(sd[k], expected[k]) for k in sd)
 
 
 # ---------------------------------------------------------------------------------------------
