@@ -235,10 +235,10 @@ def test_sit_ode_solver_call_equals_upstreams_on_a_float64_field(solver):
     in float64 (no fp32 cancellation in the step control): dopri5 at atol 1e-6 / rtol 1e-3 through
     torchdiffeq, the grid and the time vector as upstream builds them."""
     t, notes = fixture("sit", "ode_field")
-    w, b = t["field_w"], t["field_b"]
+    u, v, b = t["field_u"], t["field_v"], t["field_b"]
 
     def field(x, tt):
-        return torch.tanh(x.flatten(1) @ w + tt[:, None].to(x.dtype) * b).reshape(x.shape)
+        return torch.tanh((x.flatten(1) @ u) @ v + tt[:, None].to(x.dtype) * b).reshape(x.shape)
 
     ours = flow.sample(field, t["field_x0"], None, steps=notes["num_steps"], solver=solver)
     assert_close(ours, t[f"field_{solver}"], f"{solver} on the float64 field", rel=1e-10)

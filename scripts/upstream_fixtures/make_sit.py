@@ -88,19 +88,20 @@ def main() -> None:
     # the solver call itself (method, tolerances, grid, time vector) to many digits
     gf = torch.Generator().manual_seed(2)
     d = c * s * s
-    w = torch.randn(d, d, generator=gf, dtype=torch.float64) / d**0.5 * 1.5
+    u = torch.randn(d, 8, generator=gf, dtype=torch.float64) / d**0.5 * 1.5  # low rank: a small fixture
+    v = torch.randn(8, d, generator=gf, dtype=torch.float64) / 8**0.5
     bias = torch.randn(d, generator=gf, dtype=torch.float64)
 
     def field(xx, tt):
-        return torch.tanh(xx.flatten(1) @ w + tt[:, None].to(xx.dtype) * bias).reshape(xx.shape)
+        return torch.tanh((xx.flatten(1) @ u) @ v + tt[:, None].to(xx.dtype) * bias).reshape(xx.shape)
 
     x0 = torch.randn(b, c, s, s, generator=gf, dtype=torch.float64)
-    field_runs = {"field_w": w, "field_b": bias, "field_x0": x0}
+    field_runs = {"field_u": u, "field_v": v, "field_b": bias, "field_x0": x0}
     for method, steps in (("dopri5", 6), ("euler", 6)):
         fn = sampler.sample_ode(sampling_method=method, num_steps=steps, atol=1e-6, rtol=1e-3)
         field_runs[f"field_{method}"] = fn(x0, field)[-1]
     write_fixture(args.out, "ode_field", field_runs, **meta,
-                  notes={"field": "v(x, t) = tanh(x.flatten(1) @ w + t[:, None] * b), float64",
+                  notes={"field": "v(x, t) = tanh((x.flatten(1) @ u) @ v + t[:, None] * b), float64",
                          "num_steps": 6, "atol": 1e-6, "rtol": 1e-3})
 
     with torch.device("meta"):
