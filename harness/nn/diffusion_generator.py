@@ -80,7 +80,7 @@ def doubled_guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool
 
 class DiffusionGenerator(Generator):
     """``kind="ddpm"`` (DiT: eps + learned variance, solvers ddpm / ddim) or ``"flow"`` (SiT,
-    LightningDiT: velocity, solvers euler / heun / euler-maruyama). ``decode`` maps sampled latents
+    LightningDiT: velocity, solvers euler / heun / euler-maruyama / dopri5). ``decode`` maps sampled latents
     to float images in [-1, 1] (None: the model works in pixel space). ``packed_linear`` (default on
     where it exists: fp32 on CPU) runs the Linear layers through oneDNN on weights packed once
     (``harness.nn.packed_linear``), as ``ARGenerator`` does, so AR : diffusion speed ratios compare
