@@ -4,7 +4,9 @@
 - ``.pth`` / ``.bin`` / ``.pt``: ``torch.load(weights_only=True, mmap=True)`` (the official AliTok files
   are plain pickled state dicts): read once, the tensors backed by the mapped file, so peak memory
   is about one copy of the weights (the model's); anything that is not a flat ``{str: Tensor}``
-  mapping (or one of those under a wrapper key such as ``ema``) is refused.
+  mapping (or one of those under a wrapper key such as ``ema``) is refused. Mapped tensors read the
+  file until copied (``load_state_dict(..., assign=True)`` keeps them mapped): replace a checkpoint
+  with a new file (``os.replace``), never rewrite one in place while a run reads it.
 Every failure is a one-line ``CheckpointError`` naming the file.
 
 Inside ``with planning():`` (``alitok-bench validate``) nothing is read but headers: state dicts come
