@@ -4,19 +4,21 @@ scale 0.18215), DDPM with learned variance, 250 ancestral steps, CFG 1.5 on the 
 Factories (targets in harness/plugins.py): ``dit_xl_2`` (released ``DiT-XL-2-256x256.pt``, a raw
 EMA state dict, or a training checkpoint's ``["ema"]``, loaded strictly) and ``dit_tiny`` (the
 committed tiny pixel-space DDPM). ``random_weights=True`` builds any named config without files
-(speed measurements): the network gets DiT's init, the VAE diffusers' default init.
+(speed measurements): the network gets DiT's init, the VAE diffusers' default init. ``config`` is a
+named size (``XL/2``, ``B/4`` ...) or a mapping of ``DiTConfig`` fields (the small configurations
+of tests/fixtures/upstream).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from harness.errors import UserError
 from harness.interfaces import DiffusionSampling
-from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
+from harness.nn.checkpoint import EMA_FIRST, CheckpointError, load_state_dict, load_strict, read_metadata
 from harness.nn.diffusion_generator import DiffusionGenerator
 from harness.nn.dit_blocks import DiT, DiTConfig, named_config
 
@@ -37,16 +39,20 @@ def load_dit(cfg: DiTConfig, path: str | None, device, *, what: str, generator_s
 
 def read_ema_or_raw(path: str) -> dict[str, torch.Tensor]:
     """The ``["ema"]`` sub-dict of a training checkpoint (DiT, LightningDiT), else the raw / usual
-    wrapped state dict (the released DiT-XL-2-256x256.pt is raw EMA weights)."""
-    p = Path(path)
-    if p.suffix != ".safetensors" and p.is_file():
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - load_state_dict below explains the failure in one line
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("ema"), dict):
-            return dict(obj["ema"])
-    return load_state_dict(p)
+    wrapped state dict (the released DiT-XL-2-256x256.pt is raw EMA weights); one mapped read."""
+    return load_state_dict(path, wrappers=EMA_FIRST)
+
+
+def resolve_config(config: str | Mapping[str, Any], base: DiTConfig | None = None) -> DiTConfig:
+    """``model.options.config``: a named size, or DiTConfig fields over ``base`` (a small test model)."""
+    from harness.config import ConfigError, from_dict
+
+    try:
+        if isinstance(config, Mapping):
+            return from_dict(DiTConfig, {**(base.to_dict() if base else {}), **config}, "model.options.config")
+        return named_config(config)
+    except (ConfigError, ValueError, TypeError) as e:
+        raise UserError(f"model.options.config: {e}") from None
 
 
 def _on_meta(cfg: DiTConfig) -> DiT:
@@ -71,26 +77,25 @@ def _options(name: str, options: dict[str, Any]) -> None:
 
 
 def sd_vae_generator(family: str, kind: str, sampling: DiffusionSampling, released: str, *, device, checkpoint,
-                     tokenizer_checkpoint, dtype, tf32, random_weights: bool, config: str, options: dict[str, Any]):
+                     tokenizer_checkpoint, dtype, tf32, random_weights: bool, config: str | Mapping[str, Any],
+                     options: dict[str, Any]):
     """A DiT-network family on SD-VAE latents (DiT: DDPM; SiT: flow), strict load of the released file."""
     _options(family, options)
-    try:
-        cfg = named_config(config)
-    except ValueError as e:
-        raise UserError(f"model.options.config: {e}") from None
+    cfg = resolve_config(config)
     if not checkpoint and not random_weights:
         raise UserError(f"{family} needs the released weights: --set model.checkpoint=/path/{released} "
                         "(or model.options.random_weights=true for speed runs)")
     paper_name = {"dit": "DiT", "sit": "SiT"}[family]
-    model = load_dit(cfg, checkpoint, device, what=f"{paper_name}-{config}")
+    label = config if isinstance(config, str) else "custom"
+    model = load_dit(cfg, checkpoint, device, what=f"{paper_name}-{label}")
     decode, vae = sd_vae_decoder(tokenizer_checkpoint, device, random_weights)
-    return DiffusionGenerator(model, name=f"{family}-{config.lower().replace('/', '-')}", kind=kind, sampling=sampling,
+    return DiffusionGenerator(model, name=f"{family}-{label.lower().replace('/', '-')}", kind=kind, sampling=sampling,
                               image_size=256, decode=decode, checkpoint=checkpoint, dtype=_dtype(dtype), tf32=tf32,
                               decoder_modules=(vae,), extra_info={"vae": tokenizer_checkpoint, "random_weights": random_weights})
 
 
 def dit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, random_weights=False,
-             config: str = "XL/2", **options):
+             config: str | Mapping[str, Any] = "XL/2", **options):
     """DiT-XL/2 256 px (675M) + SD VAE; ``config`` picks another named size (``B/4`` ...)."""
     return sd_vae_generator("dit", "ddpm", DIT_XL_SAMPLING, "DiT-XL-2-256x256.pt", device=device, checkpoint=checkpoint,
                             tokenizer_checkpoint=tokenizer_checkpoint, dtype=dtype, tf32=tf32,

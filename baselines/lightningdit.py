@@ -13,6 +13,8 @@ and dropped.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 
 from harness.errors import UserError
@@ -21,7 +23,7 @@ from harness.nn.checkpoint import CheckpointError, load_strict
 from harness.nn.diffusion_generator import DiffusionGenerator
 from harness.nn.dit_blocks import DiT, DiTConfig
 
-from baselines.dit import _dtype, _on_meta, _options, read_ema_or_raw
+from baselines.dit import _dtype, _on_meta, _options, read_ema_or_raw, resolve_config
 
 XL_1 = DiTConfig(input_size=16, patch_size=1, in_channels=32, hidden_size=1152, depth=28, num_heads=16,
                  learn_sigma=False, rmsnorm=True, swiglu=True, rope=True, qk_norm=False)
@@ -61,9 +63,14 @@ def load_latent_stats(path: str | None, channels: int = 32) -> tuple[torch.Tenso
 
 
 def lightningdit_xl_1(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None,
-                      random_weights=False, latent_stats=None, latent_multiplier: float = 1.0, **options):
-    """LightningDiT-XL/1 + VA-VAE; ``latent_stats`` = path of ``latents_stats.pt``."""
+                      random_weights=False, latent_stats=None, latent_multiplier: float = 1.0,
+                      config: str | Mapping[str, Any] = "XL/1", **options):
+    """LightningDiT-XL/1 + VA-VAE; ``latent_stats`` = path of ``latents_stats.pt``; ``config`` "XL/1" or a
+    mapping of DiTConfig fields over XL/1's (the small configuration of tests/fixtures/upstream)."""
     _options("lightningdit", options)
+    if isinstance(config, str) and config != "XL/1":
+        raise UserError(f"model.options.config: lightningdit has the released XL/1 only (or a mapping), got {config!r}")
+    cfg = XL_1 if isinstance(config, str) else resolve_config(config, XL_1)
     from baselines.vae import decode as vae_decode, va_vae
 
     if not random_weights and not (checkpoint and tokenizer_checkpoint and latent_stats):
@@ -71,12 +78,12 @@ def lightningdit_xl_1(*, device, checkpoint=None, tokenizer_checkpoint=None, dty
                         "model.tokenizer_checkpoint=/path/vavae-imagenet256-f16d32-dinov2.pt "
                         "model.options.latent_stats=/path/latents_stats.pt (or model.options.random_weights=true)")
     if checkpoint:
-        sd = _check_rope_buffers(XL_1, read_ema_or_raw(checkpoint), checkpoint)
-        model = load_strict(lambda: _on_meta(XL_1), sd, checkpoint, "LightningDiT-XL/1", device)
+        sd = _check_rope_buffers(cfg, read_ema_or_raw(checkpoint), checkpoint)
+        model = load_strict(lambda: _on_meta(cfg), sd, checkpoint, "LightningDiT-XL/1", device)
     else:
-        model = DiT(XL_1).initialize_weights(torch.Generator().manual_seed(0)).to(device).eval()
+        model = DiT(cfg).initialize_weights(torch.Generator().manual_seed(0)).to(device).eval()
     vae = va_vae(tokenizer_checkpoint, device)
-    mean, std = (t.to(device) for t in load_latent_stats(latent_stats))
+    mean, std = (t.to(device) for t in load_latent_stats(latent_stats, cfg.in_channels))
 
     def decode(z: torch.Tensor) -> torch.Tensor:
         return vae_decode(vae, z * std / latent_multiplier + mean)

@@ -8,6 +8,7 @@ tiny pixel-space flow model).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from harness.interfaces import DiffusionSampling
 from harness.nn.diffusion_generator import DiffusionGenerator
@@ -18,7 +19,7 @@ SIT_XL_SAMPLING = DiffusionSampling(steps=250, solver="euler-maruyama", cfg_scal
 
 
 def sit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, random_weights=False,
-             config: str = "XL/2", **options):
+             config: str | Mapping[str, Any] = "XL/2", **options):
     """SiT-XL/2 256 px (675M, DiT's network) + SD VAE, flow sampling."""
     return sd_vae_generator("sit", "flow", SIT_XL_SAMPLING, "SiT-XL-2-256.pt", device=device, checkpoint=checkpoint,
                             tokenizer_checkpoint=tokenizer_checkpoint, dtype=dtype, tf32=tf32,

@@ -38,11 +38,23 @@ SD_VAE_CONFIG: dict[str, Any] = dict(
 # VA-VAE f16d32 (LightningDiT tokenizer/configs/vavae_f16d32.yaml: ch 128, ch_mult [1,1,2,2,4],
 # num_res_blocks 2, attn_resolutions [16], z_channels 32, embed_dim 32); latent scaling is done
 # by LightningDiT's latents_stats.pt, not by scaling_factor.
-VA_VAE_CONFIG: dict[str, Any] = dict(
-    in_channels=3, out_channels=3, latent_channels=32, block_out_channels=(128, 128, 256, 256, 512), layers_per_block=2,
-    down_block_types=("DownEncoderBlock2D",) * 4 + ("AttnDownEncoderBlock2D",),
-    up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 4,
-    act_fn="silu", norm_num_groups=32, sample_size=256, scaling_factor=1.0)
+
+
+def ldm_vae_config(*, ch: int, ch_mult: tuple[int, ...], num_res_blocks: int, attn_resolutions: tuple[int, ...],
+                   resolution: int, z_channels: int, scaling_factor: float = 1.0) -> dict[str, Any]:
+    """The ``diffusers.AutoencoderKL`` config of a CompVis LDM autoencoder ``ddconfig``: level i works at
+    ``resolution / 2**i`` and gets attention after each resnet where that is in ``attn_resolutions``
+    (diffusers' ``Attn*Block2D``); decoder levels count the other way round."""
+    attn = [resolution // 2**i in attn_resolutions for i in range(len(ch_mult))]
+    return dict(in_channels=3, out_channels=3, latent_channels=z_channels, block_out_channels=tuple(ch * m for m in ch_mult),
+                layers_per_block=num_res_blocks,
+                down_block_types=tuple("AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attn),
+                up_block_types=tuple("AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attn)),
+                act_fn="silu", norm_num_groups=32, sample_size=resolution, scaling_factor=scaling_factor)
+
+
+VA_VAE_CONFIG: dict[str, Any] = ldm_vae_config(ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
+                                               resolution=256, z_channels=32)
 # training-only parts of released VA-VAE / LDM checkpoints: discriminator + LPIPS, the VF loss's
 # projection and DINOv2 teacher (LightningDiT tokenizer/autoencoder.py loads with strict=False and
 # filters the same), LDM's EMA copy

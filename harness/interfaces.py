@@ -142,10 +142,11 @@ class DiffusionSampling(SamplingParams):
     """Diffusion / flow sampling (DiT, SiT, LightningDiT); see ``harness.nn.diffusion_generator``.
 
     ``solver``: ddpm | ddim (DDPM schedules, ``steps`` = respaced steps, ``eta`` for DDIM) or
-    euler | heun | euler-maruyama (flow, ``steps`` = time-grid points as upstream).
+    euler | heun | euler-maruyama | dopri5 (flow, ``steps`` = time-grid points as upstream; dopri5 is
+    SiT's adaptive default through torchdiffeq, atol 1e-6, rtol 1e-3).
     ``cfg_interval``: guide only where normalised time (0 noise, 1 data) is in [lo, hi].
     ``cfg_first3``: guide only output channels 0-2 (DiT / SiT / LightningDiT reference behaviour).
-    ``timestep_shift``: LightningDiT's ODE grid shift (0 = none).
+    ``timestep_shift``: LightningDiT's ODE grid shift ``s t / (1 + (s - 1) t)`` (0 = none).
     """
 
     family: ClassVar[str] = "diffusion"
@@ -160,8 +161,8 @@ class DiffusionSampling(SamplingParams):
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.solver not in ("ddpm", "ddim", "euler", "heun", "euler-maruyama"):
-            raise ValueError(f"solver {self.solver!r} unknown (known: ddpm, ddim, euler, heun, euler-maruyama)")
+        if self.solver not in ("ddpm", "ddim", "euler", "heun", "euler-maruyama", "dopri5"):
+            raise ValueError(f"solver {self.solver!r} unknown (known: ddpm, ddim, euler, heun, euler-maruyama, dopri5)")
         lo, hi = self.cfg_interval
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"cfg_interval must satisfy 0 <= lo <= hi <= 1, got {self.cfg_interval}")

@@ -525,3 +525,18 @@ def test_cpu_peak_memory_of_a_block_even_below_an_earlier_peak():
     if mem.kind == "cpu_peak_rss_growth":
         pytest.skip("this kernel does not let the peak RSS be reset (/proc/self/clear_refs)")
     assert mem.kind == "cpu_peak_rss_above_start" and 90 <= mem.mib <= 130
+
+
+def test_diffusion_records_say_whose_network_call_count():
+    """SiT's official SDE evaluates the network twice per step (drift and score, same input); this
+    implementation once. The record carries both counts, named; an adaptive solver refuses a step limit."""
+    from baselines.sit import flow_tiny
+
+    g = flow_tiny(device="cpu")
+    g._sampling = dataclasses.replace(g.default_sampling, solver="euler-maruyama", steps=3, cfg_scale=1.5)
+    res = bench_interleaved([g], BenchSettings(batch_size=1, repeats=1, warmup=0), "cpu")[0].summary()
+    calls = res["network_calls"]
+    assert (calls["this_implementation"], calls["official_code"], calls["rows_per_call"]) == (3, 6, 2)
+    g._sampling = dataclasses.replace(g.default_sampling, solver="dopri5")
+    with pytest.raises(UserError, match="adaptive"):
+        bench_interleaved([g], BenchSettings(batch_size=1, repeats=1, warmup=0, steps_limit=2), "cpu")

@@ -1,8 +1,12 @@
 """Checkpoint I/O that never unpickles arbitrary objects.
 
 - ``.safetensors``: tensors plus string metadata (our own checkpoints: config, seed, git sha).
-- ``.pth`` / ``.bin`` / ``.pt``: ``torch.load(weights_only=True)`` (the official AliTok files are
-  plain pickled state dicts); anything that is not a flat ``{str: Tensor}`` mapping is refused.
+- ``.pth`` / ``.bin`` / ``.pt``: ``torch.load(weights_only=True, mmap=True)`` (the official AliTok files
+  are plain pickled state dicts): read once, the tensors backed by the mapped file, so peak memory
+  is about one copy of the weights (the model's); anything that is not a flat ``{str: Tensor}``
+  mapping (or one of those under a wrapper key such as ``ema``) is refused. Mapped tensors read the
+  file until copied (``load_state_dict(..., assign=True)`` keeps them mapped): replace a checkpoint
+  with a new file (``os.replace``), never rewrite one in place while a run reads it.
 Every failure is a one-line ``CheckpointError`` naming the file.
 
 Inside ``with planning():`` (``alitok-bench validate``) nothing is read but headers: state dicts come
@@ -63,10 +67,29 @@ def _safetensors_on_meta(p: Path) -> dict[str, torch.Tensor]:
                 for k in f.keys()}
 
 
-def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a flat state dict from safetensors or a weights-only torch pickle.
+WRAPPERS = ("state_dict", "model", "module")  # common wrappers of a state dict, tried in this order
+EMA_FIRST = ("ema",) + WRAPPERS  # training checkpoints (DiT, SiT, LightningDiT train.py): the EMA weights
+
+
+def _torch_load(p: Path) -> Any:
+    """One weights-only read, memory-mapped (files in the zip format; older ones are read normally)."""
+    if is_planning():  # meta storages: the tensor bytes are never read
+        return torch.load(p, map_location="meta", weights_only=True, mmap=True)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):  # legacy (pre-zip) serialisation cannot be mapped
+            raise
+        return torch.load(p, map_location="cpu", weights_only=True)
+
+
+def load_state_dict(path: str | os.PathLike, prefix: str | None = None,
+                    wrappers: tuple[str, ...] = WRAPPERS) -> dict[str, torch.Tensor]:
+    """Read a flat state dict from safetensors or a weights-only torch pickle (read once, mapped).
 
     ``prefix`` selects a sub-dict (e.g. ``"model."``) and strips it, for checkpoints that wrap.
+    Without a prefix, the first of ``wrappers`` that holds a tensor dict is unwrapped
+    (``EMA_FIRST``: a training checkpoint's ``["ema"]`` before its ``["model"]``).
     """
     p = Path(path)
     if not p.is_file():
@@ -83,17 +106,14 @@ def load_state_dict(path: str | os.PathLike, prefix: str | None = None) -> dict[
             raise _fail(p, f"not a readable safetensors file ({one_line(e)[:120]})") from None
     else:
         try:
-            if is_planning():  # meta storages: the tensor bytes are never read
-                sd = torch.load(p, map_location="meta", weights_only=True, mmap=True)
-            else:
-                sd = torch.load(p, map_location="cpu", weights_only=True)
+            sd = _torch_load(p)
         except pickle.UnpicklingError as e:
             msg = one_line(e)[:160]
             raise _fail(p, f"refused by weights_only loading (not a plain state dict): {msg}") from None
         except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
             raise _fail(p, f"truncated or corrupt checkpoint ({type(e).__name__}: {one_line(e)[:120]})") from None
     if isinstance(sd, Mapping) and prefix is None:
-        for key in ("state_dict", "model", "module"):  # common wrappers
+        for key in wrappers:
             if key in sd and isinstance(sd[key], Mapping) and all(isinstance(v, torch.Tensor) for v in sd[key].values()):
                 sd = sd[key]
                 break

@@ -7,6 +7,11 @@ reference behaviour; off = guide every latent channel) and keep the conditional 
 The cfg interval is applied on the device (no host sync): guidance only where the normalised time
 tau (0 = noise, 1 = data; flow: t itself, DDPM: 1 - timestep / 1000) lies in [lo, hi].
 LightningDiT's "no guidance while t < 0.125" is ``cfg_interval=(0.125, 1.0)``.
+
+Random draws follow upstream's order, so a generator seeded as upstream seeds its global RNG
+walks upstream's trajectory: the initial noise, then (DDPM / DDIM, SDE) each step's noise drawn
+for the CFG-doubled batch, the first rows kept. The adaptive dopri5 solver integrates upstream's
+doubled state (``doubled_guided_fn``), because its step-size control sees both halves.
 """
 from __future__ import annotations
 
@@ -50,9 +55,32 @@ def guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool, interv
     return fn
 
 
+def doubled_guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool, interval: tuple[float, float],
+                      channels: int, keep_channels: int):
+    """``fn(x2, t2)`` on the doubled state [x; x'] as upstream's ``forward_with_cfg`` computes it:
+    the network sees the first half twice; the guided channels are returned for both halves, the
+    others as they came out (conditional rows, then unconditional). Only the first half is kept at
+    the end, but an adaptive solver's error norm covers both, so its steps match upstream's."""
+    b = len(y)
+    y2 = torch.cat([y, torch.full_like(y, model.null_class)])
+    k = 3 if first3 else channels
+    lo, hi = interval
+
+    def fn(x2: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:
+        half = x2[:b]
+        out = model(torch.cat([half, half]), t2, y2)[:, :keep_channels]
+        cond, uncond = out[:b, :k], out[b:, :k]
+        g = uncond + scale * (cond - uncond)
+        s = t2[:b].float()
+        inside = ((s >= lo) & (s <= hi)).reshape(-1, *([1] * (x2.ndim - 1)))
+        g = torch.where(inside, g, cond)
+        return torch.cat([torch.cat([g, g]), out[:, k:]], dim=1)
+    return fn
+
+
 class DiffusionGenerator(Generator):
     """``kind="ddpm"`` (DiT: eps + learned variance, solvers ddpm / ddim) or ``"flow"`` (SiT,
-    LightningDiT: velocity, solvers euler / heun / euler-maruyama). ``decode`` maps sampled latents
+    LightningDiT: velocity, solvers euler / heun / euler-maruyama / dopri5). ``decode`` maps sampled latents
     to float images in [-1, 1] (None: the model works in pixel space). ``packed_linear`` (default on
     where it exists: fp32 on CPU) runs the Linear layers through oneDNN on weights packed once
     (``harness.nn.packed_linear``), as ``ARGenerator`` does, so AR : diffusion speed ratios compare
@@ -131,10 +159,17 @@ class DiffusionGenerator(Generator):
                 # upstream draws each step's noise for the doubled batch under CFG
                 x = diff.sample(fn, noise, g, solver=p.solver, eta=p.eta, noise_batch=2 * len(y) if cfg_on else None,
                                 clip_denoised=self.clip_denoised)
+            elif p.solver in flow.ADAPTIVE_SOLVERS and cfg_on:
+                fn = doubled_guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
+                                       channels=c, keep_channels=c)
+                x = flow.sample(fn, torch.cat([noise, noise]), g, steps=p.steps, solver=p.solver,
+                                shift=p.timestep_shift)[:len(y)]
             else:
                 fn = guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
                                tau=lambda t: t.float(), channels=c, keep_channels=c)
-                x = flow.sample(fn, noise, g, steps=p.steps, solver=p.solver, shift=p.timestep_shift)
+                # the SDE draws each step's noise for the doubled batch under CFG, as upstream does
+                x = flow.sample(fn, noise, g, steps=p.steps, solver=p.solver, shift=p.timestep_shift,
+                                noise_rows=2 * len(y) if cfg_on else None)
         return x.float()
 
     def linear_kernel(self) -> str:
@@ -169,15 +204,36 @@ class DiffusionGenerator(Generator):
         images = self._decode(z) if self._decode is not None else z
         return to_uint8(images, (-1.0, 1.0), self.quantization)
 
-    def network_calls(self, params: DiffusionSampling) -> int:
-        """Model calls of one sampling run (each on the doubled batch under CFG): DDPM/DDIM one per step;
-        flow Euler one per grid interval, Heun two, Euler-Maruyama one per interval plus the final mean step."""
+    def network_calls(self, params: DiffusionSampling) -> int | None:
+        """Model calls of one sampling run here (each on the doubled batch under CFG): DDPM/DDIM one per step;
+        flow Euler one per grid interval, Heun two, Euler-Maruyama one per interval plus the final mean step;
+        None for an adaptive solver (dopri5: known only after the run)."""
         if self.kind == "ddpm":
             return params.steps
+        if params.solver in flow.ADAPTIVE_SOLVERS:
+            return None
         per = 2 if params.solver == "heun" else 1
         return per * (params.steps - 1) + (1 if params.solver == "euler-maruyama" else 0)
 
-    def total_steps(self, params: DiffusionSampling | None = None) -> int:
+    def upstream_network_calls(self, params: DiffusionSampling) -> int | None:
+        """Model calls of the same run in the official code: the same, except SiT's SDE, which evaluates the
+        network twice per step (drift and score on the same input; here once, same numbers)."""
+        ours = self.network_calls(params)
+        if params.solver == "euler-maruyama":
+            return flow.UPSTREAM_SDE_CALLS_PER_STEP * ours
+        return ours
+
+    def network_call_counts(self, params: DiffusionSampling | None = None) -> dict[str, Any]:
+        """Network calls per image, saying whose count each is (for speed and run records)."""
+        p = self.check_params(params or self._sampling)
+        return {"this_implementation": self.network_calls(p), "official_code": self.upstream_network_calls(p),
+                "rows_per_call": 2 if p.cfg_scale != 1.0 else 1,
+                "note": "per sampling run (one image's trajectory); each call runs the conditional and the "
+                        "unconditional row under CFG (rows_per_call 2); official_code: the count of the official "
+                        "sampler (SiT's SDE evaluates the network twice per step on the same input, this "
+                        "implementation once); None: adaptive solver, known only after a run"}
+
+    def total_steps(self, params: DiffusionSampling | None = None) -> int | None:
         return self.network_calls(self.check_params(params or self._sampling))
 
     def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: DiffusionSampling | None,
@@ -185,6 +241,9 @@ class DiffusionGenerator(Generator):
         """A shortened schedule with ``n_steps`` model calls of the same shape and cost (latents come back
         at full shape, so ``decode_codes`` times a full decode)."""
         p = self.check_params(params or self._sampling)
+        if p.solver in flow.ADAPTIVE_SOLVERS:
+            raise ValueError(f"{self.name}: {p.solver} is adaptive (its call count is known only after a run): "
+                             "time it in full, without a step limit")
         if self.kind == "ddpm":
             steps = n_steps
         elif p.solver == "heun":

@@ -1,5 +1,5 @@
 """Flow toolkit (SiT ``transport/``, LightningDiT ``transport/integrators.py``): the linear
-interpolant with velocity prediction, Euler / Heun ODE and Euler-Maruyama SDE samplers.
+interpolant with velocity prediction, Euler / Heun / dopri5 ODE and Euler-Maruyama SDE samplers.
 
 Conventions (SiT): ``x_t = t * x1 + (1 - t) * x0`` with x1 data and x0 noise, integration from
 t = 0 (noise) to t = 1 (data), velocity target ``x1 - x0``; the network sees ``t`` in [0, 1].
@@ -8,11 +8,17 @@ t = 0 (noise) to t = 1 (data), velocity target ``x1 - x0``; the network sees ``t
   ``linspace(t0, t1, steps)``, so Euler makes ``steps - 1`` model calls, Heun (torchdiffeq's
   ``heun2``) ``2 (steps - 1)``, and the SDE ``steps - 1`` Euler-Maruyama steps plus the final
   "Mean" step of size ``last_step_size`` (SiT: t1 = 1 - 0.04, diffusion form "sigma", norm 1).
-- ``timestep_shift`` s > 0 remaps the ODE grid as LightningDiT does: ``t / (t + s (1 - t))``
-  (0 = no shift; LightningDiT-XL uses 0.3, which spends more steps near the data end). This is
-  the SD3 shift with factor 1/s written in SiT's time direction.
+  Upstream evaluates the network twice per SDE step (drift and score); the two calls see the same
+  input, so one call here gives the same numbers (``UPSTREAM_SDE_CALLS_PER_STEP`` for records).
+- ``dopri5`` is SiT's default ODE solver, run through torchdiffeq as upstream runs it
+  (``ODE_ATOL`` / ``ODE_RTOL``: SiT ``train_utils.py`` defaults); adaptive, so its call count is
+  known only after a run, and ``steps`` only sets the output grid (the end point is what is kept).
+- ``timestep_shift`` s > 0 remaps the ODE grid as LightningDiT's ``compute_tm`` does:
+  ``s t / (1 + (s - 1) t)`` (0 = no shift; LightningDiT-XL uses 0.3, which puts more grid points
+  near the noise end t = 0: 81 of 249 Euler steps of the 250-point grid lie below t = 0.125).
 - Noise only from the passed generator; the grid is built once on the host (float32, as
-  upstream's ``th.linspace``), so no step needs a host sync.
+  upstream's ``th.linspace``), so no step needs a host sync. ``noise_rows`` draws each SDE step's
+  noise for that many rows and keeps the first ones (upstream draws for the CFG-doubled batch).
 """
 from __future__ import annotations
 
@@ -20,8 +26,11 @@ from typing import Callable
 
 import torch
 
-SOLVERS = ("euler", "heun", "euler-maruyama")
+SOLVERS = ("euler", "heun", "euler-maruyama", "dopri5")
+ADAPTIVE_SOLVERS = ("dopri5",)
 SDE_LAST_STEP = 0.04  # SiT's default last_step_size (last_step "Mean")
+ODE_ATOL, ODE_RTOL = 1e-6, 1e-3  # SiT train_utils.py parse_ode_args defaults
+UPSTREAM_SDE_CALLS_PER_STEP = 2  # SiT/LightningDiT sde_drift: drift(x, t) + diffusion * score(x, t)
 
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,8 +40,9 @@ def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[to
 
 
 def shift_times(t: torch.Tensor, shift: float) -> torch.Tensor:
-    """LightningDiT's grid shift (see module doc); ``shift <= 0`` leaves t unchanged."""
-    return t if shift <= 0 else t / (t + shift - shift * t)
+    """LightningDiT's grid shift ``s t / (1 + (s - 1) t)`` in upstream's operation order (float32,
+    bit-equal to its per-point ``compute_tm``); ``shift <= 0`` leaves t unchanged."""
+    return t if shift <= 0 else (shift * t) / (1 + (shift - 1) * t)
 
 
 def time_grid(steps: int, *, t0: float = 0.0, t1: float = 1.0, shift: float = 0.0) -> torch.Tensor:
@@ -49,14 +59,16 @@ def score_from_velocity(v: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> to
 
 def sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
            generator: torch.Generator | None, *, steps: int, solver: str = "euler", shift: float = 0.0,
-           last_step_size: float = SDE_LAST_STEP) -> torch.Tensor:
+           last_step_size: float = SDE_LAST_STEP, noise_rows: int | None = None) -> torch.Tensor:
     """Integrate from ``noise`` at t = 0 to data at t = 1. ``velocity_fn(x, t[B]) -> v``."""
     if solver not in SOLVERS:
         raise ValueError(f"flow solver {solver!r} unknown (known: {', '.join(SOLVERS)})")
     x = noise
     b, dev = x.shape[0], x.device
     if solver == "euler-maruyama":
-        return _sde(velocity_fn, x, generator, steps, last_step_size)
+        return _sde(velocity_fn, x, generator, steps, last_step_size, noise_rows or b)
+    if solver == "dopri5":
+        return _odeint(velocity_fn, x, time_grid(steps, shift=shift).to(dev), solver)
     grid = time_grid(steps, shift=shift).to(dev)
     ts = [grid[i].expand(b) for i in range(steps)]
     for i in range(steps - 1):
@@ -70,8 +82,19 @@ def sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], no
     return x
 
 
-def _sde(velocity_fn, x, generator, steps, last_step_size):
-    """SiT's Euler-Maruyama with diffusion ``D(t) = 1 - t`` ("sigma" form) and a final Mean step."""
+def _odeint(velocity_fn, x, grid, method):
+    """torchdiffeq's ``odeint`` called as SiT's ``ode.sample`` calls it (t as a [B] vector of ones
+    times the solver's time, tolerances as one-element lists); the end point."""
+    from torchdiffeq import odeint
+
+    def fn(t, x):
+        return velocity_fn(x, torch.ones(x.size(0)).to(x.device) * t)
+    return odeint(fn, x, grid, method=method, atol=[ODE_ATOL], rtol=[ODE_RTOL])[-1]
+
+
+def _sde(velocity_fn, x, generator, steps, last_step_size, rows):
+    """SiT's Euler-Maruyama with diffusion ``D(t) = 1 - t`` ("sigma" form) and a final Mean step,
+    in upstream's operation order; each step's noise drawn for ``rows`` rows, the first kept."""
     if generator is None:
         raise ValueError("the SDE sampler needs a torch.Generator for its noise")
     b, dev = x.shape[0], x.device
@@ -86,8 +109,8 @@ def _sde(velocity_fn, x, generator, steps, last_step_size):
 
     for i in range(steps - 1):
         t = grid[i].expand(b)
-        w = torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype)
+        w = torch.randn((rows, *x.shape[1:]), generator=generator, device=dev, dtype=x.dtype)[:b]
         f, d = drift(x, t)
-        x = x + f * dt + torch.sqrt(2 * d) * w * torch.sqrt(dt)
+        x = (x + f * dt) + torch.sqrt(2 * d) * (w * torch.sqrt(dt))
     f, _ = drift(x, torch.full((b,), t1, device=dev))
     return x + f * last_step_size

@@ -13,7 +13,8 @@ def sample_record(result, started: float):
     g = result.gathered or {}
     return RunRecord(
         kind="sample", spec=config.to_dict(r.spec), spec_hash=r.spec_hash,
-        model={**r.model_info, "sampling": config.to_dict(r.sampling), "quantization": r.quantization},
+        model={**r.model_info, "sampling": config.to_dict(r.sampling), "quantization": r.quantization,
+               **network_calls(r.generator, r.sampling)},
         code=code_info(), env=env_info(result.device, result.world_size, result.backend),
         seeds={"seed": r.spec.protocol.seed, "seed_scheme": r.spec.protocol.seed_scheme,
                "sampling_identity_hash": r.identity_hash},
@@ -25,6 +26,12 @@ def sample_record(result, started: float):
         notes=[f"chunks: {result.chunks_total} total, {result.chunks_run} generated and "
                f"{result.chunks_skipped} reused by rank 0 of {result.world_size}"],
     )
+
+
+def network_calls(generator, sampling) -> dict:
+    """Network calls per image, this code's and the official sampler's (generators that count them)."""
+    counts = getattr(generator, "network_call_counts", None)
+    return {"network_calls": counts(sampling)} if counts is not None else {}
 
 
 def speed_record(result) -> dict:

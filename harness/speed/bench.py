@@ -150,6 +150,7 @@ class ModelTimings:
     sampling: dict[str, Any] | None = None  # the sampling parameters of the timed runs
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # the generator's info() at setup
     built_per_run: bool = False  # --low-memory: the model was built before each run (untimed) and freed after
+    network_calls: dict[str, Any] | None = None  # the generator's per-image counts, this code's and the official one's
 
     def summary(self) -> dict[str, Any]:
         tot = spread(self.total)
@@ -159,6 +160,8 @@ class ModelTimings:
             "images_per_s_range": [self.batch_size / tot.max, self.batch_size / tot.min],
             "phases_apart": self.phased, "extrapolated": self.extrapolated,
             "peak_memory_mib": self.peak_memory_mib, "peak_memory_kind": self.peak_memory_kind}
+        if self.network_calls is not None:
+            out["network_calls"] = self.network_calls
         if self.calibration:  # each repeat in units of the machine calibration timed just before it
             out["calibration_s"] = spread(self.calibration).to_dict()
             out["total_calibrations"] = spread([t / c for t, c in zip(self.total, self.calibration)]).to_dict()
@@ -196,6 +199,9 @@ class _Runner:
         self.phased = isinstance(gen, PhasedGenerator)
         self.steps_limit = limit = settings.steps_limit_for(name or gen.name)
         total = gen.total_steps(self.params) if self.phased else None
+        if limit is not None and self.phased and total is None:
+            raise UserError(f"--steps-limit: {gen.name}'s solver is adaptive (its call count is known only after "
+                            "a run); time it in full without --steps-limit")
         self.extrapolate = bool(self.phased and limit is not None and limit < total)
         if self.extrapolate and isinstance(getattr(gen, "kv_cache", None), bool) and not settings.kv_cache:
             raise UserError("--steps-limit with --no-kv-cache: without a cache a step costs more the later it "
@@ -207,7 +213,9 @@ class _Runner:
                                     limit if self.extrapolate else None, total, applied=applied,
                                     uniform_step_cost=getattr(gen, "uniform_step_cost", None),
                                     sampling=self.params.to_dict() if hasattr(self.params, "to_dict") else None,
-                                    info=gen.info(), built_per_run=self.gen is None)
+                                    info=gen.info(), built_per_run=self.gen is None,
+                                    network_calls=(gen.network_call_counts(self.params)
+                                                   if hasattr(gen, "network_call_counts") else None))
         self._count = 0
 
     def _build(self) -> Generator:
