@@ -108,16 +108,25 @@ def to_float(images: np.ndarray) -> torch.Tensor:
 
 def diffusion_loss(kind: str, net: DiT, x1: torch.Tensor, y: torch.Tensor, g: torch.Generator,
                    ddpm: GaussianDiffusion) -> dict[str, torch.Tensor]:
+    """The loss at a random (t, noise) from ``g``: noise first, then t (the committed runs' order)."""
     b = x1.shape[0]
     noise = torch.randn(x1.shape, generator=g)
     if kind == "ddpm":
         t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (b,), generator=g)
+    else:
+        t = torch.rand((b,), generator=g)
+    return loss_at(kind, net, x1, y, t, noise, ddpm)
+
+
+def loss_at(kind: str, net, x1: torch.Tensor, y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+            ddpm: GaussianDiffusion) -> dict[str, torch.Tensor]:
+    """The loss at given (t, noise): DDPM ``training_losses`` (DiT) or the velocity MSE of the
+    linear interpolant (SiT ``transport.training_losses``, Linear / velocity), batch-averaged."""
+    if kind == "ddpm":
         xt = ddpm.q_sample(x1, t, noise)
         return ddpm.training_losses(net(xt, t, y), x1, xt, t, noise)
-    t = torch.rand((b,), generator=g)
     xt, v = flow.interpolate(noise, x1, t)
-    loss = ((net(xt, t, y) - v) ** 2).mean()
-    return {"loss": loss}
+    return {"loss": ((net(xt, t, y) - v) ** 2).mean()}
 
 
 @torch.no_grad()
