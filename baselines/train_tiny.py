@@ -209,6 +209,14 @@ def _seed_codebook(model, family: str, features: torch.Tensor, generator: torch.
     emb.copy_(flat[pick] + 0.01 * torch.randn(emb.shape, generator=generator))
 
 
+def tokenizer_loss(rec: torch.Tensor, x: torch.Tensor, vq_loss: torch.Tensor,
+                   vq_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MSE + vq_weight * VQ loss, MSE): LlamaGen's ``VQLoss`` with l2 reconstruction and no
+    perceptual / adversarial term; TiTok's reconstruction MSE + quantizer loss."""
+    mse = F.mse_loss(rec, x)
+    return mse + vq_weight * vq_loss, mse
+
+
 def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device,
                     publish: bool = False) -> dict[str, Any]:
     """The ``baselines-tokenizer`` trainer (see module doc); returns the summary the CLI prints."""
@@ -242,8 +250,8 @@ def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
         x = parallel.shard(x)
         with _step_rng(c.seed, step, device):
             rec, vq_loss, codes, _ = _forward_tokenizer(model, c.family, x, quantize)
-            mse = F.mse_loss(rec, x)
-            gnorm = _step(loop, mse + c.vq_weight * vq_loss, c.optim, params)
+            total, mse = tokenizer_loss(rec, x, vq_loss, c.vq_weight)
+            gnorm = _step(loop, total, c.optim, params)
         loop.optimizer.step()
         logs = {"mse": mse.item(), "vq_loss": float(vq_loss.detach()), "grad_norm": gnorm}
         if codes is not None:
@@ -357,6 +365,20 @@ def load_tiny_gpt(path: str | os.PathLike, device="cpu"):
     return model, sampling, meta.get(META_TOKENIZER)
 
 
+def gpt_inputs(codes: torch.Tensor, labels: torch.Tensor, drop: torch.Tensor | None, null_class_id: int) -> torch.Tensor:
+    """Teacher forcing: ``[class (null where dropped) | codes[:, :-1]]`` for targets ``codes``."""
+    cls = labels.clone()
+    if drop is not None:
+        cls[drop] = null_class_id
+    return torch.cat([cls[:, None], codes[:, :-1]], 1)
+
+
+def next_token_loss(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross entropy over every position (LlamaGen ``train_c2i.py``)."""
+    logits = model(inputs)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
 def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
     """The ``baselines-ar`` trainer (see module doc); returns the summary the CLI prints."""
     from baselines import llamagen as lg
@@ -393,10 +415,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
                               log_every=c.log_every, metadata=meta, parallel=parallel)
 
     def batch_inputs(codes: torch.Tensor, labels: torch.Tensor, drop: torch.Tensor | None) -> torch.Tensor:
-        cls = labels.clone()
-        if drop is not None:
-            cls[drop] = gcfg.null_class_id
-        return torch.cat([cls[:, None], codes[:, :-1]], 1).to(device)
+        return gpt_inputs(codes, labels, drop, gcfg.null_class_id).to(device)
 
     def step_fn(step: int) -> dict[str, float]:
         # the global batch from the shared stream, then this rank's slice
@@ -407,8 +426,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         inputs = parallel.shard(batch_inputs(codes, train_y[idx], drop))
         targets = parallel.shard(codes.to(device))
         with _step_rng(c.seed, step, device):
-            logits = model(inputs)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            loss = next_token_loss(model, inputs, targets)
             gnorm = _step(loop, loss, c.optim, params)
         loop.optimizer.step()
         return {"ce": loss.item(), "grad_norm": gnorm}

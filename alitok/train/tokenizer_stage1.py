@@ -52,8 +52,28 @@ def aux_weight(loss: Stage1Loss, prefix_tokens: int, grid: int) -> float:
     return 10.0 * prefix_tokens / (grid * grid)
 
 
+def stage1_loss(out: dict[str, Any], x: torch.Tensor, loss: Stage1Loss, w_aux: float, patch: int,
+                perceptual=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The generator loss of one batch (the GAN term is added by the loop) and its logged parts.
+    ``out``: the model's ``recon``, ``aux`` and ``vq_loss``; ``x`` the images in [0, 1]."""
+    from alitok.tokenizer import aux_target
+
+    mse = F.mse_loss(out["recon"], x)
+    total = loss.mse_weight * mse + loss.vq_weight * out["vq_loss"]
+    logs = {"mse": mse.detach(), "vq_loss": out["vq_loss"].detach()}
+    if perceptual is not None:
+        perc = perceptual(out["recon"], x)
+        total = total + loss.perceptual.effnet_weight * perc
+        logs["effnet"] = perc.detach()
+    if out["aux"] is not None and w_aux:
+        aux = F.mse_loss(out["aux"], aux_target(x, patch))
+        total = total + w_aux * aux
+        logs["aux_mse"] = aux.detach()
+    return total, logs
+
+
 def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
-    from alitok.tokenizer import aux_target, build, config_from_dict
+    from alitok.tokenizer import build, config_from_dict
 
     c = common.parse(Stage1Config, cfg)
     c.loss.perceptual.check()
@@ -77,17 +97,7 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
                 model.quantize.init_from_features(model.encoder(x, model.latent_tokens),
                                                   torch.Generator().manual_seed(c.seed + step))
         out = model(x, quantize=quantize)
-        mse = F.mse_loss(out["recon"], x)
-        total = c.loss.mse_weight * mse + c.loss.vq_weight * out["vq_loss"]
-        logs = {"mse": mse.detach(), "vq_loss": out["vq_loss"].detach()}
-        if perceptual is not None:
-            perc = perceptual(out["recon"], x)
-            total = total + c.loss.perceptual.effnet_weight * perc
-            logs["effnet"] = perc.detach()
-        if out["aux"] is not None and w_aux:
-            aux = F.mse_loss(out["aux"], aux_target(x, model_cfg.patch_size))
-            total = total + w_aux * aux
-            logs["aux_mse"] = aux.detach()
+        total, logs = stage1_loss(out, x, c.loss, w_aux, model_cfg.patch_size, perceptual)
         logs["codes_used"] = torch.tensor(float(out["codes"].unique().numel()))
         return total, out["recon"], logs
 

@@ -67,6 +67,18 @@ def init_from_stage1(model: torch.nn.Module, stage1_sd: dict[str, torch.Tensor],
     return {"carried": carried, "reinitialised": reinit, "dropped": dropped}
 
 
+def stage2_loss(recon: torch.Tensor, x: torch.Tensor, loss: Stage2Loss,
+                perceptual=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The decoder's loss (no VQ or aux term: the encoder and codebook are frozen) and its parts."""
+    mse = F.mse_loss(recon, x)
+    total, logs = loss.mse_weight * mse, {"mse": mse.detach()}
+    if perceptual is not None:
+        perc = perceptual(recon, x)
+        total = total + loss.perceptual.effnet_weight * perc
+        logs["effnet"] = perc.detach()
+    return total, logs
+
+
 def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
     from alitok.tokenizer import META_CONFIG, build, config_from_dict
     from harness.config import ConfigError
@@ -95,13 +107,8 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
         with torch.no_grad():
             zq, codes, _ = model.encode(x)
         recon, _ = model.decoder(zq)
-        mse = F.mse_loss(recon, x)
-        logs = {"mse": mse.detach(), "codes_used": torch.tensor(float(codes.unique().numel()))}
-        total = c.loss.mse_weight * mse
-        if perceptual is not None:
-            perc = perceptual(recon, x)
-            total = total + c.loss.perceptual.effnet_weight * perc
-            logs["effnet"] = perc.detach()
+        total, logs = stage2_loss(recon, x, c.loss, perceptual)
+        logs["codes_used"] = torch.tensor(float(codes.unique().numel()))
         return total, recon, logs
 
     resolved = {"model": model_cfg.to_dict(), "init": {k: len(v) for k, v in report.items()},
