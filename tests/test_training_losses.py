@@ -318,3 +318,68 @@ def test_gpt_inputs_put_the_null_class_where_dropped():
     codes, labels = torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.tensor([1, 2])
     got = gpt_inputs(codes, labels, torch.tensor([False, True]), null_class_id=11)
     assert got.tolist() == [[1, 5, 6], [11, 8, 9]]
+
+
+# ----------------------------------------------------------------------------------------------
+# The EffNet stand-in perceptual term (alitok/train/perceptual.py): no official counterpart
+# ----------------------------------------------------------------------------------------------
+def test_effnet_perceptual_distance_is_its_closed_form():
+    """Upstream's LPIPS-VGG / ConvNeXt-S terms cannot run here, so the stand-in is checked against its
+    definition, written out with loops: for each chosen stage, every position's channel vector unit-
+    normalised (eps 1e-10), squared differences summed over channels and averaged over batch and
+    positions; then the mean over stages. The feature net is replaced by seeded 1x1 convs (the
+    pretrained weights are a separate test's concern), so the test needs no weight package."""
+    from alitok.train.perceptual import EffNetPerceptual
+
+    g = torch.Generator().manual_seed(0)
+    convs = [torch.nn.Conv2d(3, 3, 1) for _ in range(5)]
+    with torch.no_grad():
+        for c in convs:
+            c.weight.copy_(torch.randn(c.weight.shape, generator=g))
+            c.bias.copy_(torch.randn(c.bias.shape, generator=g))
+    net = torch.nn.Module()
+    net.conv_stem, net.bn1, net.blocks = torch.nn.Identity(), torch.nn.Identity(), torch.nn.ModuleList(convs)
+    perc = EffNetPerceptual.__new__(EffNetPerceptual)
+    torch.nn.Module.__init__(perc)
+    perc.net, perc.size, perc.stages = net, 6, (1, 2, 3, 4)
+    a, b = torch.rand(2, 3, 9, 9, generator=g), torch.rand(2, 3, 9, 9, generator=g)
+
+    def stage_features(x):
+        h = (torch.nn.functional.interpolate(x, size=(6, 6), mode="bilinear", align_corners=False) - 0.5) / 0.5
+        out = []
+        for i, conv in enumerate(convs):
+            h = conv(h)
+            if i in (1, 2, 3, 4):
+                out.append(h.double().tolist())
+        return out
+
+    per_stage = []
+    for fa, fb in zip(stage_features(a), stage_features(b)):
+        acc, n = 0.0, 0
+        for ia, ib in zip(fa, fb):  # images
+            for y in range(6):
+                for x in range(6):
+                    va, vb = [ch[y][x] for ch in ia], [ch[y][x] for ch in ib]
+                    na, nb = math.sqrt(sum(v * v for v in va)) + 1e-10, math.sqrt(sum(v * v for v in vb)) + 1e-10
+                    acc += sum((p / na - q / nb) ** 2 for p, q in zip(va, vb))
+                    n += 1
+        per_stage.append(acc / n)
+    with torch.no_grad():
+        close(perc(a, b), torch.tensor(sum(per_stage) / len(per_stage)))
+
+
+def test_perceptual_term_enters_stage_losses_at_its_weight():
+    """``effnet_weight`` x the term, added to MSE (+ VQ, + aux in stage 1)."""
+    from alitok.train.tokenizer_common import PerceptualConfig
+    from alitok.train.tokenizer_stage1 import Stage1Loss, stage1_loss
+    from alitok.train.tokenizer_stage2 import Stage2Loss, stage2_loss
+
+    f = fixture("alitok_tokenizer_losses")
+    fixed = lambda recon, x: torch.tensor(0.5)  # noqa: E731
+    pc = PerceptualConfig(effnet_weight=0.1)
+    out = {"recon": f["recon"], "aux": None, "vq_loss": f["quantizer_loss_in"]}
+    total1, logs1 = stage1_loss(out, f["x"], Stage1Loss(perceptual=pc), 0.0, 16, fixed)
+    close(total1, f["reconstruction"] + f["quantizer_term"] + 0.1 * 0.5)
+    total2, _ = stage2_loss(f["recon"], f["x"], Stage2Loss(perceptual=pc), fixed)
+    close(total2, f["reconstruction"] + 0.1 * 0.5)
+    assert float(logs1["effnet"]) == 0.5
