@@ -137,6 +137,27 @@ def test_alitok_quantizer_matches_official_stage1_quantizer():
     close(losses["vq_loss"], f["quantizer_loss"])
 
 
+def test_alitok_clustering_update_matches_official_stage1_quantizer():
+    """The stage-1 online clustering codebook update (CVQ-VAE, ``vae_stage1.py`` with
+    ``clustering_vq``): usage EMA (decay 0.99) and the pull of each code toward its nearest batch
+    feature, over two consecutive batches from an all-zero usage; the loss computed before the update.
+    Codebook values pass through exp(-p N 10 / (1 - decay)) and a blend, each a few roundings:
+    1e-5 relative holds."""
+    from harness.nn.vq import VectorQuantizer
+
+    f = fixture("alitok_vq_clustering")
+    vq = VectorQuantizer(16, 4, beta=0.25, clustering=True).train()
+    with torch.no_grad():
+        vq.embedding.weight.copy_(f["codebook_init"])
+    for i in range(2):
+        b, d, _, t = f[f"z{i}"].shape
+        _, codes, losses = vq(f[f"z{i}"].permute(0, 2, 3, 1).reshape(b, t, d))
+        assert torch.equal(codes.reshape(-1), f[f"codes{i}"])
+        close(losses["vq_loss"], f[f"quantizer_loss{i}"])
+        close(vq.embed_prob, f[f"embed_prob_after{i}"])
+        close(vq.embedding.weight, f[f"codebook_after{i}"])
+
+
 def test_llamagen_quantizer_matches_official_vq_model():
     """LlamaGen ``vq_model.py`` VectorQuantizer (l2-normalised, beta 0.25) in training mode: codes,
     value, codebook ("vq_loss" upstream) and commitment terms. Upstream's entropy term is weighted by
@@ -254,7 +275,7 @@ def test_gan_terms_match_official_generator_and_discriminator_losses():
     # closed form of the hinge from its definition, element by element
     real, fake = f["real_logits"].double().flatten().tolist(), f["fake_logits"].double().flatten().tolist()
     hinge = 0.5 * (sum(max(0.0, 1 - r) for r in real) / len(real) + sum(max(0.0, 1 + q) for q in fake) / len(fake))
-    close(hinge_d_loss(f["real_logits"], f["fake_logits"]), torch.tensor(hinge))
+    close(hinge_d_loss(f["real_logits"], f["fake_logits"]), torch.tensor(hinge, dtype=torch.float64))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,7 +309,7 @@ def test_ar_loss_matches_official_arloss():
 
     got = ar_loss(Logits(), f["labels"], torch.zeros(len(f["labels"]), dtype=torch.long))
     close(got, f["loss"])
-    close(got, torch.tensor(ce_by_loops(f["logits"][:, :-1], f["labels"])))
+    close(got, torch.tensor(ce_by_loops(f["logits"][:, :-1], f["labels"]), dtype=torch.float64))
 
 
 def test_tiny_gpt_loss_matches_official_llamagen_forward():
@@ -309,7 +330,7 @@ def test_tiny_gpt_loss_matches_official_llamagen_forward():
         close(model(inputs), f["logits"])
         loss = next_token_loss(model, inputs, f["codes"])
     close(loss, f["loss"])
-    close(loss, torch.tensor(ce_by_loops(f["logits"], f["codes"])))
+    close(loss, torch.tensor(ce_by_loops(f["logits"], f["codes"]), dtype=torch.float64))
 
 
 def test_gpt_inputs_put_the_null_class_where_dropped():
@@ -365,7 +386,7 @@ def test_effnet_perceptual_distance_is_its_closed_form():
                     n += 1
         per_stage.append(acc / n)
     with torch.no_grad():
-        close(perc(a, b), torch.tensor(sum(per_stage) / len(per_stage)))
+        close(perc(a, b), torch.tensor(sum(per_stage) / len(per_stage), dtype=torch.float64))
 
 
 def test_perceptual_term_enters_stage_losses_at_its_weight():

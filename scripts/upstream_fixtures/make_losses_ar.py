@@ -72,6 +72,21 @@ def alitok(args) -> None:
         notes={"module": "train_tokenizer/model/vae_stage1.py VectorQuantizer(16, 4, 0.25), eval mode",
                "reduction": "VAutoencoder.forward takes .mean() of the per-element terms"})
 
+    # the online clustering update (stage 1, training mode): two batches, codebook and usage after each
+    cvq = VectorQuantizer(codebook_size=16, token_size=4, commitment_cost=0.25, clustering_vq=True).train()
+    seed_weights_(cvq, seed=1, std=1.0)
+    cvq.embed_prob.zero_()  # as built (seed_weights_ drew it as a float buffer)
+    cz = [torch.randn(2, 4, 1, 6, generator=g) for _ in range(2)]
+    cluster = {"codebook_init": cvq.embedding.weight.detach().clone()}
+    for i, zi in enumerate(cz):
+        _, res = cvq(zi)
+        cluster.update({f"z{i}": zi, f"codes{i}": res["min_encoding_indices"], f"quantizer_loss{i}": res["quantizer_loss"].mean(),
+                        f"codebook_after{i}": cvq.embedding.weight.detach().clone(),
+                        f"embed_prob_after{i}": cvq.embed_prob.clone()})
+    write_fixture(args.out, "alitok_vq_clustering", cluster, **meta,
+                  notes={"module": "train_tokenizer/model/vae_stage1.py VectorQuantizer(16, 4, 0.25, clustering_vq=True), "
+                                   "train mode, one process (all_gather is the identity)"})
+
     # generator / discriminator losses; images [B, 3, 32, 32], aux strip [B, 3, 16, 16 + 32]
     x = torch.rand(2, 3, 32, 32, generator=g)
     recon = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
