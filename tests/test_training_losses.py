@@ -312,6 +312,33 @@ def test_ar_loss_matches_official_arloss():
     close(got, torch.tensor(ce_by_loops(f["logits"][:, :-1], f["labels"]), dtype=torch.float64))
 
 
+def test_heldout_ce_by_position_group_matches_official_arloss():
+    """``ar_eval.evaluate`` (the AR trainer's held-out CE, in batches of 2 over 3 sequences): the
+    "overall" group equals upstream's ARLoss on the same logits, and each group (prefix 0..K-1,
+    first row, rest) the explicit-loop CE over its positions."""
+    from types import SimpleNamespace
+
+    from alitok.train.ar_eval import evaluate
+
+    f = fixture("alitok_ar_loss")
+    logits = f["logits"][:, :-1]  # the L positions the project's model returns
+
+    class Rows(torch.nn.Module):  # class id = row index, so each batch gets its own rows' logits
+        cfg = SimpleNamespace(num_prefix_tokens=3, grid=2, class_ids=lambda labels: labels)
+
+        def training_inputs(self, codes, class_ids):
+            return torch.cat([class_ids[:, None], codes[:, :-1]], 1)
+
+        def forward(self, inputs):
+            return logits[inputs[:, 0]]
+
+    got = evaluate(Rows(), f["labels"], torch.arange(len(logits)), batch=2)
+    close(torch.tensor(got["overall"]["ce"]), f["loss"])
+    for name, sl in {"prefix": slice(0, 3), "first_row": slice(3, 5), "rest": slice(5, 7)}.items():
+        want = ce_by_loops(logits[:, sl], f["labels"][:, sl])
+        close(torch.tensor(got[name]["ce"], dtype=torch.float64), torch.tensor(want, dtype=torch.float64))
+
+
 def test_tiny_gpt_loss_matches_official_llamagen_forward():
     """LlamaGen ``gpt.py`` Transformer.forward(idx=codes[:, :-1], cond_idx=labels, targets=codes), as
     ``train_c2i.py`` calls it, with the fixture's seeded official weights loaded strictly into the
