@@ -214,6 +214,19 @@ def test_titok_quantizer_matches_official_quantizer(l2):
     close(losses["vq_loss"], f[f"{l2}_quantizer_loss"])
 
 
+def test_baseline_tokenizer_loss_matches_titok_single_stage_loss():
+    """TiTok ``ReconstructionLoss_Single_Stage`` (TA-TiTok VQ config: l2 reconstruction weight 1,
+    quantizer weight 1; perceptual stubbed to 0 by the fixture script, before discriminator_start),
+    given the l2 quantizer's loss: ``tokenizer_loss`` with the trainer's default ``vq_weight``."""
+    from baselines.train_tiny import TokenizerTrainConfig, tokenizer_loss
+
+    f = fixture("titok_vq")
+    vq_weight = TokenizerTrainConfig.__dataclass_fields__["vq_weight"].default
+    total, mse = tokenizer_loss(f["recon"], f["x"], f["l2_quantizer_loss"], vq_weight)
+    close(mse, f["single_stage_reconstruction"])
+    close(total, f["single_stage_total"])
+
+
 # ----------------------------------------------------------------------------------------------
 # AliTok tokenizer stages (alitok/train/tokenizer_stage{1,2}.py, tokenizer_gan.py)
 # ----------------------------------------------------------------------------------------------

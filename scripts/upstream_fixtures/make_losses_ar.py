@@ -14,7 +14,9 @@
   (l2 reconstruction; LPIPS stubbed to 0; before ``disc_start``, so no adversarial term) on fixed
   images; a tiny c2i GPT of ``autoregressive/models/gpt.py`` with seeded weights (saved) and its
   ``forward(idx, cond_idx, targets=...)`` loss, as ``autoregressive/train/train_c2i.py`` calls it.
-- TiTok (bytedance/1d-tokenizer ``modeling/quantizer/quantizer.py``): ``VectorQuantizer``.
+- TiTok (bytedance/1d-tokenizer): ``modeling/quantizer/quantizer.py`` ``VectorQuantizer``, and the
+  single-stage generator loss ``modeling/modules/losses.py`` ``ReconstructionLoss_Single_Stage`` with
+  the TA-TiTok VQ config's weights (perceptual net stubbed to 0, before ``discriminator_start``).
 
     python -m scripts.upstream_fixtures.make_losses_ar --upstream /path/to/checkouts
 """
@@ -176,8 +178,25 @@ def titok(args) -> None:
         out.update({f"{tag}_codebook": vq.embedding.weight, f"{tag}_z": z, f"{tag}_z_quantized": zq,
                     f"{tag}_codes": res["min_encoding_indices"], f"{tag}_quantizer_loss": res["quantizer_loss"],
                     f"{tag}_commitment_loss": res["commitment_loss"], f"{tag}_codebook_loss": res["codebook_loss"]})
+    # the single-stage generator loss (TA-TiTok VQ config: l2 reconstruction weight 1, quantizer weight
+    # 1), before discriminator_start; the perceptual net (LPIPS + ConvNeXt weights) stubbed to 0
+    from omegaconf import OmegaConf
+    from modeling.modules import losses as tl
+
+    config = OmegaConf.load(args.checkout / "configs/training/TA-TiTok/tatitok_bl64_vq.yaml")
+    tl.PerceptualLoss = lambda name: _stub(lambda a, b: torch.zeros(a.shape[0], 1, 1, 1))
+    tl.NLayerDiscriminator = lambda: _stub(lambda im: torch.zeros(im.shape[0], 1, 4, 4))
+    crit = tl.ReconstructionLoss_Single_Stage(config)
+    x = torch.rand(2, 3, 16, 16, generator=g)
+    recon = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    total, logs = crit(x, recon, {k: out[f"l2_{k}"] for k in ("quantizer_loss", "commitment_loss", "codebook_loss")},
+                        0, "generator")
+    out.update(x=x, recon=recon, single_stage_total=total, single_stage_reconstruction=logs["reconstruction_loss"],
+               single_stage_quantizer=logs["quantizer_loss"])
     write_fixture(args.out, "titok_vq", out, upstream="bytedance/1d-tokenizer", commit=commit, script=SCRIPT,
-                  notes={"module": "modeling/quantizer/quantizer.py VectorQuantizer(16, 4, 0.25, use_l2_norm), eval"})
+                  notes={"module": "modeling/quantizer/quantizer.py VectorQuantizer(16, 4, 0.25, use_l2_norm), eval",
+                         "loss": "modeling/modules/losses.py ReconstructionLoss_Single_Stage(tatitok_bl64_vq.yaml), "
+                                 "generator at step 0; perceptual stubbed to 0; quantizer_loss = l2_quantizer_loss"})
 
 
 def main() -> None:
