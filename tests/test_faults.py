@@ -381,30 +381,6 @@ def test_legacy_seed_overflow_names_the_seed():
         SamplingPlan(p, "h")
 
 
-# ---------------------------------------------------------------------------------------------- training resume
-class Custom:  # a class weights_only loading must refuse
-    pass
-
-
-def test_optimizer_state_refused_by_weights_only_is_one_line(tmp_path):
-    from harness.nn.optim_state import load_optimizer_state, save_optimizer_state
-
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))], lr=1e-3)
-    opt.step()
-    good = tmp_path / "opt.pt"
-    save_optimizer_state(opt, good)
-    assert load_optimizer_state(good)["param_groups"][0]["lr"] == 1e-3
-
-    bad = tmp_path / "bad.pt"
-    torch.save({"state": {}, "param_groups": [], "extra": Custom()}, bad)
-    with pytest.raises(InputFileError, match="refused by weights_only") as e:
-        load_optimizer_state(bad)
-    assert str(e.value).count("\n") == 0 and str(bad) in str(e.value)
-    (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(InputFileError, match="empty"):
-        load_optimizer_state(tmp_path / "empty.pt")
-
-
 # ---------------------------------------------------------------------------------------------- CLI shapes
 def test_eval_image_folders_and_json(world, capsys):
     from PIL import Image

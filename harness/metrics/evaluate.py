@@ -52,10 +52,6 @@ class EvalResult:
         return dataclasses.asdict(self)
 
 
-def parse_metrics(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
-    return tuple(m.name for m in table.parse(metrics))
-
-
 def _is_path(samples) -> bool:
     return isinstance(samples, (str, Path))
 
