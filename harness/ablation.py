@@ -629,9 +629,9 @@ def evaluate_job(job: Job, device_name: str) -> None:
 # Summary: mean and spread per row, paired differences to the baseline
 # ----------------------------------------------------------------------------------------------
 def mean_sd(values: list[float]) -> dict[str, Any]:
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()) if len(v) else None,
-            "sd": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
+    from harness.stats import mean_sd as _mean_sd
+
+    return _mean_sd(values).to_dict()
 
 
 def paired_differences(per_seed: dict[str, dict[int, dict[str, float]]], baseline: str,
