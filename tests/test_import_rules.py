@@ -5,7 +5,7 @@ Floors (a module may import its own floor and the floors below it):
   1 bottom: harness (package), _tv_shim, interfaces, registry, plugins, config, errors, stats, io, devices, data/, nn/
   2 engine: training (+ training/), records, specs, protocols, sampling/, metrics/, speed/
   3 model families: alitok/, baselines/ (from floor 2 only ``harness.training``; never each other)
-  4 presentation: suites, ablation, report/, claims
+  4 presentation: suites, ablation/, report/, claims
   5 entry points: cli, commands/, api, __main__
 Lazy imports inside functions count: they run too, and they are how circles hide.
 """

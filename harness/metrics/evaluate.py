@@ -232,7 +232,7 @@ class _Run:
         return True
 
     def sample_labels(self, labels):
-        """The caller's labels, else a sampling folder's shards' or the npz's ``arr_1``; checked against N."""
+        """The caller's labels, else a sampling folder's shards' or the npz's ``labels``; checked against N."""
         feats, samples = self.feats, self.samples
         if labels is None and feats.labels is not None:
             labels = feats.labels
