@@ -243,7 +243,8 @@ def _measured(gfid_comparable, n=50_000, official=True, description="ImageNet /d
     from harness.metrics.evaluate import EvalResult
 
     weights = {"kind": "official" if official else "fid-helper", "official": official, "sha256": "6726825d" * 8}
-    gfid = EvalResult({"fid": 2.9}, {"weights": weights, "samples": {"n": n}, "reference": {"kind": "adm-virtual-imagenet256"},
+    gfid = EvalResult({"fid": 2.9}, {"weights": weights, "samples": {"n": n},
+                                     "reference": {"kind": "adm-virtual-imagenet256"},
                                      "not_comparable_because": [] if gfid_comparable else ["50 samples, not 50000"]},
                       gfid_comparable)
     held = EvalResult({"kid": 0.001, "prec": 0.8, "recall": 0.6}, {"kid_std": 1e-4}, False)

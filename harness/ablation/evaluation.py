@@ -203,7 +203,8 @@ def measure(ev: dict[str, Any], extractor, heldout_npz: Path, recon_npz: Path, c
                        kid_subset_size=min(int(ev["kid_subset_size"]), n))
     if ev.get("ref_stats"):
         gfid = evaluate_samples(samples_npz, ev["ref_stats"], dataclasses.replace(opts, metrics=("fid",)))
-        held_eval = evaluate_samples(samples_npz, held_ref, dataclasses.replace(opts, metrics=("kid", "prec", "recall")))
+        held_eval = evaluate_samples(samples_npz, held_ref,
+                                     dataclasses.replace(opts, metrics=("kid", "prec", "recall")))
         gfid_reference = f"reference statistics {ev['ref_stats']}"
     else:
         gfid = held_eval = evaluate_samples(samples_npz, held_ref,

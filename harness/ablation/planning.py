@@ -106,7 +106,8 @@ def command_line(suite: Suite, out: str | Path) -> str:
     """The command that reruns (or resumes) this selection of the suite."""
     rows = "" if {r.name for r in suite.rows} == set(suite.file_rows) else \
         " --rows " + ",".join(r.name for r in suite.rows)
-    root = f" --imagenet-root {suite.imagenet_root}" if suite.imagenet_root not in (None, suite.file_imagenet_root) else ""
+    other_root = suite.imagenet_root not in (None, suite.file_imagenet_root)
+    root = f" --imagenet-root {suite.imagenet_root}" if other_root else ""
     return f"alitok-bench ablate {suite.path} --preset {suite.preset_name} --out {out}{rows}{root}"
 
 

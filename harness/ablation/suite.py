@@ -131,7 +131,8 @@ def _check(suite: SuiteFile, path: Path) -> None:
         if src is not None and (src not in rows or rows[src].source):
             raise ConfigError(f"{path}: rows.{name}.from: {src!r} is not a row that trains its own stage 1")
         if src is not None and (r.model or r.aux_loss_weight != "unset"):
-            raise ConfigError(f"{path}: rows.{name}: a row with from: reuses {src}'s stage 1; it takes no model/aux keys")
+            raise ConfigError(f"{path}: rows.{name}: a row with from: reuses {src}'s stage 1; "
+                              "it takes no model/aux keys")
         if src is not None and not r.stage2:
             raise ConfigError(f"{path}: rows.{name}: from: without stage2: true would repeat row {src}")
         if r.stage2_overrides and not r.stage2:

@@ -139,7 +139,8 @@ def evaluate_samples(samples, reference, options: EvalOptions | None = None, *,
     labels = run.sample_labels(labels)
     label_info = prov.label_summary(labels)
     if label_info.get("class_sorted"):
-        run.warnings.append("samples look class-sorted: ADM-mode IS will collapse (interleave classes, i % num_classes)")
+        run.warnings.append("samples look class-sorted: ADM-mode IS will collapse "
+                            "(interleave classes, i % num_classes)")
     out, extra = run.compute(todo)
     spreads, why_none = _uncertainty(out, extra, run.feats, run.stats, o.fid_method, o.uncertainty_subsets)
     t_end = time.perf_counter()
@@ -162,7 +163,8 @@ class _Run:
 
     def __init__(self, samples, ref: Reference, o: EvalOptions):
         self.samples, self.ref, self.o = samples, ref, o
-        self.weights = o.inception.weights if isinstance(o.inception, InceptionExtractor) else resolve_weights(o.inception)
+        built = isinstance(o.inception, InceptionExtractor)
+        self.weights = o.inception.weights if built else resolve_weights(o.inception)
         self.stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
                       if getattr(ref, k) is not None}
         self.warnings: list[str] = []
@@ -194,7 +196,8 @@ class _Run:
 
     def build_extractors(self, todo) -> None:
         o = self.o
-        extractor = o.inception if isinstance(o.inception, InceptionExtractor) else InceptionExtractor(self.weights, o.device)
+        built = isinstance(o.inception, InceptionExtractor)
+        extractor = o.inception if built else InceptionExtractor(self.weights, o.device)
         self.extractors["inception"] = extractor
         if any(m.features == "dinov2" for m in todo):
             self.extractors["dinov2"] = _dinov2_extractor(o.dinov2, extractor.device, self.ref)

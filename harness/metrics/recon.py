@@ -85,7 +85,8 @@ def evaluate_reconstruction(real, recon, inception: Any = "fid-helper", codes=No
     batches (50k ImageNet images never sit in memory at once) and whose features the cache keeps."""
     real_s, recon_s = _source(real, "real images"), _source(recon, "reconstructions")
     if _shape(real_s) != _shape(recon_s):
-        raise UserError(f"real images {list(_shape(real_s))} and reconstructions {list(_shape(recon_s))} differ in shape")
+        raise UserError(f"real images {list(_shape(real_s))} and reconstructions {list(_shape(recon_s))} "
+                        "differ in shape")
     n = _shape(real_s)[0]
     if n < 2:
         raise UserError(f"need at least 2 image pairs for rFID, got {n}")
