@@ -14,6 +14,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from harness import cli
 from harness.data.npz import save_samples_npz
+from harness.errors import UserError
 from harness.metrics import features as features_mod
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.inception import InceptionExtractor, tf1_resize
@@ -196,6 +197,18 @@ def test_reconstruction_metrics(world):
     assert r["codebook_usage"] == 0.5 and r["codebook_entropy"] == pytest.approx(3.0)
     assert codebook_stats(np.array([5, 5, 5]), 8) == {"codebook_usage": 0.125, "codebook_entropy": 0.0,
                                                        "codebook_perplexity": 1.0}
+    # npz paths stream in batches (the ablation's 50k held-out images): the same numbers as the arrays
+    real_npz = save_samples_npz(world["root"] / "recon_real.npz", real)
+    noisy_npz = save_samples_npz(world["root"] / "recon_noisy.npz", noisy)
+    streamed = evaluate_reconstruction(real_npz, noisy_npz, inception=world["ex"], codes=codes, codebook_size=16,
+                                       batch_size=3, cache=False)
+    assert streamed["psnr"] == pytest.approx(r["psnr"], rel=1e-15)
+    assert streamed["ssim"] == pytest.approx(r["ssim"], rel=1e-15)
+    # float64 moments of float32 features: the same up to summation order (~1e-12 of FID's scale)
+    assert streamed["rfid"] == pytest.approx(r["rfid"], rel=1e-9) and streamed["n"] == 8
+    with pytest.raises(UserError, match="differ in shape"):
+        evaluate_reconstruction(real_npz, save_samples_npz(world["root"] / "three.npz", noisy[:3]),
+                                inception=world["ex"])
 
 
 def _stats_only_reference(world, name="mu_sigma_only.npz"):
