@@ -19,7 +19,7 @@ one without resumes from its last checkpoint)::
     seed{S}/F/stage2/          (rows with ``stage2: true``; stage 1 and AR come from the ``from`` row)
     seed{S}/{ROW}/ar/          train_record.json (held-out next-token accuracy / CE, baselines)
     seed{S}/{ROW}/eval/        eval_record.json (variant = ROW): rFID/PSNR/SSIM, gFID/KID/P/R, AR metrics;
-                               reconstructions.npz, samples.npz
+                               samples.npz (reconstructions.npz only while it is measured)
     heldout-<digest>.npz       the held-out images, written once (their features: the feature cache)
     summary.json, ablation_table.md, ablation_bars.png/.svg, command.txt
 

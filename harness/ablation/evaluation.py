@@ -5,8 +5,8 @@
   ``labels``): as a file, their Inception features live in the feature cache (keyed by file and
   weights) like every suite entry's, and every row and seed reads them from there.
 - Reconstruction: the row's tokenizer encodes and decodes them in batches into
-  ``reconstructions.npz``; rFID, PSNR, SSIM and codebook use come from ``evaluate_reconstruction``
-  (the ``recon`` verb's and a suite recon entry's function).
+  ``reconstructions.npz`` (removed once measured); rFID, PSNR, SSIM and codebook use come from
+  ``evaluate_reconstruction`` (the ``recon`` verb's and a suite recon entry's function).
 - Generation: the row's AR generator samples as many class-balanced images into ``samples.npz``;
   gFID, KID and precision / recall come from ``evaluate_samples`` (the ``eval`` verb's and a suite
   entry's) against the held-out images as a reference, or gFID against ``ref_stats`` when the preset
@@ -291,6 +291,7 @@ def evaluate_job(job: Job, device_name: str) -> None:
     t_gen = time.perf_counter()
     measured = measure(ev, extractor, heldout_npz, recon_npz, codes, tok.codebook_size, samples_npz, held.n,
                        held.description)
+    recon_npz.unlink()  # measured; at the imagenet preset 10 GB per row and seed (the samples stay, as a suite's)
     t_end = time.perf_counter()
     record = eval_record(job, measured, read_record(ev["ar_record"]), n_heldout=held.n, num_classes=held.num_classes,
                          sampling=gen.info().get("sampling"), device=device,
