@@ -76,20 +76,20 @@ def evaluate(samples: Any, reference: Any, *, metrics: str | Sequence[str] | Non
     feature cache is off by default here (in-memory samples of a training loop rarely repeat).
     ``options``: ``fid_method``, ``is_mode``, ``kid_subset_size``, ``kid_subsets``.
     """
-    from harness.metrics.evaluate import evaluate_samples
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
 
     source = _images_source(samples)
+    opts = EvalOptions(metrics=metrics, inception=inception, batch_size=batch_size, device=device, cache=cache,
+                       **options)
     if labels is not None:
         labels = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
     if isinstance(reference, (str, Path)):
-        return evaluate_samples(source, reference, metrics=metrics, inception=inception, batch_size=batch_size,
-                                device=device, cache=cache, labels=labels, **options)
+        return evaluate_samples(source, reference, opts, labels=labels)
     ref_images = as_uint8_nhwc(reference, "reference")
     with tempfile.TemporaryDirectory(prefix="alitok-bench-ref-") as tmp:
         ref_path = build_reference(ref_images, Path(tmp) / "reference.npz", inception=inception, device=device,
                                    batch_size=batch_size, cache=cache)
-        return evaluate_samples(source, ref_path, metrics=metrics, inception=inception, batch_size=batch_size,
-                                device=device, cache=cache, labels=labels, **options)
+        return evaluate_samples(source, ref_path, opts, labels=labels)
 
 
 def build_reference(images: Any, out: str | Path, *, inception: Any = "fid-helper", device: str = "auto",

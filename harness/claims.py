@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from harness import config
 from harness.report import fields, paired
+from harness.stats import mean_sd
 
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
 # answers of a tiny-scale direction (never a paper verdict)
@@ -243,14 +244,8 @@ def hits(records: list[dict[str, Any]], q: Query, metric: str) -> tuple[list[dic
 
 def _mean(records: list[dict[str, Any]], metric: str) -> Estimate:
     vals = [(fields.metric(r, metric), fields.uncertainty(r, metric)) for r in records]
-    xs = [v for v, _ in vals]
-    mean = sum(xs) / len(xs)
-    if len(xs) > 1:
-        sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
-        unc = sd / math.sqrt(len(xs))
-    else:
-        unc = vals[0][1]
-    return Estimate(mean, unc, len(xs))
+    s = mean_sd(v for v, _ in vals)
+    return Estimate(s.mean, s.se if s.n > 1 else vals[0][1], s.n)
 
 
 def estimate(records: list[dict[str, Any]], q: Query, metric: str) -> Estimate:
@@ -314,10 +309,8 @@ def ratio_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: 
                         "machine (a ratio needs one spec.bench_run_id and one machine.cpu_model / gpu_name)")
     if len(ratios) == 1:
         return ratios[0]
-    xs = [e.value for e in ratios]   # several runs: their mean, with the sd of the mean as its uncertainty
-    mean = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
-    return Estimate(mean, sd / math.sqrt(len(xs)), len(xs))
+    s = mean_sd(e.value for e in ratios)  # several runs: their mean, with the sd of the mean as its uncertainty
+    return Estimate(s.mean, s.se, s.n)
 
 
 @dataclasses.dataclass

@@ -201,14 +201,15 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
     rec.speed = {"images_per_s": result.images_per_s, "device": result.device, "dtype": dtype, "tf32": tf32,
                  "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused"}
     if evaluates(suite, run):
-        from harness.metrics.evaluate import evaluate_samples
+        from harness.metrics.evaluate import EvalOptions, evaluate_samples
 
         t0 = time.time()
         key = (run_reference(suite, run), protocol.image_size)
         if key not in refs:  # one embedded reference per image size, built once
             refs[key] = _reference(suite, key[0], protocol, out, device)
-        ev = evaluate_samples(result.gathered["path"], refs[key], metrics=sample_metrics(suite),
-                              inception=suite.inception, device=device, kid_subset_size=suite.kid_subset_size)
+        ev = evaluate_samples(result.gathered["path"], refs[key], EvalOptions(
+            metrics=sample_metrics(suite), inception=suite.inception, device=device,
+            kid_subset_size=suite.kid_subset_size))
         rec.metrics = dict(ev.metrics)
         rec.metric_provenance = dict(ev.provenance)
         rec.paper_comparable = bool(ev.paper_comparable)

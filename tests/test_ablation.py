@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from harness import ablation
+from harness.ablation import runner
 from harness.config import ConfigError
 
 SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.yaml"
@@ -51,11 +52,11 @@ def test_committed_suite_plans_paired_rows():
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda d: d["rows"]["A"].update(colour=1), "rows.A: unknown key"),
+    (lambda d: d["rows"]["A"].update(colour=1), "rows.A.colour: unknown key"),
     (lambda d: d["rows"]["F"].update({"from": "F"}), "rows.F.from"),
     (lambda d: d["rows"]["F"].update(stage2=False), "would repeat row D"),
     (lambda d: d.update(baseline="Z"), "baseline: 'Z'"),
-    (lambda d: d["presets"]["tiny"]["eval"].update(colour=1), "presets.tiny.eval: unknown key"),
+    (lambda d: d["presets"]["tiny"]["eval"].update(colour=1), "presets.tiny.eval.colour: unknown key"),
 ])
 def test_bad_suite_files_are_config_errors(tmp_path, edit, match):
     data = yaml.safe_load(SUITE.read_text())
@@ -80,8 +81,7 @@ def test_paired_statistics_match_numpy():
     assert d["B"]["mean"] == pytest.approx(np.mean(b[idx] - a[idx]))
     assert d["B"]["sd"] == pytest.approx(np.std(b[idx] - a[idx], ddof=1))
     # pairing removes the shared seed noise: the paired sd is far below the unpaired one
-    assert d["B"]["sd"] < ablation.mean_sd(list(b[idx]))["sd"] / 3
-    assert ablation.mean_sd([1.0])["sd"] is None and ablation.mean_sd([1.0, 3.0])["sd"] == pytest.approx(np.sqrt(2))
+    assert d["B"]["sd"] < np.std(b[idx], ddof=1) / 3
 
 
 def test_finished_folders_are_skipped_and_the_rest_resumes(tmp_path, monkeypatch):
@@ -101,8 +101,8 @@ def test_finished_folders_are_skipped_and_the_rest_resumes(tmp_path, monkeypatch
                                metrics={"fid": 10.0 + job.seed, "ar_acc": 0.1 * (job.seed + 1)}), job.out,
                      ablation.EVAL_RECORD)
 
-    monkeypatch.setattr(ablation, "train_job", fake_train)
-    monkeypatch.setattr(ablation, "evaluate_job", fake_eval)
+    monkeypatch.setattr(runner, "train_job", fake_train)
+    monkeypatch.setattr(runner, "evaluate_job", fake_eval)
     done_dir = tmp_path / "seed0" / "B" / "stage1"  # finished before a kill
     done_dir.mkdir(parents=True)
     (done_dir / ablation.RECORD).write_text("{}")
@@ -216,9 +216,9 @@ def test_paired_differences_carry_the_named_paired_standard_error(tmp_path, monk
 
     # the table prints that statistic for differences, and summary.json goes through the record writer
     suite = ablation.load_suite(SUITE, "tiny", rows=["A", "B"], seeds=[0, 1, 2])
-    monkeypatch.setattr(ablation, "train_job", lambda suite, job: (job.out.mkdir(parents=True, exist_ok=True),
+    monkeypatch.setattr(runner, "train_job", lambda suite, job: (job.out.mkdir(parents=True, exist_ok=True),
                                                                    (job.out / ablation.RECORD).write_text("{}")))
-    monkeypatch.setattr(ablation, "evaluate_job", lambda job, device: write_record(
+    monkeypatch.setattr(runner, "evaluate_job", lambda job, device: write_record(
         RunRecord(kind="eval", spec={"variant": job.row}, seeds={"seed": job.seed},
                   metrics={"fid": 100.0 * (a if job.row == "A" else b)[job.seed]}), job.out, ablation.EVAL_RECORD))
     ablation.run(suite, tmp_path, log=lambda *_: None)
@@ -229,3 +229,55 @@ def test_paired_differences_carry_the_named_paired_standard_error(tmp_path, monk
     prov = summary["provenance"]
     assert {"git_sha", "dirty"} <= set(prov["code"]) and prov["command"].endswith("--summarize")
     assert prov["machine"]["cpu_model"]
+
+
+def _ar_record(acc):
+    held = {"overall": {"acc": acc, "ce": 5.0}}
+    base = {"unigram": {"acc": 0.01, "ce": 6.5}, "positional_unigram": {"acc": 0.02, "ce": 6.0}}
+    return {"metric_provenance": {"heldout": held, "baselines": base}}
+
+
+def _measured(gfid_comparable, n=50_000, official=True, description="ImageNet /data/imagenet/val: first 50 per class"):
+    """What evaluate_reconstruction and evaluate_samples return for a full-scale row (their shapes, made up numbers)."""
+    from harness.ablation.evaluation import Measured
+    from harness.metrics.evaluate import EvalResult
+
+    weights = {"kind": "official" if official else "fid-helper", "official": official, "sha256": "6726825d" * 8}
+    gfid = EvalResult({"fid": 2.9}, {"weights": weights, "samples": {"n": n},
+                                     "reference": {"kind": "adm-virtual-imagenet256"},
+                                     "not_comparable_because": [] if gfid_comparable else ["50 samples, not 50000"]},
+                      gfid_comparable)
+    held = EvalResult({"kid": 0.001, "prec": 0.8, "recall": 0.6}, {"kid_std": 1e-4}, False)
+    recon = {"rfid": 1.0, "psnr": 20.0, "ssim": 0.6, "codebook_usage": 1.0, "codebook_perplexity": 4000.0, "n": n,
+             "weights": weights}
+    return Measured(recon, gfid, held, description, "reference statistics VIRTUAL_imagenet256_labeled.npz")
+
+
+def test_full_scale_eval_records_say_paper_comparable_as_a_suite_entry_would(tmp_path):
+    """Before, the ablation's eval records never set paper_comparable, so the abl-* paper claims stayed "not
+    run" after an ImageNet run. The flag is now the gFID evaluation's (evaluate_samples: paper rule + guards)
+    and the rFID rule of `recon`, and the claims read the records."""
+    from harness.ablation.evaluation import eval_record
+    from harness.claims import NOT_RUN, check, load_claims
+    from harness.commands.claims import DEFAULT_CLAIMS
+
+    suite = ablation.load_suite(SUITE, "imagenet", rows=["A"])
+    job = next(j for j in ablation.plan(suite, tmp_path) if j.stage == "eval")
+
+    def record(measured):
+        return eval_record(job, measured, _ar_record(0.054), n_heldout=50_000, num_classes=1000, sampling=None,
+                           timings={}).to_dict()
+
+    good = record(_measured(True))
+    assert good["paper_comparable"] is True and good["metric_provenance"]["not_comparable_because"] == []
+    claims = load_claims(DEFAULT_CLAIMS)
+    verdicts = {v.claim.id: v for v in check(claims, [good])}
+    assert verdicts["abl-a-acc"].verdict != NOT_RUN and verdicts["abl-a-gfid"].verdict != NOT_RUN
+    assert verdicts["abl-a-rfid"].verdict != NOT_RUN
+    # either side not comparable -> the record is not, with the reason named
+    for m, why in ((_measured(False), "gFID: 50 samples"), (_measured(True, official=False), "rFID: Inception weights"),
+                   (_measured(True, description="embedded val split, 8 per class"), "rFID: reconstructs embedded")):
+        rec = record(m)
+        assert rec["paper_comparable"] is False
+        assert any(w.startswith(why) for w in rec["metric_provenance"]["not_comparable_because"]), why
+        assert {v.claim.id: v for v in check(claims, [rec])}["abl-a-acc"].verdict == NOT_RUN

@@ -21,7 +21,7 @@ from harness.interfaces import Generator, NoSampling
 from harness.locks import FolderInUse
 from harness.metrics import evaluate as evaluate_mod
 from harness.metrics import inception as inception_mod
-from harness.metrics.evaluate import evaluate_samples
+from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.inception import InceptionExtractor
 from harness.metrics.refstats import build_reference_from_images, load_reference, sidecar_path
 from harness.metrics.weights import WeightsInfo
@@ -92,15 +92,15 @@ def one_line_exit_2(capsys, argv, *needles):
 # ---------------------------------------------------------------------------------------------- cache
 def test_corrupted_feature_cache_is_recomputed_and_reported(world, capsys):
     kw = dict(metrics=("fid", "sfid", "prec"), inception=StubExtractor(), cache=world["cache"])
-    truth = evaluate_samples(world["samples"], world["ref"], **{**kw, "cache": False}).metrics
-    first = evaluate_samples(world["samples"], world["ref"], **kw)
+    truth = evaluate_samples(world["samples"], world["ref"], EvalOptions(**{**kw, "cache": False})).metrics
+    first = evaluate_samples(world["samples"], world["ref"], EvalOptions(**kw))
     assert first.metrics == pytest.approx(truth, rel=1e-12)
     for member in ("pool.npy", "stats.npz"):
         for p in (world["cache"] / "features").glob(f"*{member}"):
             data = bytearray(p.read_bytes())
             data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # zero a block, as the tester did
             p.write_bytes(bytes(data))
-        again = evaluate_samples(world["samples"], world["ref"], **kw)
+        again = evaluate_samples(world["samples"], world["ref"], EvalOptions(**kw))
         assert again.metrics == pytest.approx(truth, rel=1e-12)
         assert any("damaged" in w and "recomputed" in w for w in again.warnings)
     assert "damaged" in capsys.readouterr().err
@@ -113,11 +113,11 @@ def test_cache_out_of_space_still_gives_metrics(world, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(np, "save", full)
-    res = evaluate_samples(world["samples"], world["ref"], metrics=("fid", "prec"), inception=StubExtractor(),
-                           cache=world["root"] / "other-cache")
+    res = evaluate_samples(world["samples"], world["ref"], EvalOptions(
+        metrics=("fid", "prec"), inception=StubExtractor(), cache=world["root"] / "other-cache"))
     monkeypatch.setattr(np, "save", real_save)
-    truth = evaluate_samples(world["samples"], world["ref"], metrics=("fid", "prec"), inception=StubExtractor(),
-                             cache=False)
+    truth = evaluate_samples(world["samples"], world["ref"], EvalOptions(
+        metrics=("fid", "prec"), inception=StubExtractor(), cache=False))
     assert res.metrics == truth.metrics
     assert any("feature cache not written" in w and "No space left" in w for w in res.warnings)
     assert not list((world["root"] / "other-cache" / "features").glob(".*.tmp"))
@@ -128,13 +128,15 @@ def test_stale_cache_temps_removed_under_the_lock(world):
     stale = d / ".v2-dead.npy.abc.npy.tmp"
     stale.write_bytes(b"x")
     fresh = save_samples_npz(world["root"] / "fresh.npz", images(20, 9))  # a cache miss: an entry is written
-    evaluate_samples(fresh, world["ref"], metrics=("fid",), inception=StubExtractor(), cache=world["cache"])
+    evaluate_samples(fresh, world["ref"], EvalOptions(
+        metrics=("fid",), inception=StubExtractor(), cache=world["cache"]))
     assert not stale.exists()
 
 
 def test_cache_list_and_clear(world, monkeypatch, capsys):
     monkeypatch.setenv("ALITOK_BENCH_CACHE", str(world["cache"]))
-    evaluate_samples(world["samples"], world["ref"], metrics=("fid",), inception=StubExtractor(), cache=world["cache"])
+    evaluate_samples(world["samples"], world["ref"], EvalOptions(
+        metrics=("fid",), inception=StubExtractor(), cache=world["cache"]))
     assert cli.main(["cache", "list", "--json", "--verify"]) == 0
     doc = json.loads(capsys.readouterr().out)
     # the reference build's input array, the reference file (seeded, same features) and the samples
@@ -255,18 +257,20 @@ def _spec(n=40, **proto):
 def test_incomplete_folder_refused_or_prefix_recorded(world, capsys):
     out = world["root"] / "run"
     sample(_spec(), out, device="cpu", progress=False, generator=NoiseGenerator())
-    full = evaluate_samples(out, world["ref"], metrics=("fid",), inception=StubExtractor(), cache=False)
-    npz = evaluate_samples(out / "samples.npz", world["ref"], metrics=("fid",), inception=StubExtractor(), cache=False)
+    full = evaluate_samples(out, world["ref"], EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=False))
+    npz = evaluate_samples(out / "samples.npz", world["ref"], EvalOptions(
+        metrics=("fid",), inception=StubExtractor(), cache=False))
     assert full.metrics["fid"] == pytest.approx(npz.metrics["fid"], rel=1e-12)
     assert full.provenance["samples"]["labels"]  # the shards' labels are read (issue 7: "no labels")
     for k in (3, 6, 7):
         shards.shard_path(out, k).unlink()
     one_line_exit_2(capsys, ["eval", str(out), str(world["ref"]), "--inception", "stub:0", "--metrics", "fid",
                              "--no-cache"], "incomplete: 5 of 8 chunks", "--allow-partial")
-    part = evaluate_samples(out, world["ref"], metrics=("fid",), inception=StubExtractor(), cache=False,
-                            allow_partial=True)
+    part = evaluate_samples(out, world["ref"], EvalOptions(
+        metrics=("fid",), inception=StubExtractor(), cache=False, allow_partial=True))
     prefix = save_samples_npz(world["root"] / "prefix.npz", np.load(out / "samples.npz")["arr_0"][:15])
-    truth = evaluate_samples(prefix, world["ref"], metrics=("fid",), inception=StubExtractor(), cache=False)
+    truth = evaluate_samples(prefix, world["ref"], EvalOptions(
+        metrics=("fid",), inception=StubExtractor(), cache=False))
     assert part.provenance["samples"]["n"] == 15 and part.metrics["fid"] == pytest.approx(truth.metrics["fid"], rel=1e-12)
     assert part.provenance["samples"]["selection"]["partial"] and any("PARTIAL" in w for w in part.warnings)
     assert not part.paper_comparable
@@ -381,30 +385,6 @@ def test_legacy_seed_overflow_names_the_seed():
         SamplingPlan(p, "h")
 
 
-# ---------------------------------------------------------------------------------------------- training resume
-class Custom:  # a class weights_only loading must refuse
-    pass
-
-
-def test_optimizer_state_refused_by_weights_only_is_one_line(tmp_path):
-    from harness.nn.optim_state import load_optimizer_state, save_optimizer_state
-
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))], lr=1e-3)
-    opt.step()
-    good = tmp_path / "opt.pt"
-    save_optimizer_state(opt, good)
-    assert load_optimizer_state(good)["param_groups"][0]["lr"] == 1e-3
-
-    bad = tmp_path / "bad.pt"
-    torch.save({"state": {}, "param_groups": [], "extra": Custom()}, bad)
-    with pytest.raises(InputFileError, match="refused by weights_only") as e:
-        load_optimizer_state(bad)
-    assert str(e.value).count("\n") == 0 and str(bad) in str(e.value)
-    (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(InputFileError, match="empty"):
-        load_optimizer_state(tmp_path / "empty.pt")
-
-
 # ---------------------------------------------------------------------------------------------- CLI shapes
 def test_eval_image_folders_and_json(world, capsys):
     from PIL import Image
@@ -420,7 +400,8 @@ def test_eval_image_folders_and_json(world, capsys):
     assert rc == 0
     doc = json.loads(captured.out)  # the whole of stdout is one JSON document
     npz_a = save_samples_npz(world["root"] / "a.npz", images(20, 5))
-    truth = evaluate_samples(npz_a, world["ref"], metrics=("fid", "prec"), inception=StubExtractor(), cache=False)
+    truth = evaluate_samples(npz_a, world["ref"], EvalOptions(
+        metrics=("fid", "prec"), inception=StubExtractor(), cache=False))
     assert doc["metrics"]["fid"] == pytest.approx(truth.metrics["fid"], rel=1e-9)  # B's PNGs = the ref's images
     assert doc["metrics"]["prec"] == truth.metrics["prec"]
     assert cli.main(["ref-stats", "verify", str(world["ref"]), "--json"]) == 0

@@ -280,7 +280,7 @@ def test_imagenet_preset_runs_end_to_end_on_a_folder(fake_root, tmp_path):
     # the samples are class-balanced over the folder's classes
     with np.load(out / "seed0/A/eval/samples.npz") as z:
         assert z["arr_0"].shape == (2 * len(SYNSETS), 32, 32, 3)
-        assert np.bincount(z["arr_1"]).tolist() == [2] * len(SYNSETS)
+        assert np.bincount(z["labels"]).tolist() == [2] * len(SYNSETS)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["preset"] == "imagenet"
     # the imagenet preset without its root: one line, exit 2 before any training

@@ -2,10 +2,10 @@
 no two modules import each other (directly or round a longer loop).
 
 Floors (a module may import its own floor and the floors below it):
-  1 bottom: harness (package), _tv_shim, interfaces, registry, plugins, config, errors, io, devices, data/, nn/
+  1 bottom: harness (package), _tv_shim, interfaces, registry, plugins, config, errors, stats, io, devices, data/, nn/
   2 engine: training (+ training/), records, specs, protocols, sampling/, metrics/, speed/
   3 model families: alitok/, baselines/ (from floor 2 only ``harness.training``; never each other)
-  4 presentation: suites, ablation, report/, claims
+  4 presentation: suites, ablation/, report/, claims
   5 entry points: cli, commands/, api, __main__
 Lazy imports inside functions count: they run too, and they are how circles hide.
 """
@@ -20,7 +20,8 @@ PACKAGES = ("harness", "alitok", "baselines")
 # module-name prefix -> floor; the longest matching prefix wins
 FLOORS = {
     "harness": 1, "harness._tv_shim": 1, "harness.interfaces": 1, "harness.registry": 1, "harness.plugins": 1,
-    "harness.config": 1, "harness.errors": 1, "harness.io": 1, "harness.locks": 1, "harness.devices": 1, "harness.data": 1,
+    "harness.config": 1, "harness.errors": 1, "harness.stats": 1, "harness.io": 1, "harness.locks": 1,
+    "harness.devices": 1, "harness.data": 1,
     "harness.nn": 1,
     "harness.training": 2, "harness.records": 2, "harness.specs": 2, "harness.protocols": 2,
     "harness.sampling": 2, "harness.metrics": 2, "harness.speed": 2,

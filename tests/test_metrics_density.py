@@ -76,7 +76,7 @@ def test_rejects_bad_input():
 def test_evaluate_reports_density_coverage_and_fid_inf(tmp_path):
     """evaluate_samples' new metric names equal the pure functions on the same cached pool3 features."""
     from harness.data.npz import save_samples_npz
-    from harness.metrics.evaluate import evaluate_samples
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
     from harness.metrics.features import extract_features
     from harness.metrics.fid_infinity import fid_infinity
     from harness.metrics.inception import InceptionExtractor
@@ -89,8 +89,8 @@ def test_evaluate_reports_density_coverage_and_fid_inf(tmp_path):
     a_path = save_samples_npz(tmp_path / "a.npz", a)
     ex = InceptionExtractor(resolve_weights("random:0"), "cpu")
     ref = build_reference_from_images(b, tmp_path / "ref.npz", inception=ex, batch_size=12, cache=tmp_path / "c")
-    res = evaluate_samples(a_path, ref, metrics="density,coverage,fid_inf", inception=ex, batch_size=12,
-                           cache=tmp_path / "c")
+    res = evaluate_samples(a_path, ref, EvalOptions(
+        metrics="density,coverage,fid_inf", inception=ex, batch_size=12, cache=tmp_path / "c"))
     fa = extract_features(a_path, ex, 12, cache=tmp_path / "c").pool
     fb = extract_features(ref, ex, 12, cache=tmp_path / "c").pool
     direct = density_coverage(fa, fb, k=5)

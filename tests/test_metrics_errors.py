@@ -8,7 +8,7 @@ import torch
 from harness import cli
 from harness.data.npz import save_samples_npz
 from harness.errors import InputFileError
-from harness.metrics.evaluate import evaluate_samples
+from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.fid import FIDError, feature_statistics, frechet_distance
 from harness.metrics.isc import inception_score
 from harness.metrics.prc import precision_recall
@@ -135,25 +135,25 @@ def test_mismatched_weights_metadata_refused(tmp_path, samples, random_weights):
     other["weights"] = {"spec": "fid-helper", "kind": "fid-helper", "sha256": "f" * 64}
     ref = _fake_ref(tmp_path / "r.npz", meta=other)
     with pytest.raises(ReferenceMismatch, match="Inception weights fid-helper sha256 ffffffffffff"):
-        evaluate_samples(samples, ref, metrics=("fid",), inception="random:0")
+        evaluate_samples(samples, ref, EvalOptions(metrics=("fid",), inception="random:0"))
 
 
 def test_mismatched_resize_metadata_refused(tmp_path, samples, random_weights):
     ref = _fake_ref(tmp_path / "r.npz", meta=_meta_for(random_weights, resize="pil-bicubic-299"))
     with pytest.raises(ReferenceMismatch, match="resize"):
-        evaluate_samples(samples, ref, metrics=("fid",), inception="random:0")
+        evaluate_samples(samples, ref, EvalOptions(metrics=("fid",), inception="random:0"))
 
 
 def test_adm_reference_refuses_random_weights(tmp_path, samples):
     ref = _fake_ref(tmp_path / "VIRTUAL_imagenet256_labeled.npz")
     with pytest.raises(ReferenceMismatch, match="different network"):
-        evaluate_samples(samples, ref, metrics=("fid",), inception="random:0")
+        evaluate_samples(samples, ref, EvalOptions(metrics=("fid",), inception="random:0"))
 
 
 def test_wrong_image_size_refused(tmp_path, samples, random_weights):
     ref = _fake_ref(tmp_path / "r.npz", size=64, meta=_meta_for(random_weights))
     with pytest.raises(ReferenceMismatch, match="64x64, samples are 32x32"):
-        evaluate_samples(samples, ref, metrics=("fid",), inception="random:0")
+        evaluate_samples(samples, ref, EvalOptions(metrics=("fid",), inception="random:0"))
 
 
 def test_wrong_dtype_and_too_few_samples(tmp_path, random_weights):
@@ -161,12 +161,12 @@ def test_wrong_dtype_and_too_few_samples(tmp_path, random_weights):
     bad = tmp_path / "float.npz"
     np.savez(bad, arr_0=np.zeros((4, 32, 32, 3), np.float32))
     with pytest.raises(InputFileError, match="float.npz: arr_0 must be uint8"):
-        evaluate_samples(bad, ref, metrics=("fid",), inception="random:0")
+        evaluate_samples(bad, ref, EvalOptions(metrics=("fid",), inception="random:0"))
     one = save_samples_npz(tmp_path / "one.npz", np.zeros((1, 32, 32, 3), np.uint8))
     with pytest.raises(InputFileError, match="at least 2 samples"):
-        evaluate_samples(one, ref, metrics=("fid",), inception="random:0")
+        evaluate_samples(one, ref, EvalOptions(metrics=("fid",), inception="random:0"))
     with pytest.raises(ValueError, match="unknown metric"):
-        evaluate_samples(one, ref, metrics=("fidd",), inception="random:0")
+        evaluate_samples(one, ref, EvalOptions(metrics=("fidd",), inception="random:0"))
 
 
 # --- weights files ------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def test_eval_checks_once_that_features_do_not_depend_on_the_batch_size(tmp_path
     paper_comparable false) for one whose features see the rest of the batch."""
     import numpy as np
 
-    from harness.metrics.evaluate import evaluate_samples
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
     from harness.metrics.inception import InceptionExtractor
     from harness.metrics.refstats import build_reference_from_images
     from harness.metrics.weights import resolve_weights
@@ -161,7 +161,7 @@ def test_eval_checks_once_that_features_do_not_depend_on_the_batch_size(tmp_path
     imgs = rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
     ex = InceptionExtractor(resolve_weights("random:0"), "cpu")
     ref = build_reference_from_images(imgs[6:], tmp_path / "ref.npz", inception=ex, batch_size=6, cache=False)
-    clean = evaluate_samples(imgs[:6], ref, metrics="fid", inception=ex, cache=False)
+    clean = evaluate_samples(imgs[:6], ref, EvalOptions(metrics="fid", inception=ex, cache=False))
     assert "features-depend-on-batch-size" not in [f["code"] for f in clean.findings]
     assert clean.provenance["batch_size_check"]["n_images"] == 4
 
@@ -172,6 +172,6 @@ def test_eval_checks_once_that_features_do_not_depend_on_the_batch_size(tmp_path
         return {k: v + v.mean(axis=0, keepdims=True) for k, v in out.items()}
 
     monkeypatch.setattr(InceptionExtractor, "__call__", batch_dependent)
-    bad = evaluate_samples(imgs[:6], ref, metrics="fid", inception=ex, cache=False)
+    bad = evaluate_samples(imgs[:6], ref, EvalOptions(metrics="fid", inception=ex, cache=False))
     assert "features-depend-on-batch-size" in [f["code"] for f in bad.findings]
     assert bad.paper_comparable is False

@@ -102,7 +102,7 @@ def run(args) -> int:
 def _run(args, rank: int) -> int:
     from harness.devices import resolve_device
     from harness.io import check_output_dir
-    from harness.metrics.evaluate import evaluate_samples
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
     from harness.metrics.inception import InceptionExtractor
     from harness.metrics.refstats import reference_from_source
     from harness.records import RunRecord, code_info, env_info, eval_record_name, sample_model_name, write_record
@@ -130,11 +130,11 @@ def _run(args, rank: int) -> int:
         reference = reference_from_source(ref_path, inception, args.batch_size, cache=cache, progress=progress)
     else:
         reference = ref_arg
-    result = evaluate_samples(args.samples, reference, metrics=args.metrics, inception=inception,
-                              batch_size=args.batch_size, device=str(device), fid_method=args.fid_method,
-                              is_mode=args.is_mode, cache=cache, allow_partial=args.allow_partial, progress=progress,
-                              kid_subset_size=args.kid_subset_size, uncertainty_subsets=args.uncertainty_subsets,
-                              keep_features=args.uncertainty, dinov2=args.dinov2)
+    result = evaluate_samples(args.samples, reference, EvalOptions(
+        metrics=args.metrics, inception=inception, batch_size=args.batch_size, device=str(device),
+        fid_method=args.fid_method, is_mode=args.is_mode, cache=cache, allow_partial=args.allow_partial,
+        progress=progress, kid_subset_size=args.kid_subset_size, uncertainty_subsets=args.uncertainty_subsets,
+        keep_features=args.uncertainty, dinov2=args.dinov2))
     if result is None:  # a helper rank under torchrun: rank 0 writes and prints
         return 0
     s = result.provenance["samples"]

@@ -52,10 +52,6 @@ class EvalResult:
         return dataclasses.asdict(self)
 
 
-def parse_metrics(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
-    return tuple(m.name for m in table.parse(metrics))
-
-
 def _is_path(samples) -> bool:
     return isinstance(samples, (str, Path))
 
@@ -81,160 +77,245 @@ def _check_samples_file(samples) -> tuple[int, int] | None:
     return None
 
 
-def evaluate_samples(samples, reference, metrics: Sequence[str] | str | None = None,
-                     inception: str | InceptionExtractor = "fid-helper", batch_size: int = 50, device: str = "auto",
-                     fid_method: str = "eig", is_mode: str = "adm", cache: bool | str | Path = True,
-                     kid_subset_size: int | None = None, kid_subsets: int | None = None,
-                     labels: np.ndarray | None = None, allow_partial: bool = False,
-                     progress: bool | None = None, uncertainty_subsets: int = UNCERTAINTY_SUBSETS,
-                     keep_features: bool = False, dinov2: Any = None) -> EvalResult | None:
-    """Metrics of ``samples`` against ``reference`` (an ADM-format npz: ours or OpenAI's).
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """How ``evaluate_samples`` measures: the same knobs the ``eval`` verb's flags and a suite's keys set.
+
+    ``metrics``: names or a comma list; None = the ADM evaluator's five, skipping those the reference or
+    weights cannot give. ``inception``: a weights spec (official | fid-helper | random:SEED | path) or a
+    built ``InceptionExtractor``. ``cache``: True (the feature cache folder), False, or a folder.
+    ``allow_partial``: evaluate the verified prefix of an incomplete sampling folder (recorded in
+    ``selection``). ``progress``: tqdm bars on stderr (None: when a terminal). ``uncertainty_subsets``: k
+    of FID's disjoint-subset spread (0: none); it needs the whole pool3 array, which is kept when another
+    metric needs it (prec/recall/kid/...) or with ``keep_features``. ``dinov2``: the ``--dinov2`` weights
+    (PATH or random:SEED) or a ``dinov2.DinoV2Features``; with it the default list gains fd_dinov2, and the
+    reference must hold statistics of the same DINOv2 extractor."""
+
+    metrics: Sequence[str] | str | None = None
+    inception: Any = "fid-helper"
+    batch_size: int = 50
+    device: str = "auto"
+    fid_method: str = "eig"
+    is_mode: str = "adm"
+    cache: bool | str | Path = True
+    kid_subset_size: int | None = None
+    kid_subsets: int | None = None
+    allow_partial: bool = False
+    progress: bool | None = None
+    uncertainty_subsets: int = UNCERTAINTY_SUBSETS
+    keep_features: bool = False
+    dinov2: Any = None
+
+
+def evaluate_samples(samples, reference, options: EvalOptions | None = None, *,
+                     labels: np.ndarray | None = None) -> EvalResult | None:
+    """Metrics of ``samples`` against ``reference`` (an ADM-format npz, ours or OpenAI's, or a loaded
+    ``Reference``), measured as ``options`` say (``EvalOptions``; None: the defaults).
 
     ``samples``: an ADM npz, a shards folder, a uint8 ``[N,H,W,3]`` array or an iterable of such
-    batches (``harness.api`` accepts torch tensors too). ``metrics``: names or a comma list; None = the
-    ADM evaluator's five, skipping those the reference or weights cannot give. ``labels`` (int [N])
-    describe in-memory samples for the class-balance provenance; files carry their own. ``reference``
-    may also be a loaded ``Reference``. ``allow_partial``: evaluate the verified prefix of an incomplete
-    sampling folder (recorded in ``selection``); ``progress``: tqdm bars on stderr (None: when a terminal).
-    ``uncertainty_subsets``: k of FID's disjoint-subset spread (0: none); it needs the whole pool3 array,
-    which is kept when another metric needs it (prec/recall/kid/...) or with ``keep_features``.
-    ``dinov2``: the ``--dinov2`` weights (PATH or random:SEED) or a ``dinov2.DinoV2Features``; with it the
-    default list gains fd_dinov2, and the reference must hold statistics of the same DINOv2 extractor.
+    batches (``harness.api`` accepts torch tensors too). ``labels`` (int [N]) describe in-memory samples
+    for the class-balance provenance; files carry their own.
     Under ``torchrun`` (torch.distributed initialised) every rank calls this: the sample features are
     extracted across the ranks and rank 0 alone computes and returns the result; other ranks get None.
+    The stages, in order: choose the metrics the inputs can give, build the extractors, extract the
+    samples' features, read their labels, compute each metric from the table, then the uncertainty,
+    the protocol checks and the provenance.
     """
-    explicit = metrics is not None
-    wanted = table.parse(metrics)
-    if not explicit and dinov2 is not None:
-        wanted += (table.get("fd_dinov2"),)
+    o = options or EvalOptions()
+    wanted = _wanted(o)  # unknown names fail before any file is read
     t0 = time.perf_counter()
     size = _check_samples_file(samples)
-    ref = reference if isinstance(reference, Reference) else load_reference(reference)
-    weights = inception.weights if isinstance(inception, InceptionExtractor) else resolve_weights(inception)
-    stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
-             if getattr(ref, k) is not None}
-
-    warnings: list[str] = []
-    skipped: dict[str, str] = {}
-    for m in wanted:
-        why = table.unavailable(m, stats=list(stats), reference_images=ref.n_images, has_logits=weights.has_logits)
-        if why is None:
-            continue
-        if explicit and not m.needs_logits:  # asked for by name and impossible: an input error
-            raise InputFileError(ref.path, f"{why}: drop {m.name} from --metrics (or use a fuller reference)")
-        skipped[m.name] = why
-        warnings.append(f"{m.name} unavailable, skipped ({why})")
-    todo = [m for m in wanted if m.name not in skipped]
-
-    info = describe_pipeline(weights)
-    warnings += check_compatible(ref, info, size)
-    extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(weights, device)
-    extractors = {"inception": extractor}
-    if any(m.features == "dinov2" for m in todo):
-        extractors["dinov2"] = _dinov2_extractor(dinov2, extractor.device, ref)
-    for name in sorted({m.features for m in todo} - set(extractors)):
-        extractors[name] = table.build_extractor(name, extractor.device)
-    if any(m.features != "inception" for m in todo) and not (_is_path(samples) or isinstance(samples, np.ndarray)):
-        samples = _materialise(samples)  # an iterator can be read once; several extractors read it
-
-    # Whole pool3 arrays only for metrics that need more than the streamed float64 mean/covariance.
-    keep_pool = any(m.features == "inception" and m.layer == "pool" and not m.from_statistics for m in todo)
-    keep_pool = keep_pool or (keep_features and uncertainty_subsets > 0 and any(m.name == "fid" for m in todo))
-    rank, world = _rank_world()
-    modes: dict[str, str] = {}
-    feats = _sample_features(samples, extractor, batch_size, modes, "inception", cache=cache, name="samples",
-                             keep_pool=keep_pool, allow_partial=allow_partial, progress=progress)
-    early: dict[str, Any] = {}
-    if world > 1:  # every rank takes part in each extraction, in one order; then only rank 0 goes on
-        for fname in sorted({m.features for m in todo} - {"inception"}):
-            early[fname] = _sample_features(samples, extractors[fname], batch_size, modes, fname, cache=cache,
-                                            name="samples", allow_partial=allow_partial, progress=progress)
-        if rank != 0:
-            return None
-    warnings.extend(feats.notes)
-    if (feats.selection or {}).get("partial"):
-        warnings.append(f"PARTIAL: {feats.n} samples of an incomplete folder evaluated (--allow-partial): "
-                        f"{feats.selection}")
-    check_compatible(ref, info, feats.image_size)  # shards and batches: size known only now
-    sample_feats = {"inception": feats, **early}
-    for f in early.values():
-        warnings.extend(f.notes)
+    run = _Run(samples, reference if isinstance(reference, Reference) else load_reference(reference), o)
+    todo, skipped = run.choose_metrics(wanted)
+    info = describe_pipeline(run.weights)
+    run.warnings += check_compatible(run.ref, info, size)
+    run.build_extractors(todo)
+    if not run.extract_samples(todo):
+        return None  # a helper rank under torchrun
+    check_compatible(run.ref, info, run.feats.image_size)  # shards and batches: size known only now
     t_feat = time.perf_counter()
-    if feats.n < 2:
-        raise UserError(f"{_name(samples)}: need at least 2 samples for a covariance, got {feats.n}")
-
-    if labels is None and feats.labels is not None:  # a sampling folder's shards carry them
-        labels = feats.labels
-    if labels is None and _is_path(samples) and Path(samples).is_file():
-        labels = npz_io.load_labels_npz(samples)
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape[0] != feats.n:
-            raise InputFileError(_name(samples), f"labels has {labels.shape[0]} entries for {feats.n} images")
+    if run.feats.n < 2:
+        raise UserError(f"{_name(run.samples)}: need at least 2 samples for a covariance, got {run.feats.n}")
+    labels = run.sample_labels(labels)
     label_info = prov.label_summary(labels)
     if label_info.get("class_sorted"):
-        warnings.append("samples look class-sorted: ADM-mode IS will collapse (interleave classes, i % num_classes)")
-
-    ref_feats: dict[str, Any] = {}
-
-    def sample_layer(features: str, layer: str):
-        if features not in sample_feats:
-            sample_feats[features] = extract_features(samples, extractors[features], batch_size, cache=cache,
-                                                      name="samples", allow_partial=allow_partial, progress=progress)
-            warnings.extend(sample_feats[features].notes)
-        return getattr(sample_feats[features], layer)
-
-    def reference_layer(features: str, layer: str):
-        if features not in ref_feats:
-            ref_feats[features] = extract_features(ref.path, extractors[features], batch_size, cache=cache,
-                                                   name="reference arr_0", progress=progress)
-            warnings.extend(ref_feats[features].notes)
-        return getattr(ref_feats[features], layer)
-
-    def sample_statistics(features: str, layer: str):
-        if features not in sample_feats:
-            sample_layer(features, layer)
-        return sample_feats[features].statistics(layer)
-
-    options = {"fid_method": fid_method, "is_mode": is_mode, "kid_subset_size": kid_subset_size,
-               "kid_subsets": kid_subsets, "device": extractor.device, "wanted": tuple(m.name for m in todo)}
-    inputs = table.MetricInputs(sample_layer, reference_layer, stats, options, sample_statistics=sample_statistics)
-    out: dict[str, float | None] = {}
-    extra: dict[str, Any] = {}
-    for m in todo:
-        result = m.compute(inputs)
-        out[m.name] = result.pop(m.name)
-        extra.update(result)
-    spreads, why_none = _uncertainty(out, extra, feats, stats, fid_method, uncertainty_subsets)
+        run.warnings.append("samples look class-sorted: ADM-mode IS will collapse "
+                            "(interleave classes, i % num_classes)")
+    out, extra = run.compute(todo)
+    spreads, why_none = _uncertainty(out, extra, run.feats, run.stats, o.fid_method, o.uncertainty_subsets)
     t_end = time.perf_counter()
-
-    comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
-    facts = _protocol_facts(samples, feats, labels, ref)
-    findings = guards.run_guards(facts)
-    batch_check = None if feats.from_cache else _batch_size_check(samples, extractor)
-    if batch_check is not None:
-        findings = findings + batch_check[0]
-        extra["batch_size_check"] = batch_check[1]
-    comparable = comparable and guards.paper_comparable(findings)
-    sample_sha, _ = _describe(samples, feats)
-    names = {m.name for m in wanted}
-    provenance = {
-        "weights": info["weights"], "extractor": info["extractor"], "resize": info["resize"],
-        "sfid_layer": info["sfid_layer"], "fid_method": fid_method if names & {"fid", "sfid"} else None,
-        "is_mode": is_mode if "is" in names else None,
-        "samples": {"path": _name(samples), "sha256": sample_sha, "n": feats.n, "image_size": list(feats.image_size),
-                    "dtype": "uint8", **label_info, "selection": feats.selection},
-        "reference": {**ref.describe(), "metadata": ref.metadata},
-        "feature_extraction": {"world_size": world, "samples": modes},
-        "pr_k": None, "skipped": skipped,
-        "dinov2": extractors["dinov2"].describe() if "dinov2" in extractors else None,
-        "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
-        "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
-        "protocol_findings": [f.to_dict() for f in findings], "uncertainty_skipped": why_none, **extra,
-    }
+    comparable, findings, provenance = run.provenance(info, wanted, todo, skipped, labels, label_info, extra, why_none)
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
-    return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, warnings, timings,
+    return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, run.warnings, timings,
                       findings=[f.to_dict() for f in findings], uncertainty=spreads)
+
+
+def _wanted(o: EvalOptions) -> tuple:
+    """The metric table's entries the options name (None: the default list, plus fd_dinov2 with DINOv2)."""
+    wanted = table.parse(o.metrics)
+    if o.metrics is None and o.dinov2 is not None:
+        wanted += (table.get("fd_dinov2"),)
+    return wanted
+
+
+class _Run:
+    """One evaluation's state between its stages: inputs, extractors, features read so far, warnings."""
+
+    def __init__(self, samples, ref: Reference, o: EvalOptions):
+        self.samples, self.ref, self.o = samples, ref, o
+        built = isinstance(o.inception, InceptionExtractor)
+        self.weights = o.inception.weights if built else resolve_weights(o.inception)
+        self.stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
+                      if getattr(ref, k) is not None}
+        self.warnings: list[str] = []
+        self.extractors: dict[str, Any] = {}
+        self.sample_feats: dict[str, Any] = {}
+        self.ref_feats: dict[str, Any] = {}
+        self.modes: dict[str, str] = {}
+        self.world = 1
+
+    @property
+    def feats(self):
+        return self.sample_feats["inception"]
+
+    def choose_metrics(self, wanted):
+        """``(todo, skipped)``: a default metric the inputs cannot give is skipped with a note; one asked
+        for by name is an input error (IS without a classifier only skips)."""
+        explicit = self.o.metrics is not None
+        skipped: dict[str, str] = {}
+        for m in wanted:
+            why = table.unavailable(m, stats=list(self.stats), reference_images=self.ref.n_images,
+                                    has_logits=self.weights.has_logits)
+            if why is None:
+                continue
+            if explicit and not m.needs_logits:  # asked for by name and impossible: an input error
+                raise InputFileError(self.ref.path, f"{why}: drop {m.name} from --metrics (or use a fuller reference)")
+            skipped[m.name] = why
+            self.warnings.append(f"{m.name} unavailable, skipped ({why})")
+        return [m for m in wanted if m.name not in skipped], skipped
+
+    def build_extractors(self, todo) -> None:
+        o = self.o
+        built = isinstance(o.inception, InceptionExtractor)
+        extractor = o.inception if built else InceptionExtractor(self.weights, o.device)
+        self.extractors["inception"] = extractor
+        if any(m.features == "dinov2" for m in todo):
+            self.extractors["dinov2"] = _dinov2_extractor(o.dinov2, extractor.device, self.ref)
+        for name in sorted({m.features for m in todo} - set(self.extractors)):
+            self.extractors[name] = table.build_extractor(name, extractor.device)
+        if any(m.features != "inception" for m in todo) and not (_is_path(self.samples)
+                                                                  or isinstance(self.samples, np.ndarray)):
+            self.samples = _materialise(self.samples)  # an iterator can be read once; several extractors read it
+
+    def extract_samples(self, todo) -> bool:
+        """The samples' Inception features (and, under torchrun, every other extractor's: all ranks take part
+        in each extraction in one order). False on the ranks other than 0, which stop here."""
+        o = self.o
+        # Whole pool3 arrays only for metrics that need more than the streamed float64 mean/covariance.
+        keep_pool = any(m.features == "inception" and m.layer == "pool" and not m.from_statistics for m in todo)
+        keep_pool = keep_pool or (o.keep_features and o.uncertainty_subsets > 0 and any(m.name == "fid" for m in todo))
+        rank, self.world = _rank_world()
+        kw = {"cache": o.cache, "name": "samples", "allow_partial": o.allow_partial, "progress": o.progress}
+        feats = _sample_features(self.samples, self.extractors["inception"], o.batch_size, self.modes, "inception",
+                                 keep_pool=keep_pool, **kw)
+        early: dict[str, Any] = {}
+        if self.world > 1:
+            for fname in sorted({m.features for m in todo} - {"inception"}):
+                early[fname] = _sample_features(self.samples, self.extractors[fname], o.batch_size, self.modes,
+                                                fname, **kw)
+            if rank != 0:
+                return False
+        self.warnings.extend(feats.notes)
+        if (feats.selection or {}).get("partial"):
+            self.warnings.append(f"PARTIAL: {feats.n} samples of an incomplete folder evaluated (--allow-partial): "
+                                 f"{feats.selection}")
+        self.sample_feats = {"inception": feats, **early}
+        for f in early.values():
+            self.warnings.extend(f.notes)
+        return True
+
+    def sample_labels(self, labels):
+        """The caller's labels, else a sampling folder's shards' or the npz's ``labels``; checked against N."""
+        feats, samples = self.feats, self.samples
+        if labels is None and feats.labels is not None:
+            labels = feats.labels
+        if labels is None and _is_path(samples) and Path(samples).is_file():
+            labels = npz_io.load_labels_npz(samples)
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape[0] != feats.n:
+                raise InputFileError(_name(samples), f"labels has {labels.shape[0]} entries for {feats.n} images")
+        return labels
+
+    # feature access for the metric table's compute functions (each extraction once, then kept)
+    def sample_layer(self, features: str, layer: str):
+        if features not in self.sample_feats:
+            o = self.o
+            self.sample_feats[features] = extract_features(self.samples, self.extractors[features], o.batch_size,
+                                                           cache=o.cache, name="samples",
+                                                           allow_partial=o.allow_partial, progress=o.progress)
+            self.warnings.extend(self.sample_feats[features].notes)
+        return getattr(self.sample_feats[features], layer)
+
+    def reference_layer(self, features: str, layer: str):
+        if features not in self.ref_feats:
+            o = self.o
+            self.ref_feats[features] = extract_features(self.ref.path, self.extractors[features], o.batch_size,
+                                                        cache=o.cache, name="reference arr_0", progress=o.progress)
+            self.warnings.extend(self.ref_feats[features].notes)
+        return getattr(self.ref_feats[features], layer)
+
+    def sample_statistics(self, features: str, layer: str):
+        if features not in self.sample_feats:
+            self.sample_layer(features, layer)
+        return self.sample_feats[features].statistics(layer)
+
+    def compute(self, todo) -> tuple[dict[str, float | None], dict[str, Any]]:
+        """Each metric's compute function from the table: ``({name: value}, extra provenance)``."""
+        o = self.o
+        options = {"fid_method": o.fid_method, "is_mode": o.is_mode, "kid_subset_size": o.kid_subset_size,
+                   "kid_subsets": o.kid_subsets, "device": self.extractors["inception"].device,
+                   "wanted": tuple(m.name for m in todo)}
+        inputs = table.MetricInputs(self.sample_layer, self.reference_layer, self.stats, options,
+                                    sample_statistics=self.sample_statistics)
+        out: dict[str, float | None] = {}
+        extra: dict[str, Any] = {}
+        for m in todo:
+            result = m.compute(inputs)
+            out[m.name] = result.pop(m.name)
+            extra.update(result)
+        return out, extra
+
+    def provenance(self, info, wanted, todo, skipped, labels, label_info, extra, why_none):
+        """``(paper_comparable, findings, provenance)``: the paper rule, the known-mistake guards and the
+        batch-size check decide comparability; the provenance says how every number was made."""
+        feats, ref, samples, o = self.feats, self.ref, self.samples, self.o
+        comparable, reasons = prov.paper_comparable(info["weights"], feats.n, "uint8", label_info, ref.kind)
+        facts = _protocol_facts(samples, feats, labels, ref)
+        findings = guards.run_guards(facts)
+        batch_check = None if feats.from_cache else _batch_size_check(samples, self.extractors["inception"])
+        if batch_check is not None:
+            findings = findings + batch_check[0]
+            extra["batch_size_check"] = batch_check[1]
+        comparable = comparable and guards.paper_comparable(findings)
+        sample_sha, _ = _describe(samples, feats)
+        names = {m.name for m in wanted}
+        provenance = {
+            "weights": info["weights"], "extractor": info["extractor"], "resize": info["resize"],
+            "sfid_layer": info["sfid_layer"], "fid_method": o.fid_method if names & {"fid", "sfid"} else None,
+            "is_mode": o.is_mode if "is" in names else None,
+            "samples": {"path": _name(samples), "sha256": sample_sha, "n": feats.n,
+                        "image_size": list(feats.image_size), "dtype": "uint8", **label_info,
+                        "selection": feats.selection},
+            "reference": {**ref.describe(), "metadata": ref.metadata},
+            "feature_extraction": {"world_size": self.world, "samples": self.modes},
+            "pr_k": None, "skipped": skipped,
+            "dinov2": self.extractors["dinov2"].describe() if "dinov2" in self.extractors else None,
+            "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
+            "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
+            "protocol_findings": [f.to_dict() for f in findings], "uncertainty_skipped": why_none, **extra,
+        }
+        return comparable, findings, provenance
 
 
 def _rank_world() -> tuple[int, int]:

@@ -18,12 +18,6 @@ import torch
 from harness.metrics.fid import check_features
 
 
-def _blocks(n_rows: int, n_cols: int, block_elems: int):
-    rows = max(1, block_elems // max(n_cols, 1))
-    for start in range(0, n_rows, rows):
-        yield start, min(n_rows, start + rows)
-
-
 def _tiles(n_rows: int, n_cols: int, dim: int, block_elems: int):
     """Row and column ranges of tiles of at most ~``block_elems`` distances, whose float64 row and
     column blocks (rows x dim, cols x dim) also stay within ``block_elems`` elements."""

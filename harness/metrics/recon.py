@@ -7,16 +7,18 @@ split: a val-vs-train floor (~7.6 on ImageNet) would swamp it. PSNR and SSIM are
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from harness.data.npz import check_images_array
-from harness.errors import UserError
-from harness.metrics.features import extract_features
-from harness.metrics.fid import feature_statistics, frechet_distance
+from harness.data.npz import check_images_array, npz_array_info
+from harness.errors import InputFileError, UserError
+from harness.metrics.features import extract_features, iter_batches
+from harness.metrics.fid import frechet_distance
 from harness.metrics.inception import InceptionExtractor
+from harness.metrics.provenance import PAPER_N
 
 
 def _as_array(images, name: str) -> np.ndarray:
@@ -59,22 +61,47 @@ def codebook_stats(codes: torch.Tensor | np.ndarray, codebook_size: int) -> dict
             "codebook_perplexity": float(2.0 ** entropy)}
 
 
+def _source(images, name: str):
+    """An npz path as it is (streamed in batches), anything else as one checked uint8 NHWC array."""
+    if isinstance(images, (str, Path)):
+        return Path(images)
+    return _as_array(images, name)
+
+
+def _shape(source) -> tuple[int, ...]:
+    if isinstance(source, Path):
+        shape, dtype = npz_array_info(source, "arr_0")
+        if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 3:
+            raise InputFileError(source, f"arr_0 must be uint8 [N,H,W,3] images, got {dtype} {list(shape)}")
+        return tuple(shape)
+    return source.shape
+
+
 def evaluate_reconstruction(real, recon, inception: Any = "fid-helper", codes=None, codebook_size: int | None = None,
                             batch_size: int = 50, device: str = "auto", cache: bool = True) -> dict[str, Any]:
-    """``{"rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", ...}`` for uint8 NHWC real/recon pairs."""
-    real_a, recon_a = _as_array(real, "real images"), _as_array(recon, "reconstructions")
-    if real_a.shape != recon_a.shape:
-        raise UserError(f"real images {list(real_a.shape)} and reconstructions {list(recon_a.shape)} differ in shape")
-    if len(real_a) < 2:
-        raise UserError(f"need at least 2 image pairs for rFID, got {len(real_a)}")
+    """``{"rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", ...}`` for uint8 NHWC real/recon pairs.
+
+    ``real`` / ``recon``: arrays (or tensors, or lists of batches), or ADM npz paths, which are streamed in
+    batches (50k ImageNet images never sit in memory at once) and whose features the cache keeps."""
+    real_s, recon_s = _source(real, "real images"), _source(recon, "reconstructions")
+    if _shape(real_s) != _shape(recon_s):
+        raise UserError(f"real images {list(_shape(real_s))} and reconstructions {list(_shape(recon_s))} "
+                        "differ in shape")
+    n = _shape(real_s)[0]
+    if n < 2:
+        raise UserError(f"need at least 2 image pairs for rFID, got {n}")
     extractor = inception if isinstance(inception, InceptionExtractor) else InceptionExtractor(inception, device)
-    f_real = extract_features(real_a, extractor, batch_size, cache=cache, name="real images")
-    f_recon = extract_features(recon_a, extractor, batch_size, cache=cache, name="reconstructions")
-    mu_r, s_r = feature_statistics(f_real.pool, "real features")
-    mu_x, s_x = feature_statistics(f_recon.pool, "reconstruction features")
-    p, s = psnr(real_a, recon_a), ssim(real_a, recon_a)
-    out: dict[str, Any] = {"rfid": frechet_distance(mu_x, s_x, mu_r, s_r), "psnr": float(np.mean(p)),
-                           "ssim": float(np.mean(s)), "n": int(len(real_a)), "weights": extractor.weights.describe()}
+    f_real = extract_features(real_s, extractor, batch_size, cache=cache, name="real images")
+    f_recon = extract_features(recon_s, extractor, batch_size, cache=cache, name="reconstructions")
+    # the float64 statistics streamed during extraction, as FID's entry in the metric table reads them
+    (mu_r, s_r), (mu_x, s_x) = f_real.statistics("pool"), f_recon.statistics("pool")
+    p, s = [], []
+    for a, b in zip(iter_batches(real_s, batch_size), iter_batches(recon_s, batch_size)):
+        p.append(psnr(a, b))
+        s.append(ssim(a, b))
+    out: dict[str, Any] = {"rfid": frechet_distance(mu_x, s_x, mu_r, s_r), "psnr": float(np.mean(np.concatenate(p))),
+                           "ssim": float(np.mean(np.concatenate(s))), "n": int(n),
+                           "weights": extractor.weights.describe()}
     if codes is not None:
         if codebook_size is None:
             raise ValueError("codebook_size is required with codes")
@@ -82,3 +109,19 @@ def evaluate_reconstruction(real, recon, inception: Any = "fid-helper", codes=No
     else:
         out.update(codebook_usage=None, codebook_entropy=None)
     return out
+
+
+def paper_comparable(weights: dict[str, Any], n: int, source_description: str,
+                     image_size: tuple[int, int]) -> tuple[bool, list[str]]:
+    """``(flag, reasons it is not)`` of an rFID: the papers' protocol is the 50k ImageNet val images at
+    256 px with the official Inception weights; only that combination is comparable."""
+    reasons = []
+    if not weights.get("official"):
+        reasons.append(f"Inception weights are {weights.get('kind')}, not the official file")
+    if n != PAPER_N:
+        reasons.append(f"{n} reconstructed images, not {PAPER_N}")
+    if not source_description.startswith("imagenet"):
+        reasons.append(f"reconstructs {source_description or 'an unrecorded source'}, not ImageNet val")
+    if tuple(image_size) != (256, 256):
+        reasons.append(f"{image_size[0]}x{image_size[1]} images, not 256x256")
+    return not reasons, reasons

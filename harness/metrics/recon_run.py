@@ -41,7 +41,7 @@ def run_recon(source: str, tokenizer: str, out: str | Path, *, checkpoint: str |
     from harness.devices import resolve_device
     from harness.interfaces import check_images
     from harness.metrics.features import iter_batches
-    from harness.metrics.recon import evaluate_reconstruction
+    from harness.metrics.recon import evaluate_reconstruction, paper_comparable
     from harness.io import sha256_file
     from harness.records import RunRecord, code_info, env_info, model_info, write_record
     from harness.registry import load_plugins, tokenizers
@@ -87,10 +87,10 @@ def run_recon(source: str, tokenizer: str, out: str | Path, *, checkpoint: str |
     metrics_s = time.perf_counter() - t0
     weights = metrics.pop("weights")
     n = int(metrics.pop("n"))
-    comparable = bool(weights.get("official") and n == 50_000 and src.description.startswith("imagenet:")
-                      and real.shape[1:3] == (256, 256))
+    comparable, reasons = paper_comparable(weights, n, src.description, real.shape[1:3])
     notes = [] if comparable else [
-        "not paper-comparable: rFID papers use the 50k ImageNet val images at 256 px with the official Inception weights"]
+        "not paper-comparable: rFID papers use the 50k ImageNet val images at 256 px with the official Inception "
+        f"weights ({'; '.join(reasons)})"]
     record = RunRecord(
         kind="recon", model=model_info(tok.info()), code=code_info(), env=env_info(dev),
         spec={"source": source, "source_description": src.description, "tokenizer": tokenizer,
@@ -99,6 +99,7 @@ def run_recon(source: str, tokenizer: str, out: str | Path, *, checkpoint: str |
                  "image_size": list(real.shape[1:3])},
         metrics={k: (None if v is None else float(v)) for k, v in metrics.items()},
         metric_provenance={"weights": weights, "rfid_reference": "statistics of the same real images",
+                           "not_comparable_because": reasons,
                            "psnr_ssim": "per image on uint8 (data range 255), averaged"},
         paper_comparable=comparable,
         speed={"encode_images_per_s": n / t_enc if t_enc else None, "decode_images_per_s": n / t_dec if t_dec else None,

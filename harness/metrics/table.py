@@ -177,12 +177,6 @@ for _m in TABLE:
     registry.register(_m.name, _m, help=_m.description)
 
 
-def all_metrics() -> dict[str, Metric]:
-    """Every registered metric (this table plus entry-point plugins), by name."""
-    load_plugins()
-    return {name: registry.get(name) for name in registry.names()}
-
-
 def default_names() -> tuple[str, ...]:
     return tuple(m.name for m in TABLE if m.default)
 

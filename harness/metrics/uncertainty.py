@@ -15,11 +15,13 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from harness.stats import mean_sd
+
 
 def _summary(values: list[float]) -> dict:
-    v = np.asarray(values, np.float64)
-    return {"values": [float(x) for x in v], "mean": float(v.mean()), "std": float(v.std(ddof=1)),
-            "min": float(v.min()), "max": float(v.max())}
+    v = [float(x) for x in values]
+    s = mean_sd(v)
+    return {"values": v, "mean": s.mean, "std": s.sd, "min": min(v), "max": max(v)}
 
 
 def subset_indices(n: int, k: int, seed: int | None = 0) -> list[np.ndarray]:

@@ -13,8 +13,9 @@ describe another quantity; neither is used.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Iterable
+
+from harness.stats import mean_sd
 
 NAME = "paired SE"
 DESCRIPTION = "mean paired difference ± paired standard error (sd of the per-seed differences / sqrt(n seeds))"
@@ -32,12 +33,5 @@ class PairedDifference:
 
 
 def paired_difference(differences: Iterable[float]) -> PairedDifference:
-    d = [float(x) for x in differences]
-    n = len(d)
-    if n == 0:
-        return PairedDifference(None, None, None, 0)
-    mean = math.fsum(d) / n
-    if n == 1:
-        return PairedDifference(mean, None, None, 1)
-    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
-    return PairedDifference(mean, sd / math.sqrt(n), sd, n)
+    d = mean_sd(differences)
+    return PairedDifference(d.mean, d.se, d.sd, d.n)

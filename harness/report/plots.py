@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from harness.io import write_bytes_atomic  # noqa: E402
 from harness.report.fields import METRIC_TITLES  # noqa: E402
+from harness.stats import mean_sd  # noqa: E402
 
 FIGSIZE = (7.0, 4.8)
 _RC = {"svg.hashsalt": "alitok-bench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
@@ -119,11 +120,11 @@ def _by_scale(sub, metric):
         rows = sub[(sub["guidance_scale"] == g) & sub[metric].notna()]
         if rows.empty:
             continue
-        vals = rows[metric].to_numpy(float)
+        s = mean_sd(rows[metric].to_numpy(float))
         unc = rows[f"{metric}_unc"].to_numpy()
         xs.append(g)
-        ys.append(float(vals.mean()))
-        es.append(float(vals.std(ddof=1)) if len(vals) > 1 else (float(unc[0]) if _ok(unc[0]) else 0.0))
+        ys.append(s.mean)
+        es.append(s.sd if s.sd is not None else (float(unc[0]) if _ok(unc[0]) else 0.0))
     return np.array(xs), np.array(ys), (np.array(es) if any(es) else None)
 
 
@@ -205,13 +206,12 @@ def ablation_stats(df, metric: str):
     groups = [str(v) if _ok(v) else str(lab) for v, lab in zip(d["variant"], d["label"])]
     out = []
     for g in sorted(set(groups)):
-        vals = d[metric].to_numpy(float)[np.array(groups) == g]
-        if len(vals) > 1:
-            sd = float(np.std(vals, ddof=1))
-        else:
+        s = mean_sd(d[metric].to_numpy(float)[np.array(groups) == g])
+        sd = s.sd
+        if sd is None:
             unc = d[f"{metric}_unc"].to_numpy()[np.array(groups) == g][0]
             sd = float(unc) if _ok(unc) else None
-        out.append((g, float(np.mean(vals)), sd, len(vals)))
+        out.append((g, s.mean, sd, s.n))
     return out
 
 

@@ -60,12 +60,12 @@ def prepare(d: Path, n_ref: int) -> None:
 
 
 def measure(d: Path, metrics: str) -> dict:
-    from harness.metrics.evaluate import evaluate_samples
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
 
     base = rss_mb()
     t0 = time.perf_counter()
-    res = evaluate_samples(d / "samples.npz", d / "ref.npz", metrics=metrics, inception=StubExtractor(),
-                           batch_size=250, cache=False, progress=False)
+    res = evaluate_samples(d / "samples.npz", d / "ref.npz", EvalOptions(
+        metrics=metrics, inception=StubExtractor(), batch_size=250, cache=False, progress=False))
     from harness.data.npz import npz_array_info
 
     return {"n_samples": N_SAMPLES, "n_reference_arr0": npz_array_info(d / "ref.npz")[0][0], "metrics": metrics.split(","),
