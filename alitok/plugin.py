@@ -17,18 +17,9 @@ def _no_options(name: str, options: dict) -> None:
 def _scaled(name: str, config, architecture):
     """The official config with ``architecture`` fields replaced: scaled-down files of the official
     layout (tests/fixtures/upstream, written by the official code); ``None`` keeps the release's."""
-    if not architecture:
-        return config
-    import dataclasses
+    from harness.config import replace_fields
 
-    fields = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(architecture) - fields)
-    if unknown:
-        raise UserError(f"{name}: unknown architecture field(s) {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
-    try:
-        return dataclasses.replace(config, **architecture)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{name}: bad architecture {architecture} ({e})") from None
+    return replace_fields(config, architecture, f"{name}: architecture")
 
 
 def alitok_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):

@@ -38,22 +38,31 @@ def _generator(model, tokenizer, *, name, sampling, seed, checkpoint, dtype, qua
 # ----------------------------------------------------------------------------------------------
 # Tokenizers
 # ----------------------------------------------------------------------------------------------
+def _scaled(name: str, config, architecture):
+    """The official config with ``architecture`` fields replaced: scaled-down files of the official
+    layout (tests/fixtures/upstream, written by the official code); ``None`` keeps the release's."""
+    from harness.config import replace_fields
+
+    return replace_fields(config, architecture, f"{name}: architecture")
+
+
 def _vq(name: str, key: str, file: str, *, device, checkpoint, tokenizer_checkpoint, options, image_size=256,
-        eval_size=None):
+        eval_size=None, architecture=None):
     import dataclasses
 
     from baselines.llamagen import VQ_CONFIGS, LlamaGenTokenizer, load_vq
 
     _no_options(name, options)
     path = _need(name, checkpoint or tokenizer_checkpoint, f"the official tokenizer: --set model.checkpoint=/path/{file}")
-    cfg = dataclasses.replace(VQ_CONFIGS[key], image_size=image_size)
+    cfg = _scaled(name, dataclasses.replace(VQ_CONFIGS[key], image_size=image_size), architecture)
     return LlamaGenTokenizer(load_vq(path, cfg, device), name=name, checkpoint=path, eval_size=eval_size)
 
 
-def vq_16(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
-    """LlamaGen VQ-16 (72M, 16x16 tokens at 256 px, [-1,1]); official vq_ds16_c2i.pt."""
+def vq_16(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
+    """LlamaGen VQ-16 (72M, 16x16 tokens at 256 px, [-1,1]); official vq_ds16_c2i.pt. ``architecture``:
+    config overrides for a scaled-down file of the same layout."""
     return _vq("vq-16", "VQ-16", "vq_ds16_c2i.pt", device=device, checkpoint=checkpoint,
-               tokenizer_checkpoint=tokenizer_checkpoint, options=options)
+               tokenizer_checkpoint=tokenizer_checkpoint, options=options, architecture=architecture)
 
 
 def vq_8(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
@@ -108,7 +117,7 @@ def _random_weights_only(name: str, checkpoint, tokenizer_checkpoint) -> None:
 
 
 def _llamagen(name: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
-              random_weights=False):
+              random_weights=False, architecture=None, tokenizer_architecture=None):
     import dataclasses
 
     import torch
@@ -129,21 +138,23 @@ def _llamagen(name: str, *, device, checkpoint, tokenizer_checkpoint, dtype, qua
     tok_path = _need(name, tokenizer_checkpoint, "the official tokenizer too: --set model.tokenizer_checkpoint=/path/vq_ds16_c2i.pt")
     tokenizer = _vq("vq-16" if preset.image_size == 256 else f"vq-16-{preset.image_size}", "VQ-16", "vq_ds16_c2i.pt",
                     device=device, checkpoint=tok_path, tokenizer_checkpoint=None, options={},
-                    image_size=preset.image_size, eval_size=preset.eval_size)
-    model = load_gpt(path, preset.config, device)
+                    image_size=preset.image_size, eval_size=preset.eval_size, architecture=tokenizer_architecture)
+    model = load_gpt(path, _scaled(name, preset.config, architecture), device)
     return _generator(model, tokenizer, name=name, sampling=preset.sampling, seed=0, checkpoint=path, dtype=dtype,
                       quantization=quantization, compile=compile, tf32=tf32)
 
 
 def _llamagen_factory(name: str):
     def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                compile=False, tf32=None, random_weights=False):
+                compile=False, tf32=None, random_weights=False, architecture=None, tokenizer_architecture=None):
         return _llamagen(name, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
                          dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
-                         random_weights=random_weights)
+                         random_weights=random_weights, architecture=architecture,
+                         tokenizer_architecture=tokenizer_architecture)
 
     factory.__name__ = name.replace("-", "_")
-    factory.__doc__ = f"{name}: official LlamaGen c2i GPT + VQ-16 (constant CFG preset of the published evaluation)"
+    factory.__doc__ = (f"{name}: official LlamaGen c2i GPT + VQ-16 (constant CFG preset of the published evaluation); "
+                       "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files")
     return factory
 
 
