@@ -71,14 +71,16 @@ def vq_8(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
                tokenizer_checkpoint=tokenizer_checkpoint, options=options)
 
 
-def maskgit_vqgan(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
-    """MaskGIT-VQGAN (54.5M, 16x16 tokens, codebook 1024); official maskgit-vqgan-imagenet-f16-256.bin."""
-    from baselines.maskgit_vqgan import CHECKPOINT_NAME, MaskGITTokenizer, load
+def maskgit_vqgan(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
+    """MaskGIT-VQGAN (54.5M, 16x16 tokens, codebook 1024); official maskgit-vqgan-imagenet-f16-256.bin.
+    ``architecture``: config overrides for a scaled-down file of the same layout."""
+    from baselines.maskgit_vqgan import CHECKPOINT_NAME, MaskGITTokenizer, PixelVQConfig, load
 
     _no_options("maskgit-vqgan", options)
     path = _need("maskgit-vqgan", checkpoint or tokenizer_checkpoint,
                  f"the official file: --set model.checkpoint=/path/{CHECKPOINT_NAME}")
-    return MaskGITTokenizer(load(path, device=device), checkpoint=path)
+    cfg = _scaled("maskgit-vqgan", PixelVQConfig(), architecture)
+    return MaskGITTokenizer(load(path, cfg, device=device), checkpoint=path)
 
 
 def _titok(name: str, *, device, checkpoint, tokenizer_checkpoint, options):
@@ -168,7 +170,7 @@ llamagen_gpt_3b_384 = _llamagen_factory("llamagen-gpt-3b-384")
 
 
 def _rar(size: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
-         random_weights=False):
+         random_weights=False, architecture=None, tokenizer_architecture=None):
     from baselines import maskgit_vqgan
     from baselines.rar import build, load, rar_config, rar_sampling
 
@@ -185,24 +187,27 @@ def _rar(size: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantiza
                  f"(and model.tokenizer_checkpoint=/path/{maskgit_vqgan.CHECKPOINT_NAME})")
     tok_path = _need(name, tokenizer_checkpoint,
                      f"the MaskGIT-VQGAN tokenizer too: --set model.tokenizer_checkpoint=/path/{maskgit_vqgan.CHECKPOINT_NAME}")
-    tokenizer = maskgit_vqgan.MaskGITTokenizer(maskgit_vqgan.load(tok_path, device=device), checkpoint=tok_path)
-    model = load(path, rar_config(size), device)
+    tokenizer = maskgit_vqgan_tokenizer(device=device, checkpoint=tok_path, architecture=tokenizer_architecture)
+    model = load(path, _scaled(name, rar_config(size), architecture), device)
     return _generator(model, tokenizer, name=name, sampling=rar_sampling(size), seed=None, checkpoint=path,
                       dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
 
 
 def _rar_factory(size: str):
     def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                compile=False, tf32=None, random_weights=False):
+                compile=False, tf32=None, random_weights=False, architecture=None, tokenizer_architecture=None):
         return _rar(size, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                    dtype=dtype, quantization=quantization, compile=compile, tf32=tf32, random_weights=random_weights)
+                    dtype=dtype, quantization=quantization, compile=compile, tf32=tf32, random_weights=random_weights,
+                    architecture=architecture, tokenizer_architecture=tokenizer_architecture)
 
     factory.__name__ = f"rar_{size}"
-    factory.__doc__ = f"RAR-{size.upper()}: official rar_{size}.bin + MaskGIT-VQGAN (power-cosine CFG preset)"
+    factory.__doc__ = (f"RAR-{size.upper()}: official rar_{size}.bin + MaskGIT-VQGAN (power-cosine CFG preset); "
+                       "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files")
     return factory
 
 
 rar_b, rar_l, rar_xl, rar_xxl = (_rar_factory(s) for s in ("b", "l", "xl", "xxl"))
+maskgit_vqgan_tokenizer = maskgit_vqgan  # the registry's tokenizer factory, under a name _rar can use
 
 
 # ----------------------------------------------------------------------------------------------
