@@ -140,7 +140,8 @@ def _llamagen(name: str, *, device, checkpoint, tokenizer_checkpoint, dtype, qua
     tok_path = _need(name, tokenizer_checkpoint, "the official tokenizer too: --set model.tokenizer_checkpoint=/path/vq_ds16_c2i.pt")
     tokenizer = _vq("vq-16" if preset.image_size == 256 else f"vq-16-{preset.image_size}", "VQ-16", "vq_ds16_c2i.pt",
                     device=device, checkpoint=tok_path, tokenizer_checkpoint=None, options={},
-                    image_size=preset.image_size, eval_size=preset.eval_size, architecture=tokenizer_architecture)
+                    image_size=preset.image_size, architecture=tokenizer_architecture,
+                    eval_size=preset.eval_size if preset.eval_size != preset.image_size else None)
     model = load_gpt(path, _scaled(name, preset.config, architecture), device)
     return _generator(model, tokenizer, name=name, sampling=preset.sampling, seed=0, checkpoint=path, dtype=dtype,
                       quantization=quantization, compile=compile, tf32=tf32)
