@@ -83,31 +83,32 @@ def maskgit_vqgan(*, device, checkpoint=None, tokenizer_checkpoint=None, archite
     return MaskGITTokenizer(load(path, cfg, device=device), checkpoint=path)
 
 
-def _titok(name: str, *, device, checkpoint, tokenizer_checkpoint, options):
+def _titok(name: str, *, device, checkpoint, tokenizer_checkpoint, options, architecture=None):
     from baselines.titok import TITOK_CONFIGS, TiTokTokenizer, load
 
     _no_options(name, options)
     path = _need(name, checkpoint or tokenizer_checkpoint,
                  f"the official weights: --set model.checkpoint=/path/{name.replace('-', '_')}.bin (HF yucornetto)")
-    return TiTokTokenizer(load(path, TITOK_CONFIGS[name], device), name=name, checkpoint=path)
+    return TiTokTokenizer(load(path, _scaled(name, TITOK_CONFIGS[name], architecture), device), name=name,
+                          checkpoint=path)
 
 
-def titok_l_32(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
+def titok_l_32(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
     """TiTok-L-32 (32 tokens, legacy proxy-code decoder through the MaskGIT pixel decoder)."""
     return _titok("titok-l-32", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                  options=options)
+                  options=options, architecture=architecture)
 
 
-def titok_b_64(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
+def titok_b_64(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
     """TiTok-B-64 (64 tokens)."""
     return _titok("titok-b-64", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                  options=options)
+                  options=options, architecture=architecture)
 
 
-def titok_s_128(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
+def titok_s_128(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
     """TiTok-S-128 (128 tokens)."""
     return _titok("titok-s-128", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                  options=options)
+                  options=options, architecture=architecture)
 
 
 # ----------------------------------------------------------------------------------------------
