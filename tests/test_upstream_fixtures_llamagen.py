@@ -15,7 +15,9 @@ from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, lo
 VQ = {"ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "z_channels": 32, "codebook_size": 256, "image_size": 32}
 GPT = {"depth": 2, "width": 32, "num_heads": 2, "vocab_size": 256}
 # make_llamagen.py SAMPLINGS: sample_c2i.py's cfg_scale, cfg_interval, temperature, top_k, top_p, seed
-FILTERED = (ARSampling(cfg_scale=1.75, cfg_interval=100, temperature=0.9, top_k=100, top_p=0.95), 7)
+SAMPLINGS = {"preset_b": (None, 0),  # the factory's preset: sample_c2i.py --cfg-scale 2.0 --top-k 0
+             "filtered": (ARSampling(cfg_scale=1.75, cfg_interval=100, temperature=0.9, top_k=100, top_p=0.95), 7),
+             "top_k": (ARSampling(cfg_scale=2.0, top_k=20), 3)}
 
 
 def _generator(gpt_file="c2i_gpt.pt"):
@@ -51,10 +53,10 @@ def test_gpt_logits_match_the_official_model_full_and_cached():
         assert_rel_close(torch.stack(steps, 1), ref[f"logits_cached_{name}"], what=f"cached {name}")
 
 
-@pytest.mark.parametrize("which", ["preset_b", "filtered"])
+@pytest.mark.parametrize("which", sorted(SAMPLINGS))
 def test_two_batches_of_tokens_match_the_official_generate(which):
     gen = _generator()
-    params, seed = (None, 0) if which == "preset_b" else FILTERED  # preset: sample_c2i.py --cfg-scale 2.0 --top-k 0
+    params, seed = SAMPLINGS[which]
     ref = load("llamagen", f"sample_{which}")
     stream = torch.Generator().manual_seed(seed)  # sample_c2i.py: torch.manual_seed(args.seed)
     for i in range(2):

@@ -22,7 +22,8 @@ VQ = {"ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "z_channels": 32, "codeb
 GPT = {"dim": 32, "n_layer": 2, "n_head": 2}
 HEAD_STD = 0.5  # upstream zero-initialises the head; a wide head makes tokens depend on context and guidance
 # sample_c2i.py arguments: (cfg_scale, cfg_interval, temperature, top_k, top_p, seed)
-SAMPLINGS = {"preset_b": (2.0, -1, 1.0, 0, 1.0, 0), "filtered": (1.75, 100, 0.9, 100, 0.95, 7)}
+SAMPLINGS = {"preset_b": (2.0, -1, 1.0, 0, 1.0, 0), "filtered": (1.75, 100, 0.9, 100, 0.95, 7),
+             "top_k": (2.0, -1, 1.0, 20, 1.0, 3)}  # top-k alone, binding (the nucleus above is smaller than 100)
 FULL_GPT = {"B": "GPT-B", "L": "GPT-L", "XL": "GPT-XL", "XXL": "GPT-XXL", "3B": "GPT-3B"}
 
 
