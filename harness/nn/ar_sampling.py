@@ -25,7 +25,7 @@ first feeds only the class token, later steps one token each; doubled-batch CFG 
 power-cosine schedule, t = 0..272 and T = 273; full softmax at temperature 1.0; fp32. The one
 random call upstream makes before the first token (the label-dropout mask's ``rand_like`` in
 ``preprocess_condition``) is the model's to declare (``presample_draws``, see
-``harness.nn.ar_generator``); tests/test_ar_official_rng.py replays the official call order.
+``harness.nn.ar_generator``); tests/test_upstream_fixtures_*.py compare with tokens the official code drew.
 """
 from __future__ import annotations
 
