@@ -31,7 +31,7 @@ def test_tokenizer_codes_and_pixels_match_the_official_tokenizer():
     tok = tokenizers.get("alitok")(device="cpu", checkpoint=folder("alitok") / "AliTok.pth", architecture=TOKENIZER)
     ref = load("alitok", "tokenizer")
     assert_equal(tok.encode(ref["images"]), ref["codes"], "codes")
-    assert_rel_close(tok.decode_float(ref["codes"]), ref["decoded_float"], what="decoded float")
+    assert_rel_close(tok.decode_float(ref["codes"])[..., :64, :64], ref["decoded_float_crop"], what="decoded float")
     assert_equal(tok.decode(ref["codes"]), ref["decoded_uint8"], "decoded uint8")
 
 
@@ -51,8 +51,9 @@ def test_ar_logits_match_the_official_model_full_and_cached(linear, attention):
             steps = [model.prefill(c)]
             for pos in range(1, 273):  # the sampler's bucketed cache lengths
                 steps.append(model.decode_step(ref["codes_in"][:, pos - 1], torch.tensor([pos]), kv_length(pos, 273)))
-        assert_rel_close(full, ref[f"logits_full_{name}"], what=f"full {name}")
-        assert_rel_close(torch.stack(steps, 1), ref[f"logits_cached_{name}"], what=f"cached {name}")
+        at = ref["positions"]  # the fixture keeps every 4th position and the last
+        assert_rel_close(full[:, at], ref[f"logits_full_{name}"], what=f"full {name}")
+        assert_rel_close(torch.stack(steps, 1)[:, at], ref[f"logits_cached_{name}"], what=f"cached {name}")
 
 
 @pytest.mark.parametrize("preset", ["b", "xl"])

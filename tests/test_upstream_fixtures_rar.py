@@ -27,7 +27,7 @@ def test_maskgit_vqgan_codes_and_pixels_match_the_official_tokenizer():
                                           architecture=PIXEL)
     ref = load("rar", "tokenizer")
     assert_equal(tok.encode(ref["images"]), ref["codes"], "codes")
-    assert_rel_close(tok.decode_float(ref["decode_codes"]), ref["decoded_float"], what="decoded float")
+    assert_rel_close(tok.decode_float(ref["decode_codes"][:2]), ref["decoded_float_first2"], what="decoded float")
     assert_equal(tok.decode(ref["decode_codes"]), ref["decoded_uint8"], "decoded uint8")
 
 
@@ -42,8 +42,9 @@ def test_rar_logits_match_the_official_model_full_and_cached():
             steps = [model.prefill(c)]
             for pos in range(1, 256):
                 steps.append(model.decode_step(ref["codes_in"][:, pos - 1], torch.tensor([pos]), 256))
-        assert_rel_close(full, ref[f"logits_full_{name}"], what=f"full {name}")
-        assert_rel_close(torch.stack(steps, 1), ref[f"logits_cached_{name}"], what=f"cached {name}")
+        at = ref["positions"]  # the fixture keeps every 4th position and the last
+        assert_rel_close(full[:, at], ref[f"logits_full_{name}"], what=f"full {name}")
+        assert_rel_close(torch.stack(steps, 1)[:, at], ref[f"logits_cached_{name}"], what=f"cached {name}")
 
 
 @pytest.mark.parametrize("size", ["b", "l"])

@@ -17,6 +17,7 @@ from scripts.upstream_fixtures.common import (import_upstream, parse_args, save_
 TOKENIZER_SIZES = {"width": 32, "num_layers": 1, "num_heads": 2}  # Encoder and Decoder
 CODEBOOK = 256  # the official 4096 would make the logit fixtures 16x larger
 AR_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+LOGIT_STRIDE = 4  # logits of every 4th position (and the last) are stored
 HEAD_STD = 0.5  # upstream zero-initialises the head; a wide head makes tokens depend on context and guidance
 PRESETS = {"b": (16.0, 1.8, 1.0, 42), "xl": (13.0, 1.4, 1.0, 2)}  # configs/alitok_{b,xl}.yaml: cfg, pow, temp, seed
 FULL = {"b": (768, 24, 16), "l": (1024, 24, 16), "xl": (1280, 32, 16)}
@@ -66,9 +67,10 @@ def main():
     # demo_util.sample_fn: clamp(0, 1) * 255, permute to NHWC, .to(uint8) (truncation)
     recon_u8 = (torch.clamp(recon, 0.0, 1.0) * 255.0).permute(0, 2, 3, 1).to("cpu", dtype=torch.uint8)
     write_fixture(out, "tokenizer", {"images": images.permute(0, 2, 3, 1).contiguous(), "codes": codes,
-                                     "decoded_float": recon, "decoded_uint8": recon_u8}, **common,
+                                     "decoded_float_crop": recon[..., :64, :64], "decoded_uint8": recon_u8}, **common,
                   notes={"tokenizer_sizes": TOKENIZER_SIZES, "codebook_size": CODEBOOK,
-                         "images": "uint8 NHWC; the official encoder sees images / 255 (NCHW)"})
+                         "images": "uint8 NHWC; the official encoder sees images / 255 (NCHW)",
+                         "decoded_float_crop": "the top-left 64 x 64 pixels of the float output (size)"})
 
     # -- AR model -------------------------------------------------------------------------------
     ar = ARModel(ar_config(AR_SIZES["hidden_size"], AR_SIZES["num_hidden_layers"], AR_SIZES["num_attention_heads"],
@@ -82,12 +84,13 @@ def main():
     cond = ar.preprocess_condition(labels.clone(), cond_drop_prob=0.0)
     null = ar.get_none_condition(cond)
     ids = torch.randint(0, CODEBOOK, (1, 272), generator=torch.Generator().manual_seed(5))
-    tensors = {"labels": labels, "codes_in": ids}
+    positions = torch.tensor(sorted({*range(0, 273, LOGIT_STRIDE), 272}))  # kept to keep the file small
+    tensors = {"labels": labels, "codes_in": ids, "positions": positions}
     for name, c in (("cond", cond), ("null", null)):
-        tensors[f"logits_full_{name}"] = ar.forward_fn(ids, c)  # [B, 273, V]: class token + 272 codes
+        tensors[f"logits_full_{name}"] = ar.forward_fn(ids, c)[:, positions]  # of [B, 273, V]: class + 272 codes
         ar.enable_kv_cache()  # generate's cached path: the whole prefix at step 0, then one token a step
         tensors[f"logits_cached_{name}"] = torch.stack([ar.forward_fn(ids[:, :n], c, is_sampling=True)[:, -1]
-                                                        for n in range(273)], 1)
+                                                        for n in range(273)], 1)[:, positions]
         ar.disable_kv_cache()
     write_fixture(out, "ar_logits", tensors, **common, notes={"ar_sizes": AR_SIZES, "head_std": HEAD_STD})
 

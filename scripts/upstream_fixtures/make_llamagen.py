@@ -20,6 +20,7 @@ from scripts.upstream_fixtures.common import (import_upstream, parse_args, save_
 
 VQ = {"ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "z_channels": 32, "codebook_size": 256}  # 32 px -> 16 x 16 codes
 GPT = {"dim": 32, "n_layer": 2, "n_head": 2}
+LOGIT_STRIDE = 4  # logits of every 4th position (and the last) are stored
 HEAD_STD = 0.5  # upstream zero-initialises the head; a wide head makes tokens depend on context and guidance
 # sample_c2i.py arguments: (cfg_scale, cfg_interval, temperature, top_k, top_p, seed)
 SAMPLINGS = {"preset_b": (2.0, -1, 1.0, 0, 1.0, 0), "filtered": (1.75, 100, 0.9, 100, 0.95, 7),
@@ -99,18 +100,19 @@ def main():
 
     labels = torch.tensor([207])
     codes_in = torch.randint(0, VQ["codebook_size"], (1, 255), generator=torch.Generator().manual_seed(6))
-    tensors = {"labels": labels, "codes_in": codes_in}
+    positions = torch.tensor(sorted({*range(0, 256, LOGIT_STRIDE), 255}))  # kept to keep the file small
+    tensors = {"labels": labels, "codes_in": codes_in, "positions": positions}
     for name, c in (("cond", labels), ("null", torch.full_like(labels, 1000))):
         # full causal forward ("naive inference": idx and cond_idx, no cache, is_causal)
         for layer in gpt.layers:
             layer.attention.kv_cache = None
-        tensors[f"logits_full_{name}"] = gpt(codes_in, c, input_pos=torch.arange(256))[0]
+        tensors[f"logits_full_{name}"] = gpt(codes_in, c, input_pos=torch.arange(256))[0][:, positions]
         # generate's cached path: prefill the class token, then one token per call
         gpt.setup_caches(max_batch_size=1, max_seq_length=256, dtype=torch.float32)
         steps = [gpt(None, c, input_pos=torch.arange(1))[0][:, -1]]
         for pos in range(1, 256):
             steps.append(gpt(codes_in[:, pos - 1:pos], None, input_pos=torch.tensor([pos]))[0][:, -1])
-        tensors[f"logits_cached_{name}"] = torch.stack(steps, 1)
+        tensors[f"logits_cached_{name}"] = torch.stack(steps, 1)[:, positions]
     write_fixture(out, "gpt_logits", tensors, **common, notes={"gpt_sizes": GPT, "head_std": HEAD_STD})
 
     # -- tokens: sample_c2i.py seeds torch.manual_seed(seed) once and calls generate; two batches on one stream
