@@ -14,8 +14,17 @@ def _no_options(name: str, options: dict) -> None:
         raise UserError(f"{name}: unknown option(s) {', '.join(sorted(options))} (this tokenizer takes only a checkpoint)")
 
 
-def alitok_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
-    """The official AliTok tokenizer (AliTok.pth, 273 tokens, strict load)."""
+def _scaled(name: str, config, architecture):
+    """The official config with ``architecture`` fields replaced: scaled-down files of the official
+    layout (tests/fixtures/upstream, written by the official code); ``None`` keeps the release's."""
+    from harness.config import replace_fields
+
+    return replace_fields(config, architecture, f"{name}: architecture")
+
+
+def alitok_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
+    """The official AliTok tokenizer (AliTok.pth, 273 tokens, strict load); ``architecture``: config
+    overrides for a scaled-down file of the same layout."""
     _no_options("alitok", options)
     path = checkpoint or tokenizer_checkpoint
     if not path:
@@ -23,7 +32,8 @@ def alitok_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, **op
         raise UserError("alitok needs the official checkpoint: pass --checkpoint /path/AliTok.pth")
     from alitok.tokenizer import OFFICIAL, AliTokTokenizer
 
-    return AliTokTokenizer.from_checkpoint(path, device=device, name="alitok", config=OFFICIAL)
+    return AliTokTokenizer.from_checkpoint(path, device=device, name="alitok",
+                                           config=_scaled("alitok", OFFICIAL, architecture))
 
 
 def tiny_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
@@ -46,7 +56,7 @@ def _check_quantization(name: str, quantization):
 
 
 def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
-                        random_weights=False):
+                        random_weights=False, architecture=None, tokenizer_architecture=None):
     from alitok.generator import PRESETS
 
     preset = PRESETS[name]
@@ -73,8 +83,8 @@ def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype
         tok_model = tk.build(tk.OFFICIAL, device=device, generator=torch.Generator().manual_seed(0))
         tokenizer = tk.AliTokTokenizer(tok_model.eval(), name="alitok-random")
     else:
-        model, _ = load_model(checkpoint, device=device, config=preset.config)
-        tokenizer = alitok_tokenizer(device=device, checkpoint=tokenizer_checkpoint)
+        model, _ = load_model(checkpoint, device=device, config=_scaled(name, preset.config, architecture))
+        tokenizer = alitok_tokenizer(device=device, checkpoint=tokenizer_checkpoint, architecture=tokenizer_architecture)
     if quantization:
         tokenizer.quantization = quantization
     return ARGenerator(model, tokenizer, name=name + ("-random" if random_weights else ""), sampling=preset.sampling,
@@ -84,13 +94,16 @@ def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype
 
 def _official_factory(name: str, doc: str):
     def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                compile=False, tf32=None, random_weights=False):
+                compile=False, tf32=None, random_weights=False, architecture=None, tokenizer_architecture=None):
         return _official_generator(name, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
                                    dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
-                                   random_weights=random_weights)
+                                   random_weights=random_weights, architecture=architecture,
+                                   tokenizer_architecture=tokenizer_architecture)
 
     factory.__name__ = factory.__qualname__ = name.replace("-", "_")
-    factory.__doc__ = doc + " ``random_weights=True``: the same architecture with random weights (speed runs)."
+    factory.__doc__ = doc + (" ``random_weights=True``: the same architecture with random weights (speed runs). "
+                             "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files "
+                             "of the official layout (the fixtures the official code wrote).")
     return factory
 
 

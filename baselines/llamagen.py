@@ -92,6 +92,12 @@ def _norm(c: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, c, eps=1e-6, affine=True)
 
 
+def _swish(x: torch.Tensor) -> torch.Tensor:
+    """Upstream's ``nonlinearity``: ``x * sigmoid(x)``, two rounded ops; ``F.silu`` rounds once and moves
+    some decoded pixels across a uint8 boundary (tests/test_upstream_fixtures_llamagen.py)."""
+    return x * torch.sigmoid(x)
+
+
 class ResnetBlock(nn.Module):
     def __init__(self, cin: int, cout: int, dropout: float = 0.0):
         super().__init__()
@@ -101,13 +107,14 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.conv1(_swish(self.norm1(x)))
+        h = self.conv2(self.dropout(_swish(self.norm2(h))))
         return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
 
 
 class AttnBlock(nn.Module):
-    """Single-head spatial self-attention with 1x1 q, k, v, proj_out (scale c^-1/2)."""
+    """Single-head spatial self-attention with 1x1 q, k, v, proj_out (scale c^-1/2), computed as upstream
+    does (``bmm``, scale, ``softmax``, ``bmm``): a fused kernel sums in another order and changes pixels."""
 
     def __init__(self, c: int):
         super().__init__()
@@ -117,8 +124,10 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         y = self.norm(x)
-        q, k, v = (m(y).reshape(b, 1, c, h * w).transpose(-1, -2) for m in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v).transpose(-1, -2).reshape(b, c, h, w)
+        q = self.q(y).reshape(b, c, h * w).permute(0, 2, 1)        # b, hw, c
+        k, v = self.k(y).reshape(b, c, h * w), self.v(y).reshape(b, c, h * w)
+        attn = torch.softmax(torch.bmm(q, k) * (int(c) ** -0.5), dim=2)  # b, hw (queries), hw (keys)
+        out = torch.bmm(v, attn.permute(0, 2, 1)).reshape(b, c, h, w)
         return x + self.proj_out(out)
 
 
@@ -179,7 +188,7 @@ class VQEncoder(nn.Module):
                 h = block.downsample(h)
         for m in self.mid:
             h = m(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_swish(self.norm_out(h)))
 
 
 class VQDecoder(nn.Module):
@@ -212,7 +221,7 @@ class VQDecoder(nn.Module):
                     h = block.attn[i](h)
             if hasattr(block, "upsample"):
                 h = block.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_swish(self.norm_out(h)))
 
 
 class L2VectorQuantizer(nn.Module):
@@ -253,7 +262,8 @@ class L2VectorQuantizer(nn.Module):
         """Codes ``[B, grid*grid]`` (raster order) -> ``[B, D, grid, grid]``."""
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
             raise ValueError(f"codes must lie in [0, {self.codebook_size}), got {int(codes.min())}..{int(codes.max())}")
-        return self.codebook()[codes.long()].view(codes.shape[0], grid, grid, self.dim).permute(0, 3, 1, 2)
+        # contiguous, as upstream's get_codebook_entry: the convolution that follows sums in memory order
+        return self.codebook()[codes.long()].view(codes.shape[0], grid, grid, self.dim).permute(0, 3, 1, 2).contiguous()
 
 
 class VQModel(nn.Module):
@@ -554,12 +564,15 @@ def build_gpt(cfg: GPTConfig, device: torch.device | str = "cpu", generator: tor
 
 
 def load_gpt(path, cfg: GPTConfig, device: torch.device | str = "cpu") -> LlamaGenGPT:
-    """Strict load; ``{"model": ...}`` DDP checkpoints are unwrapped (FSDP XXL / 3B files are flat)."""
+    """Load as ``sample_c2i.py`` does: ``model`` / ``module`` / ``state_dict`` wrappers (FSDP XXL / 3B files
+    are flat), and non-strictly: keys the model lacks are skipped and listed in
+    ``checkpoint_unexpected_keys`` (the run's record); a missing key or a wrong shape is still an error."""
     from harness.nn.checkpoint import load_state_dict, load_strict
 
     sd = load_state_dict(path)
     return load_strict(lambda: build_gpt(cfg, "meta"), sd, path,
-                       f"LlamaGen GPT ({cfg.depth} layers, width {cfg.width}, {cfg.num_tokens} tokens)", device)
+                       f"LlamaGen GPT ({cfg.depth} layers, width {cfg.width}, {cfg.num_tokens} tokens)", device,
+                       allow_unexpected=True)
 
 
 # ----------------------------------------------------------------------------------------------

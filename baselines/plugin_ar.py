@@ -38,22 +38,31 @@ def _generator(model, tokenizer, *, name, sampling, seed, checkpoint, dtype, qua
 # ----------------------------------------------------------------------------------------------
 # Tokenizers
 # ----------------------------------------------------------------------------------------------
+def _scaled(name: str, config, architecture):
+    """The official config with ``architecture`` fields replaced: scaled-down files of the official
+    layout (tests/fixtures/upstream, written by the official code); ``None`` keeps the release's."""
+    from harness.config import replace_fields
+
+    return replace_fields(config, architecture, f"{name}: architecture")
+
+
 def _vq(name: str, key: str, file: str, *, device, checkpoint, tokenizer_checkpoint, options, image_size=256,
-        eval_size=None):
+        eval_size=None, architecture=None):
     import dataclasses
 
     from baselines.llamagen import VQ_CONFIGS, LlamaGenTokenizer, load_vq
 
     _no_options(name, options)
     path = _need(name, checkpoint or tokenizer_checkpoint, f"the official tokenizer: --set model.checkpoint=/path/{file}")
-    cfg = dataclasses.replace(VQ_CONFIGS[key], image_size=image_size)
+    cfg = _scaled(name, dataclasses.replace(VQ_CONFIGS[key], image_size=image_size), architecture)
     return LlamaGenTokenizer(load_vq(path, cfg, device), name=name, checkpoint=path, eval_size=eval_size)
 
 
-def vq_16(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
-    """LlamaGen VQ-16 (72M, 16x16 tokens at 256 px, [-1,1]); official vq_ds16_c2i.pt."""
+def vq_16(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
+    """LlamaGen VQ-16 (72M, 16x16 tokens at 256 px, [-1,1]); official vq_ds16_c2i.pt. ``architecture``:
+    config overrides for a scaled-down file of the same layout."""
     return _vq("vq-16", "VQ-16", "vq_ds16_c2i.pt", device=device, checkpoint=checkpoint,
-               tokenizer_checkpoint=tokenizer_checkpoint, options=options)
+               tokenizer_checkpoint=tokenizer_checkpoint, options=options, architecture=architecture)
 
 
 def vq_8(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
@@ -62,41 +71,44 @@ def vq_8(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
                tokenizer_checkpoint=tokenizer_checkpoint, options=options)
 
 
-def maskgit_vqgan(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
-    """MaskGIT-VQGAN (54.5M, 16x16 tokens, codebook 1024); official maskgit-vqgan-imagenet-f16-256.bin."""
-    from baselines.maskgit_vqgan import CHECKPOINT_NAME, MaskGITTokenizer, load
+def maskgit_vqgan(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
+    """MaskGIT-VQGAN (54.5M, 16x16 tokens, codebook 1024); official maskgit-vqgan-imagenet-f16-256.bin.
+    ``architecture``: config overrides for a scaled-down file of the same layout."""
+    from baselines.maskgit_vqgan import CHECKPOINT_NAME, MaskGITTokenizer, PixelVQConfig, load
 
     _no_options("maskgit-vqgan", options)
     path = _need("maskgit-vqgan", checkpoint or tokenizer_checkpoint,
                  f"the official file: --set model.checkpoint=/path/{CHECKPOINT_NAME}")
-    return MaskGITTokenizer(load(path, device=device), checkpoint=path)
+    cfg = _scaled("maskgit-vqgan", PixelVQConfig(), architecture)
+    return MaskGITTokenizer(load(path, cfg, device=device), checkpoint=path)
 
 
-def _titok(name: str, *, device, checkpoint, tokenizer_checkpoint, options):
+def _titok(name: str, *, device, checkpoint, tokenizer_checkpoint, options, architecture=None):
     from baselines.titok import TITOK_CONFIGS, TiTokTokenizer, load
 
     _no_options(name, options)
     path = _need(name, checkpoint or tokenizer_checkpoint,
                  f"the official weights: --set model.checkpoint=/path/{name.replace('-', '_')}.bin (HF yucornetto)")
-    return TiTokTokenizer(load(path, TITOK_CONFIGS[name], device), name=name, checkpoint=path)
+    return TiTokTokenizer(load(path, _scaled(name, TITOK_CONFIGS[name], architecture), device), name=name,
+                          checkpoint=path)
 
 
-def titok_l_32(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
+def titok_l_32(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
     """TiTok-L-32 (32 tokens, legacy proxy-code decoder through the MaskGIT pixel decoder)."""
     return _titok("titok-l-32", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                  options=options)
+                  options=options, architecture=architecture)
 
 
-def titok_b_64(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
+def titok_b_64(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
     """TiTok-B-64 (64 tokens)."""
     return _titok("titok-b-64", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                  options=options)
+                  options=options, architecture=architecture)
 
 
-def titok_s_128(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
+def titok_s_128(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
     """TiTok-S-128 (128 tokens)."""
     return _titok("titok-s-128", device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                  options=options)
+                  options=options, architecture=architecture)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,7 +120,7 @@ def _random_weights_only(name: str, checkpoint, tokenizer_checkpoint) -> None:
 
 
 def _llamagen(name: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
-              random_weights=False):
+              random_weights=False, architecture=None, tokenizer_architecture=None):
     import dataclasses
 
     import torch
@@ -129,21 +141,24 @@ def _llamagen(name: str, *, device, checkpoint, tokenizer_checkpoint, dtype, qua
     tok_path = _need(name, tokenizer_checkpoint, "the official tokenizer too: --set model.tokenizer_checkpoint=/path/vq_ds16_c2i.pt")
     tokenizer = _vq("vq-16" if preset.image_size == 256 else f"vq-16-{preset.image_size}", "VQ-16", "vq_ds16_c2i.pt",
                     device=device, checkpoint=tok_path, tokenizer_checkpoint=None, options={},
-                    image_size=preset.image_size, eval_size=preset.eval_size)
-    model = load_gpt(path, preset.config, device)
+                    image_size=preset.image_size, architecture=tokenizer_architecture,
+                    eval_size=preset.eval_size if preset.eval_size != preset.image_size else None)
+    model = load_gpt(path, _scaled(name, preset.config, architecture), device)
     return _generator(model, tokenizer, name=name, sampling=preset.sampling, seed=0, checkpoint=path, dtype=dtype,
                       quantization=quantization, compile=compile, tf32=tf32)
 
 
 def _llamagen_factory(name: str):
     def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                compile=False, tf32=None, random_weights=False):
+                compile=False, tf32=None, random_weights=False, architecture=None, tokenizer_architecture=None):
         return _llamagen(name, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
                          dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
-                         random_weights=random_weights)
+                         random_weights=random_weights, architecture=architecture,
+                         tokenizer_architecture=tokenizer_architecture)
 
     factory.__name__ = name.replace("-", "_")
-    factory.__doc__ = f"{name}: official LlamaGen c2i GPT + VQ-16 (constant CFG preset of the published evaluation)"
+    factory.__doc__ = (f"{name}: official LlamaGen c2i GPT + VQ-16 (constant CFG preset of the published evaluation); "
+                       "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files")
     return factory
 
 
@@ -157,7 +172,7 @@ llamagen_gpt_3b_384 = _llamagen_factory("llamagen-gpt-3b-384")
 
 
 def _rar(size: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
-         random_weights=False):
+         random_weights=False, architecture=None, tokenizer_architecture=None):
     from baselines import maskgit_vqgan
     from baselines.rar import build, load, rar_config, rar_sampling
 
@@ -174,24 +189,27 @@ def _rar(size: str, *, device, checkpoint, tokenizer_checkpoint, dtype, quantiza
                  f"(and model.tokenizer_checkpoint=/path/{maskgit_vqgan.CHECKPOINT_NAME})")
     tok_path = _need(name, tokenizer_checkpoint,
                      f"the MaskGIT-VQGAN tokenizer too: --set model.tokenizer_checkpoint=/path/{maskgit_vqgan.CHECKPOINT_NAME}")
-    tokenizer = maskgit_vqgan.MaskGITTokenizer(maskgit_vqgan.load(tok_path, device=device), checkpoint=tok_path)
-    model = load(path, rar_config(size), device)
+    tokenizer = maskgit_vqgan_tokenizer(device=device, checkpoint=tok_path, architecture=tokenizer_architecture)
+    model = load(path, _scaled(name, rar_config(size), architecture), device)
     return _generator(model, tokenizer, name=name, sampling=rar_sampling(size), seed=None, checkpoint=path,
                       dtype=dtype, quantization=quantization, compile=compile, tf32=tf32)
 
 
 def _rar_factory(size: str):
     def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                compile=False, tf32=None, random_weights=False):
+                compile=False, tf32=None, random_weights=False, architecture=None, tokenizer_architecture=None):
         return _rar(size, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                    dtype=dtype, quantization=quantization, compile=compile, tf32=tf32, random_weights=random_weights)
+                    dtype=dtype, quantization=quantization, compile=compile, tf32=tf32, random_weights=random_weights,
+                    architecture=architecture, tokenizer_architecture=tokenizer_architecture)
 
     factory.__name__ = f"rar_{size}"
-    factory.__doc__ = f"RAR-{size.upper()}: official rar_{size}.bin + MaskGIT-VQGAN (power-cosine CFG preset)"
+    factory.__doc__ = (f"RAR-{size.upper()}: official rar_{size}.bin + MaskGIT-VQGAN (power-cosine CFG preset); "
+                       "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files")
     return factory
 
 
 rar_b, rar_l, rar_xl, rar_xxl = (_rar_factory(s) for s in ("b", "l", "xl", "xxl"))
+maskgit_vqgan_tokenizer = maskgit_vqgan  # the registry's tokenizer factory, under a name _rar can use
 
 
 # ----------------------------------------------------------------------------------------------

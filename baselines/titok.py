@@ -61,6 +61,7 @@ class TiTokConfig:
     use_l2_norm: bool = True
     commitment_cost: float = 0.25
     is_legacy: bool = True       # raw-reshape quirk + proxy-code head + MaskGIT pixel decoder
+    pixel: PixelVQConfig = PixelVQConfig()  # the legacy pixel decoder (official: MaskGIT-VQGAN's, 1024 x 256 codes)
     init_std: float = 0.02       # trunc-normal std of Linear/Conv weights (upstream 0.02; tiny runs use ~width**-0.5)
 
     def __post_init__(self) -> None:
@@ -169,7 +170,7 @@ class TiTok(nn.Module):
         self.quantize = nn.Module()
         self.quantize.embedding = nn.Embedding(cfg.codebook_size, cfg.token_size)
         if cfg.is_legacy:
-            pix = PixelVQConfig()
+            pix = cfg.pixel
             self.pixel_quantize = nn.Module()
             self.pixel_quantize.embedding = nn.Embedding(pix.codebook_size, pix.z_channels)
             self.pixel_decoder = PixelDecoder(pix)

@@ -235,6 +235,17 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{where}: {e}") from None
 
 
+def replace_fields(config: T, fields: dict[str, Any] | None, path: str = "") -> T:
+    """``config`` (a dataclass) with ``fields`` replaced, checked as ``from_dict`` checks them; ``None`` or
+    ``{}`` returns it unchanged. Factories use it for scaled-down files of an official layout."""
+    if not fields:
+        return config
+    if not isinstance(fields, dict):
+        raise ConfigError(f"{path or type(config).__name__}: expected a mapping of fields, got {fields!r}")
+    current = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
+    return from_dict(type(config), {**current, **fields}, path)
+
+
 def load(cls: type[T], path: str | Path, overrides: typing.Sequence[str] = ()) -> T:
     data = apply_overrides(load_yaml(path), overrides)
     try:

@@ -145,10 +145,10 @@ def test_load_roundtrip_and_errors(tiny, tmp_path):
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_model(truncated, config=TINY)
 
-    import argparse
+    import fractions
 
     pickle_path = tmp_path / "object.bin"  # a pickle of an arbitrary object, not tensors
-    torch.save({"model": argparse.Namespace(lr=1)}, pickle_path)
+    torch.save({"model": fractions.Fraction(1, 3)}, pickle_path)
     with pytest.raises(CheckpointError, match="weights_only"):
         load_model(pickle_path, config=TINY)
 

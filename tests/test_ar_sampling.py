@@ -243,3 +243,26 @@ def test_rmsnorm_and_swiglu_hidden():
     expected = x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-5) * norm.weight
     torch.testing.assert_close(norm(x), expected)
     assert [swiglu_hidden(d) for d in (768, 1024, 1280)] == [2048, 2816, 3584]  # alitok.md section 3
+
+
+def test_device_generator_keeps_a_generator_of_the_right_device():
+    from harness.nn.ar_sampling import device_generator
+
+    g = torch.Generator().manual_seed(3)
+    assert device_generator(g, torch.device("cpu")) is g
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_fresh_cpu_generator_stands_for_upstreams_cuda_stream_batch_after_batch():
+    # upstream: torch.manual_seed(s), then draws on the CUDA generator that call seeded, batch after batch
+    from harness.nn.ar_sampling import device_generator
+
+    cpu = torch.Generator().manual_seed(7)
+    ref = torch.Generator(device="cuda").manual_seed(7)
+    for _ in range(2):  # a second call with the untouched CPU generator continues the same device stream
+        g = device_generator(cpu, torch.device("cuda"))
+        assert torch.equal(torch.rand(5, device="cuda", generator=g), torch.rand(5, device="cuda", generator=ref))
+    used = torch.Generator().manual_seed(7)
+    torch.rand(1, generator=used)  # drawn from: no upstream stream, a seed derived from its state
+    assert not torch.equal(torch.rand(5, device="cuda", generator=device_generator(used, torch.device("cuda"))),
+                           torch.rand(5, device="cuda", generator=torch.Generator(device="cuda").manual_seed(7)))

@@ -199,4 +199,7 @@ class ARGenerator(Generator):
                 "kv_cache": "static" if self.kv_cache else "off", "compile": self.compiled,
                 "linear_kernel": self.linear_kernel(), "attention_kernel": self.attention_kernel(),
                 "num_tokens": self.model.num_tokens,
-                "presample_draws": hasattr(self.model, "presample_draws"), "tokenizer": self.tokenizer.info()}
+                "presample_draws": hasattr(self.model, "presample_draws"), "tokenizer": self.tokenizer.info(),
+                # keys of the file that the model lacks, skipped as the official loader skips them
+                **({"checkpoint_unexpected_keys": unexpected}
+                   if (unexpected := getattr(self.model, "checkpoint_unexpected_keys", None)) else {})}

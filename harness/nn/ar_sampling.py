@@ -25,11 +25,12 @@ first feeds only the class token, later steps one token each; doubled-batch CFG 
 power-cosine schedule, t = 0..272 and T = 273; full softmax at temperature 1.0; fp32. The one
 random call upstream makes before the first token (the label-dropout mask's ``rand_like`` in
 ``preprocess_condition``) is the model's to declare (``presample_draws``, see
-``harness.nn.ar_generator``); tests/test_ar_official_rng.py replays the official call order.
+``harness.nn.ar_generator``); tests/test_upstream_fixtures_*.py compare with tokens the official code drew.
 """
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Iterator, Protocol
 
 import torch
@@ -116,16 +117,33 @@ def sample_next(logits: torch.Tensor, params: ARSampling, generator: torch.Gener
 
 
 def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """The generator itself if it lives on ``device``; else a ``device`` generator seeded from it.
+    """The generator itself if it lives on ``device``; else the ``device`` stream it stands for.
 
-    The derived seed is one draw from ``generator``, so the result is still a pure function of the
-    caller's generator state (but not the same stream a device generator with that seed would give).
+    A CPU generator still at the state ``manual_seed(s)`` left it stands for upstream's
+    ``torch.manual_seed(s)``, which seeds the CUDA generator with the same ``s``: the device generator
+    is seeded with ``s`` (official tokens on CUDA: scripts/gpu_upstream_parity.py). Calls that follow
+    with the same CPU generator, untouched in between, continue that device stream, as upstream's
+    next batch continues its global one. A CPU generator already drawn from gives a device generator
+    seeded with one draw from it (a pure function of its state, but no upstream stream).
     """
     device = torch.device(device)
     if generator.device.type == device.type:
         return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.Generator(device=device).manual_seed(seed)
+    state = generator.get_state()
+    known = _DEVICE_STREAMS.get(generator)
+    if known is not None and known[0].device.type == device.type and torch.equal(known[1], state):
+        return known[0]
+    seed = generator.initial_seed()
+    if not torch.equal(state, torch.Generator().manual_seed(seed).get_state()):
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    stream = torch.Generator(device=device).manual_seed(seed)
+    _DEVICE_STREAMS[generator] = (stream, generator.get_state())
+    return stream
+
+
+# CPU generator -> (its device stream, the CPU state when the stream was handed out)
+_DEVICE_STREAMS: "weakref.WeakKeyDictionary[torch.Generator, tuple[torch.Generator, torch.Tensor]]" = \
+    weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager

@@ -7,6 +7,10 @@
   mapping (or one of those under a wrapper key such as ``ema``) is refused. Mapped tensors read the
   file until copied (``load_state_dict(..., assign=True)`` keeps them mapped): replace a checkpoint
   with a new file (``os.replace``), never rewrite one in place while a run reads it.
+  The one global allowed besides tensors is ``argparse.Namespace`` (``SAFE_GLOBALS``): training
+  checkpoints (LlamaGen ``autoregressive/train/train_c2i.py``) pickle their ``args`` beside the weights.
+- wrappers are unwrapped as LlamaGen's sampling scripts do: ``model``, else ``module``, else ``state_dict``
+  (``EMA_FIRST`` puts a training checkpoint's ``ema`` before them).
 Every failure is a one-line ``CheckpointError`` naming the file.
 
 Inside ``with planning():`` (``alitok-bench validate``) nothing is read but headers: state dicts come
@@ -15,6 +19,7 @@ checked strictly. So a 662M-parameter generator is planned in milliseconds, with
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import contextvars
 import json
@@ -38,6 +43,8 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: {problem}")
 
 
+# an attribute bag with no code of its own: unpickling one runs nothing (no __setstate__, no __reduce__)
+SAFE_GLOBALS = (argparse.Namespace,)
 _PLANNING = contextvars.ContextVar("checkpoint_planning", default=False)
 _SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
@@ -67,20 +74,21 @@ def _safetensors_on_meta(p: Path) -> dict[str, torch.Tensor]:
                 for k in f.keys()}
 
 
-WRAPPERS = ("state_dict", "model", "module")  # common wrappers of a state dict, tried in this order
+WRAPPERS = ("model", "module", "state_dict")  # wrappers of a state dict, in LlamaGen sample_c2i.py's order
 EMA_FIRST = ("ema",) + WRAPPERS  # training checkpoints (DiT, SiT, LightningDiT train.py): the EMA weights
 
 
 def _torch_load(p: Path) -> Any:
     """One weights-only read, memory-mapped (files in the zip format; older ones are read normally)."""
-    if is_planning():  # meta storages: the tensor bytes are never read
-        return torch.load(p, map_location="meta", weights_only=True, mmap=True)
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as e:
-        if "mmap" not in str(e):  # legacy (pre-zip) serialisation cannot be mapped
-            raise
-        return torch.load(p, map_location="cpu", weights_only=True)
+    with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        if is_planning():  # meta storages: the tensor bytes are never read
+            return torch.load(p, map_location="meta", weights_only=True, mmap=True)
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):  # legacy (pre-zip) serialisation cannot be mapped
+                raise
+            return torch.load(p, map_location="cpu", weights_only=True)
 
 
 def load_state_dict(path: str | os.PathLike, prefix: str | None = None,
@@ -129,11 +137,15 @@ def load_state_dict(path: str | os.PathLike, prefix: str | None = None,
     return dict(sd)
 
 
-def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str) -> None:
-    """Strict key and shape check with a one-line explanation (wrong architecture, wrong size)."""
+def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str,
+                     allow_unexpected: bool = False) -> list[str]:
+    """Strict key and shape check with a one-line explanation (wrong architecture, wrong size).
+    ``allow_unexpected``: keys the model lacks are returned instead of refused (for models whose
+    official loader is non-strict); missing keys and wrong shapes are always errors."""
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
+    extra = [k for k in sd if k not in own]
+    unexpected = [] if allow_unexpected else extra
     shape = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
     if missing or unexpected or shape:
         parts = []
@@ -145,6 +157,7 @@ def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], pat
             k = shape[0]
             parts.append(f"{len(shape)} shape mismatches (e.g. {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})")
         raise CheckpointError(f"{path}: not a {what} checkpoint: " + "; ".join(parts))
+    return sorted(extra)
 
 
 def load_into(model: torch.nn.Module, path: str | os.PathLike, what: str, prefix: str | None = None) -> dict[str, str]:
@@ -159,12 +172,18 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike, what: str, prefix
 
 
 def load_strict(build_on_meta, sd: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str,
-                device: torch.device | str = "cpu") -> torch.nn.Module:
+                device: torch.device | str = "cpu", allow_unexpected: bool = False) -> torch.nn.Module:
     """Build on the meta device (no allocation, no init), check keys/shapes, then materialise on
     ``device`` and load strictly. Modules must create non-persistent buffers lazily (RoPE tables,
-    KV caches), since ``to_empty`` leaves them uninitialised."""
+    KV caches), since ``to_empty`` leaves them uninitialised.
+
+    ``allow_unexpected`` (an official loader that is non-strict, e.g. LlamaGen's GPT): keys the model
+    lacks are skipped and listed in ``model.checkpoint_unexpected_keys`` for the run's record."""
     model = build_on_meta()
-    check_state_dict(model, sd, path, what)
+    extra = check_state_dict(model, sd, path, what, allow_unexpected)
+    if extra:
+        sd = {k: v for k, v in sd.items() if k not in set(extra)}
+    model.checkpoint_unexpected_keys = extra
     if is_planning():
         return model.eval()
     model = model.to_empty(device=device)

@@ -8,6 +8,7 @@ Nothing here is imported by the project or its tests: tests read only the writte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import subprocess
@@ -68,6 +69,7 @@ def write_fixture(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], *,
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    path.chmod(0o644)
     manifest_path = out_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest[name] = {
@@ -76,4 +78,56 @@ def write_fixture(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], *,
         "tensors": sorted(tensors), **({"notes": notes} if notes else {}),
     }
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def install_torchvision_shim() -> None:
+    """Upstream modules import timm/torchvision; on the CPU torch wheel that import needs the project's shim."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from harness import _tv_shim
+
+    _tv_shim.install()
+
+
+@contextlib.contextmanager
+def sized(cls: type, **sizes: int):
+    """Build an official class whose sizes are hard-coded in ``__init__`` (``self.width = 768``) at
+    smaller sizes: while active, assigning one of the named int attributes stores the given value
+    instead. The class's own code builds the modules and runs forward unchanged."""
+    had_own = "__setattr__" in cls.__dict__
+    parent = next(c.__dict__["__setattr__"] for c in cls.__mro__ if "__setattr__" in c.__dict__)
+
+    def setattr_(self, name, value):
+        if name in sizes and isinstance(value, int) and not isinstance(value, bool):
+            value = sizes[name]
+        parent(self, name, value)
+
+    cls.__setattr__ = setattr_
+    try:
+        yield
+    finally:
+        if had_own:
+            cls.__setattr__ = parent
+        else:
+            del cls.__setattr__
+
+
+def write_key_list(out_dir: Path, name: str, build_on_meta) -> dict:
+    """Key names, shapes and parameter count of a full-size released configuration, built on the
+    meta device (no memory): ``<out_dir>/<name>.keys.json``."""
+    with torch.device("meta"):
+        module = build_on_meta()
+    sd = module.state_dict()
+    entry = {"keys": {k: list(v.shape) for k, v in sd.items()},
+             "num_params": sum(p.numel() for p in module.parameters()),
+             "num_state_dict_elements": sum(v.numel() for v in sd.values())}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.keys.json").write_text(json.dumps(entry, indent=0, sort_keys=True) + "\n")
+    return entry
+
+
+def save_released(path: Path, obj) -> Path:
+    """A ``torch.save`` file as the official release ships it (``.pt`` / ``.pth`` / ``.bin``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, str(path))
     return path
