@@ -31,6 +31,7 @@ from harness.specs import (ModelSpec, RunSpec, numerics, resolve_quantization, r
                            sampling_identity)
 
 CHUNK_DELAY_ENV = "ALITOK_BENCH_TEST_CHUNK_DELAY"  # tests only: seconds to sleep after each chunk
+CHUNK_GATE_ENV = "ALITOK_BENCH_TEST_CHUNK_GATE"  # tests only: after each chunk, wait until this file exists
 
 
 @dataclasses.dataclass
@@ -207,6 +208,7 @@ def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress) -> Sample
     mine = plan.chunks_for_rank(dist.rank, dist.world_size)
     manifest = shards.read_manifest(out)
     delay = float(os.environ.get(CHUNK_DELAY_ENV, "0") or 0)
+    gate = os.environ.get(CHUNK_GATE_ENV)
     ran = skipped = made = 0
     seconds = 0.0
     rng: torch.Generator | None = None
@@ -251,6 +253,8 @@ def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress) -> Sample
         bar.update(1)
         if delay:
             time.sleep(delay)
+        while gate and not os.path.exists(gate):  # a test holds the run here, whatever the machine's load
+            time.sleep(0.05)
     bar.close()
 
     devices.barrier()
