@@ -193,18 +193,21 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
 
 
 def run_conditions(dev: torch.device, world_size: int) -> dict[str, Any]:
-    """What a throughput figure depends on besides the model: threads, load at start, device, processes."""
+    """What a throughput figure depends on besides the model: threads, load at start, device, processes; and
+    the CPU model, which (with the kernels, added by the caller) decides how the arithmetic rounds."""
     try:
         load = round(os.getloadavg()[0], 2)
     except OSError:
         load = None
     return {"torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "loadavg_1m_at_start": load, "cpu_count": os.cpu_count(), "device": devices.device_name(dev),
-            "world_size": world_size}
+            "cpu_model": devices.cpu_model(), "world_size": world_size}
 
 
 def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress) -> SampleResult:
-    conditions = run_conditions(dev, dist.world_size)
+    from harness.records import kernels_of
+
+    conditions = {**run_conditions(dev, dist.world_size), "kernels": kernels_of(r.model_info)}
     mine = plan.chunks_for_rank(dist.rank, dist.world_size)
     manifest = shards.read_manifest(out)
     delay = float(os.environ.get(CHUNK_DELAY_ENV, "0") or 0)
