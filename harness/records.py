@@ -70,7 +70,9 @@ class RunRecord:
 
 
 def git_info(root: str | Path = REPO_ROOT) -> dict[str, Any]:
-    """``{"git_sha", "dirty"}`` of the checkout holding the code (None when not a git checkout)."""
+    """``{"git_sha", "dirty"}`` of the checkout holding the code (None when not a git checkout). ``dirty``: a
+    tracked file outside ``results/`` differs from the commit; results are left out, since regenerating a
+    committed result in place rewrites its folder before its record is written."""
     def git(*args: str) -> str | None:
         try:
             r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
@@ -79,7 +81,7 @@ def git_info(root: str | Path = REPO_ROOT) -> dict[str, Any]:
         return r.stdout if r.returncode == 0 else None
 
     sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     return {"git_sha": sha.strip() if sha else None, "dirty": bool(status.strip()) if status is not None else None}
 
 
