@@ -23,6 +23,10 @@ SEED_SCHEMES = ("chunk", "legacy_rank")
 # unchanged spec and unchanged weight files (a sampler, a kernel, a decode path, a dtype cast...), so folders
 # sampled by the old code are not resumed by the new one. Not for changes that move no pixel.
 NUMERICS_VERSION = 1
+# Left out of the hash the chunk seeds derive from (seed_hash): a new weight file or a pixel-moving code change
+# keeps the noise every chunk draws, so before/after comparisons stay paired (and the seeds of existing runs
+# stay what they were), while the identity hash still keeps the old shards out of the folder.
+SEED_EXCLUDED = ("numerics_version", "files")
 # info() values that name a file the generator loaded: keys naming a checkpoint, or these file suffixes
 _FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz", ".npy", ".json", ".yaml")
 
@@ -152,6 +156,11 @@ def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_inf
         ident.update(num_samples=p.num_samples, legacy_world_size=p.legacy_world_size,
                      legacy_batch_size=p.legacy_batch_size)
     return ident
+
+
+def seed_hash(identity: dict[str, Any]) -> str:
+    """The hash chunk seeds derive from: the identity without ``SEED_EXCLUDED``."""
+    return config.spec_hash({k: v for k, v in identity.items() if k not in SEED_EXCLUDED})
 
 
 def sampling_identity_hash(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None,

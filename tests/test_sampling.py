@@ -216,8 +216,16 @@ def test_every_loaded_file_and_the_numerics_version_are_part_of_the_identity(tmp
     assert h(info("b")) != base  # only the nested tokenizer file changed
     assert specs.sampling_identity(spec, NoSampling(), "truncate", info("a"))["files"] == {
         "checkpoint": sha256_bytes(b"generator weights"), "tokenizer.checkpoint": sha256_bytes(b"tokenizer weights")}
+    seeds = specs.seed_hash(specs.sampling_identity(spec, NoSampling(), "truncate", info("a")))
     monkeypatch.setattr(specs, "NUMERICS_VERSION", specs.NUMERICS_VERSION + 1)
     assert h(info("a")) != base
+    # the chunk seeds do not move with the files or the numerics version: before/after comparisons stay paired
+    # (and every existing run keeps its seeds: the seed hash is the identity hash as it was before these keys)
+    for i in (info("a"), info("b")):
+        assert specs.seed_hash(specs.sampling_identity(spec, NoSampling(), "truncate", i)) == seeds
+    old = {k: v for k, v in specs.sampling_identity(spec, NoSampling(), "truncate", info("a")).items()
+           if k not in ("files", "numerics_version")}
+    assert seeds == specs.config.spec_hash(old)
 
 
 def test_the_committed_default_weights_are_in_the_identity():

@@ -28,7 +28,7 @@ from harness.sampling import shards
 from harness.sampling.gather import gather
 from harness.sampling.plan import SamplingPlan
 from harness.specs import (ModelSpec, RunSpec, numerics, resolve_quantization, resolve_sampling, run_spec_hash,
-                           sampling_identity)
+                           sampling_identity, seed_hash)
 
 CHUNK_DELAY_ENV = "ALITOK_BENCH_TEST_CHUNK_DELAY"  # tests only: seconds to sleep after each chunk
 CHUNK_GATE_ENV = "ALITOK_BENCH_TEST_CHUNK_GATE"  # tests only: after each chunk, wait until this file exists
@@ -45,10 +45,11 @@ class Resolved:
     identity: dict[str, Any]
     identity_hash: str
     spec_hash: str
+    seed_hash: str  # what the chunk seeds derive from (harness.specs.seed_hash)
 
     @property
     def plan(self) -> SamplingPlan:
-        return SamplingPlan(self.spec.protocol, self.identity_hash)
+        return SamplingPlan(self.spec.protocol, self.identity_hash, self.seed_hash)
 
 
 @dataclasses.dataclass
@@ -141,12 +142,13 @@ def resolve(spec: RunSpec, generator: Generator, runtime: dict[str, Any] | None 
 
     info = model_info(generator.info())
     ident = sampling_identity(spec, sampling, quant, info, runtime)
-    return Resolved(spec, generator, sampling, quant, info, ident, config.spec_hash(ident), run_spec_hash(spec))
+    return Resolved(spec, generator, sampling, quant, info, ident, config.spec_hash(ident), run_spec_hash(spec),
+                    seed_hash(ident))
 
 
 def folder_payload(r: Resolved) -> dict[str, Any]:
     return {"spec": config.to_dict(r.spec), "spec_hash": r.spec_hash, "sampling_identity": r.identity,
-            "sampling_identity_hash": r.identity_hash, "sampling": config.to_dict(r.sampling),
+            "sampling_identity_hash": r.identity_hash, "seed_hash": r.seed_hash, "sampling": config.to_dict(r.sampling),
             "quantization": r.quantization}
 
 
