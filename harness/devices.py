@@ -47,12 +47,33 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s ``model name``; else what ``platform`` knows): kernels and
+    their rounding differ between CPU models, so records name it, not just the architecture."""
+    try:
+        with open("/proc/cpuinfo", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     import platform
 
     return platform.processor() or platform.machine() or "cpu"
+
+
+def gpu_name(device: torch.device | str | None = None) -> str | None:
+    """``torch.cuda.get_device_name`` of ``device`` (a CUDA device) or of the current GPU; None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return torch.cuda.get_device_name(torch.cuda.current_device())
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 def synchronize(device: torch.device) -> None:

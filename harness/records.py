@@ -37,6 +37,7 @@ class RunRecord:
     model: dict[str, Any] = dataclasses.field(default_factory=dict)      # name, checkpoint, sha256, params, quantization
     code: dict[str, Any] = dataclasses.field(default_factory=dict)       # git sha, dirty, harness version
     env: dict[str, Any] = dataclasses.field(default_factory=dict)        # python, torch, numpy, device, world size
+    machine: dict[str, Any] = dataclasses.field(default_factory=dict)    # cpu_model, gpu_name, kernels (machine_info)
     seeds: dict[str, Any] = dataclasses.field(default_factory=dict)      # base seed, scheme, identity hash
     samples: dict[str, Any] = dataclasses.field(default_factory=dict)    # n, npz path + sha256, label balance
     metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
@@ -56,6 +57,8 @@ class RunRecord:
             raise ValueError(f"record kind {self.kind!r} not one of {KINDS}")
         if self.status not in STATUSES:
             raise ValueError(f"record status {self.status!r} not one of {STATUSES}")
+        # every record names the machine that made it (a record read back keeps the machine it names)
+        self.machine = {**machine_info(), **(self.machine or {})}
         now = _dt.datetime.now(_dt.timezone.utc)
         self.created_at = self.created_at or now.isoformat(timespec="seconds")
         if not self.run_id:
@@ -67,7 +70,9 @@ class RunRecord:
 
 
 def git_info(root: str | Path = REPO_ROOT) -> dict[str, Any]:
-    """``{"git_sha", "dirty"}`` of the checkout holding the code (None when not a git checkout)."""
+    """``{"git_sha", "dirty"}`` of the checkout holding the code (None when not a git checkout). ``dirty``: a
+    tracked file outside ``results/`` differs from the commit; results are left out, since regenerating a
+    committed result in place rewrites its folder before its record is written."""
     def git(*args: str) -> str | None:
         try:
             r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
@@ -76,7 +81,7 @@ def git_info(root: str | Path = REPO_ROOT) -> dict[str, Any]:
         return r.stdout if r.returncode == 0 else None
 
     sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     return {"git_sha": sha.strip() if sha else None, "dirty": bool(status.strip()) if status is not None else None}
 
 
@@ -96,6 +101,23 @@ def env_info(device: Any = None, world_size: int = 1, backend: str | None = None
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             "platform": platform.platform(), "device": str(dev), "device_name": device_name(dev),
             "cuda": torch.version.cuda, "world_size": world_size, "backend": backend}
+
+
+def kernels_of(info: dict[str, Any] | None) -> dict[str, str]:
+    """The kernels a generator ran, from its ``info()``: ``linear`` (onednn-packed | aten ...) and ``attention``
+    (c-decode | sdpa), see harness/nn/packed_linear.py and harness/nn/decode_attention.py. Kernels round
+    differently (summation order), so they are part of what a sample's bytes depend on besides the code."""
+    info = info or {}
+    out = {"linear": info.get("linear_kernel"), "attention": info.get("attention_kernel")}
+    return {k: str(v) for k, v in out.items() if v is not None}
+
+
+def machine_info(device: Any = None, kernels: dict[str, str] | None = None) -> dict[str, Any]:
+    """``{"cpu_model", "gpu_name", "kernels"}``: the machine a result came from, at the model-name level (two
+    x86-64 CPUs can round the same code differently; the architecture alone does not tell them apart)."""
+    from harness.devices import cpu_model, gpu_name
+
+    return {"cpu_model": cpu_model(), "gpu_name": gpu_name(device), "kernels": dict(kernels or {})}
 
 
 def model_info(info: dict[str, Any]) -> dict[str, Any]:

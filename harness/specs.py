@@ -6,6 +6,10 @@ but not the sample count (for the ``chunk`` scheme) and not the protocol name, s
 exactly the first 5k samples of the 50k run. The numerics that change pixels (device type: CPU and
 CUDA generators draw different streams; dtype; TF32 on CUDA) are part of the identity, so shards made
 one way are never mixed with shards made another; the device index and the number of processes are not.
+Every file the generator loads (checkpoints, tokenizer/VAE weights, latent statistics: the files its
+``info()`` names, the committed default weights included) enters by its sha256, and
+``NUMERICS_VERSION`` stands for the sampling code itself (docs/DESIGN.md, sampling identity: bump it with
+any change that moves pixels), so new weights or new arithmetic never reuse old shards.
 """
 from __future__ import annotations
 
@@ -15,6 +19,16 @@ from typing import Any, Literal
 from harness import config
 
 SEED_SCHEMES = ("chunk", "legacy_rank")
+# The sampling code's numerics: bump it in the commit that changes what any generator's code computes for an
+# unchanged spec and unchanged weight files (a sampler, a kernel, a decode path, a dtype cast...), so folders
+# sampled by the old code are not resumed by the new one. Not for changes that move no pixel.
+NUMERICS_VERSION = 1
+# Left out of the hash the chunk seeds derive from (seed_hash): a new weight file or a pixel-moving code change
+# keeps the noise every chunk draws, so before/after comparisons stay paired (and the seeds of existing runs
+# stay what they were), while the identity hash still keeps the old shards out of the folder.
+SEED_EXCLUDED = ("numerics_version", "files")
+# info() values that name a file the generator loaded: keys naming a checkpoint, or these file suffixes
+_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz", ".npy", ".json", ".yaml")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +111,24 @@ def numerics(device_type: str = "cpu", dtype: str = "fp32", tf32: bool = False) 
     return {"device_type": device_type, "dtype": canonical, "tf32": bool(tf32 and device_type == "cuda")}
 
 
+def loaded_files(info: dict[str, Any] | None, prefix: str = "") -> dict[str, str]:
+    """``{dotted info key: sha256}`` of every file a generator's ``info()`` names (nested dicts included, e.g. the
+    tokenizer's ``checkpoint``); keyed by role, not path, so the same weights in another folder match."""
+    from pathlib import Path
+
+    from harness.io import sha256_file
+
+    out: dict[str, str] = {}
+    for key, value in (info or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(loaded_files(value, f"{name}."))
+        elif isinstance(value, str) and value and not key.endswith("_sha256") \
+                and ("checkpoint" in key or value.endswith(_FILE_SUFFIXES)) and Path(value).is_file():
+            out[name] = sha256_file(value)
+    return dict(sorted(out.items()))
+
+
 def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None,
                       runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """The canonical dict that decides the pixels (see module docstring)."""
@@ -115,6 +147,8 @@ def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_inf
         "seed_scheme": p.seed_scheme,
         "seed": p.seed,
         "numerics": runtime or numerics(),
+        "numerics_version": NUMERICS_VERSION,
+        "files": loaded_files(info),
     }
     if p.seed_scheme == "chunk":
         ident["chunk_size"] = p.chunk_size
@@ -122,6 +156,11 @@ def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_inf
         ident.update(num_samples=p.num_samples, legacy_world_size=p.legacy_world_size,
                      legacy_batch_size=p.legacy_batch_size)
     return ident
+
+
+def seed_hash(identity: dict[str, Any]) -> str:
+    """The hash chunk seeds derive from: the identity without ``SEED_EXCLUDED``."""
+    return config.spec_hash({k: v for k, v in identity.items() if k not in SEED_EXCLUDED})
 
 
 def sampling_identity_hash(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None,

@@ -9,6 +9,12 @@ to the config's ``export:`` path (the package's committed weights). A killed run
 same folder continues from the last checkpoint step with the RNG state restored, so it draws the
 batches it would have drawn.
 
+The model and optimizer files are one checkpoint and change together: a save writes both into
+``.checkpoint-pending/``, then a ``committed.json`` there (the commit point), then renames them into place.
+A kill before the commit leaves the previous pair untouched (the pending folder is discarded on restart);
+a kill after it is rolled forward on restart. A pair whose steps still differ (copied by hand, or torn by
+an older version) is refused in one line rather than resumed.
+
 Floor 2: imports the bottom floor and ``harness.records``; model families import this module.
 """
 from __future__ import annotations
@@ -32,6 +38,8 @@ from harness.nn.checkpoint import CheckpointError, load_state_dict, save_safeten
 
 EXPORT_NAME = "model.safetensors"
 RECORD_NAME = "train_record.json"
+PENDING_DIR = ".checkpoint-pending"  # a checkpoint being saved (see the module docstring)
+COMMIT_NAME = "committed.json"      # written last into PENDING_DIR: from then on the pair is the checkpoint
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,6 +294,7 @@ class TrainLoop:
         self.started_at_step = 0
         self.seconds = 0.0
         if self.parallel.is_main:
+            self._finish_pending_save()
             self._check_config()
         self.parallel.barrier()  # the other ranks read the folder rank 0 has checked
         self._resume()
@@ -313,6 +322,24 @@ class TrainLoop:
         with atomic_path(self.out / "log.jsonl", "w"):
             pass
 
+    def _finish_pending_save(self) -> None:
+        """Roll a committed pending save forward, discard an uncommitted one (the previous pair is intact)."""
+        stage = self.out / PENDING_DIR
+        if not stage.is_dir():
+            return
+        if (stage / COMMIT_NAME).is_file():
+            for final in (self.model_path, self.optim_path):
+                if (stage / final.name).exists():
+                    os.replace(stage / final.name, final)
+        shutil.rmtree(stage)
+
+    def _checkpoint_step(self) -> int | None:
+        """The step ``last.safetensors`` records in its metadata (None for a file without one)."""
+        from harness.nn.checkpoint import read_metadata
+
+        step = read_metadata(self.model_path).get("step")
+        return int(step) if step is not None and str(step).isdigit() else None
+
     def _resume(self) -> None:
         if not self.has_checkpoint:
             return
@@ -326,18 +353,30 @@ class TrainLoop:
         if not isinstance(state, dict) or not {"optimizer", "generator", "step"} <= set(state):
             raise CheckpointError(f"{self.optim_path}: not an optimizer state of this harness "
                                   "(needs optimizer, generator, step); use a new --out folder")
+        model_step = self._checkpoint_step()
+        if model_step is not None and model_step != int(state["step"]):
+            raise CheckpointError(f"{self.out}: {self.model_path.name} is at step {model_step} but "
+                                  f"{self.optim_path.name} at step {int(state['step'])} (a torn checkpoint); "
+                                  "resuming would mix them: use a new --out folder")
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step = self.started_at_step = int(state["step"])
 
     def save(self) -> None:
+        """Both files of the checkpoint, as one (see the module docstring)."""
         if not self.parallel.is_main:
             return
+        stage = self.out / PENDING_DIR
+        if stage.exists():
+            shutil.rmtree(stage)
+        stage.mkdir()
         meta = {**self.metadata, "step": self.step, "config": self.config}
-        save_safetensors(self.model_path, self.model.state_dict(), meta)
-        with atomic_target(self.optim_path, suffix=".pt") as tmp:
+        save_safetensors(stage / self.model_path.name, self.model.state_dict(), meta)
+        with atomic_target(stage / self.optim_path.name, suffix=".pt") as tmp:
             torch.save({"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
                         "step": self.step}, tmp)
+        write_json_atomic(stage / COMMIT_NAME, {"step": self.step})
+        self._finish_pending_save()
 
     def run(self, step_fn: Callable[[int], Mapping[str, float]], progress: bool = True) -> list[dict]:
         from tqdm import tqdm

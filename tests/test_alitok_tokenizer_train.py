@@ -16,6 +16,7 @@ from alitok.train.tokenizer_stage2 import init_from_stage1, train_stage2
 from harness.config import ConfigError
 from harness.nn.checkpoint import load_state_dict
 from tokenizer_kill_resume import kill_then_resume, same_weights
+from cli_runs import HANG_GUARD_S
 
 MICRO_MODEL = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
                    encoder_layers=1, encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2,
@@ -155,7 +156,7 @@ def test_cli_train_reports_a_bad_stage2_source_in_one_line(tmp_path):
     cfg = tmp_path / "s2.yaml"
     cfg.write_text(f"trainer: alitok-stage2\nsteps: 1\nbatch_size: 2\ninit_from: {tmp_path}/missing.safetensors\n")
     proc = subprocess.run([sys.executable, "-m", "harness", "train", str(cfg), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing.safetensors: no such stage-1 checkpoint" in lines[0]

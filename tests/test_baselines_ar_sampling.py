@@ -23,6 +23,8 @@ from harness.interfaces import ARSampling
 from harness.nn.ar_generator import ARGenerator
 from harness.nn.ar_sampling import ar_sample, ar_sample_naive, cfg_scales
 
+from cli_runs import HANG_GUARD_S
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -308,11 +310,11 @@ def test_one_vs_two_processes_byte_identical(tmp_path):
     script.write_text(_SCRIPT.format(tests=str(REPO / "tests")))
     env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(script), str(tmp_path / "two")], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=HANG_GUARD_S)
     assert two.returncode == 0, two.stderr[-2000:]
     for family in FAMILIES:
         a = (tmp_path / "one" / family / "samples.npz").read_bytes()

@@ -179,7 +179,7 @@ def test_two_processes_equal_one_for_both_trainers(tmp_path):
     from cli_runs import max_weight_diff, python
 
     def torchrun(cfg, out):
-        return python("-m", "harness", "train", str(cfg), "--out", str(out), "--device", "cpu", nproc=2, timeout=300)
+        return python("-m", "harness", "train", str(cfg), "--out", str(out), "--device", "cpu", nproc=2)
 
     def same(a, b):
         assert max_weight_diff(a, b) <= 1e-5

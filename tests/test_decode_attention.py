@@ -18,6 +18,8 @@ from harness.nn import decode_attention
 from harness.nn.norms import RMSNorm
 from harness.nn.rope import apply_rope
 
+from cli_runs import HANG_GUARD_S
+
 pytestmark = pytest.mark.skipif(decode_attention.build_error() is not None,
                                 reason=f"no C compiler: {decode_attention.build_error()}")
 
@@ -173,7 +175,7 @@ def test_without_a_compiler_everything_falls_back_to_sdpa():
             "g = tiny_generator(device='cpu'); c = g.generate_codes(torch.tensor([1, 2]), torch.Generator().manual_seed(0));"
             "print(d.kernel_name(), g.attention_kernel(), 'failed' in (d.build_error() or ''), tuple(c.shape))")
     env = {**os.environ, "CC": "false"}  # `false` exits 1: the build fails as without a compiler
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[:3] == ["sdpa", "sdpa", "True"]
 

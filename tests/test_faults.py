@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -28,6 +29,8 @@ from harness.metrics.weights import WeightsInfo
 from harness.sampling import shards
 from harness.sampling.runner import sample
 from harness.specs import ModelSpec, ProtocolSpec, RunSpec
+
+from cli_runs import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -281,35 +284,46 @@ def test_second_job_on_a_folder_gets_one_line_then_waits(tmp_path, capsys):
     out.mkdir()
     other_tmp = out / ".spec.json.inflight.tmp"  # the other job's in-flight write
     other_tmp.write_bytes(b"partial")
-    code = ("import sys, time; from harness.locks import acquire; l = acquire(sys.argv[1]); "
-            "print('held', flush=True); time.sleep(float(sys.argv[2]))")
-    holder = subprocess.Popen([PY, "-c", code, str(out), "3"], cwd=REPO, stdout=subprocess.PIPE, text=True,
+    # the holder keeps the lock until the gate file exists (not for a fixed time a loaded machine may outlast)
+    gate = tmp_path / "release"
+    code = ("import os, sys, time; from harness.locks import acquire; l = acquire(sys.argv[1]); "
+            "print('held', flush=True)\nwhile not os.path.exists(sys.argv[2]): time.sleep(0.05)")
+    holder = subprocess.Popen([PY, "-c", code, str(out), str(gate)], cwd=REPO, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(FolderInUse, match=f"in use by PID {holder.pid}"):
-        sample(_spec(), out, device="cpu", progress=False, generator=NoiseGenerator())
-    assert other_tmp.exists()  # never deleted while another job holds the folder
-    t0 = time.time()
-    res = sample(_spec(), out, device="cpu", progress=False, generator=NoiseGenerator(), wait=True)
+    release = threading.Timer(0.5, gate.touch)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderInUse, match=f"in use by PID {holder.pid}"):
+            sample(_spec(), out, device="cpu", progress=False, generator=NoiseGenerator())
+        assert other_tmp.exists()  # never deleted while another job holds the folder
+        t0 = time.time()
+        release.start()  # the holder lets go 0.5 s from now; the waiting sampler then takes the folder
+        res = sample(_spec(), out, device="cpu", progress=False, generator=NoiseGenerator(), wait=True)
+    finally:
+        gate.touch()
+        holder.wait(timeout=HANG_GUARD_S)
     assert res.gathered["num_samples"] == 40 and time.time() - t0 > 0.5
     assert not other_tmp.exists()  # stale once the lock is ours: removed
-    holder.wait(timeout=30)
 
 
 def test_two_concurrent_cli_samplers(tmp_path):
-    out = tmp_path / "run"
+    out, gate = tmp_path / "run", tmp_path / "gate"
     args = ["-m", "harness", "sample", "--model", "real-data", "--protocol", "demo", "--num-samples", "44",
             "--chunk-size", "4", "--set", "model.options.per_class=8", "--no-progress", "--device", "cpu",
             "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALITOK_BENCH_TEST_CHUNK_DELAY": "1.0", "PYTHONPATH": str(REPO)}
+    # the first sampler holds after each chunk until the gate exists: the second starts while it runs, however
+    # slowly a loaded machine starts a Python process (a fixed per-chunk delay raced against that start-up)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALITOK_BENCH_TEST_CHUNK_GATE": str(gate), "PYTHONPATH": str(REPO)}
     first = subprocess.Popen([PY, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((out / "shards").glob("chunk_*.npz")):
-        time.sleep(0.05)
-    second = subprocess.run([PY, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    try:
+        while first.poll() is None and not list((out / "shards").glob("chunk_*.npz")):
+            time.sleep(0.05)
+        second = subprocess.run([PY, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    finally:
+        gate.touch()
     assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
     assert f"in use by PID {first.pid}" in second.stderr
-    _, err = first.communicate(timeout=300)
+    _, err = first.communicate(timeout=HANG_GUARD_S)
     assert first.returncode == 0, err  # the first was not disturbed
     with np.load(out / "samples.npz") as z:
         assert z["arr_0"].shape[0] == 44

@@ -178,7 +178,7 @@ def test_a_corrupt_jpeg_is_one_line_exit_2_naming_it(fake_root, tmp_path):
     bad = corrupt_one(root)
     cfg = _write(tmp_path / "s1.yaml", {"trainer": "alitok-stage1", "steps": 4, "batch_size": 24, "log_every": 1,
                                         "model": MICRO_MODEL, "data": {"source": "imagenet", "root": str(root)}})
-    r = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "run"), "--device", "cpu", timeout=120)
+    r = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "run"), "--device", "cpu")
     assert r.returncode == 2, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "cannot read image" in lines[0]
@@ -286,7 +286,7 @@ def test_imagenet_preset_runs_end_to_end_on_a_folder(fake_root, tmp_path):
     # the imagenet preset without its root: one line, exit 2 before any training
     bad = _tiny_imagenet_suite(tmp_path, tmp_path / "missing")
     r = python("-m", "harness", "ablate", str(bad), "--preset", "imagenet", "--out", str(tmp_path / "run2"),
-               "--rows", "A", timeout=300)
+               "--rows", "A")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
     assert f"imagenet_root: {tmp_path / 'missing'}: no such folder" in r.stderr
     assert not (tmp_path / "run2" / "seed0").exists()
@@ -305,7 +305,7 @@ def test_two_processes_equal_one_on_the_folder(fake_root, tmp_path):
                                        "optim": {"lr": 1e-3}})
     assert main(["train", str(s1), "--out", str(tmp_path / "s1_one"), "--device", "cpu"]) == 0
     proc = python("-m", "harness", "train", str(s1), "--out", str(tmp_path / "s1_two"), "--device", "cpu", nproc=2,
-                  cwd=tmp_path, timeout=300)
+                  cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert max_weight_diff(tmp_path / "s1_one/last.safetensors", tmp_path / "s1_two/last.safetensors") <= 1e-5
     ar = _write(tmp_path / "ar.yaml", {
@@ -317,7 +317,7 @@ def test_two_processes_equal_one_on_the_folder(fake_root, tmp_path):
         "optim": {"warmup_steps": 1}})
     assert main(["train", str(ar), "--out", str(tmp_path / "ar_one"), "--device", "cpu"]) == 0
     proc = python("-m", "harness", "train", str(ar), "--out", str(tmp_path / "ar_two"), "--device", "cpu", nproc=2,
-                  cwd=tmp_path, timeout=300)
+                  cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert max_weight_diff(tmp_path / "ar_one/last.safetensors", tmp_path / "ar_two/last.safetensors") <= 1e-5
     one, two = (json.loads((tmp_path / d / "train_record.json").read_text()) for d in ("ar_one", "ar_two"))

@@ -94,3 +94,31 @@ def test_batch_size_does_not_change_features(ex, sets, tmp_path):
     for layer in ("pool", "spatial"):
         diff = np.abs(getattr(small, layer) - getattr(whole, layer)[:6]).max()
         assert diff <= 1e-5, (layer, diff)
+
+
+def test_the_same_weights_converted_twice_carry_one_digest(tmp_path, monkeypatch):
+    """The reported problem: fid-helper's pool3 weights converted on two machines carried two sha256s (the
+    converted file's bytes differ: torch.save writes the temporary file's name, which holds the PID, into the
+    archive). The digest is of the tensors now, so equal weights give equal digests; the file digests still
+    differ and are kept as file_sha256."""
+    from harness.metrics import weights as w
+    from harness.nn.checkpoint import state_dict_sha256
+
+    infos = []
+    for pid in (1111, 2222):  # two conversions, as by two processes
+        monkeypatch.setenv("ALITOK_BENCH_CACHE", str(tmp_path / str(pid)))
+        monkeypatch.setattr(w.os, "getpid", lambda pid=pid: pid)
+        infos.append(w.resolve_weights("fid-helper"))
+    a, b = infos
+    assert a.file_sha256 != b.file_sha256  # the files differ in their bytes ...
+    assert a.sha256 == b.sha256 and a.describe()["sha256_of"] == "tensors"  # ... the weights do not
+    state = w.load_state_file(a.path)
+    assert a.sha256 == state_dict_sha256(state) == state_dict_sha256(dict(reversed(list(state.items()))))
+    changed = {**state, "fc.bias": state["fc.bias"].clone()}
+    changed["fc.bias"][0] = 1e-30  # one value of 28M
+    assert state_dict_sha256(changed) != a.sha256
+    assert state_dict_sha256({**state, "fc.bias": state["fc.bias"].double()}) != a.sha256  # same values, other dtype
+    renamed = {("fc.b" if k == "fc.bias" else k): v for k, v in state.items()}
+    assert state_dict_sha256(renamed) != a.sha256
+    official = w.WeightsInfo("x.pth", "file", a.path, "f" * 64, has_logits=False)
+    assert official.describe()["sha256_of"] == "file" and official.describe()["file_sha256"] == "f" * 64

@@ -112,3 +112,24 @@ def test_eval_records_are_named_after_the_sampling_model_and_added_per_reference
     assert sorted(df["kind"]) == ["eval", "eval", "sample"]
     assert set(df.loc[df["kind"] == "eval", "model.name"]) == {"toy-gen"}
     assert df.loc[df["kind"] == "eval", "metric_provenance.reference.path"].nunique() == 2
+
+
+def test_dirty_means_the_code_not_the_results(tmp_path):
+    """Regenerating a committed result in place (``run golden --out results/golden``) rewrites its folder
+    before the record is written: that made every regenerated golden record say dirty: true."""
+    import subprocess
+
+    def git(*a):
+        subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    assert git_info(tmp_path)["dirty"] is False
+    (tmp_path / "results" / "r.json").write_text('{"fid": 1}')
+    assert git_info(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_info(tmp_path)["dirty"] is True

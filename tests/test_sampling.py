@@ -1,12 +1,14 @@
 """Sampling plan, legacy_rank layout and seeds, 1 vs 2 processes, SIGKILL + resume."""
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from harness.interfaces import Generator, NoSampling
+from harness.io import sha256_bytes
 from harness.protocols import get_protocol
 from harness.sampling import shards
 from harness.sampling.plan import SamplingPlan
@@ -14,6 +16,8 @@ from harness.sampling.runner import sample
 from harness.specs import ModelSpec, ProtocolSpec, RunSpec, sampling_identity_hash
 
 from cli_runs import python, sample_killed_midway, sample_one_and_two_processes
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 
@@ -153,7 +157,7 @@ def test_sigkill_midway_then_resume_byte_identical(tmp_path):
     ref = python("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "killed"
-    done_before = sample_killed_midway(SAMPLE_ARGS, out, timeout=120)
+    done_before = sample_killed_midway(SAMPLE_ARGS, out)
     assert 3 <= done_before < 10 and not (out / "samples.npz").exists()
     again = python("-m", "harness", "sample", *SAMPLE_ARGS, "--out", str(out))
     assert again.returncode == 0, again.stderr
@@ -184,3 +188,89 @@ def test_numerics_that_change_pixels_are_part_of_the_identity(tmp_path):
     payload = json.loads((tmp_path / "s" / "spec.json").read_text())
     assert payload["sampling_identity"]["numerics"] == {"device_type": "cpu", "dtype": "fp32", "tf32": False}
     assert payload["sampling_identity_hash"] == base == res.resolved.identity_hash
+
+
+def test_every_loaded_file_and_the_numerics_version_are_part_of_the_identity(tmp_path, monkeypatch):
+    """The files a generator loads enter by digest, nested ones too (the tokenizer's checkpoint sat one level
+    down in info() and was missed), keyed by role so the same bytes elsewhere match; bumping
+    NUMERICS_VERSION (a code change that moves pixels) changes the identity."""
+    from harness import specs
+    from harness.interfaces import NoSampling
+    from harness.protocols import get_protocol
+    from harness.specs import ModelSpec, RunSpec, sampling_identity_hash
+
+    spec = RunSpec(ModelSpec("real-data"), get_protocol("demo"))
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "ar.safetensors").write_bytes(b"generator weights")
+        (tmp_path / folder / "tok.safetensors").write_bytes(b"tokenizer weights")
+
+    def info(folder):
+        return {"checkpoint": str(tmp_path / folder / "ar.safetensors"), "linear_kernel": "onednn-packed",
+                "tokenizer": {"name": "t", "checkpoint": str(tmp_path / folder / "tok.safetensors")}}
+
+    h = lambda i: sampling_identity_hash(spec, NoSampling(), "truncate", i)  # noqa: E731
+    base = h(info("a"))
+    assert h(info("b")) == base  # the same bytes at another path
+    (tmp_path / "b" / "tok.safetensors").write_bytes(b"retrained tokenizer")
+    assert h(info("b")) != base  # only the nested tokenizer file changed
+    assert specs.sampling_identity(spec, NoSampling(), "truncate", info("a"))["files"] == {
+        "checkpoint": sha256_bytes(b"generator weights"), "tokenizer.checkpoint": sha256_bytes(b"tokenizer weights")}
+    seeds = specs.seed_hash(specs.sampling_identity(spec, NoSampling(), "truncate", info("a")))
+    monkeypatch.setattr(specs, "NUMERICS_VERSION", specs.NUMERICS_VERSION + 1)
+    assert h(info("a")) != base
+    # the chunk seeds do not move with the files or the numerics version: before/after comparisons stay paired
+    # (and every existing run keeps its seeds: the seed hash is the identity hash as it was before these keys)
+    for i in (info("a"), info("b")):
+        assert specs.seed_hash(specs.sampling_identity(spec, NoSampling(), "truncate", i)) == seeds
+    old = {k: v for k, v in specs.sampling_identity(spec, NoSampling(), "truncate", info("a")).items()
+           if k not in ("files", "numerics_version")}
+    assert seeds == specs.config.spec_hash(old)
+
+
+def test_the_committed_default_weights_are_in_the_identity():
+    """alitok-tiny loads its committed weights by default (no checkpoint in the spec): both files, by digest."""
+    from harness.io import sha256_file
+    from harness.records import model_info
+    from harness.registry import generators, load_plugins
+    from harness.specs import loaded_files
+
+    load_plugins()
+    files = loaded_files(model_info(generators.get("alitok-tiny")(device=torch.device("cpu")).info()))
+    weights = REPO / "alitok" / "weights"
+    assert files == {"checkpoint": sha256_file(weights / "tiny_ar.safetensors"),
+                     "tokenizer.checkpoint": sha256_file(weights / "tiny_tokenizer.safetensors")}
+
+
+def test_records_name_the_cpu_model_and_kernels_and_a_resume_on_another_cpu(tmp_path, monkeypatch):
+    """The sample record names the machine (CPU model from /proc/cpuinfo, not just "x86_64"; GPU name; the
+    kernels that ran); a folder continued on another CPU model says so, since its bytes may differ."""
+    import time
+
+    from harness import devices
+    from harness.sampling.record import sample_record
+
+    proto = dataclasses.replace(get_protocol("demo"), num_samples=50)
+    spec = RunSpec(ModelSpec("real-data"), proto)
+    monkeypatch.setattr(devices, "cpu_model", lambda: "CPU A")
+    first = sample_record(sample(spec, tmp_path / "s", device="cpu", progress=False), time.time())
+    assert first.machine["cpu_model"] == "CPU A" and first.machine["gpu_name"] == devices.gpu_name()
+    assert first.env["device_name"] == "CPU A"  # was platform.processor(): "x86_64" on every x86 machine
+    assert first.machine["chunks_made_on"] == [{"cpu_model": "CPU A", "kernels": ""}]
+    assert not any("another machine" in n for n in first.notes)
+    monkeypatch.setattr(devices, "cpu_model", lambda: "CPU B")  # two more chunks, made on another CPU
+    spec = RunSpec(ModelSpec("real-data"), dataclasses.replace(proto, num_samples=100))
+    second = sample_record(sample(spec, tmp_path / "s", device="cpu", progress=False), time.time())
+    assert second.machine["cpu_model"] == "CPU B"
+    assert [m["cpu_model"] for m in second.machine["chunks_made_on"]] == ["CPU A", "CPU B"]
+    (note,) = [n for n in second.notes if "another machine" in n]
+    assert "CPU A" in note and "CPU B" in note
+
+
+def test_the_machine_block_names_the_kernels_a_generator_ran():
+    from harness.records import RunRecord, kernels_of
+
+    info = {"linear_kernel": "onednn-packed", "attention_kernel": "c-decode"}
+    rec = RunRecord(kind="sample", machine={"kernels": kernels_of(info)})
+    assert rec.machine["kernels"] == {"linear": "onednn-packed", "attention": "c-decode"}
+    assert set(rec.machine) == {"cpu_model", "gpu_name", "kernels"} and rec.machine["cpu_model"]

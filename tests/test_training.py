@@ -45,7 +45,7 @@ def test_config_paths_resolve_against_the_config_folder(tmp_path):
 
 
 def _cli(args, cwd):
-    return python("-m", "harness", *args, cwd=cwd, timeout=300)
+    return python("-m", "harness", *args, cwd=cwd)
 
 
 def test_training_the_tiny_config_leaves_the_package_weights_alone(tmp_path):
@@ -153,7 +153,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     cfg = _micro_stage1(tmp_path, 4)
     assert main(["train", str(cfg), "--out", str(tmp_path / "one"), "--device", "cpu"]) == 0
     proc = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu", nproc=2,
-                  cwd=tmp_path, timeout=300)
+                  cwd=tmp_path)
     assert proc.returncode == 0, _errors(proc.stderr)
     _same_weights(tmp_path / "one/last.safetensors", tmp_path / "two/last.safetensors")
     one = [json.loads(x) for x in (tmp_path / "one/log.jsonl").read_text().splitlines()]
@@ -168,7 +168,7 @@ def test_a_run_resumes_on_another_world_size(tmp_path):
     full = _micro_stage1(tmp_path, 4)
     assert main(["train", str(full), "--out", str(tmp_path / "straight"), "--device", "cpu"]) == 0
     proc = python("-m", "harness", "train", str(_micro_stage1(tmp_path, 2)), "--out", str(tmp_path / "moved"),
-                  "--device", "cpu", nproc=2, cwd=tmp_path, timeout=300)
+                  "--device", "cpu", nproc=2, cwd=tmp_path)
     assert proc.returncode == 0, _errors(proc.stderr)
     config = json.loads((tmp_path / "moved/config.json").read_text())
     (tmp_path / "moved/config.json").write_text(json.dumps({**config, "steps": 4}))
@@ -189,7 +189,7 @@ def test_ar_trainer_two_processes_equal_one(tmp_path):
         "data": {"per_class_train": 1, "per_class_val": 1, "ten_crop": False}, "optim": {"warmup_steps": 1}}))
     assert main(["train", str(cfg), "--out", str(tmp_path / "one"), "--device", "cpu"]) == 0
     proc = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu", nproc=2,
-                  cwd=tmp_path, timeout=300)
+                  cwd=tmp_path)
     assert proc.returncode == 0, _errors(proc.stderr)
     _same_weights(tmp_path / "one/last.safetensors", tmp_path / "two/last.safetensors")
     record = json.loads((tmp_path / "two/train_record.json").read_text())
@@ -203,6 +203,103 @@ def test_a_second_job_on_the_same_training_folder_is_refused(tmp_path):
     out = tmp_path / "run"
     cfg = Path(__file__).resolve().parent.parent / "alitok" / "configs" / "train_tiny_stage1.yaml"
     with acquire(out, what="training folder"):  # another job holds the folder
-        run = python("-m", "harness", "train", str(cfg), "--out", str(out), "--set", "steps=1", timeout=300)
+        run = python("-m", "harness", "train", str(cfg), "--out", str(out), "--set", "steps=1")
     assert run.returncode == 2 and "in use by" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not (out / "log.jsonl").exists()
+
+
+# ---------------------------------------------------------------------------------------------- torn checkpoints
+def _toy_loop(out, steps=6):
+    """A linear model under AdamW, checkpointed every 2 steps; its batches come from the loop's generator."""
+    from harness.training import TrainLoop
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    loop = TrainLoop(out, model, opt, steps, seed=0, config={"toy": 1}, ckpt_every=2, log_every=1)
+
+    def step(i):
+        loss = model(torch.randn(4, 3, generator=loop.generator)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss)}
+
+    return loop, step
+
+
+def _uninterrupted(tmp_path):
+    loop, step = _toy_loop(tmp_path / "whole")
+    loop.run(step, progress=False)
+    return loop.model.state_dict()
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_kill_between_the_model_and_optimizer_writes_resumes_from_the_previous_pair(tmp_path, monkeypatch):
+    # the reported problem: killed after last.safetensors (step 4) was written and before last_optim.pt was,
+    # `train` resumed at step 2 on the step-4 weights and exited 0
+    want = _uninterrupted(tmp_path)
+    real_save = torch.save
+
+    def killed_at_step_4(obj, f, *a, **k):
+        if isinstance(obj, dict) and obj.get("step") == 4:
+            raise KeyboardInterrupt
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", killed_at_step_4)
+    loop, step = _toy_loop(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(step, progress=False)
+    monkeypatch.setattr(torch, "save", real_save)
+    loop, step = _toy_loop(tmp_path / "run")
+    assert loop.step == 2  # the last complete pair
+    loop.run(step, progress=False)
+    _assert_same(loop.model.state_dict(), want)
+    assert not (tmp_path / "run" / ".checkpoint-pending").exists()
+
+
+def test_a_kill_between_the_two_renames_rolls_the_committed_pair_forward(tmp_path, monkeypatch):
+    want = _uninterrupted(tmp_path)
+    import os
+
+    real_replace = os.replace
+
+    def killed_after_the_model(src, dst, *a, **k):
+        if Path(src).parent.name == ".checkpoint-pending" and Path(dst).parent.name == "run" \
+                and Path(dst).name == "last_optim.pt":
+            seen.append(dst)
+            if len(seen) == 2:  # the step-4 save, committed, its model file already in place
+                raise KeyboardInterrupt
+        return real_replace(src, dst, *a, **k)
+
+    seen: list = []
+    loop, step = _toy_loop(tmp_path / "run", steps=4)  # the kill lands at the step-4 save
+    monkeypatch.setattr(os, "replace", killed_after_the_model)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(step, progress=False)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert len(seen) == 2  # the model file was already renamed into place, the optimizer file was not
+    from harness.nn.checkpoint import read_metadata
+
+    run = tmp_path / "run"
+    assert read_metadata(run / "last.safetensors")["step"] == "4"
+    assert torch.load(run / "last_optim.pt", weights_only=True)["step"] == 2  # torn on disk until the restart
+    loop, step = _toy_loop(tmp_path / "run")
+    assert loop.step == 4  # rolled forward: both files at step 4
+    loop.run(step, progress=False)
+    _assert_same(loop.model.state_dict(), want)
+
+
+def test_a_pair_whose_steps_differ_is_refused_in_one_line(tmp_path):
+    from harness.nn.checkpoint import CheckpointError
+
+    loop, step = _toy_loop(tmp_path / "run", steps=4)
+    loop.run(step, progress=False)  # pair at step 4; now put a step-2 optimizer state beside the step-4 model
+    state = torch.load(tmp_path / "run" / "last_optim.pt", weights_only=True)
+    torch.save({**state, "step": 2}, tmp_path / "run" / "last_optim.pt")
+    with pytest.raises(CheckpointError) as e:
+        _toy_loop(tmp_path / "run")
+    assert "last.safetensors is at step 4 but last_optim.pt at step 2" in str(e.value) and "\n" not in str(e.value)

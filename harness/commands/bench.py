@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.devices import resolve_device
     from harness.io import write_json_atomic, write_text_atomic
     from harness.records import RunRecord, code_info, env_info, model_info, write_record
+    from harness.records import machine_info as record_machine
     from harness.speed.bench import bench_interleaved, markdown_table, ratios
     from harness.speed.timing import load_average, machine_info, set_threads
 
@@ -193,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
             model={**model_info(res.info), "registry_name": name, "sampling": res.sampling,
                    "weights": "random" if settings.random_weights else "checkpoint"},
             code=code, env={**env_info(device), **machine}, speed=summary,
+            machine=record_machine(device, {k: str(v) for k, v in (("linear", summary["applied"].get("linear_kernel")),
+                                   ("attention", summary["applied"].get("attention_kernel"))) if v not in (None, "n/a")}),
             timings={"total_median_s": summary["total_s"]["median"]}, notes=notes)
         write_record(rec, out, f"bench_{res.name}_b{settings.batch_size}_{settings.dtype}_record.json")
     table = markdown_table(rows)

@@ -4,7 +4,9 @@ The images are cut into the same batches a single process would use (batch b = i
 [b*bs, (b+1)*bs)); rank r extracts the contiguous run of batches ``[r*B//W, (r+1)*B//W)``. Every batch
 therefore holds the same images at the same batch size as in one process, so each feature is
 bit-identical, and after an all-gather in rank order every rank holds exactly the single-process
-feature matrix: statistics agree to float64 round-off (in practice bit for bit). Rank 0 alone writes
+feature matrix, and rank 0 streams the same float64 moments: the metrics are bit for bit those of one
+process run with the same thread counts (torchrun gives each rank OMP_NUM_THREADS=1; a one-process run on
+more BLAS threads rounds the Frechet distance's linear algebra differently, ~1e-10 relative). Rank 0 alone writes
 the cache, atomically (harness/io.py), and the others wait at a barrier, so the file is written once.
 Backend: gloo on CPU, nccl when CUDA is present (``init_from_env``); without torch.distributed
 initialised everything runs in one process.

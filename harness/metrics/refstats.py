@@ -195,7 +195,8 @@ def check_compatible(ref: Reference, extractor_info: dict, image_size: tuple[int
     if ref.metadata is not None:
         meta = ref.metadata
         ref_w = meta.get("weights") or {}
-        if ref_w.get("sha256") != weights["sha256"]:
+        # a reference from before weights were identified by their tensors names the file's sha256
+        if ref_w.get("sha256") not in (weights["sha256"], weights.get("file_sha256")):
             raise ReferenceMismatch(f"{where}: reference statistics were computed with Inception weights "
                                     f"{ref_w.get('kind')} sha256 {str(ref_w.get('sha256'))[:12]}..., the samples with "
                                     f"{weights['kind']} sha256 {weights['sha256'][:12]}...; use --inception "

@@ -8,11 +8,16 @@
 - random:SEED: He-normal convs (randn*sqrt(2/fan_in)), fc randn/sqrt(2048), identity BN. PyTorch's default
               init makes activations vanish with depth and FID meaningless (reference/offline.md).
 - PATH:       any state-dict file in torch-fidelity's layout.
-Every file is identified by its sha256; results carry it.
+Results carry a sha256 that identifies the weights: for official and PATH the file's (the file is the
+artifact); for fid-helper and random:SEED, whose file is only our cache of a conversion, the sha256 of the
+tensors in a canonical order (``harness.nn.checkpoint.state_dict_sha256``), so the same weights converted
+on two machines (or twice: torch.save writes the temporary file's name into the archive) carry one digest.
+``file_sha256`` names the file either way.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import sys
@@ -37,8 +42,9 @@ class WeightsInfo:
     spec: str            # what the user asked for ("fid-helper", "random:0", a path, ...)
     kind: str            # official | fid-helper | random | file
     path: Path
-    sha256: str
+    sha256: str          # the weights' identity: the file's sha256 (official, PATH) or the tensors' (converted)
     has_logits: bool     # False: the fc layer is not real, so IS must not be reported
+    file_sha256: str | None = None  # the file's own sha256 (None: same as sha256)
 
     @property
     def is_official(self) -> bool:
@@ -46,7 +52,9 @@ class WeightsInfo:
 
     def describe(self) -> dict:
         return {"spec": self.spec, "kind": self.kind, "path": str(self.path), "sha256": self.sha256,
-                "has_logits": self.has_logits, "official": self.is_official}
+                "sha256_of": "file" if self.file_sha256 in (None, self.sha256) else "tensors",
+                "file_sha256": self.file_sha256 or self.sha256, "has_logits": self.has_logits,
+                "official": self.is_official}
 
 
 def cache_dir() -> Path:
@@ -238,6 +246,19 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+@functools.lru_cache(maxsize=8)
+def _tensors_sha256(path: str, size: int, mtime_ns: int) -> str:
+    from harness.nn.checkpoint import state_dict_sha256
+
+    return state_dict_sha256(load_state_file(Path(path)))
+
+
+def tensors_sha256(path: Path) -> str:
+    """``state_dict_sha256`` of a weights file (computed once per file version)."""
+    st = path.stat()
+    return _tensors_sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
 def resolve_weights(spec: str = "fid-helper") -> WeightsInfo:
     """Turn ``official|fid-helper|random:SEED|PATH`` into a file + sha256 (creating cached files once)."""
     spec = str(spec)
@@ -253,13 +274,14 @@ def resolve_weights(spec: str = "fid-helper") -> WeightsInfo:
         return WeightsInfo(spec, "official", path, sha, has_logits=True)
     if spec == "fid-helper":
         path = fid_helper_weights()
-        return WeightsInfo(spec, "fid-helper", path, sha256_file(path), has_logits=False)
+        return WeightsInfo(spec, "fid-helper", path, tensors_sha256(path), has_logits=False,
+                           file_sha256=sha256_file(path))
     if spec.startswith("random:"):
         seed = spec.split(":", 1)[1]
         if not seed.lstrip("-").isdigit():
             raise ValueError(f"--inception {spec!r}: expected random:SEED with an integer seed")
         path = random_weights(int(seed))
-        return WeightsInfo(spec, "random", path, sha256_file(path), has_logits=True)
+        return WeightsInfo(spec, "random", path, tensors_sha256(path), has_logits=True, file_sha256=sha256_file(path))
     path = Path(spec).expanduser()
     if not path.is_file():
         raise InputFileError(path, "Inception weights file not found (use official, fid-helper, random:SEED or a path)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
+import hashlib
 import json
 import os
 import pickle
@@ -219,3 +220,16 @@ def save_safetensors(path: str | os.PathLike, state_dict: Mapping[str, torch.Ten
         if os.path.exists(tmp):
             os.unlink(tmp)
     return p
+
+
+def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of the weights themselves, not of a file holding them: for each tensor, names sorted, its name,
+    dtype and shape (as JSON) then its bytes (contiguous, CPU, native = little-endian order). Two files with
+    equal tensors (saved by another torch version, under another temporary name, in another key order) give
+    one digest; any changed value, dtype, shape or name gives another."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype).removeprefix("torch."), list(t.shape)]).encode() + b"\0")
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()

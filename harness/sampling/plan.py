@@ -1,7 +1,8 @@
 """Which sample index gets which label, which chunk, and which random stream.
 
 ``chunk`` scheme (default): label(i) = i % C; chunk k = indices [k*cs, (k+1)*cs) (last may be
-short); chunk k draws from its own ``torch.Generator`` seeded with sha256(seed, identity hash, k),
+short); chunk k draws from its own ``torch.Generator`` seeded with sha256(seed, seed hash, k)
+(``harness.specs.seed_hash``: the identity without the loaded files and the numerics version),
 so results do not depend on how many processes ran or in what order.
 
 ``legacy_rank`` scheme, the official AliTok / 1d-tokenizer sampling script: labels
@@ -39,9 +40,11 @@ def chunk_seed(base_seed: int, identity_hash: str, k: int) -> int:
 
 
 class SamplingPlan:
-    def __init__(self, protocol: ProtocolSpec, identity_hash: str):
+    def __init__(self, protocol: ProtocolSpec, identity_hash: str, seed_hash: str | None = None):
+        """``seed_hash`` (default: ``identity_hash``) names the chunk seeds: ``harness.specs.seed_hash``."""
         self.protocol = protocol
         self.identity_hash = identity_hash
+        self.seed_hash = seed_hash or identity_hash
         p = protocol
         self.num_samples = p.num_samples
         self.legacy = p.seed_scheme == "legacy_rank"
@@ -87,7 +90,7 @@ class SamplingPlan:
         """Seed of the generator a chunk starts from (legacy: only for step 0; later steps continue)."""
         if self.legacy:
             return self.protocol.seed + chunk.stream
-        return chunk_seed(self.protocol.seed, self.identity_hash, chunk.index)
+        return chunk_seed(self.protocol.seed, self.seed_hash, chunk.index)
 
     def previous(self, chunk: Chunk) -> int | None:
         """Legacy: the chunk whose end RNG state this chunk starts from."""

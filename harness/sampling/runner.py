@@ -28,9 +28,10 @@ from harness.sampling import shards
 from harness.sampling.gather import gather
 from harness.sampling.plan import SamplingPlan
 from harness.specs import (ModelSpec, RunSpec, numerics, resolve_quantization, resolve_sampling, run_spec_hash,
-                           sampling_identity)
+                           sampling_identity, seed_hash)
 
 CHUNK_DELAY_ENV = "ALITOK_BENCH_TEST_CHUNK_DELAY"  # tests only: seconds to sleep after each chunk
+CHUNK_GATE_ENV = "ALITOK_BENCH_TEST_CHUNK_GATE"  # tests only: after each chunk, wait until this file exists
 
 
 @dataclasses.dataclass
@@ -44,10 +45,11 @@ class Resolved:
     identity: dict[str, Any]
     identity_hash: str
     spec_hash: str
+    seed_hash: str  # what the chunk seeds derive from (harness.specs.seed_hash)
 
     @property
     def plan(self) -> SamplingPlan:
-        return SamplingPlan(self.spec.protocol, self.identity_hash)
+        return SamplingPlan(self.spec.protocol, self.identity_hash, self.seed_hash)
 
 
 @dataclasses.dataclass
@@ -140,12 +142,13 @@ def resolve(spec: RunSpec, generator: Generator, runtime: dict[str, Any] | None 
 
     info = model_info(generator.info())
     ident = sampling_identity(spec, sampling, quant, info, runtime)
-    return Resolved(spec, generator, sampling, quant, info, ident, config.spec_hash(ident), run_spec_hash(spec))
+    return Resolved(spec, generator, sampling, quant, info, ident, config.spec_hash(ident), run_spec_hash(spec),
+                    seed_hash(ident))
 
 
 def folder_payload(r: Resolved) -> dict[str, Any]:
     return {"spec": config.to_dict(r.spec), "spec_hash": r.spec_hash, "sampling_identity": r.identity,
-            "sampling_identity_hash": r.identity_hash, "sampling": config.to_dict(r.sampling),
+            "sampling_identity_hash": r.identity_hash, "seed_hash": r.seed_hash, "sampling": config.to_dict(r.sampling),
             "quantization": r.quantization}
 
 
@@ -192,21 +195,25 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
 
 
 def run_conditions(dev: torch.device, world_size: int) -> dict[str, Any]:
-    """What a throughput figure depends on besides the model: threads, load at start, device, processes."""
+    """What a throughput figure depends on besides the model: threads, load at start, device, processes; and
+    the CPU model, which (with the kernels, added by the caller) decides how the arithmetic rounds."""
     try:
         load = round(os.getloadavg()[0], 2)
     except OSError:
         load = None
     return {"torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "loadavg_1m_at_start": load, "cpu_count": os.cpu_count(), "device": devices.device_name(dev),
-            "world_size": world_size}
+            "cpu_model": devices.cpu_model(), "world_size": world_size}
 
 
 def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress) -> SampleResult:
-    conditions = run_conditions(dev, dist.world_size)
+    from harness.records import kernels_of
+
+    conditions = {**run_conditions(dev, dist.world_size), "kernels": kernels_of(r.model_info)}
     mine = plan.chunks_for_rank(dist.rank, dist.world_size)
     manifest = shards.read_manifest(out)
     delay = float(os.environ.get(CHUNK_DELAY_ENV, "0") or 0)
+    gate = os.environ.get(CHUNK_GATE_ENV)
     ran = skipped = made = 0
     seconds = 0.0
     rng: torch.Generator | None = None
@@ -251,6 +258,8 @@ def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress) -> Sample
         bar.update(1)
         if delay:
             time.sleep(delay)
+        while gate and not os.path.exists(gate):  # a test holds the run here, whatever the machine's load
+            time.sleep(0.05)
     bar.close()
 
     devices.barrier()
