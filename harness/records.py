@@ -207,11 +207,11 @@ def write_result_json(data: dict[str, Any], path: str | Path, command: str | Non
 
 def read_record(path: str | Path) -> dict[str, Any]:
     from harness.errors import InputFileError
+    from harness.io import read_json
 
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputFileError(path, f"not a readable record ({e})") from None
+    # the one JSON reader: UTF-8 only, depth-limited, one line naming the file; non-finite values are
+    # read (a gate must see them and fail) rather than refused
+    data = read_json(path)
     if not isinstance(data, dict) or "kind" not in data or "run_id" not in data:
         raise InputFileError(path, "not a run record (no kind/run_id)")
     return data

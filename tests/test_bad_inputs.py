@@ -234,6 +234,23 @@ def test_json_reader_refuses_bad_utf8_deep_nesting_and_overflow(tmp_path):
     assert parse_json('{"n": 1e3}', "x.json", finite=True) == {"n": 1000.0}
 
 
+@pytest.mark.parametrize("verb", ["report", "claims", "compare"])
+def test_unreadable_record_is_one_line_through_every_verb(tmp_path, capsys, verb):
+    """Before: a record of invalid UTF-8, or one nested 200k deep, was a traceback through report,
+    compare and claims (records.read_record parsed JSON itself)."""
+    res = tmp_path / "res"
+    res.mkdir()
+    for name, body in (("bad_record.json", b'{"kind": "eval", "run_id": "\xff"}'),
+                       ("deep_record.json", b"[" * 200_000 + b"]" * 200_000)):
+        rec = res / name
+        rec.write_bytes(body)
+        argv = {"report": ["report", str(res), "--out", str(tmp_path / "out")],
+                "claims": ["claims", str(res), "--out", str(tmp_path / "claims")],
+                "compare": ["compare", str(res), str(res), "--fail", "fid:+2%"]}[verb]
+        one_line_exit_2(capsys, argv, str(rec), "not UTF-8" if name.startswith("bad") else "not valid JSON")
+        rec.unlink()
+
+
 def _record(folder: Path, name="eval_record.json", **fields):
     folder.mkdir(parents=True, exist_ok=True)
     rec = {"kind": "eval", "run_id": name, "label": name.split("_")[0], "metrics": {"fid": 10.0}, **fields}
