@@ -18,6 +18,8 @@ def _rec(label, fid, ips, fid_std=None, machine=MACHINE):
     d["label"] = label
     if machine is not None:
         d["machine"] = dict(machine)
+    else:  # a record from before records named their machine (RunRecord now fills in this one's)
+        d.pop("machine", None)
     return d
 
 

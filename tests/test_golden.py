@@ -97,10 +97,11 @@ def test_tiny_generator_quality_golden(tmp_path, capsys):
     band = metric_band(golden_fid) + BAND_SDS * sd * math.sqrt(m / n)
 
     # the metric alone: the committed samples, evaluated here, give the committed FID within the metric band
-    from harness.metrics.evaluate import evaluate_samples
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
 
     (ref,) = (out / "reference").glob("*.npz")
-    again = evaluate_samples(base_dir / "samples.npz", ref, metrics=("fid",), inception="fid-helper", device="cpu")
+    again = evaluate_samples(base_dir / "samples.npz", ref, EvalOptions(metrics=("fid",), inception="fid-helper",
+                                                                         device="cpu"))
     assert abs(again.metrics["fid"] - golden_fid) <= metric_band(golden_fid), (again.metrics["fid"], golden_fid)
 
     gates = ["--fail", f"fid:+{band:.6f}", "--fail", f"fid:-{band:.6f}"]
