@@ -72,7 +72,12 @@ def test_missing_input_is_a_skipped_record_naming_file_and_source(suite_run):
     out, table, lines = suite_run
     rec = _rec(out / "big")
     assert rec["status"] == "skipped" and rec["spec"]["label"] == "big"
-    assert rec["notes"] == ["skipped: missing w/alitok_b.bin: AliTok-B weights; get it from the AliTok README"]
+    # the tokenizer the entry leaves unset is looked for in the weights root, and named with its fetch command
+    from harness.fetch.store import path_of
+
+    assert rec["notes"] == ["skipped: missing w/alitok_b.bin: AliTok-B weights; get it from the AliTok README",
+                            f"skipped: missing {path_of('AliTok.pth')}: AliTok tokenizer v1; get it from "
+                            "`alitok-bench fetch AliTok.pth` (or: alitok-bench fetch --suite t)"]
     assert any(line.startswith("big: skipped: missing w/alitok_b.bin") for line in lines)
     assert table.set_index("label").loc["big", "status"] == "skipped"
 

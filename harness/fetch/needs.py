@@ -56,3 +56,21 @@ def official_name(path: str | None) -> str | None:
         return rel
     folder = rel.rstrip("/") + "/"
     return folder if catalog.files_of(folder) else None
+
+
+def fetch_hint(model: Any, root=None) -> str | None:
+    """``fetch: alitok-bench fetch NAME`` when a file the registry entry takes from the weights root is
+    absent (slots the spec sets to its own paths are not counted), else None."""
+    needs = catalog.NEEDS.get(model.name)
+    if not needs or model.options.get("random_weights"):
+        return None
+    absent = []
+    for slot, name in needs.items():
+        given = model.options.get(slot[len("options."):]) if slot.startswith("options.") else getattr(model, slot)
+        path = store.path_of(name, root)
+        if (given is None or given == str(path)) and not path.exists():
+            absent.append(name)
+    if not absent:
+        return None
+    return (f"official files missing from {store.weights_root(root)}: {', '.join(absent)}; "
+            f"get them with: alitok-bench fetch {model.name}")
