@@ -331,3 +331,14 @@ def test_catalog_covers_every_official_registry_entry():
         for f in files.values():
             assert catalog.files_of(f) and all(n in catalog.FILES for n in catalog.files_of(f))
     assert all(e.cited for e in catalog.FILES.values())
+
+
+def test_official_inception_is_found_in_the_weights_root(tmp_path, monkeypatch):
+    from harness.metrics import weights
+
+    monkeypatch.delenv("ALITOK_BENCH_INCEPTION", raising=False)
+    monkeypatch.setenv(store.WEIGHTS_ENV, str(tmp_path))
+    monkeypatch.setattr(weights.torch.hub, "get_dir", lambda: str(tmp_path / "no-hub"))
+    assert weights.find_official() is None
+    (tmp_path / catalog.INCEPTION).write_bytes(b"w")
+    assert weights.find_official() == tmp_path / catalog.INCEPTION
