@@ -342,3 +342,23 @@ def test_official_inception_is_found_in_the_weights_root(tmp_path, monkeypatch):
     assert weights.find_official() is None
     (tmp_path / catalog.INCEPTION).write_bytes(b"w")
     assert weights.find_official() == tmp_path / catalog.INCEPTION
+
+
+def test_validate_prints_the_fetch_command_for_missing_official_files(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv(store.WEIGHTS_ENV, str(tmp_path / "w"))
+    spec = tmp_path / "s.yaml"
+    spec.write_text("model: alitok-b\nprotocol: imagenet256-smoke5k\n")
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert (f"official files missing from {tmp_path / 'w'}: alitok_b.bin, AliTok.pth; "
+            "get them with: alitok-bench fetch alitok-b") in out
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "alitok_b.bin").write_bytes(b"x")
+    (tmp_path / "w" / "AliTok.pth").write_bytes(b"x")
+    from harness.specs import load_run_spec
+
+    model = load_run_spec(str(spec)).model  # the spec resolution finds them by their official names
+    assert (model.checkpoint, model.tokenizer_checkpoint) == (str(tmp_path / "w" / "alitok_b.bin"),
+                                                              str(tmp_path / "w" / "AliTok.pth"))
