@@ -362,3 +362,34 @@ def test_validate_prints_the_fetch_command_for_missing_official_files(tmp_path, 
     model = load_run_spec(str(spec)).model  # the spec resolution finds them by their official names
     assert (model.checkpoint, model.tokenizer_checkpoint) == (str(tmp_path / "w" / "alitok_b.bin"),
                                                               str(tmp_path / "w" / "AliTok.pth"))
+
+
+def test_hub_online_path_against_a_loopback_endpoint(tmp_path, server):
+    """HF_ENDPOINT on 127.0.0.1: hf_hub_download's own HEAD + GET, the way the Hub answers them."""
+    body = _body(6000, 9)
+    commit = "b" * 40
+    path = "/FoundationVision/LlamaGen/resolve/main/vq_ds8_c2i.pt"
+    server.files[path] = body
+
+    orig = server.httpd.RequestHandlerClass
+
+    class Hub(orig):
+        def end_headers(self):
+            self.send_header("X-Repo-Commit", commit)
+            super().end_headers()
+
+        def do_HEAD(self):
+            self.send_response(200)
+            self.send_header("ETag", f'"{_sha(body)}"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+
+    server.httpd.RequestHandlerClass = Hub
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT=server.base, HF_HUB_CACHE=str(tmp_path / "hf"), HF_HOME=str(tmp_path / "hfhome"),
+               PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "harness", "fetch", "vq-8", "--root", str(tmp_path / "w")],
+                       capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "w" / "vq_ds8_c2i.pt").read_bytes() == body and len(server.gets(path)) == 1
+    assert store.read_ledger(tmp_path / "w")["vq_ds8_c2i.pt"]["source"] == f"hf://FoundationVision/LlamaGen/vq_ds8_c2i.pt@{commit}"
