@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import json
 import os
 import resource
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness import locks
-from harness.fetch import catalog, download, hub, needs, store
+from harness.fetch import catalog, download, needs, store
 from harness.fetch.catalog import CatalogFile
 from harness.fetch.files import fetch_file
 

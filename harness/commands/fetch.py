@@ -25,6 +25,7 @@ def add_arguments(p) -> None:
 
 def suite_files(name: str) -> list[str]:
     """Catalog names a suite needs: its entries' checkpoints, its metrics' networks, its protocols' references."""
+    from harness.fetch.catalog import files_of
     from harness.fetch.needs import files_for, official_name
     from harness.metrics import table
     from harness.suite_entries import expand
@@ -39,8 +40,6 @@ def suite_files(name: str) -> list[str]:
     explicit = [official_name(p) for r in runs for p in (r.model.checkpoint, r.model.tokenizer_checkpoint, r.reference)]
     explicit += [official_name(suite.reference), official_name(suite.inception)]
     names = files_for([r.model.name for r in runs], features, sorted(protocols))
-    from harness.fetch.catalog import files_of
-
     names += [f for n in explicit if n for f in files_of(n)]
     return list(dict.fromkeys(names))
 
