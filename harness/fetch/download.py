@@ -134,6 +134,9 @@ def http_download(url: str, dest: Path, *, retries: int = 3, timeout: float = 60
         except (OSError, http.client.HTTPException) as e:  # URLError, ConnectionError, IncompleteRead, timeout
             have = partial_path(dest).stat().st_size if partial_path(dest).exists() else 0
             if attempt == retries:
+                if not have:
+                    discard_partial(dest)
+                    raise DownloadError(f"{url}: download failed ({type(e).__name__}: {e})") from None
                 raise DownloadError(f"{url}: transfer interrupted ({type(e).__name__}: {e}); {have} bytes kept in "
                                     f"{partial_path(dest)}: run fetch again to resume") from None
             print(f"fetch: {dest.name}: {type(e).__name__}: {e}; resuming at byte {have}", file=sys.stderr)
