@@ -5,6 +5,8 @@ just before torchvision's first import, so ``alitok-bench --help`` and ``list`` 
 """
 import os as _os
 
+# `fetch` goes online unless the user asked for offline mode (harness/fetch/hub.py)
+HF_HUB_OFFLINE_BY_USER = "HF_HUB_OFFLINE" in _os.environ
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from harness import _tv_shim  # noqa: E402

@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "ablate": ("harness.commands.ablate", "the ablation suite: rows x paired seeds, train + evaluate, table with spread"),
     "compare": ("harness.commands.compare", "regression gates between comparable records (exit 1 on failure, 2 if not comparable)"),
     "cache": ("harness.commands.cache", "list or clear the feature cache ($ALITOK_BENCH_CACHE or ~/.cache/alitok-bench)"),
+    "fetch": ("harness.commands.fetch", "download the official files (weights, reference batches) into the weights root, verified"),
     "bench": ("harness.commands.bench", "images/s of generators side by side, decode included (speed records)"),
 }
 

@@ -189,9 +189,12 @@ def build_run_spec(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] =
         data["protocol"] = {**config.to_dict(protocols.get(proto["name"])), **proto}
     data = config.apply_overrides(data, list(overrides))
     try:
-        return config.from_dict(RunSpec, data)
+        spec = config.from_dict(RunSpec, data)
     except config.ConfigError as e:
         raise config.ConfigError(f"{source}: {e}") from None
+    from harness.fetch.needs import with_official_files  # unset checkpoints: fetched files in the weights root
+
+    return dataclasses.replace(spec, model=with_official_files(spec.model))
 
 
 def load_run_spec(path: str, overrides: list[str] | tuple[str, ...] = ()) -> RunSpec:

@@ -66,7 +66,34 @@ def sample_metrics(suite: SuiteSpec) -> list[str]:
 
 
 def load_suite_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SuiteSpec:
-    return check_suite(config.load(SuiteSpec, path, overrides), str(path))
+    return with_fetched_files(check_suite(config.load(SuiteSpec, path, overrides), str(path)))
+
+
+def with_fetched_files(suite: SuiteSpec) -> SuiteSpec:
+    """A reference or Inception file given by its official name, and every checkpoint an entry leaves
+    unset, point into the weights root (``alitok-bench fetch``, harness/fetch/), each declared as an input
+    whose source is the fetch command, so ``validate`` and skipped records say what to run."""
+    from harness.fetch import catalog, store
+    from harness.fetch.needs import official_name, with_official_files
+
+    def place(p: str | None) -> str | None:
+        return str(store.path_of(p)) if p in catalog.FILES and not Path(p).exists() else p
+
+    entries = tuple(dataclasses.replace(e, model=with_official_files(e.model, only_present=False),
+                                        reference=place(e.reference)) for e in suite.entries)
+    suite = dataclasses.replace(suite, entries=entries, reference=place(suite.reference),
+                                inception=place(suite.inception) or suite.inception)
+    used = [suite.reference, suite.inception] + [p for e in entries for p in (
+        e.model.checkpoint, e.model.tokenizer_checkpoint, e.reference, e.model.options.get("latent_stats"))]
+    declared = {i.path for i in suite.inputs}
+    added = []
+    for path in dict.fromkeys(p for p in used if isinstance(p, str)):
+        name = official_name(path)
+        if name and path not in declared:
+            what = catalog.FILES[name].what if name in catalog.FILES else f"official folder {name}"
+            added.append(SuiteInput(path, what, f"`alitok-bench fetch {name.rstrip('/')}` "
+                                                f"(or: alitok-bench fetch --suite {suite.name})"))
+    return dataclasses.replace(suite, inputs=suite.inputs + tuple(added)) if added else suite
 
 
 def demo() -> SuiteSpec:
@@ -87,7 +114,7 @@ def get_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) ->
     suite = target() if callable(target) and not isinstance(target, SuiteSpec) else target
     if overrides:
         suite = config.from_dict(SuiteSpec, config.apply_overrides(config.to_dict(suite), overrides))
-    return check_suite(suite, f"suite {name_or_path!r}")
+    return with_fetched_files(check_suite(suite, f"suite {name_or_path!r}"))
 
 
 def shipped_suites() -> list[str]:

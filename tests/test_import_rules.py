@@ -22,7 +22,7 @@ FLOORS = {
     "harness": 1, "harness._tv_shim": 1, "harness.interfaces": 1, "harness.registry": 1, "harness.plugins": 1,
     "harness.config": 1, "harness.errors": 1, "harness.stats": 1, "harness.io": 1, "harness.locks": 1,
     "harness.devices": 1, "harness.data": 1,
-    "harness.nn": 1,
+    "harness.nn": 1, "harness.fetch": 1,
     "harness.training": 2, "harness.records": 2, "harness.specs": 2, "harness.protocols": 2,
     "harness.sampling": 2, "harness.metrics": 2, "harness.speed": 2,
     "alitok": 3, "baselines": 3,

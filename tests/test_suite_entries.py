@@ -76,18 +76,21 @@ def test_missing_inputs_name_path_and_source(tmp_path):
 
 @pytest.mark.parametrize("name", ["cfg-sweep", "imagenet256-gfid50k", "imagenet256-rfid50k", "imagenet256-smoke5k"])
 def test_shipped_suites_expand(name):
+    from harness.suites import get_suite
+
     data = config.load_yaml(SUITES / f"{name}.yaml")
-    part = entries_from_suite_dict(data, name)
-    runs = expand(part.entries)
+    entries_from_suite_dict(data, name)
+    suite = get_suite(name)  # official file names and unset checkpoints resolved into the weights root
+    runs = expand(suite.entries)
     assert runs and len({r.label for r in runs}) == len(runs)
     assert len(describe(runs)) == len(runs)
-    declared = {i.path for i in part.inputs}
+    declared = {i.path for i in suite.inputs}
     # every checkpoint an entry names is a declared input, so `validate` can say where it comes from
     for r in runs:
         for p in (r.model.checkpoint, r.model.tokenizer_checkpoint, r.reference):
             assert p is None or ":" in p or p in declared, (name, p)
     if name != "cfg-sweep":   # the paper suites cannot run from a bare checkout: they must say so
-        assert missing_inputs(runs, part.inputs, (data.get("reference"), data.get("inception")), root=SUITES)
+        assert missing_inputs(runs, suite.inputs, (suite.reference, suite.inception), root=SUITES)
 
 
 def test_cfg_sweep_has_a_cpu_part_and_a_full_part():

@@ -10,6 +10,7 @@ import pytest
 from harness.cli import main
 from harness.config import ConfigError
 from harness.report.collect import collect, frame
+from harness.fetch.store import path_of
 from harness.suites import get_suite, run_suite, shipped_suites
 
 SUITE = """
@@ -72,7 +73,10 @@ def test_missing_input_is_a_skipped_record_naming_file_and_source(suite_run):
     out, table, lines = suite_run
     rec = _rec(out / "big")
     assert rec["status"] == "skipped" and rec["spec"]["label"] == "big"
-    assert rec["notes"] == ["skipped: missing w/alitok_b.bin: AliTok-B weights; get it from the AliTok README"]
+    # the tokenizer the entry leaves unset is looked for in the weights root, and named with its fetch command
+    assert rec["notes"] == ["skipped: missing w/alitok_b.bin: AliTok-B weights; get it from the AliTok README",
+                            f"skipped: missing {path_of('AliTok.pth')}: AliTok tokenizer v1; get it from "
+                            "`alitok-bench fetch AliTok.pth` (or: alitok-bench fetch --suite t)"]
     assert any(line.startswith("big: skipped: missing w/alitok_b.bin") for line in lines)
     assert table.set_index("label").loc["big", "status"] == "skipped"
 
@@ -104,8 +108,9 @@ def test_validate_shows_expansion_and_missing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "runs (6, each into OUT/<label>/)" in out
     assert "tiny_cfg_scale=2.5: sample alitok-tiny (cfg_scale=2.5); demo N=11 seed=0" in out
-    assert "big: sample alitok-b; demo N=11 seed=0  -> SKIPPED (1 missing)" in out
+    assert "big: sample alitok-b; demo N=11 seed=0  -> SKIPPED (2 missing)" in out   # + AliTok.pth, weights root
     assert "missing w/alitok_b.bin: AliTok-B weights; get it from the AliTok README" in out
+    assert "get it from `alitok-bench fetch AliTok.pth` (or: alitok-bench fetch --suite t)" in out
     assert main(["validate", "demo"]) == 0
     assert re.search(r"ready: all \d+ runs have their inputs", capsys.readouterr().out)
 
@@ -118,7 +123,8 @@ def test_shipped_suites_load_and_validate(name, capsys):
     rc = main(["validate", name])
     out = capsys.readouterr().out
     if name.startswith("imagenet256"):   # need ImageNet / the ADM reference / checkpoints: says which
-        assert rc == 1 and "missing weights/AliTok.pth: AliTok tokenizer v1 (390M); get it from Google Drive" in out
+        assert rc == 1 and f"missing {path_of('AliTok.pth')}: AliTok tokenizer v1; get it from `alitok-bench fetch " \
+                           f"AliTok.pth` (or: alitok-bench fetch --suite {name})" in out
     elif name == "cfg-sweep":            # the tiny part runs here, AliTok-B is skipped
         assert rc == 1 and "6 of 21 runs cannot run here" in out
     else:

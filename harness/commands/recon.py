@@ -17,7 +17,7 @@ from harness.commands.common_args import add_feature_args, add_image_source_args
 def add_arguments(p) -> None:
     p.add_argument("source", help="npz | shards folder | PNG folder | ImageNet folder | embedded[:split[:size]]")
     p.add_argument("--tokenizer", required=True, help="a name from `alitok-bench list tokenizers`")
-    p.add_argument("--checkpoint", default=None, help="tokenizer weights (official models need one)")
+    p.add_argument("--checkpoint", default=None, help="tokenizer weights (default for official models: their file in the weights root, see `fetch`)")
     p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                    help="extra tokenizer factory option, repeatable")
     p.add_argument("--out", required=True, help="output folder")
@@ -28,9 +28,13 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from harness import config
+    from harness.fetch.needs import with_official_files
     from harness.metrics.recon_run import run_recon
+    from harness.specs import ModelSpec
 
-    record, path = run_recon(args.source, args.tokenizer, args.out, checkpoint=args.checkpoint,
+    # no --checkpoint: the official file in the weights root, when `alitok-bench fetch` put it there
+    checkpoint = args.checkpoint or with_official_files(ModelSpec(args.tokenizer)).checkpoint
+    record, path = run_recon(args.source, args.tokenizer, args.out, checkpoint=checkpoint,
                              options=config.apply_overrides({}, args.options), inception=args.inception,
                              batch_size=args.batch_size, device=args.device, split=args.split,
                              image_size=args.image_size, per_class=args.per_class, limit=args.limit,

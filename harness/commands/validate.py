@@ -141,7 +141,10 @@ def validate_spec(args) -> int:
     id_lines, identity = plan_identity(spec, numerics(args.device_type, args.dtype, args.tf32))
     print(config.dump_yaml(spec).rstrip())
     print(f"spec hash:              {config.spec_hash(spec)}")
-    print("\n".join(ckpt_lines + id_lines))
+    from harness.fetch.needs import fetch_hint
+
+    hint = fetch_hint(spec.model)
+    print("\n".join(ckpt_lines + ([hint] if hint else []) + id_lines))
     if metrics:
         print("metrics: " + ", ".join(f"{m.name} ({m.features}:{m.layer}"
                                       + (", ref images" if m.needs_reference_images else "")

