@@ -18,7 +18,7 @@ from cli_runs import REPO
 
 SUITE = """name: tiny-cluster
 protocol: demo
-num_samples: 100          # 4 chunks of the demo protocol's 25
+num_samples: 75           # 3 chunks of the demo protocol's 25
 entries:
   - {label: titok, model: {name: titok-ar-tiny}}
 """
@@ -49,12 +49,12 @@ def test_local_executor_kill_requeue_matches_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("ALITOK_PROGRESS", "0")
     ref_table = run_suite(suite, tmp_path / "one", device="cpu", progress=False, echo=lambda *_: None)
 
-    # two sampling jobs (chunks [0,2) and [2,4)), slowed so the kill lands between task 0's two chunks
+    # two sampling jobs (chunks [0,2) and [2,3)), slowed so the kill lands between task 0's two chunks
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setenv("ALITOK_BENCH_TEST_CHUNK_DELAY", "1.5")
+    monkeypatch.setenv("ALITOK_BENCH_TEST_CHUNK_DELAY", "1.0")
     res = Resources(executor="local", tasks_per_entry=2, time_min=10)
     entries = plan_suite(suite, res)
-    assert entries[0].chunk_ranges == ((0, 2), (2, 4))
+    assert entries[0].chunk_ranges == ((0, 2), (2, 3))
     out = tmp_path / "cluster"
     live: dict = {}
     state = executor.submit(suite, out, entries, res, device="cpu", live=live)
@@ -116,7 +116,7 @@ def test_slurm_submission_scripts(tmp_path, monkeypatch):
         assert line in array, line
     assert "--dependency=afterok:1000_0:1000_1" in (logs / "1002_submission.sh").read_text()
     assert "--dependency=afterok:1002:1003" in (logs / "1004_submission.sh").read_text()
-    # the pickled task of array element 1 of the second entry samples chunks [2, 4) of titok
+    # the pickled task of array element 1 of the second entry samples chunks [2, 3) of titok
     task = submitit.helpers.DelayedSubmission.load(logs / "1001_1_submitted.pkl").function
-    assert (task.label, task.task, task.tasks, task.chunk_range) == ("titok", 1, 2, (2, 4))
+    assert (task.label, task.task, task.tasks, task.chunk_range) == ("titok", 1, 2, (2, 3))
     assert isinstance(task.checkpoint(), submitit.helpers.DelayedSubmission)  # requeue resubmits the same task
