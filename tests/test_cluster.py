@@ -120,3 +120,51 @@ def test_slurm_submission_scripts(tmp_path, monkeypatch):
     task = submitit.helpers.DelayedSubmission.load(logs / "1001_1_submitted.pkl").function
     assert (task.label, task.task, task.tasks, task.chunk_range) == ("titok", 1, 2, (2, 3))
     assert isinstance(task.checkpoint(), submitit.helpers.DelayedSubmission)  # requeue resubmits the same task
+
+
+def test_slurm_status_and_cancel(tmp_path, monkeypatch):
+    """``run --status OUT`` reads sacct; ``run --cancel OUT`` scancels every job the state file names that is not
+    finished (one task per entry: submitit submits a plain job, not a one-element array)."""
+    from harness.cluster import executor
+    from harness.cluster.plan import Resources, plan_suite
+    from harness.suites import load_suite_file
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    scripts = {"sbatch": f'n=$(grep -c sbatch {log} 2>/dev/null || echo 0)\necho "sbatch $@" >> {log}\n'
+                         'echo "Submitted batch job $((7 + n))"',
+               "srun": "exit 1", "scancel": f'echo "scancel $@" >> {log}',
+               "sacct": 'echo "JobID|State|NodeList"\necho "7|RUNNING|n1"\necho "8|PENDING|"\necho "9|PENDING|"'}
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    (tmp_path / "s.yaml").write_text(SUITE)
+    suite = load_suite_file(tmp_path / "s.yaml")
+    res = Resources(executor="slurm")
+    executor.submit(suite, tmp_path / "out", plan_suite(suite, res), res)
+    assert [(j["kind"], j["job_id"], j["status"]) for j in executor.status(tmp_path / "out")] == [
+        ("sample", "7", "running"), ("evaluate", "8", "pending"), ("report", "9", "pending")]
+    assert executor.cancel(tmp_path / "out") == ["7", "8", "9"]
+    assert [line for line in log.read_text().splitlines() if line.startswith("scancel")] == \
+        ["scancel 7", "scancel 8", "scancel 9"]
+
+
+def test_plan_counts_and_committed_plan():
+    """The plan's arithmetic (closed form) and the committed plan file is what the command prints today."""
+    from harness.cluster.plan import Resources, chunk_ranges, plan_suite, render, totals
+    from harness.protocols import get_protocol, with_overrides
+    from harness.sampling.plan import SamplingPlan
+    from harness.suites import get_suite
+
+    suite = get_suite("imagenet256-gfid50k")
+    res = Resources(executor="slurm", gpus_per_job=8)
+    entries = plan_suite(suite, res)
+    t = totals(entries, res)
+    assert (t["sampling_tasks"], t["jobs"], t["gpus_at_once"]) == (6, 6 + 6 + 1, 6 * 8)
+    assert abs(t["sampling_gpu_hours"] - 6 * 50_000 / 10.0 / 3600) < 1e-9
+    committed = (REPO / "results/cluster/plan_imagenet256-gfid50k_8gpu.txt").read_text()
+    assert committed == render(suite, entries, res) + "\n"
+    # legacy_rank streams (8 ranks x 50 batches) are cut only at stream starts: 3 tasks -> 3 + 2 + 3 ranks (round(8 * i / 3))
+    legacy = SamplingPlan(with_overrides(get_protocol("imagenet256-gfid50k"), seed_scheme="legacy_rank"), "h")
+    assert chunk_ranges(legacy, 3) == ((0, 150), (150, 250), (250, 400))

@@ -4,6 +4,7 @@ one folder equal a one-process run byte for byte (the chunk plan makes the bytes
 world size; this checks the launcher, the rendezvous and the shared folder lock across nodes)."""
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -33,6 +34,6 @@ def test_two_nodes_match_one_process(tmp_path):
     for rank, p in enumerate(nodes):
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, f"node {rank}: {err[-2000:]}"
-    manifest = (tmp_path / "two" / "manifest.parts")
-    assert sorted(f.name for f in manifest.iterdir()) == ["rank_00000.jsonl", "rank_00001.jsonl"]  # both nodes sampled
+    lines = [json.loads(x) for x in (tmp_path / "two" / "manifest.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and {e["conditions"]["world_size"] for e in lines} == {2}  # made by the 2-node job
     assert (tmp_path / "two" / "samples.npz").read_bytes() == (tmp_path / "one" / "samples.npz").read_bytes()

@@ -123,7 +123,7 @@ def _outcome(state: dict, job_id: str, live: dict | None = None) -> tuple[str, s
         except PermissionError:
             pass
         return "running", ""
-    return job.state.lower(), ""
+    return job.get_info(mode="force").get("State", "unknown").lower(), ""  # one sacct call, not a cached state
 
 
 def follow_local(suite: SuiteSpec, out: Path, res: Resources, *, device: str = "auto", dtype: str = "fp32",
