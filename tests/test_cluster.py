@@ -122,7 +122,7 @@ def test_slurm_submission_scripts(tmp_path, monkeypatch):
     assert isinstance(task.checkpoint(), submitit.helpers.DelayedSubmission)  # requeue resubmits the same task
 
 
-def test_slurm_status_and_cancel(tmp_path, monkeypatch):
+def test_slurm_status_and_cancel(tmp_path, monkeypatch, capsys):
     """``run --status OUT`` reads sacct; ``run --cancel OUT`` scancels every job the state file names that is not
     finished (one task per entry: submitit submits a plain job, not a one-element array)."""
     from harness.cluster import executor
@@ -145,6 +145,12 @@ def test_slurm_status_and_cancel(tmp_path, monkeypatch):
     executor.submit(suite, tmp_path / "out", plan_suite(suite, res), res)
     assert [(j["kind"], j["job_id"], j["status"]) for j in executor.status(tmp_path / "out")] == [
         ("sample", "7", "running"), ("evaluate", "8", "pending"), ("report", "9", "pending")]
+    from harness.cli import main
+
+    assert main(["run", "--status", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in printed] == [["7", "sample", "running"], ["8", "evaluate", "pending"],
+                                                      ["9", "report", "pending"]]
     assert executor.cancel(tmp_path / "out") == ["7", "8", "9"]
     assert [line for line in log.read_text().splitlines() if line.startswith("scancel")] == \
         ["scancel 7", "scancel 8", "scancel 9"]

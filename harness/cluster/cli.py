@@ -18,8 +18,11 @@ def run_cluster(args) -> int:
         ids = executor.cancel(Path(args.cancel))
         print(f"cancelled {len(ids)} job(s): {' '.join(ids)}" if ids else "nothing to cancel")
         return 0
+    from harness.errors import UserError
     from harness.suites import get_suite
 
+    if args.suite is None:
+        raise UserError("run: name a suite (or --status OUT / --cancel OUT)")
     suite = get_suite(args.suite, args.set)
     res = Resources(executor="local" if args.executor == "inline" else args.executor, gpus_per_job=args.gpus_per_job,
                     nodes=args.nodes, time_min=args.time, partition=args.partition,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def add_arguments(p) -> None:
-    p.add_argument("suite", help="registered suite name (e.g. demo) or a suite YAML file")
+    p.add_argument("suite", nargs="?", help="registered suite name (e.g. demo) or a suite YAML file")
     p.add_argument("--out", help="output folder (default: runs/<suite>/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -38,6 +38,10 @@ def run(args) -> int:
         from harness.cluster.cli import run_cluster
 
         return run_cluster(args)
+    if args.suite is None:
+        from harness.errors import UserError
+
+        raise UserError("run: name a suite (or --status OUT / --cancel OUT)")
     suite = get_suite(args.suite, args.set)
     out = Path(args.out or Path("runs") / suite.name)
     print(f"suite {suite.name}: {suite.description}".rstrip(": "))
