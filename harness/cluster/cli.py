@@ -27,7 +27,8 @@ def run_cluster(args) -> int:
     res = Resources(executor="local" if args.executor == "inline" else args.executor, gpus_per_job=args.gpus_per_job,
                     nodes=args.nodes, time_min=args.time, partition=args.partition,
                     array_parallelism=args.array_parallelism, tasks_per_entry=args.tasks_per_entry,
-                    images_per_gpu_s=args.images_per_gpu_s)
+                    images_per_gpu_s=args.images_per_gpu_s, cpus_per_task=args.cpus_per_task,
+                    gpus=args.device != "cpu")
     entries = plan_suite(suite, res, tuple(args.only))
     if args.plan:
         print(render(suite, entries, res))

@@ -35,8 +35,10 @@ def make_executor(res: Resources, folder: Path, name: str):
         return ex
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=10)
     params: dict[str, Any] = {"time": res.time_min, "nodes": res.nodes, "ntasks_per_node": res.gpus_per_job,
-                              "gpus_per_node": res.gpus_per_job, "cpus_per_task": 8, "signal_delay_s": 120,
+                              "cpus_per_task": res.cpus_per_task, "signal_delay_s": 120,
                               "array_parallelism": res.array_parallelism, "job_name": name}
+    if res.gpus:
+        params["gpus_per_node"] = res.gpus_per_job
     if res.partition:
         params["partition"] = res.partition
     ex.update_parameters(**params)
@@ -84,8 +86,8 @@ def submit(suite: SuiteSpec, out: Path, entries: list[EntryPlan], res: Resources
             j = ev.submit(EvaluateEntry(suite, str(out), e.label, len(e.chunk_ranges), device, dtype, tf32))
             evals.append(j)
             state["jobs"].append({"kind": "evaluate", "label": e.label, "job_id": j.job_id, "tries": 1})
-        rep = make_executor(dataclasses_replace(res, nodes=1, gpus_per_job=1), logs, f"{suite.name}-report")
-        rep.update_parameters(dependency="afterok:" + ":".join(j.job_id for j in evals), gpus_per_node=0)
+        rep = make_executor(dataclasses_replace(res, nodes=1, gpus_per_job=1, gpus=False), logs, f"{suite.name}-report")
+        rep.update_parameters(dependency="afterok:" + ":".join(j.job_id for j in evals))
         j = rep.submit(WriteReport(suite, str(out)))
         state["jobs"].append({"kind": "report", "label": "", "job_id": j.job_id, "tries": 1})
     _write_state(out, state)

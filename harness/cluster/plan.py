@@ -30,6 +30,8 @@ class Resources:
     array_parallelism: int = 64      # most array tasks running at once
     tasks_per_entry: int = 1         # sampling tasks (array elements) per entry, over contiguous chunk ranges
     images_per_gpu_s: float | None = None
+    cpus_per_task: int = 8           # CPU cores per process (data loading, decoding)
+    gpus: bool = True                # request GPUs (False for --device cpu: a CPU-only partition)
 
     def __post_init__(self):
         for name in ("gpus_per_job", "nodes", "time_min", "array_parallelism", "tasks_per_entry"):

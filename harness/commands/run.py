@@ -21,6 +21,7 @@ def add_arguments(p) -> None:
     c.add_argument("--nodes", type=int, default=1)
     c.add_argument("--time", type=int, default=240, metavar="MIN", help="time limit per job; past it, requeue")
     c.add_argument("--array-parallelism", type=int, default=64)
+    c.add_argument("--cpus-per-task", type=int, default=8)
     c.add_argument("--tasks-per-entry", type=int, default=1, help="sampling tasks (array elements) per entry")
     c.add_argument("--images-per-gpu-s", type=float, help="throughput for --plan's GPU-hours (default: an assumption)")
     c.add_argument("--plan", action="store_true", help="print the jobs, GPUs and GPU-hours; submit nothing")
