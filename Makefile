@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
+.PHONY: setup demo test test-slow test-slurm bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+# The cluster path against a real sbatch/squeue/scontrol requeue: a one-node SLURM cluster on this machine
+# (root, loopback; writes /etc/slurm/slurm.conf). Needs `apt-get install -y slurm-wlm munge`.
+test-slurm: setup
+	scripts/slurm_local_cluster.sh start
+	$(BIN)/python -m pytest -q -m slurm tests/test_cluster_slurm.py $(PYTEST_ARGS)
 
 # Speed gates: pytest-benchmark suite, then the median of each benchmark against the stored baseline
 # of this machine class (results/bench/baselines/<class>.json; threshold rule in harness/speed/gate.py).
