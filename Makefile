@@ -37,7 +37,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 # The cluster path against a real sbatch/squeue/scontrol requeue: a one-node SLURM cluster on this machine
-# (root, loopback; writes /etc/slurm/slurm.conf). Needs `apt-get install -y slurm-wlm munge`.
+# (root, loopback; writes /etc/slurm/slurm.conf; KillWait=2 so a requeue SIGKILLs the job mid-run).
 test-slurm: setup
 	scripts/slurm_local_cluster.sh start
 	$(BIN)/python -m pytest -q -m slurm tests/test_cluster_slurm.py $(PYTEST_ARGS)

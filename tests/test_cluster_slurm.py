@@ -48,12 +48,17 @@ def test_slurm_requeue_resumes_and_matches_one_process(tmp_path):
     sample_id = next(j["job_id"] for j in jobs if j["kind"] == "sample")
     first = out / "titok" / "shards" / "chunk_00000.npz"
     assert _wait(first.exists, 300), "the sampling job wrote no chunk"
+    first_mtime = first.stat().st_mtime_ns
     requeue = subprocess.run(["scontrol", "requeue", sample_id], capture_output=True, text=True)
     assert requeue.returncode == 0, requeue.stderr
     assert _wait(lambda: (out / "summary.csv").exists(), 600), subprocess.run(["squeue"], capture_output=True,
                                                                              text=True).stdout
     restarts = subprocess.run(["scontrol", "show", "job", sample_id], capture_output=True, text=True).stdout
     assert "Restarts=1" in restarts
+    log = (out / "_cluster" / "logs" / f"{sample_id}_0_log.out").read_text()
+    # killed mid-run (KillWait=2 s, 3 s per chunk): one completion for two starts; chunk 0 was kept, not redone
+    assert log.count("Starting with JobEnvironment") == 2 and log.count("Job completed successfully") == 1, log
+    assert first.stat().st_mtime_ns == first_mtime
     assert (out / "titok" / "samples.npz").read_bytes() == (tmp_path / "one" / "titok" / "samples.npz").read_bytes()
     status = python("-m", "harness", "run", "--status", str(out))
     assert status.returncode == 0 and status.stdout.count(" done ") == 3, status.stdout + status.stderr
