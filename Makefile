@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow upstream-fixtures bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
+.PHONY: setup demo test test-slow test-slurm upstream-fixtures bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ upstream-fixtures: setup
 	  m=$$(basename $$f .py); echo "== $$m"; \
 	  $(BIN)/python -m scripts.upstream_fixtures.$$m --upstream "$(UPSTREAM)"; \
 	done
+
+# The cluster path against a real sbatch/squeue/scontrol requeue: a one-node SLURM cluster on this machine
+# (root, loopback; writes /etc/slurm/slurm.conf; KillWait=2 so a requeue SIGKILLs the job mid-run).
+test-slurm: setup
+	scripts/slurm_local_cluster.sh start
+	$(BIN)/python -m pytest -q -m slurm tests/test_cluster_slurm.py $(PYTEST_ARGS)
 
 # Speed gates: pytest-benchmark suite, then the median of each benchmark against the stored baseline
 # of this machine class (results/bench/baselines/<class>.json; threshold rule in harness/speed/gate.py).

@@ -253,6 +253,13 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
     return rec, line
 
 
+def sample_and_evaluate(suite, run, folder, protocol, out, *, device="auto", dtype="fp32", tf32=False):
+    """One sampling entry as ``run_suite`` does it (sample or resume, gather, evaluate): the record and its line.
+    The cluster evaluation job (``harness.cluster.jobs``) calls it once the entry's shards are all on disk."""
+    return _sample_run(suite, run, folder, protocol, out, {}, device=device, dtype=dtype, tf32=tf32, force=False,
+                       progress=False)
+
+
 def _recon_run(suite, run, folder, protocol, *, device, progress):
     """The tokenizer over ``run.source`` (the first ``suite.num_samples`` images when the suite sets N)."""
     from harness.metrics.recon_run import run_recon

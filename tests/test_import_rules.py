@@ -26,7 +26,7 @@ FLOORS = {
     "harness.training": 2, "harness.records": 2, "harness.specs": 2, "harness.protocols": 2,
     "harness.sampling": 2, "harness.metrics": 2, "harness.speed": 2,
     "alitok": 3, "baselines": 3,
-    "harness.suites": 4, "harness.suite_entries": 4, "harness.ablation": 4, "harness.report": 4, "harness.claims": 4,
+    "harness.suites": 4, "harness.cluster": 4, "harness.suite_entries": 4, "harness.ablation": 4, "harness.report": 4, "harness.claims": 4,
     "harness.compare": 4,
     "harness.cli": 5, "harness.commands": 5, "harness.api": 5, "harness.__main__": 5,
 }

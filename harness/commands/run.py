@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def add_arguments(p) -> None:
-    p.add_argument("suite", help="registered suite name (e.g. demo) or a suite YAML file")
+    p.add_argument("suite", nargs="?", help="registered suite name (e.g. demo) or a suite YAML file")
     p.add_argument("--out", help="output folder (default: runs/<suite>/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -13,6 +13,20 @@ def add_arguments(p) -> None:
     p.add_argument("--only", action="append", default=[], metavar="LABEL",
                    help="run only this label (or every run of this entry's sweep); repeatable")
     p.add_argument("--no-progress", action="store_true")
+    c = p.add_argument_group("cluster (submitit; see harness/cluster/)")
+    c.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
+                   help="inline: this process (default); local|slurm: submit jobs through submitit")
+    c.add_argument("--partition")
+    c.add_argument("--gpus-per-job", type=int, default=1, help="processes (GPUs) per node of a sampling task")
+    c.add_argument("--nodes", type=int, default=1)
+    c.add_argument("--time", type=int, default=240, metavar="MIN", help="time limit per job; past it, requeue")
+    c.add_argument("--array-parallelism", type=int, default=64)
+    c.add_argument("--cpus-per-task", type=int, default=8)
+    c.add_argument("--tasks-per-entry", type=int, default=1, help="sampling tasks (array elements) per entry")
+    c.add_argument("--images-per-gpu-s", type=float, help="throughput for --plan's GPU-hours (default: an assumption)")
+    c.add_argument("--plan", action="store_true", help="print the jobs, GPUs and GPU-hours; submit nothing")
+    c.add_argument("--status", metavar="OUT", help="status of the jobs submitted into OUT")
+    c.add_argument("--cancel", metavar="OUT", help="cancel the unfinished jobs submitted into OUT")
 
 
 def run(args) -> int:
@@ -21,6 +35,14 @@ def run(args) -> int:
     from harness.report.table_text import print_table
     from harness.suites import get_suite, run_suite
 
+    if args.status or args.cancel or args.plan or args.executor != "inline":
+        from harness.cluster.cli import run_cluster
+
+        return run_cluster(args)
+    if args.suite is None:
+        from harness.errors import UserError
+
+        raise UserError("run: name a suite (or --status OUT / --cancel OUT)")
     suite = get_suite(args.suite, args.set)
     out = Path(args.out or Path("runs") / suite.name)
     print(f"suite {suite.name}: {suite.description}".rstrip(": "))

@@ -154,10 +154,13 @@ def folder_payload(r: Resolved) -> dict[str, Any]:
 
 def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str = "fp32", tf32: bool = False,
            force: bool = False, progress: bool = True, generator: Generator | None = None,
-           wait: bool = False) -> SampleResult:
+           wait: bool = False, chunk_range: tuple[int, int] | None = None, gather_samples: bool = True
+           ) -> SampleResult:
     """Sample ``spec`` into ``out``; call from every rank under torchrun (joins the process group).
 
-    ``wait``: when another job holds ``out``, wait for it instead of failing with "in use by PID ..."."""
+    ``wait``: when another job holds ``out``, wait for it instead of failing with "in use by PID ...".
+    ``chunk_range``: only chunks ``lo <= k < hi`` (one task of a cluster job array, ``harness.cluster``);
+    ``gather_samples=False``: stop after the shards (another job gathers ``samples.npz``)."""
     out = Path(out)
     dist = devices.init_distributed(device)
     dev = devices.resolve_device(device)
@@ -188,7 +191,7 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
             raise busy
         if not dist.is_main:
             check_same_job(out, "sampling folder")
-        return _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress)
+        return _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress, chunk_range, gather_samples)
     finally:
         if lock is not None:
             lock.release()
@@ -206,11 +209,17 @@ def run_conditions(dev: torch.device, world_size: int) -> dict[str, Any]:
             "cpu_model": devices.cpu_model(), "world_size": world_size}
 
 
-def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress) -> SampleResult:
+def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress, chunk_range=None,
+                   gather_samples=True) -> SampleResult:
     from harness.records import kernels_of
 
     conditions = {**run_conditions(dev, dist.world_size), "kernels": kernels_of(r.model_info)}
     mine = plan.chunks_for_rank(dist.rank, dist.world_size)
+    if chunk_range is not None:
+        lo, hi = chunk_range
+        if not 0 <= lo < hi <= plan.num_chunks:
+            raise UserError(f"chunk range [{lo}, {hi}) not within the plan's [0, {plan.num_chunks})")
+        mine = [k for k in mine if lo <= k < hi]
     manifest = shards.read_manifest(out)
     delay = float(os.environ.get(CHUNK_DELAY_ENV, "0") or 0)
     gate = os.environ.get(CHUNK_GATE_ENV)
@@ -263,6 +272,6 @@ def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress) -> Sample
     bar.close()
 
     devices.barrier()
-    gathered = gather(out, plan, spec.protocol.image_size) if dist.is_main else None
+    gathered = gather(out, plan, spec.protocol.image_size) if dist.is_main and gather_samples else None
     return SampleResult(out, r, dist.rank, dist.world_size, dist.backend, str(dev), plan.num_chunks, len(mine),
                         ran, skipped, made, seconds, gathered, conditions)
