@@ -17,7 +17,7 @@ from harness.data.npz import save_samples_npz
 from harness.data.sources import image_files, iter_image_batches
 from harness.errors import InputFileError, UserError
 from harness.io import parse_json, read_json
-from harness.metrics.evaluate import evaluate_samples
+from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.refstats import (DIGEST_KEY, META_KEY, build_reference_from_images, load_reference,
                                       sidecar_path)
 from test_faults import StubExtractor, images, one_line_exit_2, stub  # noqa: F401  (stub: a fixture)
@@ -45,16 +45,16 @@ def ref(tmp_path, stub):
 def test_edited_mu_is_refused_without_the_sidecar(ref, tmp_path, capsys):
     """Before: mu edited, metadata intact, sidecar gone -> loaded, another FID with exit 0 (779.78 for 277.50)."""
     samples = save_samples_npz(tmp_path / "s.npz", images(40, 1))
-    kw = dict(metrics=("fid",), inception=StubExtractor(), cache=False)
-    honest = evaluate_samples(samples, ref, **kw).metrics["fid"]
+    opts = EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=False)
+    honest = evaluate_samples(samples, ref, opts).metrics["fid"]
     mu = load_reference(ref).mu
     _rewrite_npz(ref, mu=mu + 0.5)
     sidecar_path(ref).unlink()
     with pytest.raises(InputFileError, match="digest"):
-        evaluate_samples(samples, ref, **kw)
+        evaluate_samples(samples, ref, opts)
     one_line_exit_2(capsys, ["ref-stats", "verify", str(ref)], str(ref), "digest")
     _rewrite_npz(ref, mu=mu)  # restored: the digest matches again, without the sidecar, and so does the FID
-    assert evaluate_samples(samples, ref, **kw).metrics["fid"] == honest
+    assert evaluate_samples(samples, ref, opts).metrics["fid"] == honest
 
 
 def test_edited_metadata_is_refused(ref):
@@ -126,8 +126,8 @@ def test_16bit_png_folder_gives_the_8bit_result(tmp_path, ref):
     assert Image.open(d16 / "00.png").mode == "I;16"
     read = {d: np.concatenate(list(iter_image_batches(image_files(d), 5))) for d in (d8, d16)}
     assert np.array_equal(read[d16], read[d8])
-    kw = dict(metrics=("fid",), inception=StubExtractor(), cache=False)
-    assert evaluate_samples(d16, ref, **kw).metrics["fid"] == evaluate_samples(d8, ref, **kw).metrics["fid"]
+    opts = EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=False)
+    assert evaluate_samples(d16, ref, opts).metrics["fid"] == evaluate_samples(d8, ref, opts).metrics["fid"]
     # the same rule as Pillow's own 16-bit RGB decoder
     rgb = np.stack([wide[0], wide[1], wide[2]], -1)
     _png(tmp_path / "rgb16.png", rgb)
@@ -163,7 +163,8 @@ def test_zero_counts_are_refused(tmp_path, ref, capsys, flag):
 def test_kid_subset_size_zero_is_not_the_default(tmp_path, ref):
     samples = save_samples_npz(tmp_path / "s.npz", images(10, 1))
     with pytest.raises(UserError, match="subset size >= 2"):
-        evaluate_samples(samples, ref, metrics=("kid",), inception=StubExtractor(), cache=False, kid_subset_size=0)
+        evaluate_samples(samples, ref, EvalOptions(metrics=("kid",), inception=StubExtractor(), cache=False,
+                                                  kid_subset_size=0))
 
 
 # ---------------------------------------------------------------------------------------------- YAML
