@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from harness.errors import InputFileError, UserError, one_line
-from harness.io import sha256_file
+from harness.io import atomic_path, sha256_file
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 OFFICIAL_SHA256_PREFIX = "6726825d"  # torch.hub names files by their sha256 prefix
@@ -58,13 +58,8 @@ def cache_dir() -> Path:
 
 
 def _save_atomic(state: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as f:
+        torch.save(state, f)
 
 
 def digest_path(path: Path) -> Path:
