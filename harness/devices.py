@@ -5,8 +5,10 @@ gloo on CPUs; each rank takes ``cuda:LOCAL_RANK``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -45,6 +47,19 @@ def set_tf32(enabled: bool) -> None:
     """TF32 matmuls/convs (AliTok samples with TF32 on; metric extraction wants it off)."""
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool | None) -> Iterator[None]:
+    """TF32 switched to ``enabled`` for the block (None: left as it is), both flags restored on the way
+    out, exceptions included, so a metric that forces it off cannot leak that into the sampler."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if enabled is not None:
+        set_tf32(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def device_name(device: torch.device) -> str:
