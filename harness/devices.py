@@ -87,16 +87,26 @@ class DistInfo:
         return self.rank == 0
 
 
+def join_torchrun_group(backend: str | None = None) -> bool:
+    """The one call to ``init_process_group``: join the group torchrun describes in the environment
+    (RANK, WORLD_SIZE, MASTER_ADDR/PORT) unless this process is already in one. ``backend`` None means
+    NCCL when CUDA is present, else gloo; NCCL pins the rank to ``cuda:LOCAL_RANK`` first (one GPU per
+    process). True when this call joined, so the caller knows to leave the group again."""
+    if dist.is_initialized():
+        return False
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+    return True
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the torchrun process group if launched by torchrun; otherwise a single process."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()
-    if not dist.is_initialized():
-        use_cuda = device != "cpu" and torch.cuda.is_available()
-        backend = "nccl" if use_cuda else "gloo"
-        if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend=backend)
+    join_torchrun_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_backend())
 
 
