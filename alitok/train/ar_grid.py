@@ -9,13 +9,12 @@ ceiling that says how separable the classes are by this crude measure. Chance = 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from harness.interfaces import ARSampling, Tokenizer
+from harness.io import atomic_path
 from harness.nn.ar_generator import ARGenerator
 
 SCALE = 2  # nearest-neighbour upscaling of the 32 px tiles for visibility
@@ -50,17 +49,8 @@ def sample_grid(model, tokenizer: Tokenizer, params: ARSampling, num_classes: in
             x0 = per_class * s + GAP + j * s
             canvas[row, x0:x0 + s] = img
     canvas = canvas.repeat(SCALE, 0).repeat(SCALE, 1)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        Image.fromarray(canvas).save(tmp, format="PNG")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as f:
+        Image.fromarray(canvas).save(f, format="PNG")
     return images, labels.numpy()
 
 

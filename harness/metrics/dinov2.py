@@ -165,15 +165,11 @@ class DinoV2Extractor:
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        from harness.devices import set_tf32
+        from harness.devices import tf32
 
         x = self.preprocess(images)
-        prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        set_tf32(False)  # features must not depend on the GPU generation
-        try:
+        with tf32(False):  # features must not depend on the GPU generation
             out = self.model(x)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
         return {LAYER: out.float().cpu().numpy()}
 
 

@@ -8,7 +8,8 @@ feature matrix, and rank 0 streams the same float64 moments: the metrics are bit
 process run with the same thread counts (torchrun gives each rank OMP_NUM_THREADS=1; a one-process run on
 more BLAS threads rounds the Frechet distance's linear algebra differently, ~1e-10 relative). Rank 0 alone writes
 the cache, atomically (harness/io.py), and the others wait at a barrier, so the file is written once.
-Backend: gloo on CPU, nccl when CUDA is present (``init_from_env``); without torch.distributed
+Backend: gloo on CPU, nccl when CUDA is present (``init_from_env``, through
+``devices.join_torchrun_group``); without torch.distributed
 initialised everything runs in one process.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from harness.data import npz as npz_io
+from harness.devices import join_torchrun_group
 
 
 def rank_world() -> tuple[int, int]:
@@ -32,14 +34,9 @@ def rank_world() -> tuple[int, int]:
 
 def init_from_env(backend: str | None = None) -> bool:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR/PORT); False when single-process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    if backend is None:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend)
-    return True
+    return join_torchrun_group(backend)
 
 
 def batch_range(n_batches: int, rank: int, world: int) -> tuple[int, int]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.metrics.provenance import PAPER_CLASSES
 
-# Features are extracted in fp32 with TF32 forced off (inception.py / dinov2.py set_tf32(False)).
+# Features are extracted in fp32 with TF32 forced off (inception.py / dinov2.py: devices.tf32(False)).
 FEATURE_NUMERICS = {"dtype": "fp32", "tf32": False}
 
 

@@ -17,7 +17,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from harness.devices import resolve_device, set_tf32
+from harness.devices import resolve_device, tf32
 from harness.metrics.weights import WeightsInfo, resolve_weights
 
 # The resize used: torch-fidelity's own function (tests check identity), recorded by this name.
@@ -87,12 +87,8 @@ class InceptionExtractor:
         if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"expected uint8 images [B,H,W,3], got {x.dtype} {list(x.shape)}")
         x = x.to(self.device).permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last already
-        prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        set_tf32(False)  # features must not depend on the GPU generation
-        try:
+        with tf32(False):  # features must not depend on the GPU generation
             outs = self.net(x)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
         result = {"pool": outs[0].float().cpu().numpy(), "spatial": self._spatial.cpu().numpy()}
         if self.weights.has_logits:
             result["logits"] = outs[1].float().cpu().numpy()

@@ -28,7 +28,8 @@ from typing import Callable
 import torch
 
 from harness.errors import InputFileError, UserError, one_line
-from harness.io import sha256_file
+from harness.io import atomic_path, sha256_file
+from harness.nn.checkpoint import CheckpointError, load_state_dict
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 OFFICIAL_SHA256_PREFIX = "6726825d"  # torch.hub names files by their sha256 prefix
@@ -67,13 +68,8 @@ def cache_dir() -> Path:
 
 
 def _save_atomic(state: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as f:
+        torch.save(state, f)
 
 
 def digest_path(path: Path) -> Path:
@@ -97,7 +93,7 @@ def cached_state_file(path: Path, build: Callable[[], dict[str, torch.Tensor]]) 
     fresh = build()
     if path.is_file():
         try:
-            on_disk = torch.load(path, map_location="cpu", weights_only=True)
+            on_disk = load_state_dict(path)
             same = on_disk.keys() == fresh.keys() and all(torch.equal(on_disk[k], fresh[k]) for k in fresh)
         except Exception:  # noqa: BLE001 - a damaged file can fail to load in many ways
             same = False
@@ -241,11 +237,10 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputFileError(path, "Inception weights file not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a corrupt/unsafe file
-        raise InputFileError(path, f"not a loadable weights file ({type(e).__name__}: {one_line(e)[:200]})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputFileError(path, "expected a state dict of tensors")
+        state = load_state_dict(path, wrappers=())
+    except CheckpointError as e:  # its message starts with the path, which InputFileError adds again
+        problem = str(e).removeprefix(f"{path}: ")
+        raise InputFileError(path, f"not a loadable weights file ({one_line(problem)[:200]})") from None
     _check_complete(state, skeleton_state_dict(), str(path))
     return state
 

@@ -35,6 +35,7 @@ from typing import Iterator, Protocol
 
 import torch
 
+from harness import devices
 from harness.interfaces import ARSampling
 
 KV_BUCKET = 16  # decode steps attend over ceil((pos+1)/16)*16 cache slots
@@ -153,14 +154,9 @@ def precision(device: torch.device, dtype: torch.dtype = torch.float32, tf32: bo
     Autocast re-casts every weight at every call under ``inference_mode``; the sampler avoids it by
     running a model whose weights already have the sampling dtype (``ARGenerator`` casts once).
     """
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if tf32 is not None:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    try:
-        with torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+    with devices.tf32(tf32), torch.autocast(device_type=torch.device(device).type, dtype=dtype,
+                                             enabled=dtype != torch.float32):
+        yield
 
 
 def _combine(logits: torch.Tensor, t: int, scales: torch.Tensor, params: ARSampling, cfg: bool) -> torch.Tensor:

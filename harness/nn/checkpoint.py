@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,6 +33,7 @@ from typing import Any, Mapping
 import torch
 
 from harness.errors import UserError, one_line
+from harness.io import atomic_target
 
 
 class CheckpointError(UserError, ValueError):
@@ -207,18 +207,10 @@ def save_safetensors(path: str | os.PathLike, state_dict: Mapping[str, torch.Ten
     from safetensors.torch import save_file
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()}
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary shared file
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_target(p) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return p
 
 
