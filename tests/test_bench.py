@@ -245,7 +245,8 @@ def test_ratios_pair_only_like_settings():
     rows = [{"model": "a", "batch_size": 2, "dtype": "fp32", "images_per_s": 6.0, "extrapolated": False},
             {"model": "b", "batch_size": 2, "dtype": "fp32", "images_per_s": 2.0, "extrapolated": True},
             {"model": "c", "batch_size": 4, "dtype": "fp32", "images_per_s": 1.0, "extrapolated": False}]
-    assert ratios(rows) == [{"a": "a", "b": "b", "batch_size": 2, "dtype": "fp32", "images_per_s_ratio": 3.0,
+    assert ratios(rows) == [{"a": "a", "b": "b", "batch_size": 2, "dtype": "fp32", "implementations": "project:project",
+                             "images_per_s_ratio": 3.0,
                              "extrapolated": True, "extrapolated_models": ["b"]}]
 
 

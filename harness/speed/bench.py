@@ -351,13 +351,18 @@ def bench_interleaved(generators: list[Generator | Callable[[], Generator]], set
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-image speed ratios of every pair measured side by side (same batch size and dtype)."""
+    """Per-image speed ratios of every pair measured side by side (same batch size and dtype), each
+    labelled with the implementations it compares (``upstream:upstream``, ``project:project``, mixed)."""
     out = []
     for i, a in enumerate(rows):
         for b in rows[i + 1:]:
             if (a["batch_size"], a["dtype"]) != (b["batch_size"], b["dtype"]):
                 continue
+            impl = (a.get("implementation", "project"), b.get("implementation", "project"))
             out.append({"a": a["model"], "b": b["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
+                        # upstream:upstream and project:project are the fair AR : diffusion ratios;
+                        # upstream:project (or the reverse) is a speed-up of one implementation over the other
+                        "implementations": f"{impl[0]}:{impl[1]}",
                         "images_per_s_ratio": a["images_per_s"] / b["images_per_s"],
                         "extrapolated": bool(a["extrapolated"] or b["extrapolated"]),
                         "extrapolated_models": [r["model"] for r in (a, b) if r["extrapolated"]]})
