@@ -28,10 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "every model; MODEL=N (repeatable): that model only, e.g. a diffusion model beside AR "
                         "models timed in full")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model's step")
-    p.add_argument("--linear", choices=("auto", "aten"), default=None,
-                   help="auto: each generator's default Linear (oneDNN on packed weights on CPU); aten: packing off")
-    p.add_argument("--attention", choices=("auto", "sdpa"), default=None,
-                   help="auto: AR decode steps through the C decode-attention kernel on CPU; sdpa: PyTorch's SDPA")
+    p.add_argument("--linear", choices=("auto", "onednn", "aten"), default=None,
+                   help="auto: oneDNN on packed weights on CPU where a measurement on this machine found it faster "
+                        "(cached; harness/nn/kernel_choice.py); onednn: packed wherever it exists; aten: packing off")
+    p.add_argument("--attention", choices=("auto", "c", "sdpa"), default=None,
+                   help="auto: AR decode steps through the C decode-attention kernel where it was measured faster on "
+                        "this machine; c: wherever it applies; sdpa: PyTorch's SDPA")
     p.add_argument("--calibrate", action="store_true", default=None,
                    help="CPU: time a fixed machine-calibration workload before every repeat and record each repeat "
                         "in its units too, so --agree can tell code from a shared machine's drift")
@@ -188,7 +190,11 @@ def run(args: argparse.Namespace) -> int:
             rows.append(summary)
             records.append((res, name, settings, summary))
     load_end = load_average()
-    machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end}
+    from harness.nn import kernel_choice
+
+    # the kernels chosen on this machine (measured or read from the cache) for the models timed above
+    machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end,
+               "kernel_choices": kernel_choice.recorded()}
     names = [r.name for r in results]
     code = code_info()
     for res, name, settings, summary in records:
