@@ -68,6 +68,7 @@ from harness.speed import floors
 from harness.speed.timing import cpu_name, load_average
 
 OFFICIAL_STEPS = 273
+WARMUP_STEPS = 8
 
 
 @torch.no_grad()
@@ -223,25 +224,26 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
     packed = PackedLinears(model)
     packed_bf16 = PackedLinears(model_bf16) if model_bf16 is not None else None
 
+    # every variant: fn(labels, n) samples n tokens
     def ours(m, pk=None, attention="sdpa"):
-        def fn(y):
+        def fn(y, n):
             with pk.active() if pk else contextlib.nullcontext(), decode_attention.use(attention):
-                return _ours(m, y, params, steps, torch.Generator().manual_seed(0))
+                return _ours(m, y, params, n, torch.Generator().manual_seed(0))
         return fn
 
-    def ours_auto(y):  # what ARGenerator runs by default: the kernels chosen for this machine
-        return gen.run_steps(y, torch.Generator().manual_seed(0), params, steps)
+    def ours_auto(y, n):  # what ARGenerator runs by default: the kernels chosen for this machine
+        return gen.run_steps(y, torch.Generator().manual_seed(0), params, n)
 
-    def official_generate(y):
-        return official.run_steps(y, torch.Generator().manual_seed(0), params, steps)
+    def official_generate(y, n):
+        return official.run_steps(y, torch.Generator().manual_seed(0), params, n)
 
-    def run_compiled(y):
+    def run_compiled(y, n):
         with decode_attention.use("sdpa"):
-            return _ours(model, y, params, steps, torch.Generator().manual_seed(0), decode_step=compiled)
+            return _ours(model, y, params, n, torch.Generator().manual_seed(0), decode_step=compiled)
 
     available = {
         "official-generate": official_generate,
-        "replica-loop": lambda y: replica_loop(model, y, params, steps, torch.Generator().manual_seed(0)),
+        "replica-loop": lambda y, n: replica_loop(model, y, params, n, torch.Generator().manual_seed(0)),
         "ours-aten": ours(model),
         "ours-packed": ours(model, packed),
         "ours-packed-c": ours(model, packed, "c"),
@@ -262,10 +264,10 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
     times: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in fns}
     paired: dict[str, dict[int, list[dict]]] = {v: {b: [] for b in batches} for v in fns}
     with torch.inference_mode():
-        for b in batches:  # warm-up (and compile) outside the timed repeats
-            for name, fn in fns.items():
+        for b in batches:  # warm-up outside the timed repeats: first-call allocations on a few steps;
+            for name, fn in fns.items():  # the compiled step in full (it compiles per cache-length bucket)
                 t = time.perf_counter()
-                fn(torch.arange(b) % 1000)
+                fn(torch.arange(b) % 1000, steps if name == "ours-compiled" else min(steps, WARMUP_STEPS))
                 if name == "ours-compiled":
                     compile_s = (compile_s or 0.0) + time.perf_counter() - t
         for _ in range(repeats):
@@ -273,7 +275,7 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
                 for name, fn in fns.items():
                     paired[name][b].append(floors.measure_quick())  # the floor of this run, just before it
                     t = time.perf_counter()
-                    fn(torch.arange(b) % 1000)
+                    fn(torch.arange(b) % 1000, steps)
                     times[name][b].append(time.perf_counter() - t)
 
     scale = OFFICIAL_STEPS / steps
