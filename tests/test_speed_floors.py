@@ -94,3 +94,6 @@ def test_markdown_names_every_row():
     prov = {"function": "modeling.ar.ARModel.generate", "checkout": "/u/alitok", "commit": "093e957", "dirty": False}
     text = markdown({**rec, "speedup_against": "official-generate", "upstream": prov, "official_matches_ours": True})
     assert "speed-up vs upstream's generate" in text and "`modeling.ar.ARModel.generate` from /u/alitok" in text
+    # a load average above the timed threads: the report says its timings are not representative
+    assert "machine was loaded" in markdown({**rec, "load_average_start": [3.5, 3.0, 2.0]})
+    assert "machine was loaded" not in markdown({**rec, "load_average_start": [0.5, 0.4, 0.3]})

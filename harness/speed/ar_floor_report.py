@@ -336,12 +336,19 @@ def markdown(record: dict) -> str:
                      f"equal ours: {record.get('official_matches_ours')}.\n" if up else
                      "Upstream's code did not run (no --upstream): nothing below is an official figure.\n")
     kernels = record.get("kernels") or {}
+    load, threads = record.get("load_average_start") or [0.0], record["threads"].get("torch") or 1
+    warn = (f"**The machine was loaded (load average {load[0]} at the start on {threads} timed threads; other "
+            "processes share the cores): the timings below are not representative of this code on this CPU; "
+            "rerun on a quiet machine.**\n\n" if load and load[0] > threads else "")
+    if record["extrapolated"]:
+        warn += ("**Extrapolated from the first steps: a KV-cached AR step grows with its cache, so the 273-step "
+                 "figures are indicative only.**\n\n")
     head = (f"# AR sampler vs hardware floors: AliTok-B, CFG, random weights\n\n"
             f"CPU {record.get('cpu', 'n/a')}; threads {record['threads']}; load average "
             f"{record['load_average_start']} -> {record['load_average_end']}; torch {record['torch']}; commit "
             f"{code.get('git_sha', 'n/a')}{' (dirty)' if code.get('dirty') else ''}"
             f"; {record['repeats']} interleaved repeats; {record['steps_measured']} of 273 steps measured"
-            f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n"
+            f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n\n{warn}"
             f"{'Command: `' + record['command'] + '`.' + chr(10) if record.get('command') else ''}"
             f"{upstream_line}"
             f"Kernels chosen for this machine (ours-auto): Linear {kernels.get('linear', 'n/a')}, decode attention "
