@@ -202,6 +202,7 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
 
     load_plugins()
     load_start = load_average()
+    code = code_info()  # the code that runs: read now, so later edits to the tree cannot relabel it
     gen = generators.get("alitok-b")(device=torch.device("cpu"), random_weights=True)
     model, params = gen.model, gen.default_sampling  # the official AliTok-B preset: cfg 16, pow 1.8
     official = up.official_generator(gen, upstream, "alitok-b") if "official-generate" in variants else None
@@ -306,7 +307,7 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
         "compile_s": compile_s, "replica_matches_ours": replica_ok, "official_matches_ours": official_ok,
         "kernels": {"linear": gen.linear_kernel(), "attention": gen.attention_kernel(),
                     "choices": kernel_choice.recorded()},  # after gen's kernel queries: their choices included
-        "torch": torch.__version__, "cpu": cpu_name(), "code": code_info(), "command": command, "rows": rows,
+        "torch": torch.__version__, "cpu": cpu_name(), "code": code, "command": command, "rows": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / f"{stem}.json", record)
