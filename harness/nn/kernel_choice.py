@@ -10,7 +10,8 @@ only adds time) and keeps the fastest. The result is stored in ``<cache>/kernel_
 kind, the shapes class and the machine, so a later process reuses it without measuring; ``recorded()``
 lists the choices this process made, with their timings and source, for the bench records.
 
-``$ALITOK_BENCH_KERNELS=measure`` ignores the cached file (measures again and overwrites it).
+``$ALITOK_BENCH_KERNELS=measure`` ignores the cached file (measures again and overwrites it): do that
+once on a quiet machine where the stored entry's ``load_average`` shows it was measured under load.
 """
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def choose(kind: str, shapes: str, candidates: dict[str, Callable[[], Any]], rou
         else:
             seconds = _measure(candidates, rounds)
             entry = {"choice": min(seconds, key=seconds.get), "seconds": seconds, "rounds": rounds,
-                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "load_average": _load()}  # a choice made on a loaded machine says so
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(path, {**_read_cache(path), key: entry})
@@ -97,6 +99,13 @@ def choose(kind: str, shapes: str, candidates: dict[str, Callable[[], Any]], rou
             entry = {**entry, "source": "measured"}
         _choices[key] = {"kind": kind, "shapes": shapes, "machine": machine_key(), **entry}
         return entry["choice"]
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def recorded() -> list[dict[str, Any]]:
