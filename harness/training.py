@@ -252,8 +252,9 @@ def init_parallel(device: torch.device) -> Parallel:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    from harness.devices import join_torchrun_group
+
+    join_torchrun_group("nccl" if device.type == "cuda" else "gloo")
     return Parallel(dist.get_rank(), dist.get_world_size(), device)
 
 

@@ -2,7 +2,8 @@
 # `make gpu-bench`: AliTok-B/L/XL, LlamaGen GPT-B/L (256) and GPT-XL (384, its only release), RAR-XXL,
 # DiT-XL/2 (250 DDPM steps) and LightningDiT-XL/1 at batch 64 with random weights, the
 # `paper` preset (fp32, CFG on, decode included) and the `gpu-check` preset (bf16), all models interleaved
-# in one bench call per preset, then AliTok-B bf16 with the decode step compiled (CUDA graphs) if time is
+# in one bench call per preset, then AliTok-B fp32 against upstream's own generate on the same weights
+# (GPU_BENCH_UPSTREAM), then AliTok-B bf16 with the decode step compiled (CUDA graphs) if time is
 # left, in one call of under 10 minutes. Installs nothing but this project (the GPU machine brings its own
 # torch): `pip install -e . --no-deps` only when `harness` is not importable. Models whose plugin is not
 # in this checkout yet are skipped with a message. Records + summary go to $OUT (if set) or
@@ -38,6 +39,22 @@ for preset in paper gpu-check; do  # fp32 gets the longer cap; the whole call mu
   "${capped[@]}" $PY -m harness bench --preset "$preset" "${models[@]}" "${limits[@]}" "${args[@]}" "${extra[@]}" --out "$DEST/$preset" \
     || { echo "gpu-bench: $preset run failed or timed out (rc $?)"; status=1; }
 done
+# Upstream's own code against the project's, same weights, interleaved (harness/speed/upstream.py): AliTok-B
+# at the paper preset, upstream's ARModel.generate from $GPU_BENCH_UPSTREAM/alitok (default shared/upstream,
+# a folder of official checkouts carried with the tree) beside the project's sampler. Skipped with a message
+# where the checkouts or upstream's own requirements (einops, omegaconf) are not on the machine.
+UPSTREAM=${GPU_BENCH_UPSTREAM:-shared/upstream}
+if [ ! -f "$UPSTREAM/alitok/modeling/ar.py" ]; then
+  echo "gpu-bench: skipped upstream-vs-project (no official alitok checkout under $UPSTREAM)"
+elif ! $PY -c "import einops, omegaconf" 2>/dev/null; then
+  echo "gpu-bench: skipped upstream-vs-project (upstream needs einops and omegaconf, not installed here)"
+elif [ "$SECONDS" -lt 480 ]; then
+  timeout $((560 - SECONDS < 120 ? 560 - SECONDS : 120)) $PY -m harness bench --preset paper --model alitok-b \
+    --upstream "$UPSTREAM" "${args[@]}" "${extra[@]}" --out "$DEST/upstream-vs-project" \
+    || { echo "gpu-bench: upstream-vs-project run failed or timed out (rc $?)"; status=1; }
+else
+  echo "gpu-bench: skipped upstream-vs-project ($SECONDS s used)"
+fi
 # The GPU target (AliTok-B, bf16, >= 300 images/s on an H200-class GPU) needs the decode step
 # captured (torch.compile "reduce-overhead": CUDA graphs), so it gets its own run while time is left
 # (each preset run above is capped; the whole call must stay under 10 minutes).

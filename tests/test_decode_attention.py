@@ -115,7 +115,7 @@ def test_bf16_rounds_where_the_pytorch_modules_round(pos):
 
 def test_sdpa_mode_and_the_rules_for_when_the_kernel_applies():
     q, k, _, ck, *_ = _case(48)
-    with torch.no_grad():
+    with torch.no_grad(), decode_attention.use("c"):
         assert decode_attention.applies(q, k, ck)
         assert not decode_attention.applies(torch.randn(3, 4, 2, 48), k, ck)  # two queries: prefill
         assert not decode_attention.applies(q, k, ck.to(torch.bfloat16))      # mixed dtypes
@@ -123,7 +123,8 @@ def test_sdpa_mode_and_the_rules_for_when_the_kernel_applies():
             assert not decode_attention.applies(q, k, ck)
             assert decode_attention.kernel_name() == "sdpa"
         assert decode_attention.kernel_name() == "c-decode"
-    assert not decode_attention.applies(q, k, ck)  # autograd on: the kernel has no backward
+    with decode_attention.use("c"):
+        assert not decode_attention.applies(q, k, ck)  # autograd on: the kernel has no backward
     with pytest.raises(ValueError, match="unknown decode attention kernel"):
         with decode_attention.use("flash"):
             pass
@@ -184,6 +185,8 @@ def test_generator_tokens_equal_with_the_kernel_and_with_sdpa():
     from alitok.plugin import tiny_generator
 
     g = tiny_generator(device="cpu")
+    g.attention = "c"  # forced: "auto" may keep SDPA where the kernel loses on this machine
+    assert g.attention_kernel() == "c-decode"
     labels = torch.tensor([0, 4, 7])
     fused = g.generate_codes(labels, torch.Generator().manual_seed(3))
     g.attention = "sdpa"

@@ -46,5 +46,4 @@ def test_one_caller_of_init_process_group():
     root = Path(__file__).resolve().parent.parent
     callers = sorted(str(p.relative_to(root)) for pkg in ("harness", "alitok", "baselines")
                      for p in (root / pkg).rglob("*.py") if "init_process_group(" in p.read_text())
-    # harness/training.py: init_parallel still calls it itself (left for the lead; see the branch's report)
-    assert [c for c in callers if c != "harness/training.py"] == ["harness/devices.py"]
+    assert callers == ["harness/devices.py"]

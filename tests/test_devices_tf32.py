@@ -46,9 +46,9 @@ def test_sampler_precision_restores_after_an_exception():
 
 
 def test_one_place_switches_tf32():
-    """Outside devices.py (and speed/, which sets it per timed run), nobody writes the flags by hand."""
+    """Outside devices.py nobody writes the flags by hand (bench sets them per timed run through devices.tf32)."""
     root = Path(__file__).resolve().parent.parent
     assigns = re.compile(r"allow_tf32[^=\n]*=[^=]")  # `x.allow_tf32 = v` and `a.allow_tf32, b.allow_tf32 = v`
     writers = [str(p.relative_to(root)) for pkg in ("harness", "alitok", "baselines")
                for p in (root / pkg).rglob("*.py") if assigns.search(p.read_text())]
-    assert sorted(w for w in writers if not w.startswith("harness/speed/")) == ["harness/devices.py"]
+    assert sorted(writers) == ["harness/devices.py"]

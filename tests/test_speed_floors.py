@@ -1,4 +1,4 @@
-"""harness/speed: in-process hardware floors and the official-loop replica of the floor report."""
+"""harness/speed: in-process hardware floors and the replica loop (a model of upstream's structure) of the floor report."""
 import dataclasses
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from harness.nn import decode_attention
 from harness.speed import floors
-from harness.speed.ar_floor_report import (_ours, floor_range, floor_seconds, kv_bytes, markdown, official_loop,
+from harness.speed.ar_floor_report import (_ours, floor_range, floor_seconds, kv_bytes, markdown, replica_loop,
                                            step_flops, summarise, weight_bytes)
 
 from alitok.generator import PRESETS, build
@@ -26,12 +26,12 @@ def small():
 
 
 @pytest.mark.parametrize("attention", decode_attention.KERNELS)
-def test_official_loop_replica_draws_the_tokens_of_our_sampler(small, attention):
+def test_replica_loop_replica_draws_the_tokens_of_our_sampler(small, attention):
     # the replica concatenates its KV cache and embeds the whole sequence every step, as upstream;
     # same random calls and architecture, so the tokens must be ours exactly (SDPA or the C kernel)
     params = PRESETS["alitok-b"].sampling
     labels = torch.tensor([207, 1, 999])
-    a = official_loop(small, labels, params, 40, torch.Generator().manual_seed(0))
+    a = replica_loop(small, labels, params, 40, torch.Generator().manual_seed(0))
     with decode_attention.use(attention):
         b = _ours(small, labels, params, 40, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and len(torch.unique(a)) > 10
@@ -80,11 +80,20 @@ def test_each_run_is_judged_by_the_floor_measured_before_it():
 def test_markdown_names_every_row():
     row = {"variant": "ours-eager", "batch": 2, "median_s": 1.0, "min_s": 0.9, "max_s": 1.2, "spread": 0.3,
            "floor": "weight_read_s", "floor_s": 0.5, "x_floor": 2.0, "x_floor_min": 1.9, "x_floor_max": 2.1,
-           "x_roofline": 2.5, "speedup_vs_official": 1.5}
+           "x_roofline": 2.5, "speedup": 1.5, "speedup_per_repeat": [1.4, 1.5, 1.6]}
     rec = {"floors": {"matmul_fp32_gflops": 1.0, "matmul_bf16_gflops": 2.0, "read_gbps": 3.0}, "threads": {"torch": 1},
            "load_average_start": [], "load_average_end": [], "torch": "x", "repeats": 1, "steps_measured": 5,
            "extrapolated": True, "compile_s": None, "replica_matches_ours": True, "rows": [row],
            "floor_range": {"read_gbps": [2.5, 3.0], "matmul_fp32_gflops": [0.9, 1.0]}}
-    text = markdown(rec)
-    assert "| ours-eager | 2 | 1.00 | 0.90-1.20 | 30% | weight_read | 0.50 | 2.00 | 1.90-2.10 | 2.50 | 1.50 |" in text
+    text = markdown({**rec, "speedup_against": "replica-loop"})
+    assert ("| ours-eager | 2 | 1.00 | 0.90-1.20 | 30% | weight_read | 0.50 | 2.00 | 1.90-2.10 | 2.50 | "
+            "1.50 (1.40, 1.50, 1.60) |") in text
     assert "extrapolated" in text and "read 2.5-3.0 GB/s" in text
+    # without --upstream nothing is called official: the speed-up names the replica and says it is not upstream's
+    assert "speed-up vs the replica loop (not upstream's code)" in text and "did not run" in text
+    prov = {"function": "modeling.ar.ARModel.generate", "checkout": "/u/alitok", "commit": "093e957", "dirty": False}
+    text = markdown({**rec, "speedup_against": "official-generate", "upstream": prov, "official_matches_ours": True})
+    assert "speed-up vs upstream's generate" in text and "`modeling.ar.ARModel.generate` from /u/alitok" in text
+    # a load average above the timed threads: the report says its timings are not representative
+    assert "machine was loaded" in markdown({**rec, "load_average_start": [3.5, 3.0, 2.0]})
+    assert "machine was loaded" not in markdown({**rec, "load_average_start": [0.5, 0.4, 0.3]})

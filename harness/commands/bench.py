@@ -29,10 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "every model; MODEL=N (repeatable): that model only, e.g. a diffusion model beside AR "
                         "models timed in full")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model's step")
-    p.add_argument("--linear", choices=("auto", "aten"), default=None,
-                   help="auto: each generator's default Linear (oneDNN on packed weights on CPU); aten: packing off")
-    p.add_argument("--attention", choices=("auto", "sdpa"), default=None,
-                   help="auto: AR decode steps through the C decode-attention kernel on CPU; sdpa: PyTorch's SDPA")
+    p.add_argument("--linear", choices=("auto", "onednn", "aten"), default=None,
+                   help="auto: oneDNN on packed weights on CPU where a measurement on this machine found it faster "
+                        "(cached; harness/nn/kernel_choice.py); onednn: packed wherever it exists; aten: packing off")
+    p.add_argument("--attention", choices=("auto", "c", "sdpa"), default=None,
+                   help="auto: AR decode steps through the C decode-attention kernel where it was measured faster on "
+                        "this machine; c: wherever it applies; sdpa: PyTorch's SDPA")
     p.add_argument("--calibrate", action="store_true", default=None,
                    help="CPU: time a fixed machine-calibration workload before every repeat and record each repeat "
                         "in its units too, so --agree can tell code from a shared machine's drift")
@@ -50,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agree", nargs=2, metavar=("RUN1", "RUN2"), default=None,
                    help="measure nothing: do two bench output folders of the same settings agree within their own "
                         "spread? Writes --out/agreement.json; exit 1 if a row disagrees")
+    p.add_argument("--upstream", type=Path, default=None, metavar="DIR",
+                   help="folder of official checkouts (DIR/alitok, ...): beside each model with an upstream adapter "
+                        "(harness/speed/upstream.py), time upstream's own sampler on the same weights, interleaved")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for the records and the summary")
 
@@ -105,15 +110,19 @@ def _steps_limits(values: list[str], models: list[str]) -> dict:
     return fields
 
 
-def _load(names, settings, device, skip_missing: bool, low_memory: bool = False):
-    """``(generators or factories, skipped)``: each registered model built now, or with ``low_memory`` a
-    factory that builds it for each run (harness.speed.bench.bench_interleaved frees it after)."""
+def _load(names, settings, device, skip_missing: bool, low_memory: bool = False, upstream: Path | None = None):
+    """``(generators or factories, registry names, skipped)``: each registered model built now, or with
+    ``low_memory`` a factory that builds it for each run (harness.speed.bench.bench_interleaved frees it
+    after). With ``upstream``, each model with an adapter is followed by upstream's sampler on its weights
+    (harness.speed.upstream), under the same registry name (so a --steps-limit applies to both alike)."""
     from harness.errors import UserError
     from harness.registry import RegistryError, generators, load_plugins
     from harness.suites import plugin_missing
 
+    from harness.speed import upstream as up
+
     load_plugins()
-    loaded, skipped = [], {}
+    loaded, measured, skipped = [], [], {}
     for name in names:
         try:
             missing = plugin_missing(name)
@@ -131,8 +140,21 @@ def _load(names, settings, device, skip_missing: bool, low_memory: bool = False)
                 return generators.get(name)(device=device, **settings.factory_options())
             except TypeError as e:  # a factory that does not take an option we pass (dtype, compile, random_weights)
                 raise UserError(f"--model {name}: {e}") from None
-        loaded.append(build if low_memory else build())
-    return loaded, skipped
+        project = build if low_memory else build()
+        loaded.append(project)
+        measured.append(name)
+        if upstream is None:
+            continue
+        if up.adapter_for(name) is None:
+            skipped[f"{name} (upstream)"] = f"no upstream adapter (wired: {', '.join(up.ADAPTERS)})"
+            print(f"bench: no upstream adapter for {name}; timing the project's only", file=sys.stderr)
+            continue
+
+        def official(name=name, project=project):
+            return up.official_generator(project() if callable(project) else project, upstream, name)
+        loaded.append(official if low_memory else official())
+        measured.append(name)
+    return loaded, measured, skipped
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_start = load_average()
-    gens, skipped = _load(models, sweep[0], device, args.skip_missing, args.low_memory)
-    measured = [n for n in models if n not in skipped]  # the registry names of gens, in order
+    gens, measured, skipped = _load(models, sweep[0], device, args.skip_missing, args.low_memory,
+                                    getattr(args, "upstream", None))
     if not gens:  # nothing measured, nothing written: exit 0 only when skipping was asked for
         print("bench: no model to measure", file=sys.stderr)
         return 0 if args.skip_missing else 2
@@ -165,11 +187,16 @@ def run(args: argparse.Namespace) -> int:
         results = bench_interleaved(gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr),
                                     names=measured)
         for name, res in zip(measured, results):
-            summary = {"model": res.name, "dtype": settings.dtype, **res.summary(), **{"applied": res.applied}}
+            summary = {"model": res.name, "implementation": "upstream" if "upstream" in res.info else "project",
+                       "dtype": settings.dtype, **res.summary(), **{"applied": res.applied}}
             rows.append(summary)
             records.append((res, name, settings, summary))
     load_end = load_average()
-    machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end}
+    from harness.nn import kernel_choice
+
+    # the kernels chosen on this machine (measured or read from the cache) for the models timed above
+    machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end,
+               "kernel_choices": kernel_choice.recorded()}
     names = [r.name for r in results]
     code = code_info()
     bench_run_id = uuid.uuid4().hex   # shared by this invocation's records: claims take ratios within one run
@@ -179,6 +206,10 @@ def run(args: argparse.Namespace) -> int:
             notes.append("--low-memory: the model was built before each run (untimed) and freed after it")
         if summary["extrapolated"]:
             notes.append(f"extrapolated: {summary['method']}")
+        if "upstream" in res.info:
+            notes.append(f"upstream's own sampler ({res.info['upstream']['function']} from "
+                         f"{res.info['upstream']['checkout']}, commit {res.info['upstream']['commit']}) on the project "
+                         "model's weights; decode by the project's tokenizer")
         if settings.random_weights:
             notes.append("random weights (official architecture, seeded init): valid for speed only")
         if not settings.kv_cache and summary["applied"]["kv_cache"] == "n/a":
@@ -191,7 +222,10 @@ def run(args: argparse.Namespace) -> int:
                   "skipped": skipped, "threads": machine["torch_threads"]},
             # registry_name: what --model named (a random-weights generator calls itself "<name>-random");
             # sampling: the parameters of the timed runs (CFG off with --no-cfg), which claims match on
-            model={**model_info(res.info), "registry_name": name, "sampling": res.sampling,
+            # an upstream row is not the registered model's figure: claims must not pick it up by name
+            model={**model_info(res.info), "implementation": summary["implementation"],
+                   "registry_name": name if summary["implementation"] == "project" else f"{name}@upstream",
+                   "sampling": res.sampling,
                    "weights": "random" if settings.random_weights else "checkpoint"},
             code=code, env={**env_info(device), **machine}, speed=summary,
             machine=record_machine(device, {k: str(v) for k, v in (("linear", summary["applied"].get("linear_kernel")),
@@ -200,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
         write_record(rec, out, f"bench_{res.name}_b{settings.batch_size}_{settings.dtype}_record.json")
     table = markdown_table(rows)
     pairs = ratios(rows)
-    ratio_lines = [f"- {p['a']} : {p['b']} (batch {p['batch_size']}, {p['dtype']}) = {p['images_per_s_ratio']:.3g}"
+    ratio_lines = [f"- {p['a']} : {p['b']} ({p['implementations']}, batch {p['batch_size']}, {p['dtype']}) = "
+                   f"{p['images_per_s_ratio']:.3g}"
                    f"{' (extrapolated: ' + ', '.join(p['extrapolated_models']) + ')' if p['extrapolated'] else ''}"
                    for p in pairs]
     write_json_atomic(out / "bench_summary.json", {"machine": machine, "code": code, "rows": rows, "ratios": pairs,

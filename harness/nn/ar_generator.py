@@ -42,7 +42,7 @@ from harness.interfaces import ARSampling, Generator, Tokenizer
 from harness.io import sha256_if_file
 from harness.nn import decode_attention
 from harness.nn.ar_sampling import CachedDecoder, ar_sample, ar_sample_naive, device_generator, precision
-from harness.nn.packed_linear import PackedLinears, available as packed_linear_available
+from harness.nn.packed_linear import PackedLinears, available as packed_linear_available, prefers_packed
 
 
 class ARModelProtocol(CachedDecoder, Protocol):
@@ -60,11 +60,12 @@ class ARGenerator(Generator):
 
     ``dtype=torch.bfloat16`` casts the model's weights once here (LlamaGen samples the same way),
     so no step re-casts them; ``compile=True`` compiles ``decode_step`` lazily on first use.
-    ``packed_linear`` (default: on wherever it exists, i.e. eager CPU) samples through oneDNN Linear
-    layers with weights packed once (``harness.nn.packed_linear``): about 2x faster decode steps on CPU.
+    ``packed_linear="auto"`` (default) samples through oneDNN Linear layers with weights packed once
+    (``harness.nn.packed_linear``) where that exists (eager CPU) and a measurement on this machine found
+    it faster than ``F.linear`` at this model's shapes; ``True`` packs wherever it exists, ``False`` never.
     ``attention="auto"`` runs each eager CPU decode step's QK-norm, RoPE, cache write and attention
-    in one C kernel (``harness.nn.decode_attention``; ~1.4x faster steps at batch 16 with CFG);
-    ``"sdpa"`` keeps PyTorch's SDPA. ``kv_cache=False`` recomputes the whole causal forward at every
+    in one C kernel (``harness.nn.decode_attention``) where it was measured faster here; ``"c"``
+    wherever it applies; ``"sdpa"`` keeps PyTorch's SDPA. ``kv_cache=False`` recomputes the whole causal forward at every
     step (the reference path; the same tokens, for speed comparisons only).
     """
 
@@ -73,7 +74,7 @@ class ARGenerator(Generator):
 
     def __init__(self, model: ARModelProtocol, tokenizer: Tokenizer, *, name: str, sampling: ARSampling,
                  seed: int | None = None, checkpoint: str | None = None, dtype: torch.dtype = torch.float32,
-                 tf32: bool | None = None, compile: bool = False, packed_linear: bool = True,
+                 tf32: bool | None = None, compile: bool = False, packed_linear: bool | str = "auto",
                  kv_cache: bool = True, attention: str = "auto"):
         if tokenizer.num_tokens != model.num_tokens or tokenizer.codebook_size != model.codebook_size:
             raise ValueError(f"{name}: tokenizer {tokenizer.name!r} has {tokenizer.num_tokens} tokens / "
@@ -142,19 +143,24 @@ class ARGenerator(Generator):
                              tf32=self.tf32, decode_step=self._decode)
 
     def linear_kernel(self) -> str:
-        """``onednn-packed`` where packing is on and exists (eager CPU), else ``aten`` (F.linear)."""
+        """``onednn-packed`` where packing is on, exists (eager CPU) and (``"auto"``) wins on this machine,
+        else ``aten`` (F.linear). The first ``"auto"`` query measures (harness.nn.kernel_choice)."""
         packed = self.packed_linear and not self.compiled and packed_linear_available(self.device, self.dtype)
+        if packed and self.packed_linear == "auto":
+            packed = prefers_packed(self.model, self.dtype)
         return "onednn-packed" if packed else "aten"
 
     def attention_kernel(self) -> str:
         """``c-decode`` where the C decode-attention kernel runs the cached steps, else ``sdpa``."""
         if self.compiled or self.attention == "sdpa" or not self.kv_cache:
             return "sdpa"
-        with decode_attention.use(self.attention):
-            return decode_attention.kernel_name(self.device, self.dtype)  # builds the kernel on first call
+        heads, head_dim = _attention_geometry(self.model)
+        with decode_attention.use(self.attention):  # builds the kernel (and "auto": measures) on first call
+            return decode_attention.kernel_name(self.device, self.dtype, heads, head_dim)
 
     def prepare(self) -> None:
-        """Pack the Linear weights and build the attention kernel now, so a timed run pays for neither."""
+        """Choose the kernels, pack the Linear weights and build the attention kernel now, so a timed run
+        pays for none of them."""
         if self.linear_kernel() == "onednn-packed":
             self._packed.pack()
         self.attention_kernel()
@@ -203,3 +209,11 @@ class ARGenerator(Generator):
                 # keys of the file that the model lacks, skipped as the official loader skips them
                 **({"checkpoint_unexpected_keys": unexpected}
                    if (unexpected := getattr(self.model, "checkpoint_unexpected_keys", None)) else {})}
+
+
+def _attention_geometry(model: torch.nn.Module) -> tuple[int | None, int | None]:
+    """``(heads, head_dim)`` of the model's first KV-cached attention (None, None where it has none)."""
+    for m in model.modules():
+        if hasattr(m, "kv_cache") and hasattr(m, "num_heads") and hasattr(m, "head_dim"):
+            return int(m.num_heads), int(m.head_dim)
+    return None, None

@@ -9,6 +9,11 @@ outgrows its weights (1.3 GB at the last step), so attention was 44 % of a step.
 the QK-norm and RoPE to the new query and key, which saves ~20 small PyTorch ops per layer and step
 (results/speed/ar_optimisation.md).
 
+Kept only where it wins: in ``"auto"`` mode the kernel runs a call only where a short measurement
+on this machine (``harness.nn.kernel_choice``: at first use, per dtype and head geometry, cached by
+CPU model, torch version and threads) found it faster than the SDPA path it replaces (QK-norm, RoPE,
+``index_copy_`` and SDPA over the bucketed cache); ``"c"`` forces it wherever it applies.
+
 It is built at first use with the system C compiler (``$CC``, default ``gcc``; well under a second)
 into a temporary folder that is removed once the library is loaded; where that fails (no compiler)
 every call falls back to SDPA and ``kernel_name()`` says ``sdpa``. The results agree with SDPA to
@@ -34,13 +39,14 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("csrc") / "decode_attention.c"
-KERNELS = ("auto", "sdpa")  # auto: the C kernel where it applies and built, else SDPA
+KERNELS = ("auto", "c", "sdpa")  # auto: the C kernel where it applies, builds and wins here; c: wherever it applies
 _FUNCS = {torch.float32: "decode_attention_f32", torch.bfloat16: "decode_attention_bf16"}
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _build_error: str | None = None
 _mode = "auto"
+_chosen: dict[tuple, bool] = {}  # (dtype, heads, head_dim, threads) -> the C kernel won the measurement
 
 
 def _compile(march: str = "native") -> ctypes.CDLL:
@@ -85,7 +91,8 @@ def build_error() -> str | None:
 
 @contextlib.contextmanager
 def use(kernel: str) -> Iterator[None]:
-    """``with use("sdpa"):`` turns the kernel off (``"auto"`` leaves it on) for the block."""
+    """``with use("sdpa"):`` turns the kernel off for the block, ``"c"`` forces it on where it applies,
+    ``"auto"`` (the default) runs it where it applies and was measured faster on this machine."""
     global _mode
     if kernel not in KERNELS:
         raise ValueError(f"unknown decode attention kernel {kernel!r}; choose from {', '.join(KERNELS)}")
@@ -96,18 +103,79 @@ def use(kernel: str) -> Iterator[None]:
         _mode = before
 
 
-def kernel_name(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> str:
-    """What a decode step on this device and cache dtype uses now: ``c-decode`` or ``sdpa``."""
-    ok = (_mode == "auto" and torch.device(device).type == "cpu" and dtype in _FUNCS and library() is not None)
+def kernel_name(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                heads: int | None = None, head_dim: int | None = None) -> str:
+    """What a decode step on this device and cache dtype uses now: ``c-decode`` or ``sdpa``. In
+    ``"auto"`` mode with the head geometry given, the machine's measured choice (made now if not yet)."""
+    ok = (_mode in ("auto", "c") and torch.device(device).type == "cpu" and dtype in _FUNCS and library() is not None)
+    if ok and _mode == "auto" and heads is not None and head_dim is not None:
+        ok = wins_here(dtype, heads, head_dim)
     return "c-decode" if ok else "sdpa"
 
 
 def applies(q: torch.Tensor, k: torch.Tensor, cache_k: torch.Tensor) -> bool:
-    """True where :func:`attend` takes this call: one query, CPU, one dtype, no autograd, eager."""
-    return (_mode == "auto" and q.shape[2] == 1 and q.device.type == "cpu" and q.dtype in _FUNCS
-            and q.dtype == k.dtype == cache_k.dtype and not torch.is_grad_enabled()
-            and not torch.compiler.is_compiling() and 2 <= q.shape[-1] <= 1024 and q.shape[-1] % 2 == 0
-            and library() is not None)
+    """True where :func:`attend` takes this call: one query, CPU, one dtype, no autograd, eager, and
+    (``"auto"``) the kernel won on this machine for this dtype and head geometry."""
+    ok = (_mode in ("auto", "c") and q.shape[2] == 1 and q.device.type == "cpu" and q.dtype in _FUNCS
+          and q.dtype == k.dtype == cache_k.dtype and not torch.is_grad_enabled()
+          and not torch.compiler.is_compiling() and 2 <= q.shape[-1] <= 1024 and q.shape[-1] % 2 == 0
+          and library() is not None)
+    return ok and (_mode == "c" or wins_here(q.dtype, q.shape[1], q.shape[-1]))
+
+
+def wins_here(dtype: torch.dtype, heads: int, head_dim: int) -> bool:
+    """Did the C kernel beat the SDPA path on this machine at this geometry (measured at first use)?"""
+    key = (dtype, heads, head_dim, torch.get_num_threads())
+    hit = _chosen.get(key)
+    if hit is None:
+        from harness.nn import kernel_choice
+
+        shapes = f"{str(dtype).replace('torch.', '')} heads {heads} x {head_dim}, rows {'/'.join(map(str, _ROWS))}, " \
+                 f"cache {_SLOTS} slots"
+        hit = kernel_choice.choose("decode-attention", shapes, _workloads(dtype, heads, head_dim)) == "c-decode"
+        _chosen[key] = hit
+    return hit
+
+
+_ROWS = (4, 32)  # decode rows of batch 2 and 16 with CFG
+_SLOTS = 274     # AliTok's 1 + 273 positions; the workload attends at the middle (the mean over a run)
+
+
+def _workloads(dtype: torch.dtype, heads: int, head_dim: int) -> dict:
+    """The C kernel and the SDPA path it replaces (``harness.nn.attention``: QK-norm, RoPE, cache write,
+    SDPA over the 16-slot-bucketed cache under a mask), on the same data, at every row count of ``_ROWS``."""
+    import torch.nn.functional as F
+
+    from harness.nn.rope import apply_rope
+
+    g = torch.Generator().manual_seed(0)
+    pos = _SLOTS // 2
+    kv_len = min(_SLOTS, -(-(pos + 1) // 16) * 16)
+    cases = []
+    for rows in _ROWS:
+        q, k, v = (torch.randn(rows, heads, 1, head_dim, generator=g).to(dtype) for _ in range(3))
+        ck, cv = (torch.randn(rows, heads, _SLOTS, head_dim, generator=g).to(dtype) for _ in range(2))
+        w = torch.ones(head_dim, dtype=dtype)
+        angle = torch.rand(head_dim // 2, generator=g)
+        rope = torch.stack([angle.cos(), angle.sin()], -1)
+        cases.append((q, k, v, ck, cv, w, rope))
+    mask = torch.ones(1, kv_len, dtype=torch.bool)
+    at = torch.tensor([pos])
+
+    def c_kernel():
+        with torch.no_grad():
+            for q, k, v, ck, cv, w, rope in cases:
+                attend(q, k, v, ck, cv, pos, q_norm=w, k_norm=w, eps=1e-5, rope=rope)
+
+    def sdpa():
+        with torch.no_grad():
+            for q, k, v, ck, cv, w, rope in cases:
+                qn, kn = F.rms_norm(q, (head_dim,), w, 1e-5), F.rms_norm(k, (head_dim,), w, 1e-5)
+                qn, kn = apply_rope(qn, rope[None]), apply_rope(kn, rope[None])
+                ck.index_copy_(2, at, kn.contiguous())
+                cv.index_copy_(2, at, v.contiguous())
+                F.scaled_dot_product_attention(qn, ck[:, :, :kv_len], cv[:, :, :kv_len], attn_mask=mask)
+    return {"c-decode": c_kernel, "sdpa": sdpa}
 
 
 def _strides(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int] | None:

@@ -7,6 +7,10 @@ reaches ~120 GFLOP/s (32 rows). oneDNN with the weight reordered once into its b
 and reaches ~300 GFLOP/s on the same weights (results/speed/ar_optimisation.md). The results agree
 with ``F.linear`` to float rounding (different summation order), not bit for bit.
 
+That ratio was measured on one CPU; ``prefers_packed(model, dtype)`` measures both paths on this
+machine at the model's Linear shapes (``harness.nn.kernel_choice``: at first use, cached by CPU model,
+torch version and threads) and ``ARGenerator`` packs only where oneDNN wins.
+
 ``PackedLinears(model)`` keeps one packed copy per Linear weight (extra memory: one copy of the
 Linear weights, until ``release()``) and repacks a weight whose tensor changed (``_version`` /
 storage). ``pack()`` packs every weight ahead of time (a benchmark does it outside the timed region);
@@ -28,6 +32,42 @@ def available(device: torch.device | str, dtype: torch.dtype) -> bool:
     """True where the oneDNN packed linear exists for this device and dtype (CPU builds with mkldnn)."""
     return (torch.device(device).type == "cpu" and dtype in PACKED_DTYPES and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+ROWS = (4, 32)  # decode rows of batch 2 and 16 with CFG
+
+
+def prefers_packed(model: nn.Module, dtype: torch.dtype) -> bool:
+    """Is oneDNN on packed weights faster than ``F.linear`` on this machine for ``model``'s Linear shapes
+    (each distinct ``in x out`` once, at every row count of ``ROWS``)? False where packing is unavailable."""
+    if not available("cpu", dtype):
+        return False
+    from harness.nn import kernel_choice
+
+    shapes = sorted({(m.in_features, m.out_features) for m in model.modules() if type(m) is nn.Linear})
+    if not shapes:
+        return False
+    label = f"{str(dtype).replace('torch.', '')} {' '.join(f'{i}x{o}' for i, o in shapes)}, rows {'/'.join(map(str, ROWS))}"
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for i, o in shapes:
+        w = (0.02 * torch.randn(o, i, generator=g)).to(dtype)
+        b = torch.zeros(o, dtype=dtype)
+        xs = [torch.randn(r, 1, i, generator=g).to(dtype) for r in ROWS]
+        cases.append((w, torch.ops.mkldnn._reorder_linear_weight(w, None), b, xs))
+
+    def packed():
+        with torch.no_grad():
+            for _, pw, b, xs in cases:
+                for x in xs:
+                    torch.ops.mkldnn._linear_pointwise(x, pw, b, "none", [], "")
+
+    def aten():
+        with torch.no_grad():
+            for w, _, b, xs in cases:
+                for x in xs:
+                    torch.nn.functional.linear(x, w, b)
+    return kernel_choice.choose("linear", label, {"onednn-packed": packed, "aten": aten}) == "onednn-packed"
 
 
 def _key(weight: torch.Tensor) -> tuple:

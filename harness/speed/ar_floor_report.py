@@ -1,11 +1,15 @@
 """AR sampler speed against this machine's floors: AliTok-B with CFG, random weights, fp32 and bf16.
 
-    python -m harness.speed.ar_floor_report --out results/speed --threads 2 --steps 273 --repeats 5
+    python -m harness.speed.ar_floor_report --out results/speed --threads 2 --steps 273 --repeats 5 \
+        [--upstream DIR] [--variants official-generate ours-packed-c ...]
 
 Variants, timed in interleaved repeats (every repeat runs every variant and batch once, so load
 changes hit all of them alike):
 
-- ``official-loop``: a replica of the official ``generate`` (ali-vilab/alitok ``modeling/ar.py``):
+- ``official-generate`` (only with ``--upstream DIR``): upstream's own ``ARModel.generate``, imported
+  from ``DIR/alitok`` and loaded with this model's weights (``harness.speed.upstream``). Speed-ups are
+  taken against it when it ran; otherwise against the replica, and labelled so;
+- ``replica-loop``: a model of upstream's structure over the project's modules, not upstream's code:
   concatenating KV cache (``torch.cat`` per layer and step), the whole ``[cond | ids]`` sequence
   embedded every step, attention over every cached position, head on the last position;
 - ``ours-aten``: the shared sampler (``harness.nn.ar_sampling.ar_sample``) with PyTorch's own Linear
@@ -13,8 +17,9 @@ changes hit all of them alike):
 - ``ours-packed``: the same with every Linear through oneDNN on weights packed once
   (``harness.nn.packed_linear``), attention still SDPA;
 - ``ours-packed-c``: packed Linear layers and the C decode-attention kernel (QK-norm, RoPE, cache
-  write and attention in one call, ``harness.nn.decode_attention``): what ``ARGenerator`` does by
-  default on CPU;
+  write and attention in one call, ``harness.nn.decode_attention``), both forced on;
+- ``ours-auto``: what ``ARGenerator`` does by default: the Linear and attention paths chosen for this
+  machine by a short measurement at first use (``harness.nn.kernel_choice``; recorded);
 - ``ours-compiled``: ``torch.compile`` of the decode step (compile time excluded and recorded; aten
   Linear and SDPA inside the graph);
 - ``ours-bf16-packed`` / ``ours-bf16-packed-c``: the model cast to bf16 once, packed Linear layers,
@@ -52,21 +57,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from harness.errors import UserError
 from harness.interfaces import ARSampling
 from harness.io import write_json_atomic, write_text_atomic
-from harness.nn import decode_attention
+from harness.nn import decode_attention, kernel_choice
 from harness.nn.ar_sampling import ar_sample
 from harness.nn.packed_linear import PackedLinears
 from harness.nn.rope import apply_rope
 from harness.speed import floors
-from harness.speed.timing import load_average
+from harness.speed.timing import cpu_name, load_average
 
 OFFICIAL_STEPS = 273
+WARMUP_STEPS = 8
 
 
 @torch.no_grad()
-def official_loop(model, labels: torch.Tensor, params: ARSampling, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """The official ``generate`` loop, op for op in structure, over a model with the official layout."""
+def replica_loop(model, labels: torch.Tensor, params: ARSampling, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """A model of upstream's ``generate`` loop (ali-vilab/alitok ``modeling/ar.py``), op for op in
+    structure, over the project's modules: not upstream's code (``--upstream`` times that)."""
     cfg = model.cfg
     torch.rand(labels.shape, generator=generator)  # preprocess_condition's rand_like
     condition = labels + cfg.codebook_size + 1
@@ -171,93 +179,139 @@ def floor_range(paired: dict) -> dict[str, list[float]]:
         if every else {}
 
 
-def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int], compile: bool) -> dict:
+VARIANTS = ("official-generate", "replica-loop", "ours-aten", "ours-packed", "ours-packed-c", "ours-auto",
+            "ours-bf16-packed", "ours-bf16-packed-c", "ours-compiled")
+
+
+def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int], compile: bool,
+        upstream: Path | None = None, variants: list[str] | None = None, stem: str = "ar_floor_report",
+        command: str | None = None) -> dict:
+    """Time the variants (default: all but ``ours-auto``, plus ``official-generate`` with ``upstream``,
+    ``ours-compiled`` with ``compile``) and write ``out/<stem>.{json,md}``."""
     torch.set_num_threads(threads)
-    if decode_attention.build_error():
-        raise SystemExit(f"error: the C decode-attention kernel does not build here: {decode_attention.build_error()}")
+    if variants is None:
+        variants = [v for v in VARIANTS if v not in ("ours-auto", "ours-compiled", "official-generate")]
+        variants = (["official-generate"] if upstream else []) + variants + (["ours-compiled"] if compile else [])
+    if "official-generate" in variants and upstream is None:
+        raise UserError("--variants official-generate needs --upstream DIR (a folder holding the alitok checkout)")
+    if any(v.endswith("-c") for v in variants) and decode_attention.build_error():
+        raise UserError(f"the C decode-attention kernel does not build here: {decode_attention.build_error()}")
+    from harness.records import code_info
     from harness.registry import generators, load_plugins
+    from harness.speed import upstream as up
 
     load_plugins()
     load_start = load_average()
+    code = code_info()  # the code that runs: read now, so later edits to the tree cannot relabel it
     gen = generators.get("alitok-b")(device=torch.device("cpu"), random_weights=True)
     model, params = gen.model, gen.default_sampling  # the official AliTok-B preset: cfg 16, pow 1.8
-    model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    official = up.official_generator(gen, upstream, "alitok-b") if "official-generate" in variants else None
+    model_bf16 = copy.deepcopy(model).to(torch.bfloat16) if any("bf16" in v for v in variants) else None
     fl = floors.measure(threads)
 
-    # the replica and our sampler draw the same tokens (same random calls, same architecture)
+    # the replica, upstream's generate and our sampler draw the same tokens (same random calls, same weights)
     probe = torch.tensor([207, 1])
     with torch.inference_mode():
-        replica = official_loop(model, probe, params, 8, torch.Generator().manual_seed(0))
-        replica_ok = {}
-        for attention in decode_attention.KERNELS:  # the C kernel and SDPA
+        replica = replica_loop(model, probe, params, 8, torch.Generator().manual_seed(0))
+        replica_ok, official_ok = {}, None
+        for attention in ("c", "sdpa"):
             with decode_attention.use(attention):
                 ours_tokens = _ours(model, probe, params, 8, torch.Generator().manual_seed(0))
                 replica_ok[attention] = torch.equal(replica, ours_tokens)
+        if official is not None:
+            official_ok = torch.equal(official.run_steps(probe, torch.Generator().manual_seed(0), params, 8)[:, :8],
+                                      ours_tokens)
 
-    packed, packed_bf16 = PackedLinears(model), PackedLinears(model_bf16)
+    packed = PackedLinears(model)
+    packed_bf16 = PackedLinears(model_bf16) if model_bf16 is not None else None
 
+    # every variant: fn(labels, n) samples n tokens
     def ours(m, pk=None, attention="sdpa"):
-        def fn(y):
+        def fn(y, n):
             with pk.active() if pk else contextlib.nullcontext(), decode_attention.use(attention):
-                return _ours(m, y, params, steps, torch.Generator().manual_seed(0))
+                return _ours(m, y, params, n, torch.Generator().manual_seed(0))
         return fn
 
-    variants = {
-        "official-loop": lambda y: official_loop(model, y, params, steps, torch.Generator().manual_seed(0)),
+    def ours_auto(y, n):  # what ARGenerator runs by default: the kernels chosen for this machine
+        return gen.run_steps(y, torch.Generator().manual_seed(0), params, n)
+
+    def official_generate(y, n):
+        return official.run_steps(y, torch.Generator().manual_seed(0), params, n)
+
+    def run_compiled(y, n):
+        with decode_attention.use("sdpa"):
+            return _ours(model, y, params, n, torch.Generator().manual_seed(0), decode_step=compiled)
+
+    available = {
+        "official-generate": official_generate,
+        "replica-loop": lambda y, n: replica_loop(model, y, params, n, torch.Generator().manual_seed(0)),
         "ours-aten": ours(model),
         "ours-packed": ours(model, packed),
-        "ours-packed-c": ours(model, packed, "auto"),
+        "ours-packed-c": ours(model, packed, "c"),
+        "ours-auto": ours_auto,
         "ours-bf16-packed": ours(model_bf16, packed_bf16),
-        "ours-bf16-packed-c": ours(model_bf16, packed_bf16, "auto"),
+        "ours-bf16-packed-c": ours(model_bf16, packed_bf16, "c"),
+        "ours-compiled": run_compiled,
     }
-    compile_s = None
-    if compile:
+    unknown = [v for v in variants if v not in available]
+    if unknown:
+        raise UserError(f"--variants {unknown[0]}: unknown (choose from {', '.join(VARIANTS)})")
+    fns = {v: available[v] for v in variants}
+    if "ours-compiled" in fns:
         compiled = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True)
-        def run_compiled(y):
-            with decode_attention.use("sdpa"):
-                return _ours(model, y, params, steps, torch.Generator().manual_seed(0), decode_step=compiled)
-        variants["ours-compiled"] = run_compiled
-    times: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in variants}
-    paired: dict[str, dict[int, list[dict]]] = {v: {b: [] for b in batches} for v in variants}
+    if "ours-auto" in fns:
+        gen.prepare()  # packing and the kernel choice (a measurement at first use) stay out of the clock
+    compile_s = None
+    times: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in fns}
+    paired: dict[str, dict[int, list[dict]]] = {v: {b: [] for b in batches} for v in fns}
     with torch.inference_mode():
-        for b in batches:  # warm-up (and compile) outside the timed repeats
-            for name, fn in variants.items():
+        for b in batches:  # warm-up outside the timed repeats: first-call allocations on a few steps;
+            for name, fn in fns.items():  # the compiled step in full (it compiles per cache-length bucket)
                 t = time.perf_counter()
-                fn(torch.arange(b) % 1000)
+                fn(torch.arange(b) % 1000, steps if name == "ours-compiled" else min(steps, WARMUP_STEPS))
                 if name == "ours-compiled":
                     compile_s = (compile_s or 0.0) + time.perf_counter() - t
         for _ in range(repeats):
             for b in batches:
-                for name, fn in variants.items():
+                for name, fn in fns.items():
                     paired[name][b].append(floors.measure_quick())  # the floor of this run, just before it
                     t = time.perf_counter()
-                    fn(torch.arange(b) % 1000)
+                    fn(torch.arange(b) % 1000, steps)
                     times[name][b].append(time.perf_counter() - t)
 
     scale = OFFICIAL_STEPS / steps
     costs = {b: step_costs(model, b, steps) for b in batches}
     floor_s = {b: floor_seconds(model, b, steps, fl, scale, costs[b]) for b in batches}
+    baseline = "official-generate" if "official-generate" in fns else "replica-loop" if "replica-loop" in fns else None
     rows = []
     for name, per_batch in times.items():
         for b, ts in per_batch.items():
-            official = statistics.median(times["official-loop"][b]) * scale
             per_run = [floor_seconds(model, b, steps, f, scale, costs[b]) for f in paired[name][b]]
-            rows.append({"variant": name, "batch": b, "speedup_vs_official": official / (statistics.median(ts) * scale),
-                         **summarise(ts, per_run, b, scale)})
+            row = {"variant": name, "batch": b, **summarise(ts, per_run, b, scale)}
+            if baseline:
+                base = times[baseline][b]
+                # per repeat: the runs of one repeat were interleaved, so their ratio shares the machine's load
+                per_repeat = [o / t for o, t in zip(base, ts)]
+                row.update(speedup=statistics.median(base) / statistics.median(ts),
+                           speedup_per_repeat=per_repeat)
+            rows.append(row)
     record = {
         "kind": "ar-floor-report", "model": "alitok-b (random weights)", "sampling": params.to_dict(),
         "steps_measured": steps, "steps_reported": OFFICIAL_STEPS, "extrapolated": steps != OFFICIAL_STEPS,
-        "repeats": repeats, "interleaved": True, "batches": batches,
+        "repeats": repeats, "interleaved": True, "batches": batches, "speedup_against": baseline,
+        "upstream": official.provenance if official is not None else None,
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "load_average_start": load_start, "load_average_end": load_average(), "floors": fl, "floor_seconds": floor_s,
         "floors_paired": {name: {b: fs for b, fs in per_batch.items()} for name, per_batch in paired.items()},
         "floor_range": floor_range(paired),
-        "compile_s": compile_s, "replica_matches_ours": replica_ok, "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(), "rows": rows,
+        "compile_s": compile_s, "replica_matches_ours": replica_ok, "official_matches_ours": official_ok,
+        "kernels": {"linear": gen.linear_kernel(), "attention": gen.attention_kernel(),
+                    "choices": kernel_choice.recorded()},  # after gen's kernel queries: their choices included
+        "torch": torch.__version__, "cpu": cpu_name(), "code": code, "command": command, "rows": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "ar_floor_report.json", record)
-    write_text_atomic(out / "ar_floor_report.md", markdown(record))
+    write_json_atomic(out / f"{stem}.json", record)
+    write_text_atomic(out / f"{stem}.md", markdown(record))
     return record
 
 
@@ -269,13 +323,37 @@ def _drift(rng: dict | None) -> str:
             f"GFLOP/s. Each run is divided by its own floor; x floor is the median of those ratios")
 
 
+def _baseline_label(record: dict) -> str:
+    return {"official-generate": "upstream's generate", "replica-loop": "the replica loop (not upstream's code)"}.get(
+        record.get("speedup_against"), "n/a")
+
+
 def markdown(record: dict) -> str:
     fl = record["floors"]
+    code = record.get("code") or {}
+    up = record.get("upstream")
+    upstream_line = (f"Upstream: `{up['function']}` from {up['checkout']} (commit {up['commit']}"
+                     f"{', dirty' if up.get('dirty') else ''}), loaded with the same weights; its first 8 tokens "
+                     f"equal ours: {record.get('official_matches_ours')}.\n" if up else
+                     "Upstream's code did not run (no --upstream): nothing below is an official figure.\n")
+    kernels = record.get("kernels") or {}
+    load, threads = record.get("load_average_start") or [0.0], record["threads"].get("torch") or 1
+    warn = (f"**The machine was loaded (load average {load[0]} at the start on {threads} timed threads; other "
+            "processes share the cores): the timings below are not representative of this code on this CPU; "
+            "rerun on a quiet machine.**\n\n" if load and load[0] > threads else "")
+    if record["extrapolated"]:
+        warn += ("**Extrapolated from the first steps: a KV-cached AR step grows with its cache, so the 273-step "
+                 "figures are indicative only.**\n\n")
     head = (f"# AR sampler vs hardware floors: AliTok-B, CFG, random weights\n\n"
-            f"threads {record['threads']}; load average {record['load_average_start']} -> "
-            f"{record['load_average_end']}; torch {record['torch']}; {record['repeats']} interleaved repeats; "
-            f"{record['steps_measured']} of 273 steps measured"
-            f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n"
+            f"CPU {record.get('cpu', 'n/a')}; threads {record['threads']}; load average "
+            f"{record['load_average_start']} -> {record['load_average_end']}; torch {record['torch']}; commit "
+            f"{code.get('git_sha', 'n/a')}{' (dirty)' if code.get('dirty') else ''}"
+            f"; {record['repeats']} interleaved repeats; {record['steps_measured']} of 273 steps measured"
+            f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n\n{warn}"
+            f"{'Command: `' + record['command'] + '`.' + chr(10) if record.get('command') else ''}"
+            f"{upstream_line}"
+            f"Kernels chosen for this machine (ours-auto): Linear {kernels.get('linear', 'n/a')}, decode attention "
+            f"{kernels.get('attention', 'n/a')}.\n"
             f"Floors measured in-process: fp32 matmul {fl['matmul_fp32_gflops']:.1f} GFLOP/s (best kernel; "
             f"torch.mm alone {fl.get('matmul_fp32_gflops_aten', float('nan')):.1f}), bf16 matmul "
             f"{fl['matmul_bf16_gflops']:.1f} GFLOP/s, read {fl['read_gbps']:.1f} GB/s at the start"
@@ -283,17 +361,26 @@ def markdown(record: dict) -> str:
             f"{record['compile_s'] and round(record['compile_s'], 1)} s (excluded). Replica draws our tokens: "
             f"{record['replica_matches_ours']}.\n\n"
             "| variant | batch | median s (273 steps) | min-max s | spread | floor | floor s | x floor | "
-            "x floor min-max | x roofline | speed-up vs official loop |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+            f"x floor min-max | x roofline | speed-up vs {_baseline_label(record)} (per repeat) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+
+    def speedup(r):
+        if "speedup" not in r:
+            return "n/a"
+        return f"{r['speedup']:.2f} ({', '.join(f'{x:.2f}' for x in r['speedup_per_repeat'])})"
     lines = [f"| {r['variant']} | {r['batch']} | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | "
              f"{r['spread']:.0%} | {r['floor'].replace('_s', '')} | {r['floor_s']:.2f} | {r['x_floor']:.2f} | "
-             f"{r['x_floor_min']:.2f}-{r['x_floor_max']:.2f} | {r['x_roofline']:.2f} | "
-             f"{r['speedup_vs_official']:.2f} |" for r in record["rows"]]
+             f"{r['x_floor_min']:.2f}-{r['x_floor_max']:.2f} | {r['x_roofline']:.2f} | {speedup(r)} |"
+             for r in record["rows"]]
     floors_line = "; ".join(f"batch {b}: " + ", ".join(f"{k.replace('_s', '')} {v:.2f} s" for k, v in f.items())
                             for b, f in record.get("floor_seconds", {}).items())
     return head + "\n".join(lines) + "\n" + (f"\nFloors at the start (273 steps): {floors_line}.\n" if floors_line else "")
 
 
 def main(argv: list[str] | None = None) -> None:
+    import shlex
+    import sys
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("results/speed"), help="folder for the JSON and Markdown")
@@ -302,11 +389,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant and batch")
     ap.add_argument("--batches", type=int, nargs="+", default=[2, 16])
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    ap.add_argument("--upstream", type=Path, default=None, metavar="DIR",
+                    help="folder of official checkouts: time upstream's own generate (DIR/alitok) beside ours")
+    ap.add_argument("--variants", nargs="+", default=None, choices=VARIANTS, help="default: every variant")
+    ap.add_argument("--stem", default="ar_floor_report", help="output file names: <out>/<stem>.{json,md}")
     a = ap.parse_args(argv)
     if not 1 <= a.steps <= OFFICIAL_STEPS:
         ap.error(f"--steps: must lie in 1..{OFFICIAL_STEPS}, got {a.steps}")  # one line, exit 2
-    record = run(a.out, threads=a.threads, steps=a.steps, repeats=a.repeats, batches=a.batches,
-                 compile=not a.no_compile)
+    command = "python -m harness.speed.ar_floor_report " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        record = run(a.out, threads=a.threads, steps=a.steps, repeats=a.repeats, batches=a.batches,
+                     compile=not a.no_compile, upstream=a.upstream, variants=a.variants, stem=a.stem, command=command)
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
     print(markdown(record))
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 
+from harness import devices
 from harness.errors import UserError
 from harness.interfaces import Generator, PhasedGenerator
 from harness.nn import decode_attention
@@ -24,7 +25,9 @@ from harness.speed.calibration import Calibration
 from harness.speed.timing import PeakMemory, Spread, Stopwatch, spread
 
 DTYPES = ("fp32", "tf32", "bf16")
-LINEAR_KERNELS = ("auto", "aten")  # auto: a generator's own default (oneDNN packed on CPU where it has it)
+# auto: a generator's own default (oneDNN packed where it has it and it was measured faster on this CPU);
+# onednn: packed wherever it exists; aten: PyTorch's own Linear
+LINEAR_KERNELS = ("auto", "onednn", "aten")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +55,7 @@ class BenchSettings:
             raise UserError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         if self.linear not in LINEAR_KERNELS:
             raise UserError(f"--linear {self.linear!r}: use one of {', '.join(LINEAR_KERNELS)}")
-        if self.attention not in decode_attention.KERNELS:  # auto: the C kernel on CPU where it builds
+        if self.attention not in decode_attention.KERNELS:  # auto: the C kernel where it builds and wins here
             raise UserError(f"--attention {self.attention!r}: use one of {', '.join(decode_attention.KERNELS)}")
         for name in ("batch_size", "repeats"):
             if getattr(self, name) < 1:
@@ -222,7 +225,7 @@ class _Runner:
         """The generator, set to the settings' kernels and KV-cache switch."""
         gen, s = self._make(), self.settings
         if hasattr(gen, "packed_linear"):
-            gen.packed_linear = s.linear != "aten"
+            gen.packed_linear = {"auto": "auto", "onednn": True, "aten": False}[s.linear]
         if hasattr(gen, "attention_kernel"):
             gen.attention = s.attention
         if isinstance(getattr(gen, "kv_cache", None), bool):
@@ -240,40 +243,30 @@ class _Runner:
         self._count += 1
         return torch.Generator().manual_seed(self.settings.seed + self._count)
 
-    def _tf32(self) -> Callable[[], None]:
-        # TF32 is a process-global switch: set it for this model's call only (a bf16/fp32 neighbour keeps its own)
-        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        flag = self.settings.dtype == "tf32"
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = flag
-
-        def restore() -> None:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-        return restore
-
     def once(self, gen: Generator) -> tuple[float, float | None, float | None, Any]:
         """``(total, generation, step_calls, images)`` seconds of one run. A generator's ``prepare()`` (weight
         packing) runs before the clock starts; its ``release()`` after the run frees packed weights and KV
         caches, so models interleaved in one process hold those one at a time (the KV cache is allocated
         inside the timed run)."""
-        restore = self._tf32()
         if hasattr(gen, "prepare"):
             gen.prepare()
         try:
-            labels, params, rng = self.labels, self.params, self._rng()
-            if not self.phased:
-                t, images = self.watch.time(lambda: gen.generate(labels, rng, params))
-                return t, None, None, images
-            if self.extrapolate:
-                n = self.steps_limit
-                t_steps, codes = self.watch.time(lambda: gen.run_steps(labels, rng, params, n))
-                t_gen = t_steps * self.timings.total_steps / n
-            else:
-                t_steps = None
-                t_gen, codes = self.watch.time(lambda: gen.generate_codes(labels, rng, params))
-            t_dec, images = self.watch.time(lambda: gen.decode_codes(codes))
-            return t_gen + t_dec, t_gen, t_steps, (images, t_dec)
+            # TF32 is a process-global switch: set for this model's call only (a bf16/fp32 neighbour keeps its own)
+            with devices.tf32(self.settings.dtype == "tf32"):
+                labels, params, rng = self.labels, self.params, self._rng()
+                if not self.phased:
+                    t, images = self.watch.time(lambda: gen.generate(labels, rng, params))
+                    return t, None, None, images
+                if self.extrapolate:
+                    n = self.steps_limit
+                    t_steps, codes = self.watch.time(lambda: gen.run_steps(labels, rng, params, n))
+                    t_gen = t_steps * self.timings.total_steps / n
+                else:
+                    t_steps = None
+                    t_gen, codes = self.watch.time(lambda: gen.generate_codes(labels, rng, params))
+                t_dec, images = self.watch.time(lambda: gen.decode_codes(codes))
+                return t_gen + t_dec, t_gen, t_steps, (images, t_dec)
         finally:
-            restore()
             if hasattr(gen, "release"):
                 gen.release()
 
@@ -359,13 +352,18 @@ def bench_interleaved(generators: list[Generator | Callable[[], Generator]], set
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-image speed ratios of every pair measured side by side (same batch size and dtype)."""
+    """Per-image speed ratios of every pair measured side by side (same batch size and dtype), each
+    labelled with the implementations it compares (``upstream:upstream``, ``project:project``, mixed)."""
     out = []
     for i, a in enumerate(rows):
         for b in rows[i + 1:]:
             if (a["batch_size"], a["dtype"]) != (b["batch_size"], b["dtype"]):
                 continue
+            impl = (a.get("implementation", "project"), b.get("implementation", "project"))
             out.append({"a": a["model"], "b": b["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
+                        # upstream:upstream and project:project are the fair AR : diffusion ratios;
+                        # upstream:project (or the reverse) is a speed-up of one implementation over the other
+                        "implementations": f"{impl[0]}:{impl[1]}",
                         "images_per_s_ratio": a["images_per_s"] / b["images_per_s"],
                         "extrapolated": bool(a["extrapolated"] or b["extrapolated"]),
                         "extrapolated_models": [r["model"] for r in (a, b) if r["extrapolated"]]})

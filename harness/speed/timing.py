@@ -183,7 +183,7 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
         extra = {"gpu_memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
                  "cudnn": torch.backends.cudnn.version(), "gpu_count": torch.cuda.device_count()}
     else:
-        name = _cpu_name()
+        name = cpu_name()
         extra = {}
     return {"device": str(device), "device_name": name, "python": platform.python_version(),
             "torch": torch.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
@@ -193,7 +193,8 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, **extra}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model name (/proc/cpuinfo), else what platform says."""
     from harness.devices import cpu_model
 
     return cpu_model()

@@ -29,10 +29,10 @@ def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model, kernels):
     rows = 2 * BATCH
     device = model.embeddings.weight.device
     linear = "aten" if kernels == "aten" else "onednn-packed"
-    attention = "auto" if kernels.endswith("c-decode") else "sdpa"
+    attention = "c" if kernels.endswith("c-decode") else "sdpa"  # forced: "auto" is the machine's choice
     if linear == "onednn-packed" and not packed_linear.available(device, torch.float32):
         pytest.skip("no oneDNN packed linear on this device")
-    if attention == "auto" and decode_attention.kernel_name(device) != "c-decode":
+    if attention == "c" and decode_attention.kernel_name(device) != "c-decode":
         pytest.skip(f"no C decode-attention kernel here: {decode_attention.build_error()}")
     packed = packed_linear.PackedLinears(model).active() if linear != "aten" else contextlib.nullcontext()
     with torch.inference_mode(), packed, decode_attention.use(attention):
