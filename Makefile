@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow test-slurm upstream-fixtures bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
+.PHONY: setup demo test test-slow test-slurm upstream-fixtures upstream-speed bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ bench-baseline: setup
 # every committed CPU speed result, on a quiet machine (about 80 minutes on 2 cores; scripts/cpu_speed.sh)
 cpu-speed: setup
 	PYTHON=$(BIN)/python bash scripts/cpu_speed.sh
+
+# Upstream's own AliTok sampler against ours on this CPU (results/speed/upstream_vs_project.{md,json}; about
+# 10 minutes on a quiet 2-core machine): UPSTREAM names a folder holding the official checkout as alitok/.
+upstream-speed: setup
+	@test -n "$(UPSTREAM)" || { echo "usage: make upstream-speed UPSTREAM=/path/to/checkouts"; exit 2; }
+	PYTHON=$(BIN)/python UPSTREAM=$(UPSTREAM) bash scripts/upstream_speed.sh
 
 # GPU machine: one call < 10 min, installs nothing but this project (uses the machine's own torch)
 gpu-bench:

@@ -1,6 +1,6 @@
 """AliTok's AR generator: a LlamaGen-style decoder over [class token | K prefix + G*G image codes].
 
-Facts (reference/alitok.md section 3 and 6):
+Facts (ali-vilab/alitok ``modeling/ar.py`` and ``configs/alitok_{b,l,xl}.yaml``):
 - vocabulary = codes + 1 unused + classes + 1 null: code i -> i, class c -> codebook_size + 1 + c,
   the CFG null class -> the last id (official: 4096 codes, 5098 rows, class c -> 4097 + c, null 5097);
 - the head predicts codes only (``output`` Linear(d -> codebook_size, bias), zero-initialised weight);
@@ -223,7 +223,7 @@ class ARModel(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Official models and their sampling presets (reference/alitok.md section 3)
+# Official models and their sampling presets (ali-vilab/alitok configs/ and README.md)
 # ----------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Preset:

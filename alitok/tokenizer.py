@@ -1,5 +1,6 @@
 """The AliTok tokenizer: bidirectional ViT encoder, VQ, and a causal (stage 1) or buffer-token
-bidirectional (stage 2) ViT decoder, with the official parameter names (reference/alitok.md s.1, s.6).
+bidirectional (stage 2) ViT decoder, with the official parameter names (ali-vilab/alitok
+``modeling/alitok.py``; tested against its own files in tests/test_upstream_fixtures_alitok.py).
 
 Sequence layouts (T = K prefix latents + G*G image latents, G = image_size / patch_size):
 - encoder: ``[G*G patch tokens | T latent tokens]``; only the T latent outputs are kept.

@@ -2,7 +2,7 @@
 
 Facts from FoundationVision/LlamaGen ``tokenizer/tokenizer_image/vq_model.py``,
 ``autoregressive/models/gpt.py``, ``autoregressive/models/generate.py`` and
-``autoregressive/sample/sample_c2i_ddp.py`` (reference/baselines.md sections 1.1 and 2.1):
+``autoregressive/sample/sample_c2i_ddp.py``:
 
 Tokenizer
 - taming-style CNN, GroupNorm(32, eps 1e-6), swish; attention only at the lowest level and in the

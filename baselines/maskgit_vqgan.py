@@ -1,7 +1,7 @@
 """MaskGIT-VQGAN, the tokenizer under RAR and the pixel decoder under TiTok.
 
 Facts from bytedance/1d-tokenizer ``modeling/modules/maskgit_vqgan.py`` and ``modeling/titok.py``
-(``PretrainedTokenizer``), reference/baselines.md section 1.2:
+(``PretrainedTokenizer``):
 
 - CNN without attention; every conv uses TensorFlow SAME padding (``Conv2dSame``); GroupNorm(32,
   eps 1e-6), swish; downsampling by 2x2 average pooling, upsampling by nearest x2 + 3x3 conv; two

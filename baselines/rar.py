@@ -1,7 +1,7 @@
 """RAR (randomized autoregressive) generator on MaskGIT-VQGAN codes, sampled in raster order.
 
 Facts from bytedance/1d-tokenizer ``modeling/rar.py``, ``configs/training/generator/rar.yaml`` and
-``README_RAR.md`` (reference/baselines.md section 2.2):
+``README_RAR.md``:
 
 - sequence ``[cls_token | condition | codes]``; vocabulary ``codebook + 1 + classes + 1``: class c
   -> ``codebook + 1 + c``, the CFG null class -> the last id; the head predicts codes only.

@@ -1,7 +1,7 @@
 """TiTok: a 1D bidirectional ViT tokenizer (K latent tokens, L2-normalised VQ).
 
 Facts from bytedance/1d-tokenizer ``modeling/titok.py``, ``modeling/modules/blocks.py``,
-``modeling/quantizer/quantizer.py`` and ``configs/infer/TiTok/*.yaml`` (reference/baselines.md 1.3):
+``modeling/quantizer/quantizer.py`` and ``configs/infer/TiTok/*.yaml``:
 
 - encoder: patch-embed conv (p16) + class token + learned positions; K ``latent_tokens`` (a
   top-level parameter) with their own positions appended; ``ln_pre``; ``ResidualAttentionBlock``s

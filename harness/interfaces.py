@@ -21,7 +21,7 @@ from harness.errors import UserError
 # ----------------------------------------------------------------------------------------------
 # truncate:    clamp to range, scale to [0,255], cast (truncates)  -- AliTok, TiTok: (x*255).to(uint8)
 # offset_half: scale, add 0.5, clamp, cast (rounds half up)         -- DiT, LlamaGen: 127.5*x+128
-# round:       scale, round half to even, clamp                      -- the "correct" rule of metrics.md
+# round:       scale, round half to even, clamp                      -- nearest value, no bias (ADM evaluator users' fix)
 QUANTIZATION_RULES = ("truncate", "round", "offset_half")
 VALUE_RANGES = {(0.0, 1.0), (-1.0, 1.0)}
 

@@ -55,6 +55,21 @@ elif [ "$SECONDS" -lt 480 ]; then
 else
   echo "gpu-bench: skipped upstream-vs-project ($SECONDS s used)"
 fi
+# The official code against the project on this device, with the committed fixture weights
+# (scripts/gpu_upstream_parity.py): AliTok, LlamaGen and RAR tokens and pixels must equal upstream's own on the
+# device's random stream; exit 1 on any difference. Needs the same checkouts; skipped with a message otherwise.
+if [ ! -d "$UPSTREAM/alitok" ] || [ ! -d "$UPSTREAM/LlamaGen" ] || [ ! -d "$UPSTREAM/1d-tokenizer" ]; then
+  echo "gpu-bench: skipped upstream parity (no official checkouts under $UPSTREAM)"
+elif [ "$SECONDS" -lt 500 ]; then
+  if timeout 90 $PY scripts/gpu_upstream_parity.py --upstream "$UPSTREAM" --device "${GPU_BENCH_DEVICE:-cuda}" \
+      > "$DEST/upstream_parity.txt" 2>&1; then
+    echo "gpu-bench: upstream parity ok ($DEST/upstream_parity.txt)"
+  else
+    echo "gpu-bench: upstream parity FAILED (rc $?; $DEST/upstream_parity.txt)"; tail -5 "$DEST/upstream_parity.txt"; status=1
+  fi
+else
+  echo "gpu-bench: skipped upstream parity ($SECONDS s used)"
+fi
 # The GPU target (AliTok-B, bf16, >= 300 images/s on an H200-class GPU) needs the decode step
 # captured (torch.compile "reduce-overhead": CUDA graphs), so it gets its own run while time is left
 # (each preset run above is capped; the whole call must stay under 10 minutes).

@@ -14,7 +14,7 @@ from harness.nn.ar_generator import ARGenerator
 
 from alitok.generator import META_CONFIG, PRESETS, ARConfig, build, load_model
 
-# Paper / reference/alitok.md section 3: exact parameter counts of the released models.
+# Paper (AliTok, Table of model sizes): exact parameter counts of the released models.
 OFFICIAL_PARAMS = {"alitok-b": 177_048_064, "alitok-l": 317_851_648, "alitok-xl": 662_141_696}
 OFFICIAL_SHAPES = {"alitok-b": (24, 768, 48, 2048), "alitok-l": (24, 1024, 64, 2816), "alitok-xl": (32, 1280, 80, 3584)}
 

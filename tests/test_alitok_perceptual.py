@@ -15,7 +15,7 @@ def test_weights_map_completely_onto_timm():
     n_src = sum(v.numel() for k, v in src.items() if not k.endswith("num_batches_tracked"))
     assert n_src == sum(p.numel() for p in model.parameters()) + sum(
         b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
-    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.69e6, rel=0.01)  # offline.md: 4.69 M
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.69e6, rel=0.01)  # EfficientNet-Lite0: 4.69 M parameters
     assert torch.equal(model.conv_stem.weight, next(iter(src.values())))
     assert not any(p.requires_grad for p in model.parameters())
 

@@ -25,10 +25,10 @@ def nparams(module: torch.nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Official configuration (reference/alitok.md s.1 table and s.6 key list)
+# Official configuration (ali-vilab/alitok modeling/alitok.py and its AliTok.pth key list)
 # ----------------------------------------------------------------------------------------------
 def official_keys(stage: str) -> dict[str, tuple[int, ...]]:
-    """The AliTok.pth key list written out from reference/alitok.md section 6."""
+    """The AliTok.pth key list (the official module's state-dict names, written out)."""
     keys: dict[str, tuple[int, ...]] = {"latent_tokens": (273, 768)}
 
     def block(prefix: str, w: int) -> None:

@@ -242,7 +242,7 @@ def test_rmsnorm_and_swiglu_hidden():
     torch.nn.init.normal_(norm.weight, generator=torch.Generator().manual_seed(1))
     expected = x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-5) * norm.weight
     torch.testing.assert_close(norm(x), expected)
-    assert [swiglu_hidden(d) for d in (768, 1024, 1280)] == [2048, 2816, 3584]  # alitok.md section 3
+    assert [swiglu_hidden(d) for d in (768, 1024, 1280)] == [2048, 2816, 3584]  # ali-vilab/alitok modeling/ar.py (LlamaGen's find_multiple rule)
 
 
 def test_device_generator_keeps_a_generator_of_the_right_device():

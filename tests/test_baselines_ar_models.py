@@ -195,7 +195,7 @@ def titok_expected(width, layers, k, token_size=12, codebook=4096, grid=16, patc
 # ---------------------------------------------------------------------------------------------- counts and keys
 @pytest.mark.parametrize("name,millions,calc", [("VQ-16", 72, 71.9), ("VQ-8", 70, 70.1)])
 def test_llamagen_vq_parameter_counts(name, millions, calc):
-    """README: VQ-16 72M, VQ-8 70M; (calc) 71.9M / 70.1M in reference/baselines.md."""
+    """README: VQ-16 72M, VQ-8 70M; counted from the configs: 71.9M / 70.1M."""
     n = _count(lg.build_vq(lg.VQ_CONFIGS[name], "meta"))
     assert round(n / 1e6) == millions and round(n / 1e5) / 10 == calc
 

@@ -387,6 +387,10 @@ def test_runs_agree_reads_two_cli_summaries(fake_models, tmp_path):
     assert main(["bench", "--agree", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "a")]) == 0
     written = json.loads((tmp_path / "a" / "agreement.json").read_text())
     assert written["rows"][0]["agree"] and written["commands"][0].startswith("alitok-bench bench --model")
+    # written through the result writer: commit, dirty flag, CPU model and the agree command itself
+    prov = written["provenance"]
+    assert {"commit", "dirty"} <= set(prov["code"]) and prov["machine"]["cpu_model"]
+    assert prov["command"].startswith("alitok-bench bench --agree")
     summary = json.loads((tmp_path / "r2" / "bench_summary.json").read_text())
     summary["rows"] = slow
     (tmp_path / "r2" / "bench_summary.json").write_text(json.dumps(summary))

@@ -254,30 +254,30 @@ def run(args: argparse.Namespace) -> int:
 
 def agree(args: argparse.Namespace) -> int:
     """Two bench runs row by row (harness.speed.bench.runs_agree) -> ``--out/agreement.json``."""
-    import json
-
     from harness.errors import InputFileError
-    from harness.io import write_json_atomic
+    from harness.io import read_json
+    from harness.records import write_result_json
     from harness.speed.bench import runs_agree
 
     summaries = []
     for run in args.agree:
         path = Path(run) / "bench_summary.json"
-        try:
-            summaries.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputFileError(path, f"not a bench summary ({type(e).__name__})") from None
+        summary = read_json(path)
+        if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list):
+            raise InputFileError(path, "not a bench summary (no rows)")
+        summaries.append(summary)
     rows = runs_agree(summaries[0]["rows"], summaries[1]["rows"])
     if not rows:
         raise InputFileError(Path(args.agree[1]), "no (model, batch, dtype) row in common with " + args.agree[0])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "agreement.json", {
+    # through the result writer: commit, dirty flag, CPU model and this command, like every committed result
+    write_result_json({
         "runs": list(args.agree), "commands": [s.get("command") for s in summaries],
         "rule": "|median1 - median2| <= max(range1, range2) of the total time per batch, in units of the machine "
                 "calibration timed before each repeat where both runs have it (--calibrate), else in seconds "
                 "(harness.speed.timing.agree)",
-        "rows": rows})
+        "rows": rows}, out / "agreement.json", command=getattr(args, "command_line", None))
     for r in rows:
         cal = (f"; in calibrations {r['median_calibrations'][0]:.4g} / {r['median_calibrations'][1]:.4g}, ranges "
                f"{r['range_calibrations'][0]:.3g} / {r['range_calibrations'][1]:.3g}"

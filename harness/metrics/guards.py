@@ -3,7 +3,7 @@
 Each check is a pure function of plain values (what the record, the spec or the reference's metadata
 says) and returns findings ``(code, severity, message)``; ``fatal`` means the number is not
 comparable with a paper (``paper_comparable`` stays false), ``warn`` names something a reader must
-know. Every case produced a wrong number in a public issue thread (reference/metrics.md, section 4a):
+know. Every case produced a wrong number in a public issue thread (repository and issue number below):
 - rFID against the gFID reference (ADM VIRTUAL = train statistics) or against uncropped val images
   (LlamaGen #34/#48, 1d-tokenizer #46/#49, D-AR #3, RAE #11); gFID against a val npz (LlamaGen #53);
 - fewer than 50,000 samples (1d-tokenizer #65); unbalanced or randomly drawn labels;

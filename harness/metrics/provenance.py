@@ -1,6 +1,7 @@
 """When is a number comparable with a paper? Label balance, class order and the paper_comparable rule.
 
-paper_comparable is true only when all of these hold (reference/metrics.md, section 4):
+paper_comparable is true only when all of these hold (the ADM evaluator's protocol,
+openai/guided-diffusion ``evaluations/README.md``; docs/DESIGN.md, Metrics):
 official Inception weights (sha256 6726825d...), exactly 50,000 uint8 samples, balanced labels
 (50 per class, 1000 classes), and the ADM ``VIRTUAL_imagenet256_labeled`` reference batch.
 """

@@ -7,7 +7,7 @@
               conv by conv onto torch-fidelity's names (BN: gamma=1, bias=beta, eps 1e-3 in both), cached
               outside the repo. It has no 1008-way fc, so IS is unavailable with it (fc is stored as zeros).
 - random:SEED: He-normal convs (randn*sqrt(2/fan_in)), fc randn/sqrt(2048), identity BN. PyTorch's default
-              init makes activations vanish with depth and FID meaningless (reference/offline.md).
+              init makes activations vanish with depth and FID meaningless (tested in tests/test_random_weights.py).
 - PATH:       any state-dict file in torch-fidelity's layout.
 Results carry a sha256 that identifies the weights: for official and PATH the file's (the file is the
 artifact); for fid-helper and random:SEED, whose file is only our cache of a conversion, the sha256 of the
