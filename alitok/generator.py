@@ -6,7 +6,7 @@ Facts (ali-vilab/alitok ``modeling/ar.py`` and ``configs/alitok_{b,l,xl}.yaml``)
 - the head predicts codes only (``output`` Linear(d -> codebook_size, bias), zero-initialised weight);
 - the logits at positions 0..T-1 of ``[class | codes[:-1]]`` predict codes 0..T-1 (prefix included);
 - RoPE: zero row for the class token, 1D for the prefix, 2D (K..K+G-1) for the image
-  (``harness.nn.rope.cond_prefix_grid_rope_table``);
+  (``harness.nn.layers.rope.cond_prefix_grid_rope_table``);
 - state-dict names ``embeddings``, ``blocks.i.{norm1,attn.{qkv,q_norm,k_norm,proj},norm2,mlp.{w1,w2,w3}}``,
   ``norm``, ``output``, exactly the released ``alitok_{b,l,xl}.bin``.
 
@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.interfaces import ARSampling
-from harness.nn.attention import KVCache
-from harness.nn.llama import LlamaBlock, swiglu_hidden
-from harness.nn.norms import RMSNorm
-from harness.nn.rope import cond_prefix_grid_rope_table
+from harness.core.interfaces import ARSampling
+from harness.nn.layers.attention import KVCache
+from harness.nn.layers.llama import LlamaBlock, swiglu_hidden
+from harness.nn.layers.norms import RMSNorm
+from harness.nn.layers.rope import cond_prefix_grid_rope_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,13 +84,13 @@ class ARConfig:
 
 
 def config_from_dict(data: dict[str, Any], path: str = "model") -> ARConfig:
-    from harness.config import from_dict
+    from harness.core.config import from_dict
 
     return from_dict(ARConfig, data, path)
 
 
 class ARModel(nn.Module):
-    """Decoder-only transformer; implements ``harness.nn.ar_generator.ARModelProtocol``."""
+    """Decoder-only transformer; implements ``harness.nn.models.ar_generator.ARModelProtocol``."""
 
     def __init__(self, cfg: ARConfig):
         super().__init__()
@@ -263,7 +263,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
                config: ARConfig | None = None) -> tuple[ARModel, dict[str, str]]:
     """Strictly load an AR checkpoint: our safetensors carry the config in metadata ``ar_config``;
     an official ``.bin`` needs ``config``. Wrong architecture / truncated / non-state-dict -> CheckpointError."""
-    from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
+    from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
 
     sd = load_state_dict(path)
     meta = read_metadata(path)

@@ -1,4 +1,4 @@
-"""Registry factories for AliTok (targets named in harness/plugins.py).
+"""Registry factories for AliTok (targets named in harness/core/plugins.py).
 
 Import-light: model modules are imported inside each function, so listing plugins stays fast.
 Signature of every factory: ``factory(*, device, checkpoint=None, tokenizer_checkpoint=None, **options)``.
@@ -6,7 +6,7 @@ Tokenizer factories are at the top (Engineer T); generator factories follow (Eng
 """
 from __future__ import annotations
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 def _no_options(name: str, options: dict) -> None:
@@ -17,7 +17,7 @@ def _no_options(name: str, options: dict) -> None:
 def _scaled(name: str, config, architecture):
     """The official config with ``architecture`` fields replaced: scaled-down files of the official
     layout (tests/fixtures/upstream, written by the official code); ``None`` keeps the release's."""
-    from harness.config import replace_fields
+    from harness.core.config import replace_fields
 
     return replace_fields(config, architecture, f"{name}: architecture")
 
@@ -49,7 +49,7 @@ def tiny_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, **opti
 # Generators (Engineer G): AR model + tokenizer for decoding
 # ----------------------------------------------------------------------------------------------
 def _check_quantization(name: str, quantization):
-    from harness.interfaces import QUANTIZATION_RULES
+    from harness.core.interfaces import QUANTIZATION_RULES
 
     if quantization is not None and quantization not in QUANTIZATION_RULES:
         raise ValueError(f"{name}: unknown quantization {quantization!r} (known: {', '.join(QUANTIZATION_RULES)})")
@@ -71,7 +71,7 @@ def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype
         raise UserError(f"{name} needs the official tokenizer too: --set model.tokenizer_checkpoint=/path/AliTok.pth")
     import torch
 
-    from harness.nn.ar_generator import ARGenerator
+    from harness.nn.models.ar_generator import ARGenerator
 
     from alitok.generator import build, load_model
 
@@ -123,9 +123,9 @@ def tiny_generator(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=
 
     import torch
 
-    from harness.interfaces import ARSampling
-    from harness.nn.ar_generator import ARGenerator
-    from harness.nn.checkpoint import CheckpointError
+    from harness.core.interfaces import ARSampling
+    from harness.nn.models.ar_generator import ARGenerator
+    from harness.nn.checkpoints.checkpoint import CheckpointError
 
     from alitok.generator import load_model, tiny_checkpoint_path
 

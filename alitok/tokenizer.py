@@ -24,10 +24,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from harness.interfaces import Tokenizer, check_images, from_uint8, to_uint8
-from harness.io import sha256_file
-from harness.nn.vit import Transformer, init_vit_weights
-from harness.nn.vq import VectorQuantizer
+from harness.core.interfaces import Tokenizer, check_images, from_uint8, to_uint8
+from harness.core.io import sha256_file
+from harness.nn.layers.vit import Transformer, init_vit_weights
+from harness.nn.layers.vq import VectorQuantizer
 
 STAGES = ("stage1", "stage2")
 
@@ -91,7 +91,7 @@ OFFICIAL = TokenizerConfig()
 
 
 def config_from_dict(data: dict[str, Any]) -> TokenizerConfig:
-    from harness.config import from_dict
+    from harness.core.config import from_dict
 
     return from_dict(TokenizerConfig, data, "model")
 
@@ -281,7 +281,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
                config: TokenizerConfig | None = None, stage: str | None = None) -> tuple[AliTok, dict[str, str]]:
     """Strictly load a tokenizer checkpoint. Our safetensors carry their config and stage in the
     metadata; an official ``.pth`` takes ``config`` (default: official) and its inference stage."""
-    from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
+    from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
 
     sd = load_state_dict(path)
     if any(k.startswith("tokenizer.") for k in sd):  # a GAN training checkpoint: drop the discriminator

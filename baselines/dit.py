@@ -1,7 +1,7 @@
 """DiT (facebookresearch/DiT): adaLN-Zero transformer over SD-VAE latents (32x32x4 at 256 px,
 scale 0.18215), DDPM with learned variance, 250 ancestral steps, CFG 1.5 on the first 3 channels.
 
-Factories (targets in harness/plugins.py): ``dit_xl_2`` (released ``DiT-XL-2-256x256.pt``, a raw
+Factories (targets in harness/core/plugins.py): ``dit_xl_2`` (released ``DiT-XL-2-256x256.pt``, a raw
 EMA state dict, or a training checkpoint's ``["ema"]``, loaded strictly) and ``dit_tiny`` (the
 committed tiny pixel-space DDPM). ``random_weights=True`` builds any named config without files
 (speed measurements): the network gets DiT's init, the VAE diffusers' default init. ``config`` is a
@@ -16,11 +16,11 @@ from typing import Any, Mapping
 
 import torch
 
-from harness.errors import UserError
-from harness.interfaces import DiffusionSampling
-from harness.nn.checkpoint import EMA_FIRST, CheckpointError, load_state_dict, load_strict, read_metadata
-from harness.nn.diffusion_generator import DiffusionGenerator
-from harness.nn.dit_blocks import DiT, DiTConfig, named_config
+from harness.core.errors import UserError
+from harness.core.interfaces import DiffusionSampling
+from harness.nn.checkpoints.checkpoint import EMA_FIRST, CheckpointError, load_state_dict, load_strict, read_metadata
+from harness.nn.models.diffusion_generator import DiffusionGenerator
+from harness.nn.layers.dit_blocks import DiT, DiTConfig, named_config
 
 DIT_XL_SAMPLING = DiffusionSampling(steps=250, solver="ddpm", cfg_scale=1.5, cfg_first3=True)  # sample_ddp.py
 WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -45,7 +45,7 @@ def read_ema_or_raw(path: str) -> dict[str, torch.Tensor]:
 
 def resolve_config(config: str | Mapping[str, Any], base: DiTConfig | None = None) -> DiTConfig:
     """``model.options.config``: a named size, or DiTConfig fields over ``base`` (a small test model)."""
-    from harness.config import ConfigError, from_dict
+    from harness.core.config import ConfigError, from_dict
 
     try:
         if isinstance(config, Mapping):
@@ -104,7 +104,7 @@ def dit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, 
 
 def load_tiny(path: Path, device, kind: str) -> tuple[DiT, DiffusionSampling, dict[str, str]]:
     """A committed tiny model: config, kind and sampling preset from the safetensors metadata."""
-    from harness.config import from_dict
+    from harness.core.config import from_dict
 
     meta = read_metadata(path)
     try:

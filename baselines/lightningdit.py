@@ -17,11 +17,11 @@ from typing import Any, Mapping
 
 import torch
 
-from harness.errors import UserError
-from harness.interfaces import DiffusionSampling
-from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict
-from harness.nn.diffusion_generator import DiffusionGenerator
-from harness.nn.dit_blocks import DiT, DiTConfig
+from harness.core.errors import UserError
+from harness.core.interfaces import DiffusionSampling
+from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, load_strict
+from harness.nn.models.diffusion_generator import DiffusionGenerator
+from harness.nn.layers.dit_blocks import DiT, DiTConfig
 
 from baselines.dit import _dtype, _on_meta, _options, read_ema_or_raw, resolve_config
 

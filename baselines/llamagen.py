@@ -16,7 +16,7 @@ GPT
 - ``cls_embedding.embedding_table`` (1000 + 1 rows, the last one the CFG null class),
   ``tok_embeddings``, ``layers.i.{attention_norm, attention.{wqkv, wo}, ffn_norm,
   feed_forward.{w1, w2, w3}}``, ``norm``, ``output`` (no bias); no attention / FFN biases, no QK-norm.
-  Built from the shared ``LlamaBlock`` with an upstream key map (``harness.nn.key_map``).
+  Built from the shared ``LlamaBlock`` with an upstream key map (``harness.nn.checkpoints.key_map``).
 - 2D RoPE over the G x G grid with a zero row for the class token (``precompute_freqs_cis_2d``), the
   table AliTok uses for its grid, started at 0. ``rope="1d"`` (not upstream) gives 1D positions,
   for AR on 1D tokenizers (TiTok).
@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.interfaces import ARSampling, check_images, from_uint8
-from harness.nn.attention import KVCache
-from harness.nn.key_map import install_key_map
-from harness.nn.model_tokenizer import ModelTokenizer
-from harness.nn.llama import LlamaBlock, swiglu_hidden
-from harness.nn.norms import RMSNorm
-from harness.nn.rope import rope_table_1d, rope_table_2d
+from harness.core.interfaces import ARSampling, check_images, from_uint8
+from harness.nn.layers.attention import KVCache
+from harness.nn.checkpoints.key_map import install_key_map
+from harness.nn.models.model_tokenizer import ModelTokenizer
+from harness.nn.layers.llama import LlamaBlock, swiglu_hidden
+from harness.nn.layers.norms import RMSNorm
+from harness.nn.layers.rope import rope_table_1d, rope_table_2d
 
 
 # ==============================================================================================
@@ -321,7 +321,7 @@ def _init_default(model: nn.Module, generator: torch.Generator | None = None) ->
 
 
 def load_vq(path, cfg: VQConfig, device: torch.device | str = "cpu") -> VQModel:
-    from harness.nn.checkpoint import load_state_dict, load_strict
+    from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
     sd = load_state_dict(path)  # unwraps {"model": ...}
     return load_strict(lambda: build_vq(cfg, "meta"), sd, path, f"LlamaGen VQGAN (f{cfg.downsample}, codebook {cfg.codebook_size})", device)
@@ -447,7 +447,7 @@ class LabelEmbedder(nn.Module):
 
 
 class LlamaGenGPT(nn.Module):
-    """Decoder over ``[class id | codes]``; the model protocol of ``harness.nn.ar_generator``.
+    """Decoder over ``[class id | codes]``; the model protocol of ``harness.nn.models.ar_generator``.
 
     The class id is a label 0..num_classes-1 or the null class ``num_classes``; the logits at
     position i predict code i.
@@ -567,7 +567,7 @@ def load_gpt(path, cfg: GPTConfig, device: torch.device | str = "cpu") -> LlamaG
     """Load as ``sample_c2i.py`` does: ``model`` / ``module`` / ``state_dict`` wrappers (FSDP XXL / 3B files
     are flat), and non-strictly: keys the model lacks are skipped and listed in
     ``checkpoint_unexpected_keys`` (the run's record); a missing key or a wrong shape is still an error."""
-    from harness.nn.checkpoint import load_state_dict, load_strict
+    from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
     sd = load_state_dict(path)
     return load_strict(lambda: build_gpt(cfg, "meta"), sd, path,

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.interfaces import check_images, from_uint8
-from harness.nn.model_tokenizer import ModelTokenizer
-from harness.nn.vq import VectorQuantizer
+from harness.core.interfaces import check_images, from_uint8
+from harness.nn.models.model_tokenizer import ModelTokenizer
+from harness.nn.layers.vq import VectorQuantizer
 
 CHECKPOINT_NAME = "maskgit-vqgan-imagenet-f16-256.bin"
 
@@ -181,7 +181,7 @@ def build(cfg: PixelVQConfig = PixelVQConfig(), device: torch.device | str = "cp
 
 
 def load(path, cfg: PixelVQConfig = PixelVQConfig(), device: torch.device | str = "cpu") -> MaskGITVQGAN:
-    from harness.nn.checkpoint import load_state_dict, load_strict
+    from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
     return load_strict(lambda: build(cfg, "meta"), load_state_dict(path), path, "MaskGIT-VQGAN", device)
 

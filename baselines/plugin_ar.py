@@ -1,13 +1,13 @@
-"""Registry factories for the AR baselines (LlamaGen, RAR, TiTok, MaskGIT-VQGAN); targets in harness/plugins.py.
+"""Registry factories for the AR baselines (LlamaGen, RAR, TiTok, MaskGIT-VQGAN); targets in harness/core/plugins.py.
 
 Every factory: ``factory(*, device, checkpoint=None, tokenizer_checkpoint=None, **options)``.
-Generators are ``harness.nn.ar_generator.ARGenerator`` around a family model, so every AR
+Generators are ``harness.nn.models.ar_generator.ARGenerator`` around a family model, so every AR
 baseline samples through the one shared loop. Model modules are imported inside the functions so
 listing plugins stays fast. Official files are never downloaded: the user passes the paths.
 """
 from __future__ import annotations
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 def _need(name: str, path, hint: str) -> str:
@@ -24,8 +24,8 @@ def _no_options(name: str, options: dict) -> None:
 def _generator(model, tokenizer, *, name, sampling, seed, checkpoint, dtype, quantization, compile, tf32):
     import torch
 
-    from harness.interfaces import QUANTIZATION_RULES
-    from harness.nn.ar_generator import ARGenerator
+    from harness.core.interfaces import QUANTIZATION_RULES
+    from harness.nn.models.ar_generator import ARGenerator
 
     if quantization is not None:
         if quantization not in QUANTIZATION_RULES:
@@ -41,7 +41,7 @@ def _generator(model, tokenizer, *, name, sampling, seed, checkpoint, dtype, qua
 def _scaled(name: str, config, architecture):
     """The official config with ``architecture`` fields replaced: scaled-down files of the official
     layout (tests/fixtures/upstream, written by the official code); ``None`` keeps the release's."""
-    from harness.config import replace_fields
+    from harness.core.config import replace_fields
 
     return replace_fields(config, architecture, f"{name}: architecture")
 

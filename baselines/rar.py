@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.interfaces import ARSampling
-from harness.nn.attention import KVCache, cached_attention
+from harness.core.interfaces import ARSampling
+from harness.nn.layers.attention import KVCache, cached_attention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +152,7 @@ class FinalLayer(nn.Module):
 
 
 class RAR(nn.Module):
-    """Raster-order RAR; the model protocol of ``harness.nn.ar_generator`` (cond = one class id).
+    """Raster-order RAR; the model protocol of ``harness.nn.models.ar_generator`` (cond = one class id).
 
     Sampler positions are shifted by one internally: the learned ``cls_token`` sits at 0.
     """
@@ -289,7 +289,7 @@ def build(cfg: RARConfig, device: torch.device | str = "cpu", generator: torch.G
 
 
 def load(path, cfg: RARConfig, device: torch.device | str = "cpu") -> RAR:
-    from harness.nn.checkpoint import load_state_dict, load_strict
+    from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
     return load_strict(lambda: build(cfg, "meta"), load_state_dict(path), path,
                        f"RAR ({cfg.depth} layers, width {cfg.width})", device)

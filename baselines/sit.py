@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.interfaces import DiffusionSampling
-from harness.nn.diffusion_generator import DiffusionGenerator
+from harness.core.interfaces import DiffusionSampling
+from harness.nn.models.diffusion_generator import DiffusionGenerator
 
 from baselines.dit import WEIGHTS, _dtype, _options, load_tiny, sd_vae_generator
 

@@ -20,7 +20,7 @@ Facts from bytedance/1d-tokenizer ``modeling/titok.py``, ``modeling/modules/bloc
   S-128 use the same size for encoder and decoder. Images in [0, 1]; decoded images clamped
   (sampling scripts), uint8 by truncation.
 
-The state-dict names come from the shared ``harness.nn.vit`` blocks plus a key map for the
+The state-dict names come from the shared ``harness.nn.layers.vit`` blocks plus a key map for the
 ``nn.MultiheadAttention`` names.
 """
 from __future__ import annotations
@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.interfaces import check_images, from_uint8
-from harness.nn.model_tokenizer import ModelTokenizer
-from harness.nn.key_map import install_key_map
-from harness.nn.vit import Transformer, init_vit_weights
+from harness.core.interfaces import check_images, from_uint8
+from harness.nn.models.model_tokenizer import ModelTokenizer
+from harness.nn.checkpoints.key_map import install_key_map
+from harness.nn.layers.vit import Transformer, init_vit_weights
 
 from baselines.maskgit_vqgan import PixelDecoder, PixelVQConfig
 
@@ -236,7 +236,7 @@ def build(cfg: TiTokConfig, device: torch.device | str = "cpu", generator: torch
 
 
 def load(path, cfg: TiTokConfig, device: torch.device | str = "cpu") -> TiTok:
-    from harness.nn.checkpoint import load_state_dict, load_strict
+    from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
     return load_strict(lambda: build(cfg, "meta"), load_state_dict(path), path,
                        f"TiTok ({cfg.num_latent_tokens} tokens, width {cfg.enc_width})", device)

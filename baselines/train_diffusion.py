@@ -3,7 +3,7 @@ eps + learned variance, loss MSE + VLB) or a flow model (SiT: linear interpolant
 t ~ U(0, 1)).
 
 Label dropout to the null class, AdamW, warmup + cosine LR, grad clip and an EMA copy (sampled
-from, as DiT does) inside one saved module, so ``harness.training.TrainLoop`` checkpoints and
+from, as DiT does) inside one saved module, so ``harness.runs.training.TrainLoop`` checkpoints and
 resumes both. Every random draw (batch, labels, t, noise) comes from ``loop.generator``. At the end:
 held-out loss at fixed (t, noise) for the raw and EMA nets, the EMA weights exported with config
 and sampling preset in the safetensors metadata (``model.safetensors``), ``train_record.json`` and
@@ -23,16 +23,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-import harness.training as training
-from harness.config import ConfigError, from_dict
-from harness.interfaces import DiffusionSampling
-from harness.io import atomic_path, sha256_file
-from harness.nn import flow
-from harness.nn.diffusion import NUM_TRAIN_TIMESTEPS, GaussianDiffusion
-from harness.nn.dit_blocks import DiT, DiTConfig
+import harness.runs.training as training
+from harness.core.config import ConfigError, from_dict
+from harness.core.interfaces import DiffusionSampling
+from harness.core.io import atomic_path, sha256_file
+from harness.nn.samplers import flow
+from harness.nn.samplers.diffusion import NUM_TRAIN_TIMESTEPS, GaussianDiffusion
+from harness.nn.layers.dit_blocks import DiT, DiTConfig
 
 META_CONFIG, META_KIND, META_SAMPLING = "dit_config", "kind", "sampling"
-MODEL_NAMES = {"ddpm": "dit-tiny", "flow": "flow-tiny"}  # registry names (harness/plugins.py)
+MODEL_NAMES = {"ddpm": "dit-tiny", "flow": "flow-tiny"}  # registry names (harness/core/plugins.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ class GridConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DiffusionTrainConfig(training.RunConfig):
-    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+    """``harness.runs.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
 
     kind: str  # "ddpm" or "flow"
     model: DiTConfig
@@ -231,7 +231,7 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
         summary["published"] = published
     samples: dict[str, Any] = {}
     if cfg.grid.samples_per_class:
-        from harness.nn.diffusion_generator import DiffusionGenerator
+        from harness.nn.models.diffusion_generator import DiffusionGenerator
 
         gen = DiffusionGenerator(pair.ema, name=f"{cfg.kind}-tiny", kind=cfg.kind, sampling=cfg.sampling,
                                  image_size=cfg.data.image_size, clip_denoised=cfg.kind == "ddpm")

@@ -10,14 +10,14 @@
   for TiTok's 1D tokens) on codes of a tiny baseline tokenizer, label dropout for CFG, AdamW with
   warm-up + cosine; held-out next-token CE / accuracy.
 
-Both run on ``harness.training`` and write only under ``--out``: the resumable ``TrainLoop`` files,
+Both run on ``harness.runs.training`` and write only under ``--out``: the resumable ``TrainLoop`` files,
 ``model.safetensors`` (the inference export, config in its metadata), ``train_record.json`` and a
 grid (``recon_grid.png`` / ``samples_grid.png``). ``--publish`` copies the export to the config's
 ``export:`` path (the committed ``baselines/weights/``). Paths in the YAML resolve against its
 folder; the tokenizer checkpoint and the publish destination are checked before the first step.
 
 Data order and losses are those of the runs that made the committed weights: batches from
-``loop.generator``, the LR of ``harness.training.lr_at`` (cosine) set on every group. Dropout masks
+``loop.generator``, the LR of ``harness.runs.training.lr_at`` (cosine) set on every group. Dropout masks
 (the GPT's token/residual/FFN dropout) now come from a global seed set per step inside
 ``torch.random.fork_rng``, so a rerun or a resumed run repeats them; the committed AR runs drew them
 from the unseeded global RNG (torch seeds it per process), so no code reproduces those bit for bit.
@@ -35,14 +35,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import harness.training as training
-from harness.config import ConfigError, from_dict, to_dict
-from harness.interfaces import ARSampling
-from harness.io import sha256_file
+import harness.runs.training as training
+from harness.core.config import ConfigError, from_dict, to_dict
+from harness.core.interfaces import ARSampling
+from harness.core.io import sha256_file
 
 META_FAMILY, META_CONFIG, META_SAMPLING, META_TOKENIZER = "family", "config", "sampling", "tokenizer"
 LOSSES = "MSE + VQ (no perceptual / GAN: their pretrained weights are unavailable here)"
-# registry names of the systems (harness/plugins.py), by tokenizer family
+# registry names of the systems (harness/core/plugins.py), by tokenizer family
 AR_NAMES = {"vq": "llamagen-tiny", "titok": "titok-ar-tiny"}
 NOT_COMPARABLE = "not paper-comparable: tiny model, embedded natural patches, not ImageNet"
 
@@ -70,7 +70,7 @@ class Data:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TokenizerTrainConfig(training.RunConfig):
-    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+    """``harness.runs.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
 
     family: Literal["vq", "titok"]
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -85,7 +85,7 @@ class TokenizerTrainConfig(training.RunConfig):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ARTrainConfig(training.RunConfig):
-    """``harness.training.RunConfig`` plus the tokenizer (a ``baselines-tokenizer`` export) and:"""
+    """``harness.runs.training.RunConfig`` plus the tokenizer (a ``baselines-tokenizer`` export) and:"""
 
     tokenizer: str
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -175,7 +175,7 @@ def tokenizer_plugin(model, family: str, name: str, checkpoint: str | None = Non
 
 def load_tiny_tokenizer(path: str | os.PathLike, name: str, device="cpu"):
     """A tokenizer file written by ``baselines-tokenizer`` (family + config in its metadata)."""
-    from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
+    from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
 
     sd, meta = load_state_dict(path), read_metadata(path)
     if META_FAMILY not in meta or META_CONFIG not in meta:
@@ -297,7 +297,7 @@ def _grid_png(rows: list[np.ndarray], path: Path) -> None:
     """Rows of uint8 [n,H,W,3] -> one PNG with 2 px white gaps (atomic write)."""
     from PIL import Image
 
-    from harness.io import atomic_path
+    from harness.core.io import atomic_path
 
     n, h, w, _ = rows[0].shape
     canvas = np.full((len(rows) * (h + 2), n * (w + 2), 3), 255, np.uint8)
@@ -351,7 +351,7 @@ def _codes(tok, x: torch.Tensor) -> torch.Tensor:
 def load_tiny_gpt(path: str | os.PathLike, device="cpu"):
     """A GPT file written by ``baselines-ar`` -> (model, ARSampling preset, tokenizer path)."""
     from baselines import llamagen as lg
-    from harness.nn.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
+    from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
 
     sd, meta = load_state_dict(path), read_metadata(path)
     if META_CONFIG not in meta or META_SAMPLING not in meta:
@@ -383,7 +383,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     """The ``baselines-ar`` trainer (see module doc); returns the summary the CLI prints."""
     from baselines import llamagen as lg
     from harness.data.embedded import NUM_CLASSES
-    from harness.nn.checkpoint import read_metadata
+    from harness.nn.checkpoints.checkpoint import read_metadata
 
     c = from_dict(ARTrainConfig, cfg_dict)
     training.check_file("tokenizer", c.tokenizer, "tokenizer checkpoint")
@@ -454,7 +454,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         summary["published"] = published
     samples: dict[str, Any] = {}
     if c.grid:
-        from harness.nn.ar_generator import ARGenerator
+        from harness.nn.models.ar_generator import ARGenerator
 
         gen = ARGenerator(model, tok, name="tiny", sampling=sampling)
         rows = [gen.generate(torch.full((8,), k), torch.Generator().manual_seed(k)).numpy() for k in range(NUM_CLASSES)]

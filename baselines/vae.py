@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.nn.checkpoint import CheckpointError, check_state_dict, is_planning, load_state_dict
+from harness.nn.checkpoints.checkpoint import CheckpointError, check_state_dict, is_planning, load_state_dict
 
 SD_SCALE_FACTOR = 0.18215
 # stabilityai/sd-vae-ft-ema (and -mse) config.json, the keys that shape the network

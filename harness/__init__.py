@@ -1,6 +1,6 @@
 """alitok-bench: the engine (registry, interfaces, config, data, sampling, metrics, speed, records, cli).
 
-Importing the package imports no torch: the torchvision shim (``harness/_tv_shim.py``) is installed
+Importing the package imports no torch: the torchvision shim (``harness/core/_tv_shim.py``) is installed
 just before torchvision's first import, so ``alitok-bench --help`` and ``list`` start in a blink.
 """
 import os as _os
@@ -9,7 +9,7 @@ import os as _os
 HF_HUB_OFFLINE_BY_USER = "HF_HUB_OFFLINE" in _os.environ
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from harness import _tv_shim  # noqa: E402
+from harness.core import _tv_shim  # noqa: E402
 
 _tv_shim.install_on_first_import()
 

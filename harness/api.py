@@ -15,7 +15,7 @@
 Images are uint8 RGB ``[N, H, W, 3]`` (NHWC) everywhere, as numpy arrays or torch tensors (on any
 device). A reference is an ADM-format npz (ours from ``alitok-bench ref-stats build`` or OpenAI's), or
 uint8 reference images, from which reference statistics are built in a temporary folder first.
-Errors in the input raise ``harness.errors.UserError`` subclasses with a one-line message.
+Errors in the input raise ``harness.core.errors.UserError`` subclasses with a one-line message.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 class APIInputError(UserError, ValueError):
@@ -43,7 +43,7 @@ def as_uint8_nhwc(images: Any, where: str = "images") -> np.ndarray:
         raise APIInputError(f"{where}: shape {list(images.shape)} looks NCHW; pass NHWC (x.permute(0, 2, 3, 1))")
     if images.dtype != np.uint8:
         raise APIInputError(f"{where}: expected uint8 pixels 0..255, got {images.dtype} "
-                            "(convert with the model's quantisation rule, e.g. harness.interfaces.to_uint8)")
+                            "(convert with the model's quantisation rule, e.g. harness.core.interfaces.to_uint8)")
     if images.ndim != 4 or images.shape[-1] != 3:
         raise APIInputError(f"{where}: expected shape [N,H,W,3], got {list(images.shape)}")
     return images
@@ -119,11 +119,11 @@ def sample(model: str, protocol: str = "demo", *, num_samples: int | None = None
     those ``alitok-bench sample --model MODEL --protocol PROTOCOL`` writes (same identity, same seeds).
 
     ``sampling``/``options``: overrides of the generator's sampling preset / factory options.
-    ``generator``: an already built ``harness.interfaces.Generator`` (e.g. the model being trained);
+    ``generator``: an already built ``harness.core.interfaces.Generator`` (e.g. the model being trained);
     ``model`` then only names it. ``out``: keep the shards there (resumable); default: a temporary folder.
     """
     from harness.sampling.runner import sample as run_sampling
-    from harness.specs import build_run_spec
+    from harness.runs.specs import build_run_spec
 
     model_spec: dict[str, Any] = {"name": model}
     for key, value in (("checkpoint", checkpoint), ("tokenizer_checkpoint", tokenizer_checkpoint),
@@ -153,7 +153,7 @@ def sample(model: str, protocol: str = "demo", *, num_samples: int | None = None
 def load_records(folder: str | Path = "results"):
     """Every ``*record*.json`` below ``folder`` as one pandas DataFrame (nested keys flattened with dots,
     e.g. ``metrics.fid``, ``model.name``; column ``record_path`` names the file)."""
-    from harness.records import load_records as _load
+    from harness.runs.records import load_records as _load
 
     if not Path(folder).is_dir():
         raise UserError(f"{folder}: no such records folder")

@@ -124,7 +124,7 @@ def check_family(family: str, upstream: Path, device: str) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from harness import _tv_shim
+    from harness.core import _tv_shim
 
     _tv_shim.install()
     sys.path.insert(0, str((upstream / CHECKOUT[family]).resolve()))
@@ -138,7 +138,7 @@ def check_family(family: str, upstream: Path, device: str) -> dict:
         official = [sample(y) for y in labels]
         official_images = [decode(t) for t in official]
 
-    from harness.registry import generators, load_plugins
+    from harness.core.registry import generators, load_plugins
 
     load_plugins()
     gen = generators.get(name)(device=device, checkpoint=ckpt, tokenizer_checkpoint=tok_ckpt, **options)

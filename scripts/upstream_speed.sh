@@ -4,7 +4,7 @@
 # harness/speed/upstream.py) and by the project's sampler, interleaved repeat by repeat in one process, at
 # batch 2 and 16, with the hardware floors measured before every run. Variants: official-generate (upstream),
 # ours-packed-c (oneDNN packed Linear + C decode attention, forced on: the old default), ours-auto (what the
-# generator runs: the kernels measured fastest on this machine, harness/nn/kernel_choice.py). The record
+# generator runs: the kernels measured fastest on this machine, harness/nn/kernels/kernel_choice.py). The record
 # names the CPU, threads, commit (dirty flag), load average and this command.
 # About 10 minutes on the 2-core Intel Xeon here when the machine is quiet (3 repeats; warm-up 8 steps);
 # a loaded machine stretches it many times over: run it with nothing else running.

@@ -29,7 +29,7 @@ def python(*argv: str, nproc: int | None = None, cwd: Path = REPO, extra_env: di
 
 def max_weight_diff(a: Path, b: Path) -> float:
     """Largest absolute difference between two checkpoints with the same keys."""
-    from harness.nn.checkpoint import load_state_dict
+    from harness.nn.checkpoints.checkpoint import load_state_dict
 
     sa, sb = load_state_dict(a), load_state_dict(b)
     assert sa.keys() == sb.keys()

@@ -7,7 +7,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # earlier run (or older code) left in ~/.cache/alitok-bench. The fid-helper conversion takes < 1 s.
 os.environ["ALITOK_BENCH_CACHE"] = tempfile.mkdtemp(prefix="alitok-bench-test-cache-")
 
-from harness import _tv_shim  # noqa: E402
+from harness.core import _tv_shim  # noqa: E402
 
 _tv_shim.install()
 

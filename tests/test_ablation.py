@@ -1,4 +1,4 @@
-"""The ablation suite driver (harness.ablation): suite file checks, the plan (paired seeds, F reusing
+"""The ablation suite driver (harness.suites.ablation): suite file checks, the plan (paired seeds, F reusing
 D's stage 1 and AR, AR geometry per row), resume by skipping finished folders, the paired statistics
 against numpy, the ImageNet preset's validation without ImageNet; the whole loop at micro size (slow)."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from harness import ablation
-from harness.ablation import runner
-from harness.config import ConfigError
+from harness.suites import ablation
+from harness.suites.ablation import runner
+from harness.core.config import ConfigError
 
 SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.yaml"
 
@@ -85,7 +85,7 @@ def test_paired_statistics_match_numpy():
 
 
 def test_finished_folders_are_skipped_and_the_rest_resumes(tmp_path, monkeypatch):
-    from harness.records import RunRecord, write_record
+    from harness.runs.records import RunRecord, write_record
 
     suite = ablation.load_suite(SUITE, "tiny", rows=["B"], seeds=[0, 1])
     calls = []
@@ -205,7 +205,7 @@ def test_launcher_runs_the_trainers_as_train_commands(tmp_path, monkeypatch):
 
 
 def test_paired_differences_carry_the_named_paired_standard_error(tmp_path, monkeypatch):
-    from harness.records import RunRecord, write_record
+    from harness.runs.records import RunRecord, write_record
     from harness.report.paired import DESCRIPTION
 
     a, b = [0.60, 0.64, 0.61], [0.52, 0.58, 0.53]
@@ -239,7 +239,7 @@ def _ar_record(acc):
 
 def _measured(gfid_comparable, n=50_000, official=True, description="ImageNet /data/imagenet/val: first 50 per class"):
     """What evaluate_reconstruction and evaluate_samples return for a full-scale row (their shapes, made up numbers)."""
-    from harness.ablation.evaluation import Measured
+    from harness.suites.ablation.evaluation import Measured
     from harness.metrics.evaluate import EvalResult
 
     weights = {"kind": "official" if official else "fid-helper", "official": official, "sha256": "6726825d" * 8}
@@ -257,9 +257,9 @@ def test_full_scale_eval_records_say_paper_comparable_as_a_suite_entry_would(tmp
     """Before, the ablation's eval records never set paper_comparable, so the abl-* paper claims stayed "not
     run" after an ImageNet run. The flag is now the gFID evaluation's (evaluate_samples: paper rule + guards)
     and the rFID rule of `recon`, and the claims read the records."""
-    from harness.ablation.evaluation import eval_record
-    from harness.claims import NOT_RUN, check, load_claims
-    from harness.commands.claims import DEFAULT_CLAIMS
+    from harness.suites.ablation.evaluation import eval_record
+    from harness.report.claims import NOT_RUN, check, load_claims
+    from harness.cli.claims import DEFAULT_CLAIMS
 
     suite = ablation.load_suite(SUITE, "imagenet", rows=["A"])
     job = next(j for j in ablation.plan(suite, tmp_path) if j.stage == "eval")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config import ConfigError
-from harness.nn.checkpoint import load_state_dict, read_metadata
+from harness.core.config import ConfigError
+from harness.nn.checkpoints.checkpoint import load_state_dict, read_metadata
 
 from alitok.generator import ARConfig, build
 from alitok.train import ar as ar_train
@@ -135,7 +135,7 @@ def test_weight_decay_split_and_lr_schedule():
         "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight", "blocks.0.mlp.w1.weight",
         "blocks.0.mlp.w2.weight", "blocks.0.mlp.w3.weight", "output.weight"}
     assert "embeddings.weight" in {names[id(p)] for p in no_decay["params"]} and no_decay["weight_decay"] == 0.0
-    from harness.training import lr_at
+    from harness.runs.training import lr_at
 
     o = ar_train.OptimConfig(lr=1e-3, warmup_steps=10, end_lr=1e-5)  # the AR defaults: cosine after warm-up
     assert lr_at(0, 100, o) == pytest.approx(1e-4) and lr_at(9, 100, o) == pytest.approx(1e-3)

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from harness.errors import UserError
-from harness.interfaces import ARSampling
-from harness.nn.checkpoint import CheckpointError, save_safetensors
+from harness.core.errors import UserError
+from harness.core.interfaces import ARSampling
+from harness.nn.checkpoints.checkpoint import CheckpointError, save_safetensors
 
 from alitok import plugin
-from harness.nn.ar_generator import ARGenerator
+from harness.nn.models.ar_generator import ARGenerator
 
 from alitok.generator import META_CONFIG, PRESETS, ARConfig, build, load_model
 
@@ -208,7 +208,7 @@ def test_official_factories_need_checkpoints(name, factory, tmp_path):
 
 
 def test_registry_resolves_generator_names():
-    from harness.registry import generators, load_plugins
+    from harness.core.registry import generators, load_plugins
 
     load_plugins()
     for name, fn in [("alitok-tiny", plugin.tiny_generator), ("alitok-b", plugin.alitok_b),
@@ -228,7 +228,7 @@ def test_compiled_decode_step_gives_the_same_tokens(tiny, random_tokenizer):
 
 
 def test_alitok_tiny_plugin_loads_the_committed_weights():
-    from harness.registry import generators, load_plugins
+    from harness.core.registry import generators, load_plugins
 
     from alitok.generator import tiny_checkpoint_path
 
@@ -245,7 +245,7 @@ def test_alitok_tiny_plugin_loads_the_committed_weights():
 
 @pytest.mark.slow
 def test_alitok_b_official_sampling_runs_273_steps_with_the_preset():
-    from harness.nn.ar_sampling import ar_sample, ar_sample_naive
+    from harness.nn.samplers.ar_sampling import ar_sample, ar_sample_naive
 
     preset = PRESETS["alitok-b"]
     model = build(preset.config, generator=torch.Generator().manual_seed(0)).eval()

@@ -49,7 +49,7 @@ def test_mapping_is_by_name_not_by_position(tmp_path, monkeypatch):
 
 def test_a_renamed_key_fails_in_one_line_naming_it(tmp_path, monkeypatch):
     from alitok.train import perceptual
-    from harness.config import ConfigError
+    from harness.core.config import ConfigError
 
     _, path = _shuffled_file(tmp_path, rename={"_blocks.3._bn1.weight": "_blocks.3._bn7.weight"})
     monkeypatch.setattr(perceptual, "weights_path", lambda: path)

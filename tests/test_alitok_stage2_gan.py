@@ -14,9 +14,9 @@ from alitok.tokenizer import load_model
 from alitok.train.tokenizer_gan import PatchDiscriminator
 from alitok.train.tokenizer_stage1 import train_stage1
 from alitok.train.tokenizer_stage2 import train_stage2
-from harness.nn.checkpoint import load_state_dict
+from harness.nn.checkpoints.checkpoint import load_state_dict
 from tokenizer_kill_resume import kill_then_resume, same_weights
-from harness.nn.vit import init_vit_weights
+from harness.nn.layers.vit import init_vit_weights
 
 MICRO_MODEL = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
                    encoder_layers=1, encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2,

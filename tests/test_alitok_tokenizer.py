@@ -11,8 +11,8 @@ import torch
 
 from alitok.tokenizer import (OFFICIAL, AliTokTokenizer, TokenizerConfig, ToPixels, aux_target, build,
                               encoder_time_mask, export_metadata, load_model, tiny_checkpoint_path)
-from harness.nn.checkpoint import CheckpointError, save_safetensors
-from harness.nn.vq import VectorQuantizer
+from harness.nn.checkpoints.checkpoint import CheckpointError, save_safetensors
+from harness.nn.layers.vq import VectorQuantizer
 
 # A micro config: same code paths as the official model, sizes for milliseconds.
 MICRO = TokenizerConfig(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
@@ -91,7 +91,7 @@ def test_official_yaml_equals_the_dataclass_defaults():
     from pathlib import Path
 
     from alitok.tokenizer import config_from_dict
-    from harness.config import load_yaml
+    from harness.core.config import load_yaml
 
     path = Path(__file__).resolve().parents[1] / "alitok/configs/tokenizer_official.yaml"
     assert config_from_dict(load_yaml(path)) == OFFICIAL
@@ -332,14 +332,14 @@ def test_truncated_and_non_state_dict_files_are_refused(tmp_path):
 def test_full_plugins_demand_a_checkpoint():
     from alitok.plugin import alitok_tokenizer
 
-    from harness.errors import UserError
+    from harness.core.errors import UserError
 
     with pytest.raises(UserError, match="alitok needs the official checkpoint: pass --checkpoint "):
         alitok_tokenizer(device=torch.device("cpu"))
 
 
 def test_registry_names_resolve():
-    from harness.registry import load_plugins, tokenizers, trainers
+    from harness.core.registry import load_plugins, tokenizers, trainers
 
     load_plugins()
     assert tokenizers.get("alitok-tiny").__name__ == "tiny_tokenizer"

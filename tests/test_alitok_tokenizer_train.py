@@ -13,8 +13,8 @@ import torch
 from alitok.tokenizer import build, load_model
 from alitok.train.tokenizer_stage1 import Stage1Loss, aux_weight, train_stage1
 from alitok.train.tokenizer_stage2 import init_from_stage1, train_stage2
-from harness.config import ConfigError
-from harness.nn.checkpoint import load_state_dict
+from harness.core.config import ConfigError
+from harness.nn.checkpoints.checkpoint import load_state_dict
 from tokenizer_kill_resume import kill_then_resume, same_weights
 from cli_runs import HANG_GUARD_S
 
@@ -174,7 +174,7 @@ def test_a_run_writes_only_under_out_unless_published(stage1_run, tmp_path):
 
 
 def test_train_record_is_a_run_record(stage1_run):
-    from harness.records import load_records
+    from harness.runs.records import load_records
 
     out, summary = stage1_run
     df = load_records(out / "run")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from harness import api
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_sample_returns_the_cli_pixels(tmp_path):
 
 
 def test_load_records(tmp_path):
-    from harness.records import RunRecord, write_record
+    from harness.runs.records import RunRecord, write_record
 
     write_record(RunRecord(kind="eval", metrics={"fid": 1.5}, model={"name": "m"}), tmp_path / "a")
     df = api.load_records(tmp_path)

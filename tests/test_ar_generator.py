@@ -1,15 +1,15 @@
-"""The shared AR generator class (harness/nn/ar_generator.py) with a second, toy family; top-p
+"""The shared AR generator class (harness/nn/models/ar_generator.py) with a second, toy family; top-p
 against the Hugging Face formula LlamaGen copies; LlamaGen's cfg_interval."""
 import pytest
 import torch
 from torch import nn
 
-from harness.interfaces import ARSampling, Tokenizer
-from harness.nn.ar_generator import ARGenerator
-from harness.nn.ar_sampling import _combine, ar_sample, ar_sample_naive, filter_logits, guided_at
-from harness.nn.attention import KVCache
-from harness.nn.llama import LlamaBlock
-from harness.nn.rope import rope_table_1d
+from harness.core.interfaces import ARSampling, Tokenizer
+from harness.nn.models.ar_generator import ARGenerator
+from harness.nn.samplers.ar_sampling import _combine, ar_sample, ar_sample_naive, filter_logits, guided_at
+from harness.nn.layers.attention import KVCache
+from harness.nn.layers.llama import LlamaBlock
+from harness.nn.layers.rope import rope_table_1d
 
 
 # -- a second AR family from ARGenerator: LlamaGen-style (class table with a null row), 1D RoPE -----
@@ -146,7 +146,7 @@ def test_cfg_interval_changes_sampling_only_after_the_interval():
 
 @pytest.mark.parametrize("name", ["alitok-tiny", "llamagen-tiny", "titok-ar-tiny"])
 def test_kv_cache_off_draws_the_cached_tokens_in_every_family(name):
-    from harness.registry import generators, load_plugins
+    from harness.core.registry import generators, load_plugins
 
     load_plugins()
     gen = generators.get(name)(device="cpu")

@@ -1,16 +1,16 @@
-"""The shared AR sampler (harness/nn/ar_sampling.py), static KV cache, RoPE table and norms."""
+"""The shared AR sampler (harness/nn/samplers/ar_sampling.py), static KV cache, RoPE table and norms."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from harness.interfaces import ARSampling
-from harness.nn.ar_sampling import (ar_sample, ar_sample_naive, cfg_scale_at, cfg_scales, filter_logits, guided_at,
+from harness.core.interfaces import ARSampling
+from harness.nn.samplers.ar_sampling import (ar_sample, ar_sample_naive, cfg_scale_at, cfg_scales, filter_logits, guided_at,
                                     kv_length, sample_next)
-from harness.nn.llama import swiglu_hidden
-from harness.nn.norms import RMSNorm
-from harness.nn.rope import cond_prefix_grid_rope_table, apply_rope
+from harness.nn.layers.llama import swiglu_hidden
+from harness.nn.layers.norms import RMSNorm
+from harness.nn.layers.rope import cond_prefix_grid_rope_table, apply_rope
 
 from alitok.generator import ARConfig, build
 
@@ -246,7 +246,7 @@ def test_rmsnorm_and_swiglu_hidden():
 
 
 def test_device_generator_keeps_a_generator_of_the_right_device():
-    from harness.nn.ar_sampling import device_generator
+    from harness.nn.samplers.ar_sampling import device_generator
 
     g = torch.Generator().manual_seed(3)
     assert device_generator(g, torch.device("cpu")) is g
@@ -255,7 +255,7 @@ def test_device_generator_keeps_a_generator_of_the_right_device():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_fresh_cpu_generator_stands_for_upstreams_cuda_stream_batch_after_batch():
     # upstream: torch.manual_seed(s), then draws on the CUDA generator that call seeded, batch after batch
-    from harness.nn.ar_sampling import device_generator
+    from harness.nn.samplers.ar_sampling import device_generator
 
     cpu = torch.Generator().manual_seed(7)
     ref = torch.Generator(device="cuda").manual_seed(7)

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from harness import cli
-from harness.config import ConfigError, apply_overrides, load_yaml
+from harness.core.config import ConfigError, apply_overrides, load_yaml
 from harness.data.npz import save_samples_npz
 from harness.data.sources import image_files, iter_image_batches
-from harness.errors import InputFileError, UserError
-from harness.io import parse_json, read_json
+from harness.core.errors import InputFileError, UserError
+from harness.core.io import parse_json, read_json
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.refstats import (DIGEST_KEY, META_KEY, build_reference_from_images, load_reference,
                                       sidecar_path)
@@ -69,7 +69,7 @@ def test_edited_metadata_is_refused(ref):
 
 
 def test_reference_built_before_the_digest_needs_its_sidecar(ref):
-    from harness.io import sha256_file
+    from harness.core.io import sha256_file
 
     with np.load(ref) as z:
         meta = json.loads(bytes(z[META_KEY]))

@@ -17,8 +17,8 @@ from baselines import llamagen as lg
 from baselines import maskgit_vqgan as mv
 from baselines import rar
 from baselines import titok
-from harness.errors import UserError
-from harness.nn.checkpoint import CheckpointError
+from harness.core.errors import UserError
+from harness.nn.checkpoints.checkpoint import CheckpointError
 
 
 def _count(model) -> int:
@@ -336,7 +336,7 @@ def test_quantisers_follow_the_upstream_rules():
 
 
 def test_tiny_tokenizers_round_trip_shapes():
-    from harness.interfaces import check_images
+    from harness.core.interfaces import check_images
 
     vq = lg.LlamaGenTokenizer(lg.build_vq(lg.VQConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=32,
                                                       codebook_size=64, image_size=16)), name="t")
@@ -418,7 +418,7 @@ def test_factories_need_paths_and_report_bad_files_as_user_errors(tmp_path):
 
 
 def test_registry_lists_the_baseline_plugins():
-    from harness.plugins import BUILTIN
+    from harness.core.plugins import BUILTIN
 
     gens, toks = BUILTIN["generators"], BUILTIN["tokenizers"]
     for name in ("llamagen-gpt-b", "llamagen-gpt-l", "llamagen-gpt-xxl-384", "llamagen-gpt-3b-384", "rar-b", "rar-xxl"):

@@ -19,9 +19,9 @@ from baselines import llamagen as lg
 from baselines import maskgit_vqgan as mv
 from baselines import rar
 from baselines import titok
-from harness.interfaces import ARSampling
-from harness.nn.ar_generator import ARGenerator
-from harness.nn.ar_sampling import ar_sample, ar_sample_naive, cfg_scales
+from harness.core.interfaces import ARSampling
+from harness.nn.models.ar_generator import ARGenerator
+from harness.nn.samplers.ar_sampling import ar_sample, ar_sample_naive, cfg_scales
 
 from cli_runs import HANG_GUARD_S
 
@@ -296,7 +296,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from test_baselines_ar_sampling import build_toy
 from harness.sampling.runner import sample
-from harness.specs import ModelSpec, ProtocolSpec, RunSpec
+from harness.runs.specs import ModelSpec, ProtocolSpec, RunSpec
 for family in ("llamagen", "rar", "titok-ar"):
     spec = RunSpec(ModelSpec("toy-" + family), ProtocolSpec(name="toy", num_samples=10, num_classes=10, image_size=16,
                                                            chunk_size=3, seed=4))

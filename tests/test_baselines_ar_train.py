@@ -1,4 +1,4 @@
-"""Tiny AR-baseline trainers (baselines/train_tiny.py) on harness.training: micro runs write only
+"""Tiny AR-baseline trainers (baselines/train_tiny.py) on harness.runs.training: micro runs write only
 under --out and export files the plugins load, --publish copies the export to the config's export:,
 config paths resolve against the config's folder, inputs are checked before the first step,
 mismatched geometry and unknown keys are config errors, and the committed tiny weights load."""
@@ -12,10 +12,10 @@ import yaml
 from baselines import plugin_ar
 from baselines.train_tiny import load_tiny_gpt, load_tiny_tokenizer, train_ar, train_tokenizer
 from harness.cli import main
-from harness.config import ConfigError
-from harness.io import sha256_file
-from harness.nn.checkpoint import CheckpointError, load_state_dict
-from harness.records import load_records
+from harness.core.config import ConfigError
+from harness.core.io import sha256_file
+from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict
+from harness.runs.records import load_records
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "baselines" / "configs"
@@ -115,9 +115,9 @@ def _yaml(path, data):
 
 
 def test_committed_configs_name_existing_inputs_and_export_into_baselines_weights():
-    from harness.training import resolve_config_paths
-    from harness.config import load_yaml
-    from harness.registry import load_plugins, trainers
+    from harness.runs.training import resolve_config_paths
+    from harness.core.config import load_yaml
+    from harness.core.registry import load_plugins, trainers
 
     load_plugins()
     for path in sorted(CONFIGS.glob("train_tiny_*.yaml")):
@@ -138,7 +138,7 @@ def test_geometry_mismatch_and_unknown_keys_are_config_errors(tmp_path):
 
 
 def test_tiny_loaders_refuse_files_without_their_metadata(tmp_path):
-    from harness.nn.checkpoint import save_safetensors
+    from harness.nn.checkpoints.checkpoint import save_safetensors
 
     path = save_safetensors(tmp_path / "x.safetensors", {"w": torch.zeros(2)})
     with pytest.raises(CheckpointError, match="not a tiny baseline tokenizer"):

@@ -10,10 +10,10 @@ the VAEs are in tests/test_baselines_vae.py.
 import pytest
 import torch
 
-from harness.errors import UserError
-from harness.interfaces import DiffusionSampling
-from harness.nn.checkpoint import CheckpointError
-from harness.nn.dit_blocks import DiT, named_config
+from harness.core.errors import UserError
+from harness.core.interfaces import DiffusionSampling
+from harness.nn.checkpoints.checkpoint import CheckpointError
+from harness.nn.layers.dit_blocks import DiT, named_config
 
 from baselines.lightningdit import XL_1
 
@@ -141,7 +141,7 @@ def test_lightningdit_rope_buffers_checked(tmp_path):
 # ---------------------------------------------------------------------------------------- plugins
 @pytest.mark.parametrize("name, kind", [("dit-tiny", "ddpm"), ("flow-tiny", "flow")])
 def test_tiny_plugins_same_seed_same_images(name, kind):
-    from harness.registry import generators, load_plugins
+    from harness.core.registry import generators, load_plugins
 
     load_plugins()
     gen = generators.get(name)(device="cpu")

@@ -1,4 +1,4 @@
-"""The tiny diffusion trainer on harness.training: a few steps of each kind write only under --out,
+"""The tiny diffusion trainer on harness.runs.training: a few steps of each kind write only under --out,
 resume, strict config, export + plugin load, --publish, config-relative paths in the committed configs."""
 import json
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import ConfigError
-from harness.io import sha256_file
-from harness.records import load_records
+from harness.core.config import ConfigError
+from harness.core.io import sha256_file
+from harness.runs.records import load_records
 
 from baselines.train_diffusion import train_diffusion
 
@@ -60,7 +60,7 @@ def test_publish_copies_the_ema_export_and_export_null_refuses_publish_first(tmp
 
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    from harness.nn.checkpoint import load_state_dict
+    from harness.nn.checkpoints.checkpoint import load_state_dict
 
     import baselines.train_diffusion as td
 
@@ -101,8 +101,8 @@ def test_committed_configs_export_into_baselines_weights_and_leave_them_alone(tm
                      "--set", "data.per_class_train=1", "--set", "data.per_class_val=1", "--set", "eval_every=0",
                      "--set", "grid.samples_per_class=0", "--device", "cpu"]) == 0
     assert {p.name: sha256_file(p) for p in weights.glob("*.safetensors")} == before
-    from harness.config import load_yaml
-    from harness.training import resolve_config_paths
+    from harness.core.config import load_yaml
+    from harness.runs.training import resolve_config_paths
 
     for name in ("train_dit_tiny.yaml", "train_flow_tiny.yaml"):
         cfg = REPO / "baselines" / "configs" / name

@@ -9,8 +9,8 @@ import torch
 from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-from harness.errors import UserError
-from harness.nn.checkpoint import CheckpointError
+from harness.core.errors import UserError
+from harness.nn.checkpoints.checkpoint import CheckpointError
 from ldm_vae_reference import SD_VAE, VA_VAE, VAEConfig
 from ldm_vae_reference import AutoencoderKL as LdmVAE
 

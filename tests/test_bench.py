@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.errors import UserError
-from harness.interfaces import ARSampling, Generator, PhasedGenerator
+from harness.core.errors import UserError
+from harness.core.interfaces import ARSampling, Generator, PhasedGenerator
 from harness.speed import bench as bench_mod
 from harness.speed import timing
 from harness.speed.bench import BenchSettings, bench_interleaved, ratios
@@ -225,12 +225,12 @@ def test_prepare_is_untimed_and_release_follows_every_run(clock):
 ])
 def test_kernel_switch_turns_the_cpu_kernel_on_or_off_and_is_recorded(switch, record, on, on_kernel, off, unknown):
     from alitok.plugin import tiny_generator
-    from harness.nn import decode_attention
+    from harness.nn.kernels import decode_attention
 
     g = tiny_generator(device="cpu")
     if switch == "attention" and decode_attention.build_error():
         pytest.skip(f"no C compiler here: {decode_attention.build_error()}")
-    # auto: whichever the measurement on this machine chose (harness/nn/kernel_choice.py), recorded as run
+    # auto: whichever the measurement on this machine chose (harness/nn/kernels/kernel_choice.py), recorded as run
     auto = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0), "cpu")[0]
     assert auto.applied[record] == getattr(g, record)() in (on_kernel, off)
     forced = bench_interleaved([g], BenchSettings(batch_size=2, repeats=1, warmup=0, **{switch: on}), "cpu")[0]
@@ -269,7 +269,7 @@ def test_settings_reject_bad_values():
 
 @pytest.fixture
 def fake_models(clock):
-    from harness.registry import generators, load_plugins
+    from harness.core.registry import generators, load_plugins
 
     load_plugins()
     names = ["fake-bench-a", "fake-bench-b"]
@@ -348,7 +348,7 @@ def test_alitok_b_random_weights_official_architecture():
 def test_preset_then_flags_on_top():
     import argparse
 
-    from harness.commands.bench import add_arguments, resolve_settings
+    from harness.cli.bench import add_arguments, resolve_settings
 
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -403,8 +403,8 @@ def test_runs_agree_reads_two_cli_summaries(fake_models, tmp_path):
 def test_diffusion_speed_hooks_reproduce_generate_and_count_calls(name):
     """decode_codes(generate_codes(...)) is generate(...); total_steps and run_steps count the model calls
     they claim (counted independently with a forward hook on the network)."""
-    from harness.interfaces import PhasedGenerator
-    from harness.registry import generators, load_plugins
+    from harness.core.interfaces import PhasedGenerator
+    from harness.core.registry import generators, load_plugins
 
     load_plugins()
     g = generators.get(name)(device="cpu")
@@ -455,9 +455,9 @@ def test_calibrated_runs_compare_in_machine_units(fake_models, tmp_path, monkeyp
 def test_bench_records_feed_the_speed_claims(clock, tmp_path, monkeypatch):
     """Records written by the CLI are what the claims table matches: by the registry name (a random-weight
     generator calls itself "<name>-random"), at batch 64 in fp32, with CFG-on and CFG-off runs kept apart."""
-    from harness.claims import NOT_RUN, check, load_claims
-    from harness.commands.claims import DEFAULT_CLAIMS
-    from harness.registry import generators, load_plugins
+    from harness.report.claims import NOT_RUN, check, load_claims
+    from harness.cli.claims import DEFAULT_CLAIMS
+    from harness.core.registry import generators, load_plugins
     from harness.report.collect import collect
 
     load_plugins()
@@ -483,7 +483,7 @@ def test_bench_records_feed_the_speed_claims(clock, tmp_path, monkeypatch):
 def test_low_memory_builds_each_model_per_run_and_holds_one_at_a_time(clock, tmp_path, monkeypatch):
     import weakref
 
-    from harness.registry import generators, load_plugins
+    from harness.core.registry import generators, load_plugins
 
     load_plugins()
     alive, builds, most = weakref.WeakSet(), [], []

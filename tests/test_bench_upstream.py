@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from harness.cli import main
-from harness.interfaces import ARSampling, Generator
+from harness.core.interfaces import ARSampling, Generator
 from harness.speed import timing
 from harness.speed import upstream as up
 
@@ -107,7 +107,7 @@ class Project(Generator):
 
 @pytest.fixture
 def setup(monkeypatch, tmp_path):
-    from harness.registry import generators, load_plugins
+    from harness.core.registry import generators, load_plugins
 
     clock = FakeClock()
     monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))

@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from harness.claims import (NOT_REPRODUCED, NOT_RUN, OPPOSITE_DIRECTION, REPRODUCED, SAME_DIRECTION, WITHIN_NOISE,
+from harness.report.claims import (NOT_REPRODUCED, NOT_RUN, OPPOSITE_DIRECTION, REPRODUCED, SAME_DIRECTION, WITHIN_NOISE,
                             check, load_claims)
-from harness.commands.claims import DEFAULT_CLAIMS
-from harness.config import ConfigError
-from harness.records import RunRecord
+from harness.cli.claims import DEFAULT_CLAIMS
+from harness.core.config import ConfigError
+from harness.runs.records import RunRecord
 from harness.report.collect import collect
 
 
@@ -44,7 +44,7 @@ def _bench(model, ips, machine=A800, run="bench-run-1", **extra):
 
 
 def _variant(name, acc, preset="tiny", seed=0, comparable=False):
-    # the shape harness.ablation writes: spec.variant, spec.protocol.name = ablation-<preset>, seeds.seed
+    # the shape harness.suites.ablation writes: spec.variant, spec.protocol.name = ablation-<preset>, seeds.seed
     return RunRecord(kind="eval", model={"name": f"ablation-{name}", "variant": name}, metrics={"ar_acc": acc},
                      spec={"variant": name, "protocol": {"name": f"ablation-{preset}"}}, seeds={"seed": seed},
                      paper_comparable=comparable).to_dict()
@@ -169,7 +169,7 @@ def test_direction_answers_are_never_paper_verdicts(claims):
     tiny = [v for v in verdicts if v.claim.scale == "tiny"]
     assert tiny and all(v.verdict in (SAME_DIRECTION, OPPOSITE_DIRECTION, WITHIN_NOISE, NOT_RUN) for v in tiny)
     assert _by_id(claims, verdicts)["tiny-causal-decoder-acc"].verdict == OPPOSITE_DIRECTION
-    from harness.claims import to_frame, to_markdown
+    from harness.report.claims import to_frame, to_markdown
 
     df = to_frame(verdicts)
     assert (df[df["section"] != "paper"]["verdict"] == "").all()

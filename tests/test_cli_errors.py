@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.locks import LOCK_NAME
+from harness.core.locks import LOCK_NAME
 
 SMALL = ["--model", "real-data", "--protocol", "demo", "--num-samples", "22", "--chunk-size", "11",
          "--set", "model.options.per_class=4", "--no-progress", "--device", "cpu"]

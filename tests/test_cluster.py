@@ -1,4 +1,4 @@
-"""Suites through submitit (harness/cluster/): the local executor with a sampling task SIGKILLed mid-run,
+"""Suites through submitit (harness/suites/cluster/): the local executor with a sampling task SIGKILLed mid-run,
 resubmitted and resumed from its manifest, gives the bytes and the table of a one-process run; the SLURM
 path submits the job arrays, dependencies and resources the plan says (read back from the sbatch scripts
 submitit writes; ``sbatch`` itself is a recording stand-in, as no scheduler runs here)."""
@@ -38,10 +38,10 @@ def _children(pid: int) -> list[int]:
 
 
 def test_local_executor_kill_requeue_matches_one_process(tmp_path, monkeypatch):
-    from harness.cluster import executor
-    from harness.cluster.jobs import task_folder
-    from harness.cluster.plan import Resources, plan_suite
-    from harness.suites import load_suite_file, run_suite
+    from harness.suites.cluster import executor
+    from harness.suites.cluster.jobs import task_folder
+    from harness.suites.cluster.plan import Resources, plan_suite
+    from harness.suites.suite import load_suite_file, run_suite
 
     (tmp_path / "s.yaml").write_text(SUITE)
     suite = load_suite_file(tmp_path / "s.yaml")
@@ -88,9 +88,9 @@ def test_local_executor_kill_requeue_matches_one_process(tmp_path, monkeypatch):
 def test_slurm_submission_scripts(tmp_path, monkeypatch):
     """What the SLURM path hands sbatch: a job array per entry over the planned chunk ranges with the
     requested resources and the preemption signal, evaluation afterok its array, the report afterok all."""
-    from harness.cluster import executor
-    from harness.cluster.plan import Resources, plan_suite
-    from harness.suites import load_suite_file
+    from harness.suites.cluster import executor
+    from harness.suites.cluster.plan import Resources, plan_suite
+    from harness.suites.suite import load_suite_file
 
     log = tmp_path / "sbatch.log"
     fake = tmp_path / "bin" / "sbatch"
@@ -125,9 +125,9 @@ def test_slurm_submission_scripts(tmp_path, monkeypatch):
 def test_slurm_status_and_cancel(tmp_path, monkeypatch, capsys):
     """``run --status OUT`` reads sacct; ``run --cancel OUT`` scancels every job the state file names that is not
     finished (one task per entry: submitit submits a plain job, not a one-element array)."""
-    from harness.cluster import executor
-    from harness.cluster.plan import Resources, plan_suite
-    from harness.suites import load_suite_file
+    from harness.suites.cluster import executor
+    from harness.suites.cluster.plan import Resources, plan_suite
+    from harness.suites.suite import load_suite_file
 
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
     bin_dir.mkdir()
@@ -158,10 +158,10 @@ def test_slurm_status_and_cancel(tmp_path, monkeypatch, capsys):
 
 def test_plan_counts_and_committed_plan():
     """The plan's arithmetic (closed form) and the committed plan file is what the command prints today."""
-    from harness.cluster.plan import Resources, chunk_ranges, plan_suite, render, totals
-    from harness.protocols import get_protocol, with_overrides
+    from harness.suites.cluster.plan import Resources, chunk_ranges, plan_suite, render, totals
+    from harness.runs.protocols import get_protocol, with_overrides
     from harness.sampling.plan import SamplingPlan
-    from harness.suites import get_suite
+    from harness.suites.suite import get_suite
 
     suite = get_suite("imagenet256-gfid50k")
     res = Resources(executor="slurm", gpus_per_job=8)

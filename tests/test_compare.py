@@ -5,8 +5,8 @@ import shutil
 import pytest
 
 from harness.cli import main
-from harness.compare import GateError, compare, parse_gate
-from harness.records import RunRecord
+from harness.report.compare import GateError, compare, parse_gate
+from harness.runs.records import RunRecord
 
 
 MACHINE = {"cpu_model": "AMD EPYC 7B13", "gpu_name": None}
@@ -127,7 +127,7 @@ def test_other_reference_and_n_are_refused_naming_the_fields(tmp_path, capsys):
 def test_other_weights_sampling_or_protocol_are_refused(tmp_path, capsys, change, field):
     base = [_eval_rec("a", 10.0, fid_std=0.3)]
     new = [_eval_rec("a", 10.1, fid_std=0.3, **change)]
-    from harness.compare import NotComparable
+    from harness.report.compare import NotComparable
 
     with pytest.raises(NotComparable, match=rf"\[a\] .*{field}"):
         compare(base, new, [parse_gate("fid:+2sigma")])
@@ -181,7 +181,7 @@ def test_a_rebuilt_reference_is_the_same_reference_and_another_source_is_not():
         return r
     gate = [parse_gate("fid:+2%")]
     assert compare([built("62f05c68" * 8)], [built("f6c59137" * 8)], gate)[0].passed
-    from harness.compare import NotComparable
+    from harness.report.compare import NotComparable
 
     with pytest.raises(NotComparable, match="reference"):
         compare([built("62f05c68" * 8)], [built("f6c59137" * 8, source="embedded natural_patches(split=train)")], gate)
@@ -189,7 +189,7 @@ def test_a_rebuilt_reference_is_the_same_reference_and_another_source_is_not():
 
 @pytest.mark.parametrize("new_machine", [{"cpu_model": "Intel(R) Xeon(R) Processor", "gpu_name": None}, None])
 def test_speed_from_another_or_an_unnamed_machine_is_refused(new_machine):
-    from harness.compare import NotComparable
+    from harness.report.compare import NotComparable
 
     gate = [parse_gate("images_per_s:-10%")]
     with pytest.raises(NotComparable, match=r"\[a\] .*machine"):

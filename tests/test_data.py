@@ -11,7 +11,7 @@ from harness.data.imagenet import ImageFolderDataset, center_crop_arr
 from harness.data.npz import (iter_npz_batches, iter_shard_batches, load_labels_npz, load_samples_npz,
                               pack_png_folder, save_samples_npz)
 from harness.data.real_data import RealDataGenerator
-from harness.errors import InputFileError
+from harness.core.errors import InputFileError
 
 
 # ---------------------------------------------------------------------------------------------- embedded

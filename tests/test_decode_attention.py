@@ -1,6 +1,6 @@
 """The C decode-attention kernel against an independent float64 reference and PyTorch's own modules.
 
-Reference: the textbook formulas (RMSNorm, RoPE as in harness.nn.rope's docstring, softmax
+Reference: the textbook formulas (RMSNorm, RoPE as in harness.nn.layers.rope's docstring, softmax
 attention over slots 0..pos) in float64; for bf16 the PyTorch modules the models use, which round
 where the kernel must round.
 """
@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.nn import decode_attention
-from harness.nn.norms import RMSNorm
-from harness.nn.rope import apply_rope
+from harness.nn.kernels import decode_attention
+from harness.nn.layers.norms import RMSNorm
+from harness.nn.layers.rope import apply_rope
 
 from cli_runs import HANG_GUARD_S
 
@@ -172,7 +172,7 @@ def test_one_openmp_runtime_after_the_build():
 
 
 def test_without_a_compiler_everything_falls_back_to_sdpa():
-    code = ("import torch; from harness.nn import decode_attention as d; from alitok.plugin import tiny_generator;"
+    code = ("import torch; from harness.nn.kernels import decode_attention as d; from alitok.plugin import tiny_generator;"
             "g = tiny_generator(device='cpu'); c = g.generate_codes(torch.tensor([1, 2]), torch.Generator().manual_seed(0));"
             "print(d.kernel_name(), g.attention_kernel(), 'failed' in (d.build_error() or ''), tuple(c.shape))")
     env = {**os.environ, "CC": "false"}  # `false` exits 1: the build fails as without a compiler

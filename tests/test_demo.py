@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.records import load_records
+from harness.runs.records import load_records
 
 
 def _header(text):

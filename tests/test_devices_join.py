@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from harness import devices
+from harness.core import devices
 from harness.metrics import distributed
 
 
@@ -46,4 +46,4 @@ def test_one_caller_of_init_process_group():
     root = Path(__file__).resolve().parent.parent
     callers = sorted(str(p.relative_to(root)) for pkg in ("harness", "alitok", "baselines")
                      for p in (root / pkg).rglob("*.py") if "init_process_group(" in p.read_text())
-    assert callers == ["harness/devices.py"]
+    assert callers == ["harness/core/devices.py"]

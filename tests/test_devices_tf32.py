@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import devices
-from harness.nn.ar_sampling import precision
+from harness.core import devices
+from harness.nn.samplers.ar_sampling import precision
 
 
 def _flags() -> tuple[bool, bool]:
@@ -51,4 +51,4 @@ def test_one_place_switches_tf32():
     assigns = re.compile(r"allow_tf32[^=\n]*=[^=]")  # `x.allow_tf32 = v` and `a.allow_tf32, b.allow_tf32 = v`
     writers = [str(p.relative_to(root)) for pkg in ("harness", "alitok", "baselines")
                for p in (root / pkg).rglob("*.py") if assigns.search(p.read_text())]
-    assert sorted(writers) == ["harness/devices.py"]
+    assert sorted(writers) == ["harness/core/devices.py"]

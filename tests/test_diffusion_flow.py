@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from harness.nn import flow
+from harness.nn.samplers import flow
 
 PI, MU, SIGMA = torch.tensor([0.3, 0.7]), torch.tensor([-2.0, 1.5]), torch.tensor([0.5, 0.3])
 

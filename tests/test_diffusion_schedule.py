@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.nn.diffusion import GaussianDiffusion, linear_betas, respaced_timesteps
-from harness.nn.diffusion_generator import guided_fn
-from harness.nn.dit_blocks import DiT, DiTConfig
+from harness.nn.samplers.diffusion import GaussianDiffusion, linear_betas, respaced_timesteps
+from harness.nn.models.diffusion_generator import guided_fn
+from harness.nn.layers.dit_blocks import DiT, DiTConfig
 
 
 def upstream_space_timesteps(num_timesteps, section_counts):

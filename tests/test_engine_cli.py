@@ -65,7 +65,7 @@ def test_list_json_is_one_document_on_stdout(capsys):
 def test_list_protocols_shows_descriptions(capsys):
     assert main(["list", "protocols"]) == 0
     out = capsys.readouterr().out
-    from harness.protocols import get_protocol
+    from harness.runs.protocols import get_protocol
 
     assert "imagenet256-rfid50k" in out and "center_crop_arr" in out
     assert get_protocol("imagenet256-gfid50k").num_samples == 50_000
@@ -87,9 +87,9 @@ def _write_spec(tmp_path, text):
 
 def test_validate_reads_no_weights_and_matches_the_real_identity(tmp_path, capsys, monkeypatch):
     """validate's identity hash equals the one a real build gives, with every weights reader disabled."""
-    from harness.protocols import get_protocol
+    from harness.runs.protocols import get_protocol
     from harness.sampling.runner import build_generator, resolve
-    from harness.specs import ModelSpec, RunSpec, numerics
+    from harness.runs.specs import ModelSpec, RunSpec, numerics
 
     real = resolve(RunSpec(ModelSpec("alitok-tiny"), get_protocol("demo")),
                    build_generator(ModelSpec("alitok-tiny"), torch.device("cpu")), numerics()).identity_hash
@@ -121,7 +121,7 @@ def test_validate_plans_a_50k_run_with_missing_checkpoints(tmp_path, capsys):
 
 
 def test_planning_loads_shapes_only(tmp_path):
-    from harness.nn.checkpoint import load_state_dict, load_strict, planning, save_safetensors
+    from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict, planning, save_safetensors
 
     lin = torch.nn.Linear(3, 2)
     p = save_safetensors(tmp_path / "lin.safetensors", lin.state_dict())
@@ -143,7 +143,7 @@ def test_planning_loads_shapes_only(tmp_path):
 @pytest.mark.parametrize("suffix", [".pth", ".bin"])
 def test_empty_checkpoint_one_line(tmp_path, capsys, suffix):
     """A zero-byte checkpoint used to crash with IndexError from the error formatter."""
-    from harness.nn.checkpoint import CheckpointError, load_state_dict
+    from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict
 
     empty = tmp_path / f"empty{suffix}"
     empty.write_bytes(b"")
@@ -177,10 +177,10 @@ def test_bad_device_one_line(tmp_path, capsys):
 
 
 def test_input_value_errors_are_user_errors():
-    from harness import devices
+    from harness.core import devices
     from harness.data import embedded
-    from harness.errors import UserError
-    from harness.specs import ProtocolSpec
+    from harness.core.errors import UserError
+    from harness.runs.specs import ProtocolSpec
 
     for call in (lambda: devices.resolve_dtype("fp8"), lambda: devices.resolve_device("tpu"),
                  lambda: embedded.natural_patches("test"), lambda: embedded.natural_patches("val", 33),

@@ -17,9 +17,9 @@ import torch
 
 from harness import cli
 from harness.data.npz import save_samples_npz
-from harness.errors import InputFileError, UserError
-from harness.interfaces import Generator, NoSampling
-from harness.locks import FolderInUse
+from harness.core.errors import InputFileError, UserError
+from harness.core.interfaces import Generator, NoSampling
+from harness.core.locks import FolderInUse
 from harness.metrics import evaluate as evaluate_mod
 from harness.metrics import inception as inception_mod
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
@@ -28,7 +28,7 @@ from harness.metrics.refstats import build_reference_from_images, load_reference
 from harness.metrics.weights import WeightsInfo
 from harness.sampling import shards
 from harness.sampling.runner import sample
-from harness.specs import ModelSpec, ProtocolSpec, RunSpec
+from harness.runs.specs import ModelSpec, ProtocolSpec, RunSpec
 
 from cli_runs import HANG_GUARD_S
 
@@ -286,7 +286,7 @@ def test_second_job_on_a_folder_gets_one_line_then_waits(tmp_path, capsys):
     other_tmp.write_bytes(b"partial")
     # the holder keeps the lock until the gate file exists (not for a fixed time a loaded machine may outlast)
     gate = tmp_path / "release"
-    code = ("import os, sys, time; from harness.locks import acquire; l = acquire(sys.argv[1]); "
+    code = ("import os, sys, time; from harness.core.locks import acquire; l = acquire(sys.argv[1]); "
             "print('held', flush=True)\nwhile not os.path.exists(sys.argv[2]): time.sleep(0.05)")
     holder = subprocess.Popen([PY, "-c", code, str(out), str(gate)], cwd=REPO, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -362,7 +362,7 @@ def test_manifest_keeps_every_verified_chunk_and_speed_survives_resume(tmp_path)
 
 def test_disk_full_while_writing_shards_and_samples(tmp_path, monkeypatch, capsys):
     from harness.data import npz as npz_mod
-    from harness.errors import one_line
+    from harness.core.errors import one_line
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")

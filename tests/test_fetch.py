@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import locks
+from harness.core import locks
 from harness.fetch import catalog, download, needs, store
 from harness.fetch.catalog import CatalogFile
 from harness.fetch.files import fetch_file
@@ -303,7 +303,7 @@ def test_dry_run_lists_every_catalog_file_with_source_size_and_digest(tmp_path):
 
 
 def test_factories_find_fetched_files_by_official_name(tmp_path, monkeypatch):
-    from harness.specs import ModelSpec
+    from harness.runs.specs import ModelSpec
 
     monkeypatch.setenv(store.WEIGHTS_ENV, str(tmp_path))
     spec = ModelSpec("lightningdit-xl-1")
@@ -320,7 +320,7 @@ def test_factories_find_fetched_files_by_official_name(tmp_path, monkeypatch):
 
 
 def test_catalog_covers_every_official_registry_entry():
-    from harness.plugins import BUILTIN
+    from harness.core.plugins import BUILTIN
 
     official = [n for kind in ("generators", "tokenizers") for n in BUILTIN[kind]
                 if not n.endswith(("-tiny", "-trained")) and n not in ("real-data",)]
@@ -356,7 +356,7 @@ def test_validate_prints_the_fetch_command_for_missing_official_files(tmp_path, 
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "alitok_b.bin").write_bytes(b"x")
     (tmp_path / "w" / "AliTok.pth").write_bytes(b"x")
-    from harness.specs import load_run_spec
+    from harness.runs.specs import load_run_spec
 
     model = load_run_spec(str(spec)).model  # the spec resolution finds them by their official names
     assert (model.checkpoint, model.tokenizer_checkpoint) == (str(tmp_path / "w" / "alitok_b.bin"),

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.cli import main
-from harness.devices import cpu_model
+from harness.core.devices import cpu_model
 from harness.report import fields
 from harness.report.collect import collect
 
@@ -65,7 +65,7 @@ def changed_images(a: Path, b: Path) -> tuple[int, int]:
 
 def test_spread_records_match_the_golden_suite():
     """The committed baselines were made by the golden suite as it is now (same size, metric, reference)."""
-    from harness.suites import get_suite
+    from harness.suites.suite import get_suite
 
     suite = get_suite("golden")
     for r in collect([GOLDEN]):

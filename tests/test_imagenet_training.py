@@ -96,7 +96,7 @@ def test_folder_batches_are_a_function_of_seed_and_step_not_of_world_size(fake_r
 def test_tokenizer_batches_ignore_the_world_size(fake_root):
     """The trainer-side source: rank slices of the step's global batch concatenate to the 1-process batch."""
     from alitok.train.tokenizer_common import DataConfig, train_batches
-    from harness.training import Parallel
+    from harness.runs.training import Parallel
 
     cfg = DataConfig(source="imagenet", root=str(fake_root), workers=0)
     one = train_batches(cfg, 32, Parallel(0, 1), run_seed=3).batch(5, 8, torch.Generator(), torch.device("cpu"))
@@ -244,7 +244,7 @@ def _tiny_imagenet_suite(tmp_path: Path, root: Path | None) -> Path:
 
 
 def test_imagenet_preset_plan_reports_nothing_missing_with_a_root(fake_root, tmp_path):
-    from harness import ablation
+    from harness.suites import ablation
 
     suite = ablation.load_suite(SUITE, "imagenet", imagenet_root=str(fake_root))
     report = ablation.validate(suite, tmp_path / "run")
@@ -329,7 +329,7 @@ def test_code_chunks_resume_and_index_across_chunk_boundaries(fake_root, tmp_pat
     chunk (a killed pretokenisation) is re-encoded alone and equals the first encoding."""
     from alitok.train import ar_data
     from alitok.train.ar import DataConfig, load_tokenizer, tokenizer_identity
-    from harness.training import Parallel
+    from harness.runs.training import Parallel
 
     monkeypatch.setattr(ar_data, "CHUNK", 5)  # 12 train images -> chunks of 5, 5, 2
     data = DataConfig(source="imagenet", root=str(fake_root), image_size=32, per_class_train=None,

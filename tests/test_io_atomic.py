@@ -1,7 +1,7 @@
 """Atomic writes: the file and its folder reach the disk, and a failed write changes nothing.
 
 Every atomic writer in the project (records, npz, safetensors checkpoints, cached Inception weights,
-the AR sample grid) goes through ``harness.io``; these tests pin the durability that promises."""
+the AR sample grid) goes through ``harness.core.io``; these tests pin the durability that promises."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import io
-from harness.io import atomic_path, atomic_target, write_text_atomic
+from harness.core import io
+from harness.core.io import atomic_path, atomic_target, write_text_atomic
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_folder_fsync_refused_is_skipped(tmp_path, monkeypatch):
 def test_project_writers_use_the_durable_path(tmp_path, synced):
     """The former private copies (checkpoint, cached weights) now sync their folder too."""
     from harness.metrics.weights import _save_atomic
-    from harness.nn.checkpoint import save_safetensors
+    from harness.nn.checkpoints.checkpoint import save_safetensors
 
     save_safetensors(tmp_path / "m.safetensors", {"w": torch.ones(2)})
     _save_atomic({"w": torch.ones(2)}, tmp_path / "w.pth")

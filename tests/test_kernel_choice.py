@@ -1,4 +1,4 @@
-"""harness/nn/kernel_choice: the CPU kernel is the one measured faster on the machine at hand (on a fake
+"""harness/nn/kernels/kernel_choice: the CPU kernel is the one measured faster on the machine at hand (on a fake
 clock here), cached per machine and shapes, and a generator in "auto" mode runs what was chosen."""
 import json
 import types
@@ -6,7 +6,7 @@ import types
 import pytest
 import torch
 
-from harness.nn import decode_attention, kernel_choice, packed_linear
+from harness.nn.kernels import decode_attention, kernel_choice, packed_linear
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""``latents_stats.pt`` is read like every checkpoint (harness/nn/checkpoint.py: one weights-only read);
+"""``latents_stats.pt`` is read like every checkpoint (harness/nn/checkpoints/checkpoint.py: one weights-only read);
 a wrong file is one CheckpointError line naming it."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from baselines.lightningdit import load_latent_stats
-from harness.nn.checkpoint import CheckpointError
+from harness.nn.checkpoints.checkpoint import CheckpointError
 
 
 def test_stats_reshaped_per_channel(tmp_path):

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as TF
 
-from harness.io import sha256_file
+from harness.core.io import sha256_file
 from harness.metrics.dinov2 import (ARCH, DinoV2Extractor, build_model, check_same_extractor, fd_dinov2,
                                     state_dict_sha256)
 from harness.metrics.fid import feature_statistics
@@ -99,7 +99,7 @@ def test_hub_format_checkpoint_is_resampled_like_torch_hub(tmp_path):
 
 
 def test_wrong_checkpoint_and_spec_are_user_errors(tmp_path):
-    from harness.errors import UserError
+    from harness.core.errors import UserError
 
     with pytest.raises(UserError, match="not found"):
         DinoV2Extractor(tmp_path / "missing.pth", arch=SMALL, overrides=TINY)

@@ -8,7 +8,7 @@ import torch
 import torch.multiprocessing as mp
 
 from harness.data import npz as npz_io
-from harness.io import stale_temps
+from harness.core.io import stale_temps
 from harness.metrics.distributed import batch_range, extract_sharded, write_once
 from harness.metrics.fid import feature_statistics
 

@@ -7,7 +7,7 @@ import torch
 
 from harness import cli
 from harness.data.npz import save_samples_npz
-from harness.errors import InputFileError
+from harness.core.errors import InputFileError
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.fid import FIDError, feature_statistics, frechet_distance
 from harness.metrics.isc import inception_score

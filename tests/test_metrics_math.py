@@ -153,7 +153,7 @@ def test_kid_equals_torch_fidelity_and_cleanfid_semantics():
 
 def test_kid_refuses_subsets_larger_than_the_sets():
     """torch-fidelity refuses (N < subset size); we used to cap silently, making the std meaningless."""
-    from harness.errors import UserError
+    from harness.core.errors import UserError
 
     f1, f2 = _feats(60, 8, 21), _feats(80, 8, 22)
     with pytest.raises(UserError, match="subset size 1000 is larger than the sets"):

@@ -14,7 +14,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from harness import cli
 from harness.data.npz import save_samples_npz
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.metrics import features as features_mod
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.inception import InceptionExtractor, tf1_resize
@@ -213,7 +213,7 @@ def test_reconstruction_metrics(world):
 
 def _stats_only_reference(world, name="mu_sigma_only.npz"):
     """A pytorch-fid style reference: mu and sigma only (sidecar rewritten for the new file)."""
-    from harness.io import sha256_file
+    from harness.core.io import sha256_file
 
     src = load_reference(world["ref"])
     path = world["root"] / name
@@ -226,7 +226,7 @@ def _stats_only_reference(world, name="mu_sigma_only.npz"):
 def test_mu_sigma_only_reference_skips_what_it_cannot_give(world, capsys):
     """Default list: FID computed, sFID and precision/recall skipped with a note. Named: an error.
     (Before: the default list aborted with 'reference has no mu_s/sigma_s'.)"""
-    from harness.errors import InputFileError
+    from harness.core.errors import InputFileError
 
     ref = _stats_only_reference(world)
     res = evaluate_samples(world["a_path"], ref, EvalOptions(inception=world["ex"], cache=world["cache"]))

@@ -102,7 +102,7 @@ def test_the_same_weights_converted_twice_carry_one_digest(tmp_path, monkeypatch
     archive). The digest is of the tensors now, so equal weights give equal digests; the file digests still
     differ and are kept as file_sha256."""
     from harness.metrics import weights as w
-    from harness.nn.checkpoint import state_dict_sha256
+    from harness.nn.checkpoints.checkpoint import state_dict_sha256
 
     infos = []
     for pid in (1111, 2222):  # two conversions, as by two processes

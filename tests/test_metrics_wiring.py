@@ -101,8 +101,8 @@ def test_fid_subset_spread_equals_an_independent_computation():
 
 
 def test_compare_sigma_gate_reads_the_recorded_spread():
-    from harness.compare import compare, parse_gate
-    from harness.records import RunRecord
+    from harness.report.compare import compare, parse_gate
+    from harness.runs.records import RunRecord
 
     def rec(fid, std):
         d = RunRecord(kind="eval", model={"name": "m"}, metrics={"fid": fid},

@@ -1,4 +1,4 @@
-"""harness/nn/packed_linear: oneDNN Linear on packed weights agrees with F.linear and leaves the model as it was."""
+"""harness/nn/kernels/packed_linear: oneDNN Linear on packed weights agrees with F.linear and leaves the model as it was."""
 import dataclasses
 
 import pytest
@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.nn import packed_linear
-from harness.nn.ar_sampling import ar_sample, ar_sample_naive
-from harness.nn.packed_linear import PackedLinears
+from harness.nn.kernels import packed_linear
+from harness.nn.samplers.ar_sampling import ar_sample, ar_sample_naive
+from harness.nn.kernels.packed_linear import PackedLinears
 
 pytestmark = pytest.mark.skipif(not packed_linear.available("cpu", torch.float32),
                                 reason="this torch build has no oneDNN packed linear")
@@ -91,7 +91,7 @@ def test_onednn_matmul_floor_kernel_computes_the_product():
 
 def test_packed_cached_sampling_equals_packed_full_recompute():
     from alitok.generator import PRESETS, build
-    from harness.interfaces import ARSampling
+    from harness.core.interfaces import ARSampling
     cfg = dataclasses.replace(PRESETS["alitok-b"].config, depth=2, width=64, num_heads=4)
     model = build(cfg, generator=torch.Generator().manual_seed(0)).eval()
     torch.nn.init.normal_(model.output.weight, std=0.5, generator=torch.Generator().manual_seed(1))

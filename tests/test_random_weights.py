@@ -3,9 +3,9 @@ runs), exposes the speed hooks, and refuses a checkpoint given beside it."""
 import pytest
 import torch
 
-from harness.errors import UserError
-from harness.interfaces import PhasedGenerator
-from harness.registry import generators, load_plugins
+from harness.core.errors import UserError
+from harness.core.interfaces import PhasedGenerator
+from harness.core.registry import generators, load_plugins
 
 
 @pytest.mark.parametrize("name", ["rar-b", "llamagen-gpt-b"])

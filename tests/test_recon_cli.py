@@ -49,7 +49,7 @@ def test_recon_official_tokenizer_without_weights_names_the_recon_flag(tmp_path,
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "--checkpoint" in err and "--set" not in err
     from harness.cli import build_parser
-    from harness.commands import recon
+    from harness.cli import recon
 
     _, verbs = build_parser()
     recon.add_arguments(verbs["recon"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import RunRecord, git_info, load_records, sha256_file, write_record
+from harness.runs.records import RunRecord, git_info, load_records, sha256_file, write_record
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def test_git_info_outside_a_checkout(tmp_path):
 
 
 def test_committed_results_load_as_one_dataframe():
-    from harness.records import KINDS
+    from harness.runs.records import KINDS
 
     files = sorted((REPO / "results").rglob("*record*.json"))
     df = load_records(REPO / "results")
@@ -71,7 +71,7 @@ def test_committed_results_load_as_one_dataframe():
 
 
 def test_record_names():
-    from harness.records import eval_record_name, record_name
+    from harness.runs.records import eval_record_name, record_name
 
     assert record_name("recon") == "recon_record.json"
     base = eval_record_name("alitok-tiny", "r" * 64, "w" * 64, ["fid", "is"])

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from harness import config, interfaces
-from harness.registry import Registry, RegistryError
+from harness.core import config, interfaces
+from harness.core.registry import Registry, RegistryError
 
 
 def test_registry_decorator_lazy_duplicate_and_suggestions():
@@ -106,7 +106,7 @@ EXTERNAL_PLUGINS = {"generators": {"outside-gen": ("collections:OrderedDict", "f
 def test_entry_point_group_registers_outside_plugins(monkeypatch):
     from importlib.metadata import EntryPoint, EntryPoints
 
-    from harness import registry
+    from harness.core import registry
 
     fresh = {kind: Registry(reg.kind) for kind, reg in registry.REGISTRIES.items()}
     monkeypatch.setattr(registry, "REGISTRIES", fresh)

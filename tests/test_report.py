@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.records import RunRecord, write_record
+from harness.runs.records import RunRecord, write_record
 from harness.report import fields, tables
 from harness.report.collect import collect, frame, merge_by_label
 from harness.report.plots import pareto_front

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from harness.interfaces import Generator, NoSampling
-from harness.io import sha256_bytes
-from harness.protocols import get_protocol
+from harness.core.interfaces import Generator, NoSampling
+from harness.core.io import sha256_bytes
+from harness.runs.protocols import get_protocol
 from harness.sampling import shards
 from harness.sampling.plan import SamplingPlan
 from harness.sampling.runner import sample
-from harness.specs import ModelSpec, ProtocolSpec, RunSpec, sampling_identity_hash
+from harness.runs.specs import ModelSpec, ProtocolSpec, RunSpec, sampling_identity_hash
 
 from cli_runs import python, sample_killed_midway, sample_one_and_two_processes
 
@@ -170,9 +170,9 @@ def test_sigkill_midway_then_resume_byte_identical(tmp_path):
 def test_numerics_that_change_pixels_are_part_of_the_identity(tmp_path):
     """Device type (CPU and CUDA generators draw different streams), dtype and CUDA TF32 change the
     pixels, so they change the identity hash; TF32 off CUDA and the process count do not."""
-    from harness.specs import ModelSpec, RunSpec, numerics, sampling_identity_hash
-    from harness.interfaces import NoSampling
-    from harness.protocols import get_protocol
+    from harness.runs.specs import ModelSpec, RunSpec, numerics, sampling_identity_hash
+    from harness.core.interfaces import NoSampling
+    from harness.runs.protocols import get_protocol
 
     spec = RunSpec(ModelSpec("real-data"), get_protocol("demo"))
     h = lambda rt: sampling_identity_hash(spec, NoSampling(), "truncate", {}, rt)  # noqa: E731
@@ -194,10 +194,10 @@ def test_every_loaded_file_and_the_numerics_version_are_part_of_the_identity(tmp
     """The files a generator loads enter by digest, nested ones too (the tokenizer's checkpoint sat one level
     down in info() and was missed), keyed by role so the same bytes elsewhere match; bumping
     NUMERICS_VERSION (a code change that moves pixels) changes the identity."""
-    from harness import specs
-    from harness.interfaces import NoSampling
-    from harness.protocols import get_protocol
-    from harness.specs import ModelSpec, RunSpec, sampling_identity_hash
+    from harness.runs import specs
+    from harness.core.interfaces import NoSampling
+    from harness.runs.protocols import get_protocol
+    from harness.runs.specs import ModelSpec, RunSpec, sampling_identity_hash
 
     spec = RunSpec(ModelSpec("real-data"), get_protocol("demo"))
     for folder in ("a", "b"):
@@ -230,10 +230,10 @@ def test_every_loaded_file_and_the_numerics_version_are_part_of_the_identity(tmp
 
 def test_the_committed_default_weights_are_in_the_identity():
     """alitok-tiny loads its committed weights by default (no checkpoint in the spec): both files, by digest."""
-    from harness.io import sha256_file
-    from harness.records import model_info
-    from harness.registry import generators, load_plugins
-    from harness.specs import loaded_files
+    from harness.core.io import sha256_file
+    from harness.runs.records import model_info
+    from harness.core.registry import generators, load_plugins
+    from harness.runs.specs import loaded_files
 
     load_plugins()
     files = loaded_files(model_info(generators.get("alitok-tiny")(device=torch.device("cpu")).info()))
@@ -247,7 +247,7 @@ def test_records_name_the_cpu_model_and_kernels_and_a_resume_on_another_cpu(tmp_
     kernels that ran); a folder continued on another CPU model says so, since its bytes may differ."""
     import time
 
-    from harness import devices
+    from harness.core import devices
     from harness.sampling.record import sample_record
 
     proto = dataclasses.replace(get_protocol("demo"), num_samples=50)
@@ -268,7 +268,7 @@ def test_records_name_the_cpu_model_and_kernels_and_a_resume_on_another_cpu(tmp_
 
 
 def test_the_machine_block_names_the_kernels_a_generator_ran():
-    from harness.records import RunRecord, kernels_of
+    from harness.runs.records import RunRecord, kernels_of
 
     info = {"linear_kernel": "onednn-packed", "attention_kernel": "c-decode"}
     rec = RunRecord(kind="sample", machine={"kernels": kernels_of(info)})

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from harness.nn import decode_attention
+from harness.nn.kernels import decode_attention
 from harness.speed import floors
 from harness.speed.ar_floor_report import (_ours, floor_range, floor_seconds, kv_bytes, markdown, replica_loop,
                                            step_flops, summarise, weight_bytes)

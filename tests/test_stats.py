@@ -1,11 +1,11 @@
-"""harness.stats.mean_sd, the one mean / sample-sd helper, against the standard library's and numpy's."""
+"""harness.core.stats.mean_sd, the one mean / sample-sd helper, against the standard library's and numpy's."""
 import math
 import statistics
 
 import numpy as np
 import pytest
 
-from harness.stats import mean_sd
+from harness.core.stats import mean_sd
 
 
 def test_mean_sd_matches_statistics_and_numpy():

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import config
-from harness.config import ConfigError
-from harness.suite_entries import (SuiteEntry, SuiteInput, describe, entries_from_suite_dict, expand,
+from harness.core import config
+from harness.core.config import ConfigError
+from harness.suites.entries import (SuiteEntry, SuiteInput, describe, entries_from_suite_dict, expand,
                                    missing_inputs, runnable)
 
 SUITES = Path(__file__).resolve().parent.parent / "harness" / "suites"
@@ -76,7 +76,7 @@ def test_missing_inputs_name_path_and_source(tmp_path):
 
 @pytest.mark.parametrize("name", ["cfg-sweep", "imagenet256-gfid50k", "imagenet256-rfid50k", "imagenet256-smoke5k"])
 def test_shipped_suites_expand(name):
-    from harness.suites import get_suite
+    from harness.suites.suite import get_suite
 
     data = config.load_yaml(SUITES / f"{name}.yaml")
     entries_from_suite_dict(data, name)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.config import ConfigError
+from harness.core.config import ConfigError
 from harness.report.collect import collect, frame
 from harness.fetch.store import path_of
-from harness.suites import get_suite, run_suite, shipped_suites
+from harness.suites.suite import get_suite, run_suite, shipped_suites
 
 SUITE = """
 name: t

@@ -1,4 +1,4 @@
-"""The engine's training infrastructure (harness.training) and the train verb as a new user meets it:
+"""The engine's training infrastructure (harness.runs.training) and the train verb as a new user meets it:
 the schedule's closed forms, nothing written outside --out without --publish, config paths against
 the config's folder, inputs checked before the first step, one-line errors."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from harness.cli import main
-from harness.io import sha256_file
-from harness.training import OptimConfig, lr_at, resolve_config_paths
+from harness.core.io import sha256_file
+from harness.runs.training import OptimConfig, lr_at, resolve_config_paths
 
 from cli_runs import max_weight_diff, python
 
@@ -198,7 +198,7 @@ def test_ar_trainer_two_processes_equal_one(tmp_path):
 
 def test_a_second_job_on_the_same_training_folder_is_refused(tmp_path):
     """Two trainers never write one --out: a second process gets one line naming the holder, exit 2."""
-    from harness.locks import acquire
+    from harness.core.locks import acquire
 
     out = tmp_path / "run"
     cfg = Path(__file__).resolve().parent.parent / "alitok" / "configs" / "train_tiny_stage1.yaml"
@@ -211,7 +211,7 @@ def test_a_second_job_on_the_same_training_folder_is_refused(tmp_path):
 # ---------------------------------------------------------------------------------------------- torn checkpoints
 def _toy_loop(out, steps=6):
     """A linear model under AdamW, checkpointed every 2 steps; its batches come from the loop's generator."""
-    from harness.training import TrainLoop
+    from harness.runs.training import TrainLoop
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
@@ -282,7 +282,7 @@ def test_a_kill_between_the_two_renames_rolls_the_committed_pair_forward(tmp_pat
         loop.run(step, progress=False)
     monkeypatch.setattr(os, "replace", real_replace)
     assert len(seen) == 2  # the model file was already renamed into place, the optimizer file was not
-    from harness.nn.checkpoint import read_metadata
+    from harness.nn.checkpoints.checkpoint import read_metadata
 
     run = tmp_path / "run"
     assert read_metadata(run / "last.safetensors")["step"] == "4"
@@ -294,7 +294,7 @@ def test_a_kill_between_the_two_renames_rolls_the_committed_pair_forward(tmp_pat
 
 
 def test_a_pair_whose_steps_differ_is_refused_in_one_line(tmp_path):
-    from harness.nn.checkpoint import CheckpointError
+    from harness.nn.checkpoints.checkpoint import CheckpointError
 
     loop, step = _toy_loop(tmp_path / "run", steps=4)
     loop.run(step, progress=False)  # pair at step 4; now put a step-2 optimizer state beside the step-4 model

@@ -1,4 +1,4 @@
-"""Gradient accumulation and bf16 autocast options of the trainers (harness.training RunConfig keys
+"""Gradient accumulation and bf16 autocast options of the trainers (harness.runs.training RunConfig keys
 ``grad_accum`` / ``precision``), at micro size: 2 micro-batches of half the batch give the weights
 of one full batch within float tolerance; bf16 trains and stays close to fp32 on the first step."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ import torch
 
 from alitok.train import ar as ar_train
 from alitok.train.tokenizer_stage1 import train_stage1
-from harness.nn.checkpoint import load_state_dict
-from harness.training import micro_batches
+from harness.nn.checkpoints.checkpoint import load_state_dict
+from harness.runs.training import micro_batches
 
 AR_MODEL = {"depth": 1, "width": 32, "num_heads": 2, "codebook_size": 512, "num_classes": 11,
             "num_prefix_tokens": 9, "grid": 8, "resid_dropout": 0.0, "attn_dropout": 0.0, "token_dropout": 0.0}
@@ -80,7 +80,7 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path):
 
 
 def test_bad_accumulation_is_a_config_error(tmp_path):
-    from harness.config import ConfigError
+    from harness.core.config import ConfigError
 
     with pytest.raises((ConfigError, ValueError), match="grad_accum"):
         ar_train.train_ar(_ar_cfg(grad_accum=3), tmp_path, torch.device("cpu"))

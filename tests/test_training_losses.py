@@ -54,14 +54,14 @@ class FixedNet:
 
 
 # ----------------------------------------------------------------------------------------------
-# Diffusion (baselines/train_diffusion.py loss_at, harness/nn/diffusion.py training_losses)
+# Diffusion (baselines/train_diffusion.py loss_at, harness/nn/samplers/diffusion.py training_losses)
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variance", ["learned", "fixed"])
 def test_ddpm_loss_matches_dit_training_losses(variance):
     """DiT's ``training_losses`` (create_diffusion(""), loss type MSE) at fixed x0, t, noise and
     network output, t = 0 included (the decoder-NLL branch of vb): x_t, mse, vb and the total."""
     from baselines.train_diffusion import loss_at
-    from harness.nn.diffusion import GaussianDiffusion
+    from harness.nn.samplers.diffusion import GaussianDiffusion
 
     f = fixture("dit_training_losses")
     learned = variance == "learned"
@@ -99,7 +99,7 @@ def test_diffusion_loss_draws_noise_then_t_from_the_generator():
     """``diffusion_loss`` is ``loss_at`` at (noise, t) drawn in that order from the passed generator
     (the order of the committed runs): the same numbers as drawing them by hand."""
     from baselines.train_diffusion import diffusion_loss, loss_at
-    from harness.nn.diffusion import GaussianDiffusion
+    from harness.nn.samplers.diffusion import GaussianDiffusion
 
     f = fixture("dit_training_losses")
     ddpm = GaussianDiffusion.respaced(1000, learn_sigma=True)
@@ -115,7 +115,7 @@ def test_diffusion_loss_draws_noise_then_t_from_the_generator():
 
 
 # ----------------------------------------------------------------------------------------------
-# Vector quantisers (harness/nn/vq.py for AliTok, baselines/llamagen.py, baselines/titok.py)
+# Vector quantisers (harness/nn/layers/vq.py for AliTok, baselines/llamagen.py, baselines/titok.py)
 # ----------------------------------------------------------------------------------------------
 def test_alitok_quantizer_matches_official_stage1_quantizer():
     """AliTok ``train_tokenizer/model/vae_stage1.py`` VectorQuantizer (commitment 0.25, means of the
@@ -146,7 +146,7 @@ def test_alitok_clustering_update_matches_official_stage1_quantizer():
     feature, over two consecutive batches from an all-zero usage; the loss computed before the update.
     Codebook values pass through exp(-p N 10 / (1 - decay)) and a blend, each a few roundings:
     1e-5 relative holds."""
-    from harness.nn.vq import VectorQuantizer
+    from harness.nn.layers.vq import VectorQuantizer
 
     f = fixture("alitok_vq_clustering")
     vq = VectorQuantizer(16, 4, beta=0.25, clustering=True).train()

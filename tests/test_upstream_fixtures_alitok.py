@@ -7,10 +7,10 @@ import contextlib
 import pytest
 import torch
 
-from harness.nn import decode_attention
-from harness.nn.ar_sampling import ar_sample, cfg_scales, kv_length
-from harness.nn.packed_linear import PackedLinears
-from harness.registry import generators, load_plugins, tokenizers
+from harness.nn.kernels import decode_attention
+from harness.nn.samplers.ar_sampling import ar_sample, cfg_scales, kv_length
+from harness.nn.kernels.packed_linear import PackedLinears
+from harness.core.registry import generators, load_plugins, tokenizers
 from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
 
 TOKENIZER = {"encoder_width": 32, "encoder_layers": 1, "encoder_heads": 2, "decoder_width": 32,
@@ -37,7 +37,7 @@ def test_tokenizer_codes_and_pixels_match_the_official_tokenizer():
 
 @pytest.mark.parametrize("linear,attention", [("aten", "sdpa"), ("onednn-packed", "auto")])
 def test_ar_logits_match_the_official_model_full_and_cached(linear, attention):
-    # "onednn-packed" + "auto" (the C decode kernel, harness.nn.decode_attention): ARGenerator's CPU defaults
+    # "onednn-packed" + "auto" (the C decode kernel, harness.nn.kernels.decode_attention): ARGenerator's CPU defaults
     if attention == "auto" and decode_attention.build_error():
         pytest.skip(f"no C compiler here: {decode_attention.build_error()}")
     model = _generator("alitok-b").model

@@ -37,10 +37,10 @@ from baselines import vae as vae_mod
 from baselines.dit import DIT_XL_SAMPLING, dit_xl_2, read_ema_or_raw
 from baselines.lightningdit import SAMPLING as LDIT_SAMPLING, XL_1, lightningdit_xl_1
 from baselines.sit import SIT_XL_SAMPLING, sit_xl_2
-from harness.interfaces import DiffusionSampling, to_uint8
-from harness.nn import flow
-from harness.nn.diffusion_generator import guided_fn
-from harness.nn.dit_blocks import DiT, named_config
+from harness.core.interfaces import DiffusionSampling, to_uint8
+from harness.nn.samplers import flow
+from harness.nn.models.diffusion_generator import guided_fn
+from harness.nn.layers.dit_blocks import DiT, named_config
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "upstream"
 REL = 1e-5  # see module doc
@@ -235,7 +235,7 @@ def test_sit_samplers_match_upstream_and_count_its_calls(sit_gen, run):
 
 @pytest.mark.parametrize("solver", ["dopri5", "euler"])
 def test_sit_ode_solver_call_equals_upstreams_on_a_float64_field(solver):
-    """harness.nn.flow's ODE path against upstream's Sampler.sample_ode on the same closed-form field
+    """harness.nn.samplers.flow's ODE path against upstream's Sampler.sample_ode on the same closed-form field
     in float64 (no fp32 cancellation in the step control): dopri5 at atol 1e-6 / rtol 1e-3 through
     torchdiffeq, the grid and the time vector as upstream builds them."""
     t, notes = fixture("sit", "ode_field")
@@ -343,7 +343,7 @@ def test_vae_encode_decode_match_upstream(name):
 
 
 def test_factory_config_mapping_with_an_unknown_field_is_one_line_user_error():
-    from harness.errors import UserError
+    from harness.core.errors import UserError
 
     with pytest.raises(UserError, match="model.options.config.*depthh"):
         dit_xl_2(device="cpu", random_weights=True, config={"depthh": 2})
@@ -353,7 +353,7 @@ def test_factory_config_mapping_with_an_unknown_field_is_one_line_user_error():
 
 def test_sampling_presets_are_upstreams_defaults():
     """The presets the fixtures' shortened runs replace only ``steps`` of (SiT sample.py SDE defaults,
-    LightningDiT's reproduction config); the solver constants live in harness.nn.flow."""
+    LightningDiT's reproduction config); the solver constants live in harness.nn.samplers.flow."""
     _, sit = fixture("sit", "samplers")
     sde = sit["runs"]["sde"]
     assert (SIT_XL_SAMPLING.solver, flow.SDE_LAST_STEP) == ("euler-maruyama", sde["last_step_size"])

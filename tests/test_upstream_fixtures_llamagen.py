@@ -7,9 +7,9 @@ import pickle
 import pytest
 import torch
 
-from harness.interfaces import ARSampling
-from harness.nn.checkpoint import CheckpointError
-from harness.registry import generators, load_plugins, tokenizers
+from harness.core.interfaces import ARSampling
+from harness.nn.checkpoints.checkpoint import CheckpointError
+from harness.core.registry import generators, load_plugins, tokenizers
 from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
 
 VQ = {"ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "z_channels": 32, "codebook_size": 256, "image_size": 32}

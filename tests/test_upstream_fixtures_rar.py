@@ -5,8 +5,8 @@ random weights at small sizes), loaded through the registry factories from the r
 import pytest
 import torch
 
-from harness.nn.ar_sampling import cfg_scales
-from harness.registry import generators, load_plugins, tokenizers
+from harness.nn.samplers.ar_sampling import cfg_scales
+from harness.core.registry import generators, load_plugins, tokenizers
 from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
 
 PIXEL = {"hidden_channels": 32, "channel_mult": [1, 1, 1], "num_res_blocks": 1, "z_channels": 32,

@@ -2,7 +2,7 @@
 runs bytedance/1d-tokenizer ``modeling/titok.py`` with seeded random weights at small sizes: ViT
 width 32, a 3-level MaskGIT pixel decoder), loaded through the registry factory from the released
 layout (``tokenizer_titok_s128.bin``, a plain state dict)."""
-from harness.registry import load_plugins, tokenizers
+from harness.core.registry import load_plugins, tokenizers
 from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
 
 ARCH = {"image_size": 32, "patch_size": 4, "enc_width": 32, "enc_depth": 1, "enc_heads": 2, "dec_width": 32,

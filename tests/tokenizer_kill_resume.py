@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from alitok.train import tokenizer_loop
-from harness.nn.checkpoint import load_state_dict
+from harness.nn.checkpoints.checkpoint import load_state_dict
 
 
 def kill_then_resume(monkeypatch, train: Callable[[], object], kill_at: int) -> None:

@@ -5,7 +5,7 @@ patches, train optionally ten-crop, see ``ten_crop_32``; or an ImageNet folder, 
 with upstream's ten-crop, in chunks shared out over the ranks: ``alitok.train.ar_data``), then teacher-forced next-token
 cross-entropy over all T targets (prefix included) with label dropout to the null class, AdamW
 with the official betas / weight-decay split, warmup + cosine LR, grad clip; logs and resumable
-checkpoints via ``harness.training.TrainLoop``. At the end: held-out next-token accuracy and CE
+checkpoints via ``harness.runs.training.TrainLoop``. At the end: held-out next-token accuracy and CE
 beside unigram code-frequency baselines (``alitok.train.ar_eval``), the weight export with the
 config in the safetensors metadata, ``train_record.json`` and ``samples_grid.png``, all under
 ``--out``; ``--publish`` copies the weights to ``export:``. Every input (tokenizers, the decode
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import harness.training as training
-from harness.config import ConfigError, from_dict, spec_hash
-from harness.interfaces import ARSampling, Tokenizer
-from harness.nn.checkpoint import save_safetensors
+import harness.runs.training as training
+from harness.core.config import ConfigError, from_dict, spec_hash
+from harness.core.interfaces import ARSampling, Tokenizer
+from harness.nn.checkpoints.checkpoint import save_safetensors
 
 from alitok.generator import META_CONFIG, ARConfig, ARModel, build
 from alitok.train.ar_data import pretokenize
@@ -87,7 +87,7 @@ class GridConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ARTrainConfig(training.RunConfig):
-    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+    """``harness.runs.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
 
     model: ARConfig
     # "tiny" = the committed alitok/weights/tiny_tokenizer.safetensors; "random-tiny" = a randomly
@@ -151,7 +151,7 @@ def load_tokenizer(spec: str, device: torch.device, seed: int = 0) -> Tokenizer:
                               "train it first or use tokenizer: random-tiny")
         return tk.AliTokTokenizer.from_checkpoint(path, device, name="alitok-tiny")
     if spec == "random-tiny":
-        from harness.config import load_yaml
+        from harness.core.config import load_yaml
 
         cfg = tk.config_from_dict(load_yaml(Path(tk.__file__).parent / "configs" / "tiny_tokenizer.yaml"))
         model = tk.build(cfg, device=device, generator=torch.Generator().manual_seed(seed))
@@ -180,7 +180,7 @@ def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path, write_cache:
         return imagenet_codes(cfg.data, tokenizer, out, tokenizer_identity(tokenizer), cfg.tokenizer_seed,
                               parallel or training.Parallel())
     from harness.data.embedded import natural_patches
-    from harness.nn.checkpoint import load_state_dict, read_metadata
+    from harness.nn.checkpoints.checkpoint import load_state_dict, read_metadata
 
     key = spec_hash({"data": cfg.data, "tokenizer": tokenizer_identity(tokenizer), "seed": cfg.tokenizer_seed})
     cache = out / "codes.safetensors"

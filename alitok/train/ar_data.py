@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-import harness.training as training
-from harness.config import ConfigError, spec_hash
-from harness.io import atomic_path
+import harness.runs.training as training
+from harness.core.config import ConfigError, spec_hash
+from harness.core.io import atomic_path
 
 CHUNK = 4096  # images per chunk file
 

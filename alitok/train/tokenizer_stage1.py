@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from alitok.train import tokenizer_common as common
 from alitok.train.tokenizer_loop import TokenizerTraining
-import harness.training as training
+import harness.runs.training as training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Stage1Loss:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Stage1Config(training.RunConfig):
-    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+    """``harness.runs.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
 
     model_config: str | None = None  # YAML of alitok.tokenizer.TokenizerConfig keys
     model: dict[str, Any] = dataclasses.field(default_factory=dict)  # inline keys, override model_config
@@ -82,7 +82,7 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
     model_cfg = config_from_dict(common.resolve_model_dict(c.model_config, c.model))
     w_aux = aux_weight(c.loss, model_cfg.prefix_tokens, model_cfg.grid)
     if model_cfg.prefix_tokens not in (0, model_cfg.grid + 1) and w_aux:
-        from harness.config import ConfigError
+        from harness.core.config import ConfigError
 
         raise ConfigError(f"loss.aux_loss_weight: the aux target [patch(0,0) | first row] needs K = 1 + grid = "
                           f"{model_cfg.grid + 1} prefix tokens, got {model_cfg.prefix_tokens}; set it to 0 for other K")

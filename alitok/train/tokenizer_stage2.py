@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from alitok.train import tokenizer_common as common
 from alitok.train.tokenizer_loop import TokenizerTraining
-import harness.training as training
+import harness.runs.training as training
 
 FROZEN_PREFIXES = ("encoder.", "quantize.", "latent_tokens")  # upstream: names containing these
 
@@ -32,7 +32,7 @@ class Stage2Loss:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Stage2Config(training.RunConfig):
-    """``harness.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
+    """``harness.runs.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
 
     init_from: str  # stage-1 checkpoint (last.safetensors of an alitok-stage1 run)
     model: dict[str, Any] = dataclasses.field(default_factory=dict)  # stage-2-only keys, e.g. buffer_tokens
@@ -47,7 +47,7 @@ def is_frozen(name: str) -> bool:
 
 def init_from_stage1(model: torch.nn.Module, stage1_sd: dict[str, torch.Tensor], path: str) -> dict[str, list[str]]:
     """Copy matching tensors; the frozen parts must all be present with equal shapes."""
-    from harness.nn.checkpoint import CheckpointError
+    from harness.nn.checkpoints.checkpoint import CheckpointError
 
     own = model.state_dict()
     carried, reinit = [], []
@@ -81,8 +81,8 @@ def stage2_loss(recon: torch.Tensor, x: torch.Tensor, loss: Stage2Loss,
 
 def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
     from alitok.tokenizer import META_CONFIG, build, config_from_dict
-    from harness.config import ConfigError
-    from harness.nn.checkpoint import load_state_dict, read_metadata
+    from harness.core.config import ConfigError
+    from harness.nn.checkpoints.checkpoint import load_state_dict, read_metadata
 
     c = common.parse(Stage2Config, cfg)
     c.loss.perceptual.check()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 # name -> how to load it (module, attribute or file); order fixes the class ids.
 _SOURCES: dict[str, tuple[str, str]] = {

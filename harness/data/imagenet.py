@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from harness.data.images import open_rgb
-from harness.errors import InputFileError
+from harness.core.errors import InputFileError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from harness.config import ConfigError
+from harness.core.config import ConfigError
 from harness.data.imagenet import ImageFolderDataset, center_crop_arr
 from harness.data.images import open_rgb
 

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from harness.errors import InputFileError, one_line
+from harness.core.errors import InputFileError, one_line
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 

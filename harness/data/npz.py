@@ -18,8 +18,8 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-from harness.errors import InputFileError
-from harness.io import atomic_path
+from harness.core.errors import InputFileError
+from harness.core.io import atomic_path
 
 _DATE = (1980, 1, 1, 0, 0, 0)
 SHARD_RE = re.compile(r"^chunk_(\d+)\.npz$")

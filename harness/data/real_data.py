@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.interfaces import Generator, NoSampling, SamplingParams
+from harness.core.interfaces import Generator, NoSampling, SamplingParams
 
 
 class RealDataGenerator(Generator):

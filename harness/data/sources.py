@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harness.errors import InputFileError
+from harness.core.errors import InputFileError
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 CHUNK = 1 << 20
 USER_AGENT = "alitok-bench-fetch"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.fetch import download, hub, store
 from harness.fetch.catalog import CatalogFile
-from harness.io import sha256_file
+from harness.core.io import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 def user_wants_offline() -> bool:

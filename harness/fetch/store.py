@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from harness import locks
-from harness.errors import UserError
-from harness.io import parse_json, sha256_file, write_json_atomic
+from harness.core import locks
+from harness.core.errors import UserError
+from harness.core.io import parse_json, sha256_file, write_json_atomic
 
 WEIGHTS_ENV = "ALITOK_BENCH_WEIGHTS"
 LEDGER = "ledger.json"

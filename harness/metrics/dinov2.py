@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 ARCH = "vit_large_patch14_dinov2"
 INPUT_SIZE = 224
@@ -92,7 +92,7 @@ def load_weights_file(path: str | Path, model: torch.nn.Module) -> dict[str, tor
     """A hub-format or timm-format DINOv2 checkpoint, mapped onto ``model`` (224 px) and checked strictly."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    from harness.nn.checkpoint import check_state_dict, load_state_dict
+    from harness.nn.checkpoints.checkpoint import check_state_dict, load_state_dict
 
     sd = load_state_dict(path)
     if "pos_embed" in sd and sd["pos_embed"].shape[1] != model.pos_embed.shape[1]:
@@ -107,7 +107,7 @@ class DinoV2Extractor:
 
     def __init__(self, weights: str | Path, device: str | torch.device = "cpu", arch: str = ARCH,
                  overrides: Mapping[str, Any] | None = None):
-        from harness.devices import resolve_device
+        from harness.core.devices import resolve_device
 
         self.arch, self.overrides = arch, dict(overrides or {})
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -122,7 +122,7 @@ class DinoV2Extractor:
             sd = random_state_dict(seed, arch, self.overrides)
             self.weights = {"spec": spec, "kind": "random", "sha256": state_dict_sha256(sd)}
         else:
-            from harness.io import sha256_file
+            from harness.core.io import sha256_file
 
             path = Path(spec)
             if not path.is_file():
@@ -165,7 +165,7 @@ class DinoV2Extractor:
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        from harness.devices import tf32
+        from harness.core.devices import tf32
 
         x = self.preprocess(images)
         with tf32(False):  # features must not depend on the GPU generation

@@ -7,7 +7,7 @@ bit-identical, and after an all-gather in rank order every rank holds exactly th
 feature matrix, and rank 0 streams the same float64 moments: the metrics are bit for bit those of one
 process run with the same thread counts (torchrun gives each rank OMP_NUM_THREADS=1; a one-process run on
 more BLAS threads rounds the Frechet distance's linear algebra differently, ~1e-10 relative). Rank 0 alone writes
-the cache, atomically (harness/io.py), and the others wait at a barrier, so the file is written once.
+the cache, atomically (harness/core/io.py), and the others wait at a barrier, so the file is written once.
 Backend: gloo on CPU, nccl when CUDA is present (``init_from_env``, through
 ``devices.join_torchrun_group``); without torch.distributed
 initialised everything runs in one process.
@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from harness.data import npz as npz_io
-from harness.devices import join_torchrun_group
+from harness.core.devices import join_torchrun_group
 
 
 def rank_world() -> tuple[int, int]:
@@ -112,7 +112,7 @@ def extract_sharded(source, extractor: Callable[[np.ndarray], Mapping[str, np.nd
 
 
 def save_features_npz(path: str | Path, features: Mapping[str, np.ndarray]) -> None:
-    from harness.io import atomic_path
+    from harness.core.io import atomic_path
 
     with atomic_path(path, "wb") as f:
         np.savez(f, **features)

@@ -20,8 +20,8 @@ FEATURE_NUMERICS = {"dtype": "fp32", "tf32": False}
 
 
 def _read_json(path: Path) -> dict | None:
-    from harness.errors import UserError
-    from harness.io import read_json
+    from harness.core.errors import UserError
+    from harness.core.io import read_json
 
     try:
         data = read_json(path)

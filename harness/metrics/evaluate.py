@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.data import npz as npz_io
-from harness.errors import InputFileError, UserError
+from harness.core.errors import InputFileError, UserError
 from harness.metrics import eval_facts, guards
 from harness.metrics import provenance as prov
 from harness.metrics import table
@@ -461,7 +461,7 @@ def _name(samples) -> str:
 
 
 def _describe(samples, feats) -> tuple[str | None, str]:
-    from harness.io import sha256_file
+    from harness.core.io import sha256_file
     from harness.metrics.features import describe_source
 
     if _is_path(samples) and Path(samples).is_file():

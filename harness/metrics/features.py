@@ -22,8 +22,8 @@ import numpy as np
 
 from harness.data import npz as npz_io
 from harness.data.sources import image_files, iter_image_batches
-from harness.errors import InputFileError
-from harness.io import atomic_target, read_json, sha256_file, write_json_atomic
+from harness.core.errors import InputFileError
+from harness.core.io import atomic_target, read_json, sha256_file, write_json_atomic
 from harness.metrics.weights import cache_dir
 
 CACHE_FORMAT = 2
@@ -247,7 +247,7 @@ def _load_cached(paths: dict[str, Path], need_logits: bool, need_pool: bool) -> 
 
 def _store(paths: dict[str, Path], fs: FeatureSet) -> str | None:
     """Write a cache entry under the cache lock; returns a warning instead of raising on OSError (disk full)."""
-    from harness.locks import acquire, remove_stale_temps
+    from harness.core.locks import acquire, remove_stale_temps
 
     root = paths["index"].parent.parent
     try:
@@ -270,7 +270,7 @@ def _store(paths: dict[str, Path], fs: FeatureSet) -> str | None:
             write_json_atomic(paths["index"], {"format": CACHE_FORMAT, "n": fs.n, "image_size": list(fs.image_size),
                                                "files": files})
     except OSError as e:
-        from harness.errors import one_line
+        from harness.core.errors import one_line
 
         return f"feature cache not written ({one_line(e)}); metrics are unaffected"
     return None

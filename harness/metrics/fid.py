@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 METHODS = ("eig", "sqrtm")
 

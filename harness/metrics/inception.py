@@ -17,7 +17,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from harness.devices import resolve_device, tf32
+from harness.core.devices import resolve_device, tf32
 from harness.metrics.weights import WeightsInfo, resolve_weights
 
 # The resize used: torch-fidelity's own function (tests check identity), recorded by this name.

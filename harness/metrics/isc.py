@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 MODES = ("adm", "torch-fidelity")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.metrics.fid import check_features
 
 SUBSETS = 100        # torch-fidelity defaults (torch_fidelity.defaults)

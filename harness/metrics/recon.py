@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from harness.data.npz import check_images_array, npz_array_info
-from harness.errors import InputFileError, UserError
+from harness.core.errors import InputFileError, UserError
 from harness.metrics.features import extract_features, iter_batches
 from harness.metrics.fid import frechet_distance
 from harness.metrics.inception import InceptionExtractor

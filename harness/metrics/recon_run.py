@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 def _grid(real: np.ndarray, recon: np.ndarray, path: Path, n: int = 16) -> None:
     from PIL import Image
 
-    from harness.io import atomic_path
+    from harness.core.io import atomic_path
 
     row = lambda a: np.concatenate(list(a[:n]), axis=1)  # noqa: E731
     canvas = np.concatenate([row(real), row(recon)], axis=0)
@@ -38,13 +38,13 @@ def run_recon(source: str, tokenizer: str, out: str | Path, *, checkpoint: str |
     """Reconstruct ``source`` with ``tokenizer`` into ``out``; returns ``(record, record_path)``."""
     from harness.data.npz import save_samples_npz
     from harness.data.sources import open_source
-    from harness.devices import resolve_device
-    from harness.interfaces import check_images
+    from harness.core.devices import resolve_device
+    from harness.core.interfaces import check_images
     from harness.metrics.features import iter_batches
     from harness.metrics.recon import evaluate_reconstruction, paper_comparable
-    from harness.io import sha256_file
-    from harness.records import RunRecord, code_info, env_info, model_info, write_record
-    from harness.registry import load_plugins, tokenizers
+    from harness.core.io import sha256_file
+    from harness.runs.records import RunRecord, code_info, env_info, model_info, write_record
+    from harness.core.registry import load_plugins, tokenizers
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")

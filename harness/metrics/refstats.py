@@ -26,8 +26,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from harness.data import npz as npz_io
-from harness.errors import InputFileError, UserError, one_line
-from harness.io import parse_json, read_json, sha256_file
+from harness.core.errors import InputFileError, UserError, one_line
+from harness.core.io import parse_json, read_json, sha256_file
 
 REF_FORMAT = "alitok-bench-ref/1"
 MAX_REF_IMAGES = 10_000
@@ -225,7 +225,7 @@ def _spaced_indices(n: int, k: int) -> np.ndarray:
 
 
 def _metadata(extractor, feats, arr0_n: int, arr0_rule: str, source: str) -> dict[str, Any]:
-    from harness.records import code_info
+    from harness.runs.records import code_info
 
     info = extractor.describe()
     return {"format": REF_FORMAT, "extractor": info["extractor"], "resize": info["resize"],
@@ -249,7 +249,7 @@ def reference_from_source(source: str | Path, extractor, batch_size: int = 50, c
 
 def check_reference_out(out_path: str | Path) -> Path:
     """``--out`` of a reference: an .npz file name in a writable folder (checked before any extraction)."""
-    from harness.io import check_output_file
+    from harness.core.io import check_output_file
 
     out_path = Path(out_path)
     check_output_file(out_path)
@@ -273,7 +273,7 @@ def build_reference_from_images(images: np.ndarray | Iterable[np.ndarray] | str 
     (PATH or random:SEED) or a ``dinov2.DinoV2Features``: also store mu_dinov2/sigma_dinov2 and the
     extractor's identity in the metadata.
     """
-    from harness.locks import acquire, remove_stale_temps
+    from harness.core.locks import acquire, remove_stale_temps
     from harness.metrics.features import extract_features, seed_cache
     from harness.metrics.inception import InceptionExtractor
 
@@ -357,7 +357,7 @@ def _write_reference(out_path: Path, arrays: dict[str, np.ndarray], meta: dict[s
     """npz (metadata embedded) and sidecar appear together or not at all: the sidecar, naming the npz's
     sha256, is renamed first; a kill in between leaves a sidecar that names another file, which
     ``load_reference`` refuses, never an npz whose metadata is missing."""
-    from harness.io import atomic_path, atomic_target
+    from harness.core.io import atomic_path, atomic_target
 
     meta = {**meta, DIGEST_KEY: stats_digest(arrays, meta)}
     payload = json.dumps(meta, sort_keys=True).encode("utf-8")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from harness.errors import UserError
-from harness.registry import import_target, load_plugins, metrics as registry
+from harness.core.errors import UserError
+from harness.core.registry import import_target, load_plugins, metrics as registry
 
 
 class MetricError(UserError, ValueError):

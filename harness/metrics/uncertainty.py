@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from harness.stats import mean_sd
+from harness.core.stats import mean_sd
 
 
 def _summary(values: list[float]) -> dict:

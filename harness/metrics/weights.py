@@ -11,7 +11,7 @@
 - PATH:       any state-dict file in torch-fidelity's layout.
 Results carry a sha256 that identifies the weights: for official and PATH the file's (the file is the
 artifact); for fid-helper and random:SEED, whose file is only our cache of a conversion, the sha256 of the
-tensors in a canonical order (``harness.nn.checkpoint.state_dict_sha256``), so the same weights converted
+tensors in a canonical order (``harness.nn.checkpoints.checkpoint.state_dict_sha256``), so the same weights converted
 on two machines (or twice: torch.save writes the temporary file's name into the archive) carry one digest.
 ``file_sha256`` names the file either way.
 """
@@ -27,9 +27,9 @@ from typing import Callable
 
 import torch
 
-from harness.errors import InputFileError, UserError, one_line
-from harness.io import atomic_path, sha256_file
-from harness.nn.checkpoint import CheckpointError, load_state_dict
+from harness.core.errors import InputFileError, UserError, one_line
+from harness.core.io import atomic_path, sha256_file
+from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 OFFICIAL_SHA256_PREFIX = "6726825d"  # torch.hub names files by their sha256 prefix
@@ -84,7 +84,7 @@ def cached_state_file(path: Path, build: Callable[[], dict[str, torch.Tensor]]) 
     another network, and the error would blame the reference ("computed with other weights"). The source
     is at hand, so a damaged or unrecorded file is compared with a fresh ``build()``: equal tensors get
     their digest recorded, anything else is rebuilt, saying which cache file was damaged."""
-    from harness.io import write_text_atomic
+    from harness.core.io import write_text_atomic
 
     record = digest_path(path)
     expected = record.read_text().strip() if record.is_file() else None
@@ -247,7 +247,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
 
 @functools.lru_cache(maxsize=8)
 def _tensors_sha256(path: str, size: int, mtime_ns: int) -> str:
-    from harness.nn.checkpoint import state_dict_sha256
+    from harness.nn.checkpoints.checkpoint import state_dict_sha256
 
     return state_dict_sha256(load_state_file(Path(path)))
 

@@ -1,2 +1,3 @@
-"""Model parts shared by AliTok and the baselines (one copy each): attention with a static KV
-cache, RoPE, norms, ViT blocks, VQ, the AR sampling loop, diffusion toolkits, checkpoint I/O."""
+"""Floor 1, model parts shared by AliTok and the baselines (one copy each), one folder per role:
+``layers`` (blocks), ``samplers`` (sampling loops), ``models`` (Generator and tokenizer classes),
+``kernels`` (CPU inference kernels), ``checkpoints`` (checkpoint I/O)."""

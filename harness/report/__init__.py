@@ -1,1 +1,2 @@
-"""Presentation made from run records alone: tables (Markdown, CSV, LaTeX), plots (PNG, SVG), claim verdicts."""
+"""Floor 4, presentation made from run records alone: tables (Markdown, CSV, LaTeX), plots (PNG, SVG),
+claim verdicts (claims) and regression gates between record sets (compare)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.io import write_text_atomic
+from harness.core.io import write_text_atomic
 from harness.report import plots, tables
 from harness.report.collect import collect, frame, merge_by_label
 

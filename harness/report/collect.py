@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.errors import InputFileError
-from harness.records import read_record
+from harness.core.errors import InputFileError
+from harness.runs.records import read_record
 from harness.report import fields
 
 RECORD_GLOB = "*record*.json"

@@ -3,7 +3,7 @@
 Every table, plot, claim and regression gate reads records through these accessors (never through
 raw keys), so a renamed RunRecord field is a one-line fix here. Each accessor lists the places a
 value may sit, newest layout first, and returns None when it sits nowhere: absence is tolerated.
-Records are the nested dicts of ``harness.records.read_record``.
+Records are the nested dicts of ``harness.runs.records.read_record``.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _number(v: Any) -> float | None:
 def _count(record: dict[str, Any], *paths: str, minimum: float = 0) -> int | None:
     """A whole number >= ``minimum`` (N, batch size, seed) or None when absent; 1e999 or 2.5 is a
     damaged record, refused naming its file, not a number to print or compare."""
-    from harness.errors import InputFileError
+    from harness.core.errors import InputFileError
 
     for p in paths:
         raw = dig(record, p)

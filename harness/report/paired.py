@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
-from harness.stats import mean_sd
+from harness.core.stats import mean_sd
 
 NAME = "paired SE"
 DESCRIPTION = "mean paired difference ± paired standard error (sd of the per-seed differences / sqrt(n seeds))"

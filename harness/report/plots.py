@@ -18,9 +18,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from harness.io import write_bytes_atomic  # noqa: E402
+from harness.core.io import write_bytes_atomic  # noqa: E402
 from harness.report.fields import METRIC_TITLES  # noqa: E402
-from harness.stats import mean_sd  # noqa: E402
+from harness.core.stats import mean_sd  # noqa: E402
 
 FIGSIZE = (7.0, 4.8)
 _RC = {"svg.hashsalt": "alitok-bench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
@@ -242,7 +242,7 @@ def _grid_images(npz_path: Path, max_classes: int, per_class: int) -> tuple[np.n
     """The first ``per_class`` images of the first ``max_classes`` classes, read in batches (never the
     whole file, never a pickle), with their labels and the classes shown."""
     from harness.data import npz as npz_io
-    from harness.errors import InputFileError
+    from harness.core.errors import InputFileError
 
     n = npz_io.check_samples_header(npz_path)[0]  # uint8 [N,H,W,3], from the header alone
     labels = npz_io.load_labels_npz(npz_path, expected_n=n)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from harness.data.npz import NpzWriter
-from harness.io import atomic_path, sha256_file
-from harness.errors import UserError
+from harness.core.io import atomic_path, sha256_file
+from harness.core.errors import UserError
 from harness.sampling import shards
 from harness.sampling.plan import SamplingPlan
 

@@ -2,7 +2,7 @@
 
 ``chunk`` scheme (default): label(i) = i % C; chunk k = indices [k*cs, (k+1)*cs) (last may be
 short); chunk k draws from its own ``torch.Generator`` seeded with sha256(seed, seed hash, k)
-(``harness.specs.seed_hash``: the identity without the loaded files and the numerics version),
+(``harness.runs.specs.seed_hash``: the identity without the loaded files and the numerics version),
 so results do not depend on how many processes ran or in what order.
 
 ``legacy_rank`` scheme, the official AliTok / 1d-tokenizer sampling script: labels
@@ -19,8 +19,8 @@ import hashlib
 
 import numpy as np
 
-from harness.errors import UserError
-from harness.specs import ProtocolSpec
+from harness.core.errors import UserError
+from harness.runs.specs import ProtocolSpec
 
 TORCH_SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed accepts 0..2**64-1 (uint64)
 
@@ -41,7 +41,7 @@ def chunk_seed(base_seed: int, identity_hash: str, k: int) -> int:
 
 class SamplingPlan:
     def __init__(self, protocol: ProtocolSpec, identity_hash: str, seed_hash: str | None = None):
-        """``seed_hash`` (default: ``identity_hash``) names the chunk seeds: ``harness.specs.seed_hash``."""
+        """``seed_hash`` (default: ``identity_hash``) names the chunk seeds: ``harness.runs.specs.seed_hash``."""
         self.protocol = protocol
         self.identity_hash = identity_hash
         self.seed_hash = seed_hash or identity_hash

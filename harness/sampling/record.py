@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import time
 
-from harness import config
+from harness.core import config
 
 
 def sample_record(result, started: float):
-    from harness.records import RunRecord, code_info, env_info, kernels_of, machine_info
+    from harness.runs.records import RunRecord, code_info, env_info, kernels_of, machine_info
 
     r = result.resolved
     g = result.gathered or {}

@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import config, devices
-from harness.config import ConfigError
-from harness.errors import UserError
-from harness.interfaces import Generator, check_images
-from harness.io import check_output_dir
-from harness.locks import FolderInUse, acquire, check_same_job
-from harness.registry import generators, load_plugins
+from harness.core import config, devices
+from harness.core.config import ConfigError
+from harness.core.errors import UserError
+from harness.core.interfaces import Generator, check_images
+from harness.core.io import check_output_dir
+from harness.core.locks import FolderInUse, acquire, check_same_job
+from harness.core.registry import generators, load_plugins
 from harness.sampling import shards
 from harness.sampling.gather import gather
 from harness.sampling.plan import SamplingPlan
-from harness.specs import (ModelSpec, RunSpec, numerics, resolve_quantization, resolve_sampling, run_spec_hash,
+from harness.runs.specs import (ModelSpec, RunSpec, numerics, resolve_quantization, resolve_sampling, run_spec_hash,
                            sampling_identity, seed_hash)
 
 CHUNK_DELAY_ENV = "ALITOK_BENCH_TEST_CHUNK_DELAY"  # tests only: seconds to sleep after each chunk
@@ -45,7 +45,7 @@ class Resolved:
     identity: dict[str, Any]
     identity_hash: str
     spec_hash: str
-    seed_hash: str  # what the chunk seeds derive from (harness.specs.seed_hash)
+    seed_hash: str  # what the chunk seeds derive from (harness.runs.specs.seed_hash)
 
     @property
     def plan(self) -> SamplingPlan:
@@ -128,7 +128,7 @@ def build_generator(model: ModelSpec, device: torch.device, dtype: str | None = 
 
 
 def resolve(spec: RunSpec, generator: Generator, runtime: dict[str, Any] | None = None) -> Resolved:
-    """``runtime``: :func:`harness.specs.numerics` of this run (default: CPU, fp32)."""
+    """``runtime``: :func:`harness.runs.specs.numerics` of this run (default: CPU, fp32)."""
     p = spec.protocol
     if generator.image_size != p.image_size:
         raise ConfigError(f"generator {spec.model.name!r} makes {generator.image_size} px images but protocol "
@@ -138,7 +138,7 @@ def resolve(spec: RunSpec, generator: Generator, runtime: dict[str, Any] | None 
                           f"{p.name!r} has {p.num_classes}")
     sampling = resolve_sampling(spec.model, generator)
     quant = resolve_quantization(spec.model, generator)
-    from harness.records import model_info
+    from harness.runs.records import model_info
 
     info = model_info(generator.info())
     ident = sampling_identity(spec, sampling, quant, info, runtime)
@@ -159,7 +159,7 @@ def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str =
     """Sample ``spec`` into ``out``; call from every rank under torchrun (joins the process group).
 
     ``wait``: when another job holds ``out``, wait for it instead of failing with "in use by PID ...".
-    ``chunk_range``: only chunks ``lo <= k < hi`` (one task of a cluster job array, ``harness.cluster``);
+    ``chunk_range``: only chunks ``lo <= k < hi`` (one task of a cluster job array, ``harness.suites.cluster``);
     ``gather_samples=False``: stop after the shards (another job gathers ``samples.npz``)."""
     out = Path(out)
     dist = devices.init_distributed(device)
@@ -211,7 +211,7 @@ def run_conditions(dev: torch.device, world_size: int) -> dict[str, Any]:
 
 def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress, chunk_range=None,
                    gather_samples=True) -> SampleResult:
-    from harness.records import kernels_of
+    from harness.runs.records import kernels_of
 
     conditions = {**run_conditions(dev, dist.world_size), "kernels": kernels_of(r.model_info)}
     mine = plan.chunks_for_rank(dist.rank, dist.world_size)

@@ -11,7 +11,7 @@ counts as done when its shard exists and its sha256 and count match a manifest l
 identity hash; a shard without a line (killed between rename and append), or a line with wrong types,
 is simply redone. Lines also carry the chunk's generate() seconds and the run's conditions (threads,
 load), so a resumed run still reports the throughput of the chunks it made. The merged manifest keeps
-every verified chunk, also those beyond the current plan. One job per folder (``harness.locks``).
+every verified chunk, also those beyond the current plan. One job per folder (``harness.core.locks``).
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from harness.data.npz import npz_bytes_to
-from harness.errors import InputFileError, UserError
-from harness.io import atomic_path, sha256_file
+from harness.core.errors import InputFileError, UserError
+from harness.core.io import atomic_path, sha256_file
 
 SPEC_FILE = "spec.json"
 SHARD_DIR = "shards"
@@ -177,7 +177,7 @@ def shard_selection(folder: Path, allow_partial: bool = False) -> tuple[list[Pat
     ``allow_partial`` evaluates the longest verified prefix of chunks and says so in the returned info.
     """
     from harness.sampling.plan import SamplingPlan
-    from harness.specs import ProtocolSpec
+    from harness.runs.specs import ProtocolSpec
 
     folder = Path(folder)
     if folder.name == SHARD_DIR and not (folder / SPEC_FILE).is_file():
@@ -192,7 +192,7 @@ def shard_selection(folder: Path, allow_partial: bool = False) -> tuple[list[Pat
         paths = [p for _, p in shard_paths(folder)]
         return paths, {"partial": True, "reason": f"no {SPEC_FILE}", "chunks_used": len(paths)}
     try:
-        from harness import config
+        from harness.core import config
 
         proto = config.from_dict(ProtocolSpec, spec["spec"]["protocol"])
         identity = spec["sampling_identity_hash"]
@@ -263,7 +263,7 @@ def clear_folder(out: Path) -> None:
 
 def remove_stale_temps(out: Path, lock) -> None:
     """Temps of killed writers; only under the folder lock (another job's in-flight temps look the same)."""
-    from harness.locks import remove_stale_temps as remove
+    from harness.core.locks import remove_stale_temps as remove
 
     remove(lock, Path(out), Path(out) / SHARD_DIR)
 

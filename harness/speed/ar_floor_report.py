@@ -12,14 +12,14 @@ changes hit all of them alike):
 - ``replica-loop``: a model of upstream's structure over the project's modules, not upstream's code:
   concatenating KV cache (``torch.cat`` per layer and step), the whole ``[cond | ids]`` sequence
   embedded every step, attention over every cached position, head on the last position;
-- ``ours-aten``: the shared sampler (``harness.nn.ar_sampling.ar_sample``) with PyTorch's own Linear
+- ``ours-aten``: the shared sampler (``harness.nn.samplers.ar_sampling.ar_sample``) with PyTorch's own Linear
   (MKL sgemm on CPU) and SDPA: the sampler before the CPU kernel changes;
 - ``ours-packed``: the same with every Linear through oneDNN on weights packed once
-  (``harness.nn.packed_linear``), attention still SDPA;
+  (``harness.nn.kernels.packed_linear``), attention still SDPA;
 - ``ours-packed-c``: packed Linear layers and the C decode-attention kernel (QK-norm, RoPE, cache
-  write and attention in one call, ``harness.nn.decode_attention``), both forced on;
+  write and attention in one call, ``harness.nn.kernels.decode_attention``), both forced on;
 - ``ours-auto``: what ``ARGenerator`` does by default: the Linear and attention paths chosen for this
-  machine by a short measurement at first use (``harness.nn.kernel_choice``; recorded);
+  machine by a short measurement at first use (``harness.nn.kernels.kernel_choice``; recorded);
 - ``ours-compiled``: ``torch.compile`` of the decode step (compile time excluded and recorded; aten
   Linear and SDPA inside the graph);
 - ``ours-bf16-packed`` / ``ours-bf16-packed-c``: the model cast to bf16 once, packed Linear layers,
@@ -57,13 +57,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.errors import UserError
-from harness.interfaces import ARSampling
-from harness.io import write_json_atomic, write_text_atomic
-from harness.nn import decode_attention, kernel_choice
-from harness.nn.ar_sampling import ar_sample
-from harness.nn.packed_linear import PackedLinears
-from harness.nn.rope import apply_rope
+from harness.core.errors import UserError
+from harness.core.interfaces import ARSampling
+from harness.core.io import write_json_atomic, write_text_atomic
+from harness.nn.kernels import decode_attention, kernel_choice
+from harness.nn.samplers.ar_sampling import ar_sample
+from harness.nn.kernels.packed_linear import PackedLinears
+from harness.nn.layers.rope import apply_rope
 from harness.speed import floors
 from harness.speed.timing import cpu_name, load_average
 
@@ -196,8 +196,8 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
         raise UserError("--variants official-generate needs --upstream DIR (a folder holding the alitok checkout)")
     if any(v.endswith("-c") for v in variants) and decode_attention.build_error():
         raise UserError(f"the C decode-attention kernel does not build here: {decode_attention.build_error()}")
-    from harness.records import code_info
-    from harness.registry import generators, load_plugins
+    from harness.runs.records import code_info
+    from harness.core.registry import generators, load_plugins
     from harness.speed import upstream as up
 
     load_plugins()

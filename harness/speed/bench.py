@@ -1,6 +1,6 @@
 """Images/s from class labels to uint8 pixels, decode included, for several generators side by side.
 
-Generators that implement ``harness.interfaces.PhasedGenerator`` get generation and decode timed
+Generators that implement ``harness.core.interfaces.PhasedGenerator`` get generation and decode timed
 apart, and may be timed on the first ``steps_limit`` network calls only (all models, or per model): the
 generation time is then scaled by ``total_steps / steps_limit`` and the figure is labelled
 ``extrapolated`` with the measured per-step time. That is exact for diffusion (every call has the same
@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 import torch
 
-from harness import devices
-from harness.errors import UserError
-from harness.interfaces import Generator, PhasedGenerator
-from harness.nn import decode_attention
+from harness.core import devices
+from harness.core.errors import UserError
+from harness.core.interfaces import Generator, PhasedGenerator
+from harness.nn.kernels import decode_attention
 from harness.speed.calibration import Calibration
 from harness.speed.timing import PeakMemory, Spread, Stopwatch, spread
 
@@ -149,7 +149,7 @@ class ModelTimings:
     peak_memory_kind: str | None = None
     applied: dict[str, Any] = dataclasses.field(default_factory=dict)
     calibration: list[float] = dataclasses.field(default_factory=list)  # seconds, just before each repeat
-    uniform_step_cost: bool | None = None  # the generator's own word (harness.interfaces.PhasedGenerator)
+    uniform_step_cost: bool | None = None  # the generator's own word (harness.core.interfaces.PhasedGenerator)
     sampling: dict[str, Any] | None = None  # the sampling parameters of the timed runs
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # the generator's info() at setup
     built_per_run: bool = False  # --low-memory: the model was built before each run (untimed) and freed after
@@ -210,7 +210,7 @@ class _Runner:
             raise UserError("--steps-limit with --no-kv-cache: without a cache a step costs more the later it "
                             "comes, so the first steps do not scale; time the full run")
         if limit is not None and not self.phased:
-            raise UserError(f"--steps-limit: {gen.name} has no run_steps/total_steps hooks (harness.interfaces."
+            raise UserError(f"--steps-limit: {gen.name} has no run_steps/total_steps hooks (harness.core.interfaces."
                             "PhasedGenerator); time it in full without --steps-limit")
         self.timings = ModelTimings(gen.name, settings.batch_size, self.phased, self.extrapolate,
                                     limit if self.extrapolate else None, total, applied=applied,

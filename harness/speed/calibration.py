@@ -12,7 +12,7 @@ slowed the streaming of a full-size model's weights by 25-90 % while this worklo
 (results/bench/README.md). ``StreamCalibration`` is the unit for work bound by that streaming (a
 small-batch decode step): 4 rows through oneDNN over packed weights far larger than the last-level
 cache, called through PyTorch's ops directly, so a regression in this project's own Linear path
-(``harness.nn.packed_linear``) still shows against it.
+(``harness.nn.kernels.packed_linear``) still shows against it.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 - ``matmul_gflops``: best-of-n fp32 (or bf16) matmul throughput on square matrices at the
   current thread count, through the faster of ``torch.mm`` (MKL on CPU) and oneDNN with a packed
-  weight (``harness.nn.packed_linear``; on the AMD EPYC here oneDNN runs ~2x MKL's fp32 rate, so a
+  weight (``harness.nn.kernels.packed_linear``; on the AMD EPYC here oneDNN runs ~2x MKL's fp32 rate, so a
   floor from ``torch.mm`` alone would sit below what the sampler itself reaches): the compute floor
   of a batch where matmuls dominate.
 - ``read_gbps``: best-of-n bandwidth of summing a tensor much larger than the last-level cache:
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from harness.nn import packed_linear
+from harness.nn.kernels import packed_linear
 
 
 def _best(fn, repeats: int) -> float:

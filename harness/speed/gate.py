@@ -37,8 +37,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputFileError, UserError
-from harness.io import read_json
+from harness.core.errors import InputFileError, UserError
+from harness.core.io import read_json
 
 MIN_THRESHOLD = 0.10
 CALIBRATION = "test_bench_machine_calibration"
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--save: the two runs are from different machine classes ({', '.join(sorted(classes))})")
             base = make_baseline(*runs)
             folder.mkdir(parents=True, exist_ok=True)
-            from harness.io import write_json_atomic
+            from harness.core.io import write_json_atomic
 
             write_json_atomic(folder / f"{base['machine_class']}.json", base)
             for name, r in base["benchmarks"].items():

@@ -195,6 +195,6 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
 
 def cpu_name() -> str:
     """The CPU model name (/proc/cpuinfo), else what platform says."""
-    from harness.devices import cpu_model
+    from harness.core.devices import cpu_model
 
     return cpu_model()

@@ -31,8 +31,8 @@ from typing import Any, Iterator
 
 import torch
 
-from harness.errors import UserError
-from harness.interfaces import ARSampling, Generator
+from harness.core.errors import UserError
+from harness.core.interfaces import ARSampling, Generator
 
 _lock = threading.Lock()
 

@@ -84,7 +84,7 @@ def write_fixture(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], *,
 def install_torchvision_shim() -> None:
     """Upstream modules import timm/torchvision; on the CPU torch wheel that import needs the project's shim."""
     sys.path.insert(0, str(REPO_ROOT))
-    from harness import _tv_shim
+    from harness.core import _tv_shim
 
     _tv_shim.install()
 

@@ -23,9 +23,9 @@ LABELS = [3, 7]
 
 def main() -> None:
     args = parse_args("dit", "DiT")
-    from harness._tv_shim import install
+    from harness.core._tv_shim import install
 
-    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/_tv_shim.py)
+    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
     commit = import_upstream(args.checkout)
     from diffusion import create_diffusion
     from models import DiT, DiT_models

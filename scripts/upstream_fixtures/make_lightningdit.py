@@ -33,9 +33,9 @@ SEED, LABELS = 0, [3, 7]
 
 def main() -> None:
     args = parse_args("lightningdit", "LightningDiT")
-    from harness._tv_shim import install
+    from harness.core._tv_shim import install
 
-    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/_tv_shim.py)
+    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
     commit = import_upstream(args.checkout)
     from models.lightningdit import LightningDiT, LightningDiT_models
     from transport import Sampler, create_transport

@@ -203,9 +203,9 @@ def main() -> None:
     # one process per checkout: alitok and 1d-tokenizer both have a top-level `modeling` package
     if len(sys.argv) > 1 and sys.argv[1] in CHECKOUTS:
         which = sys.argv.pop(1)
-        from harness._tv_shim import install
+        from harness.core._tv_shim import install
 
-        install()  # timm / torchvision.models on the CPU wheel (harness/_tv_shim.py)
+        install()  # timm / torchvision.models on the CPU wheel (harness/core/_tv_shim.py)
         args = parse_args("losses", CHECKOUTS[which])
         {"--only-alitok": alitok, "--only-llamagen": llamagen, "--only-titok": titok}[which](args)
         return

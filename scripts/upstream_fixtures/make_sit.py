@@ -35,9 +35,9 @@ RUNS = [
 
 def main() -> None:
     args = parse_args("sit", "SiT")
-    from harness._tv_shim import install
+    from harness.core._tv_shim import install
 
-    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/_tv_shim.py)
+    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
     commit = import_upstream(args.checkout)
     from models import SiT, SiT_models
     from transport import Sampler, create_transport

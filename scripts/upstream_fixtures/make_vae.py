@@ -34,7 +34,7 @@ def uint8_images(x: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     args = parse_args("vae", "LightningDiT")
-    from harness._tv_shim import install
+    from harness.core._tv_shim import install
 
     install()  # LightningDiT's tokenizer imports torchvision; the CPU wheel needs the shim
     commit = import_upstream(args.checkout)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from alitok.tokenizer import AliTokTokenizer, build, config_from_dict
-from harness.config import load_yaml
+from harness.core.config import load_yaml
 
 pytestmark = pytest.mark.bench
 

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from harness.interfaces import ARSampling
-from harness.nn.ar_sampling import ar_sample, ar_sample_naive
+from harness.core.interfaces import ARSampling
+from harness.nn.samplers.ar_sampling import ar_sample, ar_sample_naive
 
 from alitok.generator import ARConfig, build
 

@@ -7,7 +7,7 @@ import contextlib
 import pytest
 import torch
 
-from harness.nn import decode_attention, packed_linear
+from harness.nn.kernels import decode_attention, packed_linear
 
 from harness.speed.timing import synchronize
 

@@ -1,0 +1,158 @@
+"""``alitok-bench eval SAMPLES [REF]``: FID/IS/sFID/precision/recall/KID with provenance.
+
+SAMPLES: an ADM npz, a sampling folder (checked complete against its spec.json and manifest) or a
+folder of PNG/JPEG images. REF (or ``--ref``): a reference npz (ours or OpenAI's), or a folder of
+images / an npz of images whose statistics are computed on the fly (as ``python -m pytorch_fid A B``).
+Prints a table (or, with ``--json``, one JSON document and nothing else on stdout) and writes
+``eval_record.json`` (a RunRecord of kind "eval") into ``--out`` (default: the folder of SAMPLES).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from harness.cli.common_args import add_feature_args, non_negative_int, positive_int
+from harness.metrics.evaluate import ALL_METRICS, DEFAULT_METRICS
+
+
+def add_arguments(p) -> None:
+    p.add_argument("samples", help="ADM samples npz (arr_0 uint8 [N,H,W,3], optional labels), a sampling folder, "
+                                   "or a folder of PNG/JPEG images")
+    p.add_argument("reference", nargs="?", default=None,
+                   help="reference: stats npz (mu, sigma[, mu_s, sigma_s, arr_0]), or an image folder / images npz")
+    p.add_argument("--ref", default=None, help="the reference, as a flag (same as the second positional argument)")
+    p.add_argument("--metrics", default=None,
+                   help=f"comma list from {','.join(ALL_METRICS)} (default: {','.join(DEFAULT_METRICS)}, skipping "
+                        "those the reference or weights cannot give)")
+    p.add_argument("--kid-subset-size", type=positive_int, default=None,
+                   help="KID images per subset (default 1000 as torch-fidelity; refused when larger than N)")
+    add_feature_args(p, batch_size=50)
+    p.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
+                   help="DINOv2 ViT-L/14 weights for FD-DINOv2 (adds fd_dinov2 to the default metrics; the reference "
+                        "must be built with the same --dinov2)")
+    p.add_argument("--fid-method", choices=("eig", "sqrtm"), default="eig",
+                   help="eig: fast, proven equal; sqrtm: the ADM evaluator's scipy path (slow on CPU) (default: %(default)s)")
+    p.add_argument("--is-mode", choices=("adm", "torch-fidelity"), default="adm", help="(default: %(default)s)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="keep the pool3 features so FID gets its disjoint-subset spread even when no other metric "
+                        "needs them (with prec/recall/kid it is computed anyway)")
+    p.add_argument("--uncertainty-subsets", type=non_negative_int, default=10,
+                   help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)")
+    p.add_argument("--out", default=None, help="folder for eval_record.json (default: next to SAMPLES)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="evaluate the verified prefix of an incomplete sampling folder (recorded as partial)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+
+
+def format_table(result) -> str:
+    prov = result.provenance
+    lines = [f"{'metric':<8} {'value':>12}  {'± std (method)'}"]
+    for name, value in result.metrics.items():
+        shown = "n/a" if value is None else f"{value:.4f}"
+        spread = result.uncertainty.get(name)
+        pm = f"  ± {spread['std']:.4f} ({spread['method']})" if spread else ""
+        lines.append(f"{name:<8} {shown:>12}{pm}")
+    w = prov["weights"]
+    lines.append(f"weights: {w['kind']} ({w['sha256'][:12]}...)  N={prov['samples']['n']}  resize={prov['resize']}"
+                 f"  IS mode={prov.get('is_mode')}")
+    lines.append(f"reference: {prov['reference']['path']} ({prov['reference']['kind']})")
+    flag = "yes" if result.paper_comparable else "NO"
+    lines.append(f"paper_comparable: {flag}" + ("" if result.paper_comparable else
+                 "  (" + "; ".join(prov["not_comparable_because"]) + ")"))
+    lines.extend(f"warning: {m}" for m in result.warnings)
+    lines.append(result.protocol_block())
+    return "\n".join(lines)
+
+
+def _reference_arg(args) -> str:
+    from harness.core.errors import UserError
+
+    if args.reference and args.ref and args.reference != args.ref:
+        raise UserError(f"two references given ({args.reference} and --ref {args.ref}); give one")
+    ref = args.reference or args.ref
+    if not ref:
+        raise UserError("no reference: give REF as the second argument or --ref REF")
+    return ref
+
+
+def _is_stats_file(path: Path) -> bool:
+    """A stats npz has mu or sigma; an npz with arr_0 and neither is a set of images."""
+    from harness.data.npz import npz_keys
+
+    keys = set(npz_keys(path))
+    return bool(keys & {"mu", "sigma", "mu_s", "sigma_s"}) or "arr_0" not in keys
+
+
+def run(args) -> int:
+    """Under ``torchrun -m harness eval ...`` every rank extracts a share of the sample features; rank 0
+    computes the metrics, writes the record and prints."""
+    from harness.metrics.distributed import init_from_env, rank_world
+
+    joined = init_from_env()
+    try:
+        return _run(args, rank_world()[0])
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args, rank: int) -> int:
+    from harness.core.devices import resolve_device
+    from harness.core.io import check_output_dir
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
+    from harness.metrics.inception import InceptionExtractor
+    from harness.metrics.refstats import reference_from_source
+    from harness.runs.records import RunRecord, code_info, env_info, eval_record_name, sample_model_name, write_record
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.uncertainty_subsets < 0 or args.uncertainty_subsets == 1:
+        from harness.core.errors import UserError
+
+        raise UserError(f"--uncertainty-subsets must be 0 (off) or >= 2, got {args.uncertainty_subsets}")
+    ref_arg = _reference_arg(args)
+    samples = Path(args.samples)
+    from harness.metrics.features import is_sampling_folder
+
+    in_folder = samples.is_dir() and is_sampling_folder(samples)  # its record goes beside sample_record.json
+    out = Path(args.out) if args.out else (samples.resolve() if in_folder else samples.resolve().parent)
+    check_output_dir(out)  # before minutes of feature extraction, not after
+    device = resolve_device(args.device)
+    progress = False if (args.quiet or args.json or rank != 0) else None  # None: a bar only on a terminal
+    cache = not args.no_cache
+    inception = args.inception
+    ref_path = Path(ref_arg)
+    if ref_path.is_dir() or (ref_path.is_file() and not _is_stats_file(ref_path)):
+        inception = InceptionExtractor(args.inception, str(device))
+        reference = reference_from_source(ref_path, inception, args.batch_size, cache=cache, progress=progress)
+    else:
+        reference = ref_arg
+    result = evaluate_samples(args.samples, reference, EvalOptions(
+        metrics=args.metrics, inception=inception, batch_size=args.batch_size, device=str(device),
+        fid_method=args.fid_method, is_mode=args.is_mode, cache=cache, allow_partial=args.allow_partial,
+        progress=progress, kid_subset_size=args.kid_subset_size, uncertainty_subsets=args.uncertainty_subsets,
+        keep_features=args.uncertainty, dinov2=args.dinov2))
+    if result is None:  # a helper rank under torchrun: rank 0 writes and prints
+        return 0
+    s = result.provenance["samples"]
+    # name the eval after the model that made the samples (its sample_record.json), else the file's stem
+    model = {"name": sample_model_name(args.samples) or samples.stem}
+    record = RunRecord(kind="eval", samples={k: s.get(k) for k in ("path", "sha256", "n", "image_size", "labels",
+                                                                    "balanced", "num_classes", "class_sorted", "selection")},
+                       metrics=dict(result.metrics), metric_provenance=result.provenance,
+                       paper_comparable=result.paper_comparable, protocol_findings=list(result.findings),
+                       uncertainty=dict(result.uncertainty), code=code_info(), env=env_info(device),
+                       timings=result.timings, notes=list(result.warnings), model=model)
+    name = eval_record_name(model["name"], result.provenance.get("reference", {}).get("sha256"),
+                            result.provenance.get("weights", {}).get("sha256"), result.metrics)
+    path = write_record(record, out, name)
+    if args.json:
+        doc = {**result.to_dict(), "record": str(path)}
+        sys.stdout.write(json.dumps(doc, indent=1, sort_keys=True, default=str, allow_nan=False) + "\n")
+    else:
+        print(format_table(result))
+        print(f"record: {path}")
+    return 0

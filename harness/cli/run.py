@@ -1,0 +1,61 @@
+"""``alitok-bench run SUITE``: sample (and evaluate) every model of a suite, write records, print a table."""
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("suite", nargs="?", help="registered suite name (e.g. demo) or a suite YAML file")
+    p.add_argument("--out", help="output folder (default: runs/<suite>/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--tf32", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite model folders made by a different spec")
+    p.add_argument("--only", action="append", default=[], metavar="LABEL",
+                   help="run only this label (or every run of this entry's sweep); repeatable")
+    p.add_argument("--no-progress", action="store_true")
+    c = p.add_argument_group("cluster (submitit; see harness/suites/cluster/)")
+    c.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
+                   help="inline: this process (default); local|slurm: submit jobs through submitit")
+    c.add_argument("--partition")
+    c.add_argument("--gpus-per-job", type=int, default=1, help="processes (GPUs) per node of a sampling task")
+    c.add_argument("--nodes", type=int, default=1)
+    c.add_argument("--time", type=int, default=240, metavar="MIN", help="time limit per job; past it, requeue")
+    c.add_argument("--array-parallelism", type=int, default=64)
+    c.add_argument("--cpus-per-task", type=int, default=8)
+    c.add_argument("--tasks-per-entry", type=int, default=1, help="sampling tasks (array elements) per entry")
+    c.add_argument("--images-per-gpu-s", type=float, help="throughput for --plan's GPU-hours (default: an assumption)")
+    c.add_argument("--plan", action="store_true", help="print the jobs, GPUs and GPU-hours; submit nothing")
+    c.add_argument("--status", metavar="OUT", help="status of the jobs submitted into OUT")
+    c.add_argument("--cancel", metavar="OUT", help="cancel the unfinished jobs submitted into OUT")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from harness.report.table_text import print_table
+    from harness.suites.suite import get_suite, run_suite
+
+    if args.status or args.cancel or args.plan or args.executor != "inline":
+        from harness.suites.cluster.cli import run_cluster
+
+        return run_cluster(args)
+    if args.suite is None:
+        from harness.core.errors import UserError
+
+        raise UserError("run: name a suite (or --status OUT / --cancel OUT)")
+    suite = get_suite(args.suite, args.set)
+    out = Path(args.out or Path("runs") / suite.name)
+    print(f"suite {suite.name}: {suite.description}".rstrip(": "))
+    table = run_suite(suite, out, device=args.device, dtype=args.dtype, tf32=args.tf32, force=args.force,
+                      progress=not args.no_progress, only=tuple(args.only))
+    from harness.core.io import atomic_path
+
+    with atomic_path(out / "summary.csv", "w") as f:
+        table.to_csv(f, index=False)
+    print()
+    print_table(table)
+    if table.attrs.get("protocol"):
+        print("\n" + table.attrs["protocol"])
+    print(f"\nrecords: {out}/<label>/*_record.json   table: {out}/summary.csv")
+    print(f"report:  alitok-bench report {out} --out {out}/report")
+    return 0

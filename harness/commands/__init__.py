@@ -1,1 +1,0 @@
-"""One module per CLI verb: ``add_arguments(parser)`` and ``run(args) -> int``."""
