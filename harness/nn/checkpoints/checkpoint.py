@@ -161,17 +161,6 @@ def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], pat
     return sorted(extra)
 
 
-def load_into(model: torch.nn.Module, path: str | os.PathLike, what: str, prefix: str | None = None) -> dict[str, str]:
-    """Strictly load ``path`` into ``model``; return the safetensors metadata (empty for pickles)."""
-    sd = load_state_dict(path, prefix=prefix)
-    check_state_dict(model, sd, path, what)
-    if is_planning():
-        model.to("meta")
-    else:
-        model.load_state_dict(sd, strict=True)
-    return read_metadata(path)
-
-
 def load_strict(build_on_meta, sd: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str,
                 device: torch.device | str = "cpu", allow_unexpected: bool = False) -> torch.nn.Module:
     """Build on the meta device (no allocation, no init), check keys/shapes, then materialise on

@@ -24,10 +24,6 @@ def _rename(key: str, pairs: Sequence[tuple[str, str]]) -> str:
     return dotted[1:-1]
 
 
-def rename_keys(keys, pairs: Sequence[tuple[str, str]]) -> list[str]:
-    return [_rename(k, pairs) for k in keys]
-
-
 def install_key_map(model: nn.Module, pairs: Sequence[tuple[str, str]]) -> nn.Module:
     """Make ``model.state_dict()`` / ``load_state_dict`` speak the upstream names (see module doc)."""
     forward = tuple(pairs)
