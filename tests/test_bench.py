@@ -389,7 +389,7 @@ def test_runs_agree_reads_two_cli_summaries(fake_models, tmp_path):
     assert written["rows"][0]["agree"] and written["commands"][0].startswith("alitok-bench bench --model")
     # written through the result writer: commit, dirty flag, CPU model and the agree command itself
     prov = written["provenance"]
-    assert {"commit", "dirty"} <= set(prov["code"]) and prov["machine"]["cpu_model"]
+    assert {"git_sha", "dirty"} <= set(prov["code"]) and prov["machine"]["cpu_model"]
     assert prov["command"].startswith("alitok-bench bench --agree")
     summary = json.loads((tmp_path / "r2" / "bench_summary.json").read_text())
     summary["rows"] = slow

@@ -99,8 +99,9 @@ def test_batch_size_does_not_change_features(ex, sets, tmp_path):
 def test_the_same_weights_converted_twice_carry_one_digest(tmp_path, monkeypatch):
     """The reported problem: fid-helper's pool3 weights converted on two machines carried two sha256s (the
     converted file's bytes differ: torch.save writes the temporary file's name, which holds the PID, into the
-    archive). The digest is of the tensors now, so equal weights give equal digests; the file digests still
-    differ and are kept as file_sha256."""
+    archive). The digest is of the tensors now, so equal weights give equal digests whatever the file's bytes
+    (kept as file_sha256). The cache writer now hands torch.save a file object, so its own files no longer
+    carry a temporary name; a file of the same weights written another way still has other bytes."""
     from harness.metrics import weights as w
     from harness.nn.checkpoints.checkpoint import state_dict_sha256
 
@@ -110,9 +111,16 @@ def test_the_same_weights_converted_twice_carry_one_digest(tmp_path, monkeypatch
         monkeypatch.setattr(w.os, "getpid", lambda pid=pid: pid)
         infos.append(w.resolve_weights("fid-helper"))
     a, b = infos
-    assert a.file_sha256 != b.file_sha256  # the files differ in their bytes ...
-    assert a.sha256 == b.sha256 and a.describe()["sha256_of"] == "tensors"  # ... the weights do not
+    assert a.sha256 == b.sha256 and a.describe()["sha256_of"] == "tensors"
     state = w.load_state_file(a.path)
+    import torch
+
+    from harness.core.io import sha256_file
+
+    other = tmp_path / "saved-under-another-name.pth"  # torch.save to a path writes that name into the archive
+    torch.save(state, other)
+    assert sha256_file(other) != a.file_sha256  # the files differ in their bytes ...
+    assert state_dict_sha256(w.load_state_file(other)) == a.sha256  # ... the weights do not
     assert a.sha256 == state_dict_sha256(state) == state_dict_sha256(dict(reversed(list(state.items()))))
     changed = {**state, "fc.bias": state["fc.bias"].clone()}
     changed["fc.bias"][0] = 1e-30  # one value of 28M

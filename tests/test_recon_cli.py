@@ -97,9 +97,10 @@ def test_every_flag_a_message_names_exists():
                 for sub in action.choices.values():
                     for a in sub._actions:
                         options.update(a.option_strings)
-    from harness.speed import gate  # a module with its own CLI (python -m harness.speed.gate)
+    from harness.speed import ar_floor_report, gate  # modules with their own CLI (python -m harness.speed.X)
 
-    options.update(o for a in gate.build_parser()._actions for o in a.option_strings)
+    for own in (gate, ar_floor_report):
+        options.update(o for a in own.build_parser()._actions for o in a.option_strings)
     flags = _message_flags()
     assert len(flags) > 10  # the scan sees the messages
     unknown = sorted(f"{file}: {flag}" for file, flag in flags if flag not in options)

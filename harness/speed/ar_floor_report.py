@@ -377,10 +377,7 @@ def markdown(record: dict) -> str:
     return head + "\n".join(lines) + "\n" + (f"\nFloors at the start (273 steps): {floors_line}.\n" if floors_line else "")
 
 
-def main(argv: list[str] | None = None) -> None:
-    import shlex
-    import sys
-
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("results/speed"), help="folder for the JSON and Markdown")
@@ -393,6 +390,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="folder of official checkouts: time upstream's own generate (DIR/alitok) beside ours")
     ap.add_argument("--variants", nargs="+", default=None, choices=VARIANTS, help="default: every variant")
     ap.add_argument("--stem", default="ar_floor_report", help="output file names: <out>/<stem>.{json,md}")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    import shlex
+    import sys
+
+    ap = build_parser()
     a = ap.parse_args(argv)
     if not 1 <= a.steps <= OFFICIAL_STEPS:
         ap.error(f"--steps: must lie in 1..{OFFICIAL_STEPS}, got {a.steps}")  # one line, exit 2
