@@ -327,6 +327,10 @@ def test_truncated_and_non_state_dict_files_are_refused(tmp_path):
     torch.save(build(MICRO, "stage2", device="meta").to_empty(device="cpu"), tmp_path / "module.pth")  # a pickled module
     with pytest.raises(CheckpointError, match="weights_only"):
         load_model(tmp_path / "module.pth", config=MICRO)
+    # not a checkpoint at all: a few bytes of text (was a KeyError traceback from the unpickler's memo)
+    (tmp_path / "five.pth").write_bytes(b"hello")
+    with pytest.raises(CheckpointError, match="five.pth: .*(truncated or corrupt|weights_only)"):
+        load_model(tmp_path / "five.pth", config=MICRO)
 
 
 def test_full_plugins_demand_a_checkpoint():

@@ -119,7 +119,10 @@ def load_state_dict(path: str | os.PathLike, prefix: str | None = None,
         except pickle.UnpicklingError as e:
             msg = one_line(e)[:160]
             raise _fail(p, f"refused by weights_only loading (not a plain state dict): {msg}") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        # a legacy-format file of garbage reaches the weights-only unpickler's opcodes, which fail with
+        # whatever lookup broke (a 5-byte text file: KeyError on its memo)
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+                AttributeError) as e:
             raise _fail(p, f"truncated or corrupt checkpoint ({type(e).__name__}: {one_line(e)[:120]})") from None
     if isinstance(sd, Mapping) and prefix is None:
         for key in wrappers:
