@@ -50,21 +50,10 @@ def _publish(tmp: str | os.PathLike, path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Open a temp file next to ``path``; rename it over ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        _raise_naming(e, path)
-        raise
+    """Open a temp file next to ``path``; rename it over ``path`` only if the block succeeds
+    (``atomic_target`` with the file opened: one place syncs, publishes and cleans up)."""
+    with atomic_target(path) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 @contextlib.contextmanager
