@@ -12,6 +12,7 @@ Facts (ali-vilab/alitok ``modeling/ar.py`` and ``configs/alitok_{b,l,xl}.yaml``)
 
 Assumption (not stated in the notes): the QK-norm RMSNorm uses the same eps (1e-5) as the block norms.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,9 +45,9 @@ class ARConfig:
     norm_eps: float = 1e-5
     qk_norm: bool = True
     qkv_bias: bool = True
-    resid_dropout: float = 0.1   # attention proj and FFN outputs
+    resid_dropout: float = 0.1  # attention proj and FFN outputs
     attn_dropout: float = 0.1
-    token_dropout: float = 0.1   # on the input embeddings
+    token_dropout: float = 0.1  # on the input embeddings
     rope_base: float = 10000.0
     init_std: float = 0.02
 
@@ -99,10 +100,19 @@ class ARModel(nn.Module):
         self.token_dropout = nn.Dropout(cfg.token_dropout)
         hidden = swiglu_hidden(cfg.width)
         self.blocks = nn.ModuleList(
-            LlamaBlock(cfg.width, cfg.num_heads, ffn_hidden=hidden, norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias,
-                       qk_norm=cfg.qk_norm, attn_dropout=cfg.attn_dropout, resid_dropout=cfg.resid_dropout,
-                       ffn_dropout=cfg.resid_dropout)
-            for _ in range(cfg.depth))
+            LlamaBlock(
+                cfg.width,
+                cfg.num_heads,
+                ffn_hidden=hidden,
+                norm_eps=cfg.norm_eps,
+                qkv_bias=cfg.qkv_bias,
+                qk_norm=cfg.qk_norm,
+                attn_dropout=cfg.attn_dropout,
+                resid_dropout=cfg.resid_dropout,
+                ffn_dropout=cfg.resid_dropout,
+            )
+            for _ in range(cfg.depth)
+        )
         self.norm = RMSNorm(cfg.width, eps=cfg.norm_eps)
         self.output = nn.Linear(cfg.width, cfg.codebook_size, bias=True)
         # Built lazily per device, kept as a plain attribute rather than a buffer: out of the state
@@ -145,7 +155,7 @@ class ARModel(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         return self.cfg.to_dict()
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> "ARModel":
+    def reset_parameters(self, generator: torch.Generator | None = None) -> ARModel:
         """N(0, init_std) for Linear / Embedding weights, zero biases, unit norms, zero head weight."""
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -162,8 +172,9 @@ class ARModel(nn.Module):
         device = torch.device(device)
         if self._rope is None or self._rope.device != device:
             cfg = self.cfg
-            self._rope = cond_prefix_grid_rope_table(cfg.head_dim, cfg.num_prefix_tokens, cfg.grid, num_cond=1,
-                                           base=cfg.rope_base).to(device)
+            self._rope = cond_prefix_grid_rope_table(
+                cfg.head_dim, cfg.num_prefix_tokens, cfg.grid, num_cond=1, base=cfg.rope_base
+            ).to(device)
         return self._rope
 
     def _rope_rows(self, index: torch.Tensor | slice, device: torch.device) -> torch.Tensor:
@@ -229,15 +240,19 @@ class ARModel(nn.Module):
 class Preset:
     config: ARConfig
     sampling: ARSampling
-    seed: int            # the official sampling seed (sample_imagenet.py: seed + rank)
+    seed: int  # the official sampling seed (sample_imagenet.py: seed + rank)
     checkpoint_name: str
-    num_params: int      # the paper's count; tests check the model against it
+    num_params: int  # the paper's count; tests check the model against it
 
 
 def _official(depth: int, width: int, g: float, power: float, seed: int, name: str, params: int) -> Preset:
-    return Preset(ARConfig(depth=depth, width=width, num_heads=16),
-                  ARSampling(cfg_scale=g, cfg_schedule="power-cosine", cfg_power=power, temperature=1.0),
-                  seed, name, params)
+    return Preset(
+        ARConfig(depth=depth, width=width, num_heads=16),
+        ARSampling(cfg_scale=g, cfg_schedule="power-cosine", cfg_power=power, temperature=1.0),
+        seed,
+        name,
+        params,
+    )
 
 
 PRESETS: dict[str, Preset] = {
@@ -259,8 +274,9 @@ def build(cfg: ARConfig, device: torch.device | str = "cpu", generator: torch.Ge
 META_CONFIG = "ar_config"
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
-               config: ARConfig | None = None) -> tuple[ARModel, dict[str, str]]:
+def load_model(
+    path: str | os.PathLike, device: torch.device | str = "cpu", config: ARConfig | None = None
+) -> tuple[ARModel, dict[str, str]]:
     """Strictly load an AR checkpoint: our safetensors carry the config in metadata ``ar_config``;
     an official ``.bin`` needs ``config``. Wrong architecture / truncated / non-state-dict -> CheckpointError."""
     from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
@@ -274,8 +290,13 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
             config = config_from_dict(json.loads(meta[META_CONFIG]))
         except (ValueError, TypeError) as e:
             raise CheckpointError(f"{path}: bad AR config in metadata ({e})") from None
-    model = load_strict(lambda: build(config, device="meta"), sd, path,
-                        f"AliTok AR ({config.depth} layers, width {config.width})", device)
+    model = load_strict(
+        lambda: build(config, device="meta"),
+        sd,
+        path,
+        f"AliTok AR ({config.depth} layers, width {config.width})",
+        device,
+    )
     return model, meta
 
 

@@ -4,6 +4,7 @@ Import-light: model modules are imported inside each function, so listing plugin
 Signature of every factory: ``factory(*, device, checkpoint=None, tokenizer_checkpoint=None, **options)``.
 Tokenizer factories are at the top (Engineer T); generator factories follow (Engineer G).
 """
+
 from __future__ import annotations
 
 from harness.core.errors import UserError
@@ -11,7 +12,9 @@ from harness.core.errors import UserError
 
 def _no_options(name: str, options: dict) -> None:
     if options:
-        raise UserError(f"{name}: unknown option(s) {', '.join(sorted(options))} (this tokenizer takes only a checkpoint)")
+        raise UserError(
+            f"{name}: unknown option(s) {', '.join(sorted(options))} (this tokenizer takes only a checkpoint)"
+        )
 
 
 def _scaled(name: str, config, architecture):
@@ -32,8 +35,9 @@ def alitok_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, arch
         raise UserError("alitok needs the official checkpoint: pass --checkpoint /path/AliTok.pth")
     from alitok.tokenizer import OFFICIAL, AliTokTokenizer
 
-    return AliTokTokenizer.from_checkpoint(path, device=device, name="alitok",
-                                           config=_scaled("alitok", OFFICIAL, architecture))
+    return AliTokTokenizer.from_checkpoint(
+        path, device=device, name="alitok", config=_scaled("alitok", OFFICIAL, architecture)
+    )
 
 
 def tiny_tokenizer(*, device, checkpoint=None, tokenizer_checkpoint=None, **options):
@@ -55,8 +59,20 @@ def _check_quantization(name: str, quantization):
         raise ValueError(f"{name}: unknown quantization {quantization!r} (known: {', '.join(QUANTIZATION_RULES)})")
 
 
-def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype, quantization, compile, tf32,
-                        random_weights=False, architecture=None, tokenizer_architecture=None):
+def _official_generator(
+    name,
+    *,
+    device,
+    checkpoint,
+    tokenizer_checkpoint,
+    dtype,
+    quantization,
+    compile,
+    tf32,
+    random_weights=False,
+    architecture=None,
+    tokenizer_architecture=None,
+):
     from alitok.generator import PRESETS
 
     preset = PRESETS[name]
@@ -65,15 +81,16 @@ def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype
         if checkpoint or tokenizer_checkpoint:
             raise UserError(f"{name}: random_weights=true takes no checkpoints")
     elif not checkpoint:
-        raise UserError(f"{name} needs the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
-                         "(and model.tokenizer_checkpoint=/path/AliTok.pth), or model.random_weights=true for speed runs")
+        raise UserError(
+            f"{name} needs the official checkpoint: --set model.checkpoint=/path/{preset.checkpoint_name} "
+            "(and model.tokenizer_checkpoint=/path/AliTok.pth), or model.random_weights=true for speed runs"
+        )
     elif not tokenizer_checkpoint:
         raise UserError(f"{name} needs the official tokenizer too: --set model.tokenizer_checkpoint=/path/AliTok.pth")
     import torch
 
-    from harness.nn.models.ar_generator import ARGenerator
-
     from alitok.generator import build, load_model
+    from harness.nn.models.ar_generator import ARGenerator
 
     if random_weights:  # the official architecture with N(0, 0.02) weights (head included): speed only
         from alitok import tokenizer as tk
@@ -84,50 +101,85 @@ def _official_generator(name, *, device, checkpoint, tokenizer_checkpoint, dtype
         tokenizer = tk.AliTokTokenizer(tok_model.eval(), name="alitok-random")
     else:
         model, _ = load_model(checkpoint, device=device, config=_scaled(name, preset.config, architecture))
-        tokenizer = alitok_tokenizer(device=device, checkpoint=tokenizer_checkpoint, architecture=tokenizer_architecture)
+        tokenizer = alitok_tokenizer(
+            device=device, checkpoint=tokenizer_checkpoint, architecture=tokenizer_architecture
+        )
     if quantization:
         tokenizer.quantization = quantization
-    return ARGenerator(model, tokenizer, name=name + ("-random" if random_weights else ""), sampling=preset.sampling,
-                       seed=preset.seed, checkpoint=str(checkpoint) if checkpoint else None,
-                       dtype=dtype or torch.float32, tf32=tf32, compile=compile)
+    return ARGenerator(
+        model,
+        tokenizer,
+        name=name + ("-random" if random_weights else ""),
+        sampling=preset.sampling,
+        seed=preset.seed,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        dtype=dtype or torch.float32,
+        tf32=tf32,
+        compile=compile,
+    )
 
 
 def _official_factory(name: str, doc: str):
-    def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                compile=False, tf32=None, random_weights=False, architecture=None, tokenizer_architecture=None):
-        return _official_generator(name, device=device, checkpoint=checkpoint, tokenizer_checkpoint=tokenizer_checkpoint,
-                                   dtype=dtype, quantization=quantization, compile=compile, tf32=tf32,
-                                   random_weights=random_weights, architecture=architecture,
-                                   tokenizer_architecture=tokenizer_architecture)
+    def factory(
+        *,
+        device,
+        checkpoint=None,
+        tokenizer_checkpoint=None,
+        dtype=None,
+        quantization=None,
+        compile=False,
+        tf32=None,
+        random_weights=False,
+        architecture=None,
+        tokenizer_architecture=None,
+    ):
+        return _official_generator(
+            name,
+            device=device,
+            checkpoint=checkpoint,
+            tokenizer_checkpoint=tokenizer_checkpoint,
+            dtype=dtype,
+            quantization=quantization,
+            compile=compile,
+            tf32=tf32,
+            random_weights=random_weights,
+            architecture=architecture,
+            tokenizer_architecture=tokenizer_architecture,
+        )
 
     factory.__name__ = factory.__qualname__ = name.replace("-", "_")
-    factory.__doc__ = doc + (" ``random_weights=True``: the same architecture with random weights (speed runs). "
-                             "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files "
-                             "of the official layout (the fixtures the official code wrote).")
+    factory.__doc__ = doc + (
+        " ``random_weights=True``: the same architecture with random weights (speed runs). "
+        "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files "
+        "of the official layout (the fixtures the official code wrote)."
+    )
     return factory
 
 
-alitok_b = _official_factory("alitok-b", "AliTok-B (177M): official alitok_b.bin + AliTok.pth; preset cfg 16.0, "
-                             "power-cosine pow 1.8, seed 42.")
-alitok_l = _official_factory("alitok-l", "AliTok-L (318M): official alitok_l.bin + AliTok.pth; preset cfg 6.0, "
-                             "power-cosine pow 0.7, seed 42.")
-alitok_xl = _official_factory("alitok-xl", "AliTok-XL (662M): official alitok_xl.bin + AliTok.pth; preset cfg 13.0, "
-                              "power-cosine pow 1.4, seed 2.")
+alitok_b = _official_factory(
+    "alitok-b", "AliTok-B (177M): official alitok_b.bin + AliTok.pth; preset cfg 16.0, power-cosine pow 1.8, seed 42."
+)
+alitok_l = _official_factory(
+    "alitok-l", "AliTok-L (318M): official alitok_l.bin + AliTok.pth; preset cfg 6.0, power-cosine pow 0.7, seed 42."
+)
+alitok_xl = _official_factory(
+    "alitok-xl", "AliTok-XL (662M): official alitok_xl.bin + AliTok.pth; preset cfg 13.0, power-cosine pow 1.4, seed 2."
+)
 
 
-def tiny_generator(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None,
-                   compile=False, tf32=None):
+def tiny_generator(
+    *, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, quantization=None, compile=False, tf32=None
+):
     """The committed tiny AR (alitok/weights/tiny_ar.safetensors) + tiny tokenizer; sampling preset from its metadata."""
     _check_quantization("alitok-tiny", quantization)
     import json
 
     import torch
 
-    from harness.core.interfaces import ARSampling
-    from harness.nn.models.ar_generator import ARGenerator
-    from harness.nn.checkpoints.checkpoint import CheckpointError
-
     from alitok.generator import load_model, tiny_checkpoint_path
+    from harness.core.interfaces import ARSampling
+    from harness.nn.checkpoints.checkpoint import CheckpointError
+    from harness.nn.models.ar_generator import ARGenerator
 
     path = checkpoint or tiny_checkpoint_path()
     model, meta = load_model(path, device=device)
@@ -138,5 +190,14 @@ def tiny_generator(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=
     tokenizer = tiny_tokenizer(device=device, checkpoint=tokenizer_checkpoint)
     if quantization:
         tokenizer.quantization = quantization
-    return ARGenerator(model, tokenizer, name="alitok-tiny", sampling=sampling, seed=0, checkpoint=str(path),
-                           dtype=dtype or torch.float32, tf32=tf32, compile=compile)
+    return ARGenerator(
+        model,
+        tokenizer,
+        name="alitok-tiny",
+        sampling=sampling,
+        seed=0,
+        checkpoint=str(path),
+        dtype=dtype or torch.float32,
+        tf32=tf32,
+        compile=compile,
+    )

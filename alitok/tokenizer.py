@@ -13,6 +13,7 @@ Sequence layouts (T = K prefix latents + G*G image latents, G = image_size / pat
 Images are float [0,1] NCHW inside; the ``Tokenizer`` plugin converts from and to uint8 with
 AliTok's truncating rule.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -156,7 +157,7 @@ class Encoder(nn.Module):
         latents = (latent_tokens + self.latent_token_positional_embedding).expand(b, -1, -1)
         seq = self.ln_pre(torch.cat([patches, latents.to(patches.dtype)], dim=1))
         mask = encoder_time_mask(self.cfg, x.device) if self.cfg.encoder_attention == "causal" else None
-        seq = self.ln_post(self.transformer(seq, mask)[:, patches.shape[1]:])
+        seq = self.ln_post(self.transformer(seq, mask)[:, patches.shape[1] :])
         z = self.conv_out(seq.transpose(1, 2).unsqueeze(2))  # the official fake-2D (B, W, 1, T) layout
         return z.squeeze(2).transpose(1, 2)
 
@@ -189,10 +190,10 @@ class Decoder(nn.Module):
         x = torch.cat([self.class_embedding.expand(b, -1, -1).to(x.dtype), x], dim=1)
         x = self.ln_pre(x + self.latent_token_positional_embedding)
         x = self.ln_post(self.transformer(x, "causal" if self.attention == "causal" else None))
-        image = torch.sigmoid(self.conv_out(self.ffn(_tokens_to_grid(x[:, self.leading + k:], g, g))))
+        image = torch.sigmoid(self.conv_out(self.ffn(_tokens_to_grid(x[:, self.leading + k :], g, g))))
         aux = None
         if with_aux and self.has_aux:
-            prefix = _tokens_to_grid(x[:, self.leading:self.leading + k], 1, k)
+            prefix = _tokens_to_grid(x[:, self.leading : self.leading + k], 1, k)
             aux = torch.sigmoid(self.conv_out_aux(self.ffn_aux(prefix)))
         return image, aux
 
@@ -216,19 +217,28 @@ class AliTok(nn.Module):
         s1 = stage == "stage1"
         self.latent_tokens = nn.Parameter(torch.empty(cfg.num_tokens, cfg.encoder_width))
         self.encoder = Encoder(cfg)
-        self.quantize = VectorQuantizer(cfg.codebook_size, cfg.token_dim, cfg.vq_beta, clustering=s1 and cfg.clustering_vq)
-        self.decoder = Decoder(cfg, leading=1 if s1 else cfg.buffer_tokens,
-                               attention=cfg.decoder_attention if s1 else "bidirectional",
-                               aux_head=s1 and cfg.prefix_tokens > 0)
+        self.quantize = VectorQuantizer(
+            cfg.codebook_size, cfg.token_dim, cfg.vq_beta, clustering=s1 and cfg.clustering_vq
+        )
+        self.decoder = Decoder(
+            cfg,
+            leading=1 if s1 else cfg.buffer_tokens,
+            attention=cfg.decoder_attention if s1 else "bidirectional",
+            aux_head=s1 and cfg.prefix_tokens > 0,
+        )
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> "AliTok":
+    def reset_parameters(self, generator: torch.Generator | None = None) -> AliTok:
         """Official init: trunc-normal 0.02 for Linear/Conv/Embedding (codebook included),
         LayerNorm (1,0), free parameters ``width**-0.5 * randn``."""
         init_vit_weights(self, generator, std=self.cfg.init_std)
         with torch.no_grad():
             for name, p in self.named_parameters():
-                if p.ndim == 2 and name.rsplit(".", 1)[-1] in ("latent_tokens", "positional_embedding",
-                                                             "latent_token_positional_embedding", "class_embedding"):
+                if p.ndim == 2 and name.rsplit(".", 1)[-1] in (
+                    "latent_tokens",
+                    "positional_embedding",
+                    "latent_token_positional_embedding",
+                    "class_embedding",
+                ):
                     p.copy_(torch.randn(p.shape, generator=generator) * p.shape[1] ** -0.5)
         return self
 
@@ -256,8 +266,12 @@ class AliTok(nn.Module):
         return {"recon": recon, "aux": aux, "codes": codes, **losses}
 
 
-def build(cfg: TokenizerConfig, stage: str | None = None, device: torch.device | str = "cpu",
-          generator: torch.Generator | None = None) -> AliTok:
+def build(
+    cfg: TokenizerConfig,
+    stage: str | None = None,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> AliTok:
     """A randomly initialised model (``device="meta"``: shapes only, no memory, no init)."""
     stage = stage or cfg.inference_stage
     with torch.device(device):
@@ -277,15 +291,19 @@ def export_metadata(model: AliTok, **extra: Any) -> dict[str, Any]:
     return {META_CONFIG: json.dumps(model.cfg.to_dict(), sort_keys=True), META_STAGE: model.stage, **extra}
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
-               config: TokenizerConfig | None = None, stage: str | None = None) -> tuple[AliTok, dict[str, str]]:
+def load_model(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    config: TokenizerConfig | None = None,
+    stage: str | None = None,
+) -> tuple[AliTok, dict[str, str]]:
     """Strictly load a tokenizer checkpoint. Our safetensors carry their config and stage in the
     metadata; an official ``.pth`` takes ``config`` (default: official) and its inference stage."""
     from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, load_strict, read_metadata
 
     sd = load_state_dict(path)
     if any(k.startswith("tokenizer.") for k in sd):  # a GAN training checkpoint: drop the discriminator
-        sd = {k[len("tokenizer."):]: v for k, v in sd.items() if k.startswith("tokenizer.")}
+        sd = {k[len("tokenizer.") :]: v for k, v in sd.items() if k.startswith("tokenizer.")}
     meta = read_metadata(path)
     if config is None:
         if META_CONFIG in meta:
@@ -308,8 +326,9 @@ class AliTokTokenizer(Tokenizer):
 
     quantization = "truncate"  # AliTok's own rule: clamp(0,1) * 255 -> uint8
 
-    def __init__(self, model: AliTok, name: str = "alitok", checkpoint: str | None = None,
-                 checkpoint_sha256: str | None = None):
+    def __init__(
+        self, model: AliTok, name: str = "alitok", checkpoint: str | None = None, checkpoint_sha256: str | None = None
+    ):
         self.model = model.eval()
         self.name = name
         self.cfg = model.cfg
@@ -319,8 +338,13 @@ class AliTokTokenizer(Tokenizer):
         self.checkpoint, self.checkpoint_sha256 = checkpoint, checkpoint_sha256
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu", name: str = "alitok",
-                        config: TokenizerConfig | None = None) -> "AliTokTokenizer":
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: torch.device | str = "cpu",
+        name: str = "alitok",
+        config: TokenizerConfig | None = None,
+    ) -> AliTokTokenizer:
         model, _ = load_model(path, device, config)
         return cls(model, name=name, checkpoint=str(path), checkpoint_sha256=sha256_file(path))
 
@@ -328,7 +352,7 @@ class AliTokTokenizer(Tokenizer):
     def device(self) -> torch.device:
         return self.model.latent_tokens.device
 
-    def to(self, device: torch.device | str) -> "AliTokTokenizer":
+    def to(self, device: torch.device | str) -> AliTokTokenizer:
         self.model.to(device)
         return self
 
@@ -348,9 +372,16 @@ class AliTokTokenizer(Tokenizer):
         return to_uint8(self.decode_float(codes), (0.0, 1.0), self.quantization).to(codes.device)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,
-                "stage": self.model.stage, "num_tokens": self.num_tokens, "codebook_size": self.codebook_size,
-                "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.cfg.to_dict()}
+        return {
+            **super().info(),
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "stage": self.model.stage,
+            "num_tokens": self.num_tokens,
+            "codebook_size": self.codebook_size,
+            "num_params": sum(p.numel() for p in self.model.parameters()),
+            "config": self.cfg.to_dict(),
+        }
 
 
 def tiny_checkpoint_path() -> Path:

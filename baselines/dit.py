@@ -8,19 +8,21 @@ committed tiny pixel-space DDPM). ``random_weights=True`` builds any named confi
 named size (``XL/2``, ``B/4`` ...) or a mapping of ``DiTConfig`` fields (the small configurations
 of tests/fixtures/upstream).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from harness.core.errors import UserError
 from harness.core.interfaces import DiffusionSampling
 from harness.nn.checkpoints.checkpoint import EMA_FIRST, CheckpointError, load_state_dict, load_strict, read_metadata
-from harness.nn.models.diffusion_generator import DiffusionGenerator
 from harness.nn.layers.dit_blocks import DiT, DiTConfig, named_config
+from harness.nn.models.diffusion_generator import DiffusionGenerator
 
 DIT_XL_SAMPLING = DiffusionSampling(steps=250, solver="ddpm", cfg_scale=1.5, cfg_first3=True)  # sample_ddp.py
 WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -65,8 +67,10 @@ def sd_vae_decoder(vae_path: str | None, device, random_weights: bool):
     from baselines.vae import sd_decode, sd_vae
 
     if not vae_path and not random_weights:
-        raise UserError("the SD VAE is required: --set model.tokenizer_checkpoint=/path/sd-vae-ft-ema "
-                        "(diffusers folder or LDM-layout file), or model.options.random_weights=true")
+        raise UserError(
+            "the SD VAE is required: --set model.tokenizer_checkpoint=/path/sd-vae-ft-ema "
+            "(diffusers folder or LDM-layout file), or model.options.random_weights=true"
+        )
     vae = sd_vae(vae_path or None, device)
     return (lambda z: sd_decode(vae, z)), vae
 
@@ -76,30 +80,74 @@ def _options(name: str, options: dict[str, Any]) -> None:
         raise UserError(f"{name}: unknown option(s) {', '.join(sorted(options))}")
 
 
-def sd_vae_generator(family: str, kind: str, sampling: DiffusionSampling, released: str, *, device, checkpoint,
-                     tokenizer_checkpoint, dtype, tf32, random_weights: bool, config: str | Mapping[str, Any],
-                     options: dict[str, Any]):
+def sd_vae_generator(
+    family: str,
+    kind: str,
+    sampling: DiffusionSampling,
+    released: str,
+    *,
+    device,
+    checkpoint,
+    tokenizer_checkpoint,
+    dtype,
+    tf32,
+    random_weights: bool,
+    config: str | Mapping[str, Any],
+    options: dict[str, Any],
+):
     """A DiT-network family on SD-VAE latents (DiT: DDPM; SiT: flow), strict load of the released file."""
     _options(family, options)
     cfg = resolve_config(config)
     if not checkpoint and not random_weights:
-        raise UserError(f"{family} needs the released weights: --set model.checkpoint=/path/{released} "
-                        "(or model.options.random_weights=true for speed runs)")
+        raise UserError(
+            f"{family} needs the released weights: --set model.checkpoint=/path/{released} "
+            "(or model.options.random_weights=true for speed runs)"
+        )
     paper_name = {"dit": "DiT", "sit": "SiT"}[family]
     label = config if isinstance(config, str) else "custom"
     model = load_dit(cfg, checkpoint, device, what=f"{paper_name}-{label}")
     decode, vae = sd_vae_decoder(tokenizer_checkpoint, device, random_weights)
-    return DiffusionGenerator(model, name=f"{family}-{label.lower().replace('/', '-')}", kind=kind, sampling=sampling,
-                              image_size=256, decode=decode, checkpoint=checkpoint, dtype=_dtype(dtype), tf32=tf32,
-                              decoder_modules=(vae,), extra_info={"vae": tokenizer_checkpoint, "random_weights": random_weights})
+    return DiffusionGenerator(
+        model,
+        name=f"{family}-{label.lower().replace('/', '-')}",
+        kind=kind,
+        sampling=sampling,
+        image_size=256,
+        decode=decode,
+        checkpoint=checkpoint,
+        dtype=_dtype(dtype),
+        tf32=tf32,
+        decoder_modules=(vae,),
+        extra_info={"vae": tokenizer_checkpoint, "random_weights": random_weights},
+    )
 
 
-def dit_xl_2(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None, random_weights=False,
-             config: str | Mapping[str, Any] = "XL/2", **options):
+def dit_xl_2(
+    *,
+    device,
+    checkpoint=None,
+    tokenizer_checkpoint=None,
+    dtype=None,
+    tf32=None,
+    random_weights=False,
+    config: str | Mapping[str, Any] = "XL/2",
+    **options,
+):
     """DiT-XL/2 256 px (675M) + SD VAE; ``config`` picks another named size (``B/4`` ...)."""
-    return sd_vae_generator("dit", "ddpm", DIT_XL_SAMPLING, "DiT-XL-2-256x256.pt", device=device, checkpoint=checkpoint,
-                            tokenizer_checkpoint=tokenizer_checkpoint, dtype=dtype, tf32=tf32,
-                            random_weights=random_weights, config=config, options=options)
+    return sd_vae_generator(
+        "dit",
+        "ddpm",
+        DIT_XL_SAMPLING,
+        "DiT-XL-2-256x256.pt",
+        device=device,
+        checkpoint=checkpoint,
+        tokenizer_checkpoint=tokenizer_checkpoint,
+        dtype=dtype,
+        tf32=tf32,
+        random_weights=random_weights,
+        config=config,
+        options=options,
+    )
 
 
 def load_tiny(path: Path, device, kind: str) -> tuple[DiT, DiffusionSampling, dict[str, str]]:
@@ -124,6 +172,15 @@ def dit_tiny(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, 
     _options("dit-tiny", options)
     path = Path(checkpoint) if checkpoint else WEIGHTS / "dit_tiny.safetensors"
     model, sampling, meta = load_tiny(path, device, "ddpm")
-    return DiffusionGenerator(model, name="dit-tiny", kind="ddpm", sampling=sampling, image_size=model.cfg.input_size,
-                              checkpoint=str(path), dtype=_dtype(dtype), tf32=tf32, clip_denoised=True,
-                              extra_info={"step": meta.get("step"), "pixel_space": True})
+    return DiffusionGenerator(
+        model,
+        name="dit-tiny",
+        kind="ddpm",
+        sampling=sampling,
+        image_size=model.cfg.input_size,
+        checkpoint=str(path),
+        dtype=_dtype(dtype),
+        tf32=tf32,
+        clip_denoised=True,
+        extra_info={"step": meta.get("step"), "pixel_space": True},
+    )

@@ -11,24 +11,37 @@ Checkpoint: weights under ``["ema"]`` (strict). EVA's RoPE keeps its cos/sin tab
 if a checkpoint carries them (``feat_rope.freqs_cos/sin``) they are checked against our table
 and dropped.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
+from baselines.dit import _dtype, _on_meta, _options, read_ema_or_raw, resolve_config
 from harness.core.errors import UserError
 from harness.core.interfaces import DiffusionSampling
 from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, load_strict
-from harness.nn.models.diffusion_generator import DiffusionGenerator
 from harness.nn.layers.dit_blocks import DiT, DiTConfig
+from harness.nn.models.diffusion_generator import DiffusionGenerator
 
-from baselines.dit import _dtype, _on_meta, _options, read_ema_or_raw, resolve_config
-
-XL_1 = DiTConfig(input_size=16, patch_size=1, in_channels=32, hidden_size=1152, depth=28, num_heads=16,
-                 learn_sigma=False, rmsnorm=True, swiglu=True, rope=True, qk_norm=False)
-SAMPLING = DiffusionSampling(steps=250, solver="euler", cfg_scale=6.7, cfg_interval=(0.125, 1.0), cfg_first3=True,
-                             timestep_shift=0.3)
+XL_1 = DiTConfig(
+    input_size=16,
+    patch_size=1,
+    in_channels=32,
+    hidden_size=1152,
+    depth=28,
+    num_heads=16,
+    learn_sigma=False,
+    rmsnorm=True,
+    swiglu=True,
+    rope=True,
+    qk_norm=False,
+)
+SAMPLING = DiffusionSampling(
+    steps=250, solver="euler", cfg_scale=6.7, cfg_interval=(0.125, 1.0), cfg_first3=True, timestep_shift=0.3
+)
 ROPE_KEYS = ("feat_rope.freqs_cos", "feat_rope.freqs_sin")
 
 
@@ -38,7 +51,11 @@ def _check_rope_buffers(model_cfg: DiTConfig, sd: dict, path: str) -> dict:
     table = DiT.rope_table(_TableOnly(model_cfg), torch.device("cpu"))
     for key, i in zip(ROPE_KEYS, (0, 1)):
         ours = table[..., i].repeat_interleave(2, dim=-1)  # EVA stores each pair's value twice
-        if key not in sd or tuple(sd[key].shape) != tuple(ours.shape) or not torch.allclose(sd[key].float(), ours, atol=1e-4):
+        if (
+            key not in sd
+            or tuple(sd[key].shape) != tuple(ours.shape)
+            or not torch.allclose(sd[key].float(), ours, atol=1e-4)
+        ):
             raise CheckpointError(f"{path}: {key} differs from the RoPE table this model computes")
     return {k: v for k, v in sd.items() if k not in ROPE_KEYS}
 
@@ -61,21 +78,34 @@ def load_latent_stats(path: str | None, channels: int = 32) -> tuple[torch.Tenso
     return mean.reshape(1, channels, 1, 1), std.reshape(1, channels, 1, 1)
 
 
-def lightningdit_xl_1(*, device, checkpoint=None, tokenizer_checkpoint=None, dtype=None, tf32=None,
-                      random_weights=False, latent_stats=None, latent_multiplier: float = 1.0,
-                      config: str | Mapping[str, Any] = "XL/1", **options):
+def lightningdit_xl_1(
+    *,
+    device,
+    checkpoint=None,
+    tokenizer_checkpoint=None,
+    dtype=None,
+    tf32=None,
+    random_weights=False,
+    latent_stats=None,
+    latent_multiplier: float = 1.0,
+    config: str | Mapping[str, Any] = "XL/1",
+    **options,
+):
     """LightningDiT-XL/1 + VA-VAE; ``latent_stats`` = path of ``latents_stats.pt``; ``config`` "XL/1" or a
     mapping of DiTConfig fields over XL/1's (the small configuration of tests/fixtures/upstream)."""
     _options("lightningdit", options)
     if isinstance(config, str) and config != "XL/1":
         raise UserError(f"model.options.config: lightningdit has the released XL/1 only (or a mapping), got {config!r}")
     cfg = XL_1 if isinstance(config, str) else resolve_config(config, XL_1)
-    from baselines.vae import decode as vae_decode, va_vae
+    from baselines.vae import decode as vae_decode
+    from baselines.vae import va_vae
 
     if not random_weights and not (checkpoint and tokenizer_checkpoint and latent_stats):
-        raise UserError("lightningdit needs --set model.checkpoint=/path/lightningdit-xl-imagenet256-800ep.pt "
-                        "model.tokenizer_checkpoint=/path/vavae-imagenet256-f16d32-dinov2.pt "
-                        "model.options.latent_stats=/path/latents_stats.pt (or model.options.random_weights=true)")
+        raise UserError(
+            "lightningdit needs --set model.checkpoint=/path/lightningdit-xl-imagenet256-800ep.pt "
+            "model.tokenizer_checkpoint=/path/vavae-imagenet256-f16d32-dinov2.pt "
+            "model.options.latent_stats=/path/latents_stats.pt (or model.options.random_weights=true)"
+        )
     if checkpoint:
         sd = _check_rope_buffers(cfg, read_ema_or_raw(checkpoint), checkpoint)
         model = load_strict(lambda: _on_meta(cfg), sd, checkpoint, "LightningDiT-XL/1", device)
@@ -87,7 +117,16 @@ def lightningdit_xl_1(*, device, checkpoint=None, tokenizer_checkpoint=None, dty
     def decode(z: torch.Tensor) -> torch.Tensor:
         return vae_decode(vae, z * std / latent_multiplier + mean)
 
-    return DiffusionGenerator(model, name="lightningdit-xl-1", kind="flow", sampling=SAMPLING, image_size=256,
-                              decode=decode, checkpoint=checkpoint, dtype=_dtype(dtype), tf32=tf32, decoder_modules=(vae,),
-                              extra_info={"vae": tokenizer_checkpoint, "latent_stats": latent_stats,
-                                          "random_weights": random_weights})
+    return DiffusionGenerator(
+        model,
+        name="lightningdit-xl-1",
+        kind="flow",
+        sampling=SAMPLING,
+        image_size=256,
+        decode=decode,
+        checkpoint=checkpoint,
+        dtype=_dtype(dtype),
+        tf32=tf32,
+        decoder_modules=(vae,),
+        extra_info={"vae": tokenizer_checkpoint, "latent_stats": latent_stats, "random_weights": random_weights},
+    )

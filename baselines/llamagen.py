@@ -25,6 +25,7 @@ GPT
   conditional logits are used alone; temperature, top-k, top-p. The ``_384`` checkpoints sample a
   24 x 24 grid at 384 px, bicubically resized to 256 before quantisation (``--image-size-eval``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,12 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.core.interfaces import ARSampling, check_images, from_uint8
-from harness.nn.layers.attention import KVCache
 from harness.nn.checkpoints.key_map import install_key_map
-from harness.nn.models.model_tokenizer import ModelTokenizer
+from harness.nn.layers.attention import KVCache
 from harness.nn.layers.llama import LlamaBlock, swiglu_hidden
 from harness.nn.layers.norms import RMSNorm
 from harness.nn.layers.rope import rope_table_1d, rope_table_2d
+from harness.nn.models.model_tokenizer import ModelTokenizer
 
 
 # ==============================================================================================
@@ -59,7 +60,7 @@ class VQConfig:
     codebook_dim: int = 8
     codebook_l2_norm: bool = True
     beta: float = 0.25
-    usage_buffer: int = 65536   # ``codebook_used`` length (upstream fixed size)
+    usage_buffer: int = 65536  # ``codebook_used`` length (upstream fixed size)
     image_size: int = 256
     dropout: float = 0.0
 
@@ -124,7 +125,7 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         y = self.norm(x)
-        q = self.q(y).reshape(b, c, h * w).permute(0, 2, 1)        # b, hw, c
+        q = self.q(y).reshape(b, c, h * w).permute(0, 2, 1)  # b, hw, c
         k, v = self.k(y).reshape(b, c, h * w), self.v(y).reshape(b, c, h * w)
         attn = torch.softmax(torch.bmm(q, k) * (int(c) ** -0.5), dim=2)  # b, hw (queries), hw (keys)
         out = torch.bmm(v, attn.permute(0, 2, 1)).reshape(b, c, h, w)
@@ -173,7 +174,9 @@ class VQEncoder(nn.Module):
                 if last:
                     attn.append(AttnBlock(cin))
             self.conv_blocks.append(_level(res, attn, None if last else Downsample(cin)))
-        self.mid = nn.ModuleList([ResnetBlock(cin, cin, cfg.dropout), AttnBlock(cin), ResnetBlock(cin, cin, cfg.dropout)])
+        self.mid = nn.ModuleList(
+            [ResnetBlock(cin, cin, cfg.dropout), AttnBlock(cin), ResnetBlock(cin, cin, cfg.dropout)]
+        )
         self.norm_out = _norm(cin)
         self.conv_out = nn.Conv2d(cin, cfg.z_channels, 3, padding=1)
 
@@ -197,7 +200,9 @@ class VQDecoder(nn.Module):
         ch, mult, n = cfg.ch, cfg.ch_mult, cfg.num_res_blocks
         cin = ch * mult[-1]
         self.conv_in = nn.Conv2d(cfg.z_channels, cin, 3, padding=1)
-        self.mid = nn.ModuleList([ResnetBlock(cin, cin, cfg.dropout), AttnBlock(cin), ResnetBlock(cin, cin, cfg.dropout)])
+        self.mid = nn.ModuleList(
+            [ResnetBlock(cin, cin, cfg.dropout), AttnBlock(cin), ResnetBlock(cin, cin, cfg.dropout)]
+        )
         self.conv_blocks = nn.ModuleList()
         for i in reversed(range(len(mult))):
             res, attn = [], []
@@ -229,7 +234,12 @@ class L2VectorQuantizer(nn.Module):
 
     def __init__(self, cfg: VQConfig):
         super().__init__()
-        self.codebook_size, self.dim, self.beta, self.l2_norm = cfg.codebook_size, cfg.codebook_dim, cfg.beta, cfg.codebook_l2_norm
+        self.codebook_size, self.dim, self.beta, self.l2_norm = (
+            cfg.codebook_size,
+            cfg.codebook_dim,
+            cfg.beta,
+            cfg.codebook_l2_norm,
+        )
         self.embedding = nn.Embedding(cfg.codebook_size, cfg.codebook_dim)
         # a rolling window of recently used ids (training diagnostics); persistent, as upstream
         self.register_buffer("codebook_used", torch.zeros(cfg.usage_buffer))
@@ -248,7 +258,10 @@ class L2VectorQuantizer(nn.Module):
         dist = zf.pow(2).sum(1, keepdim=True) + emb.pow(2).sum(1) - 2 * zf @ emb.t()
         codes = torch.argmin(dist, dim=1)
         zq = emb[codes]
-        losses = {"codebook_loss": F.mse_loss(zq, zf.detach()), "commitment_loss": self.beta * F.mse_loss(zq.detach(), zf)}
+        losses = {
+            "codebook_loss": F.mse_loss(zq, zf.detach()),
+            "commitment_loss": self.beta * F.mse_loss(zq.detach(), zf),
+        }
         losses["vq_loss"] = losses["codebook_loss"] + losses["commitment_loss"]
         if self.training:
             n = codes.numel()
@@ -324,7 +337,13 @@ def load_vq(path, cfg: VQConfig, device: torch.device | str = "cpu") -> VQModel:
     from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
     sd = load_state_dict(path)  # unwraps {"model": ...}
-    return load_strict(lambda: build_vq(cfg, "meta"), sd, path, f"LlamaGen VQGAN (f{cfg.downsample}, codebook {cfg.codebook_size})", device)
+    return load_strict(
+        lambda: build_vq(cfg, "meta"),
+        sd,
+        path,
+        f"LlamaGen VQGAN (f{cfg.downsample}, codebook {cfg.codebook_size})",
+        device,
+    )
 
 
 class LlamaGenTokenizer(ModelTokenizer):
@@ -333,8 +352,9 @@ class LlamaGenTokenizer(ModelTokenizer):
     quantization = "offset_half"  # sample_c2i_ddp: clamp(127.5 x + 128, 0, 255) -> uint8
     value_range = (-1.0, 1.0)
 
-    def __init__(self, model: VQModel, name: str = "vq-16", checkpoint: str | None = None,
-                 eval_size: int | None = None):
+    def __init__(
+        self, model: VQModel, name: str = "vq-16", checkpoint: str | None = None, eval_size: int | None = None
+    ):
         """``eval_size``: decode at the model's resolution, then resize bicubically to ``eval_size``
         before quantisation (the ``*_384`` protocol: ``--image-size 384 --image-size-eval 256``).
         ``encode`` still takes ``cfg.image_size`` images."""
@@ -360,8 +380,11 @@ class LlamaGenTokenizer(ModelTokenizer):
         return x
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "decode_size": self.cfg.image_size,
-                "eval_resize": "bicubic" if self.eval_size else None}
+        return {
+            **super().info(),
+            "decode_size": self.cfg.image_size,
+            "eval_resize": "bicubic" if self.eval_size else None,
+        }
 
 
 # ==============================================================================================
@@ -376,8 +399,8 @@ class GPTConfig:
     num_heads: int = 12
     vocab_size: int = 16384
     num_classes: int = 1000
-    num_tokens: int = 256        # block_size: grid * grid for "2d"
-    rope: str = "2d"             # "2d" (upstream) or "1d" (1D tokenizers)
+    num_tokens: int = 256  # block_size: grid * grid for "2d"
+    rope: str = "2d"  # "2d" (upstream) or "1d" (1D tokenizers)
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     multiple_of: int = 256
@@ -385,7 +408,7 @@ class GPTConfig:
     attn_dropout: float = 0.0
     resid_dropout: float = 0.1
     ffn_dropout: float = 0.1
-    class_dropout: float = 0.1   # > 0 adds the null-class row (upstream ``use_cfg_embedding``)
+    class_dropout: float = 0.1  # > 0 adds the null-class row (upstream ``use_cfg_embedding``)
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
@@ -394,7 +417,9 @@ class GPTConfig:
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
         if self.rope == "2d" and (math.isqrt(self.num_tokens) ** 2 != self.num_tokens or self.head_dim % 4):
-            raise ValueError(f"2D RoPE needs a square token count and head_dim % 4 == 0, got {self.num_tokens}, {self.head_dim}")
+            raise ValueError(
+                f"2D RoPE needs a square token count and head_dim % 4 == 0, got {self.num_tokens}, {self.head_dim}"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -425,8 +450,11 @@ def gpt_config(size: str, image_size: int = 256, **overrides) -> GPTConfig:
 
 # shared LlamaBlock names -> LlamaGen's
 GPT_KEY_MAP = (
-    (".norm1.", ".attention_norm."), (".norm2.", ".ffn_norm."),
-    (".attn.qkv.", ".attention.wqkv."), (".attn.proj.", ".attention.wo."), (".mlp.", ".feed_forward."),
+    (".norm1.", ".attention_norm."),
+    (".norm2.", ".ffn_norm."),
+    (".attn.qkv.", ".attention.wqkv."),
+    (".attn.proj.", ".attention.wo."),
+    (".mlp.", ".feed_forward."),
 )
 
 
@@ -462,14 +490,24 @@ class LlamaGenGPT(nn.Module):
         self.tok_dropout = nn.Dropout(cfg.token_dropout)
         hidden = swiglu_hidden(cfg.width, cfg.multiple_of)
         self.layers = nn.ModuleList(
-            LlamaBlock(cfg.width, cfg.num_heads, ffn_hidden=hidden, norm_eps=cfg.norm_eps, qkv_bias=False,
-                       proj_bias=False, qk_norm=False, attn_dropout=cfg.attn_dropout,
-                       resid_dropout=cfg.resid_dropout, ffn_dropout=cfg.ffn_dropout)
-            for _ in range(cfg.depth))
+            LlamaBlock(
+                cfg.width,
+                cfg.num_heads,
+                ffn_hidden=hidden,
+                norm_eps=cfg.norm_eps,
+                qkv_bias=False,
+                proj_bias=False,
+                qk_norm=False,
+                attn_dropout=cfg.attn_dropout,
+                resid_dropout=cfg.resid_dropout,
+                ffn_dropout=cfg.ffn_dropout,
+            )
+            for _ in range(cfg.depth)
+        )
         self.norm = RMSNorm(cfg.width, eps=cfg.norm_eps)
         self.output = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
         install_key_map(self, GPT_KEY_MAP)
-        self._rope: torch.Tensor | None = None   # not a buffer: out of the state dict, as upstream
+        self._rope: torch.Tensor | None = None  # not a buffer: out of the state dict, as upstream
         self._mask: torch.Tensor | None = None
         if self.output.weight.device.type != "meta":
             self.reset_parameters()
@@ -482,7 +520,7 @@ class LlamaGenGPT(nn.Module):
     def device(self) -> torch.device:
         return self.tok_embeddings.weight.device
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> "LlamaGenGPT":
+    def reset_parameters(self, generator: torch.Generator | None = None) -> LlamaGenGPT:
         """Upstream init: N(0, 0.02) for Linear / Embedding weights, unit norms, zero output head."""
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -555,7 +593,9 @@ class LlamaGenGPT(nn.Module):
         return self._cached(self.tok_embeddings(token[:, None]), pos, kv_len)
 
 
-def build_gpt(cfg: GPTConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> LlamaGenGPT:
+def build_gpt(
+    cfg: GPTConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+) -> LlamaGenGPT:
     with torch.device("meta"):
         model = LlamaGenGPT(cfg)
     if torch.device(device).type != "meta":
@@ -570,9 +610,14 @@ def load_gpt(path, cfg: GPTConfig, device: torch.device | str = "cpu") -> LlamaG
     from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
     sd = load_state_dict(path)
-    return load_strict(lambda: build_gpt(cfg, "meta"), sd, path,
-                       f"LlamaGen GPT ({cfg.depth} layers, width {cfg.width}, {cfg.num_tokens} tokens)", device,
-                       allow_unexpected=True)
+    return load_strict(
+        lambda: build_gpt(cfg, "meta"),
+        sd,
+        path,
+        f"LlamaGen GPT ({cfg.depth} layers, width {cfg.width}, {cfg.num_tokens} tokens)",
+        device,
+        allow_unexpected=True,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -581,10 +626,10 @@ def load_gpt(path, cfg: GPTConfig, device: torch.device | str = "cpu") -> LlamaG
 @dataclasses.dataclass(frozen=True)
 class GPTPreset:
     size: str
-    image_size: int          # sampling resolution (384 for the *_384 files)
+    image_size: int  # sampling resolution (384 for the *_384 files)
     checkpoint_name: str
     sampling: ARSampling
-    eval_size: int = 256     # bicubic resize before quantisation when != image_size
+    eval_size: int = 256  # bicubic resize before quantisation when != image_size
 
     @property
     def config(self) -> GPTConfig:
@@ -592,8 +637,12 @@ class GPTPreset:
 
 
 def _preset(size: str, image_size: int) -> GPTPreset:
-    return GPTPreset(size, image_size, f"c2i_{size}_{image_size}.pt",
-                     ARSampling(cfg_scale=GPT_CFG[size], cfg_schedule="constant", temperature=1.0, top_k=0, top_p=1.0))
+    return GPTPreset(
+        size,
+        image_size,
+        f"c2i_{size}_{image_size}.pt",
+        ARSampling(cfg_scale=GPT_CFG[size], cfg_schedule="constant", temperature=1.0, top_k=0, top_p=1.0),
+    )
 
 
 GPT_PRESETS: dict[str, GPTPreset] = {

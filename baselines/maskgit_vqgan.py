@@ -16,6 +16,7 @@ Facts from bytedance/1d-tokenizer ``modeling/modules/maskgit_vqgan.py`` and ``mo
   and TiTok's sampling scripts). The ``.bin`` is a raw state dict
   (``encoder.*``, ``decoder.*``, ``quantize.embedding.weight``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.core.interfaces import check_images, from_uint8
-from harness.nn.models.model_tokenizer import ModelTokenizer
 from harness.nn.layers.vq import VectorQuantizer
+from harness.nn.models.model_tokenizer import ModelTokenizer
 
 CHECKPOINT_NAME = "maskgit-vqgan-imagenet-f16-256.bin"
 
@@ -101,8 +102,9 @@ class PixelEncoder(nn.Module):
         ch, mult = cfg.hidden_channels, cfg.channel_mult
         self.conv_in = Conv2dSame(3, ch, 3, bias=False)
         ins = (1,) + tuple(mult)
-        self.down = nn.ModuleList(_Level(ch * ins[i], ch * mult[i], cfg.num_res_blocks, cfg.dropout, False)
-                                  for i in range(len(mult)))
+        self.down = nn.ModuleList(
+            _Level(ch * ins[i], ch * mult[i], cfg.num_res_blocks, cfg.dropout, False) for i in range(len(mult))
+        )
         c = ch * mult[-1]
         self.mid = nn.ModuleList(ResnetBlock(c, c, cfg.dropout) for _ in range(cfg.num_res_blocks))
         self.norm_out = _norm(c)
@@ -128,8 +130,9 @@ class PixelDecoder(nn.Module):
         self.conv_in = Conv2dSame(cfg.z_channels, c, 3)
         self.mid = nn.ModuleList(ResnetBlock(c, c, cfg.dropout) for _ in range(n))
         last = len(mult) - 1
-        self.up = nn.ModuleList(_Level(ch * mult[min(i + 1, last)], ch * mult[i], n, cfg.dropout, upsample=i != 0)
-                                for i in range(len(mult)))
+        self.up = nn.ModuleList(
+            _Level(ch * mult[min(i + 1, last)], ch * mult[i], n, cfg.dropout, upsample=i != 0) for i in range(len(mult))
+        )
         self.norm_out = _norm(ch * mult[0])
         self.conv_out = Conv2dSame(ch * mult[0], 3, 3)
 

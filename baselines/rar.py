@@ -21,6 +21,7 @@ Facts from bytedance/1d-tokenizer ``modeling/rar.py``, ``configs/training/genera
 - ``preprocess_condition`` draws ``torch.rand_like(condition, dtype=float)`` once before sampling
   (label dropout with p = 0); ``presample_draws`` makes that draw from the sampling generator.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -102,8 +103,13 @@ class RARAttention(nn.Module):
         self.attn_dropout, self.proj_drop = cfg.attn_dropout, nn.Dropout(cfg.dropout)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                kv_len: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        input_pos: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        kv_len: int | None = None,
+    ) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
@@ -170,7 +176,7 @@ class RAR(nn.Module):
         self.timesteps_embeddings = nn.Parameter(torch.zeros(1, n + 100, d))
         self.adaln_before_head = FinalLayer(cfg)
         self.lm_head = nn.Linear(d, cfg.codebook_size)
-        self._cond: torch.Tensor | None = None   # condition embedding kept by prefill (adaLN input)
+        self._cond: torch.Tensor | None = None  # condition embedding kept by prefill (adaLN input)
         self._mask: torch.Tensor | None = None
         if self.lm_head.weight.device.type != "meta":
             self.reset_parameters()
@@ -183,7 +189,7 @@ class RAR(nn.Module):
     def device(self) -> torch.device:
         return self.lm_head.weight.device
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> "RAR":
+    def reset_parameters(self, generator: torch.Generator | None = None) -> RAR:
         """Upstream init: trunc-normal(0.02) weights and embeddings, zero biases, adaLN-zero."""
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -291,5 +297,6 @@ def build(cfg: RARConfig, device: torch.device | str = "cpu", generator: torch.G
 def load(path, cfg: RARConfig, device: torch.device | str = "cpu") -> RAR:
     from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
-    return load_strict(lambda: build(cfg, "meta"), load_state_dict(path), path,
-                       f"RAR ({cfg.depth} layers, width {cfg.width})", device)
+    return load_strict(
+        lambda: build(cfg, "meta"), load_state_dict(path), path, f"RAR ({cfg.depth} layers, width {cfg.width})", device
+    )

@@ -23,6 +23,7 @@ Facts from bytedance/1d-tokenizer ``modeling/titok.py``, ``modeling/modules/bloc
 The state-dict names come from the shared ``harness.nn.layers.vit`` blocks plus a key map for the
 ``nn.MultiheadAttention`` names.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,12 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.maskgit_vqgan import PixelDecoder, PixelVQConfig
 from harness.core.interfaces import check_images, from_uint8
-from harness.nn.models.model_tokenizer import ModelTokenizer
 from harness.nn.checkpoints.key_map import install_key_map
 from harness.nn.layers.vit import Transformer, init_vit_weights
-
-from baselines.maskgit_vqgan import PixelDecoder, PixelVQConfig
+from harness.nn.models.model_tokenizer import ModelTokenizer
 
 VIT_SIZES = {"small": (512, 8, 8), "base": (768, 12, 12), "large": (1024, 24, 16)}
 TITOK_KEY_MAP = ((".attn.in_proj.weight.", ".attn.in_proj_weight."), (".attn.in_proj.bias.", ".attn.in_proj_bias."))
@@ -60,9 +60,9 @@ class TiTokConfig:
     codebook_size: int = 4096
     use_l2_norm: bool = True
     commitment_cost: float = 0.25
-    is_legacy: bool = True       # raw-reshape quirk + proxy-code head + MaskGIT pixel decoder
+    is_legacy: bool = True  # raw-reshape quirk + proxy-code head + MaskGIT pixel decoder
     pixel: PixelVQConfig = PixelVQConfig()  # the legacy pixel decoder (official: MaskGIT-VQGAN's, 1024 x 256 codes)
-    init_std: float = 0.02       # trunc-normal std of Linear/Conv weights (upstream 0.02; tiny runs use ~width**-0.5)
+    init_std: float = 0.02  # trunc-normal std of Linear/Conv weights (upstream 0.02; tiny runs use ~width**-0.5)
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -82,12 +82,23 @@ class TiTokConfig:
 
 def titok_config(size: str, num_tokens: int, **overrides) -> TiTokConfig:
     w, d, h = VIT_SIZES[size]
-    return TiTokConfig(enc_width=w, enc_depth=d, enc_heads=h, dec_width=w, dec_depth=d, dec_heads=h,
-                       num_latent_tokens=num_tokens, **overrides)
+    return TiTokConfig(
+        enc_width=w,
+        enc_depth=d,
+        enc_heads=h,
+        dec_width=w,
+        dec_depth=d,
+        dec_heads=h,
+        num_latent_tokens=num_tokens,
+        **overrides,
+    )
 
 
-TITOK_CONFIGS = {"titok-l-32": titok_config("large", 32), "titok-b-64": titok_config("base", 64),
-                 "titok-s-128": titok_config("small", 128)}
+TITOK_CONFIGS = {
+    "titok-l-32": titok_config("large", 32),
+    "titok-b-64": titok_config("base", 64),
+    "titok-s-128": titok_config("small", 128),
+}
 
 
 def _embedding(*shape: int) -> nn.Parameter:
@@ -100,7 +111,7 @@ class TiTokEncoder(nn.Module):
         w, self.cfg = cfg.enc_width, cfg
         self.patch_embed = nn.Conv2d(3, w, cfg.patch_size, stride=cfg.patch_size, bias=True)
         self.class_embedding = _embedding(1, w)
-        self.positional_embedding = _embedding(cfg.grid ** 2 + 1, w)
+        self.positional_embedding = _embedding(cfg.grid**2 + 1, w)
         self.latent_token_positional_embedding = _embedding(cfg.num_latent_tokens, w)
         self.ln_pre = nn.LayerNorm(w)
         self.transformer = Transformer(w, cfg.enc_depth, cfg.enc_heads)
@@ -114,7 +125,7 @@ class TiTokEncoder(nn.Module):
         x = torch.cat([self.class_embedding.expand(b, -1, -1).to(x.dtype), x], dim=1) + self.positional_embedding
         latents = (latent_tokens + self.latent_token_positional_embedding).expand(b, -1, -1).to(x.dtype)
         x = self.transformer(self.ln_pre(torch.cat([x, latents], dim=1)))
-        z = self.ln_post(x[:, 1 + cfg.grid ** 2:])
+        z = self.ln_post(x[:, 1 + cfg.grid**2 :])
         k, w = cfg.num_latent_tokens, cfg.enc_width
         if cfg.is_legacy:
             z = z.reshape(b, w, k, 1)  # the quirk: no permute
@@ -129,7 +140,7 @@ class TiTokDecoder(nn.Module):
         w, self.cfg = cfg.dec_width, cfg
         self.decoder_embed = nn.Linear(cfg.token_size, w, bias=True)
         self.class_embedding = _embedding(1, w)
-        self.positional_embedding = _embedding(cfg.grid ** 2 + 1, w)
+        self.positional_embedding = _embedding(cfg.grid**2 + 1, w)
         self.mask_token = _embedding(1, 1, w)
         self.latent_token_positional_embedding = _embedding(cfg.num_latent_tokens, w)
         self.ln_pre = nn.LayerNorm(w)
@@ -139,7 +150,7 @@ class TiTokDecoder(nn.Module):
             self.ffn = nn.Sequential(nn.Conv2d(w, 2 * w, 1), nn.Tanh(), nn.Conv2d(2 * w, 1024, 1))
             self.conv_out = nn.Identity()
         else:
-            self.ffn = nn.Sequential(nn.Conv2d(w, cfg.patch_size ** 2 * 3, 1))
+            self.ffn = nn.Sequential(nn.Conv2d(w, cfg.patch_size**2 * 3, 1))
             self.conv_out = nn.Conv2d(3, 3, 3, padding=1)
 
     def forward(self, zq: torch.Tensor) -> torch.Tensor:
@@ -152,7 +163,7 @@ class TiTokDecoder(nn.Module):
         masks = masks.to(x.dtype) + self.positional_embedding
         x = torch.cat([masks, x + self.latent_token_positional_embedding[:k]], dim=1)
         x = self.transformer(self.ln_pre(x))
-        x = self.ln_post(x[:, 1:1 + g * g]).transpose(1, 2).reshape(b, w, g, g)
+        x = self.ln_post(x[:, 1 : 1 + g * g]).transpose(1, 2).reshape(b, w, g, g)
         x = self.ffn(x.contiguous())
         if not cfg.is_legacy:  # 'b (p1 p2 c) h w -> b c (h p1) (w p2)'
             p = cfg.patch_size
@@ -176,12 +187,18 @@ class TiTok(nn.Module):
             self.pixel_decoder = PixelDecoder(pix)
         install_key_map(self, TITOK_KEY_MAP)
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> "TiTok":
+    def reset_parameters(self, generator: torch.Generator | None = None) -> TiTok:
         init_vit_weights(self, generator, std=self.cfg.init_std)
-        for p in (self.latent_tokens, self.encoder.class_embedding, self.encoder.positional_embedding,
-                  self.encoder.latent_token_positional_embedding, self.decoder.class_embedding,
-                  self.decoder.positional_embedding, self.decoder.mask_token,
-                  self.decoder.latent_token_positional_embedding):
+        for p in (
+            self.latent_tokens,
+            self.encoder.class_embedding,
+            self.encoder.positional_embedding,
+            self.encoder.latent_token_positional_embedding,
+            self.decoder.class_embedding,
+            self.decoder.positional_embedding,
+            self.decoder.mask_token,
+            self.decoder.latent_token_positional_embedding,
+        ):
             with torch.no_grad():
                 p.copy_(torch.randn(p.shape, generator=generator) * p.shape[-1] ** -0.5)
         n = self.cfg.codebook_size
@@ -218,7 +235,9 @@ class TiTok(nn.Module):
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.cfg.codebook_size):
-            raise ValueError(f"codes must lie in [0, {self.cfg.codebook_size}), got {int(codes.min())}..{int(codes.max())}")
+            raise ValueError(
+                f"codes must lie in [0, {self.cfg.codebook_size}), got {int(codes.min())}..{int(codes.max())}"
+            )
         b, k = codes.shape
         return self.decode(self.codebook()[codes.long()].view(b, 1, k, -1).permute(0, 3, 1, 2))
 
@@ -238,8 +257,13 @@ def build(cfg: TiTokConfig, device: torch.device | str = "cpu", generator: torch
 def load(path, cfg: TiTokConfig, device: torch.device | str = "cpu") -> TiTok:
     from harness.nn.checkpoints.checkpoint import load_state_dict, load_strict
 
-    return load_strict(lambda: build(cfg, "meta"), load_state_dict(path), path,
-                       f"TiTok ({cfg.num_latent_tokens} tokens, width {cfg.enc_width})", device)
+    return load_strict(
+        lambda: build(cfg, "meta"),
+        load_state_dict(path),
+        path,
+        f"TiTok ({cfg.num_latent_tokens} tokens, width {cfg.enc_width})",
+        device,
+    )
 
 
 class TiTokTokenizer(ModelTokenizer):

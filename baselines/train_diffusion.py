@@ -11,6 +11,7 @@ and sampling preset in the safetensors metadata (``model.safetensors``), ``train
 ``export:`` path (committed ``baselines/weights/``). Paths in the YAML resolve against its folder.
 One process only: the noise is drawn per batch from one stream (a torchrun launch is refused).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,9 +28,9 @@ import harness.runs.training as training
 from harness.core.config import ConfigError, from_dict
 from harness.core.interfaces import DiffusionSampling
 from harness.core.io import atomic_path, sha256_file
+from harness.nn.layers.dit_blocks import DiT, DiTConfig
 from harness.nn.samplers import flow
 from harness.nn.samplers.diffusion import NUM_TRAIN_TIMESTEPS, GaussianDiffusion
-from harness.nn.layers.dit_blocks import DiT, DiTConfig
 
 META_CONFIG, META_KIND, META_SAMPLING = "dit_config", "kind", "sampling"
 MODEL_NAMES = {"ddpm": "dit-tiny", "flow": "flow-tiny"}  # registry names (harness/core/plugins.py)
@@ -106,8 +107,9 @@ def to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def diffusion_loss(kind: str, net: DiT, x1: torch.Tensor, y: torch.Tensor, g: torch.Generator,
-                   ddpm: GaussianDiffusion) -> dict[str, torch.Tensor]:
+def diffusion_loss(
+    kind: str, net: DiT, x1: torch.Tensor, y: torch.Tensor, g: torch.Generator, ddpm: GaussianDiffusion
+) -> dict[str, torch.Tensor]:
     """The loss at a random (t, noise) from ``g``: noise first, then t (the committed runs' order)."""
     b = x1.shape[0]
     noise = torch.randn(x1.shape, generator=g)
@@ -118,8 +120,9 @@ def diffusion_loss(kind: str, net: DiT, x1: torch.Tensor, y: torch.Tensor, g: to
     return loss_at(kind, net, x1, y, t, noise, ddpm)
 
 
-def loss_at(kind: str, net, x1: torch.Tensor, y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-            ddpm: GaussianDiffusion) -> dict[str, torch.Tensor]:
+def loss_at(
+    kind: str, net, x1: torch.Tensor, y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, ddpm: GaussianDiffusion
+) -> dict[str, torch.Tensor]:
     """The loss at given (t, noise): DDPM ``training_losses`` (DiT) or the velocity MSE of the
     linear interpolant (SiT ``transport.training_losses``, Linear / velocity), batch-averaged."""
     if kind == "ddpm":
@@ -130,18 +133,29 @@ def loss_at(kind: str, net, x1: torch.Tensor, y: torch.Tensor, t: torch.Tensor, 
 
 
 @torch.no_grad()
-def heldout_loss(kind: str, net: DiT, x: torch.Tensor, y: torch.Tensor, ddpm: GaussianDiffusion, seed: int = 1234) -> float:
+def heldout_loss(
+    kind: str, net: DiT, x: torch.Tensor, y: torch.Tensor, ddpm: GaussianDiffusion, seed: int = 1234
+) -> float:
     net.eval()
     g = torch.Generator().manual_seed(seed)
     total = 0.0
     for i in range(0, len(x), 256):
-        total += float(diffusion_loss(kind, net, x[i:i + 256], y[i:i + 256], g, ddpm)["loss"]) * len(x[i:i + 256])
+        total += float(diffusion_loss(kind, net, x[i : i + 256], y[i : i + 256], g, ddpm)["loss"]) * len(x[i : i + 256])
     net.train()
     return total / len(x)
 
 
-def write_grid(images: np.ndarray, per_class: int, real: np.ndarray, real_labels: np.ndarray, path: Path,
-               num_classes: int, real_per_class: int = 4, scale: int = 2, gap: int = 6) -> None:
+def write_grid(
+    images: np.ndarray,
+    per_class: int,
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    path: Path,
+    num_classes: int,
+    real_per_class: int = 4,
+    scale: int = 2,
+    gap: int = 6,
+) -> None:
     """One row per class: generated samples, a gap, then held-out real images of that class."""
     from PIL import Image
 
@@ -149,29 +163,34 @@ def write_grid(images: np.ndarray, per_class: int, real: np.ndarray, real_labels
     canvas = np.full((num_classes * s, (per_class + real_per_class) * s + gap, 3), 255, dtype=np.uint8)
     for c in range(num_classes):
         for j in range(per_class):
-            canvas[c * s:(c + 1) * s, j * s:(j + 1) * s] = images[c * per_class + j]
+            canvas[c * s : (c + 1) * s, j * s : (j + 1) * s] = images[c * per_class + j]
         for j, img in enumerate(real[real_labels == c][:real_per_class]):
             x0 = per_class * s + gap + j * s
-            canvas[c * s:(c + 1) * s, x0:x0 + s] = img
+            canvas[c * s : (c + 1) * s, x0 : x0 + s] = img
     canvas = canvas.repeat(scale, 0).repeat(scale, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Image.fromarray(canvas).save(tmp, format="PNG")
 
 
-def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device,
-                    publish: bool = False) -> dict[str, Any]:
+def train_diffusion(
+    cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False
+) -> dict[str, Any]:
     """The ``diffusion-tiny`` trainer (see module doc); returns the summary the CLI prints."""
     from harness.data.embedded import NUM_CLASSES, natural_patches
 
     cfg = from_dict(DiffusionTrainConfig, cfg_dict)
     if cfg.model.num_classes != NUM_CLASSES:
-        raise ConfigError(f"model.num_classes: {cfg.model.num_classes}, but the embedded dataset has {NUM_CLASSES} classes")
+        raise ConfigError(
+            f"model.num_classes: {cfg.model.num_classes}, but the embedded dataset has {NUM_CLASSES} classes"
+        )
     if device.type != "cpu":
         raise ConfigError("the tiny diffusion trainer runs on CPU (its generator stream is CPU-only)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("the tiny diffusion trainer runs in one process (its noise stream is drawn per batch); "
-                          "launch it without torchrun")
+        raise ConfigError(
+            "the tiny diffusion trainer runs in one process (its noise stream is drawn per batch); "
+            "launch it without torchrun"
+        )
     training.check_publish(cfg.export, publish)
     out = Path(out_dir)
     tr_x, tr_y = natural_patches("train", cfg.data.image_size, cfg.data.per_class_train, cfg.data.seed)
@@ -185,11 +204,24 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
     config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
     # the publish destination does not change training: a finished run can be published later
     run_config = {k: v for k, v in config_json.items() if k != "export"}
-    metadata = {META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True), META_KIND: cfg.kind,
-                META_SAMPLING: json.dumps(cfg.sampling.to_dict(), sort_keys=True), "seed": str(cfg.seed),
-                "git_sha": training.git_sha()}
-    loop = training.TrainLoop(out, pair, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
-                              log_every=cfg.log_every, metadata=metadata)
+    metadata = {
+        META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True),
+        META_KIND: cfg.kind,
+        META_SAMPLING: json.dumps(cfg.sampling.to_dict(), sort_keys=True),
+        "seed": str(cfg.seed),
+        "git_sha": training.git_sha(),
+    }
+    loop = training.TrainLoop(
+        out,
+        pair,
+        optimizer,
+        cfg.steps,
+        cfg.seed,
+        run_config,
+        ckpt_every=cfg.ckpt_every,
+        log_every=cfg.log_every,
+        metadata=metadata,
+    )
     ddpm = GaussianDiffusion.respaced(NUM_TRAIN_TIMESTEPS, learn_sigma=cfg.model.learn_sigma)
     null = cfg.model.num_classes
 
@@ -216,14 +248,18 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
     loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
     rows = loop.logged()
     init = DiT(cfg.model).initialize_weights(torch.Generator().manual_seed(cfg.seed))
-    metrics = {"first_logged_loss": rows[0]["loss"] if rows else None,
-               "final_logged_loss": rows[-1]["loss"] if rows else None,
-               "val_loss": heldout_loss(cfg.kind, net, val_x, val_y, ddpm),
-               "val_loss_ema": heldout_loss(cfg.kind, pair.ema, val_x, val_y, ddpm),
-               "val_loss_init": heldout_loss(cfg.kind, init, val_x, val_y, ddpm)}
-    summary: dict[str, Any] = {"steps": loop.step, **{k: (round(v, 5) if k.startswith("val") else v)
-                                                       for k, v in metrics.items()},
-                               "checkpoint": str(loop.model_path)}
+    metrics = {
+        "first_logged_loss": rows[0]["loss"] if rows else None,
+        "final_logged_loss": rows[-1]["loss"] if rows else None,
+        "val_loss": heldout_loss(cfg.kind, net, val_x, val_y, ddpm),
+        "val_loss_ema": heldout_loss(cfg.kind, pair.ema, val_x, val_y, ddpm),
+        "val_loss_init": heldout_loss(cfg.kind, init, val_x, val_y, ddpm),
+    }
+    summary: dict[str, Any] = {
+        "steps": loop.step,
+        **{k: (round(v, 5) if k.startswith("val") else v) for k, v in metrics.items()},
+        "checkpoint": str(loop.model_path),
+    }
     exported = loop.export(pair.ema.state_dict(), {})  # the EMA weights are the ones sampled
     summary["export"] = str(exported)
     published = training.publish_export(exported, cfg.export, publish)
@@ -233,23 +269,49 @@ def train_diffusion(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
     if cfg.grid.samples_per_class:
         from harness.nn.models.diffusion_generator import DiffusionGenerator
 
-        gen = DiffusionGenerator(pair.ema, name=f"{cfg.kind}-tiny", kind=cfg.kind, sampling=cfg.sampling,
-                                 image_size=cfg.data.image_size, clip_denoised=cfg.kind == "ddpm")
+        gen = DiffusionGenerator(
+            pair.ema,
+            name=f"{cfg.kind}-tiny",
+            kind=cfg.kind,
+            sampling=cfg.sampling,
+            image_size=cfg.data.image_size,
+            clip_denoised=cfg.kind == "ddpm",
+        )
         labels = torch.arange(NUM_CLASSES).repeat_interleave(cfg.grid.samples_per_class)
         images = gen.generate(labels, torch.Generator().manual_seed(cfg.grid.seed)).numpy()
         grid = out / "samples_grid.png"
         write_grid(images, cfg.grid.samples_per_class, va_x, va_y, grid, NUM_CLASSES)
-        samples = {"grid": str(grid), "sampling": cfg.sampling.to_dict(), "seed": cfg.grid.seed,
-                   "clip_denoised": gen.clip_denoised}
-    model_info = {"name": MODEL_NAMES[cfg.kind], "kind": cfg.kind, "checkpoint": str(exported),
-                  "checkpoint_sha256": sha256_file(exported), "published": published, "weights": "ema",
-                  "num_params": sum(p.numel() for p in net.parameters()), "config": cfg.model.to_dict()}
-    summary["record"] = str(training.write_train_record(
-        loop, trainer="diffusion-tiny", model=model_info, metrics=metrics, device=device,
-        extra={"train_images": len(train_x), "val_images": len(val_x)}, samples=samples,
-        metric_provenance={"val_loss": "held-out training loss at fixed (t, noise) (seed 1234), raw / EMA / "
-                                       "initial net"},
-        notes=["not paper-comparable: tiny pixel-space model, embedded natural patches, not ImageNet"]))
+        samples = {
+            "grid": str(grid),
+            "sampling": cfg.sampling.to_dict(),
+            "seed": cfg.grid.seed,
+            "clip_denoised": gen.clip_denoised,
+        }
+    model_info = {
+        "name": MODEL_NAMES[cfg.kind],
+        "kind": cfg.kind,
+        "checkpoint": str(exported),
+        "checkpoint_sha256": sha256_file(exported),
+        "published": published,
+        "weights": "ema",
+        "num_params": sum(p.numel() for p in net.parameters()),
+        "config": cfg.model.to_dict(),
+    }
+    summary["record"] = str(
+        training.write_train_record(
+            loop,
+            trainer="diffusion-tiny",
+            model=model_info,
+            metrics=metrics,
+            device=device,
+            extra={"train_images": len(train_x), "val_images": len(val_x)},
+            samples=samples,
+            metric_provenance={
+                "val_loss": "held-out training loss at fixed (t, noise) (seed 1234), raw / EMA / initial net"
+            },
+            notes=["not paper-comparable: tiny pixel-space model, embedded natural patches, not ImageNet"],
+        )
+    )
     return summary
 
 

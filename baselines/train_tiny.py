@@ -22,6 +22,7 @@ Data order and losses are those of the runs that made the committed weights: bat
 ``torch.random.fork_rng``, so a rerun or a resumed run repeats them; the committed AR runs drew them
 from the unseeded global RNG (torch seeds it per process), so no code reproduces those bit for bit.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,7 +81,7 @@ class TokenizerTrainConfig(training.RunConfig):
     optim: OptimConfig = OptimConfig()
     log_every: int = 25
     ckpt_every: int = 250
-    grid: bool = True   # out/recon_grid.png: 12 held-out images over their reconstructions
+    grid: bool = True  # out/recon_grid.png: 12 held-out images over their reconstructions
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -95,7 +96,7 @@ class ARTrainConfig(training.RunConfig):
     sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
     log_every: int = 25
     ckpt_every: int = 250
-    grid: bool = True   # out/samples_grid.png: 8 samples per class, one row per class
+    grid: bool = True  # out/samples_grid.png: 8 samples per class, one row per class
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,8 +106,9 @@ def _optimizer(model: torch.nn.Module, o: OptimConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n and "latent" not in n]
     ids = {id(p) for p in decay}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    return training.make_optimizer([{"params": decay, "weight_decay": o.weight_decay},
-                                    {"params": rest, "weight_decay": 0.0}], o)
+    return training.make_optimizer(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}], o
+    )
 
 
 def _step(loop: training.TrainLoop, loss: torch.Tensor, o: OptimConfig, params) -> float:
@@ -148,8 +150,9 @@ def _logged(loop: training.TrainLoop, key: str) -> tuple[float | None, float | N
 # ----------------------------------------------------------------------------------------------
 # tokenizers
 # ----------------------------------------------------------------------------------------------
-def build_tokenizer_model(family: str, model: dict[str, Any], generator: torch.Generator | None = None,
-                          device: str = "cpu"):
+def build_tokenizer_model(
+    family: str, model: dict[str, Any], generator: torch.Generator | None = None, device: str = "cpu"
+):
     from baselines import llamagen as lg
     from baselines import titok
 
@@ -181,8 +184,9 @@ def load_tiny_tokenizer(path: str | os.PathLike, name: str, device="cpu"):
     if META_FAMILY not in meta or META_CONFIG not in meta:
         raise CheckpointError(f"{path}: not a tiny baseline tokenizer (no '{META_FAMILY}'/'{META_CONFIG}' metadata)")
     family, model_cfg = meta[META_FAMILY], json.loads(meta[META_CONFIG])
-    model = load_strict(lambda: build_tokenizer_model(family, model_cfg, device="meta"), sd, path,
-                        f"tiny {family} tokenizer", device)
+    model = load_strict(
+        lambda: build_tokenizer_model(family, model_cfg, device="meta"), sd, path, f"tiny {family} tokenizer", device
+    )
     return tokenizer_plugin(model, family, name, str(path))
 
 
@@ -209,16 +213,18 @@ def _seed_codebook(model, family: str, features: torch.Tensor, generator: torch.
     emb.copy_(flat[pick] + 0.01 * torch.randn(emb.shape, generator=generator))
 
 
-def tokenizer_loss(rec: torch.Tensor, x: torch.Tensor, vq_loss: torch.Tensor,
-                   vq_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+def tokenizer_loss(
+    rec: torch.Tensor, x: torch.Tensor, vq_loss: torch.Tensor, vq_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(MSE + vq_weight * VQ loss, MSE): LlamaGen's ``VQLoss`` with l2 reconstruction and no
     perceptual / adversarial term; TiTok's reconstruction MSE + quantizer loss."""
     mse = F.mse_loss(rec, x)
     return mse + vq_weight * vq_loss, mse
 
 
-def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device,
-                    publish: bool = False) -> dict[str, Any]:
+def train_tokenizer(
+    cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False
+) -> dict[str, Any]:
     """The ``baselines-tokenizer`` trainer (see module doc); returns the summary the CLI prints."""
     c = from_dict(TokenizerTrainConfig, cfg_dict)
     training.check_publish(c.export, publish)
@@ -230,9 +236,18 @@ def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
     train_x, _ = _images("train", c.data, c.data.per_class_train)
     opt = _optimizer(model, c.optim)
     params = [p for p in model.parameters()]
-    loop = training.TrainLoop(out_dir, model, opt, c.steps, c.seed, _run_config(c), ckpt_every=c.ckpt_every,
-                              log_every=c.log_every, parallel=parallel,
-                              metadata={META_FAMILY: c.family, META_CONFIG: json.dumps(model.cfg.to_dict())})
+    loop = training.TrainLoop(
+        out_dir,
+        model,
+        opt,
+        c.steps,
+        c.seed,
+        _run_config(c),
+        ckpt_every=c.ckpt_every,
+        log_every=c.log_every,
+        parallel=parallel,
+        metadata={META_FAMILY: c.family, META_CONFIG: json.dumps(model.cfg.to_dict())},
+    )
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(len(train_x), (c.batch_size,), generator=loop.generator)
@@ -262,30 +277,66 @@ def train_tokenizer(cfg_dict: dict[str, Any], out_dir: Path, device: torch.devic
     if not parallel.is_main:
         return {}
     first, final = _logged(loop, "mse")
-    summary: dict[str, Any] = {"steps": loop.step, "first_logged_mse": first, "final_logged_mse": final,
-                               "checkpoint": str(loop.model_path)}
+    summary: dict[str, Any] = {
+        "steps": loop.step,
+        "first_logged_mse": first,
+        "final_logged_mse": final,
+        "checkpoint": str(loop.model_path),
+    }
     val, grid = _evaluate_tokenizer(c, model, loop.out)
-    exported = loop.export(model.state_dict(), {"steps": str(c.steps), "seed": str(c.seed),
-                                                "git_sha": training.git_sha()})
+    exported = loop.export(
+        model.state_dict(), {"steps": str(c.steps), "seed": str(c.seed), "git_sha": training.git_sha()}
+    )
     published = training.publish_export(exported, c.export, publish)
-    summary.update({"val_psnr_db": round(val["psnr_db"], 2), "codebook_usage": round(val["codebook_usage"], 3),
-                    "export": str(exported)})
+    summary.update(
+        {
+            "val_psnr_db": round(val["psnr_db"], 2),
+            "codebook_usage": round(val["codebook_usage"], 3),
+            "export": str(exported),
+        }
+    )
     if published:
         summary["published"] = published
     tok = tokenizer_plugin(model, c.family, f"{c.family}-tiny")
-    model_info = {"name": f"{c.family}-tiny", "family": c.family, "checkpoint": str(exported),
-                  "checkpoint_sha256": sha256_file(exported), "published": published,
-                  "num_params": sum(p.numel() for p in model.parameters()), "num_tokens": tok.num_tokens,
-                  "codebook_size": tok.codebook_size, "config": model.cfg.to_dict()}
-    metrics = {"val_psnr_db": val["psnr_db"], "val_ssim": val["ssim"], "codebook_usage": val["codebook_usage"],
-               "code_perplexity": val["code_perplexity"], "first_logged_mse": first, "final_logged_mse": final}
-    summary["record"] = str(training.write_train_record(
-        loop, trainer="baselines-tokenizer", model=model_info, metrics=metrics, device=device,
-        extra={"losses": LOSSES}, samples={"grid": grid} if grid else {},
-        metric_provenance={"val": {"images": val["images"], "split": "embedded natural patches, val",
-                                   "psnr": "mean per-image PSNR of uint8 images",
-                                   "ssim": "skimage structural_similarity, win 7, per image, mean"}},
-        notes=[NOT_COMPARABLE]))
+    model_info = {
+        "name": f"{c.family}-tiny",
+        "family": c.family,
+        "checkpoint": str(exported),
+        "checkpoint_sha256": sha256_file(exported),
+        "published": published,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "num_tokens": tok.num_tokens,
+        "codebook_size": tok.codebook_size,
+        "config": model.cfg.to_dict(),
+    }
+    metrics = {
+        "val_psnr_db": val["psnr_db"],
+        "val_ssim": val["ssim"],
+        "codebook_usage": val["codebook_usage"],
+        "code_perplexity": val["code_perplexity"],
+        "first_logged_mse": first,
+        "final_logged_mse": final,
+    }
+    summary["record"] = str(
+        training.write_train_record(
+            loop,
+            trainer="baselines-tokenizer",
+            model=model_info,
+            metrics=metrics,
+            device=device,
+            extra={"losses": LOSSES},
+            samples={"grid": grid} if grid else {},
+            metric_provenance={
+                "val": {
+                    "images": val["images"],
+                    "split": "embedded natural patches, val",
+                    "psnr": "mean per-image PSNR of uint8 images",
+                    "ssim": "skimage structural_similarity, win 7, per image, mean",
+                }
+            },
+            notes=[NOT_COMPARABLE],
+        )
+    )
     return summary
 
 
@@ -303,7 +354,7 @@ def _grid_png(rows: list[np.ndarray], path: Path) -> None:
     canvas = np.full((len(rows) * (h + 2), n * (w + 2), 3), 255, np.uint8)
     for r, row in enumerate(rows):
         for i, img in enumerate(row):
-            canvas[r * (h + 2):r * (h + 2) + h, i * (w + 2):i * (w + 2) + w] = img
+            canvas[r * (h + 2) : r * (h + 2) + h, i * (w + 2) : i * (w + 2) + w] = img
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Image.fromarray(canvas).save(tmp, format="PNG")
@@ -312,7 +363,7 @@ def _grid_png(rows: list[np.ndarray], path: Path) -> None:
 def _mean_psnr(real: np.ndarray, fake: np.ndarray) -> float:
     """Mean per-image PSNR (dB) of uint8 images, the formula of harness.metrics.recon.psnr (floor 2)."""
     mse = ((real.astype(np.float64) - fake.astype(np.float64)) ** 2).reshape(len(real), -1).mean(1)
-    return float(np.mean(10.0 * np.log10(255.0 ** 2 / mse)))
+    return float(np.mean(10.0 * np.log10(255.0**2 / mse)))
 
 
 @torch.no_grad()
@@ -323,16 +374,22 @@ def _evaluate_tokenizer(c: TokenizerTrainConfig, model, out: Path) -> tuple[dict
     model.eval()
     tok = tokenizer_plugin(model, c.family, f"tiny-{c.family}")
     val_x, val_y = _images("val", c.data, c.data.per_class_val)
-    codes = torch.cat([tok.encode(val_x[i:i + 128]) for i in range(0, len(val_x), 128)])
-    rec = torch.cat([tok.decode(codes[i:i + 128]) for i in range(0, len(codes), 128)])
+    codes = torch.cat([tok.encode(val_x[i : i + 128]) for i in range(0, len(val_x), 128)])
+    rec = torch.cat([tok.decode(codes[i : i + 128]) for i in range(0, len(codes), 128)])
     real, fake = val_x.numpy(), rec.numpy()
     counts = np.bincount(codes.flatten().cpu().numpy(), minlength=tok.codebook_size)
     p = counts / counts.sum()
-    val = {"images": len(real), "psnr_db": _mean_psnr(real, fake),
-           "ssim": float(np.mean([structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=7)
-                                  for a, b in zip(real, fake)])),
-           "codebook_usage": float((counts > 0).mean()),
-           "code_perplexity": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()))}
+    val = {
+        "images": len(real),
+        "psnr_db": _mean_psnr(real, fake),
+        "ssim": float(
+            np.mean(
+                [structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=7) for a, b in zip(real, fake)]
+            )
+        ),
+        "codebook_usage": float((counts > 0).mean()),
+        "code_perplexity": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum())),
+    }
     grid = None
     if c.grid:
         order = np.argsort(val_y.numpy(), kind="stable")[:: max(1, len(real) // 12)][:12]
@@ -345,7 +402,7 @@ def _evaluate_tokenizer(c: TokenizerTrainConfig, model, out: Path) -> tuple[dict
 # AR on codes
 # ----------------------------------------------------------------------------------------------
 def _codes(tok, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([tok.encode(x[i:i + 256]) for i in range(0, len(x), 256)])
+    return torch.cat([tok.encode(x[i : i + 256]) for i in range(0, len(x), 256)])
 
 
 def load_tiny_gpt(path: str | os.PathLike, device="cpu"):
@@ -361,11 +418,15 @@ def load_tiny_gpt(path: str | os.PathLike, device="cpu"):
         sampling = ARSampling(**json.loads(meta[META_SAMPLING]))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad metadata ({e})") from None
-    model = load_strict(lambda: lg.build_gpt(cfg, "meta"), sd, path, f"tiny LlamaGen GPT ({cfg.num_tokens} tokens)", device)
+    model = load_strict(
+        lambda: lg.build_gpt(cfg, "meta"), sd, path, f"tiny LlamaGen GPT ({cfg.num_tokens} tokens)", device
+    )
     return model, sampling, meta.get(META_TOKENIZER)
 
 
-def gpt_inputs(codes: torch.Tensor, labels: torch.Tensor, drop: torch.Tensor | None, null_class_id: int) -> torch.Tensor:
+def gpt_inputs(
+    codes: torch.Tensor, labels: torch.Tensor, drop: torch.Tensor | None, null_class_id: int
+) -> torch.Tensor:
     """Teacher forcing: ``[class (null where dropped) | codes[:, :-1]]`` for targets ``codes``."""
     cls = labels.clone()
     if drop is not None:
@@ -394,8 +455,10 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     tok = load_tiny_tokenizer(c.tokenizer, "tiny-tokenizer", device)
     gcfg = from_dict(lg.GPTConfig, {"class_dropout": c.label_dropout, **c.model}, "model")
     if gcfg.num_tokens != tok.num_tokens or gcfg.vocab_size != tok.codebook_size or gcfg.num_classes != NUM_CLASSES:
-        raise ConfigError(f"model: {gcfg.num_tokens} tokens / {gcfg.vocab_size} codes / {gcfg.num_classes} classes do not "
-                          f"match the tokenizer's {tok.num_tokens} / {tok.codebook_size} and the {NUM_CLASSES} classes")
+        raise ConfigError(
+            f"model: {gcfg.num_tokens} tokens / {gcfg.vocab_size} codes / {gcfg.num_classes} classes do not "
+            f"match the tokenizer's {tok.num_tokens} / {tok.codebook_size} and the {NUM_CLASSES} classes"
+        )
     train_x, train_y = _images("train", c.data, c.data.per_class_train)
     val_x, val_y = _images("val", c.data, c.data.per_class_val)
     train_codes, val_codes = _codes(tok, train_x).cpu(), _codes(tok, val_x).cpu()
@@ -409,10 +472,24 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     params = list(model.parameters())
     tok_info = tok.info()
     tok_family = read_metadata(c.tokenizer).get(META_FAMILY)
-    meta = {META_CONFIG: json.dumps(gcfg.to_dict()), META_SAMPLING: json.dumps(sampling.to_dict()),
-            META_TOKENIZER: c.tokenizer, "tokenizer_sha256": str(tok_info.get("checkpoint_sha256"))}
-    loop = training.TrainLoop(out_dir, model, opt, c.steps, c.seed, _run_config(c), ckpt_every=c.ckpt_every,
-                              log_every=c.log_every, metadata=meta, parallel=parallel)
+    meta = {
+        META_CONFIG: json.dumps(gcfg.to_dict()),
+        META_SAMPLING: json.dumps(sampling.to_dict()),
+        META_TOKENIZER: c.tokenizer,
+        "tokenizer_sha256": str(tok_info.get("checkpoint_sha256")),
+    }
+    loop = training.TrainLoop(
+        out_dir,
+        model,
+        opt,
+        c.steps,
+        c.seed,
+        _run_config(c),
+        ckpt_every=c.ckpt_every,
+        log_every=c.log_every,
+        metadata=meta,
+        parallel=parallel,
+    )
 
     def batch_inputs(codes: torch.Tensor, labels: torch.Tensor, drop: torch.Tensor | None) -> torch.Tensor:
         return gpt_inputs(codes, labels, drop, gcfg.null_class_id).to(device)
@@ -436,8 +513,12 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         return {}
     model.eval()
     with torch.no_grad():
-        logits = torch.cat([model(batch_inputs(val_codes[i:i + 256], val_y[i:i + 256], None)).cpu()
-                            for i in range(0, len(val_codes), 256)])
+        logits = torch.cat(
+            [
+                model(batch_inputs(val_codes[i : i + 256], val_y[i : i + 256], None)).cpu()
+                for i in range(0, len(val_codes), 256)
+            ]
+        )
         val_ce = float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), val_codes.reshape(-1)))
         val_acc = float((logits.argmax(-1) == val_codes).float().mean())
     counts = np.bincount(train_codes.flatten().numpy(), minlength=tok.codebook_size)
@@ -446,10 +527,16 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     first, final = _logged(loop, "ce")
     exported = loop.export(model.state_dict(), {"steps": str(c.steps), "git_sha": training.git_sha()})
     published = training.publish_export(exported, c.export, publish)
-    summary: dict[str, Any] = {"steps": loop.step, "first_logged_ce": first, "final_logged_ce": final,
-                               "val_ce": round(val_ce, 4), "val_acc": round(val_acc, 4),
-                               "unigram_ce": round(unigram_ce, 4), "checkpoint": str(loop.model_path),
-                               "export": str(exported)}
+    summary: dict[str, Any] = {
+        "steps": loop.step,
+        "first_logged_ce": first,
+        "final_logged_ce": final,
+        "val_ce": round(val_ce, 4),
+        "val_acc": round(val_acc, 4),
+        "unigram_ce": round(unigram_ce, 4),
+        "checkpoint": str(loop.model_path),
+        "export": str(exported),
+    }
     if published:
         summary["published"] = published
     samples: dict[str, Any] = {}
@@ -458,21 +545,52 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
 
         gen = ARGenerator(model, tok, name="tiny", sampling=sampling)
         rows = [gen.generate(torch.full((8,), k), torch.Generator().manual_seed(k)).numpy() for k in range(NUM_CLASSES)]
-        samples = {"grid": str(loop.out / "samples_grid.png"), "per_class": 8, "seeds": "class k: manual_seed(k)",
-                   "sampling": sampling.to_dict()}
+        samples = {
+            "grid": str(loop.out / "samples_grid.png"),
+            "per_class": 8,
+            "seeds": "class k: manual_seed(k)",
+            "sampling": sampling.to_dict(),
+        }
         _grid_png(rows, Path(samples["grid"]))
-    model_info = {"name": AR_NAMES.get(tok_family, "tiny-gpt"), "checkpoint": str(exported), "checkpoint_sha256": sha256_file(exported),
-                  "published": published, "num_params": sum(p_.numel() for p_ in model.parameters()),
-                  "config": gcfg.to_dict(), "sampling": sampling.to_dict(), "tokenizer": tok_info}
-    metrics = {"val_ce": val_ce, "val_acc": val_acc, "unigram_ce": unigram_ce,
-               "first_logged_ce": first, "final_logged_ce": final}
-    summary["record"] = str(training.write_train_record(
-        loop, trainer="baselines-ar", model=model_info, metrics=metrics, device=device,
-        extra={"train_sequences": int(train_codes.shape[0] * train_codes.shape[1]), "val_sequences": len(val_codes)},
-        samples=samples,
-        metric_provenance={"val": {"sequences": len(val_codes), "next_token": "teacher-forced, class token given",
-                                   "unigram_ce": "entropy (nats) of the train-code frequencies: the CE of a unigram model"}},
-        notes=[NOT_COMPARABLE]))
+    model_info = {
+        "name": AR_NAMES.get(tok_family, "tiny-gpt"),
+        "checkpoint": str(exported),
+        "checkpoint_sha256": sha256_file(exported),
+        "published": published,
+        "num_params": sum(p_.numel() for p_ in model.parameters()),
+        "config": gcfg.to_dict(),
+        "sampling": sampling.to_dict(),
+        "tokenizer": tok_info,
+    }
+    metrics = {
+        "val_ce": val_ce,
+        "val_acc": val_acc,
+        "unigram_ce": unigram_ce,
+        "first_logged_ce": first,
+        "final_logged_ce": final,
+    }
+    summary["record"] = str(
+        training.write_train_record(
+            loop,
+            trainer="baselines-ar",
+            model=model_info,
+            metrics=metrics,
+            device=device,
+            extra={
+                "train_sequences": int(train_codes.shape[0] * train_codes.shape[1]),
+                "val_sequences": len(val_codes),
+            },
+            samples=samples,
+            metric_provenance={
+                "val": {
+                    "sequences": len(val_codes),
+                    "next_token": "teacher-forced, class token given",
+                    "unigram_ce": "entropy (nats) of the train-code frequencies: the CE of a unigram model",
+                }
+            },
+            notes=[NOT_COMPARABLE],
+        )
+    )
     return summary
 
 

@@ -17,6 +17,7 @@ whose keys ``ldm_to_diffusers`` renames (diffusers' own ``from_single_file`` con
 attention inside levels under the resnets, so it cannot read VA-VAE). Random weights come from
 the configs written below: no file, no download.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,29 +33,55 @@ from harness.nn.checkpoints.checkpoint import CheckpointError, check_state_dict,
 SD_SCALE_FACTOR = 0.18215
 # stabilityai/sd-vae-ft-ema (and -mse) config.json, the keys that shape the network
 SD_VAE_CONFIG: dict[str, Any] = dict(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-    act_fn="silu", norm_num_groups=32, sample_size=256, scaling_factor=SD_SCALE_FACTOR)
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    act_fn="silu",
+    norm_num_groups=32,
+    sample_size=256,
+    scaling_factor=SD_SCALE_FACTOR,
+)
 # VA-VAE f16d32 (LightningDiT tokenizer/configs/vavae_f16d32.yaml: ch 128, ch_mult [1,1,2,2,4],
 # num_res_blocks 2, attn_resolutions [16], z_channels 32, embed_dim 32); latent scaling is done
 # by LightningDiT's latents_stats.pt, not by scaling_factor.
 
 
-def ldm_vae_config(*, ch: int, ch_mult: tuple[int, ...], num_res_blocks: int, attn_resolutions: tuple[int, ...],
-                   resolution: int, z_channels: int, scaling_factor: float = 1.0) -> dict[str, Any]:
+def ldm_vae_config(
+    *,
+    ch: int,
+    ch_mult: tuple[int, ...],
+    num_res_blocks: int,
+    attn_resolutions: tuple[int, ...],
+    resolution: int,
+    z_channels: int,
+    scaling_factor: float = 1.0,
+) -> dict[str, Any]:
     """The ``diffusers.AutoencoderKL`` config of a CompVis LDM autoencoder ``ddconfig``: level i works at
     ``resolution / 2**i`` and gets attention after each resnet where that is in ``attn_resolutions``
     (diffusers' ``Attn*Block2D``); decoder levels count the other way round."""
     attn = [resolution // 2**i in attn_resolutions for i in range(len(ch_mult))]
-    return dict(in_channels=3, out_channels=3, latent_channels=z_channels, block_out_channels=tuple(ch * m for m in ch_mult),
-                layers_per_block=num_res_blocks,
-                down_block_types=tuple("AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attn),
-                up_block_types=tuple("AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attn)),
-                act_fn="silu", norm_num_groups=32, sample_size=resolution, scaling_factor=scaling_factor)
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=z_channels,
+        block_out_channels=tuple(ch * m for m in ch_mult),
+        layers_per_block=num_res_blocks,
+        down_block_types=tuple("AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attn),
+        up_block_types=tuple("AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attn)),
+        act_fn="silu",
+        norm_num_groups=32,
+        sample_size=resolution,
+        scaling_factor=scaling_factor,
+    )
 
 
-VA_VAE_CONFIG: dict[str, Any] = ldm_vae_config(ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
-                                               resolution=256, z_channels=32)
+VA_VAE_CONFIG: dict[str, Any] = ldm_vae_config(
+    ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,), resolution=256, z_channels=32
+)
 # training-only parts of released VA-VAE / LDM checkpoints: discriminator + LPIPS, the VF loss's
 # projection and DINOv2 teacher (LightningDiT tokenizer/autoencoder.py loads with strict=False and
 # filters the same), LDM's EMA copy
@@ -68,8 +95,15 @@ LDM_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 #   mid.block_1 / mid.block_2 / mid.attn_1             -> mid_block.resnets.0 / .resnets.1 / .attentions.0
 #   leaves: nin_shortcut -> conv_shortcut; attention norm q k v proj_out -> group_norm to_q to_k to_v to_out.0;
 #   norm_out -> conv_norm_out (norm1 norm2 conv1 conv2 conv_in conv_out unchanged)
-_LEAF = {"nin_shortcut": "conv_shortcut", "norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v",
-         "proj_out": "to_out.0", "norm_out": "conv_norm_out"}
+_LEAF = {
+    "nin_shortcut": "conv_shortcut",
+    "norm": "group_norm",
+    "q": "to_q",
+    "k": "to_k",
+    "v": "to_v",
+    "proj_out": "to_out.0",
+    "norm_out": "conv_norm_out",
+}
 
 
 def ldm_to_diffusers_key(key: str, num_levels: int) -> str:
@@ -115,8 +149,9 @@ def _diffusers_vae_class():
     return AutoencoderKL
 
 
-def build_vae(config: dict[str, Any], checkpoint: str | os.PathLike | None = None, device: Any = "cpu",
-              *, what: str = "VAE") -> nn.Module:
+def build_vae(
+    config: dict[str, Any], checkpoint: str | os.PathLike | None = None, device: Any = "cpu", *, what: str = "VAE"
+) -> nn.Module:
     """``diffusers.AutoencoderKL(**config)``: random weights (speed runs) when ``checkpoint`` is None,
     else a diffusers folder (its own ``config.json``, offline) or an LDM-layout file loaded strictly."""
     cls = _diffusers_vae_class()
@@ -128,7 +163,9 @@ def build_vae(config: dict[str, Any], checkpoint: str | os.PathLike | None = Non
     if p.is_dir() or p.name.startswith("diffusion_pytorch_model."):
         return _from_diffusers_folder(cls, p if p.is_dir() else p.parent, config, device, what)
     if p.suffix not in LDM_SUFFIXES:
-        raise CheckpointError(f"{p}: expected a diffusers VAE folder or an LDM-layout checkpoint ({', '.join(LDM_SUFFIXES)})")
+        raise CheckpointError(
+            f"{p}: expected a diffusers VAE folder or an LDM-layout checkpoint ({', '.join(LDM_SUFFIXES)})"
+        )
     sd = ldm_to_diffusers(load_state_dict(p), len(config["block_out_channels"]))
     with torch.device("meta"):
         vae = cls(**config)
@@ -146,12 +183,15 @@ def _from_diffusers_folder(cls, folder: Path, config: dict[str, Any], device: An
         # .bin weights are read with torch.load(weights_only=True) by diffusers; no accelerate here
         vae = cls.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False)
     except (OSError, ValueError, RuntimeError) as e:  # missing/corrupt weights, wrong layout
-        raise CheckpointError(f"{folder}: not a loadable diffusers AutoencoderKL ({str(e).splitlines()[0][:160]})") from None
+        raise CheckpointError(
+            f"{folder}: not a loadable diffusers AutoencoderKL ({str(e).splitlines()[0][:160]})"
+        ) from None
     shape_keys = ("latent_channels", "block_out_channels", "down_block_types", "up_block_types", "layers_per_block")
     wrong = [k for k in shape_keys if tuple(_as_tuple(vae.config[k])) != tuple(_as_tuple(config[k]))]
     if wrong:
-        raise CheckpointError(f"{folder}: config.json is not the {what} ({wrong[0]}: {vae.config[wrong[0]]} "
-                              f"vs {config[wrong[0]]})")
+        raise CheckpointError(
+            f"{folder}: config.json is not the {what} ({wrong[0]}: {vae.config[wrong[0]]} vs {config[wrong[0]]})"
+        )
     return vae.to(device).eval()
 
 

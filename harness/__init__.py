@@ -3,6 +3,7 @@
 Importing the package imports no torch: the torchvision shim (``harness/core/_tv_shim.py``) is installed
 just before torchvision's first import, so ``alitok-bench --help`` and ``list`` start in a blink.
 """
+
 import os as _os
 
 # `fetch` goes online unless the user asked for offline mode (harness/fetch/hub.py)

@@ -14,6 +14,7 @@ Exit 0 only when every family agrees; one JSON line per family on stdout.
   python scripts/gpu_upstream_parity.py --upstream /path/to/checkouts --device cuda
   python scripts/gpu_upstream_parity.py --upstream /path/to/checkouts --device cpu --families alitok  # dry run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,18 @@ BATCHES = ([207, 1, 999], [3, 500])
 
 def _official_alitok(fixtures: Path, device):
     import torch
-    from scripts.upstream_fixtures import make_alitok as mk
     from modeling.ar import ARModel
 
-    ar = ARModel(mk.ar_config(mk.AR_SIZES["hidden_size"], mk.AR_SIZES["num_hidden_layers"],
-                              mk.AR_SIZES["num_attention_heads"], mk.CODEBOOK))
+    from scripts.upstream_fixtures import make_alitok as mk
+
+    ar = ARModel(
+        mk.ar_config(
+            mk.AR_SIZES["hidden_size"],
+            mk.AR_SIZES["num_hidden_layers"],
+            mk.AR_SIZES["num_attention_heads"],
+            mk.CODEBOOK,
+        )
+    )
     ar.load_state_dict(_load(fixtures / "alitok_ar.bin"))
     tok = mk.small_tokenizer()
     tok.load_state_dict(_load(fixtures / "AliTok.pth"))
@@ -48,21 +56,38 @@ def _official_alitok(fixtures: Path, device):
     def decode(codes):  # demo_util.sample_fn's quantisation
         return (tok.decode_tokens(codes).clamp(0.0, 1.0) * 255.0).permute(0, 2, 3, 1).to(dtype=torch.uint8)
 
-    options = {"architecture": {"depth": 2, "width": 32, "num_heads": 2, "codebook_size": mk.CODEBOOK},
-               "tokenizer_architecture": {"encoder_width": 32, "encoder_layers": 1, "encoder_heads": 2,
-                                          "decoder_width": 32, "decoder_layers": 1, "decoder_heads": 2,
-                                          "codebook_size": mk.CODEBOOK}}
+    options = {
+        "architecture": {"depth": 2, "width": 32, "num_heads": 2, "codebook_size": mk.CODEBOOK},
+        "tokenizer_architecture": {
+            "encoder_width": 32,
+            "encoder_layers": 1,
+            "encoder_heads": 2,
+            "decoder_width": 32,
+            "decoder_layers": 1,
+            "decoder_heads": 2,
+            "codebook_size": mk.CODEBOOK,
+        },
+    }
     return sample, decode, seed, "alitok-b", fixtures / "alitok_ar.bin", fixtures / "AliTok.pth", options
 
 
 def _official_llamagen(fixtures: Path, device):
     import torch
-    from scripts.upstream_fixtures import make_llamagen as mk
     from autoregressive.models.generate import generate
     from autoregressive.models.gpt import ModelArgs, Transformer
 
-    gpt = Transformer(ModelArgs(**mk.GPT, vocab_size=mk.VQ["codebook_size"], block_size=256, num_classes=1000,
-                                cls_token_num=1, model_type="c2i"))
+    from scripts.upstream_fixtures import make_llamagen as mk
+
+    gpt = Transformer(
+        ModelArgs(
+            **mk.GPT,
+            vocab_size=mk.VQ["codebook_size"],
+            block_size=256,
+            num_classes=1000,
+            cls_token_num=1,
+            model_type="c2i",
+        )
+    )
     gpt.load_state_dict(_load(fixtures / "c2i_gpt.pt")["model"], strict=False)  # sample_c2i.py
     vq = mk.small_vq()
     vq.load_state_dict(_load(fixtures / "vq_ds16_c2i.pt")["model"])
@@ -70,27 +95,48 @@ def _official_llamagen(fixtures: Path, device):
     cfg, interval, temp, top_k, top_p, seed = mk.SAMPLINGS["preset_b"]
 
     def sample(y):
-        return generate(gpt, y, 256, cfg_scale=cfg, cfg_interval=interval, temperature=temp, top_k=top_k,
-                        top_p=top_p, sample_logits=True)
+        return generate(
+            gpt,
+            y,
+            256,
+            cfg_scale=cfg,
+            cfg_interval=interval,
+            temperature=temp,
+            top_k=top_k,
+            top_p=top_p,
+            sample_logits=True,
+        )
 
     def decode(codes):  # sample_c2i_ddp.py's quantisation
         x = vq.decode_code(codes, [codes.shape[0], 8, 16, 16])
         return torch.clamp(127.5 * x + 128.0, 0, 255).permute(0, 2, 3, 1).to(dtype=torch.uint8)
 
-    options = {"architecture": {"depth": 2, "width": 32, "num_heads": 2, "vocab_size": mk.VQ["codebook_size"]},
-               "tokenizer_architecture": {**{k: mk.VQ[k] for k in ("ch", "ch_mult", "num_res_blocks", "z_channels",
-                                                                      "codebook_size")}, "image_size": 32}}
+    options = {
+        "architecture": {"depth": 2, "width": 32, "num_heads": 2, "vocab_size": mk.VQ["codebook_size"]},
+        "tokenizer_architecture": {
+            **{k: mk.VQ[k] for k in ("ch", "ch_mult", "num_res_blocks", "z_channels", "codebook_size")},
+            "image_size": 32,
+        },
+    }
     return sample, decode, seed, "llamagen-gpt-b", fixtures / "c2i_gpt.pt", fixtures / "vq_ds16_c2i.pt", options
 
 
 def _official_rar(fixtures: Path, device):
     import torch
-    from scripts.upstream_fixtures import make_rar as mk
     from modeling.rar import RAR
     from modeling.titok import PretrainedTokenizer
 
-    rar = RAR(mk.rar_config(mk.RAR_SIZES["hidden_size"], mk.RAR_SIZES["num_hidden_layers"],
-                            mk.RAR_SIZES["num_attention_heads"], mk.RAR_SIZES["intermediate_size"], mk.CODEBOOK))
+    from scripts.upstream_fixtures import make_rar as mk
+
+    rar = RAR(
+        mk.rar_config(
+            mk.RAR_SIZES["hidden_size"],
+            mk.RAR_SIZES["num_hidden_layers"],
+            mk.RAR_SIZES["num_attention_heads"],
+            mk.RAR_SIZES["intermediate_size"],
+            mk.CODEBOOK,
+        )
+    )
     rar.load_state_dict(_load(fixtures / "rar_ar.bin"))
     vq = mk.pixel_vq(mk.PIXEL, mk.CODEBOOK, mk.PIXEL["z_channels"])
     vq.load_state_dict(_load(fixtures / "maskgit-vqgan-imagenet-f16-256.bin"))
@@ -104,10 +150,26 @@ def _official_rar(fixtures: Path, device):
         x = PretrainedTokenizer.decode(vq, codes.view(codes.shape[0], 16, 16))
         return (torch.clamp(x, 0.0, 1.0) * 255.0).permute(0, 2, 3, 1).to(dtype=torch.uint8)
 
-    options = {"architecture": {"depth": 2, "width": 32, "num_heads": 2, "mlp_hidden": 128, "codebook_size": mk.CODEBOOK},
-               "tokenizer_architecture": {"hidden_channels": 32, "channel_mult": [1, 1, 1], "num_res_blocks": 1,
-                                          "z_channels": 32, "codebook_size": mk.CODEBOOK, "image_size": 64}}
-    return sample, decode, mk.SEED, "rar-b", fixtures / "rar_ar.bin", fixtures / "maskgit-vqgan-imagenet-f16-256.bin", options
+    options = {
+        "architecture": {"depth": 2, "width": 32, "num_heads": 2, "mlp_hidden": 128, "codebook_size": mk.CODEBOOK},
+        "tokenizer_architecture": {
+            "hidden_channels": 32,
+            "channel_mult": [1, 1, 1],
+            "num_res_blocks": 1,
+            "z_channels": 32,
+            "codebook_size": mk.CODEBOOK,
+            "image_size": 64,
+        },
+    }
+    return (
+        sample,
+        decode,
+        mk.SEED,
+        "rar-b",
+        fixtures / "rar_ar.bin",
+        fixtures / "maskgit-vqgan-imagenet-f16-256.bin",
+        options,
+    )
 
 
 def _load(path: Path):
@@ -143,8 +205,10 @@ def check_family(family: str, upstream: Path, device: str) -> dict:
     load_plugins()
     gen = generators.get(name)(device=device, checkpoint=ckpt, tokenizer_checkpoint=tok_ckpt, **options)
     result = {"family": family, "device": str(torch.device(device)), "generator": name, "seed": seed}
-    streams = {"device_generator": torch.Generator(device=device).manual_seed(seed),  # the runner's legacy_rank
-               "cpu_generator": torch.Generator().manual_seed(seed)}                # an API caller's
+    streams = {
+        "device_generator": torch.Generator(device=device).manual_seed(seed),  # the runner's legacy_rank
+        "cpu_generator": torch.Generator().manual_seed(seed),
+    }  # an API caller's
     ok = True
     for how, stream in streams.items():
         differ_tokens = differ_pixels = 0
@@ -180,8 +244,12 @@ def main(argv=None) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     status = 0
     for family in families:
-        proc = subprocess.run([sys.executable, __file__, "--family", family, "--upstream", str(args.upstream),
-                               "--device", args.device], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--family", family, "--upstream", str(args.upstream), "--device", args.device],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode or not lines:
             print(json.dumps({"family": family, "ok": False, "error": proc.stderr.strip()[-800:]}))

@@ -1,6 +1,7 @@
 """Subprocess runs for tests: ``python ARGS`` in one process, or under torchrun (gloo) with N processes,
 with one environment (repo on the path, 1 thread, offline, no progress bars), and the weight comparison
 the 1-vs-N-process tests share."""
+
 from __future__ import annotations
 
 import os
@@ -15,16 +16,33 @@ HANG_GUARD_S = 3600
 
 
 def env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "ALITOK_PROGRESS": "0", **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "ALITOK_PROGRESS": "0",
+        **extra,
+    }
 
 
-def python(*argv: str, nproc: int | None = None, cwd: Path = REPO, extra_env: dict[str, str] | None = None,
-           timeout: int = HANG_GUARD_S) -> subprocess.CompletedProcess:
+def python(
+    *argv: str,
+    nproc: int | None = None,
+    cwd: Path = REPO,
+    extra_env: dict[str, str] | None = None,
+    timeout: int = HANG_GUARD_S,
+) -> subprocess.CompletedProcess:
     """``python *argv``; with ``nproc``, ``python -m torch.distributed.run --standalone --nproc_per_node N *argv``."""
     launcher = [] if nproc is None else ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
-    return subprocess.run([sys.executable, *launcher, *argv], cwd=cwd, env=env(**(extra_env or {})),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *launcher, *argv],
+        cwd=cwd,
+        env=env(**(extra_env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def max_weight_diff(a: Path, b: Path) -> float:
@@ -42,9 +60,13 @@ def sample_killed_midway(args: list[str], out: Path, after_chunks: int = 3, time
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "sample", *args, "--out", str(out)], cwd=REPO,
-                            env=env(ALITOK_BENCH_TEST_CHUNK_DELAY="0.5"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "sample", *args, "--out", str(out)],
+        cwd=REPO,
+        env=env(ALITOK_BENCH_TEST_CHUNK_DELAY="0.5"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + timeout
     while time.time() < deadline and len(list((out / "shards").glob("chunk_*.npz"))) < after_chunks:
         time.sleep(0.05)

@@ -1,4 +1,5 @@
 """Shared fixtures. The torchvision shim must run before anything imports torchvision."""
+
 import os
 import tempfile
 

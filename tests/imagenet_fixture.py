@@ -1,5 +1,6 @@
 """A fake ImageNet folder for tests: ``root/{train,val}/<synset>/*`` with small JPEG and PNG images of
 varying sizes and class-dependent colours (4 synsets)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,9 @@ def make_fake_imagenet(root: Path, train_per_class: int = 3, val_per_class: int 
                 img = base + 40 * np.sin(xx[..., None] / (3 + c)) + rng.normal(0, 12, (h, w, 3))
                 arr = np.clip(img, 0, 255).astype(np.uint8)
                 ext = "JPEG" if j % 2 == 0 else "png"
-                Image.fromarray(arr).save(folder / f"{synset}_{split}_{j}.{ext}",
-                                          format="JPEG" if ext == "JPEG" else "PNG")
+                Image.fromarray(arr).save(
+                    folder / f"{synset}_{split}_{j}.{ext}", format="JPEG" if ext == "JPEG" else "PNG"
+                )
     return root
 
 

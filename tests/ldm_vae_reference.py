@@ -5,6 +5,7 @@
 The harness itself runs diffusers' ``AutoencoderKL`` (baselines/vae.py); this module is what its
 key map and block-type configs are checked against. No diffusers import here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,7 +100,9 @@ class Encoder(nn.Module):
         for i, m in enumerate(cfg.ch_mult):
             level, cin, cout = nn.Module(), cfg.ch * mults[i], cfg.ch * m
             level.block = nn.ModuleList([ResnetBlock(cin if j == 0 else cout, cout) for j in range(cfg.num_res_blocks)])
-            level.attn = nn.ModuleList([AttnBlock(cout) for _ in range(cfg.num_res_blocks)] if res in cfg.attn_resolutions else [])
+            level.attn = nn.ModuleList(
+                [AttnBlock(cout) for _ in range(cfg.num_res_blocks)] if res in cfg.attn_resolutions else []
+            )
             if i != len(cfg.ch_mult) - 1:
                 level.downsample = Downsample(cout)
                 res //= 2
@@ -131,8 +134,12 @@ class Decoder(nn.Module):
         levels: list[nn.Module] = []
         for i in reversed(range(len(cfg.ch_mult))):
             level, cout = nn.Module(), cfg.ch * cfg.ch_mult[i]
-            level.block = nn.ModuleList([ResnetBlock(c if j == 0 else cout, cout) for j in range(cfg.num_res_blocks + 1)])
-            level.attn = nn.ModuleList([AttnBlock(cout) for _ in range(cfg.num_res_blocks + 1)] if res in cfg.attn_resolutions else [])
+            level.block = nn.ModuleList(
+                [ResnetBlock(c if j == 0 else cout, cout) for j in range(cfg.num_res_blocks + 1)]
+            )
+            level.attn = nn.ModuleList(
+                [AttnBlock(cout) for _ in range(cfg.num_res_blocks + 1)] if res in cfg.attn_resolutions else []
+            )
             c = cout
             if i != 0:
                 level.upsample = Upsample(c)

@@ -1,6 +1,7 @@
 """The ablation suite driver (harness.suites.ablation): suite file checks, the plan (paired seeds, F reusing
 D's stage 1 and AR, AR geometry per row), resume by skipping finished folders, the paired statistics
 against numpy, the ImageNet preset's validation without ImageNet; the whole loop at micro size (slow)."""
+
 from __future__ import annotations
 
 import json
@@ -12,17 +13,26 @@ import numpy as np
 import pytest
 import yaml
 
+from harness.core.config import ConfigError
 from harness.suites import ablation
 from harness.suites.ablation import runner
-from harness.core.config import ConfigError
 
 SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.yaml"
 
 
 def test_committed_suite_plans_paired_rows():
     suite = ablation.load_suite(SUITE, "tiny")
-    assert [r.name for r in suite.rows] == ["A", "B", "C", "D", "F", "causal_encoder", "F_effnet", "F_gan",
-                                                "F_effnet_gan"]
+    assert [r.name for r in suite.rows] == [
+        "A",
+        "B",
+        "C",
+        "D",
+        "F",
+        "causal_encoder",
+        "F_effnet",
+        "F_gan",
+        "F_effnet_gan",
+    ]
     assert len(suite.seeds) >= 3
     jobs = ablation.plan(suite, "/o")
     by = {(j.seed, j.row, j.stage): j for j in jobs}
@@ -51,13 +61,16 @@ def test_committed_suite_plans_paired_rows():
     assert len({(j.config["steps"], json.dumps(j.config["model"].get("width"))) for j in jobs if j.stage == "ar"}) == 1
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda d: d["rows"]["A"].update(colour=1), "rows.A.colour: unknown key"),
-    (lambda d: d["rows"]["F"].update({"from": "F"}), "rows.F.from"),
-    (lambda d: d["rows"]["F"].update(stage2=False), "would repeat row D"),
-    (lambda d: d.update(baseline="Z"), "baseline: 'Z'"),
-    (lambda d: d["presets"]["tiny"]["eval"].update(colour=1), "presets.tiny.eval.colour: unknown key"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d["rows"]["A"].update(colour=1), "rows.A.colour: unknown key"),
+        (lambda d: d["rows"]["F"].update({"from": "F"}), "rows.F.from"),
+        (lambda d: d["rows"]["F"].update(stage2=False), "would repeat row D"),
+        (lambda d: d.update(baseline="Z"), "baseline: 'Z'"),
+        (lambda d: d["presets"]["tiny"]["eval"].update(colour=1), "presets.tiny.eval.colour: unknown key"),
+    ],
+)
 def test_bad_suite_files_are_config_errors(tmp_path, edit, match):
     data = yaml.safe_load(SUITE.read_text())
     edit(data)
@@ -73,8 +86,10 @@ def test_paired_statistics_match_numpy():
     rng = np.random.default_rng(0)
     a = rng.normal(0.0, 3.0, size=4)
     b = a + rng.normal(0.5, 0.1, size=4)  # shares the per-seed noise of a
-    per_seed = {"A": {s: {"m": float(a[s])} for s in range(4)},
-                "B": {s: {"m": float(b[s])} for s in range(4) if s != 2}}  # seed 2 missing: paired on 0,1,3
+    per_seed = {
+        "A": {s: {"m": float(a[s])} for s in range(4)},
+        "B": {s: {"m": float(b[s])} for s in range(4) if s != 2},
+    }  # seed 2 missing: paired on 0,1,3
     d = ablation.paired_differences(per_seed, "A", "m")
     idx = [0, 1, 3]
     assert d["B"]["seeds"] == idx and d["B"]["n"] == 3
@@ -97,9 +112,16 @@ def test_finished_folders_are_skipped_and_the_rest_resumes(tmp_path, monkeypatch
 
     def fake_eval(job, device):
         calls.append((job.seed, job.row, job.stage))
-        write_record(RunRecord(kind="eval", spec={"variant": job.row}, seeds={"seed": job.seed},
-                               metrics={"fid": 10.0 + job.seed, "ar_acc": 0.1 * (job.seed + 1)}), job.out,
-                     ablation.EVAL_RECORD)
+        write_record(
+            RunRecord(
+                kind="eval",
+                spec={"variant": job.row},
+                seeds={"seed": job.seed},
+                metrics={"fid": 10.0 + job.seed, "ar_acc": 0.1 * (job.seed + 1)},
+            ),
+            job.out,
+            ablation.EVAL_RECORD,
+        )
 
     monkeypatch.setattr(runner, "train_job", fake_train)
     monkeypatch.setattr(runner, "evaluate_job", fake_eval)
@@ -122,11 +144,26 @@ def test_imagenet_preset_validates_without_imagenet(tmp_path):
     assert report["world_size"] == 8 and report["jobs_by_stage"]["stage1"] == 5 * len(suite.seeds)
     assert any("torchrun --nproc_per_node 8 -m harness train" in c for c in report["commands"])
     # the trainers and the evaluation read ImageNet folders: only the absent folder is missing
-    assert report["missing"] == [f"imagenet_root: {suite.imagenet_root}: no such folder "
-                                 "(ImageNet train and val class folders)"]
+    assert report["missing"] == [
+        f"imagenet_root: {suite.imagenet_root}: no such folder (ImageNet train and val class folders)"
+    ]
     assert not (tmp_path / "run").exists()  # validation writes nothing
-    r = subprocess.run([sys.executable, "-m", "harness", "ablate", str(SUITE), "--preset", "imagenet", "--out",
-                        str(tmp_path / "run"), "--plan"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "ablate",
+            str(SUITE),
+            "--preset",
+            "imagenet",
+            "--out",
+            str(tmp_path / "run"),
+            "--plan",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and json.loads(r.stdout)["missing"]
     tiny = ablation.validate(ablation.load_suite(SUITE, "tiny"), tmp_path / "t")
     assert tiny["missing"] == []
@@ -205,8 +242,8 @@ def test_launcher_runs_the_trainers_as_train_commands(tmp_path, monkeypatch):
 
 
 def test_paired_differences_carry_the_named_paired_standard_error(tmp_path, monkeypatch):
-    from harness.runs.records import RunRecord, write_record
     from harness.report.paired import DESCRIPTION
+    from harness.runs.records import RunRecord, write_record
 
     a, b = [0.60, 0.64, 0.61], [0.52, 0.58, 0.53]
     per_seed = {"A": {s: {"m": a[s]} for s in range(3)}, "B": {s: {"m": b[s]} for s in range(3)}}
@@ -216,11 +253,25 @@ def test_paired_differences_carry_the_named_paired_standard_error(tmp_path, monk
 
     # the table prints that statistic for differences, and summary.json goes through the record writer
     suite = ablation.load_suite(SUITE, "tiny", rows=["A", "B"], seeds=[0, 1, 2])
-    monkeypatch.setattr(runner, "train_job", lambda suite, job: (job.out.mkdir(parents=True, exist_ok=True),
-                                                                   (job.out / ablation.RECORD).write_text("{}")))
-    monkeypatch.setattr(runner, "evaluate_job", lambda job, device: write_record(
-        RunRecord(kind="eval", spec={"variant": job.row}, seeds={"seed": job.seed},
-                  metrics={"fid": 100.0 * (a if job.row == "A" else b)[job.seed]}), job.out, ablation.EVAL_RECORD))
+    monkeypatch.setattr(
+        runner,
+        "train_job",
+        lambda suite, job: (job.out.mkdir(parents=True, exist_ok=True), (job.out / ablation.RECORD).write_text("{}")),
+    )
+    monkeypatch.setattr(
+        runner,
+        "evaluate_job",
+        lambda job, device: write_record(
+            RunRecord(
+                kind="eval",
+                spec={"variant": job.row},
+                seeds={"seed": job.seed},
+                metrics={"fid": 100.0 * (a if job.row == "A" else b)[job.seed]},
+            ),
+            job.out,
+            ablation.EVAL_RECORD,
+        ),
+    )
     ablation.run(suite, tmp_path, log=lambda *_: None)
     table = (tmp_path / "ablation_table.md").read_text()
     se = 100 * np.std(diffs, ddof=1) / np.sqrt(3)
@@ -239,17 +290,30 @@ def _ar_record(acc):
 
 def _measured(gfid_comparable, n=50_000, official=True, description="ImageNet /data/imagenet/val: first 50 per class"):
     """What evaluate_reconstruction and evaluate_samples return for a full-scale row (their shapes, made up numbers)."""
-    from harness.suites.ablation.evaluation import Measured
     from harness.metrics.evaluate import EvalResult
+    from harness.suites.ablation.evaluation import Measured
 
     weights = {"kind": "official" if official else "fid-helper", "official": official, "sha256": "6726825d" * 8}
-    gfid = EvalResult({"fid": 2.9}, {"weights": weights, "samples": {"n": n},
-                                     "reference": {"kind": "adm-virtual-imagenet256"},
-                                     "not_comparable_because": [] if gfid_comparable else ["50 samples, not 50000"]},
-                      gfid_comparable)
+    gfid = EvalResult(
+        {"fid": 2.9},
+        {
+            "weights": weights,
+            "samples": {"n": n},
+            "reference": {"kind": "adm-virtual-imagenet256"},
+            "not_comparable_because": [] if gfid_comparable else ["50 samples, not 50000"],
+        },
+        gfid_comparable,
+    )
     held = EvalResult({"kid": 0.001, "prec": 0.8, "recall": 0.6}, {"kid_std": 1e-4}, False)
-    recon = {"rfid": 1.0, "psnr": 20.0, "ssim": 0.6, "codebook_usage": 1.0, "codebook_perplexity": 4000.0, "n": n,
-             "weights": weights}
+    recon = {
+        "rfid": 1.0,
+        "psnr": 20.0,
+        "ssim": 0.6,
+        "codebook_usage": 1.0,
+        "codebook_perplexity": 4000.0,
+        "n": n,
+        "weights": weights,
+    }
     return Measured(recon, gfid, held, description, "reference statistics VIRTUAL_imagenet256_labeled.npz")
 
 
@@ -257,16 +321,17 @@ def test_full_scale_eval_records_say_paper_comparable_as_a_suite_entry_would(tmp
     """Before, the ablation's eval records never set paper_comparable, so the abl-* paper claims stayed "not
     run" after an ImageNet run. The flag is now the gFID evaluation's (evaluate_samples: paper rule + guards)
     and the rFID rule of `recon`, and the claims read the records."""
-    from harness.suites.ablation.evaluation import eval_record
-    from harness.report.claims import NOT_RUN, check, load_claims
     from harness.cli.claims import DEFAULT_CLAIMS
+    from harness.report.claims import NOT_RUN, check, load_claims
+    from harness.suites.ablation.evaluation import eval_record
 
     suite = ablation.load_suite(SUITE, "imagenet", rows=["A"])
     job = next(j for j in ablation.plan(suite, tmp_path) if j.stage == "eval")
 
     def record(measured):
-        return eval_record(job, measured, _ar_record(0.054), n_heldout=50_000, num_classes=1000, sampling=None,
-                           timings={}).to_dict()
+        return eval_record(
+            job, measured, _ar_record(0.054), n_heldout=50_000, num_classes=1000, sampling=None, timings={}
+        ).to_dict()
 
     good = record(_measured(True))
     assert good["paper_comparable"] is True and good["metric_provenance"]["not_comparable_because"] == []
@@ -275,8 +340,11 @@ def test_full_scale_eval_records_say_paper_comparable_as_a_suite_entry_would(tmp
     assert verdicts["abl-a-acc"].verdict != NOT_RUN and verdicts["abl-a-gfid"].verdict != NOT_RUN
     assert verdicts["abl-a-rfid"].verdict != NOT_RUN
     # either side not comparable -> the record is not, with the reason named
-    for m, why in ((_measured(False), "gFID: 50 samples"), (_measured(True, official=False), "rFID: Inception weights"),
-                   (_measured(True, description="embedded val split, 8 per class"), "rFID: reconstructs embedded")):
+    for m, why in (
+        (_measured(False), "gFID: 50 samples"),
+        (_measured(True, official=False), "rFID: Inception weights"),
+        (_measured(True, description="embedded val split, 8 per class"), "rFID: reconstructs embedded"),
+    ):
         rec = record(m)
         assert rec["paper_comparable"] is False
         assert any(w.startswith(why) for w in rec["metric_provenance"]["not_comparable_because"]), why

@@ -1,4 +1,5 @@
 """The ``alitok-ar`` trainer: a handful of steps on a random tiny tokenizer's codes (mechanics only)."""
+
 import json
 import math
 
@@ -6,22 +7,38 @@ import numpy as np
 import pytest
 import torch
 
-from harness.core.config import ConfigError
-from harness.nn.checkpoints.checkpoint import load_state_dict, read_metadata
-
 from alitok.generator import ARConfig, build
 from alitok.train import ar as ar_train
 from alitok.train.ar_eval import evaluate, unigram_baselines
+from harness.core.config import ConfigError
+from harness.nn.checkpoints.checkpoint import load_state_dict, read_metadata
 
-MODEL = {"depth": 1, "width": 32, "num_heads": 2, "codebook_size": 512, "num_classes": 11,
-         "num_prefix_tokens": 9, "grid": 8, "resid_dropout": 0.1, "attn_dropout": 0.1, "token_dropout": 0.1}
+MODEL = {
+    "depth": 1,
+    "width": 32,
+    "num_heads": 2,
+    "codebook_size": 512,
+    "num_classes": 11,
+    "num_prefix_tokens": 9,
+    "grid": 8,
+    "resid_dropout": 0.1,
+    "attn_dropout": 0.1,
+    "token_dropout": 0.1,
+}
 
 
 def _cfg(**over):
-    cfg = {"tokenizer": "random-tiny", "model": dict(MODEL),
-           "data": {"per_class_train": 2, "per_class_val": 2, "ten_crop": True},
-           "optim": {"lr": 3e-3, "warmup_steps": 1}, "steps": 8, "batch_size": 16, "log_every": 1,
-           "ckpt_every": 2, "label_dropout": 0.1}
+    cfg = {
+        "tokenizer": "random-tiny",
+        "model": dict(MODEL),
+        "data": {"per_class_train": 2, "per_class_val": 2, "ten_crop": True},
+        "optim": {"lr": 3e-3, "warmup_steps": 1},
+        "steps": 8,
+        "batch_size": 16,
+        "log_every": 1,
+        "ckpt_every": 2,
+        "label_dropout": 0.1,
+    }
     cfg.update(over)
     return cfg
 
@@ -55,7 +72,9 @@ def test_training_decreases_loss_and_exports(tmp_path):
     assert 0.0 <= rec["samples"]["generated_1nn_acc"] <= 1.0 and rec["samples"]["num_generated"] == 22
     assert export.read_bytes() == (tmp_path / "run" / "model.safetensors").read_bytes()  # --publish
     meta = read_metadata(export)
-    assert json.loads(meta["ar_config"])["width"] == 32 and json.loads(meta["sampling"])["cfg_schedule"] == "power-cosine"
+    assert (
+        json.loads(meta["ar_config"])["width"] == 32 and json.loads(meta["sampling"])["cfg_schedule"] == "power-cosine"
+    )
     sd = load_state_dict(export)
     assert "embeddings.weight" in sd and sd["embeddings.weight"].shape == (512 + 1 + 11 + 1, 32)
 
@@ -81,6 +100,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
             if step == 5:  # dies after the step-4 checkpoint, mid-way to the next one
                 raise Killed
             return step_fn(step)
+
         return real_run(self, limited, progress)
 
     monkeypatch.setattr(ar_train.training.TrainLoop, "run", run_then_die)
@@ -132,8 +152,13 @@ def test_weight_decay_split_and_lr_schedule():
     decay, no_decay = ar_train.param_groups(model, 0.03)
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)] for p in decay["params"]} == {
-        "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight", "blocks.0.mlp.w1.weight",
-        "blocks.0.mlp.w2.weight", "blocks.0.mlp.w3.weight", "output.weight"}
+        "blocks.0.attn.qkv.weight",
+        "blocks.0.attn.proj.weight",
+        "blocks.0.mlp.w1.weight",
+        "blocks.0.mlp.w2.weight",
+        "blocks.0.mlp.w3.weight",
+        "output.weight",
+    }
     assert "embeddings.weight" in {names[id(p)] for p in no_decay["params"]} and no_decay["weight_decay"] == 0.0
     from harness.runs.training import lr_at
 

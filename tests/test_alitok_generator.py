@@ -1,18 +1,17 @@
 """AliTok AR generator: official configs (parameter counts, key names/shapes), causality,
 checkpoint loading errors, the Generator plugin and its factories."""
+
 import json
 
 import pytest
 import torch
 
+from alitok import plugin
+from alitok.generator import META_CONFIG, PRESETS, ARConfig, build, load_model
 from harness.core.errors import UserError
 from harness.core.interfaces import ARSampling
 from harness.nn.checkpoints.checkpoint import CheckpointError, save_safetensors
-
-from alitok import plugin
 from harness.nn.models.ar_generator import ARGenerator
-
-from alitok.generator import META_CONFIG, PRESETS, ARConfig, build, load_model
 
 # Paper (AliTok, Table of model sizes): exact parameter counts of the released models.
 OFFICIAL_PARAMS = {"alitok-b": 177_048_064, "alitok-l": 317_851_648, "alitok-xl": 662_141_696}
@@ -36,20 +35,35 @@ def test_official_state_dict_keys_and_shapes(name):
     expected = {"embeddings.weight": (5098, d), "norm.weight": (d,), "output.weight": (4096, d), "output.bias": (4096,)}
     for i in range(depth):
         b = f"blocks.{i}."
-        expected.update({b + "norm1.weight": (d,), b + "norm2.weight": (d,),
-                         b + "attn.qkv.weight": (3 * d, d), b + "attn.qkv.bias": (3 * d,),
-                         b + "attn.q_norm.weight": (hd,), b + "attn.k_norm.weight": (hd,),
-                         b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,),
-                         b + "mlp.w1.weight": (ffn, d), b + "mlp.w3.weight": (ffn, d), b + "mlp.w2.weight": (d, ffn)})
+        expected.update(
+            {
+                b + "norm1.weight": (d,),
+                b + "norm2.weight": (d,),
+                b + "attn.qkv.weight": (3 * d, d),
+                b + "attn.qkv.bias": (3 * d,),
+                b + "attn.q_norm.weight": (hd,),
+                b + "attn.k_norm.weight": (hd,),
+                b + "attn.proj.weight": (d, d),
+                b + "attn.proj.bias": (d,),
+                b + "mlp.w1.weight": (ffn, d),
+                b + "mlp.w3.weight": (ffn, d),
+                b + "mlp.w2.weight": (d, ffn),
+            }
+        )
     got = {k: tuple(v.shape) for k, v in _meta(name).state_dict().items()}
     assert got == expected
 
 
 def test_official_presets_and_vocabulary():
-    got = {n: (p.sampling.cfg_scale, p.sampling.cfg_schedule, p.sampling.cfg_power, p.sampling.temperature, p.seed)
-           for n, p in PRESETS.items()}
-    assert got == {"alitok-b": (16.0, "power-cosine", 1.8, 1.0, 42), "alitok-l": (6.0, "power-cosine", 0.7, 1.0, 42),
-                   "alitok-xl": (13.0, "power-cosine", 1.4, 1.0, 2)}
+    got = {
+        n: (p.sampling.cfg_scale, p.sampling.cfg_schedule, p.sampling.cfg_power, p.sampling.temperature, p.seed)
+        for n, p in PRESETS.items()
+    }
+    assert got == {
+        "alitok-b": (16.0, "power-cosine", 1.8, 1.0, 42),
+        "alitok-l": (6.0, "power-cosine", 0.7, 1.0, 42),
+        "alitok-xl": (13.0, "power-cosine", 1.4, 1.0, 2),
+    }
     cfg = PRESETS["alitok-b"].config
     assert cfg.num_tokens == 273 and cfg.vocab_size == 5098 and cfg.null_class_id == 5097
     assert cfg.class_ids(torch.tensor([0, 999])).tolist() == [4097, 5096]
@@ -96,7 +110,13 @@ def tiny():
 
 
 def test_forward_is_causal(tiny):
-    tokens = torch.cat([TINY.class_ids(torch.tensor([3]))[:, None], torch.randint(0, 512, (1, 40), generator=torch.Generator().manual_seed(0))], 1)
+    tokens = torch.cat(
+        [
+            TINY.class_ids(torch.tensor([3]))[:, None],
+            torch.randint(0, 512, (1, 40), generator=torch.Generator().manual_seed(0)),
+        ],
+        1,
+    )
     changed = tokens.clone()
     changed[0, 30] = (changed[0, 30] + 1) % 512
     with torch.no_grad():
@@ -185,7 +205,9 @@ def test_generator_plugin_generates_deterministic_uint8(tiny, random_tokenizer):
 
 
 def test_generator_rejects_mismatched_tokenizer(random_tokenizer):
-    other = build(ARConfig(depth=1, width=32, num_heads=2, codebook_size=256, num_classes=11, num_prefix_tokens=9, grid=8))
+    other = build(
+        ARConfig(depth=1, width=32, num_heads=2, codebook_size=256, num_classes=11, num_prefix_tokens=9, grid=8)
+    )
     with pytest.raises(ValueError, match="codes"):
         ARGenerator(other, random_tokenizer, name="x", sampling=ARSampling())
 
@@ -195,8 +217,9 @@ def test_compile_flag_constructs_without_compiling(tiny, random_tokenizer):
     assert gen.info()["compile"] is True and gen._decode is not None
 
 
-@pytest.mark.parametrize("name,factory", [("alitok-b", plugin.alitok_b), ("alitok-l", plugin.alitok_l),
-                                          ("alitok-xl", plugin.alitok_xl)])
+@pytest.mark.parametrize(
+    "name,factory", [("alitok-b", plugin.alitok_b), ("alitok-l", plugin.alitok_l), ("alitok-xl", plugin.alitok_xl)]
+)
 def test_official_factories_need_checkpoints(name, factory, tmp_path):
     with pytest.raises(UserError, match=f"{name} needs the official checkpoint: --set model.checkpoint=") as e:
         factory(device=torch.device("cpu"))
@@ -211,8 +234,12 @@ def test_registry_resolves_generator_names():
     from harness.core.registry import generators, load_plugins
 
     load_plugins()
-    for name, fn in [("alitok-tiny", plugin.tiny_generator), ("alitok-b", plugin.alitok_b),
-                     ("alitok-l", plugin.alitok_l), ("alitok-xl", plugin.alitok_xl)]:
+    for name, fn in [
+        ("alitok-tiny", plugin.tiny_generator),
+        ("alitok-b", plugin.alitok_b),
+        ("alitok-l", plugin.alitok_l),
+        ("alitok-xl", plugin.alitok_xl),
+    ]:
         assert generators.get(name) is fn
 
 
@@ -228,9 +255,8 @@ def test_compiled_decode_step_gives_the_same_tokens(tiny, random_tokenizer):
 
 
 def test_alitok_tiny_plugin_loads_the_committed_weights():
-    from harness.core.registry import generators, load_plugins
-
     from alitok.generator import tiny_checkpoint_path
+    from harness.core.registry import generators, load_plugins
 
     load_plugins()
     gen = generators.get("alitok-tiny")(device=torch.device("cpu"))

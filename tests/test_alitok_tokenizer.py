@@ -1,4 +1,5 @@
 """AliTok tokenizer: official shapes and counts (meta device), masks, aux head layout, VQ, loading."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,15 +10,35 @@ import time
 import pytest
 import torch
 
-from alitok.tokenizer import (OFFICIAL, AliTokTokenizer, TokenizerConfig, ToPixels, aux_target, build,
-                              encoder_time_mask, export_metadata, load_model, tiny_checkpoint_path)
+from alitok.tokenizer import (
+    OFFICIAL,
+    AliTokTokenizer,
+    TokenizerConfig,
+    ToPixels,
+    aux_target,
+    build,
+    encoder_time_mask,
+    export_metadata,
+    load_model,
+    tiny_checkpoint_path,
+)
 from harness.nn.checkpoints.checkpoint import CheckpointError, save_safetensors
 from harness.nn.layers.vq import VectorQuantizer
 
 # A micro config: same code paths as the official model, sizes for milliseconds.
-MICRO = TokenizerConfig(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
-                        encoder_layers=2, encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2,
-                        buffer_tokens=3)
+MICRO = TokenizerConfig(
+    image_size=32,
+    patch_size=8,
+    codebook_size=64,
+    token_dim=4,
+    encoder_width=32,
+    encoder_layers=2,
+    encoder_heads=2,
+    decoder_width=32,
+    decoder_layers=2,
+    decoder_heads=2,
+    buffer_tokens=3,
+)
 
 
 def nparams(module: torch.nn.Module) -> int:
@@ -32,24 +53,48 @@ def official_keys(stage: str) -> dict[str, tuple[int, ...]]:
     keys: dict[str, tuple[int, ...]] = {"latent_tokens": (273, 768)}
 
     def block(prefix: str, w: int) -> None:
-        keys.update({f"{prefix}.ln_1.weight": (w,), f"{prefix}.ln_1.bias": (w,),
-                     f"{prefix}.attn.in_proj.weight": (3 * w, w), f"{prefix}.attn.in_proj.bias": (3 * w,),
-                     f"{prefix}.attn.out_proj.weight": (w, w), f"{prefix}.attn.out_proj.bias": (w,),
-                     f"{prefix}.ln_2.weight": (w,), f"{prefix}.ln_2.bias": (w,),
-                     f"{prefix}.mlp.c_fc.weight": (4 * w, w), f"{prefix}.mlp.c_fc.bias": (4 * w,),
-                     f"{prefix}.mlp.c_proj.weight": (w, 4 * w), f"{prefix}.mlp.c_proj.bias": (w,)})
+        keys.update(
+            {
+                f"{prefix}.ln_1.weight": (w,),
+                f"{prefix}.ln_1.bias": (w,),
+                f"{prefix}.attn.in_proj.weight": (3 * w, w),
+                f"{prefix}.attn.in_proj.bias": (3 * w,),
+                f"{prefix}.attn.out_proj.weight": (w, w),
+                f"{prefix}.attn.out_proj.bias": (w,),
+                f"{prefix}.ln_2.weight": (w,),
+                f"{prefix}.ln_2.bias": (w,),
+                f"{prefix}.mlp.c_fc.weight": (4 * w, w),
+                f"{prefix}.mlp.c_fc.bias": (4 * w,),
+                f"{prefix}.mlp.c_proj.weight": (w, 4 * w),
+                f"{prefix}.mlp.c_proj.bias": (w,),
+            }
+        )
 
-    keys.update({"encoder.patch_embed.weight": (768, 3, 16, 16), "encoder.patch_embed.bias": (768,),
-                 "encoder.positional_embedding": (256, 768), "encoder.latent_token_positional_embedding": (273, 768),
-                 "encoder.ln_pre.weight": (768,), "encoder.ln_pre.bias": (768,),
-                 "encoder.ln_post.weight": (768,), "encoder.ln_post.bias": (768,),
-                 "encoder.conv_out.weight": (32, 768, 1, 1), "encoder.conv_out.bias": (32,),
-                 "quantize.embedding.weight": (4096, 32),
-                 "decoder.decoder_embed.weight": (1024, 32), "decoder.decoder_embed.bias": (1024,),
-                 "decoder.ln_pre.weight": (1024,), "decoder.ln_pre.bias": (1024,),
-                 "decoder.ln_post.weight": (1024,), "decoder.ln_post.bias": (1024,),
-                 "decoder.ffn.0.weight": (768, 1024, 1, 1), "decoder.ffn.0.bias": (768,),
-                 "decoder.conv_out.weight": (3, 3, 1, 1), "decoder.conv_out.bias": (3,)})
+    keys.update(
+        {
+            "encoder.patch_embed.weight": (768, 3, 16, 16),
+            "encoder.patch_embed.bias": (768,),
+            "encoder.positional_embedding": (256, 768),
+            "encoder.latent_token_positional_embedding": (273, 768),
+            "encoder.ln_pre.weight": (768,),
+            "encoder.ln_pre.bias": (768,),
+            "encoder.ln_post.weight": (768,),
+            "encoder.ln_post.bias": (768,),
+            "encoder.conv_out.weight": (32, 768, 1, 1),
+            "encoder.conv_out.bias": (32,),
+            "quantize.embedding.weight": (4096, 32),
+            "decoder.decoder_embed.weight": (1024, 32),
+            "decoder.decoder_embed.bias": (1024,),
+            "decoder.ln_pre.weight": (1024,),
+            "decoder.ln_pre.bias": (1024,),
+            "decoder.ln_post.weight": (1024,),
+            "decoder.ln_post.bias": (1024,),
+            "decoder.ffn.0.weight": (768, 1024, 1, 1),
+            "decoder.ffn.0.bias": (768,),
+            "decoder.conv_out.weight": (3, 3, 1, 1),
+            "decoder.conv_out.bias": (3,),
+        }
+    )
     for i in range(12):
         block(f"encoder.transformer.{i}", 768)
     for i in range(24):
@@ -57,10 +102,17 @@ def official_keys(stage: str) -> dict[str, tuple[int, ...]]:
     if stage == "stage2":
         keys.update({"decoder.class_embedding": (32, 1024), "decoder.latent_token_positional_embedding": (305, 1024)})
     else:
-        keys.update({"decoder.class_embedding": (1, 1024), "decoder.latent_token_positional_embedding": (274, 1024),
-                     "decoder.ffn_aux.0.weight": (768, 1024, 1, 1), "decoder.ffn_aux.0.bias": (768,),
-                     "decoder.conv_out_aux.weight": (3, 3, 1, 1), "decoder.conv_out_aux.bias": (3,),
-                     "quantize.embed_prob": (4096,)})
+        keys.update(
+            {
+                "decoder.class_embedding": (1, 1024),
+                "decoder.latent_token_positional_embedding": (274, 1024),
+                "decoder.ffn_aux.0.weight": (768, 1024, 1, 1),
+                "decoder.ffn_aux.0.bias": (768,),
+                "decoder.conv_out_aux.weight": (3, 3, 1, 1),
+                "decoder.conv_out_aux.bias": (3,),
+                "quantize.embed_prob": (4096,),
+            }
+        )
     return keys
 
 
@@ -123,7 +175,7 @@ def _decode_patches(model, zq):
 def test_causal_decoder_hides_later_latents(attention):
     cfg = dataclasses.replace(MICRO, decoder_attention=attention)
     model = build(cfg, "stage1", generator=torch.Generator().manual_seed(0)).eval()
-    k, g2 = cfg.prefix_tokens, cfg.grid ** 2
+    k, g2 = cfg.prefix_tokens, cfg.grid**2
     zq = torch.randn(1, cfg.num_tokens, cfg.token_dim, generator=torch.Generator().manual_seed(1))
     q = 9
     bumped = zq.clone()
@@ -155,7 +207,7 @@ def test_stage2_decoder_is_bidirectional():
 def test_causal_encoder_latent_p_sees_only_patches_up_to_p():
     cfg = dataclasses.replace(MICRO, encoder_attention="causal")
     mask = encoder_time_mask(cfg)
-    g2, k = cfg.grid ** 2, cfg.prefix_tokens
+    g2, k = cfg.grid**2, cfg.prefix_tokens
     # mask[i, j]: query i may see key j. Image latent p (row g2 + k + p) sees patches 0..p only.
     for p in range(g2):
         assert mask[g2 + k + p, :g2].nonzero().flatten().tolist() == list(range(p + 1))
@@ -170,7 +222,7 @@ def test_causal_encoder_latent_p_sees_only_patches_up_to_p():
     bidir = build(MICRO, "stage1", generator=torch.Generator().manual_seed(0)).eval()
     with torch.no_grad():
         za, zb = bidir.encoder(x, bidir.latent_tokens), bidir.encoder(y, bidir.latent_tokens)
-    assert (za != zb).any(-1)[0, k:k + 6].all()
+    assert (za != zb).any(-1)[0, k : k + 6].all()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,7 +235,7 @@ def test_aux_target_is_top_left_patch_then_first_row():
     assert strip.shape == (2, 3, p, (1 + g) * p)
     assert torch.equal(strip[..., :p], x[:, :, :p, :p])  # prefix 0 -> patch (0,0)
     for j in range(1, g + 1):  # prefix j -> first-row patch j-1
-        assert torch.equal(strip[..., j * p:(j + 1) * p], x[:, :, :p, (j - 1) * p:j * p])
+        assert torch.equal(strip[..., j * p : (j + 1) * p], x[:, :, :p, (j - 1) * p : j * p])
 
 
 def test_aux_head_decodes_prefix_j_into_strip_block_j():
@@ -196,7 +248,7 @@ def test_aux_head_decodes_prefix_j_into_strip_block_j():
         _, a = model.decoder(zq, with_aux=True)
         _, b = model.decoder(bumped, with_aux=True)
     assert a.shape == (1, 3, p, k * p)
-    blocks = [bool((a[..., j * p:(j + 1) * p] != b[..., j * p:(j + 1) * p]).any()) for j in range(k)]
+    blocks = [bool((a[..., j * p : (j + 1) * p] != b[..., j * p : (j + 1) * p]).any()) for j in range(k)]
     assert blocks == [False, False] + [True] * (k - 2)  # causal: prefix 2 reaches outputs 2.. only
 
 
@@ -217,7 +269,7 @@ def test_to_pixels_matches_the_b_p1_p2_c_layout():
 def test_no_prefix_variant_has_no_aux_head():
     cfg = dataclasses.replace(MICRO, num_prefix_tokens=0)
     model = build(cfg, "stage1", device="meta")
-    assert cfg.num_tokens == cfg.grid ** 2 and not hasattr(model.decoder, "ffn_aux")
+    assert cfg.num_tokens == cfg.grid**2 and not hasattr(model.decoder, "ffn_aux")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,11 +300,17 @@ def test_vq_clustering_reseeds_dead_codes_at_their_closest_feature():
     # usage: codes 0 and 1 each take half the batch; 2 and 3 are dead.
     assert torch.allclose(vq.embed_prob, torch.tensor([0.005, 0.005, 0.0, 0.0]))
     w_dead = math.exp(-1e-3)
-    assert torch.allclose(vq.embedding.weight[2], torch.tensor([50.0, 50.0]) * (1 - w_dead) + torch.tensor([1.2, 1.0]) * w_dead)
+    assert torch.allclose(
+        vq.embedding.weight[2], torch.tensor([50.0, 50.0]) * (1 - w_dead) + torch.tensor([1.2, 1.0]) * w_dead
+    )
     # (-40,0) is nearest to (0.0,0.2): 40^2 + 0.04 < 40.1^2
-    assert torch.allclose(vq.embedding.weight[3], torch.tensor([-40.0, 0.0]) * (1 - w_dead) + torch.tensor([0.0, 0.2]) * w_dead)
+    assert torch.allclose(
+        vq.embedding.weight[3], torch.tensor([-40.0, 0.0]) * (1 - w_dead) + torch.tensor([0.0, 0.2]) * w_dead
+    )
     w_used = math.exp(-(0.005 * 4 * 10) / 0.01 - 1e-3)  # ~e^-20: codes in use do not move
-    assert torch.allclose(vq.embedding.weight[0], torch.tensor([0.0, 0.0]) * (1 - w_used) + torch.tensor([0.1, 0.0]) * w_used)
+    assert torch.allclose(
+        vq.embedding.weight[0], torch.tensor([0.0, 0.0]) * (1 - w_used) + torch.tensor([0.1, 0.0]) * w_used
+    )
     before = vq.embedding.weight.detach().clone()
     vq.eval()(z)
     assert torch.equal(vq.embedding.weight, before)  # no update outside training
@@ -324,7 +382,9 @@ def test_truncated_and_non_state_dict_files_are_refused(tmp_path):
     (tmp_path / "cut.pth").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_model(tmp_path / "cut.pth", config=MICRO)
-    torch.save(build(MICRO, "stage2", device="meta").to_empty(device="cpu"), tmp_path / "module.pth")  # a pickled module
+    torch.save(
+        build(MICRO, "stage2", device="meta").to_empty(device="cpu"), tmp_path / "module.pth"
+    )  # a pickled module
     with pytest.raises(CheckpointError, match="weights_only"):
         load_model(tmp_path / "module.pth", config=MICRO)
     # not a checkpoint at all: a few bytes of text (was a KeyError traceback from the unpickler's memo)
@@ -335,7 +395,6 @@ def test_truncated_and_non_state_dict_files_are_refused(tmp_path):
 
 def test_full_plugins_demand_a_checkpoint():
     from alitok.plugin import alitok_tokenizer
-
     from harness.core.errors import UserError
 
     with pytest.raises(UserError, match="alitok needs the official checkpoint: pass --checkpoint "):

@@ -1,5 +1,6 @@
 """Tokenizer training mechanics on a micro config: loss falls, resume is exact, stage 2 freezes
 and initialises from stage 1, GAN option, config errors. A handful of steps each."""
+
 from __future__ import annotations
 
 import json
@@ -9,23 +10,41 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_runs import HANG_GUARD_S
+from tokenizer_kill_resume import kill_then_resume, same_weights
 
 from alitok.tokenizer import build, load_model
 from alitok.train.tokenizer_stage1 import Stage1Loss, aux_weight, train_stage1
 from alitok.train.tokenizer_stage2 import init_from_stage1, train_stage2
 from harness.core.config import ConfigError
 from harness.nn.checkpoints.checkpoint import load_state_dict
-from tokenizer_kill_resume import kill_then_resume, same_weights
-from cli_runs import HANG_GUARD_S
 
-MICRO_MODEL = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
-                   encoder_layers=1, encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2,
-                   buffer_tokens=3, init_std=0.08)
+MICRO_MODEL = dict(
+    image_size=32,
+    patch_size=8,
+    codebook_size=64,
+    token_dim=4,
+    encoder_width=32,
+    encoder_layers=1,
+    encoder_heads=2,
+    decoder_width=32,
+    decoder_layers=2,
+    decoder_heads=2,
+    buffer_tokens=3,
+    init_std=0.08,
+)
 
 
 def stage1_cfg(**over):
-    cfg = {"steps": 6, "batch_size": 8, "model": dict(MICRO_MODEL), "data": {"per_class": 2},
-           "optim": {"lr": 3e-3}, "log_every": 1, "ckpt_every": 3}
+    cfg = {
+        "steps": 6,
+        "batch_size": 8,
+        "model": dict(MICRO_MODEL),
+        "data": {"per_class": 2},
+        "optim": {"lr": 3e-3},
+        "log_every": 1,
+        "ckpt_every": 3,
+    }
     cfg.update(over)
     return cfg
 
@@ -78,15 +97,26 @@ def test_resume_after_a_kill_gives_the_uninterrupted_weights(tmp_path, monkeypat
 def test_stage2_freezes_encoder_codebook_latents_and_starts_from_stage1(stage1_run, tmp_path):
     out, _ = stage1_run
     s1 = load_state_dict(out / "run/last.safetensors")
-    summary = train_stage2({"steps": 2, "batch_size": 8, "init_from": str(out / "run/last.safetensors"),
-                            "data": {"per_class": 2}, "optim": {"lr": 3e-3}, "log_every": 1,
-                            }, tmp_path / "s2", torch.device("cpu"))
+    summary = train_stage2(
+        {
+            "steps": 2,
+            "batch_size": 8,
+            "init_from": str(out / "run/last.safetensors"),
+            "data": {"per_class": 2},
+            "optim": {"lr": 3e-3},
+            "log_every": 1,
+        },
+        tmp_path / "s2",
+        torch.device("cpu"),
+    )
     s2 = load_state_dict(tmp_path / "s2/last.safetensors")
     frozen = [k for k in s2 if k.startswith(("encoder.", "quantize.", "latent_tokens"))]
     assert len(frozen) > 10
     for k in frozen:
         assert torch.equal(s1[k], s2[k]), k  # bit-identical after training steps
-    assert not torch.equal(s1["decoder.transformer.0.attn.in_proj.weight"], s2["decoder.transformer.0.attn.in_proj.weight"])
+    assert not torch.equal(
+        s1["decoder.transformer.0.attn.in_proj.weight"], s2["decoder.transformer.0.attn.in_proj.weight"]
+    )
     assert s2["decoder.class_embedding"].shape == (3, 32) and "decoder.ffn_aux.0.weight" not in s2
     assert "quantize.embed_prob" not in s2
     assert summary["reinitialised_from_scratch"] == "decoder.class_embedding, decoder.latent_token_positional_embedding"
@@ -110,16 +140,28 @@ def test_init_from_stage1_carries_matching_tensors_only():
     assert torch.equal(s2.decoder.transformer[1].mlp.c_fc.weight, s1.decoder.transformer[1].mlp.c_fc.weight)
     assert torch.equal(s2.decoder.ffn[0].weight, s1.decoder.ffn[0].weight)
     assert torch.equal(s2.decoder.class_embedding, fresh)
-    assert set(report["dropped"]) == {"quantize.embed_prob", "decoder.ffn_aux.0.weight", "decoder.ffn_aux.0.bias",
-                                      "decoder.conv_out_aux.weight", "decoder.conv_out_aux.bias",
-                                      "decoder.class_embedding", "decoder.latent_token_positional_embedding"} - set(s2.state_dict())
+    assert set(report["dropped"]) == {
+        "quantize.embed_prob",
+        "decoder.ffn_aux.0.weight",
+        "decoder.ffn_aux.0.bias",
+        "decoder.conv_out_aux.weight",
+        "decoder.conv_out_aux.bias",
+        "decoder.class_embedding",
+        "decoder.latent_token_positional_embedding",
+    } - set(s2.state_dict())
     other = build(config_from_dict({**MICRO_MODEL, "codebook_size": 32}), "stage1", device="meta").state_dict()
     with pytest.raises(Exception, match="quantize.embedding.weight"):
         init_from_stage1(s2, other, "other.safetensors")
 
 
-@pytest.mark.parametrize("over", [{"decoder_attention": "bidirectional"}, {"num_prefix_tokens": 0},
-                                  {"encoder_attention": "causal", "clustering_vq": False}])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"decoder_attention": "bidirectional"},
+        {"num_prefix_tokens": 0},
+        {"encoder_attention": "causal", "clustering_vq": False},
+    ],
+)
 def test_ablation_switches_train(tmp_path, over):
     cfg = stage1_cfg(steps=2, model={**MICRO_MODEL, **over})
     summary = train_stage1(cfg, tmp_path / "run", torch.device("cpu"))
@@ -140,12 +182,15 @@ def test_gan_option_trains_the_discriminator(tmp_path):
     assert model.stage == "stage1"
 
 
-@pytest.mark.parametrize("over, match", [
-    ({"loss": {"auxx_loss_weight": 1.0}}, r"loss.auxx_loss_weight: unknown key; did you mean 'aux_loss_weight'"),
-    ({"loss": {"perceptual": {"lpips_weight": 1.0}}}, "not implemented here"),
-    ({"model": {**MICRO_MODEL, "decoder_attention": "sideways"}}, "model.decoder_attention"),
-    ({"model": {**MICRO_MODEL, "num_prefix_tokens": 3}}, "needs K = 1 \\+ grid = 5"),
-])
+@pytest.mark.parametrize(
+    "over, match",
+    [
+        ({"loss": {"auxx_loss_weight": 1.0}}, r"loss.auxx_loss_weight: unknown key; did you mean 'aux_loss_weight'"),
+        ({"loss": {"perceptual": {"lpips_weight": 1.0}}}, "not implemented here"),
+        ({"model": {**MICRO_MODEL, "decoder_attention": "sideways"}}, "model.decoder_attention"),
+        ({"model": {**MICRO_MODEL, "num_prefix_tokens": 3}}, "needs K = 1 \\+ grid = 5"),
+    ],
+)
 def test_bad_configs_are_one_line_errors(tmp_path, over, match):
     with pytest.raises(ConfigError, match=match):
         train_stage1(stage1_cfg(**over), tmp_path / "run", torch.device("cpu"))
@@ -155,8 +200,12 @@ def test_bad_configs_are_one_line_errors(tmp_path, over, match):
 def test_cli_train_reports_a_bad_stage2_source_in_one_line(tmp_path):
     cfg = tmp_path / "s2.yaml"
     cfg.write_text(f"trainer: alitok-stage2\nsteps: 1\nbatch_size: 2\ninit_from: {tmp_path}/missing.safetensors\n")
-    proc = subprocess.run([sys.executable, "-m", "harness", "train", str(cfg), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "train", str(cfg), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing.safetensors: no such stage-1 checkpoint" in lines[0]

@@ -1,4 +1,5 @@
 """harness.api: evaluate in-memory images (numpy, torch, batches), sample a model, load records."""
+
 import numpy as np
 import pytest
 import torch
@@ -39,7 +40,7 @@ def test_evaluate_numpy_torch_and_batches_agree(images, reference, ex, cache):
     kw = dict(metrics="fid,prec,recall", inception=ex, cache=cache)
     from_numpy = api.evaluate(a, reference, **kw)
     from_torch = api.evaluate(torch.from_numpy(a), reference, **kw)
-    from_batches = api.evaluate((torch.from_numpy(a[i:i + 4]) for i in range(0, 6, 4)), reference, **kw)
+    from_batches = api.evaluate((torch.from_numpy(a[i : i + 4]) for i in range(0, 6, 4)), reference, **kw)
     # independent reference for FID: torch-fidelity's statistics->metric on the same features
     from torch_fidelity.metric_fid import fid_statistics_to_metric
 
@@ -48,8 +49,9 @@ def test_evaluate_numpy_torch_and_batches_agree(images, reference, ex, cache):
 
     feats = extract_features(a, ex, cache=cache).pool.astype(np.float64)
     ref = load_reference(reference)
-    tf = fid_statistics_to_metric({"mu": feats.mean(0), "sigma": np.cov(feats, rowvar=False)},
-                                  {"mu": ref.mu, "sigma": ref.sigma}, verbose=False)["frechet_inception_distance"]
+    tf = fid_statistics_to_metric(
+        {"mu": feats.mean(0), "sigma": np.cov(feats, rowvar=False)}, {"mu": ref.mu, "sigma": ref.sigma}, verbose=False
+    )["frechet_inception_distance"]
     assert from_numpy.metrics["fid"] == pytest.approx(tf, rel=1e-5)
     for other in (from_torch, from_batches):
         for m in ("fid", "prec", "recall"):
@@ -81,12 +83,32 @@ def test_sample_returns_the_cli_pixels(tmp_path):
     s = api.sample("real-data", "demo", num_samples=22, options={"per_class": 4}, device="cpu")
     assert s.images.shape == (22, 32, 32, 3) and s.images.dtype == np.uint8
     assert np.array_equal(s.labels, np.arange(22) % 11)
-    assert main(["sample", "--model", "real-data", "--protocol", "demo", "--num-samples", "22", "--set",
-                 "model.options.per_class=4", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "cli")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                "real-data",
+                "--protocol",
+                "demo",
+                "--num-samples",
+                "22",
+                "--set",
+                "model.options.per_class=4",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     with np.load(tmp_path / "cli" / "samples.npz") as z:
         assert np.array_equal(z["arr_0"], s.images) and np.array_equal(z["labels"], s.labels)
-    kept = api.sample("real-data", "demo", num_samples=22, options={"per_class": 4}, device="cpu",
-                      out=tmp_path / "kept")
+    kept = api.sample(
+        "real-data", "demo", num_samples=22, options={"per_class": 4}, device="cpu", out=tmp_path / "kept"
+    )
     assert kept.identity_hash == s.identity_hash and (tmp_path / "kept" / "samples.npz").is_file()
 
 

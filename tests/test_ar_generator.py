@@ -1,15 +1,16 @@
 """The shared AR generator class (harness/nn/models/ar_generator.py) with a second, toy family; top-p
 against the Hugging Face formula LlamaGen copies; LlamaGen's cfg_interval."""
+
 import pytest
 import torch
 from torch import nn
 
 from harness.core.interfaces import ARSampling, Tokenizer
-from harness.nn.models.ar_generator import ARGenerator
-from harness.nn.samplers.ar_sampling import _combine, ar_sample, ar_sample_naive, filter_logits, guided_at
 from harness.nn.layers.attention import KVCache
 from harness.nn.layers.llama import LlamaBlock
 from harness.nn.layers.rope import rope_table_1d
+from harness.nn.models.ar_generator import ARGenerator
+from harness.nn.samplers.ar_sampling import _combine, ar_sample, ar_sample_naive, filter_logits, guided_at
 
 
 # -- a second AR family from ARGenerator: LlamaGen-style (class table with a null row), 1D RoPE -----
@@ -46,7 +47,7 @@ class ToyGPT(nn.Module):
 
     def forward(self, tokens):  # [class | codes] -> logits at every position
         h = torch.cat([self.cls(tokens[:, :1]), self.tok(tokens[:, 1:])], 1)
-        return self.head(self.block(h, self.rope[:h.shape[1]]))
+        return self.head(self.block(h, self.rope[: h.shape[1]]))
 
 
 class ToyTokenizer(Tokenizer):
@@ -68,8 +69,9 @@ def test_a_second_family_runs_on_the_shared_generator():
     codes = gen.generate_codes(labels, torch.Generator().manual_seed(1))
     # same tokens as the naive full recompute driven by the family's own cond/null tokens
     cond = model.condition_tokens(labels)
-    naive = ar_sample_naive(model, cond, 6, params, torch.Generator().manual_seed(1),
-                            uncond=model.null_condition_tokens(cond))
+    naive = ar_sample_naive(
+        model, cond, 6, params, torch.Generator().manual_seed(1), uncond=model.null_condition_tokens(cond)
+    )
     assert torch.equal(codes, naive) and codes.shape == (3, 6)
     images = gen.generate(labels, torch.Generator().manual_seed(1))
     assert images.dtype == torch.uint8 and images.shape == (3, 2, 2, 3)

@@ -1,18 +1,24 @@
 """The shared AR sampler (harness/nn/samplers/ar_sampling.py), static KV cache, RoPE table and norms."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from alitok.generator import ARConfig, build
 from harness.core.interfaces import ARSampling
-from harness.nn.samplers.ar_sampling import (ar_sample, ar_sample_naive, cfg_scale_at, cfg_scales, filter_logits, guided_at,
-                                    kv_length, sample_next)
 from harness.nn.layers.llama import swiglu_hidden
 from harness.nn.layers.norms import RMSNorm
-from harness.nn.layers.rope import cond_prefix_grid_rope_table, apply_rope
-
-from alitok.generator import ARConfig, build
+from harness.nn.layers.rope import apply_rope, cond_prefix_grid_rope_table
+from harness.nn.samplers.ar_sampling import (
+    ar_sample,
+    ar_sample_naive,
+    cfg_scale_at,
+    cfg_scales,
+    filter_logits,
+    sample_next,
+)
 
 TINY = ARConfig(depth=2, width=64, num_heads=4, codebook_size=48, num_classes=6, num_prefix_tokens=3, grid=3)
 
@@ -53,7 +59,7 @@ def test_power_cosine_schedule_is_bit_identical_to_upstream_float32(g, power):
     T = 273
     upstream = []
     for step in range(T):
-        scale_pow = torch.ones((1)) * power
+        scale_pow = torch.ones(1) * power
         scale_step = (1 - torch.cos(((step / T) ** scale_pow) * torch.pi)) * 1 / 2
         upstream.append((g - 1) * scale_step + 1)
     upstream = torch.cat(upstream)
@@ -90,8 +96,13 @@ def test_cached_sampling_equals_full_recompute(model, name):
 
 
 def test_cached_prefill_and_steps_match_forward_logits(model):
-    tokens = torch.cat([TINY.class_ids(torch.tensor([2, 4]))[:, None],
-                        torch.randint(0, TINY.codebook_size, (2, TINY.num_tokens - 1), generator=torch.Generator().manual_seed(0))], 1)
+    tokens = torch.cat(
+        [
+            TINY.class_ids(torch.tensor([2, 4]))[:, None],
+            torch.randint(0, TINY.codebook_size, (2, TINY.num_tokens - 1), generator=torch.Generator().manual_seed(0)),
+        ],
+        1,
+    )
     full = model(tokens)
     model.reset_cache(2)
     step_logits = [model.prefill(tokens[:, :1])]
@@ -151,14 +162,21 @@ def test_bf16_autocast_path_stays_close_to_fp32_on_the_same_context(model):
         seen.append(logits.float())
         return logits
 
-    out = ar_sample(model, cond, TINY.num_tokens, PARAMS["no-cfg"], torch.Generator().manual_seed(0),
-                    dtype=torch.bfloat16, decode_step=spy)
+    out = ar_sample(
+        model,
+        cond,
+        TINY.num_tokens,
+        PARAMS["no-cfg"],
+        torch.Generator().manual_seed(0),
+        dtype=torch.bfloat16,
+        decode_step=spy,
+    )
     assert out.shape == (2, TINY.num_tokens)
     assert model.blocks[0].attn.kv_cache.k.dtype == torch.bfloat16
     # teacher-forced fp32 forward over the tokens the bf16 run drew: the logits each cached bf16 step
     # produced (for tokens 1..T-1) against the uncached fp32 ones on the same context
     with torch.no_grad():
-        ref = model(torch.cat([cond, out], dim=1))[:, cond.shape[1]:-1].float()
+        ref = model(torch.cat([cond, out], dim=1))[:, cond.shape[1] : -1].float()
     got = torch.stack(seen, dim=1)
     assert got.shape == ref.shape
     # bf16 keeps 8 significant bits (unit roundoff 2^-9); a width-64, depth-2 network accumulates a few
@@ -219,8 +237,9 @@ def test_apply_rope_is_complex_rotation_and_zeroes_class_token():
     table = cond_prefix_grid_rope_table(hd, K, G)
     x = torch.randn(2, 3, table.shape[0], hd, generator=torch.Generator().manual_seed(0))
     out = apply_rope(x, table)
-    ref = torch.view_as_real(torch.view_as_complex(x.reshape(*x.shape[:-1], hd // 2, 2))
-                             * torch.complex(table[..., 0], table[..., 1])).flatten(-2)
+    ref = torch.view_as_real(
+        torch.view_as_complex(x.reshape(*x.shape[:-1], hd // 2, 2)) * torch.complex(table[..., 0], table[..., 1])
+    ).flatten(-2)
     torch.testing.assert_close(out, ref)
     assert torch.count_nonzero(out[:, :, 0]) == 0  # LlamaGen quirk kept for checkpoint parity
     # rotations preserve norms of every other token
@@ -230,7 +249,10 @@ def test_apply_rope_is_complex_rotation_and_zeroes_class_token():
 def test_rope_scores_depend_on_relative_prefix_position():
     hd = 8
     table = cond_prefix_grid_rope_table(hd, 8, 1)[1:9]  # prefix rows: 1D positions 0..7
-    q, k = torch.randn(hd, generator=torch.Generator().manual_seed(1)), torch.randn(hd, generator=torch.Generator().manual_seed(2))
+    q, k = (
+        torch.randn(hd, generator=torch.Generator().manual_seed(1)),
+        torch.randn(hd, generator=torch.Generator().manual_seed(2)),
+    )
     rq = apply_rope(q.expand(1, 1, 8, hd), table)[0, 0]
     rk = apply_rope(k.expand(1, 1, 8, hd), table)[0, 0]
     assert (rq[5] @ rk[2]).item() == pytest.approx((rq[4] @ rk[1]).item(), rel=1e-4)
@@ -240,9 +262,13 @@ def test_rmsnorm_and_swiglu_hidden():
     x = torch.randn(3, 10, generator=torch.Generator().manual_seed(0))
     norm = RMSNorm(10, eps=1e-5)
     torch.nn.init.normal_(norm.weight, generator=torch.Generator().manual_seed(1))
-    expected = x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-5) * norm.weight
+    expected = x / torch.sqrt((x**2).mean(-1, keepdim=True) + 1e-5) * norm.weight
     torch.testing.assert_close(norm(x), expected)
-    assert [swiglu_hidden(d) for d in (768, 1024, 1280)] == [2048, 2816, 3584]  # ali-vilab/alitok modeling/ar.py (LlamaGen's find_multiple rule)
+    assert [swiglu_hidden(d) for d in (768, 1024, 1280)] == [
+        2048,
+        2816,
+        3584,
+    ]  # ali-vilab/alitok modeling/ar.py (LlamaGen's find_multiple rule)
 
 
 def test_device_generator_keeps_a_generator_of_the_right_device():
@@ -264,5 +290,7 @@ def test_a_fresh_cpu_generator_stands_for_upstreams_cuda_stream_batch_after_batc
         assert torch.equal(torch.rand(5, device="cuda", generator=g), torch.rand(5, device="cuda", generator=ref))
     used = torch.Generator().manual_seed(7)
     torch.rand(1, generator=used)  # drawn from: no upstream stream, a seed derived from its state
-    assert not torch.equal(torch.rand(5, device="cuda", generator=device_generator(used, torch.device("cuda"))),
-                           torch.rand(5, device="cuda", generator=torch.Generator(device="cuda").manual_seed(7)))
+    assert not torch.equal(
+        torch.rand(5, device="cuda", generator=device_generator(used, torch.device("cuda"))),
+        torch.rand(5, device="cuda", generator=torch.Generator(device="cuda").manual_seed(7)),
+    )

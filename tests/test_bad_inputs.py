@@ -1,6 +1,7 @@
 """Bad input from the issue-22 fault tour (references, images, records, YAML, flags, caches): each ends in
 the right number or one line with exit 2 (1 for a damaged cache), never a traceback or a wrong number with
 exit 0. Each test failed on the code before its fix. The stub extractor of test_faults keeps them fast."""
+
 import json
 import os
 import struct
@@ -10,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_faults import StubExtractor, images, one_line_exit_2, stub  # noqa: F401, F811  (stub: a fixture)
 
 from harness import cli
 from harness.core.config import ConfigError, apply_overrides, load_yaml
-from harness.data.npz import save_samples_npz
-from harness.data.sources import image_files, iter_image_batches
 from harness.core.errors import InputFileError, UserError
 from harness.core.io import parse_json, read_json
+from harness.data.npz import save_samples_npz
+from harness.data.sources import image_files, iter_image_batches
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
-from harness.metrics.refstats import (DIGEST_KEY, META_KEY, build_reference_from_images, load_reference,
-                                      sidecar_path)
-from test_faults import StubExtractor, images, one_line_exit_2, stub  # noqa: F401  (stub: a fixture)
+from harness.metrics.refstats import DIGEST_KEY, META_KEY, build_reference_from_images, load_reference, sidecar_path
 
 
 def _rewrite_npz(path, **members):
@@ -36,9 +36,10 @@ def _meta_bytes(meta: dict) -> np.ndarray:
 
 
 @pytest.fixture
-def ref(tmp_path, stub):
-    return build_reference_from_images(images(30, 2), tmp_path / "ref.npz", inception=StubExtractor(), cache=False,
-                                       progress=False)
+def ref(tmp_path, stub):  # noqa: F811  (pytest fixture injection)
+    return build_reference_from_images(
+        images(30, 2), tmp_path / "ref.npz", inception=StubExtractor(), cache=False, progress=False
+    )
 
 
 # ---------------------------------------------------------------------------------------------- references
@@ -91,8 +92,12 @@ def test_adm_reference_batch_without_our_metadata_still_loads(tmp_path):
 
 
 def test_embedded_source_with_a_bad_size_is_one_line(tmp_path, capsys):
-    one_line_exit_2(capsys, ["ref-stats", "build", "embedded:val:abc", "--out", str(tmp_path / "r.npz")],
-                    "embedded:val:abc", "whole-number size")
+    one_line_exit_2(
+        capsys,
+        ["ref-stats", "build", "embedded:val:abc", "--out", str(tmp_path / "r.npz")],
+        "embedded:val:abc",
+        "whole-number size",
+    )
     assert not (tmp_path / "r.npz").exists()
 
 
@@ -100,6 +105,7 @@ def test_embedded_source_with_a_bad_size_is_one_line(tmp_path, capsys):
 def _png(path, arr=None, *, width=0, height=0):
     """A 16-bit PNG written by hand (grey [H,W] or RGB [H,W,3] uint16), or with ``arr`` None an 8-bit grey
     header claiming ``width`` x ``height`` and no pixels (Pillow refuses a bomb from the header alone)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -108,8 +114,9 @@ def _png(path, arr=None, *, width=0, height=0):
     else:
         header = struct.pack(">IIBBBBB", arr.shape[1], arr.shape[0], 16, 0 if arr.ndim == 2 else 2, 0, 0, 0)
         raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                           + chunk(b"IEND", b""))
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 def test_16bit_png_folder_gives_the_8bit_result(tmp_path, ref):
@@ -141,8 +148,12 @@ def test_decompression_bomb_is_one_line(tmp_path, ref, capsys):
     folder.mkdir()
     Image.fromarray(images(1, 0)[0]).save(folder / "b.png")
     _png(folder / "a_bomb.png", width=40_000, height=40_000)
-    one_line_exit_2(capsys, ["eval", str(folder), str(ref), "--inception", "stub:0", "--metrics", "fid",
-                             "--out", str(tmp_path / "o")], "a_bomb.png", "decompression bomb")
+    one_line_exit_2(
+        capsys,
+        ["eval", str(folder), str(ref), "--inception", "stub:0", "--metrics", "fid", "--out", str(tmp_path / "o")],
+        "a_bomb.png",
+        "decompression bomb",
+    )
     from harness.data.images import read_rgb
 
     _png(tmp_path / "big.png", width=10_000, height=10_000)  # over Pillow's limit, under twice it: a warning there
@@ -163,8 +174,9 @@ def test_zero_counts_are_refused(tmp_path, ref, capsys, flag):
 def test_kid_subset_size_zero_is_not_the_default(tmp_path, ref):
     samples = save_samples_npz(tmp_path / "s.npz", images(10, 1))
     with pytest.raises(UserError, match="subset size >= 2"):
-        evaluate_samples(samples, ref, EvalOptions(metrics=("kid",), inception=StubExtractor(), cache=False,
-                                                  kid_subset_size=0))
+        evaluate_samples(
+            samples, ref, EvalOptions(metrics=("kid",), inception=StubExtractor(), cache=False, kid_subset_size=0)
+        )
 
 
 # ---------------------------------------------------------------------------------------------- YAML
@@ -177,8 +189,12 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
 
 def test_floats_without_a_dot_are_floats():
     """Before: PyYAML's YAML 1.1 pattern read 1e-2 as the string '1e-2' (and --set optim.lr=1e-2 was refused)."""
-    assert apply_overrides({}, ["optim.lr=1e-2", "a=1.5e3", "b=2", "c=v1e5"]) == \
-        {"optim": {"lr": 0.01}, "a": 1500.0, "b": 2, "c": "v1e5"}
+    assert apply_overrides({}, ["optim.lr=1e-2", "a=1.5e3", "b=2", "c=v1e5"]) == {
+        "optim": {"lr": 0.01},
+        "a": 1500.0,
+        "b": 2,
+        "c": "v1e5",
+    }
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e999"])
@@ -186,8 +202,12 @@ def test_non_finite_override_is_one_line(tmp_path, capsys, value):
     """Before: --set model.sampling.cfg_scale=.nan was a traceback (ValueError from the spec hash)."""
     spec = tmp_path / "spec.yaml"
     spec.write_text("model: {name: llamagen-tiny}\nprotocol: {name: demo}\n")
-    one_line_exit_2(capsys, ["validate", str(spec), "--set", f"model.sampling.cfg_scale={value}"],
-                    "model.sampling.cfg_scale", "not a finite number")
+    one_line_exit_2(
+        capsys,
+        ["validate", str(spec), "--set", f"model.sampling.cfg_scale={value}"],
+        "model.sampling.cfg_scale",
+        "not a finite number",
+    )
 
 
 def test_binary_spec_file_is_one_line(tmp_path, capsys):
@@ -241,13 +261,17 @@ def test_unreadable_record_is_one_line_through_every_verb(tmp_path, capsys, verb
     compare and claims (records.read_record parsed JSON itself)."""
     res = tmp_path / "res"
     res.mkdir()
-    for name, body in (("bad_record.json", b'{"kind": "eval", "run_id": "\xff"}'),
-                       ("deep_record.json", b"[" * 200_000 + b"]" * 200_000)):
+    for name, body in (
+        ("bad_record.json", b'{"kind": "eval", "run_id": "\xff"}'),
+        ("deep_record.json", b"[" * 200_000 + b"]" * 200_000),
+    ):
         rec = res / name
         rec.write_bytes(body)
-        argv = {"report": ["report", str(res), "--out", str(tmp_path / "out")],
-                "claims": ["claims", str(res), "--out", str(tmp_path / "claims")],
-                "compare": ["compare", str(res), str(res), "--fail", "fid:+2%"]}[verb]
+        argv = {
+            "report": ["report", str(res), "--out", str(tmp_path / "out")],
+            "claims": ["claims", str(res), "--out", str(tmp_path / "claims")],
+            "compare": ["compare", str(res), str(res), "--fail", "fid:+2%"],
+        }[verb]
         one_line_exit_2(capsys, argv, str(rec), "not UTF-8" if name.startswith("bad") else "not valid JSON")
         rec.unlink()
 

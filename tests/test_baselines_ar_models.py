@@ -8,6 +8,7 @@ FoundationVision/LlamaGen ``tokenizer/tokenizer_image/vq_model.py`` and
 (``TiTokEncoder``, ``TiTokDecoder``, ``ResidualAttentionBlock`` = ``nn.MultiheadAttention``) and
 ``modeling/rar.py``. They are independent of our module tree: a renamed or reshaped tensor fails.
 """
+
 import math
 
 import pytest
@@ -15,8 +16,7 @@ import torch
 
 from baselines import llamagen as lg
 from baselines import maskgit_vqgan as mv
-from baselines import rar
-from baselines import titok
+from baselines import rar, titok
 from harness.core.errors import UserError
 from harness.nn.checkpoints.checkpoint import CheckpointError
 
@@ -42,8 +42,12 @@ def _gn(prefix, c):
 
 
 def _taming_res(p, cin, cout):
-    d = {**_gn(f"{p}.norm1", cin), **_conv(f"{p}.conv1", cout, cin, 3), **_gn(f"{p}.norm2", cout),
-         **_conv(f"{p}.conv2", cout, cout, 3)}
+    d = {
+        **_gn(f"{p}.norm1", cin),
+        **_conv(f"{p}.conv1", cout, cin, 3),
+        **_gn(f"{p}.norm2", cout),
+        **_conv(f"{p}.conv2", cout, cout, 3),
+    }
     if cin != cout:
         d.update(_conv(f"{p}.nin_shortcut", cout, cin, 1))
     return d
@@ -69,12 +73,24 @@ def llamagen_vq_expected(ch_mult, ch=128, n=2, z=256, dim=8, codebook=16384):
                 d.update(_taming_attn(f"encoder.conv_blocks.{i}.attn.{j}", cin))
         if i != last:
             d.update(_conv(f"encoder.conv_blocks.{i}.downsample.conv", cin, cin, 3))
-    d.update({**_taming_res("encoder.mid.0", cin, cin), **_taming_attn("encoder.mid.1", cin),
-              **_taming_res("encoder.mid.2", cin, cin), **_gn("encoder.norm_out", cin),
-              **_conv("encoder.conv_out", z, cin, 3)})
+    d.update(
+        {
+            **_taming_res("encoder.mid.0", cin, cin),
+            **_taming_attn("encoder.mid.1", cin),
+            **_taming_res("encoder.mid.2", cin, cin),
+            **_gn("encoder.norm_out", cin),
+            **_conv("encoder.conv_out", z, cin, 3),
+        }
+    )
     cin = ch * ch_mult[-1]
-    d.update({**_conv("decoder.conv_in", cin, z, 3), **_taming_res("decoder.mid.0", cin, cin),
-              **_taming_attn("decoder.mid.1", cin), **_taming_res("decoder.mid.2", cin, cin)})
+    d.update(
+        {
+            **_conv("decoder.conv_in", cin, z, 3),
+            **_taming_res("decoder.mid.0", cin, cin),
+            **_taming_attn("decoder.mid.1", cin),
+            **_taming_res("decoder.mid.2", cin, cin),
+        }
+    )
     for b, i in enumerate(reversed(range(len(ch_mult)))):
         for j in range(n + 1):
             d.update(_taming_res(f"decoder.conv_blocks.{b}.res.{j}", cin, ch * ch_mult[i]))
@@ -83,9 +99,16 @@ def llamagen_vq_expected(ch_mult, ch=128, n=2, z=256, dim=8, codebook=16384):
                 d.update(_taming_attn(f"decoder.conv_blocks.{b}.attn.{j}", cin))
         if i != 0:
             d.update(_conv(f"decoder.conv_blocks.{b}.upsample.conv", cin, cin, 3))
-    d.update({**_gn("decoder.norm_out", cin), **_conv("decoder.conv_out", 3, cin, 3),
-              "quantize.embedding.weight": (codebook, dim), "quantize.codebook_used": (65536,),
-              **_conv("quant_conv", dim, z, 1), **_conv("post_quant_conv", z, dim, 1)})
+    d.update(
+        {
+            **_gn("decoder.norm_out", cin),
+            **_conv("decoder.conv_out", 3, cin, 3),
+            "quantize.embedding.weight": (codebook, dim),
+            "quantize.codebook_used": (65536,),
+            **_conv("quant_conv", dim, z, 1),
+            **_conv("post_quant_conv", z, dim, 1),
+        }
+    )
     return d
 
 
@@ -93,19 +116,34 @@ def llamagen_gpt_expected(n_layer, dim, vocab=16384, classes=1000):
     """gpt.py Transformer (c2i): LabelEmbedder with the null row, wqkv/wo, SwiGLU w1/w2/w3, no biases."""
     hidden = int(2 * 4 * dim / 3)
     hidden = hidden if hidden % 256 == 0 else hidden + 256 - hidden % 256  # find_multiple
-    d = {"cls_embedding.embedding_table.weight": (classes + 1, dim), "tok_embeddings.weight": (vocab, dim),
-         "norm.weight": (dim,), "output.weight": (vocab, dim)}
+    d = {
+        "cls_embedding.embedding_table.weight": (classes + 1, dim),
+        "tok_embeddings.weight": (vocab, dim),
+        "norm.weight": (dim,),
+        "output.weight": (vocab, dim),
+    }
     for i in range(n_layer):
-        d.update({f"layers.{i}.attention.wqkv.weight": (3 * dim, dim), f"layers.{i}.attention.wo.weight": (dim, dim),
-                  f"layers.{i}.feed_forward.w1.weight": (hidden, dim), f"layers.{i}.feed_forward.w3.weight": (hidden, dim),
-                  f"layers.{i}.feed_forward.w2.weight": (dim, hidden), f"layers.{i}.attention_norm.weight": (dim,),
-                  f"layers.{i}.ffn_norm.weight": (dim,)})
+        d.update(
+            {
+                f"layers.{i}.attention.wqkv.weight": (3 * dim, dim),
+                f"layers.{i}.attention.wo.weight": (dim, dim),
+                f"layers.{i}.feed_forward.w1.weight": (hidden, dim),
+                f"layers.{i}.feed_forward.w3.weight": (hidden, dim),
+                f"layers.{i}.feed_forward.w2.weight": (dim, hidden),
+                f"layers.{i}.attention_norm.weight": (dim,),
+                f"layers.{i}.ffn_norm.weight": (dim,),
+            }
+        )
     return d
 
 
 def _maskgit_res(p, cin, cout):
-    d = {**_gn(f"{p}.norm1", cin), **_conv(f"{p}.conv1", cout, cin, 3, bias=False), **_gn(f"{p}.norm2", cout),
-         **_conv(f"{p}.conv2", cout, cout, 3, bias=False)}
+    d = {
+        **_gn(f"{p}.norm1", cin),
+        **_conv(f"{p}.conv1", cout, cin, 3, bias=False),
+        **_gn(f"{p}.norm2", cout),
+        **_conv(f"{p}.conv2", cout, cout, 3, bias=False),
+    }
     if cin != cout:  # the quirk: out -> out
         d.update(_conv(f"{p}.nin_shortcut", cout, cout, 1, bias=False))
     return d
@@ -144,19 +182,41 @@ def maskgit_expected(ch=128, mult=(1, 1, 2, 2, 4), n=2, z=256):
 def rar_expected(depth, dim, mlp, seq=256, codebook=1024, classes=1000):
     """rar.py RAR: cls_token, pos_embed / target_aware_pos_embed (seq + 1024), timesteps (seq + 100), adaLN blocks."""
     hd = dim // 16
-    d = {"cls_token": (1, 1, dim), "pos_embed": (1, seq + 1024, dim), "target_aware_pos_embed": (1, seq + 1024, dim),
-         "timesteps_embeddings": (1, seq + 100, dim), "embeddings.weight": (codebook + 1 + classes + 1, dim),
-         "adaln_before_head.adaLN_modulation.1.weight": (2 * dim, dim), "adaln_before_head.adaLN_modulation.1.bias": (2 * dim,),
-         "lm_head.weight": (codebook, dim), "lm_head.bias": (codebook,)}
+    d = {
+        "cls_token": (1, 1, dim),
+        "pos_embed": (1, seq + 1024, dim),
+        "target_aware_pos_embed": (1, seq + 1024, dim),
+        "timesteps_embeddings": (1, seq + 100, dim),
+        "embeddings.weight": (codebook + 1 + classes + 1, dim),
+        "adaln_before_head.adaLN_modulation.1.weight": (2 * dim, dim),
+        "adaln_before_head.adaLN_modulation.1.bias": (2 * dim,),
+        "lm_head.weight": (codebook, dim),
+        "lm_head.bias": (codebook,),
+    }
     for i in range(depth):
         p = f"blocks.{i}"
-        d.update({f"{p}.norm1.weight": (dim,), f"{p}.norm1.bias": (dim,), f"{p}.attn.qkv.weight": (3 * dim, dim),
-                  f"{p}.attn.qkv.bias": (3 * dim,), f"{p}.attn.q_norm.weight": (hd,), f"{p}.attn.q_norm.bias": (hd,),
-                  f"{p}.attn.k_norm.weight": (hd,), f"{p}.attn.k_norm.bias": (hd,), f"{p}.attn.proj.weight": (dim, dim),
-                  f"{p}.attn.proj.bias": (dim,), f"{p}.norm2.weight": (dim,), f"{p}.norm2.bias": (dim,),
-                  f"{p}.mlp.fc1.weight": (mlp, dim), f"{p}.mlp.fc1.bias": (mlp,), f"{p}.mlp.fc2.weight": (dim, mlp),
-                  f"{p}.mlp.fc2.bias": (dim,), f"{p}.adaLN_modulation.1.weight": (6 * dim, dim),
-                  f"{p}.adaLN_modulation.1.bias": (6 * dim,)})
+        d.update(
+            {
+                f"{p}.norm1.weight": (dim,),
+                f"{p}.norm1.bias": (dim,),
+                f"{p}.attn.qkv.weight": (3 * dim, dim),
+                f"{p}.attn.qkv.bias": (3 * dim,),
+                f"{p}.attn.q_norm.weight": (hd,),
+                f"{p}.attn.q_norm.bias": (hd,),
+                f"{p}.attn.k_norm.weight": (hd,),
+                f"{p}.attn.k_norm.bias": (hd,),
+                f"{p}.attn.proj.weight": (dim, dim),
+                f"{p}.attn.proj.bias": (dim,),
+                f"{p}.norm2.weight": (dim,),
+                f"{p}.norm2.bias": (dim,),
+                f"{p}.mlp.fc1.weight": (mlp, dim),
+                f"{p}.mlp.fc1.bias": (mlp,),
+                f"{p}.mlp.fc2.weight": (dim, mlp),
+                f"{p}.mlp.fc2.bias": (dim,),
+                f"{p}.adaLN_modulation.1.weight": (6 * dim, dim),
+                f"{p}.adaLN_modulation.1.bias": (6 * dim,),
+            }
+        )
     return d
 
 
@@ -164,28 +224,57 @@ def _vit_blocks(prefix, width, layers):
     d = {}
     for i in range(layers):
         p = f"{prefix}.transformer.{i}"
-        d.update({f"{p}.ln_1.weight": (width,), f"{p}.ln_1.bias": (width,), f"{p}.attn.in_proj_weight": (3 * width, width),
-                  f"{p}.attn.in_proj_bias": (3 * width,), f"{p}.attn.out_proj.weight": (width, width),
-                  f"{p}.attn.out_proj.bias": (width,), f"{p}.ln_2.weight": (width,), f"{p}.ln_2.bias": (width,),
-                  f"{p}.mlp.c_fc.weight": (4 * width, width), f"{p}.mlp.c_fc.bias": (4 * width,),
-                  f"{p}.mlp.c_proj.weight": (width, 4 * width), f"{p}.mlp.c_proj.bias": (width,)})
+        d.update(
+            {
+                f"{p}.ln_1.weight": (width,),
+                f"{p}.ln_1.bias": (width,),
+                f"{p}.attn.in_proj_weight": (3 * width, width),
+                f"{p}.attn.in_proj_bias": (3 * width,),
+                f"{p}.attn.out_proj.weight": (width, width),
+                f"{p}.attn.out_proj.bias": (width,),
+                f"{p}.ln_2.weight": (width,),
+                f"{p}.ln_2.bias": (width,),
+                f"{p}.mlp.c_fc.weight": (4 * width, width),
+                f"{p}.mlp.c_fc.bias": (4 * width,),
+                f"{p}.mlp.c_proj.weight": (width, 4 * width),
+                f"{p}.mlp.c_proj.bias": (width,),
+            }
+        )
     return d
 
 
 def titok_expected(width, layers, k, token_size=12, codebook=4096, grid=16, patch=16):
     """titok.py TiTok (finetune_decoder=True, legacy): encoder, decoder (ffn 0/2), quantize, pixel_quantize, pixel_decoder."""
-    d = {"latent_tokens": (k, width), "encoder.patch_embed.weight": (width, 3, patch, patch), "encoder.patch_embed.bias": (width,),
-         "encoder.class_embedding": (1, width), "encoder.positional_embedding": (grid * grid + 1, width),
-         "encoder.latent_token_positional_embedding": (k, width), "encoder.ln_pre.weight": (width,),
-         "encoder.ln_pre.bias": (width,), "encoder.ln_post.weight": (width,), "encoder.ln_post.bias": (width,),
-         "encoder.conv_out.weight": (token_size, width, 1, 1), "encoder.conv_out.bias": (token_size,),
-         "decoder.decoder_embed.weight": (width, token_size), "decoder.decoder_embed.bias": (width,),
-         "decoder.class_embedding": (1, width), "decoder.positional_embedding": (grid * grid + 1, width),
-         "decoder.mask_token": (1, 1, width), "decoder.latent_token_positional_embedding": (k, width),
-         "decoder.ln_pre.weight": (width,), "decoder.ln_pre.bias": (width,), "decoder.ln_post.weight": (width,),
-         "decoder.ln_post.bias": (width,), "decoder.ffn.0.weight": (2 * width, width, 1, 1), "decoder.ffn.0.bias": (2 * width,),
-         "decoder.ffn.2.weight": (1024, 2 * width, 1, 1), "decoder.ffn.2.bias": (1024,),
-         "quantize.embedding.weight": (codebook, token_size), "pixel_quantize.embedding.weight": (1024, 256)}
+    d = {
+        "latent_tokens": (k, width),
+        "encoder.patch_embed.weight": (width, 3, patch, patch),
+        "encoder.patch_embed.bias": (width,),
+        "encoder.class_embedding": (1, width),
+        "encoder.positional_embedding": (grid * grid + 1, width),
+        "encoder.latent_token_positional_embedding": (k, width),
+        "encoder.ln_pre.weight": (width,),
+        "encoder.ln_pre.bias": (width,),
+        "encoder.ln_post.weight": (width,),
+        "encoder.ln_post.bias": (width,),
+        "encoder.conv_out.weight": (token_size, width, 1, 1),
+        "encoder.conv_out.bias": (token_size,),
+        "decoder.decoder_embed.weight": (width, token_size),
+        "decoder.decoder_embed.bias": (width,),
+        "decoder.class_embedding": (1, width),
+        "decoder.positional_embedding": (grid * grid + 1, width),
+        "decoder.mask_token": (1, 1, width),
+        "decoder.latent_token_positional_embedding": (k, width),
+        "decoder.ln_pre.weight": (width,),
+        "decoder.ln_pre.bias": (width,),
+        "decoder.ln_post.weight": (width,),
+        "decoder.ln_post.bias": (width,),
+        "decoder.ffn.0.weight": (2 * width, width, 1, 1),
+        "decoder.ffn.0.bias": (2 * width,),
+        "decoder.ffn.2.weight": (1024, 2 * width, 1, 1),
+        "decoder.ffn.2.bias": (1024,),
+        "quantize.embedding.weight": (codebook, token_size),
+        "pixel_quantize.embedding.weight": (1024, 256),
+    }
     d.update(_vit_blocks("encoder", width, layers))
     d.update(_vit_blocks("decoder", width, layers))
     d.update(maskgit_decoder_expected("pixel_decoder"))
@@ -250,9 +339,10 @@ def test_rar_parameter_counts_and_keys(size):
 
 
 # (calc) tokenizer incl. the MaskGIT pixel decoder: L-32 ~641M (303 + 307 + 31), B-64 ~205M, S-128 ~84M
-@pytest.mark.parametrize("name,millions,width,layers,k", [("titok-l-32", 641, 1024, 24, 32),
-                                                        ("titok-b-64", 205, 768, 12, 64),
-                                                        ("titok-s-128", 84, 512, 8, 128)])
+@pytest.mark.parametrize(
+    "name,millions,width,layers,k",
+    [("titok-l-32", 641, 1024, 24, 32), ("titok-b-64", 205, 768, 12, 64), ("titok-s-128", 84, 512, 8, 128)],
+)
 def test_titok_parameter_counts_and_keys(name, millions, width, layers, k):
     m = titok.build(titok.TITOK_CONFIGS[name], "meta")
     assert round(_count(m) / 1e6) == millions
@@ -275,16 +365,28 @@ def test_conv2d_same_matches_tensorflow_same_padding(size, k, s):
     conv = mv.Conv2dSame(2, 3, k, stride=s)
     x = torch.randn(1, 2, size, size)
     total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, [total // 2, total - total // 2] * 2), conv.weight,
-                                     conv.bias, stride=s)
+    ref = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, [total // 2, total - total // 2] * 2), conv.weight, conv.bias, stride=s
+    )
     out = conv(x)
     assert out.shape[-1] == math.ceil(size / s) and torch.allclose(out, ref)
 
 
 def _tiny_titok(legacy):
-    cfg = titok.TiTokConfig(image_size=32, patch_size=8, enc_width=64, enc_depth=1, enc_heads=4, dec_width=64,
-                            dec_depth=1, dec_heads=4, num_latent_tokens=6, token_size=8, codebook_size=32,
-                            is_legacy=legacy)
+    cfg = titok.TiTokConfig(
+        image_size=32,
+        patch_size=8,
+        enc_width=64,
+        enc_depth=1,
+        enc_heads=4,
+        dec_width=64,
+        dec_depth=1,
+        dec_heads=4,
+        num_latent_tokens=6,
+        token_size=8,
+        codebook_size=32,
+        is_legacy=legacy,
+    )
     return titok.build(cfg, generator=torch.Generator().manual_seed(0)).eval()
 
 
@@ -308,8 +410,11 @@ def test_titok_multihead_attention_layout_matches_torch():
     """Our fused ``in_proj`` under the ``in_proj_weight`` name computes what nn.MultiheadAttention computes."""
     m = _tiny_titok(False)
     block = m.encoder.transformer[0]
-    sd = {k.removeprefix("encoder.transformer.0.attn."): v for k, v in m.state_dict().items()
-          if k.startswith("encoder.transformer.0.attn.")}
+    sd = {
+        k.removeprefix("encoder.transformer.0.attn."): v
+        for k, v in m.state_dict().items()
+        if k.startswith("encoder.transformer.0.attn.")
+    }
     mha = torch.nn.MultiheadAttention(64, 4)
     mha.load_state_dict(sd)
     x = torch.randn(5, 2, 64)  # sequence-first, as upstream
@@ -329,8 +434,9 @@ def test_quantisers_follow_the_upstream_rules():
     zn = torch.nn.functional.normalize(z.permute(0, 2, 3, 1).reshape(-1, 4), dim=-1)
     en = torch.nn.functional.normalize(vq.embedding.weight, dim=-1)
     assert torch.equal(codes.flatten(), torch.cdist(zn, en).argmin(1))
-    m = mv.MaskGITVQGAN(mv.PixelVQConfig(hidden_channels=32, channel_mult=(1, 2), codebook_size=16, z_channels=8,
-                                         image_size=8))
+    m = mv.MaskGITVQGAN(
+        mv.PixelVQConfig(hidden_channels=32, channel_mult=(1, 2), codebook_size=16, z_channels=8, image_size=8)
+    )
     zz = torch.randn(10, 8, generator=g)
     assert torch.equal(m.quantize.codes(zz), torch.cdist(zz, m.quantize.embedding.weight).argmin(1))
 
@@ -338,8 +444,12 @@ def test_quantisers_follow_the_upstream_rules():
 def test_tiny_tokenizers_round_trip_shapes():
     from harness.core.interfaces import check_images
 
-    vq = lg.LlamaGenTokenizer(lg.build_vq(lg.VQConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=32,
-                                                      codebook_size=64, image_size=16)), name="t")
+    vq = lg.LlamaGenTokenizer(
+        lg.build_vq(
+            lg.VQConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=32, codebook_size=64, image_size=16)
+        ),
+        name="t",
+    )
     imgs = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
     codes = vq.encode(imgs)
     assert codes.shape == (2, 64) and codes.dtype == torch.long
@@ -372,8 +482,14 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, case):
     m = _tiny_gpt()
     path = tmp_path / "bad.pt"
     if case == "wrong_family":
-        torch.save(rar.build(rar.RARConfig(depth=1, width=32, num_heads=2, mlp_hidden=64, codebook_size=20,
-                                           num_classes=5, image_seq_len=4)).state_dict(), path)
+        torch.save(
+            rar.build(
+                rar.RARConfig(
+                    depth=1, width=32, num_heads=2, mlp_hidden=64, codebook_size=20, num_classes=5, image_seq_len=4
+                )
+            ).state_dict(),
+            path,
+        )
     elif case == "truncated":
         torch.save({"model": m.state_dict()}, path)
         path.write_bytes(path.read_bytes()[:200])
@@ -391,9 +507,12 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, case):
 def test_every_family_refuses_another_familys_file(tmp_path, loader):
     path = tmp_path / "gpt.pt"
     torch.save({"model": _tiny_gpt().state_dict()}, path)
-    load = {"vq": lambda: lg.load_vq(path, lg.VQ_CONFIGS["VQ-16"]), "maskgit": lambda: mv.load(path),
-            "rar": lambda: rar.load(path, rar.rar_config("b")),
-            "titok": lambda: titok.load(path, titok.TITOK_CONFIGS["titok-s-128"])}[loader]
+    load = {
+        "vq": lambda: lg.load_vq(path, lg.VQ_CONFIGS["VQ-16"]),
+        "maskgit": lambda: mv.load(path),
+        "rar": lambda: rar.load(path, rar.rar_config("b")),
+        "titok": lambda: titok.load(path, titok.TITOK_CONFIGS["titok-s-128"]),
+    }[loader]
     with pytest.raises(CheckpointError, match="not a") as e:
         load()
     assert "\n" not in str(e.value)
@@ -458,8 +577,11 @@ def test_full_config_forwards_at_batch_one_on_cpu():
 def test_llamagen_384_protocol_resizes_bicubic_before_the_offset_half_quantisation():
     """sample_c2i_ddp: decode at --image-size, F.interpolate(bicubic) to --image-size-eval, then
     clamp(127.5 x + 128, 0, 255) -> uint8."""
-    model = lg.build_vq(lg.VQConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=32, codebook_size=16,
-                                    codebook_dim=4, image_size=24)).eval()
+    model = lg.build_vq(
+        lg.VQConfig(
+            ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=32, codebook_size=16, codebook_dim=4, image_size=24
+        )
+    ).eval()
     tok = lg.LlamaGenTokenizer(model, name="t", eval_size=16)
     codes = torch.randint(0, 16, (2, 144))
     with torch.no_grad():

@@ -6,6 +6,7 @@ References written here from upstream code (read for this test): LlamaGen
 (``generate``, ``prefill``, ``decode_n_tokens``, ``top_k_top_p_filtering``, ``sample``);
 bytedance/1d-tokenizer ``modeling/rar.py`` (``RAR.forward_fn`` in raster order, ``RAR.generate``).
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +15,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_runs import HANG_GUARD_S
 
 from baselines import llamagen as lg
 from baselines import maskgit_vqgan as mv
-from baselines import rar
-from baselines import titok
+from baselines import rar, titok
 from harness.core.interfaces import ARSampling
 from harness.nn.models.ar_generator import ARGenerator
 from harness.nn.samplers.ar_sampling import ar_sample, ar_sample_naive, cfg_scales
-
-from cli_runs import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,25 +39,42 @@ def _randomise(model, seed):
 def build_toy(family: str, seed: int = 0) -> ARGenerator:
     """Tiny random-weight systems, identical in every process (weights from a seeded generator)."""
     if family == "llamagen":
-        vq = lg.build_vq(lg.VQConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=32, codebook_size=24,
-                                     image_size=16))
+        vq = lg.build_vq(
+            lg.VQConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=32, codebook_size=24, image_size=16)
+        )
         tok = lg.LlamaGenTokenizer(_randomise(vq, seed + 1), name="toy-vq")
         model = lg.build_gpt(lg.GPTConfig(depth=2, width=32, num_heads=2, vocab_size=24, num_classes=10, num_tokens=16))
         sampling = ARSampling(cfg_scale=2.0, top_k=12, top_p=0.95, cfg_interval=8)
     elif family == "rar":
-        vq = mv.build(mv.PixelVQConfig(hidden_channels=32, channel_mult=(1, 2, 2), codebook_size=24, z_channels=16,
-                                       image_size=16))
+        vq = mv.build(
+            mv.PixelVQConfig(hidden_channels=32, channel_mult=(1, 2, 2), codebook_size=24, z_channels=16, image_size=16)
+        )
         tok = mv.MaskGITTokenizer(_randomise(vq, seed + 1), name="toy-maskgit")
-        model = rar.build(rar.RARConfig(depth=2, width=32, num_heads=2, mlp_hidden=64, codebook_size=24,
-                                        num_classes=10, image_seq_len=16))
+        model = rar.build(
+            rar.RARConfig(
+                depth=2, width=32, num_heads=2, mlp_hidden=64, codebook_size=24, num_classes=10, image_seq_len=16
+            )
+        )
         sampling = ARSampling(cfg_scale=4.0, cfg_schedule="power-cosine", cfg_power=1.5, temperature=1.02)
     elif family == "titok-ar":
-        cfg = titok.TiTokConfig(image_size=16, patch_size=4, enc_width=32, enc_depth=1, enc_heads=2, dec_width=32,
-                                dec_depth=1, dec_heads=2, num_latent_tokens=8, token_size=4, codebook_size=24,
-                                is_legacy=False)
+        cfg = titok.TiTokConfig(
+            image_size=16,
+            patch_size=4,
+            enc_width=32,
+            enc_depth=1,
+            enc_heads=2,
+            dec_width=32,
+            dec_depth=1,
+            dec_heads=2,
+            num_latent_tokens=8,
+            token_size=4,
+            codebook_size=24,
+            is_legacy=False,
+        )
         tok = titok.TiTokTokenizer(_randomise(titok.build(cfg), seed + 1), name="toy-titok")
-        model = lg.build_gpt(lg.GPTConfig(depth=2, width=32, num_heads=2, vocab_size=24, num_classes=10, num_tokens=8,
-                                          rope="1d"))
+        model = lg.build_gpt(
+            lg.GPTConfig(depth=2, width=32, num_heads=2, vocab_size=24, num_classes=10, num_tokens=8, rope="1d")
+        )
         sampling = ARSampling(cfg_scale=3.0, cfg_schedule="linear")
     else:
         raise KeyError(family)
@@ -74,8 +90,9 @@ def upstream_freqs_cis_2d(grid_size, n_elem, base=10000, cls_token_num=1):
     freqs = 1.0 / (base ** (torch.arange(0, half_dim, 2)[: (half_dim // 2)].float() / half_dim))
     t = torch.arange(grid_size)
     freqs = torch.outer(t, freqs)
-    freqs_grid = torch.concat([freqs[:, None, :].expand(-1, grid_size, -1),
-                               freqs[None, :, :].expand(grid_size, -1, -1)], dim=-1)
+    freqs_grid = torch.concat(
+        [freqs[:, None, :].expand(-1, grid_size, -1), freqs[None, :, :].expand(grid_size, -1, -1)], dim=-1
+    )
     cache = torch.stack([torch.cos(freqs_grid), torch.sin(freqs_grid)], dim=-1).flatten(0, 1)
     return torch.cat([torch.zeros(cls_token_num, n_elem // 2, 2), cache])
 
@@ -100,6 +117,7 @@ def test_1d_rope_variant_equals_the_gpt_fast_table():
 
 def upstream_gpt_forward(sd, cfg, tokens):
     """LlamaGen ``Transformer.forward`` (training branch, eval mode) on a state dict with upstream names."""
+
     def rms(x, w):
         xf = x.float()
         return (xf * torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + cfg.norm_eps)).type_as(x) * w
@@ -107,13 +125,15 @@ def upstream_gpt_forward(sd, cfg, tokens):
     def rotary(x, freqs):  # x: (bs, seq, head, hd)
         xs = x.float().reshape(*x.shape[:-1], -1, 2)
         f = freqs.view(1, xs.size(1), 1, xs.size(3), 2)
-        out = torch.stack([xs[..., 0] * f[..., 0] - xs[..., 1] * f[..., 1],
-                           xs[..., 1] * f[..., 0] + xs[..., 0] * f[..., 1]], dim=-1)
+        out = torch.stack(
+            [xs[..., 0] * f[..., 0] - xs[..., 1] * f[..., 1], xs[..., 1] * f[..., 0] + xs[..., 0] * f[..., 1]], dim=-1
+        )
         return out.flatten(3).type_as(x)
 
     b, n = tokens.shape
-    h = torch.cat([sd["cls_embedding.embedding_table.weight"][tokens[:, :1]],
-                   sd["tok_embeddings.weight"][tokens[:, 1:]]], dim=1)
+    h = torch.cat(
+        [sd["cls_embedding.embedding_table.weight"][tokens[:, :1]], sd["tok_embeddings.weight"][tokens[:, 1:]]], dim=1
+    )
     freqs = upstream_freqs_cis_2d(cfg.grid, cfg.head_dim)[:n]
     for i in range(cfg.depth):
         p = f"layers.{i}."
@@ -152,6 +172,7 @@ def upstream_top_k_top_p(logits, top_k=0, top_p=1.0):
 
 def upstream_generate(model, cond, max_new_tokens, cfg_scale, cfg_interval, temperature, top_k, top_p, generator):
     """``generate.py`` with the KV cache replaced by full recompute and the global RNG by ``generator``."""
+
     def sample(logits):
         logits = logits / max(temperature, 1e-5)
         if top_k > 0 or top_p < 1.0:
@@ -174,11 +195,14 @@ def upstream_generate(model, cond, max_new_tokens, cfg_scale, cfg_interval, temp
     return torch.cat(out, dim=1)
 
 
-@pytest.mark.parametrize("params", [
-    dict(cfg_scale=2.0, cfg_interval=-1, temperature=1.0, top_k=0, top_p=1.0),
-    dict(cfg_scale=1.75, cfg_interval=4, temperature=0.9, top_k=10, top_p=0.9),
-    dict(cfg_scale=1.0, cfg_interval=-1, temperature=1.0, top_k=5, top_p=1.0),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(cfg_scale=2.0, cfg_interval=-1, temperature=1.0, top_k=0, top_p=1.0),
+        dict(cfg_scale=1.75, cfg_interval=4, temperature=0.9, top_k=10, top_p=0.9),
+        dict(cfg_scale=1.0, cfg_interval=-1, temperature=1.0, top_k=5, top_p=1.0),
+    ],
+)
 def test_llamagen_sampling_equals_upstream_generate(params):
     """Constant CFG u + s(c - u) (doubled batch, only when s > 1), cfg_interval, temperature, top-k/top-p."""
     gen = build_toy("llamagen")
@@ -209,11 +233,11 @@ def upstream_rar_forward(m, input_ids, condition):
     emb = m.embeddings(ids)
     cond_tok = emb[:, 0]
     pos = m.pos_embed.repeat(ids.shape[0], 1, 1)
-    tape = m.target_aware_pos_embed.repeat(ids.shape[0], 1, 1)[:, 2:2 + n]
+    tape = m.target_aware_pos_embed.repeat(ids.shape[0], 1, 1)[:, 2 : 2 + n]
     x = torch.cat([m.cls_token.expand(ids.shape[0], -1, -1), emb], dim=1)
-    x = x + torch.cat([pos[:, :2], pos[:, 2:2 + n]], dim=1)[:, :x.shape[1]]
-    x = x + torch.cat([torch.zeros_like(x[:, :1]), tape, torch.zeros_like(x[:, -1:])], dim=1)[:, :x.shape[1]]
-    c = cond_tok.unsqueeze(1) + m.timesteps_embeddings[:, :x.shape[1]]
+    x = x + torch.cat([pos[:, :2], pos[:, 2 : 2 + n]], dim=1)[:, : x.shape[1]]
+    x = x + torch.cat([torch.zeros_like(x[:, :1]), tape, torch.zeros_like(x[:, -1:])], dim=1)[:, : x.shape[1]]
+    c = cond_tok.unsqueeze(1) + m.timesteps_embeddings[:, : x.shape[1]]
     for blk in m.blocks:
         x = blk(x, c)  # block internals: the model's own (the test targets sequence assembly)
     x, c = x[:, 1:], c[:, 1:]
@@ -246,11 +270,16 @@ def test_rar_block_adaln_equals_the_dit_formula():
 def test_rar_power_cosine_presets(size):
     """``RAR.generate``: cfg = (g - 1) * (1 - cos(((step / N) ** pow) * pi)) / 2 + 1, N = 256."""
     params = rar.rar_sampling(size)
-    g, power, temperature = {"b": (16.0, 2.75, 1.0), "l": (15.5, 2.5, 1.02), "xl": (6.9, 1.5, 1.02),
-                             "xxl": (8.0, 1.2, 1.02)}[size]
+    g, power, temperature = {
+        "b": (16.0, 2.75, 1.0),
+        "l": (15.5, 2.5, 1.02),
+        "xl": (6.9, 1.5, 1.02),
+        "xxl": (8.0, 1.2, 1.02),
+    }[size]
     assert (params.cfg_scale, params.cfg_power, params.temperature) == (g, power, temperature)
-    want = torch.cat([(g - 1) * ((1 - torch.cos(((t / 256) ** (torch.ones(1) * power)) * torch.pi)) * 1 / 2) + 1
-                      for t in range(256)])
+    want = torch.cat(
+        [(g - 1) * ((1 - torch.cos(((t / 256) ** (torch.ones(1) * power)) * torch.pi)) * 1 / 2) + 1 for t in range(256)]
+    )
     assert torch.equal(cfg_scales(256, params), want)
 
 
@@ -262,8 +291,10 @@ def upstream_rar_generate(m, condition, guidance_scale, temperature, power, gene
     n = m.cfg.image_seq_len
     for step in range(n):
         scale = (guidance_scale - 1) * ((1 - torch.cos(((step / n) ** (torch.ones(1) * power)) * torch.pi)) * 1 / 2) + 1
-        logits = upstream_rar_forward(m, torch.cat([ids, ids]), torch.cat([cond, torch.full_like(cond, m.cfg.null_class_id)]))
-        c, u = logits[:len(cond)], logits[len(cond):]
+        logits = upstream_rar_forward(
+            m, torch.cat([ids, ids]), torch.cat([cond, torch.full_like(cond, m.cfg.null_class_id)])
+        )
+        c, u = logits[: len(cond)], logits[len(cond) :]
         logits = (u + (c - u) * scale)[:, -1] / temperature
         ids = torch.cat([ids, torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)], dim=-1)
     return ids
@@ -274,8 +305,9 @@ def test_rar_sampling_equals_upstream_generate():
     labels = torch.tensor([1, 8])
     p = gen.default_sampling
     with torch.no_grad():
-        ref = upstream_rar_generate(gen.model, labels, p.cfg_scale, p.temperature, p.cfg_power,
-                                    torch.Generator().manual_seed(11))
+        ref = upstream_rar_generate(
+            gen.model, labels, p.cfg_scale, p.temperature, p.cfg_power, torch.Generator().manual_seed(11)
+        )
     assert torch.equal(gen.generate_codes(labels, torch.Generator().manual_seed(11)), ref)
 
 
@@ -309,12 +341,32 @@ def test_one_vs_two_processes_byte_identical(tmp_path):
     script = tmp_path / "toy_sample.py"
     script.write_text(_SCRIPT.format(tests=str(REPO / "tests")))
     env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=HANG_GUARD_S)
+    one = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "one")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), str(tmp_path / "two")], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=HANG_GUARD_S)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path / "two"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     for family in FAMILIES:
         a = (tmp_path / "one" / family / "samples.npz").read_bytes()

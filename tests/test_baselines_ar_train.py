@@ -2,6 +2,7 @@
 under --out and export files the plugins load, --publish copies the export to the config's export:,
 config paths resolve against the config's folder, inputs are checked before the first step,
 mismatched geometry and unknown keys are config errors, and the committed tiny weights load."""
+
 import json
 from pathlib import Path
 
@@ -19,27 +20,76 @@ from harness.runs.records import load_records
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "baselines" / "configs"
-RUN_FILES = [".alitok-bench.lock", "config.json", "last.safetensors", "last_optim.pt", "log.jsonl", "model.safetensors", "train_record.json"]
+RUN_FILES = [
+    ".alitok-bench.lock",
+    "config.json",
+    "last.safetensors",
+    "last_optim.pt",
+    "log.jsonl",
+    "model.safetensors",
+    "train_record.json",
+]
 DATA = {"image_size": 32, "per_class_train": 4, "per_class_val": 2, "seed": 0, "hflip": True}
 MODELS = {
-    "vq": {"ch": 32, "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "z_channels": 32, "codebook_size": 16, "codebook_dim": 4,
-           "image_size": 32},
-    "titok": {"image_size": 32, "patch_size": 8, "enc_width": 32, "enc_depth": 1, "enc_heads": 2, "dec_width": 32,
-              "dec_depth": 1, "dec_heads": 2, "num_latent_tokens": 4, "token_size": 4, "codebook_size": 16,
-              "is_legacy": False},
+    "vq": {
+        "ch": 32,
+        "ch_mult": [1, 1, 1, 1],
+        "num_res_blocks": 1,
+        "z_channels": 32,
+        "codebook_size": 16,
+        "codebook_dim": 4,
+        "image_size": 32,
+    },
+    "titok": {
+        "image_size": 32,
+        "patch_size": 8,
+        "enc_width": 32,
+        "enc_depth": 1,
+        "enc_heads": 2,
+        "dec_width": 32,
+        "dec_depth": 1,
+        "dec_heads": 2,
+        "num_latent_tokens": 4,
+        "token_size": 4,
+        "codebook_size": 16,
+        "is_legacy": False,
+    },
 }
 
 
 def _tokenizer_cfg(family):
-    return {"family": family, "model": MODELS[family], "steps": 4, "batch_size": 4, "vq_warmup_steps": 2, "data": DATA,
-            "log_every": 2, "ckpt_every": 2}
+    return {
+        "family": family,
+        "model": MODELS[family],
+        "steps": 4,
+        "batch_size": 4,
+        "vq_warmup_steps": 2,
+        "data": DATA,
+        "log_every": 2,
+        "ckpt_every": 2,
+    }
 
 
 def _ar_cfg(tokenizer, tokens, rope, **over):
-    return {"tokenizer": str(tokenizer), "steps": 3, "batch_size": 4, "data": DATA,
-            "model": {"depth": 1, "width": 32, "num_heads": 2, "vocab_size": 16, "num_classes": 11,
-                      "num_tokens": tokens, "rope": rope},
-            "sampling": {"cfg_scale": 2.0}, "log_every": 1, "ckpt_every": 3, **over}
+    return {
+        "tokenizer": str(tokenizer),
+        "steps": 3,
+        "batch_size": 4,
+        "data": DATA,
+        "model": {
+            "depth": 1,
+            "width": 32,
+            "num_heads": 2,
+            "vocab_size": 16,
+            "num_classes": 11,
+            "num_tokens": tokens,
+            "rope": rope,
+        },
+        "sampling": {"cfg_scale": 2.0},
+        "log_every": 1,
+        "ckpt_every": 3,
+        **over,
+    }
 
 
 @pytest.mark.parametrize("family,tokens", [("vq", 16), ("titok", 4)])
@@ -56,8 +106,9 @@ def test_micro_tokenizer_then_ar_write_only_under_out_and_export_loadable_system
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ar", "tok"]  # nothing outside the two --out folders
     model, sampling, tok_path = load_tiny_gpt(tmp_path / "ar" / "model.safetensors")
     assert sampling.cfg_scale == 2.0 and tok_path == str(tok_file)
-    gen = plugin_ar.llamagen_tiny(device="cpu", checkpoint=str(tmp_path / "ar" / "model.safetensors"),
-                                  tokenizer_checkpoint=str(tok_file))
+    gen = plugin_ar.llamagen_tiny(
+        device="cpu", checkpoint=str(tmp_path / "ar" / "model.safetensors"), tokenizer_checkpoint=str(tok_file)
+    )
     images = gen.generate(torch.tensor([0, 10]), torch.Generator().manual_seed(0))
     assert images.shape == (2, 32, 32, 3) and images.dtype == torch.uint8
     # one record shape: both train records load with the engine's loader
@@ -94,16 +145,34 @@ def test_publish_copies_the_export_and_export_null_refuses_publish_before_the_fi
 def test_cli_resolves_config_paths_against_the_config_folder_and_checks_the_tokenizer_first(tmp_path, capsys):
     folder = tmp_path / "cfgs"
     folder.mkdir()
-    assert main(["train", str(_yaml(folder / "tok.yaml", {"trainer": "baselines-tokenizer", **_tokenizer_cfg("titok"),
-                                                         "steps": 1, "grid": False})),
-                 "--out", str(tmp_path / "tok"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(
+                    _yaml(
+                        folder / "tok.yaml",
+                        {"trainer": "baselines-tokenizer", **_tokenizer_cfg("titok"), "steps": 1, "grid": False},
+                    )
+                ),
+                "--out",
+                str(tmp_path / "tok"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     (tmp_path / "weights").mkdir()
     (tmp_path / "tok" / "model.safetensors").rename(tmp_path / "weights" / "t.safetensors")
     ar = {"trainer": "baselines-ar", **_ar_cfg("../weights/t.safetensors", 4, "1d", steps=1, grid=False)}
     assert main(["train", str(_yaml(folder / "ar.yaml", ar)), "--out", str(tmp_path / "ar"), "--device", "cpu"]) == 0
     capsys.readouterr()
     missing = {**ar, "tokenizer": "../weights/missing.safetensors"}
-    assert main(["train", str(_yaml(folder / "bad.yaml", missing)), "--out", str(tmp_path / "bad"), "--device", "cpu"]) == 2
+    assert (
+        main(["train", str(_yaml(folder / "bad.yaml", missing)), "--out", str(tmp_path / "bad"), "--device", "cpu"])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"tokenizer: {tmp_path / 'weights' / 'missing.safetensors'}" in err
     assert not (tmp_path / "bad").exists()
@@ -115,9 +184,9 @@ def _yaml(path, data):
 
 
 def test_committed_configs_name_existing_inputs_and_export_into_baselines_weights():
-    from harness.runs.training import resolve_config_paths
     from harness.core.config import load_yaml
     from harness.core.registry import load_plugins, trainers
+    from harness.runs.training import resolve_config_paths
 
     load_plugins()
     for path in sorted(CONFIGS.glob("train_tiny_*.yaml")):
@@ -157,18 +226,36 @@ def test_committed_tiny_generators_load_and_sample(factory):
     assert gen.info()["tokenizer"]["checkpoint"].endswith(".safetensors")
 
 
-@pytest.mark.parametrize("tok_config,ar_config", [("train_tiny_vq.yaml", "train_tiny_llamagen_ar.yaml"),
-                                                  ("train_tiny_titok.yaml", "train_tiny_titok_ar.yaml")])
+@pytest.mark.parametrize(
+    "tok_config,ar_config",
+    [("train_tiny_vq.yaml", "train_tiny_llamagen_ar.yaml"), ("train_tiny_titok.yaml", "train_tiny_titok_ar.yaml")],
+)
 def test_tiny_baselines_chain_from_a_clean_folder(tmp_path, tok_config, ar_config):
     """What `make tiny-baselines` runs (same configs and keys), at two steps, no publish."""
     weights = REPO / "baselines" / "weights"
     before = {p.name: sha256_file(p) for p in weights.glob("*.safetensors")}
-    small = ["--set", "steps=2", "--set", "batch_size=2", "--set", "data.per_class_train=1",
-             "--set", "data.per_class_val=1", "--set", "grid=false", "--device", "cpu"]
+    small = [
+        "--set",
+        "steps=2",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "data.per_class_train=1",
+        "--set",
+        "data.per_class_val=1",
+        "--set",
+        "grid=false",
+        "--device",
+        "cpu",
+    ]
     tok, ar = tmp_path / "tok", tmp_path / "ar"
     assert main(["train", str(CONFIGS / tok_config), "--out", str(tok), "--set", "vq_warmup_steps=1", *small]) == 0
-    assert main(["train", str(CONFIGS / ar_config), "--out", str(ar),
-                 "--set", f"tokenizer={tok}/model.safetensors", *small]) == 0
+    assert (
+        main(
+            ["train", str(CONFIGS / ar_config), "--out", str(ar), "--set", f"tokenizer={tok}/model.safetensors", *small]
+        )
+        == 0
+    )
     record = json.loads((ar / "train_record.json").read_text())
     assert record["model"]["tokenizer"]["checkpoint_sha256"] == sha256_file(tok / "model.safetensors")
     assert {p.name: sha256_file(p) for p in weights.glob("*.safetensors")} == before

@@ -7,15 +7,15 @@ of hustvl/LightningDiT ``models/lightningdit.py`` (LightningDiTBlock: ``norm1/no
 ``attn``, ``mlp`` SwiGLUFFN ``w12/w3``, ``adaLN_modulation``; FinalLayer ``norm_final`` RMSNorm);
 the VAEs are in tests/test_baselines_vae.py.
 """
+
 import pytest
 import torch
 
+from baselines.lightningdit import XL_1
 from harness.core.errors import UserError
 from harness.core.interfaces import DiffusionSampling
 from harness.nn.checkpoints.checkpoint import CheckpointError
 from harness.nn.layers.dit_blocks import DiT, named_config
-
-from baselines.lightningdit import XL_1
 
 
 def _count(module) -> int:
@@ -31,8 +31,11 @@ def _meta(build):
 def dit_closed_form(depth, d, patch, c_in, grid, classes=1000, learn_sigma=True, swiglu=False, rmsnorm=False):
     out = 2 * c_in if learn_sigma else c_in
     hidden = 4 * d
-    mlp = (d * 2 * int(2 / 3 * hidden) + 2 * int(2 / 3 * hidden) + int(2 / 3 * hidden) * d + d) if swiglu \
+    mlp = (
+        (d * 2 * int(2 / 3 * hidden) + 2 * int(2 / 3 * hidden) + int(2 / 3 * hidden) * d + d)
+        if swiglu
         else (d * hidden + hidden + hidden * d + d)
+    )
     block = (d * 3 * d + 3 * d) + (d * d + d) + mlp + (d * 6 * d + 6 * d) + (2 * d if rmsnorm else 0)
     head = (d * 2 * d + 2 * d) + (d * patch * patch * out + patch * patch * out) + (d if rmsnorm else 0)
     embed = (c_in * patch * patch * d + d) + (256 * d + d + d * d + d) + (classes + 1) * d + grid * grid * d
@@ -57,7 +60,9 @@ def test_sit_xl2_is_dit_xl2():
     from baselines.sit import SIT_XL_SAMPLING
 
     assert _count(_meta(lambda: DiT(named_config("XL/2")))) == dit_closed_form(28, 1152, 2, 4, 16)
-    assert SIT_XL_SAMPLING.solver == "euler-maruyama" and SIT_XL_SAMPLING.steps == 250 and SIT_XL_SAMPLING.cfg_scale == 1.5
+    assert (
+        SIT_XL_SAMPLING.solver == "euler-maruyama" and SIT_XL_SAMPLING.steps == 250 and SIT_XL_SAMPLING.cfg_scale == 1.5
+    )
 
 
 def test_lightningdit_xl1_count():
@@ -67,15 +72,46 @@ def test_lightningdit_xl1_count():
 
 
 # ---------------------------------------------------------------------------------------- key names
-DIT_TOP = ["x_embedder.proj.weight", "x_embedder.proj.bias", "t_embedder.mlp.0.weight", "t_embedder.mlp.0.bias",
-           "t_embedder.mlp.2.weight", "t_embedder.mlp.2.bias", "y_embedder.embedding_table.weight", "pos_embed",
-           "final_layer.linear.weight", "final_layer.linear.bias",
-           "final_layer.adaLN_modulation.1.weight", "final_layer.adaLN_modulation.1.bias"]
-DIT_BLOCK = ["attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias", "mlp.fc1.weight",
-             "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias", "adaLN_modulation.1.weight", "adaLN_modulation.1.bias"]
-LDIT_BLOCK = ["norm1.weight", "norm2.weight", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-              "mlp.w12.weight", "mlp.w12.bias", "mlp.w3.weight", "mlp.w3.bias",
-              "adaLN_modulation.1.weight", "adaLN_modulation.1.bias"]
+DIT_TOP = [
+    "x_embedder.proj.weight",
+    "x_embedder.proj.bias",
+    "t_embedder.mlp.0.weight",
+    "t_embedder.mlp.0.bias",
+    "t_embedder.mlp.2.weight",
+    "t_embedder.mlp.2.bias",
+    "y_embedder.embedding_table.weight",
+    "pos_embed",
+    "final_layer.linear.weight",
+    "final_layer.linear.bias",
+    "final_layer.adaLN_modulation.1.weight",
+    "final_layer.adaLN_modulation.1.bias",
+]
+DIT_BLOCK = [
+    "attn.qkv.weight",
+    "attn.qkv.bias",
+    "attn.proj.weight",
+    "attn.proj.bias",
+    "mlp.fc1.weight",
+    "mlp.fc1.bias",
+    "mlp.fc2.weight",
+    "mlp.fc2.bias",
+    "adaLN_modulation.1.weight",
+    "adaLN_modulation.1.bias",
+]
+LDIT_BLOCK = [
+    "norm1.weight",
+    "norm2.weight",
+    "attn.qkv.weight",
+    "attn.qkv.bias",
+    "attn.proj.weight",
+    "attn.proj.bias",
+    "mlp.w12.weight",
+    "mlp.w12.bias",
+    "mlp.w3.weight",
+    "mlp.w3.bias",
+    "adaLN_modulation.1.weight",
+    "adaLN_modulation.1.bias",
+]
 
 
 def test_dit_key_names_equal_upstream():
@@ -90,8 +126,14 @@ def test_lightningdit_key_names_equal_upstream():
     sd = _meta(lambda: DiT(XL_1)).state_dict()
     expected = DIT_TOP + ["final_layer.norm_final.weight"] + [f"blocks.{i}.{k}" for i in range(28) for k in LDIT_BLOCK]
     assert sorted(sd) == sorted(expected)
-    assert sd["blocks.0.mlp.w12.weight"].shape == (2 * 3072, 1152) and sd["blocks.0.mlp.w3.weight"].shape == (1152, 3072)
-    assert sd["x_embedder.proj.weight"].shape == (1152, 32, 1, 1) and sd["final_layer.linear.weight"].shape == (32, 1152)
+    assert sd["blocks.0.mlp.w12.weight"].shape == (2 * 3072, 1152) and sd["blocks.0.mlp.w3.weight"].shape == (
+        1152,
+        3072,
+    )
+    assert sd["x_embedder.proj.weight"].shape == (1152, 32, 1, 1) and sd["final_layer.linear.weight"].shape == (
+        32,
+        1152,
+    )
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -154,12 +196,15 @@ def test_tiny_plugins_same_seed_same_images(name, kind):
     assert a.dtype == torch.uint8 and a.shape == (3, 32, 32, 3)
     assert torch.equal(a, b) and not torch.equal(a, c)
     with pytest.raises(ValueError, match="solver"):
-        gen.generate(labels, torch.Generator(), DiffusionSampling(steps=4, solver="euler" if kind == "ddpm" else "ddpm"))
+        gen.generate(
+            labels, torch.Generator(), DiffusionSampling(steps=4, solver="euler" if kind == "ddpm" else "ddpm")
+        )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("factory", ["baselines.dit:dit_xl_2", "baselines.sit:sit_xl_2",
-                                     "baselines.lightningdit:lightningdit_xl_1"])
+@pytest.mark.parametrize(
+    "factory", ["baselines.dit:dit_xl_2", "baselines.sit:sit_xl_2", "baselines.lightningdit:lightningdit_xl_1"]
+)
 def test_full_configs_run_with_random_weights(factory):
     """Speed runs need no file: full XL configs + VAEs, random weights, two sampler steps."""
     import importlib
@@ -168,6 +213,9 @@ def test_full_configs_run_with_random_weights(factory):
     gen = getattr(importlib.import_module(mod), attr)(device="cpu", random_weights=True)
     steps = 2 if gen.kind == "flow" else 1
     solver = "euler" if gen.kind == "flow" else "ddim"
-    img = gen.generate(torch.tensor([1]), torch.Generator().manual_seed(0),
-                       DiffusionSampling(steps=steps, solver=solver, cfg_scale=1.5))
+    img = gen.generate(
+        torch.tensor([1]),
+        torch.Generator().manual_seed(0),
+        DiffusionSampling(steps=steps, solver=solver, cfg_scale=1.5),
+    )
     assert img.shape == (1, 256, 256, 3) and img.dtype == torch.uint8

@@ -1,28 +1,52 @@
 """The tiny diffusion trainer on harness.runs.training: a few steps of each kind write only under --out,
 resume, strict config, export + plugin load, --publish, config-relative paths in the committed configs."""
+
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from baselines.train_diffusion import train_diffusion
 from harness.core.config import ConfigError
 from harness.core.io import sha256_file
 from harness.runs.records import load_records
 
-from baselines.train_diffusion import train_diffusion
-
 REPO = Path(__file__).resolve().parent.parent
-RUN_FILES = [".alitok-bench.lock", "config.json", "last.safetensors", "last_optim.pt", "log.jsonl", "model.safetensors", "train_record.json"]
+RUN_FILES = [
+    ".alitok-bench.lock",
+    "config.json",
+    "last.safetensors",
+    "last_optim.pt",
+    "log.jsonl",
+    "model.safetensors",
+    "train_record.json",
+]
 
 
 def _cfg(kind, steps=4, **over):
-    return {"kind": kind, "steps": steps, "batch_size": 4, "log_every": 2, "ckpt_every": 2, "eval_every": 0,
-            "model": {"input_size": 32, "patch_size": 8, "in_channels": 3, "hidden_size": 32, "depth": 1,
-                      "num_heads": 2, "num_classes": 11, "learn_sigma": kind == "ddpm"},
-            "data": {"per_class_train": 2, "per_class_val": 1},
-            "sampling": {"steps": 3, "solver": "ddim" if kind == "ddpm" else "euler", "cfg_scale": 2.0},
-            "grid": {"samples_per_class": 1}, **over}
+    return {
+        "kind": kind,
+        "steps": steps,
+        "batch_size": 4,
+        "log_every": 2,
+        "ckpt_every": 2,
+        "eval_every": 0,
+        "model": {
+            "input_size": 32,
+            "patch_size": 8,
+            "in_channels": 3,
+            "hidden_size": 32,
+            "depth": 1,
+            "num_heads": 2,
+            "num_classes": 11,
+            "learn_sigma": kind == "ddpm",
+        },
+        "data": {"per_class_train": 2, "per_class_val": 1},
+        "sampling": {"steps": 3, "solver": "ddim" if kind == "ddpm" else "euler", "cfg_scale": 2.0},
+        "grid": {"samples_per_class": 1},
+        **over,
+    }
 
 
 @pytest.mark.parametrize("kind", ["ddpm", "flow"])
@@ -60,9 +84,8 @@ def test_publish_copies_the_ema_export_and_export_null_refuses_publish_first(tmp
 
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    from harness.nn.checkpoints.checkpoint import load_state_dict
-
     import baselines.train_diffusion as td
+    from harness.nn.checkpoints.checkpoint import load_state_dict
 
     cfg = _cfg("ddpm", steps=4, grid={"samples_per_class": 0})
     train_diffusion(cfg, tmp_path / "a", torch.device("cpu"))
@@ -97,9 +120,31 @@ def test_committed_configs_export_into_baselines_weights_and_leave_them_alone(tm
     before = {p.name: sha256_file(p) for p in weights.glob("*.safetensors")}
     for name in ("train_dit_tiny.yaml", "train_flow_tiny.yaml"):
         cfg = REPO / "baselines" / "configs" / name
-        assert main(["train", str(cfg), "--out", str(tmp_path / name), "--set", "steps=1", "--set", "batch_size=2",
-                     "--set", "data.per_class_train=1", "--set", "data.per_class_val=1", "--set", "eval_every=0",
-                     "--set", "grid.samples_per_class=0", "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(cfg),
+                    "--out",
+                    str(tmp_path / name),
+                    "--set",
+                    "steps=1",
+                    "--set",
+                    "batch_size=2",
+                    "--set",
+                    "data.per_class_train=1",
+                    "--set",
+                    "data.per_class_val=1",
+                    "--set",
+                    "eval_every=0",
+                    "--set",
+                    "grid.samples_per_class=0",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     assert {p.name: sha256_file(p) for p in weights.glob("*.safetensors")} == before
     from harness.core.config import load_yaml
     from harness.runs.training import resolve_config_paths

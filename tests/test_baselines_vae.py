@@ -4,17 +4,17 @@ an independent implementation of the CompVis LDM autoencoder with the released k
 diffusers' own LDM converter (``diffusers.loaders.single_file_utils.convert_ldm_vae_checkpoint``).
 Everything is built from config with random weights: no file, no download.
 """
+
 import pytest
 import torch
 from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-
-from harness.core.errors import UserError
-from harness.nn.checkpoints.checkpoint import CheckpointError
 from ldm_vae_reference import SD_VAE, VA_VAE, VAEConfig
 from ldm_vae_reference import AutoencoderKL as LdmVAE
 
 from baselines.vae import SD_SCALE_FACTOR, SD_VAE_CONFIG, VA_VAE_CONFIG, build_vae, ldm_to_diffusers, sd_decode
+from harness.core.errors import UserError
+from harness.nn.checkpoints.checkpoint import CheckpointError
 
 
 def _count(module) -> int:
@@ -29,11 +29,17 @@ def _meta(build):
 def diffusers_config(cfg: VAEConfig) -> dict:
     """The diffusers config of an LDM config: attention inside a level <=> Attn*Block2D there."""
     n, res = len(cfg.ch_mult), cfg.resolution
-    attn = [res // 2 ** i in cfg.attn_resolutions for i in range(n)]  # encoder level i is at res / 2^i
-    return dict(in_channels=3, out_channels=3, latent_channels=cfg.z_channels, layers_per_block=cfg.num_res_blocks,
-                block_out_channels=tuple(cfg.ch * m for m in cfg.ch_mult), norm_num_groups=32,
-                down_block_types=tuple("AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attn),
-                up_block_types=tuple("AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attn)))
+    attn = [res // 2**i in cfg.attn_resolutions for i in range(n)]  # encoder level i is at res / 2^i
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=cfg.z_channels,
+        layers_per_block=cfg.num_res_blocks,
+        block_out_channels=tuple(cfg.ch * m for m in cfg.ch_mult),
+        norm_num_groups=32,
+        down_block_types=tuple("AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attn),
+        up_block_types=tuple("AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attn)),
+    )
 
 
 def ldm_vae_closed_form(ch, mult, nres, attn_levels, z, embed):
@@ -78,7 +84,11 @@ def test_sd_vae_count():
 def test_va_vae_count_and_attention_levels():
     vae = _meta(lambda: AutoencoderKL(**VA_VAE_CONFIG))
     # attention at 16 px: encoder level 4 (256 / 2^4) and the first decoder block
-    assert _count(vae) == ldm_vae_closed_form(128, (1, 1, 2, 2, 4), 2, (4,), 32, 32) == _count(_meta(lambda: LdmVAE(VA_VAE)))
+    assert (
+        _count(vae)
+        == ldm_vae_closed_form(128, (1, 1, 2, 2, 4), 2, (4,), 32, 32)
+        == _count(_meta(lambda: LdmVAE(VA_VAE)))
+    )
     # = 69,836,067
     assert [len(b.attentions) if hasattr(b, "attentions") else 0 for b in vae.encoder.down_blocks] == [0, 0, 0, 0, 2]
     assert [len(b.attentions) if hasattr(b, "attentions") else 0 for b in vae.decoder.up_blocks] == [3, 0, 0, 0, 0]
@@ -89,12 +99,26 @@ def test_va_vae_count_and_attention_levels():
 def test_reference_has_the_released_ldm_key_names():
     """The names of sd-vae-ft-ema's LDM file (vae-ft-ema-560000-ema-pruned) that the key map reads."""
     keys = set(_meta(lambda: LdmVAE(SD_VAE)).state_dict())
-    for k in ["encoder.conv_in.weight", "encoder.down.0.block.0.norm1.weight", "encoder.down.1.block.0.nin_shortcut.weight",
-              "encoder.down.0.downsample.conv.weight", "encoder.mid.block_1.conv1.weight", "encoder.mid.attn_1.q.weight",
-              "encoder.mid.attn_1.proj_out.bias", "encoder.norm_out.weight", "encoder.conv_out.weight", "quant_conv.weight",
-              "post_quant_conv.weight", "decoder.conv_in.weight", "decoder.mid.block_2.norm2.bias",
-              "decoder.up.3.block.2.conv2.weight", "decoder.up.3.upsample.conv.weight", "decoder.up.1.block.0.nin_shortcut.weight",
-              "decoder.norm_out.weight", "decoder.conv_out.bias"]:
+    for k in [
+        "encoder.conv_in.weight",
+        "encoder.down.0.block.0.norm1.weight",
+        "encoder.down.1.block.0.nin_shortcut.weight",
+        "encoder.down.0.downsample.conv.weight",
+        "encoder.mid.block_1.conv1.weight",
+        "encoder.mid.attn_1.q.weight",
+        "encoder.mid.attn_1.proj_out.bias",
+        "encoder.norm_out.weight",
+        "encoder.conv_out.weight",
+        "quant_conv.weight",
+        "post_quant_conv.weight",
+        "decoder.conv_in.weight",
+        "decoder.mid.block_2.norm2.bias",
+        "decoder.up.3.block.2.conv2.weight",
+        "decoder.up.3.upsample.conv.weight",
+        "decoder.up.1.block.0.nin_shortcut.weight",
+        "decoder.norm_out.weight",
+        "decoder.conv_out.bias",
+    ]:
         assert k in keys, k
     assert "decoder.up.0.upsample.conv.weight" not in keys and "encoder.down.3.downsample.conv.weight" not in keys
 
@@ -111,10 +135,17 @@ def test_released_key_names_map_one_to_one_onto_diffusers(ldm, ours):
 def test_va_vae_released_names_land_in_attention_blocks():
     released = _meta(lambda: LdmVAE(VA_VAE)).state_dict()
     assert "encoder.down.4.attn.1.proj_out.weight" in released and "decoder.up.4.attn.2.q.weight" in released
-    keys = ("encoder.down.4.attn.1.proj_out.weight", "decoder.up.4.attn.2.q.weight", "decoder.up.1.block.0.nin_shortcut.weight")
+    keys = (
+        "encoder.down.4.attn.1.proj_out.weight",
+        "decoder.up.4.attn.2.q.weight",
+        "decoder.up.1.block.0.nin_shortcut.weight",
+    )
     names = ldm_to_diffusers({k: torch.zeros(1) for k in keys}, 5)
-    assert set(names) == {"encoder.down_blocks.4.attentions.1.to_out.0.weight", "decoder.up_blocks.0.attentions.2.to_q.weight",
-                          "decoder.up_blocks.3.resnets.0.conv_shortcut.weight"}
+    assert set(names) == {
+        "encoder.down_blocks.4.attentions.1.to_out.0.weight",
+        "decoder.up_blocks.0.attentions.2.to_q.weight",
+        "decoder.up_blocks.3.resnets.0.conv_shortcut.weight",
+    }
 
 
 def test_key_map_equals_diffusers_converter_on_the_sd_layout():
@@ -132,8 +163,9 @@ def test_key_map_equals_diffusers_converter_on_the_sd_layout():
 # ---------------------------------------------------------------------------------------- numerics
 SMALL = {  # (LDM config, latent side): SD layout, and VA-VAE layout with attention inside the last level
     "sd-layout": VAEConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=2, resolution=32),
-    "va-layout": VAEConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=2, attn_resolutions=(8,), z_channels=8,
-                           embed_dim=8, resolution=32),
+    "va-layout": VAEConfig(
+        ch=32, ch_mult=(1, 1, 2), num_res_blocks=2, attn_resolutions=(8,), z_channels=8, embed_dim=8, resolution=32
+    ),
 }
 
 
@@ -189,15 +221,21 @@ def test_loads_ldm_files_and_diffusers_folders(tmp_path):
     ldm = ldm.float()
     z = torch.randn(1, cfg.z_channels, 8, 8, generator=torch.Generator().manual_seed(2))
     # released-style LDM checkpoint: {"state_dict": ...} with training-only entries (discriminator, VF loss)
-    sd = {**ldm.state_dict(), "loss.discriminator.main.0.weight": torch.zeros(1), "linear_proj.weight": torch.zeros(1),
-          "foundation_model.model.blocks.0.attn.qkv.weight": torch.zeros(1)}
+    sd = {
+        **ldm.state_dict(),
+        "loss.discriminator.main.0.weight": torch.zeros(1),
+        "linear_proj.weight": torch.zeros(1),
+        "foundation_model.model.blocks.0.attn.qkv.weight": torch.zeros(1),
+    }
     torch.save({"state_dict": sd}, tmp_path / "vavae.pt")
     from_pt = build_vae(_small_config(cfg), tmp_path / "vavae.pt")
     torch.testing.assert_close(from_pt.decode(z).sample, ldm.decode(z), rtol=0, atol=1e-5)
     # diffusers folder, read offline by from_pretrained (and through its weights file)
     from_pt.save_pretrained(tmp_path / "folder")
     for path in (tmp_path / "folder", tmp_path / "folder" / "diffusion_pytorch_model.safetensors"):
-        torch.testing.assert_close(build_vae(_small_config(cfg), path).decode(z).sample, ldm.decode(z), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            build_vae(_small_config(cfg), path).decode(z).sample, ldm.decode(z), rtol=0, atol=1e-5
+        )
     with pytest.raises(CheckpointError, match="config.json is not"):
         build_vae(_small_config(SMALL["sd-layout"]), tmp_path / "folder")
     # a truncated LDM file names the missing key

@@ -1,6 +1,7 @@
 """alitok-bench bench: statistics against numpy, the agreement rule, interleaving, step extrapolation,
 the CLI's records, and the AliTok speed hooks. Timing logic runs on a fake clock, so nothing here
 depends on how loaded the machine is."""
+
 import dataclasses
 import json
 import types
@@ -43,8 +44,9 @@ class FakeGenerator(Generator):
 
     sampling_cls = FakeSampling
 
-    def __init__(self, clock, name="fake", steps=10, step_s=0.01, decode_s=0.005, jitter=(0.0, 0.1, 0.05, 0.02),
-                 log=None):
+    def __init__(
+        self, clock, name="fake", steps=10, step_s=0.01, decode_s=0.005, jitter=(0.0, 0.1, 0.05, 0.02), log=None
+    ):
         self.clock, self.name, self.steps, self.step_s, self.decode_s = clock, name, steps, step_s, decode_s
         self.jitter, self.calls, self.log = jitter, 0, log if log is not None else []
         self.image_size, self.num_classes, self.quantization = 8, 10, "round"
@@ -127,8 +129,9 @@ def test_phases_apart_and_images_per_s(clock):
 
 def test_extrapolation_equals_the_full_run_for_a_linear_cost(clock):
     full = bench_interleaved([FakeGenerator(clock, steps=273, jitter=(0.0,))], BenchSettings(batch_size=2), "cpu")
-    part = bench_interleaved([FakeGenerator(clock, steps=273, jitter=(0.0,))],
-                             BenchSettings(batch_size=2, steps_limit=4), "cpu")
+    part = bench_interleaved(
+        [FakeGenerator(clock, steps=273, jitter=(0.0,))], BenchSettings(batch_size=2, steps_limit=4), "cpu"
+    )
     f, p = full[0].summary(), part[0].summary()
     assert p["extrapolated"] and not f["extrapolated"]
     assert (p["steps_measured"], p["total_steps"]) == (4, 273)
@@ -140,13 +143,16 @@ def test_extrapolation_equals_the_full_run_for_a_linear_cost(clock):
 
     class Uniform(FakeGenerator):
         uniform_step_cost = True
+
     u = bench_interleaved([Uniform(clock, steps=273)], BenchSettings(batch_size=2, steps_limit=4), "cpu")[0].summary()
     assert u["uniform_step_cost"] is True and "indicative" not in u["method"]
 
 
 def test_a_per_model_limit_extrapolates_that_model_only(clock):
-    gens = [FakeGenerator(clock, name="ar", steps=273, jitter=(0.0,)),
-            FakeGenerator(clock, name="diffusion", steps=250, step_s=0.5, jitter=(0.0,))]
+    gens = [
+        FakeGenerator(clock, name="ar", steps=273, jitter=(0.0,)),
+        FakeGenerator(clock, name="diffusion", steps=250, step_s=0.5, jitter=(0.0,)),
+    ]
     settings = BenchSettings(batch_size=2, repeats=2, model_steps_limits=(("diffusion-xl", 4),))
     ar, diff = bench_interleaved(gens, settings, "cpu", names=["ar-b", "diffusion-xl"])
     assert not ar.extrapolated and ar.summary()["generation_s"]["median"] == pytest.approx(273 * 0.01)
@@ -178,8 +184,13 @@ def test_one_phase_generator_is_timed_whole_and_cannot_extrapolate(clock):
 
 def test_no_cfg_and_steps_applied_or_recorded_na(clock):
     params, applied = bench_mod.sampling_params(FakeGenerator(clock), BenchSettings(cfg=False, steps=5))
-    assert params.cfg_scale == 1.0 and applied == {"cfg_scale": 1.0, "steps": "n/a", "kv_cache": "n/a",
-                                                   "linear_kernel": "n/a", "attention_kernel": "n/a"}
+    assert params.cfg_scale == 1.0 and applied == {
+        "cfg_scale": 1.0,
+        "steps": "n/a",
+        "kv_cache": "n/a",
+        "linear_kernel": "n/a",
+        "attention_kernel": "n/a",
+    }
 
 
 def test_no_kv_cache_recomputes_the_same_tokens_and_refuses_extrapolation():
@@ -199,8 +210,9 @@ def test_no_kv_cache_recomputes_the_same_tokens_and_refuses_extrapolation():
 
 def test_no_kv_cache_leaves_generators_without_the_switch_alone(clock):
     # diffusion / fake generators have no KV cache: extrapolation stays allowed and kv_cache is "n/a"
-    res = bench_interleaved([FakeGenerator(clock)], BenchSettings(batch_size=2, repeats=1, warmup=0, kv_cache=False,
-                                                                  steps_limit=3), "cpu")[0]
+    res = bench_interleaved(
+        [FakeGenerator(clock)], BenchSettings(batch_size=2, repeats=1, warmup=0, kv_cache=False, steps_limit=3), "cpu"
+    )[0]
     assert res.extrapolated and res.applied["kv_cache"] == "n/a"
 
 
@@ -219,10 +231,13 @@ def test_prepare_is_untimed_and_release_follows_every_run(clock):
     assert g.log == ["prepare", "fake", "release"] * 3  # warm-up + 2 repeats, each prepared then released
 
 
-@pytest.mark.parametrize("switch, record, on, on_kernel, off, unknown", [
-    ("linear", "linear_kernel", "onednn", "onednn-packed", "aten", "mkl"),
-    ("attention", "attention_kernel", "c", "c-decode", "sdpa", "flash"),
-])
+@pytest.mark.parametrize(
+    "switch, record, on, on_kernel, off, unknown",
+    [
+        ("linear", "linear_kernel", "onednn", "onednn-packed", "aten", "mkl"),
+        ("attention", "attention_kernel", "c", "c-decode", "sdpa", "flash"),
+    ],
+)
 def test_kernel_switch_turns_the_cpu_kernel_on_or_off_and_is_recorded(switch, record, on, on_kernel, off, unknown):
     from alitok.plugin import tiny_generator
     from harness.nn.kernels import decode_attention
@@ -245,12 +260,23 @@ def test_kernel_switch_turns_the_cpu_kernel_on_or_off_and_is_recorded(switch, re
 
 
 def test_ratios_pair_only_like_settings():
-    rows = [{"model": "a", "batch_size": 2, "dtype": "fp32", "images_per_s": 6.0, "extrapolated": False},
-            {"model": "b", "batch_size": 2, "dtype": "fp32", "images_per_s": 2.0, "extrapolated": True},
-            {"model": "c", "batch_size": 4, "dtype": "fp32", "images_per_s": 1.0, "extrapolated": False}]
-    assert ratios(rows) == [{"a": "a", "b": "b", "batch_size": 2, "dtype": "fp32", "implementations": "project:project",
-                             "images_per_s_ratio": 3.0,
-                             "extrapolated": True, "extrapolated_models": ["b"]}]
+    rows = [
+        {"model": "a", "batch_size": 2, "dtype": "fp32", "images_per_s": 6.0, "extrapolated": False},
+        {"model": "b", "batch_size": 2, "dtype": "fp32", "images_per_s": 2.0, "extrapolated": True},
+        {"model": "c", "batch_size": 4, "dtype": "fp32", "images_per_s": 1.0, "extrapolated": False},
+    ]
+    assert ratios(rows) == [
+        {
+            "a": "a",
+            "b": "b",
+            "batch_size": 2,
+            "dtype": "fp32",
+            "implementations": "project:project",
+            "images_per_s_ratio": 3.0,
+            "extrapolated": True,
+            "extrapolated_models": ["b"],
+        }
+    ]
 
 
 def test_settings_reject_bad_values():
@@ -264,7 +290,10 @@ def test_settings_reject_bad_values():
         BenchSettings(model_steps_limits=(("dit", 2), ("dit", 3)))
     assert BenchSettings().factory_options() == {}
     assert BenchSettings(dtype="bf16", compile=True, random_weights=True).factory_options() == {
-        "dtype": torch.bfloat16, "compile": True, "random_weights": True}
+        "dtype": torch.bfloat16,
+        "compile": True,
+        "random_weights": True,
+    }
 
 
 @pytest.fixture
@@ -282,8 +311,25 @@ def fake_models(clock):
 
 def test_cli_writes_records_summary_and_prints_table_last(fake_models, tmp_path, capsys):
     out = tmp_path / "b"
-    rc = main(["bench", "--model", fake_models[0], "--model", fake_models[1], "--batch-size", "2",
-               "--batch-size", "4", "--repeats", "2", "--device", "cpu", "--out", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--model",
+            fake_models[0],
+            "--model",
+            fake_models[1],
+            "--batch-size",
+            "2",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     records = sorted(out.glob("*_record.json"))
     assert len(records) == 4
@@ -300,8 +346,28 @@ def test_cli_writes_records_summary_and_prints_table_last(fake_models, tmp_path,
 
 def test_cli_per_model_limit_is_recorded_and_named_in_the_ratio(fake_models, tmp_path):
     out = tmp_path / "b"
-    assert main(["bench", "--model", fake_models[0], "--model", fake_models[1], "--batch-size", "2", "--repeats", "1",
-                 "--steps-limit", f"{fake_models[1]}=3", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                fake_models[0],
+                "--model",
+                fake_models[1],
+                "--batch-size",
+                "2",
+                "--repeats",
+                "1",
+                "--steps-limit",
+                f"{fake_models[1]}=3",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "bench_summary.json").read_text())
     assert [r["extrapolated"] for r in summary["rows"]] == [False, True]
     assert f"(extrapolated: {fake_models[1]})" in (out / "bench_summary.md").read_text()
@@ -312,8 +378,26 @@ def test_cli_per_model_limit_is_recorded_and_named_in_the_ratio(fake_models, tmp
 def test_cli_unknown_model_one_line_exit_2_or_skipped(fake_models, tmp_path, capsys):
     assert main(["bench", "--model", "no-such-model", "--device", "cpu", "--out", str(tmp_path)]) == 2
     assert "no-such-model" in capsys.readouterr().err
-    rc = main(["bench", "--model", "no-such-model", "--model", fake_models[0], "--skip-missing", "--repeats", "1",
-               "--batch-size", "1", "--steps-limit", "no-such-model=2", "--device", "cpu", "--out", str(tmp_path / "s")])
+    rc = main(
+        [
+            "bench",
+            "--model",
+            "no-such-model",
+            "--model",
+            fake_models[0],
+            "--skip-missing",
+            "--repeats",
+            "1",
+            "--batch-size",
+            "1",
+            "--steps-limit",
+            "no-such-model=2",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
     assert rc == 0  # the skipped model's own step limit goes with it
     assert json.loads((tmp_path / "s/bench_summary.json").read_text())["skipped"].keys() == {"no-such-model"}
 
@@ -354,13 +438,34 @@ def test_preset_then_flags_on_top():
     add_arguments(p)
     models, sweep = resolve_settings(p.parse_args(["--preset", "cpu-smoke", "--out", "x"]))
     assert models == ["alitok-tiny"] and [s.batch_size for s in sweep] == [4] and sweep[0].cfg
-    models, sweep = resolve_settings(p.parse_args(["--preset", "paper", "--model", "m", "--batch-size", "8",
-                                                   "--batch-size", "16", "--dtype", "bf16", "--no-cfg", "--out", "x"]))
-    assert models == ["m"] and [(s.batch_size, s.dtype, s.cfg) for s in sweep] == [(8, "bf16", False), (16, "bf16", False)]
+    models, sweep = resolve_settings(
+        p.parse_args(
+            [
+                "--preset",
+                "paper",
+                "--model",
+                "m",
+                "--batch-size",
+                "8",
+                "--batch-size",
+                "16",
+                "--dtype",
+                "bf16",
+                "--no-cfg",
+                "--out",
+                "x",
+            ]
+        )
+    )
+    assert models == ["m"] and [(s.batch_size, s.dtype, s.cfg) for s in sweep] == [
+        (8, "bf16", False),
+        (16, "bf16", False),
+    ]
     with pytest.raises(UserError, match="--model"):
         resolve_settings(p.parse_args(["--preset", "paper", "--out", "x"]))
-    _, sweep = resolve_settings(p.parse_args(["--model", "ar", "--model", "dit", "--steps-limit", "dit=4",
-                                              "--steps-limit", "6", "--out", "x"]))
+    _, sweep = resolve_settings(
+        p.parse_args(["--model", "ar", "--model", "dit", "--steps-limit", "dit=4", "--steps-limit", "6", "--out", "x"])
+    )
     assert (sweep[0].steps_limit, sweep[0].model_steps_limits) == (6, (("dit", 4),))
     for bad, why in (("other=4", "not among --model"), ("dit=four", "integer"), ("dit=", "integer")):
         with pytest.raises(UserError, match=why):
@@ -376,8 +481,24 @@ def test_runs_agree_reads_two_cli_summaries(fake_models, tmp_path):
     from harness.speed.bench import runs_agree
 
     for run in ("r1", "r2"):
-        assert main(["bench", "--model", fake_models[0], "--repeats", "4", "--batch-size", "2", "--device", "cpu",
-                     "--out", str(tmp_path / run)]) == 0
+        assert (
+            main(
+                [
+                    "bench",
+                    "--model",
+                    fake_models[0],
+                    "--repeats",
+                    "4",
+                    "--batch-size",
+                    "2",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    str(tmp_path / run),
+                ]
+            )
+            == 0
+        )
     rows = [json.loads((tmp_path / r / "bench_summary.json").read_text())["rows"] for r in ("r1", "r2")]
     (res,) = runs_agree(*rows)
     assert res["agree"] and res["range_s"][0] > 0
@@ -434,16 +555,36 @@ def test_calibrated_runs_compare_in_machine_units(fake_models, tmp_path, monkeyp
 
     monkeypatch.setattr(bench_mod, "Calibration", FakeCalibration)
     out = tmp_path / "r1"
-    assert main(["bench", "--model", fake_models[0], "--repeats", "4", "--batch-size", "2", "--device", "cpu",
-                 "--calibrate", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                fake_models[0],
+                "--repeats",
+                "4",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+                "--calibrate",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (row,) = json.loads((out / "bench_summary.json").read_text())["rows"]
     assert row["calibration_s"]["n"] == 4 and row["calibration_s"]["median"] == 0.5
     assert row["total_calibrations"]["median"] == pytest.approx(row["total_s"]["median"] / 0.5)
 
     def scaled(r, total, cal):
-        return dict(r, total_s={k: v if k == "n" else v * total for k, v in r["total_s"].items()},
-                    total_calibrations={k: v if k == "n" else v * total / cal
-                                        for k, v in r["total_calibrations"].items()})
+        return dict(
+            r,
+            total_s={k: v if k == "n" else v * total for k, v in r["total_s"].items()},
+            total_calibrations={k: v if k == "n" else v * total / cal for k, v in r["total_calibrations"].items()},
+        )
+
     whole_machine = runs_agree([row], [scaled(row, 2.0, 2.0)])[0]
     assert whole_machine["unit"] == "calibrations" and whole_machine["agree"]
     assert not runs_agree([row], [scaled(row, 2.0, 1.0)])[0]["agree"]  # slower code, same machine
@@ -455,19 +596,33 @@ def test_calibrated_runs_compare_in_machine_units(fake_models, tmp_path, monkeyp
 def test_bench_records_feed_the_speed_claims(clock, tmp_path, monkeypatch):
     """Records written by the CLI are what the claims table matches: by the registry name (a random-weight
     generator calls itself "<name>-random"), at batch 64 in fp32, with CFG-on and CFG-off runs kept apart."""
-    from harness.report.claims import NOT_RUN, check, load_claims
     from harness.cli.claims import DEFAULT_CLAIMS
     from harness.core.registry import generators, load_plugins
+    from harness.report.claims import NOT_RUN, check, load_claims
     from harness.report.collect import collect
 
     load_plugins()
     step_s = {"alitok-l": 0.01, "alitok-xl": 0.02, "lightningdit-xl-1": 0.2}  # per call; 10 calls, no decode cost
     for name, s in step_s.items():
         made = name if name.startswith("lightningdit") else f"{name}-random"
-        monkeypatch.setitem(generators._entries, name, lambda *, device, _n=made, _s=s, **o: FakeGenerator(
-            clock, name=_n, step_s=_s, decode_s=0.0, jitter=(0.0,)))
-    args = ["bench", *[a for n in step_s for a in ("--model", n)], "--batch-size", "64", "--repeats", "1",
-            "--warmup", "0", "--random-weights", "--device", "cpu"]
+        monkeypatch.setitem(
+            generators._entries,
+            name,
+            lambda *, device, _n=made, _s=s, **o: FakeGenerator(clock, name=_n, step_s=_s, decode_s=0.0, jitter=(0.0,)),
+        )
+    args = [
+        "bench",
+        *[a for n in step_s for a in ("--model", n)],
+        "--batch-size",
+        "64",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--random-weights",
+        "--device",
+        "cpu",
+    ]
     claims = load_claims(DEFAULT_CLAIMS)
     assert main([*args, "--out", str(tmp_path / "cfg")]) == 0
     v = {x.claim.id: x for x in check(claims, collect([tmp_path / "cfg"]))}
@@ -499,11 +654,26 @@ def test_low_memory_builds_each_model_per_run_and_holds_one_at_a_time(clock, tmp
             alive.add(g)
             builds.append(name)
             return g
+
         return make
+
     for name in ("fake-low-a", "fake-low-b"):
         monkeypatch.setitem(generators._entries, name, factory(name))
-    args = ["bench", "--model", "fake-low-a", "--model", "fake-low-b", "--batch-size", "2", "--repeats", "2",
-            "--warmup", "1", "--device", "cpu"]
+    args = [
+        "bench",
+        "--model",
+        "fake-low-a",
+        "--model",
+        "fake-low-b",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert main([*args, "--out", str(tmp_path / "held")]) == 0
     assert builds == ["fake-low-a", "fake-low-b"] and max(most) == 2
     builds.clear(), most.clear()

@@ -1,5 +1,6 @@
 """The `make bench` regression gate: threshold from the measured spread, failure beyond it,
 baselines picked by machine class."""
+
 import json
 
 import pytest
@@ -9,10 +10,17 @@ from harness.speed import gate
 
 def _run(medians, iqr_frac=0.02, cls="intel-xeon-2cpu-2t", units=None):
     units = units or {}
-    return {"machine_info": {"machine_class": cls},
-            "benchmarks": [{"fullname": n, "stats": {"median": m, "iqr": m * iqr_frac},
-                            "extra_info": {"calibration": units[n]} if n in units else {}}
-                           for n, m in medians.items()]}
+    return {
+        "machine_info": {"machine_class": cls},
+        "benchmarks": [
+            {
+                "fullname": n,
+                "stats": {"median": m, "iqr": m * iqr_frac},
+                "extra_info": {"calibration": units[n]} if n in units else {},
+            }
+            for n, m in medians.items()
+        ],
+    }
 
 
 def test_threshold_rule_from_run_to_run_and_within_run_spread():
@@ -87,16 +95,19 @@ def test_stream_bound_work_is_judged_by_the_stream_calibration():
     stream-bound step passes in stream units, and would have failed in the mixed unit; a step that
     slows on a machine that did not still fails."""
     units = {"step": "stream"}
-    base = gate.make_baseline(_run({"step": 0.03, "fid": 1.0, CAL: 0.15, STREAM: 0.03}, 0.0, units=units),
-                              _run({"step": 0.03, "fid": 1.0, CAL: 0.15, STREAM: 0.03}, 0.0, units=units))
+    base = gate.make_baseline(
+        _run({"step": 0.03, "fid": 1.0, CAL: 0.15, STREAM: 0.03}, 0.0, units=units),
+        _run({"step": 0.03, "fid": 1.0, CAL: 0.15, STREAM: 0.03}, 0.0, units=units),
+    )
     assert base["units"] == {"mixed": gate.CALIBRATION, "stream": gate.STREAM_CALIBRATION}
     assert (base["benchmarks"]["step"]["unit"], base["benchmarks"]["fid"]["unit"]) == ("stream", "mixed")
     slow_streaming = _run({"step": 0.048, "fid": 0.97, CAL: 0.14, STREAM: 0.048}, units=units)
     failures, lines = gate.check(slow_streaming, base)
     assert failures == [] and sum(line.startswith("calib") for line in lines) == 2
     mixed_only = {k: v for k, v in base.items()}
-    mixed_only["benchmarks"] = {k: {**v, "unit": "mixed", "median_calibrations": v["median_s"] / 0.15}
-                                for k, v in base["benchmarks"].items()}
+    mixed_only["benchmarks"] = {
+        k: {**v, "unit": "mixed", "median_calibrations": v["median_s"] / 0.15} for k, v in base["benchmarks"].items()
+    }
     assert len(gate.check(slow_streaming, mixed_only)[0]) == 1  # what the mixed unit alone made of it
     slower_code = _run({"step": 0.045, "fid": 1.0, CAL: 0.15, STREAM: 0.03}, units=units)
     failures, _ = gate.check(slower_code, base)
@@ -105,15 +116,20 @@ def test_stream_bound_work_is_judged_by_the_stream_calibration():
 
 def test_a_unit_missing_from_the_run_falls_back_to_mixed_and_says_so():
     units = {"step": "stream"}
-    base = gate.make_baseline(_run({"step": 0.03, CAL: 0.15}, 0.0, units=units), _run({"step": 0.03, CAL: 0.15}, 0.0,
-                                                                                    units=units))
+    base = gate.make_baseline(
+        _run({"step": 0.03, CAL: 0.15}, 0.0, units=units), _run({"step": 0.03, CAL: 0.15}, 0.0, units=units)
+    )
     assert base["benchmarks"]["step"]["unit"] == "mixed"  # the runs had no stream calibration
     failures, lines = gate.check(_run({"step": 0.03, CAL: 0.15}, units=units), base)
     assert failures == [] and "in mixed calibrations" in lines[-1]
 
 
 def test_a_baseline_from_before_the_stream_unit_still_checks():
-    old = {"machine_class": "x", "normalized_by": gate.CALIBRATION, "calibration_s": [0.5, 0.5],
-           "benchmarks": {"a": {"median_s": 1.0, "median_calibrations": 2.0, "threshold": 0.1}}}
+    old = {
+        "machine_class": "x",
+        "normalized_by": gate.CALIBRATION,
+        "calibration_s": [0.5, 0.5],
+        "benchmarks": {"a": {"median_s": 1.0, "median_calibrations": 2.0, "threshold": 0.1}},
+    }
     assert gate.check(_run({"a": 1.2, CAL: 0.6}), old)[0] == []  # the machine 20 % slower as a whole
     assert len(gate.check(_run({"a": 1.2, CAL: 0.5}), old)[0]) == 1

@@ -2,6 +2,7 @@
 the user names, not on a replica. A stand-in upstream checkout is written into tmp_path (demo_util.py,
 configs/alitok_b.yaml, modeling/ar.py with an ``ARModel``); its ``generate`` logs every call and costs a
 known time on the fake clock, so the official row can only show that cost if the stand-in ran."""
+
 import json
 import textwrap
 import types
@@ -15,8 +16,8 @@ from harness.core.interfaces import ARSampling, Generator
 from harness.speed import timing
 from harness.speed import upstream as up
 
-STAND_IN_COST = 0.37   # fake seconds per upstream generate call
-PROJECT_COST = 0.11    # fake seconds per project generate_codes call
+STAND_IN_COST = 0.37  # fake seconds per upstream generate call
+PROJECT_COST = 0.11  # fake seconds per project generate_codes call
 STEPS = 6
 
 AR_PY = """
@@ -128,10 +129,29 @@ def test_official_row_runs_upstreams_generate_not_a_replica(setup, tmp_path, mon
         stand_in.update(type(model).__init__.__globals__)
         type(model).__init__.__globals__["ON_CALL"] = lambda: setattr(clock, "now", clock.now + STAND_IN_COST)
         return model, prov
+
     monkeypatch.setattr(up, "load_official", load_and_hook)
     out = tmp_path / "b"
-    assert main(["bench", "--model", "fake-up", "--upstream", str(tmp_path / "upstream"), "--batch-size", "2",
-                 "--repeats", "3", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                "fake-up",
+                "--upstream",
+                str(tmp_path / "upstream"),
+                "--batch-size",
+                "2",
+                "--repeats",
+                "3",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
 
     # the stand-in's generate ran once per warm-up and repeat, with the project's preset mapped to its arguments
     assert stand_in["CALLS"] == [([0, 1], 16.0, 1.0, 1.8, STEPS)] * 4
@@ -151,6 +171,7 @@ def test_official_row_runs_upstreams_generate_not_a_replica(setup, tmp_path, mon
     assert pair["images_per_s_ratio"] == pytest.approx(STAND_IN_COST / PROJECT_COST)
     # the checkout's modules do not stay importable under their bare names after the load
     import sys
+
     assert "modeling" not in sys.modules and "demo_util" not in sys.modules
 
 
@@ -169,11 +190,43 @@ def test_upstream_draws_from_the_seeded_global_rng(setup):
 
 def test_missing_checkout_or_mismatched_weights_is_one_line_exit_2(setup, tmp_path, capsys):
     clock, made, checkout = setup
-    assert main(["bench", "--model", "fake-up", "--upstream", str(tmp_path / "nowhere"), "--repeats", "1",
-                 "--device", "cpu", "--out", str(tmp_path / "b")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                "fake-up",
+                "--upstream",
+                str(tmp_path / "nowhere"),
+                "--repeats",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     assert "configs/alitok_b.yaml: not found" in capsys.readouterr().err
     (checkout / "configs" / "alitok_b.yaml").write_text(json.dumps({"width": 5, "steps": STEPS}))
-    assert main(["bench", "--model", "fake-up", "--upstream", str(checkout.parent), "--repeats", "1",
-                 "--device", "cpu", "--out", str(tmp_path / "c")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                "fake-up",
+                "--upstream",
+                str(checkout.parent),
+                "--repeats",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
     assert "do not load into modeling.ar.ARModel" in capsys.readouterr().err
     assert not (tmp_path / "c" / "bench_summary.json").exists()

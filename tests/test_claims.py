@@ -1,14 +1,23 @@
 """Claims are checked from records alone: missing inputs -> not run; out of tolerance -> not reproduced."""
+
 import json
 
 import pytest
 
-from harness.report.claims import (NOT_REPRODUCED, NOT_RUN, OPPOSITE_DIRECTION, REPRODUCED, SAME_DIRECTION, WITHIN_NOISE,
-                            check, load_claims)
 from harness.cli.claims import DEFAULT_CLAIMS
 from harness.core.config import ConfigError
-from harness.runs.records import RunRecord
+from harness.report.claims import (
+    NOT_REPRODUCED,
+    NOT_RUN,
+    OPPOSITE_DIRECTION,
+    REPRODUCED,
+    SAME_DIRECTION,
+    WITHIN_NOISE,
+    check,
+    load_claims,
+)
 from harness.report.collect import collect
+from harness.runs.records import RunRecord
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +31,23 @@ def _by_id(claims, verdicts):
 
 def _gfid_record(fid, comparable=True, n=50000, reference_kind="adm-virtual-imagenet256", official=True, **sampling):
     # the provenance harness/metrics/evaluate.py records for a paper-comparable gFID
-    return RunRecord(kind="eval", model={"name": "alitok-b", "checkpoint": "/data/weights/alitok_b.bin",
-                                         "sampling": {"cfg_scale": 16.0, "cfg_power": 1.8, **sampling}},
-                     spec={"protocol": {"name": "imagenet256-gfid50k", "num_samples": n}}, samples={"n": n},
-                     metric_provenance={"weights": {"official": official, "sha256": "6726825d" * 8},
-                                        "samples": {"n": n}, "reference": {"kind": reference_kind}},
-                     metrics={"fid": fid}, paper_comparable=comparable).to_dict()
+    return RunRecord(
+        kind="eval",
+        model={
+            "name": "alitok-b",
+            "checkpoint": "/data/weights/alitok_b.bin",
+            "sampling": {"cfg_scale": 16.0, "cfg_power": 1.8, **sampling},
+        },
+        spec={"protocol": {"name": "imagenet256-gfid50k", "num_samples": n}},
+        samples={"n": n},
+        metric_provenance={
+            "weights": {"official": official, "sha256": "6726825d" * 8},
+            "samples": {"n": n},
+            "reference": {"kind": reference_kind},
+        },
+        metrics={"fid": fid},
+        paper_comparable=comparable,
+    ).to_dict()
 
 
 A800 = {"cpu_model": "Intel(R) Xeon(R) Platinum 8358", "gpu_name": "NVIDIA A800-SXM4-80GB"}
@@ -35,9 +55,13 @@ A800 = {"cpu_model": "Intel(R) Xeon(R) Platinum 8358", "gpu_name": "NVIDIA A800-
 
 def _bench(model, ips, machine=A800, run="bench-run-1", **extra):
     # sampling as the bench CLI records it (CFG on unless extra says cfg_scale=1); one bench_run_id per invocation
-    d = RunRecord(kind="bench", model={"name": model, "sampling": {"cfg_scale": 4.0, **extra}},
-                  spec={"bench_run_id": run}, env={"device_name": (machine or {}).get("gpu_name") or "x86_64"},
-                  speed={"images_per_s": ips, "batch_size": 64, "dtype": "fp32"}).to_dict()
+    d = RunRecord(
+        kind="bench",
+        model={"name": model, "sampling": {"cfg_scale": 4.0, **extra}},
+        spec={"bench_run_id": run},
+        env={"device_name": (machine or {}).get("gpu_name") or "x86_64"},
+        speed={"images_per_s": ips, "batch_size": 64, "dtype": "fp32"},
+    ).to_dict()
     if machine is not None:
         d["machine"] = dict(machine)
     return d
@@ -45,9 +69,14 @@ def _bench(model, ips, machine=A800, run="bench-run-1", **extra):
 
 def _variant(name, acc, preset="tiny", seed=0, comparable=False):
     # the shape harness.suites.ablation writes: spec.variant, spec.protocol.name = ablation-<preset>, seeds.seed
-    return RunRecord(kind="eval", model={"name": f"ablation-{name}", "variant": name}, metrics={"ar_acc": acc},
-                     spec={"variant": name, "protocol": {"name": f"ablation-{preset}"}}, seeds={"seed": seed},
-                     paper_comparable=comparable).to_dict()
+    return RunRecord(
+        kind="eval",
+        model={"name": f"ablation-{name}", "variant": name},
+        metrics={"ar_acc": acc},
+        spec={"variant": name, "protocol": {"name": f"ablation-{preset}"}},
+        seeds={"seed": seed},
+        paper_comparable=comparable,
+    ).to_dict()
 
 
 def test_file_holds_the_papers_numbers(claims):
@@ -86,26 +115,38 @@ def test_speed_ratio_from_two_records(claims):
     recs = [_bench("alitok-xl", 63.0), _bench("lightningdit-xl-1", 6.0)]
     v = _by_id(claims, check(claims, recs))["ratio-xl-lightningdit"]
     assert v.measured == pytest.approx(63.0 / 6.0) and v.verdict == REPRODUCED
-    v = _by_id(claims, check(claims, [_bench("alitok-xl", 30.0), _bench("lightningdit-xl-1", 6.0)]))["ratio-xl-lightningdit"]
+    v = _by_id(claims, check(claims, [_bench("alitok-xl", 30.0), _bench("lightningdit-xl-1", 6.0)]))[
+        "ratio-xl-lightningdit"
+    ]
     assert v.measured == pytest.approx(5.0) and v.verdict == NOT_REPRODUCED
 
 
 CPU = {"cpu_model": "AMD EPYC 7B13", "gpu_name": None}
 
 
-@pytest.mark.parametrize("b_kwargs", [{"machine": CPU},                       # an A800 record over a CPU record
-                                      {"run": "bench-run-2"},                  # one machine, two bench runs
-                                      {"machine": None}])                      # a record that names no CPU model
+@pytest.mark.parametrize(
+    "b_kwargs",
+    [
+        {"machine": CPU},  # an A800 record over a CPU record
+        {"run": "bench-run-2"},  # one machine, two bench runs
+        {"machine": None},
+    ],
+)  # a record that names no CPU model
 def test_speed_ratio_only_from_one_machine_and_one_bench_run(claims, b_kwargs):
     recs = [_bench("alitok-xl", 6.3), _bench("lightningdit-xl-1", 0.6, **b_kwargs)]
     v = _by_id(claims, check(claims, recs))["ratio-xl-lightningdit"]
     assert v.verdict == NOT_RUN and v.measured is None and "one machine" in v.detail
 
 
-@pytest.mark.parametrize("bad", [{"comparable": "false"},                      # a string is not JSON true
-                                 {"n": 50},                                     # N=50 under a 50k protocol
-                                 {"reference_kind": "alitok-bench"},            # not the paper's reference
-                                 {"official": False}])                          # not the official weights
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"comparable": "false"},  # a string is not JSON true
+        {"n": 50},  # N=50 under a 50k protocol
+        {"reference_kind": "alitok-bench"},  # not the paper's reference
+        {"official": False},
+    ],
+)  # not the official weights
 def test_paper_claim_only_from_strictly_comparable_records(claims, bad):
     paper = {x.id: x for x in claims.claims}["v1-b-gfid-cfg"].value
     kwargs = {"comparable": True, **bad}
@@ -124,15 +165,17 @@ def test_string_false_is_not_comparable_anywhere():
 def test_full_scale_ablation_claims_need_comparable_records(claims):
     full = [_variant("B", 0.107, "imagenet"), _variant("A", 0.054, "imagenet")]
     assert _by_id(claims, check(claims, full))["abl-b-acc"].verdict == NOT_RUN
-    every_paper_query = [q for c in claims.claims if c.scale == "paper" and c.metric != "images_per_s"
-                         for q in c.queries()]
+    every_paper_query = [
+        q for c in claims.claims if c.scale == "paper" and c.metric != "images_per_s" for q in c.queries()
+    ]
     assert every_paper_query and all(q.paper_comparable is True for q in every_paper_query)
 
 
 def test_a_paper_claim_without_paper_comparable_is_refused(tmp_path):
     (tmp_path / "c.yaml").write_text(
         "paper: x\nsources: {a: b}\nclaims:\n  - {id: x, claim: y, source: a, protocol: p, metric: fid,"
-        " value: 1.0, tolerance: {abs: 0.1}, measure: {query: {model: m, variant: B}}}\n")
+        " value: 1.0, tolerance: {abs: 0.1}, measure: {query: {model: m, variant: B}}}\n"
+    )
     with pytest.raises(ConfigError, match="paper_comparable: true"):
         load_claims(tmp_path / "c.yaml")
 
@@ -145,26 +188,31 @@ def test_stage_two_claim_compares_f_with_e(claims):
 def test_direction_claim_uses_the_paired_standard_error(claims):
     import statistics
 
-    causal, bidir = [0.20, 0.23, 0.22], [0.15, 0.16, 0.19]   # seed s of B pairs with seed s of A
-    recs = [_variant("B", a, seed=s) for s, a in enumerate(causal)] + [_variant("A", a, seed=s) for s, a in enumerate(bidir)]
+    causal, bidir = [0.20, 0.23, 0.22], [0.15, 0.16, 0.19]  # seed s of B pairs with seed s of A
+    recs = [_variant("B", a, seed=s) for s, a in enumerate(causal)] + [
+        _variant("A", a, seed=s) for s, a in enumerate(bidir)
+    ]
     v = _by_id(claims, check(claims, recs))["tiny-causal-decoder-acc"]
     diffs = [b - a for b, a in zip(causal, bidir)]
     assert v.measured == pytest.approx(statistics.mean(diffs)) and v.verdict == SAME_DIRECTION
-    assert v.unc == pytest.approx(statistics.stdev(diffs) / 3 ** 0.5)
+    assert v.unc == pytest.approx(statistics.stdev(diffs) / 3**0.5)
 
 
 def test_pairing_removes_the_shared_seed_noise(claims):
     # B = A + 0.01 on every seed while seeds spread A by 0.4: unpaired, the effect drowns in the spread
     bidir = [0.10, 0.50, 0.90]
-    recs = [_variant("B", a + 0.01, seed=s) for s, a in enumerate(bidir)] + [_variant("A", a, seed=s) for s, a in enumerate(bidir)]
+    recs = [_variant("B", a + 0.01, seed=s) for s, a in enumerate(bidir)] + [
+        _variant("A", a, seed=s) for s, a in enumerate(bidir)
+    ]
     v = _by_id(claims, check(claims, recs))["tiny-causal-decoder-acc"]
     assert v.measured == pytest.approx(0.01) and v.unc == pytest.approx(0.0, abs=1e-12)
     assert v.verdict == SAME_DIRECTION
 
 
 def test_direction_answers_are_never_paper_verdicts(claims):
-    recs = [_variant("B", a, seed=s) for s, a in enumerate([0.1, 0.11, 0.12])] + \
-           [_variant("A", a, seed=s) for s, a in enumerate([0.2, 0.21, 0.23])]
+    recs = [_variant("B", a, seed=s) for s, a in enumerate([0.1, 0.11, 0.12])] + [
+        _variant("A", a, seed=s) for s, a in enumerate([0.2, 0.21, 0.23])
+    ]
     verdicts = check(claims, recs)
     tiny = [v for v in verdicts if v.claim.scale == "tiny"]
     assert tiny and all(v.verdict in (SAME_DIRECTION, OPPOSITE_DIRECTION, WITHIN_NOISE, NOT_RUN) for v in tiny)
@@ -214,15 +262,20 @@ def test_claims_cli_reads_records_and_writes_tables(tmp_path, capsys, claims):
 def test_bad_claims_file_is_a_config_error(tmp_path):
     (tmp_path / "c.yaml").write_text(
         "paper: x\nsources: {a: b}\nclaims:\n  - {id: x, claim: y, source: nope, protocol: p, metric: fid,"
-        " value: 1.0, tolerance: {abs: 0.1}, measure: {query: {model: m}}}\n")
+        " value: 1.0, tolerance: {abs: 0.1}, measure: {query: {model: m}}}\n"
+    )
     with pytest.raises(ConfigError, match="source 'nope'"):
         load_claims(tmp_path / "c.yaml")
 
 
 def test_speed_ratios_of_several_bench_runs_average_per_run(claims):
     # each run's ratio is taken inside the run (its load is shared by both models), then averaged
-    recs = [_bench("alitok-xl", 63.0, run="r1"), _bench("lightningdit-xl-1", 6.0, run="r1"),
-            _bench("alitok-xl", 33.0, run="r2"), _bench("lightningdit-xl-1", 3.0, run="r2")]
+    recs = [
+        _bench("alitok-xl", 63.0, run="r1"),
+        _bench("lightningdit-xl-1", 6.0, run="r1"),
+        _bench("alitok-xl", 33.0, run="r2"),
+        _bench("lightningdit-xl-1", 3.0, run="r2"),
+    ]
     v = _by_id(claims, check(claims, recs))["ratio-xl-lightningdit"]
     assert v.measured == pytest.approx((63.0 / 6.0 + 33.0 / 3.0) / 2) and v.n == 2
-    assert v.unc == pytest.approx(abs(63.0 / 6.0 - 33.0 / 3.0) / 2)   # sd of two values / sqrt(2)
+    assert v.unc == pytest.approx(abs(63.0 / 6.0 - 33.0 / 3.0) / 2)  # sd of two values / sqrt(2)

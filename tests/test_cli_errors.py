@@ -1,4 +1,5 @@
 """Bad input -> one line on stderr, exit 2, nothing half-written."""
+
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +8,21 @@ import pytest
 from harness.cli import main
 from harness.core.locks import LOCK_NAME
 
-SMALL = ["--model", "real-data", "--protocol", "demo", "--num-samples", "22", "--chunk-size", "11",
-         "--set", "model.options.per_class=4", "--no-progress", "--device", "cpu"]
+SMALL = [
+    "--model",
+    "real-data",
+    "--protocol",
+    "demo",
+    "--num-samples",
+    "22",
+    "--chunk-size",
+    "11",
+    "--set",
+    "model.options.per_class=4",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def _run(capsys, *argv):
@@ -27,13 +41,16 @@ def _files(root: Path):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
 
 
-@pytest.mark.parametrize("setting, match", [
-    ("protocol.num_sampels=5", "protocol.num_sampels: unknown key; did you mean 'num_samples'"),
-    ("protocol.seed=abc", "protocol.seed: expected an integer"),
-    ("model.options.colour=red", "model.options.colour: generator 'real-data' does not take"),
-    ("model.sampling.cfg_scale=2", "model.sampling.cfg_scale: generator 'real-data' has no sampling parameters"),
-    ("protocol.seed_scheme=random", "protocol.seed_scheme: 'random' is not one of"),
-])
+@pytest.mark.parametrize(
+    "setting, match",
+    [
+        ("protocol.num_sampels=5", "protocol.num_sampels: unknown key; did you mean 'num_samples'"),
+        ("protocol.seed=abc", "protocol.seed: expected an integer"),
+        ("model.options.colour=red", "model.options.colour: generator 'real-data' does not take"),
+        ("model.sampling.cfg_scale=2", "model.sampling.cfg_scale: generator 'real-data' has no sampling parameters"),
+        ("protocol.seed_scheme=random", "protocol.seed_scheme: 'random' is not one of"),
+    ],
+)
 def test_bad_config_one_line_nothing_written(tmp_path, capsys, setting, match):
     out = tmp_path / "out"
     code, err = _run(capsys, "sample", *SMALL, "--set", setting, "--out", str(out))
@@ -118,8 +135,21 @@ def test_model_option_of_the_wrong_type_is_one_line_exit_2(tmp_path, capsys):
     """`--set model.options.per_class=abc` names the option and its type, before any sampling."""
     from harness.cli import main
 
-    rc = main(["sample", "--model", "real-data", "--protocol", "demo", "--out", str(tmp_path / "s"),
-               "--num-samples", "22", "--set", "model.options.per_class=abc"])
+    rc = main(
+        [
+            "sample",
+            "--model",
+            "real-data",
+            "--protocol",
+            "demo",
+            "--out",
+            str(tmp_path / "s"),
+            "--num-samples",
+            "22",
+            "--set",
+            "model.options.per_class=abc",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "model.options.per_class: 'abc' is not of type int" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s" / "samples.npz").exists()

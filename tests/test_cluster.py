@@ -2,6 +2,7 @@
 resubmitted and resumed from its manifest, gives the bytes and the table of a one-process run; the SLURM
 path submits the job arrays, dependencies and resources the plan says (read back from the sbatch scripts
 submitit writes; ``sbatch`` itself is a recording stand-in, as no scheduler runs here)."""
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import submitit
-
 from cli_runs import REPO
 
 SUITE = """name: tiny-cluster
@@ -95,24 +94,36 @@ def test_slurm_submission_scripts(tmp_path, monkeypatch):
     log = tmp_path / "sbatch.log"
     fake = tmp_path / "bin" / "sbatch"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\nn=$(wc -l < {log} 2>/dev/null || echo 0)\necho "$@" >> {log}\n'
-                    'echo "Submitted batch job $((1000 + n))"\n')
+    fake.write_text(
+        f'#!/bin/sh\nn=$(wc -l < {log} 2>/dev/null || echo 0)\necho "$@" >> {log}\n'
+        'echo "Submitted batch job $((1000 + n))"\n'
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     (fake.parent / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit checks that srun exists; never run here
     (fake.parent / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
-    (tmp_path / "s.yaml").write_text(SUITE.replace("entries:", "entries:\n  - {label: lg, model: {name: llamagen-tiny}}"))
+    (tmp_path / "s.yaml").write_text(
+        SUITE.replace("entries:", "entries:\n  - {label: lg, model: {name: llamagen-tiny}}")
+    )
     suite = load_suite_file(tmp_path / "s.yaml")
-    res = Resources(executor="slurm", gpus_per_job=8, nodes=2, time_min=90, partition="gpu", array_parallelism=1,
-                    tasks_per_entry=2)
+    res = Resources(
+        executor="slurm", gpus_per_job=8, nodes=2, time_min=90, partition="gpu", array_parallelism=1, tasks_per_entry=2
+    )
     state = executor.submit(suite, tmp_path / "out", plan_suite(suite, res), res)
     ids = {(j["kind"], j["label"], j.get("task")): j["job_id"] for j in state["jobs"]}
     assert ids[("sample", "lg", 0)] == "1000_0" and ids[("sample", "titok", 1)] == "1001_1"
     assert ids[("evaluate", "lg", None)] == "1002" and ids[("report", "", None)] == "1004"
     logs = Path(state["folder"])
     array = (logs / "1000_submission.sh").read_text()
-    for line in ("#SBATCH --array=0-1%1", "#SBATCH --gpus-per-node=8", "#SBATCH --ntasks-per-node=8",
-                 "#SBATCH --nodes=2", "#SBATCH --time=90", "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@120"):
+    for line in (
+        "#SBATCH --array=0-1%1",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --ntasks-per-node=8",
+        "#SBATCH --nodes=2",
+        "#SBATCH --time=90",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --signal=USR2@120",
+    ):
         assert line in array, line
     assert "--dependency=afterok:1000_0:1000_1" in (logs / "1002_submission.sh").read_text()
     assert "--dependency=afterok:1002:1003" in (logs / "1004_submission.sh").read_text()
@@ -131,10 +142,13 @@ def test_slurm_status_and_cancel(tmp_path, monkeypatch, capsys):
 
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
     bin_dir.mkdir()
-    scripts = {"sbatch": f'n=$(grep -c sbatch {log} 2>/dev/null || echo 0)\necho "sbatch $@" >> {log}\n'
-                         'echo "Submitted batch job $((7 + n))"',
-               "srun": "exit 1", "scancel": f'echo "scancel $@" >> {log}',
-               "sacct": 'echo "JobID|State|NodeList"\necho "7|RUNNING|n1"\necho "8|PENDING|"\necho "9|PENDING|"'}
+    scripts = {
+        "sbatch": f'n=$(grep -c sbatch {log} 2>/dev/null || echo 0)\necho "sbatch $@" >> {log}\n'
+        'echo "Submitted batch job $((7 + n))"',
+        "srun": "exit 1",
+        "scancel": f'echo "scancel $@" >> {log}',
+        "sacct": 'echo "JobID|State|NodeList"\necho "7|RUNNING|n1"\necho "8|PENDING|"\necho "9|PENDING|"',
+    }
     for name, body in scripts.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
@@ -144,23 +158,32 @@ def test_slurm_status_and_cancel(tmp_path, monkeypatch, capsys):
     res = Resources(executor="slurm")
     executor.submit(suite, tmp_path / "out", plan_suite(suite, res), res)
     assert [(j["kind"], j["job_id"], j["status"]) for j in executor.status(tmp_path / "out")] == [
-        ("sample", "7", "running"), ("evaluate", "8", "pending"), ("report", "9", "pending")]
+        ("sample", "7", "running"),
+        ("evaluate", "8", "pending"),
+        ("report", "9", "pending"),
+    ]
     from harness.cli import main
 
     assert main(["run", "--status", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert [line.split()[:3] for line in printed] == [["7", "sample", "running"], ["8", "evaluate", "pending"],
-                                                      ["9", "report", "pending"]]
+    assert [line.split()[:3] for line in printed] == [
+        ["7", "sample", "running"],
+        ["8", "evaluate", "pending"],
+        ["9", "report", "pending"],
+    ]
     assert executor.cancel(tmp_path / "out") == ["7", "8", "9"]
-    assert [line for line in log.read_text().splitlines() if line.startswith("scancel")] == \
-        ["scancel 7", "scancel 8", "scancel 9"]
+    assert [line for line in log.read_text().splitlines() if line.startswith("scancel")] == [
+        "scancel 7",
+        "scancel 8",
+        "scancel 9",
+    ]
 
 
 def test_plan_counts_and_committed_plan():
     """The plan's arithmetic (closed form) and the committed plan file is what the command prints today."""
-    from harness.suites.cluster.plan import Resources, chunk_ranges, plan_suite, render, totals
     from harness.runs.protocols import get_protocol, with_overrides
     from harness.sampling.plan import SamplingPlan
+    from harness.suites.cluster.plan import Resources, chunk_ranges, plan_suite, render, totals
     from harness.suites.suite import get_suite
 
     suite = get_suite("imagenet256-gfid50k")

@@ -2,6 +2,7 @@
 scripts/slurm_local_cluster.sh): sbatch of the sampling job, the evaluation afterok it and the report;
 ``scontrol requeue`` of the sampling job once its first chunk is on disk; the rerun resumes from the
 manifest, and the samples equal a one-process run byte for byte."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-
 from cli_runs import python
 
 pytestmark = pytest.mark.slurm
@@ -38,9 +38,23 @@ def test_slurm_requeue_resumes_and_matches_one_process(tmp_path):
     one = python("-m", "harness", "run", str(tmp_path / "s.yaml"), "--device", "cpu", "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
     out = tmp_path / "cluster"
-    sub = python("-m", "harness", "run", str(tmp_path / "s.yaml"), "--executor", "slurm", "--device", "cpu",
-                 "--cpus-per-task", "1", "--time", "10", "--out", str(out),
-                 extra_env={"ALITOK_BENCH_TEST_CHUNK_DELAY": "3"})
+    sub = python(
+        "-m",
+        "harness",
+        "run",
+        str(tmp_path / "s.yaml"),
+        "--executor",
+        "slurm",
+        "--device",
+        "cpu",
+        "--cpus-per-task",
+        "1",
+        "--time",
+        "10",
+        "--out",
+        str(out),
+        extra_env={"ALITOK_BENCH_TEST_CHUNK_DELAY": "3"},
+    )
     assert sub.returncode == 0, sub.stderr[-2000:]
     import json
 
@@ -51,8 +65,9 @@ def test_slurm_requeue_resumes_and_matches_one_process(tmp_path):
     first_mtime = first.stat().st_mtime_ns
     requeue = subprocess.run(["scontrol", "requeue", sample_id], capture_output=True, text=True)
     assert requeue.returncode == 0, requeue.stderr
-    assert _wait(lambda: (out / "summary.csv").exists(), 600), subprocess.run(["squeue"], capture_output=True,
-                                                                             text=True).stdout
+    assert _wait(lambda: (out / "summary.csv").exists(), 600), subprocess.run(
+        ["squeue"], capture_output=True, text=True
+    ).stdout
     restarts = subprocess.run(["scontrol", "show", "job", sample_id], capture_output=True, text=True).stdout
     assert "Restarts=1" in restarts
     log = (out / "_cluster" / "logs" / f"{sample_id}_0_log.out").read_text()

@@ -1,4 +1,5 @@
 """Regression gates: a planted regression fails (naming the gate), identical runs pass."""
+
 import json
 import shutil
 
@@ -7,7 +8,6 @@ import pytest
 from harness.cli import main
 from harness.report.compare import GateError, compare, parse_gate
 from harness.runs.records import RunRecord
-
 
 MACHINE = {"cpu_model": "AMD EPYC 7B13", "gpu_name": None}
 
@@ -59,7 +59,7 @@ def test_just_inside_the_band_passes_and_improvements_pass(tmp_path):
 
 def test_sigma_gate_uses_both_uncertainties():
     base, gate = [_rec("a", 10.0, 1.0, fid_std=0.3)], [parse_gate("fid:+2sigma")]
-    sd = (0.3 ** 2 + 0.4 ** 2) ** 0.5      # 0.5
+    sd = (0.3**2 + 0.4**2) ** 0.5  # 0.5
     assert compare(base, [_rec("a", 10.0 + 2 * sd - 1e-6, 1.0, fid_std=0.4)], gate)[0].passed
     assert not compare(base, [_rec("a", 10.0 + 2 * sd + 1e-6, 1.0, fid_std=0.4)], gate)[0].passed
     nounc = compare([_rec("a", 10.0, 1.0)], [_rec("a", 10.0, 1.0)], gate)[0]
@@ -89,16 +89,37 @@ def test_bad_gate_is_a_one_line_error(tmp_path, capsys):
 
 
 # ---- a verdict only between comparable runs (issue 22) ----------------------------------------------
-def _eval_rec(label, fid, *, n=110, ref="62f05c68" * 8, weights="2249cd1f" * 8, cfg=3.0, seed=0, ident="f1aa61e9",
-              protocol="demo", fid_std=None):
+def _eval_rec(
+    label,
+    fid,
+    *,
+    n=110,
+    ref="62f05c68" * 8,
+    weights="2249cd1f" * 8,
+    cfg=3.0,
+    seed=0,
+    ident="f1aa61e9",
+    protocol="demo",
+    fid_std=None,
+):
     """The fields a `run` record holds for what decides its FID (harness/sampling/record.py, metrics/evaluate.py)."""
-    d = RunRecord(kind="run", model={"name": label, "sampling": {"cfg_scale": cfg, "temperature": 1.0}},
-                  spec={"protocol": {"name": protocol, "num_samples": n, "seed": seed}},
-                  seeds={"seed": seed, "sampling_identity_hash": ident}, samples={"n": n},
-                  metrics={"fid": fid}, uncertainty={"fid": {"std": fid_std}} if fid_std else {},
-                  metric_provenance={"weights": {"sha256": weights}, "reference": {"sha256": ref},
-                                     "samples": {"n": n}, "extractor": "torch-fidelity-0.4.0/inception-v3-compat",
-                                     "resize": "tf1-bilinear-299", "fid_method": "eig"}).to_dict()
+    d = RunRecord(
+        kind="run",
+        model={"name": label, "sampling": {"cfg_scale": cfg, "temperature": 1.0}},
+        spec={"protocol": {"name": protocol, "num_samples": n, "seed": seed}},
+        seeds={"seed": seed, "sampling_identity_hash": ident},
+        samples={"n": n},
+        metrics={"fid": fid},
+        uncertainty={"fid": {"std": fid_std}} if fid_std else {},
+        metric_provenance={
+            "weights": {"sha256": weights},
+            "reference": {"sha256": ref},
+            "samples": {"n": n},
+            "extractor": "torch-fidelity-0.4.0/inception-v3-compat",
+            "resize": "tf1-bilinear-299",
+            "fid_method": "eig",
+        },
+    ).to_dict()
     d["label"] = label
     return d
 
@@ -116,14 +137,20 @@ def test_other_reference_and_n_are_refused_naming_the_fields(tmp_path, capsys):
     assert main(["compare", str(base), str(new), "--fail", "fid:+2%"]) == 2
     err = capsys.readouterr().err
     assert "[a]" in err and "reference" in err and "n (" in err and "--allow-differ" in err
-    assert "weights" not in err.split("[a]")[1]                     # only the fields that differ are named
+    assert "weights" not in err.split("[a]")[1]  # only the fields that differ are named
     # named explicitly, the fields may differ and the gate is evaluated
     assert main(["compare", str(base), str(new), "--fail", "fid:+2%", "--allow-differ", "n,reference"]) == 0
     assert "differs (allowed)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("change, field", [({"weights": "846781ab" * 8}, "weights"), ({"cfg": 4.0, "seed": 7}, "sampling"),
-                                           ({"protocol": "imagenet256-gfid50k"}, "protocol")])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"weights": "846781ab" * 8}, "weights"),
+        ({"cfg": 4.0, "seed": 7}, "sampling"),
+        ({"protocol": "imagenet256-gfid50k"}, "protocol"),
+    ],
+)
 def test_other_weights_sampling_or_protocol_are_refused(tmp_path, capsys, change, field):
     base = [_eval_rec("a", 10.0, fid_std=0.3)]
     new = [_eval_rec("a", 10.1, fid_std=0.3, **change)]
@@ -144,8 +171,9 @@ def test_two_new_records_with_one_label_are_refused_naming_both(tmp_path, capsys
     assert str(new / "x" / "run_record.json") in err and str(new / "y" / "run_record.json") in err
 
 
-@pytest.mark.parametrize("side, value", [("new", "-Infinity"), ("new", "Infinity"), ("new", "NaN"), ("base", "NaN"),
-                                         ("base", "Infinity")])
+@pytest.mark.parametrize(
+    "side, value", [("new", "-Infinity"), ("new", "Infinity"), ("new", "NaN"), ("base", "NaN"), ("base", "Infinity")]
+)
 def test_non_finite_values_fail_the_gate(tmp_path, capsys, side, value):
     good = json.dumps(_eval_rec("a", 10.0))
     bad = good.replace('"fid": 10.0', f'"fid": {value}')
@@ -160,14 +188,14 @@ def test_non_finite_values_fail_the_gate(tmp_path, capsys, side, value):
 
 def test_huge_uncertainty_is_a_number_not_a_traceback():
     base, new = [_eval_rec("a", 10.0, fid_std=1e300)], [_eval_rec("a", 11.0, fid_std=1e300)]
-    assert compare(base, new, [parse_gate("fid:+2sigma")])[0].passed   # sd = hypot(1e300, 1e300), finite
+    assert compare(base, new, [parse_gate("fid:+2sigma")])[0].passed  # sd = hypot(1e300, 1e300), finite
 
 
 def test_unknown_allow_differ_field_is_a_one_line_error(tmp_path, capsys):
     base = _write(tmp_path / "base", [_eval_rec("a", 10.0)])
     assert main(["compare", str(base), str(base), "--fail", "fid:+2%", "--allow-differ", "colour"]) == 2
     err = capsys.readouterr().err
-    assert "--allow-differ" in err and "colour" in err and "protocol" in err   # names the known fields
+    assert "--allow-differ" in err and "colour" in err and "protocol" in err  # names the known fields
 
 
 def test_a_rebuilt_reference_is_the_same_reference_and_another_source_is_not():
@@ -175,10 +203,18 @@ def test_a_rebuilt_reference_is_the_same_reference_and_another_source_is_not():
     # every rebuild (results/golden: 62f05c68... committed, another digest on each `run golden`)
     def built(sha, source="embedded natural_patches(split=val, size=32, per_class=10, seed=0)"):
         r = _eval_rec("a", 266.457)
-        r["metric_provenance"]["reference"] = {"sha256": sha, "kind": "alitok-bench", "source": source, "n_stats": 110,
-                                               "n_images_arr0": 110, "image_size": [32, 32], "resize": "tf1-bilinear-299",
-                                               "metadata": {"created_at": sha[:8]}}
+        r["metric_provenance"]["reference"] = {
+            "sha256": sha,
+            "kind": "alitok-bench",
+            "source": source,
+            "n_stats": 110,
+            "n_images_arr0": 110,
+            "image_size": [32, 32],
+            "resize": "tf1-bilinear-299",
+            "metadata": {"created_at": sha[:8]},
+        }
         return r
+
     gate = [parse_gate("fid:+2%")]
     assert compare([built("62f05c68" * 8)], [built("f6c59137" * 8)], gate)[0].passed
     from harness.report.compare import NotComparable
@@ -194,7 +230,8 @@ def test_speed_from_another_or_an_unnamed_machine_is_refused(new_machine):
     gate = [parse_gate("images_per_s:-10%")]
     with pytest.raises(NotComparable, match=r"\[a\] .*machine"):
         compare([_rec("a", 10.0, 100.0)], [_rec("a", 10.0, 100.0, machine=new_machine)], gate)
-    with pytest.raises(NotComparable, match="machine"):   # neither names its CPU: two CPUs look alike
+    with pytest.raises(NotComparable, match="machine"):  # neither names its CPU: two CPUs look alike
         compare([_rec("a", 10.0, 100.0, machine=None)], [_rec("a", 10.0, 100.0, machine=None)], gate)
-    assert compare([_rec("a", 10.0, 100.0)], [_rec("a", 10.0, 95.0, machine=new_machine)], gate,
-                   allow_differ={"machine"})[0].passed
+    assert compare(
+        [_rec("a", 10.0, 100.0)], [_rec("a", 10.0, 95.0, machine=new_machine)], gate, allow_differ={"machine"}
+    )[0].passed

@@ -1,4 +1,5 @@
 """Embedded natural patches, ADM centre crop, image folders, ADM npz I/O, the real-data generator."""
+
 import os
 
 import numpy as np
@@ -6,12 +7,18 @@ import pytest
 import torch
 from PIL import Image
 
+from harness.core.errors import InputFileError
 from harness.data import embedded
 from harness.data.imagenet import ImageFolderDataset, center_crop_arr
-from harness.data.npz import (iter_npz_batches, iter_shard_batches, load_labels_npz, load_samples_npz,
-                              pack_png_folder, save_samples_npz)
+from harness.data.npz import (
+    iter_npz_batches,
+    iter_shard_batches,
+    load_labels_npz,
+    load_samples_npz,
+    pack_png_folder,
+    save_samples_npz,
+)
 from harness.data.real_data import RealDataGenerator
-from harness.core.errors import InputFileError
 
 
 # ---------------------------------------------------------------------------------------------- embedded
@@ -51,18 +58,18 @@ def test_patch_is_bicubic_resize_of_its_box():
     c, j = 2, 1
     box = embedded.crop_boxes(c, "val", 3, seed=5)[j]
     photo = embedded.load_photo(embedded.CLASSES[c])
-    ref = Image.fromarray(photo[box[1]:box[3], box[0]:box[2]]).resize((64, 64), Image.BICUBIC)
+    ref = Image.fromarray(photo[box[1] : box[3], box[0] : box[2]]).resize((64, 64), Image.BICUBIC)
     assert np.array_equal(x[j * embedded.NUM_CLASSES + c], np.asarray(ref))
 
 
 # ---------------------------------------------------------------------------------------------- ImageNet
 def test_center_crop_arr_box_halvings_then_centre():
     rng = np.random.default_rng(0)
-    small = rng.integers(0, 256, (256, 512, 3), dtype=np.uint8)      # H=256, W=512
-    big = small.repeat(4, axis=0).repeat(4, axis=1)                  # 1024 x 2048: two exact BOX halvings
+    small = rng.integers(0, 256, (256, 512, 3), dtype=np.uint8)  # H=256, W=512
+    big = small.repeat(4, axis=0).repeat(4, axis=1)  # 1024 x 2048: two exact BOX halvings
     out = center_crop_arr(Image.fromarray(big), 256)
     assert out.shape == (256, 256, 3) and out.dtype == np.uint8
-    assert np.array_equal(out, small[:, 128:384])                    # bicubic at scale 1 is identity
+    assert np.array_equal(out, small[:, 128:384])  # bicubic at scale 1 is identity
 
 
 def test_center_crop_arr_bicubic_step_shape():
@@ -126,12 +133,15 @@ def test_iter_npz_batches_streams_numpy_files(tmp_path, writer):
     assert np.array_equal(np.concatenate(batches), x)
 
 
-@pytest.mark.parametrize("arrays, match", [
-    ({"images": np.zeros((2, 4, 4, 3), np.uint8)}, "no array 'arr_0'"),
-    ({"arr_0": np.zeros((2, 4, 4, 3), np.float32)}, "must be uint8"),
-    ({"arr_0": np.zeros((2, 4, 4), np.uint8)}, r"shape \[N,H,W,3\]"),
-    ({"arr_0": np.zeros((2, 4, 4, 1), np.uint8)}, r"shape \[N,H,W,3\]"),
-])
+@pytest.mark.parametrize(
+    "arrays, match",
+    [
+        ({"images": np.zeros((2, 4, 4, 3), np.uint8)}, "no array 'arr_0'"),
+        ({"arr_0": np.zeros((2, 4, 4, 3), np.float32)}, "must be uint8"),
+        ({"arr_0": np.zeros((2, 4, 4), np.uint8)}, r"shape \[N,H,W,3\]"),
+        ({"arr_0": np.zeros((2, 4, 4, 1), np.uint8)}, r"shape \[N,H,W,3\]"),
+    ],
+)
 def test_bad_npz_one_line_error_naming_file(tmp_path, arrays, match):
     p = tmp_path / "bad.npz"
     np.savez(p, **arrays)

@@ -4,6 +4,7 @@ Reference: the textbook formulas (RMSNorm, RoPE as in harness.nn.layers.rope's d
 attention over slots 0..pos) in float64; for bf16 the PyTorch modules the models use, which round
 where the kernel must round.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,15 +14,15 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_runs import HANG_GUARD_S
 
 from harness.nn.kernels import decode_attention
 from harness.nn.layers.norms import RMSNorm
 from harness.nn.layers.rope import apply_rope
 
-from cli_runs import HANG_GUARD_S
-
-pytestmark = pytest.mark.skipif(decode_attention.build_error() is not None,
-                                reason=f"no C compiler: {decode_attention.build_error()}")
+pytestmark = pytest.mark.skipif(
+    decode_attention.build_error() is not None, reason=f"no C compiler: {decode_attention.build_error()}"
+)
 
 
 def _rms(x, w, eps):
@@ -103,8 +104,9 @@ def test_bf16_rounds_where_the_pytorch_modules_round(pos):
         k_ref = apply_rope(kn(k), rope[None])
         ck_ref, cv_ref = ck.clone(), cv.clone()
         ck_ref[:, :, pos], cv_ref[:, :, pos] = k_ref[:, :, 0], v[:, :, 0]
-        want = F.scaled_dot_product_attention(q_ref.float(), ck_ref[:, :, : pos + 1].float(),
-                                              cv_ref[:, :, : pos + 1].float())
+        want = F.scaled_dot_product_attention(
+            q_ref.float(), ck_ref[:, :, : pos + 1].float(), cv_ref[:, :, : pos + 1].float()
+        )
         out = decode_attention.attend(q, k, v, ck, cv, pos, q_norm=qw, k_norm=kw, eps=1e-5, rope=rope)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(ck, ck_ref, rtol=1e-2, atol=1e-2)  # at most a bf16 ulp apart
@@ -118,7 +120,7 @@ def test_sdpa_mode_and_the_rules_for_when_the_kernel_applies():
     with torch.no_grad(), decode_attention.use("c"):
         assert decode_attention.applies(q, k, ck)
         assert not decode_attention.applies(torch.randn(3, 4, 2, 48), k, ck)  # two queries: prefill
-        assert not decode_attention.applies(q, k, ck.to(torch.bfloat16))      # mixed dtypes
+        assert not decode_attention.applies(q, k, ck.to(torch.bfloat16))  # mixed dtypes
         with decode_attention.use("sdpa"):
             assert not decode_attention.applies(q, k, ck)
             assert decode_attention.kernel_name() == "sdpa"
@@ -172,9 +174,11 @@ def test_one_openmp_runtime_after_the_build():
 
 
 def test_without_a_compiler_everything_falls_back_to_sdpa():
-    code = ("import torch; from harness.nn.kernels import decode_attention as d; from alitok.plugin import tiny_generator;"
-            "g = tiny_generator(device='cpu'); c = g.generate_codes(torch.tensor([1, 2]), torch.Generator().manual_seed(0));"
-            "print(d.kernel_name(), g.attention_kernel(), 'failed' in (d.build_error() or ''), tuple(c.shape))")
+    code = (
+        "import torch; from harness.nn.kernels import decode_attention as d; from alitok.plugin import tiny_generator;"
+        "g = tiny_generator(device='cpu'); c = g.generate_codes(torch.tensor([1, 2]), torch.Generator().manual_seed(0));"
+        "print(d.kernel_name(), g.attention_kernel(), 'failed' in (d.build_error() or ''), tuple(c.shape))"
+    )
     env = {**os.environ, "CC": "false"}  # `false` exits 1: the build fails as without a compiler
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert out.returncode == 0, out.stderr

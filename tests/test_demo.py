@@ -1,4 +1,5 @@
 """End to end: `alitok-bench run demo` in a temporary folder (small N; the full demo is slow)."""
+
 import json
 
 import numpy as np
@@ -14,8 +15,23 @@ def _header(text):
 
 def test_run_demo_small(tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = ["run", "demo", "--out", str(out), "--device", "cpu", "--no-progress",
-            "--set", "num_samples=44", "--set", "metrics=[]", "--only", "real-data", "--only", "alitok-tiny"]
+    argv = [
+        "run",
+        "demo",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--set",
+        "num_samples=44",
+        "--set",
+        "metrics=[]",
+        "--only",
+        "real-data",
+        "--only",
+        "alitok-tiny",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     header = _header(text)
@@ -29,7 +45,7 @@ def test_run_demo_small(tmp_path, capsys):
     assert rec["spec"]["label"] == "real-data" and rec["spec"]["sweep_point"] == {}
     df = load_records(out)
     assert set(df[df.kind == "run"]["spec.label"]) == {"real-data", "alitok-tiny"}
-    assert not (out / "alitok-tiny-tokenizer").exists()   # --only ran just the two labels
+    assert not (out / "alitok-tiny-tokenizer").exists()  # --only ran just the two labels
     assert (out / "summary.csv").is_file()
     first = (out / "real-data" / "samples.npz").read_bytes()
     # a rerun reuses every verified chunk and regathers the same bytes
@@ -50,9 +66,27 @@ def test_run_demo_with_metrics_wired(tmp_path, capsys):
     """The suite's metric path end to end (seeded random Inception keeps it cheap): reference built
     from the embedded val split, every model evaluated, numbers and provenance in the records."""
     out = tmp_path / "demo"
-    argv = ["run", "demo", "--out", str(out), "--device", "cpu", "--no-progress", "--set", "num_samples=22",
-            "--set", "inception=random:0", "--set", "reference_per_class=2",
-            "--set", "kid_subset_size=20", "--only", "real-data", "--only", "alitok-tiny"]
+    argv = [
+        "run",
+        "demo",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--set",
+        "num_samples=22",
+        "--set",
+        "inception=random:0",
+        "--set",
+        "reference_per_class=2",
+        "--set",
+        "kid_subset_size=20",
+        "--only",
+        "real-data",
+        "--only",
+        "alitok-tiny",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "fid" in _header(text)

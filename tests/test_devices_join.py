@@ -1,6 +1,7 @@
 """One way to join a torchrun group: the sampler (``devices.init_distributed``) and the evaluator
 (``metrics.distributed.init_from_env``) both call ``devices.join_torchrun_group``, the one caller of
 ``init_process_group``. The real two-process runs are in tests/test_metrics_distributed.py."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,6 +45,10 @@ def test_evaluator_joins_only_under_torchrun_with_more_than_one_rank(joins, monk
 
 def test_one_caller_of_init_process_group():
     root = Path(__file__).resolve().parent.parent
-    callers = sorted(str(p.relative_to(root)) for pkg in ("harness", "alitok", "baselines")
-                     for p in (root / pkg).rglob("*.py") if "init_process_group(" in p.read_text())
+    callers = sorted(
+        str(p.relative_to(root))
+        for pkg in ("harness", "alitok", "baselines")
+        for p in (root / pkg).rglob("*.py")
+        if "init_process_group(" in p.read_text()
+    )
     assert callers == ["harness/core/devices.py"]

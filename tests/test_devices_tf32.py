@@ -2,6 +2,7 @@
 
 The flags are plain Python attributes even on CPU builds, so this runs everywhere; a leak would make a
 metric's forced-off TF32 change the sampler's numerics (or the reverse) for the rest of the process."""
+
 from __future__ import annotations
 
 import re
@@ -49,6 +50,10 @@ def test_one_place_switches_tf32():
     """Outside devices.py nobody writes the flags by hand (bench sets them per timed run through devices.tf32)."""
     root = Path(__file__).resolve().parent.parent
     assigns = re.compile(r"allow_tf32[^=\n]*=[^=]")  # `x.allow_tf32 = v` and `a.allow_tf32, b.allow_tf32 = v`
-    writers = [str(p.relative_to(root)) for pkg in ("harness", "alitok", "baselines")
-               for p in (root / pkg).rglob("*.py") if assigns.search(p.read_text())]
+    writers = [
+        str(p.relative_to(root))
+        for pkg in ("harness", "alitok", "baselines")
+        for p in (root / pkg).rglob("*.py")
+        if assigns.search(p.read_text())
+    ]
     assert sorted(writers) == ["harness/core/devices.py"]

@@ -1,6 +1,7 @@
 """Flow toolkit on a toy with a known answer: a 1-D two-component Gaussian mixture whose exact
 velocity field E[x1 - x0 | x_t] is available in closed form; the samplers must reproduce the
 mixture's moments and mode weights."""
+
 import math
 
 import pytest
@@ -14,12 +15,12 @@ PI, MU, SIGMA = torch.tensor([0.3, 0.7]), torch.tensor([-2.0, 1.5]), torch.tenso
 def exact_velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """E[x1 - x0 | x_t = x] for x_t = t x1 + (1-t) x0, x0 ~ N(0,1), x1 ~ sum_k pi_k N(mu_k, s_k^2)."""
     x, t = x.double().reshape(-1, 1), t.double().reshape(-1, 1)
-    var = t**2 * SIGMA.double() ** 2 + (1 - t) ** 2           # Var(x_t | k)
+    var = t**2 * SIGMA.double() ** 2 + (1 - t) ** 2  # Var(x_t | k)
     resid = x - t * MU.double()
     logw = torch.log(PI.double()) - 0.5 * torch.log(2 * math.pi * var) - 0.5 * resid**2 / var
     w = torch.softmax(logw, dim=1)
     e_x1 = MU.double() + t * SIGMA.double() ** 2 / var * resid  # E[x1 | x_t, k]
-    e_x0 = (1 - t) / var * resid                                # E[x0 | x_t, k]
+    e_x0 = (1 - t) / var * resid  # E[x0 | x_t, k]
     return (w * (e_x1 - e_x0)).sum(1).float().reshape(-1, 1)
 
 
@@ -29,8 +30,10 @@ def _moments():
     return mean, second - mean**2, float(PI[1])  # P(x > 0) ~ weight of the right mode
 
 
-@pytest.mark.parametrize("solver, steps, shift", [("euler", 201, 0.0), ("heun", 51, 0.0), ("euler", 201, 0.3),
-                                                  ("euler-maruyama", 251, 0.0), ("dopri5", 2, 0.0)])
+@pytest.mark.parametrize(
+    "solver, steps, shift",
+    [("euler", 201, 0.0), ("heun", 51, 0.0), ("euler", 201, 0.3), ("euler-maruyama", 251, 0.0), ("dopri5", 2, 0.0)],
+)
 def test_flow_samplers_reproduce_mixture_moments(solver, steps, shift):
     n = 20000
     g = torch.Generator().manual_seed(0)

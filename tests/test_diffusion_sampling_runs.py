@@ -1,12 +1,27 @@
 """Diffusion sampling through the harness runner: 1 vs 2 gloo processes byte-identical, and a
 SIGKILLed run resumed to the same bytes as an uninterrupted one (committed tiny DiT, DDPM)."""
+
 import numpy as np
 import pytest
-
 from cli_runs import python, sample_killed_midway, sample_one_and_two_processes
 
-ARGS = ["--model", "dit-tiny", "--protocol", "demo", "--num-samples", "30", "--chunk-size", "3",
-        "--set", "model.sampling.steps=6", "--set", "model.sampling.cfg_scale=2.0", "--no-progress", "--device", "cpu"]
+ARGS = [
+    "--model",
+    "dit-tiny",
+    "--protocol",
+    "demo",
+    "--num-samples",
+    "30",
+    "--chunk-size",
+    "3",
+    "--set",
+    "model.sampling.steps=6",
+    "--set",
+    "model.sampling.cfg_scale=2.0",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.mark.slow

@@ -1,21 +1,22 @@
 """DDPM toolkit against independent references: DiT's space_timesteps (ported below from
 facebookresearch/DiT diffusion/respace.py), Bayes-rule posteriors, exact-score DDIM, CFG channels."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from harness.nn.samplers.diffusion import GaussianDiffusion, linear_betas, respaced_timesteps
-from harness.nn.models.diffusion_generator import guided_fn
 from harness.nn.layers.dit_blocks import DiT, DiTConfig
+from harness.nn.models.diffusion_generator import guided_fn
+from harness.nn.samplers.diffusion import GaussianDiffusion, linear_betas, respaced_timesteps
 
 
 def upstream_space_timesteps(num_timesteps, section_counts):
     """Port of DiT ``diffusion/respace.py::space_timesteps`` (commit 29e4fa6), kept verbatim in logic."""
     if isinstance(section_counts, str):
         if section_counts.startswith("ddim"):
-            desired_count = int(section_counts[len("ddim"):])
+            desired_count = int(section_counts[len("ddim") :])
             for i in range(1, num_timesteps):
                 if len(range(0, num_timesteps, i)) == desired_count:
                     return set(range(0, num_timesteps, i))
@@ -68,7 +69,9 @@ def test_posterior_equals_bayes_closed_form(steps):
         beta, alpha, abar_prev = d.betas[ti], 1 - d.betas[ti], abar[ti - 1]
         precision = alpha / beta + 1 / (1 - abar_prev)
         exp_var = 1 / precision
-        exp_mean = exp_var * (math.sqrt(alpha) / beta * xt[i].double() + math.sqrt(abar_prev) / (1 - abar_prev) * x0[i].double())
+        exp_mean = exp_var * (
+            math.sqrt(alpha) / beta * xt[i].double() + math.sqrt(abar_prev) / (1 - abar_prev) * x0[i].double()
+        )
         assert float(var[i]) == pytest.approx(exp_var, rel=1e-6)
         assert float(logvar[i]) == pytest.approx(math.log(exp_var), rel=1e-6)
         torch.testing.assert_close(mean[i], exp_mean, rtol=1e-5, atol=1e-6)
@@ -76,11 +79,13 @@ def test_posterior_equals_bayes_closed_form(steps):
 
 def _exact_eps_point_mass(d: GaussianDiffusion, c: torch.Tensor):
     """eps-prediction of the exact denoiser when the data is the single point c."""
+
     def fn(x, model_t):
         step = torch.tensor([d.timestep_map.index(int(v)) for v in model_t])
         ab = torch.from_numpy(d.alphas_cumprod)[step].float().reshape(-1, 1, 1, 1)
         eps = (x - ab.sqrt() * c) / (1 - ab).sqrt()
         return torch.cat([eps, torch.zeros_like(eps)], dim=1)  # learned-range value 0: mid variance
+
     return fn
 
 
@@ -140,8 +145,16 @@ class _TwoFaced(torch.nn.Module):
 
     def __init__(self, out_channels):
         super().__init__()
-        self.cfg = DiTConfig(input_size=4, patch_size=1, in_channels=4, hidden_size=8, depth=1, num_heads=1,
-                             num_classes=10, learn_sigma=out_channels == 8)
+        self.cfg = DiTConfig(
+            input_size=4,
+            patch_size=1,
+            in_channels=4,
+            hidden_size=8,
+            depth=1,
+            num_heads=1,
+            num_classes=10,
+            learn_sigma=out_channels == 8,
+        )
         self.null_class = 10
 
     def forward(self, x, t, y):

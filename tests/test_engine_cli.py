@@ -1,5 +1,6 @@
 """What a new user hit at the command line: start-up imports, --help, list --json, validate without
 weights, empty checkpoints, bad devices. Each test failed before its fix."""
+
 import json
 import subprocess
 import sys
@@ -13,24 +14,31 @@ PY = sys.executable
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([PY, "-c", code + "\nimport sys, json; print('MODULES:' + json.dumps(sorted(sys.modules)))"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [PY, "-c", code + "\nimport sys, json; print('MODULES:' + json.dumps(sorted(sys.modules)))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     line = next(x for x in out.splitlines() if x.startswith("MODULES:"))
     return set(json.loads(line.removeprefix("MODULES:")))
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "metrics", "--json"], ["list", "protocols"]])
 def test_help_and_list_do_not_import_torch(argv):
-    code = ("import sys; from harness.cli import main\n"
-            "try:\n    main(" + repr(argv) + ")\nexcept SystemExit:\n    pass")
+    code = "import sys; from harness.cli import main\ntry:\n    main(" + repr(argv) + ")\nexcept SystemExit:\n    pass"
     mods = _modules_after(code)
-    heavy = {m for m in mods if m.split(".")[0] in ("torch", "torchvision", "torch_fidelity", "timm", "alitok", "numpy")}
+    heavy = {
+        m for m in mods if m.split(".")[0] in ("torch", "torchvision", "torch_fidelity", "timm", "alitok", "numpy")
+    }
     assert "harness" in mods and not heavy, sorted(heavy)[:5]
 
 
 def test_python_m_harness_help_does_not_import_torch():
-    code = ("import runpy, sys; sys.argv = ['harness', '--help']\n"
-            "try:\n    runpy.run_module('harness', run_name='__main__')\nexcept SystemExit:\n    pass")
+    code = (
+        "import runpy, sys; sys.argv = ['harness', '--help']\n"
+        "try:\n    runpy.run_module('harness', run_name='__main__')\nexcept SystemExit:\n    pass"
+    )
     assert "torch" not in _modules_after(code)
 
 
@@ -79,6 +87,7 @@ def test_unknown_protocol_one_line(tmp_path, capsys):
 
 # -- validate plans without weights -------------------------------------------------------------------
 
+
 def _write_spec(tmp_path, text):
     p = tmp_path / "spec.yaml"
     p.write_text(text)
@@ -88,11 +97,14 @@ def _write_spec(tmp_path, text):
 def test_validate_reads_no_weights_and_matches_the_real_identity(tmp_path, capsys, monkeypatch):
     """validate's identity hash equals the one a real build gives, with every weights reader disabled."""
     from harness.runs.protocols import get_protocol
-    from harness.sampling.runner import build_generator, resolve
     from harness.runs.specs import ModelSpec, RunSpec, numerics
+    from harness.sampling.runner import build_generator, resolve
 
-    real = resolve(RunSpec(ModelSpec("alitok-tiny"), get_protocol("demo")),
-                   build_generator(ModelSpec("alitok-tiny"), torch.device("cpu")), numerics()).identity_hash
+    real = resolve(
+        RunSpec(ModelSpec("alitok-tiny"), get_protocol("demo")),
+        build_generator(ModelSpec("alitok-tiny"), torch.device("cpu")),
+        numerics(),
+    ).identity_hash
 
     import safetensors.torch
 
@@ -101,8 +113,9 @@ def test_validate_reads_no_weights_and_matches_the_real_identity(tmp_path, capsy
 
     real_load = torch.load
     monkeypatch.setattr(safetensors.torch, "load_file", no_weights)
-    monkeypatch.setattr(torch, "load", lambda *a, **k: real_load(*a, **k) if k.get("map_location") == "meta"
-                        else no_weights())
+    monkeypatch.setattr(
+        torch, "load", lambda *a, **k: real_load(*a, **k) if k.get("map_location") == "meta" else no_weights()
+    )
     spec = _write_spec(tmp_path, "model: alitok-tiny\nprotocol: demo\n")
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
@@ -110,8 +123,11 @@ def test_validate_reads_no_weights_and_matches_the_real_identity(tmp_path, capsy
 
 
 def test_validate_plans_a_50k_run_with_missing_checkpoints(tmp_path, capsys):
-    spec = _write_spec(tmp_path, "model: {name: alitok-xl, checkpoint: /nowhere/alitok_xl.bin, "
-                                 "tokenizer_checkpoint: /nowhere/AliTok.pth}\nprotocol: imagenet256-gfid50k\n")
+    spec = _write_spec(
+        tmp_path,
+        "model: {name: alitok-xl, checkpoint: /nowhere/alitok_xl.bin, "
+        "tokenizer_checkpoint: /nowhere/AliTok.pth}\nprotocol: imagenet256-gfid50k\n",
+    )
     assert main(["validate", str(spec), "--world-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "model.checkpoint: /nowhere/alitok_xl.bin (MISSING" in out
@@ -140,6 +156,7 @@ def test_planning_loads_shapes_only(tmp_path):
 
 # -- errors: one line, exit 2 ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("suffix", [".pth", ".bin"])
 def test_empty_checkpoint_one_line(tmp_path, capsys, suffix):
     """A zero-byte checkpoint used to crash with IndexError from the error formatter."""
@@ -149,8 +166,24 @@ def test_empty_checkpoint_one_line(tmp_path, capsys, suffix):
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty file"):
         load_state_dict(empty)
-    rc = main(["sample", "--model", "alitok-tiny", "--protocol", "demo", "--out", str(tmp_path / "o"),
-               "--num-samples", "11", "--device", "cpu", "--no-progress", "--set", f"model.checkpoint={empty}"])
+    rc = main(
+        [
+            "sample",
+            "--model",
+            "alitok-tiny",
+            "--protocol",
+            "demo",
+            "--out",
+            str(tmp_path / "o"),
+            "--num-samples",
+            "11",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--set",
+            f"model.checkpoint={empty}",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and f"empty{suffix}: empty file" in err
 
@@ -170,21 +203,38 @@ def test_empty_inception_weights_one_line(tmp_path, capsys):
 
 
 def test_bad_device_one_line(tmp_path, capsys):
-    rc = main(["sample", "--model", "real-data", "--protocol", "demo", "--out", str(tmp_path / "o"),
-               "--device", "tpu", "--no-progress"])
+    rc = main(
+        [
+            "sample",
+            "--model",
+            "real-data",
+            "--protocol",
+            "demo",
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "tpu",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "--device 'tpu'" in err
 
 
 def test_input_value_errors_are_user_errors():
     from harness.core import devices
-    from harness.data import embedded
     from harness.core.errors import UserError
+    from harness.data import embedded
     from harness.runs.specs import ProtocolSpec
 
-    for call in (lambda: devices.resolve_dtype("fp8"), lambda: devices.resolve_device("tpu"),
-                 lambda: embedded.natural_patches("test"), lambda: embedded.natural_patches("val", 33),
-                 lambda: embedded.load_photo("moon"), lambda: ProtocolSpec("x", 0, 10, 32)):
+    for call in (
+        lambda: devices.resolve_dtype("fp8"),
+        lambda: devices.resolve_device("tpu"),
+        lambda: embedded.natural_patches("test"),
+        lambda: embedded.natural_patches("val", 33),
+        lambda: embedded.load_photo("moon"),
+        lambda: ProtocolSpec("x", 0, 10, 32),
+    ):
         with pytest.raises(UserError):
             call()
 

@@ -1,6 +1,7 @@
 """Faults injected on purpose: each ends in the right result or a one-line error with exit 2, never a
 wrong number with exit 0 (issue 8). A stub extractor (fixed projection, real code paths around it)
 keeps these fast; the metric functions themselves are checked against references elsewhere."""
+
 import errno
 import json
 import os
@@ -14,23 +15,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runs import HANG_GUARD_S
 
 from harness import cli
-from harness.data.npz import save_samples_npz
 from harness.core.errors import InputFileError, UserError
 from harness.core.interfaces import Generator, NoSampling
 from harness.core.locks import FolderInUse
+from harness.data.npz import save_samples_npz
 from harness.metrics import evaluate as evaluate_mod
 from harness.metrics import inception as inception_mod
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.inception import InceptionExtractor
 from harness.metrics.refstats import build_reference_from_images, load_reference, sidecar_path
 from harness.metrics.weights import WeightsInfo
+from harness.runs.specs import ModelSpec, ProtocolSpec, RunSpec
 from harness.sampling import shards
 from harness.sampling.runner import sample
-from harness.runs.specs import ModelSpec, ProtocolSpec, RunSpec
-
-from cli_runs import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -46,8 +46,10 @@ class StubExtractor(InceptionExtractor):
         self.weights = WeightsInfo(f"stub:{seed}", "random", Path("stub"), f"{seed:x}" * 64, has_logits=True)
         self.device, self.channels_last = torch.device("cpu"), False
         rng = np.random.default_rng(seed)
-        self.proj = {k: rng.standard_normal((48, d)).astype(np.float32) / 7
-                     for k, d in (("pool", 12), ("spatial", 10), ("logits", 16))}
+        self.proj = {
+            k: rng.standard_normal((48, d)).astype(np.float32) / 7
+            for k, d in (("pool", 12), ("spatial", 10), ("logits", 16))
+        }
 
     def __call__(self, images):
         type(self).calls += 1
@@ -77,8 +79,9 @@ def images(n, seed, size=8):
 def world(tmp_path, stub):
     cache = tmp_path / "cache"
     s = save_samples_npz(tmp_path / "s.npz", images(40, 1), np.arange(40) % 4)
-    ref = build_reference_from_images(images(30, 2), tmp_path / "ref.npz", inception=StubExtractor(), cache=cache,
-                                      progress=False)
+    ref = build_reference_from_images(
+        images(30, 2), tmp_path / "ref.npz", inception=StubExtractor(), cache=cache, progress=False
+    )
     return dict(root=tmp_path, cache=cache, samples=s, ref=ref)
 
 
@@ -116,11 +119,15 @@ def test_cache_out_of_space_still_gives_metrics(world, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(np, "save", full)
-    res = evaluate_samples(world["samples"], world["ref"], EvalOptions(
-        metrics=("fid", "prec"), inception=StubExtractor(), cache=world["root"] / "other-cache"))
+    res = evaluate_samples(
+        world["samples"],
+        world["ref"],
+        EvalOptions(metrics=("fid", "prec"), inception=StubExtractor(), cache=world["root"] / "other-cache"),
+    )
     monkeypatch.setattr(np, "save", real_save)
-    truth = evaluate_samples(world["samples"], world["ref"], EvalOptions(
-        metrics=("fid", "prec"), inception=StubExtractor(), cache=False))
+    truth = evaluate_samples(
+        world["samples"], world["ref"], EvalOptions(metrics=("fid", "prec"), inception=StubExtractor(), cache=False)
+    )
     assert res.metrics == truth.metrics
     assert any("feature cache not written" in w and "No space left" in w for w in res.warnings)
     assert not list((world["root"] / "other-cache" / "features").glob(".*.tmp"))
@@ -131,15 +138,17 @@ def test_stale_cache_temps_removed_under_the_lock(world):
     stale = d / ".v2-dead.npy.abc.npy.tmp"
     stale.write_bytes(b"x")
     fresh = save_samples_npz(world["root"] / "fresh.npz", images(20, 9))  # a cache miss: an entry is written
-    evaluate_samples(fresh, world["ref"], EvalOptions(
-        metrics=("fid",), inception=StubExtractor(), cache=world["cache"]))
+    evaluate_samples(
+        fresh, world["ref"], EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=world["cache"])
+    )
     assert not stale.exists()
 
 
 def test_cache_list_and_clear(world, monkeypatch, capsys):
     monkeypatch.setenv("ALITOK_BENCH_CACHE", str(world["cache"]))
-    evaluate_samples(world["samples"], world["ref"], EvalOptions(
-        metrics=("fid",), inception=StubExtractor(), cache=world["cache"]))
+    evaluate_samples(
+        world["samples"], world["ref"], EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=world["cache"])
+    )
     assert cli.main(["cache", "list", "--json", "--verify"]) == 0
     doc = json.loads(capsys.readouterr().out)
     # the reference build's input array, the reference file (seeded, same features) and the samples
@@ -166,8 +175,21 @@ def test_kill_between_reference_writes_never_gives_a_number(world, monkeypatch, 
     monkeypatch.setattr(os, "replace", real_replace)
     with pytest.raises(InputFileError, match="describes a different file"):
         load_reference(ref)
-    one_line_exit_2(capsys, ["eval", str(world["samples"]), str(ref), "--inception", "stub:7", "--metrics", "fid",
-                             "--out", str(world["root"] / "o")], "interrupted build")
+    one_line_exit_2(
+        capsys,
+        [
+            "eval",
+            str(world["samples"]),
+            str(ref),
+            "--inception",
+            "stub:7",
+            "--metrics",
+            "fid",
+            "--out",
+            str(world["root"] / "o"),
+        ],
+        "interrupted build",
+    )
 
 
 def test_rebuild_after_a_kill_cleans_temps_and_recovers(world):
@@ -184,8 +206,21 @@ def test_rebuild_after_a_kill_cleans_temps_and_recovers(world):
 def test_reference_without_its_sidecar_keeps_its_metadata(world, capsys):
     sidecar_path(world["ref"]).unlink()  # lost: the metadata inside the npz still names the weights
     assert load_reference(world["ref"]).metadata["weights"]["spec"] == "stub:0"
-    one_line_exit_2(capsys, ["eval", str(world["samples"]), str(world["ref"]), "--inception", "stub:9",
-                             "--metrics", "fid", "--out", str(world["root"] / "o")], "Inception weights")
+    one_line_exit_2(
+        capsys,
+        [
+            "eval",
+            str(world["samples"]),
+            str(world["ref"]),
+            "--inception",
+            "stub:9",
+            "--metrics",
+            "fid",
+            "--out",
+            str(world["root"] / "o"),
+        ],
+        "Inception weights",
+    )
 
 
 def _npz_with_header(path, arrays, fake):
@@ -196,8 +231,9 @@ def _npz_with_header(path, arrays, fake):
                 np.lib.format.write_array(f, a)
         for k, (shape, dtype) in fake.items():
             with z.open(f"{k}.npy", "w") as f:
-                np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(dtype).str, "fortran_order": False,
-                                                         "shape": shape})
+                np.lib.format.write_array_header_1_0(
+                    f, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}
+                )
                 f.write(bytes(8))
     return path
 
@@ -205,11 +241,29 @@ def _npz_with_header(path, arrays, fake):
 def test_oversized_headers_are_refused_before_loading(world, capsys):
     imgs = images(6, 4)
     bad_labels = _npz_with_header(world["root"] / "bad_labels.npz", {"arr_0": imgs}, {"labels": ((10**12,), np.int64)})
-    one_line_exit_2(capsys, ["eval", str(bad_labels), str(world["ref"]), "--inception", "stub:0", "--metrics", "fid",
-                             "--out", str(world["root"] / "o")], "bad_labels.npz", "labels header claims")
-    bad_ref = _npz_with_header(world["root"] / "bad_ref.npz", {"mu": np.zeros(10**6)}, {"sigma": ((10**6, 10**6), np.float64)})
+    one_line_exit_2(
+        capsys,
+        [
+            "eval",
+            str(bad_labels),
+            str(world["ref"]),
+            "--inception",
+            "stub:0",
+            "--metrics",
+            "fid",
+            "--out",
+            str(world["root"] / "o"),
+        ],
+        "bad_labels.npz",
+        "labels header claims",
+    )
+    bad_ref = _npz_with_header(
+        world["root"] / "bad_ref.npz", {"mu": np.zeros(10**6)}, {"sigma": ((10**6, 10**6), np.float64)}
+    )
     one_line_exit_2(capsys, ["ref-stats", "verify", str(bad_ref)], "bad_ref.npz", "D <= 65536")
-    bad_ref2 = _npz_with_header(world["root"] / "bad_ref2.npz", {"mu": np.zeros(12)}, {"sigma": ((10**6, 10**6), np.float64)})
+    bad_ref2 = _npz_with_header(
+        world["root"] / "bad_ref2.npz", {"mu": np.zeros(12)}, {"sigma": ((10**6, 10**6), np.float64)}
+    )
     one_line_exit_2(capsys, ["ref-stats", "verify", str(bad_ref2)], "sigma header has shape")
 
 
@@ -220,8 +274,23 @@ def test_bad_crc_fails_before_extraction(world, capsys):
     data[len(data) // 3] ^= 0xFF  # inside arr_0's stored bytes: only the CRC can tell
     p.write_bytes(bytes(data))
     StubExtractor.calls = 0
-    one_line_exit_2(capsys, ["eval", str(p), str(world["ref"]), "--inception", "stub:0", "--metrics", "fid",
-                             "--no-cache", "--out", str(world["root"] / "o")], "crc.npz", "arr_0")
+    one_line_exit_2(
+        capsys,
+        [
+            "eval",
+            str(p),
+            str(world["ref"]),
+            "--inception",
+            "stub:0",
+            "--metrics",
+            "fid",
+            "--no-cache",
+            "--out",
+            str(world["root"] / "o"),
+        ],
+        "crc.npz",
+        "arr_0",
+    )
     assert StubExtractor.calls == 0
 
 
@@ -233,8 +302,11 @@ def test_output_paths_checked_before_work(world, capsys):
     base = ["eval", str(world["samples"]), str(world["ref"]), "--inception", "stub:0", "--metrics", "fid"]
     one_line_exit_2(capsys, base + ["--out", str(a_file)], "is a file")
     one_line_exit_2(capsys, base + ["--out", str(a_file / "sub")], "which is a file")
-    one_line_exit_2(capsys, ["ref-stats", "build", str(world["samples"]), "--out", str(world["root"]), "--inception",
-                             "stub:0"], "is a folder")
+    one_line_exit_2(
+        capsys,
+        ["ref-stats", "build", str(world["samples"]), "--out", str(world["root"]), "--inception", "stub:0"],
+        "is a folder",
+    )
     assert StubExtractor.calls == 0  # refused before any extraction
     with pytest.raises(UserError, match="is a file"):
         sample(_spec(), a_file, device="cpu", progress=False, generator=NoiseGenerator())
@@ -253,28 +325,39 @@ class NoiseGenerator(Generator):
 
 
 def _spec(n=40, **proto):
-    return RunSpec(ModelSpec("test-noise"), ProtocolSpec(**{**dict(name="t", num_samples=n, num_classes=4,
-                                                                    image_size=8, chunk_size=5), **proto}))
+    return RunSpec(
+        ModelSpec("test-noise"),
+        ProtocolSpec(**{**dict(name="t", num_samples=n, num_classes=4, image_size=8, chunk_size=5), **proto}),
+    )
 
 
 def test_incomplete_folder_refused_or_prefix_recorded(world, capsys):
     out = world["root"] / "run"
     sample(_spec(), out, device="cpu", progress=False, generator=NoiseGenerator())
     full = evaluate_samples(out, world["ref"], EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=False))
-    npz = evaluate_samples(out / "samples.npz", world["ref"], EvalOptions(
-        metrics=("fid",), inception=StubExtractor(), cache=False))
+    npz = evaluate_samples(
+        out / "samples.npz", world["ref"], EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=False)
+    )
     assert full.metrics["fid"] == pytest.approx(npz.metrics["fid"], rel=1e-12)
     assert full.provenance["samples"]["labels"]  # the shards' labels are read (issue 7: "no labels")
     for k in (3, 6, 7):
         shards.shard_path(out, k).unlink()
-    one_line_exit_2(capsys, ["eval", str(out), str(world["ref"]), "--inception", "stub:0", "--metrics", "fid",
-                             "--no-cache"], "incomplete: 5 of 8 chunks", "--allow-partial")
-    part = evaluate_samples(out, world["ref"], EvalOptions(
-        metrics=("fid",), inception=StubExtractor(), cache=False, allow_partial=True))
+    one_line_exit_2(
+        capsys,
+        ["eval", str(out), str(world["ref"]), "--inception", "stub:0", "--metrics", "fid", "--no-cache"],
+        "incomplete: 5 of 8 chunks",
+        "--allow-partial",
+    )
+    part = evaluate_samples(
+        out, world["ref"], EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=False, allow_partial=True)
+    )
     prefix = save_samples_npz(world["root"] / "prefix.npz", np.load(out / "samples.npz")["arr_0"][:15])
-    truth = evaluate_samples(prefix, world["ref"], EvalOptions(
-        metrics=("fid",), inception=StubExtractor(), cache=False))
-    assert part.provenance["samples"]["n"] == 15 and part.metrics["fid"] == pytest.approx(truth.metrics["fid"], rel=1e-12)
+    truth = evaluate_samples(
+        prefix, world["ref"], EvalOptions(metrics=("fid",), inception=StubExtractor(), cache=False)
+    )
+    assert part.provenance["samples"]["n"] == 15 and part.metrics["fid"] == pytest.approx(
+        truth.metrics["fid"], rel=1e-12
+    )
     assert part.provenance["samples"]["selection"]["partial"] and any("PARTIAL" in w for w in part.warnings)
     assert not part.paper_comparable
 
@@ -286,10 +369,17 @@ def test_second_job_on_a_folder_gets_one_line_then_waits(tmp_path, capsys):
     other_tmp.write_bytes(b"partial")
     # the holder keeps the lock until the gate file exists (not for a fixed time a loaded machine may outlast)
     gate = tmp_path / "release"
-    code = ("import os, sys, time; from harness.core.locks import acquire; l = acquire(sys.argv[1]); "
-            "print('held', flush=True)\nwhile not os.path.exists(sys.argv[2]): time.sleep(0.05)")
-    holder = subprocess.Popen([PY, "-c", code, str(out), str(gate)], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import os, sys, time; from harness.core.locks import acquire; l = acquire(sys.argv[1]); "
+        "print('held', flush=True)\nwhile not os.path.exists(sys.argv[2]): time.sleep(0.05)"
+    )
+    holder = subprocess.Popen(
+        [PY, "-c", code, str(out), str(gate)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     release = threading.Timer(0.5, gate.touch)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -308,9 +398,26 @@ def test_second_job_on_a_folder_gets_one_line_then_waits(tmp_path, capsys):
 
 def test_two_concurrent_cli_samplers(tmp_path):
     out, gate = tmp_path / "run", tmp_path / "gate"
-    args = ["-m", "harness", "sample", "--model", "real-data", "--protocol", "demo", "--num-samples", "44",
-            "--chunk-size", "4", "--set", "model.options.per_class=8", "--no-progress", "--device", "cpu",
-            "--out", str(out)]
+    args = [
+        "-m",
+        "harness",
+        "sample",
+        "--model",
+        "real-data",
+        "--protocol",
+        "demo",
+        "--num-samples",
+        "44",
+        "--chunk-size",
+        "4",
+        "--set",
+        "model.options.per_class=8",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     # the first sampler holds after each chunk until the gate exists: the second starts while it runs, however
     # slowly a loaded machine starts a Python process (a fixed per-chunk delay raced against that start-up)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ALITOK_BENCH_TEST_CHUNK_GATE": str(gate), "PYTHONPATH": str(REPO)}
@@ -361,8 +468,8 @@ def test_manifest_keeps_every_verified_chunk_and_speed_survives_resume(tmp_path)
 
 
 def test_disk_full_while_writing_shards_and_samples(tmp_path, monkeypatch, capsys):
-    from harness.data import npz as npz_mod
     from harness.core.errors import one_line
+    from harness.data import npz as npz_mod
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -393,8 +500,16 @@ def test_disk_full_while_writing_shards_and_samples(tmp_path, monkeypatch, capsy
 def test_legacy_seed_overflow_names_the_seed():
     from harness.sampling.plan import SamplingPlan
 
-    p = ProtocolSpec(name="t", num_samples=16, num_classes=4, image_size=8, seed=2**64 - 2, seed_scheme="legacy_rank",
-                     legacy_world_size=4, legacy_batch_size=2)
+    p = ProtocolSpec(
+        name="t",
+        num_samples=16,
+        num_classes=4,
+        image_size=8,
+        seed=2**64 - 2,
+        seed_scheme="legacy_rank",
+        legacy_world_size=4,
+        legacy_batch_size=2,
+    )
     with pytest.raises(UserError, match=r"protocol.seed 18446744073709551614: .* range 0..18446744073709551615"):
         SamplingPlan(p, "h")
 
@@ -408,14 +523,27 @@ def test_eval_image_folders_and_json(world, capsys):
         d.mkdir()
         for i, im in enumerate(imgs):
             Image.fromarray(im).save(d / f"{i:03d}.png")
-    rc = cli.main(["eval", str(a), str(b), "--inception", "stub:0", "--metrics", "fid,prec", "--json",
-                   "--out", str(world["root"] / "o")])
+    rc = cli.main(
+        [
+            "eval",
+            str(a),
+            str(b),
+            "--inception",
+            "stub:0",
+            "--metrics",
+            "fid,prec",
+            "--json",
+            "--out",
+            str(world["root"] / "o"),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0
     doc = json.loads(captured.out)  # the whole of stdout is one JSON document
     npz_a = save_samples_npz(world["root"] / "a.npz", images(20, 5))
-    truth = evaluate_samples(npz_a, world["ref"], EvalOptions(
-        metrics=("fid", "prec"), inception=StubExtractor(), cache=False))
+    truth = evaluate_samples(
+        npz_a, world["ref"], EvalOptions(metrics=("fid", "prec"), inception=StubExtractor(), cache=False)
+    )
     assert doc["metrics"]["fid"] == pytest.approx(truth.metrics["fid"], rel=1e-9)  # B's PNGs = the ref's images
     assert doc["metrics"]["prec"] == truth.metrics["prec"]
     assert cli.main(["ref-stats", "verify", str(world["ref"]), "--json"]) == 0

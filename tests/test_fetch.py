@@ -5,6 +5,7 @@ own format, read with HF_HUB_OFFLINE=1. Nothing reaches beyond 127.0.0.1.
 Each test checks what a user relies on: the final name holds either nothing or the verified file,
 the ledger pins the first digest (trust on first use), a resumed transfer asks only for the rest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,9 @@ class Server:
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
-        self.drop_after: dict[str, list[int]] = {}   # path -> bytes to send before closing, one per request
+        self.drop_after: dict[str, list[int]] = {}  # path -> bytes to send before closing, one per request
         self.requests: list[tuple[str, str | None]] = []
-        self.gate: threading.Event | None = None    # when set: each body waits for it (concurrency test)
+        self.gate: threading.Event | None = None  # when set: each body waits for it (concurrency test)
         self.serving = threading.Event()
         outer = self
 
@@ -72,7 +73,7 @@ class Server:
                 cut = outer.drop_after.get(path)
                 if cut:
                     n = cut.pop(0)
-                    self.wfile.write(body[start:start + n])
+                    self.wfile.write(body[start : start + n])
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)  # the transfer dies mid-file
@@ -159,7 +160,7 @@ def test_trust_on_first_use_refuses_a_later_different_file(tmp_path, server):
     entry = _entry(server, first)
     assert fetch_file(entry, tmp_path).detail == "sha256 recorded now (trust on first use)"
     (tmp_path / "model.pt").unlink()
-    server.files["/files/model.pt"] = _body(8000, seed=5)   # upstream file changed
+    server.files["/files/model.pt"] = _body(8000, seed=5)  # upstream file changed
     with pytest.raises(store.DigestMismatch, match="trust on first use"):
         fetch_file(entry, tmp_path)
     assert not (tmp_path / "model.pt").exists() and _leftovers(tmp_path) == []
@@ -193,13 +194,13 @@ def test_two_concurrent_fetches_of_one_file_download_it_once(tmp_path, server):
 
     t1 = threading.Thread(target=go)
     t1.start()
-    assert server.serving.wait(30)       # the first transfer is under way and holds the file's lock
+    assert server.serving.wait(30)  # the first transfer is under way and holds the file's lock
     with pytest.raises(locks.FolderInUse):
         locks.acquire(tmp_path, name=".model.pt.lock").release()
     t2 = threading.Thread(target=go)
     t2.start()
     t2.join(0.5)
-    assert t2.is_alive()                 # blocked on the lock: it cannot finish before the first transfer
+    assert t2.is_alive()  # blocked on the lock: it cannot finish before the first transfer
     server.gate.set()
     t1.join(30)
     t2.join(30)
@@ -214,8 +215,15 @@ def _cli(args: list[str], env: dict[str, str], *, fsize: int | None = None) -> s
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
     full = {**os.environ, "PYTHONPATH": str(REPO), **env}
-    return subprocess.run([sys.executable, "-m", "harness", "fetch", *args], capture_output=True, text=True,
-                          env=full, preexec_fn=limit, timeout=120, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "fetch", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        preexec_fn=limit,
+        timeout=120,
+        cwd=REPO,
+    )
 
 
 ADM_PATH = "/diffusion/jul-2021/ref_batches/imagenet/256/VIRTUAL_imagenet256_labeled.npz"
@@ -226,8 +234,9 @@ def test_full_disk_leaves_nothing_half_written(tmp_path, server):
     server.files[ADM_PATH] = _body(1 << 20)
     root = tmp_path / "w"
     root.mkdir()
-    r = _cli(["VIRTUAL_imagenet256_labeled.npz", "--root", str(root)], {catalog.MIRROR_ENV: server.base},
-             fsize=64 * 1024)
+    r = _cli(
+        ["VIRTUAL_imagenet256_labeled.npz", "--root", str(root)], {catalog.MIRROR_ENV: server.base}, fsize=64 * 1024
+    )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "VIRTUAL_imagenet256_labeled.npz" in lines[0] and "File too large" in lines[0]
@@ -260,8 +269,11 @@ def test_hub_files_come_from_the_hub_cache_offline(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (root / "vq_ds16_c2i.pt").read_bytes() == vq and (root / "c2i_B_256.pt").read_bytes() == gpt
     ledger = store.read_ledger(root)
-    assert ledger["c2i_B_256.pt"] == {"sha256": _sha(gpt), "size": 5000,
-                                      "source": "hf://FoundationVision/LlamaGen/c2i_B_256.pt@" + "a" * 40}
+    assert ledger["c2i_B_256.pt"] == {
+        "sha256": _sha(gpt),
+        "size": 5000,
+        "source": "hf://FoundationVision/LlamaGen/c2i_B_256.pt@" + "a" * 40,
+    }
     # a file the cache lacks: one line, nothing placed
     r = _cli(["vq-8", "--root", str(root)], env)
     assert r.returncode == 2 and "not in the Hugging Face cache" in r.stderr
@@ -322,8 +334,12 @@ def test_factories_find_fetched_files_by_official_name(tmp_path, monkeypatch):
 def test_catalog_covers_every_official_registry_entry():
     from harness.core.plugins import BUILTIN
 
-    official = [n for kind in ("generators", "tokenizers") for n in BUILTIN[kind]
-                if not n.endswith(("-tiny", "-trained")) and n not in ("real-data",)]
+    official = [
+        n
+        for kind in ("generators", "tokenizers")
+        for n in BUILTIN[kind]
+        if not n.endswith(("-tiny", "-trained")) and n not in ("real-data",)
+    ]
     assert sorted(n for n in official if n not in catalog.NEEDS) == []
     assert sorted(n for n in catalog.NEEDS if n not in official) == []
     for files in catalog.NEEDS.values():
@@ -351,16 +367,20 @@ def test_validate_prints_the_fetch_command_for_missing_official_files(tmp_path, 
     spec.write_text("model: alitok-b\nprotocol: imagenet256-smoke5k\n")
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
-    assert (f"official files missing from {tmp_path / 'w'}: alitok_b.bin, AliTok.pth; "
-            "get them with: alitok-bench fetch alitok-b") in out
+    assert (
+        f"official files missing from {tmp_path / 'w'}: alitok_b.bin, AliTok.pth; "
+        "get them with: alitok-bench fetch alitok-b"
+    ) in out
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "alitok_b.bin").write_bytes(b"x")
     (tmp_path / "w" / "AliTok.pth").write_bytes(b"x")
     from harness.runs.specs import load_run_spec
 
     model = load_run_spec(str(spec)).model  # the spec resolution finds them by their official names
-    assert (model.checkpoint, model.tokenizer_checkpoint) == (str(tmp_path / "w" / "alitok_b.bin"),
-                                                              str(tmp_path / "w" / "AliTok.pth"))
+    assert (model.checkpoint, model.tokenizer_checkpoint) == (
+        str(tmp_path / "w" / "alitok_b.bin"),
+        str(tmp_path / "w" / "AliTok.pth"),
+    )
 
 
 def test_hub_online_path_against_a_loopback_endpoint(tmp_path, server):
@@ -385,10 +405,23 @@ def test_hub_online_path_against_a_loopback_endpoint(tmp_path, server):
 
     server.httpd.RequestHandlerClass = Hub
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    env.update(HF_ENDPOINT=server.base, HF_HUB_CACHE=str(tmp_path / "hf"), HF_HOME=str(tmp_path / "hfhome"),
-               PYTHONPATH=str(REPO))
-    r = subprocess.run([sys.executable, "-m", "harness", "fetch", "vq-8", "--root", str(tmp_path / "w")],
-                       capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    env.update(
+        HF_ENDPOINT=server.base,
+        HF_HUB_CACHE=str(tmp_path / "hf"),
+        HF_HOME=str(tmp_path / "hfhome"),
+        PYTHONPATH=str(REPO),
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "fetch", "vq-8", "--root", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "w" / "vq_ds8_c2i.pt").read_bytes() == body and len(server.gets(path)) == 1
-    assert store.read_ledger(tmp_path / "w")["vq_ds8_c2i.pt"]["source"] == f"hf://FoundationVision/LlamaGen/vq_ds8_c2i.pt@{commit}"
+    assert (
+        store.read_ledger(tmp_path / "w")["vq_ds8_c2i.pt"]["source"]
+        == f"hf://FoundationVision/LlamaGen/vq_ds8_c2i.pt@{commit}"
+    )

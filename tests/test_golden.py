@@ -22,6 +22,7 @@ The metric alone is also checked on the committed samples, re-evaluated here, ag
 Regenerate the baseline after an intended change: `alitok-bench run golden --out results/golden --only
 alitok-tiny` (and commit its samples.npz: .gitignore keeps it).
 """
+
 import json
 import math
 import shutil
@@ -42,10 +43,12 @@ FEATURE_REL_EPS = 1e-4
 
 def band_from_spread() -> tuple[float, float, int]:
     """(band, sd, n): FID sd over the committed golden and seed-sweep records at the golden size."""
-    recs = [r for r in collect([GOLDEN]) if fields.label(r) == "alitok-tiny" or fields.variant(r) == "alitok-tiny-seeds"]
+    recs = [
+        r for r in collect([GOLDEN]) if fields.label(r) == "alitok-tiny" or fields.variant(r) == "alitok-tiny-seeds"
+    ]
     fids = [fields.metric(r, "fid") for r in recs]
     assert len(fids) == 5 and all(f is not None for f in fids), fids
-    assert len({fields.seed(r) for r in recs}) == 5                 # five different seeds
+    assert len({fields.seed(r) for r in recs}) == 5  # five different seeds
     sd = statistics.stdev(fids)
     return BAND_SDS * sd, sd, len(fids)
 
@@ -92,25 +95,29 @@ def test_tiny_generator_quality_golden(tmp_path, capsys):
     m, n = changed_images(base_dir / "samples.npz", out / "alitok-tiny" / "samples.npz")
     same_cpu = base["machine"]["cpu_model"] == cpu_model()
     if same_cpu:  # the golden's machine: the generator must give the golden's bytes
-        assert m == 0 and new["samples"]["npz_sha256"] == base["samples"]["npz_sha256"], \
+        assert m == 0 and new["samples"]["npz_sha256"] == base["samples"]["npz_sha256"], (
             f"{m} of {n} images differ from the golden on its own CPU model ({cpu_model()})"
+        )
     band = metric_band(golden_fid) + BAND_SDS * sd * math.sqrt(m / n)
 
     # the metric alone: the committed samples, evaluated here, give the committed FID within the metric band
     from harness.metrics.evaluate import EvalOptions, evaluate_samples
 
     (ref,) = (out / "reference").glob("*.npz")
-    again = evaluate_samples(base_dir / "samples.npz", ref, EvalOptions(metrics=("fid",), inception="fid-helper",
-                                                                         device="cpu"))
+    again = evaluate_samples(
+        base_dir / "samples.npz", ref, EvalOptions(metrics=("fid",), inception="fid-helper", device="cpu")
+    )
     assert abs(again.metrics["fid"] - golden_fid) <= metric_band(golden_fid), (again.metrics["fid"], golden_fid)
 
     gates = ["--fail", f"fid:+{band:.6f}", "--fail", f"fid:-{band:.6f}"]
     capsys.readouterr()
     rc = main(["compare", str(base_dir / "run_record.json"), str(new_path), *gates])
     text = capsys.readouterr().out
-    assert rc == 0, (f"quality golden failed: FID {fields.metric(new, 'fid')} vs {golden_fid}, band +-{band:.4f} "
-                     f"({m} of {n} images changed; CPU {cpu_model()}, golden's {base['machine']['cpu_model']}; "
-                     f"seed sd {sd:.3f} over {n_seeds} seeds):\n{text}")
+    assert rc == 0, (
+        f"quality golden failed: FID {fields.metric(new, 'fid')} vs {golden_fid}, band +-{band:.4f} "
+        f"({m} of {n} images changed; CPU {cpu_model()}, golden's {base['machine']['cpu_model']}; "
+        f"seed sd {sd:.3f} over {n_seeds} seeds):\n{text}"
+    )
 
     # the same gates fail on a planted regression just outside the band, either way
     for delta, gate in ((1.01 * band, f"fid:+{band:.6f}"), (-1.01 * band, f"fid:-{band:.6f}")):

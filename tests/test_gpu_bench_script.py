@@ -3,6 +3,7 @@ machine gets once, for minutes, must not fail there on a typo. Same models as th
 first (the AR and the diffusion side), batch 1, AliTok-B timed on 2 of its steps and LightningDiT on 1 of
 its calls; the compiled run is switched off (it compiles for minutes on a CPU), and the upstream run is
 pointed at an empty folder (its path is covered by tests/test_bench_upstream.py)."""
+
 import json
 import os
 import subprocess
@@ -15,15 +16,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_bench_script_runs_both_presets_side_by_side_on_cpu(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "GPU_BENCH_DEVICE": "cpu",
-           "GPU_BENCH_MODELS": "alitok-b lightningdit-xl-1", "GPU_BENCH_DIFF_STEPS_LIMIT": "1",
-           "GPU_BENCH_ARGS": "--batch-size 1 --repeats 1 --warmup 0 --steps-limit alitok-b=2 --threads 2 --low-memory",
-           "GPU_BENCH_COMPILE": "0", "GPU_BENCH_NO_CAP": "1",
-           "GPU_BENCH_UPSTREAM": str(tmp_path / "no-checkouts")}
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "OUT": str(tmp_path),
+        "GPU_BENCH_DEVICE": "cpu",
+        "GPU_BENCH_MODELS": "alitok-b lightningdit-xl-1",
+        "GPU_BENCH_DIFF_STEPS_LIMIT": "1",
+        "GPU_BENCH_ARGS": "--batch-size 1 --repeats 1 --warmup 0 --steps-limit alitok-b=2 --threads 2 --low-memory",
+        "GPU_BENCH_COMPILE": "0",
+        "GPU_BENCH_NO_CAP": "1",
+        "GPU_BENCH_UPSTREAM": str(tmp_path / "no-checkouts"),
+    }
     # no wall-clock cap (the script's caps are sized for a GPU; a shared CPU runs this many times slower) and
     # one model in memory at a time (--low-memory), so a loaded machine with little free memory still passes
-    proc = subprocess.run(["bash", "scripts/gpu_bench.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
+    proc = subprocess.run(
+        ["bash", "scripts/gpu_bench.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "failed or timed out" not in proc.stdout, proc.stdout
     for preset, dtype in (("paper", "fp32"), ("gpu-check", "bf16")):

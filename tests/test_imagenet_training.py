@@ -2,6 +2,7 @@
 source's batches are a function of (seed, step) and independent of the world size; stage 1, stage 2,
 the AR trainer and the ablation driver's ``imagenet`` preset (shrunk to tiny sizes) run end to end
 through the CLI and record that their data came from the folder; a corrupt JPEG is one line, exit 2."""
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,20 @@ from imagenet_fixture import SYNSETS, corrupt_one, make_fake_imagenet  # noqa: E
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "alitok" / "configs" / "ablation.yaml"
-MICRO_MODEL = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
-                   encoder_layers=1, encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2,
-                   buffer_tokens=3, init_std=0.08)
+MICRO_MODEL = dict(
+    image_size=32,
+    patch_size=8,
+    codebook_size=64,
+    token_dim=4,
+    encoder_width=32,
+    encoder_layers=1,
+    encoder_heads=2,
+    decoder_width=32,
+    decoder_layers=2,
+    decoder_heads=2,
+    buffer_tokens=3,
+    init_std=0.08,
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +94,10 @@ def test_folder_batches_are_a_function_of_seed_and_step_not_of_world_size(fake_r
     assert not np.array_equal(a, src.rank_batch(8, 3, 8, True))  # another seed: another batch
     # a 2- and a 4-process run's slices concatenate to the 1-process batch
     for world in (2, 4):
-        parts = [ImageNetTrainSource(fake_root, "train", 16, workers=1).rank_batch(7, 3, 8, True, r, world)
-                 for r in range(world)]
+        parts = [
+            ImageNetTrainSource(fake_root, "train", 16, workers=1).rank_batch(7, 3, 8, True, r, world)
+            for r in range(world)
+        ]
         np.testing.assert_array_equal(np.concatenate(parts), a)
     # the plan draws from (seed, step) alone: no state carried between steps (a resumed run needs none)
     fresh = ImageNetTrainSource(fake_root, "train", 16, workers=0)
@@ -100,8 +114,10 @@ def test_tokenizer_batches_ignore_the_world_size(fake_root):
 
     cfg = DataConfig(source="imagenet", root=str(fake_root), workers=0)
     one = train_batches(cfg, 32, Parallel(0, 1), run_seed=3).batch(5, 8, torch.Generator(), torch.device("cpu"))
-    two = [train_batches(cfg, 32, Parallel(r, 2), run_seed=3).batch(5, 8, torch.Generator(), torch.device("cpu"))
-           for r in (0, 1)]
+    two = [
+        train_batches(cfg, 32, Parallel(r, 2), run_seed=3).batch(5, 8, torch.Generator(), torch.device("cpu"))
+        for r in (0, 1)
+    ]
     assert one.shape == (8, 3, 32, 32) and one.dtype == torch.float32 and 0 <= one.min() and one.max() <= 1
     torch.testing.assert_close(torch.cat(two), one, rtol=0, atol=0)
 
@@ -114,19 +130,55 @@ def trained(fake_root, tmp_path_factory):
     """Stage 1, stage 2 and the AR trainer on the fake folder, each through `harness train`."""
     d = tmp_path_factory.mktemp("runs")
     data = {"source": "imagenet", "root": str(fake_root), "workers": 2}
-    s1 = _write(d / "s1.yaml", {"trainer": "alitok-stage1", "steps": 3, "batch_size": 8, "log_every": 1,
-                                "ckpt_every": 2, "model": MICRO_MODEL, "data": data, "optim": {"lr": 1e-3}})
+    s1 = _write(
+        d / "s1.yaml",
+        {
+            "trainer": "alitok-stage1",
+            "steps": 3,
+            "batch_size": 8,
+            "log_every": 1,
+            "ckpt_every": 2,
+            "model": MICRO_MODEL,
+            "data": data,
+            "optim": {"lr": 1e-3},
+        },
+    )
     assert main(["train", str(s1), "--out", str(d / "s1"), "--device", "cpu"]) == 0
-    s2 = _write(d / "s2.yaml", {"trainer": "alitok-stage2", "init_from": str(d / "s1/last.safetensors"), "steps": 2,
-                                "batch_size": 8, "log_every": 1, "data": data, "optim": {"lr": 1e-3}})
+    s2 = _write(
+        d / "s2.yaml",
+        {
+            "trainer": "alitok-stage2",
+            "init_from": str(d / "s1/last.safetensors"),
+            "steps": 2,
+            "batch_size": 8,
+            "log_every": 1,
+            "data": data,
+            "optim": {"lr": 1e-3},
+        },
+    )
     assert main(["train", str(s2), "--out", str(d / "s2"), "--device", "cpu"]) == 0
-    ar = _write(d / "ar.yaml", {
-        "trainer": "alitok-ar", "tokenizer": str(d / "s1/last.safetensors"), "steps": 3, "batch_size": 8,
-        "log_every": 1, "ckpt_every": 3,
-        "model": {"depth": 1, "width": 32, "num_heads": 2, "codebook_size": 64, "num_classes": len(SYNSETS),
-                  "num_prefix_tokens": 5, "grid": 4},
-        "data": {**data, "image_size": 32, "per_class_train": None, "per_class_val": None, "ten_crop": True},
-        "optim": {"warmup_steps": 1}})
+    ar = _write(
+        d / "ar.yaml",
+        {
+            "trainer": "alitok-ar",
+            "tokenizer": str(d / "s1/last.safetensors"),
+            "steps": 3,
+            "batch_size": 8,
+            "log_every": 1,
+            "ckpt_every": 3,
+            "model": {
+                "depth": 1,
+                "width": 32,
+                "num_heads": 2,
+                "codebook_size": 64,
+                "num_classes": len(SYNSETS),
+                "num_prefix_tokens": 5,
+                "grid": 4,
+            },
+            "data": {**data, "image_size": 32, "per_class_train": None, "per_class_val": None, "ten_crop": True},
+            "optim": {"warmup_steps": 1},
+        },
+    )
     assert main(["train", str(ar), "--out", str(d / "ar"), "--device", "cpu"]) == 0
     return d
 
@@ -146,7 +198,11 @@ def test_ar_pretokenises_ten_crops_of_the_folder(trained, fake_root):
 
     rec = json.loads((trained / "ar/train_record.json").read_text())
     data = rec["spec"]["data"]
-    assert (data["train_images"], data["val_images"], data["classes"]) == (3 * len(SYNSETS), 2 * len(SYNSETS), len(SYNSETS))
+    assert (data["train_images"], data["val_images"], data["classes"]) == (
+        3 * len(SYNSETS),
+        2 * len(SYNSETS),
+        len(SYNSETS),
+    )
     assert rec["spec"]["train_sequences"] == 10 * 3 * len(SYNSETS) and rec["spec"]["val_sequences"] == 2 * len(SYNSETS)
     # the cached codes are the tokenizer's codes of the ADM ten crops / centre crops, re-encoded here
     # independently in the same batch composition (one call; near-tie argmins can depend on the batch)
@@ -165,7 +221,9 @@ def test_ar_pretokenises_ten_crops_of_the_folder(trained, fake_root):
 
     ten = crops("train", True)
     assert train.shape == (len(ten), 10, 21) and train.dtype == np.int16
-    np.testing.assert_array_equal(train, tok.encode(torch.from_numpy(ten.reshape(-1, 32, 32, 3))).numpy().reshape(train.shape))
+    np.testing.assert_array_equal(
+        train, tok.encode(torch.from_numpy(ten.reshape(-1, 32, 32, 3))).numpy().reshape(train.shape)
+    )
     np.testing.assert_array_equal(val, tok.encode(torch.from_numpy(crops("val", False))).numpy())
     assert rec["metric_provenance"]["heldout"]["overall"]["ce"] > 0
 
@@ -176,8 +234,17 @@ def test_a_corrupt_jpeg_is_one_line_exit_2_naming_it(fake_root, tmp_path):
     root = tmp_path / "bad"
     shutil.copytree(fake_root, root)
     bad = corrupt_one(root)
-    cfg = _write(tmp_path / "s1.yaml", {"trainer": "alitok-stage1", "steps": 4, "batch_size": 24, "log_every": 1,
-                                        "model": MICRO_MODEL, "data": {"source": "imagenet", "root": str(root)}})
+    cfg = _write(
+        tmp_path / "s1.yaml",
+        {
+            "trainer": "alitok-stage1",
+            "steps": 4,
+            "batch_size": 24,
+            "log_every": 1,
+            "model": MICRO_MODEL,
+            "data": {"source": "imagenet", "root": str(root)},
+        },
+    )
     r = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "run"), "--device", "cpu")
     assert r.returncode == 2, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
@@ -190,29 +257,55 @@ def test_a_corrupt_val_jpeg_stops_the_ar_pretokenisation_in_one_line(fake_root, 
     root = tmp_path / "bad"
     shutil.copytree(fake_root, root)
     bad = corrupt_one(root, "val")
-    cfg = _write(tmp_path / "ar.yaml", {
-        "trainer": "alitok-ar", "tokenizer": "random-tiny", "steps": 1, "batch_size": 2,
-        "model": {"depth": 1, "width": 32, "num_heads": 2, "codebook_size": 512, "num_classes": len(SYNSETS),
-                  "num_prefix_tokens": 9, "grid": 8},
-        "data": {"source": "imagenet", "root": str(root), "image_size": 32, "per_class_train": 1, "ten_crop": False}})
+    cfg = _write(
+        tmp_path / "ar.yaml",
+        {
+            "trainer": "alitok-ar",
+            "tokenizer": "random-tiny",
+            "steps": 1,
+            "batch_size": 2,
+            "model": {
+                "depth": 1,
+                "width": 32,
+                "num_heads": 2,
+                "codebook_size": 512,
+                "num_classes": len(SYNSETS),
+                "num_prefix_tokens": 9,
+                "grid": 8,
+            },
+            "data": {
+                "source": "imagenet",
+                "root": str(root),
+                "image_size": 32,
+                "per_class_train": 1,
+                "ten_crop": False,
+            },
+        },
+    )
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "cannot read image" in err[0]
     assert not (tmp_path / "run" / "last.safetensors").exists()
 
 
-@pytest.mark.parametrize("data, match", [
-    ({"source": "imagenet"}, "data.root: required"),
-    ({"source": "imagenet", "root": "/nonexistent/imagenet"}, "/nonexistent/imagenet: dataset folder not found"),
-    ({"source": "imagenet", "root": "EMPTY"}, "no class sub-folders"),
-    ({"source": "imagenet", "root": "ROOT", "colour": 1}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"source": "imagenet"}, "data.root: required"),
+        ({"source": "imagenet", "root": "/nonexistent/imagenet"}, "/nonexistent/imagenet: dataset folder not found"),
+        ({"source": "imagenet", "root": "EMPTY"}, "no class sub-folders"),
+        ({"source": "imagenet", "root": "ROOT", "colour": 1}, "unknown key"),
+    ],
+)
 def test_bad_data_sections_are_one_line_exit_2(tmp_path, capsys, fake_root, data, match):
     (tmp_path / "empty" / "train").mkdir(parents=True)
-    data = {k: (str(tmp_path / "empty") if v == "EMPTY" else str(fake_root) if v == "ROOT" else v)
-            for k, v in data.items()}
-    cfg = _write(tmp_path / "s1.yaml", {"trainer": "alitok-stage1", "steps": 1, "batch_size": 2,
-                                        "model": MICRO_MODEL, "data": data})
+    data = {
+        k: (str(tmp_path / "empty") if v == "EMPTY" else str(fake_root) if v == "ROOT" else v) for k, v in data.items()
+    }
+    cfg = _write(
+        tmp_path / "s1.yaml",
+        {"trainer": "alitok-stage1", "steps": 1, "batch_size": 2, "model": MICRO_MODEL, "data": data},
+    )
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0]
@@ -253,8 +346,19 @@ def test_imagenet_preset_plan_reports_nothing_missing_with_a_root(fake_root, tmp
     for job in jobs:  # every stage and the evaluation read the root
         root = job.config.get("imagenet_root") if job.stage == "eval" else job.config["data"]["root"]
         assert root == str(fake_root), job
-    r = python("-m", "harness", "ablate", str(SUITE), "--preset", "imagenet", "--out", str(tmp_path / "run"), "--plan",
-               "--imagenet-root", str(fake_root))
+    r = python(
+        "-m",
+        "harness",
+        "ablate",
+        str(SUITE),
+        "--preset",
+        "imagenet",
+        "--out",
+        str(tmp_path / "run"),
+        "--plan",
+        "--imagenet-root",
+        str(fake_root),
+    )
     assert r.returncode == 0 and json.loads(r.stdout)["missing"] == []
     assert ablation.command_line(suite, "run").endswith(f"--imagenet-root {fake_root}")  # the table's rerun line
     missing = ablation.validate(ablation.load_suite(SUITE, "imagenet", imagenet_root=str(tmp_path / "no")), tmp_path)
@@ -272,8 +376,11 @@ def test_imagenet_preset_runs_end_to_end_on_a_folder(fake_root, tmp_path):
     ar = json.loads((out / "seed0/A/ar/train_record.json").read_text())
     assert ar["spec"]["data"]["val_images"] == 2 * len(SYNSETS)
     ev = json.loads((out / "seed0/A/eval/eval_record.json").read_text())
-    assert ev["spec"]["heldout"] == {"description": ev["spec"]["heldout"]["description"], "images": 2 * len(SYNSETS),
-                                     "classes": len(SYNSETS)}
+    assert ev["spec"]["heldout"] == {
+        "description": ev["spec"]["heldout"]["description"],
+        "images": 2 * len(SYNSETS),
+        "classes": len(SYNSETS),
+    }
     assert "val" in ev["spec"]["heldout"]["description"]
     for key in ("fid", "kid", "prec", "recall", "rfid", "psnr", "ssim", "ar_acc", "ar_ce_gain_positional"):
         assert np.isfinite(ev["metrics"][key]), key
@@ -285,8 +392,9 @@ def test_imagenet_preset_runs_end_to_end_on_a_folder(fake_root, tmp_path):
     assert summary["complete"] and summary["preset"] == "imagenet"
     # the imagenet preset without its root: one line, exit 2 before any training
     bad = _tiny_imagenet_suite(tmp_path, tmp_path / "missing")
-    r = python("-m", "harness", "ablate", str(bad), "--preset", "imagenet", "--out", str(tmp_path / "run2"),
-               "--rows", "A")
+    r = python(
+        "-m", "harness", "ablate", str(bad), "--preset", "imagenet", "--out", str(tmp_path / "run2"), "--rows", "A"
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
     assert f"imagenet_root: {tmp_path / 'missing'}: no such folder" in r.stderr
     assert not (tmp_path / "run2" / "seed0").exists()
@@ -300,28 +408,60 @@ def test_two_processes_equal_one_on_the_folder(fake_root, tmp_path):
     """Stage 1 and the AR trainer (whose pretokenisation chunks are shared out over the ranks) on the
     folder: 2 processes with the same global batch give the 1-process weights."""
     data = {"source": "imagenet", "root": str(fake_root), "workers": 1}
-    s1 = _write(tmp_path / "s1.yaml", {"trainer": "alitok-stage1", "steps": 3, "batch_size": 4, "log_every": 1,
-                                       "model": {**MICRO_MODEL, "clustering_vq": False}, "data": data,
-                                       "optim": {"lr": 1e-3}})
+    s1 = _write(
+        tmp_path / "s1.yaml",
+        {
+            "trainer": "alitok-stage1",
+            "steps": 3,
+            "batch_size": 4,
+            "log_every": 1,
+            "model": {**MICRO_MODEL, "clustering_vq": False},
+            "data": data,
+            "optim": {"lr": 1e-3},
+        },
+    )
     assert main(["train", str(s1), "--out", str(tmp_path / "s1_one"), "--device", "cpu"]) == 0
-    proc = python("-m", "harness", "train", str(s1), "--out", str(tmp_path / "s1_two"), "--device", "cpu", nproc=2,
-                  cwd=tmp_path)
+    proc = python(
+        "-m", "harness", "train", str(s1), "--out", str(tmp_path / "s1_two"), "--device", "cpu", nproc=2, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert max_weight_diff(tmp_path / "s1_one/last.safetensors", tmp_path / "s1_two/last.safetensors") <= 1e-5
-    ar = _write(tmp_path / "ar.yaml", {
-        "trainer": "alitok-ar", "tokenizer": str(tmp_path / "s1_one/last.safetensors"), "steps": 3, "batch_size": 8,
-        "log_every": 1, "ckpt_every": 3, "label_dropout": 0.1,
-        "model": {"depth": 1, "width": 32, "num_heads": 2, "codebook_size": 64, "num_classes": len(SYNSETS),
-                  "num_prefix_tokens": 5, "grid": 4, "resid_dropout": 0.0, "attn_dropout": 0.0, "token_dropout": 0.0},
-        "data": {**data, "image_size": 32, "per_class_train": None, "per_class_val": None, "ten_crop": True},
-        "optim": {"warmup_steps": 1}})
+    ar = _write(
+        tmp_path / "ar.yaml",
+        {
+            "trainer": "alitok-ar",
+            "tokenizer": str(tmp_path / "s1_one/last.safetensors"),
+            "steps": 3,
+            "batch_size": 8,
+            "log_every": 1,
+            "ckpt_every": 3,
+            "label_dropout": 0.1,
+            "model": {
+                "depth": 1,
+                "width": 32,
+                "num_heads": 2,
+                "codebook_size": 64,
+                "num_classes": len(SYNSETS),
+                "num_prefix_tokens": 5,
+                "grid": 4,
+                "resid_dropout": 0.0,
+                "attn_dropout": 0.0,
+                "token_dropout": 0.0,
+            },
+            "data": {**data, "image_size": 32, "per_class_train": None, "per_class_val": None, "ten_crop": True},
+            "optim": {"warmup_steps": 1},
+        },
+    )
     assert main(["train", str(ar), "--out", str(tmp_path / "ar_one"), "--device", "cpu"]) == 0
-    proc = python("-m", "harness", "train", str(ar), "--out", str(tmp_path / "ar_two"), "--device", "cpu", nproc=2,
-                  cwd=tmp_path)
+    proc = python(
+        "-m", "harness", "train", str(ar), "--out", str(tmp_path / "ar_two"), "--device", "cpu", nproc=2, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert max_weight_diff(tmp_path / "ar_one/last.safetensors", tmp_path / "ar_two/last.safetensors") <= 1e-5
     one, two = (json.loads((tmp_path / d / "train_record.json").read_text()) for d in ("ar_one", "ar_two"))
-    assert two["env"]["world_size"] == 2 and one["metrics"]["val_ce"] == pytest.approx(two["metrics"]["val_ce"], abs=1e-6)
+    assert two["env"]["world_size"] == 2 and one["metrics"]["val_ce"] == pytest.approx(
+        two["metrics"]["val_ce"], abs=1e-6
+    )
 
 
 def test_code_chunks_resume_and_index_across_chunk_boundaries(fake_root, tmp_path, monkeypatch):
@@ -332,13 +472,25 @@ def test_code_chunks_resume_and_index_across_chunk_boundaries(fake_root, tmp_pat
     from harness.runs.training import Parallel
 
     monkeypatch.setattr(ar_data, "CHUNK", 5)  # 12 train images -> chunks of 5, 5, 2
-    data = DataConfig(source="imagenet", root=str(fake_root), image_size=32, per_class_train=None,
-                      per_class_val=None, ten_crop=True, workers=0)
+    data = DataConfig(
+        source="imagenet",
+        root=str(fake_root),
+        image_size=32,
+        per_class_train=None,
+        per_class_val=None,
+        ten_crop=True,
+        workers=0,
+    )
     tok = load_tokenizer("random-tiny", torch.device("cpu"))
     codes = ar_data.imagenet_codes(data, tok, tmp_path, tokenizer_identity(tok), 0, Parallel())
     folder = Path(codes["describe"]["codes_folder"])
-    assert sorted(p.name for p in folder.iterdir()) == ["train_00000.npy", "train_00001.npy", "train_00002.npy",
-                                                       "val_00000.npy", "val_00001.npy"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "train_00000.npy",
+        "train_00001.npy",
+        "train_00002.npy",
+        "val_00000.npy",
+        "val_00001.npy",
+    ]
     store = codes["train_store"]
     full = np.concatenate([np.load(folder / f"train_{i:05d}.npy") for i in range(3)])
     assert store.shape == (12, 10, tok.num_tokens) == full.shape

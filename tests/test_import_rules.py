@@ -10,10 +10,9 @@ name them):
   5 entry points: cli/, api, __main__
 Lazy imports inside functions count: they run too, and they are how circles hide.
 """
+
 import ast
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "alitok", "baselines")
@@ -27,8 +26,12 @@ HARNESS_FLOORS = {
     5: ("cli", "api", "__main__"),
 }
 # module-name prefix -> floor; the longest matching prefix wins
-FLOORS = {"harness": 1, "alitok": 3, "baselines": 3,
-          **{f"harness.{top}": floor for floor, tops in HARNESS_FLOORS.items() for top in tops}}
+FLOORS = {
+    "harness": 1,
+    "alitok": 3,
+    "baselines": 3,
+    **{f"harness.{top}": floor for floor, tops in HARNESS_FLOORS.items() for top in tops},
+}
 # what floor 3 may take from floor 2
 FAMILY_MAY_USE = ("harness.runs.training",)
 
@@ -108,8 +111,10 @@ def check_floors(sources: dict[str, tuple[str, bool]]) -> list[str]:
 def find_cycles(sources: dict[str, tuple[str, bool]]) -> list[list[str]]:
     """Strongly connected groups of more than one module (Tarjan), i.e. import circles."""
     known = set(sources)
-    graph = {n: sorted({t for _, t in imports(n, text, pkg, known) if t in known and t != n})
-             for n, (text, pkg) in sources.items()}
+    graph = {
+        n: sorted({t for _, t in imports(n, text, pkg, known) if t in known and t != n})
+        for n, (text, pkg) in sources.items()
+    }
     index, low, stack, on_stack, cycles = {}, {}, [], set(), []
 
     def visit(v):
@@ -141,6 +146,7 @@ def find_cycles(sources: dict[str, tuple[str, bool]]) -> list[list[str]]:
 
 # -- the tree as it is ------------------------------------------------------------------------------
 
+
 def test_every_import_points_down():
     bad = check_floors(source_map())
     assert not bad, "\n".join(bad)
@@ -157,13 +163,18 @@ def test_the_checker_sees_imports():
     assert {"harness.cli", "harness.metrics.evaluate", "harness.nn.checkpoints.checkpoint"} <= set(sources)
     known = set(sources)
     found = {t for n, (s, p) in sources.items() for _, t in imports(n, s, p, known)}
-    assert {"harness.core.interfaces", "harness.nn.checkpoints.checkpoint", "harness.core.config", "harness.core.registry"} <= found
+    assert {
+        "harness.core.interfaces",
+        "harness.nn.checkpoints.checkpoint",
+        "harness.core.config",
+        "harness.core.registry",
+    } <= found
 
 
 def test_floors_match_the_design_document():
     """docs/DESIGN.md lists the same floors as FLOORS (each prefix on the line of its floor)."""
     text = (ROOT / "docs" / "DESIGN.md").read_text()
-    section = text[text.index("## Floors"):]
+    section = text[text.index("## Floors") :]
     section = section[: section.index("\n## ", 4)]
     lines = {int(line.split(".")[0]): line for line in section.splitlines() if line[:1].isdigit()}
     assert sorted(lines) == [1, 2, 3, 4, 5]
@@ -174,8 +185,11 @@ def test_floors_match_the_design_document():
 
 def test_every_top_level_entry_has_a_floor():
     """Nothing sits at harness/'s root without a floor: a new file goes into the folder of its floor."""
-    entries = {p.stem for p in (ROOT / "harness").iterdir()
-               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    entries = {
+        p.stem
+        for p in (ROOT / "harness").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
     placed = {top for tops in HARNESS_FLOORS.values() for top in tops}
     assert entries == placed, f"unplaced: {sorted(entries - placed)}; gone: {sorted(placed - entries)}"
 
@@ -191,6 +205,7 @@ def test_design_lists_every_module():
 
 
 # -- the checker fails when it should ----------------------------------------------------------------
+
 
 def _planted(**changes) -> dict[str, tuple[str, bool]]:
     sources = dict(source_map())
@@ -222,9 +237,11 @@ def test_planted_circle_fails():
     cycles = find_cycles(_planted(harness__runs__specs="def f():\n    from harness.runs import protocols\n"))
     assert ["harness.runs.protocols", "harness.runs.specs"] in cycles
     # a longer loop inside one floor: a -> b -> c -> a
-    sources = {"harness.core.io": ("from harness.core import errors\n", False),
-               "harness.core.errors": ("import harness.core.devices\n", False),
-               "harness.core.devices": ("from harness.core.io import atomic_path\n", False)}
+    sources = {
+        "harness.core.io": ("from harness.core import errors\n", False),
+        "harness.core.errors": ("import harness.core.devices\n", False),
+        "harness.core.devices": ("from harness.core.io import atomic_path\n", False),
+    }
     assert find_cycles(sources) == [["harness.core.devices", "harness.core.errors", "harness.core.io"]]
 
 

@@ -2,6 +2,7 @@
 
 Every atomic writer in the project (records, npz, safetensors checkpoints, cached Inception weights,
 the AR sample grid) goes through ``harness.core.io``; these tests pin the durability that promises."""
+
 from __future__ import annotations
 
 import os
@@ -32,10 +33,13 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="read
 
 
 @needs_proc
-@pytest.mark.parametrize("write", [
-    lambda p: write_text_atomic(p, "new\n"),
-    lambda p: _via_target(p),
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: write_text_atomic(p, "new\n"),
+        lambda p: _via_target(p),
+    ],
+)
 def test_file_then_folder_are_fsynced(tmp_path, synced, write):
     target = tmp_path / "out.json"
     write(target)

@@ -1,5 +1,6 @@
 """harness/nn/kernels/kernel_choice: the CPU kernel is the one measured faster on the machine at hand (on a fake
 clock here), cached per machine and shapes, and a generator in "auto" mode runs what was chosen."""
+
 import json
 import types
 
@@ -19,8 +20,11 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch, tmp_path):
     c = Clock()
-    monkeypatch.setattr(kernel_choice, "time", types.SimpleNamespace(perf_counter=c.perf_counter,
-                                                                      strftime=lambda *a: "t", gmtime=lambda: None))
+    monkeypatch.setattr(
+        kernel_choice,
+        "time",
+        types.SimpleNamespace(perf_counter=c.perf_counter, strftime=lambda *a: "t", gmtime=lambda: None),
+    )
     monkeypatch.setenv("ALITOK_BENCH_CACHE", str(tmp_path))
     monkeypatch.delenv("ALITOK_BENCH_KERNELS", raising=False)
     kernel_choice.forget()
@@ -33,7 +37,9 @@ def candidates(clock, costs, calls):
         def fn():
             calls.append(name)
             clock.now += costs[name]
+
         return fn
+
     return {name: make(name) for name in costs}
 
 
@@ -70,6 +76,7 @@ def test_a_minimum_ignores_one_slow_round_from_machine_load(clock):
 
     def fn():
         clock.now += next(costs)
+
     assert kernel_choice.choose("k", "s", {"a": fn, "b": fn}, rounds=2) == "a"
     seconds = kernel_choice.recorded()[0]["seconds"]
     assert seconds == {"a": 1.0, "b": 1.5}
@@ -81,8 +88,9 @@ def test_generator_auto_runs_the_attention_kernel_only_where_it_won(winner, monk
     from alitok.plugin import tiny_generator
 
     monkeypatch.setattr(decode_attention, "_chosen", {})
-    monkeypatch.setattr(kernel_choice, "choose", lambda kind, shapes, cands, rounds=5: (
-        winner if kind == "decode-attention" else "aten"))
+    monkeypatch.setattr(
+        kernel_choice, "choose", lambda kind, shapes, cands, rounds=5: winner if kind == "decode-attention" else "aten"
+    )
     used = []
     real = decode_attention.attend
     monkeypatch.setattr(decode_attention, "attend", lambda *a, **k: used.append(1) or real(*a, **k))
@@ -101,6 +109,7 @@ def test_linear_choice_measures_the_models_own_shapes(clock, monkeypatch):
         for fn in cands.values():
             fn()  # both workloads run (no error) at the model's shapes
         return "onednn-packed"
+
     monkeypatch.setattr(kernel_choice, "choose", choose)
     model = torch.nn.Sequential(torch.nn.Linear(8, 24), torch.nn.Linear(24, 8), torch.nn.Linear(8, 24))
     assert packed_linear.prefers_packed(model, torch.float32)

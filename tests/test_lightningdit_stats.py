@@ -1,5 +1,6 @@
 """``latents_stats.pt`` is read like every checkpoint (harness/nn/checkpoints/checkpoint.py: one weights-only read);
 a wrong file is one CheckpointError line naming it."""
+
 from __future__ import annotations
 
 import pickle
@@ -18,10 +19,13 @@ def test_stats_reshaped_per_channel(tmp_path):
     assert mean.shape == std.shape == (1, 4, 1, 1) and mean.flatten().tolist() == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("content, problem", [
-    ({"mu": torch.zeros(4), "std": torch.ones(4)}, "with 'mean' and 'std'"),
-    ({"mean": torch.zeros(4), "std": torch.ones(4), "note": "hi"}, "not a plain state dict"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ({"mu": torch.zeros(4), "std": torch.ones(4)}, "with 'mean' and 'std'"),
+        ({"mean": torch.zeros(4), "std": torch.ones(4), "note": "hi"}, "not a plain state dict"),
+    ],
+)
 def test_wrong_file_is_one_line(tmp_path, content, problem):
     p = tmp_path / "latents_stats.pt"
     torch.save(content, p)

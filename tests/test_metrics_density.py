@@ -1,4 +1,5 @@
 """Density/coverage against closed forms and the reference implementation's formula (clovaai prdc.py)."""
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -89,8 +90,9 @@ def test_evaluate_reports_density_coverage_and_fid_inf(tmp_path):
     a_path = save_samples_npz(tmp_path / "a.npz", a)
     ex = InceptionExtractor(resolve_weights("random:0"), "cpu")
     ref = build_reference_from_images(b, tmp_path / "ref.npz", inception=ex, batch_size=12, cache=tmp_path / "c")
-    res = evaluate_samples(a_path, ref, EvalOptions(
-        metrics="density,coverage,fid_inf", inception=ex, batch_size=12, cache=tmp_path / "c"))
+    res = evaluate_samples(
+        a_path, ref, EvalOptions(metrics="density,coverage,fid_inf", inception=ex, batch_size=12, cache=tmp_path / "c")
+    )
     fa = extract_features(a_path, ex, 12, cache=tmp_path / "c").pool
     fb = extract_features(ref, ex, 12, cache=tmp_path / "c").pool
     direct = density_coverage(fa, fb, k=5)

@@ -1,4 +1,5 @@
 """FD-DINOv2: our extractor + Fréchet distance equal an independent timm + torchvision + numpy computation."""
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -8,8 +9,14 @@ from PIL import Image
 from torchvision import transforms as TF
 
 from harness.core.io import sha256_file
-from harness.metrics.dinov2 import (ARCH, DinoV2Extractor, build_model, check_same_extractor, fd_dinov2,
-                                    state_dict_sha256)
+from harness.metrics.dinov2 import (
+    ARCH,
+    DinoV2Extractor,
+    build_model,
+    check_same_extractor,
+    fd_dinov2,
+    state_dict_sha256,
+)
 from harness.metrics.fid import feature_statistics
 from harness.metrics.refstats import ReferenceMismatch
 
@@ -90,8 +97,9 @@ def test_hub_format_checkpoint_is_resampled_like_torch_hub(tmp_path):
     e = DinoV2Extractor(path, arch=SMALL, overrides=TINY)
     assert e.weights["kind"] == "file" and e.weights["sha256"] == sha256_file(path)
     patches = sd["pos_embed"][:, 1:].reshape(1, 37, 37, 384).permute(0, 3, 1, 2)
-    hub = torch.nn.functional.interpolate(patches, scale_factor=((16 + 0.1) / 37, (16 + 0.1) / 37), mode="bicubic",
-                                          antialias=False)
+    hub = torch.nn.functional.interpolate(
+        patches, scale_factor=((16 + 0.1) / 37, (16 + 0.1) / 37), mode="bicubic", antialias=False
+    )
     expected = torch.cat([sd["pos_embed"][:, :1], hub.permute(0, 2, 3, 1).reshape(1, 256, 384)], dim=1)
     assert torch.allclose(e.model.pos_embed.detach(), expected, atol=1e-6)
     assert torch.equal(e.model.blocks[1].attn.qkv.weight, sd["blocks.1.attn.qkv.weight"])

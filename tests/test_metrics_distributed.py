@@ -1,14 +1,14 @@
 """Two gloo processes (joined the way torchrun joins them) give the single-process features and statistics."""
+
 import os
 import socket
 
 import numpy as np
-import pytest
 import torch
 import torch.multiprocessing as mp
 
-from harness.data import npz as npz_io
 from harness.core.io import stale_temps
+from harness.data import npz as npz_io
 from harness.metrics.distributed import batch_range, extract_sharded, write_once
 from harness.metrics.fid import feature_statistics
 
@@ -40,8 +40,14 @@ def _worker(rank, world, port, source, out_dir):
 
     from harness.metrics.distributed import init_from_env
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
     torch.set_num_threads(1)
     assert init_from_env(backend="gloo")
     feats = extract_sharded(source, TinyExtractor(), batch_size=5)

@@ -1,4 +1,5 @@
 """Bad input gets a clear one-line error (and exit 2 from the CLI); nothing is half-written."""
+
 import json
 
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from harness import cli
-from harness.data.npz import save_samples_npz
 from harness.core.errors import InputFileError
+from harness.data.npz import save_samples_npz
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.fid import FIDError, feature_statistics, frechet_distance
 from harness.metrics.isc import inception_score
@@ -19,14 +20,24 @@ from harness.metrics.weights import load_state_file, resolve_weights
 
 def _fake_ref(path, d=2048, n_img=8, size=32, meta=None, keys=("mu", "sigma", "mu_s", "sigma_s", "arr_0")):
     """A small reference file written directly (no Inception), optionally with a sidecar."""
-    arrays = {"mu": np.zeros(d), "sigma": np.eye(d), "mu_s": np.zeros(7), "sigma_s": np.eye(7),
-              "arr_0": np.zeros((n_img, size, size, 3), np.uint8)}
+    arrays = {
+        "mu": np.zeros(d),
+        "sigma": np.eye(d),
+        "mu_s": np.zeros(7),
+        "sigma_s": np.eye(7),
+        "arr_0": np.zeros((n_img, size, size, 3), np.uint8),
+    }
     np.savez(path, **{k: arrays[k] for k in keys})
     if meta is not None:
         from harness.metrics.weights import sha256_file
 
-        side = {"format": REF_FORMAT, "npz_sha256": sha256_file(path), "arr_0": {"n": n_img},
-                "image_size": [size, size], **meta}
+        side = {
+            "format": REF_FORMAT,
+            "npz_sha256": sha256_file(path),
+            "arr_0": {"n": n_img},
+            "image_size": [size, size],
+            **meta,
+        }
         sidecar_path(path).write_text(json.dumps(side))
     return path
 
@@ -46,8 +57,12 @@ def _meta_for(w, **over):
     from harness.metrics.inception import describe_pipeline
 
     d = describe_pipeline(w)
-    meta = {"extractor": d["extractor"], "resize": d["resize"], "sfid_layer": d["sfid_layer"],
-            "weights": {"spec": w.spec, "kind": w.kind, "sha256": w.sha256}}
+    meta = {
+        "extractor": d["extractor"],
+        "resize": d["resize"],
+        "sfid_layer": d["sfid_layer"],
+        "weights": {"spec": w.spec, "kind": w.kind, "sha256": w.sha256},
+    }
     meta.update(over)
     return meta
 
@@ -88,15 +103,20 @@ def test_sqrtm_path_rejects_large_imaginary_part():
 # --- labels and provenance ----------------------------------------------------------------------
 def test_class_sorted_detection():
     assert is_class_sorted(np.repeat(np.arange(10), 50))
-    assert is_class_sorted(np.repeat(np.arange(100), 2))     # sorted with repeats
-    assert not is_class_sorted(np.arange(11))                 # one image per class: order is harmless
+    assert is_class_sorted(np.repeat(np.arange(100), 2))  # sorted with repeats
+    assert not is_class_sorted(np.arange(11))  # one image per class: order is harmless
     assert not is_class_sorted(np.tile(np.arange(10), 50))
     assert not is_class_sorted(np.random.default_rng(0).permutation(np.tile(np.arange(10), 50)))
     s = label_summary(np.tile(np.arange(1000), 50))
     ok, reasons = paper_comparable({"official": True}, 50_000, "uint8", s, "adm-virtual-imagenet256")
     assert ok and not reasons
-    ok, reasons = paper_comparable({"official": True, "kind": "official"}, 50_000, "uint8",
-                                   label_summary(np.arange(50_000) % 999), "adm-virtual-imagenet256")
+    ok, reasons = paper_comparable(
+        {"official": True, "kind": "official"},
+        50_000,
+        "uint8",
+        label_summary(np.arange(50_000) % 999),
+        "adm-virtual-imagenet256",
+    )
     assert not ok and "balanced" in reasons[0]
 
 

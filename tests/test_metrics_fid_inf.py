@@ -1,4 +1,5 @@
 """FID-infinity: the fit is exact on exact lines, and it recovers a known Fréchet distance on Gaussians."""
+
 import numpy as np
 import pytest
 
@@ -25,7 +26,7 @@ def test_recovers_the_true_frechet_distance_of_gaussians():
     d, n = 32, 8000
     m = np.full(d, 0.1)
     s = np.linspace(0.8, 1.3, d)
-    true_fd = float(m @ m + np.sum(1 + s ** 2 - 2 * s))
+    true_fd = float(m @ m + np.sum(1 + s**2 - 2 * s))
     feats = (m + s * rng.normal(size=(n, d))).astype(np.float64)
     r = fid_infinity(feats, np.zeros(d), np.eye(d), sizes=np.linspace(500, n, 12).astype(int), seed=1)
     fit = r["fid_inf_fit"]

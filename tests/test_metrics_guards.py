@@ -1,4 +1,5 @@
 """The known-mistake guard: every check fires on a planted case and stays silent on a clean one."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,8 @@ def test_reference_guards():
     uncropped = {**VAL_CROP, "preprocessing": "resize-256-no-crop"}
     assert codes(g.check_reference("rfid", uncropped)) == {("rfid-reference-not-center-crop", "fatal")}
     assert codes(g.check_reference("rfid", {**VAL_CROP, "preprocessing": None})) == {
-        ("rfid-reference-not-center-crop", "warn")}
+        ("rfid-reference-not-center-crop", "warn")
+    }
     assert codes(g.check_reference("gfid", VAL_CROP)) == {("gfid-reference-not-virtual", "fatal")}
     assert g.check_reference("rfid", VAL_CROP) == []
     assert g.check_reference("gfid", VIRTUAL) == []
@@ -66,7 +68,8 @@ def test_resize_guards():
     f = g.check_resize("llamagen_gpt_xl_384", r384, sample_size=384, eval_size=256)
     assert codes(f) == {("llamagen-384-resize", "warn")} and "384x384 -> 256x256 (PIL bicubic)" in f[0].message
     assert codes(g.check_resize("llamagen_gpt_xl_384", [], sample_size=384, eval_size=384)) == {
-        ("llamagen-384-not-resized", "fatal")}
+        ("llamagen-384-not-resized", "fatal")
+    }
     assert codes(g.check_resize("dit_xl_2", [{"from": [512, 512], "to": [256, 256]}])) == {("resized", "warn")}
     assert g.check_resize("alitok_b", [], sample_size=256, eval_size=256) == []
 
@@ -85,8 +88,9 @@ def test_uint8_and_numerics_guards():
 
 def test_batch_size_guard_on_real_and_planted_extractors():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten()).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    ).eval()
 
     @torch.no_grad()
     def clean(batch):
@@ -105,11 +109,20 @@ def test_batch_size_guard_on_real_and_planted_extractors():
 
 def test_protocol_block_and_verdict():
     findings = g.check_sample_count(220) + g.check_uint8("truncate")
-    text = g.render_protocol_block(findings, {"n": 220, "labels": "balanced 20/class", "seed_scheme": "chunk",
-                                              "uint8": "truncate", "sampling_numerics": {"dtype": "fp32", "tf32": False}})
+    text = g.render_protocol_block(
+        findings,
+        {
+            "n": 220,
+            "labels": "balanced 20/class",
+            "seed_scheme": "chunk",
+            "uint8": "truncate",
+            "sampling_numerics": {"dtype": "fp32", "tf32": False},
+        },
+    )
     lines = text.splitlines()
-    assert lines[0] == ("protocol: N=220, labels=balanced 20/class, seeds=chunk, uint8=truncate, "
-                        "sampling=dtype=fp32 tf32=off")
+    assert lines[0] == (
+        "protocol: N=220, labels=balanced 20/class, seeds=chunk, uint8=truncate, sampling=dtype=fp32 tf32=off"
+    )
     assert lines[1].startswith("  FATAL fewer-than-50k: 220 samples") and lines[2].startswith("  warn  uint8-truncate")
     assert lines[-1] == "paper_comparable: NO (1 fatal)"
     assert not g.paper_comparable(findings)
@@ -119,15 +132,38 @@ def test_protocol_block_and_verdict():
 
 
 def test_run_guards_combines_the_checks_present():
-    clean = {"metric": "gfid", "reference": VIRTUAL, "n": 50_000, "labels": np.arange(50_000) % 1000,
-             "num_classes": 1000, "label_rule": "balanced", "seed_scheme": "chunk", "model": "alitok_b",
-             "sampling": {"cfg": 2.0}, "published_sampling": {"cfg": 2.0}, "resizes": [], "uint8": "round",
-             "sampling_numerics": {"device_type": "cuda", "dtype": "bf16", "tf32": True},
-             "feature_numerics": {"dtype": "fp32", "tf32": False}}
+    clean = {
+        "metric": "gfid",
+        "reference": VIRTUAL,
+        "n": 50_000,
+        "labels": np.arange(50_000) % 1000,
+        "num_classes": 1000,
+        "label_rule": "balanced",
+        "seed_scheme": "chunk",
+        "model": "alitok_b",
+        "sampling": {"cfg": 2.0},
+        "published_sampling": {"cfg": 2.0},
+        "resizes": [],
+        "uint8": "round",
+        "sampling_numerics": {"device_type": "cuda", "dtype": "bf16", "tf32": True},
+        "feature_numerics": {"dtype": "fp32", "tf32": False},
+    }
     assert g.run_guards(clean) == []
-    planted = {**clean, "metric": "rfid", "n": 10_000, "labels": None, "seed_scheme": "legacy_rank",
-               "sampling": {"cfg": 4.0}, "uint8": "truncate"}
+    planted = {
+        **clean,
+        "metric": "rfid",
+        "n": 10_000,
+        "labels": None,
+        "seed_scheme": "legacy_rank",
+        "sampling": {"cfg": 4.0},
+        "uint8": "truncate",
+    }
     assert {f.code for f in g.run_guards(planted)} == {
-        "rfid-vs-gfid-reference", "fewer-than-50k", "labels-unknown", "seed-layout-gpu-count", "preset-differs",
-        "uint8-truncate"}
+        "rfid-vs-gfid-reference",
+        "fewer-than-50k",
+        "labels-unknown",
+        "seed-layout-gpu-count",
+        "preset-differs",
+        "uint8-truncate",
+    }
     assert g.run_guards({}) == []

@@ -1,5 +1,6 @@
 """Metric math against independent references: torch-fidelity's and clean-fid's own functions, and closed forms
 written from the definitions."""
+
 import numpy as np
 import pytest
 import torch
@@ -95,8 +96,10 @@ def test_is_adm_mode_equals_unshuffled_splits():
     assert ours["is_std"] is None and ours["is_splits"] == 10
     # partial last chunk: 1050 samples -> chunks 5x200 + 50
     y = _logits(1050, 30, 9)
-    parts = [isc_features_to_metric(torch.from_numpy(y[i:i + 200]), splits=1, shuffle=False)["inception_score_mean"]
-             for i in range(0, 1050, 200)]
+    parts = [
+        isc_features_to_metric(torch.from_numpy(y[i : i + 200]), splits=1, shuffle=False)["inception_score_mean"]
+        for i in range(0, 1050, 200)
+    ]
     assert inception_score(y, mode="adm", split_size=200)["is"] == pytest.approx(np.mean(parts), rel=1e-10)
 
 
@@ -108,8 +111,8 @@ def test_is_adm_collapses_when_class_sorted():
     x[np.arange(c * per), labels] = 10.0
     interleaved = inception_score(x, mode="adm", split_size=200)["is"]
     sorted_ = inception_score(x[np.argsort(labels, kind="stable")], mode="adm", split_size=200)["is"]
-    assert interleaved > 45.0            # ~ number of classes
-    assert sorted_ < 6.0                 # each chunk sees only 5 classes
+    assert interleaved > 45.0  # ~ number of classes
+    assert sorted_ < 6.0  # each chunk sees only 5 classes
     # torch-fidelity mode shuffles, so order does not matter there
     a = inception_score(x, mode="torch-fidelity")["is"]
     b = inception_score(x[np.argsort(labels, kind="stable")], mode="torch-fidelity")["is"]
@@ -120,8 +123,14 @@ def test_is_adm_collapses_when_class_sorted():
 def test_precision_recall_equals_torch_fidelity(block):
     gen, real = _feats(300, 32, 10, shift=0.4), _feats(250, 32, 11)
     ours = precision_recall(gen, real, k=3, block_elems=block)
-    ref = prc_features_to_metric(torch.from_numpy(gen), torch.from_numpy(real), prc_neighborhood=3,
-                                 prc_batch_size=10000, save_cpu_ram=False, verbose=False)
+    ref = prc_features_to_metric(
+        torch.from_numpy(gen),
+        torch.from_numpy(real),
+        prc_neighborhood=3,
+        prc_batch_size=10000,
+        save_cpu_ram=False,
+        verbose=False,
+    )
     assert 0.0 < ref["precision"] < 1.0 and 0.0 < ref["recall"] < 1.0
     # torch-fidelity returns float32 shares; one point is 1/300, so 1e-6 still demands identical counts
     assert ours["precision"] == pytest.approx(ref["precision"], abs=1e-6)
@@ -139,16 +148,28 @@ def test_precision_recall_directions():
 def test_kid_equals_torch_fidelity_and_cleanfid_semantics():
     f1, f2 = _feats(120, 16, 13, shift=0.2), _feats(110, 16, 14)
     ours = kernel_inception_distance(f1, f2, subsets=20, subset_size=50, seed=2020)
-    ref = kid_features_to_metric(torch.from_numpy(f1.astype(np.float64)), torch.from_numpy(f2.astype(np.float64)),
-                                 kid_subsets=20, kid_subset_size=50, kid_kernel="poly", kid_kernel_poly_degree=3,
-                                 kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1, rng_seed=2020, verbose=False)
+    ref = kid_features_to_metric(
+        torch.from_numpy(f1.astype(np.float64)),
+        torch.from_numpy(f2.astype(np.float64)),
+        kid_subsets=20,
+        kid_subset_size=50,
+        kid_kernel="poly",
+        kid_kernel_poly_degree=3,
+        kid_kernel_poly_gamma=None,
+        kid_kernel_poly_coef0=1,
+        rng_seed=2020,
+        verbose=False,
+    )
     assert ours["kid"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-10)
     assert ours["kid_std"] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-8)
     # clean-fid draws its subsets from the global RNG: with one full-size subset the draw is irrelevant
     np.random.seed(0)
-    cf = cleanfid_fid.kernel_distance(f1[:100].astype(np.float64), f2[:100].astype(np.float64), num_subsets=1,
-                                      max_subset_size=100)
-    assert kernel_inception_distance(f1[:100], f2[:100], subsets=1, subset_size=100)["kid"] == pytest.approx(cf, rel=1e-9)
+    cf = cleanfid_fid.kernel_distance(
+        f1[:100].astype(np.float64), f2[:100].astype(np.float64), num_subsets=1, max_subset_size=100
+    )
+    assert kernel_inception_distance(f1[:100], f2[:100], subsets=1, subset_size=100)["kid"] == pytest.approx(
+        cf, rel=1e-9
+    )
 
 
 def test_kid_refuses_subsets_larger_than_the_sets():
@@ -159,9 +180,18 @@ def test_kid_refuses_subsets_larger_than_the_sets():
     with pytest.raises(UserError, match="subset size 1000 is larger than the sets"):
         kernel_inception_distance(f1, f2)
     with pytest.raises(ValueError, match="cannot be smaller"):  # the library's own rule, for comparison
-        kid_features_to_metric(torch.from_numpy(f1), torch.from_numpy(f2), kid_subsets=5, kid_subset_size=1000,
-                               kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
-                               kid_kernel_poly_coef0=1, rng_seed=2020, verbose=False)
+        kid_features_to_metric(
+            torch.from_numpy(f1),
+            torch.from_numpy(f2),
+            kid_subsets=5,
+            kid_subset_size=1000,
+            kid_kernel="poly",
+            kid_kernel_poly_degree=3,
+            kid_kernel_poly_gamma=None,
+            kid_kernel_poly_coef0=1,
+            rng_seed=2020,
+            verbose=False,
+        )
     r = kernel_inception_distance(f1, f2, subsets=7, subset_size=60)
     assert r["kid_subset_size"] == 60 and r["kid_subsets"] == 7
 
@@ -171,10 +201,14 @@ def test_is_and_kid_call_torch_fidelity(monkeypatch):
     import torch_fidelity.metric_isc as tf_isc
     import torch_fidelity.metric_kid as tf_kid
 
-    monkeypatch.setattr(tf_isc, "isc_features_to_metric", lambda *a, **k: {"inception_score_mean": 123.0,
-                                                                            "inception_score_std": 0.5})
-    monkeypatch.setattr(tf_kid, "kid_features_to_metric", lambda *a, **k: {"kernel_inception_distance_mean": 7.0,
-                                                                            "kernel_inception_distance_std": 0.25})
+    monkeypatch.setattr(
+        tf_isc, "isc_features_to_metric", lambda *a, **k: {"inception_score_mean": 123.0, "inception_score_std": 0.5}
+    )
+    monkeypatch.setattr(
+        tf_kid,
+        "kid_features_to_metric",
+        lambda *a, **k: {"kernel_inception_distance_mean": 7.0, "kernel_inception_distance_std": 0.25},
+    )
     assert inception_score(_logits(50, 10, 1), mode="torch-fidelity")["is"] == 123.0
     assert inception_score(_logits(50, 10, 1), mode="adm")["is"] == 123.0
     assert kernel_inception_distance(_feats(30, 4, 1), _feats(30, 4, 2), subset_size=10)["kid"] == 7.0
@@ -186,7 +220,7 @@ def _is_from_definition(logits, split_size):
     Loops over samples in float64 so nothing is shared with torch-fidelity's vectorised code."""
     scores = []
     for start in range(0, len(logits), split_size):
-        chunk = logits[start:start + split_size].astype(np.float64)
+        chunk = logits[start : start + split_size].astype(np.float64)
         probs = []
         for row in chunk:
             e = np.exp(row - row.max())
@@ -201,8 +235,9 @@ def _is_from_definition(logits, split_size):
 def test_is_adm_equals_the_definition(n, split):
     x = _logits(n, 12, 31, sharp=2.0)
     # float64 throughout on both sides: agreement to ~1e-12 is the rounding of a few hundred sums
-    assert inception_score(x, mode="adm", split_size=split)["is"] == pytest.approx(_is_from_definition(x, split),
-                                                                                 rel=1e-10)
+    assert inception_score(x, mode="adm", split_size=split)["is"] == pytest.approx(
+        _is_from_definition(x, split), rel=1e-10
+    )
 
 
 def _unbiased_mmd2_from_definition(x, y):

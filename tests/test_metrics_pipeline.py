@@ -3,6 +3,7 @@
 Images are tiny (24 + 24 at 32 px) because Inception runs at ~7 img/s on this CPU. One module-level
 cache folder holds the features, so each image set goes through the network once.
 """
+
 import json
 import os
 
@@ -13,8 +14,8 @@ import torch_fidelity
 from skimage.metrics import peak_signal_noise_ratio
 
 from harness import cli
-from harness.data.npz import save_samples_npz
 from harness.core.errors import UserError
+from harness.data.npz import save_samples_npz
 from harness.metrics import features as features_mod
 from harness.metrics.evaluate import EvalOptions, evaluate_samples
 from harness.metrics.inception import InceptionExtractor, tf1_resize
@@ -66,15 +67,39 @@ def test_resize_is_torch_fidelitys():
 
 def test_pipeline_matches_torch_fidelity_calculate_metrics(world, monkeypatch, nchw_dataset):
     calls = []
-    monkeypatch.setattr(features_mod, "iter_batches", lambda src, *a, **k: calls.append(str(src)) or _iter(src, *a, **k))
-    res = evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-        metrics=("fid", "is", "sfid", "prec", "recall", "kid"), inception=world["ex"], batch_size=7,
-        cache=world["cache"], kid_subset_size=24))
+    monkeypatch.setattr(
+        features_mod, "iter_batches", lambda src, *a, **k: calls.append(str(src)) or _iter(src, *a, **k)
+    )
+    res = evaluate_samples(
+        world["a_path"],
+        world["ref"],
+        EvalOptions(
+            metrics=("fid", "is", "sfid", "prec", "recall", "kid"),
+            inception=world["ex"],
+            batch_size=7,
+            cache=world["cache"],
+            kid_subset_size=24,
+        ),
+    )
     tf = torch_fidelity.calculate_metrics(
-        input1=nchw_dataset(world["a"]), input2=nchw_dataset(world["b"]), cuda=False, fid=True, isc=True, prc=True, kid=True,
-        feature_extractor="inception-v3-compat", feature_layer_prc="2048",
-        feature_extractor_weights_path=str(world["weights"].path), isc_splits=1, kid_subset_size=24,
-        batch_size=24, cache=False, save_cpu_ram=True, verbose=False, samples_shuffle=False)
+        input1=nchw_dataset(world["a"]),
+        input2=nchw_dataset(world["b"]),
+        cuda=False,
+        fid=True,
+        isc=True,
+        prc=True,
+        kid=True,
+        feature_extractor="inception-v3-compat",
+        feature_layer_prc="2048",
+        feature_extractor_weights_path=str(world["weights"].path),
+        isc_splits=1,
+        kid_subset_size=24,
+        batch_size=24,
+        cache=False,
+        save_cpu_ram=True,
+        verbose=False,
+        samples_shuffle=False,
+    )
     assert calls == [str(world["a_path"])]  # the reference's arr_0 features came from the build, not a 2nd pass
     m = res.metrics
     assert m["fid"] > 1.0  # the two sets really differ
@@ -100,22 +125,24 @@ def test_sfid_hook_equals_second_implementation(world):
         out = ex(world["a"][:2])
     finally:
         h.remove()
-    relu = torch.relu(grabbed["bn"])[:, :7].numpy()             # [B,7,17,17]
+    relu = torch.relu(grabbed["bn"])[:, :7].numpy()  # [B,7,17,17]
     manual = np.stack([np.transpose(r, (1, 2, 0)).ravel() for r in relu])  # HWC order per image
     assert out["spatial"].shape == (2, 2023)
     np.testing.assert_allclose(out["spatial"], manual, rtol=0, atol=1e-6)
 
 
 def test_feature_cache_is_used_and_keyed_by_weights(world, monkeypatch):
-    first = evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-        metrics=("fid", "prec"), inception=world["ex"], cache=world["cache"]))
+    first = evaluate_samples(
+        world["a_path"], world["ref"], EvalOptions(metrics=("fid", "prec"), inception=world["ex"], cache=world["cache"])
+    )
 
     def boom(*a, **k):
         raise AssertionError("features should have come from the cache")
 
     monkeypatch.setattr(type(world["ex"]), "__call__", boom)
-    again = evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-        metrics=("fid", "prec"), inception=world["ex"], cache=world["cache"]))
+    again = evaluate_samples(
+        world["a_path"], world["ref"], EvalOptions(metrics=("fid", "prec"), inception=world["ex"], cache=world["cache"])
+    )
     assert again.metrics == first.metrics
     files = sorted(p.name for p in (world["cache"] / "features").iterdir())
     assert all(world["weights"].sha256[:16] in f for f in files)
@@ -136,18 +163,50 @@ def test_reference_file_and_sidecar(world):
 def test_cli_ref_stats_and_eval(world, monkeypatch, capsys):
     monkeypatch.setenv("ALITOK_BENCH_CACHE", str(world["cache"]))
     out = world["root"] / "cli_ref.npz"
-    assert cli.main(["ref-stats", "build", str(world["b_path"]), "--out", str(out), "--inception", "random:0",
-                     "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "ref-stats",
+                "build",
+                str(world["b_path"]),
+                "--out",
+                str(out),
+                "--inception",
+                "random:0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["ref-stats", "verify", str(out)]) == 0
     rec_dir = world["root"] / "records"
-    assert cli.main(["eval", str(world["a_path"]), "--ref", str(out), "--metrics", "fid,is,prec,recall",
-                     "--inception", "random:0", "--device", "cpu", "--out", str(rec_dir)]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                str(world["a_path"]),
+                "--ref",
+                str(out),
+                "--metrics",
+                "fid,is,prec,recall",
+                "--inception",
+                "random:0",
+                "--device",
+                "cpu",
+                "--out",
+                str(rec_dir),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "paper_comparable: NO" in text and "fid" in text
     (record_path,) = rec_dir.glob("eval_record*.json")
     record = json.loads(record_path.read_text())
-    direct = evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-        metrics=("fid",), inception=world["ex"], cache=world["cache"]))
+    direct = evaluate_samples(
+        world["a_path"], world["ref"], EvalOptions(metrics=("fid",), inception=world["ex"], cache=world["cache"])
+    )
     assert record["kind"] == "eval" and record["paper_comparable"] is False
     assert record["metrics"]["fid"] == pytest.approx(direct.metrics["fid"], rel=1e-12)
     assert record["metric_provenance"]["weights"]["sha256"] == world["weights"].sha256
@@ -171,8 +230,14 @@ def test_cli_ref_stats_and_eval(world, monkeypatch, capsys):
 
 def test_reference_from_an_iterator_of_batches(world, tmp_path):
     imgs = smooth_images(6, 16, 5)
-    out = build_reference_from_images(iter([imgs[:4], imgs[4:]]), tmp_path / "it.npz", inception=world["ex"],
-                                      batch_size=4, source_desc="two batches", cache=False)
+    out = build_reference_from_images(
+        iter([imgs[:4], imgs[4:]]),
+        tmp_path / "it.npz",
+        inception=world["ex"],
+        batch_size=4,
+        source_desc="two batches",
+        cache=False,
+    )
     with np.load(out) as z:
         np.testing.assert_array_equal(z["arr_0"], imgs)
         mu = z["mu"]
@@ -195,20 +260,25 @@ def test_reconstruction_metrics(world):
     assert r["psnr"] == pytest.approx(expected_psnr, rel=1e-12)
     assert 0.3 < r["ssim"] < 1.0 and r["rfid"] > 0
     assert r["codebook_usage"] == 0.5 and r["codebook_entropy"] == pytest.approx(3.0)
-    assert codebook_stats(np.array([5, 5, 5]), 8) == {"codebook_usage": 0.125, "codebook_entropy": 0.0,
-                                                       "codebook_perplexity": 1.0}
+    assert codebook_stats(np.array([5, 5, 5]), 8) == {
+        "codebook_usage": 0.125,
+        "codebook_entropy": 0.0,
+        "codebook_perplexity": 1.0,
+    }
     # npz paths stream in batches (the ablation's 50k held-out images): the same numbers as the arrays
     real_npz = save_samples_npz(world["root"] / "recon_real.npz", real)
     noisy_npz = save_samples_npz(world["root"] / "recon_noisy.npz", noisy)
-    streamed = evaluate_reconstruction(real_npz, noisy_npz, inception=world["ex"], codes=codes, codebook_size=16,
-                                       batch_size=3, cache=False)
+    streamed = evaluate_reconstruction(
+        real_npz, noisy_npz, inception=world["ex"], codes=codes, codebook_size=16, batch_size=3, cache=False
+    )
     assert streamed["psnr"] == pytest.approx(r["psnr"], rel=1e-15)
     assert streamed["ssim"] == pytest.approx(r["ssim"], rel=1e-15)
     # float64 moments of float32 features: the same up to summation order (~1e-12 of FID's scale)
     assert streamed["rfid"] == pytest.approx(r["rfid"], rel=1e-9) and streamed["n"] == 8
     with pytest.raises(UserError, match="differ in shape"):
-        evaluate_reconstruction(real_npz, save_samples_npz(world["root"] / "three.npz", noisy[:3]),
-                                inception=world["ex"])
+        evaluate_reconstruction(
+            real_npz, save_samples_npz(world["root"] / "three.npz", noisy[:3]), inception=world["ex"]
+        )
 
 
 def _stats_only_reference(world, name="mu_sigma_only.npz"):
@@ -230,18 +300,32 @@ def test_mu_sigma_only_reference_skips_what_it_cannot_give(world, capsys):
 
     ref = _stats_only_reference(world)
     res = evaluate_samples(world["a_path"], ref, EvalOptions(inception=world["ex"], cache=world["cache"]))
-    full = evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-        metrics=("fid",), inception=world["ex"], cache=world["cache"]))
+    full = evaluate_samples(
+        world["a_path"], world["ref"], EvalOptions(metrics=("fid",), inception=world["ex"], cache=world["cache"])
+    )
     assert res.metrics["fid"] == pytest.approx(full.metrics["fid"], rel=1e-12)
     assert res.metrics["sfid"] is None and res.metrics["prec"] is None and res.metrics["recall"] is None
     assert set(res.provenance["skipped"]) == {"sfid", "prec", "recall"}  # IS computed: random weights have logits
     assert any("sfid unavailable, skipped" in w and "mu_s/sigma_s" in w for w in res.warnings)
     with pytest.raises(InputFileError, match="no mu_s/sigma_s: drop sfid"):
-        evaluate_samples(world["a_path"], ref, EvalOptions(
-            metrics="fid,sfid", inception=world["ex"], cache=world["cache"]))
+        evaluate_samples(
+            world["a_path"], ref, EvalOptions(metrics="fid,sfid", inception=world["ex"], cache=world["cache"])
+        )
     # the CLI with its default --metrics: exit 0 and the note printed
-    rc = cli.main(["eval", str(world["a_path"]), "--ref", str(ref), "--inception", "random:0", "--device", "cpu",
-                   "--out", str(world["root"] / "stats_only_eval")])
+    rc = cli.main(
+        [
+            "eval",
+            str(world["a_path"]),
+            "--ref",
+            str(ref),
+            "--inception",
+            "random:0",
+            "--device",
+            "cpu",
+            "--out",
+            str(world["root"] / "stats_only_eval"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "sfid unavailable, skipped" in out
 
@@ -251,23 +335,30 @@ def test_kid_subset_size_is_explicit_and_recorded(world):
     from harness.metrics.kid import KIDSubsetError
 
     with pytest.raises(KIDSubsetError, match="subset size 1000 is larger than the sets"):
-        evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-            metrics="kid", inception=world["ex"], cache=world["cache"]))
-    res = evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-        metrics="kid", inception=world["ex"], cache=world["cache"], kid_subset_size=20, kid_subsets=30))
+        evaluate_samples(
+            world["a_path"], world["ref"], EvalOptions(metrics="kid", inception=world["ex"], cache=world["cache"])
+        )
+    res = evaluate_samples(
+        world["a_path"],
+        world["ref"],
+        EvalOptions(metrics="kid", inception=world["ex"], cache=world["cache"], kid_subset_size=20, kid_subsets=30),
+    )
     assert res.provenance["kid_subset_size"] == 20 and res.provenance["kid_subsets"] == 30
 
 
 def test_ndarray_and_batches_evaluate_like_the_file(world):
     """evaluate_samples takes in-memory arrays and iterables of batches (before: TypeError on an ndarray)."""
     ref_only = ("fid", "sfid", "prec", "recall")
-    from_file = evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-        metrics=ref_only, inception=world["ex"], cache=world["cache"]))
-    from_array = evaluate_samples(world["a"], world["ref"], EvalOptions(
-        metrics=ref_only, inception=world["ex"], cache=False))
-    batches = (world["a"][i:i + 5] for i in range(0, 24, 5))
-    from_batches = evaluate_samples(batches, world["ref"], EvalOptions(
-        metrics=ref_only, inception=world["ex"], cache=False))
+    from_file = evaluate_samples(
+        world["a_path"], world["ref"], EvalOptions(metrics=ref_only, inception=world["ex"], cache=world["cache"])
+    )
+    from_array = evaluate_samples(
+        world["a"], world["ref"], EvalOptions(metrics=ref_only, inception=world["ex"], cache=False)
+    )
+    batches = (world["a"][i : i + 5] for i in range(0, 24, 5))
+    from_batches = evaluate_samples(
+        batches, world["ref"], EvalOptions(metrics=ref_only, inception=world["ex"], cache=False)
+    )
     for m in ref_only:
         assert from_array.metrics[m] == pytest.approx(from_file.metrics[m], rel=1e-6, abs=1e-9)
         assert from_batches.metrics[m] == pytest.approx(from_file.metrics[m], rel=1e-6, abs=1e-9)
@@ -301,11 +392,13 @@ def test_a_new_metric_with_its_own_extractor_is_one_entry(world, monkeypatch):
         mr, sr = feature_statistics(x.reference("toy", "pool"))
         return {"fd_toy": frechet_distance(ms, ss, mr, sr)}
 
-    entry = table.Metric("fd_toy", "Frechet distance of channel means", colour_distance, features="toy",
-                         needs_reference_images=True)
+    entry = table.Metric(
+        "fd_toy", "Frechet distance of channel means", colour_distance, features="toy", needs_reference_images=True
+    )
     monkeypatch.setattr(table.registry, "_entries", {**table.registry._entries, "fd_toy": entry})
-    res = evaluate_samples(world["a_path"], world["ref"], EvalOptions(
-        metrics="fid,fd_toy", inception=world["ex"], cache=False))
+    res = evaluate_samples(
+        world["a_path"], world["ref"], EvalOptions(metrics="fid,fd_toy", inception=world["ex"], cache=False)
+    )
     a, b = _MeanPixelExtractor(None)(world["a"])["pool"], _MeanPixelExtractor(None)(world["b"])["pool"]
     expected = frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
     # kept feature rows are stored as float32 (as Inception's are), so agreement is to float32 round-off

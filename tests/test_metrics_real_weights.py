@@ -2,6 +2,7 @@
 
 Budget: ~150 Inception forward passes in all (22 images per set, features cached per set).
 """
+
 import numpy as np
 import pytest
 import torch
@@ -41,8 +42,21 @@ def test_fid_helper_conversion_matches_its_torchscript(ex, sets):
         ref_pool = ts(x).reshape(4, -1).numpy()
         h = x
         layers = ts.net.layers
-        for name in ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1",
-                     "mixed", "mixed_1", "mixed_2", "mixed_3", "mixed_4", "mixed_5"):
+        for name in (
+            "conv",
+            "conv_1",
+            "conv_2",
+            "pool0",
+            "conv_3",
+            "conv_4",
+            "pool1",
+            "mixed",
+            "mixed_1",
+            "mixed_2",
+            "mixed_3",
+            "mixed_4",
+            "mixed_5",
+        ):
             h = getattr(layers, name)(h)
         tf_mixed_6_conv = layers.mixed_6.conv(h)  # ADM's sFID tensor "mixed_6/conv", by its TF name
     ref_spatial = tf_mixed_6_conv[:, :7].permute(0, 2, 3, 1).reshape(4, -1).numpy()

@@ -1,4 +1,5 @@
 """Uncertainty: disjoint subsets really are disjoint and complete; spreads equal numpy's; the method is named."""
+
 import math
 
 import numpy as np

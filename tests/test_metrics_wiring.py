@@ -1,4 +1,5 @@
 """The known-mistake guard wired into evaluation: facts gathered from what an eval knows, findings in the record."""
+
 import json
 
 import numpy as np
@@ -11,11 +12,20 @@ VIRTUAL = {"kind": guards.ADM_VIRTUAL_KIND, "split": "train", "preprocessing": N
 
 def clean_record(**model):
     """A sample_record.json as the sample verb writes it, for a 50k chunk-seeded run at the plugin preset."""
-    return {"kind": "sample", "model": {"name": "alitok-b", "sampling": {"cfg_scale": 1.5, "temperature": 1.0},
-                                        "quantization": "round", **model},
-            "spec": {"model": {"name": "alitok-b", "sampling": {}},
-                     "protocol": {"num_classes": 1000, "image_size": 256, "seed_scheme": "chunk"}},
-            "seeds": {"seed_scheme": "chunk"}}
+    return {
+        "kind": "sample",
+        "model": {
+            "name": "alitok-b",
+            "sampling": {"cfg_scale": 1.5, "temperature": 1.0},
+            "quantization": "round",
+            **model,
+        },
+        "spec": {
+            "model": {"name": "alitok-b", "sampling": {}},
+            "protocol": {"num_classes": 1000, "image_size": 256, "seed_scheme": "chunk"},
+        },
+        "seeds": {"seed_scheme": "chunk"},
+    }
 
 
 def clean_spec():
@@ -27,8 +37,14 @@ def balanced(n=50_000, c=1000):
 
 
 def test_clean_50k_run_has_no_findings():
-    facts = eval_facts.build_facts(n=50_000, labels=balanced(), reference=VIRTUAL, image_size=(256, 256),
-                                   record=clean_record(), folder_spec=clean_spec())
+    facts = eval_facts.build_facts(
+        n=50_000,
+        labels=balanced(),
+        reference=VIRTUAL,
+        image_size=(256, 256),
+        record=clean_record(),
+        folder_spec=clean_spec(),
+    )
     found = guards.run_guards(facts)
     assert found == [] and guards.paper_comparable(found)
     block = guards.render_protocol_block(found, eval_facts.printable(facts))
@@ -40,16 +56,24 @@ def test_planted_mistakes_are_found():
     rec = clean_record(quantization="truncate")
     rec["spec"]["model"]["sampling"] = {"cfg_scale": 4.0}
     rec["spec"]["protocol"]["seed_scheme"] = rec["seeds"]["seed_scheme"] = "legacy_rank"
-    facts = eval_facts.build_facts(n=220, labels=np.zeros(220, int), reference=VIRTUAL, image_size=(256, 256),
-                                   record=rec, folder_spec=None)
+    facts = eval_facts.build_facts(
+        n=220, labels=np.zeros(220, int), reference=VIRTUAL, image_size=(256, 256), record=rec, folder_spec=None
+    )
     found = {f.code: f.severity for f in guards.run_guards(facts)}
-    assert found == {"fewer-than-50k": "fatal", "labels-unbalanced": "fatal", "seed-layout-gpu-count": "warn",
-                     "preset-overridden": "warn", "uint8-truncate": "warn", "sampling-numerics-unknown": "warn"}
+    assert found == {
+        "fewer-than-50k": "fatal",
+        "labels-unbalanced": "fatal",
+        "seed-layout-gpu-count": "warn",
+        "preset-overridden": "warn",
+        "uint8-truncate": "warn",
+        "sampling-numerics-unknown": "warn",
+    }
     # with the plugin's preset recorded the difference is named and fatal
     rec["model"]["published_sampling"] = {"cfg_scale": 1.5}
     rec["model"]["sampling"]["cfg_scale"] = 4.0
-    facts = eval_facts.build_facts(n=50_000, labels=balanced(), reference=VIRTUAL, image_size=(256, 256),
-                                   record=rec, folder_spec=clean_spec())
+    facts = eval_facts.build_facts(
+        n=50_000, labels=balanced(), reference=VIRTUAL, image_size=(256, 256), record=rec, folder_spec=clean_spec()
+    )
     (preset,) = [f for f in guards.run_guards(facts) if f.code == "preset-differs"]
     assert preset.severity == "fatal" and "cfg_scale 4.0" in preset.message
 
@@ -71,8 +95,10 @@ def test_sample_run_files_are_found_beside_an_npz_and_in_a_folder(tmp_path):
 
 
 def test_report_fields_read_findings_and_uncertainty():
-    rec = {"protocol_findings": [{"code": "fewer-than-50k", "severity": "fatal", "message": "220 samples"}, "old text"],
-           "uncertainty": {"fid": {"std": 0.25, "method": "disjoint-subsets(k=5,seed=0)"}}}
+    rec = {
+        "protocol_findings": [{"code": "fewer-than-50k", "severity": "fatal", "message": "220 samples"}, "old text"],
+        "uncertainty": {"fid": {"std": 0.25, "method": "disjoint-subsets(k=5,seed=0)"}},
+    }
     assert fields.protocol_findings(rec) == ["FATAL fewer-than-50k: 220 samples", "old text"]
     assert fields.uncertainty(rec, "fid") == 0.25 and fields.uncertainty(rec, "is") is None
 
@@ -105,12 +131,16 @@ def test_compare_sigma_gate_reads_the_recorded_spread():
     from harness.runs.records import RunRecord
 
     def rec(fid, std):
-        d = RunRecord(kind="eval", model={"name": "m"}, metrics={"fid": fid},
-                      uncertainty={"fid": {"std": std, "method": "disjoint-subsets(k=10,seed=0)"}}).to_dict()
+        d = RunRecord(
+            kind="eval",
+            model={"name": "m"},
+            metrics={"fid": fid},
+            uncertainty={"fid": {"std": std, "method": "disjoint-subsets(k=10,seed=0)"}},
+        ).to_dict()
         return {**d, "label": "m"}
 
     gate = [parse_gate("fid:+2sigma")]
-    sd = (0.3 ** 2 + 0.4 ** 2) ** 0.5
+    sd = (0.3**2 + 0.4**2) ** 0.5
     assert compare([rec(10.0, 0.3)], [rec(10.0 + 2 * sd - 1e-6, 0.4)], gate)[0].passed
     assert not compare([rec(10.0, 0.3)], [rec(10.0 + 2 * sd + 1e-6, 0.4)], gate)[0].passed
 
@@ -134,8 +164,9 @@ def test_suite_records_carry_findings_and_run_prints_the_block(tmp_path, monkeyp
 
     monkeypatch.setenv("ALITOK_BENCH_CACHE", str(tmp_path / "cache"))
     (tmp_path / "w.yaml").write_text(SUITE)
-    assert main(["run", str(tmp_path / "w.yaml"), "--out", str(tmp_path / "out"), "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert (
+        main(["run", str(tmp_path / "w.yaml"), "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
+    )
     text = capsys.readouterr().out
     rec = json.loads((tmp_path / "out" / "tiny" / "run_record.json").read_text())
     codes = {f["code"]: f["severity"] for f in rec["protocol_findings"]}

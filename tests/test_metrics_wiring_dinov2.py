@@ -1,5 +1,6 @@
 """FD-DINOv2 as a metric-table entry: `ref-stats build --dinov2` stores its statistics and extractor identity,
 `eval --dinov2` computes it, equal to an independent timm + torchvision + scipy computation; mismatches refused."""
+
 import functools
 import json
 
@@ -29,8 +30,13 @@ def timm_features(imgs, seed):
     """dgm-eval's transform composed from torchvision, then timm's network with the same seeded weights."""
     net = timm.create_model(SMALL, pretrained=False, num_classes=0, img_size=224, **TINY).eval()
     net.load_state_dict(dinov2.random_state_dict(seed, SMALL, TINY))
-    tf = TF.Compose([TF.Resize((224, 224), TF.InterpolationMode.BICUBIC), TF.ToTensor(),
-                     TF.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    tf = TF.Compose(
+        [
+            TF.Resize((224, 224), TF.InterpolationMode.BICUBIC),
+            TF.ToTensor(),
+            TF.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     with torch.no_grad():
         return net(torch.stack([tf(Image.fromarray(im)) for im in imgs])).double().numpy()
 
@@ -43,8 +49,9 @@ def frechet(a, b):
 @pytest.fixture()
 def tiny_dino(monkeypatch, tmp_path):
     monkeypatch.setenv("ALITOK_BENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(dinov2, "feature_extractor",
-                        functools.partial(dinov2.feature_extractor, arch=SMALL, overrides=TINY))
+    monkeypatch.setattr(
+        dinov2, "feature_extractor", functools.partial(dinov2.feature_extractor, arch=SMALL, overrides=TINY)
+    )
     a, b = images(2), images(3, shift=40)
     return tmp_path, a, b, save_samples_npz(tmp_path / "a.npz", a), save_samples_npz(tmp_path / "b.npz", b)
 
@@ -67,8 +74,24 @@ def test_fd_dinov2_through_ref_stats_and_eval(tiny_dino, capsys):
     assert json.loads(capsys.readouterr().out)["has_dinov2"] is True
 
     out = root / "rec"
-    assert cli.main(["eval", str(a_path), "--ref", str(ref), "--metrics", "fid,fd_dinov2", "--dinov2", "random:0",
-                     "--out", str(out), *common]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                str(a_path),
+                "--ref",
+                str(ref),
+                "--metrics",
+                "fid,fd_dinov2",
+                "--dinov2",
+                "random:0",
+                "--out",
+                str(out),
+                *common,
+            ]
+        )
+        == 0
+    )
     (path,) = out.glob("eval_record*.json")
     record = json.loads(path.read_text())
     expect = frechet(timm_features(a, 0), timm_features(b, 0))

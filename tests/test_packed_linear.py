@@ -1,17 +1,18 @@
 """harness/nn/kernels/packed_linear: oneDNN Linear on packed weights agrees with F.linear and leaves the model as it was."""
+
 import dataclasses
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness.nn.kernels import packed_linear
-from harness.nn.samplers.ar_sampling import ar_sample, ar_sample_naive
 from harness.nn.kernels.packed_linear import PackedLinears
+from harness.nn.samplers.ar_sampling import ar_sample, ar_sample_naive
 
-pytestmark = pytest.mark.skipif(not packed_linear.available("cpu", torch.float32),
-                                reason="this torch build has no oneDNN packed linear")
+pytestmark = pytest.mark.skipif(
+    not packed_linear.available("cpu", torch.float32), reason="this torch build has no oneDNN packed linear"
+)
 
 
 def _net(bias: bool) -> nn.Module:
@@ -85,13 +86,15 @@ def test_onednn_matmul_floor_kernel_computes_the_product():
     # floors.matmul_gflops times linear(a, b^T) as a @ b: check that identity on the same kernel
     a, b = torch.randn(64, 32), torch.randn(32, 40)
     w = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), None)
-    torch.testing.assert_close(torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], ""), a @ b,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], ""), a @ b, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_packed_cached_sampling_equals_packed_full_recompute():
     from alitok.generator import PRESETS, build
     from harness.core.interfaces import ARSampling
+
     cfg = dataclasses.replace(PRESETS["alitok-b"].config, depth=2, width=64, num_heads=4)
     model = build(cfg, generator=torch.Generator().manual_seed(0)).eval()
     torch.nn.init.normal_(model.output.weight, std=0.5, generator=torch.Generator().manual_seed(1))

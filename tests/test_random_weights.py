@@ -1,5 +1,6 @@
 """``random_weights=True``: every full AR baseline builds its published architecture without a file (speed
 runs), exposes the speed hooks, and refuses a checkpoint given beside it."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """`alitok-bench recon`: tokenizer reconstructions, rFID/PSNR/SSIM/codebook stats and a record."""
+
 import json
 
 import numpy as np
@@ -11,8 +12,23 @@ from harness.data.embedded import natural_patches
 
 def test_recon_embedded_record_matches_independent_psnr(tmp_path, capsys):
     out = tmp_path / "recon"
-    rc = main(["recon", "embedded:val:32", "--tokenizer", "alitok-tiny", "--out", str(out), "--per-class", "2",
-               "--inception", "random:0", "--device", "cpu", "--no-cache"])
+    rc = main(
+        [
+            "recon",
+            "embedded:val:32",
+            "--tokenizer",
+            "alitok-tiny",
+            "--out",
+            str(out),
+            "--per-class",
+            "2",
+            "--inception",
+            "random:0",
+            "--device",
+            "cpu",
+            "--no-cache",
+        ]
+    )
     assert rc == 0
     record = json.loads((out / "recon_record.json").read_text())
     real, _ = natural_patches("val", 32, per_class=2, seed=0)
@@ -29,15 +45,32 @@ def test_recon_embedded_record_matches_independent_psnr(tmp_path, capsys):
     assert (out / "recon_grid.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["/no/such/source"], "source not found"),
-    (["embedded:val:64"], "expected 32x32 images"),
-    (["embedded:val:32", "--option", "bogus=1"], "unknown option"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["/no/such/source"], "source not found"),
+        (["embedded:val:64"], "expected 32x32 images"),
+        (["embedded:val:32", "--option", "bogus=1"], "unknown option"),
+    ],
+)
 def test_recon_bad_input_one_line_error(tmp_path, capsys, argv, message):
     out = tmp_path / "r"
-    rc = main(["recon", *argv, "--tokenizer", "alitok-tiny", "--out", str(out), "--per-class", "1",
-               "--inception", "random:0", "--device", "cpu"])
+    rc = main(
+        [
+            "recon",
+            *argv,
+            "--tokenizer",
+            "alitok-tiny",
+            "--out",
+            str(out),
+            "--per-class",
+            "1",
+            "--inception",
+            "random:0",
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and len(err.splitlines()) == 1
     assert not (out / "recon_record.json").exists()
@@ -48,8 +81,7 @@ def test_recon_official_tokenizer_without_weights_names_the_recon_flag(tmp_path,
     rc = main(["recon", "embedded:val:32", "--tokenizer", "alitok", "--out", str(tmp_path / "r"), "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "--checkpoint" in err and "--set" not in err
-    from harness.cli import build_parser
-    from harness.cli import recon
+    from harness.cli import build_parser, recon
 
     _, verbs = build_parser()
     recon.add_arguments(verbs["recon"])
@@ -57,8 +89,23 @@ def test_recon_official_tokenizer_without_weights_names_the_recon_flag(tmp_path,
 
 
 def test_recon_shows_a_progress_bar(tmp_path, capsys):
-    rc = main(["recon", "embedded:val:32", "--tokenizer", "alitok-tiny", "--out", str(tmp_path / "r"),
-               "--per-class", "1", "--inception", "random:0", "--device", "cpu", "--no-cache"])
+    rc = main(
+        [
+            "recon",
+            "embedded:val:32",
+            "--tokenizer",
+            "alitok-tiny",
+            "--out",
+            str(tmp_path / "r"),
+            "--per-class",
+            "1",
+            "--inception",
+            "random:0",
+            "--device",
+            "cpu",
+            "--no-cache",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0 and "reconstruct" in err and "11/11" in err
 

@@ -1,4 +1,5 @@
 """Run records: JSON round trip, atomic writes, the pandas index, code provenance."""
+
 import hashlib
 import json
 import subprocess
@@ -12,8 +13,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_write_and_load_records_as_dataframe(tmp_path):
-    a = RunRecord(kind="sample", spec={"protocol": {"name": "demo"}}, spec_hash="abc123",
-                  model={"name": "real-data"}, metrics={"fid": 12.5, "is": None}, samples={"n": 220})
+    a = RunRecord(
+        kind="sample",
+        spec={"protocol": {"name": "demo"}},
+        spec_hash="abc123",
+        model={"name": "real-data"},
+        metrics={"fid": 12.5, "is": None},
+        samples={"n": 220},
+    )
     b = RunRecord(kind="eval", model={"name": "alitok-tiny"}, metrics={"fid": 30.0}, status="partial")
     pa = write_record(a, tmp_path / "x")
     write_record(b, tmp_path / "y" / "deeper")
@@ -77,9 +84,11 @@ def test_record_names():
     base = eval_record_name("alitok-tiny", "r" * 64, "w" * 64, ["fid", "is"])
     assert base.startswith("eval_record-alitok-tiny-") and base.endswith(".json")
     assert eval_record_name("alitok-tiny", "r" * 64, "w" * 64, ["is", "fid"]) == base  # order does not matter
-    others = {eval_record_name("alitok-tiny", "s" * 64, "w" * 64, ["fid", "is"]),
-              eval_record_name("alitok-tiny", "r" * 64, "v" * 64, ["fid", "is"]),
-              eval_record_name("alitok-tiny", "r" * 64, "w" * 64, ["fid"])}
+    others = {
+        eval_record_name("alitok-tiny", "s" * 64, "w" * 64, ["fid", "is"]),
+        eval_record_name("alitok-tiny", "r" * 64, "v" * 64, ["fid", "is"]),
+        eval_record_name("alitok-tiny", "r" * 64, "w" * 64, ["fid"]),
+    }
     assert len(others) == 3 and base not in others
     assert record_name("eval", "a/b c", {"x": 1}).startswith("eval_record-a_b_c-")
     with pytest.raises(ValueError, match="record"):
@@ -101,11 +110,28 @@ def test_eval_records_are_named_after_the_sampling_model_and_added_per_reference
     for i in (1, 2):
         src = save_samples_npz(tmp_path / f"real{i}.npz", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
         refs.append(tmp_path / f"ref{i}.npz")
-        assert main(["ref-stats", "build", str(src), "--out", str(refs[-1]), "--inception", "random:0",
-                     "--device", "cpu"]) == 0
+        assert (
+            main(["ref-stats", "build", str(src), "--out", str(refs[-1]), "--inception", "random:0", "--device", "cpu"])
+            == 0
+        )
     for ref in (refs[0], refs[1], refs[0]):  # the third repeats the first: same name, replaced
-        assert main(["eval", str(samples), "--ref", str(ref), "--metrics", "fid", "--inception", "random:0",
-                     "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    str(samples),
+                    "--ref",
+                    str(ref),
+                    "--metrics",
+                    "fid",
+                    "--inception",
+                    "random:0",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     evals = sorted(run.glob("eval_record*.json"))
     assert len(evals) == 2 and all(p.name.startswith("eval_record-toy-gen-") for p in evals)
     df = load_records(run)

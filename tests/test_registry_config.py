@@ -1,4 +1,5 @@
 """Registry, config loader and quantisation rules: the contracts every later piece relies on."""
+
 import dataclasses
 import subprocess
 import sys
@@ -33,9 +34,11 @@ def test_registry_decorator_lazy_duplicate_and_suggestions():
 
 
 def test_list_imports_no_model_code():
-    code = ("import sys; from harness.cli import main; main(['list']); "
-            "bad=[m for m in sys.modules if m.split('.')[0] in ('alitok','baselines','torch_fidelity','timm')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys; from harness.cli import main; main(['list']); "
+        "bad=[m for m in sys.modules if m.split('.')[0] in ('alitok','baselines','torch_fidelity','timm')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
@@ -111,8 +114,12 @@ def test_entry_point_group_registers_outside_plugins(monkeypatch):
     fresh = {kind: Registry(reg.kind) for kind, reg in registry.REGISTRIES.items()}
     monkeypatch.setattr(registry, "REGISTRIES", fresh)
     monkeypatch.setattr(registry, "_loaded", False)
-    eps = EntryPoints([EntryPoint("ext", f"{__name__}:EXTERNAL_PLUGINS", registry.ENTRY_POINT_GROUP),
-                       EntryPoint("other", "json:dumps", "some.other.group")])
+    eps = EntryPoints(
+        [
+            EntryPoint("ext", f"{__name__}:EXTERNAL_PLUGINS", registry.ENTRY_POINT_GROUP),
+            EntryPoint("other", "json:dumps", "some.other.group"),
+        ]
+    )
     registry.load_plugins(entry_points=lambda: eps)
     gens = fresh["generators"]
     assert "outside-gen" in gens and gens.help("outside-gen") == "from an outside package"
@@ -126,12 +133,22 @@ def test_entry_point_group_registers_outside_plugins(monkeypatch):
     monkeypatch.setattr(registry, "REGISTRIES", {k: Registry(r.kind) for k, r in fresh.items()})
     globals()["CLASH"] = clash
     with pytest.raises(RegistryError, match="already registered"):
-        registry.load_plugins(entry_points=lambda: EntryPoints(
-            [EntryPoint("bad", f"{__name__}:CLASH", registry.ENTRY_POINT_GROUP)]))
+        registry.load_plugins(
+            entry_points=lambda: EntryPoints([EntryPoint("bad", f"{__name__}:CLASH", registry.ENTRY_POINT_GROUP)])
+        )
 
 
-@pytest.mark.parametrize("verb, option", [("sample", "--num-samples"), ("eval", "--ref"), ("recon", "--tokenizer"),
-                                          ("train", "--out"), ("run", "--out"), ("ref-stats", "build")])
+@pytest.mark.parametrize(
+    "verb, option",
+    [
+        ("sample", "--num-samples"),
+        ("eval", "--ref"),
+        ("recon", "--tokenizer"),
+        ("train", "--out"),
+        ("run", "--out"),
+        ("ref-stats", "build"),
+    ],
+)
 def test_each_verb_help_lists_its_own_options(verb, option, capsys):
     from harness.cli import main
 

@@ -1,4 +1,5 @@
 """Sampling plan, legacy_rank layout and seeds, 1 vs 2 processes, SIGKILL + resume."""
+
 import dataclasses
 import json
 from pathlib import Path
@@ -6,19 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runs import python, sample_killed_midway, sample_one_and_two_processes
 
 from harness.core.interfaces import Generator, NoSampling
 from harness.core.io import sha256_bytes
 from harness.runs.protocols import get_protocol
+from harness.runs.specs import ModelSpec, ProtocolSpec, RunSpec, sampling_identity_hash
 from harness.sampling import shards
 from harness.sampling.plan import SamplingPlan
 from harness.sampling.runner import sample
-from harness.runs.specs import ModelSpec, ProtocolSpec, RunSpec, sampling_identity_hash
-
-from cli_runs import python, sample_killed_midway, sample_one_and_two_processes
 
 REPO = Path(__file__).resolve().parent.parent
-
 
 
 class NoiseGenerator(Generator):
@@ -57,9 +56,13 @@ def test_chunk_plan_labels_cover_and_prefix_property():
         a, b = small_plan.chunk(k), big_plan.chunk(k)
         assert np.array_equal(a.indices, b.indices) and small_plan.seed_for(a) == big_plan.seed_for(b)
     spec_a, spec_b = RunSpec(ModelSpec("m"), p), RunSpec(ModelSpec("m"), dataclasses.replace(small, name="other"))
-    assert sampling_identity_hash(spec_a, NoSampling(), "truncate") == sampling_identity_hash(spec_b, NoSampling(), "truncate")
+    assert sampling_identity_hash(spec_a, NoSampling(), "truncate") == sampling_identity_hash(
+        spec_b, NoSampling(), "truncate"
+    )
     spec_c = RunSpec(ModelSpec("m"), dataclasses.replace(p, seed=1))
-    assert sampling_identity_hash(spec_a, NoSampling(), "truncate") != sampling_identity_hash(spec_c, NoSampling(), "truncate")
+    assert sampling_identity_hash(spec_a, NoSampling(), "truncate") != sampling_identity_hash(
+        spec_c, NoSampling(), "truncate"
+    )
 
 
 def test_round_robin_assignment_partitions_chunks():
@@ -75,10 +78,10 @@ def _upstream_layout(num_classes, n_total, world, batch, seed):
     labels = {}
     for rank in range(world):
         all_classes = list(range(num_classes)) * (n_total // num_classes)
-        subset = all_classes[rank * n_total // world:(rank + 1) * n_total // world]
+        subset = all_classes[rank * n_total // world : (rank + 1) * n_total // world]
         total = 0
         for t in range(len(subset) // batch):
-            for j, lab in enumerate(subset[t * batch:(t + 1) * batch]):
+            for j, lab in enumerate(subset[t * batch : (t + 1) * batch]):
                 labels[j * world + rank + total] = lab
             total += world * batch
     return np.array([labels[i] for i in range(n_total)]), [seed + r for r in range(world)]
@@ -86,8 +89,9 @@ def _upstream_layout(num_classes, n_total, world, batch, seed):
 
 @pytest.mark.parametrize("num_classes, n, world, batch, seed", [(1000, 50_000, 8, 125, 42), (10, 120, 4, 5, 3)])
 def test_legacy_rank_label_layout_and_seeds(num_classes, n, world, batch, seed):
-    proto = ProtocolSpec("t", n, num_classes, 4, seed=seed, seed_scheme="legacy_rank",
-                         legacy_world_size=world, legacy_batch_size=batch)
+    proto = ProtocolSpec(
+        "t", n, num_classes, 4, seed=seed, seed_scheme="legacy_rank", legacy_world_size=world, legacy_batch_size=batch
+    )
     plan = SamplingPlan(proto, "h")
     want_labels, want_seeds = _upstream_layout(num_classes, n, world, batch, seed)
     assert np.array_equal(plan.labels(), want_labels)
@@ -143,8 +147,21 @@ def test_corrupted_shard_is_redone_and_manifest_complete(tmp_path):
 # ---------------------------------------------------------------------------------------------- processes
 
 
-SAMPLE_ARGS = ["--model", "real-data", "--protocol", "demo", "--num-samples", "66", "--chunk-size", "7",
-               "--set", "model.options.per_class=20", "--no-progress", "--device", "cpu"]
+SAMPLE_ARGS = [
+    "--model",
+    "real-data",
+    "--protocol",
+    "demo",
+    "--num-samples",
+    "66",
+    "--chunk-size",
+    "7",
+    "--set",
+    "model.options.per_class=20",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def test_one_vs_two_gloo_processes_byte_identical(tmp_path):
@@ -170,9 +187,9 @@ def test_sigkill_midway_then_resume_byte_identical(tmp_path):
 def test_numerics_that_change_pixels_are_part_of_the_identity(tmp_path):
     """Device type (CPU and CUDA generators draw different streams), dtype and CUDA TF32 change the
     pixels, so they change the identity hash; TF32 off CUDA and the process count do not."""
-    from harness.runs.specs import ModelSpec, RunSpec, numerics, sampling_identity_hash
     from harness.core.interfaces import NoSampling
     from harness.runs.protocols import get_protocol
+    from harness.runs.specs import ModelSpec, RunSpec, numerics, sampling_identity_hash
 
     spec = RunSpec(ModelSpec("real-data"), get_protocol("demo"))
     h = lambda rt: sampling_identity_hash(spec, NoSampling(), "truncate", {}, rt)  # noqa: E731
@@ -180,8 +197,17 @@ def test_numerics_that_change_pixels_are_part_of_the_identity(tmp_path):
     assert h(None) == base  # default = CPU fp32
     assert h(numerics("cpu", "fp32", True)) == base
     assert h(numerics("cpu", "float32", False)) == base
-    assert len({base, h(numerics("cuda", "fp32", False)), h(numerics("cuda", "fp32", True)),
-                h(numerics("cpu", "bf16", False))}) == 4
+    assert (
+        len(
+            {
+                base,
+                h(numerics("cuda", "fp32", False)),
+                h(numerics("cuda", "fp32", True)),
+                h(numerics("cpu", "bf16", False)),
+            }
+        )
+        == 4
+    )
     from harness.sampling.runner import sample
 
     res = sample(spec, tmp_path / "s", device="cpu", progress=False)
@@ -194,8 +220,8 @@ def test_every_loaded_file_and_the_numerics_version_are_part_of_the_identity(tmp
     """The files a generator loads enter by digest, nested ones too (the tokenizer's checkpoint sat one level
     down in info() and was missed), keyed by role so the same bytes elsewhere match; bumping
     NUMERICS_VERSION (a code change that moves pixels) changes the identity."""
-    from harness.runs import specs
     from harness.core.interfaces import NoSampling
+    from harness.runs import specs
     from harness.runs.protocols import get_protocol
     from harness.runs.specs import ModelSpec, RunSpec, sampling_identity_hash
 
@@ -206,8 +232,11 @@ def test_every_loaded_file_and_the_numerics_version_are_part_of_the_identity(tmp
         (tmp_path / folder / "tok.safetensors").write_bytes(b"tokenizer weights")
 
     def info(folder):
-        return {"checkpoint": str(tmp_path / folder / "ar.safetensors"), "linear_kernel": "onednn-packed",
-                "tokenizer": {"name": "t", "checkpoint": str(tmp_path / folder / "tok.safetensors")}}
+        return {
+            "checkpoint": str(tmp_path / folder / "ar.safetensors"),
+            "linear_kernel": "onednn-packed",
+            "tokenizer": {"name": "t", "checkpoint": str(tmp_path / folder / "tok.safetensors")},
+        }
 
     h = lambda i: sampling_identity_hash(spec, NoSampling(), "truncate", i)  # noqa: E731
     base = h(info("a"))
@@ -215,7 +244,9 @@ def test_every_loaded_file_and_the_numerics_version_are_part_of_the_identity(tmp
     (tmp_path / "b" / "tok.safetensors").write_bytes(b"retrained tokenizer")
     assert h(info("b")) != base  # only the nested tokenizer file changed
     assert specs.sampling_identity(spec, NoSampling(), "truncate", info("a"))["files"] == {
-        "checkpoint": sha256_bytes(b"generator weights"), "tokenizer.checkpoint": sha256_bytes(b"tokenizer weights")}
+        "checkpoint": sha256_bytes(b"generator weights"),
+        "tokenizer.checkpoint": sha256_bytes(b"tokenizer weights"),
+    }
     seeds = specs.seed_hash(specs.sampling_identity(spec, NoSampling(), "truncate", info("a")))
     monkeypatch.setattr(specs, "NUMERICS_VERSION", specs.NUMERICS_VERSION + 1)
     assert h(info("a")) != base
@@ -223,23 +254,28 @@ def test_every_loaded_file_and_the_numerics_version_are_part_of_the_identity(tmp
     # (and every existing run keeps its seeds: the seed hash is the identity hash as it was before these keys)
     for i in (info("a"), info("b")):
         assert specs.seed_hash(specs.sampling_identity(spec, NoSampling(), "truncate", i)) == seeds
-    old = {k: v for k, v in specs.sampling_identity(spec, NoSampling(), "truncate", info("a")).items()
-           if k not in ("files", "numerics_version")}
+    old = {
+        k: v
+        for k, v in specs.sampling_identity(spec, NoSampling(), "truncate", info("a")).items()
+        if k not in ("files", "numerics_version")
+    }
     assert seeds == specs.config.spec_hash(old)
 
 
 def test_the_committed_default_weights_are_in_the_identity():
     """alitok-tiny loads its committed weights by default (no checkpoint in the spec): both files, by digest."""
     from harness.core.io import sha256_file
-    from harness.runs.records import model_info
     from harness.core.registry import generators, load_plugins
+    from harness.runs.records import model_info
     from harness.runs.specs import loaded_files
 
     load_plugins()
     files = loaded_files(model_info(generators.get("alitok-tiny")(device=torch.device("cpu")).info()))
     weights = REPO / "alitok" / "weights"
-    assert files == {"checkpoint": sha256_file(weights / "tiny_ar.safetensors"),
-                     "tokenizer.checkpoint": sha256_file(weights / "tiny_tokenizer.safetensors")}
+    assert files == {
+        "checkpoint": sha256_file(weights / "tiny_ar.safetensors"),
+        "tokenizer.checkpoint": sha256_file(weights / "tiny_tokenizer.safetensors"),
+    }
 
 
 def test_records_name_the_cpu_model_and_kernels_and_a_resume_on_another_cpu(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """harness.core.stats.mean_sd, the one mean / sample-sd helper, against the standard library's and numpy's."""
+
 import math
 import statistics
 

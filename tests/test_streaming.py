@@ -1,4 +1,5 @@
 """Streamed float64 moments equal np.cov (ADM's statistics); progress bars go to stderr only on request."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Suite entries and sweeps expand to uniquely labelled runs; missing inputs are named with their source."""
+
 import itertools
 from pathlib import Path
 
@@ -6,8 +7,15 @@ import pytest
 
 from harness.core import config
 from harness.core.config import ConfigError
-from harness.suites.entries import (SuiteEntry, SuiteInput, describe, entries_from_suite_dict, expand,
-                                   missing_inputs, runnable)
+from harness.suites.entries import (
+    SuiteEntry,
+    SuiteInput,
+    describe,
+    entries_from_suite_dict,
+    expand,
+    missing_inputs,
+    runnable,
+)
 
 SUITES = Path(__file__).resolve().parent.parent / "harness" / "suites"
 
@@ -25,15 +33,23 @@ def test_grid_times_seeds_in_order():
     assert len({r.label for r in runs}) == len(want)
     # seed replicates of one grid point share a variant (the group whose spread the error bars show)
     assert runs[0].variant == runs[1].variant == "t_cfg_scale=1_temperature=0.9" != runs[2].variant
-    assert runs[3].record_spec_fields() == {"label": runs[3].label, "variant": runs[3].variant,
-                                            "sweep_point": {"cfg_scale": 1.0, "temperature": 1.0, "seed": 7}}
+    assert runs[3].record_spec_fields() == {
+        "label": runs[3].label,
+        "variant": runs[3].variant,
+        "sweep_point": {"cfg_scale": 1.0, "temperature": 1.0, "seed": 7},
+    }
 
 
 def test_sweep_keeps_the_entrys_own_overrides():
-    e = _entry(model={"name": "alitok-b", "checkpoint": "w.bin", "sampling": {"cfg_power": 1.8}},
-               sweep={"sampling": {"cfg_scale": [4.0, 16.0]}})
+    e = _entry(
+        model={"name": "alitok-b", "checkpoint": "w.bin", "sampling": {"cfg_power": 1.8}},
+        sweep={"sampling": {"cfg_scale": [4.0, 16.0]}},
+    )
     runs = expand([e])
-    assert [r.model.sampling for r in runs] == [{"cfg_power": 1.8, "cfg_scale": 4.0}, {"cfg_power": 1.8, "cfg_scale": 16.0}]
+    assert [r.model.sampling for r in runs] == [
+        {"cfg_power": 1.8, "cfg_scale": 4.0},
+        {"cfg_power": 1.8, "cfg_scale": 16.0},
+    ]
     assert all(r.model.checkpoint == "w.bin" and r.variant is None for r in runs)
 
 
@@ -42,14 +58,17 @@ def test_no_sweep_is_one_run_with_the_label():
     assert (r.label, r.seed, r.variant, r.point) == ("t", 3, "A", {})
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"label": "a/b"}, "not a usable label"),
-    ({"sweep": {"sampling": {"cfg_scale": []}}}, "at least one value"),
-    ({"sweep": {}}, "sampling values and/or seeds"),
-    ({"seed": 1, "sweep": {"seeds": [0, 1]}}, "not both"),
-    ({"task": "recon"}, "needs source"),
-    ({"sweeep": {}}, "did you mean 'sweep'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"label": "a/b"}, "not a usable label"),
+        ({"sweep": {"sampling": {"cfg_scale": []}}}, "at least one value"),
+        ({"sweep": {}}, "sampling values and/or seeds"),
+        ({"seed": 1, "sweep": {"seeds": [0, 1]}}, "not both"),
+        ({"task": "recon"}, "needs source"),
+        ({"sweeep": {}}, "did you mean 'sweep'"),
+    ],
+)
 def test_bad_entries_are_config_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         _entry(**bad)
@@ -63,13 +82,17 @@ def test_duplicate_labels_are_rejected():
 def test_missing_inputs_name_path_and_source(tmp_path):
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "tok.pth").write_bytes(b"x")
-    runs = expand([_entry(model={"name": "alitok-b", "checkpoint": "weights/b.bin",
-                                 "tokenizer_checkpoint": "weights/tok.pth"}),
-                   _entry(label="tiny", reference="embedded:val")])
+    runs = expand(
+        [
+            _entry(
+                model={"name": "alitok-b", "checkpoint": "weights/b.bin", "tokenizer_checkpoint": "weights/tok.pth"}
+            ),
+            _entry(label="tiny", reference="embedded:val"),
+        ]
+    )
     inputs = [SuiteInput("weights/b.bin", "AliTok-B v1", "Google Drive id X")]
     lines = missing_inputs(runs, inputs, extra_paths=("refs/ref.npz", "fid-helper"), root=tmp_path)
-    assert lines == ["missing weights/b.bin: AliTok-B v1; get it from Google Drive id X",
-                     "missing refs/ref.npz: suite"]
+    assert lines == ["missing weights/b.bin: AliTok-B v1; get it from Google Drive id X", "missing refs/ref.npz: suite"]
     assert runnable(runs[1], inputs, root=tmp_path) == []
     assert runnable(runs[0], inputs, root=tmp_path) == [lines[0]]
 
@@ -89,7 +112,7 @@ def test_shipped_suites_expand(name):
     for r in runs:
         for p in (r.model.checkpoint, r.model.tokenizer_checkpoint, r.reference):
             assert p is None or ":" in p or p in declared, (name, p)
-    if name != "cfg-sweep":   # the paper suites cannot run from a bare checkout: they must say so
+    if name != "cfg-sweep":  # the paper suites cannot run from a bare checkout: they must say so
         assert missing_inputs(runs, suite.inputs, (suite.reference, suite.inception), root=SUITES)
 
 

@@ -1,6 +1,7 @@
 """The engine's training infrastructure (harness.runs.training) and the train verb as a new user meets it:
 the schedule's closed forms, nothing written outside --out without --publish, config paths against
 the config's folder, inputs checked before the first step, one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,27 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_runs import max_weight_diff, python
 
 from harness.cli import main
 from harness.core.io import sha256_file
 from harness.runs.training import OptimConfig, lr_at, resolve_config_paths
 
-from cli_runs import max_weight_diff, python
-
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "alitok" / "configs"
-MICRO_TOKENIZER = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32,
-                       encoder_layers=1, encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2,
-                       buffer_tokens=3)
+MICRO_TOKENIZER = dict(
+    image_size=32,
+    patch_size=8,
+    codebook_size=64,
+    token_dim=4,
+    encoder_width=32,
+    encoder_layers=1,
+    encoder_heads=2,
+    decoder_width=32,
+    decoder_layers=2,
+    decoder_heads=2,
+    buffer_tokens=3,
+)
 
 
 def test_schedule_closed_forms():
@@ -35,12 +45,26 @@ def test_schedule_closed_forms():
 
 
 def test_config_paths_resolve_against_the_config_folder(tmp_path):
-    data = {"init_from": "../runs/s1.safetensors", "export": "/abs/x", "model_config": None,
-            "decode_tokenizer": "tiny", "nested": {"path": "w.bin"}}
-    out = resolve_config_paths(data, tmp_path / "cfg", ["init_from", "export", "model_config", "decode_tokenizer",
-                                                        "nested.path", "missing.key"], keep=["tiny"])
-    assert out == {"init_from": str(tmp_path / "runs/s1.safetensors"), "export": "/abs/x", "model_config": None,
-                   "decode_tokenizer": "tiny", "nested": {"path": str(tmp_path / "cfg/w.bin")}}
+    data = {
+        "init_from": "../runs/s1.safetensors",
+        "export": "/abs/x",
+        "model_config": None,
+        "decode_tokenizer": "tiny",
+        "nested": {"path": "w.bin"},
+    }
+    out = resolve_config_paths(
+        data,
+        tmp_path / "cfg",
+        ["init_from", "export", "model_config", "decode_tokenizer", "nested.path", "missing.key"],
+        keep=["tiny"],
+    )
+    assert out == {
+        "init_from": str(tmp_path / "runs/s1.safetensors"),
+        "export": "/abs/x",
+        "model_config": None,
+        "decode_tokenizer": "tiny",
+        "nested": {"path": str(tmp_path / "cfg/w.bin")},
+    }
     assert data["init_from"] == "../runs/s1.safetensors"  # the input is not modified
 
 
@@ -54,38 +78,94 @@ def test_training_the_tiny_config_leaves_the_package_weights_alone(tmp_path):
     # (tiny_tokenizer.yaml, beside it) must still be found.
     weights = REPO / "alitok" / "weights"
     before = {p.name: sha256_file(p) for p in weights.glob("*.safetensors")}
-    proc = _cli(["train", str(CONFIGS / "train_tiny_stage1.yaml"), "--out", "run", "--set", "steps=1",
-                 "--set", "batch_size=2", "--set", "data.per_class=1", "--device", "cpu"], cwd=tmp_path)
+    proc = _cli(
+        [
+            "train",
+            str(CONFIGS / "train_tiny_stage1.yaml"),
+            "--out",
+            "run",
+            "--set",
+            "steps=1",
+            "--set",
+            "batch_size=2",
+            "--set",
+            "data.per_class=1",
+            "--device",
+            "cpu",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert {p.name: sha256_file(p) for p in weights.glob("*.safetensors")} == before
     written = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert written == [".alitok-bench.lock", "config.json", "last.safetensors", "last_optim.pt", "log.jsonl",
-                       "model.safetensors", "train_record.json"]  # the lock: one job per training folder
+    assert written == [
+        ".alitok-bench.lock",
+        "config.json",
+        "last.safetensors",
+        "last_optim.pt",
+        "log.jsonl",
+        "model.safetensors",
+        "train_record.json",
+    ]  # the lock: one job per training folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 @pytest.mark.parametrize("config", ["train_tiny_stage1.yaml", "train_tiny_stage2.yaml", "train_tiny_ar.yaml"])
 def test_publish_without_an_export_path_fails_before_the_first_step(tmp_path, config):
     # export: null means the same in every trainer: nothing to publish, so --publish is refused up front
-    over = {"train_tiny_stage2.yaml": ["--set", f"init_from={tmp_path}/missing.safetensors"],
-            "train_tiny_ar.yaml": ["--set", "tokenizer=random-tiny"]}.get(config, [])
-    rc = main(["train", str(CONFIGS / config), "--out", str(tmp_path / "run"), "--set", "export=null", *over,
-               "--publish", "--device", "cpu"])
+    over = {
+        "train_tiny_stage2.yaml": ["--set", f"init_from={tmp_path}/missing.safetensors"],
+        "train_tiny_ar.yaml": ["--set", "tokenizer=random-tiny"],
+    }.get(config, [])
+    rc = main(
+        [
+            "train",
+            str(CONFIGS / config),
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "export=null",
+            *over,
+            "--publish",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 2
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
 def test_publish_error_names_the_flag(tmp_path, capsys):
-    rc = main(["train", str(CONFIGS / "train_tiny_stage1.yaml"), "--out", str(tmp_path / "run"), "--publish",
-               "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            str(CONFIGS / "train_tiny_stage1.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+            "--publish",
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "--publish" in err and "export: null" in err and len(err.splitlines()) == 1
 
 
 def test_stage2_and_ar_configs_name_the_missing_stage1_checkpoint_before_training(tmp_path):
     for config, key in (("train_tiny_stage2.yaml", "init_from"), ("train_tiny_ar.yaml", "tokenizer")):
-        proc = _cli(["train", str(CONFIGS / config), "--out", "run", "--set",
-                     f"{key}={tmp_path}/nowhere/last.safetensors", "--device", "cpu"], cwd=tmp_path)
+        proc = _cli(
+            [
+                "train",
+                str(CONFIGS / config),
+                "--out",
+                "run",
+                "--set",
+                f"{key}={tmp_path}/nowhere/last.safetensors",
+                "--device",
+                "cpu",
+            ],
+            cwd=tmp_path,
+        )
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
         assert f"{key}: {tmp_path}/nowhere/last.safetensors" in lines[0]
@@ -98,8 +178,18 @@ class NotATensor:  # torch.load(weights_only=True) refuses arbitrary classes
 
 def test_resume_with_an_optimizer_state_weights_only_refuses_is_one_line(tmp_path, capsys):
     cfg = tmp_path / "s1.yaml"
-    cfg.write_text(yaml.safe_dump({"trainer": "alitok-stage1", "steps": 2, "batch_size": 2, "ckpt_every": 1,
-                                   "model": MICRO_TOKENIZER, "data": {"per_class": 1}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "trainer": "alitok-stage1",
+                "steps": 2,
+                "batch_size": 2,
+                "ckpt_every": 1,
+                "model": MICRO_TOKENIZER,
+                "data": {"per_class": 1},
+            }
+        )
+    )
     run2 = tmp_path / "run"
     assert main(["train", str(cfg), "--out", str(run2), "--device", "cpu"]) == 0
     torch.save({"optimizer": NotATensor(), "generator": None, "step": 1}, run2 / "last_optim.pt")
@@ -113,14 +203,64 @@ def test_tiny_chain_from_a_clean_folder(tmp_path):
     """What `make tiny-models` runs (stage1 -> stage2 -> AR, same keys), at a few steps, no publish."""
     small = ["--set", "steps=2", "--set", "batch_size=2", "--device", "cpu"]
     s1, s2, ar = tmp_path / "stage1", tmp_path / "stage2", tmp_path / "ar"
-    assert main(["train", str(CONFIGS / "train_tiny_stage1.yaml"), "--out", str(s1), "--set", "data.per_class=1",
-                 "--set", "loss.vq_warmup_steps=1", *small]) == 0
-    assert main(["train", str(CONFIGS / "train_tiny_stage2.yaml"), "--out", str(s2), "--set", "data.per_class=1",
-                 "--set", f"init_from={s1}/last.safetensors", *small]) == 0
-    assert main(["train", str(CONFIGS / "train_tiny_ar.yaml"), "--out", str(ar),
-                 "--set", f"tokenizer={s1}/last.safetensors", "--set", f"decode_tokenizer={s2}/model.safetensors",
-                 "--set", "data.per_class_train=1", "--set", "data.per_class_val=1", "--set", "eval_every=0",
-                 "--set", "grid.samples_per_class=1", "--set", "grid.real_per_class=1", *small]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(CONFIGS / "train_tiny_stage1.yaml"),
+                "--out",
+                str(s1),
+                "--set",
+                "data.per_class=1",
+                "--set",
+                "loss.vq_warmup_steps=1",
+                *small,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(CONFIGS / "train_tiny_stage2.yaml"),
+                "--out",
+                str(s2),
+                "--set",
+                "data.per_class=1",
+                "--set",
+                f"init_from={s1}/last.safetensors",
+                *small,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(CONFIGS / "train_tiny_ar.yaml"),
+                "--out",
+                str(ar),
+                "--set",
+                f"tokenizer={s1}/last.safetensors",
+                "--set",
+                f"decode_tokenizer={s2}/model.safetensors",
+                "--set",
+                "data.per_class_train=1",
+                "--set",
+                "data.per_class_val=1",
+                "--set",
+                "eval_every=0",
+                "--set",
+                "grid.samples_per_class=1",
+                "--set",
+                "grid.real_per_class=1",
+                *small,
+            ]
+        )
+        == 0
+    )
     rec = json.loads((ar / "train_record.json").read_text())
     assert rec["model"]["decode_tokenizer"]["heldout_codes_identical"] is True
     assert (ar / "samples_grid.png").is_file()
@@ -142,9 +282,20 @@ def _same_weights(a: Path, b: Path, atol: float = 1e-5) -> float:
 def _micro_stage1(tmp_path: Path, steps: int) -> Path:
     # no online-clustering codebook and no VQ seeding: those update from each rank's own slice
     cfg = tmp_path / f"s1_{steps}.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "trainer": "alitok-stage1", "steps": steps, "batch_size": 4, "ckpt_every": 2, "log_every": 1,
-        "model": {**MICRO_TOKENIZER, "clustering_vq": False}, "data": {"per_class": 1}, "optim": {"lr": 1e-3}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "trainer": "alitok-stage1",
+                "steps": steps,
+                "batch_size": 4,
+                "ckpt_every": 2,
+                "log_every": 1,
+                "model": {**MICRO_TOKENIZER, "clustering_vq": False},
+                "data": {"per_class": 1},
+                "optim": {"lr": 1e-3},
+            }
+        )
+    )
     return cfg
 
 
@@ -152,8 +303,9 @@ def _micro_stage1(tmp_path: Path, steps: int) -> Path:
 def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     cfg = _micro_stage1(tmp_path, 4)
     assert main(["train", str(cfg), "--out", str(tmp_path / "one"), "--device", "cpu"]) == 0
-    proc = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu", nproc=2,
-                  cwd=tmp_path)
+    proc = python(
+        "-m", "harness", "train", str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu", nproc=2, cwd=tmp_path
+    )
     assert proc.returncode == 0, _errors(proc.stderr)
     _same_weights(tmp_path / "one/last.safetensors", tmp_path / "two/last.safetensors")
     one = [json.loads(x) for x in (tmp_path / "one/log.jsonl").read_text().splitlines()]
@@ -167,8 +319,18 @@ def test_a_run_resumes_on_another_world_size(tmp_path):
     # shorter run's schedule is the same; its config.json is extended by hand)
     full = _micro_stage1(tmp_path, 4)
     assert main(["train", str(full), "--out", str(tmp_path / "straight"), "--device", "cpu"]) == 0
-    proc = python("-m", "harness", "train", str(_micro_stage1(tmp_path, 2)), "--out", str(tmp_path / "moved"),
-                  "--device", "cpu", nproc=2, cwd=tmp_path)
+    proc = python(
+        "-m",
+        "harness",
+        "train",
+        str(_micro_stage1(tmp_path, 2)),
+        "--out",
+        str(tmp_path / "moved"),
+        "--device",
+        "cpu",
+        nproc=2,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, _errors(proc.stderr)
     config = json.loads((tmp_path / "moved/config.json").read_text())
     (tmp_path / "moved/config.json").write_text(json.dumps({**config, "steps": 4}))
@@ -181,15 +343,37 @@ def test_a_run_resumes_on_another_world_size(tmp_path):
 @pytest.mark.slow  # two torchrun processes: 30-60 s on 2 shared cores
 def test_ar_trainer_two_processes_equal_one(tmp_path):
     cfg = tmp_path / "ar.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "trainer": "alitok-ar", "tokenizer": "random-tiny", "steps": 3, "batch_size": 8, "log_every": 1,
-        "ckpt_every": 3, "label_dropout": 0.1,  # label dropout is drawn for the global batch
-        "model": {"depth": 1, "width": 32, "num_heads": 2, "codebook_size": 512, "num_classes": 11,
-                  "num_prefix_tokens": 9, "grid": 8, "resid_dropout": 0.0, "attn_dropout": 0.0, "token_dropout": 0.0},
-        "data": {"per_class_train": 1, "per_class_val": 1, "ten_crop": False}, "optim": {"warmup_steps": 1}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "trainer": "alitok-ar",
+                "tokenizer": "random-tiny",
+                "steps": 3,
+                "batch_size": 8,
+                "log_every": 1,
+                "ckpt_every": 3,
+                "label_dropout": 0.1,  # label dropout is drawn for the global batch
+                "model": {
+                    "depth": 1,
+                    "width": 32,
+                    "num_heads": 2,
+                    "codebook_size": 512,
+                    "num_classes": 11,
+                    "num_prefix_tokens": 9,
+                    "grid": 8,
+                    "resid_dropout": 0.0,
+                    "attn_dropout": 0.0,
+                    "token_dropout": 0.0,
+                },
+                "data": {"per_class_train": 1, "per_class_val": 1, "ten_crop": False},
+                "optim": {"warmup_steps": 1},
+            }
+        )
+    )
     assert main(["train", str(cfg), "--out", str(tmp_path / "one"), "--device", "cpu"]) == 0
-    proc = python("-m", "harness", "train", str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu", nproc=2,
-                  cwd=tmp_path)
+    proc = python(
+        "-m", "harness", "train", str(cfg), "--out", str(tmp_path / "two"), "--device", "cpu", nproc=2, cwd=tmp_path
+    )
     assert proc.returncode == 0, _errors(proc.stderr)
     _same_weights(tmp_path / "one/last.safetensors", tmp_path / "two/last.safetensors")
     record = json.loads((tmp_path / "two/train_record.json").read_text())
@@ -268,8 +452,11 @@ def test_a_kill_between_the_two_renames_rolls_the_committed_pair_forward(tmp_pat
     real_replace = os.replace
 
     def killed_after_the_model(src, dst, *a, **k):
-        if Path(src).parent.name == ".checkpoint-pending" and Path(dst).parent.name == "run" \
-                and Path(dst).name == "last_optim.pt":
+        if (
+            Path(src).parent.name == ".checkpoint-pending"
+            and Path(dst).parent.name == "run"
+            and Path(dst).name == "last_optim.pt"
+        ):
             seen.append(dst)
             if len(seen) == 2:  # the step-4 save, committed, its model file already in place
                 raise KeyboardInterrupt

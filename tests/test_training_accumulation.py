@@ -1,6 +1,7 @@
 """Gradient accumulation and bf16 autocast options of the trainers (harness.runs.training RunConfig keys
 ``grad_accum`` / ``precision``), at micro size: 2 micro-batches of half the batch give the weights
 of one full batch within float tolerance; bf16 trains and stays close to fp32 on the first step."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,11 +12,33 @@ from alitok.train.tokenizer_stage1 import train_stage1
 from harness.nn.checkpoints.checkpoint import load_state_dict
 from harness.runs.training import micro_batches
 
-AR_MODEL = {"depth": 1, "width": 32, "num_heads": 2, "codebook_size": 512, "num_classes": 11,
-            "num_prefix_tokens": 9, "grid": 8, "resid_dropout": 0.0, "attn_dropout": 0.0, "token_dropout": 0.0}
-TOK_MODEL = dict(image_size=32, patch_size=8, codebook_size=64, token_dim=4, encoder_width=32, encoder_layers=1,
-                 encoder_heads=2, decoder_width=32, decoder_layers=2, decoder_heads=2, buffer_tokens=3, init_std=0.08,
-                 clustering_vq=False)  # the online-clustering update is per forward, so not batch-split invariant
+AR_MODEL = {
+    "depth": 1,
+    "width": 32,
+    "num_heads": 2,
+    "codebook_size": 512,
+    "num_classes": 11,
+    "num_prefix_tokens": 9,
+    "grid": 8,
+    "resid_dropout": 0.0,
+    "attn_dropout": 0.0,
+    "token_dropout": 0.0,
+}
+TOK_MODEL = dict(
+    image_size=32,
+    patch_size=8,
+    codebook_size=64,
+    token_dim=4,
+    encoder_width=32,
+    encoder_layers=1,
+    encoder_heads=2,
+    decoder_width=32,
+    decoder_layers=2,
+    decoder_heads=2,
+    buffer_tokens=3,
+    init_std=0.08,
+    clustering_vq=False,
+)  # the online-clustering update is per forward, so not batch-split invariant
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +47,17 @@ def _quiet(monkeypatch):
 
 
 def _ar_cfg(**over):
-    cfg = {"tokenizer": "random-tiny", "model": dict(AR_MODEL), "data": {"per_class_train": 2, "per_class_val": 1,
-                                                                        "ten_crop": False},
-           "optim": {"lr": 3e-3, "warmup_steps": 1}, "steps": 3, "batch_size": 16, "log_every": 1, "ckpt_every": 3,
-           "label_dropout": 0.1}
+    cfg = {
+        "tokenizer": "random-tiny",
+        "model": dict(AR_MODEL),
+        "data": {"per_class_train": 2, "per_class_val": 1, "ten_crop": False},
+        "optim": {"lr": 3e-3, "warmup_steps": 1},
+        "steps": 3,
+        "batch_size": 16,
+        "log_every": 1,
+        "ckpt_every": 3,
+        "label_dropout": 0.1,
+    }
     cfg.update(over)
     return cfg
 
@@ -58,8 +88,16 @@ def test_ar_accumulating_two_half_batches_equals_one_full_batch(tmp_path):
 
 def test_tokenizer_accumulating_two_half_batches_equals_one_full_batch(tmp_path):
     def cfg(**over):
-        return {"steps": 3, "batch_size": 8, "model": dict(TOK_MODEL), "data": {"per_class": 2},
-                "optim": {"lr": 3e-3}, "log_every": 1, "ckpt_every": 3, **over}
+        return {
+            "steps": 3,
+            "batch_size": 8,
+            "model": dict(TOK_MODEL),
+            "data": {"per_class": 2},
+            "optim": {"lr": 3e-3},
+            "log_every": 1,
+            "ckpt_every": 3,
+            **over,
+        }
 
     train_stage1(cfg(), tmp_path / "full", torch.device("cpu"))
     train_stage1(cfg(grad_accum=2), tmp_path / "accum", torch.device("cpu"))

@@ -18,6 +18,7 @@ roundoff 6e-8) over at most a few hundred elements per mean and a handful of ele
 ~1e-6 relative at most; every constant of these losses (a beta of 0.25, a weight 10 K / G^2, a
 1/ln 2, a mean against a sum) moves them by 1e-2 or more.
 """
+
 from __future__ import annotations
 
 import math
@@ -124,9 +125,19 @@ def test_alitok_quantizer_matches_official_stage1_quantizer():
     from alitok.tokenizer import TokenizerConfig, build
 
     f = fixture("alitok_vq")
-    cfg = TokenizerConfig(image_size=32, patch_size=8, codebook_size=16, token_dim=4, encoder_width=32,
-                          encoder_layers=1, encoder_heads=2, decoder_width=32, decoder_layers=1, decoder_heads=2,
-                          buffer_tokens=3)
+    cfg = TokenizerConfig(
+        image_size=32,
+        patch_size=8,
+        codebook_size=16,
+        token_dim=4,
+        encoder_width=32,
+        encoder_layers=1,
+        encoder_heads=2,
+        decoder_width=32,
+        decoder_layers=1,
+        decoder_heads=2,
+        buffer_tokens=3,
+    )
     vq = build(cfg, "stage2", generator=torch.Generator().manual_seed(0)).quantize.eval()
     with torch.no_grad():
         vq.embedding.weight.copy_(f["codebook"])
@@ -203,9 +214,21 @@ def test_titok_quantizer_matches_official_quantizer(l2):
     from baselines import titok
 
     f = fixture("titok_vq")
-    cfg = titok.TiTokConfig(image_size=32, patch_size=8, enc_width=32, enc_depth=1, enc_heads=2, dec_width=32,
-                            dec_depth=1, dec_heads=2, num_latent_tokens=5, token_size=4, codebook_size=16,
-                            use_l2_norm=l2 == "l2", is_legacy=False)
+    cfg = titok.TiTokConfig(
+        image_size=32,
+        patch_size=8,
+        enc_width=32,
+        enc_depth=1,
+        enc_heads=2,
+        dec_width=32,
+        dec_depth=1,
+        dec_heads=2,
+        num_latent_tokens=5,
+        token_size=4,
+        codebook_size=16,
+        use_l2_norm=l2 == "l2",
+        is_legacy=False,
+    )
     model = titok.build(cfg, generator=torch.Generator().manual_seed(0)).eval()
     with torch.no_grad():
         model.quantize.embedding.weight.copy_(f[f"{l2}_codebook"])
@@ -260,8 +283,9 @@ def test_stage1_loss_without_aux_head_has_no_aux_term():
 
     f = fixture("alitok_tokenizer_losses")
     for aux, w in ((None, 1.0), (f["x_aux"], 0.0)):
-        total, logs = stage1_loss({"recon": f["recon"], "aux": aux, "vq_loss": f["quantizer_loss_in"]},
-                                  f["x"], Stage1Loss(), w, patch=16)
+        total, logs = stage1_loss(
+            {"recon": f["recon"], "aux": aux, "vq_loss": f["quantizer_loss_in"]}, f["x"], Stage1Loss(), w, patch=16
+        )
         assert "aux_mse" not in logs
         close(total, f["reconstruction"] + f["quantizer_term"])
 
@@ -363,10 +387,22 @@ def test_tiny_gpt_loss_matches_official_llamagen_forward():
     from baselines.train_tiny import gpt_inputs, next_token_loss
 
     f = fixture("llamagen_gpt_loss")
-    cfg = lg.GPTConfig(depth=1, width=64, num_heads=4, vocab_size=32, num_classes=5, num_tokens=16, rope="2d",
-                       multiple_of=32, token_dropout=0.0, resid_dropout=0.0, ffn_dropout=0.0, class_dropout=0.0)
+    cfg = lg.GPTConfig(
+        depth=1,
+        width=64,
+        num_heads=4,
+        vocab_size=32,
+        num_classes=5,
+        num_tokens=16,
+        rope="2d",
+        multiple_of=32,
+        token_dropout=0.0,
+        resid_dropout=0.0,
+        ffn_dropout=0.0,
+        class_dropout=0.0,
+    )
     model = lg.build_gpt(cfg)
-    model.load_state_dict({k[len("weight."):]: v for k, v in f.items() if k.startswith("weight.")}, strict=True)
+    model.load_state_dict({k[len("weight.") :]: v for k, v in f.items() if k.startswith("weight.")}, strict=True)
     model.eval()
     inputs = gpt_inputs(f["codes"], f["labels"], None, cfg.null_class_id)
     with torch.no_grad():

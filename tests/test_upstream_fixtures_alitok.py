@@ -2,28 +2,40 @@
 ali-vilab/alitok ``modeling/alitok.py`` and ``modeling/ar.py`` with seeded random weights at small
 sizes). Everything is loaded through the registry factories from the released file layout
 (``AliTok.pth``, ``alitok_*.bin``)."""
+
 import contextlib
 
 import pytest
 import torch
-
-from harness.nn.kernels import decode_attention
-from harness.nn.samplers.ar_sampling import ar_sample, cfg_scales, kv_length
-from harness.nn.kernels.packed_linear import PackedLinears
-from harness.core.registry import generators, load_plugins, tokenizers
 from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
 
-TOKENIZER = {"encoder_width": 32, "encoder_layers": 1, "encoder_heads": 2, "decoder_width": 32,
-             "decoder_layers": 1, "decoder_heads": 2, "codebook_size": 256}
+from harness.core.registry import generators, load_plugins, tokenizers
+from harness.nn.kernels import decode_attention
+from harness.nn.kernels.packed_linear import PackedLinears
+from harness.nn.samplers.ar_sampling import ar_sample, cfg_scales, kv_length
+
+TOKENIZER = {
+    "encoder_width": 32,
+    "encoder_layers": 1,
+    "encoder_heads": 2,
+    "decoder_width": 32,
+    "decoder_layers": 1,
+    "decoder_heads": 2,
+    "codebook_size": 256,
+}
 AR = {"depth": 2, "width": 32, "num_heads": 2, "codebook_size": 256}
 PRESET = {"b": "alitok-b", "xl": "alitok-xl"}
 
 
 def _generator(name):
     load_plugins()
-    return generators.get(name)(device="cpu", checkpoint=folder("alitok") / "alitok_ar.bin",
-                                tokenizer_checkpoint=folder("alitok") / "AliTok.pth", architecture=AR,
-                                tokenizer_architecture=TOKENIZER)
+    return generators.get(name)(
+        device="cpu",
+        checkpoint=folder("alitok") / "alitok_ar.bin",
+        tokenizer_checkpoint=folder("alitok") / "AliTok.pth",
+        architecture=AR,
+        tokenizer_architecture=TOKENIZER,
+    )
 
 
 def test_tokenizer_codes_and_pixels_match_the_official_tokenizer():
@@ -61,21 +73,31 @@ def test_cfg_schedule_and_two_batches_of_tokens_match_the_official_generate(pres
     gen = _generator(PRESET[preset])
     ref = load("alitok", f"sample_{preset}")
     # the schedule, value for value as upstream's generate computed it (float32, same ops: exact)
-    assert_equal(cfg_scales(273, gen.default_sampling).view(torch.int32), ref["cfg_scales"].view(-1).view(torch.int32),
-                 "cfg scales (bits)")
+    assert_equal(
+        cfg_scales(273, gen.default_sampling).view(torch.int32),
+        ref["cfg_scales"].view(-1).view(torch.int32),
+        "cfg scales (bits)",
+    )
     stream = torch.Generator().manual_seed(gen.seed)  # sample_imagenet.py: torch.manual_seed(seed + rank)
     for i in range(2):
         assert_equal(gen.generate_codes(ref[f"labels_{i}"], stream), ref[f"tokens_{i}"], f"tokens of batch {i}")
     # upstream draws the label-dropout mask (rand_like) before the first token; skipping it shifts every draw
     model, cond = gen.model, gen.model.condition_tokens(ref["labels_0"])
-    skipped = ar_sample(model, cond, 273, gen.default_sampling, torch.Generator().manual_seed(gen.seed),
-                        uncond=model.null_condition_tokens(cond))
+    skipped = ar_sample(
+        model,
+        cond,
+        273,
+        gen.default_sampling,
+        torch.Generator().manual_seed(gen.seed),
+        uncond=model.null_condition_tokens(cond),
+    )
     assert not torch.equal(skipped, ref["tokens_0"])
 
 
 def test_full_size_configs_have_the_released_keys_and_parameter_counts():
     from alitok.generator import PRESETS, build
-    from alitok.tokenizer import OFFICIAL, build as build_tokenizer
+    from alitok.tokenizer import OFFICIAL
+    from alitok.tokenizer import build as build_tokenizer
 
     for size in ("b", "l", "xl"):
         ref = keys("alitok", f"alitok_{size}.bin")

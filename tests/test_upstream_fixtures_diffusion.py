@@ -22,6 +22,7 @@ There the network run is held to rtol (relative L2 within 1e-3) and upstream's e
 and the solver call itself is pinned to 1e-10 on a closed-form field in float64, where no
 cancellation amplifies rounding.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,12 +36,13 @@ from safetensors.torch import load_file
 
 from baselines import vae as vae_mod
 from baselines.dit import DIT_XL_SAMPLING, dit_xl_2, read_ema_or_raw
-from baselines.lightningdit import SAMPLING as LDIT_SAMPLING, XL_1, lightningdit_xl_1
+from baselines.lightningdit import SAMPLING as LDIT_SAMPLING
+from baselines.lightningdit import XL_1, lightningdit_xl_1
 from baselines.sit import SIT_XL_SAMPLING, sit_xl_2
 from harness.core.interfaces import DiffusionSampling, to_uint8
-from harness.nn.samplers import flow
-from harness.nn.models.diffusion_generator import guided_fn
 from harness.nn.layers.dit_blocks import DiT, named_config
+from harness.nn.models.diffusion_generator import guided_fn
+from harness.nn.samplers import flow
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "upstream"
 REL = 1e-5  # see module doc
@@ -66,8 +68,9 @@ def assert_images(ours: torch.Tensor, ref_uint8: torch.Tensor, ref_float: torch.
     v = (127.5 * ref_float.permute(0, 2, 3, 1) + 128.0).clamp(0, 255)
     near = (v - v.floor() < 1e-3) | (v.ceil() - v < 1e-3)
     diff = (ours.int() - ref_uint8.int()).abs()
-    assert int(diff.max()) <= 1 and not bool((diff > 0)[~near].any()), \
+    assert int(diff.max()) <= 1 and not bool((diff > 0)[~near].any()), (
         f"{int((diff > 0).sum())} uint8 values differ, {int((diff > 0)[~near].sum())} away from a boundary"
+    )
 
 
 def dit_config(notes: dict) -> dict:
@@ -77,17 +80,28 @@ def dit_config(notes: dict) -> dict:
 
 def ldit_config(notes: dict) -> dict:
     c = notes["config"]
-    return dict(input_size=c["input_size"], patch_size=c["patch_size"], in_channels=c["in_channels"],
-                hidden_size=c["hidden_size"], depth=c["depth"], num_heads=c["num_heads"], num_classes=c["num_classes"],
-                learn_sigma=c["learn_sigma"], qk_norm=c["use_qknorm"], swiglu=c["use_swiglu"], rope=c["use_rope"],
-                rmsnorm=c["use_rmsnorm"])
+    return dict(
+        input_size=c["input_size"],
+        patch_size=c["patch_size"],
+        in_channels=c["in_channels"],
+        hidden_size=c["hidden_size"],
+        depth=c["depth"],
+        num_heads=c["num_heads"],
+        num_classes=c["num_classes"],
+        learn_sigma=c["learn_sigma"],
+        qk_norm=c["use_qknorm"],
+        swiglu=c["use_swiglu"],
+        rope=c["use_rope"],
+        rmsnorm=c["use_rmsnorm"],
+    )
 
 
 def vae_config(family: str, name: str, scaling_factor: float = 1.0) -> dict:
     """The diffusers config of the fixture's LDM ``ddconfig`` through the project's mapping."""
     ldm = json.loads((FIX / family / "manifest.json").read_text())[name]["notes"]["ldm_config"]
-    return vae_mod.ldm_vae_config(**{k: tuple(v) if isinstance(v, list) else v for k, v in ldm.items()},
-                                  scaling_factor=scaling_factor)
+    return vae_mod.ldm_vae_config(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in ldm.items()}, scaling_factor=scaling_factor
+    )
 
 
 SD_TINY_DIFFUSERS = FIX / "vae" / "sd-vae-diffusers-tiny"
@@ -105,8 +119,12 @@ def dit_gen():
     _, notes = fixture("dit", "network")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(vae_mod, "SD_VAE_CONFIG", sd_tiny_config())
-        return dit_xl_2(device="cpu", checkpoint=str(FIX / "dit" / "DiT-tiny.pt"), config=dit_config(notes),
-                        tokenizer_checkpoint=str(SD_TINY_DIFFUSERS))
+        return dit_xl_2(
+            device="cpu",
+            checkpoint=str(FIX / "dit" / "DiT-tiny.pt"),
+            config=dit_config(notes),
+            tokenizer_checkpoint=str(SD_TINY_DIFFUSERS),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +132,12 @@ def sit_gen():
     _, notes = fixture("sit", "network")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(vae_mod, "SD_VAE_CONFIG", sd_tiny_config())
-        return sit_xl_2(device="cpu", checkpoint=str(FIX / "sit" / "SiT-tiny.pt"), config=dit_config(notes),
-                        tokenizer_checkpoint=str(SD_TINY_DIFFUSERS))
+        return sit_xl_2(
+            device="cpu",
+            checkpoint=str(FIX / "sit" / "SiT-tiny.pt"),
+            config=dit_config(notes),
+            tokenizer_checkpoint=str(SD_TINY_DIFFUSERS),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +145,13 @@ def ldit_gen():
     _, notes = fixture("lightningdit", "network")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(vae_mod, "VA_VAE_CONFIG", vae_config("vae", "vavae"))
-        return lightningdit_xl_1(device="cpu", checkpoint=str(FIX / "lightningdit" / "lightningdit-tiny.pt"),
-                                 tokenizer_checkpoint=str(FIX / "vae" / "VA-VAE-tiny.pt"),
-                                 latent_stats=str(FIX / "lightningdit" / "latents_stats.pt"), config=ldit_config(notes))
+        return lightningdit_xl_1(
+            device="cpu",
+            checkpoint=str(FIX / "lightningdit" / "lightningdit-tiny.pt"),
+            tokenizer_checkpoint=str(FIX / "vae" / "VA-VAE-tiny.pt"),
+            latent_stats=str(FIX / "lightningdit" / "latents_stats.pt"),
+            config=ldit_config(notes),
+        )
 
 
 def _meta_state(model: torch.nn.Module) -> dict[str, list[int]]:
@@ -135,8 +161,9 @@ def _meta_state(model: torch.nn.Module) -> dict[str, list[int]]:
 # ---------------------------------------------------------------------------------------------
 # full-size key lists and parameter counts
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("family, cfg", [("dit", named_config("XL/2")), ("sit", named_config("XL/2")),
-                                         ("lightningdit", XL_1)])
+@pytest.mark.parametrize(
+    "family, cfg", [("dit", named_config("XL/2")), ("sit", named_config("XL/2")), ("lightningdit", XL_1)]
+)
 def test_full_size_keys_shapes_and_parameter_count(family, cfg):
     full = json.loads((FIX / family / "full_size.json").read_text())
     with torch.device("meta"):
@@ -157,8 +184,9 @@ def test_full_size_vae_keys_map_onto_the_diffusers_model(name, ours):
     assert vae_mod.ldm_vae_config(**ldm, scaling_factor=config["scaling_factor"]) == config
     with torch.device("meta"):
         model = diffusers.AutoencoderKL(**config)
-    mapped = vae_mod.ldm_to_diffusers({k: torch.empty(v, device="meta") for k, v in full["state_dict"].items()},
-                                      len(ldm["ch_mult"]))
+    mapped = vae_mod.ldm_to_diffusers(
+        {k: torch.empty(v, device="meta") for k, v in full["state_dict"].items()}, len(ldm["ch_mult"])
+    )
     assert {k: list(v.shape) for k, v in mapped.items()} == _meta_state(model)
     assert sum(p.numel() for p in model.parameters()) == full["num_params"]
 
@@ -171,8 +199,15 @@ def test_dit_forward_and_three_channel_guidance(dit_gen):
     m = dit_gen.model
     assert_close(m(t["x"], t["t"], t["y"]), t["out"], "DiT forward")
     b = len(t["y"])
-    fn = guided_fn(m, t["y"], notes["cfg_scale"], first3=True, interval=(0.0, 1.0),
-                   tau=lambda s: 1.0 - s.float() / 1000, channels=m.cfg.in_channels)
+    fn = guided_fn(
+        m,
+        t["y"],
+        notes["cfg_scale"],
+        first3=True,
+        interval=(0.0, 1.0),
+        tau=lambda s: 1.0 - s.float() / 1000,
+        channels=m.cfg.in_channels,
+    )
     assert_close(fn(t["x"], t["t"]), t["cfg_out"][:b], "DiT forward_with_cfg")
 
 
@@ -194,9 +229,17 @@ def test_sit_forward_and_three_channel_guidance(sit_gen):
     t, notes = fixture("sit", "network")
     m, c = sit_gen.model, sit_gen.model.cfg.in_channels
     assert_close(m(t["x"], t["t"], t["y"])[:, :c], t["out"], "SiT forward (velocity half)")
-    fn = guided_fn(m, t["y"], notes["cfg_scale"], first3=True, interval=(0.0, 1.0), tau=lambda s: s.float(),
-                   channels=c, keep_channels=c)
-    assert_close(fn(t["x"], t["t"]), t["cfg_out"][:len(t["y"])], "SiT forward_with_cfg")
+    fn = guided_fn(
+        m,
+        t["y"],
+        notes["cfg_scale"],
+        first3=True,
+        interval=(0.0, 1.0),
+        tau=lambda s: s.float(),
+        channels=c,
+        keep_channels=c,
+    )
+    assert_close(fn(t["x"], t["t"]), t["cfg_out"][: len(t["y"])], "SiT forward_with_cfg")
 
 
 SIT_SOLVERS = {"euler": "euler", "heun2": "heun", "dopri5": "dopri5", "Euler": "euler-maruyama"}
@@ -278,8 +321,16 @@ def test_lightningdit_forward_and_cfg_interval(ldit_gen):
     m = ldit_gen.model
     assert_close(m(t["x"], t["t"], t["y"]), t["out"], "LightningDiT forward (EMA weights, RoPE)")
     b, c = len(t["y"]), m.cfg.in_channels
-    fn = guided_fn(m, t["y"], notes["cfg_scale"], first3=True, interval=(notes["cfg_interval_start"], 1.0),
-                   tau=lambda s: s.float(), channels=c, keep_channels=c)
+    fn = guided_fn(
+        m,
+        t["y"],
+        notes["cfg_scale"],
+        first3=True,
+        interval=(notes["cfg_interval_start"], 1.0),
+        tau=lambda s: s.float(),
+        channels=c,
+        keep_channels=c,
+    )
     for key in ("low", "high"):
         tt = torch.full((b,), notes[f"t_{key}"])
         assert_close(fn(t["x"], tt), t[f"cfg_{key}"][:b], f"LightningDiT forward_with_cfg at t = {notes[f't_{key}']}")
@@ -291,7 +342,10 @@ def test_lightningdit_euler_with_shift_and_images_match_upstream(ldit_gen):
     t, notes = fixture("lightningdit", "sampler")
     params = dataclasses.replace(LDIT_SAMPLING, steps=notes["sample"]["num_steps"])
     assert (params.timestep_shift, params.cfg_scale, params.cfg_interval[0]) == (
-        notes["sample"]["timestep_shift"], notes["cfg_scale"], notes["cfg_interval_start"])
+        notes["sample"]["timestep_shift"],
+        notes["cfg_scale"],
+        notes["cfg_interval_start"],
+    )
     z = ldit_gen.sample_latents(t["labels"], torch.Generator().manual_seed(notes["seed"]), params)
     assert_close(z, t["trajectory"][-1], "LightningDiT Euler latents")
     assert ldit_gen.network_calls(params) == notes["upstream_network_calls"]
@@ -338,8 +392,9 @@ def test_vae_encode_decode_match_upstream(name):
     assert_close(dist.std, t["std"], f"{name} posterior std")
     assert_close(decoded, t["decoded"], f"{name} decode")
     # diffusers on both sides for the diffusers layout: same operations, bytes equal
-    assert_images(to_uint8(decoded, (-1.0, 1.0), "offset_half"), t["decoded_uint8"], t["decoded"],
-                  exact=name == "sdvae_diffusers")
+    assert_images(
+        to_uint8(decoded, (-1.0, 1.0), "offset_half"), t["decoded_uint8"], t["decoded"], exact=name == "sdvae_diffusers"
+    )
 
 
 def test_factory_config_mapping_with_an_unknown_field_is_one_line_user_error():

@@ -2,29 +2,36 @@
 FoundationVision/LlamaGen ``vq_model.py``, ``gpt.py`` and ``generate.py`` with seeded random weights
 at small sizes), loaded through the registry factories from the released layouts
 (``vq_ds16_c2i.pt`` / ``c2i_*.pt``: ``{"model": state_dict}``; a training checkpoint with ``args``)."""
+
 import pickle
 
 import pytest
 import torch
+from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
 
 from harness.core.interfaces import ARSampling
-from harness.nn.checkpoints.checkpoint import CheckpointError
 from harness.core.registry import generators, load_plugins, tokenizers
-from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
+from harness.nn.checkpoints.checkpoint import CheckpointError
 
 VQ = {"ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "z_channels": 32, "codebook_size": 256, "image_size": 32}
 GPT = {"depth": 2, "width": 32, "num_heads": 2, "vocab_size": 256}
 # make_llamagen.py SAMPLINGS: sample_c2i.py's cfg_scale, cfg_interval, temperature, top_k, top_p, seed
-SAMPLINGS = {"preset_b": (None, 0),  # the factory's preset: sample_c2i.py --cfg-scale 2.0 --top-k 0
-             "filtered": (ARSampling(cfg_scale=1.75, cfg_interval=100, temperature=0.9, top_k=100, top_p=0.95), 7),
-             "top_k": (ARSampling(cfg_scale=2.0, top_k=20), 3)}
+SAMPLINGS = {
+    "preset_b": (None, 0),  # the factory's preset: sample_c2i.py --cfg-scale 2.0 --top-k 0
+    "filtered": (ARSampling(cfg_scale=1.75, cfg_interval=100, temperature=0.9, top_k=100, top_p=0.95), 7),
+    "top_k": (ARSampling(cfg_scale=2.0, top_k=20), 3),
+}
 
 
 def _generator(gpt_file="c2i_gpt.pt"):
     load_plugins()
-    return generators.get("llamagen-gpt-b")(device="cpu", checkpoint=folder("llamagen") / gpt_file,
-                                            tokenizer_checkpoint=folder("llamagen") / "vq_ds16_c2i.pt",
-                                            architecture=GPT, tokenizer_architecture=VQ)
+    return generators.get("llamagen-gpt-b")(
+        device="cpu",
+        checkpoint=folder("llamagen") / gpt_file,
+        tokenizer_checkpoint=folder("llamagen") / "vq_ds16_c2i.pt",
+        architecture=GPT,
+        tokenizer_architecture=VQ,
+    )
 
 
 def test_vq_codes_and_pixels_match_the_official_vq_bit_for_bit():

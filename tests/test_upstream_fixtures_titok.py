@@ -2,19 +2,37 @@
 runs bytedance/1d-tokenizer ``modeling/titok.py`` with seeded random weights at small sizes: ViT
 width 32, a 3-level MaskGIT pixel decoder), loaded through the registry factory from the released
 layout (``tokenizer_titok_s128.bin``, a plain state dict)."""
-from harness.core.registry import load_plugins, tokenizers
+
 from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
 
-ARCH = {"image_size": 32, "patch_size": 4, "enc_width": 32, "enc_depth": 1, "enc_heads": 2, "dec_width": 32,
-        "dec_depth": 1, "dec_heads": 2, "codebook_size": 256,
-        "pixel": {"hidden_channels": 32, "channel_mult": [1, 1, 1], "num_res_blocks": 1, "z_channels": 32,
-                  "codebook_size": 1024, "image_size": 32}}
+from harness.core.registry import load_plugins, tokenizers
+
+ARCH = {
+    "image_size": 32,
+    "patch_size": 4,
+    "enc_width": 32,
+    "enc_depth": 1,
+    "enc_heads": 2,
+    "dec_width": 32,
+    "dec_depth": 1,
+    "dec_heads": 2,
+    "codebook_size": 256,
+    "pixel": {
+        "hidden_channels": 32,
+        "channel_mult": [1, 1, 1],
+        "num_res_blocks": 1,
+        "z_channels": 32,
+        "codebook_size": 1024,
+        "image_size": 32,
+    },
+}
 
 
 def test_titok_codes_and_pixels_match_the_official_tokenizer():
     load_plugins()
-    tok = tokenizers.get("titok-s-128")(device="cpu", checkpoint=folder("titok") / "tokenizer_titok_s128.bin",
-                                        architecture=ARCH)
+    tok = tokenizers.get("titok-s-128")(
+        device="cpu", checkpoint=folder("titok") / "tokenizer_titok_s128.bin", architecture=ARCH
+    )
     ref = load("titok", "tokenizer")
     assert_equal(tok.encode(ref["images"]), ref["codes"], "codes")
     assert_rel_close(tok.decode_float(ref["decode_codes"]), ref["decoded_float"], what="decoded float")

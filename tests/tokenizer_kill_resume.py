@@ -1,5 +1,6 @@
 """Shared by the tokenizer trainers' kill-and-resume tests: kill a run at one step, resume it in
 the same folder, and compare its final weights with an uninterrupted run's."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

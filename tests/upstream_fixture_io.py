@@ -1,5 +1,6 @@
 """Read the fixtures the official code wrote (scripts/upstream_fixtures/, tests/fixtures/upstream/<family>)
 and compare with them. Nothing here imports upstream code."""
+
 from __future__ import annotations
 
 import json

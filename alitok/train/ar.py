@@ -15,6 +15,7 @@ Reproducibility: data draws and label dropout come from ``loop.generator``; drop
 global seed set per step inside ``torch.random.fork_rng`` (so a resumed run continues exactly and
 the caller's global RNG is left as it was).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,12 +29,11 @@ import torch
 import torch.nn.functional as F
 
 import harness.runs.training as training
+from alitok.generator import META_CONFIG, ARConfig, ARModel, build
+from alitok.train.ar_data import pretokenize
 from harness.core.config import ConfigError, from_dict, spec_hash
 from harness.core.interfaces import ARSampling, Tokenizer
 from harness.nn.checkpoints.checkpoint import save_safetensors
-
-from alitok.generator import META_CONFIG, ARConfig, ARModel, build
-from alitok.train.ar_data import pretokenize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ class DataConfig:
     per_class_train: int | None = 256  # imagenet: null = every image (else the first N per class)
     per_class_val: int | None = 64
     seed: int = 0
-    ten_crop: bool = True   # paper: ADM center crop to 1.1x, TenCrop (5 crops + their flips)
+    ten_crop: bool = True  # paper: ADM center crop to 1.1x, TenCrop (5 crops + their flips)
     root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
@@ -58,9 +58,13 @@ class DataConfig:
         for key in ("per_class_train", "per_class_val"):
             v = getattr(self, key)
             if (v is None and self.source == "embedded") or (v is not None and v < 1):
-                raise ValueError(f"data.{key} must be >= 1{'' if self.source == 'imagenet' else ' (null only for imagenet)'}, got {v}")
+                raise ValueError(
+                    f"data.{key} must be >= 1{'' if self.source == 'imagenet' else ' (null only for imagenet)'}, got {v}"
+                )
         if self.workers < 0 or self.encode_batch < 1:
-            raise ValueError(f"data.workers must be >= 0 and data.encode_batch >= 1, got {self.workers}, {self.encode_batch}")
+            raise ValueError(
+                f"data.workers must be >= 0 and data.encode_batch >= 1, got {self.workers}, {self.encode_batch}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +103,7 @@ class ARTrainConfig(training.RunConfig):
     steps: int = 1000
     batch_size: int = 64
     label_dropout: float = 0.1
-    eval_every: int = 0          # 0: evaluate at the end only
+    eval_every: int = 0  # 0: evaluate at the end only
     ckpt_every: int = 200
     sampling: ARSampling = ARSampling(cfg_scale=3.0, cfg_schedule="power-cosine", cfg_power=1.0)
     grid: GridConfig = GridConfig()
@@ -137,7 +141,7 @@ def ten_crop_32(images: np.ndarray) -> np.ndarray:
         for flip in (0, 1):
             src = up[:, ::-1] if flip else up
             for j, (top, left) in enumerate(offsets):
-                out[i, 5 * flip + j] = src[top:top + s, left:left + s]
+                out[i, 5 * flip + j] = src[top : top + s, left : left + s]
     return out
 
 
@@ -147,8 +151,10 @@ def load_tokenizer(spec: str, device: torch.device, seed: int = 0) -> Tokenizer:
     if spec == "tiny":
         path = tk.tiny_checkpoint_path()
         if not path.is_file():
-            raise ConfigError(f"tokenizer: the committed tiny tokenizer {path} does not exist yet; "
-                              "train it first or use tokenizer: random-tiny")
+            raise ConfigError(
+                f"tokenizer: the committed tiny tokenizer {path} does not exist yet; "
+                "train it first or use tokenizer: random-tiny"
+            )
         return tk.AliTokTokenizer.from_checkpoint(path, device, name="alitok-tiny")
     if spec == "random-tiny":
         from harness.core.config import load_yaml
@@ -163,13 +169,24 @@ def load_tokenizer(spec: str, device: torch.device, seed: int = 0) -> Tokenizer:
 
 def tokenizer_identity(tokenizer: Tokenizer) -> dict[str, Any]:
     info = tokenizer.info()
-    return {"name": tokenizer.name, "checkpoint": info.get("checkpoint"), "sha256": info.get("checkpoint_sha256"),
-            "stage": info.get("stage"), "num_tokens": tokenizer.num_tokens,
-            "codebook_size": tokenizer.codebook_size, "num_params": info.get("num_params")}
+    return {
+        "name": tokenizer.name,
+        "checkpoint": info.get("checkpoint"),
+        "sha256": info.get("checkpoint_sha256"),
+        "stage": info.get("stage"),
+        "num_tokens": tokenizer.num_tokens,
+        "codebook_size": tokenizer.codebook_size,
+        "num_params": info.get("num_params"),
+    }
 
 
-def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path, write_cache: bool = True,
-               parallel: training.Parallel | None = None) -> dict[str, Any]:
+def load_codes(
+    cfg: ARTrainConfig,
+    tokenizer: Tokenizer,
+    out: Path,
+    write_cache: bool = True,
+    parallel: training.Parallel | None = None,
+) -> dict[str, Any]:
     """Pretokenised train ([N,10,T] or [N,1,T]) and val ([M,T]) codes with their labels.
 
     embedded: cached in ``out/codes.safetensors``; imagenet: ``alitok.train.ar_data`` (chunked,
@@ -177,8 +194,9 @@ def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path, write_cache:
     if cfg.data.source == "imagenet":
         from alitok.train.ar_data import imagenet_codes
 
-        return imagenet_codes(cfg.data, tokenizer, out, tokenizer_identity(tokenizer), cfg.tokenizer_seed,
-                              parallel or training.Parallel())
+        return imagenet_codes(
+            cfg.data, tokenizer, out, tokenizer_identity(tokenizer), cfg.tokenizer_seed, parallel or training.Parallel()
+        )
     from harness.data.embedded import natural_patches
     from harness.nn.checkpoints.checkpoint import load_state_dict, read_metadata
 
@@ -190,8 +208,12 @@ def load_codes(cfg: ARTrainConfig, tokenizer: Tokenizer, out: Path, write_cache:
     train_x, train_y = natural_patches("train", d.image_size, d.per_class_train, d.seed)
     val_x, val_y = natural_patches("val", d.image_size, d.per_class_val, d.seed)
     train_views = ten_crop_32(train_x) if d.ten_crop else train_x[:, None]
-    codes = {"train_codes": pretokenize(tokenizer, train_views), "train_labels": torch.from_numpy(train_y),
-             "val_codes": pretokenize(tokenizer, val_x), "val_labels": torch.from_numpy(val_y)}
+    codes = {
+        "train_codes": pretokenize(tokenizer, train_views),
+        "train_labels": torch.from_numpy(train_y),
+        "val_codes": pretokenize(tokenizer, val_x),
+        "val_labels": torch.from_numpy(val_y),
+    }
     if write_cache:
         save_safetensors(cache, codes, {"key": key})
     return codes
@@ -233,15 +255,19 @@ def ar_loss(model: ARModel, codes: torch.Tensor, class_ids: torch.Tensor) -> tor
 def _check_geometry(cfg: ARTrainConfig, tokenizer: Tokenizer, num_classes: int) -> None:
     m = cfg.model
     if m.num_tokens != tokenizer.num_tokens or m.codebook_size != tokenizer.codebook_size:
-        raise ConfigError(f"model: {m.num_tokens} tokens / {m.codebook_size} codes (num_prefix_tokens + grid^2, "
-                          f"codebook_size) do not match the tokenizer's {tokenizer.num_tokens} / {tokenizer.codebook_size}")
+        raise ConfigError(
+            f"model: {m.num_tokens} tokens / {m.codebook_size} codes (num_prefix_tokens + grid^2, "
+            f"codebook_size) do not match the tokenizer's {tokenizer.num_tokens} / {tokenizer.codebook_size}"
+        )
     if m.num_classes != num_classes:
-        raise ConfigError(f"model.num_classes: {m.num_classes}, but the {cfg.data.source} training data has "
-                          f"{num_classes} classes")
+        raise ConfigError(
+            f"model.num_classes: {m.num_classes}, but the {cfg.data.source} training data has {num_classes} classes"
+        )
 
 
-def _load_decoder(cfg: ARTrainConfig, tokenizer: Tokenizer, val_codes: torch.Tensor,
-                  device: torch.device) -> tuple[Tokenizer, dict[str, Any] | None]:
+def _load_decoder(
+    cfg: ARTrainConfig, tokenizer: Tokenizer, val_codes: torch.Tensor, device: torch.device
+) -> tuple[Tokenizer, dict[str, Any] | None]:
     """The grid's decode tokenizer, checked before training: it must encode the held-out images to
     the training tokenizer's codes, or it cannot decode this AR model's samples."""
     if not cfg.decode_tokenizer:
@@ -251,29 +277,31 @@ def _load_decoder(cfg: ARTrainConfig, tokenizer: Tokenizer, val_codes: torch.Ten
         from alitok.train.ar_data import first_val_images
 
         val_x = first_val_images(cfg.data, 64)  # a probe: the first held-out images
-        val_codes = val_codes[:len(val_x)]
+        val_codes = val_codes[: len(val_x)]
     else:
         from harness.data.embedded import natural_patches
 
         val_x, _ = natural_patches("val", cfg.data.image_size, cfg.data.per_class_val, cfg.data.seed)
     if not torch.equal(pretokenize(decoder, val_x), val_codes.cpu()):
-        raise ConfigError(f"decode_tokenizer: {cfg.decode_tokenizer} encodes the held-out images to other codes "
-                          "than the training tokenizer; it cannot decode this AR model's samples")
+        raise ConfigError(
+            f"decode_tokenizer: {cfg.decode_tokenizer} encodes the held-out images to other codes "
+            "than the training tokenizer; it cannot decode this AR model's samples"
+        )
     return decoder, {**tokenizer_identity(decoder), "heldout_codes_identical": True}
 
 
 def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publish: bool = False) -> dict[str, Any]:
     """The ``alitok-ar`` trainer (see module doc); returns the summary the CLI prints."""
-    from harness.data.embedded import NUM_CLASSES
-
     from alitok.train import ar_eval
+    from harness.data.embedded import NUM_CLASSES
 
     cfg = from_dict(ARTrainConfig, cfg_dict)
     training.check_publish(cfg.export, publish)
     imagenet = cfg.data.source == "imagenet"
     if imagenet and cfg.grid.samples_per_class:
-        raise ConfigError("grid.samples_per_class: the sample grid shows embedded val images; set it to 0 for "
-                          "source imagenet")
+        raise ConfigError(
+            "grid.samples_per_class: the sample grid shows embedded val images; set it to 0 for source imagenet"
+        )
     parallel = training.init_parallel(device)
     device = parallel.device
     out = Path(out_dir)
@@ -310,12 +338,25 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
     # the publish destination does not change training: a finished run can be published later
     run_config = {k: v for k, v in config_json.items() if k != "export"}
-    metadata = {META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True),
-                "sampling": json.dumps(cfg.sampling.to_dict(), sort_keys=True),
-                "tokenizer": json.dumps(tokenizer_identity(tokenizer), sort_keys=True),
-                "seed": str(cfg.seed), "git_sha": training.git_sha()}
-    loop = training.TrainLoop(out, model, optimizer, cfg.steps, cfg.seed, run_config, ckpt_every=cfg.ckpt_every,
-                              log_every=cfg.log_every, metadata=metadata, parallel=parallel)
+    metadata = {
+        META_CONFIG: json.dumps(cfg.model.to_dict(), sort_keys=True),
+        "sampling": json.dumps(cfg.sampling.to_dict(), sort_keys=True),
+        "tokenizer": json.dumps(tokenizer_identity(tokenizer), sort_keys=True),
+        "seed": str(cfg.seed),
+        "git_sha": training.git_sha(),
+    }
+    loop = training.TrainLoop(
+        out,
+        model,
+        optimizer,
+        cfg.steps,
+        cfg.seed,
+        run_config,
+        ckpt_every=cfg.ckpt_every,
+        log_every=cfg.log_every,
+        metadata=metadata,
+        parallel=parallel,
+    )
     fork_devices = [device] if device.type == "cuda" else []
 
     def step_fn(step: int) -> dict[str, float]:
@@ -348,17 +389,27 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     if not parallel.is_main:
         return {}
     ev = ar_eval.evaluate(model, val_codes, val_labels)
-    train_chunks = (codes["train_store"].chunks() if imagenet
-                    else [codes["train_codes"].reshape(-1, tokenizer.num_tokens)])
+    train_chunks = (
+        codes["train_store"].chunks() if imagenet else [codes["train_codes"].reshape(-1, tokenizer.num_tokens)]
+    )
     counts = ar_eval.code_counts(train_chunks, cfg.model.codebook_size, tokenizer.num_tokens)
-    baselines = ar_eval.baselines_from_counts(*counts, codes["val_codes"], cfg.model.codebook_size,
-                                              groups=ar_eval.position_groups(cfg.model.num_prefix_tokens, cfg.model.grid))
+    baselines = ar_eval.baselines_from_counts(
+        *counts,
+        codes["val_codes"],
+        cfg.model.codebook_size,
+        groups=ar_eval.position_groups(cfg.model.num_prefix_tokens, cfg.model.grid),
+    )
     rows = loop.logged()
-    summary = {"steps": loop.step, "first_logged_loss": rows[0].get("loss") if rows else None,
-               "final_logged_loss": rows[-1].get("loss") if rows else None,
-               "val_ce": round(ev["overall"]["ce"], 4), "val_acc": round(ev["overall"]["acc"], 4),
-               "unigram_val_ce": round(baselines["unigram"]["ce"], 4),
-               "unigram_val_acc": round(baselines["unigram"]["acc"], 4), "checkpoint": str(loop.model_path)}
+    summary = {
+        "steps": loop.step,
+        "first_logged_loss": rows[0].get("loss") if rows else None,
+        "final_logged_loss": rows[-1].get("loss") if rows else None,
+        "val_ce": round(ev["overall"]["ce"], 4),
+        "val_acc": round(ev["overall"]["acc"], 4),
+        "unigram_val_ce": round(baselines["unigram"]["ce"], 4),
+        "unigram_val_acc": round(baselines["unigram"]["acc"], 4),
+        "checkpoint": str(loop.model_path),
+    }
     exported = loop.export(model.state_dict(), {"heldout_acc": str(ev["overall"]["acc"])})
     summary["export"] = str(exported)
     published = training.publish_export(exported, cfg.export, publish)
@@ -369,28 +420,74 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         from alitok.train.ar_grid import class_consistency, sample_grid
 
         grid_path = out / "samples_grid.png"
-        images, labels = sample_grid(model, decoder, cfg.sampling, NUM_CLASSES, cfg.grid.samples_per_class,
-                                     cfg.grid.real_per_class, cfg.data, cfg.grid.seed, str(grid_path))
-        samples = {"grid": str(grid_path), "sampling": cfg.sampling.to_dict(), "seed": cfg.grid.seed,
-                   **class_consistency(images, labels, cfg.data)}
+        images, labels = sample_grid(
+            model,
+            decoder,
+            cfg.sampling,
+            NUM_CLASSES,
+            cfg.grid.samples_per_class,
+            cfg.grid.real_per_class,
+            cfg.data,
+            cfg.grid.seed,
+            str(grid_path),
+        )
+        samples = {
+            "grid": str(grid_path),
+            "sampling": cfg.sampling.to_dict(),
+            "seed": cfg.grid.seed,
+            **class_consistency(images, labels, cfg.data),
+        }
         summary["class_consistency"] = samples["generated_1nn_acc"]
-    model_info = {"name": "alitok-ar", "checkpoint": str(exported), "published": published,
-                  "num_params": sum(p.numel() for p in model.parameters()), "config": cfg.model.to_dict(),
-                  "tokenizer": tokenizer_identity(tokenizer), "decode_tokenizer": decoder_identity}
-    metrics = {"val_ce": ev["overall"]["ce"], "val_acc": ev["overall"]["acc"],
-               "unigram_val_ce": baselines["unigram"]["ce"], "unigram_val_acc": baselines["unigram"]["acc"],
-               "first_logged_loss": summary["first_logged_loss"], "final_logged_loss": summary["final_logged_loss"]}
+    model_info = {
+        "name": "alitok-ar",
+        "checkpoint": str(exported),
+        "published": published,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "config": cfg.model.to_dict(),
+        "tokenizer": tokenizer_identity(tokenizer),
+        "decode_tokenizer": decoder_identity,
+    }
+    metrics = {
+        "val_ce": ev["overall"]["ce"],
+        "val_acc": ev["overall"]["acc"],
+        "unigram_val_ce": baselines["unigram"]["ce"],
+        "unigram_val_acc": baselines["unigram"]["acc"],
+        "first_logged_loss": summary["first_logged_loss"],
+        "final_logged_loss": summary["final_logged_loss"],
+    }
     if samples:
         metrics["class_consistency"] = samples["generated_1nn_acc"]
-    summary["record"] = str(training.write_train_record(
-        loop, trainer="alitok-ar", model=model_info, metrics=metrics, device=device,
-        extra={"train_sequences": int(n_train * n_views), "val_sequences": int(len(val_codes)),
-               "data": codes.get("describe") or {"source": "embedded", "train_images": int(n_train),
-                                                 "val_images": int(len(val_codes)), "classes": num_classes}},
-        samples=samples, metric_provenance={"heldout": ev, "baselines": baselines,
-                                            "code_stats": ar_eval.stats_from_counts(counts[0])},
-        notes=[f"ImageNet folder {cfg.data.root}: held-out = {cfg.data.val_split} split" if imagenet else
-               "not paper-comparable: tiny model, embedded natural patches, not ImageNet"]))
+    summary["record"] = str(
+        training.write_train_record(
+            loop,
+            trainer="alitok-ar",
+            model=model_info,
+            metrics=metrics,
+            device=device,
+            extra={
+                "train_sequences": int(n_train * n_views),
+                "val_sequences": int(len(val_codes)),
+                "data": codes.get("describe")
+                or {
+                    "source": "embedded",
+                    "train_images": int(n_train),
+                    "val_images": int(len(val_codes)),
+                    "classes": num_classes,
+                },
+            },
+            samples=samples,
+            metric_provenance={
+                "heldout": ev,
+                "baselines": baselines,
+                "code_stats": ar_eval.stats_from_counts(counts[0]),
+            },
+            notes=[
+                f"ImageNet folder {cfg.data.root}: held-out = {cfg.data.val_split} split"
+                if imagenet
+                else "not paper-comparable: tiny model, embedded natural patches, not ImageNet"
+            ],
+        )
+    )
     return summary
 
 

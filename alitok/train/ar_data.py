@@ -9,11 +9,13 @@ the missing chunks and N processes encode N times as fast. The key hashes the da
 file listing and the tokenizer (its checkpoint sha256), so a different tokenizer never reads stale
 codes. Train codes stay memory-mapped (one page cache for all ranks of a node).
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +32,7 @@ def pretokenize(tokenizer, images: np.ndarray, batch: int = 256) -> torch.Tensor
     """uint8 [N,...,H,W,3] -> codes [N,...,T] through ``Tokenizer.encode`` (CPU LongTensor)."""
     lead = images.shape[:-3]
     flat = torch.from_numpy(np.ascontiguousarray(images.reshape(-1, *images.shape[-3:])))
-    codes = [tokenizer.encode(flat[i:i + batch]).cpu() for i in range(0, len(flat), batch)]
+    codes = [tokenizer.encode(flat[i : i + batch]).cpu() for i in range(0, len(flat), batch)]
     return torch.cat(codes).reshape(*lead, -1)
 
 
@@ -40,8 +42,10 @@ def _datasets(data) -> tuple[Any, Any]:
     train = ImageFolderDataset(data.root, data.train_split, data.image_size)
     val = ImageFolderDataset(data.root, data.val_split, data.image_size)
     if train.classes != val.classes:
-        raise ConfigError(f"data.root: {data.root}: the {data.train_split} and {data.val_split} class folders differ "
-                          f"({len(train.classes)} vs {len(val.classes)} classes)")
+        raise ConfigError(
+            f"data.root: {data.root}: the {data.train_split} and {data.val_split} class folders differ "
+            f"({len(train.classes)} vs {len(val.classes)} classes)"
+        )
     return train, val
 
 
@@ -85,22 +89,36 @@ def _listing_hash(ds) -> str:
     return h.hexdigest()
 
 
-def imagenet_codes(data, tokenizer, out: Path, tokenizer_id: dict[str, Any], tokenizer_seed: int,
-                   parallel: training.Parallel) -> dict[str, Any]:
+def imagenet_codes(
+    data, tokenizer, out: Path, tokenizer_id: dict[str, Any], tokenizer_seed: int, parallel: training.Parallel
+) -> dict[str, Any]:
     """``train_store`` (CodeStore [N,V,T]), ``train_labels`` [N], ``val_codes`` [M,T], ``val_labels`` [M], ``describe``."""
     from harness.data.imagenet_train import first_per_class, iter_center_crops
 
     train, val = _datasets(data)
     train_idx = first_per_class(train.labels, data.per_class_train)
     val_idx = first_per_class(val.labels, data.per_class_val)
-    settings = {k: getattr(data, k) for k in ("image_size", "per_class_train", "per_class_val", "ten_crop",
-                                              "train_split", "val_split")}
-    key = spec_hash({"data": settings, "train_files": _listing_hash(train), "val_files": _listing_hash(val),
-                     "tokenizer": tokenizer_id, "seed": tokenizer_seed, "chunk": CHUNK})
+    settings = {
+        k: getattr(data, k)
+        for k in ("image_size", "per_class_train", "per_class_val", "ten_crop", "train_split", "val_split")
+    }
+    key = spec_hash(
+        {
+            "data": settings,
+            "train_files": _listing_hash(train),
+            "val_files": _listing_hash(val),
+            "tokenizer": tokenizer_id,
+            "seed": tokenizer_seed,
+            "chunk": CHUNK,
+        }
+    )
     folder = out / f"codes-{key[:16]}"
     dtype = np.int16 if tokenizer.codebook_size <= np.iinfo(np.int16).max else np.int32
-    jobs = [(name, ds, idx, i) for name, ds, idx in (("train", train, train_idx), ("val", val, val_idx))
-            for i in range(-(-len(idx) // CHUNK))]
+    jobs = [
+        (name, ds, idx, i)
+        for name, ds, idx in (("train", train, train_idx), ("val", val, val_idx))
+        for i in range(-(-len(idx) // CHUNK))
+    ]
 
     def path(name: str, i: int) -> Path:
         return folder / f"{name}_{i:05d}.npy"
@@ -111,9 +129,11 @@ def imagenet_codes(data, tokenizer, out: Path, tokenizer_id: dict[str, Any], tok
         if n % parallel.world_size != parallel.rank:
             continue
         ten = name == "train" and data.ten_crop
-        sel = idx[i * CHUNK:(i + 1) * CHUNK]
-        codes = [pretokenize(tokenizer, b if ten or name == "val" else b[:, None], data.encode_batch)
-                 for b in iter_center_crops(ds, sel, data.encode_batch, data.workers, ten_crop=ten)]
+        sel = idx[i * CHUNK : (i + 1) * CHUNK]
+        codes = [
+            pretokenize(tokenizer, b if ten or name == "val" else b[:, None], data.encode_batch)
+            for b in iter_center_crops(ds, sel, data.encode_batch, data.workers, ten_crop=ten)
+        ]
         arr = torch.cat(codes).numpy().astype(dtype)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(path(name, i), "wb") as f:
@@ -121,12 +141,23 @@ def imagenet_codes(data, tokenizer, out: Path, tokenizer_id: dict[str, Any], tok
     parallel.barrier()  # every chunk is on disk
     train_arrays = [np.load(path("train", i), mmap_mode="r") for i in range(-(-len(train_idx) // CHUNK))]
     val_codes = np.concatenate([np.load(path("val", i)) for i in range(-(-len(val_idx) // CHUNK))])
-    return {"train_store": CodeStore(train_arrays), "train_labels": torch.from_numpy(train.labels[train_idx]),
-            "val_codes": torch.from_numpy(val_codes.astype(np.int64)),
-            "val_labels": torch.from_numpy(val.labels[val_idx]),
-            "describe": {"source": "imagenet", "root": str(data.root), "train_split": data.train_split,
-                         "val_split": data.val_split, "train_images": int(len(train_idx)),
-                         "val_images": int(len(val_idx)), "classes": len(train.classes),
-                         "views_per_train_image": 10 if data.ten_crop else 1, "codes_folder": str(folder),
-                         "pretokenisation": "ADM centre crop to int(1.1 S) + TenCrop(S)" if data.ten_crop
-                         else "ADM centre crop at S"}}
+    return {
+        "train_store": CodeStore(train_arrays),
+        "train_labels": torch.from_numpy(train.labels[train_idx]),
+        "val_codes": torch.from_numpy(val_codes.astype(np.int64)),
+        "val_labels": torch.from_numpy(val.labels[val_idx]),
+        "describe": {
+            "source": "imagenet",
+            "root": str(data.root),
+            "train_split": data.train_split,
+            "val_split": data.val_split,
+            "train_images": int(len(train_idx)),
+            "val_images": int(len(val_idx)),
+            "classes": len(train.classes),
+            "views_per_train_image": 10 if data.ten_crop else 1,
+            "codes_folder": str(folder),
+            "pretokenisation": "ADM centre crop to int(1.1 S) + TenCrop(S)"
+            if data.ten_crop
+            else "ADM centre crop at S",
+        },
+    }

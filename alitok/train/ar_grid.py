@@ -6,6 +6,7 @@ Class consistency: each generated image is labelled by its nearest train image (
 and compared with the class it was asked for; the same 1-NN accuracy of real val images is the
 ceiling that says how separable the classes are by this crude measure. Chance = 1/num_classes.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,13 +22,23 @@ SCALE = 2  # nearest-neighbour upscaling of the 32 px tiles for visibility
 GAP = 6
 
 
-def generate_images(model, tokenizer: Tokenizer, params: ARSampling, labels: torch.Tensor,
-                    generator: torch.Generator) -> torch.Tensor:
+def generate_images(
+    model, tokenizer: Tokenizer, params: ARSampling, labels: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     return ARGenerator(model, tokenizer, name="alitok-grid", sampling=params).generate(labels, generator).cpu()
 
 
-def sample_grid(model, tokenizer: Tokenizer, params: ARSampling, num_classes: int, per_class: int,
-                real_per_class: int, data_cfg, seed: int, path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def sample_grid(
+    model,
+    tokenizer: Tokenizer,
+    params: ARSampling,
+    num_classes: int,
+    per_class: int,
+    real_per_class: int,
+    data_cfg,
+    seed: int,
+    path: str | os.PathLike,
+) -> tuple[np.ndarray, np.ndarray]:
     """Write the grid PNG atomically; return the generated images [C*per_class,H,W,3] and labels."""
     from PIL import Image
 
@@ -44,10 +55,10 @@ def sample_grid(model, tokenizer: Tokenizer, params: ARSampling, num_classes: in
     for c in range(num_classes):
         row = slice(c * s, (c + 1) * s)
         for j, img in enumerate(images[labels.numpy() == c]):
-            canvas[row, j * s:(j + 1) * s] = img
+            canvas[row, j * s : (j + 1) * s] = img
         for j, img in enumerate(real[real_labels == c]):
             x0 = per_class * s + GAP + j * s
-            canvas[row, x0:x0 + s] = img
+            canvas[row, x0 : x0 + s] = img
     canvas = canvas.repeat(SCALE, 0).repeat(SCALE, 1)
     with atomic_path(path) as f:
         Image.fromarray(canvas).save(f, format="PNG")
@@ -65,6 +76,9 @@ def class_consistency(images: np.ndarray, labels: np.ndarray, data_cfg, real_per
 
     train, train_labels = natural_patches("train", data_cfg.image_size, data_cfg.per_class_train, data_cfg.seed)
     val, val_labels = natural_patches("val", data_cfg.image_size, real_per_class, data_cfg.seed)
-    return {"generated_1nn_acc": float((_nn_labels(images, train, train_labels) == labels).mean()),
-            "real_val_1nn_acc": float((_nn_labels(val, train, train_labels) == val_labels).mean()),
-            "chance": 1.0 / NUM_CLASSES, "num_generated": int(len(images))}
+    return {
+        "generated_1nn_acc": float((_nn_labels(images, train, train_labels) == labels).mean()),
+        "real_val_1nn_acc": float((_nn_labels(val, train, train_labels) == val_labels).mean()),
+        "chance": 1.0 / NUM_CLASSES,
+        "num_generated": int(len(images)),
+    }

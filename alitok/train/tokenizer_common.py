@@ -5,6 +5,7 @@ Perceptual terms (LPIPS-VGG, ConvNeXt-S logit MSE) need pretrained weights that 
 downloaded here, so their weights must stay 0 (a clear error otherwise). The hinge GAN needs no
 pretrained weights and is available as an option (``loss.gan.enabled``), off by default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,8 +74,10 @@ class PerceptualConfig:
 
     def check(self) -> None:
         if self.lpips_weight or self.convnext_weight:
-            raise ConfigError("loss.perceptual: not implemented here (LPIPS-VGG / ConvNeXt-S weights cannot be "
-                              "downloaded in this environment); keep lpips_weight and convnext_weight at 0")
+            raise ConfigError(
+                "loss.perceptual: not implemented here (LPIPS-VGG / ConvNeXt-S weights cannot be "
+                "downloaded in this environment); keep lpips_weight and convnext_weight at 0"
+            )
 
 
 def resolve_model_dict(model_config: str | None, model: dict[str, Any]) -> dict[str, Any]:
@@ -91,8 +94,9 @@ def load_train_images(data: DataConfig, image_size: int) -> torch.Tensor:
     return torch.from_numpy(images)
 
 
-def draw_batch(images: torch.Tensor, batch_size: int, generator: torch.Generator, hflip: bool,
-               device: torch.device) -> torch.Tensor:
+def draw_batch(
+    images: torch.Tensor, batch_size: int, generator: torch.Generator, hflip: bool, device: torch.device
+) -> torch.Tensor:
     """A random batch as float [B,3,H,W] in [0,1]; all randomness from ``generator``."""
     idx = torch.randint(len(images), (batch_size,), generator=generator)
     x = images[idx].permute(0, 3, 1, 2).float() / 255.0
@@ -111,8 +115,14 @@ class EmbeddedBatches:
         self.images = load_train_images(data, image_size)
 
     def describe(self) -> dict[str, Any]:
-        return {"source": "embedded", "images": len(self.images), "classes": 11, "per_class": self.data.per_class,
-                "seed": self.data.seed, "hflip": self.data.hflip}
+        return {
+            "source": "embedded",
+            "images": len(self.images),
+            "classes": 11,
+            "per_class": self.data.per_class,
+            "seed": self.data.seed,
+            "hflip": self.data.hflip,
+        }
 
     def batch(self, step: int, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         return self.parallel.shard(draw_batch(self.images, batch_size, generator, self.data.hflip, device))
@@ -129,15 +139,17 @@ class FolderBatches:
         from harness.data.imagenet_train import ImageNetTrainSource
 
         self.data, self.parallel, self.seed = data, parallel, (run_seed, data.seed)
-        self.source = ImageNetTrainSource(data.root, data.split, image_size, workers=data.workers,
-                                          label_file=data.label_file)
+        self.source = ImageNetTrainSource(
+            data.root, data.split, image_size, workers=data.workers, label_file=data.label_file
+        )
 
     def describe(self) -> dict[str, Any]:
         return {**self.source.describe(), "hflip": self.data.hflip, "seed": list(self.seed)}
 
     def batch(self, step: int, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        arr = self.source.rank_batch(self.seed, step, batch_size, self.data.hflip, self.parallel.rank,
-                                     self.parallel.world_size)
+        arr = self.source.rank_batch(
+            self.seed, step, batch_size, self.data.hflip, self.parallel.rank, self.parallel.world_size
+        )
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255.0).to(device)
 
     def close(self) -> None:
@@ -158,11 +170,12 @@ def parse(cls: type, cfg: dict[str, Any]):
 def config_checker(config_cls: type):
     """``check_config(cfg) -> [problems]`` of a tokenizer trainer, found without running it (the ablation
     driver's --plan): the strict parse plus the perceptual-loss check."""
+
     def check_config(cfg: dict[str, Any]) -> list[str]:
         try:
             parse(config_cls, {k: v for k, v in cfg.items() if k != "trainer"}).loss.perceptual.check()
         except (ConfigError, ValueError, TypeError) as e:
             return [str(e)]
         return []
-    return check_config
 
+    return check_config

@@ -4,6 +4,7 @@ A small patch discriminator in the upstream style: 3x3 "same" convs, blur (1,3,3
 GroupNorm, LeakyReLU 0.1, adaptive max-pool, a logit conv. Channels default to 32 (upstream 128)
 for CPU. Generator term ``-w_g * mean D(x_hat)``; discriminator ``w_d * hinge``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,7 +32,12 @@ class PatchDiscriminator(nn.Module):
         c = channels
         for mult in stages:
             out = channels * mult
-            layers += [nn.Conv2d(c, out, 3, padding=1), BlurDown(out), nn.GroupNorm(min(32, out), out), nn.LeakyReLU(0.1)]
+            layers += [
+                nn.Conv2d(c, out, 3, padding=1),
+                BlurDown(out),
+                nn.GroupNorm(min(32, out), out),
+                nn.LeakyReLU(0.1),
+            ]
             c = out
         layers += [nn.AdaptiveMaxPool2d(pool), nn.Conv2d(c, 1, 3, padding=1)]
         self.net = nn.Sequential(*layers)

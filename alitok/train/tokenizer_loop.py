@@ -1,16 +1,18 @@
 """The training step both tokenizer stages run: batch draw, optional hinge GAN, then the engine's
 ``TrainLoop``, schedule, export, publish and train record (``harness.runs.training``). Each stage
 supplies only its loss function."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-from alitok.train import tokenizer_common as common
 import harness.runs.training as training
+from alitok.train import tokenizer_common as common
 from harness.core.config import to_dict
 
 LossFn = Callable[[torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]"]
@@ -25,8 +27,17 @@ class TokenizerWithDiscriminator(nn.Module):
 
 
 class TokenizerTraining:
-    def __init__(self, c: Any, model: nn.Module, params: Iterable[nn.Parameter], out_dir: Path,
-                 device: torch.device, stage: str, resolved: dict[str, Any], publish: bool = False):
+    def __init__(
+        self,
+        c: Any,
+        model: nn.Module,
+        params: Iterable[nn.Parameter],
+        out_dir: Path,
+        device: torch.device,
+        stage: str,
+        resolved: dict[str, Any],
+        publish: bool = False,
+    ):
         from alitok.tokenizer import export_metadata
         from harness.nn.layers.vit import init_vit_weights
 
@@ -48,13 +59,26 @@ class TokenizerTraining:
             container = TokenizerWithDiscriminator(model, self.disc)
             groups.append({"params": list(self.disc.parameters()), "lr": gan.lr, "base_lr": gan.lr})
         self.opt = training.make_optimizer(groups, c.optim)
-        self.metadata = {**export_metadata(model), "seed": c.seed, "git_sha": training.git_sha(),
-                         "trainer": f"alitok-{stage}"}
+        self.metadata = {
+            **export_metadata(model),
+            "seed": c.seed,
+            "git_sha": training.git_sha(),
+            "trainer": f"alitok-{stage}",
+        }
         # where the weights are published does not change training: a finished run can be published later
         run_config = {k: v for k, v in {**to_dict(c), **resolved}.items() if k != "export"}
-        self.loop = training.TrainLoop(out_dir, container, self.opt, c.steps, c.seed, run_config,
-                                       ckpt_every=c.ckpt_every, log_every=c.log_every, metadata=self.metadata,
-                                       parallel=self.parallel)
+        self.loop = training.TrainLoop(
+            out_dir,
+            container,
+            self.opt,
+            c.steps,
+            c.seed,
+            run_config,
+            ckpt_every=c.ckpt_every,
+            log_every=c.log_every,
+            metadata=self.metadata,
+            parallel=self.parallel,
+        )
 
     def _step(self, loss_fn: LossFn, i: int) -> dict[str, float]:
         c, gan = self.c, self.c.loss.gan
@@ -99,8 +123,7 @@ class TokenizerTraining:
             logs["d_loss"] = d_loss.detach()
         if self.parallel.world_size > 1 and self.model.cfg.clustering_vq:
             self.parallel.average_state(self.model.quantize)  # each rank's online update used its own slice
-        return {"loss": total_sum, "lr": self.opt.param_groups[0]["lr"],
-                **{k: float(v) for k, v in logs.items()}}
+        return {"loss": total_sum, "lr": self.opt.param_groups[0]["lr"], **{k: float(v) for k, v in logs.items()}}
 
     def train(self, loss_fn: LossFn, progress: bool = True) -> dict[str, Any]:
         try:
@@ -110,7 +133,11 @@ class TokenizerTraining:
         if not self.parallel.is_main:
             return {}
         rows = logs or self.loop.logged()
-        summary: dict[str, Any] = {"stage": self.stage, "steps": self.loop.step, "checkpoint": str(self.loop.model_path)}
+        summary: dict[str, Any] = {
+            "stage": self.stage,
+            "steps": self.loop.step,
+            "checkpoint": str(self.loop.model_path),
+        }
         if rows:
             summary.update({k: round(v, 6) for k, v in rows[-1].items() if k not in ("step", "time_s")})
         exported = self.loop.export(self.model.state_dict(), {})
@@ -118,12 +145,24 @@ class TokenizerTraining:
         published = training.publish_export(exported, self.c.export, self.publish)
         if published:
             summary["published"] = published
-        model = {"name": f"alitok-{self.stage}", "checkpoint": str(exported), "stage": self.model.stage,
-                 "num_params": sum(p.numel() for p in self.model.parameters()),
-                 "config": self.model.cfg.to_dict(), "published": published}
+        model = {
+            "name": f"alitok-{self.stage}",
+            "checkpoint": str(exported),
+            "stage": self.model.stage,
+            "num_params": sum(p.numel() for p in self.model.parameters()),
+            "config": self.model.cfg.to_dict(),
+            "published": published,
+        }
         metrics = {k: v for k, v in summary.items() if isinstance(v, float)}
-        summary["record"] = str(training.write_train_record(
-            self.loop, trainer=f"alitok-{self.stage}", model=model, metrics=metrics, device=self.device,
-            extra={"data": self.data.describe()},
-            notes=["train-set figures (the last logged step); held-out reconstruction quality: the recon verb"]))
+        summary["record"] = str(
+            training.write_train_record(
+                self.loop,
+                trainer=f"alitok-{self.stage}",
+                model=model,
+                metrics=metrics,
+                device=self.device,
+                extra={"data": self.data.describe()},
+                notes=["train-set figures (the last logged step); held-out reconstruction quality: the recon verb"],
+            )
+        )
         return summary

@@ -7,6 +7,7 @@ Writes ``last.safetensors`` (loadable as a stage-1 tokenizer: config and stage i
 ``model.safetensors`` (the inference tokenizer) and ``train_record.json`` under ``--out``; with
 ``--publish`` the export is copied to ``export:``. Paths in the YAML resolve against its folder.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,9 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+import harness.runs.training as training
 from alitok.train import tokenizer_common as common
 from alitok.train.tokenizer_loop import TokenizerTraining
-import harness.runs.training as training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +53,9 @@ def aux_weight(loss: Stage1Loss, prefix_tokens: int, grid: int) -> float:
     return 10.0 * prefix_tokens / (grid * grid)
 
 
-def stage1_loss(out: dict[str, Any], x: torch.Tensor, loss: Stage1Loss, w_aux: float, patch: int,
-                perceptual=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def stage1_loss(
+    out: dict[str, Any], x: torch.Tensor, loss: Stage1Loss, w_aux: float, patch: int, perceptual=None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The generator loss of one batch (the GAN term is added by the loop) and its logged parts.
     ``out``: the model's ``recon``, ``aux`` and ``vq_loss``; ``x`` the images in [0, 1]."""
     from alitok.tokenizer import aux_target
@@ -84,8 +86,10 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
     if model_cfg.prefix_tokens not in (0, model_cfg.grid + 1) and w_aux:
         from harness.core.config import ConfigError
 
-        raise ConfigError(f"loss.aux_loss_weight: the aux target [patch(0,0) | first row] needs K = 1 + grid = "
-                          f"{model_cfg.grid + 1} prefix tokens, got {model_cfg.prefix_tokens}; set it to 0 for other K")
+        raise ConfigError(
+            f"loss.aux_loss_weight: the aux target [patch(0,0) | first row] needs K = 1 + grid = "
+            f"{model_cfg.grid + 1} prefix tokens, got {model_cfg.prefix_tokens}; set it to 0 for other K"
+        )
     gen = torch.Generator().manual_seed(c.seed)
     model = build(model_cfg, "stage1", generator=gen).to(device)
     perceptual = c.loss.perceptual.build(device)
@@ -94,20 +98,33 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
         quantize = step >= c.loss.vq_warmup_steps
         if quantize and step == c.loss.vq_warmup_steps > 0:
             with torch.no_grad():
-                model.quantize.init_from_features(model.encoder(x, model.latent_tokens),
-                                                  torch.Generator().manual_seed(c.seed + step))
+                model.quantize.init_from_features(
+                    model.encoder(x, model.latent_tokens), torch.Generator().manual_seed(c.seed + step)
+                )
         out = model(x, quantize=quantize)
         total, logs = stage1_loss(out, x, c.loss, w_aux, model_cfg.patch_size, perceptual)
         logs["codes_used"] = torch.tensor(float(out["codes"].unique().numel()))
         return total, out["recon"], logs
 
-    run = TokenizerTraining(c, model, model.parameters(), out_dir, device, stage="stage1",
-                            resolved={"model": model_cfg.to_dict(), "aux_loss_weight_resolved": w_aux},
-                            publish=publish)
+    run = TokenizerTraining(
+        c,
+        model,
+        model.parameters(),
+        out_dir,
+        device,
+        stage="stage1",
+        resolved={"model": model_cfg.to_dict(), "aux_loss_weight_resolved": w_aux},
+        publish=publish,
+    )
     return run.train(loss_fn)
 
 
-train_stage1.path_keys = ("model_config", "export", "data.root", "data.label_file")  # resolved against the config file's folder
+train_stage1.path_keys = (
+    "model_config",
+    "export",
+    "data.root",
+    "data.label_file",
+)  # resolved against the config file's folder
 
 train_stage1.check_config = common.config_checker(Stage1Config)
 train_stage1.data_sources = ("embedded", "imagenet")  # the ablation driver's --plan reports other sources as missing

@@ -6,6 +6,7 @@ is carried over (encoder, latent tokens, codebook, decoder blocks, heads); the b
 decoder position embedding (new shapes) keep their fresh init; the aux head and ``embed_prob``
 are dropped. The codes are therefore exactly the stage-1 codes, which the AR model trains on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,9 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+import harness.runs.training as training
 from alitok.train import tokenizer_common as common
 from alitok.train.tokenizer_loop import TokenizerTraining
-import harness.runs.training as training
 
 FROZEN_PREFIXES = ("encoder.", "quantize.", "latent_tokens")  # upstream: names containing these
 
@@ -56,8 +57,9 @@ def init_from_stage1(model: torch.nn.Module, stage1_sd: dict[str, torch.Tensor],
             carried.append(k)
         elif is_frozen(k):
             got = tuple(stage1_sd[k].shape) if k in stage1_sd else "missing"
-            raise CheckpointError(f"{path}: stage-1 checkpoint does not fit this stage-2 model: {k} is {got}, "
-                                  f"need {tuple(v.shape)}")
+            raise CheckpointError(
+                f"{path}: stage-1 checkpoint does not fit this stage-2 model: {k} is {got}, need {tuple(v.shape)}"
+            )
         else:
             reinit.append(k)
     with torch.no_grad():
@@ -67,8 +69,9 @@ def init_from_stage1(model: torch.nn.Module, stage1_sd: dict[str, torch.Tensor],
     return {"carried": carried, "reinitialised": reinit, "dropped": dropped}
 
 
-def stage2_loss(recon: torch.Tensor, x: torch.Tensor, loss: Stage2Loss,
-                perceptual=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def stage2_loss(
+    recon: torch.Tensor, x: torch.Tensor, loss: Stage2Loss, perceptual=None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The decoder's loss (no VQ or aux term: the encoder and codebook are frozen) and its parts."""
     mse = F.mse_loss(recon, x)
     total, logs = loss.mse_weight * mse, {"mse": mse.detach()}
@@ -90,11 +93,13 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
     training.check_publish(c.export, publish)
     meta = read_metadata(c.init_from)
     if META_CONFIG not in meta:
-        raise ConfigError(f"init_from: {c.init_from}: no tokenizer config in its metadata (not an alitok-stage1 checkpoint)")
+        raise ConfigError(
+            f"init_from: {c.init_from}: no tokenizer config in its metadata (not an alitok-stage1 checkpoint)"
+        )
     model_cfg = config_from_dict({**json.loads(meta[META_CONFIG]), **c.model})
     sd = load_state_dict(c.init_from)
     if any(k.startswith("tokenizer.") for k in sd):  # stage 1 ran with the GAN
-        sd = {k[len("tokenizer."):]: v for k, v in sd.items() if k.startswith("tokenizer.")}
+        sd = {k[len("tokenizer.") :]: v for k, v in sd.items() if k.startswith("tokenizer.")}
     model = build(model_cfg, "stage2", generator=torch.Generator().manual_seed(c.seed))
     report = init_from_stage1(model, sd, c.init_from)
     model.to(device)
@@ -111,15 +116,23 @@ def train_stage2(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
         logs["codes_used"] = torch.tensor(float(codes.unique().numel()))
         return total, recon, logs
 
-    resolved = {"model": model_cfg.to_dict(), "init": {k: len(v) for k, v in report.items()},
-                "reinitialised": report["reinitialised"]}
+    resolved = {
+        "model": model_cfg.to_dict(),
+        "init": {k: len(v) for k, v in report.items()},
+        "reinitialised": report["reinitialised"],
+    }
     run = TokenizerTraining(c, model, trainable, out_dir, device, stage="stage2", resolved=resolved, publish=publish)
     summary = run.train(loss_fn)
     summary["reinitialised_from_scratch"] = ", ".join(report["reinitialised"])
     return summary
 
 
-train_stage2.path_keys = ("init_from", "export", "data.root", "data.label_file")  # resolved against the config file's folder
+train_stage2.path_keys = (
+    "init_from",
+    "export",
+    "data.root",
+    "data.label_file",
+)  # resolved against the config file's folder
 
 train_stage2.check_config = common.config_checker(Stage2Config)
 train_stage2.data_sources = ("embedded", "imagenet")  # the ablation driver's --plan reports other sources as missing

@@ -5,6 +5,7 @@ Verb modules live in ``harness/cli/`` and are imported only when their verb runs
 ``alitok-bench list`` stays fast. Each module defines ``add_arguments(parser)`` and
 ``run(args) -> int``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,18 @@ VERBS: dict[str, tuple[str, str]] = {
     "report": ("harness.cli.report", "tables (md/csv/tex) and plots (png/svg) from run records alone"),
     "claims": ("harness.cli.claims", "the paper's claims against measured records: reproduced / not / not run"),
     "ablate": ("harness.cli.ablate", "the ablation suite: rows x paired seeds, train + evaluate, table with spread"),
-    "compare": ("harness.cli.compare", "regression gates between comparable records (exit 1 on failure, 2 if not comparable)"),
+    "compare": (
+        "harness.cli.compare",
+        "regression gates between comparable records (exit 1 on failure, 2 if not comparable)",
+    ),
     "cache": ("harness.cli.cache", "list or clear the feature cache ($ALITOK_BENCH_CACHE or ~/.cache/alitok-bench)"),
-    "fetch": ("harness.cli.fetch", "download the official files (weights, reference batches) into the weights root, verified"),
+    "fetch": (
+        "harness.cli.fetch",
+        "download the official files (weights, reference batches) into the weights root, verified",
+    ),
     "bench": ("harness.cli.bench", "images/s of generators side by side, decode included (speed records)"),
 }
+
 
 def _error_types() -> tuple[type[BaseException], ...]:
     from harness.core.errors import UserError
@@ -47,16 +55,24 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("%(default)" in text or default is argparse.SUPPRESS or default is None or default is False
-                or default == [] or not (action.option_strings or action.nargs in ("?", "*"))):
+        if (
+            "%(default)" in text
+            or default is argparse.SUPPRESS
+            or default is None
+            or default is False
+            or default == []
+            or not (action.option_strings or action.nargs in ("?", "*"))
+        ):
             return text
         return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
-        prog="alitok-bench", description="Evaluate image tokenizers and generators under ImageNet-256 protocols.",
-        formatter_class=DefaultsHelpFormatter)
+        prog="alitok-bench",
+        description="Evaluate image tokenizers and generators under ImageNet-256 protocols.",
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs = {}

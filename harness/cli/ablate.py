@@ -5,6 +5,7 @@ writes the table (mean ± sd, paired differences to the baseline row) and bar pl
 (``harness.suites.ablation``). A rerun of the same command skips finished folders and resumes the rest.
 ``--plan`` runs nothing: it prints the jobs, the commands and what is missing (exit 1 if anything is).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder; reused to resume")
     p.add_argument("--rows", default=None, help="comma list of rows to run (default: all)")
     p.add_argument("--seeds", default=None, help="comma list of seeds (default: the preset's)")
-    p.add_argument("--imagenet-root", default=None, metavar="DIR",
-                   help="ImageNet folder (train/ and val/ class folders) instead of the preset's imagenet_root")
+    p.add_argument(
+        "--imagenet-root",
+        default=None,
+        metavar="DIR",
+        help="ImageNet folder (train/ and val/ class folders) instead of the preset's imagenet_root",
+    )
     p.add_argument("--plan", action="store_true", help="validate and print the plan; run nothing")
     p.add_argument("--summarize", action="store_true", help="only rebuild table/plot from finished folders")
 

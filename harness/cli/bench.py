@@ -3,6 +3,7 @@
 Writes one ``bench`` record per model and batch size, plus ``bench_summary.json`` and
 ``bench_summary.md`` (table and per-image ratios), all under ``--out``; prints the table last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,46 +16,91 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from harness.speed.bench import DTYPES, PRESETS
 
-    p.add_argument("--model", action="append", default=None,
-                   help="registered generator (repeatable; models are interleaved A B A B ...)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="paper: fp32, batch 64, CFG on, decode included; "
-                   "gpu-check: bf16, batch 64; cpu-smoke: alitok-tiny, batch 4. Flags override it.")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="registered generator (repeatable; models are interleaved A B A B ...)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="paper: fp32, batch 64, CFG on, decode included; "
+        "gpu-check: bf16, batch 64; cpu-smoke: alitok-tiny, batch 4. Flags override it.",
+    )
     p.add_argument("--batch-size", type=int, action="append", default=None, help="repeatable: a sweep")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="fp32 (default), tf32, bf16 (autocast)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per model (default 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs per model first (default 1)")
     p.add_argument("--steps", type=int, default=None, help="diffusion step count (AR: n/a, fixed by the tokens)")
-    p.add_argument("--steps-limit", action="append", default=None, metavar="[MODEL=]N",
-                   help="time only N network calls and scale to the full count (labelled extrapolated); N alone: "
-                        "every model; MODEL=N (repeatable): that model only, e.g. a diffusion model beside AR "
-                        "models timed in full")
+    p.add_argument(
+        "--steps-limit",
+        action="append",
+        default=None,
+        metavar="[MODEL=]N",
+        help="time only N network calls and scale to the full count (labelled extrapolated); N alone: "
+        "every model; MODEL=N (repeatable): that model only, e.g. a diffusion model beside AR "
+        "models timed in full",
+    )
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model's step")
-    p.add_argument("--linear", choices=("auto", "onednn", "aten"), default=None,
-                   help="auto: oneDNN on packed weights on CPU where a measurement on this machine found it faster "
-                        "(cached; harness/nn/kernels/kernel_choice.py); onednn: packed wherever it exists; aten: packing off")
-    p.add_argument("--attention", choices=("auto", "c", "sdpa"), default=None,
-                   help="auto: AR decode steps through the C decode-attention kernel where it was measured faster on "
-                        "this machine; c: wherever it applies; sdpa: PyTorch's SDPA")
-    p.add_argument("--calibrate", action="store_true", default=None,
-                   help="CPU: time a fixed machine-calibration workload before every repeat and record each repeat "
-                        "in its units too, so --agree can tell code from a shared machine's drift")
+    p.add_argument(
+        "--linear",
+        choices=("auto", "onednn", "aten"),
+        default=None,
+        help="auto: oneDNN on packed weights on CPU where a measurement on this machine found it faster "
+        "(cached; harness/nn/kernels/kernel_choice.py); onednn: packed wherever it exists; aten: packing off",
+    )
+    p.add_argument(
+        "--attention",
+        choices=("auto", "c", "sdpa"),
+        default=None,
+        help="auto: AR decode steps through the C decode-attention kernel where it was measured faster on "
+        "this machine; c: wherever it applies; sdpa: PyTorch's SDPA",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        default=None,
+        help="CPU: time a fixed machine-calibration workload before every repeat and record each repeat "
+        "in its units too, so --agree can tell code from a shared machine's drift",
+    )
     p.add_argument("--no-cfg", action="store_true", help="guidance off (cfg_scale 1.0: no doubled batch)")
     p.add_argument("--no-kv-cache", action="store_true", help="AR without KV cache where a generator supports it")
-    p.add_argument("--random-weights", action="store_true", default=None,
-                   help="official architectures with seeded random weights (no checkpoint; speed only)")
-    p.add_argument("--low-memory", action="store_true",
-                   help="build each model just before its run (untimed) and free it after, so models that do not fit "
-                        "in memory together still interleave")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="skip (with a message) models that are not registered or whose plugin is not written yet")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        default=None,
+        help="official architectures with seeded random weights (no checkpoint; speed only)",
+    )
+    p.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="build each model just before its run (untimed) and free it after, so models that do not fit "
+        "in memory together still interleave",
+    )
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="skip (with a message) models that are not registered or whose plugin is not written yet",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (recorded either way)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--agree", nargs=2, metavar=("RUN1", "RUN2"), default=None,
-                   help="measure nothing: do two bench output folders of the same settings agree within their own "
-                        "spread? Writes --out/agreement.json; exit 1 if a row disagrees")
-    p.add_argument("--upstream", type=Path, default=None, metavar="DIR",
-                   help="folder of official checkouts (DIR/alitok, ...): beside each model with an upstream adapter "
-                        "(harness/speed/upstream.py), time upstream's own sampler on the same weights, interleaved")
+    p.add_argument(
+        "--agree",
+        nargs=2,
+        metavar=("RUN1", "RUN2"),
+        default=None,
+        help="measure nothing: do two bench output folders of the same settings agree within their own "
+        "spread? Writes --out/agreement.json; exit 1 if a row disagrees",
+    )
+    p.add_argument(
+        "--upstream",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of official checkouts (DIR/alitok, ...): beside each model with an upstream adapter "
+        "(harness/speed/upstream.py), time upstream's own sampler on the same weights, interleaved",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for the records and the summary")
 
@@ -75,8 +121,17 @@ def resolve_settings(args: argparse.Namespace):
     preset.pop("batch_size", None)
     fields = dict(preset)
     fields.update(_steps_limits(args.steps_limit or [], models))
-    for name in ("dtype", "repeats", "warmup", "steps", "compile", "random_weights", "linear",
-                 "attention", "calibrate"):
+    for name in (
+        "dtype",
+        "repeats",
+        "warmup",
+        "steps",
+        "compile",
+        "random_weights",
+        "linear",
+        "attention",
+        "calibrate",
+    ):
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
@@ -117,9 +172,8 @@ def _load(names, settings, device, skip_missing: bool, low_memory: bool = False,
     (harness.speed.upstream), under the same registry name (so a --steps-limit applies to both alike)."""
     from harness.core.errors import UserError
     from harness.core.registry import RegistryError, generators, load_plugins
-    from harness.suites.suite import plugin_missing
-
     from harness.speed import upstream as up
+    from harness.suites.suite import plugin_missing
 
     load_plugins()
     loaded, measured, skipped = [], [], {}
@@ -140,6 +194,7 @@ def _load(names, settings, device, skip_missing: bool, low_memory: bool = False,
                 return generators.get(name)(device=device, **settings.factory_options())
             except TypeError as e:  # a factory that does not take an option we pass (dtype, compile, random_weights)
                 raise UserError(f"--model {name}: {e}") from None
+
         project = build if low_memory else build()
         loaded.append(project)
         measured.append(name)
@@ -152,6 +207,7 @@ def _load(names, settings, device, skip_missing: bool, low_memory: bool = False,
 
         def official(name=name, project=project):
             return up.official_generator(project() if callable(project) else project, upstream, name)
+
         loaded.append(official if low_memory else official())
         measured.append(name)
     return loaded, measured, skipped
@@ -175,31 +231,44 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_start = load_average()
-    gens, measured, skipped = _load(models, sweep[0], device, args.skip_missing, args.low_memory,
-                                    getattr(args, "upstream", None))
+    gens, measured, skipped = _load(
+        models, sweep[0], device, args.skip_missing, args.low_memory, getattr(args, "upstream", None)
+    )
     if not gens:  # nothing measured, nothing written: exit 0 only when skipping was asked for
         print("bench: no model to measure", file=sys.stderr)
         return 0 if args.skip_missing else 2
     rows, records = [], []
-    sweep = [dataclasses.replace(s, model_steps_limits=tuple((n, k) for n, k in s.model_steps_limits
-                                                             if n not in skipped)) for s in sweep]
+    sweep = [
+        dataclasses.replace(s, model_steps_limits=tuple((n, k) for n, k in s.model_steps_limits if n not in skipped))
+        for s in sweep
+    ]
     for settings in sweep:
-        results = bench_interleaved(gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr),
-                                    names=measured)
+        results = bench_interleaved(
+            gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr), names=measured
+        )
         for name, res in zip(measured, results):
-            summary = {"model": res.name, "implementation": "upstream" if "upstream" in res.info else "project",
-                       "dtype": settings.dtype, **res.summary(), **{"applied": res.applied}}
+            summary = {
+                "model": res.name,
+                "implementation": "upstream" if "upstream" in res.info else "project",
+                "dtype": settings.dtype,
+                **res.summary(),
+                **{"applied": res.applied},
+            }
             rows.append(summary)
             records.append((res, name, settings, summary))
     load_end = load_average()
     from harness.nn.kernels import kernel_choice
 
     # the kernels chosen on this machine (measured or read from the cache) for the models timed above
-    machine = {**machine_info(device), "load_average_start": load_start, "load_average_end": load_end,
-               "kernel_choices": kernel_choice.recorded()}
+    machine = {
+        **machine_info(device),
+        "load_average_start": load_start,
+        "load_average_end": load_end,
+        "kernel_choices": kernel_choice.recorded(),
+    }
     names = [r.name for r in results]
     code = code_info()
-    bench_run_id = uuid.uuid4().hex   # shared by this invocation's records: claims take ratios within one run
+    bench_run_id = uuid.uuid4().hex  # shared by this invocation's records: claims take ratios within one run
     for res, name, settings, summary in records:
         notes = [f"interleaved with {', '.join(n for n in names if n != res.name) or 'nothing'} (A B A B per repeat)"]
         if res.built_per_run:
@@ -207,42 +276,78 @@ def run(args: argparse.Namespace) -> int:
         if summary["extrapolated"]:
             notes.append(f"extrapolated: {summary['method']}")
         if "upstream" in res.info:
-            notes.append(f"upstream's own sampler ({res.info['upstream']['function']} from "
-                         f"{res.info['upstream']['checkout']}, commit {res.info['upstream']['commit']}) on the project "
-                         "model's weights; decode by the project's tokenizer")
+            notes.append(
+                f"upstream's own sampler ({res.info['upstream']['function']} from "
+                f"{res.info['upstream']['checkout']}, commit {res.info['upstream']['commit']}) on the project "
+                "model's weights; decode by the project's tokenizer"
+            )
         if settings.random_weights:
             notes.append("random weights (official architecture, seeded init): valid for speed only")
         if not settings.kv_cache and summary["applied"]["kv_cache"] == "n/a":
             notes.append("--no-kv-cache: not supported by this generator (recorded n/a)")
         rec = RunRecord(
             kind="bench",
-            spec={"bench_run_id": bench_run_id, "preset": args.preset, "settings": settings.to_dict(),
-                  "models_compared": names,
-                  "low_memory": args.low_memory,
-                  "skipped": skipped, "threads": machine["torch_threads"]},
+            spec={
+                "bench_run_id": bench_run_id,
+                "preset": args.preset,
+                "settings": settings.to_dict(),
+                "models_compared": names,
+                "low_memory": args.low_memory,
+                "skipped": skipped,
+                "threads": machine["torch_threads"],
+            },
             # registry_name: what --model named (a random-weights generator calls itself "<name>-random");
             # sampling: the parameters of the timed runs (CFG off with --no-cfg), which claims match on
             # an upstream row is not the registered model's figure: claims must not pick it up by name
-            model={**model_info(res.info), "implementation": summary["implementation"],
-                   "registry_name": name if summary["implementation"] == "project" else f"{name}@upstream",
-                   "sampling": res.sampling,
-                   "weights": "random" if settings.random_weights else "checkpoint"},
-            code=code, env={**env_info(device), **machine}, speed=summary,
-            machine=record_machine(device, {k: str(v) for k, v in (("linear", summary["applied"].get("linear_kernel")),
-                                   ("attention", summary["applied"].get("attention_kernel"))) if v not in (None, "n/a")}),
-            timings={"total_median_s": summary["total_s"]["median"]}, notes=notes)
+            model={
+                **model_info(res.info),
+                "implementation": summary["implementation"],
+                "registry_name": name if summary["implementation"] == "project" else f"{name}@upstream",
+                "sampling": res.sampling,
+                "weights": "random" if settings.random_weights else "checkpoint",
+            },
+            code=code,
+            env={**env_info(device), **machine},
+            speed=summary,
+            machine=record_machine(
+                device,
+                {
+                    k: str(v)
+                    for k, v in (
+                        ("linear", summary["applied"].get("linear_kernel")),
+                        ("attention", summary["applied"].get("attention_kernel")),
+                    )
+                    if v not in (None, "n/a")
+                },
+            ),
+            timings={"total_median_s": summary["total_s"]["median"]},
+            notes=notes,
+        )
         write_record(rec, out, f"bench_{res.name}_b{settings.batch_size}_{settings.dtype}_record.json")
     table = markdown_table(rows)
     pairs = ratios(rows)
-    ratio_lines = [f"- {p['a']} : {p['b']} ({p['implementations']}, batch {p['batch_size']}, {p['dtype']}) = "
-                   f"{p['images_per_s_ratio']:.3g}"
-                   f"{' (extrapolated: ' + ', '.join(p['extrapolated_models']) + ')' if p['extrapolated'] else ''}"
-                   for p in pairs]
-    write_json_atomic(out / "bench_summary.json", {"machine": machine, "code": code, "rows": rows, "ratios": pairs,
-                                                    "skipped": skipped, "preset": args.preset,
-                                                    "command": getattr(args, "command_line", None)})
-    head = (f"# bench: {machine['device_name']}, {machine['torch_threads']} threads, torch {machine['torch']}, "
-            f"load average {load_start} -> {load_end}\n\n")
+    ratio_lines = [
+        f"- {p['a']} : {p['b']} ({p['implementations']}, batch {p['batch_size']}, {p['dtype']}) = "
+        f"{p['images_per_s_ratio']:.3g}"
+        f"{' (extrapolated: ' + ', '.join(p['extrapolated_models']) + ')' if p['extrapolated'] else ''}"
+        for p in pairs
+    ]
+    write_json_atomic(
+        out / "bench_summary.json",
+        {
+            "machine": machine,
+            "code": code,
+            "rows": rows,
+            "ratios": pairs,
+            "skipped": skipped,
+            "preset": args.preset,
+            "command": getattr(args, "command_line", None),
+        },
+    )
+    head = (
+        f"# bench: {machine['device_name']}, {machine['torch_threads']} threads, torch {machine['torch']}, "
+        f"load average {load_start} -> {load_end}\n\n"
+    )
     write_text_atomic(out / "bench_summary.md", head + table + "\n\n" + "\n".join(ratio_lines) + "\n")
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -272,17 +377,28 @@ def agree(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # through the result writer: commit, dirty flag, CPU model and this command, like every committed result
-    write_result_json({
-        "runs": list(args.agree), "commands": [s.get("command") for s in summaries],
-        "rule": "|median1 - median2| <= max(range1, range2) of the total time per batch, in units of the machine "
-                "calibration timed before each repeat where both runs have it (--calibrate), else in seconds "
-                "(harness.speed.timing.agree)",
-        "rows": rows}, out / "agreement.json", command=getattr(args, "command_line", None))
+    write_result_json(
+        {
+            "runs": list(args.agree),
+            "commands": [s.get("command") for s in summaries],
+            "rule": "|median1 - median2| <= max(range1, range2) of the total time per batch, in units of the machine "
+            "calibration timed before each repeat where both runs have it (--calibrate), else in seconds "
+            "(harness.speed.timing.agree)",
+            "rows": rows,
+        },
+        out / "agreement.json",
+        command=getattr(args, "command_line", None),
+    )
     for r in rows:
-        cal = (f"; in calibrations {r['median_calibrations'][0]:.4g} / {r['median_calibrations'][1]:.4g}, ranges "
-               f"{r['range_calibrations'][0]:.3g} / {r['range_calibrations'][1]:.3g}"
-               if r["unit"] == "calibrations" else "")
-        print(f"{r['model']} batch {r['batch_size']} {r['dtype']}: medians {r['median_s'][0]:.4g} / "
-              f"{r['median_s'][1]:.4g} s, ranges {r['range_s'][0]:.3g} / {r['range_s'][1]:.3g} s{cal}: "
-              f"{'agree' if r['agree'] else 'DISAGREE'}")
+        cal = (
+            f"; in calibrations {r['median_calibrations'][0]:.4g} / {r['median_calibrations'][1]:.4g}, ranges "
+            f"{r['range_calibrations'][0]:.3g} / {r['range_calibrations'][1]:.3g}"
+            if r["unit"] == "calibrations"
+            else ""
+        )
+        print(
+            f"{r['model']} batch {r['batch_size']} {r['dtype']}: medians {r['median_s'][0]:.4g} / "
+            f"{r['median_s'][1]:.4g} s, ranges {r['range_s'][0]:.3g} / {r['range_s'][1]:.3g} s{cal}: "
+            f"{'agree' if r['agree'] else 'DISAGREE'}"
+        )
     return 0 if all(r["agree"] for r in rows) else 1

@@ -5,6 +5,7 @@
 ``--verify`` it re-hashes them against their recorded sha256 and exits 1 naming any damaged one. ``clear`` removes feature entries (``--all``: also converted
 Inception weights) under the cache lock, so a running ``eval`` never loses a file it is writing.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,11 @@ def entries(root: Path, verify: bool = False) -> list[dict]:
             meta = read_json(index)
             row.update(n=meta.get("n"), image_size=meta.get("image_size"), layers=sorted(meta.get("files", {})))
             if verify:
-                row["intact"] = all((d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}").is_file()
-                                    and sha256_file(d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}", fresh=True) == sha
-                                    for k, sha in meta.get("files", {}).items())
+                row["intact"] = all(
+                    (d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}").is_file()
+                    and sha256_file(d / f"{stem}-{k}{'.npz' if k == 'stats' else '.npy'}", fresh=True) == sha
+                    for k, sha in meta.get("files", {}).items()
+                )
         except (OSError, UserError, ValueError, AttributeError):
             row["intact"] = False
         out.append(row)
@@ -75,8 +78,13 @@ def run(args) -> int:
         total = _size(p for p in root.rglob("*"))
         damaged = [r["entry"] for r in rows + weights if r.get("intact") is False]
         if args.json:
-            sys.stdout.write(json.dumps({"cache": str(root), "bytes": total, "entries": rows, "weights": weights,
-                                         "damaged": damaged}, indent=1) + "\n")
+            sys.stdout.write(
+                json.dumps(
+                    {"cache": str(root), "bytes": total, "entries": rows, "weights": weights, "damaged": damaged},
+                    indent=1,
+                )
+                + "\n"
+            )
             return 1 if damaged else 0
         print(f"cache: {root}  ({total / 1e6:.1f} MB in all)")
         for r in rows:

@@ -1,4 +1,5 @@
 """``alitok-bench claims [RESULTS...]``: the paper's claims against measured records, one table."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,9 @@ def add_arguments(p) -> None:
     p.add_argument("results", nargs="*", help="record files or folders (none: every claim is 'not run')")
     p.add_argument("--claims", default=str(DEFAULT_CLAIMS), help="claims YAML (default: results/claims/alitok.yaml)")
     p.add_argument("--out", help="also write claims.md and claims.csv into this folder")
-    p.add_argument("--fail-on-not-reproduced", action="store_true",
-                   help="exit 1 when a measured claim is outside its tolerance")
+    p.add_argument(
+        "--fail-on-not-reproduced", action="store_true", help="exit 1 when a measured claim is outside its tolerance"
+    )
 
 
 def run(args) -> int:

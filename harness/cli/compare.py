@@ -4,6 +4,7 @@ Exit 0 when every gate passes, 1 when any fails (each failing gate is printed), 
 when BASE and NEW differ in what decides a gated number (one line per label naming the fields; name
 those fields with ``--allow-differ`` to gate anyway).
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,16 +15,27 @@ def add_arguments(p) -> None:
 
     p.add_argument("base", help="baseline record file or folder")
     p.add_argument("new", help="new record file or folder")
-    p.add_argument("--fail", action="append", default=[], metavar="METRIC:LIMIT", required=True,
-                   help="gate, repeatable: fid:+2%%, images_per_s:-10%%, fid:+2sigma, fid:+0.5")
-    p.add_argument("--allow-differ", action="append", default=[], metavar="FIELD[,FIELD]",
-                   help="fields BASE and NEW may differ in (repeatable or comma-separated; default none): "
-                        + ", ".join(COMPARED_ON))
+    p.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="METRIC:LIMIT",
+        required=True,
+        help="gate, repeatable: fid:+2%%, images_per_s:-10%%, fid:+2sigma, fid:+0.5",
+    )
+    p.add_argument(
+        "--allow-differ",
+        action="append",
+        default=[],
+        metavar="FIELD[,FIELD]",
+        help="fields BASE and NEW may differ in (repeatable or comma-separated; default none): "
+        + ", ".join(COMPARED_ON),
+    )
 
 
 def run(args) -> int:
-    from harness.report.compare import NotComparable, compare, parse_allow_differ, parse_gate
     from harness.report.collect import collect
+    from harness.report.compare import NotComparable, compare, parse_allow_differ, parse_gate
 
     gates = [parse_gate(g) for g in args.fail]
     allowed = parse_allow_differ(args.allow_differ)
@@ -40,8 +52,10 @@ def run(args) -> int:
         print(c.line())
     failed = [c for c in checks if not c.passed]
     if failed:
-        print(f"compare: {len(failed)} of {len(checks)} checks FAILED: "
-              + "; ".join(f"{c.gate.text} on {c.label}" for c in failed))
+        print(
+            f"compare: {len(failed)} of {len(checks)} checks FAILED: "
+            + "; ".join(f"{c.gate.text} on {c.label}" for c in failed)
+        )
         return 1
     print(f"compare: all {len(checks)} checks passed")
     return 0

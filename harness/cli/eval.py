@@ -6,6 +6,7 @@ images / an npz of images whose statistics are computed on the fly (as ``python 
 Prints a table (or, with ``--json``, one JSON document and nothing else on stdout) and writes
 ``eval_record.json`` (a RunRecord of kind "eval") into ``--out`` (default: the folder of SAMPLES).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,31 +18,63 @@ from harness.metrics.evaluate import ALL_METRICS, DEFAULT_METRICS
 
 
 def add_arguments(p) -> None:
-    p.add_argument("samples", help="ADM samples npz (arr_0 uint8 [N,H,W,3], optional labels), a sampling folder, "
-                                   "or a folder of PNG/JPEG images")
-    p.add_argument("reference", nargs="?", default=None,
-                   help="reference: stats npz (mu, sigma[, mu_s, sigma_s, arr_0]), or an image folder / images npz")
+    p.add_argument(
+        "samples",
+        help="ADM samples npz (arr_0 uint8 [N,H,W,3], optional labels), a sampling folder, "
+        "or a folder of PNG/JPEG images",
+    )
+    p.add_argument(
+        "reference",
+        nargs="?",
+        default=None,
+        help="reference: stats npz (mu, sigma[, mu_s, sigma_s, arr_0]), or an image folder / images npz",
+    )
     p.add_argument("--ref", default=None, help="the reference, as a flag (same as the second positional argument)")
-    p.add_argument("--metrics", default=None,
-                   help=f"comma list from {','.join(ALL_METRICS)} (default: {','.join(DEFAULT_METRICS)}, skipping "
-                        "those the reference or weights cannot give)")
-    p.add_argument("--kid-subset-size", type=positive_int, default=None,
-                   help="KID images per subset (default 1000 as torch-fidelity; refused when larger than N)")
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help=f"comma list from {','.join(ALL_METRICS)} (default: {','.join(DEFAULT_METRICS)}, skipping "
+        "those the reference or weights cannot give)",
+    )
+    p.add_argument(
+        "--kid-subset-size",
+        type=positive_int,
+        default=None,
+        help="KID images per subset (default 1000 as torch-fidelity; refused when larger than N)",
+    )
     add_feature_args(p, batch_size=50)
-    p.add_argument("--dinov2", default=None, metavar="PATH|random:SEED",
-                   help="DINOv2 ViT-L/14 weights for FD-DINOv2 (adds fd_dinov2 to the default metrics; the reference "
-                        "must be built with the same --dinov2)")
-    p.add_argument("--fid-method", choices=("eig", "sqrtm"), default="eig",
-                   help="eig: fast, proven equal; sqrtm: the ADM evaluator's scipy path (slow on CPU) (default: %(default)s)")
+    p.add_argument(
+        "--dinov2",
+        default=None,
+        metavar="PATH|random:SEED",
+        help="DINOv2 ViT-L/14 weights for FD-DINOv2 (adds fd_dinov2 to the default metrics; the reference "
+        "must be built with the same --dinov2)",
+    )
+    p.add_argument(
+        "--fid-method",
+        choices=("eig", "sqrtm"),
+        default="eig",
+        help="eig: fast, proven equal; sqrtm: the ADM evaluator's scipy path (slow on CPU) (default: %(default)s)",
+    )
     p.add_argument("--is-mode", choices=("adm", "torch-fidelity"), default="adm", help="(default: %(default)s)")
-    p.add_argument("--uncertainty", action="store_true",
-                   help="keep the pool3 features so FID gets its disjoint-subset spread even when no other metric "
-                        "needs them (with prec/recall/kid it is computed anyway)")
-    p.add_argument("--uncertainty-subsets", type=non_negative_int, default=10,
-                   help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)")
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="keep the pool3 features so FID gets its disjoint-subset spread even when no other metric "
+        "needs them (with prec/recall/kid it is computed anyway)",
+    )
+    p.add_argument(
+        "--uncertainty-subsets",
+        type=non_negative_int,
+        default=10,
+        help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)",
+    )
     p.add_argument("--out", default=None, help="folder for eval_record.json (default: next to SAMPLES)")
-    p.add_argument("--allow-partial", action="store_true",
-                   help="evaluate the verified prefix of an incomplete sampling folder (recorded as partial)")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="evaluate the verified prefix of an incomplete sampling folder (recorded as partial)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
 
 
@@ -54,12 +87,16 @@ def format_table(result) -> str:
         pm = f"  ± {spread['std']:.4f} ({spread['method']})" if spread else ""
         lines.append(f"{name:<8} {shown:>12}{pm}")
     w = prov["weights"]
-    lines.append(f"weights: {w['kind']} ({w['sha256'][:12]}...)  N={prov['samples']['n']}  resize={prov['resize']}"
-                 f"  IS mode={prov.get('is_mode')}")
+    lines.append(
+        f"weights: {w['kind']} ({w['sha256'][:12]}...)  N={prov['samples']['n']}  resize={prov['resize']}"
+        f"  IS mode={prov.get('is_mode')}"
+    )
     lines.append(f"reference: {prov['reference']['path']} ({prov['reference']['kind']})")
     flag = "yes" if result.paper_comparable else "NO"
-    lines.append(f"paper_comparable: {flag}" + ("" if result.paper_comparable else
-                 "  (" + "; ".join(prov["not_comparable_because"]) + ")"))
+    lines.append(
+        f"paper_comparable: {flag}"
+        + ("" if result.paper_comparable else "  (" + "; ".join(prov["not_comparable_because"]) + ")")
+    )
     lines.extend(f"warning: {m}" for m in result.warnings)
     lines.append(result.protocol_block())
     return "\n".join(lines)
@@ -130,24 +167,63 @@ def _run(args, rank: int) -> int:
         reference = reference_from_source(ref_path, inception, args.batch_size, cache=cache, progress=progress)
     else:
         reference = ref_arg
-    result = evaluate_samples(args.samples, reference, EvalOptions(
-        metrics=args.metrics, inception=inception, batch_size=args.batch_size, device=str(device),
-        fid_method=args.fid_method, is_mode=args.is_mode, cache=cache, allow_partial=args.allow_partial,
-        progress=progress, kid_subset_size=args.kid_subset_size, uncertainty_subsets=args.uncertainty_subsets,
-        keep_features=args.uncertainty, dinov2=args.dinov2))
+    result = evaluate_samples(
+        args.samples,
+        reference,
+        EvalOptions(
+            metrics=args.metrics,
+            inception=inception,
+            batch_size=args.batch_size,
+            device=str(device),
+            fid_method=args.fid_method,
+            is_mode=args.is_mode,
+            cache=cache,
+            allow_partial=args.allow_partial,
+            progress=progress,
+            kid_subset_size=args.kid_subset_size,
+            uncertainty_subsets=args.uncertainty_subsets,
+            keep_features=args.uncertainty,
+            dinov2=args.dinov2,
+        ),
+    )
     if result is None:  # a helper rank under torchrun: rank 0 writes and prints
         return 0
     s = result.provenance["samples"]
     # name the eval after the model that made the samples (its sample_record.json), else the file's stem
     model = {"name": sample_model_name(args.samples) or samples.stem}
-    record = RunRecord(kind="eval", samples={k: s.get(k) for k in ("path", "sha256", "n", "image_size", "labels",
-                                                                    "balanced", "num_classes", "class_sorted", "selection")},
-                       metrics=dict(result.metrics), metric_provenance=result.provenance,
-                       paper_comparable=result.paper_comparable, protocol_findings=list(result.findings),
-                       uncertainty=dict(result.uncertainty), code=code_info(), env=env_info(device),
-                       timings=result.timings, notes=list(result.warnings), model=model)
-    name = eval_record_name(model["name"], result.provenance.get("reference", {}).get("sha256"),
-                            result.provenance.get("weights", {}).get("sha256"), result.metrics)
+    record = RunRecord(
+        kind="eval",
+        samples={
+            k: s.get(k)
+            for k in (
+                "path",
+                "sha256",
+                "n",
+                "image_size",
+                "labels",
+                "balanced",
+                "num_classes",
+                "class_sorted",
+                "selection",
+            )
+        },
+        metrics=dict(result.metrics),
+        metric_provenance=result.provenance,
+        paper_comparable=result.paper_comparable,
+        protocol_findings=list(result.findings),
+        uncertainty=dict(result.uncertainty),
+        code=code_info(),
+        env=env_info(device),
+        timings=result.timings,
+        notes=list(result.warnings),
+        model=model,
+    )
+    name = eval_record_name(
+        model["name"],
+        result.provenance.get("reference", {}).get("sha256"),
+        result.provenance.get("weights", {}).get("sha256"),
+        result.metrics,
+    )
     path = write_record(record, out, name)
     if args.json:
         doc = {**result.to_dict(), "record": str(path)}

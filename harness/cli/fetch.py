@@ -6,20 +6,26 @@ network), a protocol (its reference batch) or a file name from the catalog. ``--
 of its entries', metrics' and protocol's files. Exit 0 when every file is present and verified, 1 when
 some need a manual step (Google Drive), 2 on a failed download or a refused digest (each one line).
 """
+
 from __future__ import annotations
 
 import sys
 
 
 def add_arguments(p) -> None:
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help="registry entries, metrics, protocols or catalog file names")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="registry entries, metrics, protocols or catalog file names"
+    )
     p.add_argument("--suite", action="append", default=[], metavar="SUITE", help="every file a suite needs")
     p.add_argument("--all", action="store_true", help="every file in the catalog")
-    p.add_argument("--dry-run", action="store_true",
-                   help="list each file with its source, size where known and digest status; download nothing")
-    p.add_argument("--root", default=None, help="weights root (default: $ALITOK_BENCH_WEIGHTS or "
-                   "~/.cache/alitok-bench/weights)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list each file with its source, size where known and digest status; download nothing",
+    )
+    p.add_argument(
+        "--root", default=None, help="weights root (default: $ALITOK_BENCH_WEIGHTS or ~/.cache/alitok-bench/weights)"
+    )
     p.add_argument("--retries", type=int, default=3, help="resumed attempts after an interrupted transfer")
 
 
@@ -46,10 +52,10 @@ def suite_files(name: str) -> list[str]:
 
 def resolve_names(names: list[str]) -> list[str]:
     from harness.core.errors import UserError
+    from harness.core.registry import load_plugins, metrics, protocols
     from harness.fetch import catalog
     from harness.fetch.needs import files_for
     from harness.metrics import table  # fills the metrics registry
-    from harness.core.registry import load_plugins, metrics, protocols
 
     load_plugins()
     out: list[str] = []
@@ -67,9 +73,15 @@ def resolve_names(names: list[str]) -> list[str]:
             import difflib
 
             close = difflib.get_close_matches(name, known, n=3)
-            raise UserError(f"fetch: {name!r} is not a registry entry with official files, a metric, a protocol or a "
-                            f"catalog file" + (f" (did you mean {', '.join(close)}?)" if close else
-                                               "; `alitok-bench fetch --all --dry-run` lists them"))
+            raise UserError(
+                f"fetch: {name!r} is not a registry entry with official files, a metric, a protocol or a "
+                f"catalog file"
+                + (
+                    f" (did you mean {', '.join(close)}?)"
+                    if close
+                    else "; `alitok-bench fetch --all --dry-run` lists them"
+                )
+            )
     return list(dict.fromkeys(out))
 
 
@@ -93,8 +105,10 @@ def dry_run(names: list[str], root) -> int:
         elif not entry.sha256:
             digest += ": not yet recorded"
         state = "present" if present else ("MANUAL (Google Drive)" if entry.kind == "gdrive" else "to fetch")
-        print(f"{name}  [{state}]\n  what: {entry.what}\n  source: {entry.source()}\n  named by: {entry.cited}\n"
-              f"  size: {size}\n  digest: {digest}")
+        print(
+            f"{name}  [{state}]\n  what: {entry.what}\n  source: {entry.source()}\n  named by: {entry.cited}\n"
+            f"  size: {size}\n  digest: {digest}"
+        )
     print(f"{len(names)} files; {sum((root / n).is_file() for n in names)} present")
     return 0
 

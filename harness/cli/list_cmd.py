@@ -3,6 +3,7 @@
 Kinds: generators, tokenizers, metrics (the metric table, with what each needs), suites, trainers,
 protocols. ``--json`` prints one JSON document on stdout and nothing else there.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,14 @@ def add_arguments(p) -> None:
 
 
 def _metric_fields(entry) -> dict:
-    return {"features": entry.features, "layer": entry.layer, "reference_stats": list(entry.reference_stats),
-            "needs_reference_images": entry.needs_reference_images, "needs_logits": entry.needs_logits,
-            "default": entry.default}
+    return {
+        "features": entry.features,
+        "layer": entry.layer,
+        "reference_stats": list(entry.reference_stats),
+        "needs_reference_images": entry.needs_reference_images,
+        "needs_logits": entry.needs_logits,
+        "default": entry.default,
+    }
 
 
 def collect(kinds: list[str]) -> dict[str, dict[str, dict]]:

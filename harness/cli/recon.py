@@ -9,6 +9,7 @@ The rFID protocol of the papers (``imagenet256-rfid50k``) is this verb on the 50
 images with ``--image-size 256`` and ``--inception official``; only that combination is marked
 ``paper_comparable``. Real and reconstructed images are held in memory (about 20 GB at 50k x 256 px).
 """
+
 from __future__ import annotations
 
 from harness.cli.common_args import add_feature_args, add_image_source_args
@@ -17,13 +18,22 @@ from harness.cli.common_args import add_feature_args, add_image_source_args
 def add_arguments(p) -> None:
     p.add_argument("source", help="npz | shards folder | PNG folder | ImageNet folder | embedded[:split[:size]]")
     p.add_argument("--tokenizer", required=True, help="a name from `alitok-bench list tokenizers`")
-    p.add_argument("--checkpoint", default=None, help="tokenizer weights (default for official models: their file in the weights root, see `fetch`)")
-    p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra tokenizer factory option, repeatable")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="tokenizer weights (default for official models: their file in the weights root, see `fetch`)",
+    )
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra tokenizer factory option, repeatable",
+    )
     p.add_argument("--out", required=True, help="output folder")
     add_feature_args(p, batch_size=64)
     add_image_source_args(p, per_class=32)
-
 
 
 def run(args) -> int:
@@ -34,11 +44,22 @@ def run(args) -> int:
 
     # no --checkpoint: the official file in the weights root, when `alitok-bench fetch` put it there
     checkpoint = args.checkpoint or with_official_files(ModelSpec(args.tokenizer)).checkpoint
-    record, path = run_recon(args.source, args.tokenizer, args.out, checkpoint=checkpoint,
-                             options=config.apply_overrides({}, args.options), inception=args.inception,
-                             batch_size=args.batch_size, device=args.device, split=args.split,
-                             image_size=args.image_size, per_class=args.per_class, limit=args.limit,
-                             cache=not args.no_cache, progress=not args.quiet)
+    record, path = run_recon(
+        args.source,
+        args.tokenizer,
+        args.out,
+        checkpoint=checkpoint,
+        options=config.apply_overrides({}, args.options),
+        inception=args.inception,
+        batch_size=args.batch_size,
+        device=args.device,
+        split=args.split,
+        image_size=args.image_size,
+        per_class=args.per_class,
+        limit=args.limit,
+        cache=not args.no_cache,
+        progress=not args.quiet,
+    )
     for key in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_perplexity"):
         value = record.metrics.get(key)
         print(f"{key:>20}: {'n/a' if value is None else f'{value:.4f}'}")

@@ -1,4 +1,5 @@
 """``alitok-bench report RESULTS... --out DIR``: tables and plots regenerated from run records alone."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """``alitok-bench run SUITE``: sample (and evaluate) every model of a suite, write records, print a table."""
+
 from __future__ import annotations
 
 
@@ -10,12 +11,21 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--tf32", action="store_true")
     p.add_argument("--force", action="store_true", help="overwrite model folders made by a different spec")
-    p.add_argument("--only", action="append", default=[], metavar="LABEL",
-                   help="run only this label (or every run of this entry's sweep); repeatable")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="run only this label (or every run of this entry's sweep); repeatable",
+    )
     p.add_argument("--no-progress", action="store_true")
     c = p.add_argument_group("cluster (submitit; see harness/suites/cluster/)")
-    c.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
-                   help="inline: this process (default); local|slurm: submit jobs through submitit")
+    c.add_argument(
+        "--executor",
+        choices=["inline", "local", "slurm"],
+        default="inline",
+        help="inline: this process (default); local|slurm: submit jobs through submitit",
+    )
     c.add_argument("--partition")
     c.add_argument("--gpus-per-job", type=int, default=1, help="processes (GPUs) per node of a sampling task")
     c.add_argument("--nodes", type=int, default=1)
@@ -46,8 +56,16 @@ def run(args) -> int:
     suite = get_suite(args.suite, args.set)
     out = Path(args.out or Path("runs") / suite.name)
     print(f"suite {suite.name}: {suite.description}".rstrip(": "))
-    table = run_suite(suite, out, device=args.device, dtype=args.dtype, tf32=args.tf32, force=args.force,
-                      progress=not args.no_progress, only=tuple(args.only))
+    table = run_suite(
+        suite,
+        out,
+        device=args.device,
+        dtype=args.dtype,
+        tf32=args.tf32,
+        force=args.force,
+        progress=not args.no_progress,
+        only=tuple(args.only),
+    )
     from harness.core.io import atomic_path
 
     with atomic_path(out / "summary.csv", "w") as f:

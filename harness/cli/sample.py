@@ -2,6 +2,7 @@
 
 Works the same under ``torchrun --nproc_per_node N -m harness sample ...``.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,22 +20,33 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, help="override protocol.seed")
     p.add_argument("--chunk-size", type=int, help="override protocol.chunk_size")
     p.add_argument("--seed-scheme", choices=["chunk", "legacy_rank"], help="override protocol.seed_scheme")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any spec key, e.g. model.sampling.cfg_scale=4.0 or model.options.per_class=50")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any spec key, e.g. model.sampling.cfg_scale=4.0 or model.options.per_class=50",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (not part of the spec hash)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="model dtype (not hashed)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (not hashed)")
     p.add_argument("--force", action="store_true", help="overwrite a folder made by a different spec")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--wait", action="store_true", help="if another job is writing --out, wait for it instead of failing")
+    p.add_argument(
+        "--wait", action="store_true", help="if another job is writing --out, wait for it instead of failing"
+    )
 
 
 def spec_from_args(args):
     from harness.runs.specs import build_run_spec, load_run_spec
 
     sets = list(args.set)
-    for flag, key in (("num_samples", "num_samples"), ("seed", "seed"), ("chunk_size", "chunk_size"),
-                      ("seed_scheme", "seed_scheme")):
+    for flag, key in (
+        ("num_samples", "num_samples"),
+        ("seed", "seed"),
+        ("chunk_size", "chunk_size"),
+        ("seed_scheme", "seed_scheme"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             sets.append(f"protocol.{key}={value}")
@@ -55,16 +67,28 @@ def run(args) -> int:
     started = time.time()
     spec = spec_from_args(args)
     try:
-        result = sample(spec, args.out, device=args.device, dtype=args.dtype, tf32=args.tf32, force=args.force,
-                        progress=not args.no_progress, wait=args.wait)
+        result = sample(
+            spec,
+            args.out,
+            device=args.device,
+            dtype=args.dtype,
+            tf32=args.tf32,
+            force=args.force,
+            progress=not args.no_progress,
+            wait=args.wait,
+        )
         if result.gathered is not None:
             path = write_record(sample_record(result, started), args.out)
             g = result.gathered
             ips = result.images_per_s
-            print(f"samples: {g['path']}  n={g['num_samples']}  sha256={g['sha256'][:16]}  "
-                  f"per class {g['min_per_class']}..{g['max_per_class']}")
-            print(f"chunks: {result.chunks_run} generated, {result.chunks_skipped} reused (rank 0 of {result.world_size})"
-                  + (f"; {ips:.1f} images/s" if ips else ""))
+            print(
+                f"samples: {g['path']}  n={g['num_samples']}  sha256={g['sha256'][:16]}  "
+                f"per class {g['min_per_class']}..{g['max_per_class']}"
+            )
+            print(
+                f"chunks: {result.chunks_run} generated, {result.chunks_skipped} reused (rank 0 of {result.world_size})"
+                + (f"; {ips:.1f} images/s" if ips else "")
+            )
             print(f"record: {path}")
     finally:
         devices.cleanup_distributed()

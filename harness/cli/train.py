@@ -10,6 +10,7 @@ from the last checkpoint there. ``--publish`` also copies the exported weights t
 Data parallel: the same command under ``torchrun --nproc_per_node N -m harness train ...`` (gloo on
 CPU, NCCL on CUDA); ``batch_size`` stays the global batch, and a run resumes on another world size.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,12 +23,23 @@ from harness.runs.training import close_parallel, resolve_config_paths
 
 def add_arguments(p) -> None:
     p.add_argument("config", help="training YAML (with a 'trainer:' key)")
-    p.add_argument("--out", required=True, help="output folder (checkpoints, log, config, export, record); reused to resume")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (dotted), repeatable; relative paths resolve against the current folder")
+    p.add_argument(
+        "--out", required=True, help="output folder (checkpoints, log, config, export, record); reused to resume"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted), repeatable; relative paths resolve against the current folder",
+    )
     p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N] (default: auto)")
-    p.add_argument("--publish", action="store_true",
-                   help="also copy the exported weights to the config's export: path (default: write only under --out)")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="also copy the exported weights to the config's export: path (default: write only under --out)",
+    )
 
 
 def run(args) -> int:

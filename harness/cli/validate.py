@@ -10,6 +10,7 @@ weights are never read (headers only, model on the meta device) and a 50k run of
 planned in a second. Checkpoint files are checked for existence separately and reported; a missing
 one leaves the sampling identity unresolved but not the plan. Metric names come from the metric table.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,12 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="run spec YAML (model: and protocol: sections), or a suite: name or YAML with entries:")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
     p.add_argument("--world-size", type=int, default=1, help="show the chunk assignment for this many processes")
-    p.add_argument("--device-type", default="cpu", choices=["cpu", "cuda"],
-                   help="device type the samples will be made on (part of the sampling identity)")
+    p.add_argument(
+        "--device-type",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="device type the samples will be made on (part of the sampling identity)",
+    )
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="model dtype of the run")
     p.add_argument("--tf32", action="store_true", help="the run allows TF32 matmuls on CUDA")
 
@@ -73,8 +78,10 @@ def plan_identity(spec, runtime) -> tuple[list[str], str | None]:
         return [f"sampling identity hash: unavailable ({one_line(e)})"], None
     except (ImportError, AttributeError, OSError, NotImplementedError, RuntimeError) as e:
         return [f"sampling identity hash: unavailable (generator not buildable here: {type(e).__name__}: {e})"], None
-    return [f"sampling identity hash: {r.identity_hash}",
-            f"sampling params:        {config.to_dict(r.sampling)}  quantization: {r.quantization}"], r.identity_hash
+    return [
+        f"sampling identity hash: {r.identity_hash}",
+        f"sampling params:        {config.to_dict(r.sampling)}  quantization: {r.quantization}",
+    ], r.identity_hash
 
 
 def is_suite(arg: str) -> bool:
@@ -97,8 +104,10 @@ def validate_suite(args) -> int:
     suite = get_suite(args.spec, args.set)
     runs = expand(suite.entries)
     print(f"suite {suite.name}: {suite.description}".rstrip(": "))
-    print(f"protocol {suite.protocol}; metrics: {', '.join(suite.metrics) or 'none'}; "
-          f"reference: {suite.reference or 'none'}; inception: {suite.inception}")
+    print(
+        f"protocol {suite.protocol}; metrics: {', '.join(suite.metrics) or 'none'}; "
+        f"reference: {suite.reference or 'none'}; inception: {suite.inception}"
+    )
     print(f"runs ({len(runs)}, each into OUT/<label>/):")
     blocked = 0
     for run, line in zip(runs, describe(runs)):
@@ -106,8 +115,7 @@ def validate_suite(args) -> int:
         reasons = why_not_runnable(suite, run)
         blocked += bool(reasons)
         where = f"source {run.source}" if run.task == "recon" else f"{p.name} N={p.num_samples} seed={p.seed}"
-        print(f"  {line}; {where}"
-              + ("" if not reasons else f"  -> SKIPPED ({len(reasons)} missing)"))
+        print(f"  {line}; {where}" + ("" if not reasons else f"  -> SKIPPED ({len(reasons)} missing)"))
     missing = suite_missing(suite)
     plugins = sorted({r for run in runs for r in why_not_runnable(suite, run) if r.startswith("plugin ")})
     for line in missing + plugins:
@@ -130,8 +138,8 @@ def validate_spec(args) -> int:
 
     from harness.core import config
     from harness.metrics import table
-    from harness.sampling.plan import SamplingPlan
     from harness.runs.specs import load_run_spec, numerics
+    from harness.sampling.plan import SamplingPlan
 
     if args.world_size < 1:
         raise config.ConfigError(f"--world-size must be >= 1, got {args.world_size}")
@@ -146,9 +154,16 @@ def validate_spec(args) -> int:
     hint = fetch_hint(spec.model)
     print("\n".join(ckpt_lines + ([hint] if hint else []) + id_lines))
     if metrics:
-        print("metrics: " + ", ".join(f"{m.name} ({m.features}:{m.layer}"
-                                      + (", ref images" if m.needs_reference_images else "")
-                                      + (", logits" if m.needs_logits else "") + ")" for m in metrics))
+        print(
+            "metrics: "
+            + ", ".join(
+                f"{m.name} ({m.features}:{m.layer}"
+                + (", ref images" if m.needs_reference_images else "")
+                + (", logits" if m.needs_logits else "")
+                + ")"
+                for m in metrics
+            )
+        )
     plan = SamplingPlan(spec.protocol, identity or "unresolved")
     d = plan.describe()
     print("plan: " + ", ".join(f"{k}={v}" for k, v in d.items() if k != "rank_seeds"))
@@ -159,6 +174,8 @@ def validate_spec(args) -> int:
         n = sum(len(plan.chunk(k).indices) for k in ks)
         print(f"  rank {rank}: {_ranges(ks)}, {n} samples")
     counts = np.bincount(plan.labels(), minlength=spec.protocol.num_classes)
-    print(f"labels: {spec.protocol.num_classes} classes, {counts.min()}..{counts.max()} per class"
-          + (" (balanced)" if counts.max() - counts.min() <= 1 else " (UNBALANCED)"))
+    print(
+        f"labels: {spec.protocol.num_classes} classes, {counts.min()}..{counts.max()} per class"
+        + (" (balanced)" if counts.max() - counts.min() <= 1 else " (UNBALANCED)")
+    )
     return 0

@@ -10,6 +10,7 @@ Where torch and torchvision match (a GPU machine), the real library loads and we
 :func:`install` the moment anything (torch-fidelity, timm, a test) first imports torchvision, then
 removes itself. It finds nothing itself; the normal import machinery loads torchvision.
 """
+
 from __future__ import annotations
 
 import importlib.abc

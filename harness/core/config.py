@@ -4,6 +4,7 @@ Unknown or mistyped keys are errors that name their dotted path (``protocol.num_
 key; did you mean 'num_samples'?``). Every YAML file and ``--set`` value is read by ``parse_yaml``
 (a SafeLoader: no tags, no duplicate keys, no alias bombs, YAML 1.2 floats such as ``1e-2``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,8 @@ class ConfigError(UserError, ValueError):
 # ----------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------
-MAX_YAML_BYTES = 16 << 20    # configs, specs and claims files are kilobytes
-MAX_YAML_NODES = 1_000_000   # values after alias expansion: a billion-laughs file passes it long before memory ends
+MAX_YAML_BYTES = 16 << 20  # configs, specs and claims files are kilobytes
+MAX_YAML_NODES = 1_000_000  # values after alias expansion: a billion-laughs file passes it long before memory ends
 
 
 class _Loader(yaml.SafeLoader):
@@ -54,15 +55,16 @@ class _Loader(yaml.SafeLoader):
                     continue  # an unhashable key: SafeConstructor refuses it with its own message
                 if first is not key_node.start_mark:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (first at line {first.line + 1})",
-                        key_node.start_mark)
+                        None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark
+                    )
         return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+    list("-+0123456789."),
+)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -85,17 +87,23 @@ def _check_values(data: Any, where: str) -> None:
             return 1
         if id(node) in sizes:
             if sizes[id(node)] is None:
-                raise ConfigError(f"{where}: {path or 'document'}: an alias refers to its own anchor (the document contains itself)")
+                raise ConfigError(
+                    f"{where}: {path or 'document'}: an alias refers to its own anchor (the document contains itself)"
+                )
             return sizes[id(node)]  # type: ignore[return-value]
         sizes[id(node)] = None
-        pairs = ((str(k), v) for k, v in node.items()) if isinstance(node, dict) else \
-            ((f"[{i}]", v) for i, v in enumerate(node))
+        pairs = (
+            ((str(k), v) for k, v in node.items())
+            if isinstance(node, dict)
+            else ((f"[{i}]", v) for i, v in enumerate(node))
+        )
         n = 1
         for key, value in pairs:
             n += 1 + size(value, f"{path}{key}" if key.startswith("[") or not path else f"{path}.{key}")
             if n > MAX_YAML_NODES:
-                raise ConfigError(f"{where}: more than {MAX_YAML_NODES:,} values once aliases are expanded "
-                                  f"(an alias bomb?)")
+                raise ConfigError(
+                    f"{where}: more than {MAX_YAML_NODES:,} values once aliases are expanded (an alias bomb?)"
+                )
         sizes[id(node)] = n
         return n
 

@@ -3,20 +3,27 @@
 ``--device auto`` picks CUDA when present. Under torchrun the process group uses NCCL on GPUs and
 gloo on CPUs; each rank takes ``cuda:LOCAL_RANK``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 
 from harness.core.errors import UserError
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-          "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
 
 
 class DeviceError(UserError, ValueError):

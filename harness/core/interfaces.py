@@ -6,6 +6,7 @@
 - Randomness comes only from the ``torch.Generator`` passed in, never from the global RNG, so a
   chunk of samples is a pure function of (model, sampling params, labels, seed).
 """
+
 from __future__ import annotations
 
 import abc
@@ -182,7 +183,7 @@ class _Plugin(abc.ABC):
         """Provenance for run records: checkpoint path/sha256, parameter count, rule, config."""
         return {"name": self.name, "image_size": self.image_size, "quantization": self.quantization}
 
-    def to(self, device: torch.device | str) -> "_Plugin":  # noqa: D401 - torch idiom
+    def to(self, device: torch.device | str) -> _Plugin:  # noqa: D401 - torch idiom
         """Move weights; plugins without weights return self."""
         return self
 
@@ -224,9 +225,13 @@ class Generator(_Plugin):
 
     def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
         if labels.ndim != 1 or labels.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"{self.name}: labels must be an integer tensor [B], got {labels.dtype} {tuple(labels.shape)}")
+            raise ValueError(
+                f"{self.name}: labels must be an integer tensor [B], got {labels.dtype} {tuple(labels.shape)}"
+            )
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(f"{self.name}: labels must lie in [0, {self.num_classes}), got {labels.min()}..{labels.max()}")
+            raise ValueError(
+                f"{self.name}: labels must lie in [0, {self.num_classes}), got {labels.min()}..{labels.max()}"
+            )
         return labels.long()
 
 
@@ -253,9 +258,11 @@ class PhasedGenerator(Protocol):
     grows). Bench records it with an extrapolated figure and says when the scaling is only indicative.
     """
 
-    def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
-                       params: SamplingParams | None = None) -> torch.Tensor: ...
+    def generate_codes(
+        self, labels: torch.Tensor, generator: torch.Generator, params: SamplingParams | None = None
+    ) -> torch.Tensor: ...
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor: ...
     def total_steps(self, params: SamplingParams | None = None) -> int: ...
-    def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: SamplingParams | None,
-                  n_steps: int) -> Any: ...
+    def run_steps(
+        self, labels: torch.Tensor, generator: torch.Generator, params: SamplingParams | None, n_steps: int
+    ) -> Any: ...

@@ -5,6 +5,7 @@ folder, fsync of the file, ``os.replace``, fsync of the folder), so a kill or a 
 old file or the new one, never half of either, and a finished write survives the crash that follows it.
 Bottom floor: imports nothing from the harness but ``errors``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)

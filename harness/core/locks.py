@@ -9,6 +9,7 @@ Under torchrun the whole job holds one lock: rank 0 takes it, the other ranks ch
 barrier, that the holder is their own job (``JOB_ID``), so ranks never lock each other out.
 Bottom floor: imports only ``errors`` and ``io``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,8 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from harness.core.errors import UserError
 from harness.core.io import stale_temps
@@ -69,15 +70,21 @@ class FolderLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self
 
     def __exit__(self, *_):
         self.release()
 
 
-def acquire(folder: str | os.PathLike, *, wait: bool = False, what: str = "output folder",
-            poll_s: float = 0.2, name: str = LOCK_NAME) -> FolderLock:
+def acquire(
+    folder: str | os.PathLike,
+    *,
+    wait: bool = False,
+    what: str = "output folder",
+    poll_s: float = 0.2,
+    name: str = LOCK_NAME,
+) -> FolderLock:
     """Lock ``folder`` (created if needed) for this process; raise FolderInUse or wait.
 
     ``name``: the lock file; one folder may hold several independently locked outputs (references)."""
@@ -95,16 +102,22 @@ def acquire(folder: str | os.PathLike, *, wait: bool = False, what: str = "outpu
                 raise
             if not wait:
                 os.close(fd)
-                raise FolderInUse(f"{folder}: {what} in use by {_describe(holder(folder, name))}; wait for it to finish, "
-                                  f"use another folder, or pass --wait") from None
+                raise FolderInUse(
+                    f"{folder}: {what} in use by {_describe(holder(folder, name))}; wait for it to finish, "
+                    f"use another folder, or pass --wait"
+                ) from None
             if not announced:
                 import sys
 
                 print(f"waiting for {folder} ({what} in use by {_describe(holder(folder, name))})", file=sys.stderr)
                 announced = True
             time.sleep(poll_s)
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "job": job_id(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "job": job_id(),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
     return FolderLock(folder, fd)

@@ -4,12 +4,14 @@ Modelled on lm-evaluation-harness ``lm_eval/api/registry.py``: decorator or dire
 lazy ``"module:Attr"`` targets (so listing names imports no model code), an entry-point group
 for outside packages, duplicate names rejected, unknown names answered with close matches.
 """
+
 from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable, Iterator
 from importlib import metadata
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from harness.core.errors import UserError
 

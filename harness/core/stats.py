@@ -6,17 +6,18 @@ Sums are exactly rounded (``math.fsum``), so the result does not depend on the o
 Used by the ablation summary, the paired statistic (``harness.report.paired``), the claims' estimates,
 the plots' error bars and the metrics' subset and seed spreads (``harness.metrics.uncertainty``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 
 @dataclasses.dataclass(frozen=True)
 class MeanSd:
     mean: float | None  # None for no values
-    sd: float | None    # None below two values
+    sd: float | None  # None below two values
     n: int
 
     @property

@@ -1,4 +1,4 @@
-""""Natural patches": a class-conditional dataset cut from photos that ship inside installed packages.
+""" "Natural patches": a class-conditional dataset cut from photos that ship inside installed packages.
 
 Class = source photo (scikit-image, scikit-learn, matplotlib; nothing is downloaded). Each photo is
 split by columns into a train region (left 2/3) and a val region (right part), separated by a gap,
@@ -8,6 +8,7 @@ to ``image_size`` with Pillow's BICUBIC filter (Pillow's resize is antialiased w
 Randomness: one ``numpy.random.Generator`` per (seed, split, class), so the crops of one class do
 not depend on how many classes or other samples are asked for. Photos are cached in memory only.
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,8 +39,8 @@ NUM_CLASSES = len(CLASSES)
 SPLITS = ("train", "val")
 SUPPORTED_SIZES = (32, 64, 256)
 
-TRAIN_FRACTION = 2 / 3   # columns [0, 2W/3 - gap) are train, [2W/3, W) are val
-GAP_FRACTION = 0.02      # of the width, removed from the end of the train region
+TRAIN_FRACTION = 2 / 3  # columns [0, 2W/3 - gap) are train, [2W/3, W) are val
+GAP_FRACTION = 0.02  # of the width, removed from the end of the train region
 SCALE_RANGE = (0.2, 0.4)  # crop side as a fraction of the photo's short side
 
 
@@ -51,7 +52,7 @@ def num_classes() -> int:
     return NUM_CLASSES
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_photo(name: str) -> np.ndarray:
     """The full RGB photo as uint8 [H, W, 3] (read-only, cached in memory)."""
     if name not in _SOURCES:

@@ -3,6 +3,7 @@
 Layouts: ``root/<split>/<synset>/*`` (train or val sorted into synset folders; synsets sorted ->
 class ids 0..C-1), or a flat ``root/<split>/`` folder plus a label file of ``filename label`` lines.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.data.images import open_rgb
 from harness.core.errors import InputFileError
+from harness.data.images import open_rgb
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 
@@ -53,7 +54,9 @@ def read_label_file(path: Path) -> dict[str, int]:
 class ImageFolderDataset:
     """``dataset[i] -> (uint8 [S,S,3] after center_crop_arr, label)``; lists files without decoding them."""
 
-    def __init__(self, root: str | Path, split: str = "val", image_size: int = 256, label_file: str | Path | None = None):
+    def __init__(
+        self, root: str | Path, split: str = "val", image_size: int = 256, label_file: str | Path | None = None
+    ):
         self.root = Path(root)
         self.split = split
         self.image_size = image_size
@@ -96,4 +99,3 @@ class ImageFolderDataset:
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         return self.load(index), self.samples[index][1]
-

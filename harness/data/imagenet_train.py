@@ -12,6 +12,7 @@ each rank keeps its slice of the plan and decodes only those images. So every ra
 global batch whatever the world size, a resumed run needs no data state, and a prefetcher can
 prepare step s+1 while step s trains. Decoding uses a thread pool (Pillow releases the GIL).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,7 @@ def random_crop_arr(img: Image.Image, size: int, u_y: float, u_x: float, flip: b
     arr = np.asarray(img)
     top = int(u_y * (arr.shape[0] - size + 1))
     left = int(u_x * (arr.shape[1] - size + 1))
-    out = arr[top:top + size, left:left + size]
+    out = arr[top : top + size, left : left + size]
     return np.ascontiguousarray(out[:, ::-1] if flip else out)
 
 
@@ -51,7 +52,7 @@ def ten_crop_arr(img: Image.Image, size: int) -> np.ndarray:
     for flip in (0, 1):
         src = big[:, ::-1] if flip else big
         for j, (top, left) in enumerate(offsets):
-            out[5 * flip + j] = src[top:top + size, left:left + size]
+            out[5 * flip + j] = src[top : top + size, left : left + size]
     return out
 
 
@@ -72,15 +73,21 @@ class BatchPlan:
     def __len__(self) -> int:
         return len(self.index)
 
-    def slice(self, start: int, stop: int) -> "BatchPlan":
+    def slice(self, start: int, stop: int) -> BatchPlan:
         return BatchPlan(self.index[start:stop], self.crop[start:stop], self.flip[start:stop])
 
 
 class ImageNetTrainSource:
     """Random crops of ``root/<split>`` for training (file listing as ``ImageFolderDataset``)."""
 
-    def __init__(self, root: str | Path, split: str = "train", image_size: int = 256, workers: int = 4,
-                 label_file: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        image_size: int = 256,
+        workers: int = 4,
+        label_file: str | Path | None = None,
+    ):
         self.dataset = ImageFolderDataset(root, split, image_size, label_file=label_file)
         self.image_size = image_size
         self.workers = workers
@@ -96,9 +103,15 @@ class ImageNetTrainSource:
         return len(self.dataset.classes)
 
     def describe(self) -> dict:
-        return {"source": "imagenet", "root": str(self.dataset.root), "split": self.dataset.split,
-                "images": len(self), "classes": self.num_classes, "image_size": self.image_size,
-                "crop": "resize short side (bicubic) + random crop + random hflip"}
+        return {
+            "source": "imagenet",
+            "root": str(self.dataset.root),
+            "split": self.dataset.split,
+            "images": len(self),
+            "classes": self.num_classes,
+            "image_size": self.image_size,
+            "crop": "resize short side (bicubic) + random crop + random hflip",
+        }
 
     def plan(self, seed: object, step: int, batch_size: int, hflip: bool = True) -> BatchPlan:
         """The global batch of ``step``: a function of (seed, step, batch_size) only."""
@@ -118,8 +131,9 @@ class ImageNetTrainSource:
             return np.stack([self.crop(*a) for a in args])
         return np.stack(list(self._pool.map(lambda a: self.crop(*a), args)))
 
-    def rank_batch(self, seed: object, step: int, batch_size: int, hflip: bool, rank: int = 0,
-                   world_size: int = 1) -> np.ndarray:
+    def rank_batch(
+        self, seed: object, step: int, batch_size: int, hflip: bool, rank: int = 0, world_size: int = 1
+    ) -> np.ndarray:
         """This rank's slice of the global batch of ``step``; the next step's slice is decoded in
         the background meanwhile (it is known in advance, being a function of the step)."""
         key = (seed, step, batch_size, hflip, rank, world_size)
@@ -131,7 +145,9 @@ class ImageNetTrainSource:
             self._ahead[nxt] = self._prefetch.submit(self._rank_slice, *nxt)
         return out
 
-    def _rank_slice(self, seed: object, step: int, batch_size: int, hflip: bool, rank: int, world_size: int) -> np.ndarray:
+    def _rank_slice(
+        self, seed: object, step: int, batch_size: int, hflip: bool, rank: int, world_size: int
+    ) -> np.ndarray:
         if batch_size % world_size:
             raise ConfigError(f"batch_size: {batch_size} is not divisible by the world size {world_size}")
         n = batch_size // world_size
@@ -155,8 +171,9 @@ def first_per_class(labels: np.ndarray, per_class: int | None) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def iter_center_crops(dataset: ImageFolderDataset, indices: np.ndarray, batch_size: int,
-                      workers: int = 4, ten_crop: bool = False):
+def iter_center_crops(
+    dataset: ImageFolderDataset, indices: np.ndarray, batch_size: int, workers: int = 4, ten_crop: bool = False
+):
     """uint8 batches [b,S,S,3] (or [b,10,S,S,3] with ``ten_crop``) of ``indices`` in order: ADM
     centre crops at the dataset's size (held-out images, pretokenisation). Decoded by a thread pool."""
     size = dataset.image_size
@@ -168,7 +185,7 @@ def iter_center_crops(dataset: ImageFolderDataset, indices: np.ndarray, batch_si
     pool = ThreadPoolExecutor(workers) if workers > 0 else None
     try:
         for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
+            chunk = indices[start : start + batch_size]
             yield np.stack(list(pool.map(one, chunk)) if pool else [one(i) for i in chunk])
     finally:
         if pool is not None:

@@ -8,12 +8,13 @@ Two things ``Image.open(f).convert("RGB")`` gets wrong, which is what torch-fide
 - Pillow only warns about a decompression bomb up to twice ``Image.MAX_IMAGE_PIXELS`` (89.5 M pixels)
   and raises an exception type of its own beyond; both are refused here, naming the file.
 """
+
 from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image

@@ -7,14 +7,16 @@ Reading in batches: ``np.load(mmap_mode=...)`` does not memory-map npz members, 
 member as a zip stream, parse its ``.npy`` header with ``numpy.lib.format`` and read one batch of
 rows at a time (works for compressed members too); memory is one batch.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -79,7 +81,7 @@ class NpzWriter:
         with contextlib.suppress(Exception):
             self._zip.close()
 
-    def __enter__(self) -> "NpzWriter":
+    def __enter__(self) -> NpzWriter:
         return self
 
     def __exit__(self, exc_type, *_):
@@ -104,7 +106,9 @@ def check_images_array(images: Any, where: str | Path) -> np.ndarray:
     return images
 
 
-def save_samples_npz(path: str | Path, images: np.ndarray, labels: np.ndarray | None = None, **extra: np.ndarray) -> Path:
+def save_samples_npz(
+    path: str | Path, images: np.ndarray, labels: np.ndarray | None = None, **extra: np.ndarray
+) -> Path:
     """Write ``arr_0`` (+ ``labels``, + extra arrays) atomically and deterministically."""
     path = Path(path)
     check_images_array(images, path)
@@ -232,7 +236,9 @@ def check_npz_integrity(path: str | Path, chunk: int = 1 << 24) -> None:
                 raise InputFileError(path, f"member {info.filename!r} is corrupt ({_first_line(e)})") from None
 
 
-def iter_npz_batches(path: str | Path, batch_size: int, key: str = "arr_0", validate_images: bool = True) -> Iterator[np.ndarray]:
+def iter_npz_batches(
+    path: str | Path, batch_size: int, key: str = "arr_0", validate_images: bool = True
+) -> Iterator[np.ndarray]:
     """Yield ``key`` in row batches of ``batch_size`` (last may be short), holding one batch at a time.
 
     The batches are read-only views of the bytes read (copy them to modify)."""
@@ -320,7 +326,10 @@ def pack_png_folder(folder: str | Path, out_npz: str | Path) -> int:
         for p in files[1:]:
             img = _read_png(p)
             if img.shape != first.shape:
-                raise InputFileError(p, f"size {img.shape[1]}x{img.shape[0]} differs from {first.shape[1]}x{first.shape[0]} of {files[0].name}")
+                raise InputFileError(
+                    p,
+                    f"size {img.shape[1]}x{img.shape[0]} differs from {first.shape[1]}x{first.shape[0]} of {files[0].name}",
+                )
             w.write_rows(img[None])
         w.end_array()
         w.close()

@@ -6,6 +6,7 @@ seed 1 so they are not the very crops of the seed-0 demo reference) or from an I
 (``root=``). Each sample picks one image of its class with ``torch.randint`` on the passed
 generator, so a chunk is a pure function of (labels, generator state).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,9 +22,18 @@ class RealDataGenerator(Generator):
     sampling_cls = NoSampling
     quantization = "truncate"  # images are stored uint8 already; no conversion happens
 
-    def __init__(self, *, device: torch.device | str = "cpu", checkpoint: str | None = None,
-                 tokenizer_checkpoint: str | None = None, split: str = "val", image_size: int = 32,
-                 per_class: int = 200, seed: int = 1, root: str | None = None):
+    def __init__(
+        self,
+        *,
+        device: torch.device | str = "cpu",
+        checkpoint: str | None = None,
+        tokenizer_checkpoint: str | None = None,
+        split: str = "val",
+        image_size: int = 32,
+        per_class: int = 200,
+        seed: int = 1,
+        root: str | None = None,
+    ):
         if checkpoint or tokenizer_checkpoint:
             raise ValueError("real-data takes no checkpoint")
         self.device = torch.device(device)
@@ -33,7 +43,9 @@ class RealDataGenerator(Generator):
 
             images, labels = natural_patches(split, image_size, per_class, seed)
             self._images = torch.from_numpy(images)
-            self._source = f"embedded natural_patches(split={split}, size={image_size}, per_class={per_class}, seed={seed})"
+            self._source = (
+                f"embedded natural_patches(split={split}, size={image_size}, per_class={per_class}, seed={seed})"
+            )
         else:
             from harness.data.imagenet import ImageFolderDataset
 
@@ -51,7 +63,9 @@ class RealDataGenerator(Generator):
     def info(self) -> dict[str, Any]:
         return {**super().info(), "source": self._source, "params": 0}
 
-    def generate(self, labels: torch.Tensor, generator: torch.Generator, params: SamplingParams | None = None) -> torch.Tensor:
+    def generate(
+        self, labels: torch.Tensor, generator: torch.Generator, params: SamplingParams | None = None
+    ) -> torch.Tensor:
         labels = self.check_labels(labels).cpu()
         draws = torch.randint(0, 2**62, (labels.numel(),), generator=generator, device=generator.device).cpu()
         picks = [int(self._pools[int(c)][int(u) % len(self._pools[int(c)])]) for c, u in zip(labels, draws)]

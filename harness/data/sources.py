@@ -3,11 +3,13 @@
 A source is an npz (``arr_0``), a shards folder, a folder of PNG/JPEG images, an ImageNet folder
 (``root/<split>/<synset>/...``, ADM ``center_crop_arr``), or ``embedded[:split[:size]]``.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from harness.core.errors import InputFileError
 
 @dataclasses.dataclass
 class ImageSource:
-    images: Any            # uint8 [N,H,W,3] array, an npz/shards path, or an iterator of uint8 batches
+    images: Any  # uint8 [N,H,W,3] array, an npz/shards path, or an iterator of uint8 batches
     description: str
     labels: np.ndarray | None = None
 
@@ -47,8 +49,9 @@ def iter_image_batches(files: list[Path], batch: int) -> Iterator[np.ndarray]:
             if first is None:
                 first = (f, arr.shape)
             elif arr.shape != first[1]:
-                raise InputFileError(f, f"size {arr.shape[1]}x{arr.shape[0]} differs from {first[1][1]}x{first[1][0]} "
-                                        f"of {first[0].name}")
+                raise InputFileError(
+                    f, f"size {arr.shape[1]}x{arr.shape[0]} differs from {first[1][1]}x{first[1][0]} of {first[0].name}"
+                )
             imgs.append(arr)
         yield np.stack(imgs)
 
@@ -58,8 +61,15 @@ def _imagenet_batches(ds, n: int, batch: int) -> Iterator[np.ndarray]:
         yield np.stack([ds.load(j) for j in range(i, min(n, i + batch))])
 
 
-def open_source(src: str, *, split: str = "val", image_size: int = 256, per_class: int = 64,
-                limit: int | None = None, batch_size: int = 50) -> ImageSource:
+def open_source(
+    src: str,
+    *,
+    split: str = "val",
+    image_size: int = 256,
+    per_class: int = 64,
+    limit: int | None = None,
+    batch_size: int = 50,
+) -> ImageSource:
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
     if src == "embedded" or src.startswith("embedded:"):
@@ -73,8 +83,11 @@ def open_source(src: str, *, split: str = "val", image_size: int = 256, per_clas
         images, labels = natural_patches(split=e_split, image_size=size, per_class=per_class, seed=0)
         if limit:
             images, labels = images[:limit], labels[:limit]
-        return ImageSource(images, f"embedded natural patches split={e_split} size={size} per_class={per_class} "
-                                   f"seed=0 n={len(images)}", labels)
+        return ImageSource(
+            images,
+            f"embedded natural patches split={e_split} size={size} per_class={per_class} seed=0 n={len(images)}",
+            labels,
+        )
     p = Path(src)
     if p.is_file():
         return ImageSource(p, f"npz:{p}")
@@ -87,8 +100,11 @@ def open_source(src: str, *, split: str = "val", image_size: int = 256, per_clas
 
         ds = ImageFolderDataset(p, split, image_size)
         n = len(ds) if limit is None else min(limit, len(ds))
-        return ImageSource(_imagenet_batches(ds, n, batch_size),
-                           f"imagenet:{p}/{split} center_crop_arr {image_size} n={n}", np.asarray(ds.labels[:n]))
+        return ImageSource(
+            _imagenet_batches(ds, n, batch_size),
+            f"imagenet:{p}/{split} center_crop_arr {image_size} n={n}",
+            np.asarray(ds.labels[:n]),
+        )
     if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
         raise InputFileError(p, f"no .png/.jpg images, chunk_*.npz shards or {split!r} split folder")
     if limit is None:

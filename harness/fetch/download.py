@@ -5,6 +5,7 @@ and the next attempt asks for the rest (``Range: bytes=N-`` with ``If-Range``); 
 200 instead sends the whole file again. A local write error (full disk, file size limit) deletes the
 partial file: nothing half-written stays. The caller checks the digest and renames (``files.py``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -137,7 +138,9 @@ def http_download(url: str, dest: Path, *, retries: int = 3, timeout: float = 60
                 if not have:
                     discard_partial(dest)
                     raise DownloadError(f"{url}: download failed ({type(e).__name__}: {e})") from None
-                raise DownloadError(f"{url}: transfer interrupted ({type(e).__name__}: {e}); {have} bytes kept in "
-                                    f"{partial_path(dest)}: run fetch again to resume") from None
+                raise DownloadError(
+                    f"{url}: transfer interrupted ({type(e).__name__}: {e}); {have} bytes kept in "
+                    f"{partial_path(dest)}: run fetch again to resume"
+                ) from None
             print(f"fetch: {dest.name}: {type(e).__name__}: {e}; resuming at byte {have}", file=sys.stderr)
     raise AssertionError("unreachable")

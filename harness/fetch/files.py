@@ -4,6 +4,7 @@ Order of events for a file not yet present: lock the file, download to a temp na
 with resume, or the Hub), hash it, check the digest (pinned, name prefix, ledger), record it in the
 ledger, rename it into place. Anything failing before the rename leaves no file under the official name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,25 +12,27 @@ import dataclasses
 import os
 from pathlib import Path
 
+from harness.core.io import sha256_file
 from harness.fetch import download, hub, store
 from harness.fetch.catalog import CatalogFile
-from harness.core.io import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     name: str
-    status: str          # fetched | present | manual
+    status: str  # fetched | present | manual
     path: Path
     detail: str = ""
 
 
 def manual_instruction(entry: CatalogFile, root: Path) -> str:
     dest = root / entry.name
-    return (f"{entry.name}: Google Drive cannot be fetched reliably by a program; download it by hand:\n"
-            f"  open https://drive.google.com/file/d/{entry.gdrive_id}/view and save the file as {dest}\n"
-            f"  (or, with gdown installed: gdown {entry.gdrive_id} -O {dest})\n"
-            f"  then run `alitok-bench fetch {entry.name}` again to verify it (trust on first use)")
+    return (
+        f"{entry.name}: Google Drive cannot be fetched reliably by a program; download it by hand:\n"
+        f"  open https://drive.google.com/file/d/{entry.gdrive_id}/view and save the file as {dest}\n"
+        f"  (or, with gdown installed: gdown {entry.gdrive_id} -O {dest})\n"
+        f"  then run `alitok-bench fetch {entry.name}` again to verify it (trust on first use)"
+    )
 
 
 def fetch_file(entry: CatalogFile, root: Path, *, retries: int = 3, offline: bool | None = None) -> Outcome:
@@ -50,8 +53,14 @@ def fetch_file(entry: CatalogFile, root: Path, *, retries: int = 3, offline: boo
             source = f"hf://{entry.repo_id}/{entry.filename}@{commit}"
         try:
             digest = sha256_file(tmp, fresh=True)
-            how = store.check_digest(root, entry.name, digest, pinned=entry.sha256, prefix=entry.sha256_prefix,
-                                     where=f"{entry.name} from {source}")
+            how = store.check_digest(
+                root,
+                entry.name,
+                digest,
+                pinned=entry.sha256,
+                prefix=entry.sha256_prefix,
+                where=f"{entry.name} from {source}",
+            )
             if how != "ledger":
                 store.record(root, entry.name, digest, tmp.stat().st_size, source)
             os.replace(tmp, dest)
@@ -67,8 +76,11 @@ def fetch_file(entry: CatalogFile, root: Path, *, retries: int = 3, offline: boo
 
 
 def _how(how: str) -> str:
-    return {"pinned": "sha256 pinned", "ledger": "sha256 as recorded on first use",
-            "new": "sha256 recorded now (trust on first use)"}[how]
+    return {
+        "pinned": "sha256 pinned",
+        "ledger": "sha256 as recorded on first use",
+        "new": "sha256 recorded now (trust on first use)",
+    }[how]
 
 
 def _fsync_dir(folder: Path) -> None:

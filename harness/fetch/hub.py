@@ -5,6 +5,7 @@ on the same file system, else a copy), through a temp file beside the target.
 The harness sets ``HF_HUB_OFFLINE=1`` for every other verb; ``fetch`` goes online unless the user set
 ``HF_HUB_OFFLINE`` themselves (then only the Hub cache is used, e.g. on a machine without a network).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,9 @@ def _offline_mode(offline: bool):
         constants.HF_HUB_OFFLINE = before
 
 
-def hub_download(repo_id: str, filename: str, revision: str, dest: Path, *, offline: bool | None = None) -> tuple[Path, str]:
+def hub_download(
+    repo_id: str, filename: str, revision: str, dest: Path, *, offline: bool | None = None
+) -> tuple[Path, str]:
     """The Hub file as a temp file beside ``dest`` (not yet renamed) and the commit it came from."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError

@@ -1,9 +1,11 @@
 """Which catalog files a set of registry entries, feature networks and protocols needs, and where the
 factories find them (``with_official_files``)."""
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from harness.fetch import catalog, store
 
@@ -34,7 +36,7 @@ def with_official_files(model: Any, *, only_present: bool = True, root=None) -> 
         if only_present and not path.exists():
             continue
         if slot.startswith("options."):
-            options.setdefault(slot[len("options."):], str(path))
+            options.setdefault(slot[len("options.") :], str(path))
         elif getattr(model, slot) is None:
             changes[slot] = str(path)
     if options != model.options:
@@ -49,7 +51,7 @@ def official_name(path: str | None) -> str | None:
     if path in catalog.FILES:
         return path
     root = str(store.weights_root()).rstrip("/") + "/"
-    rel = path[len(root):] if path.startswith(root) else None
+    rel = path[len(root) :] if path.startswith(root) else None
     if rel is None:
         return None
     if rel in catalog.FILES:
@@ -66,11 +68,13 @@ def fetch_hint(model: Any, root=None) -> str | None:
         return None
     absent = []
     for slot, name in needs.items():
-        given = model.options.get(slot[len("options."):]) if slot.startswith("options.") else getattr(model, slot)
+        given = model.options.get(slot[len("options.") :]) if slot.startswith("options.") else getattr(model, slot)
         path = store.path_of(name, root)
         if (given is None or given == str(path)) and not path.exists():
             absent.append(name)
     if not absent:
         return None
-    return (f"official files missing from {store.weights_root(root)}: {', '.join(absent)}; "
-            f"get them with: alitok-bench fetch {model.name}")
+    return (
+        f"official files missing from {store.weights_root(root)}: {', '.join(absent)}; "
+        f"get them with: alitok-bench fetch {model.name}"
+    )

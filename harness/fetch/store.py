@@ -6,12 +6,13 @@ Root: ``$ALITOK_BENCH_WEIGHTS``, else ``weights/`` inside the cache folder (``$A
 found; a later file with another digest is refused (trust on first use). Writers of one file serialise
 on a lock beside it; the ledger has its own lock.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from harness.core import locks
 from harness.core.errors import UserError
@@ -72,26 +73,38 @@ def record(root: Path, name: str, sha256: str, size: int, source: str) -> None:
         lock.release()
 
 
-def check_digest(root: Path, name: str, digest: str, *, pinned: str | None = None, prefix: str | None = None,
-                 where: str | None = None) -> str:
+def check_digest(
+    root: Path,
+    name: str,
+    digest: str,
+    *,
+    pinned: str | None = None,
+    prefix: str | None = None,
+    where: str | None = None,
+) -> str:
     """Raise DigestMismatch (one line) unless ``digest`` fits the pinned digest, the name's digest prefix
     and the ledger; returns how it was checked ("pinned", "ledger", "new")."""
     where = where or str(root / name)
     if pinned and digest != pinned:
         raise DigestMismatch(f"{where}: sha256 {digest[:16]}... is not the pinned {pinned[:16]}...; refused")
     if prefix and not digest.startswith(prefix):
-        raise DigestMismatch(f"{where}: sha256 {digest[:16]}... does not start with {prefix}, the digest prefix "
-                             "in its official name; refused")
+        raise DigestMismatch(
+            f"{where}: sha256 {digest[:16]}... does not start with {prefix}, the digest prefix "
+            "in its official name; refused"
+        )
     known = read_ledger(root).get(name)
     if known and known.get("sha256") != digest:
-        raise DigestMismatch(f"{where}: sha256 {digest[:16]}... differs from {str(known.get('sha256'))[:16]}... "
-                             f"recorded when it was first fetched (trust on first use, {root / LEDGER}); refused. "
-                             "If upstream replaced the file, delete its entry from the ledger and fetch again")
+        raise DigestMismatch(
+            f"{where}: sha256 {digest[:16]}... differs from {str(known.get('sha256'))[:16]}... "
+            f"recorded when it was first fetched (trust on first use, {root / LEDGER}); refused. "
+            "If upstream replaced the file, delete its entry from the ledger and fetch again"
+        )
     return "pinned" if pinned else ("ledger" if known else "new")
 
 
-def verify_present(root: Path, name: str, *, pinned: str | None = None, prefix: str | None = None,
-                   source: str = "found in place") -> str:
+def verify_present(
+    root: Path, name: str, *, pinned: str | None = None, prefix: str | None = None, source: str = "found in place"
+) -> str:
     """A file already in the root: checked (fresh hash) and recorded on first sight. Returns the status."""
     path = root / name
     digest = sha256_file(path, fresh=True)

@@ -9,6 +9,7 @@ distance to its k-th nearest other real point.
 Comparisons are strict (``d < r``) as in clovaai/generative-evaluation-prdc. Distances are float64
 and computed block by block so 50k x 10k never materialises.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,9 @@ def knn_radii_sq(x: torch.Tensor, k: int, block_elems: int = 1 << 25) -> torch.T
     return out
 
 
-def density_coverage(sample_features, ref_features, k: int = DEFAULT_K, device: str | torch.device = "cpu",
-                     block_elems: int = 1 << 25) -> dict:
+def density_coverage(
+    sample_features, ref_features, k: int = DEFAULT_K, device: str | torch.device = "cpu", block_elems: int = 1 << 25
+) -> dict:
     """``{"density", "coverage", "dc_k"}`` of samples (fakes) against reference features (reals)."""
     fake = check_features(sample_features, "sample features")
     real = check_features(ref_features, "reference features")

@@ -14,12 +14,14 @@
 ``identity`` names architecture, preprocessing, output and weights sha256; reference statistics record
 it and ``check_same_extractor`` refuses statistics made by another one.
 """
+
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +61,9 @@ def state_dict_sha256(sd: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def random_state_dict(seed: int, arch: str = ARCH, overrides: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+def random_state_dict(
+    seed: int, arch: str = ARCH, overrides: Mapping[str, Any] | None = None
+) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(arch, overrides)
@@ -80,8 +84,9 @@ def resample_pos_embed_like_hub(pos_embed: torch.Tensor, grid: int, num_prefix: 
         return pos_embed
     scale = (grid + HUB_INTERPOLATE_OFFSET) / m
     dim = patches.shape[-1]
-    out = torch.nn.functional.interpolate(patches.reshape(1, m, m, dim).permute(0, 3, 1, 2), mode="bicubic",
-                                          antialias=False, scale_factor=(scale, scale))
+    out = torch.nn.functional.interpolate(
+        patches.reshape(1, m, m, dim).permute(0, 3, 1, 2), mode="bicubic", antialias=False, scale_factor=(scale, scale)
+    )
     if tuple(out.shape[-2:]) != (grid, grid):
         raise ValueError(f"resampled position grid is {tuple(out.shape[-2:])}, expected {(grid, grid)}")
     out = out.permute(0, 2, 3, 1).reshape(1, grid * grid, dim).to(pos_embed.dtype)
@@ -105,8 +110,13 @@ def load_weights_file(path: str | Path, model: torch.nn.Module) -> dict[str, tor
 class DinoV2Extractor:
     """uint8 NHWC batches -> ``{"dinov2": [B, D] float32}``. ``weights``: a checkpoint path or ``random:SEED``."""
 
-    def __init__(self, weights: str | Path, device: str | torch.device = "cpu", arch: str = ARCH,
-                 overrides: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        weights: str | Path,
+        device: str | torch.device = "cpu",
+        arch: str = ARCH,
+        overrides: Mapping[str, Any] | None = None,
+    ):
         from harness.core.devices import resolve_device
 
         self.arch, self.overrides = arch, dict(overrides or {})
@@ -141,15 +151,24 @@ class DinoV2Extractor:
 
     @property
     def identity(self) -> str:
-        arch = self.arch + ("" if not self.overrides else "(" + ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())) + ")")
+        arch = self.arch + (
+            "" if not self.overrides else "(" + ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items())) + ")"
+        )
         return f"{arch}|{PREPROCESSING_ID}|{POS_EMBED_ID}|{OUTPUT_ID}|sha256:{self.weights['sha256']}"
 
     def describe(self) -> dict:
         import timm
 
-        return {"extractor": f"timm-{timm.__version__}/{self.arch}", "arch": self.arch, "overrides": self.overrides,
-                "preprocessing": PREPROCESSING_ID, "pos_embed": POS_EMBED_ID, "output": OUTPUT_ID,
-                "weights": dict(self.weights), "identity": self.identity}
+        return {
+            "extractor": f"timm-{timm.__version__}/{self.arch}",
+            "arch": self.arch,
+            "overrides": self.overrides,
+            "preprocessing": PREPROCESSING_ID,
+            "pos_embed": POS_EMBED_ID,
+            "output": OUTPUT_ID,
+            "weights": dict(self.weights),
+            "identity": self.identity,
+        }
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
         """dgm-eval's transform: PIL bicubic to 224x224 per image (uint8 out), /255, ImageNet normalisation."""
@@ -158,8 +177,9 @@ class DinoV2Extractor:
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected uint8 images [B,H,W,3], got {images.dtype} {list(images.shape)}")
-        resized = np.stack([np.asarray(Image.fromarray(im).resize((INPUT_SIZE, INPUT_SIZE), Image.BICUBIC))
-                            for im in images])
+        resized = np.stack(
+            [np.asarray(Image.fromarray(im).resize((INPUT_SIZE, INPUT_SIZE), Image.BICUBIC)) for im in images]
+        )
         x = torch.from_numpy(resized).to(self.device).permute(0, 3, 1, 2).float() / 255.0
         return (x - self._mean) / self._std
 
@@ -178,8 +198,10 @@ def check_same_extractor(recorded: str | None, current: str, where: str | Path) 
     from harness.metrics.refstats import ReferenceMismatch
 
     if recorded != current:
-        raise ReferenceMismatch(f"{where}: reference DINOv2 statistics were made by {recorded!r}, the samples by "
-                                f"{current!r}; rebuild the reference with the same --dinov2 weights")
+        raise ReferenceMismatch(
+            f"{where}: reference DINOv2 statistics were made by {recorded!r}, the samples by "
+            f"{current!r}; rebuild the reference with the same --dinov2 weights"
+        )
 
 
 def fd_dinov2(sample_features: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, method: str = "eig") -> float:
@@ -193,7 +215,7 @@ def fd_dinov2(sample_features: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.nda
 REF_KEYS = ("mu_dinov2", "sigma_dinov2")
 
 
-def reference_entries(features: np.ndarray, extractor: "DinoV2Extractor") -> tuple[dict[str, np.ndarray], dict]:
+def reference_entries(features: np.ndarray, extractor: DinoV2Extractor) -> tuple[dict[str, np.ndarray], dict]:
     """What a reference file stores for FD-DINOv2: float64 ``mu_dinov2``/``sigma_dinov2`` for the npz and
     ``{"dinov2": describe(), "dinov2_n": N}`` for its metadata sidecar (checked by ``check_reference_meta``)."""
     from harness.metrics.fid import feature_statistics
@@ -202,14 +224,16 @@ def reference_entries(features: np.ndarray, extractor: "DinoV2Extractor") -> tup
     return {"mu_dinov2": mu, "sigma_dinov2": sigma}, {"dinov2": extractor.describe(), "dinov2_n": int(len(features))}
 
 
-def check_reference_meta(metadata: Mapping[str, Any] | None, extractor: "DinoV2Extractor", where: str | Path) -> None:
+def check_reference_meta(metadata: Mapping[str, Any] | None, extractor: DinoV2Extractor, where: str | Path) -> None:
     """Refuse a reference without DINOv2 provenance or with another extractor's (see ``check_same_extractor``)."""
     from harness.metrics.refstats import ReferenceMismatch
 
     recorded = ((metadata or {}).get("dinov2") or {}).get("identity")
     if recorded is None:
-        raise ReferenceMismatch(f"{where}: the reference records no DINOv2 extractor; FD-DINOv2 needs statistics "
-                                "built with --dinov2 (rebuild the reference)")
+        raise ReferenceMismatch(
+            f"{where}: the reference records no DINOv2 extractor; FD-DINOv2 needs statistics "
+            "built with --dinov2 (rebuild the reference)"
+        )
     check_same_extractor(recorded, extractor.identity, where)
 
 
@@ -225,8 +249,9 @@ class DinoV2Features:
         self.extractor = extractor
         self.device = extractor.device
         digest = hashlib.sha256(extractor.identity.encode()).hexdigest()
-        self.weights = WeightsInfo(extractor.weights["spec"], "dinov2-" + extractor.weights["kind"], Path(""), digest,
-                                   has_logits=False)
+        self.weights = WeightsInfo(
+            extractor.weights["spec"], "dinov2-" + extractor.weights["kind"], Path(""), digest, has_logits=False
+        )
 
     @property
     def identity(self) -> str:
@@ -239,10 +264,16 @@ class DinoV2Features:
         return {"pool": self.extractor(images)[LAYER]}
 
 
-def feature_extractor(weights: str | Path | None = None, device: str | torch.device = "cpu", arch: str = ARCH,
-                      overrides: Mapping[str, Any] | None = None) -> DinoV2Features:
+def feature_extractor(
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    arch: str = ARCH,
+    overrides: Mapping[str, Any] | None = None,
+) -> DinoV2Features:
     """``EXTRACTORS["dinov2"]``'s factory. ``weights``: the ``--dinov2`` value (a checkpoint path or random:SEED)."""
     if weights is None:
-        raise DinoWeightsError("FD-DINOv2 needs DINOv2 weights: pass --dinov2 PATH (dinov2_vitl14_pretrain.pth or "
-                               "timm's vit_large_patch14_dinov2.lvd142m) or --dinov2 random:SEED")
+        raise DinoWeightsError(
+            "FD-DINOv2 needs DINOv2 weights: pass --dinov2 PATH (dinov2_vitl14_pretrain.pth or "
+            "timm's vit_large_patch14_dinov2.lvd142m) or --dinov2 random:SEED"
+        )
     return DinoV2Features(DinoV2Extractor(weights, device, arch, overrides))

@@ -12,18 +12,19 @@ Backend: gloo on CPU, nccl when CUDA is present (``init_from_env``, through
 ``devices.join_torchrun_group``); without torch.distributed
 initialised everything runs in one process.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from harness.data import npz as npz_io
 from harness.core.devices import join_torchrun_group
+from harness.data import npz as npz_io
 
 
 def rank_world() -> tuple[int, int]:
@@ -80,8 +81,9 @@ def _gather_rows(local: np.ndarray, counts: list[int]) -> np.ndarray:
     return np.concatenate([p[:c].cpu().numpy() for p, c in zip(parts, counts)])
 
 
-def extract_sharded(source, extractor: Callable[[np.ndarray], Mapping[str, np.ndarray]],
-                    batch_size: int = 50) -> dict[str, np.ndarray]:
+def extract_sharded(
+    source, extractor: Callable[[np.ndarray], Mapping[str, np.ndarray]], batch_size: int = 50
+) -> dict[str, np.ndarray]:
     """Features of every image of ``source`` (uint8 array or npz path) in order, on every rank."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -118,8 +120,11 @@ def save_features_npz(path: str | Path, features: Mapping[str, np.ndarray]) -> N
         np.savez(f, **features)
 
 
-def write_once(path: str | Path, features: Mapping[str, np.ndarray],
-               writer: Callable[[Path, Mapping[str, np.ndarray]], None] = save_features_npz) -> None:
+def write_once(
+    path: str | Path,
+    features: Mapping[str, np.ndarray],
+    writer: Callable[[Path, Mapping[str, np.ndarray]], None] = save_features_npz,
+) -> None:
     """Rank 0 writes ``path`` (atomically, through ``writer``); every rank returns only after it exists."""
     rank, world = rank_world()
     if rank == 0:

@@ -6,6 +6,7 @@ next to the npz or in the sampling folder, and the folder's ``spec.json``): the 
 which of them the user overrode, the seed scheme, the uint8 rule and the sampling numerics. A fact
 nobody recorded is left out, so its check is skipped (or, for the uint8 rule, named as unknown).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,11 +52,24 @@ def _get(d: Any, *path: str) -> Any:
     return d
 
 
-def build_facts(*, n: int, labels: np.ndarray | None, reference: dict, image_size, record: dict | None = None,
-                folder_spec: dict | None = None, metric: str = "gfid") -> dict[str, Any]:
+def build_facts(
+    *,
+    n: int,
+    labels: np.ndarray | None,
+    reference: dict,
+    image_size,
+    record: dict | None = None,
+    folder_spec: dict | None = None,
+    metric: str = "gfid",
+) -> dict[str, Any]:
     """Keys as ``guards.run_guards`` reads them. ``reference``: {kind, split, preprocessing, path}."""
-    facts: dict[str, Any] = {"metric": metric, "reference": reference, "n": int(n), "dtype": "uint8",
-                             "feature_numerics": dict(FEATURE_NUMERICS)}
+    facts: dict[str, Any] = {
+        "metric": metric,
+        "reference": reference,
+        "n": int(n),
+        "dtype": "uint8",
+        "feature_numerics": dict(FEATURE_NUMERICS),
+    }
     protocol = _get(record, "spec", "protocol") or _get(folder_spec, "spec", "protocol") or {}
     facts["num_classes"] = int(protocol.get("num_classes") or PAPER_CLASSES)
     facts["labels"] = None if labels is None else np.asarray(labels)

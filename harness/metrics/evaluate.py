@@ -9,20 +9,21 @@ A metric the inputs cannot give (sFID against a mu/sigma-only reference, IS with
 no classifier) is skipped with a note (value None) when it came from the default list, and is an
 error when it was asked for by name.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from harness.data import npz as npz_io
 from harness.core.errors import InputFileError, UserError
-from harness.metrics import eval_facts, guards
+from harness.data import npz as npz_io
+from harness.metrics import eval_facts, guards, table
 from harness.metrics import provenance as prov
-from harness.metrics import table
 from harness.metrics.features import extract_features
 from harness.metrics.inception import InceptionExtractor, describe_pipeline
 from harness.metrics.refstats import Reference, check_compatible, load_reference
@@ -107,8 +108,9 @@ class EvalOptions:
     dinov2: Any = None
 
 
-def evaluate_samples(samples, reference, options: EvalOptions | None = None, *,
-                     labels: np.ndarray | None = None) -> EvalResult | None:
+def evaluate_samples(
+    samples, reference, options: EvalOptions | None = None, *, labels: np.ndarray | None = None
+) -> EvalResult | None:
     """Metrics of ``samples`` against ``reference`` (an ADM-format npz, ours or OpenAI's, or a loaded
     ``Reference``), measured as ``options`` say (``EvalOptions``; None: the defaults).
 
@@ -139,15 +141,23 @@ def evaluate_samples(samples, reference, options: EvalOptions | None = None, *,
     labels = run.sample_labels(labels)
     label_info = prov.label_summary(labels)
     if label_info.get("class_sorted"):
-        run.warnings.append("samples look class-sorted: ADM-mode IS will collapse "
-                            "(interleave classes, i % num_classes)")
+        run.warnings.append(
+            "samples look class-sorted: ADM-mode IS will collapse (interleave classes, i % num_classes)"
+        )
     out, extra = run.compute(todo)
     spreads, why_none = _uncertainty(out, extra, run.feats, run.stats, o.fid_method, o.uncertainty_subsets)
     t_end = time.perf_counter()
     comparable, findings, provenance = run.provenance(info, wanted, todo, skipped, labels, label_info, extra, why_none)
     timings = {"features_s": round(t_feat - t0, 3), "metrics_s": round(t_end - t_feat, 3)}
-    return EvalResult({m.name: out.get(m.name) for m in wanted}, provenance, comparable, run.warnings, timings,
-                      findings=[f.to_dict() for f in findings], uncertainty=spreads)
+    return EvalResult(
+        {m.name: out.get(m.name) for m in wanted},
+        provenance,
+        comparable,
+        run.warnings,
+        timings,
+        findings=[f.to_dict() for f in findings],
+        uncertainty=spreads,
+    )
 
 
 def _wanted(o: EvalOptions) -> tuple:
@@ -165,8 +175,11 @@ class _Run:
         self.samples, self.ref, self.o = samples, ref, o
         built = isinstance(o.inception, InceptionExtractor)
         self.weights = o.inception.weights if built else resolve_weights(o.inception)
-        self.stats = {k: getattr(ref, k) for k in ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
-                      if getattr(ref, k) is not None}
+        self.stats = {
+            k: getattr(ref, k)
+            for k in ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
+            if getattr(ref, k) is not None
+        }
         self.warnings: list[str] = []
         self.extractors: dict[str, Any] = {}
         self.sample_feats: dict[str, Any] = {}
@@ -184,8 +197,9 @@ class _Run:
         explicit = self.o.metrics is not None
         skipped: dict[str, str] = {}
         for m in wanted:
-            why = table.unavailable(m, stats=list(self.stats), reference_images=self.ref.n_images,
-                                    has_logits=self.weights.has_logits)
+            why = table.unavailable(
+                m, stats=list(self.stats), reference_images=self.ref.n_images, has_logits=self.weights.has_logits
+            )
             if why is None:
                 continue
             if explicit and not m.needs_logits:  # asked for by name and impossible: an input error
@@ -203,8 +217,9 @@ class _Run:
             self.extractors["dinov2"] = _dinov2_extractor(o.dinov2, extractor.device, self.ref)
         for name in sorted({m.features for m in todo} - set(self.extractors)):
             self.extractors[name] = table.build_extractor(name, extractor.device)
-        if any(m.features != "inception" for m in todo) and not (_is_path(self.samples)
-                                                                  or isinstance(self.samples, np.ndarray)):
+        if any(m.features != "inception" for m in todo) and not (
+            _is_path(self.samples) or isinstance(self.samples, np.ndarray)
+        ):
             self.samples = _materialise(self.samples)  # an iterator can be read once; several extractors read it
 
     def extract_samples(self, todo) -> bool:
@@ -216,19 +231,22 @@ class _Run:
         keep_pool = keep_pool or (o.keep_features and o.uncertainty_subsets > 0 and any(m.name == "fid" for m in todo))
         rank, self.world = _rank_world()
         kw = {"cache": o.cache, "name": "samples", "allow_partial": o.allow_partial, "progress": o.progress}
-        feats = _sample_features(self.samples, self.extractors["inception"], o.batch_size, self.modes, "inception",
-                                 keep_pool=keep_pool, **kw)
+        feats = _sample_features(
+            self.samples, self.extractors["inception"], o.batch_size, self.modes, "inception", keep_pool=keep_pool, **kw
+        )
         early: dict[str, Any] = {}
         if self.world > 1:
             for fname in sorted({m.features for m in todo} - {"inception"}):
-                early[fname] = _sample_features(self.samples, self.extractors[fname], o.batch_size, self.modes,
-                                                fname, **kw)
+                early[fname] = _sample_features(
+                    self.samples, self.extractors[fname], o.batch_size, self.modes, fname, **kw
+                )
             if rank != 0:
                 return False
         self.warnings.extend(feats.notes)
         if (feats.selection or {}).get("partial"):
-            self.warnings.append(f"PARTIAL: {feats.n} samples of an incomplete folder evaluated (--allow-partial): "
-                                 f"{feats.selection}")
+            self.warnings.append(
+                f"PARTIAL: {feats.n} samples of an incomplete folder evaluated (--allow-partial): {feats.selection}"
+            )
         self.sample_feats = {"inception": feats, **early}
         for f in early.values():
             self.warnings.extend(f.notes)
@@ -251,17 +269,29 @@ class _Run:
     def sample_layer(self, features: str, layer: str):
         if features not in self.sample_feats:
             o = self.o
-            self.sample_feats[features] = extract_features(self.samples, self.extractors[features], o.batch_size,
-                                                           cache=o.cache, name="samples",
-                                                           allow_partial=o.allow_partial, progress=o.progress)
+            self.sample_feats[features] = extract_features(
+                self.samples,
+                self.extractors[features],
+                o.batch_size,
+                cache=o.cache,
+                name="samples",
+                allow_partial=o.allow_partial,
+                progress=o.progress,
+            )
             self.warnings.extend(self.sample_feats[features].notes)
         return getattr(self.sample_feats[features], layer)
 
     def reference_layer(self, features: str, layer: str):
         if features not in self.ref_feats:
             o = self.o
-            self.ref_feats[features] = extract_features(self.ref.path, self.extractors[features], o.batch_size,
-                                                        cache=o.cache, name="reference arr_0", progress=o.progress)
+            self.ref_feats[features] = extract_features(
+                self.ref.path,
+                self.extractors[features],
+                o.batch_size,
+                cache=o.cache,
+                name="reference arr_0",
+                progress=o.progress,
+            )
             self.warnings.extend(self.ref_feats[features].notes)
         return getattr(self.ref_feats[features], layer)
 
@@ -273,11 +303,17 @@ class _Run:
     def compute(self, todo) -> tuple[dict[str, float | None], dict[str, Any]]:
         """Each metric's compute function from the table: ``({name: value}, extra provenance)``."""
         o = self.o
-        options = {"fid_method": o.fid_method, "is_mode": o.is_mode, "kid_subset_size": o.kid_subset_size,
-                   "kid_subsets": o.kid_subsets, "device": self.extractors["inception"].device,
-                   "wanted": tuple(m.name for m in todo)}
-        inputs = table.MetricInputs(self.sample_layer, self.reference_layer, self.stats, options,
-                                    sample_statistics=self.sample_statistics)
+        options = {
+            "fid_method": o.fid_method,
+            "is_mode": o.is_mode,
+            "kid_subset_size": o.kid_subset_size,
+            "kid_subsets": o.kid_subsets,
+            "device": self.extractors["inception"].device,
+            "wanted": tuple(m.name for m in todo),
+        }
+        inputs = table.MetricInputs(
+            self.sample_layer, self.reference_layer, self.stats, options, sample_statistics=self.sample_statistics
+        )
         out: dict[str, float | None] = {}
         extra: dict[str, Any] = {}
         for m in todo:
@@ -301,19 +337,32 @@ class _Run:
         sample_sha, _ = _describe(samples, feats)
         names = {m.name for m in wanted}
         provenance = {
-            "weights": info["weights"], "extractor": info["extractor"], "resize": info["resize"],
-            "sfid_layer": info["sfid_layer"], "fid_method": o.fid_method if names & {"fid", "sfid"} else None,
+            "weights": info["weights"],
+            "extractor": info["extractor"],
+            "resize": info["resize"],
+            "sfid_layer": info["sfid_layer"],
+            "fid_method": o.fid_method if names & {"fid", "sfid"} else None,
             "is_mode": o.is_mode if "is" in names else None,
-            "samples": {"path": _name(samples), "sha256": sample_sha, "n": feats.n,
-                        "image_size": list(feats.image_size), "dtype": "uint8", **label_info,
-                        "selection": feats.selection},
+            "samples": {
+                "path": _name(samples),
+                "sha256": sample_sha,
+                "n": feats.n,
+                "image_size": list(feats.image_size),
+                "dtype": "uint8",
+                **label_info,
+                "selection": feats.selection,
+            },
             "reference": {**ref.describe(), "metadata": ref.metadata},
             "feature_extraction": {"world_size": self.world, "samples": self.modes},
-            "pr_k": None, "skipped": skipped,
+            "pr_k": None,
+            "skipped": skipped,
             "dinov2": self.extractors["dinov2"].describe() if "dinov2" in self.extractors else None,
             "metric_features": {m.name: f"{m.features}:{m.layer}" for m in todo},
-            "not_comparable_because": reasons, "protocol_facts": eval_facts.printable(facts),
-            "protocol_findings": [f.to_dict() for f in findings], "uncertainty_skipped": why_none, **extra,
+            "not_comparable_because": reasons,
+            "protocol_facts": eval_facts.printable(facts),
+            "protocol_findings": [f.to_dict() for f in findings],
+            "uncertainty_skipped": why_none,
+            **extra,
         }
         return comparable, findings, provenance
 
@@ -406,26 +455,40 @@ def _uncertainty(values: dict, extra: dict, feats, stats: dict, fid_method: str,
         if k < 2:
             why["fid"] = "disabled (uncertainty_subsets < 2)"
         elif feats.pool is None:
-            why["fid"] = ("pool3 features not kept (add prec/recall/kid to the metrics, or keep_features / "
-                          "--uncertainty)")
+            why["fid"] = (
+                "pool3 features not kept (add prec/recall/kid to the metrics, or keep_features / --uncertainty)"
+            )
         elif feats.n < 2 * k:
             why["fid"] = f"{feats.n} samples: fewer than 2 per subset for k={k}"
         else:
             spreads["fid"] = fid_subset_spread(feats.pool, stats["mu"], stats["sigma"], k=k, method=fid_method)
     if values.get("kid") is not None and extra.get("kid_std") is not None:
         # torch-fidelity's std over its random (overlapping) subsets: a spread at the subset size, kept as is
-        spreads["kid"] = {"std": float(extra["kid_std"]), "method": f"kid-subsets(s={extra.get('kid_subsets')},"
-                          f"m={extra.get('kid_subset_size')},random,overlapping)", "scaling": "none (subset-size spread)"}
+        spreads["kid"] = {
+            "std": float(extra["kid_std"]),
+            "method": f"kid-subsets(s={extra.get('kid_subsets')},m={extra.get('kid_subset_size')},random,overlapping)",
+            "scaling": "none (subset-size spread)",
+        }
     return spreads, why
 
 
 def _protocol_facts(samples, feats, labels, ref: Reference) -> dict[str, Any]:
     meta = ref.metadata or {}
-    reference = {"kind": ref.kind, "split": meta.get("split"), "preprocessing": meta.get("preprocessing"),
-                 "path": str(ref.path)}
+    reference = {
+        "kind": ref.kind,
+        "split": meta.get("split"),
+        "preprocessing": meta.get("preprocessing"),
+        "path": str(ref.path),
+    }
     record, folder_spec = eval_facts.sampling_run_files(samples)
-    return eval_facts.build_facts(n=feats.n, labels=labels, reference=reference, image_size=feats.image_size,
-                                  record=record, folder_spec=folder_spec)
+    return eval_facts.build_facts(
+        n=feats.n,
+        labels=labels,
+        reference=reference,
+        image_size=feats.image_size,
+        record=record,
+        folder_spec=folder_spec,
+    )
 
 
 BATCH_CHECK_IMAGES = 4

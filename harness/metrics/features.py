@@ -10,20 +10,21 @@ Every entry carries the sha256 of each of its files, checked on load: a damaged 
 and the caller is told. Cache writes happen under the cache lock; a full disk skips the write with
 a warning and never the metrics. Iterators cannot be hashed before they are consumed: never cached.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from harness.data import npz as npz_io
-from harness.data.sources import image_files, iter_image_batches
 from harness.core.errors import InputFileError
 from harness.core.io import atomic_target, read_json, sha256_file, write_json_atomic
+from harness.data import npz as npz_io
+from harness.data.sources import image_files, iter_image_batches
 from harness.metrics.weights import cache_dir
 
 CACHE_FORMAT = 2
@@ -85,15 +86,15 @@ class FeatureSet:
     """One image set's features: float64 statistics of pool3 and the sFID layer, and the arrays kept whole."""
 
     stats: dict[str, tuple[np.ndarray, np.ndarray]]  # layer -> (mu, sigma), float64
-    pool: np.ndarray | None          # float32 [N, 2048] (kept for precision/recall/KID)
-    logits: np.ndarray | None        # float32 [N, 1008]; None when the weights have no real fc
+    pool: np.ndarray | None  # float32 [N, 2048] (kept for precision/recall/KID)
+    logits: np.ndarray | None  # float32 [N, 1008]; None when the weights have no real fc
     n: int
     image_size: tuple[int, int]
     input_sha256: str | None
     from_cache: bool = False
     spatial: np.ndarray | None = None  # only with keep_spatial=True (tests, debugging)
-    labels: np.ndarray | None = None   # from a sampling folder's shards
-    selection: dict | None = None      # sampling folder: planned vs used chunks (partial evaluations)
+    labels: np.ndarray | None = None  # from a sampling folder's shards
+    selection: dict | None = None  # sampling folder: planned vs used chunks (partial evaluations)
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def statistics(self, layer: str = "pool") -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +106,7 @@ class FeatureSet:
 # ----------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class _Folder:
-    kind: str                 # "shards" | "images"
+    kind: str  # "shards" | "images"
     files: list[Path]
     selection: dict | None = None
 
@@ -158,15 +159,19 @@ def _count(source, key: str, folder: _Folder | None) -> int | None:
     if isinstance(source, np.ndarray):
         return int(source.shape[0])
     if folder is not None:
-        return folder.selection.get("samples_used", folder.selection.get("planned_samples")) \
-            if folder.kind == "shards" and folder.selection else (len(folder.files) if folder.kind == "images" else None)
+        return (
+            folder.selection.get("samples_used", folder.selection.get("planned_samples"))
+            if folder.kind == "shards" and folder.selection
+            else (len(folder.files) if folder.kind == "images" else None)
+        )
     if isinstance(source, (str, Path)):
         return int(npz_io.npz_array_info(source, key)[0][0])
     return None
 
 
-def iter_batches(source, batch_size: int, key: str = "arr_0", allow_partial: bool = False,
-                 folder: _Folder | None = None) -> Iterator[np.ndarray]:
+def iter_batches(
+    source, batch_size: int, key: str = "arr_0", allow_partial: bool = False, folder: _Folder | None = None
+) -> Iterator[np.ndarray]:
     """uint8 NHWC batches of at most ``batch_size`` from any supported source (``folder``: already resolved)."""
     if folder is None and isinstance(source, (str, Path)) and Path(source).is_dir():
         folder = _resolve_folder(Path(source), allow_partial)
@@ -215,8 +220,12 @@ def _cache_root(cache) -> Path:
 def _entry_paths(input_sha: str, weights_sha: str, root: Path) -> dict[str, Path]:
     d = root / "features"
     stem = f"v{CACHE_FORMAT}-{input_sha[:24]}-{weights_sha[:16]}"
-    return {"pool": d / f"{stem}-pool.npy", "logits": d / f"{stem}-logits.npy", "stats": d / f"{stem}-stats.npz",
-            "index": d / f"{stem}-index.json"}
+    return {
+        "pool": d / f"{stem}-pool.npy",
+        "logits": d / f"{stem}-logits.npy",
+        "stats": d / f"{stem}-stats.npz",
+        "index": d / f"{stem}-index.json",
+    }
 
 
 def _load_cached(paths: dict[str, Path], need_logits: bool, need_pool: bool) -> tuple[FeatureSet | None, str | None]:
@@ -267,8 +276,9 @@ def _store(paths: dict[str, Path], fs: FeatureSet) -> str | None:
                     with atomic_target(paths[layer], ".npy") as tmp, open(tmp, "wb") as f:
                         np.save(f, arr)  # a handle: np.save would append ".npy" to a temp name
                     files[layer] = sha256_file(paths[layer])
-            write_json_atomic(paths["index"], {"format": CACHE_FORMAT, "n": fs.n, "image_size": list(fs.image_size),
-                                               "files": files})
+            write_json_atomic(
+                paths["index"], {"format": CACHE_FORMAT, "n": fs.n, "image_size": list(fs.image_size), "files": files}
+            )
     except OSError as e:
         from harness.core.errors import one_line
 
@@ -276,7 +286,9 @@ def _store(paths: dict[str, Path], fs: FeatureSet) -> str | None:
     return None
 
 
-def seed_cache(source, weights_sha256: str, fs: FeatureSet, cache: bool | str | Path = True, key: str = "arr_0") -> None:
+def seed_cache(
+    source, weights_sha256: str, fs: FeatureSet, cache: bool | str | Path = True, key: str = "arr_0"
+) -> None:
     """Record ``fs`` as the features of ``source`` (used when a new file holds exactly the images just extracted)."""
     if cache is False or fs.pool is None:
         return
@@ -294,10 +306,19 @@ def _progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
-def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0",
-                     cache: bool | str | Path = True, name: str = "images", *, keep_pool: bool = True,
-                     keep_spatial: bool = False, allow_partial: bool = False,
-                     progress: bool | None = None) -> FeatureSet:
+def extract_features(
+    source,
+    extractor,
+    batch_size: int = 50,
+    key: str = "arr_0",
+    cache: bool | str | Path = True,
+    name: str = "images",
+    *,
+    keep_pool: bool = True,
+    keep_spatial: bool = False,
+    allow_partial: bool = False,
+    progress: bool | None = None,
+) -> FeatureSet:
     """Features of every image in ``source`` in order.
 
     ``cache``: True (default folder), False, or a folder. ``progress``: a tqdm bar on stderr (None: only
@@ -330,8 +351,15 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
 
     total = _count(source, key, folder)
     filled: dict[str, np.ndarray] = {}
-    bar = tqdm(total=total, desc=f"features {name}", unit="img", file=sys.stderr,
-               disable=not _progress(progress), leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        desc=f"features {name}",
+        unit="img",
+        file=sys.stderr,
+        disable=not _progress(progress),
+        leave=False,
+        dynamic_ncols=True,
+    )
     try:
         for batch in iter_batches(source, batch_size, key, allow_partial, folder=folder):
             if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
@@ -339,8 +367,9 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
             if size is None:
                 size = tuple(batch.shape[1:3])
             elif tuple(batch.shape[1:3]) != size:
-                raise InputFileError(desc, f"{name}: image size {batch.shape[1]}x{batch.shape[2]} differs from "
-                                           f"{size[0]}x{size[1]}")
+                raise InputFileError(
+                    desc, f"{name}: image size {batch.shape[1]}x{batch.shape[2]} differs from {size[0]}x{size[1]}"
+                )
             out = extractor(batch)
             for layer, arr in out.items():
                 if not np.isfinite(arr).all():
@@ -369,8 +398,18 @@ def extract_features(source, extractor, batch_size: int = 50, key: str = "arr_0"
     if total is not None and n != total:
         raise InputFileError(desc, f"{name}: {n} images read, {total} announced")
     cat = {k: filled.get(k, np.concatenate(v) if v else None) for k, v in kept.items()}
-    fs = FeatureSet(stats, cat["pool"], cat["logits"], n, size, input_sha, spatial=cat["spatial"], labels=labels,
-                    selection=selection, notes=notes)
+    fs = FeatureSet(
+        stats,
+        cat["pool"],
+        cat["logits"],
+        n,
+        size,
+        input_sha,
+        spatial=cat["spatial"],
+        labels=labels,
+        selection=selection,
+        notes=notes,
+    )
     if paths is not None:
         note = _store(paths, fs)
         if note:

@@ -13,6 +13,7 @@ Two paths, same formula ``|mu1-mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2)``, all 
   D=2048 full rank and milliseconds when N < D. Tests prove it equal to sqrtm, torch-fidelity and
   clean-fid to 1e-6 relative, also for N < dimension.
 """
+
 from __future__ import annotations
 
 import numpy as np

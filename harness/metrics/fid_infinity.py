@@ -7,6 +7,7 @@ points, the seed and the sizes go into the result so a record shows how the numb
 Sizes follow dgm-eval: ``linspace(min(5000, max(n // 10, 2)), n, 15)``; subsets are drawn without
 replacement from a seeded generator (Chong and Forsyth also use 15 points, 5k..50k).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,12 +34,13 @@ def extrapolate(sizes, values) -> dict:
     (intercept, slope), *_ = np.linalg.lstsq(a, y, rcond=None)
     resid = y - (intercept + slope * x)
     ss_tot = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(resid ** 2)) / ss_tot if ss_tot > 0 else 1.0
+    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 1.0
     return {"intercept": float(intercept), "slope": float(slope), "r2": r2}
 
 
-def fid_infinity(sample_features, ref_mu, ref_sigma, sizes=None, num_points: int = DEFAULT_POINTS,
-                 seed: int = 0, method: str = "eig") -> dict:
+def fid_infinity(
+    sample_features, ref_mu, ref_sigma, sizes=None, num_points: int = DEFAULT_POINTS, seed: int = 0, method: str = "eig"
+) -> dict:
     """``{"fid_inf", "fid_n" (all samples), "fid_inf_fit": {...points...}}`` against fixed reference statistics."""
     f = check_features(sample_features, "sample features")
     n = f.shape[0]
@@ -53,6 +55,14 @@ def fid_infinity(sample_features, ref_mu, ref_sigma, sizes=None, num_points: int
         values.append(frechet_distance(mu, sigma, ref_mu, ref_sigma, method=method))
     fit = extrapolate(sizes, values)
     mu, sigma = feature_statistics(f, "sample features")
-    return {"fid_inf": fit["intercept"], "fid_n": frechet_distance(mu, sigma, ref_mu, ref_sigma, method=method),
-            "fid_inf_fit": {"method": "chong-forsyth-linear-1/N", "seed": seed, "sizes": [int(s) for s in sizes],
-                            "fids": [float(v) for v in values], **fit}}
+    return {
+        "fid_inf": fit["intercept"],
+        "fid_n": frechet_distance(mu, sigma, ref_mu, ref_sigma, method=method),
+        "fid_inf_fit": {
+            "method": "chong-forsyth-linear-1/N",
+            "seed": seed,
+            "sizes": [int(s) for s in sizes],
+            "fids": [float(v) for v in values],
+            **fit,
+        },
+    }

@@ -7,6 +7,7 @@ The network and its TF1-exact bilinear resize to 299 come from torch-fidelity; w
 - weights loaded with ``weights_only=True``.
 Images go in at their native size; the extractor resizes once (no second resize anywhere).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,14 +53,16 @@ def _torch_load_weights_only():
 class InceptionExtractor:
     """uint8 NHWC batches -> {"pool": [B,2048], "logits": [B,1008] (if real), "spatial": [B,2023]} float32."""
 
-    def __init__(self, weights: WeightsInfo | str = "fid-helper", device: str | torch.device = "auto",
-                 channels_last: bool = True):
+    def __init__(
+        self, weights: WeightsInfo | str = "fid-helper", device: str | torch.device = "auto", channels_last: bool = True
+    ):
         self.weights = weights if isinstance(weights, WeightsInfo) else resolve_weights(weights)
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         features = ["2048", "logits_unbiased"] if self.weights.has_logits else ["2048"]
         with _torch_load_weights_only():
-            net = FeatureExtractorInceptionV3("inception-v3-compat", features,
-                                              feature_extractor_weights_path=str(self.weights.path))
+            net = FeatureExtractorInceptionV3(
+                "inception-v3-compat", features, feature_extractor_weights_path=str(self.weights.path)
+            )
         net = net.to(self.device)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)

@@ -7,6 +7,7 @@ Own code here only for what the ADM evaluator does and torch-fidelity does not: 
 - "torch-fidelity": exactly ``isc_features_to_metric(logits, splits, shuffle=True, rng_seed)``:
   ``splits`` (10) equal splits after a ``RandomState(2020)`` permutation; mean and std (ddof 0).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,11 +45,17 @@ def inception_score(logits, mode: str = "adm", split_size: int = 5000, splits: i
     if mode == "adm":
         if split_size < 1:
             raise ISError(f"IS split_size must be >= 1, got {split_size}")
-        scores = [isc_features_to_metric(x[i : i + split_size], splits=1, shuffle=False)[KEY_METRIC_ISC_MEAN]
-                  for i in range(0, n, split_size)]
+        scores = [
+            isc_features_to_metric(x[i : i + split_size], splits=1, shuffle=False)[KEY_METRIC_ISC_MEAN]
+            for i in range(0, n, split_size)
+        ]
         return {"is": float(np.mean(scores)), "is_std": None, "is_mode": "adm", "is_splits": len(scores)}
     if not 1 <= splits <= n:
         raise ISError(f"IS splits must be in [1, N={n}], got {splits}")
     r = isc_features_to_metric(x, splits=splits, shuffle=True, rng_seed=seed)
-    return {"is": r[KEY_METRIC_ISC_MEAN], "is_std": r[KEY_METRIC_ISC_STD], "is_mode": "torch-fidelity",
-            "is_splits": splits}
+    return {
+        "is": r[KEY_METRIC_ISC_MEAN],
+        "is_std": r[KEY_METRIC_ISC_STD],
+        "is_mode": "torch-fidelity",
+        "is_splits": splits,
+    }

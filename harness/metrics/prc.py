@@ -10,6 +10,7 @@ Euclidean distances in float64, computed tile by tile (``‖u‖² - 2uv + ‖v�
 50k x 50k never materialises: at most ``block_elems`` distances live at once, and features are
 widened to float64 one tile at a time (the k+1 smallest per column tile are merged per row).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,7 @@ from harness.metrics.fid import check_features
 def _tiles(n_rows: int, n_cols: int, dim: int, block_elems: int):
     """Row and column ranges of tiles of at most ~``block_elems`` distances, whose float64 row and
     column blocks (rows x dim, cols x dim) also stay within ``block_elems`` elements."""
-    side = max(1, int(block_elems ** 0.5))
+    side = max(1, int(block_elems**0.5))
     cols = max(1, min(n_cols, max(side, block_elems // max(n_rows, 1)), block_elems // max(dim, 1)))
     rows = max(1, min(block_elems // cols, block_elems // max(dim, 1)))
     for r0 in range(0, n_rows, rows):
@@ -73,8 +74,9 @@ def manifold_radii(x, k: int = 3, block_elems: int = 1 << 24, device: str | torc
     return out
 
 
-def coverage_of(points, centers, radii: torch.Tensor, block_elems: int = 1 << 24,
-                device: str | torch.device = "cpu") -> float:
+def coverage_of(
+    points, centers, radii: torch.Tensor, block_elems: int = 1 << 24, device: str | torch.device = "cpu"
+) -> float:
     """Share of ``points`` within ``radii`` of at least one of ``centers``."""
     c_sq = _sq_norms(centers, device, block_elems)
     inside = 0
@@ -89,8 +91,14 @@ def coverage_of(points, centers, radii: torch.Tensor, block_elems: int = 1 << 24
     return inside / points.shape[0]
 
 
-def precision_recall(sample_features, ref_features, k: int = 3, device: str | torch.device = "cpu",
-                     block_elems: int = 1 << 24, which: tuple[str, ...] = ("precision", "recall")) -> dict:
+def precision_recall(
+    sample_features,
+    ref_features,
+    k: int = 3,
+    device: str | torch.device = "cpu",
+    block_elems: int = 1 << 24,
+    which: tuple[str, ...] = ("precision", "recall"),
+) -> dict:
     """``{"precision", "recall"}`` of samples against reference images (both [N, D] features).
 
     ``which``: compute only these (precision alone skips the samples' N x N neighbour search).

@@ -5,6 +5,7 @@ tokenizer's own preprocessing, i.e. exactly the uint8 images it was given), neve
 split: a val-vs-train floor (~7.6 on ImageNet) would swamp it. PSNR and SSIM are per-image on uint8
 (data range 255) and averaged over images; SSIM is scikit-image's ``structural_similarity``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.data.npz import check_images_array, npz_array_info
 from harness.core.errors import InputFileError, UserError
+from harness.data.npz import check_images_array, npz_array_info
 from harness.metrics.features import extract_features, iter_batches
 from harness.metrics.fid import frechet_distance
 from harness.metrics.inception import InceptionExtractor
@@ -32,9 +33,9 @@ def _as_array(images, name: str) -> np.ndarray:
 def psnr(real: np.ndarray, recon: np.ndarray) -> np.ndarray:
     """Per-image PSNR in dB (inf for identical images)."""
     diff = real.astype(np.float64) - recon.astype(np.float64)
-    mse = (diff ** 2).reshape(len(real), -1).mean(1)
+    mse = (diff**2).reshape(len(real), -1).mean(1)
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(255.0 ** 2 / mse)
+        return 10.0 * np.log10(255.0**2 / mse)
 
 
 def ssim(real: np.ndarray, recon: np.ndarray) -> np.ndarray:
@@ -43,8 +44,9 @@ def ssim(real: np.ndarray, recon: np.ndarray) -> np.ndarray:
 
     win = min(7, real.shape[1], real.shape[2])
     win -= 1 - win % 2  # odd window no larger than the image
-    return np.array([structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=win)
-                     for a, b in zip(real, recon)])
+    return np.array(
+        [structural_similarity(a, b, channel_axis=-1, data_range=255, win_size=win) for a, b in zip(real, recon)]
+    )
 
 
 def codebook_stats(codes: torch.Tensor | np.ndarray, codebook_size: int) -> dict[str, float]:
@@ -57,8 +59,11 @@ def codebook_stats(codes: torch.Tensor | np.ndarray, codebook_size: int) -> dict
     counts = np.bincount(c.astype(np.int64), minlength=codebook_size)
     p = counts[counts > 0] / c.size
     entropy = float(-(p * np.log2(p)).sum())
-    return {"codebook_usage": float((counts > 0).mean()), "codebook_entropy": entropy,
-            "codebook_perplexity": float(2.0 ** entropy)}
+    return {
+        "codebook_usage": float((counts > 0).mean()),
+        "codebook_entropy": entropy,
+        "codebook_perplexity": float(2.0**entropy),
+    }
 
 
 def _source(images, name: str):
@@ -77,16 +82,25 @@ def _shape(source) -> tuple[int, ...]:
     return source.shape
 
 
-def evaluate_reconstruction(real, recon, inception: Any = "fid-helper", codes=None, codebook_size: int | None = None,
-                            batch_size: int = 50, device: str = "auto", cache: bool = True) -> dict[str, Any]:
+def evaluate_reconstruction(
+    real,
+    recon,
+    inception: Any = "fid-helper",
+    codes=None,
+    codebook_size: int | None = None,
+    batch_size: int = 50,
+    device: str = "auto",
+    cache: bool = True,
+) -> dict[str, Any]:
     """``{"rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", ...}`` for uint8 NHWC real/recon pairs.
 
     ``real`` / ``recon``: arrays (or tensors, or lists of batches), or ADM npz paths, which are streamed in
     batches (50k ImageNet images never sit in memory at once) and whose features the cache keeps."""
     real_s, recon_s = _source(real, "real images"), _source(recon, "reconstructions")
     if _shape(real_s) != _shape(recon_s):
-        raise UserError(f"real images {list(_shape(real_s))} and reconstructions {list(_shape(recon_s))} "
-                        "differ in shape")
+        raise UserError(
+            f"real images {list(_shape(real_s))} and reconstructions {list(_shape(recon_s))} differ in shape"
+        )
     n = _shape(real_s)[0]
     if n < 2:
         raise UserError(f"need at least 2 image pairs for rFID, got {n}")
@@ -99,9 +113,13 @@ def evaluate_reconstruction(real, recon, inception: Any = "fid-helper", codes=No
     for a, b in zip(iter_batches(real_s, batch_size), iter_batches(recon_s, batch_size)):
         p.append(psnr(a, b))
         s.append(ssim(a, b))
-    out: dict[str, Any] = {"rfid": frechet_distance(mu_x, s_x, mu_r, s_r), "psnr": float(np.mean(np.concatenate(p))),
-                           "ssim": float(np.mean(np.concatenate(s))), "n": int(n),
-                           "weights": extractor.weights.describe()}
+    out: dict[str, Any] = {
+        "rfid": frechet_distance(mu_x, s_x, mu_r, s_r),
+        "psnr": float(np.mean(np.concatenate(p))),
+        "ssim": float(np.mean(np.concatenate(s))),
+        "n": int(n),
+        "weights": extractor.weights.describe(),
+    }
     if codes is not None:
         if codebook_size is None:
             raise ValueError("codebook_size is required with codes")
@@ -111,8 +129,9 @@ def evaluate_reconstruction(real, recon, inception: Any = "fid-helper", codes=No
     return out
 
 
-def paper_comparable(weights: dict[str, Any], n: int, source_description: str,
-                     image_size: tuple[int, int]) -> tuple[bool, list[str]]:
+def paper_comparable(
+    weights: dict[str, Any], n: int, source_description: str, image_size: tuple[int, int]
+) -> tuple[bool, list[str]]:
     """``(flag, reasons it is not)`` of an rFID: the papers' protocol is the 50k ImageNet val images at
     256 px with the official Inception weights; only that combination is comparable."""
     reasons = []

@@ -13,6 +13,7 @@
 - ``check_compatible`` refuses to compare features with statistics made differently (other weights,
   extractor, resize or image size): such an FID would be a number about two pipelines, not two sets.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,20 +21,21 @@ import datetime as _dt
 import hashlib
 import json
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from harness.data import npz as npz_io
 from harness.core.errors import InputFileError, UserError, one_line
 from harness.core.io import parse_json, read_json, sha256_file
+from harness.data import npz as npz_io
 
 REF_FORMAT = "alitok-bench-ref/1"
 MAX_REF_IMAGES = 10_000
 MAX_FEATURE_DIM = 1 << 16  # Inception pool3 is 2048, the sFID layer 2023; DINOv2 etc. stay far below
 META_KEY = "alitok_bench_meta"  # uint8 JSON bytes: the metadata travels inside the npz
-DIGEST_KEY = "stats_sha256"     # in that metadata: see stats_digest
+DIGEST_KEY = "stats_sha256"  # in that metadata: see stats_digest
 STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2")
 ADM_REFERENCE_NAMES = ("VIRTUAL_imagenet256_labeled.npz",)
 # ADM's stats come from the TF graph 2015-12-05; these weight kinds are conversions of that same graph.
@@ -57,10 +59,10 @@ class Reference:
     sigma: np.ndarray
     mu_s: np.ndarray | None
     sigma_s: np.ndarray | None
-    n_images: int              # images stored in arr_0 (0 if none)
+    n_images: int  # images stored in arr_0 (0 if none)
     image_size: tuple[int, int] | None
     metadata: dict[str, Any] | None  # None: a reference without our sidecar (e.g. OpenAI's)
-    mu_dinov2: np.ndarray | None = None     # FD-DINOv2 statistics (built with --dinov2; metadata["dinov2"] names it)
+    mu_dinov2: np.ndarray | None = None  # FD-DINOv2 statistics (built with --dinov2; metadata["dinov2"] names it)
     sigma_dinov2: np.ndarray | None = None
     integrity: str = "none"  # what vouched for the statistics on load: "stats digest", "sidecar", "none"
 
@@ -74,15 +76,24 @@ class Reference:
 
     def describe(self) -> dict:
         meta = self.metadata or {}
-        return {"path": str(self.path), "sha256": self.sha256, "kind": self.kind, "n_images_arr0": self.n_images,
-                "image_size": list(self.image_size) if self.image_size else None,
-                "n_stats": meta.get("n"), "weights_sha256": (meta.get("weights") or {}).get("sha256"),
-                "resize": meta.get("resize"), "source": meta.get("source")}
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "n_images_arr0": self.n_images,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "n_stats": meta.get("n"),
+            "weights_sha256": (meta.get("weights") or {}).get("sha256"),
+            "resize": meta.get("resize"),
+            "source": meta.get("source"),
+        }
 
 
 def _check_stat_pair(path: Path, mu: np.ndarray, sigma: np.ndarray, names: tuple[str, str]) -> None:
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise InputFileError(path, f"{names[0]}/{names[1]} have shapes {list(mu.shape)}/{list(sigma.shape)}, expected [D] and [D,D]")
+        raise InputFileError(
+            path, f"{names[0]}/{names[1]} have shapes {list(mu.shape)}/{list(sigma.shape)}, expected [D] and [D,D]"
+        )
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise InputFileError(path, f"{names[0]} or {names[1]} contains NaN or inf")
 
@@ -95,9 +106,13 @@ def _check_stat_headers(path: Path, keys: list[str]) -> None:
         mu_shape, _ = npz_io.npz_array_info(path, mu_key)
         sigma_shape, _ = npz_io.npz_array_info(path, sigma_key)
         if len(mu_shape) != 1 or not 1 <= mu_shape[0] <= MAX_FEATURE_DIM:
-            raise InputFileError(path, f"{mu_key} header has shape {list(mu_shape)}, expected [D] with D <= {MAX_FEATURE_DIM}")
+            raise InputFileError(
+                path, f"{mu_key} header has shape {list(mu_shape)}, expected [D] with D <= {MAX_FEATURE_DIM}"
+            )
         if tuple(sigma_shape) != (mu_shape[0], mu_shape[0]):
-            raise InputFileError(path, f"{sigma_key} header has shape {list(sigma_shape)}, expected [{mu_shape[0]}, {mu_shape[0]}]")
+            raise InputFileError(
+                path, f"{sigma_key} header has shape {list(sigma_shape)}, expected [{mu_shape[0]}, {mu_shape[0]}]"
+            )
     if META_KEY in keys:
         shape, dtype = npz_io.npz_array_info(path, META_KEY)
         if dtype != np.uint8 or len(shape) != 1 or shape[0] > 1 << 20:
@@ -121,7 +136,9 @@ def _embedded_metadata(path: Path) -> dict[str, Any]:
         with np.load(path, allow_pickle=False) as z:
             raw = bytes(z[META_KEY])
     except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise InputFileError(path, f"unreadable embedded metadata ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise InputFileError(
+            path, f"unreadable embedded metadata ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     meta = parse_json(raw, f"{path} ({META_KEY})")
     if not isinstance(meta, dict) or meta.get("format") != REF_FORMAT:
         raise InputFileError(path, f"embedded metadata is not {REF_FORMAT}")
@@ -133,7 +150,9 @@ def load_reference(path: str | Path) -> Reference:
     keys = npz_io.npz_keys(path)  # names the file when missing / not a zip
     missing = [k for k in ("mu", "sigma") if k not in keys]
     if missing:
-        raise InputFileError(path, f"reference is missing key(s) {', '.join(missing)} (has: {', '.join(keys) or 'none'})")
+        raise InputFileError(
+            path, f"reference is missing key(s) {', '.join(missing)} (has: {', '.join(keys) or 'none'})"
+        )
     for a, b in (("mu_s", "sigma_s"), ("mu_dinov2", "sigma_dinov2")):
         if (a in keys) != (b in keys):
             raise InputFileError(path, f"reference has only one of {a} / {b}")
@@ -164,27 +183,51 @@ def load_reference(path: str | Path) -> Reference:
         if not isinstance(side_meta, dict) or side_meta.get("format") != REF_FORMAT:
             raise InputFileError(side, f"not an {REF_FORMAT} metadata file")
         if side_meta.get("npz_sha256") != sha:
-            raise InputFileError(side, f"metadata describes a different file (sha256 {str(side_meta.get('npz_sha256'))[:12]}..., "
-                                 f"{path.name} is {sha[:12]}...; an interrupted build?): rebuild the reference")
+            raise InputFileError(
+                side,
+                f"metadata describes a different file (sha256 {str(side_meta.get('npz_sha256'))[:12]}..., "
+                f"{path.name} is {sha[:12]}...; an interrupted build?): rebuild the reference",
+            )
         if metadata is None:
             metadata = side_meta  # built before metadata was embedded
         integrity = "sidecar"  # its npz_sha256 covers every byte of the file
     if META_KEY in keys:
         if DIGEST_KEY in metadata:
             if stats_digest(arrays, metadata) != metadata[DIGEST_KEY]:
-                raise InputFileError(path, "statistics or metadata do not match the digest stored when the reference "
-                                           "was built (edited or damaged): rebuild it with ref-stats build")
+                raise InputFileError(
+                    path,
+                    "statistics or metadata do not match the digest stored when the reference "
+                    "was built (edited or damaged): rebuild it with ref-stats build",
+                )
             integrity = "stats digest"
         elif integrity != "sidecar":
-            raise InputFileError(path, f"built without a statistics digest and its sidecar {side.name} is missing, so "
-                                       "nothing vouches for mu/sigma: rebuild it with ref-stats build")
+            raise InputFileError(
+                path,
+                f"built without a statistics digest and its sidecar {side.name} is missing, so "
+                "nothing vouches for mu/sigma: rebuild it with ref-stats build",
+            )
     if metadata is not None and size is None and metadata.get("image_size"):
         size = tuple(metadata["image_size"])
     if "mu_dinov2" in arrays and not (metadata or {}).get("dinov2"):
-        raise InputFileError(path, "reference holds mu_dinov2/sigma_dinov2 but no record of the DINOv2 extractor "
-                                   "that made them (metadata 'dinov2'): rebuild it with --dinov2")
-    return Reference(path, sha, arrays["mu"], arrays["sigma"], arrays.get("mu_s"), arrays.get("sigma_s"),
-                     n_images, size, metadata, arrays.get("mu_dinov2"), arrays.get("sigma_dinov2"), integrity)
+        raise InputFileError(
+            path,
+            "reference holds mu_dinov2/sigma_dinov2 but no record of the DINOv2 extractor "
+            "that made them (metadata 'dinov2'): rebuild it with --dinov2",
+        )
+    return Reference(
+        path,
+        sha,
+        arrays["mu"],
+        arrays["sigma"],
+        arrays.get("mu_s"),
+        arrays.get("sigma_s"),
+        n_images,
+        size,
+        metadata,
+        arrays.get("mu_dinov2"),
+        arrays.get("sigma_dinov2"),
+        integrity,
+    )
 
 
 def check_compatible(ref: Reference, extractor_info: dict, image_size: tuple[int, int] | None) -> list[str]:
@@ -197,25 +240,35 @@ def check_compatible(ref: Reference, extractor_info: dict, image_size: tuple[int
         ref_w = meta.get("weights") or {}
         # a reference from before weights were identified by their tensors names the file's sha256
         if ref_w.get("sha256") not in (weights["sha256"], weights.get("file_sha256")):
-            raise ReferenceMismatch(f"{where}: reference statistics were computed with Inception weights "
-                                    f"{ref_w.get('kind')} sha256 {str(ref_w.get('sha256'))[:12]}..., the samples with "
-                                    f"{weights['kind']} sha256 {weights['sha256'][:12]}...; use --inception "
-                                    f"{ref_w.get('spec', 'SAME')} or rebuild the reference")
+            raise ReferenceMismatch(
+                f"{where}: reference statistics were computed with Inception weights "
+                f"{ref_w.get('kind')} sha256 {str(ref_w.get('sha256'))[:12]}..., the samples with "
+                f"{weights['kind']} sha256 {weights['sha256'][:12]}...; use --inception "
+                f"{ref_w.get('spec', 'SAME')} or rebuild the reference"
+            )
         for field in ("extractor", "resize", "sfid_layer"):
             if meta.get(field) != extractor_info.get(field):
-                raise ReferenceMismatch(f"{where}: reference {field} is {meta.get(field)!r}, samples use "
-                                        f"{extractor_info.get(field)!r}; rebuild the reference")
+                raise ReferenceMismatch(
+                    f"{where}: reference {field} is {meta.get(field)!r}, samples use "
+                    f"{extractor_info.get(field)!r}; rebuild the reference"
+                )
     else:
         if weights["kind"] not in ADM_COMPATIBLE_WEIGHTS:
-            raise ReferenceMismatch(f"{where}: an ADM-format reference holds statistics of the TF Inception graph; "
-                                    f"{weights['kind']} weights (sha256 {weights['sha256'][:12]}...) are a different "
-                                    f"network; use --inception official or fid-helper")
+            raise ReferenceMismatch(
+                f"{where}: an ADM-format reference holds statistics of the TF Inception graph; "
+                f"{weights['kind']} weights (sha256 {weights['sha256'][:12]}...) are a different "
+                f"network; use --inception official or fid-helper"
+            )
         if weights["kind"] == "fid-helper":
-            warnings.append("ADM reference statistics compared with fid-helper weights (a conversion of the same TF "
-                            "graph, not bit-identical): FID is close to, not equal to, the ADM evaluator's")
+            warnings.append(
+                "ADM reference statistics compared with fid-helper weights (a conversion of the same TF "
+                "graph, not bit-identical): FID is close to, not equal to, the ADM evaluator's"
+            )
     if image_size is not None and ref.image_size is not None and tuple(ref.image_size) != tuple(image_size):
-        raise ReferenceMismatch(f"{where}: reference images are {ref.image_size[0]}x{ref.image_size[1]}, samples are "
-                                f"{image_size[0]}x{image_size[1]}; statistics at different resolutions are not comparable")
+        raise ReferenceMismatch(
+            f"{where}: reference images are {ref.image_size[0]}x{ref.image_size[1]}, samples are "
+            f"{image_size[0]}x{image_size[1]}; statistics at different resolutions are not comparable"
+        )
     return warnings
 
 
@@ -228,16 +281,28 @@ def _metadata(extractor, feats, arr0_n: int, arr0_rule: str, source: str) -> dic
     from harness.runs.records import code_info
 
     info = extractor.describe()
-    return {"format": REF_FORMAT, "extractor": info["extractor"], "resize": info["resize"],
-            "sfid_layer": info["sfid_layer"], "weights": {k: info["weights"][k] for k in ("spec", "kind", "sha256")},
-            "n": feats.n, "image_size": list(feats.image_size), "dtype": "uint8", "feature_dtype": "float32",
-            "stats_dtype": "float64", "arr_0": {"n": int(arr0_n), "rule": arr0_rule}, "source": source,
-            "preprocessing": "images as given (uint8 NHWC, native size); Inception resizes with TF1 bilinear to 299",
-            "code": code_info(), "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "format": REF_FORMAT,
+        "extractor": info["extractor"],
+        "resize": info["resize"],
+        "sfid_layer": info["sfid_layer"],
+        "weights": {k: info["weights"][k] for k in ("spec", "kind", "sha256")},
+        "n": feats.n,
+        "image_size": list(feats.image_size),
+        "dtype": "uint8",
+        "feature_dtype": "float32",
+        "stats_dtype": "float64",
+        "arr_0": {"n": int(arr0_n), "rule": arr0_rule},
+        "source": source,
+        "preprocessing": "images as given (uint8 NHWC, native size); Inception resizes with TF1 bilinear to 299",
+        "code": code_info(),
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
-def reference_from_source(source: str | Path, extractor, batch_size: int = 50, cache: bool | str | Path = True,
-                          progress: bool | None = None) -> Reference:
+def reference_from_source(
+    source: str | Path, extractor, batch_size: int = 50, cache: bool | str | Path = True, progress: bool | None = None
+) -> Reference:
     """An in-memory reference of an image folder or npz of images (``eval A B`` with B a folder)."""
     from harness.metrics.features import extract_features
 
@@ -260,11 +325,19 @@ def check_reference_out(out_path: str | Path) -> Path:
     return out_path
 
 
-def build_reference_from_images(images: np.ndarray | Iterable[np.ndarray] | str | Path, out_path: str | Path,
-                                inception: Any = "fid-helper", batch_size: int = 50, device: str = "auto",
-                                source_desc: str = "", cache: bool | str | Path = True,
-                                max_images: int = MAX_REF_IMAGES, progress: bool | None = None,
-                                wait: bool = False, dinov2: Any = None) -> Path:
+def build_reference_from_images(
+    images: np.ndarray | Iterable[np.ndarray] | str | Path,
+    out_path: str | Path,
+    inception: Any = "fid-helper",
+    batch_size: int = 50,
+    device: str = "auto",
+    source_desc: str = "",
+    cache: bool | str | Path = True,
+    max_images: int = MAX_REF_IMAGES,
+    progress: bool | None = None,
+    wait: bool = False,
+    dinov2: Any = None,
+) -> Path:
     """Extract features of ``images`` and write ``out_path`` (ADM keys + embedded metadata) and its sidecar.
 
     ``images``: uint8 [N,H,W,3] array, an iterator of such batches, or an npz/shards/image-folder path.
@@ -307,7 +380,9 @@ def build_reference_from_images(images: np.ndarray | Iterable[np.ndarray] | str 
             source = tee(images)
         feats = extract_features(source, extractor, batch_size, cache=cache, name="reference images", progress=progress)
         if feats.n < 2:
-            raise UserError(f"{source_desc or 'reference images'}: need at least 2 images for a covariance, got {feats.n}")
+            raise UserError(
+                f"{source_desc or 'reference images'}: need at least 2 images for a covariance, got {feats.n}"
+            )
         (mu, sigma), (mu_s, sigma_s) = feats.statistics("pool"), feats.statistics("spatial")
         if isinstance(source, np.ndarray):
             arr0 = source[_spaced_indices(feats.n, max_images)]
@@ -326,13 +401,25 @@ def build_reference_from_images(images: np.ndarray | Iterable[np.ndarray] | str 
             arr0_rule = "all"
         elif not kept:
             arr0_rule = f"{max_images} evenly spaced"
-        meta = _metadata(extractor, feats, arr0.shape[0], arr0_rule,
-                         source_desc or (str(images) if isinstance(images, (str, Path)) else "in-memory images"))
+        meta = _metadata(
+            extractor,
+            feats,
+            arr0.shape[0],
+            arr0_rule,
+            source_desc or (str(images) if isinstance(images, (str, Path)) else "in-memory images"),
+        )
         arrays = {"mu": mu, "sigma": sigma, "mu_s": mu_s, "sigma_s": sigma_s, "arr_0": arr0}
         if dino is not None:
             # the same entries as dinov2.reference_entries, from the streamed float64 moments
-            dfeats = extract_features(source, dino, batch_size, cache=cache, name="reference images (DINOv2)",
-                                      keep_pool=False, progress=progress)
+            dfeats = extract_features(
+                source,
+                dino,
+                batch_size,
+                cache=cache,
+                name="reference images (DINOv2)",
+                keep_pool=False,
+                progress=progress,
+            )
             arrays["mu_dinov2"], arrays["sigma_dinov2"] = dfeats.statistics("pool")
             meta.update(dinov2=dino.describe(), dinov2_n=int(dfeats.n))
         _write_reference(out_path, arrays, meta)
@@ -373,11 +460,18 @@ def _write_reference(out_path: Path, arrays: dict[str, np.ndarray], meta: dict[s
 def verify_reference(path: str | Path) -> dict[str, Any]:
     """Check a reference file (keys, shapes, finiteness, symmetric PSD covariances, sidecar); return a summary."""
     ref = load_reference(path)
-    report: dict[str, Any] = {"path": str(ref.path), "sha256": ref.sha256, "kind": ref.kind, "dim": int(ref.mu.shape[0]),
-                              "has_sfid": ref.mu_s is not None, "has_dinov2": ref.mu_dinov2 is not None,
-                              "n_images_arr0": ref.n_images,
-                              "image_size": list(ref.image_size) if ref.image_size else None,
-                              "metadata": ref.metadata is not None, "integrity": ref.integrity}
+    report: dict[str, Any] = {
+        "path": str(ref.path),
+        "sha256": ref.sha256,
+        "kind": ref.kind,
+        "dim": int(ref.mu.shape[0]),
+        "has_sfid": ref.mu_s is not None,
+        "has_dinov2": ref.mu_dinov2 is not None,
+        "n_images_arr0": ref.n_images,
+        "image_size": list(ref.image_size) if ref.image_size else None,
+        "metadata": ref.metadata is not None,
+        "integrity": ref.integrity,
+    }
     for name, s in (("sigma", ref.sigma), ("sigma_s", ref.sigma_s), ("sigma_dinov2", ref.sigma_dinov2)):
         if s is None:
             continue
@@ -390,7 +484,11 @@ def verify_reference(path: str | Path) -> dict[str, Any]:
             raise InputFileError(ref.path, f"{name} is not positive semi-definite") from None
     if ref.metadata is not None:
         meta = ref.metadata
-        report.update(n=meta.get("n"), weights=meta.get("weights"), resize=meta.get("resize"), source=meta.get("source"))
+        report.update(
+            n=meta.get("n"), weights=meta.get("weights"), resize=meta.get("resize"), source=meta.get("source")
+        )
         if meta.get("arr_0", {}).get("n") != ref.n_images:
-            raise InputFileError(ref.path, f"arr_0 holds {ref.n_images} images, metadata says {meta.get('arr_0', {}).get('n')}")
+            raise InputFileError(
+                ref.path, f"arr_0 holds {ref.n_images} images, metadata says {meta.get('arr_0', {}).get('n')}"
+            )
     return report

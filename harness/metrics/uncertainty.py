@@ -8,10 +8,11 @@
 - ``seed_spread``: values of the same metric from runs with different sampling seeds (EDM2 style).
 Both return ``{"method", "values", "mean", "std", ...}`` with ``std`` = sample std (ddof=1).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -32,14 +33,19 @@ def subset_indices(n: int, k: int, seed: int | None = 0) -> list[np.ndarray]:
     return [np.sort(part) for part in np.array_split(order, k)]
 
 
-def subset_spread(metric: Callable[[np.ndarray], float], features: np.ndarray, k: int = 10,
-                  seed: int | None = 0) -> dict:
+def subset_spread(
+    metric: Callable[[np.ndarray], float], features: np.ndarray, k: int = 10, seed: int | None = 0
+) -> dict:
     """Spread of ``metric(features[subset])`` over k disjoint subsets."""
     parts = subset_indices(len(features), k, seed)
     values = [float(metric(features[idx])) for idx in parts]
     out = _summary(values)
-    out.update(method=f"disjoint-subsets(k={k},seed={seed})", k=k, subset_size=int(min(len(p) for p in parts)),
-               std_full_n=out["std"] / math.sqrt(k))
+    out.update(
+        method=f"disjoint-subsets(k={k},seed={seed})",
+        k=k,
+        subset_size=int(min(len(p) for p in parts)),
+        std_full_n=out["std"] / math.sqrt(k),
+    )
     return out
 
 
@@ -67,8 +73,9 @@ def differs(a: float, spread_a: dict | None, b: float, spread_b: dict | None, z:
     return abs(a - b) > z * math.hypot(spread_a["std_full_n"], spread_b["std_full_n"])
 
 
-def fid_subset_spread(pool: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, k: int = 10, seed: int | None = 0,
-                      method: str = "eig") -> dict:
+def fid_subset_spread(
+    pool: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, k: int = 10, seed: int | None = 0, method: str = "eig"
+) -> dict:
     """FID's spread over k disjoint subsets of the sample features (the reference's statistics fixed).
 
     ``std`` is the full-N estimate (``std_full_n``: subset std / sqrt(k)), the number the ± and the sigma
@@ -85,6 +92,10 @@ def fid_subset_spread(pool: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarra
 
 def as_record(spread: dict) -> dict:
     """A spread as the record's ``uncertainty.<metric>`` stores it: ``std`` = the full-N standard deviation."""
-    return {"std": spread["std_full_n"], "method": spread["method"], "subset_std": spread["std"],
-            **{k: spread[k] for k in ("values", "mean", "k", "subset_size") if k in spread},
-            "scaling": "std over subsets / sqrt(k): assumes variance falling as 1/N"}
+    return {
+        "std": spread["std_full_n"],
+        "method": spread["method"],
+        "subset_std": spread["std"],
+        **{k: spread[k] for k in ("values", "mean", "k", "subset_size") if k in spread},
+        "scaling": "std over subsets / sqrt(k): assumes variance falling as 1/N",
+    }

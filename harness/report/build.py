@@ -1,4 +1,5 @@
 """Write a whole report (tables, plots, sample grids) from records alone into one folder."""
+
 from __future__ import annotations
 
 import re
@@ -40,18 +41,23 @@ def _npz(df_row, roots: list[Path]) -> tuple[Path | None, str]:
             if any(candidate.resolve().is_relative_to(r) for r in roots):
                 return candidate, ""
             outside = True
-    return None, (f"samples file {p} is outside the results given (not read)" if outside
-                  else f"samples file {p} not found")
+    return None, (
+        f"samples file {p} is outside the results given (not read)" if outside else f"samples file {p} not found"
+    )
 
 
-def build_report(results: list[str | Path], out: str | Path, title: str = "Results", grids: bool = True,
-                 echo=print) -> dict[str, list[str]]:
+def build_report(
+    results: list[str | Path], out: str | Path, title: str = "Results", grids: bool = True, echo=print
+) -> dict[str, list[str]]:
     """Returns ``{"written": [...], "skipped": ["name: why", ...]}``."""
     out = Path(out)
     df = frame(collect(results))
     written, skipped = [], []
-    for name, text in (("results.md", tables.to_markdown(df, title)), ("results.csv", tables.to_csv(df)),
-                       ("results.tex", tables.to_latex(df, title))):
+    for name, text in (
+        ("results.md", tables.to_markdown(df, title)),
+        ("results.csv", tables.to_csv(df)),
+        ("results.tex", tables.to_latex(df, title)),
+    ):
         write_text_atomic(out / name, text)
         written.append(name)
     merged = merge_by_label(df)
@@ -72,8 +78,9 @@ def build_report(results: list[str | Path], out: str | Path, title: str = "Resul
                     skipped.append(f"grid {row['label']}: {why}")
                 continue
             seen.add(npz.resolve())
-            fig = plots.sample_grid(npz, f"{row['label']} ({row['model'] or 'model not recorded'})",
-                                    _class_names(row["protocol"]))
+            fig = plots.sample_grid(
+                npz, f"{row['label']} ({row['model'] or 'model not recorded'})", _class_names(row["protocol"])
+            )
             if fig is not None:
                 name = f"grid_{_safe(str(row['label']))}"
                 written += [p.name for p in plots.save(fig, out / name)]

@@ -22,6 +22,7 @@ distribution metrics, with the protocol's N, the official Inception weights and 
 reference. Claims with ``scale: tiny`` are directions at tiny scale (the ablation's ``tiny``
 preset): they get their own section and a ``direction`` answer, never a paper verdict.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.core import config
-from harness.report import fields, paired
 from harness.core.stats import mean_sd
+from harness.report import fields, paired
 
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
 # answers of a tiny-scale direction (never a paper verdict)
@@ -44,6 +45,7 @@ ADM_REFERENCE_KIND = "adm-virtual-imagenet256"
 @dataclasses.dataclass(frozen=True)
 class Query:
     """Which records measure a claim; every given key must match (unset keys match anything)."""
+
     model: str | None = None
     label: str | None = None
     variant: str | None = None
@@ -52,14 +54,17 @@ class Query:
     paper_comparable: bool | None = None
     batch_size: int | None = None
     dtype: str | None = None
-    hardware: str | None = None          # substring of the recorded device name, e.g. "A800"
-    checkpoint: str | None = None        # substring of the recorded checkpoint path
-    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)   # subset of the sampling params
-    guided: bool | None = None           # True: CFG on (recorded cfg_scale != 1); False: off
+    hardware: str | None = None  # substring of the recorded device name, e.g. "A800"
+    checkpoint: str | None = None  # substring of the recorded checkpoint path
+    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)  # subset of the sampling params
+    guided: bool | None = None  # True: CFG on (recorded cfg_scale != 1); False: off
 
     def describe(self) -> str:
-        parts = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
-                 if getattr(self, f.name) not in (None, {})]
+        parts = [
+            f"{f.name}={getattr(self, f.name)}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) not in (None, {})
+        ]
         return ", ".join(parts) or "any record"
 
 
@@ -78,7 +83,7 @@ class Measure:
 class Tolerance:
     abs: float = 0.0
     rel: float = 0.0
-    sigma: float = 0.0       # also allow this many measured standard deviations
+    sigma: float = 0.0  # also allow this many measured standard deviations
 
     def allowed(self, paper: float, unc: float | None) -> float:
         return self.abs + self.rel * abs(paper) + (self.sigma * unc if unc is not None else 0.0)
@@ -88,16 +93,16 @@ class Tolerance:
 class Claim:
     id: str
     claim: str
-    source: str                # a key of ClaimsFile.sources
-    protocol: str              # the conditions the paper states (free text)
+    source: str  # a key of ClaimsFile.sources
+    protocol: str  # the conditions the paper states (free text)
     metric: str
     value: float
     measure: Measure
     tolerance: Tolerance = Tolerance()
     expect: Literal["value", "sign"] = "value"
-    requires: tuple[Any, ...] = ()   # strings, or lists of them (YAML aliases of shared input lists)
+    requires: tuple[Any, ...] = ()  # strings, or lists of them (YAML aliases of shared input lists)
     note: str = ""
-    scale: Literal["paper", "tiny"] = "paper"   # tiny: a direction at tiny scale, its own section
+    scale: Literal["paper", "tiny"] = "paper"  # tiny: a direction at tiny scale, its own section
 
     def queries(self) -> tuple[Query, ...]:
         m = self.measure
@@ -116,7 +121,7 @@ class ClaimsFile:
     sources: dict[str, str]
     claims: tuple[Claim, ...]
     description: str = ""
-    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)   # shared `requires` lists (YAML anchors)
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)  # shared `requires` lists (YAML anchors)
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.claims]
@@ -136,8 +141,9 @@ class ClaimsFile:
                 raise ValueError(f"claim {c.id}: a tiny-scale claim names its preset's protocol in every query")
             # a paper number is answered only by records that are comparable with the paper
             if c.scale == "paper" and c.metric != "images_per_s" and not all(q.paper_comparable for q in c.queries()):
-                raise ValueError(f"claim {c.id}: a paper claim on {c.metric} needs paper_comparable: true "
-                                 "in its queries")
+                raise ValueError(
+                    f"claim {c.id}: a paper claim on {c.metric} needs paper_comparable: true in its queries"
+                )
 
 
 def load_claims(path: str | Path) -> ClaimsFile:
@@ -151,8 +157,14 @@ def matches(record: dict[str, Any], q: Query) -> bool:
     made from "alitok-xl", which speed claims may use)."""
     if q.model is not None and q.model not in (fields.model_name(record), fields.registry_name(record)):
         return False
-    simple = {"label": fields.label, "variant": fields.variant, "kind": fields.kind,
-              "protocol": fields.protocol, "batch_size": fields.batch_size, "dtype": fields.dtype}
+    simple = {
+        "label": fields.label,
+        "variant": fields.variant,
+        "kind": fields.kind,
+        "protocol": fields.protocol,
+        "batch_size": fields.batch_size,
+        "dtype": fields.dtype,
+    }
     for key, get in simple.items():
         want = getattr(q, key)
         if want is not None and get(record) != want:
@@ -183,8 +195,11 @@ def not_comparable_because(record: dict[str, Any], q: Query, metric: str) -> str
     The record's flag is checked against what it records: N, weights, reference, fatal findings."""
     if not fields.paper_comparable(record):
         return f"paper_comparable is {record.get('paper_comparable')!r}, not true"
-    fatal = [f.get("code") for f in record.get("protocol_findings") or [] if isinstance(f, dict)
-             and f.get("severity") == "fatal"]
+    fatal = [
+        f.get("code")
+        for f in record.get("protocol_findings") or []
+        if isinstance(f, dict) and f.get("severity") == "fatal"
+    ]
     if fatal:
         return f"fatal protocol finding {fatal[0]}"
     if metric not in DISTRIBUTION_METRICS:
@@ -207,8 +222,8 @@ def not_comparable_because(record: dict[str, Any], q: Query, metric: str) -> str
 
 def protocol_n(name: str | None) -> int:
     """N of a registered protocol; the paper's 50,000 for names the registry does not know."""
-    from harness.metrics.provenance import PAPER_N
     from harness.core.registry import load_plugins, protocols
+    from harness.metrics.provenance import PAPER_N
 
     if name:
         load_plugins()
@@ -264,18 +279,29 @@ def paired_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric:
         for r in found:
             s = fields.seed(r)
             if s is None:
-                return Estimate(None, None, 0, f"a record with {q.describe()} names no seed: it cannot be paired "
-                                f"({fields.record_path(r) or r.get('run_id')})")
+                return Estimate(
+                    None,
+                    None,
+                    0,
+                    f"a record with {q.describe()} names no seed: it cannot be paired "
+                    f"({fields.record_path(r) or r.get('run_id')})",
+                )
             if s in by_seed:
-                return Estimate(None, None, 0, f"two records with {q.describe()} for seed {s}: "
-                                f"{fields.record_path(by_seed[s])}, {fields.record_path(r)}")
+                return Estimate(
+                    None,
+                    None,
+                    0,
+                    f"two records with {q.describe()} for seed {s}: "
+                    f"{fields.record_path(by_seed[s])}, {fields.record_path(r)}",
+                )
             by_seed[s] = r
         sides.append(by_seed)
     common = sorted(set(sides[0]) & set(sides[1]))
     if not common:
         return Estimate(None, None, 0, f"no seed measured for both {qa.describe()} and {qb.describe()}")
-    d = paired.paired_difference(fields.metric(sides[0][s], metric) - fields.metric(sides[1][s], metric)
-                                 for s in common)
+    d = paired.paired_difference(
+        fields.metric(sides[0][s], metric) - fields.metric(sides[1][s], metric) for s in common
+    )
     return Estimate(d.mean, d.se, d.n)
 
 
@@ -292,7 +318,7 @@ def ratio_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: 
         for r in recs:
             run, machine = fields.bench_run_id(r), fields.machine(r)
             if run is None or machine is None:
-                continue   # a record that cannot say which run and machine made it pairs with nothing
+                continue  # a record that cannot say which run and machine made it pairs with nothing
             key = (str(run), repr(sorted(machine.items())))
             runs.setdefault(key, [[], []])[side].append(r)
     ratios = []
@@ -305,8 +331,13 @@ def ratio_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: 
             rel = [e.unc / e.value for e in (a, b) if e.unc is not None and e.value]
             ratios.append(Estimate(r, abs(r) * math.sqrt(sum(x * x for x in rel)) if rel else None, min(a.n, b.n)))
     if not ratios:
-        return Estimate(None, None, 0, f"no bench run measured both {qa.describe()} and {qb.describe()} on one "
-                        "machine (a ratio needs one spec.bench_run_id and one machine.cpu_model / gpu_name)")
+        return Estimate(
+            None,
+            None,
+            0,
+            f"no bench run measured both {qa.describe()} and {qb.describe()} on one "
+            "machine (a ratio needs one spec.bench_run_id and one machine.cpu_model / gpu_name)",
+        )
     if len(ratios) == 1:
         return ratios[0]
     s = mean_sd(e.value for e in ratios)  # several runs: their mean, with the sd of the mean as its uncertainty
@@ -320,7 +351,7 @@ class Verdict:
     unc: float | None
     n: int
     delta: float | None
-    verdict: str       # paper claims: reproduced / not reproduced / not run; tiny: a direction or not run
+    verdict: str  # paper claims: reproduced / not reproduced / not run; tiny: a direction or not run
     detail: str
 
 
@@ -340,8 +371,15 @@ def evaluate(claim: Claim, records: list[dict[str, Any]]) -> Verdict:
         return _direction(claim, est, delta)
     allowed = claim.tolerance.allowed(claim.value, est.unc)
     ok = abs(delta) <= allowed
-    return Verdict(claim, est.value, est.unc, est.n, delta, REPRODUCED if ok else NOT_REPRODUCED,
-                   f"|delta| {abs(delta):.4g} {'<=' if ok else '>'} tolerance {allowed:.4g}")
+    return Verdict(
+        claim,
+        est.value,
+        est.unc,
+        est.n,
+        delta,
+        REPRODUCED if ok else NOT_REPRODUCED,
+        f"|delta| {abs(delta):.4g} {'<=' if ok else '>'} tolerance {allowed:.4g}",
+    )
 
 
 def _direction(claim: Claim, est: Estimate, delta: float) -> Verdict:
@@ -354,7 +392,7 @@ def _direction(claim: Claim, est: Estimate, delta: float) -> Verdict:
         answer, why = SAME_DIRECTION, "same direction as the paper"
     else:
         answer, why = OPPOSITE_DIRECTION, "opposite direction to the paper"
-    if claim.scale == "paper":   # a paper claim on a direction still gets a paper verdict
+    if claim.scale == "paper":  # a paper claim on a direction still gets a paper verdict
         answer = REPRODUCED if answer == SAME_DIRECTION else NOT_REPRODUCED
     return Verdict(claim, est.value, est.unc, est.n, delta, answer, why)
 
@@ -380,15 +418,30 @@ def to_frame(verdicts: list[Verdict]):
     """One row per claim; a tiny-scale direction goes in ``tiny_direction``, never in ``verdict``."""
     import pandas as pd
 
-    return pd.DataFrame([{
-        "id": v.claim.id, "claim": v.claim.claim, "section": _section(v.claim), "source": v.claim.source,
-        "metric": v.claim.metric, "paper_value": v.claim.value, "measured": v.measured, "measured_unc": v.unc,
-        "measured_unc_kind": _unc_kind(v), "n_records": v.n,
-        "delta": v.delta if v.claim.scale == "paper" else None,   # a tiny difference is no estimate of the paper's
-        "verdict": v.verdict if v.claim.scale == "paper" else "",
-        "tiny_direction": v.verdict if v.claim.scale == "tiny" else "",
-        "detail": v.detail, "protocol": v.claim.protocol,
-    } for v in verdicts])
+    return pd.DataFrame(
+        [
+            {
+                "id": v.claim.id,
+                "claim": v.claim.claim,
+                "section": _section(v.claim),
+                "source": v.claim.source,
+                "metric": v.claim.metric,
+                "paper_value": v.claim.value,
+                "measured": v.measured,
+                "measured_unc": v.unc,
+                "measured_unc_kind": _unc_kind(v),
+                "n_records": v.n,
+                "delta": v.delta
+                if v.claim.scale == "paper"
+                else None,  # a tiny difference is no estimate of the paper's
+                "verdict": v.verdict if v.claim.scale == "paper" else "",
+                "tiny_direction": v.verdict if v.claim.scale == "tiny" else "",
+                "detail": v.detail,
+                "protocol": v.claim.protocol,
+            }
+            for v in verdicts
+        ]
+    )
 
 
 def _section(claim: Claim) -> str:
@@ -418,29 +471,41 @@ def _row(cells: list[str]) -> str:
 def to_markdown(claims: ClaimsFile, verdicts: list[Verdict]) -> str:
     paper_v = [v for v in verdicts if v.claim.scale == "paper"]
     tiny_v = [v for v in verdicts if v.claim.scale == "tiny"]
-    lines = [f"# Claims: {claims.paper}", "",
-             "Paper verdicts come only from records comparable with the paper (JSON `paper_comparable: true`, the "
-             "protocol's N, official Inception weights, the paper's reference); speed ratios only from one bench "
-             "run on one machine.", "",
-             "| claim | source | paper value | measured | delta | verdict | why / what is missing |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Claims: {claims.paper}",
+        "",
+        "Paper verdicts come only from records comparable with the paper (JSON `paper_comparable: true`, the "
+        "protocol's N, official Inception weights, the paper's reference); speed ratios only from one bench "
+        "run on one machine.",
+        "",
+        "| claim | source | paper value | measured | delta | verdict | why / what is missing |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for v in paper_v:
         delta = "–" if v.delta is None else f"{v.delta:+.4g}"
-        lines.append(_row([v.claim.claim, v.claim.source, f"{v.claim.value:g}", _num(v.measured, v.unc), delta,
-                           v.verdict, why(v)]))
+        lines.append(
+            _row(
+                [v.claim.claim, v.claim.source, f"{v.claim.value:g}", _num(v.measured, v.unc), delta, v.verdict, why(v)]
+            )
+        )
     counts = {k: sum(v.verdict == k for v in paper_v) for k in (REPRODUCED, NOT_REPRODUCED, NOT_RUN)}
     lines += ["", ", ".join(f"{n} {k}" for k, n in counts.items()) + f" of {len(paper_v)} paper claims.", ""]
     if tiny_v:
         scales = ", ".join(dict.fromkeys(presets(v.claim) for v in tiny_v))
-        lines += [f"## Directions at tiny scale ({scales}): not a test of the paper's numbers", "",
-                  "The ablation's tiny preset (32 px, a few hundred steps, CPU) asks only whether each change moves a "
-                  "metric the way the paper's table does; its rows are no evidence for or against the paper's values. "
-                  f"Measured: {paired.DESCRIPTION}.", "",
-                  "| change | source | paper difference | tiny-scale difference | direction at tiny scale | why |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Directions at tiny scale ({scales}): not a test of the paper's numbers",
+            "",
+            "The ablation's tiny preset (32 px, a few hundred steps, CPU) asks only whether each change moves a "
+            "metric the way the paper's table does; its rows are no evidence for or against the paper's values. "
+            f"Measured: {paired.DESCRIPTION}.",
+            "",
+            "| change | source | paper difference | tiny-scale difference | direction at tiny scale | why |",
+            "|---|---|---|---|---|---|",
+        ]
         for v in tiny_v:
-            lines.append(_row([v.claim.claim, v.claim.source, f"{v.claim.value:+g}", _num(v.measured, v.unc),
-                               v.verdict, why(v)]))
+            lines.append(
+                _row([v.claim.claim, v.claim.source, f"{v.claim.value:+g}", _num(v.measured, v.unc), v.verdict, why(v)])
+            )
         lines.append("")
     lines += ["Sources:", ""]
     lines += [f"- **{k}**: {v}" for k, v in claims.sources.items()]

@@ -3,19 +3,33 @@
 The frame's columns are the report's own names (``label``, ``fid``, ``fid_unc``, ``images_per_s`` ...),
 filled through ``harness.report.fields``; tables, plots, claims and gates all start from it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from harness.core.errors import InputFileError
-from harness.runs.records import read_record
 from harness.report import fields
+from harness.runs.records import read_record
 
 RECORD_GLOB = "*record*.json"
 # metrics a frame carries (with an ``<name>_unc`` column each)
-FRAME_METRICS = ("fid", "is", "sfid", "prec", "recall", "kid", "rfid", "psnr", "ssim", "codebook_usage",
-                 "ar_acc", "images_per_s")
+FRAME_METRICS = (
+    "fid",
+    "is",
+    "sfid",
+    "prec",
+    "recall",
+    "kid",
+    "rfid",
+    "psnr",
+    "ssim",
+    "codebook_usage",
+    "ar_acc",
+    "images_per_s",
+)
 
 
 def record_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -47,12 +61,23 @@ def frame(records: list[dict[str, Any]]):
 
     rows = []
     for r in records:
-        row = {"label": fields.label(r), "model": fields.model_name(r), "kind": fields.kind(r),
-               "status": fields.status(r), "variant": fields.variant(r), "protocol": fields.protocol(r),
-               "n": fields.num_samples(r), "batch_size": fields.batch_size(r), "seed": fields.seed(r),
-               "guidance_scale": fields.guidance_scale(r), "hardware": fields.hardware(r),
-               "paper_comparable": fields.paper_comparable(r), "findings": fields.protocol_findings(r),
-               "samples_npz": str(fields.samples_npz(r) or "") or None, "record_path": fields.record_path(r)}
+        row = {
+            "label": fields.label(r),
+            "model": fields.model_name(r),
+            "kind": fields.kind(r),
+            "status": fields.status(r),
+            "variant": fields.variant(r),
+            "protocol": fields.protocol(r),
+            "n": fields.num_samples(r),
+            "batch_size": fields.batch_size(r),
+            "seed": fields.seed(r),
+            "guidance_scale": fields.guidance_scale(r),
+            "hardware": fields.hardware(r),
+            "paper_comparable": fields.paper_comparable(r),
+            "findings": fields.protocol_findings(r),
+            "samples_npz": str(fields.samples_npz(r) or "") or None,
+            "record_path": fields.record_path(r),
+        }
         for m in FRAME_METRICS:
             row[m] = fields.metric(r, m)
             row[f"{m}_unc"] = fields.uncertainty(r, m)
@@ -79,7 +104,7 @@ def merge_by_label(df):
     if df.empty:
         return df
     rows = []
-    for lab, g in df.groupby("label", sort=True):
+    for _, g in df.groupby("label", sort=True):
         row = {}
         for col in df.columns:
             vals = [v for v in g[col] if not (v is None or (isinstance(v, float) and v != v))]

@@ -20,12 +20,14 @@ A gate that cannot be evaluated fails: metric or uncertainty missing in NEW, a B
 NEW, no BASE row with the metric at all, or a value that is not finite (NaN, +-inf) on either side.
 A gate never passes by not looking.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness.core.errors import UserError
 from harness.report import fields
@@ -68,9 +70,9 @@ class NotComparable(UserError):
 @dataclasses.dataclass(frozen=True)
 class Gate:
     metric: str
-    direction: int        # +1: an increase is a regression; -1: a decrease is
+    direction: int  # +1: an increase is a regression; -1: a decrease is
     amount: float
-    unit: str             # "%", "sigma" or "abs"
+    unit: str  # "%", "sigma" or "abs"
     text: str
 
     def limit_text(self) -> str:
@@ -126,7 +128,7 @@ def _check(gate: Gate, label: str, base: dict, new: dict | None) -> Check:
     for side, v in (("BASE", b), ("NEW", n)):
         if not math.isfinite(v):
             return Check(gate, label, b, n, False, f"{side} {gate.metric} is not finite ({v}): a gate needs a number")
-    change = (n - b) * gate.direction          # > 0: moved the bad way
+    change = (n - b) * gate.direction  # > 0: moved the bad way
     if gate.unit == "%":
         if b == 0:
             return Check(gate, label, b, n, False, "BASE is 0: a relative gate is undefined")
@@ -137,7 +139,7 @@ def _check(gate: Gate, label: str, base: dict, new: dict | None) -> Check:
         sb, sn = fields.uncertainty(base, gate.metric), fields.uncertainty(new, gate.metric)
         if sb is None and sn is None:
             return Check(gate, label, b, n, False, f"no measured uncertainty of {gate.metric} in BASE or NEW")
-        sd = math.hypot(sb or 0.0, sn or 0.0)   # hypot: no overflow for sds near the float limit
+        sd = math.hypot(sb or 0.0, sn or 0.0)  # hypot: no overflow for sds near the float limit
         if not math.isfinite(sd):
             return Check(gate, label, b, n, False, f"measured uncertainty is not finite ({sd})")
         if sd == 0:
@@ -159,8 +161,12 @@ def holder(records: list[dict], side: str, label: str, metric: str) -> dict | No
     having = [r for r in mine if fields.metric_raw(r, metric) is not None]
     if len(having) > 1:
         paths = ", ".join(str(fields.record_path(r) or "(unnamed record)") for r in having)
-        raise NotComparable([f"[{label}] {len(having)} {side} records hold {metric}: {paths}; "
-                             "which one counts would depend on file order: compare one of them"])
+        raise NotComparable(
+            [
+                f"[{label}] {len(having)} {side} records hold {metric}: {paths}; "
+                "which one counts would depend on file order: compare one of them"
+            ]
+        )
     if not having:
         return None
     merged = having[0]
@@ -197,8 +203,13 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def compare(base: list[dict], new: list[dict], gates: list[Gate], allow_differ: set[str] | frozenset = frozenset(),
-            notes: list[str] | None = None) -> list[Check]:
+def compare(
+    base: list[dict],
+    new: list[dict],
+    gates: list[Gate],
+    allow_differ: set[str] | frozenset = frozenset(),
+    notes: list[str] | None = None,
+) -> list[Check]:
     """Every gate on every BASE label holding its metric. Raises ``NotComparable`` (one line per label)
     when a pair differs in a field not in ``allow_differ``; ``notes`` collects the allowed differences."""
     b_labels = sorted({fields.label(r) for r in _usable(base)})
@@ -225,9 +236,12 @@ def compare(base: list[dict], new: list[dict], gates: list[Gate], allow_differ: 
                     notes.append(line)
             checks.append(_check(gate, lab, b, n))
     if refused:
-        raise NotComparable([
-            f"[{lab}] BASE and NEW differ in what decides the number: "
-            + ", ".join(f"{k} (BASE {_short(vb)}, NEW {_short(vn)})" for k, (vb, vn) in diff.items())
-            + f"; pass --allow-differ {','.join(diff)} to compare them anyway"
-            for lab, diff in sorted(refused.items())])
+        raise NotComparable(
+            [
+                f"[{lab}] BASE and NEW differ in what decides the number: "
+                + ", ".join(f"{k} (BASE {_short(vb)}, NEW {_short(vn)})" for k, (vb, vn) in diff.items())
+                + f"; pass --allow-differ {','.join(diff)} to compare them anyway"
+                for lab, diff in sorted(refused.items())
+            ]
+        )
     return checks

@@ -5,6 +5,7 @@ raw keys), so a renamed RunRecord field is a one-line fix here. Each accessor li
 value may sit, newest layout first, and returns None when it sits nowhere: absence is tolerated.
 Records are the nested dicts of ``harness.runs.records.read_record``.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,12 +14,31 @@ from typing import Any
 
 # The metrics a report knows, and which way is better (regression gates and Pareto fronts need it).
 HIGHER_IS_BETTER: dict[str, bool] = {
-    "fid": False, "sfid": False, "kid": False, "rfid": False, "is": True, "prec": True, "recall": True,
-    "psnr": True, "ssim": True, "codebook_usage": True, "images_per_s": True, "ar_acc": True,
+    "fid": False,
+    "sfid": False,
+    "kid": False,
+    "rfid": False,
+    "is": True,
+    "prec": True,
+    "recall": True,
+    "psnr": True,
+    "ssim": True,
+    "codebook_usage": True,
+    "images_per_s": True,
+    "ar_acc": True,
 }
 METRIC_TITLES: dict[str, str] = {
-    "fid": "FID", "sfid": "sFID", "kid": "KID", "rfid": "rFID", "is": "IS", "prec": "Precision", "recall": "Recall",
-    "psnr": "PSNR (dB)", "ssim": "SSIM", "codebook_usage": "codebook usage", "images_per_s": "images/s",
+    "fid": "FID",
+    "sfid": "sFID",
+    "kid": "KID",
+    "rfid": "rFID",
+    "is": "IS",
+    "prec": "Precision",
+    "recall": "Recall",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "codebook_usage": "codebook usage",
+    "images_per_s": "images/s",
     "ar_acc": "AR accuracy",
 }
 
@@ -88,8 +108,9 @@ def registry_name(record) -> str | None:
 
 def label(record) -> str:
     """The row name: a suite entry's label, else the model name, else the run id."""
-    return str(_first(record, "label", "spec.label", "model.label") or model_name(record)
-               or record.get("run_id") or "?")
+    return str(
+        _first(record, "label", "spec.label", "model.label") or model_name(record) or record.get("run_id") or "?"
+    )
 
 
 def variant(record) -> str | None:
@@ -111,8 +132,11 @@ def metric(record, name: str) -> float | None:
 def metric_raw(record, name: str) -> float | None:
     """The recorded number as it is, NaN and infinities included (gates must see them to fail on them);
     None where the record holds no number."""
-    paths = (("speed.images_per_s", "speed.images_per_s_rank0", "metrics.images_per_s") if name == "images_per_s"
-             else (f"metrics.{name}",))
+    paths = (
+        ("speed.images_per_s", "speed.images_per_s_rank0", "metrics.images_per_s")
+        if name == "images_per_s"
+        else (f"metrics.{name}",)
+    )
     v = _first(record, *paths)
     return None if isinstance(v, bool) or not isinstance(v, (int, float)) else float(v)
 
@@ -121,8 +145,15 @@ def uncertainty(record, name: str) -> float | None:
     """One standard deviation of ``name`` where the record measured one (seeds, splits, repeats)."""
     if name == "images_per_s":
         return _number(_first(record, "uncertainty.images_per_s", "speed.images_per_s_std"))
-    return _number(_first(record, f"uncertainty.{name}.std", f"uncertainty.{name}", f"metrics.{name}_std",
-                          f"metric_provenance.{name}_std"))
+    return _number(
+        _first(
+            record,
+            f"uncertainty.{name}.std",
+            f"uncertainty.{name}",
+            f"metrics.{name}_std",
+            f"metric_provenance.{name}_std",
+        )
+    )
 
 
 def images_per_s(record) -> float | None:
@@ -181,8 +212,15 @@ def paper_comparable(record) -> bool:
 # ---- what decides a number (compare and claims match records on these) ----------------------------
 def evaluated_n(record) -> list[int]:
     """Every sample count the record states (evaluated, sampled, asked for); they agree in a sound record."""
-    vals = [_number(dig(record, p)) for p in ("metric_provenance.samples.n", "samples.n", "metric_provenance.n_samples",
-                                               "spec.protocol.num_samples")]
+    vals = [
+        _number(dig(record, p))
+        for p in (
+            "metric_provenance.samples.n",
+            "samples.n",
+            "metric_provenance.n_samples",
+            "spec.protocol.num_samples",
+        )
+    ]
     return sorted({int(v) for v in vals if v is not None})
 
 
@@ -199,8 +237,9 @@ def reference_digest(record) -> Any:
     ref = dig(record, "metric_provenance.reference")
     if isinstance(ref, dict) and ref.get("kind") == "alitok-bench" and ref.get("source"):
         return {k: ref.get(k) for k in _BUILT_REFERENCE_KEYS}
-    return _first(record, "metric_provenance.reference.sha256", "spec.source_description",
-                  "metric_provenance.gfid_reference")
+    return _first(
+        record, "metric_provenance.reference.sha256", "spec.source_description", "metric_provenance.gfid_reference"
+    )
 
 
 def reference_kind(record) -> str | None:
@@ -220,8 +259,14 @@ def extractor_weights_digest(record) -> str | None:
 
 # metric -> the evaluator settings that move it (harness/metrics/evaluate.py provenance keys)
 _SETTINGS_COMMON = ("extractor", "resize", "protocol_facts.feature_numerics")
-_SETTINGS = {"fid": ("fid_method",), "sfid": ("fid_method", "sfid_layer"), "is": ("is_mode",),
-             "kid": ("kid_subset_size",), "prec": ("pr_k",), "recall": ("pr_k",)}
+_SETTINGS = {
+    "fid": ("fid_method",),
+    "sfid": ("fid_method", "sfid_layer"),
+    "is": ("is_mode",),
+    "kid": ("kid_subset_size",),
+    "prec": ("pr_k",),
+    "recall": ("pr_k",),
+}
 
 
 def metric_settings(record, name: str) -> dict[str, Any]:
@@ -239,8 +284,11 @@ def metric_settings(record, name: str) -> dict[str, Any]:
 
 def sampling_identity(record) -> dict[str, Any]:
     """What decides the samples: the sampling identity hash, the sampling parameters and the seed."""
-    out = {"identity_hash": _first(record, "seeds.sampling_identity_hash"), "params": sampling(record) or None,
-           "seed": seed(record)}
+    out = {
+        "identity_hash": _first(record, "seeds.sampling_identity_hash"),
+        "params": sampling(record) or None,
+        "seed": seed(record),
+    }
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -10,10 +10,11 @@ with sd the sample standard deviation (n - 1) of the n per-seed differences. A s
 ignores the pairing (sqrt(se_A^2 + se_B^2)) or the sd of the differences without the sqrt(n) would
 describe another quantity; neither is used.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 from harness.core.stats import mean_sd
 
@@ -24,7 +25,7 @@ DESCRIPTION = "mean paired difference ± paired standard error (sd of the per-se
 @dataclasses.dataclass(frozen=True)
 class PairedDifference:
     mean: float | None
-    se: float | None        # sd / sqrt(n); None below two pairs (no spread measured)
+    se: float | None  # sd / sqrt(n); None below two pairs (no spread measured)
     sd: float | None
     n: int
 

@@ -6,6 +6,7 @@ Each plot function returns a Figure, or None when the records hold too little fo
 (with the reason in ``SKIPPED``-style strings from ``why_not``). ``save`` writes byte-identical
 files for identical inputs (fixed SVG hash salt, no dates or software versions in the metadata).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,12 +20,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from harness.core.io import write_bytes_atomic  # noqa: E402
-from harness.report.fields import METRIC_TITLES  # noqa: E402
 from harness.core.stats import mean_sd  # noqa: E402
+from harness.report.fields import METRIC_TITLES  # noqa: E402
 
 FIGSIZE = (7.0, 4.8)
-_RC = {"svg.hashsalt": "alitok-bench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
-       "axes.grid": True, "grid.alpha": 0.3}
+_RC = {
+    "svg.hashsalt": "alitok-bench",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
 
 
 def _ok(v) -> bool:
@@ -43,14 +50,18 @@ def _rows(df, *cols):
 
 def caption(df) -> str:
     """Hardware, protocol, N and comparability of the rows a figure shows."""
+
     def uniq(col):
         vals = sorted({str(v) for v in df[col] if _ok(v)}) if col in df else []
         return ", ".join(vals) if vals else "not recorded"
 
     ns = sorted({int(v) for v in df["n"] if _ok(v)}) if "n" in df else []
     comparable = int(df["paper_comparable"].sum()) if "paper_comparable" in df else 0
-    text = (f"Hardware: {uniq('hardware')}. Protocol: {uniq('protocol')}"
-            + (f", N = {', '.join(map(str, ns))}" if ns else "") + f". Paper-comparable rows: {comparable} of {len(df)}.")
+    text = (
+        f"Hardware: {uniq('hardware')}. Protocol: {uniq('protocol')}"
+        + (f", N = {', '.join(map(str, ns))}" if ns else "")
+        + f". Paper-comparable rows: {comparable} of {len(df)}."
+    )
     return text
 
 
@@ -95,8 +106,16 @@ def fid_vs_speed(df):
         return None
     fig, (ax,) = _figure()
     x, y = d["images_per_s"].to_numpy(float), d["fid"].to_numpy(float)
-    ax.errorbar(x, y, yerr=_err(d, "fid"), xerr=_err(d, "images_per_s"), fmt="o", color="C0", capsize=3,
-                label="run (± sd where measured)")
+    ax.errorbar(
+        x,
+        y,
+        yerr=_err(d, "fid"),
+        xerr=_err(d, "images_per_s"),
+        fmt="o",
+        color="C0",
+        capsize=3,
+        label="run (± sd where measured)",
+    )
     for xi, yi, lab in zip(x, y, d["label"]):
         ax.annotate(str(lab), (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
     f = pareto_front(x, y)
@@ -144,9 +163,16 @@ def guidance_sweep(df):
         axes[0].errorbar(x, y, yerr=e, marker="o", capsize=3, color=f"C{gi}", label=g)
         for mi, m in enumerate(right):
             x, y, e = _by_scale(sub, m)
-            axes[1].errorbar(x, y, yerr=e, marker="os^"[mi], capsize=3, color=f"C{gi}",
-                             linestyle="-" if mi == 0 else ":",
-                             label=f"{g}: {METRIC_TITLES[m]}" if len(right) > 1 else g)
+            axes[1].errorbar(
+                x,
+                y,
+                yerr=e,
+                marker="os^"[mi],
+                capsize=3,
+                color=f"C{gi}",
+                linestyle="-" if mi == 0 else ":",
+                label=f"{g}: {METRIC_TITLES[m]}" if len(right) > 1 else g,
+            )
     axes[0].set_xlabel("guidance scale (CFG, final value of the schedule)")
     axes[0].set_ylabel("FID (lower is better)")
     axes[0].legend(fontsize=8)
@@ -154,9 +180,12 @@ def guidance_sweep(df):
         axes[1].set_xlabel("guidance scale (CFG, final value of the schedule)")
         axes[1].set_ylabel(" / ".join(METRIC_TITLES[m] for m in right) + " (higher is better)")
         axes[1].legend(fontsize=8)
-    return _finish(fig, "Quality against guidance scale",
-                   "Points: mean over a model's records at one scale; error bars: sd across seeds (or the record's sd). "
-                   + caption(d))
+    return _finish(
+        fig,
+        "Quality against guidance scale",
+        "Points: mean over a model's records at one scale; error bars: sd across seeds (or the record's sd). "
+        + caption(d),
+    )
 
 
 def precision_recall(df):
@@ -164,8 +193,15 @@ def precision_recall(df):
     if len(d) < 1:
         return None
     fig, (ax,) = _figure()
-    ax.errorbar(d["recall"], d["prec"], xerr=_err(d, "recall"), yerr=_err(d, "prec"), fmt="o", capsize=3,
-                label="run (k = 3 improved precision/recall)")
+    ax.errorbar(
+        d["recall"],
+        d["prec"],
+        xerr=_err(d, "recall"),
+        yerr=_err(d, "prec"),
+        fmt="o",
+        capsize=3,
+        label="run (k = 3 improved precision/recall)",
+    )
     for xi, yi, lab in zip(d["recall"], d["prec"], d["label"]):
         ax.annotate(str(lab), (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel("recall (fraction of reference manifold covered, higher is better)")
@@ -184,8 +220,15 @@ def speed_vs_batch(df):
     groups, names = _series(d)
     for gi, g in enumerate(groups):
         sub = d[names == g].sort_values("batch_size")
-        ax.errorbar(sub["batch_size"], sub["images_per_s"], yerr=_err(sub, "images_per_s"), marker="o",
-                    capsize=3, color=f"C{gi}", label=g)
+        ax.errorbar(
+            sub["batch_size"],
+            sub["images_per_s"],
+            yerr=_err(sub, "images_per_s"),
+            marker="o",
+            capsize=3,
+            color=f"C{gi}",
+            label=g,
+        )
     ax.set_xscale("log", base=2)
     ticks = sorted({int(v) for v in d["batch_size"]})
     ax.set_xticks(ticks, [str(t) for t in ticks])
@@ -227,22 +270,31 @@ def ablation_bars(df):
         ax.bar(xs, [s[1] for s in stats], color=[f"C{i}" for i in range(len(stats))])
         has_sd = [i for i, s in enumerate(stats) if s[2] is not None]
         if has_sd:  # no bar at all where nothing measured a spread (a zero bar would claim one)
-            ax.errorbar(xs[has_sd], [stats[i][1] for i in has_sd], yerr=[stats[i][2] for i in has_sd],
-                        fmt="none", ecolor="black", capsize=4)
+            ax.errorbar(
+                xs[has_sd],
+                [stats[i][1] for i in has_sd],
+                yerr=[stats[i][2] for i in has_sd],
+                fmt="none",
+                ecolor="black",
+                capsize=4,
+            )
         ax.set_xticks(xs, [f"{s[0]}\n(n={s[3]}{'' if s[2] is not None else ', no sd'})" for s in stats], fontsize=8)
         better = "higher" if m in ("ar_acc", "prec", "recall", "psnr") else "lower"
         ax.set_ylabel(f"{METRIC_TITLES[m]} ({better} is better)")
         ax.set_xlabel("variant (n = records)")
-    return _finish(fig, "Ablation: one switch per variant",
-                   "Bars: mean over a variant's records; error bars: sd across its seeds (n > 1) or the record's "
-                   "own sd. " + caption(d))
+    return _finish(
+        fig,
+        "Ablation: one switch per variant",
+        "Bars: mean over a variant's records; error bars: sd across its seeds (n > 1) or the record's "
+        "own sd. " + caption(d),
+    )
 
 
 def _grid_images(npz_path: Path, max_classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """The first ``per_class`` images of the first ``max_classes`` classes, read in batches (never the
     whole file, never a pickle), with their labels and the classes shown."""
-    from harness.data import npz as npz_io
     from harness.core.errors import InputFileError
+    from harness.data import npz as npz_io
 
     n = npz_io.check_samples_header(npz_path)[0]  # uint8 [N,H,W,3], from the header alone
     labels = npz_io.load_labels_npz(npz_path, expected_n=n)
@@ -270,8 +322,9 @@ def sample_grid(npz_path: str | Path, title: str, class_names=None, max_classes:
     per_class = min(per_class, max(int(np.sum(labels == c)) for c in classes))
     h = 1.1
     with plt.rc_context(_RC):
-        fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * h + 1.6, len(classes) * h + 1.0),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            len(classes), per_class, figsize=(per_class * h + 1.6, len(classes) * h + 1.0), squeeze=False
+        )
     for r, c in enumerate(classes):
         idx = np.flatnonzero(labels == c)[:per_class]
         for k in range(per_class):
@@ -282,10 +335,22 @@ def sample_grid(npz_path: str | Path, title: str, class_names=None, max_classes:
         name = class_names[c] if class_names is not None and c < len(class_names) else f"class {c}"
         axes[r][0].text(-0.1, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=1.5 / (per_class * h + 1.6), right=0.99, top=1 - 0.6 / (len(classes) * h + 1.0),
-                        bottom=0.35 / (len(classes) * h + 1.0), wspace=0.05, hspace=0.05)
-    fig.text(0.01, 0.01, f"{images.shape[1]}x{images.shape[2]} px samples from {Path(npz_path).name}; "
-             f"first {per_class} of each class, {len(classes)} classes", fontsize=7, color="0.25")
+    fig.subplots_adjust(
+        left=1.5 / (per_class * h + 1.6),
+        right=0.99,
+        top=1 - 0.6 / (len(classes) * h + 1.0),
+        bottom=0.35 / (len(classes) * h + 1.0),
+        wspace=0.05,
+        hspace=0.05,
+    )
+    fig.text(
+        0.01,
+        0.01,
+        f"{images.shape[1]}x{images.shape[2]} px samples from {Path(npz_path).name}; "
+        f"first {per_class} of each class, {len(classes)} classes",
+        fontsize=7,
+        color="0.25",
+    )
     return fig
 
 
@@ -296,8 +361,7 @@ def save(fig, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     written = []
     with plt.rc_context(_RC):
-        for ext, meta in (("png", {"Software": None}),
-                          ("svg", {"Date": None, "Creator": "alitok-bench report"})):
+        for ext, meta in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": "alitok-bench report"})):
             buf = io.BytesIO()
             fig.savefig(buf, format=ext, dpi=150, metadata=meta)
             path = stem.with_suffix(f".{ext}")

@@ -1,5 +1,6 @@
 """A results table as aligned plain text: metrics to 3 decimals, images/s to 1, "n/a" where a
 metric could not be computed, "-" where a column does not apply."""
+
 from __future__ import annotations
 
 import sys

@@ -4,6 +4,7 @@ One row per record. A value carries ``± sd`` where its record measured an uncer
 says whether it is ``paper_comparable`` and gets a protocol block (protocol, N, hardware and the
 record's protocol findings) below the table, so a number never travels without its conditions.
 """
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,20 @@ import math
 from harness.report import fields
 from harness.report.collect import present_metrics
 
-DIGITS = {"fid": 2, "sfid": 2, "rfid": 2, "is": 1, "prec": 3, "recall": 3, "kid": 4, "psnr": 2, "ssim": 3,
-          "codebook_usage": 3, "ar_acc": 3, "images_per_s": 1}
+DIGITS = {
+    "fid": 2,
+    "sfid": 2,
+    "rfid": 2,
+    "is": 1,
+    "prec": 3,
+    "recall": 3,
+    "kid": 4,
+    "psnr": 2,
+    "ssim": 3,
+    "codebook_usage": 3,
+    "ar_acc": 3,
+    "images_per_s": 1,
+}
 
 
 def _missing(v) -> bool:
@@ -98,8 +111,18 @@ def to_csv(df) -> str:
     return buf.getvalue()
 
 
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def tex_escape(text: str) -> str:
@@ -117,11 +140,24 @@ def to_latex(df, caption: str = "Results") -> str:
         return tex_escape(c).replace("±", r"$\pm$").replace("–", "--")
 
     align = "ll" + "r" * (1 + len(metrics)) + "ll"
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
-             " & ".join(cell(h) for h in header) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        " & ".join(cell(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(cell(c) for c in row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex_escape(caption)} (mean $\pm$ sd where measured).}}",
-              r"\end{table}", "", r"\begin{itemize}\footnotesize"]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{tex_escape(caption)} (mean $\pm$ sd where measured).}}",
+        r"\end{table}",
+        "",
+        r"\begin{itemize}\footnotesize",
+    ]
     lines += [rf"\item \textbf{{{tex_escape(lab)}}}: {cell(text)}" for lab, text in protocol_lines(df)]
     lines += [r"\end{itemize}"]
     return "\n".join(lines) + "\n"

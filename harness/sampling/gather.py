@@ -3,6 +3,7 @@
 Streams: one gather group (a chunk, or the W interleaved chunks of one legacy step) in memory at
 a time; the output is written with our deterministic npz writer under a temporary name.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,17 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.npz import NpzWriter
-from harness.core.io import atomic_path, sha256_file
 from harness.core.errors import UserError
+from harness.core.io import atomic_path, sha256_file
+from harness.data.npz import NpzWriter
 from harness.sampling import shards
 from harness.sampling.plan import SamplingPlan
 
 
 def label_balance(labels: np.ndarray, num_classes: int) -> dict[str, Any]:
     counts = np.bincount(labels, minlength=num_classes)
-    return {"min_per_class": int(counts.min()), "max_per_class": int(counts.max()),
-            "balanced": bool(counts.max() - counts.min() <= (0 if len(labels) % num_classes == 0 else 1))}
+    return {
+        "min_per_class": int(counts.min()),
+        "max_per_class": int(counts.max()),
+        "balanced": bool(counts.max() - counts.min() <= (0 if len(labels) % num_classes == 0 else 1)),
+    }
 
 
 def gather(out: Path, plan: SamplingPlan, image_size: int) -> dict[str, Any]:
@@ -39,20 +43,31 @@ def gather(out: Path, plan: SamplingPlan, image_size: int) -> dict[str, Any]:
                 c = plan.chunk(k)
                 entry = shards.verified_entry(out, k, len(c.indices), plan.identity_hash, manifest)
                 if entry is None:
-                    raise UserError(f"{shards.shard_path(out, k)}: chunk {k} missing, corrupt or from another spec; rerun sample to redo it")
+                    raise UserError(
+                        f"{shards.shard_path(out, k)}: chunk {k} missing, corrupt or from another spec; rerun sample to redo it"
+                    )
                 data = shards.read_shard(shards.shard_path(out, k))
                 if not (np.array_equal(data["indices"], c.indices) and np.array_equal(data["labels"], c.labels)):
                     raise UserError(f"{shards.shard_path(out, k)}: indices/labels differ from the plan")
-                if data["images"].shape != (len(c.indices), image_size, image_size, 3) or data["images"].dtype != np.uint8:
-                    raise UserError(f"{shards.shard_path(out, k)}: images {data['images'].dtype} {list(data['images'].shape)}, expected uint8 [{len(c.indices)},{image_size},{image_size},3]")
-                imgs.append(data["images"]); idxs.append(data["indices"]); labs.append(data["labels"])
+                if (
+                    data["images"].shape != (len(c.indices), image_size, image_size, 3)
+                    or data["images"].dtype != np.uint8
+                ):
+                    raise UserError(
+                        f"{shards.shard_path(out, k)}: images {data['images'].dtype} {list(data['images'].shape)}, expected uint8 [{len(c.indices)},{image_size},{image_size},3]"
+                    )
+                imgs.append(data["images"])
+                idxs.append(data["indices"])
+                labs.append(data["labels"])
                 entries.append(entry)
             idx = np.concatenate(idxs)
             order = np.argsort(idx, kind="stable")
             idx = idx[order]
             expect = np.arange(next_index, next_index + len(idx), dtype=np.int64)
             if not np.array_equal(idx, expect):
-                raise UserError(f"{out}: chunks {group} do not cover indices {next_index}..{next_index + len(idx) - 1} exactly once")
+                raise UserError(
+                    f"{out}: chunks {group} do not cover indices {next_index}..{next_index + len(idx) - 1} exactly once"
+                )
             writer.write_rows(np.concatenate(imgs)[order])
             labels_out[idx] = np.concatenate(labs)[order]
             next_index += len(idx)
@@ -70,8 +85,13 @@ def gather(out: Path, plan: SamplingPlan, image_size: int) -> dict[str, Any]:
     kept.update({e["chunk"]: e for e in entries})
     shards.write_manifest(out, [kept[k] for k in sorted(kept)])
     path = out / shards.SAMPLES
-    return {"num_samples": n_total, "path": str(path), "sha256": sha256_file(path), **balance,
-            "throughput": throughput(entries)}
+    return {
+        "num_samples": n_total,
+        "path": str(path),
+        "sha256": sha256_file(path),
+        **balance,
+        "throughput": throughput(entries),
+    }
 
 
 def throughput(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -80,9 +100,14 @@ def throughput(entries: list[dict[str, Any]]) -> dict[str, Any]:
     images = sum(e["count"] for e in timed)
     seconds = sum(e["seconds"] for e in timed)
     conds = [e["conditions"] for e in timed if isinstance(e.get("conditions"), dict)]
-    return {"images_per_s": images / seconds if seconds > 0 else None, "images_timed": images,
-            "generate_s": round(seconds, 6), "chunks_timed": len(timed), "chunks_total": len(entries),
-            "conditions": _distinct(conds)}
+    return {
+        "images_per_s": images / seconds if seconds > 0 else None,
+        "images_timed": images,
+        "generate_s": round(seconds, 6),
+        "chunks_timed": len(timed),
+        "chunks_total": len(entries),
+        "conditions": _distinct(conds),
+    }
 
 
 def _distinct(conds: list[dict[str, Any]]) -> list[dict[str, Any]]:

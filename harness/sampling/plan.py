@@ -12,6 +12,7 @@ sample j of batch t on rank r lands at output index ``t*W*n + j*W + r``. A legac
 (rank, batch) pair, numbered ``k = r*T + t`` with T = N/(W*n) batches per rank; the chunks of one
 rank must run in order because the RNG state carries over.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,11 +28,11 @@ TORCH_SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed accepts 0..2**64-1 (ui
 
 @dataclasses.dataclass(frozen=True)
 class Chunk:
-    index: int            # k, names shards/chunk_{k:05d}.npz
-    indices: np.ndarray   # global sample indices (int64), in generation order
-    labels: np.ndarray    # class ids (int64), aligned with indices
-    stream: int           # legacy: virtual rank r (RNG stream); chunk scheme: k
-    step: int             # legacy: batch t within the rank; chunk scheme: 0
+    index: int  # k, names shards/chunk_{k:05d}.npz
+    indices: np.ndarray  # global sample indices (int64), in generation order
+    labels: np.ndarray  # class ids (int64), aligned with indices
+    stream: int  # legacy: virtual rank r (RNG stream); chunk scheme: k
+    step: int  # legacy: batch t within the rank; chunk scheme: 0
 
 
 def chunk_seed(base_seed: int, identity_hash: str, k: int) -> int:
@@ -51,8 +52,10 @@ class SamplingPlan:
         if self.legacy:
             top = p.seed + p.legacy_world_size - 1  # rank r seeds torch with seed + r
             if top > TORCH_SEED_MAX:
-                raise UserError(f"protocol.seed {p.seed}: legacy_rank seeds {p.seed}..{top} exceed torch's generator "
-                                f"range 0..{TORCH_SEED_MAX}; use a seed <= {TORCH_SEED_MAX - p.legacy_world_size + 1}")
+                raise UserError(
+                    f"protocol.seed {p.seed}: legacy_rank seeds {p.seed}..{top} exceed torch's generator "
+                    f"range 0..{TORCH_SEED_MAX}; use a seed <= {TORCH_SEED_MAX - p.legacy_world_size + 1}"
+                )
             self.world = p.legacy_world_size
             self.batch = p.legacy_batch_size
             self.per_rank = p.num_samples // self.world
@@ -114,11 +117,19 @@ class SamplingPlan:
 
     def describe(self) -> dict:
         p = self.protocol
-        d = {"seed_scheme": p.seed_scheme, "num_samples": p.num_samples, "num_classes": p.num_classes,
-             "num_chunks": self.num_chunks}
+        d = {
+            "seed_scheme": p.seed_scheme,
+            "num_samples": p.num_samples,
+            "num_classes": p.num_classes,
+            "num_chunks": self.num_chunks,
+        }
         if self.legacy:
-            d.update(virtual_world_size=self.world, batch_per_rank=self.batch, steps_per_rank=self.steps,
-                     rank_seeds=[p.seed + r for r in range(self.world)])
+            d.update(
+                virtual_world_size=self.world,
+                batch_per_rank=self.batch,
+                steps_per_rank=self.steps,
+                rank_seeds=[p.seed + r for r in range(self.world)],
+            )
         else:
             d.update(chunk_size=p.chunk_size)
         return d

@@ -5,6 +5,7 @@ skip the verified ones, generate the rest with a per-chunk (or per-legacy-rank) 
 the model's device, write each shard atomically and append a line to its own manifest part.
 Rank 0 then gathers ``samples.npz`` after a barrier.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +25,19 @@ from harness.core.interfaces import Generator, check_images
 from harness.core.io import check_output_dir
 from harness.core.locks import FolderInUse, acquire, check_same_job
 from harness.core.registry import generators, load_plugins
+from harness.runs.specs import (
+    ModelSpec,
+    RunSpec,
+    numerics,
+    resolve_quantization,
+    resolve_sampling,
+    run_spec_hash,
+    sampling_identity,
+    seed_hash,
+)
 from harness.sampling import shards
 from harness.sampling.gather import gather
 from harness.sampling.plan import SamplingPlan
-from harness.runs.specs import (ModelSpec, RunSpec, numerics, resolve_quantization, resolve_sampling, run_spec_hash,
-                           sampling_identity, seed_hash)
 
 CHUNK_DELAY_ENV = "ALITOK_BENCH_TEST_CHUNK_DELAY"  # tests only: seconds to sleep after each chunk
 CHUNK_GATE_ENV = "ALITOK_BENCH_TEST_CHUNK_GATE"  # tests only: after each chunk, wait until this file exists
@@ -37,6 +46,7 @@ CHUNK_GATE_ENV = "ALITOK_BENCH_TEST_CHUNK_GATE"  # tests only: after each chunk,
 @dataclasses.dataclass
 class Resolved:
     """A spec bound to a live generator: what decides the pixels, and its hash."""
+
     spec: RunSpec
     generator: Generator
     sampling: Any
@@ -84,8 +94,11 @@ def _check_option_type(name: str, key: str, value: Any, param: inspect.Parameter
     """An option is typed by its factory parameter's default (or a plain annotation when the default is None):
     ``--set model.options.per_class=abc`` is a config error, not a crash inside the factory."""
     default = param.default
-    kind = type(default) if default not in (inspect.Parameter.empty, None) else \
-        {"int": int, "bool": bool, "float": float, "str": str}.get(str(param.annotation).replace(" | None", ""))
+    kind = (
+        type(default)
+        if default not in (inspect.Parameter.empty, None)
+        else {"int": int, "bool": bool, "float": float, "str": str}.get(str(param.annotation).replace(" | None", ""))
+    )
     if kind not in _OPTION_TYPES or value is None:
         return
     ok = isinstance(value, _OPTION_TYPES[kind]) and (kind is bool or not isinstance(value, bool))
@@ -115,8 +128,12 @@ def _call_factory(name: str, factory: Any, kwargs: dict[str, Any], options: tupl
 def build_generator(model: ModelSpec, device: torch.device, dtype: str | None = None) -> Generator:
     load_plugins()
     factory = generators.get(model.name)
-    kwargs: dict[str, Any] = {"device": device, "checkpoint": model.checkpoint,
-                              "tokenizer_checkpoint": model.tokenizer_checkpoint, **model.options}
+    kwargs: dict[str, Any] = {
+        "device": device,
+        "checkpoint": model.checkpoint,
+        "tokenizer_checkpoint": model.tokenizer_checkpoint,
+        **model.options,
+    }
     if model.quantization is not None:
         kwargs["quantization"] = model.quantization
     if dtype not in (None, "fp32", "float32"):
@@ -131,31 +148,52 @@ def resolve(spec: RunSpec, generator: Generator, runtime: dict[str, Any] | None 
     """``runtime``: :func:`harness.runs.specs.numerics` of this run (default: CPU, fp32)."""
     p = spec.protocol
     if generator.image_size != p.image_size:
-        raise ConfigError(f"generator {spec.model.name!r} makes {generator.image_size} px images but protocol "
-                          f"{p.name!r} wants {p.image_size} px")
+        raise ConfigError(
+            f"generator {spec.model.name!r} makes {generator.image_size} px images but protocol "
+            f"{p.name!r} wants {p.image_size} px"
+        )
     if generator.num_classes != p.num_classes:
-        raise ConfigError(f"generator {spec.model.name!r} has {generator.num_classes} classes but protocol "
-                          f"{p.name!r} has {p.num_classes}")
+        raise ConfigError(
+            f"generator {spec.model.name!r} has {generator.num_classes} classes but protocol "
+            f"{p.name!r} has {p.num_classes}"
+        )
     sampling = resolve_sampling(spec.model, generator)
     quant = resolve_quantization(spec.model, generator)
     from harness.runs.records import model_info
 
     info = model_info(generator.info())
     ident = sampling_identity(spec, sampling, quant, info, runtime)
-    return Resolved(spec, generator, sampling, quant, info, ident, config.spec_hash(ident), run_spec_hash(spec),
-                    seed_hash(ident))
+    return Resolved(
+        spec, generator, sampling, quant, info, ident, config.spec_hash(ident), run_spec_hash(spec), seed_hash(ident)
+    )
 
 
 def folder_payload(r: Resolved) -> dict[str, Any]:
-    return {"spec": config.to_dict(r.spec), "spec_hash": r.spec_hash, "sampling_identity": r.identity,
-            "sampling_identity_hash": r.identity_hash, "seed_hash": r.seed_hash, "sampling": config.to_dict(r.sampling),
-            "quantization": r.quantization}
+    return {
+        "spec": config.to_dict(r.spec),
+        "spec_hash": r.spec_hash,
+        "sampling_identity": r.identity,
+        "sampling_identity_hash": r.identity_hash,
+        "seed_hash": r.seed_hash,
+        "sampling": config.to_dict(r.sampling),
+        "quantization": r.quantization,
+    }
 
 
-def sample(spec: RunSpec, out: str | Path, *, device: str = "auto", dtype: str = "fp32", tf32: bool = False,
-           force: bool = False, progress: bool = True, generator: Generator | None = None,
-           wait: bool = False, chunk_range: tuple[int, int] | None = None, gather_samples: bool = True
-           ) -> SampleResult:
+def sample(
+    spec: RunSpec,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    dtype: str = "fp32",
+    tf32: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    generator: Generator | None = None,
+    wait: bool = False,
+    chunk_range: tuple[int, int] | None = None,
+    gather_samples: bool = True,
+) -> SampleResult:
     """Sample ``spec`` into ``out``; call from every rank under torchrun (joins the process group).
 
     ``wait``: when another job holds ``out``, wait for it instead of failing with "in use by PID ...".
@@ -204,13 +242,20 @@ def run_conditions(dev: torch.device, world_size: int) -> dict[str, Any]:
         load = round(os.getloadavg()[0], 2)
     except OSError:
         load = None
-    return {"torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "loadavg_1m_at_start": load, "cpu_count": os.cpu_count(), "device": devices.device_name(dev),
-            "cpu_model": devices.cpu_model(), "world_size": world_size}
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "loadavg_1m_at_start": load,
+        "cpu_count": os.cpu_count(),
+        "device": devices.device_name(dev),
+        "cpu_model": devices.cpu_model(),
+        "world_size": world_size,
+    }
 
 
-def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress, chunk_range=None,
-                   gather_samples=True) -> SampleResult:
+def _sample_chunks(
+    spec, out, r, plan, dist, dev, gen_model, progress, chunk_range=None, gather_samples=True
+) -> SampleResult:
     from harness.runs.records import kernels_of
 
     conditions = {**run_conditions(dev, dist.world_size), "kernels": kernels_of(r.model_info)}
@@ -229,8 +274,13 @@ def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress, chunk_ran
     last_k: int | None = None  # the chunk whose end state ``rng`` holds (legacy streams)
     from tqdm import tqdm
 
-    bar = tqdm(total=len(mine), desc=f"sample {spec.model.name} (rank {dist.rank}/{dist.world_size})",
-               unit="chunk", disable=not (progress and dist.is_main), leave=False)
+    bar = tqdm(
+        total=len(mine),
+        desc=f"sample {spec.model.name} (rank {dist.rank}/{dist.world_size})",
+        unit="chunk",
+        disable=not (progress and dist.is_main),
+        leave=False,
+    )
     for k in mine:
         c = plan.chunk(k)
         if shards.verified_entry(out, k, len(c.indices), r.identity_hash, manifest):
@@ -259,8 +309,9 @@ def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress, chunk_ran
             raise ValueError(f"{spec.model.name}: returned {images.shape[0]} images for {len(c.indices)} labels")
         state = rng.get_state().numpy() if plan.legacy else None
         _, sha = shards.write_shard(out, k, images.cpu().numpy(), c.labels, c.indices, state)
-        shards.append_manifest_part(out, dist.rank, shards.manifest_line(k, len(c.indices), sha, r.identity_hash,
-                                                                             chunk_s, conditions))
+        shards.append_manifest_part(
+            out, dist.rank, shards.manifest_line(k, len(c.indices), sha, r.identity_hash, chunk_s, conditions)
+        )
         last_k = k
         ran += 1
         made += len(c.indices)
@@ -273,5 +324,19 @@ def _sample_chunks(spec, out, r, plan, dist, dev, gen_model, progress, chunk_ran
 
     devices.barrier()
     gathered = gather(out, plan, spec.protocol.image_size) if dist.is_main and gather_samples else None
-    return SampleResult(out, r, dist.rank, dist.world_size, dist.backend, str(dev), plan.num_chunks, len(mine),
-                        ran, skipped, made, seconds, gathered, conditions)
+    return SampleResult(
+        out,
+        r,
+        dist.rank,
+        dist.world_size,
+        dist.backend,
+        str(dev),
+        plan.num_chunks,
+        len(mine),
+        ran,
+        skipped,
+        made,
+        seconds,
+        gathered,
+        conditions,
+    )

@@ -13,6 +13,7 @@ is simply redone. Lines also carry the chunk's generate() seconds and the run's 
 load), so a resumed run still reports the throughput of the chunks it made. The merged manifest keeps
 every verified chunk, also those beyond the current plan. One job per folder (``harness.core.locks``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.npz import npz_bytes_to
 from harness.core.errors import InputFileError, UserError
 from harness.core.io import atomic_path, sha256_file
+from harness.data.npz import npz_bytes_to
 
 SPEC_FILE = "spec.json"
 SHARD_DIR = "shards"
@@ -44,11 +45,15 @@ def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_shard(out: Path, k: int, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                rng_state: np.ndarray | None = None) -> tuple[Path, str]:
+def write_shard(
+    out: Path, k: int, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, rng_state: np.ndarray | None = None
+) -> tuple[Path, str]:
     """Atomically write chunk ``k``; returns (path, sha256 of the file bytes)."""
-    arrays: dict[str, np.ndarray] = {"images": images, "labels": labels.astype(np.int64),
-                                     "indices": indices.astype(np.int64)}
+    arrays: dict[str, np.ndarray] = {
+        "images": images,
+        "labels": labels.astype(np.int64),
+        "indices": indices.astype(np.int64),
+    }
     if rng_state is not None:
         arrays["rng_state"] = rng_state.astype(np.uint8)
     buf = io.BytesIO()
@@ -71,8 +76,14 @@ def read_shard(path: Path) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 # Manifest
 # ----------------------------------------------------------------------------------------------
-def manifest_line(k: int, count: int, sha: str, identity_hash: str, seconds: float | None = None,
-                  conditions: dict[str, Any] | None = None) -> dict[str, Any]:
+def manifest_line(
+    k: int,
+    count: int,
+    sha: str,
+    identity_hash: str,
+    seconds: float | None = None,
+    conditions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One chunk's line; ``seconds`` (generate() time) and ``conditions`` (threads, load) feed the speed record."""
     e: dict[str, Any] = {"chunk": k, "count": count, "sha256": sha, "spec_hash": identity_hash}
     if seconds is not None:
@@ -86,7 +97,9 @@ def _valid_entry(e: Any) -> bool:
     """A line is usable only with the right types (``"chunk": "x"`` or ``1e400`` are skipped: that chunk is redone)."""
     if not isinstance(e, dict):
         return False
-    ints = all(isinstance(e.get(k), int) and not isinstance(e.get(k), bool) and e.get(k) >= 0 for k in ("chunk", "count"))
+    ints = all(
+        isinstance(e.get(k), int) and not isinstance(e.get(k), bool) and e.get(k) >= 0 for k in ("chunk", "count")
+    )
     strs = all(isinstance(e.get(k), str) for k in ("sha256", "spec_hash"))
     sec = e.get("seconds")
     ok_sec = sec is None or (isinstance(sec, (int, float)) and not isinstance(sec, bool) and 0 <= sec < float("inf"))
@@ -133,8 +146,9 @@ def read_manifest(out: Path) -> dict[int, list[dict[str, Any]]]:
     return table
 
 
-def verified_entry(out: Path, k: int, expected_count: int, identity_hash: str,
-                   manifest: dict[int, list[dict[str, Any]]]) -> dict[str, Any] | None:
+def verified_entry(
+    out: Path, k: int, expected_count: int, identity_hash: str, manifest: dict[int, list[dict[str, Any]]]
+) -> dict[str, Any] | None:
     """The manifest entry that proves chunk ``k`` is on disk intact, or None (then redo it)."""
     path = shard_path(out, k)
     candidates = [e for e in manifest.get(k, []) if e["spec_hash"] == identity_hash and e["count"] == expected_count]
@@ -154,8 +168,9 @@ def write_manifest(out: Path, entries: list[dict[str, Any]]) -> None:
     shutil.rmtree(Path(out) / PARTS_DIR, ignore_errors=True)
 
 
-def all_verified_entries(out: Path, identity_hash: str, manifest: dict[int, list[dict[str, Any]]] | None = None
-                         ) -> dict[int, dict[str, Any]]:
+def all_verified_entries(
+    out: Path, identity_hash: str, manifest: dict[int, list[dict[str, Any]]] | None = None
+) -> dict[int, dict[str, Any]]:
     """chunk -> its proving entry, for every chunk of this identity on disk intact (also those outside the plan),
     so gathering 100 of 400 samples keeps the other chunks for the next 400 run."""
     manifest = read_manifest(out) if manifest is None else manifest
@@ -176,8 +191,8 @@ def shard_selection(folder: Path, allow_partial: bool = False) -> tuple[list[Pat
     Refuses an incomplete folder (a metric of whatever happens to be there is a wrong number);
     ``allow_partial`` evaluates the longest verified prefix of chunks and says so in the returned info.
     """
-    from harness.sampling.plan import SamplingPlan
     from harness.runs.specs import ProtocolSpec
+    from harness.sampling.plan import SamplingPlan
 
     folder = Path(folder)
     if folder.name == SHARD_DIR and not (folder / SPEC_FILE).is_file():
@@ -185,8 +200,10 @@ def shard_selection(folder: Path, allow_partial: bool = False) -> tuple[list[Pat
     spec = read_folder_spec(folder)
     if spec is None:
         if not allow_partial:
-            raise UserError(f"{folder}: shards without {SPEC_FILE}: completeness cannot be checked; evaluate samples.npz "
-                            f"or pass --allow-partial")
+            raise UserError(
+                f"{folder}: shards without {SPEC_FILE}: completeness cannot be checked; evaluate samples.npz "
+                f"or pass --allow-partial"
+            )
         from harness.data.npz import shard_paths
 
         paths = [p for _, p in shard_paths(folder)]
@@ -200,25 +217,33 @@ def shard_selection(folder: Path, allow_partial: bool = False) -> tuple[list[Pat
         raise InputFileError(folder / SPEC_FILE, f"no valid protocol/sampling identity ({e})") from None
     plan = SamplingPlan(proto, identity)
     manifest = read_manifest(folder)
-    ok = [verified_entry(folder, k, len(plan.chunk(k).indices), identity, manifest) is not None
-          for k in range(plan.num_chunks)]
+    ok = [
+        verified_entry(folder, k, len(plan.chunk(k).indices), identity, manifest) is not None
+        for k in range(plan.num_chunks)
+    ]
     info = {"planned_samples": plan.num_samples, "planned_chunks": plan.num_chunks, "chunks_verified": sum(ok)}
     if all(ok):
         return [shard_path(folder, k) for k in range(plan.num_chunks)], {**info, "partial": False}
     missing = [k for k, good in enumerate(ok) if not good]
     shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
     if not allow_partial:
-        raise UserError(f"{folder}: incomplete: {sum(ok)} of {plan.num_chunks} chunks present and verified (missing or "
-                        f"corrupt: {shown}) for {plan.num_samples} planned samples; finish it with `alitok-bench sample` "
-                        f"or pass --allow-partial to evaluate the complete prefix")
+        raise UserError(
+            f"{folder}: incomplete: {sum(ok)} of {plan.num_chunks} chunks present and verified (missing or "
+            f"corrupt: {shown}) for {plan.num_samples} planned samples; finish it with `alitok-bench sample` "
+            f"or pass --allow-partial to evaluate the complete prefix"
+        )
     if plan.legacy:
         raise UserError(f"{folder}: incomplete legacy_rank folder: its chunks interleave, so no prefix is a sample set")
     prefix = missing[0]
     if prefix == 0:
         raise UserError(f"{folder}: chunk 0 is missing or corrupt; nothing to evaluate")
     n = sum(len(plan.chunk(k).indices) for k in range(prefix))
-    return [shard_path(folder, k) for k in range(prefix)], {**info, "partial": True, "chunks_used": prefix,
-                                                            "samples_used": n}
+    return [shard_path(folder, k) for k in range(prefix)], {
+        **info,
+        "partial": True,
+        "chunks_used": prefix,
+        "samples_used": n,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,7 +274,8 @@ def check_folder(out: Path, identity_hash: str, force: bool) -> str:
         return "force"
     raise UserError(
         f"{out}: made by a different spec (sampling identity {old.get('sampling_identity_hash')} of model "
-        f"{old.get('spec', {}).get('model', {}).get('name')!r}, this run is {identity_hash}); use another --out or --force")
+        f"{old.get('spec', {}).get('model', {}).get('name')!r}, this run is {identity_hash}); use another --out or --force"
+    )
 
 
 def clear_folder(out: Path) -> None:

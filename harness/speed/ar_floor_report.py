@@ -43,13 +43,13 @@ so a shared machine's drift (its read bandwidth moved ~1.5x within one report) h
 ``--steps N`` below 273 times the first N steps and scales to 273 (labelled ``extrapolated``); the
 floors are computed for the same steps and scaled alike.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
 import copy
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -61,9 +61,9 @@ from harness.core.errors import UserError
 from harness.core.interfaces import ARSampling
 from harness.core.io import write_json_atomic, write_text_atomic
 from harness.nn.kernels import decode_attention, kernel_choice
-from harness.nn.samplers.ar_sampling import ar_sample
 from harness.nn.kernels.packed_linear import PackedLinears
 from harness.nn.layers.rope import apply_rope
+from harness.nn.samplers.ar_sampling import ar_sample
 from harness.speed import floors
 from harness.speed.timing import cpu_name, load_average
 
@@ -72,7 +72,9 @@ WARMUP_STEPS = 8
 
 
 @torch.no_grad()
-def replica_loop(model, labels: torch.Tensor, params: ARSampling, steps: int, generator: torch.Generator) -> torch.Tensor:
+def replica_loop(
+    model, labels: torch.Tensor, params: ARSampling, steps: int, generator: torch.Generator
+) -> torch.Tensor:
     """A model of upstream's ``generate`` loop (ali-vilab/alitok ``modeling/ar.py``), op for op in
     structure, over the project's modules: not upstream's code (``--upstream`` times that)."""
     cfg = model.cfg
@@ -140,20 +142,27 @@ def step_costs(model, batch: int, steps: int) -> tuple[int, list[int], list[int]
     """``(weight bytes, FLOPs per step, KV-cache bytes per step)`` of ``steps`` decode steps of a CFG
     ``batch``: what the floors divide, independent of the machine (computed once per batch)."""
     rows, n_cond = 2 * batch, 1
-    return (weight_bytes(model), [step_flops(model, rows, n_cond + t) for t in range(steps)],
-            [kv_bytes(model, rows, n_cond + t) for t in range(steps)])
+    return (
+        weight_bytes(model),
+        [step_flops(model, rows, n_cond + t) for t in range(steps)],
+        [kv_bytes(model, rows, n_cond + t) for t in range(steps)],
+    )
 
 
-def floor_seconds(model, batch: int, steps: int, fl: dict, scale: float = 1.0,
-                  costs: tuple[int, list[int], list[int]] | None = None) -> dict[str, float]:
+def floor_seconds(
+    model, batch: int, steps: int, fl: dict, scale: float = 1.0, costs: tuple[int, list[int], list[int]] | None = None
+) -> dict[str, float]:
     """Weight-read, matmul and roofline floors of ``steps`` decode steps of a CFG ``batch`` at the read
     bandwidth and fp32 matmul peak in ``fl``, times ``scale`` (273 / steps when extrapolating).
     ``costs``: ``step_costs(model, batch, steps)`` when the caller has it already."""
     weights, flops, kv = costs or step_costs(model, batch, steps)
     bw, peak = fl["read_gbps"] * 1e9, fl["matmul_fp32_gflops"] * 1e9
     roofline = sum(max((weights + k) / bw, f / peak) for f, k in zip(flops, kv))
-    return {"weight_read_s": steps * weights / bw * scale, "matmul_s": sum(flops) / peak * scale,
-            "roofline_s": roofline * scale}
+    return {
+        "weight_read_s": steps * weights / bw * scale,
+        "matmul_s": sum(flops) / peak * scale,
+        "roofline_s": roofline * scale,
+    }
 
 
 def summarise(ts: list[float], per_run: list[dict], batch: int, scale: float) -> dict:
@@ -165,27 +174,58 @@ def summarise(ts: list[float], per_run: list[dict], batch: int, scale: float) ->
     x = [t * scale / f[floor_kind] for t, f in zip(ts, per_run)]
     x_roof = [t * scale / f["roofline_s"] for t, f in zip(ts, per_run)]
     med = statistics.median(ts) * scale
-    return {"median_s": med, "min_s": min(ts) * scale, "max_s": max(ts) * scale,
-            "spread": (max(ts) - min(ts)) / statistics.median(ts), "floor": floor_kind,
-            "floor_s": statistics.median(f[floor_kind] for f in per_run),
-            "x_floor": statistics.median(x), "x_floor_min": min(x), "x_floor_max": max(x),
-            "x_roofline": statistics.median(x_roof), "images_per_s": batch / med, "runs_s": ts}
+    return {
+        "median_s": med,
+        "min_s": min(ts) * scale,
+        "max_s": max(ts) * scale,
+        "spread": (max(ts) - min(ts)) / statistics.median(ts),
+        "floor": floor_kind,
+        "floor_s": statistics.median(f[floor_kind] for f in per_run),
+        "x_floor": statistics.median(x),
+        "x_floor_min": min(x),
+        "x_floor_max": max(x),
+        "x_roofline": statistics.median(x_roof),
+        "images_per_s": batch / med,
+        "runs_s": ts,
+    }
 
 
 def floor_range(paired: dict) -> dict[str, list[float]]:
     """The lowest and highest read GB/s and matmul GFLOP/s measured before the runs: the drift."""
     every = [f for per_batch in paired.values() for fs in per_batch.values() for f in fs]
-    return {k: [min(f[k] for f in every), max(f[k] for f in every)] for k in ("read_gbps", "matmul_fp32_gflops")} \
-        if every else {}
+    return (
+        {k: [min(f[k] for f in every), max(f[k] for f in every)] for k in ("read_gbps", "matmul_fp32_gflops")}
+        if every
+        else {}
+    )
 
 
-VARIANTS = ("official-generate", "replica-loop", "ours-aten", "ours-packed", "ours-packed-c", "ours-auto",
-            "ours-bf16-packed", "ours-bf16-packed-c", "ours-compiled")
+VARIANTS = (
+    "official-generate",
+    "replica-loop",
+    "ours-aten",
+    "ours-packed",
+    "ours-packed-c",
+    "ours-auto",
+    "ours-bf16-packed",
+    "ours-bf16-packed-c",
+    "ours-compiled",
+)
 
 
-def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int], compile: bool,
-        upstream: Path | None = None, variants: list[str] | None = None, stem: str = "ar_floor_report",
-        command: str | None = None) -> dict:
+def run(
+    out: Path,
+    *,
+    threads: int,
+    steps: int,
+    repeats: int,
+    batches: list[int],
+    compile: bool,
+    upstream: Path | None = None,
+    variants: list[str] | None = None,
+    stem: str = "ar_floor_report",
+    command: str | None = None,
+) -> dict:
     """Time the variants (default: all but ``ours-auto``, plus ``official-generate`` with ``upstream``,
     ``ours-compiled`` with ``compile``) and write ``out/<stem>.{json,md}``."""
     torch.set_num_threads(threads)
@@ -196,8 +236,8 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
         raise UserError("--variants official-generate needs --upstream DIR (a folder holding the alitok checkout)")
     if any(v.endswith("-c") for v in variants) and decode_attention.build_error():
         raise UserError(f"the C decode-attention kernel does not build here: {decode_attention.build_error()}")
-    from harness.runs.records import code_info
     from harness.core.registry import generators, load_plugins
+    from harness.runs.records import code_info
     from harness.speed import upstream as up
 
     load_plugins()
@@ -219,8 +259,9 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
                 ours_tokens = _ours(model, probe, params, 8, torch.Generator().manual_seed(0))
                 replica_ok[attention] = torch.equal(replica, ours_tokens)
         if official is not None:
-            official_ok = torch.equal(official.run_steps(probe, torch.Generator().manual_seed(0), params, 8)[:, :8],
-                                      ours_tokens)
+            official_ok = torch.equal(
+                official.run_steps(probe, torch.Generator().manual_seed(0), params, 8)[:, :8], ours_tokens
+            )
 
     packed = PackedLinears(model)
     packed_bf16 = PackedLinears(model_bf16) if model_bf16 is not None else None
@@ -230,6 +271,7 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
         def fn(y, n):
             with pk.active() if pk else contextlib.nullcontext(), decode_attention.use(attention):
                 return _ours(m, y, params, n, torch.Generator().manual_seed(0))
+
         return fn
 
     def ours_auto(y, n):  # what ARGenerator runs by default: the kernels chosen for this machine
@@ -292,22 +334,40 @@ def run(out: Path, *, threads: int, steps: int, repeats: int, batches: list[int]
                 base = times[baseline][b]
                 # per repeat: the runs of one repeat were interleaved, so their ratio shares the machine's load
                 per_repeat = [o / t for o, t in zip(base, ts)]
-                row.update(speedup=statistics.median(base) / statistics.median(ts),
-                           speedup_per_repeat=per_repeat)
+                row.update(speedup=statistics.median(base) / statistics.median(ts), speedup_per_repeat=per_repeat)
             rows.append(row)
     record = {
-        "kind": "ar-floor-report", "model": "alitok-b (random weights)", "sampling": params.to_dict(),
-        "steps_measured": steps, "steps_reported": OFFICIAL_STEPS, "extrapolated": steps != OFFICIAL_STEPS,
-        "repeats": repeats, "interleaved": True, "batches": batches, "speedup_against": baseline,
+        "kind": "ar-floor-report",
+        "model": "alitok-b (random weights)",
+        "sampling": params.to_dict(),
+        "steps_measured": steps,
+        "steps_reported": OFFICIAL_STEPS,
+        "extrapolated": steps != OFFICIAL_STEPS,
+        "repeats": repeats,
+        "interleaved": True,
+        "batches": batches,
+        "speedup_against": baseline,
         "upstream": official.provenance if official is not None else None,
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "load_average_start": load_start, "load_average_end": load_average(), "floors": fl, "floor_seconds": floor_s,
+        "load_average_start": load_start,
+        "load_average_end": load_average(),
+        "floors": fl,
+        "floor_seconds": floor_s,
         "floors_paired": {name: {b: fs for b, fs in per_batch.items()} for name, per_batch in paired.items()},
         "floor_range": floor_range(paired),
-        "compile_s": compile_s, "replica_matches_ours": replica_ok, "official_matches_ours": official_ok,
-        "kernels": {"linear": gen.linear_kernel(), "attention": gen.attention_kernel(),
-                    "choices": kernel_choice.recorded()},  # after gen's kernel queries: their choices included
-        "torch": torch.__version__, "cpu": cpu_name(), "code": code, "command": command, "rows": rows,
+        "compile_s": compile_s,
+        "replica_matches_ours": replica_ok,
+        "official_matches_ours": official_ok,
+        "kernels": {
+            "linear": gen.linear_kernel(),
+            "attention": gen.attention_kernel(),
+            "choices": kernel_choice.recorded(),
+        },  # after gen's kernel queries: their choices included
+        "torch": torch.__version__,
+        "cpu": cpu_name(),
+        "code": code,
+        "command": command,
+        "rows": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / f"{stem}.json", record)
@@ -319,75 +379,102 @@ def _drift(rng: dict | None) -> str:
     if not rng:
         return ""
     (r0, r1), (m0, m1) = rng["read_gbps"], rng["matmul_fp32_gflops"]
-    return (f"; measured again before every run: read {r0:.1f}-{r1:.1f} GB/s, fp32 matmul {m0:.0f}-{m1:.0f} "
-            f"GFLOP/s. Each run is divided by its own floor; x floor is the median of those ratios")
+    return (
+        f"; measured again before every run: read {r0:.1f}-{r1:.1f} GB/s, fp32 matmul {m0:.0f}-{m1:.0f} "
+        f"GFLOP/s. Each run is divided by its own floor; x floor is the median of those ratios"
+    )
 
 
 def _baseline_label(record: dict) -> str:
     return {"official-generate": "upstream's generate", "replica-loop": "the replica loop (not upstream's code)"}.get(
-        record.get("speedup_against"), "n/a")
+        record.get("speedup_against"), "n/a"
+    )
 
 
 def markdown(record: dict) -> str:
     fl = record["floors"]
     code = record.get("code") or {}
     up = record.get("upstream")
-    upstream_line = (f"Upstream: `{up['function']}` from {up['checkout']} (commit {up['commit']}"
-                     f"{', dirty' if up.get('dirty') else ''}), loaded with the same weights; its first 8 tokens "
-                     f"equal ours: {record.get('official_matches_ours')}.\n" if up else
-                     "Upstream's code did not run (no --upstream): nothing below is an official figure.\n")
+    upstream_line = (
+        f"Upstream: `{up['function']}` from {up['checkout']} (commit {up['commit']}"
+        f"{', dirty' if up.get('dirty') else ''}), loaded with the same weights; its first 8 tokens "
+        f"equal ours: {record.get('official_matches_ours')}.\n"
+        if up
+        else "Upstream's code did not run (no --upstream): nothing below is an official figure.\n"
+    )
     kernels = record.get("kernels") or {}
     load, threads = record.get("load_average_start") or [0.0], record["threads"].get("torch") or 1
-    warn = (f"**The machine was loaded (load average {load[0]} at the start on {threads} timed threads; other "
-            "processes share the cores): the timings below are not representative of this code on this CPU; "
-            "rerun on a quiet machine.**\n\n" if load and load[0] > threads else "")
+    warn = (
+        f"**The machine was loaded (load average {load[0]} at the start on {threads} timed threads; other "
+        "processes share the cores): the timings below are not representative of this code on this CPU; "
+        "rerun on a quiet machine.**\n\n"
+        if load and load[0] > threads
+        else ""
+    )
     if record["extrapolated"]:
-        warn += ("**Extrapolated from the first steps: a KV-cached AR step grows with its cache, so the 273-step "
-                 "figures are indicative only.**\n\n")
-    head = (f"# AR sampler vs hardware floors: AliTok-B, CFG, random weights\n\n"
-            f"CPU {record.get('cpu', 'n/a')}; threads {record['threads']}; load average "
-            f"{record['load_average_start']} -> {record['load_average_end']}; torch {record['torch']}; commit "
-            f"{code.get('git_sha', 'n/a')}{' (dirty)' if code.get('dirty') else ''}"
-            f"; {record['repeats']} interleaved repeats; {record['steps_measured']} of 273 steps measured"
-            f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n\n{warn}"
-            f"{'Command: `' + record['command'] + '`.' + chr(10) if record.get('command') else ''}"
-            f"{upstream_line}"
-            f"Kernels chosen for this machine (ours-auto): Linear {kernels.get('linear', 'n/a')}, decode attention "
-            f"{kernels.get('attention', 'n/a')}.\n"
-            f"Floors measured in-process: fp32 matmul {fl['matmul_fp32_gflops']:.1f} GFLOP/s (best kernel; "
-            f"torch.mm alone {fl.get('matmul_fp32_gflops_aten', float('nan')):.1f}), bf16 matmul "
-            f"{fl['matmul_bf16_gflops']:.1f} GFLOP/s, read {fl['read_gbps']:.1f} GB/s at the start"
-            f"{_drift(record.get('floor_range'))}. Compile time "
-            f"{record['compile_s'] and round(record['compile_s'], 1)} s (excluded). Replica draws our tokens: "
-            f"{record['replica_matches_ours']}.\n\n"
-            "| variant | batch | median s (273 steps) | min-max s | spread | floor | floor s | x floor | "
-            f"x floor min-max | x roofline | speed-up vs {_baseline_label(record)} (per repeat) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+        warn += (
+            "**Extrapolated from the first steps: a KV-cached AR step grows with its cache, so the 273-step "
+            "figures are indicative only.**\n\n"
+        )
+    head = (
+        f"# AR sampler vs hardware floors: AliTok-B, CFG, random weights\n\n"
+        f"CPU {record.get('cpu', 'n/a')}; threads {record['threads']}; load average "
+        f"{record['load_average_start']} -> {record['load_average_end']}; torch {record['torch']}; commit "
+        f"{code.get('git_sha', 'n/a')}{' (dirty)' if code.get('dirty') else ''}"
+        f"; {record['repeats']} interleaved repeats; {record['steps_measured']} of 273 steps measured"
+        f"{' (times scaled to 273 steps: extrapolated)' if record['extrapolated'] else ''}.\n\n{warn}"
+        f"{'Command: `' + record['command'] + '`.' + chr(10) if record.get('command') else ''}"
+        f"{upstream_line}"
+        f"Kernels chosen for this machine (ours-auto): Linear {kernels.get('linear', 'n/a')}, decode attention "
+        f"{kernels.get('attention', 'n/a')}.\n"
+        f"Floors measured in-process: fp32 matmul {fl['matmul_fp32_gflops']:.1f} GFLOP/s (best kernel; "
+        f"torch.mm alone {fl.get('matmul_fp32_gflops_aten', float('nan')):.1f}), bf16 matmul "
+        f"{fl['matmul_bf16_gflops']:.1f} GFLOP/s, read {fl['read_gbps']:.1f} GB/s at the start"
+        f"{_drift(record.get('floor_range'))}. Compile time "
+        f"{record['compile_s'] and round(record['compile_s'], 1)} s (excluded). Replica draws our tokens: "
+        f"{record['replica_matches_ours']}.\n\n"
+        "| variant | batch | median s (273 steps) | min-max s | spread | floor | floor s | x floor | "
+        f"x floor min-max | x roofline | speed-up vs {_baseline_label(record)} (per repeat) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
 
     def speedup(r):
         if "speedup" not in r:
             return "n/a"
         return f"{r['speedup']:.2f} ({', '.join(f'{x:.2f}' for x in r['speedup_per_repeat'])})"
-    lines = [f"| {r['variant']} | {r['batch']} | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | "
-             f"{r['spread']:.0%} | {r['floor'].replace('_s', '')} | {r['floor_s']:.2f} | {r['x_floor']:.2f} | "
-             f"{r['x_floor_min']:.2f}-{r['x_floor_max']:.2f} | {r['x_roofline']:.2f} | {speedup(r)} |"
-             for r in record["rows"]]
-    floors_line = "; ".join(f"batch {b}: " + ", ".join(f"{k.replace('_s', '')} {v:.2f} s" for k, v in f.items())
-                            for b, f in record.get("floor_seconds", {}).items())
-    return head + "\n".join(lines) + "\n" + (f"\nFloors at the start (273 steps): {floors_line}.\n" if floors_line else "")
+
+    lines = [
+        f"| {r['variant']} | {r['batch']} | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | "
+        f"{r['spread']:.0%} | {r['floor'].replace('_s', '')} | {r['floor_s']:.2f} | {r['x_floor']:.2f} | "
+        f"{r['x_floor_min']:.2f}-{r['x_floor_max']:.2f} | {r['x_roofline']:.2f} | {speedup(r)} |"
+        for r in record["rows"]
+    ]
+    floors_line = "; ".join(
+        f"batch {b}: " + ", ".join(f"{k.replace('_s', '')} {v:.2f} s" for k, v in f.items())
+        for b, f in record.get("floor_seconds", {}).items()
+    )
+    return (
+        head + "\n".join(lines) + "\n" + (f"\nFloors at the start (273 steps): {floors_line}.\n" if floors_line else "")
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--out", type=Path, default=Path("results/speed"), help="folder for the JSON and Markdown")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (set and recorded)")
     ap.add_argument("--steps", type=int, default=OFFICIAL_STEPS, help="steps timed (scaled to 273 if fewer)")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant and batch")
     ap.add_argument("--batches", type=int, nargs="+", default=[2, 16])
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
-    ap.add_argument("--upstream", type=Path, default=None, metavar="DIR",
-                    help="folder of official checkouts: time upstream's own generate (DIR/alitok) beside ours")
+    ap.add_argument(
+        "--upstream",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of official checkouts: time upstream's own generate (DIR/alitok) beside ours",
+    )
     ap.add_argument("--variants", nargs="+", default=None, choices=VARIANTS, help="default: every variant")
     ap.add_argument("--stem", default="ar_floor_report", help="output file names: <out>/<stem>.{json,md}")
     return ap
@@ -403,8 +490,18 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--steps: must lie in 1..{OFFICIAL_STEPS}, got {a.steps}")  # one line, exit 2
     command = "python -m harness.speed.ar_floor_report " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        record = run(a.out, threads=a.threads, steps=a.steps, repeats=a.repeats, batches=a.batches,
-                     compile=not a.no_compile, upstream=a.upstream, variants=a.variants, stem=a.stem, command=command)
+        record = run(
+            a.out,
+            threads=a.threads,
+            steps=a.steps,
+            repeats=a.repeats,
+            batches=a.batches,
+            compile=not a.no_compile,
+            upstream=a.upstream,
+            variants=a.variants,
+            stem=a.stem,
+            command=command,
+        )
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
     print(markdown(record))

@@ -9,11 +9,13 @@ land on the few measured steps), so a side-by-side run times the AR models in fu
 the diffusion model. Models are interleaved repeat by repeat (A B A B ...) so a ratio between two models is
 measured under the same machine load.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import gc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -33,22 +35,22 @@ LINEAR_KERNELS = ("auto", "onednn", "aten")
 @dataclasses.dataclass(frozen=True)
 class BenchSettings:
     batch_size: int = 64
-    dtype: str = "fp32"            # fp32 | tf32 (fp32 storage, TF32 matmuls) | bf16 (autocast)
-    cfg: bool = True               # False: cfg_scale 1.0 (no doubled batch)
-    steps: int | None = None       # diffusion step count override; AR: fixed by the token count
+    dtype: str = "fp32"  # fp32 | tf32 (fp32 storage, TF32 matmuls) | bf16 (autocast)
+    cfg: bool = True  # False: cfg_scale 1.0 (no doubled batch)
+    steps: int | None = None  # diffusion step count override; AR: fixed by the token count
     steps_limit: int | None = None  # time only this many network calls and extrapolate
     # per-model overrides of steps_limit, (registry name, limit): e.g. AR timed in full beside a diffusion
     # model timed on a few calls (a diffusion call costs the same at every step; an AR step grows with its cache)
     model_steps_limits: tuple[tuple[str, int], ...] = ()
     compile: bool = False
-    kv_cache: bool = True          # AR: off = full recompute per step (ARGenerator); others record "n/a"
+    kv_cache: bool = True  # AR: off = full recompute per step (ARGenerator); others record "n/a"
     repeats: int = 3
     warmup: int = 1
     seed: int = 0
     random_weights: bool = False
-    linear: str = "auto"           # aten: PyTorch's own Linear (packing off), for before/after comparisons
-    attention: str = "auto"        # sdpa: AR decode attention through PyTorch's SDPA (C kernel off)
-    calibrate: bool = False        # time harness.speed.calibration before every repeat (CPU machine drift)
+    linear: str = "auto"  # aten: PyTorch's own Linear (packing off), for before/after comparisons
+    attention: str = "auto"  # sdpa: AR decode attention through PyTorch's SDPA (C kernel off)
+    calibrate: bool = False  # time harness.speed.calibration before every repeat (CPU machine drift)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -96,8 +98,14 @@ class BenchSettings:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"batch_size": [64], "dtype": "fp32", "cfg": True, "repeats": 3, "warmup": 1},
     "gpu-check": {"batch_size": [64], "dtype": "bf16", "cfg": True, "repeats": 3, "warmup": 1},
-    "cpu-smoke": {"batch_size": [4], "dtype": "fp32", "cfg": True, "repeats": 3, "warmup": 1,
-                  "models": ["alitok-tiny"]},
+    "cpu-smoke": {
+        "batch_size": [4],
+        "dtype": "fp32",
+        "cfg": True,
+        "repeats": 3,
+        "warmup": 1,
+        "models": ["alitok-tiny"],
+    },
 }
 
 
@@ -127,8 +135,10 @@ def sampling_params(gen: Generator, settings: BenchSettings) -> tuple[Any, dict[
     return params, applied
 
 
-_NON_UNIFORM = ("; indicative only: this generator's later calls cost more than its first (or it does not say), "
-                "and fixed per-run costs land on the measured calls; time it in full for ratios")
+_NON_UNIFORM = (
+    "; indicative only: this generator's later calls cost more than its first (or it does not say), "
+    "and fixed per-run costs land on the measured calls; time it in full for ratios"
+)
 
 
 @dataclasses.dataclass
@@ -141,8 +151,8 @@ class ModelTimings:
     extrapolated: bool
     steps_measured: int | None = None
     total_steps: int | None = None
-    generation: list[float] = dataclasses.field(default_factory=list)   # full-run seconds (scaled if extrapolated)
-    step_calls: list[float] = dataclasses.field(default_factory=list)   # measured seconds of the limited steps
+    generation: list[float] = dataclasses.field(default_factory=list)  # full-run seconds (scaled if extrapolated)
+    step_calls: list[float] = dataclasses.field(default_factory=list)  # measured seconds of the limited steps
     decode: list[float] = dataclasses.field(default_factory=list)
     total: list[float] = dataclasses.field(default_factory=list)
     peak_memory_mib: float | None = None
@@ -158,11 +168,17 @@ class ModelTimings:
     def summary(self) -> dict[str, Any]:
         tot = spread(self.total)
         out: dict[str, Any] = {
-            "images_per_s": self.batch_size / tot.median, "s_per_image": tot.median / self.batch_size,
-            "batch_size": self.batch_size, "repeats": len(self.total), "total_s": tot.to_dict(),
+            "images_per_s": self.batch_size / tot.median,
+            "s_per_image": tot.median / self.batch_size,
+            "batch_size": self.batch_size,
+            "repeats": len(self.total),
+            "total_s": tot.to_dict(),
             "images_per_s_range": [self.batch_size / tot.max, self.batch_size / tot.min],
-            "phases_apart": self.phased, "extrapolated": self.extrapolated,
-            "peak_memory_mib": self.peak_memory_mib, "peak_memory_kind": self.peak_memory_kind}
+            "phases_apart": self.phased,
+            "extrapolated": self.extrapolated,
+            "peak_memory_mib": self.peak_memory_mib,
+            "peak_memory_kind": self.peak_memory_kind,
+        }
         if self.network_calls is not None:
             out["network_calls"] = self.network_calls
         if self.calibration:  # each repeat in units of the machine calibration timed just before it
@@ -173,12 +189,17 @@ class ModelTimings:
             out["decode_s"] = spread(self.decode).to_dict()
         if self.extrapolated:
             step = spread([t / self.steps_measured for t in self.step_calls])
-            out.update({"steps_measured": self.steps_measured, "total_steps": self.total_steps,
-                        "per_step_s": step.to_dict(),
-                        "uniform_step_cost": self.uniform_step_cost,
-                        "method": f"generation = median per-step time x {self.total_steps} steps "
-                                  f"(measured {self.steps_measured}), decode measured in full"
-                                  + ("" if self.uniform_step_cost else _NON_UNIFORM)})
+            out.update(
+                {
+                    "steps_measured": self.steps_measured,
+                    "total_steps": self.total_steps,
+                    "per_step_s": step.to_dict(),
+                    "uniform_step_cost": self.uniform_step_cost,
+                    "method": f"generation = median per-step time x {self.total_steps} steps "
+                    f"(measured {self.steps_measured}), decode measured in full"
+                    + ("" if self.uniform_step_cost else _NON_UNIFORM),
+                }
+            )
         return out
 
     def spread(self) -> Spread:
@@ -188,8 +209,14 @@ class ModelTimings:
 class _Runner:
     """One model at one batch size: one call of ``repeat()`` = one timed repeat."""
 
-    def __init__(self, source: Generator | Callable[[], Generator], settings: BenchSettings, device: torch.device,
-                 calibration: Calibration | None = None, name: str | None = None):
+    def __init__(
+        self,
+        source: Generator | Callable[[], Generator],
+        settings: BenchSettings,
+        device: torch.device,
+        calibration: Calibration | None = None,
+        name: str | None = None,
+    ):
         self.settings, self.device = settings, torch.device(device)
         self.calibration = calibration
         # a factory instead of a generator: build the model for each run and free it after (--low-memory)
@@ -203,22 +230,35 @@ class _Runner:
         self.steps_limit = limit = settings.steps_limit_for(name or gen.name)
         total = gen.total_steps(self.params) if self.phased else None
         if limit is not None and self.phased and total is None:
-            raise UserError(f"--steps-limit: {gen.name}'s solver is adaptive (its call count is known only after "
-                            "a run); time it in full without --steps-limit")
+            raise UserError(
+                f"--steps-limit: {gen.name}'s solver is adaptive (its call count is known only after "
+                "a run); time it in full without --steps-limit"
+            )
         self.extrapolate = bool(self.phased and limit is not None and limit < total)
         if self.extrapolate and isinstance(getattr(gen, "kv_cache", None), bool) and not settings.kv_cache:
-            raise UserError("--steps-limit with --no-kv-cache: without a cache a step costs more the later it "
-                            "comes, so the first steps do not scale; time the full run")
+            raise UserError(
+                "--steps-limit with --no-kv-cache: without a cache a step costs more the later it "
+                "comes, so the first steps do not scale; time the full run"
+            )
         if limit is not None and not self.phased:
-            raise UserError(f"--steps-limit: {gen.name} has no run_steps/total_steps hooks (harness.core.interfaces."
-                            "PhasedGenerator); time it in full without --steps-limit")
-        self.timings = ModelTimings(gen.name, settings.batch_size, self.phased, self.extrapolate,
-                                    limit if self.extrapolate else None, total, applied=applied,
-                                    uniform_step_cost=getattr(gen, "uniform_step_cost", None),
-                                    sampling=self.params.to_dict() if hasattr(self.params, "to_dict") else None,
-                                    info=gen.info(), built_per_run=self.gen is None,
-                                    network_calls=(gen.network_call_counts(self.params)
-                                                   if hasattr(gen, "network_call_counts") else None))
+            raise UserError(
+                f"--steps-limit: {gen.name} has no run_steps/total_steps hooks (harness.core.interfaces."
+                "PhasedGenerator); time it in full without --steps-limit"
+            )
+        self.timings = ModelTimings(
+            gen.name,
+            settings.batch_size,
+            self.phased,
+            self.extrapolate,
+            limit if self.extrapolate else None,
+            total,
+            applied=applied,
+            uniform_step_cost=getattr(gen, "uniform_step_cost", None),
+            sampling=self.params.to_dict() if hasattr(self.params, "to_dict") else None,
+            info=gen.info(),
+            built_per_run=self.gen is None,
+            network_calls=(gen.network_call_counts(self.params) if hasattr(gen, "network_call_counts") else None),
+        )
         self._count = 0
 
     def _build(self) -> Generator:
@@ -311,15 +351,26 @@ class _Runner:
 
 def _check_output(gen: Generator, images: Any, batch: int) -> None:
     # a benchmark of something that did not produce the images would be a wrong number
-    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.shape[0] == batch
-            and images.ndim == 4 and images.shape[-1] == 3):
-        raise RuntimeError(f"{gen.name}: expected uint8 [{batch},H,W,3] images, got "
-                           f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
+    if not (
+        isinstance(images, torch.Tensor)
+        and images.dtype == torch.uint8
+        and images.shape[0] == batch
+        and images.ndim == 4
+        and images.shape[-1] == 3
+    ):
+        raise RuntimeError(
+            f"{gen.name}: expected uint8 [{batch},H,W,3] images, got "
+            f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}"
+        )
 
 
-def bench_interleaved(generators: list[Generator | Callable[[], Generator]], settings: BenchSettings,
-                      device: torch.device | str, progress: Callable[[str], None] | None = None,
-                      names: list[str] | None = None) -> list[ModelTimings]:
+def bench_interleaved(
+    generators: list[Generator | Callable[[], Generator]],
+    settings: BenchSettings,
+    device: torch.device | str,
+    progress: Callable[[str], None] | None = None,
+    names: list[str] | None = None,
+) -> list[ModelTimings]:
     """Warm every model up, then time repeat r of every model before repeat r+1 of any (A B A B ...).
 
     ``generators``: instances, held for the whole run, or factories, called before each run (untimed)
@@ -346,8 +397,10 @@ def bench_interleaved(generators: list[Generator | Callable[[], Generator]], set
         for r in runners:
             r.repeat()
             if progress:
-                progress(f"repeat {i + 1}/{settings.repeats} {r.timings.name} batch {settings.batch_size}: "
-                         f"{r.timings.total[-1]:.3f} s{' (generation extrapolated)' if r.extrapolate else ''}")
+                progress(
+                    f"repeat {i + 1}/{settings.repeats} {r.timings.name} batch {settings.batch_size}: "
+                    f"{r.timings.total[-1]:.3f} s{' (generation extrapolated)' if r.extrapolate else ''}"
+                )
     return [r.timings for r in runners]
 
 
@@ -356,33 +409,45 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     labelled with the implementations it compares (``upstream:upstream``, ``project:project``, mixed)."""
     out = []
     for i, a in enumerate(rows):
-        for b in rows[i + 1:]:
+        for b in rows[i + 1 :]:
             if (a["batch_size"], a["dtype"]) != (b["batch_size"], b["dtype"]):
                 continue
             impl = (a.get("implementation", "project"), b.get("implementation", "project"))
-            out.append({"a": a["model"], "b": b["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
-                        # upstream:upstream and project:project are the fair AR : diffusion ratios;
-                        # upstream:project (or the reverse) is a speed-up of one implementation over the other
-                        "implementations": f"{impl[0]}:{impl[1]}",
-                        "images_per_s_ratio": a["images_per_s"] / b["images_per_s"],
-                        "extrapolated": bool(a["extrapolated"] or b["extrapolated"]),
-                        "extrapolated_models": [r["model"] for r in (a, b) if r["extrapolated"]]})
+            out.append(
+                {
+                    "a": a["model"],
+                    "b": b["model"],
+                    "batch_size": a["batch_size"],
+                    "dtype": a["dtype"],
+                    # upstream:upstream and project:project are the fair AR : diffusion ratios;
+                    # upstream:project (or the reverse) is a speed-up of one implementation over the other
+                    "implementations": f"{impl[0]}:{impl[1]}",
+                    "images_per_s_ratio": a["images_per_s"] / b["images_per_s"],
+                    "extrapolated": bool(a["extrapolated"] or b["extrapolated"]),
+                    "extrapolated_models": [r["model"] for r in (a, b) if r["extrapolated"]],
+                }
+            )
     return out
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| model | batch | dtype | images/s | s/image | total median s (IQR) | generation s | decode s "
-            "| per-step s | peak MiB | extrapolated |")
+    head = (
+        "| model | batch | dtype | images/s | s/image | total median s (IQR) | generation s | decode s "
+        "| per-step s | peak MiB | extrapolated |"
+    )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
 
     def s(d: dict | None, key: str = "median") -> str:
         return f"{d[key]:.4g}" if d else "n/a"
+
     for r in rows:
         mem = f"{r['peak_memory_mib']:.0f}" if r.get("peak_memory_mib") is not None else "n/a"
-        lines.append(f"| {r['model']} | {r['batch_size']} | {r['dtype']} | {r['images_per_s']:.4g} | "
-                     f"{r['s_per_image']:.4g} | {r['total_s']['median']:.4g} ({r['total_s']['iqr']:.2g}) | "
-                     f"{s(r.get('generation_s'))} | {s(r.get('decode_s'))} | {s(r.get('per_step_s'))} | {mem} | "
-                     f"{'yes' if r['extrapolated'] else 'no'} |")
+        lines.append(
+            f"| {r['model']} | {r['batch_size']} | {r['dtype']} | {r['images_per_s']:.4g} | "
+            f"{r['s_per_image']:.4g} | {r['total_s']['median']:.4g} ({r['total_s']['iqr']:.2g}) | "
+            f"{s(r.get('generation_s'))} | {s(r.get('decode_s'))} | {s(r.get('per_step_s'))} | {mem} | "
+            f"{'yes' if r['extrapolated'] else 'no'} |"
+        )
     return "\n".join(lines)
 
 
@@ -406,12 +471,25 @@ def runs_agree(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> li
         if b is None:
             continue
         sa, sb = as_spread(a["total_s"]), as_spread(b["total_s"])
-        row = {"model": a["model"], "batch_size": a["batch_size"], "dtype": a["dtype"],
-               "median_s": [sa.median, sb.median], "range_s": [sa.range, sb.range],
-               "difference_s": abs(sa.median - sb.median), "unit": "s", "agree": agree(sa, sb)}
+        row = {
+            "model": a["model"],
+            "batch_size": a["batch_size"],
+            "dtype": a["dtype"],
+            "median_s": [sa.median, sb.median],
+            "range_s": [sa.range, sb.range],
+            "difference_s": abs(sa.median - sb.median),
+            "unit": "s",
+            "agree": agree(sa, sb),
+        }
         if "total_calibrations" in a and "total_calibrations" in b:
             ca, cb = as_spread(a["total_calibrations"]), as_spread(b["total_calibrations"])
-            row.update({"unit": "calibrations", "median_calibrations": [ca.median, cb.median],
-                        "range_calibrations": [ca.range, cb.range], "agree": agree(ca, cb)})
+            row.update(
+                {
+                    "unit": "calibrations",
+                    "median_calibrations": [ca.median, cb.median],
+                    "range_calibrations": [ca.range, cb.range],
+                    "agree": agree(ca, cb),
+                }
+            )
         out.append(row)
     return out

@@ -14,6 +14,7 @@ small-batch decode step): 4 rows through oneDNN over packed weights far larger t
 cache, called through PyTorch's ops directly, so a regression in this project's own Linear path
 (``harness.nn.kernels.packed_linear``) still shows against it.
 """
+
 from __future__ import annotations
 
 import time
@@ -43,7 +44,7 @@ class Calibration(_Workload):
     def __init__(self) -> None:
         g = torch.Generator().manual_seed(0)
         self.a, self.b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
-        self.big = torch.ones(64 * 2 ** 20)  # 256 MB fp32: well past any last-level cache
+        self.big = torch.ones(64 * 2**20)  # 256 MB fp32: well past any last-level cache
         rng = np.random.default_rng(0)
         self.x, self.y = rng.standard_normal((768, 768)), rng.standard_normal((768, 768))
 
@@ -54,8 +55,9 @@ class Calibration(_Workload):
         return float((self.x @ self.y)[0, 0])
 
 
-STREAM_WORKLOAD = ("4 passes of 4 rows x 16 fp32 weights of 2048 x 2048 (256 MB), oneDNN packed where it exists, "
-                   "else F.linear")
+STREAM_WORKLOAD = (
+    "4 passes of 4 rows x 16 fp32 weights of 2048 x 2048 (256 MB), oneDNN packed where it exists, else F.linear"
+)
 
 
 class StreamCalibration(_Workload):

@@ -10,6 +10,7 @@
 
 Best of n, not the median: a floor is what the hardware *can* do; noise only makes a run slower.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,7 @@ def _best(fn, repeats: int) -> float:
     return best
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32,
-                  kernel: str = "best") -> float:
+def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32, kernel: str = "best") -> float:
     """Peak GFLOP/s of an ``n x n @ n x n`` matmul (2 n^3 FLOPs); ``kernel`` ``aten`` (``torch.mm``),
     ``onednn-packed`` (CPU only) or ``best`` (the faster of the two available)."""
     g = torch.Generator().manual_seed(0)
@@ -38,17 +38,17 @@ def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.fl
     best = 0.0
     if kernel in ("aten", "best"):
         out = torch.empty(n, n, dtype=dtype)
-        best = 2 * n ** 3 / _best(lambda: torch.mm(a, b, out=out), repeats) / 1e9
+        best = 2 * n**3 / _best(lambda: torch.mm(a, b, out=out), repeats) / 1e9
     if kernel in ("onednn-packed", "best") and packed_linear.available("cpu", dtype):
         w = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), None)  # linear(a, b^T) = a @ b
         run = lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")  # noqa: E731
-        best = max(best, 2 * n ** 3 / _best(run, repeats) / 1e9)
+        best = max(best, 2 * n**3 / _best(run, repeats) / 1e9)
     return best
 
 
 def read_gbps(megabytes: int = 512, repeats: int = 5) -> float:
     """Memory read bandwidth in GB/s: ``sum`` over a fp32 tensor of ``megabytes`` MB."""
-    x = torch.ones(megabytes * 2 ** 20 // 4)
+    x = torch.ones(megabytes * 2**20 // 4)
     seconds = _best(lambda: x.sum(), repeats)
     return x.numel() * 4 / seconds / 1e9
 
@@ -64,6 +64,10 @@ def measure(threads: int | None = None) -> dict[str, float | int]:
     """All floors at ``threads`` torch threads (default: the current setting), with the setting."""
     if threads:
         torch.set_num_threads(threads)
-    return {"threads": torch.get_num_threads(), "matmul_fp32_gflops": matmul_gflops(),
-            "matmul_fp32_gflops_aten": matmul_gflops(kernel="aten"),
-            "matmul_bf16_gflops": matmul_gflops(dtype=torch.bfloat16), "read_gbps": read_gbps()}
+    return {
+        "threads": torch.get_num_threads(),
+        "matmul_fp32_gflops": matmul_gflops(),
+        "matmul_fp32_gflops_aten": matmul_gflops(kernel="aten"),
+        "matmul_bf16_gflops": matmul_gflops(dtype=torch.bfloat16),
+        "read_gbps": read_gbps(),
+    }

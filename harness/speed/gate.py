@@ -29,6 +29,7 @@ and its line says which it used.
     python -m harness.speed.gate --save results/bench/run1.json results/bench/run2.json --baselines results/bench/baselines
     python -m harness.speed.gate --check results/bench/pytest-benchmark-latest.json --baselines results/bench/baselines
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,9 +74,14 @@ def _is_calibration(name: str) -> bool:
 
 
 def _medians(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {b["fullname"]: {"median": b["stats"]["median"], "iqr": b["stats"]["iqr"],
-                            "unit": (b.get("extra_info") or {}).get("calibration", "mixed")}
-            for b in data["benchmarks"]}
+    return {
+        b["fullname"]: {
+            "median": b["stats"]["median"],
+            "iqr": b["stats"]["iqr"],
+            "unit": (b.get("extra_info") or {}).get("calibration", "mixed"),
+        }
+        for b in data["benchmarks"]
+    }
 
 
 def _class_of(data: dict[str, Any], path) -> str:
@@ -114,15 +120,24 @@ def make_baseline(run1: dict[str, Any], run2: dict[str, Any]) -> dict[str, Any]:
         mean = (u1 + u2) / 2
         run_to_run = abs(u1 - u2) / mean
         within = max(a[name]["iqr"] / m1, b[name]["iqr"] / m2)
-        rows[name] = {"median_s": (m1 + m2) / 2, "medians_s": [m1, m2], "run_to_run": run_to_run,
-                      "within_run_iqr": within, "unit": unit,
-                      "threshold": max(MIN_THRESHOLD, RUN_TO_RUN_FACTOR * run_to_run, IQR_FACTOR * within)}
+        rows[name] = {
+            "median_s": (m1 + m2) / 2,
+            "medians_s": [m1, m2],
+            "run_to_run": run_to_run,
+            "within_run_iqr": within,
+            "unit": unit,
+            "threshold": max(MIN_THRESHOLD, RUN_TO_RUN_FACTOR * run_to_run, IQR_FACTOR * within),
+        }
         if unit != "seconds":
             rows[name]["median_calibrations"] = mean
-    return {"machine_class": run1["machine_info"]["machine_class"], "machine_info": run1["machine_info"],
-            "rule": f"threshold = max({MIN_THRESHOLD}, {RUN_TO_RUN_FACTOR} x run-to-run, {IQR_FACTOR} x IQR/median)",
-            "units": {u: UNITS[u] for u in sorted(both)},
-            "calibration_s": {u: [ca[u], cb[u]] for u in sorted(both)}, "benchmarks": rows}
+    return {
+        "machine_class": run1["machine_info"]["machine_class"],
+        "machine_info": run1["machine_info"],
+        "rule": f"threshold = max({MIN_THRESHOLD}, {RUN_TO_RUN_FACTOR} x run-to-run, {IQR_FACTOR} x IQR/median)",
+        "units": {u: UNITS[u] for u in sorted(both)},
+        "calibration_s": {u: [ca[u], cb[u]] for u in sorted(both)},
+        "benchmarks": rows,
+    }
 
 
 def _baseline_calibrations(baseline: dict[str, Any]) -> dict[str, float]:
@@ -139,8 +154,10 @@ def check(current: dict[str, Any], baseline: dict[str, Any]) -> tuple[list[str],
     cal, ref_cal = _calibrations(now), _baseline_calibrations(baseline)
     failures, lines = [], []
     for unit in sorted(set(cal) & set(ref_cal)):
-        lines.append(f"calib    {UNITS[unit]}: {cal[unit]:.4g} s vs {ref_cal[unit]:.4g} s "
-                     f"({cal[unit] / ref_cal[unit] - 1:+.1%}: the machine for {unit}-bound work)")
+        lines.append(
+            f"calib    {UNITS[unit]}: {cal[unit]:.4g} s vs {ref_cal[unit]:.4g} s "
+            f"({cal[unit] / ref_cal[unit] - 1:+.1%}: the machine for {unit}-bound work)"
+        )
     for name, ref in baseline["benchmarks"].items():
         if name not in now:
             lines.append(f"missing  {name} (in the baseline, not in this run)")
@@ -154,13 +171,18 @@ def check(current: dict[str, Any], baseline: dict[str, Any]) -> tuple[list[str],
         raw = now[name]["median"] / ref["median_s"]
         bad = ratio > 1.0 + ref["threshold"]
         how = f"; {ratio - 1:+.1%} in {unit} calibrations" if calibrated else "; absolute seconds"
-        line = (f"{'FAIL' if bad else 'ok':8} {name}: median {now[name]['median']:.4g} s vs {ref['median_s']:.4g} s "
-                f"({raw - 1:+.1%}{how}, threshold +{ref['threshold']:.0%})")
+        line = (
+            f"{'FAIL' if bad else 'ok':8} {name}: median {now[name]['median']:.4g} s vs {ref['median_s']:.4g} s "
+            f"({raw - 1:+.1%}{how}, threshold +{ref['threshold']:.0%})"
+        )
         lines.append(line)
         if bad:
             failures.append(line)
-    lines += [f"new      {n} (not in the baseline)" for n in sorted(set(now) - set(baseline["benchmarks"]))
-              if not _is_calibration(n)]
+    lines += [
+        f"new      {n} (not in the baseline)"
+        for n in sorted(set(now) - set(baseline["benchmarks"]))
+        if not _is_calibration(n)
+    ]
     return failures, lines
 
 
@@ -181,21 +203,28 @@ def main(argv: list[str] | None = None) -> int:
             runs = [_read(x) for x in args.save]
             classes = {_class_of(d, x) for d, x in zip(runs, args.save)}
             if len(classes) != 1:
-                raise UserError(f"--save: the two runs are from different machine classes ({', '.join(sorted(classes))})")
+                raise UserError(
+                    f"--save: the two runs are from different machine classes ({', '.join(sorted(classes))})"
+                )
             base = make_baseline(*runs)
             folder.mkdir(parents=True, exist_ok=True)
             from harness.core.io import write_json_atomic
 
             write_json_atomic(folder / f"{base['machine_class']}.json", base)
             for name, r in base["benchmarks"].items():
-                print(f"{name}: {r['median_s']:.4g} s, run-to-run {r['run_to_run']:.1%}, threshold {r['threshold']:.0%}")
+                print(
+                    f"{name}: {r['median_s']:.4g} s, run-to-run {r['run_to_run']:.1%}, threshold {r['threshold']:.0%}"
+                )
             return 0
         current = _read(args.check)
         cls = _class_of(current, args.check)
         path = folder / f"{cls}.json"
         if not path.is_file():
-            print(f"gate: no baseline for machine class {cls!r} in {folder}; nothing compared. Make one from two runs: "
-                  f"python -m harness.speed.gate --save RUN1 RUN2 --baselines {folder}", file=sys.stderr)
+            print(
+                f"gate: no baseline for machine class {cls!r} in {folder}; nothing compared. Make one from two runs: "
+                f"python -m harness.speed.gate --save RUN1 RUN2 --baselines {folder}",
+                file=sys.stderr,
+            )
             return 0
         failures, lines = check(current, read_json(path))
         print("\n".join(lines))

@@ -7,6 +7,7 @@
 - Peak memory: CUDA ``max_memory_allocated`` since the last reset; CPU the growth of the process's
   peak RSS (a high-water mark: it only shows memory beyond what the process already peaked at).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,8 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -44,7 +46,7 @@ class Spread:
     def to_dict(self) -> dict[str, float]:
         return {**dataclasses.asdict(self), "iqr": self.iqr, "range": self.range}
 
-    def scaled(self, factor: float) -> "Spread":
+    def scaled(self, factor: float) -> Spread:
         return Spread(self.n, *(v * factor for v in (self.median, self.q1, self.q3, self.min, self.max, self.mean)))
 
 
@@ -135,7 +137,7 @@ class PeakMemory:
         self.mib: float | None = None
         self.kind = "cuda_max_allocated" if self.device.type == "cuda" else "cpu_peak_rss_growth"
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -180,17 +182,30 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         props = torch.cuda.get_device_properties(device)
-        extra = {"gpu_memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
-                 "cudnn": torch.backends.cudnn.version(), "gpu_count": torch.cuda.device_count()}
+        extra = {
+            "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "gpu_count": torch.cuda.device_count(),
+        }
     else:
         name = cpu_name()
         extra = {}
-    return {"device": str(device), "device_name": name, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, **extra}
+    return {
+        "device": str(device),
+        "device_name": name,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        **extra,
+    }
 
 
 def cpu_name() -> str:

@@ -18,6 +18,7 @@ their own module globals.
 Families wired so far: AliTok (ali-vilab/alitok, ``modeling/ar.py``). Others are listed in
 ``NOT_WIRED`` and named in the output rather than silently skipped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,9 @@ import importlib
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -41,10 +43,10 @@ _lock = threading.Lock()
 class Adapter:
     """How one registered model maps onto an upstream checkout."""
 
-    checkout: str     # folder under UPSTREAM
-    config: str       # the checkout's config file for this size
-    module: str       # the module holding the model class
-    cls: str          # the model class; its ``generate`` is what runs
+    checkout: str  # folder under UPSTREAM
+    config: str  # the checkout's config file for this size
+    module: str  # the module holding the model class
+    cls: str  # the model class; its ``generate`` is what runs
 
 
 # registry name (with or without the -random suffix) -> upstream
@@ -53,7 +55,10 @@ ADAPTERS: dict[str, Adapter] = {
     for size in ("b", "l", "xl")
 }
 NOT_WIRED = {  # compared families whose official sampler is not driven from here yet
-    "lightningdit": "LightningDiT", "rar": "1d-tokenizer", "llamagen": "LlamaGen", "dit": "DiT",
+    "lightningdit": "LightningDiT",
+    "rar": "1d-tokenizer",
+    "llamagen": "LlamaGen",
+    "dit": "DiT",
 }
 
 
@@ -63,20 +68,26 @@ def adapter_for(name: str) -> Adapter | None:
 
 def git_commit(checkout: Path) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of a checkout (None where it is not a git tree)."""
+
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", "-C", str(checkout), *args], check=True, capture_output=True,
-                                  text=True, timeout=30).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(checkout), *args], check=True, capture_output=True, text=True, timeout=30
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
+
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
 def _top_level_names(checkout: Path) -> set[str]:
-    return {p.stem if p.suffix == ".py" else p.name for p in checkout.iterdir()
-            if (p.suffix == ".py" and p.is_file()) or (p.is_dir() and not p.name.startswith("."))}
+    return {
+        p.stem if p.suffix == ".py" else p.name
+        for p in checkout.iterdir()
+        if (p.suffix == ".py" and p.is_file()) or (p.is_dir() and not p.name.startswith("."))
+    }
 
 
 @contextlib.contextmanager
@@ -104,8 +115,9 @@ def _module_file(module: Any, checkout: Path) -> str:
     return str(path)
 
 
-def load_official(name: str, upstream: Path, state_dict: dict[str, torch.Tensor],
-                  device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_official(
+    name: str, upstream: Path, state_dict: dict[str, torch.Tensor], device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Upstream's model class for registry model ``name``, built from its own config and loaded
     strictly with ``state_dict`` -> ``(model, provenance)``."""
     adapter = adapter_for(name)
@@ -113,8 +125,10 @@ def load_official(name: str, upstream: Path, state_dict: dict[str, torch.Tensor]
         raise UserError(f"--upstream: no upstream adapter for {name} (wired: {', '.join(ADAPTERS)})")
     checkout = (Path(upstream) / adapter.checkout).resolve()
     if not (checkout / adapter.config).is_file():
-        raise UserError(f"--upstream: {checkout / adapter.config}: not found (expected the official "
-                        f"{adapter.checkout} checkout under {upstream})")
+        raise UserError(
+            f"--upstream: {checkout / adapter.config}: not found (expected the official "
+            f"{adapter.checkout} checkout under {upstream})"
+        )
     try:
         with _importing_from(checkout):
             demo_util = importlib.import_module("demo_util")
@@ -123,18 +137,25 @@ def load_official(name: str, upstream: Path, state_dict: dict[str, torch.Tensor]
             config = demo_util.get_config(str(checkout / adapter.config))
             model = getattr(module, adapter.cls)(config)
     except ImportError as e:  # upstream's own requirements (einops, omegaconf) missing
-        raise UserError(f"--upstream: importing {checkout} failed: {e} (pip install einops omegaconf: "
-                        "upstream's requirements)") from None
+        raise UserError(
+            f"--upstream: importing {checkout} failed: {e} (pip install einops omegaconf: upstream's requirements)"
+        ) from None
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as e:
-        raise UserError(f"--upstream: {name}'s weights do not load into {adapter.module}.{adapter.cls}: "
-                        f"{str(e).splitlines()[0]}") from None
+        raise UserError(
+            f"--upstream: {name}'s weights do not load into {adapter.module}.{adapter.cls}: {str(e).splitlines()[0]}"
+        ) from None
     model.eval().requires_grad_(False).to(device)  # as demo_util.get_ar_generator leaves it
     _check_same_weights(model, state_dict)
-    provenance = {"checkout": str(checkout), **git_commit(checkout), "config": adapter.config, "files": files,
-                  "function": f"{adapter.module}.{adapter.cls}.generate",
-                  "weights": "the project model's state dict, loaded strictly"}
+    provenance = {
+        "checkout": str(checkout),
+        **git_commit(checkout),
+        "config": adapter.config,
+        "files": files,
+        "function": f"{adapter.module}.{adapter.cls}.generate",
+        "weights": "the project model's state dict, loaded strictly",
+    }
     return model, provenance
 
 
@@ -158,8 +179,9 @@ class UpstreamARGenerator(Generator):
 
     def __init__(self, project: Generator, upstream: Path, name: str | None = None):
         self.project = project
-        self.model, self.provenance = load_official(name or project.name, upstream, project.model.state_dict(),
-                                                    project.device)
+        self.model, self.provenance = load_official(
+            name or project.name, upstream, project.model.state_dict(), project.device
+        )
         self.name = f"{project.name}-official"
         self.tokenizer = project.tokenizer
         self.num_classes, self.image_size = project.num_classes, project.image_size
@@ -179,23 +201,30 @@ class UpstreamARGenerator(Generator):
 
     def _kwargs(self, params: ARSampling) -> dict[str, Any]:
         if params.cfg_schedule != "power-cosine" or params.top_k or params.top_p != 1.0 or params.cfg_interval != -1:
-            raise UserError(f"--upstream: upstream's generate samples with the power-cosine CFG schedule and no "
-                            f"top-k/top-p; {self.project.name}'s parameters ({params.to_dict()}) differ")
+            raise UserError(
+                f"--upstream: upstream's generate samples with the power-cosine CFG schedule and no "
+                f"top-k/top-p; {self.project.name}'s parameters ({params.to_dict()}) differ"
+            )
         # guidance_scale 0 is upstream's no-CFG path (one batch); 1.0 would still double it
-        return {"guidance_scale": params.cfg_scale if params.cfg_scale != 1.0 else 0.0,
-                "randomize_temperature": params.temperature, "guidance_scale_pow": params.cfg_power}
+        return {
+            "guidance_scale": params.cfg_scale if params.cfg_scale != 1.0 else 0.0,
+            "randomize_temperature": params.temperature,
+            "guidance_scale_pow": params.cfg_power,
+        }
 
     @torch.inference_mode()
-    def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
-                       params: ARSampling | None = None) -> torch.Tensor:
+    def generate_codes(
+        self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None = None
+    ) -> torch.Tensor:
         params = params or self.default_sampling
         labels = self.check_labels(labels).to(self.device)
         torch.manual_seed(generator.initial_seed())  # upstream draws from the global RNG
         self.calls += 1
         return self.model.generate(condition=labels, **self._kwargs(params))
 
-    def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None,
-                  n_steps: int) -> torch.Tensor:
+    def run_steps(
+        self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None, n_steps: int
+    ) -> torch.Tensor:
         full = self.model.image_seq_len
         self.model.image_seq_len = n_steps
         try:
@@ -211,8 +240,9 @@ class UpstreamARGenerator(Generator):
         return self.project.decode_codes(codes)
 
     @torch.inference_mode()
-    def generate(self, labels: torch.Tensor, generator: torch.Generator,
-                 params: ARSampling | None = None) -> torch.Tensor:
+    def generate(
+        self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None = None
+    ) -> torch.Tensor:
         return self.decode_codes(self.generate_codes(labels, generator, params)).to(labels.device)
 
     def release(self) -> None:
@@ -226,9 +256,15 @@ class UpstreamARGenerator(Generator):
         return "upstream (SDPA, concatenating cache)"
 
     def info(self) -> dict[str, Any]:
-        return {**self.project.info(), "name": self.name, "upstream": self.provenance,
-                "linear_kernel": self.linear_kernel(), "attention_kernel": self.attention_kernel(),
-                "kv_cache": "upstream (torch.cat per step)", "decode": f"the project's tokenizer ({self.tokenizer.name})"}
+        return {
+            **self.project.info(),
+            "name": self.name,
+            "upstream": self.provenance,
+            "linear_kernel": self.linear_kernel(),
+            "attention_kernel": self.attention_kernel(),
+            "kv_cache": "upstream (torch.cat per step)",
+            "decode": f"the project's tokenizer ({self.tokenizer.name})",
+        }
 
 
 def official_generator(project: Generator, upstream: Path, name: str | None = None) -> UpstreamARGenerator:

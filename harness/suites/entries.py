@@ -9,6 +9,7 @@ entries into ``ExpandedEntry`` objects, one per run, with labels like
 ``inputs`` name the files a suite needs (checkpoints, references, datasets) with where each comes
 from; ``missing_inputs`` lists what is absent, so ``validate`` can say exactly what to fetch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 @dataclasses.dataclass(frozen=True)
 class Sweep:
     """A grid: every combination of the listed sampling values (key order kept), times every seed."""
+
     sampling: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = ()
 
@@ -43,12 +45,12 @@ class Sweep:
 class SuiteEntry:
     label: str
     model: ModelSpec
-    task: Literal["sample", "recon"] = "sample"   # recon: model.name is a tokenizer, `source` the real images
-    protocol: str | None = None     # None: the suite's protocol
-    seed: int | None = None         # None: the protocol's seed
-    variant: str | None = None      # ablation group shown in tables/plots (seed replicates share it)
-    source: str | None = None       # recon: the real images (an ImageNet folder, npz, embedded:val ...)
-    reference: str | None = None    # None: the suite's reference statistics
+    task: Literal["sample", "recon"] = "sample"  # recon: model.name is a tokenizer, `source` the real images
+    protocol: str | None = None  # None: the suite's protocol
+    seed: int | None = None  # None: the protocol's seed
+    variant: str | None = None  # ablation group shown in tables/plots (seed replicates share it)
+    source: str | None = None  # recon: the real images (an ImageNet folder, npz, embedded:val ...)
+    reference: str | None = None  # None: the suite's reference statistics
     sweep: Sweep | None = None
 
     def __post_init__(self) -> None:
@@ -62,6 +64,7 @@ class SuiteEntry:
 @dataclasses.dataclass(frozen=True)
 class SuiteInput:
     """A file or folder a suite needs, and where a user gets it."""
+
     path: str
     what: str
     source: str
@@ -69,16 +72,16 @@ class SuiteInput:
 
 @dataclasses.dataclass(frozen=True)
 class ExpandedEntry:
-    label: str                      # unique; the output folder and table row
-    parent: str                     # the entry's own label (the series name in sweep plots)
+    label: str  # unique; the output folder and table row
+    parent: str  # the entry's own label (the series name in sweep plots)
     task: str
-    model: ModelSpec                # sweep sampling values merged into model.sampling
+    model: ModelSpec  # sweep sampling values merged into model.sampling
     protocol: str | None
     seed: int | None
     variant: str | None
     source: str | None
     reference: str | None
-    point: dict[str, Any]           # the sweep coordinates ({} without a sweep)
+    point: dict[str, Any]  # the sweep coordinates ({} without a sweep)
 
     def record_spec_fields(self) -> dict[str, Any]:
         """Keys the suite runner puts into ``RunRecord.spec`` so reports find label, variant and point."""
@@ -87,8 +90,10 @@ class ExpandedEntry:
 
 def check_label(label: str, where: str = "label") -> None:
     if not isinstance(label, str) or not LABEL_RE.match(label):
-        raise ConfigError(f"{where}: {label!r} is not a usable label (letters, digits and . _ = + - only, "
-                          "starting with a letter or digit; it names a folder)")
+        raise ConfigError(
+            f"{where}: {label!r} is not a usable label (letters, digits and . _ = + - only, "
+            "starting with a letter or digit; it names a folder)"
+        )
 
 
 def _fmt(v: Any) -> str:
@@ -104,8 +109,18 @@ def point_label(label: str, point: dict[str, Any]) -> str:
 def expand_entry(entry: SuiteEntry) -> list[ExpandedEntry]:
     def make(point: dict[str, Any], sampling: dict[str, Any], seed: int | None, variant: str | None):
         model = dataclasses.replace(entry.model, sampling={**entry.model.sampling, **sampling})
-        return ExpandedEntry(point_label(entry.label, point), entry.label, entry.task, model, entry.protocol,
-                             seed, variant, entry.source, entry.reference, point)
+        return ExpandedEntry(
+            point_label(entry.label, point),
+            entry.label,
+            entry.task,
+            model,
+            entry.protocol,
+            seed,
+            variant,
+            entry.source,
+            entry.reference,
+            point,
+        )
 
     if entry.sweep is None:
         return [make({}, {}, entry.seed, entry.variant)]
@@ -128,22 +143,31 @@ def expand(entries: tuple[SuiteEntry, ...] | list[SuiteEntry]) -> list[ExpandedE
     seen: dict[str, str] = {}
     for e in out:
         if e.label in seen:
-            raise ConfigError(f"entries: label {e.label!r} occurs twice (from entries {seen[e.label]!r} and "
-                              f"{e.parent!r}); give the entries distinct labels")
+            raise ConfigError(
+                f"entries: label {e.label!r} occurs twice (from entries {seen[e.label]!r} and "
+                f"{e.parent!r}); give the entries distinct labels"
+            )
         seen[e.label] = e.parent
     return out
 
 
-def missing_inputs(runs: list[ExpandedEntry], inputs: tuple[SuiteInput, ...] | list[SuiteInput] = (),
-                   extra_paths: tuple[str, ...] = (), root: str | Path = ".") -> list[str]:
+def missing_inputs(
+    runs: list[ExpandedEntry],
+    inputs: tuple[SuiteInput, ...] | list[SuiteInput] = (),
+    extra_paths: tuple[str, ...] = (),
+    root: str | Path = ".",
+) -> list[str]:
     """One line per absent file: declared inputs, entry checkpoints and sources, and ``extra_paths``
     (e.g. the suite's reference). ``embedded:``-style sources and unset paths are not files."""
     known = {i.path: i for i in inputs}
     needed: dict[str, str] = {i.path: "" for i in inputs}
     for r in runs:
-        for field, path in (("model.checkpoint", r.model.checkpoint),
-                            ("model.tokenizer_checkpoint", r.model.tokenizer_checkpoint), ("source", r.source),
-                            ("reference", r.reference)):
+        for field, path in (
+            ("model.checkpoint", r.model.checkpoint),
+            ("model.tokenizer_checkpoint", r.model.tokenizer_checkpoint),
+            ("source", r.source),
+            ("reference", r.reference),
+        ):
             if _is_file_path(path):
                 needed.setdefault(path, f"{field} of {r.parent}")
     for path in extra_paths:
@@ -172,7 +196,7 @@ def runnable(run: ExpandedEntry, inputs=(), extra_paths: tuple[str, ...] = (), r
     # name the source of declared inputs here too
     out = []
     for line in lines:
-        path = line[len("missing "):].split(": ", 1)[0]
+        path = line[len("missing ") :].split(": ", 1)[0]
         i = known.get(path)
         out.append(f"missing {path}: {i.what}; get it from {i.source}" if i else line)
     return out
@@ -187,14 +211,18 @@ def describe(runs: list[ExpandedEntry]) -> list[str]:
             extras.append(f"seed={r.seed}")
         if r.protocol:
             extras.append(f"protocol={r.protocol}")
-        lines.append(f"{r.label}: {r.task} {r.model.name}" + (f" ({', '.join(extras)})" if extras else "")
-                     + (f" [variant {r.variant}]" if r.variant else ""))
+        lines.append(
+            f"{r.label}: {r.task} {r.model.name}"
+            + (f" ({', '.join(extras)})" if extras else "")
+            + (f" [variant {r.variant}]" if r.variant else "")
+        )
     return lines
 
 
 @dataclasses.dataclass(frozen=True)
 class EntriesFile:
     """The entry-related part of a suite YAML (what this module reads; suite.py owns the rest)."""
+
     entries: tuple[SuiteEntry, ...]
     inputs: tuple[SuiteInput, ...] = ()
 

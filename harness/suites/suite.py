@@ -9,6 +9,7 @@ are missing (checkpoint, reference, Inception weights, dataset), or whose plugin
 imported yet, gets a ``skipped`` record naming what is missing and where it comes from; every other
 error stops the run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,13 +17,13 @@ import time
 from pathlib import Path
 
 from harness.core import config
-from harness.runs.specs import ModelSpec, RunSpec
+from harness.runs.specs import RunSpec
 from harness.suites.entries import ExpandedEntry, SuiteEntry, SuiteInput, expand, missing_inputs, runnable
 
 SUITE_DIR = Path(__file__).parent
 EMBEDDED_REFERENCE = "embedded:val"
 RECON_METRICS = ("rfid", "psnr", "ssim", "codebook_usage")
-RECON_PER_CLASS = 32   # embedded recon sources: val crops per class (as `make tiny-records`)
+RECON_PER_CLASS = 32  # embedded recon sources: val crops per class (as `make tiny-records`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +31,14 @@ class SuiteSpec:
     name: str
     protocol: str
     entries: tuple[SuiteEntry, ...]
-    inputs: tuple[SuiteInput, ...] = ()   # files the suite needs, with where each comes from
+    inputs: tuple[SuiteInput, ...] = ()  # files the suite needs, with where each comes from
     description: str = ""
-    num_samples: int | None = None        # overrides the suite protocol's N (entries with their own protocol keep theirs)
+    num_samples: int | None = None  # overrides the suite protocol's N (entries with their own protocol keep theirs)
     metrics: tuple[str, ...] = ()
-    reference: str | None = None          # a reference-stats npz, or "embedded:val"
-    reference_per_class: int = 20         # embedded reference: val crops per class (seed 0)
-    inception: str = "fid-helper"         # weights tier for the metrics (see harness.metrics)
-    kid_subset_size: int | None = None    # KID images per subset (None: torch-fidelity's 1000; must be <= N)
+    reference: str | None = None  # a reference-stats npz, or "embedded:val"
+    reference_per_class: int = 20  # embedded reference: val crops per class (seed 0)
+    inception: str = "fid-helper"  # weights tier for the metrics (see harness.metrics)
+    kid_subset_size: int | None = None  # KID images per subset (None: torch-fidelity's 1000; must be <= N)
 
 
 def check_suite(suite: SuiteSpec, source: str = "suite") -> SuiteSpec:
@@ -79,20 +80,29 @@ def with_fetched_files(suite: SuiteSpec) -> SuiteSpec:
     def place(p: str | None) -> str | None:
         return str(store.path_of(p)) if p in catalog.FILES and not Path(p).exists() else p
 
-    entries = tuple(dataclasses.replace(e, model=with_official_files(e.model, only_present=False),
-                                        reference=place(e.reference)) for e in suite.entries)
-    suite = dataclasses.replace(suite, entries=entries, reference=place(suite.reference),
-                                inception=place(suite.inception) or suite.inception)
-    used = [suite.reference, suite.inception] + [p for e in entries for p in (
-        e.model.checkpoint, e.model.tokenizer_checkpoint, e.reference, e.model.options.get("latent_stats"))]
+    entries = tuple(
+        dataclasses.replace(e, model=with_official_files(e.model, only_present=False), reference=place(e.reference))
+        for e in suite.entries
+    )
+    suite = dataclasses.replace(
+        suite, entries=entries, reference=place(suite.reference), inception=place(suite.inception) or suite.inception
+    )
+    used = [suite.reference, suite.inception] + [
+        p
+        for e in entries
+        for p in (e.model.checkpoint, e.model.tokenizer_checkpoint, e.reference, e.model.options.get("latent_stats"))
+    ]
     declared = {i.path for i in suite.inputs}
     added = []
     for path in dict.fromkeys(p for p in used if isinstance(p, str)):
         name = official_name(path)
         if name and path not in declared:
             what = catalog.FILES[name].what if name in catalog.FILES else f"official folder {name}"
-            added.append(SuiteInput(path, what, f"`alitok-bench fetch {name.rstrip('/')}` "
-                                                f"(or: alitok-bench fetch --suite {suite.name})"))
+            added.append(
+                SuiteInput(
+                    path, what, f"`alitok-bench fetch {name.rstrip('/')}` (or: alitok-bench fetch --suite {suite.name})"
+                )
+            )
     return dataclasses.replace(suite, inputs=suite.inputs + tuple(added)) if added else suite
 
 
@@ -196,24 +206,45 @@ def _reference(suite: SuiteSpec, reference: str, protocol, out: Path, device: st
         return reference
     from harness.data.embedded import natural_patches
 
-    path = out / "reference" / f"embedded-val-{protocol.image_size}px-{suite.reference_per_class}pc-{suite.inception.replace(':', '_')}.npz"
+    path = (
+        out
+        / "reference"
+        / f"embedded-val-{protocol.image_size}px-{suite.reference_per_class}pc-{suite.inception.replace(':', '_')}.npz"
+    )
     if not path.is_file():
         from harness.metrics.refstats import build_reference_from_images
 
         images, _ = natural_patches("val", protocol.image_size, suite.reference_per_class, seed=0)
-        build_reference_from_images(images, path, inception=suite.inception, device=device,
-                                    source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
-                                                f"per_class={suite.reference_per_class}, seed=0)")
+        build_reference_from_images(
+            images,
+            path,
+            inception=suite.inception,
+            device=device,
+            source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
+            f"per_class={suite.reference_per_class}, seed=0)",
+        )
     return str(path)
 
 
 def _skipped_record(suite: SuiteSpec, run: ExpandedEntry, reasons: list[str]):
     from harness.runs.records import RunRecord, code_info, env_info
 
-    spec = {"model": config.to_dict(run.model), "task": run.task, "protocol": {"name": run.protocol or suite.protocol},
-            **run.record_spec_fields()}
-    return RunRecord(kind="run", spec=spec, spec_hash=config.spec_hash(spec), model={"name": run.model.name},
-                     code=code_info(), env=env_info(), status="skipped", notes=[f"skipped: {r}" for r in reasons])
+    spec = {
+        "model": config.to_dict(run.model),
+        "task": run.task,
+        "protocol": {"name": run.protocol or suite.protocol},
+        **run.record_spec_fields(),
+    }
+    return RunRecord(
+        kind="run",
+        spec=spec,
+        spec_hash=config.spec_hash(spec),
+        model={"name": run.model.name},
+        code=code_info(),
+        env=env_info(),
+        status="skipped",
+        notes=[f"skipped: {r}" for r in reasons],
+    )
 
 
 def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32, force, progress):
@@ -225,8 +256,13 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
     result = sample(spec, folder, device=device, dtype=dtype, tf32=tf32, force=force, progress=progress)
     rec = dataclasses.replace(sample_record(result, started), kind="run", run_id="", created_at="")
     rec.spec = {**rec.spec, **run.record_spec_fields()}
-    rec.speed = {"images_per_s": result.images_per_s, "device": result.device, "dtype": dtype, "tf32": tf32,
-                 "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused"}
+    rec.speed = {
+        "images_per_s": result.images_per_s,
+        "device": result.device,
+        "dtype": dtype,
+        "tf32": tf32,
+        "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused",
+    }
     if evaluates(suite, run):
         from harness.metrics.evaluate import EvalOptions, evaluate_samples
 
@@ -234,9 +270,16 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         key = (run_reference(suite, run), protocol.image_size)
         if key not in refs:  # one embedded reference per image size, built once
             refs[key] = _reference(suite, key[0], protocol, out, device)
-        ev = evaluate_samples(result.gathered["path"], refs[key], EvalOptions(
-            metrics=sample_metrics(suite), inception=suite.inception, device=device,
-            kid_subset_size=suite.kid_subset_size))
+        ev = evaluate_samples(
+            result.gathered["path"],
+            refs[key],
+            EvalOptions(
+                metrics=sample_metrics(suite),
+                inception=suite.inception,
+                device=device,
+                kid_subset_size=suite.kid_subset_size,
+            ),
+        )
         rec.metrics = dict(ev.metrics)
         rec.metric_provenance = dict(ev.provenance)
         rec.paper_comparable = bool(ev.paper_comparable)
@@ -248,26 +291,37 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         rec.notes.append("metrics: not computed (the suite names no reference)")
         rec.metrics = {m: None for m in sample_metrics(suite)}
     ips = result.images_per_s
-    line = (f"{result.gathered['num_samples']} samples -> {result.gathered['path']}"
-            + (f" ({ips:.1f} images/s)" if ips else " (all chunks reused)"))
+    line = f"{result.gathered['num_samples']} samples -> {result.gathered['path']}" + (
+        f" ({ips:.1f} images/s)" if ips else " (all chunks reused)"
+    )
     return rec, line
 
 
 def sample_and_evaluate(suite, run, folder, protocol, out, *, device="auto", dtype="fp32", tf32=False):
     """One sampling entry as ``run_suite`` does it (sample or resume, gather, evaluate): the record and its line.
     The cluster evaluation job (``harness.suites.cluster.jobs``) calls it once the entry's shards are all on disk."""
-    return _sample_run(suite, run, folder, protocol, out, {}, device=device, dtype=dtype, tf32=tf32, force=False,
-                       progress=False)
+    return _sample_run(
+        suite, run, folder, protocol, out, {}, device=device, dtype=dtype, tf32=tf32, force=False, progress=False
+    )
 
 
 def _recon_run(suite, run, folder, protocol, *, device, progress):
     """The tokenizer over ``run.source`` (the first ``suite.num_samples`` images when the suite sets N)."""
     from harness.metrics.recon_run import run_recon
 
-    rec, _ = run_recon(run.source, run.model.name, folder, checkpoint=run.model.checkpoint,
-                       options=dict(run.model.options), inception=suite.inception, device=device,
-                       image_size=protocol.image_size, per_class=RECON_PER_CLASS, limit=suite.num_samples,
-                       progress=progress)
+    rec, _ = run_recon(
+        run.source,
+        run.model.name,
+        folder,
+        checkpoint=run.model.checkpoint,
+        options=dict(run.model.options),
+        inception=suite.inception,
+        device=device,
+        image_size=protocol.image_size,
+        per_class=RECON_PER_CLASS,
+        limit=suite.num_samples,
+        progress=progress,
+    )
     rec.spec = {**rec.spec, "protocol": {"name": protocol.name}, **run.record_spec_fields()}
     rfid = rec.metrics.get("rfid")
     return rec, f"{rec.samples['n']} reconstructions, rFID {rfid:.3f}" if rfid is not None else "reconstructed"
@@ -289,9 +343,19 @@ def select(runs: list[ExpandedEntry], only: tuple[str, ...] = ()) -> list[Expand
     return [r for r in runs if r.label in only or r.parent in only]
 
 
-def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype: str = "fp32", tf32: bool = False,
-              force: bool = False, progress: bool = True, only: tuple[str, ...] = (), root: str | Path = ".",
-              echo=print):
+def run_suite(
+    suite: SuiteSpec,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    dtype: str = "fp32",
+    tf32: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    only: tuple[str, ...] = (),
+    root: str | Path = ".",
+    echo=print,
+):
     """Run every expanded entry of ``suite`` under ``out/<label>``; returns the summary DataFrame.
 
     ``only``: run just the runs with these labels or entry labels (a sweep's parent)."""
@@ -312,8 +376,19 @@ def run_suite(suite: SuiteSpec, out: str | Path, *, device: str = "auto", dtype:
             rec, line = _recon_run(suite, run, folder, protocol, device=device, progress=progress)
             write_record(rec, folder, "recon_record.json")
         else:
-            rec, line = _sample_run(suite, run, folder, protocol, out, refs, device=device, dtype=dtype, tf32=tf32,
-                                    force=force, progress=progress)
+            rec, line = _sample_run(
+                suite,
+                run,
+                folder,
+                protocol,
+                out,
+                refs,
+                device=device,
+                dtype=dtype,
+                tf32=tf32,
+                force=force,
+                progress=progress,
+            )
             if "protocol_facts" in rec.metric_provenance:
                 blocks.append(f"{run.label}: {_protocol_block(rec)}")
             write_record(rec, folder, "run_record.json")

@@ -5,6 +5,7 @@ Each family script runs in its own process (`python -m scripts.upstream_fixtures
 because upstream repositories reuse top-level module names (`models`, `transport`, `modeling`).
 Nothing here is imported by the project or its tests: tests read only the written files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,12 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures" / "upstream"
 
 def parse_args(family: str, default_checkout: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=f"write the {family} fixtures from its official code")
-    p.add_argument("--upstream", type=Path, required=True,
-                   help=f"folder of upstream checkouts (this script reads UPSTREAM/{default_checkout})")
+    p.add_argument(
+        "--upstream",
+        type=Path,
+        required=True,
+        help=f"folder of upstream checkouts (this script reads UPSTREAM/{default_checkout})",
+    )
     p.add_argument("--out", type=Path, default=FIXTURES / family)
     args = p.parse_args()
     args.checkout = (args.upstream / default_checkout).resolve()
@@ -42,8 +47,9 @@ def import_upstream(checkout: Path) -> str:
 
 def git_commit(checkout: Path) -> str:
     try:
-        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], check=True,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -63,8 +69,16 @@ def seed_weights_(module: torch.nn.Module, seed: int, std: float = 0.02) -> torc
     return module
 
 
-def write_fixture(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], *, upstream: str,
-                  commit: str, script: str, notes: dict | None = None) -> Path:
+def write_fixture(
+    out_dir: Path,
+    name: str,
+    tensors: dict[str, torch.Tensor],
+    *,
+    upstream: str,
+    commit: str,
+    script: str,
+    notes: dict | None = None,
+) -> Path:
     """`<out_dir>/<name>.safetensors` plus an entry in `<out_dir>/manifest.json` (one per fixture)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
@@ -73,9 +87,13 @@ def write_fixture(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], *,
     manifest_path = out_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest[name] = {
-        "upstream": upstream, "commit": commit, "script": script,
-        "torch": torch.__version__, "python": platform.python_version(),
-        "tensors": sorted(tensors), **({"notes": notes} if notes else {}),
+        "upstream": upstream,
+        "commit": commit,
+        "script": script,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "tensors": sorted(tensors),
+        **({"notes": notes} if notes else {}),
     }
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
@@ -118,9 +136,11 @@ def write_key_list(out_dir: Path, name: str, build_on_meta) -> dict:
     with torch.device("meta"):
         module = build_on_meta()
     sd = module.state_dict()
-    entry = {"keys": {k: list(v.shape) for k, v in sd.items()},
-             "num_params": sum(p.numel() for p in module.parameters()),
-             "num_state_dict_elements": sum(v.numel() for v in sd.values())}
+    entry = {
+        "keys": {k: list(v.shape) for k, v in sd.items()},
+        "num_params": sum(p.numel() for p in module.parameters()),
+        "num_state_dict_elements": sum(v.numel() for v in sd.values()),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.keys.json").write_text(json.dumps(entry, indent=0, sort_keys=True) + "\n")
     return entry

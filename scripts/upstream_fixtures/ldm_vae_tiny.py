@@ -5,6 +5,7 @@ classes with a small ``ch`` and put in its place. Used by make_vae.py (VA-VAE an
 LDM layout) and make_lightningdit.py (the VA-VAE that decodes its samples): same seed, same weights.
 Run from a script that already put the LightningDiT checkout on ``sys.path``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,16 @@ def full_size_keys(cfg: dict) -> dict:
     z = cfg["z_channels"]
     kw = {k: v for k, v in cfg.items() if k != "z_channels"}
     with torch.device("meta"):
-        parts = {"encoder": Encoder(**kw, z_channels=z, double_z=True), "decoder": Decoder(**kw, z_channels=z),
-                 "quant_conv": torch.nn.Conv2d(2 * z, 2 * z, 1), "post_quant_conv": torch.nn.Conv2d(z, z, 1)}
+        parts = {
+            "encoder": Encoder(**kw, z_channels=z, double_z=True),
+            "decoder": Decoder(**kw, z_channels=z),
+            "quant_conv": torch.nn.Conv2d(2 * z, 2 * z, 1),
+            "post_quant_conv": torch.nn.Conv2d(z, z, 1),
+        }
     sd = {f"{p}.{k}": list(v.shape) for p, m in parts.items() for k, v in m.state_dict().items()}
     n = sum(p.numel() for m in parts.values() for p in m.parameters())
-    return {"num_params": n, "state_dict": sd, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}}
+    return {
+        "num_params": n,
+        "state_dict": sd,
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+    }

@@ -7,12 +7,20 @@ smaller through ``common.sized``) and ``modeling/ar.py`` (``ARModel`` from an Om
 
 Run: ``python -m scripts.upstream_fixtures.make_alitok --upstream /path/to/checkouts``
 """
+
 from __future__ import annotations
 
 import torch
 
-from scripts.upstream_fixtures.common import (import_upstream, parse_args, save_released, seed_weights_, sized,
-                                              write_fixture, write_key_list)
+from scripts.upstream_fixtures.common import (
+    import_upstream,
+    parse_args,
+    save_released,
+    seed_weights_,
+    sized,
+    write_fixture,
+    write_key_list,
+)
 
 TOKENIZER_SIZES = {"width": 32, "num_layers": 1, "num_heads": 2}  # Encoder and Decoder
 CODEBOOK = 256  # the official 4096 would make the logit fixtures 16x larger
@@ -26,18 +34,35 @@ FULL = {"b": (768, 24, 16), "l": (1024, 24, 16), "xl": (1280, 32, 16)}
 def ar_config(hidden, layers, heads, codebook):
     from omegaconf import OmegaConf
 
-    return OmegaConf.create({"model": {
-        "vq_model": {"codebook_size": codebook, "token_size": 32, "num_latent_tokens": 273},
-        "generator": {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-                      "dropout": 0.1, "attn_drop": 0.1, "tok_dropout": 0.1, "class_label_dropout": 0.1,
-                      "image_seq_len": 273, "condition_num_classes": 1000, "use_checkpoint": False}}})
+    return OmegaConf.create(
+        {
+            "model": {
+                "vq_model": {"codebook_size": codebook, "token_size": 32, "num_latent_tokens": 273},
+                "generator": {
+                    "hidden_size": hidden,
+                    "num_hidden_layers": layers,
+                    "num_attention_heads": heads,
+                    "dropout": 0.1,
+                    "attn_drop": 0.1,
+                    "tok_dropout": 0.1,
+                    "class_label_dropout": 0.1,
+                    "image_seq_len": 273,
+                    "condition_num_classes": 1000,
+                    "use_checkpoint": False,
+                },
+            }
+        }
+    )
 
 
 def small_tokenizer():
     from modeling import alitok
 
-    with sized(alitok.Encoder, **TOKENIZER_SIZES), sized(alitok.Decoder, **TOKENIZER_SIZES), \
-            sized(alitok.VAutoencoder, codebook_size=CODEBOOK):
+    with (
+        sized(alitok.Encoder, **TOKENIZER_SIZES),
+        sized(alitok.Decoder, **TOKENIZER_SIZES),
+        sized(alitok.VAutoencoder, codebook_size=CODEBOOK),
+    ):
         return alitok.AliTok()
 
 
@@ -66,15 +91,28 @@ def main():
     recon = tok.decode_tokens(codes)
     # demo_util.sample_fn: clamp(0, 1) * 255, permute to NHWC, .to(uint8) (truncation)
     recon_u8 = (torch.clamp(recon, 0.0, 1.0) * 255.0).permute(0, 2, 3, 1).to("cpu", dtype=torch.uint8)
-    write_fixture(out, "tokenizer", {"images": images.permute(0, 2, 3, 1).contiguous(), "codes": codes,
-                                     "decoded_float_crop": recon[..., :64, :64], "decoded_uint8": recon_u8}, **common,
-                  notes={"tokenizer_sizes": TOKENIZER_SIZES, "codebook_size": CODEBOOK,
-                         "images": "uint8 NHWC; the official encoder sees images / 255 (NCHW)",
-                         "decoded_float_crop": "the top-left 64 x 64 pixels of the float output (size)"})
+    write_fixture(
+        out,
+        "tokenizer",
+        {
+            "images": images.permute(0, 2, 3, 1).contiguous(),
+            "codes": codes,
+            "decoded_float_crop": recon[..., :64, :64],
+            "decoded_uint8": recon_u8,
+        },
+        **common,
+        notes={
+            "tokenizer_sizes": TOKENIZER_SIZES,
+            "codebook_size": CODEBOOK,
+            "images": "uint8 NHWC; the official encoder sees images / 255 (NCHW)",
+            "decoded_float_crop": "the top-left 64 x 64 pixels of the float output (size)",
+        },
+    )
 
     # -- AR model -------------------------------------------------------------------------------
-    ar = ARModel(ar_config(AR_SIZES["hidden_size"], AR_SIZES["num_hidden_layers"], AR_SIZES["num_attention_heads"],
-                           CODEBOOK))
+    ar = ARModel(
+        ar_config(AR_SIZES["hidden_size"], AR_SIZES["num_hidden_layers"], AR_SIZES["num_attention_heads"], CODEBOOK)
+    )
     seed_weights_(ar, seed=3)
     torch.nn.init.normal_(ar.output.weight, std=HEAD_STD, generator=torch.Generator().manual_seed(4))
     ar.eval()
@@ -89,8 +127,9 @@ def main():
     for name, c in (("cond", cond), ("null", null)):
         tensors[f"logits_full_{name}"] = ar.forward_fn(ids, c)[:, positions]  # of [B, 273, V]: class + 272 codes
         ar.enable_kv_cache()  # generate's cached path: the whole prefix at step 0, then one token a step
-        tensors[f"logits_cached_{name}"] = torch.stack([ar.forward_fn(ids[:, :n], c, is_sampling=True)[:, -1]
-                                                        for n in range(273)], 1)[:, positions]
+        tensors[f"logits_cached_{name}"] = torch.stack(
+            [ar.forward_fn(ids[:, :n], c, is_sampling=True)[:, -1] for n in range(273)], 1
+        )[:, positions]
         ar.disable_kv_cache()
     write_fixture(out, "ar_logits", tensors, **common, notes={"ar_sizes": AR_SIZES, "head_std": HEAD_STD})
 
@@ -122,13 +161,28 @@ def main():
         # batch after batch on that one stream (rank 0 here)
         torch.manual_seed(seed)
         batches = [torch.tensor([207, 1, 999]), torch.tensor([3, 500])]
-        tokens = [ar.generate(y, guidance_scale=g, randomize_temperature=temp, guidance_scale_pow=power)
-                  for y in batches]
-        write_fixture(out, f"sample_{preset}", {"cfg_scales": torch.stack(seen), "labels_0": batches[0],
-                                                 "labels_1": batches[1], "tokens_0": tokens[0],
-                                                 "tokens_1": tokens[1]}, **common,
-                      notes={"guidance_scale": g, "guidance_scale_pow": power, "randomize_temperature": temp,
-                             "seed": seed, "rng": "torch.manual_seed(seed), global CPU stream, two batches"})
+        tokens = [
+            ar.generate(y, guidance_scale=g, randomize_temperature=temp, guidance_scale_pow=power) for y in batches
+        ]
+        write_fixture(
+            out,
+            f"sample_{preset}",
+            {
+                "cfg_scales": torch.stack(seen),
+                "labels_0": batches[0],
+                "labels_1": batches[1],
+                "tokens_0": tokens[0],
+                "tokens_1": tokens[1],
+            },
+            **common,
+            notes={
+                "guidance_scale": g,
+                "guidance_scale_pow": power,
+                "randomize_temperature": temp,
+                "seed": seed,
+                "rng": "torch.manual_seed(seed), global CPU stream, two batches",
+            },
+        )
     print(f"wrote {out}")
 
 

@@ -6,6 +6,7 @@ batch per step), and DiT-XL/2's full-size key list and parameter count (built on
 
     python -m scripts.upstream_fixtures.make_dit --upstream /path/to/checkouts   # reads .../DiT
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ import torch
 from scripts.upstream_fixtures.common import import_upstream, parse_args, seed_weights_, write_fixture
 
 # the small configuration of the official class (fixtures stay under a MB)
-TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=10,
-            learn_sigma=True)
+TINY = dict(
+    input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=10, learn_sigma=True
+)
 SEED, CFG_SCALE, STEPS = 0, 1.5, 8
 LABELS = [3, 7]
 
@@ -47,8 +49,13 @@ def main() -> None:
     out = model(x, t, y)
     x2, t2, y2 = torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, TINY["num_classes"])])
     cfg_out = model.forward_with_cfg(x2, t2, y2, CFG_SCALE)
-    write_fixture(args.out, "network", dict(x=x, t=t, y=y, out=out, cfg_out=cfg_out), **meta,
-                  notes={"config": TINY, "cfg_scale": CFG_SCALE, "weights": "DiT-tiny.pt (raw state dict)"})
+    write_fixture(
+        args.out,
+        "network",
+        dict(x=x, t=t, y=y, out=out, cfg_out=cfg_out),
+        **meta,
+        notes={"config": TINY, "cfg_scale": CFG_SCALE, "weights": "DiT-tiny.pt (raw state dict)"},
+    )
 
     # samplers: sample.py's draws (torch.manual_seed, then z; CFG doubles z and y)
     trajectories = {}
@@ -59,20 +66,37 @@ def main() -> None:
         zz = torch.cat([z, z])
         kwargs = dict(y=y2, cfg_scale=CFG_SCALE)
         loop = diffusion.p_sample_loop_progressive if name == "ddpm" else diffusion.ddim_sample_loop_progressive
-        steps = [o["sample"] for o in loop(model.forward_with_cfg, zz.shape, zz, clip_denoised=False,
-                                          model_kwargs=kwargs, device="cpu")]
+        steps = [
+            o["sample"]
+            for o in loop(model.forward_with_cfg, zz.shape, zz, clip_denoised=False, model_kwargs=kwargs, device="cpu")
+        ]
         trajectories[f"{name}_noise"] = z
         trajectories[f"{name}_trajectory"] = torch.stack([st[:b] for st in steps])  # [steps, B, C, H, W]
         trajectories[f"{name}_timestep_map"] = torch.tensor(diffusion.timestep_map)
-    write_fixture(args.out, "samplers", {"labels": y, **trajectories}, **meta,
-                  notes={"config": TINY, "cfg_scale": CFG_SCALE, "steps": STEPS, "seed": SEED, "ddim_eta": 0.0,
-                         "draws": "torch.manual_seed(seed); z = randn(B,C,H,W); per step randn_like of the doubled batch"})
+    write_fixture(
+        args.out,
+        "samplers",
+        {"labels": y, **trajectories},
+        **meta,
+        notes={
+            "config": TINY,
+            "cfg_scale": CFG_SCALE,
+            "steps": STEPS,
+            "seed": SEED,
+            "ddim_eta": 0.0,
+            "draws": "torch.manual_seed(seed); z = randn(B,C,H,W); per step randn_like of the doubled batch",
+        },
+    )
 
     # full size: DiT-XL/2 keys, shapes and parameter count (meta device, nothing allocated)
     with torch.device("meta"):
         xl = DiT_models["DiT-XL/2"](input_size=32, num_classes=1000)
-    full = {"model": "DiT-XL/2", "num_params": sum(p.numel() for p in xl.parameters()),
-            "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()}, "upstream": meta}
+    full = {
+        "model": "DiT-XL/2",
+        "num_params": sum(p.numel() for p in xl.parameters()),
+        "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()},
+        "upstream": meta,
+    }
     (args.out / "full_size.json").write_text(json.dumps(full, indent=0, sort_keys=True) + "\n")
 
 

@@ -10,6 +10,7 @@ Also LightningDiT-XL/1's full-size key list and parameter count (meta device).
 
     python -m scripts.upstream_fixtures.make_lightningdit --upstream /path/to/checkouts
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,21 @@ from scripts.upstream_fixtures.common import import_upstream, parse_args, seed_w
 from scripts.upstream_fixtures.ldm_vae_tiny import VAVAE_SEED, VAVAE_TINY, build  # noqa: E402
 
 # small LightningDiT over the small VA-VAE's latents (16x16x8), options as the released config
-TINY = dict(input_size=16, patch_size=1, in_channels=8, hidden_size=64, depth=2, num_heads=4, num_classes=10,
-            learn_sigma=False, use_qknorm=False, use_swiglu=True, use_rope=True, use_rmsnorm=True, wo_shift=False)
+TINY = dict(
+    input_size=16,
+    patch_size=1,
+    in_channels=8,
+    hidden_size=64,
+    depth=2,
+    num_heads=4,
+    num_classes=10,
+    learn_sigma=False,
+    use_qknorm=False,
+    use_swiglu=True,
+    use_rope=True,
+    use_rmsnorm=True,
+    wo_shift=False,
+)
 # configs/reproductions/lightningdit_xl_vavae_f16d32_800ep_cfg.yaml (steps cut to keep the fixture small)
 SAMPLE = dict(sampling_method="euler", num_steps=10, atol=1e-6, rtol=1e-3, reverse=False, timestep_shift=0.3)
 CFG_SCALE, CFG_INTERVAL_START, LATENT_MULTIPLIER = 6.7, 0.125, 1.0
@@ -68,9 +82,20 @@ def main() -> None:
     # upstream decides the interval on t[0] for the whole batch: one call below it, one above
     cfg_low = model.forward_with_cfg(xx, torch.full((2 * b,), 0.05), y2, CFG_SCALE, True, CFG_INTERVAL_START)
     cfg_high = model.forward_with_cfg(xx, torch.full((2 * b,), 0.6), y2, CFG_SCALE, True, CFG_INTERVAL_START)
-    write_fixture(args.out, "network", dict(x=x, t=t, y=y, out=out, cfg_low=cfg_low, cfg_high=cfg_high), **meta,
-                  notes={"config": TINY, "cfg_scale": CFG_SCALE, "cfg_interval_start": CFG_INTERVAL_START,
-                         "t_low": 0.05, "t_high": 0.6, "weights": "lightningdit-tiny.pt (['ema'])"})
+    write_fixture(
+        args.out,
+        "network",
+        dict(x=x, t=t, y=y, out=out, cfg_low=cfg_low, cfg_high=cfg_high),
+        **meta,
+        notes={
+            "config": TINY,
+            "cfg_scale": CFG_SCALE,
+            "cfg_interval_start": CFG_INTERVAL_START,
+            "t_low": 0.05,
+            "t_high": 0.6,
+            "weights": "lightningdit-tiny.pt (['ema'])",
+        },
+    )
 
     sampler = Sampler(create_transport("Linear", "velocity", None, None, None))
     grids = {}
@@ -90,23 +115,46 @@ def main() -> None:
 
     torch.manual_seed(SEED)
     z = torch.randn(b, c, s, s)
-    traj = fn(torch.cat([z, z]), counted, y=y2, cfg_scale=CFG_SCALE, cfg_interval=True,
-              cfg_interval_start=CFG_INTERVAL_START)[:, :b]
+    traj = fn(
+        torch.cat([z, z]), counted, y=y2, cfg_scale=CFG_SCALE, cfg_interval=True, cfg_interval_start=CFG_INTERVAL_START
+    )[:, :b]
     vae = build(VAVAE_TINY, VAVAE_SEED)
     latents = traj[-1] * stats["std"] / LATENT_MULTIPLIER + stats["mean"]
     decoded = vae.decode(latents)
     images = torch.clamp(127.5 * decoded + 128.0, 0, 255).permute(0, 2, 3, 1).to(torch.uint8)
-    write_fixture(args.out, "sampler", dict(labels=y, noise=z, trajectory=traj, decoded=decoded, images=images),
-                  **meta, notes={"sample": SAMPLE, "cfg_scale": CFG_SCALE, "cfg_interval_start": CFG_INTERVAL_START,
-                                 "latent_multiplier": LATENT_MULTIPLIER, "seed": SEED,
-                                 "upstream_network_calls": calls[0], "vae": "../vae/VA-VAE-tiny.pt",
-                                 "latent_stats": "latents_stats.pt"})
+    write_fixture(
+        args.out,
+        "sampler",
+        dict(labels=y, noise=z, trajectory=traj, decoded=decoded, images=images),
+        **meta,
+        notes={
+            "sample": SAMPLE,
+            "cfg_scale": CFG_SCALE,
+            "cfg_interval_start": CFG_INTERVAL_START,
+            "latent_multiplier": LATENT_MULTIPLIER,
+            "seed": SEED,
+            "upstream_network_calls": calls[0],
+            "vae": "../vae/VA-VAE-tiny.pt",
+            "latent_stats": "latents_stats.pt",
+        },
+    )
 
     with torch.device("meta"):
-        xl = LightningDiT_models["LightningDiT-XL/1"](input_size=16, in_channels=32, use_qknorm=False, use_swiglu=True,
-                                                       use_rope=True, use_rmsnorm=True, wo_shift=False)
-    full = {"model": "LightningDiT-XL/1", "num_params": sum(p.numel() for p in xl.parameters()),
-            "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()}, "upstream": meta}
+        xl = LightningDiT_models["LightningDiT-XL/1"](
+            input_size=16,
+            in_channels=32,
+            use_qknorm=False,
+            use_swiglu=True,
+            use_rope=True,
+            use_rmsnorm=True,
+            wo_shift=False,
+        )
+    full = {
+        "model": "LightningDiT-XL/1",
+        "num_params": sum(p.numel() for p in xl.parameters()),
+        "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()},
+        "upstream": meta,
+    }
     (args.out / "full_size.json").write_text(json.dumps(full, indent=0, sort_keys=True) + "\n")
 
 

@@ -9,30 +9,50 @@ a training checkpoint (``autoregressive/train/train_c2i.py``) adds ``optimizer``
 
 Run: ``python -m scripts.upstream_fixtures.make_llamagen --upstream /path/to/checkouts``
 """
+
 from __future__ import annotations
 
 import argparse
 
 import torch
 
-from scripts.upstream_fixtures.common import (import_upstream, parse_args, save_released, seed_weights_,
-                                              write_fixture, write_key_list)
+from scripts.upstream_fixtures.common import (
+    import_upstream,
+    parse_args,
+    save_released,
+    seed_weights_,
+    write_fixture,
+    write_key_list,
+)
 
-VQ = {"ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "z_channels": 32, "codebook_size": 256}  # 32 px -> 16 x 16 codes
+VQ = {
+    "ch": 32,
+    "ch_mult": [1, 1],
+    "num_res_blocks": 1,
+    "z_channels": 32,
+    "codebook_size": 256,
+}  # 32 px -> 16 x 16 codes
 GPT = {"dim": 32, "n_layer": 2, "n_head": 2}
 LOGIT_STRIDE = 4  # logits of every 4th position (and the last) are stored
 HEAD_STD = 0.5  # upstream zero-initialises the head; a wide head makes tokens depend on context and guidance
 # sample_c2i.py arguments: (cfg_scale, cfg_interval, temperature, top_k, top_p, seed)
-SAMPLINGS = {"preset_b": (2.0, -1, 1.0, 0, 1.0, 0), "filtered": (1.75, 100, 0.9, 100, 0.95, 7),
-             "top_k": (2.0, -1, 1.0, 20, 1.0, 3)}  # top-k alone, binding (the nucleus above is smaller than 100)
+SAMPLINGS = {
+    "preset_b": (2.0, -1, 1.0, 0, 1.0, 0),
+    "filtered": (1.75, 100, 0.9, 100, 0.95, 7),
+    "top_k": (2.0, -1, 1.0, 20, 1.0, 3),
+}  # top-k alone, binding (the nucleus above is smaller than 100)
 FULL_GPT = {"B": "GPT-B", "L": "GPT-L", "XL": "GPT-XL", "XXL": "GPT-XXL", "3B": "GPT-3B"}
 
 
 def small_vq():
     from tokenizer.tokenizer_image.vq_model import Decoder, Encoder, ModelArgs, VQModel
 
-    args = ModelArgs(codebook_size=VQ["codebook_size"], encoder_ch_mult=VQ["ch_mult"], decoder_ch_mult=VQ["ch_mult"],
-                     z_channels=VQ["z_channels"])
+    args = ModelArgs(
+        codebook_size=VQ["codebook_size"],
+        encoder_ch_mult=VQ["ch_mult"],
+        decoder_ch_mult=VQ["ch_mult"],
+        z_channels=VQ["z_channels"],
+    )
     vq = VQModel(args)
     sizes = {k: VQ[k] for k in ("ch", "ch_mult", "num_res_blocks", "z_channels")}
     vq.encoder, vq.decoder = Encoder(**sizes), Decoder(**sizes)
@@ -57,9 +77,17 @@ def main():
     try:
         for size, name in FULL_GPT.items():
             for image_size in (256, 384):
-                write_key_list(out, f"c2i_{size}_{image_size}.pt",
-                               lambda: GPT_models[name](vocab_size=16384, block_size=(image_size // 16) ** 2,
-                                                        num_classes=1000, cls_token_num=1, model_type="c2i"))
+                write_key_list(
+                    out,
+                    f"c2i_{size}_{image_size}.pt",
+                    lambda: GPT_models[name](
+                        vocab_size=16384,
+                        block_size=(image_size // 16) ** 2,
+                        num_classes=1000,
+                        cls_token_num=1,
+                        model_type="c2i",
+                    ),
+                )
     finally:
         torch.linspace = real_linspace
 
@@ -80,13 +108,26 @@ def main():
     # reconstruction_vq_ddp.py: ToTensor, then Normalize(mean 0.5, std 0.5)
     x = (images.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
     _, _, (_, _, enc_codes) = vq.encode(x)
-    write_fixture(out, "tokenizer", {"codes": codes, "decoded_float": decoded, "decoded_uint8": decoded_u8,
-                                     "images": images, "encoded_codes": enc_codes.view(2, -1)}, **common,
-                  notes={"vq_sizes": VQ, "decoder_conv_out_spread": spread})
+    write_fixture(
+        out,
+        "tokenizer",
+        {
+            "codes": codes,
+            "decoded_float": decoded,
+            "decoded_uint8": decoded_u8,
+            "images": images,
+            "encoded_codes": enc_codes.view(2, -1),
+        },
+        **common,
+        notes={"vq_sizes": VQ, "decoder_conv_out_spread": spread},
+    )
 
     # -- GPT ------------------------------------------------------------------------------------
-    gpt = Transformer(ModelArgs(**GPT, vocab_size=VQ["codebook_size"], block_size=256, num_classes=1000,
-                                cls_token_num=1, model_type="c2i"))
+    gpt = Transformer(
+        ModelArgs(
+            **GPT, vocab_size=VQ["codebook_size"], block_size=256, num_classes=1000, cls_token_num=1, model_type="c2i"
+        )
+    )
     seed_weights_(gpt, seed=4)
     torch.nn.init.normal_(gpt.output.weight, std=HEAD_STD, generator=torch.Generator().manual_seed(5))
     gpt.eval()
@@ -95,8 +136,15 @@ def main():
     # a training checkpoint (train_c2i.py) whose state dict carries a key the model does not have
     # (the sampling scripts load non-strictly and ignore it)
     train_sd = {**sd, "freqs_cis": gpt.freqs_cis.clone()}
-    save_released(out / "c2i_gpt_train.pt", {"model": train_sd, "optimizer": {"state": {}, "param_groups": []},
-                                             "steps": 1000, "args": argparse.Namespace(gpt_model="GPT-B", lr=1e-4)})
+    save_released(
+        out / "c2i_gpt_train.pt",
+        {
+            "model": train_sd,
+            "optimizer": {"state": {}, "param_groups": []},
+            "steps": 1000,
+            "args": argparse.Namespace(gpt_model="GPT-B", lr=1e-4),
+        },
+    )
 
     labels = torch.tensor([207])
     codes_in = torch.randint(0, VQ["codebook_size"], (1, 255), generator=torch.Generator().manual_seed(6))
@@ -111,7 +159,7 @@ def main():
         gpt.setup_caches(max_batch_size=1, max_seq_length=256, dtype=torch.float32)
         steps = [gpt(None, c, input_pos=torch.arange(1))[0][:, -1]]
         for pos in range(1, 256):
-            steps.append(gpt(codes_in[:, pos - 1:pos], None, input_pos=torch.tensor([pos]))[0][:, -1])
+            steps.append(gpt(codes_in[:, pos - 1 : pos], None, input_pos=torch.tensor([pos]))[0][:, -1])
         tensors[f"logits_cached_{name}"] = torch.stack(steps, 1)[:, positions]
     write_fixture(out, "gpt_logits", tensors, **common, notes={"gpt_sizes": GPT, "head_std": HEAD_STD})
 
@@ -119,12 +167,35 @@ def main():
     for name, (cfg, interval, temp, top_k, top_p, seed) in SAMPLINGS.items():
         torch.manual_seed(seed)
         batches = [torch.tensor([207, 360, 387]), torch.tensor([974, 88])]
-        tokens = [generate(gpt, y, 256, cfg_scale=cfg, cfg_interval=interval, temperature=temp, top_k=top_k,
-                           top_p=top_p, sample_logits=True) for y in batches]
-        write_fixture(out, f"sample_{name}", {"labels_0": batches[0], "labels_1": batches[1],
-                                               "tokens_0": tokens[0], "tokens_1": tokens[1]}, **common,
-                      notes={"cfg_scale": cfg, "cfg_interval": interval, "temperature": temp, "top_k": top_k,
-                             "top_p": top_p, "seed": seed, "rng": "torch.manual_seed(seed), global CPU stream"})
+        tokens = [
+            generate(
+                gpt,
+                y,
+                256,
+                cfg_scale=cfg,
+                cfg_interval=interval,
+                temperature=temp,
+                top_k=top_k,
+                top_p=top_p,
+                sample_logits=True,
+            )
+            for y in batches
+        ]
+        write_fixture(
+            out,
+            f"sample_{name}",
+            {"labels_0": batches[0], "labels_1": batches[1], "tokens_0": tokens[0], "tokens_1": tokens[1]},
+            **common,
+            notes={
+                "cfg_scale": cfg,
+                "cfg_interval": interval,
+                "temperature": temp,
+                "top_k": top_k,
+                "top_p": top_p,
+                "seed": seed,
+                "rng": "torch.manual_seed(seed), global CPU stream",
+            },
+        )
     print(f"wrote {out}")
 
 

@@ -20,6 +20,7 @@
 
     python -m scripts.upstream_fixtures.make_losses_ar --upstream /path/to/checkouts
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -33,9 +34,20 @@ from scripts.upstream_fixtures.common import FIXTURES, import_upstream, parse_ar
 
 SCRIPT = "scripts/upstream_fixtures/make_losses_ar.py"
 CHECKOUTS = {"--only-alitok": "alitok", "--only-llamagen": "LlamaGen", "--only-titok": "1d-tokenizer"}
-GPT_TINY = dict(dim=64, n_layer=1, n_head=4, multiple_of=32, vocab_size=32, num_classes=5, block_size=16,
-                cls_token_num=1, class_dropout_prob=0.0, token_dropout_p=0.0, resid_dropout_p=0.0,
-                ffn_dropout_p=0.0)
+GPT_TINY = dict(
+    dim=64,
+    n_layer=1,
+    n_head=4,
+    multiple_of=32,
+    vocab_size=32,
+    num_classes=5,
+    block_size=16,
+    cls_token_num=1,
+    class_dropout_prob=0.0,
+    token_dropout_p=0.0,
+    resid_dropout_p=0.0,
+    ffn_dropout_p=0.0,
+)
 
 
 def _stub(value_fn):
@@ -52,8 +64,10 @@ def alitok(args) -> None:
         try:
             import easydict  # noqa: F401
         except ImportError:
+
             class EasyDict(dict):
                 __getattr__, __setattr__ = dict.__getitem__, dict.__setitem__
+
             sys.modules["easydict"] = types.SimpleNamespace(EasyDict=EasyDict)
     from config import cfg
     from loss import mse_lpips_gan
@@ -67,12 +81,24 @@ def alitok(args) -> None:
     seed_weights_(vq, seed=1, std=1.0)
     z = torch.randn(2, 4, 1, 6, generator=g)
     zq, res = vq(z)
-    write_fixture(args.out, "alitok_vq", dict(
-        codebook=vq.embedding.weight, z=z, z_quantized=zq, codes=res["min_encoding_indices"],
-        quantizer_loss=res["quantizer_loss"].mean(), commitment_loss=res["commitment_loss"].mean(),
-        codebook_loss=res["codebook_loss"].mean()), **meta,
-        notes={"module": "train_tokenizer/model/vae_stage1.py VectorQuantizer(16, 4, 0.25), eval mode",
-               "reduction": "VAutoencoder.forward takes .mean() of the per-element terms"})
+    write_fixture(
+        args.out,
+        "alitok_vq",
+        dict(
+            codebook=vq.embedding.weight,
+            z=z,
+            z_quantized=zq,
+            codes=res["min_encoding_indices"],
+            quantizer_loss=res["quantizer_loss"].mean(),
+            commitment_loss=res["commitment_loss"].mean(),
+            codebook_loss=res["codebook_loss"].mean(),
+        ),
+        **meta,
+        notes={
+            "module": "train_tokenizer/model/vae_stage1.py VectorQuantizer(16, 4, 0.25), eval mode",
+            "reduction": "VAutoencoder.forward takes .mean() of the per-element terms",
+        },
+    )
 
     # the online clustering update (stage 1, training mode): two batches, codebook and usage after each
     cvq = VectorQuantizer(codebook_size=16, token_size=4, commitment_cost=0.25, clustering_vq=True).train()
@@ -82,17 +108,32 @@ def alitok(args) -> None:
     cluster = {"codebook_init": cvq.embedding.weight.detach().clone()}
     for i, zi in enumerate(cz):
         _, res = cvq(zi)
-        cluster.update({f"z{i}": zi, f"codes{i}": res["min_encoding_indices"], f"quantizer_loss{i}": res["quantizer_loss"].mean(),
-                        f"codebook_after{i}": cvq.embedding.weight.detach().clone(),
-                        f"embed_prob_after{i}": cvq.embed_prob.clone()})
-    write_fixture(args.out, "alitok_vq_clustering", cluster, **meta,
-                  notes={"module": "train_tokenizer/model/vae_stage1.py VectorQuantizer(16, 4, 0.25, clustering_vq=True), "
-                                   "train mode, one process (all_gather is the identity)"})
+        cluster.update(
+            {
+                f"z{i}": zi,
+                f"codes{i}": res["min_encoding_indices"],
+                f"quantizer_loss{i}": res["quantizer_loss"].mean(),
+                f"codebook_after{i}": cvq.embedding.weight.detach().clone(),
+                f"embed_prob_after{i}": cvq.embed_prob.clone(),
+            }
+        )
+    write_fixture(
+        args.out,
+        "alitok_vq_clustering",
+        cluster,
+        **meta,
+        notes={
+            "module": "train_tokenizer/model/vae_stage1.py VectorQuantizer(16, 4, 0.25, clustering_vq=True), "
+            "train mode, one process (all_gather is the identity)"
+        },
+    )
 
     # generator / discriminator losses; images [B, 3, 32, 32], aux strip [B, 3, 16, 16 + 32]
     x = torch.rand(2, 3, 32, 32, generator=g)
     recon = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
-    x_aux = (torch.cat([x[:, :, :16, :16], x[:, :, :16, :]], -1) + 0.2 * torch.randn(2, 3, 16, 48, generator=g)).clamp(0, 1)
+    x_aux = (torch.cat([x[:, :, :16, :16], x[:, :, :16, :]], -1) + 0.2 * torch.randn(2, 3, 16, 48, generator=g)).clamp(
+        0, 1
+    )
     real_logits, fake_logits = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g) + 0.5
     quantizer_loss = torch.tensor(0.37)
     mse_lpips_gan.LPIPS = lambda: _stub(lambda a, b: torch.zeros(a.shape[0], 1, 1, 1))
@@ -103,29 +144,58 @@ def alitok(args) -> None:
     rec_aux, perc, quant, gen = crit(x, recon, x_aux, {"quantizer_loss": quantizer_loss}, step, "generator")
     rec_only = crit(x, recon, None, {"quantizer_loss": quantizer_loss}, step, "generator")[0]
     d_loss = crit(x, recon, x_aux, {}, step, "discriminator")[0]
-    write_fixture(args.out, "alitok_tokenizer_losses", dict(
-        x=x, recon=recon, x_aux=x_aux, real_logits=real_logits, fake_logits=fake_logits,
-        quantizer_loss_in=quantizer_loss, reconstruction_with_aux=rec_aux, reconstruction=rec_only,
-        quantizer_term=quant, generator_term=gen, discriminator_loss=d_loss), **meta,
-        notes={"module": "train_tokenizer/loss/mse_lpips_gan.py MSE_LPIPS_GAN(config.cfg)",
-               "weights": {k: cfg[k] for k in ("reconstruction_weight", "quantizer_weight", "discriminator_factor",
-                                               "discriminator_weight", "disc_start")},
-               "stubs": "LPIPS / ConvNeXt perceptual -> 0 (weights not downloadable); discriminator -> fixed logits"})
+    write_fixture(
+        args.out,
+        "alitok_tokenizer_losses",
+        dict(
+            x=x,
+            recon=recon,
+            x_aux=x_aux,
+            real_logits=real_logits,
+            fake_logits=fake_logits,
+            quantizer_loss_in=quantizer_loss,
+            reconstruction_with_aux=rec_aux,
+            reconstruction=rec_only,
+            quantizer_term=quant,
+            generator_term=gen,
+            discriminator_loss=d_loss,
+        ),
+        **meta,
+        notes={
+            "module": "train_tokenizer/loss/mse_lpips_gan.py MSE_LPIPS_GAN(config.cfg)",
+            "weights": {
+                k: cfg[k]
+                for k in (
+                    "reconstruction_weight",
+                    "quantizer_weight",
+                    "discriminator_factor",
+                    "discriminator_weight",
+                    "disc_start",
+                )
+            },
+            "stubs": "LPIPS / ConvNeXt perceptual -> 0 (weights not downloadable); discriminator -> fixed logits",
+        },
+    )
 
     # AR cross entropy: logits [B, L + 1, V] as ARModel returns them, labels [B, L]
     b, n, v = 3, 7, 11
     logits = torch.randn(b, n + 1, v, generator=g) * 2
     labels = torch.randint(0, v, (b, n), generator=g)
     loss, _ = ARLoss(SimpleNamespace(model=SimpleNamespace(vq_model=SimpleNamespace(codebook_size=v))))(logits, labels)
-    write_fixture(args.out, "alitok_ar_loss", dict(logits=logits, labels=labels, loss=loss), **meta,
-                  notes={"module": "modeling/modules/losses.py ARLoss (drops the last position's logits)"})
+    write_fixture(
+        args.out,
+        "alitok_ar_loss",
+        dict(logits=logits, labels=labels, loss=loss),
+        **meta,
+        notes={"module": "modeling/modules/losses.py ARLoss (drops the last position's logits)"},
+    )
 
 
 def llamagen(args) -> None:
     commit = import_upstream(args.checkout)
+    from autoregressive.models.gpt import ModelArgs, Transformer
     from tokenizer.tokenizer_image import vq_loss as vql
     from tokenizer.tokenizer_image.vq_model import VectorQuantizer
-    from autoregressive.models.gpt import ModelArgs, Transformer
 
     meta = dict(upstream="FoundationVision/LlamaGen", commit=commit, script=SCRIPT)
     g = torch.Generator().manual_seed(0)
@@ -133,7 +203,9 @@ def llamagen(args) -> None:
     seed_weights_(vq, seed=2, std=1.0)
     z = torch.randn(2, 4, 3, 3, generator=g)
     zq, (codebook_loss, commit_loss, entropy_loss, _), (_, _, codes) = vq(z)
-    vq_entropy = VectorQuantizer(n_e=16, e_dim=4, beta=0.25, entropy_loss_ratio=0.1, l2_norm=True, show_usage=False).train()
+    vq_entropy = VectorQuantizer(
+        n_e=16, e_dim=4, beta=0.25, entropy_loss_ratio=0.1, l2_norm=True, show_usage=False
+    ).train()
     vq_entropy.load_state_dict(vq.state_dict())
     entropy_at_01 = vq_entropy(z)[1][2]
     # VQLoss, generator side, before disc_start: l2 reconstruction + (stubbed 0) LPIPS + codebook terms
@@ -141,14 +213,38 @@ def llamagen(args) -> None:
     crit = vql.VQLoss(disc_start=10, disc_dim=8)
     x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
     recon = x + 0.1 * torch.randn(x.shape, generator=g)
-    gen_total = crit((codebook_loss, commit_loss, entropy_loss, 0), x, recon, optimizer_idx=0, global_step=1,
-                     last_layer=None, logger=SimpleNamespace(info=lambda msg: None), log_every=10**9)
-    write_fixture(args.out, "llamagen_vq", dict(
-        codebook=vq.embedding.weight, z=z, z_quantized=zq, codes=codes, codebook_loss=codebook_loss,
-        commit_loss=commit_loss, entropy_loss=entropy_loss, entropy_loss_ratio_01=entropy_at_01,
-        x=x, recon=recon, vq_loss_total=gen_total), **meta,
-        notes={"quantizer": "vq_model.py VectorQuantizer(16, 4, beta=0.25, entropy_loss_ratio=0.0, l2_norm=True), train",
-               "vq_loss": "vq_loss.py VQLoss(disc_start=10), optimizer_idx 0 at step 1 (a step that logs nothing); LPIPS stubbed to 0"})
+    gen_total = crit(
+        (codebook_loss, commit_loss, entropy_loss, 0),
+        x,
+        recon,
+        optimizer_idx=0,
+        global_step=1,
+        last_layer=None,
+        logger=SimpleNamespace(info=lambda msg: None),
+        log_every=10**9,
+    )
+    write_fixture(
+        args.out,
+        "llamagen_vq",
+        dict(
+            codebook=vq.embedding.weight,
+            z=z,
+            z_quantized=zq,
+            codes=codes,
+            codebook_loss=codebook_loss,
+            commit_loss=commit_loss,
+            entropy_loss=entropy_loss,
+            entropy_loss_ratio_01=entropy_at_01,
+            x=x,
+            recon=recon,
+            vq_loss_total=gen_total,
+        ),
+        **meta,
+        notes={
+            "quantizer": "vq_model.py VectorQuantizer(16, 4, beta=0.25, entropy_loss_ratio=0.0, l2_norm=True), train",
+            "vq_loss": "vq_loss.py VQLoss(disc_start=10), optimizer_idx 0 at step 1 (a step that logs nothing); LPIPS stubbed to 0",
+        },
+    )
 
     # c2i GPT loss as train_c2i.py computes it: model(cond_idx=c, idx=z[:, :-1], targets=z)
     gpt = Transformer(ModelArgs(**GPT_TINY))
@@ -158,9 +254,17 @@ def llamagen(args) -> None:
     with torch.no_grad():
         logits, loss = gpt(idx=codes[:, :-1], cond_idx=labels, targets=codes)
     weights = {f"weight.{k}": v for k, v in gpt.state_dict().items() if k != "freqs_cis"}
-    write_fixture(args.out, "llamagen_gpt_loss", dict(codes=codes, labels=labels, logits=logits, loss=loss, **weights),
-                  **meta, notes={"model": GPT_TINY, "weights": "weight.<official key>, seeded N(0, 0.2)",
-                                 "call": "Transformer.forward(idx=codes[:, :-1], cond_idx=labels, targets=codes)"})
+    write_fixture(
+        args.out,
+        "llamagen_gpt_loss",
+        dict(codes=codes, labels=labels, logits=logits, loss=loss, **weights),
+        **meta,
+        notes={
+            "model": GPT_TINY,
+            "weights": "weight.<official key>, seeded N(0, 0.2)",
+            "call": "Transformer.forward(idx=codes[:, :-1], cond_idx=labels, targets=codes)",
+        },
+    )
 
 
 def titok(args) -> None:
@@ -175,13 +279,21 @@ def titok(args) -> None:
         z = torch.randn(2, 4, 1, 5, generator=g)
         zq, res = vq(z)
         tag = "l2" if l2 else "plain"
-        out.update({f"{tag}_codebook": vq.embedding.weight, f"{tag}_z": z, f"{tag}_z_quantized": zq,
-                    f"{tag}_codes": res["min_encoding_indices"], f"{tag}_quantizer_loss": res["quantizer_loss"],
-                    f"{tag}_commitment_loss": res["commitment_loss"], f"{tag}_codebook_loss": res["codebook_loss"]})
+        out.update(
+            {
+                f"{tag}_codebook": vq.embedding.weight,
+                f"{tag}_z": z,
+                f"{tag}_z_quantized": zq,
+                f"{tag}_codes": res["min_encoding_indices"],
+                f"{tag}_quantizer_loss": res["quantizer_loss"],
+                f"{tag}_commitment_loss": res["commitment_loss"],
+                f"{tag}_codebook_loss": res["codebook_loss"],
+            }
+        )
     # the single-stage generator loss (TA-TiTok VQ config: l2 reconstruction weight 1, quantizer weight
     # 1), before discriminator_start; the perceptual net (LPIPS + ConvNeXt weights) stubbed to 0
-    from omegaconf import OmegaConf
     from modeling.modules import losses as tl
+    from omegaconf import OmegaConf
 
     config = OmegaConf.load(args.checkout / "configs/training/TA-TiTok/tatitok_bl64_vq.yaml")
     tl.PerceptualLoss = lambda name: _stub(lambda a, b: torch.zeros(a.shape[0], 1, 1, 1))
@@ -189,14 +301,29 @@ def titok(args) -> None:
     crit = tl.ReconstructionLoss_Single_Stage(config)
     x = torch.rand(2, 3, 16, 16, generator=g)
     recon = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
-    total, logs = crit(x, recon, {k: out[f"l2_{k}"] for k in ("quantizer_loss", "commitment_loss", "codebook_loss")},
-                        0, "generator")
-    out.update(x=x, recon=recon, single_stage_total=total, single_stage_reconstruction=logs["reconstruction_loss"],
-               single_stage_quantizer=logs["quantizer_loss"])
-    write_fixture(args.out, "titok_vq", out, upstream="bytedance/1d-tokenizer", commit=commit, script=SCRIPT,
-                  notes={"module": "modeling/quantizer/quantizer.py VectorQuantizer(16, 4, 0.25, use_l2_norm), eval",
-                         "loss": "modeling/modules/losses.py ReconstructionLoss_Single_Stage(tatitok_bl64_vq.yaml), "
-                                 "generator at step 0; perceptual stubbed to 0; quantizer_loss = l2_quantizer_loss"})
+    total, logs = crit(
+        x, recon, {k: out[f"l2_{k}"] for k in ("quantizer_loss", "commitment_loss", "codebook_loss")}, 0, "generator"
+    )
+    out.update(
+        x=x,
+        recon=recon,
+        single_stage_total=total,
+        single_stage_reconstruction=logs["reconstruction_loss"],
+        single_stage_quantizer=logs["quantizer_loss"],
+    )
+    write_fixture(
+        args.out,
+        "titok_vq",
+        out,
+        upstream="bytedance/1d-tokenizer",
+        commit=commit,
+        script=SCRIPT,
+        notes={
+            "module": "modeling/quantizer/quantizer.py VectorQuantizer(16, 4, 0.25, use_l2_norm), eval",
+            "loss": "modeling/modules/losses.py ReconstructionLoss_Single_Stage(tatitok_bl64_vq.yaml), "
+            "generator at step 0; perceptual stubbed to 0; quantizer_loss = l2_quantizer_loss",
+        },
+    )
 
 
 def main() -> None:
@@ -211,8 +338,16 @@ def main() -> None:
         return
     args = parse_args("losses", "alitok")
     for flag in CHECKOUTS:
-        cmd = [sys.executable, "-m", "scripts.upstream_fixtures.make_losses_ar", flag,
-               "--upstream", str(args.upstream), "--out", str(args.out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "scripts.upstream_fixtures.make_losses_ar",
+            flag,
+            "--upstream",
+            str(args.upstream),
+            "--out",
+            str(args.out),
+        ]
         subprocess.run(cmd, check=True, cwd=FIXTURES.parents[2])
 
 

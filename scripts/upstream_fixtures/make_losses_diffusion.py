@@ -15,6 +15,7 @@ options; the project has no LightningDiT trainer, so nothing of it is written he
 
     python -m scripts.upstream_fixtures.make_losses_diffusion --upstream /path/to/checkouts
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -48,8 +49,9 @@ def dit(args) -> None:
     # eps part near the true noise (a realistic MSE), variance part in [-1, 1] (the learned range)
     out_eps = noise + 0.3 * torch.randn(B, C, H, H, generator=g)
     out_var = torch.tanh(torch.randn(B, C, H, H, generator=g))
-    tensors = dict(x_start=x_start, noise=noise, t=t, model_out_learned=torch.cat([out_eps, out_var], 1),
-                   model_out_fixed=out_eps)
+    tensors = dict(
+        x_start=x_start, noise=noise, t=t, model_out_learned=torch.cat([out_eps, out_var], 1), model_out_fixed=out_eps
+    )
     for name, learn_sigma in (("learned", True), ("fixed", False)):
         diffusion = create_diffusion(timestep_respacing="", learn_sigma=learn_sigma)
         seen = {}
@@ -64,9 +66,18 @@ def dit(args) -> None:
         for k in ("loss", "mse", "vb"):
             if k in terms:
                 tensors[f"{name}_{k}"] = terms[k].clone()
-    write_fixture(args.out, "dit_training_losses", tensors, upstream="facebookresearch/DiT", commit=commit,
-                  script=SCRIPT, notes={"diffusion": 'create_diffusion(timestep_respacing="", learn_sigma=...)',
-                                        "terms": "per-sample loss, mse, vb (vb only with learned sigma)"})
+    write_fixture(
+        args.out,
+        "dit_training_losses",
+        tensors,
+        upstream="facebookresearch/DiT",
+        commit=commit,
+        script=SCRIPT,
+        notes={
+            "diffusion": 'create_diffusion(timestep_respacing="", learn_sigma=...)',
+            "terms": "per-sample loss, mse, vb (vb only with learned sigma)",
+        },
+    )
 
 
 def sit(args) -> None:
@@ -89,13 +100,21 @@ def sit(args) -> None:
     x0 = torch.randn_like(x1)
     t = torch.rand((B,))
     assert torch.equal(seen["t"], t), "SiT's t draw is not rand(B) on [0, 1] after randn_like"
-    assert torch.allclose(seen["x_t"], t[:, None, None, None] * x1 + (1 - t[:, None, None, None]) * x0), \
+    assert torch.allclose(seen["x_t"], t[:, None, None, None] * x1 + (1 - t[:, None, None, None]) * x0), (
         "SiT's x_t is not t x1 + (1 - t) x0 of the redrawn noise"
-    write_fixture(args.out, "sit_training_losses",
-                  dict(x1=x1, x0=x0, t=t, model_out=out, x_t=seen["x_t"], loss=terms["loss"]),
-                  upstream="willisma/SiT", commit=commit, script=SCRIPT,
-                  notes={"transport": 'create_transport("Linear", "velocity")',
-                         "draws": f"torch.manual_seed({SEED}); x0 = randn_like(x1); t = rand(B)"})
+    )
+    write_fixture(
+        args.out,
+        "sit_training_losses",
+        dict(x1=x1, x0=x0, t=t, model_out=out, x_t=seen["x_t"], loss=terms["loss"]),
+        upstream="willisma/SiT",
+        commit=commit,
+        script=SCRIPT,
+        notes={
+            "transport": 'create_transport("Linear", "velocity")',
+            "draws": f"torch.manual_seed({SEED}); x0 = randn_like(x1); t = rand(B)",
+        },
+    )
 
 
 def main() -> None:
@@ -107,8 +126,16 @@ def main() -> None:
         return
     args = parse_args("losses", "DiT")
     for flag in ("--only-dit", "--only-sit"):
-        cmd = [sys.executable, "-m", "scripts.upstream_fixtures.make_losses_diffusion", flag,
-               "--upstream", str(args.upstream), "--out", str(args.out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "scripts.upstream_fixtures.make_losses_diffusion",
+            flag,
+            "--upstream",
+            str(args.upstream),
+            "--out",
+            str(args.out),
+        ]
         subprocess.run(cmd, check=True, cwd=FIXTURES.parents[2])
 
 

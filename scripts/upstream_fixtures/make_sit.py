@@ -9,6 +9,7 @@ key list and parameter count (meta device).
 
     python -m scripts.upstream_fixtures.make_sit --upstream /path/to/checkouts   # reads .../SiT
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ import torch
 
 from scripts.upstream_fixtures.common import import_upstream, parse_args, seed_weights_, write_fixture
 
-TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=10,
-            learn_sigma=True)
+TINY = dict(
+    input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=10, learn_sigma=True
+)
 SEED, CFG_SCALE = 0, 1.5
 LABELS = [3, 7]
 # sampler runs: (name, mode, options); steps kept small, the solver settings are sample.py's defaults
@@ -26,10 +28,32 @@ RUNS = [
     ("ode_euler", "ODE", dict(sampling_method="euler", num_steps=6, atol=1e-6, rtol=1e-3), CFG_SCALE),
     ("ode_heun", "ODE", dict(sampling_method="heun2", num_steps=5, atol=1e-6, rtol=1e-3), CFG_SCALE),
     ("ode_dopri5", "ODE", dict(sampling_method="dopri5", num_steps=6, atol=1e-6, rtol=1e-3), CFG_SCALE),
-    ("sde", "SDE", dict(sampling_method="Euler", diffusion_form="sigma", diffusion_norm=1.0, last_step="Mean",
-                        last_step_size=0.04, num_steps=6), CFG_SCALE),
-    ("sde_unguided", "SDE", dict(sampling_method="Euler", diffusion_form="sigma", diffusion_norm=1.0,
-                                 last_step="Mean", last_step_size=0.04, num_steps=6), 1.0),
+    (
+        "sde",
+        "SDE",
+        dict(
+            sampling_method="Euler",
+            diffusion_form="sigma",
+            diffusion_norm=1.0,
+            last_step="Mean",
+            last_step_size=0.04,
+            num_steps=6,
+        ),
+        CFG_SCALE,
+    ),
+    (
+        "sde_unguided",
+        "SDE",
+        dict(
+            sampling_method="Euler",
+            diffusion_form="sigma",
+            diffusion_norm=1.0,
+            last_step="Mean",
+            last_step_size=0.04,
+            num_steps=6,
+        ),
+        1.0,
+    ),
 ]
 
 
@@ -58,8 +82,13 @@ def main() -> None:
     y2 = torch.cat([y, torch.full_like(y, TINY["num_classes"])])
     out = model(x, t, y)
     cfg_out = model.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), y2, CFG_SCALE)
-    write_fixture(args.out, "network", dict(x=x, t=t, y=y, out=out, cfg_out=cfg_out), **meta,
-                  notes={"config": TINY, "cfg_scale": CFG_SCALE, "weights": "SiT-tiny.pt (raw state dict)"})
+    write_fixture(
+        args.out,
+        "network",
+        dict(x=x, t=t, y=y, out=out, cfg_out=cfg_out),
+        **meta,
+        notes={"config": TINY, "cfg_scale": CFG_SCALE, "weights": "SiT-tiny.pt (raw state dict)"},
+    )
 
     sampler = Sampler(create_transport("Linear", "velocity", None, None, None))  # sample.py's transport defaults
     tensors, notes = {"labels": y}, {"config": TINY, "seed": SEED, "runs": {}}
@@ -79,8 +108,13 @@ def main() -> None:
             out = fn(z, counted, y=y)
         traj = torch.stack(list(out))[:, :b]  # [points, B, C, H, W]; guided: the conditional half
         tensors[f"{name}_noise"], tensors[f"{name}_trajectory"] = z, traj
-        notes["runs"][name] = {"mode": mode, **opts, "cfg_scale": scale, "upstream_network_calls": calls[0],
-                               "rows_per_call": 2 * b if scale > 1.0 else b}
+        notes["runs"][name] = {
+            "mode": mode,
+            **opts,
+            "cfg_scale": scale,
+            "upstream_network_calls": calls[0],
+            "rows_per_call": 2 * b if scale > 1.0 else b,
+        }
     write_fixture(args.out, "samplers", tensors, **meta, notes=notes)
 
     # dopri5 on a smooth closed-form field in float64: with the network in fp32 the adaptive step
@@ -100,14 +134,27 @@ def main() -> None:
     for method, steps in (("dopri5", 6), ("euler", 6)):
         fn = sampler.sample_ode(sampling_method=method, num_steps=steps, atol=1e-6, rtol=1e-3)
         field_runs[f"field_{method}"] = fn(x0, field)[-1]
-    write_fixture(args.out, "ode_field", field_runs, **meta,
-                  notes={"field": "v(x, t) = tanh((x.flatten(1) @ u) @ v + t[:, None] * b), float64",
-                         "num_steps": 6, "atol": 1e-6, "rtol": 1e-3})
+    write_fixture(
+        args.out,
+        "ode_field",
+        field_runs,
+        **meta,
+        notes={
+            "field": "v(x, t) = tanh((x.flatten(1) @ u) @ v + t[:, None] * b), float64",
+            "num_steps": 6,
+            "atol": 1e-6,
+            "rtol": 1e-3,
+        },
+    )
 
     with torch.device("meta"):
         xl = SiT_models["SiT-XL/2"](input_size=32, num_classes=1000, learn_sigma=True)
-    full = {"model": "SiT-XL/2", "num_params": sum(p.numel() for p in xl.parameters()),
-            "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()}, "upstream": meta}
+    full = {
+        "model": "SiT-XL/2",
+        "num_params": sum(p.numel() for p in xl.parameters()),
+        "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()},
+        "upstream": meta,
+    }
     (args.out / "full_size.json").write_text(json.dumps(full, indent=0, sort_keys=True) + "\n")
 
 

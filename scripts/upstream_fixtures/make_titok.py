@@ -10,36 +10,66 @@ Released layout: ``tokenizer_titok_s128.bin``, a plain state dict.
 
 Run: ``python -m scripts.upstream_fixtures.make_titok --upstream /path/to/checkouts``
 """
+
 from __future__ import annotations
 
 import torch
 
-from scripts.upstream_fixtures.common import (import_upstream, install_torchvision_shim, parse_args, save_released,
-                                              seed_weights_, sized, write_fixture, write_key_list)
+from scripts.upstream_fixtures.common import (
+    import_upstream,
+    install_torchvision_shim,
+    parse_args,
+    save_released,
+    seed_weights_,
+    sized,
+    write_fixture,
+    write_key_list,
+)
 
 VIT = {"width": 32, "num_layers": 1, "num_heads": 2}
 # 32 px, patch 4 -> an 8 x 8 proxy-code grid; the pixel decoder upsamples it 4x (three levels)
-PIXEL = {"channel_mult": [1, 1, 1], "num_resolutions": 3, "dropout": 0.0, "hidden_channels": 32, "num_channels": 3,
-         "num_res_blocks": 1, "resolution": 32, "z_channels": 32}
+PIXEL = {
+    "channel_mult": [1, 1, 1],
+    "num_resolutions": 3,
+    "dropout": 0.0,
+    "hidden_channels": 32,
+    "num_channels": 3,
+    "num_res_blocks": 1,
+    "resolution": 32,
+    "z_channels": 32,
+}
 CODEBOOK = 256  # official 4096 x 12
 
 
 def titok_config(crop, patch, size, codebook):
     from omegaconf import OmegaConf
 
-    return OmegaConf.create({
-        "model": {"vq_model": {"codebook_size": codebook, "token_size": 12, "use_l2_norm": True,
-                               "commitment_cost": 0.25, "vit_enc_model_size": size, "vit_dec_model_size": size,
-                               "vit_enc_patch_size": patch, "vit_dec_patch_size": patch, "num_latent_tokens": 128,
-                               "finetune_decoder": True}},
-        "dataset": {"preprocessing": {"crop_size": crop}}})
+    return OmegaConf.create(
+        {
+            "model": {
+                "vq_model": {
+                    "codebook_size": codebook,
+                    "token_size": 12,
+                    "use_l2_norm": True,
+                    "commitment_cost": 0.25,
+                    "vit_enc_model_size": size,
+                    "vit_dec_model_size": size,
+                    "vit_enc_patch_size": patch,
+                    "vit_dec_patch_size": patch,
+                    "num_latent_tokens": 128,
+                    "finetune_decoder": True,
+                }
+            },
+            "dataset": {"preprocessing": {"crop_size": crop}},
+        }
+    )
 
 
 def build(pixel: dict | None, crop: int, patch: int, codebook: int):
     """``TiTok`` as the config builds it; ``pixel``: the small pixel decoder config (None: the official one)."""
-    from omegaconf import OmegaConf
     from modeling import titok
     from modeling.modules.blocks import TiTokDecoder, TiTokEncoder
+    from omegaconf import OmegaConf
 
     if pixel is None:
         return titok.TiTok(titok_config(crop, patch, "small", codebook))
@@ -72,10 +102,19 @@ def main():
     decode_codes = torch.randint(0, CODEBOOK, (8, 128), generator=torch.Generator().manual_seed(3))
     decoded = torch.clamp(model.decode_tokens(decode_codes), 0.0, 1.0)  # demo_util.sample_fn clamps
     decoded_u8 = (decoded * 255.0).permute(0, 2, 3, 1).to("cpu", dtype=torch.uint8)
-    write_fixture(out, "tokenizer", {"images": images, "codes": codes, "decode_codes": decode_codes,
-                                     "decoded_float": decoded, "decoded_uint8": decoded_u8}, **common,
-                  notes={"vit_sizes": VIT, "pixel_config": PIXEL, "codebook_size": CODEBOOK, "image_size": 32,
-                         "patch_size": 4})
+    write_fixture(
+        out,
+        "tokenizer",
+        {
+            "images": images,
+            "codes": codes,
+            "decode_codes": decode_codes,
+            "decoded_float": decoded,
+            "decoded_uint8": decoded_u8,
+        },
+        **common,
+        notes={"vit_sizes": VIT, "pixel_config": PIXEL, "codebook_size": CODEBOOK, "image_size": 32, "patch_size": 4},
+    )
     print(f"wrote {out}")
 
 

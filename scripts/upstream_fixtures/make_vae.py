@@ -12,18 +12,21 @@
 
     python -m scripts.upstream_fixtures.make_vae --upstream /path/to/checkouts   # reads .../LightningDiT
 """
+
 from __future__ import annotations
 
 import json
 
 import torch
 
-from scripts.upstream_fixtures.common import git_commit, import_upstream, parse_args, seed_weights_, write_fixture
+from scripts.upstream_fixtures.common import import_upstream, parse_args, seed_weights_, write_fixture
 from scripts.upstream_fixtures.ldm_vae_tiny import SDVAE_SEED, SDVAE_TINY, VAVAE_SEED, VAVAE_TINY, build, full_size_keys
 
 SD_SCALE = 0.18215
 # the released configs (LightningDiT tokenizer/configs/vavae_f16d32.yaml; CompVis first_stage_models/kl-f8)
-VAVAE_FULL = dict(ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,), resolution=256, z_channels=32)
+VAVAE_FULL = dict(
+    ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,), resolution=256, z_channels=32
+)
 SDVAE_FULL = dict(ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2, attn_resolutions=(), resolution=256, z_channels=4)
 
 
@@ -58,25 +61,47 @@ def main() -> None:
         post = vae.encode(images)
         z = torch.randn(post.mean.shape, generator=g)
         decoded = vae.decode(z if name == "vavae" else z / SD_SCALE)
-        write_fixture(args.out, name, dict(images=images, mean=post.mean, std=post.std, z=z, decoded=decoded,
-                                            decoded_uint8=uint8_images(decoded)), **ldm_meta,
-                      notes={"ldm_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-                             "decode_input": "z" if name == "vavae" else "z / 0.18215"})
+        write_fixture(
+            args.out,
+            name,
+            dict(
+                images=images, mean=post.mean, std=post.std, z=z, decoded=decoded, decoded_uint8=uint8_images(decoded)
+            ),
+            **ldm_meta,
+            notes={
+                "ldm_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+                "decode_input": "z" if name == "vavae" else "z / 0.18215",
+            },
+        )
 
     # the SD VAE in diffusers' layout, as DiT's sample.py builds it (diffusers is the official code here)
-    cfg = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32), layers_per_block=1,
-               down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-               act_fn="silu", norm_num_groups=32, sample_size=32, scaling_factor=SD_SCALE)
+    cfg = dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 32),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        act_fn="silu",
+        norm_num_groups=32,
+        sample_size=32,
+        scaling_factor=SD_SCALE,
+    )
     vae = seed_weights_(diffusers.AutoencoderKL(**cfg), seed=SDVAE_SEED + 1, std=0.05).eval()
     vae.save_pretrained(args.out / "sd-vae-diffusers-tiny", safe_serialization=True)
     dist = vae.encode(images).latent_dist
     z = torch.randn(dist.mean.shape, generator=g)
     decoded = vae.decode(z / SD_SCALE).sample
-    write_fixture(args.out, "sdvae_diffusers", dict(images=images, mean=dist.mean, std=dist.std, z=z, decoded=decoded,
-                                                     decoded_uint8=uint8_images(decoded)),
-                  upstream="huggingface/diffusers (AutoencoderKL, as facebookresearch/DiT sample.py uses it)",
-                  commit=f"diffusers=={diffusers.__version__}", script=script,
-                  notes={"decode_input": "z / 0.18215", "folder": "sd-vae-diffusers-tiny"})
+    write_fixture(
+        args.out,
+        "sdvae_diffusers",
+        dict(images=images, mean=dist.mean, std=dist.std, z=z, decoded=decoded, decoded_uint8=uint8_images(decoded)),
+        upstream="huggingface/diffusers (AutoencoderKL, as facebookresearch/DiT sample.py uses it)",
+        commit=f"diffusers=={diffusers.__version__}",
+        script=script,
+        notes={"decode_input": "z / 0.18215", "folder": "sd-vae-diffusers-tiny"},
+    )
 
     full = {"vavae_f16d32": full_size_keys(VAVAE_FULL), "sd_vae_ldm": full_size_keys(SDVAE_FULL), "upstream": ldm_meta}
     (args.out / "full_size.json").write_text(json.dumps(full, indent=0, sort_keys=True) + "\n")

@@ -11,6 +11,7 @@ writes the samples npz and a 10k-image reference; ``measure`` (fresh) evaluates 
 Recall at 50k needs the 50k x 50k neighbour search (~10^13 flops): hours on 2 shared cores. Its tiles
 are the same size as precision's, so ``--metrics fid,is,sfid,prec`` measures the same peak.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,10 @@ class StubExtractor(InceptionExtractor):
         self.weights = WeightsInfo("stub:0", "random", Path("stub"), "5" * 64, has_logits=True)
         self.device, self.channels_last = torch.device("cpu"), False
         rng = np.random.default_rng(0)
-        self.proj = {k: rng.standard_normal((48, d)).astype(np.float32) / 7 for k, d in
-                     (("pool", 2048), ("spatial", 2023), ("logits", 1008))}
+        self.proj = {
+            k: rng.standard_normal((48, d)).astype(np.float32) / 7
+            for k, d in (("pool", 2048), ("spatial", 2023), ("logits", 1008))
+        }
 
     def __call__(self, images):
         x = np.asarray(images).reshape(len(images), -1)[:, :48].astype(np.float32) / 255.0
@@ -55,8 +58,9 @@ def prepare(d: Path, n_ref: int) -> None:
     labels = np.arange(N_SAMPLES) % 1000
     save_samples_npz(d / "samples.npz", rng.integers(0, 256, (N_SAMPLES, SIZE, SIZE, 3), dtype=np.uint8), labels)
     ref_images = rng.integers(0, 256, (n_ref, SIZE, SIZE, 3), dtype=np.uint8)
-    build_reference_from_images(ref_images, d / "ref.npz", inception=StubExtractor(), batch_size=250, cache=False,
-                                progress=False)
+    build_reference_from_images(
+        ref_images, d / "ref.npz", inception=StubExtractor(), batch_size=250, cache=False, progress=False
+    )
 
 
 def measure(d: Path, metrics: str) -> dict:
@@ -64,15 +68,25 @@ def measure(d: Path, metrics: str) -> dict:
 
     base = rss_mb()
     t0 = time.perf_counter()
-    res = evaluate_samples(d / "samples.npz", d / "ref.npz", EvalOptions(
-        metrics=metrics, inception=StubExtractor(), batch_size=250, cache=False, progress=False))
+    res = evaluate_samples(
+        d / "samples.npz",
+        d / "ref.npz",
+        EvalOptions(metrics=metrics, inception=StubExtractor(), batch_size=250, cache=False, progress=False),
+    )
     from harness.data.npz import npz_array_info
 
-    return {"n_samples": N_SAMPLES, "n_reference_arr0": npz_array_info(d / "ref.npz")[0][0], "metrics": metrics.split(","),
-            "peak_rss_mb": round(rss_mb(), 1), "rss_after_imports_mb": round(base, 1),
-            "seconds": round(time.perf_counter() - t0, 1), "values": res.metrics,
-            "feature_widths": {"pool": 2048, "spatial": 2023, "logits": 1008}, "extractor": "stub (no network)",
-            "threads": torch.get_num_threads()}
+    return {
+        "n_samples": N_SAMPLES,
+        "n_reference_arr0": npz_array_info(d / "ref.npz")[0][0],
+        "metrics": metrics.split(","),
+        "peak_rss_mb": round(rss_mb(), 1),
+        "rss_after_imports_mb": round(base, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "values": res.metrics,
+        "feature_widths": {"pool": 2048, "spatial": 2023, "logits": 1008},
+        "extractor": "stub (no network)",
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -89,10 +103,15 @@ def main() -> None:
     elif a.step == "measure":
         print(json.dumps(measure(d, a.metrics)))
     else:
-        subprocess.run([sys.executable, __file__, str(d), "--step", "prepare", "--ref-images", str(a.ref_images)],
-                       check=True)
-        out = subprocess.run([sys.executable, __file__, str(d), "--step", "measure", "--metrics", a.metrics],
-                             check=True, capture_output=True, text=True).stdout
+        subprocess.run(
+            [sys.executable, __file__, str(d), "--step", "prepare", "--ref-images", str(a.ref_images)], check=True
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, str(d), "--step", "measure", "--metrics", a.metrics],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         print(out.strip().splitlines()[-1])
 
 

@@ -1,5 +1,6 @@
 """Speed guard for the tiny AliTok tokenizer: decode (codes -> uint8) and encode of a batch of 64
 at 32 px, fp32, CPU or the given device. Run with `make bench`."""
+
 import pytest
 import torch
 

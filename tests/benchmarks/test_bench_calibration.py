@@ -5,6 +5,7 @@ same run (the stream one for benchmarks that say ``extra_info["calibration"] = "
 that is slower as a whole (host load on a shared VM slowed every benchmark here by 30-70 % at once, FID
 math included) does not read as a regression, while a change that slows one code path still does
 (harness/speed/gate.py). The workloads are harness/speed/calibration.py. Run with `make bench`."""
+
 import numpy as np
 import pytest
 import torch
@@ -24,7 +25,9 @@ def test_bench_machine_calibration(benchmark):
 def test_bench_machine_calibration_stream(benchmark):
     work = StreamCalibration()
     benchmark.pedantic(work, rounds=9, warmup_rounds=2)
-    benchmark.extra_info.update({"workload": STREAM_WORKLOAD, "kernel": work.kernel, "threads": torch.get_num_threads()})
+    benchmark.extra_info.update(
+        {"workload": STREAM_WORKLOAD, "kernel": work.kernel, "threads": torch.get_num_threads()}
+    )
     g = torch.Generator().manual_seed(0)  # the calibration's own draws: x, then the first weight
     x, w0 = torch.randn(4, 2048, generator=g), torch.randn(2048, 2048, generator=g)
     with torch.inference_mode():

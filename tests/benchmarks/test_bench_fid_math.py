@@ -1,6 +1,7 @@
 """FID math speed: the Fréchet distance of two 2048-d Gaussians (eigenvalue route, float64).
 Correctness outside the timed call against the closed form for equal covariances, where the
 distance is |mu1 - mu2|^2. Run with `make bench`."""
+
 import numpy as np
 import pytest
 

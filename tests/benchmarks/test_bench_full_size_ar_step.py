@@ -2,13 +2,13 @@
 (4 rows), one cached decode step at the middle position of the 273-token sequence, fp32: PyTorch's
 own Linear (aten) and oneDNN on packed weights, each with SDPA, and packed with the C decode-attention
 kernel (ARGenerator's CPU default). Run with `make bench`."""
+
 import contextlib
 
 import pytest
 import torch
 
 from harness.nn.kernels import decode_attention, packed_linear
-
 from harness.speed.timing import synchronize
 
 pytestmark = pytest.mark.bench
@@ -47,6 +47,15 @@ def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model, kernels):
 
         logits = benchmark.pedantic(step, rounds=10, warmup_rounds=2)
     # bound by streaming the 0.7 GB of weights: the gate judges it in units of the stream calibration
-    benchmark.extra_info.update({"model": "alitok-b random weights", "rows": rows, "position": POS, "dtype": "fp32",
-                                 "linear": linear, "attention": attention, "calibration": "stream"})
+    benchmark.extra_info.update(
+        {
+            "model": "alitok-b random weights",
+            "rows": rows,
+            "position": POS,
+            "dtype": "fp32",
+            "linear": linear,
+            "attention": attention,
+            "calibration": "stream",
+        }
+    )
     assert logits.shape == (rows, model.cfg.codebook_size) and torch.isfinite(logits).all()

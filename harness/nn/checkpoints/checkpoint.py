@@ -17,6 +17,7 @@ Inside ``with planning():`` (``alitok-bench validate``) nothing is read but head
 back as meta tensors of the right shapes, models stay on the meta device, keys and shapes are still
 checked strictly. So a 662M-parameter generator is planned in milliseconds, without its weights in memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -47,9 +49,18 @@ def _fail(path: Path, problem: str) -> CheckpointError:
 # an attribute bag with no code of its own: unpickling one runs nothing (no __setstate__, no __reduce__)
 SAFE_GLOBALS = (argparse.Namespace,)
 _PLANNING = contextvars.ContextVar("checkpoint_planning", default=False)
-_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                       "U8": torch.uint8, "BOOL": torch.bool}
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 @contextlib.contextmanager
@@ -70,9 +81,14 @@ def _safetensors_on_meta(p: Path) -> dict[str, torch.Tensor]:
     from safetensors import safe_open
 
     with safe_open(str(p), framework="pt") as f:
-        return {k: torch.empty(f.get_slice(k).get_shape(), dtype=_SAFETENSORS_DTYPES.get(f.get_slice(k).get_dtype(),
-                                                                                           torch.float32), device="meta")
-                for k in f.keys()}
+        return {
+            k: torch.empty(
+                f.get_slice(k).get_shape(),
+                dtype=_SAFETENSORS_DTYPES.get(f.get_slice(k).get_dtype(), torch.float32),
+                device="meta",
+            )
+            for k in f.keys()
+        }
 
 
 WRAPPERS = ("model", "module", "state_dict")  # wrappers of a state dict, in LlamaGen sample_c2i.py's order
@@ -92,8 +108,9 @@ def _torch_load(p: Path) -> Any:
             return torch.load(p, map_location="cpu", weights_only=True)
 
 
-def load_state_dict(path: str | os.PathLike, prefix: str | None = None,
-                    wrappers: tuple[str, ...] = WRAPPERS) -> dict[str, torch.Tensor]:
+def load_state_dict(
+    path: str | os.PathLike, prefix: str | None = None, wrappers: tuple[str, ...] = WRAPPERS
+) -> dict[str, torch.Tensor]:
     """Read a flat state dict from safetensors or a weights-only torch pickle (read once, mapped).
 
     ``prefix`` selects a sub-dict (e.g. ``"model."``) and strips it, for checkpoints that wrap.
@@ -121,12 +138,25 @@ def load_state_dict(path: str | os.PathLike, prefix: str | None = None,
             raise _fail(p, f"refused by weights_only loading (not a plain state dict): {msg}") from None
         # a legacy-format file of garbage reaches the weights-only unpickler's opcodes, which fail with
         # whatever lookup broke (a 5-byte text file: KeyError on its memo)
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
-                AttributeError) as e:
+        except (
+            RuntimeError,
+            EOFError,
+            zipfile.BadZipFile,
+            OSError,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            AttributeError,
+        ) as e:
             raise _fail(p, f"truncated or corrupt checkpoint ({type(e).__name__}: {one_line(e)[:120]})") from None
     if isinstance(sd, Mapping) and prefix is None:
         for key in wrappers:
-            if key in sd and isinstance(sd[key], Mapping) and all(isinstance(v, torch.Tensor) for v in sd[key].values()):
+            if (
+                key in sd
+                and isinstance(sd[key], Mapping)
+                and all(isinstance(v, torch.Tensor) for v in sd[key].values())
+            ):
                 sd = sd[key]
                 break
     if not isinstance(sd, Mapping) or not sd:
@@ -135,14 +165,19 @@ def load_state_dict(path: str | os.PathLike, prefix: str | None = None,
     if bad:
         raise _fail(p, f"not a plain state dict: entry {bad[0]!r} is not a tensor")
     if prefix:
-        sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
         if not sd:
             raise _fail(p, f"no keys start with {prefix!r}")
     return dict(sd)
 
 
-def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str,
-                     allow_unexpected: bool = False) -> list[str]:
+def check_state_dict(
+    model: torch.nn.Module,
+    sd: Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    what: str,
+    allow_unexpected: bool = False,
+) -> list[str]:
     """Strict key and shape check with a one-line explanation (wrong architecture, wrong size).
     ``allow_unexpected``: keys the model lacks are returned instead of refused (for models whose
     official loader is non-strict); missing keys and wrong shapes are always errors."""
@@ -159,13 +194,21 @@ def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], pat
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
         if shape:
             k = shape[0]
-            parts.append(f"{len(shape)} shape mismatches (e.g. {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(shape)} shape mismatches (e.g. {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})"
+            )
         raise CheckpointError(f"{path}: not a {what} checkpoint: " + "; ".join(parts))
     return sorted(extra)
 
 
-def load_strict(build_on_meta, sd: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str,
-                device: torch.device | str = "cpu", allow_unexpected: bool = False) -> torch.nn.Module:
+def load_strict(
+    build_on_meta,
+    sd: Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    what: str,
+    device: torch.device | str = "cpu",
+    allow_unexpected: bool = False,
+) -> torch.nn.Module:
     """Build on the meta device (no allocation, no init), check keys/shapes, then materialise on
     ``device`` and load strictly. Modules must create non-persistent buffers lazily (RoPE tables,
     KV caches), since ``to_empty`` leaves them uninitialised.
@@ -194,7 +237,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def save_safetensors(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> Path:
+def save_safetensors(
+    path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Atomic save; non-string metadata values are stored as JSON strings."""
     from safetensors.torch import save_file
 

@@ -10,9 +10,10 @@ with ``strict=True``. ``named_parameters()`` keeps the shared names.
 (``".attn.qkv."`` -> ``".attention.wqkv."``); every key gets a leading and trailing dot while it is
 rewritten, so a pair may also match a key's first or last component.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -33,8 +34,9 @@ def install_key_map(model: nn.Module, pairs: Sequence[tuple[str, str]]) -> nn.Mo
 
     def rewrite(state_dict, prefix, table):
         # rebuilt in place so the key order stays the module order
-        items = [(prefix + _rename(k[len(prefix):], table) if k.startswith(prefix) else k, v)
-                 for k, v in state_dict.items()]
+        items = [
+            (prefix + _rename(k[len(prefix) :], table) if k.startswith(prefix) else k, v) for k, v in state_dict.items()
+        ]
         state_dict.clear()
         state_dict.update(items)
 

@@ -24,6 +24,7 @@ eager only (a ``torch.compile``d step keeps SDPA, which Inductor can capture).
 The caller's mask must be the causal row (every slot ``<= pos`` visible): true of every cached
 decoder here (AliTok, LlamaGen, RAR), which all attend through ``harness.nn.layers.attention``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,8 +66,15 @@ def _compile(march: str = "native") -> ctypes.CDLL:
     ptr, long = ctypes.c_void_p, ctypes.c_long
     for name in _FUNCS.values():
         fn = getattr(lib, name)
-        fn.argtypes = ([ptr] * 3 + [long] * 2 + [ptr] * 2 + [ctypes.c_float] + [ptr] * 4 + [long] * 5
-                       + [ctypes.c_float, ctypes.c_int])
+        fn.argtypes = (
+            [ptr] * 3
+            + [long] * 2
+            + [ptr] * 2
+            + [ctypes.c_float]
+            + [ptr] * 4
+            + [long] * 5
+            + [ctypes.c_float, ctypes.c_int]
+        )
         fn.restype = ctypes.c_int
     return lib
 
@@ -103,11 +111,15 @@ def use(kernel: str) -> Iterator[None]:
         _mode = before
 
 
-def kernel_name(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                heads: int | None = None, head_dim: int | None = None) -> str:
+def kernel_name(
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    heads: int | None = None,
+    head_dim: int | None = None,
+) -> str:
     """What a decode step on this device and cache dtype uses now: ``c-decode`` or ``sdpa``. In
     ``"auto"`` mode with the head geometry given, the machine's measured choice (made now if not yet)."""
-    ok = (_mode in ("auto", "c") and torch.device(device).type == "cpu" and dtype in _FUNCS and library() is not None)
+    ok = _mode in ("auto", "c") and torch.device(device).type == "cpu" and dtype in _FUNCS and library() is not None
     if ok and _mode == "auto" and heads is not None and head_dim is not None:
         ok = wins_here(dtype, heads, head_dim)
     return "c-decode" if ok else "sdpa"
@@ -116,10 +128,18 @@ def kernel_name(device: torch.device | str = "cpu", dtype: torch.dtype = torch.f
 def applies(q: torch.Tensor, k: torch.Tensor, cache_k: torch.Tensor) -> bool:
     """True where :func:`attend` takes this call: one query, CPU, one dtype, no autograd, eager, and
     (``"auto"``) the kernel won on this machine for this dtype and head geometry."""
-    ok = (_mode in ("auto", "c") and q.shape[2] == 1 and q.device.type == "cpu" and q.dtype in _FUNCS
-          and q.dtype == k.dtype == cache_k.dtype and not torch.is_grad_enabled()
-          and not torch.compiler.is_compiling() and 2 <= q.shape[-1] <= 1024 and q.shape[-1] % 2 == 0
-          and library() is not None)
+    ok = (
+        _mode in ("auto", "c")
+        and q.shape[2] == 1
+        and q.device.type == "cpu"
+        and q.dtype in _FUNCS
+        and q.dtype == k.dtype == cache_k.dtype
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and 2 <= q.shape[-1] <= 1024
+        and q.shape[-1] % 2 == 0
+        and library() is not None
+    )
     return ok and (_mode == "c" or wins_here(q.dtype, q.shape[1], q.shape[-1]))
 
 
@@ -130,15 +150,17 @@ def wins_here(dtype: torch.dtype, heads: int, head_dim: int) -> bool:
     if hit is None:
         from harness.nn.kernels import kernel_choice
 
-        shapes = f"{str(dtype).replace('torch.', '')} heads {heads} x {head_dim}, rows {'/'.join(map(str, _ROWS))}, " \
-                 f"cache {_SLOTS} slots"
+        shapes = (
+            f"{str(dtype).replace('torch.', '')} heads {heads} x {head_dim}, rows {'/'.join(map(str, _ROWS))}, "
+            f"cache {_SLOTS} slots"
+        )
         hit = kernel_choice.choose("decode-attention", shapes, _workloads(dtype, heads, head_dim)) == "c-decode"
         _chosen[key] = hit
     return hit
 
 
 _ROWS = (4, 32)  # decode rows of batch 2 and 16 with CFG
-_SLOTS = 274     # AliTok's 1 + 273 positions; the workload attends at the middle (the mean over a run)
+_SLOTS = 274  # AliTok's 1 + 273 positions; the workload attends at the middle (the mean over a run)
 
 
 def _workloads(dtype: torch.dtype, heads: int, head_dim: int) -> dict:
@@ -175,6 +197,7 @@ def _workloads(dtype: torch.dtype, heads: int, head_dim: int) -> dict:
                 ck.index_copy_(2, at, kn.contiguous())
                 cv.index_copy_(2, at, v.contiguous())
                 F.scaled_dot_product_attention(qn, ck[:, :, :kv_len], cv[:, :, :kv_len], attn_mask=mask)
+
     return {"c-decode": c_kernel, "sdpa": sdpa}
 
 
@@ -186,9 +209,19 @@ def _strides(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, in
     return st[0][0], st[0][1]
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
-           pos: int, *, q_norm: torch.Tensor | None = None, k_norm: torch.Tensor | None = None,
-           eps: float = 1e-5, rope: torch.Tensor | None = None) -> torch.Tensor:
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cache_k: torch.Tensor,
+    cache_v: torch.Tensor,
+    pos: int,
+    *,
+    q_norm: torch.Tensor | None = None,
+    k_norm: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    rope: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Write the new ``k, v [B, H, 1, D]`` at slot ``pos`` of ``cache_k, cache_v [B, H, T, D]`` and
     attend ``q`` over slots ``0..pos`` -> ``[B, H, 1, D]``.
 
@@ -217,9 +250,27 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Ten
     out = torch.empty(b, h, d, dtype=q.dtype)
     fn = getattr(library(), _FUNCS[q.dtype])
     ptr = [x.data_ptr() if x is not None else None for x in (*weights, rope)]
-    rc = fn(q.data_ptr(), k.data_ptr(), v.data_ptr(), strides[0], strides[1], ptr[0], ptr[1], eps, ptr[2],
-            cache_k.data_ptr(), cache_v.data_ptr(), out.data_ptr(), b, h, t, d, pos, d ** -0.5,
-            torch.get_num_threads())
+    rc = fn(
+        q.data_ptr(),
+        k.data_ptr(),
+        v.data_ptr(),
+        strides[0],
+        strides[1],
+        ptr[0],
+        ptr[1],
+        eps,
+        ptr[2],
+        cache_k.data_ptr(),
+        cache_v.data_ptr(),
+        out.data_ptr(),
+        b,
+        h,
+        t,
+        d,
+        pos,
+        d**-0.5,
+        torch.get_num_threads(),
+    )
     if rc:
         raise ValueError(f"decode attention kernel refused B={b}, H={h}, T={t}, D={d}, pos={pos}")
     return out.view(b, h, 1, d)

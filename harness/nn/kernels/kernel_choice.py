@@ -13,14 +13,16 @@ lists the choices this process made, with their timings and source, for the benc
 ``$ALITOK_BENCH_KERNELS=measure`` ignores the cached file (measures again and overwrites it): do that
 once on a quiet machine where the stored entry's ``load_average`` shows it was measured under load.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -76,9 +78,13 @@ def choose(kind: str, shapes: str, candidates: dict[str, Callable[[], Any]], rou
             entry = {**entry, "source": f"cached ({path})"}
         else:
             seconds = _measure(candidates, rounds)
-            entry = {"choice": min(seconds, key=seconds.get), "seconds": seconds, "rounds": rounds,
-                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "load_average": _load()}  # a choice made on a loaded machine says so
+            entry = {
+                "choice": min(seconds, key=seconds.get),
+                "seconds": seconds,
+                "rounds": rounds,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "load_average": _load(),
+            }  # a choice made on a loaded machine says so
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(path, {**_read_cache(path), key: entry})

@@ -17,6 +17,7 @@ storage). ``pack()`` packs every weight ahead of time (a benchmark does it outsi
 ``with packed.active():`` routes each Linear's ``forward`` through the packed weight and restores
 the module's own ``forward`` on exit; the state dict and the parameters are never touched.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,12 @@ PACKED_DTYPES = (torch.float32, torch.bfloat16)
 
 def available(device: torch.device | str, dtype: torch.dtype) -> bool:
     """True where the oneDNN packed linear exists for this device and dtype (CPU builds with mkldnn)."""
-    return (torch.device(device).type == "cpu" and dtype in PACKED_DTYPES and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    return (
+        torch.device(device).type == "cpu"
+        and dtype in PACKED_DTYPES
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
 
 
 ROWS = (4, 32)  # decode rows of batch 2 and 16 with CFG
@@ -47,7 +52,9 @@ def prefers_packed(model: nn.Module, dtype: torch.dtype) -> bool:
     shapes = sorted({(m.in_features, m.out_features) for m in model.modules() if type(m) is nn.Linear})
     if not shapes:
         return False
-    label = f"{str(dtype).replace('torch.', '')} {' '.join(f'{i}x{o}' for i, o in shapes)}, rows {'/'.join(map(str, ROWS))}"
+    label = (
+        f"{str(dtype).replace('torch.', '')} {' '.join(f'{i}x{o}' for i, o in shapes)}, rows {'/'.join(map(str, ROWS))}"
+    )
     g = torch.Generator().manual_seed(0)
     cases = []
     for i, o in shapes:
@@ -67,6 +74,7 @@ def prefers_packed(model: nn.Module, dtype: torch.dtype) -> bool:
             for w, _, b, xs in cases:
                 for x in xs:
                     torch.nn.functional.linear(x, w, b)
+
     return kernel_choice.choose("linear", label, {"onednn-packed": packed, "aten": aten}) == "onednn-packed"
 
 
@@ -116,4 +124,5 @@ class PackedLinears:
 def _packed_forward(weight: torch.Tensor, bias: torch.Tensor | None):
     def forward(x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
     return forward

@@ -11,6 +11,7 @@ writes and attends in one C kernel instead (``harness.nn.kernels.decode_attentio
 Packed ``qkv`` output is ``[q | k | v]``, each head-major (``[d] = [heads, head_dim]``), the
 layout of the AliTok / LlamaGen checkpoints.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,15 @@ from harness.nn.layers.rope import apply_rope
 class KVCache(nn.Module):
     """Keys and values for ``max_len`` positions; non-persistent (never in a state dict)."""
 
-    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+    def __init__(
+        self,
+        batch: int,
+        heads: int,
+        max_len: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
         super().__init__()
         shape = (batch, heads, max_len, head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
@@ -44,9 +52,16 @@ class KVCache(nn.Module):
         return self.k, self.v
 
 
-def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None,
-                     input_pos: torch.Tensor, mask: torch.Tensor | None, kv_len: int | None,
-                     dropout: float = 0.0) -> torch.Tensor:
+def cached_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cache: KVCache | None,
+    input_pos: torch.Tensor,
+    mask: torch.Tensor | None,
+    kv_len: int | None,
+    dropout: float = 0.0,
+) -> torch.Tensor:
     """Write ``k, v [B, H, L, hd]`` at ``input_pos`` and attend ``q`` over the cache -> ``[B, H, L, hd]``.
 
     A single-query CPU step goes through the C decode kernel (``harness.nn.kernels.decode_attention``),
@@ -66,9 +81,18 @@ def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: K
 class CausalSelfAttention(nn.Module):
     """Names: ``qkv`` (bias optional), ``q_norm`` / ``k_norm`` (RMSNorm over head_dim), ``proj``."""
 
-    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, proj_bias: bool = True,
-                 qk_norm: bool = True, norm_eps: float = 1e-5, attn_dropout: float = 0.0,
-                 resid_dropout: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        qk_norm: bool = True,
+        norm_eps: float = 1e-5,
+        attn_dropout: float = 0.0,
+        resid_dropout: float = 0.0,
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
@@ -84,8 +108,14 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(resid_dropout)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, input_pos: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, kv_len: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor,
+        input_pos: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        kv_len: int | None = None,
+    ) -> torch.Tensor:
         """``x [B, L, d]``; ``rope [L, hd/2, 2]`` for these positions.
 
         Without ``input_pos``: plain causal attention over ``x`` (training, full recompute).
@@ -114,11 +144,23 @@ class CausalSelfAttention(nn.Module):
         """QK-norm, RoPE, cache write and attention in one kernel, on views of the qkv output."""
         norm = self.q_norm is not None
         return decode_attention.attend(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.kv_cache.k, self.kv_cache.v, pos,
-            rope=rope, eps=self.q_norm.eps if norm else 0.0, q_norm=self.q_norm.weight if norm else None,
-            k_norm=self.k_norm.weight if norm else None)
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            self.kv_cache.k,
+            self.kv_cache.v,
+            pos,
+            rope=rope,
+            eps=self.q_norm.eps if norm else 0.0,
+            q_norm=self.q_norm.weight if norm else None,
+            k_norm=self.k_norm.weight if norm else None,
+        )
 
     def _fused_decode(self, q: torch.Tensor, k: torch.Tensor) -> bool:
         norm_ok = self.q_norm is None or (self.q_norm.weight.dtype == q.dtype and self.q_norm.eps == self.k_norm.eps)
-        return (self.kv_cache is not None and not (self.training and self.attn_dropout) and norm_ok
-                and decode_attention.applies(q.transpose(1, 2), k, self.kv_cache.k))
+        return (
+            self.kv_cache is not None
+            and not (self.training and self.attn_dropout)
+            and norm_ok
+            and decode_attention.applies(q.transpose(1, 2), k, self.kv_cache.k)
+        )

@@ -9,6 +9,7 @@ file; hustvl/LightningDiT ``models/lightningdit.py``): ``x_embedder.proj``, ``t_
 ``final_layer.norm_final.weight`` (RMSNorm), ``attn.{q,k}_norm.weight`` (QK-norm) and
 ``mlp.{w12,w3}`` (SwiGLU with hidden ``int(2/3 * 4 * width)``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,7 +27,7 @@ from harness.nn.layers.rope import apply_rope, rope_table_2d
 
 @dataclasses.dataclass(frozen=True)
 class DiTConfig:
-    input_size: int = 32          # latent (or pixel) side
+    input_size: int = 32  # latent (or pixel) side
     patch_size: int = 2
     in_channels: int = 4
     hidden_size: int = 1152
@@ -107,6 +108,7 @@ class PatchEmbed(nn.Module):
 def sincos_pos_embed_2d(dim: int, grid: int) -> np.ndarray:
     """DiT / MAE ``get_2d_sincos_pos_embed`` (float64): first half from the column index, second
     from the row index (upstream's meshgrid(w, h) order), each [sin | cos]."""
+
     def one_d(d, pos):
         omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
         out = np.einsum("m,d->md", pos.reshape(-1), omega)
@@ -242,9 +244,10 @@ class DiT(nn.Module):
     def null_class(self) -> int:
         return self.cfg.num_classes
 
-    def initialize_weights(self, generator: torch.Generator | None = None) -> "DiT":
+    def initialize_weights(self, generator: torch.Generator | None = None) -> DiT:
         """DiT's init: xavier-uniform linears, sin-cos pos_embed, N(0, 0.02) label / t tables,
         zero adaLN modulations and output layer (so every block starts as the identity)."""
+
         def xavier(w: torch.Tensor) -> None:
             fan_out, fan_in = w.shape[0], w[0].numel()
             bound = math.sqrt(6.0 / (fan_in + fan_out))
@@ -256,11 +259,14 @@ class DiT(nn.Module):
                 xavier(m.weight)
                 nn.init.zeros_(m.bias)
         with torch.no_grad():
-            self.pos_embed.copy_(torch.from_numpy(sincos_pos_embed_2d(self.cfg.hidden_size, self.cfg.grid)).float()[None])
+            self.pos_embed.copy_(
+                torch.from_numpy(sincos_pos_embed_2d(self.cfg.hidden_size, self.cfg.grid)).float()[None]
+            )
             xavier(self.x_embedder.proj.weight)
             nn.init.zeros_(self.x_embedder.proj.bias)
             self.y_embedder.embedding_table.weight.copy_(
-                torch.randn(self.y_embedder.embedding_table.weight.shape, generator=generator) * 0.02)
+                torch.randn(self.y_embedder.embedding_table.weight.shape, generator=generator) * 0.02
+            )
             for i in (0, 2):
                 w = self.t_embedder.mlp[i].weight
                 w.copy_(torch.randn(w.shape, generator=generator) * 0.02)

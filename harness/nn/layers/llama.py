@@ -5,6 +5,7 @@ pre-RMSNorm -> SwiGLU FFN (w1, w3 gate/up, w2 down; no bias) -> residual. Dropou
 residual branches and in attention, as configured.
 Submodule names (``norm1, attn, norm2, mlp.w1/w2/w3``) are the AliTok checkpoint's.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,17 +35,42 @@ class SwiGLU(nn.Module):
 
 
 class LlamaBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, *, ffn_hidden: int | None = None, norm_eps: float = 1e-5,
-                 qkv_bias: bool = True, proj_bias: bool = True, qk_norm: bool = True,
-                 attn_dropout: float = 0.0, resid_dropout: float = 0.0, ffn_dropout: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        ffn_hidden: int | None = None,
+        norm_eps: float = 1e-5,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        qk_norm: bool = True,
+        attn_dropout: float = 0.0,
+        resid_dropout: float = 0.0,
+        ffn_dropout: float = 0.0,
+    ):
         super().__init__()
         self.norm1 = RMSNorm(dim, eps=norm_eps)
-        self.attn = CausalSelfAttention(dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, qk_norm=qk_norm,
-                                        norm_eps=norm_eps, attn_dropout=attn_dropout, resid_dropout=resid_dropout)
+        self.attn = CausalSelfAttention(
+            dim,
+            num_heads,
+            qkv_bias=qkv_bias,
+            proj_bias=proj_bias,
+            qk_norm=qk_norm,
+            norm_eps=norm_eps,
+            attn_dropout=attn_dropout,
+            resid_dropout=resid_dropout,
+        )
         self.norm2 = RMSNorm(dim, eps=norm_eps)
         self.mlp = SwiGLU(dim, ffn_hidden or swiglu_hidden(dim), dropout=ffn_dropout)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, input_pos: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, kv_len: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor,
+        input_pos: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        kv_len: int | None = None,
+    ) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), rope, input_pos, mask, kv_len)
         return x + self.mlp(self.norm2(x))

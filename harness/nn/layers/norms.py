@@ -2,6 +2,7 @@
 
 Parameter name ``weight`` so official state dicts (``blocks.i.norm1.weight``) load as they are.
 """
+
 from __future__ import annotations
 
 import torch

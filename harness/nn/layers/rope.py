@@ -16,6 +16,7 @@ prefix, a grid from 0):
    first head_dim/4 pairs rotate by the row, the last head_dim/4 by the column, each with
    frequencies ``base^(-2j/(head_dim/2))`` (LlamaGen's 2D table).
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,8 +48,9 @@ def rope_table_2d(rows: torch.Tensor, cols: torch.Tensor, head_dim: int, base: f
     return _table(angles)
 
 
-def cond_prefix_grid_rope_table(head_dim: int, num_prefix: int, grid: int, num_cond: int = 1,
-                                base: float = 10000.0, grid_start: int | None = None) -> torch.Tensor:
+def cond_prefix_grid_rope_table(
+    head_dim: int, num_prefix: int, grid: int, num_cond: int = 1, base: float = 10000.0, grid_start: int | None = None
+) -> torch.Tensor:
     """``[num_cond + num_prefix + grid*grid, head_dim/2, 2]``: zero cond rows, 1D prefix, 2D grid (module doc)."""
     zeros = torch.zeros(num_cond, head_dim // 2, 2)
     prefix = rope_table_1d(torch.arange(num_prefix), head_dim, base)

@@ -8,15 +8,14 @@ so an autocast run attends in full precision.
 Attention masks: ``None`` (full), ``"causal"`` (lower triangle, diagonal included) or a boolean
 ``[N, N]`` tensor where True means "query i may attend to key j".
 """
-from __future__ import annotations
 
-from typing import Union
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-AttnMask = Union[None, str, torch.Tensor]
+AttnMask = None | str | torch.Tensor
 
 
 class Attention(nn.Module):

@@ -10,6 +10,7 @@
   stay put, dead codes (p -> 0) are re-seeded at live features. ``embed_prob`` is a buffer, so it
   appears in the state dict only when clustering is on (the stage-1 key list).
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,7 @@ from torch import nn
 
 
 class VectorQuantizer(nn.Module):
-    def __init__(self, codebook_size: int, dim: int, beta: float = 0.25, clustering: bool = False,
-                 decay: float = 0.99):
+    def __init__(self, codebook_size: int, dim: int, beta: float = 0.25, clustering: bool = False, decay: float = 0.99):
         super().__init__()
         self.codebook_size, self.dim, self.beta = codebook_size, dim, beta
         self.clustering, self.decay = clustering, decay
@@ -37,7 +37,7 @@ class VectorQuantizer(nn.Module):
 
     def _distances(self, flat: torch.Tensor) -> torch.Tensor:
         w = self.embedding.weight.float()
-        return (flat.pow(2).sum(1, keepdim=True) + w.pow(2).sum(1) - 2.0 * flat @ w.t())
+        return flat.pow(2).sum(1, keepdim=True) + w.pow(2).sum(1) - 2.0 * flat @ w.t()
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Code ids [...] -> vectors [..., D] (fp32)."""

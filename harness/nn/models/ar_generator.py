@@ -31,6 +31,7 @@ their number inside its methods. RAR's ``generate`` draws like AliTok's (``prepr
 ``rand_like``, then one ``multinomial`` per step, the same float32 power-cosine schedule), so it
 declares the same ``presample_draws``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,9 @@ import torch
 from harness.core.interfaces import ARSampling, Generator, Tokenizer
 from harness.core.io import sha256_if_file
 from harness.nn.kernels import decode_attention
+from harness.nn.kernels.packed_linear import PackedLinears, prefers_packed
+from harness.nn.kernels.packed_linear import available as packed_linear_available
 from harness.nn.samplers.ar_sampling import CachedDecoder, ar_sample, ar_sample_naive, device_generator, precision
-from harness.nn.kernels.packed_linear import PackedLinears, available as packed_linear_available, prefers_packed
 
 
 class ARModelProtocol(CachedDecoder, Protocol):
@@ -72,14 +74,28 @@ class ARGenerator(Generator):
     sampling_cls: ClassVar[type] = ARSampling
     uniform_step_cost: ClassVar[bool] = False  # a cached step attends over a longer cache the later it comes
 
-    def __init__(self, model: ARModelProtocol, tokenizer: Tokenizer, *, name: str, sampling: ARSampling,
-                 seed: int | None = None, checkpoint: str | None = None, dtype: torch.dtype = torch.float32,
-                 tf32: bool | None = None, compile: bool = False, packed_linear: bool | str = "auto",
-                 kv_cache: bool = True, attention: str = "auto"):
+    def __init__(
+        self,
+        model: ARModelProtocol,
+        tokenizer: Tokenizer,
+        *,
+        name: str,
+        sampling: ARSampling,
+        seed: int | None = None,
+        checkpoint: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        tf32: bool | None = None,
+        compile: bool = False,
+        packed_linear: bool | str = "auto",
+        kv_cache: bool = True,
+        attention: str = "auto",
+    ):
         if tokenizer.num_tokens != model.num_tokens or tokenizer.codebook_size != model.codebook_size:
-            raise ValueError(f"{name}: tokenizer {tokenizer.name!r} has {tokenizer.num_tokens} tokens / "
-                             f"{tokenizer.codebook_size} codes; the AR model expects {model.num_tokens} / "
-                             f"{model.codebook_size}")
+            raise ValueError(
+                f"{name}: tokenizer {tokenizer.name!r} has {tokenizer.num_tokens} tokens / "
+                f"{tokenizer.codebook_size} codes; the AR model expects {model.num_tokens} / "
+                f"{model.codebook_size}"
+            )
         if not isinstance(sampling, ARSampling):
             raise ValueError(f"{name}: sampling preset must be ARSampling, got {type(sampling).__name__}")
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
@@ -110,20 +126,22 @@ class ARGenerator(Generator):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: torch.device | str) -> "ARGenerator":
+    def to(self, device: torch.device | str) -> ARGenerator:
         self.model.free_cache()
         self.model.to(device)
         self.tokenizer.to(device)
         return self
 
     @torch.inference_mode()
-    def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
-                       params: ARSampling | None = None) -> torch.Tensor:
+    def generate_codes(
+        self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None = None
+    ) -> torch.Tensor:
         """LongTensor ``[B]`` -> codes ``[B, num_tokens]`` on the model device (token generation only)."""
         return self._sample(labels, generator, params, self.model.num_tokens)
 
-    def _sample(self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None,
-                num_tokens: int) -> torch.Tensor:
+    def _sample(
+        self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None, num_tokens: int
+    ) -> torch.Tensor:
         labels = self.check_labels(labels).to(self.device)
         params = params or self._sampling
         if not isinstance(params, ARSampling):
@@ -139,8 +157,9 @@ class ARGenerator(Generator):
             if not self.kv_cache:
                 with precision(self.device, torch.float32, self.tf32):  # the TF32 switch only
                     return ar_sample_naive(self.model, cond, num_tokens, params, gen, uncond=uncond)
-            return ar_sample(self.model, cond, num_tokens, params, gen, uncond=uncond,
-                             tf32=self.tf32, decode_step=self._decode)
+            return ar_sample(
+                self.model, cond, num_tokens, params, gen, uncond=uncond, tf32=self.tf32, decode_step=self._decode
+            )
 
     def linear_kernel(self) -> str:
         """``onednn-packed`` where packing is on, exists (eager CPU) and (``"auto"``) wins on this machine,
@@ -171,8 +190,9 @@ class ARGenerator(Generator):
         self._packed.release()
 
     @torch.inference_mode()
-    def generate(self, labels: torch.Tensor, generator: torch.Generator,
-                 params: ARSampling | None = None) -> torch.Tensor:
+    def generate(
+        self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None = None
+    ) -> torch.Tensor:
         codes = self.generate_codes(labels, generator, params)
         return self.tokenizer.decode(codes).to(labels.device)
 
@@ -184,8 +204,9 @@ class ARGenerator(Generator):
         return self.model.num_tokens  # prefill + (num_tokens - 1) cached steps
 
     @torch.inference_mode()
-    def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None,
-                  n_steps: int) -> torch.Tensor:
+    def run_steps(
+        self, labels: torch.Tensor, generator: torch.Generator, params: ARSampling | None, n_steps: int
+    ) -> torch.Tensor:
         """The first ``n_steps`` network calls of ``generate_codes`` (same batch, CFG doubling, cache), codes
         padded with 0 to ``[B, num_tokens]`` so ``decode_codes`` times a full decode. Scaling them up
         misjudges the AR loop both ways: early steps attend over a shorter cache (flattering; more so at
@@ -197,18 +218,30 @@ class ARGenerator(Generator):
 
     def info(self) -> dict[str, Any]:
         config = self.model.config_dict() if hasattr(self.model, "config_dict") else None
-        return {**super().info(), "checkpoint": self.checkpoint,
-                "checkpoint_sha256": sha256_if_file(self.checkpoint),
-                "num_params": sum(p.numel() for p in self.model.parameters()), "config": config,
-                "default_sampling": self._sampling.to_dict(), "official_seed": self.seed,
-                "dtype": str(self.dtype).replace("torch.", ""), "tf32": self.tf32,
-                "kv_cache": "static" if self.kv_cache else "off", "compile": self.compiled,
-                "linear_kernel": self.linear_kernel(), "attention_kernel": self.attention_kernel(),
-                "num_tokens": self.model.num_tokens,
-                "presample_draws": hasattr(self.model, "presample_draws"), "tokenizer": self.tokenizer.info(),
-                # keys of the file that the model lacks, skipped as the official loader skips them
-                **({"checkpoint_unexpected_keys": unexpected}
-                   if (unexpected := getattr(self.model, "checkpoint_unexpected_keys", None)) else {})}
+        return {
+            **super().info(),
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": sha256_if_file(self.checkpoint),
+            "num_params": sum(p.numel() for p in self.model.parameters()),
+            "config": config,
+            "default_sampling": self._sampling.to_dict(),
+            "official_seed": self.seed,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "tf32": self.tf32,
+            "kv_cache": "static" if self.kv_cache else "off",
+            "compile": self.compiled,
+            "linear_kernel": self.linear_kernel(),
+            "attention_kernel": self.attention_kernel(),
+            "num_tokens": self.model.num_tokens,
+            "presample_draws": hasattr(self.model, "presample_draws"),
+            "tokenizer": self.tokenizer.info(),
+            # keys of the file that the model lacks, skipped as the official loader skips them
+            **(
+                {"checkpoint_unexpected_keys": unexpected}
+                if (unexpected := getattr(self.model, "checkpoint_unexpected_keys", None))
+                else {}
+            ),
+        }
 
 
 def _attention_geometry(model: torch.nn.Module) -> tuple[int | None, int | None]:

@@ -13,28 +13,40 @@ walks upstream's trajectory: the initial noise, then (DDPM / DDIM, SDE) each ste
 for the CFG-doubled batch, the first rows kept. The adaptive dopri5 solver integrates upstream's
 doubled state (``doubled_guided_fn``), because its step-size control sees both halves.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 
 from harness.core.interfaces import DiffusionSampling, Generator, to_uint8
+from harness.core.io import sha256_if_file
+from harness.nn.kernels.packed_linear import PackedLinears
+from harness.nn.kernels.packed_linear import available as packed_linear_available
+from harness.nn.layers.dit_blocks import DiT
 from harness.nn.samplers import flow
 from harness.nn.samplers.ar_sampling import device_generator, precision
-from harness.core.io import sha256_if_file
 from harness.nn.samplers.diffusion import GaussianDiffusion
-from harness.nn.layers.dit_blocks import DiT
-from harness.nn.kernels.packed_linear import PackedLinears, available as packed_linear_available
 
 KINDS = ("ddpm", "flow")
 DDPM_SOLVERS = ("ddpm", "ddim")
 
 
-def guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool, interval: tuple[float, float],
-              tau: Callable[[torch.Tensor], torch.Tensor], channels: int, keep_channels: int | None = None):
+def guided_fn(
+    model: DiT,
+    y: torch.Tensor,
+    scale: float,
+    *,
+    first3: bool,
+    interval: tuple[float, float],
+    tau: Callable[[torch.Tensor], torch.Tensor],
+    channels: int,
+    keep_channels: int | None = None,
+):
     """``fn(x, t)`` -> model output with CFG (see module doc); ``keep_channels`` trims the output
     first (SiT / LightningDiT return only the first ``in_channels`` of a learn_sigma head)."""
     keep = keep_channels or model.cfg.out_channels
@@ -52,11 +64,20 @@ def guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool, interv
         s = tau(t)
         inside = ((s >= lo) & (s <= hi)).reshape(-1, *([1] * (x.ndim - 1)))
         return torch.cat([torch.where(inside, g, cond[:, :k]), cond[:, k:]], dim=1)
+
     return fn
 
 
-def doubled_guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool, interval: tuple[float, float],
-                      channels: int, keep_channels: int):
+def doubled_guided_fn(
+    model: DiT,
+    y: torch.Tensor,
+    scale: float,
+    *,
+    first3: bool,
+    interval: tuple[float, float],
+    channels: int,
+    keep_channels: int,
+):
     """``fn(x2, t2)`` on the doubled state [x; x'] as upstream's ``forward_with_cfg`` computes it:
     the network sees the first half twice; the guided channels are returned for both halves, the
     others as they came out (conditional rows, then unconditional). Only the first half is kept at
@@ -75,6 +96,7 @@ def doubled_guided_fn(model: DiT, y: torch.Tensor, scale: float, *, first3: bool
         inside = ((s >= lo) & (s <= hi)).reshape(-1, *([1] * (x2.ndim - 1)))
         g = torch.where(inside, g, cond)
         return torch.cat([torch.cat([g, g]), out[:, k:]], dim=1)
+
     return fn
 
 
@@ -89,11 +111,23 @@ class DiffusionGenerator(Generator):
     sampling_cls: ClassVar[type] = DiffusionSampling
     uniform_step_cost: ClassVar[bool] = True  # every network call has the same shapes (CFG always doubled)
 
-    def __init__(self, model: DiT, *, name: str, kind: str, sampling: DiffusionSampling, image_size: int,
-                 decode: Callable[[torch.Tensor], torch.Tensor] | None = None, checkpoint: str | None = None,
-                 dtype: torch.dtype = torch.float32, tf32: bool | None = None, extra_info: dict | None = None,
-                 decoder_modules: tuple[torch.nn.Module, ...] = (), clip_denoised: bool = False,
-                 packed_linear: bool = True):
+    def __init__(
+        self,
+        model: DiT,
+        *,
+        name: str,
+        kind: str,
+        sampling: DiffusionSampling,
+        image_size: int,
+        decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        checkpoint: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        tf32: bool | None = None,
+        extra_info: dict | None = None,
+        decoder_modules: tuple[torch.nn.Module, ...] = (),
+        clip_denoised: bool = False,
+        packed_linear: bool = True,
+    ):
         if kind not in KINDS:
             raise ValueError(f"{name}: kind must be one of {KINDS}, got {kind!r}")
         self.model, self.name, self.kind = model.eval(), name, kind
@@ -118,7 +152,7 @@ class DiffusionGenerator(Generator):
     def device(self) -> torch.device:
         return self.model.pos_embed.device
 
-    def to(self, device: torch.device | str) -> "DiffusionGenerator":
+    def to(self, device: torch.device | str) -> DiffusionGenerator:
         self.model.to(device)
         for m in self._decoder_modules:
             m.to(device)
@@ -140,8 +174,9 @@ class DiffusionGenerator(Generator):
         return self._schedules[steps]
 
     @torch.inference_mode()
-    def sample_latents(self, labels: torch.Tensor, generator: torch.Generator,
-                       params: DiffusionSampling | None = None) -> torch.Tensor:
+    def sample_latents(
+        self, labels: torch.Tensor, generator: torch.Generator, params: DiffusionSampling | None = None
+    ) -> torch.Tensor:
         p = self.check_params(params or self._sampling)
         dev = self.device
         y = self.check_labels(labels).to(dev)
@@ -154,22 +189,59 @@ class DiffusionGenerator(Generator):
             if self.kind == "ddpm":
                 diff = self.schedule(p.steps)
                 n = float(diff.num_train_timesteps)
-                fn = guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
-                               tau=lambda t: 1.0 - t.float() / n, channels=c)
+                fn = guided_fn(
+                    self.model,
+                    y,
+                    p.cfg_scale,
+                    first3=p.cfg_first3,
+                    interval=p.cfg_interval,
+                    tau=lambda t: 1.0 - t.float() / n,
+                    channels=c,
+                )
                 # upstream draws each step's noise for the doubled batch under CFG
-                x = diff.sample(fn, noise, g, solver=p.solver, eta=p.eta, noise_batch=2 * len(y) if cfg_on else None,
-                                clip_denoised=self.clip_denoised)
+                x = diff.sample(
+                    fn,
+                    noise,
+                    g,
+                    solver=p.solver,
+                    eta=p.eta,
+                    noise_batch=2 * len(y) if cfg_on else None,
+                    clip_denoised=self.clip_denoised,
+                )
             elif p.solver in flow.ADAPTIVE_SOLVERS and cfg_on:
-                fn = doubled_guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
-                                       channels=c, keep_channels=c)
-                x = flow.sample(fn, torch.cat([noise, noise]), g, steps=p.steps, solver=p.solver,
-                                shift=p.timestep_shift)[:len(y)]
+                fn = doubled_guided_fn(
+                    self.model,
+                    y,
+                    p.cfg_scale,
+                    first3=p.cfg_first3,
+                    interval=p.cfg_interval,
+                    channels=c,
+                    keep_channels=c,
+                )
+                x = flow.sample(
+                    fn, torch.cat([noise, noise]), g, steps=p.steps, solver=p.solver, shift=p.timestep_shift
+                )[: len(y)]
             else:
-                fn = guided_fn(self.model, y, p.cfg_scale, first3=p.cfg_first3, interval=p.cfg_interval,
-                               tau=lambda t: t.float(), channels=c, keep_channels=c)
+                fn = guided_fn(
+                    self.model,
+                    y,
+                    p.cfg_scale,
+                    first3=p.cfg_first3,
+                    interval=p.cfg_interval,
+                    tau=lambda t: t.float(),
+                    channels=c,
+                    keep_channels=c,
+                )
                 # the SDE draws each step's noise for the doubled batch under CFG, as upstream does
-                x = flow.sample(fn, noise, g, steps=p.steps, solver=p.solver, shift=p.timestep_shift,
-                                noise_rows=2 * len(y) if cfg_on else None)
+                x = flow.sample(
+                    fn,
+                    noise,
+                    g,
+                    steps=p.steps,
+                    solver=p.solver,
+                    shift=p.timestep_shift,
+                    noise_rows=2 * len(y) if cfg_on else None,
+                )
         return x.float()
 
     def linear_kernel(self) -> str:
@@ -188,15 +260,17 @@ class DiffusionGenerator(Generator):
         self._packed.release()
 
     @torch.inference_mode()
-    def generate(self, labels: torch.Tensor, generator: torch.Generator,
-                 params: DiffusionSampling | None = None) -> torch.Tensor:
+    def generate(
+        self, labels: torch.Tensor, generator: torch.Generator, params: DiffusionSampling | None = None
+    ) -> torch.Tensor:
         z = self.sample_latents(labels, generator, params)
         images = self._decode(z) if self._decode is not None else z
         return to_uint8(images, (-1.0, 1.0), self.quantization).to(labels.device)
 
     # -- speed hooks (harness.core.interfaces.PhasedGenerator): sampling and decode timed apart -------------
-    def generate_codes(self, labels: torch.Tensor, generator: torch.Generator,
-                       params: DiffusionSampling | None = None) -> torch.Tensor:
+    def generate_codes(
+        self, labels: torch.Tensor, generator: torch.Generator, params: DiffusionSampling | None = None
+    ) -> torch.Tensor:
         return self.sample_latents(labels, generator, params)
 
     @torch.inference_mode()
@@ -226,24 +300,30 @@ class DiffusionGenerator(Generator):
     def network_call_counts(self, params: DiffusionSampling | None = None) -> dict[str, Any]:
         """Network calls per image, saying whose count each is (for speed and run records)."""
         p = self.check_params(params or self._sampling)
-        return {"this_implementation": self.network_calls(p), "official_code": self.upstream_network_calls(p),
-                "rows_per_call": 2 if p.cfg_scale != 1.0 else 1,
-                "note": "per sampling run (one image's trajectory); each call runs the conditional and the "
-                        "unconditional row under CFG (rows_per_call 2); official_code: the count of the official "
-                        "sampler (SiT's SDE evaluates the network twice per step on the same input, this "
-                        "implementation once); None: adaptive solver, known only after a run"}
+        return {
+            "this_implementation": self.network_calls(p),
+            "official_code": self.upstream_network_calls(p),
+            "rows_per_call": 2 if p.cfg_scale != 1.0 else 1,
+            "note": "per sampling run (one image's trajectory); each call runs the conditional and the "
+            "unconditional row under CFG (rows_per_call 2); official_code: the count of the official "
+            "sampler (SiT's SDE evaluates the network twice per step on the same input, this "
+            "implementation once); None: adaptive solver, known only after a run",
+        }
 
     def total_steps(self, params: DiffusionSampling | None = None) -> int | None:
         return self.network_calls(self.check_params(params or self._sampling))
 
-    def run_steps(self, labels: torch.Tensor, generator: torch.Generator, params: DiffusionSampling | None,
-                  n_steps: int) -> torch.Tensor:
+    def run_steps(
+        self, labels: torch.Tensor, generator: torch.Generator, params: DiffusionSampling | None, n_steps: int
+    ) -> torch.Tensor:
         """A shortened schedule with ``n_steps`` model calls of the same shape and cost (latents come back
         at full shape, so ``decode_codes`` times a full decode)."""
         p = self.check_params(params or self._sampling)
         if p.solver in flow.ADAPTIVE_SOLVERS:
-            raise ValueError(f"{self.name}: {p.solver} is adaptive (its call count is known only after a run): "
-                             "time it in full, without a step limit")
+            raise ValueError(
+                f"{self.name}: {p.solver} is adaptive (its call count is known only after a run): "
+                "time it in full, without a step limit"
+            )
         if self.kind == "ddpm":
             steps = n_steps
         elif p.solver == "heun":
@@ -255,9 +335,17 @@ class DiffusionGenerator(Generator):
         return self.sample_latents(labels, generator, dataclasses.replace(p, steps=steps))
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "kind": self.kind, "checkpoint": self.checkpoint,
-                "checkpoint_sha256": sha256_if_file(self.checkpoint),
-                "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.model.cfg.to_dict(),
-                "default_sampling": self._sampling.to_dict(), "dtype": str(self.dtype).replace("torch.", ""),
-                "tf32": self.tf32, "linear_kernel": self.linear_kernel(), "clip_denoised": self.clip_denoised,
-                **self.extra_info}
+        return {
+            **super().info(),
+            "kind": self.kind,
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": sha256_if_file(self.checkpoint),
+            "num_params": sum(p.numel() for p in self.model.parameters()),
+            "config": self.model.cfg.to_dict(),
+            "default_sampling": self._sampling.to_dict(),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "tf32": self.tf32,
+            "linear_kernel": self.linear_kernel(),
+            "clip_denoised": self.clip_denoised,
+            **self.extra_info,
+        }

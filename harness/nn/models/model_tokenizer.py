@@ -1,6 +1,7 @@
 """The glue every tokenizer wrapper repeats: an ``nn.Module`` with ``cfg``, a checkpoint path, decode to
 uint8 by the family's quantisation rule, and ``info()``. A family supplies ``device``, ``encode`` and
 ``decode_float`` (float NCHW images in ``value_range``)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,7 +21,7 @@ class ModelTokenizer(Tokenizer):
         self.codebook_size = model.cfg.codebook_size
         self.checkpoint = checkpoint
 
-    def to(self, device) -> "ModelTokenizer":
+    def to(self, device) -> ModelTokenizer:
         self.model.to(device)
         return self
 
@@ -32,8 +33,13 @@ class ModelTokenizer(Tokenizer):
         return to_uint8(self.decode_float(codes), self.value_range, self.quantization).to(codes.device)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "checkpoint": self.checkpoint,
-                "checkpoint_sha256": sha256_if_file(self.checkpoint),
-                "num_tokens": self.num_tokens, "codebook_size": self.codebook_size,
-                "value_range": list(self.value_range),
-                "num_params": sum(p.numel() for p in self.model.parameters()), "config": self.cfg.to_dict()}
+        return {
+            **super().info(),
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": sha256_if_file(self.checkpoint),
+            "num_tokens": self.num_tokens,
+            "codebook_size": self.codebook_size,
+            "value_range": list(self.value_range),
+            "num_params": sum(p.numel() for p in self.model.parameters()),
+            "config": self.cfg.to_dict(),
+        }

@@ -27,11 +27,13 @@ random call upstream makes before the first token (the label-dropout mask's ``ra
 ``preprocess_condition``) is the model's to declare (``presample_draws``, see
 ``harness.nn.models.ar_generator``); tests/test_upstream_fixtures_*.py compare with tokens the official code drew.
 """
+
 from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 
@@ -68,7 +70,7 @@ def cfg_scales(num_steps: int, params: ARSampling, device: torch.device | str = 
         if params.cfg_schedule == "linear":
             out.append((g - 1) * (torch.ones(1, device=device) * frac) + 1)
         else:
-            step = (1 - torch.cos((frac ** power) * torch.pi)) * 1 / 2
+            step = (1 - torch.cos((frac**power) * torch.pi)) * 1 / 2
             out.append((g - 1) * step + 1)
     return torch.cat(out)
 
@@ -143,8 +145,9 @@ def device_generator(generator: torch.Generator, device: torch.device) -> torch.
 
 
 # CPU generator -> (its device stream, the CPU state when the stream was handed out)
-_DEVICE_STREAMS: "weakref.WeakKeyDictionary[torch.Generator, tuple[torch.Generator, torch.Tensor]]" = \
+_DEVICE_STREAMS: weakref.WeakKeyDictionary[torch.Generator, tuple[torch.Generator, torch.Tensor]] = (
     weakref.WeakKeyDictionary()
+)
 
 
 @contextlib.contextmanager
@@ -154,8 +157,10 @@ def precision(device: torch.device, dtype: torch.dtype = torch.float32, tf32: bo
     Autocast re-casts every weight at every call under ``inference_mode``; the sampler avoids it by
     running a model whose weights already have the sampling dtype (``ARGenerator`` casts once).
     """
-    with devices.tf32(tf32), torch.autocast(device_type=torch.device(device).type, dtype=dtype,
-                                             enabled=dtype != torch.float32):
+    with (
+        devices.tf32(tf32),
+        torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32),
+    ):
         yield
 
 
@@ -165,7 +170,7 @@ def _combine(logits: torch.Tensor, t: int, scales: torch.Tensor, params: ARSampl
     cond, uncond = logits.float().chunk(2, dim=0)
     if not guided_at(t, params):
         return cond
-    return uncond + (cond - uncond) * scales[t:t + 1]
+    return uncond + (cond - uncond) * scales[t : t + 1]
 
 
 def _check_inputs(cond: torch.Tensor, uncond: torch.Tensor | None, params: ARSampling, num_tokens: int) -> bool:
@@ -191,10 +196,19 @@ def kv_length(pos: int, max_len: int, bucket: int = KV_BUCKET) -> int:
 
 
 @torch.no_grad()
-def ar_sample(model: CachedDecoder, cond: torch.Tensor, num_tokens: int, params: ARSampling,
-              generator: torch.Generator, *, uncond: torch.Tensor | None = None,
-              dtype: torch.dtype | None = None, tf32: bool | None = None,
-              decode_step=None, kv_bucket: int = KV_BUCKET) -> torch.Tensor:
+def ar_sample(
+    model: CachedDecoder,
+    cond: torch.Tensor,
+    num_tokens: int,
+    params: ARSampling,
+    generator: torch.Generator,
+    *,
+    uncond: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
+    tf32: bool | None = None,
+    decode_step=None,
+    kv_bucket: int = KV_BUCKET,
+) -> torch.Tensor:
     """KV-cached sampling: prefill ``cond``, then one token per step. Returns LongTensor ``[B, num_tokens]``.
 
     ``dtype=None`` samples in the model's weight dtype (cast the model once for bf16); another
@@ -221,14 +235,21 @@ def ar_sample(model: CachedDecoder, cond: torch.Tensor, num_tokens: int, params:
             out[:, t] = tok
             if t + 1 < num_tokens:  # feed token t at sequence position n_cond + t
                 pos = n_cond + t
-                logits = step(tok.repeat(2) if cfg else tok, positions[t:t + 1], kv_length(pos, max_len, kv_bucket))
+                logits = step(tok.repeat(2) if cfg else tok, positions[t : t + 1], kv_length(pos, max_len, kv_bucket))
     return out
 
 
 @torch.no_grad()
-def ar_sample_naive(model: CachedDecoder, cond: torch.Tensor, num_tokens: int, params: ARSampling,
-                    generator: torch.Generator, *, uncond: torch.Tensor | None = None,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def ar_sample_naive(
+    model: CachedDecoder,
+    cond: torch.Tensor,
+    num_tokens: int,
+    params: ARSampling,
+    generator: torch.Generator,
+    *,
+    uncond: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Reference path: recompute the whole causal forward every step (no cache). Same draws."""
     cfg = _check_inputs(cond, uncond, params, num_tokens)
     seq = torch.cat([cond, uncond]) if cfg else cond

@@ -8,10 +8,11 @@ draw order is upstream's (initial noise, then one ``randn`` of the sample's shap
 last step included), so a run seeded like upstream's global RNG walks the same trajectory.
 All schedule terms are computed once at construction; the loop needs no host sync.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -73,16 +74,23 @@ def _discretized_gaussian_log_likelihood(x, means, log_scales):
     log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
     log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
     cdf_delta = cdf_plus - cdf_min
-    return torch.where(x < -0.999, log_cdf_plus,
-                       torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))))
+    return torch.where(
+        x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12)))
+    )
 
 
 class GaussianDiffusion:
     """One (possibly respaced) DDPM schedule. ``timestep_map[i]`` is the original timestep of step i,
     the value the network is called with (DiT: ``rescale_timesteps=False``)."""
 
-    def __init__(self, betas: np.ndarray, *, learn_sigma: bool = True, timestep_map: list[int] | None = None,
-                 num_train_timesteps: int | None = None):
+    def __init__(
+        self,
+        betas: np.ndarray,
+        *,
+        learn_sigma: bool = True,
+        timestep_map: list[int] | None = None,
+        num_train_timesteps: int | None = None,
+    ):
         betas = np.asarray(betas, dtype=np.float64)
         self.betas, self.learn_sigma = betas, learn_sigma
         self.num_timesteps = len(betas)
@@ -107,8 +115,9 @@ class GaussianDiffusion:
         self._cache: dict[tuple[str, torch.device], torch.Tensor] = {}
 
     @classmethod
-    def respaced(cls, steps: int | str, *, learn_sigma: bool = True,
-                 base_betas: np.ndarray | None = None) -> "GaussianDiffusion":
+    def respaced(
+        cls, steps: int | str, *, learn_sigma: bool = True, base_betas: np.ndarray | None = None
+    ) -> GaussianDiffusion:
         """DiT's ``SpacedDiffusion``: new betas 1 - abar_t/abar_prev over the kept timesteps."""
         base = cls(linear_betas() if base_betas is None else base_betas, learn_sigma=learn_sigma)
         keep = set(respaced_timesteps(base.num_timesteps, steps))
@@ -118,8 +127,9 @@ class GaussianDiffusion:
                 new_betas.append(1.0 - abar / last)
                 last = abar
                 mapping.append(i)
-        return cls(np.array(new_betas), learn_sigma=learn_sigma, timestep_map=mapping,
-                   num_train_timesteps=base.num_timesteps)
+        return cls(
+            np.array(new_betas), learn_sigma=learn_sigma, timestep_map=mapping, num_train_timesteps=base.num_timesteps
+        )
 
     # -- per-step terms (float64 arrays -> float32 on the device, once) --------------------------
     def _term(self, name: str, device: torch.device) -> torch.Tensor:
@@ -143,8 +153,10 @@ class GaussianDiffusion:
 
     # -- forward process and posterior -----------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return (self.extract("sqrt_alphas_cumprod", t, x0.ndim) * x0
-                + self.extract("sqrt_one_minus_alphas_cumprod", t, x0.ndim) * noise)
+        return (
+            self.extract("sqrt_alphas_cumprod", t, x0.ndim) * x0
+            + self.extract("sqrt_one_minus_alphas_cumprod", t, x0.ndim) * noise
+        )
 
     def q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
@@ -159,7 +171,7 @@ class GaussianDiffusion:
         models, off in DiT's latent space)."""
         c, n = xt.shape[1], xt.ndim
         if self.learn_sigma:
-            eps, var_values = model_out[:, :c], model_out[:, c:2 * c]
+            eps, var_values = model_out[:, :c], model_out[:, c : 2 * c]
             min_log = self.extract("posterior_log_variance_clipped", t, n)
             max_log = torch.log(self.extract("betas", t, n))
             frac = (var_values + 1) / 2  # learned range: [-1, 1] -> [posterior var, beta]
@@ -167,7 +179,10 @@ class GaussianDiffusion:
         else:  # fixed-large variance (ADM "fixedlarge")
             eps = model_out[:, :c]
             log_var = self.extract("log_fixed_large_variance", t, n)  # on the device once, like every term
-        x0 = self.extract("sqrt_recip_alphas_cumprod", t, n) * xt - self.extract("sqrt_recipm1_alphas_cumprod", t, n) * eps
+        x0 = (
+            self.extract("sqrt_recip_alphas_cumprod", t, n) * xt
+            - self.extract("sqrt_recipm1_alphas_cumprod", t, n) * eps
+        )
         if clip:
             x0 = x0.clamp(-1, 1)
         mean, _, _ = self.q_posterior(x0, xt, t)
@@ -184,7 +199,9 @@ class GaussianDiffusion:
         """DDIM step (Song et al. eq. 12): eta = 0 is deterministic, eta = 1 ancestral-like."""
         _, _, x0, _ = self.p_mean_variance(model_out, xt, t, clip)
         n = xt.ndim
-        eps = (self.extract("sqrt_recip_alphas_cumprod", t, n) * xt - x0) / self.extract("sqrt_recipm1_alphas_cumprod", t, n)
+        eps = (self.extract("sqrt_recip_alphas_cumprod", t, n) * xt - x0) / self.extract(
+            "sqrt_recipm1_alphas_cumprod", t, n
+        )
         abar = self.extract("alphas_cumprod", t, n)
         abar_prev = self.extract("alphas_cumprod_prev", t, n)
         sigma = eta * torch.sqrt((1 - abar_prev) / (1 - abar)) * torch.sqrt(1 - abar / abar_prev)
@@ -192,9 +209,17 @@ class GaussianDiffusion:
         nonzero = (t != 0).float().reshape(-1, *([1] * (n - 1)))
         return mean + nonzero * sigma * noise
 
-    def sample(self, model_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
-               generator: torch.Generator, *, solver: str = "ddpm", eta: float = 0.0,
-               noise_batch: int | None = None, clip_denoised: bool = False) -> torch.Tensor:
+    def sample(
+        self,
+        model_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        noise: torch.Tensor,
+        generator: torch.Generator,
+        *,
+        solver: str = "ddpm",
+        eta: float = 0.0,
+        noise_batch: int | None = None,
+        clip_denoised: bool = False,
+    ) -> torch.Tensor:
         """Run all steps from ``noise`` (x_T). ``model_fn(x, model_timesteps)`` returns the network output.
 
         ``noise_batch``: draw each step's noise for this many rows and use the first ones
@@ -210,13 +235,17 @@ class GaussianDiffusion:
             t = steps[i].expand(b)
             out = model_fn(x, self.model_timesteps(t))
             z = torch.randn((rows, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)[:b]
-            x = (self.ddpm_step(out, x, t, z, clip_denoised) if solver == "ddpm"
-                 else self.ddim_step(out, x, t, z, eta, clip_denoised))
+            x = (
+                self.ddpm_step(out, x, t, z, clip_denoised)
+                if solver == "ddpm"
+                else self.ddim_step(out, x, t, z, eta, clip_denoised)
+            )
         return x
 
     # -- training --------------------------------------------------------------------------------
-    def training_losses(self, model_out: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
-                        noise: torch.Tensor) -> dict[str, torch.Tensor]:
+    def training_losses(
+        self, model_out: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """DiT's loss: MSE on eps, plus (learn_sigma) the VLB term with a frozen mean (``vb``),
         scaled by T/1000; per sample, averaged over the batch."""
         c = x0.shape[1]

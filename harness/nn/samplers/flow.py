@@ -20,9 +20,10 @@ t = 0 (noise) to t = 1 (data), velocity target ``x1 - x0``; the network sees ``t
   upstream's ``th.linspace``), so no step needs a host sync. ``noise_rows`` draws each SDE step's
   noise for that many rows and keeps the first ones (upstream draws for the CFG-doubled batch).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -57,9 +58,17 @@ def score_from_velocity(v: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> to
     return (tt * v - x) / (1 - tt)
 
 
-def sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
-           generator: torch.Generator | None, *, steps: int, solver: str = "euler", shift: float = 0.0,
-           last_step_size: float = SDE_LAST_STEP, noise_rows: int | None = None) -> torch.Tensor:
+def sample(
+    velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    noise: torch.Tensor,
+    generator: torch.Generator | None,
+    *,
+    steps: int,
+    solver: str = "euler",
+    shift: float = 0.0,
+    last_step_size: float = SDE_LAST_STEP,
+    noise_rows: int | None = None,
+) -> torch.Tensor:
     """Integrate from ``noise`` at t = 0 to data at t = 1. ``velocity_fn(x, t[B]) -> v``."""
     if solver not in SOLVERS:
         raise ValueError(f"flow solver {solver!r} unknown (known: {', '.join(SOLVERS)})")
@@ -89,6 +98,7 @@ def _odeint(velocity_fn, x, grid, method):
 
     def fn(t, x):
         return velocity_fn(x, torch.ones(x.size(0)).to(x.device) * t)
+
     return odeint(fn, x, grid, method=method, atol=[ODE_ATOL], rtol=[ODE_RTOL])[-1]
 
 

@@ -34,6 +34,7 @@ mean and sample sd over seeds and the paired difference to the baseline row (mea
 differences ± paired standard error, ``harness.report.paired``), which removes the seed-to-seed
 variation the rows share.
 """
+
 from __future__ import annotations
 
 from harness.suites.ablation.evaluation import ar_metrics, evaluate_job, heldout
@@ -42,6 +43,24 @@ from harness.suites.ablation.runner import run, train_job
 from harness.suites.ablation.suite import Row, Suite, load_suite
 from harness.suites.ablation.summary import TABLE_METRICS, paired_differences, print_summary, summarize, table_markdown
 
-__all__ = ["EVAL_RECORD", "RECORD", "TABLE_METRICS", "Job", "Row", "Suite", "ar_metrics", "command_line",
-           "evaluate_job", "heldout", "load_suite", "paired_differences", "plan", "print_summary", "run",
-           "summarize", "table_markdown", "train_job", "validate"]
+__all__ = [
+    "EVAL_RECORD",
+    "RECORD",
+    "TABLE_METRICS",
+    "Job",
+    "Row",
+    "Suite",
+    "ar_metrics",
+    "command_line",
+    "evaluate_job",
+    "heldout",
+    "load_suite",
+    "paired_differences",
+    "plan",
+    "print_summary",
+    "run",
+    "summarize",
+    "table_markdown",
+    "train_job",
+    "validate",
+]

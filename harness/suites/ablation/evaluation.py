@@ -16,6 +16,7 @@
   suite entry) and the rFID rule of ``recon`` (50k ImageNet val images at 256 px, official weights),
   with the reasons of both.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.suites.ablation.planning import EVAL_RECORD, Job
-from harness.suites.ablation.suite import EvalConfig
 from harness.core.config import ConfigError
 from harness.core.io import atomic_path
+from harness.suites.ablation.planning import EVAL_RECORD, Job
+from harness.suites.ablation.suite import EvalConfig
 
 EVAL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalConfig))
 
@@ -57,10 +58,11 @@ def heldout(ev: dict[str, Any]) -> Heldout:
 
         def batches(bs: int):
             for i in range(0, len(real), bs):
-                yield real[i:i + bs], labels[i:i + bs]
+                yield real[i : i + bs], labels[i : i + bs]
 
-        return Heldout(len(real), int(labels.max()) + 1, real.tobytes(),
-                       f"embedded val split, {per_class} per class", batches)
+        return Heldout(
+            len(real), int(labels.max()) + 1, real.tobytes(), f"embedded val split, {per_class} per class", batches
+        )
     if source != "imagenet":
         raise ConfigError(f"eval.source: {source!r} (known: embedded, imagenet)")
     if not ev.get("imagenet_root"):
@@ -75,13 +77,16 @@ def heldout(ev: dict[str, Any]) -> Heldout:
     listing = "\n".join(f"{ds.samples[i][0].relative_to(ds.root)}:{ds.samples[i][0].stat().st_size}" for i in idx)
 
     def batches(bs: int):
-        for start, images in zip(range(0, len(idx), bs),
-                                 iter_center_crops(ds, idx, bs, int(ev.get("workers", 4)))):
-            yield images, labels[start:start + bs]
+        for start, images in zip(range(0, len(idx), bs), iter_center_crops(ds, idx, bs, int(ev.get("workers", 4)))):
+            yield images, labels[start : start + bs]
 
-    return Heldout(len(idx), len(ds.classes), f"imagenet:{size}:{listing}".encode(),
-                   f"ImageNet {ev['imagenet_root']}/{split}: first {per_class} per class, ADM centre crop {size}",
-                   batches)
+    return Heldout(
+        len(idx),
+        len(ds.classes),
+        f"imagenet:{size}:{listing}".encode(),
+        f"ImageNet {ev['imagenet_root']}/{split}: first {per_class} per class, ADM centre crop {size}",
+        batches,
+    )
 
 
 def ar_metrics(ar_record: dict[str, Any]) -> dict[str, float]:
@@ -89,11 +94,16 @@ def ar_metrics(ar_record: dict[str, Any]) -> dict[str, float]:
     (baseline CE minus model CE, nats per token: > 0 means the model beats the code frequencies)."""
     prov = ar_record["metric_provenance"]
     held, base = prov["heldout"], prov["baselines"]
-    out = {"ar_acc": held["overall"]["acc"], "ar_ce": held["overall"]["ce"],
-           "ar_ce_gain_unigram": base["unigram"]["ce"] - held["overall"]["ce"],
-           "ar_ce_gain_positional": base["positional_unigram"]["ce"] - held["overall"]["ce"],
-           "unigram_ce": base["unigram"]["ce"], "positional_unigram_ce": base["positional_unigram"]["ce"],
-           "unigram_acc": base["unigram"]["acc"], "positional_unigram_acc": base["positional_unigram"]["acc"]}
+    out = {
+        "ar_acc": held["overall"]["acc"],
+        "ar_ce": held["overall"]["ce"],
+        "ar_ce_gain_unigram": base["unigram"]["ce"] - held["overall"]["ce"],
+        "ar_ce_gain_positional": base["positional_unigram"]["ce"] - held["overall"]["ce"],
+        "unigram_ce": base["unigram"]["ce"],
+        "positional_unigram_ce": base["positional_unigram"]["ce"],
+        "unigram_acc": base["unigram"]["acc"],
+        "positional_unigram_acc": base["positional_unigram"]["acc"],
+    }
     for group in ("prefix", "first_row", "rest"):
         if group in held:
             out[f"ar_acc_{group}"] = held[group]["acc"]
@@ -151,7 +161,7 @@ def reconstruct(tok, heldout_npz: Path, out: Path, n: int, size: int, batch_size
             for real in iter_npz_batches(heldout_npz, batch_size):
                 c = tok.encode(torch.from_numpy(np.array(real)).to(device))
                 codes.append(c.cpu())
-                yield tok.decode(c).cpu().numpy(), labels[at:at + len(real)]
+                yield tok.decode(c).cpu().numpy(), labels[at : at + len(real)]
                 at += len(real)
 
     path = _write_npz(out / "reconstructions.npz", n, size, batches())
@@ -168,7 +178,7 @@ def generate(gen, n: int, num_classes: int, seed: int, out: Path, size: int, bat
     def batches():
         with torch.inference_mode():
             for i in range(0, n, batch_size):
-                yield gen.generate(labels[i:i + batch_size], rng).cpu().numpy(), labels[i:i + batch_size].numpy()
+                yield gen.generate(labels[i : i + batch_size], rng).cpu().numpy(), labels[i : i + batch_size].numpy()
 
     return _write_npz(out / "samples.npz", n, size, batches())
 
@@ -180,15 +190,24 @@ def generate(gen, n: int, num_classes: int, seed: int, out: Path, size: int, bat
 class Measured:
     """What the pipeline measured for one (seed, row)."""
 
-    recon: dict[str, Any]       # evaluate_reconstruction's result
-    gfid: Any                   # EvalResult of the samples' gFID (its reference decides comparability)
-    heldout_eval: Any           # EvalResult of KID / precision / recall against the held-out images
+    recon: dict[str, Any]  # evaluate_reconstruction's result
+    gfid: Any  # EvalResult of the samples' gFID (its reference decides comparability)
+    heldout_eval: Any  # EvalResult of KID / precision / recall against the held-out images
     heldout_description: str
-    gfid_reference: str         # in words
+    gfid_reference: str  # in words
 
 
-def measure(ev: dict[str, Any], extractor, heldout_npz: Path, recon_npz: Path, codes, codebook_size: int,
-            samples_npz: Path, n: int, heldout_description: str) -> Measured:
+def measure(
+    ev: dict[str, Any],
+    extractor,
+    heldout_npz: Path,
+    recon_npz: Path,
+    codes,
+    codebook_size: int,
+    samples_npz: Path,
+    n: int,
+    heldout_description: str,
+) -> Measured:
     """rFID / PSNR / SSIM / codebook use, then gFID / KID / precision / recall: the suite pipeline's functions,
     one extractor, the feature cache."""
     from harness.metrics.evaluate import EvalOptions, evaluate_samples
@@ -196,25 +215,42 @@ def measure(ev: dict[str, Any], extractor, heldout_npz: Path, recon_npz: Path, c
     from harness.metrics.refstats import reference_from_source
 
     bs = int(ev["batch_size"])
-    recon = evaluate_reconstruction(heldout_npz, recon_npz, inception=extractor, codes=codes,
-                                    codebook_size=codebook_size, batch_size=bs, cache=True)
+    recon = evaluate_reconstruction(
+        heldout_npz, recon_npz, inception=extractor, codes=codes, codebook_size=codebook_size, batch_size=bs, cache=True
+    )
     held_ref = reference_from_source(heldout_npz, extractor, bs, cache=True, progress=False)
-    opts = EvalOptions(inception=extractor, batch_size=bs, cache=True, progress=False,
-                       kid_subset_size=min(int(ev["kid_subset_size"]), n))
+    opts = EvalOptions(
+        inception=extractor,
+        batch_size=bs,
+        cache=True,
+        progress=False,
+        kid_subset_size=min(int(ev["kid_subset_size"]), n),
+    )
     if ev.get("ref_stats"):
         gfid = evaluate_samples(samples_npz, ev["ref_stats"], dataclasses.replace(opts, metrics=("fid",)))
-        held_eval = evaluate_samples(samples_npz, held_ref,
-                                     dataclasses.replace(opts, metrics=("kid", "prec", "recall")))
+        held_eval = evaluate_samples(
+            samples_npz, held_ref, dataclasses.replace(opts, metrics=("kid", "prec", "recall"))
+        )
         gfid_reference = f"reference statistics {ev['ref_stats']}"
     else:
-        gfid = held_eval = evaluate_samples(samples_npz, held_ref,
-                                            dataclasses.replace(opts, metrics=("fid", "kid", "prec", "recall")))
+        gfid = held_eval = evaluate_samples(
+            samples_npz, held_ref, dataclasses.replace(opts, metrics=("fid", "kid", "prec", "recall"))
+        )
         gfid_reference = f"Inception statistics of the held-out images ({heldout_description}), not the training crops"
     return Measured(recon, gfid, held_eval, heldout_description, gfid_reference)
 
 
-def eval_record(job: Job, m: Measured, ar_rec: dict[str, Any], *, n_heldout: int, num_classes: int,
-                sampling: Any, timings: dict[str, float], device: Any = None):
+def eval_record(
+    job: Job,
+    m: Measured,
+    ar_rec: dict[str, Any],
+    *,
+    n_heldout: int,
+    num_classes: int,
+    sampling: Any,
+    timings: dict[str, float],
+    device: Any = None,
+):
     """The row's eval record: metrics of the three measurements, the gFID evaluation's provenance,
     findings and uncertainty, and ``paper_comparable`` as a suite entry computes it."""
     from harness.metrics.recon import paper_comparable as rfid_comparable
@@ -227,48 +263,76 @@ def eval_record(job: Job, m: Measured, ar_rec: dict[str, Any], *, n_heldout: int
     g_why = list(m.gfid.provenance.get("not_comparable_because") or [])
     if not m.gfid.paper_comparable and not g_why:
         g_why = ["a fatal protocol finding (protocol_findings)"]
-    metrics = {"fid": m.gfid.metrics["fid"], "kid": m.heldout_eval.metrics["kid"],
-               "kid_std": m.heldout_eval.provenance.get("kid_std"),
-               "prec": m.heldout_eval.metrics["prec"], "recall": m.heldout_eval.metrics["recall"],
-               **{k: rec[k] for k in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_perplexity")},
-               **ar_metrics(ar_rec)}
+    metrics = {
+        "fid": m.gfid.metrics["fid"],
+        "kid": m.heldout_eval.metrics["kid"],
+        "kid_std": m.heldout_eval.provenance.get("kid_std"),
+        "prec": m.heldout_eval.metrics["prec"],
+        "recall": m.heldout_eval.metrics["recall"],
+        **{k: rec[k] for k in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_perplexity")},
+        **ar_metrics(ar_rec),
+    }
     s = m.gfid.provenance["samples"]
-    prov = {**m.gfid.provenance,
-            "n_heldout": int(n_heldout), "n_samples": int(s["n"]),
-            "rfid_reference": "Inception statistics of the same held-out images",
-            "gfid_reference": m.gfid_reference,
-            "kid_prc_reference": "the held-out images' Inception features",
-            "heldout_evaluation": None if m.heldout_eval is m.gfid else m.heldout_eval.provenance,
-            "recon": {"n": int(rec["n"]), "weights": rec["weights"], "not_comparable_because": r_why},
-            "sampling": sampling, "ar_heldout": ar_rec["metric_provenance"]["heldout"],
-            "ar_baselines": ar_rec["metric_provenance"]["baselines"],
-            "not_comparable_because": [f"gFID: {w}" for w in g_why] + [f"rFID: {w}" for w in r_why]}
+    prov = {
+        **m.gfid.provenance,
+        "n_heldout": int(n_heldout),
+        "n_samples": int(s["n"]),
+        "rfid_reference": "Inception statistics of the same held-out images",
+        "gfid_reference": m.gfid_reference,
+        "kid_prc_reference": "the held-out images' Inception features",
+        "heldout_evaluation": None if m.heldout_eval is m.gfid else m.heldout_eval.provenance,
+        "recon": {"n": int(rec["n"]), "weights": rec["weights"], "not_comparable_because": r_why},
+        "sampling": sampling,
+        "ar_heldout": ar_rec["metric_provenance"]["heldout"],
+        "ar_baselines": ar_rec["metric_provenance"]["baselines"],
+        "not_comparable_because": [f"gFID: {w}" for w in g_why] + [f"rFID: {w}" for w in r_why],
+    }
     imagenet = ev.get("source") == "imagenet"
-    notes = [f"held-out: {m.heldout_description}" if imagenet else
-             "tiny scale, embedded natural patches: not paper-comparable; compare rows, not to the paper"]
+    notes = [
+        f"held-out: {m.heldout_description}"
+        if imagenet
+        else "tiny scale, embedded natural patches: not paper-comparable; compare rows, not to the paper"
+    ]
     return RunRecord(
-        kind="eval", model={"name": f"ablation-{job.row}", "variant": job.row, "label": ev["label"],
-                            "tokenizer_checkpoint": ev["tokenizer_checkpoint"], "ar_checkpoint": ev["ar_checkpoint"]},
+        kind="eval",
+        model={
+            "name": f"ablation-{job.row}",
+            "variant": job.row,
+            "label": ev["label"],
+            "tokenizer_checkpoint": ev["tokenizer_checkpoint"],
+            "ar_checkpoint": ev["ar_checkpoint"],
+        },
         # protocol "ablation-<preset>": the claims tell tiny rows from full-scale rows of the same name
-        spec={"variant": job.row, "label": ev["label"], "protocol": {"name": ev["protocol"]},
-              "eval": {k: ev[k] for k in EVAL_FIELDS if k in ev},
-              "ar_record": ev["ar_record"], "stage1_record": ev["stage1_record"],
-              "heldout": {"description": m.heldout_description, "images": int(n_heldout), "classes": int(num_classes)}},
-        seeds={"seed": int(ev["seed"])}, code=code_info(), env=env_info(device),
+        spec={
+            "variant": job.row,
+            "label": ev["label"],
+            "protocol": {"name": ev["protocol"]},
+            "eval": {k: ev[k] for k in EVAL_FIELDS if k in ev},
+            "ar_record": ev["ar_record"],
+            "stage1_record": ev["stage1_record"],
+            "heldout": {"description": m.heldout_description, "images": int(n_heldout), "classes": int(num_classes)},
+        },
+        seeds={"seed": int(ev["seed"])},
+        code=code_info(),
+        env=env_info(device),
         samples={k: s.get(k) for k in ("path", "sha256", "n", "image_size", "labels", "balanced", "num_classes")},
         metrics={k: (None if v is None else float(v)) for k, v in metrics.items()},
-        metric_provenance=prov, paper_comparable=bool(m.gfid.paper_comparable and r_ok),
-        protocol_findings=list(m.gfid.findings), uncertainty=dict(m.gfid.uncertainty),
-        timings=timings, notes=notes + list(m.gfid.warnings))
+        metric_provenance=prov,
+        paper_comparable=bool(m.gfid.paper_comparable and r_ok),
+        protocol_findings=list(m.gfid.findings),
+        uncertainty=dict(m.gfid.uncertainty),
+        timings=timings,
+        notes=notes + list(m.gfid.warnings),
+    )
 
 
 def evaluate_job(job: Job, device_name: str) -> None:
     """Reconstruction of the held-out images, samples of the generator, the AR model's held-out
     next-token figures; one eval record (``eval_record.json``) in the job's folder."""
     from harness.core.devices import resolve_device
+    from harness.core.registry import generators, load_plugins, tokenizers
     from harness.metrics.inception import InceptionExtractor
     from harness.runs.records import read_record, write_record
-    from harness.core.registry import generators, load_plugins, tokenizers
 
     load_plugins()
     ev, device = job.config, resolve_device(device_name)
@@ -285,16 +349,28 @@ def evaluate_job(job: Job, device_name: str) -> None:
     tok = tokenizers.get(ev["tokenizer_plugin"])(device=device, checkpoint=ev["tokenizer_checkpoint"])
     recon_npz, codes = reconstruct(tok, heldout_npz, job.out, held.n, size, bs, device)
     t_recon = time.perf_counter()
-    gen = generators.get(ev["generator_plugin"])(device=device, checkpoint=ev["ar_checkpoint"],
-                                                 tokenizer_checkpoint=ev["tokenizer_checkpoint"])
+    gen = generators.get(ev["generator_plugin"])(
+        device=device, checkpoint=ev["ar_checkpoint"], tokenizer_checkpoint=ev["tokenizer_checkpoint"]
+    )
     samples_npz = generate(gen, held.n, held.num_classes, ev["seed"], job.out, size, bs)
     t_gen = time.perf_counter()
-    measured = measure(ev, extractor, heldout_npz, recon_npz, codes, tok.codebook_size, samples_npz, held.n,
-                       held.description)
+    measured = measure(
+        ev, extractor, heldout_npz, recon_npz, codes, tok.codebook_size, samples_npz, held.n, held.description
+    )
     recon_npz.unlink()  # measured; at the imagenet preset 10 GB per row and seed (the samples stay, as a suite's)
     t_end = time.perf_counter()
-    record = eval_record(job, measured, read_record(ev["ar_record"]), n_heldout=held.n, num_classes=held.num_classes,
-                         sampling=gen.info().get("sampling"), device=device,
-                         timings={"recon_s": round(t_recon - t0, 2), "generate_s": round(t_gen - t_recon, 2),
-                                  "metrics_s": round(t_end - t_gen, 2)})
+    record = eval_record(
+        job,
+        measured,
+        read_record(ev["ar_record"]),
+        n_heldout=held.n,
+        num_classes=held.num_classes,
+        sampling=gen.info().get("sampling"),
+        device=device,
+        timings={
+            "recon_s": round(t_recon - t0, 2),
+            "generate_s": round(t_gen - t_recon, 2),
+            "metrics_s": round(t_end - t_gen, 2),
+        },
+    )
     write_record(record, job.out, EVAL_RECORD)

@@ -4,6 +4,7 @@ A job's folder holds its record when it is done (``train_record.json``, or ``eva
 the evaluation), so a rerun skips it. A row with ``from`` reuses its source row's stage 1 and AR
 model and trains only its stage 2. ``validate`` reports what is missing without running anything.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.suites.ablation.suite import Row, Suite
 from harness.core.config import load_yaml, to_dict
+from harness.suites.ablation.suite import Row, Suite
 
 RECORD = "train_record.json"
 EVAL_RECORD = "eval_record.json"
@@ -42,8 +43,11 @@ def _model_dict(suite: Suite, row: Row) -> dict[str, Any]:
 def _geometry(model: dict[str, Any]) -> dict[str, int]:
     grid = int(model["image_size"]) // int(model["patch_size"])
     k = model.get("num_prefix_tokens")
-    return {"grid": grid, "num_prefix_tokens": 1 + grid if k is None else int(k),
-            "codebook_size": int(model["codebook_size"])}
+    return {
+        "grid": grid,
+        "num_prefix_tokens": 1 + grid if k is None else int(k),
+        "codebook_size": int(model["codebook_size"]),
+    }
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +84,12 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
                 jobs.append(Job(seed, row.name, "stage1", s1_dir, s1))
             decoder = s1_dir / "model.safetensors"
             if row.stage2:
-                s2 = {**_deep_merge(suite.stage2, row.stage2_overrides), "init_from": str(s1_dir / "last.safetensors"),
-                      "seed": seed, "export": None}
+                s2 = {
+                    **_deep_merge(suite.stage2, row.stage2_overrides),
+                    "init_from": str(s1_dir / "last.safetensors"),
+                    "seed": seed,
+                    "export": None,
+                }
                 s2_dir = out / f"seed{seed}" / row.name / "stage2"
                 jobs.append(Job(seed, row.name, "stage2", s2_dir, s2))
                 decoder = s2_dir / "model.safetensors"
@@ -90,22 +98,40 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
                 ar["model"] = {**(ar.get("model") or {}), **_geometry(_model_dict(suite, row))}
                 ar.update(tokenizer=str(s1_dir / "last.safetensors"), seed=seed, export=None)
                 jobs.append(Job(seed, row.name, "ar", ar_dir, ar))
-            jobs.append(Job(seed, row.name, "eval", out / f"seed{seed}" / row.name / "eval",
-                            {**to_dict(suite.eval), "seed": seed, "variant": row.name, "label": row.label,
-                             "protocol": f"ablation-{suite.preset_name}",
-                             "tokenizer_checkpoint": str(decoder), "ar_checkpoint": str(ar_dir / "model.safetensors"),
-                             "ar_record": str(ar_dir / RECORD), "stage1_record": str(s1_dir / RECORD),
-                             **({"imagenet_root": suite.imagenet_root} if suite.eval.source == "imagenet"
-                                else {})}))
+            jobs.append(
+                Job(
+                    seed,
+                    row.name,
+                    "eval",
+                    out / f"seed{seed}" / row.name / "eval",
+                    {
+                        **to_dict(suite.eval),
+                        "seed": seed,
+                        "variant": row.name,
+                        "label": row.label,
+                        "protocol": f"ablation-{suite.preset_name}",
+                        "tokenizer_checkpoint": str(decoder),
+                        "ar_checkpoint": str(ar_dir / "model.safetensors"),
+                        "ar_record": str(ar_dir / RECORD),
+                        "stage1_record": str(s1_dir / RECORD),
+                        **({"imagenet_root": suite.imagenet_root} if suite.eval.source == "imagenet" else {}),
+                    },
+                )
+            )
     # every trainer whose data source is ImageNet reads the preset's imagenet_root
-    return [j if j.stage == "eval" else dataclasses.replace(j, config=_with_root(j.config, suite.imagenet_root))
-            for j in jobs]
+    return [
+        j if j.stage == "eval" else dataclasses.replace(j, config=_with_root(j.config, suite.imagenet_root))
+        for j in jobs
+    ]
 
 
 def command_line(suite: Suite, out: str | Path) -> str:
     """The command that reruns (or resumes) this selection of the suite."""
-    rows = "" if {r.name for r in suite.rows} == set(suite.file_rows) else \
-        " --rows " + ",".join(r.name for r in suite.rows)
+    rows = (
+        ""
+        if {r.name for r in suite.rows} == set(suite.file_rows)
+        else " --rows " + ",".join(r.name for r in suite.rows)
+    )
     other_root = suite.imagenet_root not in (None, suite.file_imagenet_root)
     root = f" --imagenet-root {suite.imagenet_root}" if other_root else ""
     return f"alitok-bench ablate {suite.path} --preset {suite.preset_name} --out {out}{rows}{root}"
@@ -133,9 +159,11 @@ def validate(suite: Suite, out: str | Path) -> dict[str, Any]:
         sources = getattr(trainers.get(name), "data_sources", None)
         if suite.imagenet_root and sources is not None and "imagenet" not in sources and (job.stage, "src") not in seen:
             seen.add((job.stage, "src"))
-            missing.append(f"{job.stage} ({name}): reads only {', '.join(sources)} data; ImageNet input is not implemented")
+            missing.append(
+                f"{job.stage} ({name}): reads only {', '.join(sources)} data; ImageNet input is not implemented"
+            )
         check = getattr(trainers.get(name), "check_config", None)
-        for problem in (check(job.config) if check else []):
+        for problem in check(job.config) if check else []:
             key = (job.stage, problem)
             if key not in seen:
                 seen.add(key)
@@ -151,12 +179,22 @@ def validate(suite: Suite, out: str | Path) -> dict[str, Any]:
     stages: dict[str, int] = {}
     for job in jobs:
         stages[job.stage] = stages.get(job.stage, 0) + 1
-    return {"suite": str(suite.path), "preset": suite.preset_name, "rows": [r.name for r in suite.rows],
-            "seeds": list(suite.seeds), "world_size": world, "jobs": len(jobs), "jobs_by_stage": stages,
-            "done": sum(j.done for j in jobs),
-            "commands": [shell_join(train_argv(suite, j, j.out / "ablation_config.yaml")) for j in jobs
-                         if j.stage != "eval" and j.seed == suite.seeds[0]],
-            "missing": missing}
+    return {
+        "suite": str(suite.path),
+        "preset": suite.preset_name,
+        "rows": [r.name for r in suite.rows],
+        "seeds": list(suite.seeds),
+        "world_size": world,
+        "jobs": len(jobs),
+        "jobs_by_stage": stages,
+        "done": sum(j.done for j in jobs),
+        "commands": [
+            shell_join(train_argv(suite, j, j.out / "ablation_config.yaml"))
+            for j in jobs
+            if j.stage != "eval" and j.seed == suite.seeds[0]
+        ],
+        "missing": missing,
+    }
 
 
 def missing_imagenet(suite: Suite, jobs: list[Job]) -> list[str]:
@@ -170,8 +208,11 @@ def missing_imagenet(suite: Suite, jobs: list[Job]) -> list[str]:
         elif data.get("source") == "imagenet":
             if data.get("root") and data.get("root") != suite.imagenet_root:
                 continue  # a stage with its own root: the trainer checks it
-            splits.update([str(data.get("split", "train"))] if job.stage != "ar" else
-                          [str(data.get("train_split", "train")), str(data.get("val_split", "val"))])
+            splits.update(
+                [str(data.get("split", "train"))]
+                if job.stage != "ar"
+                else [str(data.get("train_split", "train")), str(data.get("val_split", "val"))]
+            )
     if not splits:
         return []
     root = suite.imagenet_root

@@ -4,6 +4,7 @@ A trainer job runs in-process through the trainers registry (the code path of ``
 or, with a launcher (torchrun), as a ``python -m harness train`` subprocess. An evaluation job runs
 ``harness.suites.ablation.evaluation.evaluate_job``.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -11,12 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.suites.ablation.evaluation import evaluate_job
-from harness.suites.ablation.planning import RECORD, Job, missing_imagenet, train_argv, command_line, plan
-from harness.suites.ablation.suite import Suite
-from harness.suites.ablation.summary import summarize
 from harness.core.config import ConfigError, dump_yaml
 from harness.core.io import atomic_path
+from harness.suites.ablation.evaluation import evaluate_job
+from harness.suites.ablation.planning import RECORD, Job, command_line, missing_imagenet, plan, train_argv
+from harness.suites.ablation.suite import Suite
+from harness.suites.ablation.summary import summarize
 
 
 def run(suite: Suite, out: str | Path, log=print) -> dict[str, Any]:

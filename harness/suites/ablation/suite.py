@@ -6,12 +6,14 @@ between keys (a ``from`` row, the baseline, distinct seeds) are checked here. A 
 configs stay mappings: each trainer checks its own (``ablate --plan`` asks them without running).
 ``load_suite`` returns one preset, resolved (relative paths against the suite file's folder).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from harness.core.config import ConfigError, from_dict, load_yaml
 
@@ -34,16 +36,16 @@ class EvalConfig:
     """``presets.<name>.eval``: the held-out images and how rows are measured on them."""
 
     image_size: int
-    per_class: int                  # held-out images per class; the generator makes as many samples
-    inception: str                  # feature weights (official | fid-helper | random:SEED | path)
+    per_class: int  # held-out images per class; the generator makes as many samples
+    inception: str  # feature weights (official | fid-helper | random:SEED | path)
     batch_size: int
-    kid_subset_size: int            # capped at the number of held-out images
-    tokenizer_plugin: str           # registry names: the engine never imports a model family
+    kid_subset_size: int  # capped at the number of held-out images
+    tokenizer_plugin: str  # registry names: the engine never imports a model family
     generator_plugin: str
     source: Literal["embedded", "imagenet"] = "embedded"
-    split: str = "val"              # imagenet: the split the held-out images come from
-    ref_stats: str | None = None    # gFID against this reference npz instead of the held-out images
-    workers: int = 4                # imagenet: image decoding threads
+    split: str = "val"  # imagenet: the split the held-out images come from
+    ref_stats: str | None = None  # gFID against this reference npz instead of the held-out images
+    workers: int = 4  # imagenet: image decoding threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +64,7 @@ class PresetConfig:
 class SuiteFile:
     rows: dict[str, RowConfig]
     presets: dict[str, PresetConfig]
-    baseline: str | None = None     # default: the first row
+    baseline: str | None = None  # default: the first row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +94,7 @@ class Suite:
     ar: dict[str, Any]
     eval: EvalConfig
     imagenet_root: str | None
-    file_rows: tuple[str, ...] = ()        # every row of the file (a subset is named on the rerun line)
+    file_rows: tuple[str, ...] = ()  # every row of the file (a subset is named on the rerun line)
     file_imagenet_root: str | None = None  # the preset's own root (a different one is named on the rerun line)
 
     def row(self, name: str) -> Row:
@@ -131,8 +133,9 @@ def _check(suite: SuiteFile, path: Path) -> None:
         if src is not None and (src not in rows or rows[src].source):
             raise ConfigError(f"{path}: rows.{name}.from: {src!r} is not a row that trains its own stage 1")
         if src is not None and (r.model or r.aux_loss_weight != "unset"):
-            raise ConfigError(f"{path}: rows.{name}: a row with from: reuses {src}'s stage 1; "
-                              "it takes no model/aux keys")
+            raise ConfigError(
+                f"{path}: rows.{name}: a row with from: reuses {src}'s stage 1; it takes no model/aux keys"
+            )
         if src is not None and not r.stage2:
             raise ConfigError(f"{path}: rows.{name}: from: without stage2: true would repeat row {src}")
         if r.stage2_overrides and not r.stage2:
@@ -146,8 +149,13 @@ def _check(suite: SuiteFile, path: Path) -> None:
             raise ConfigError(f"{path}: presets.{name}.stage2: required (a row has stage2: true)")
 
 
-def load_suite(path: str | Path, preset: str, rows: Iterable[str] | None = None,
-               seeds: Iterable[int] | None = None, imagenet_root: str | None = None) -> Suite:
+def load_suite(
+    path: str | Path,
+    preset: str,
+    rows: Iterable[str] | None = None,
+    seeds: Iterable[int] | None = None,
+    imagenet_root: str | None = None,
+) -> Suite:
     """One preset of the suite file; ``rows`` / ``seeds`` select a subset (a row with ``from`` brings
     its source row along); ``imagenet_root`` replaces the preset's (``--imagenet-root``)."""
     path = Path(path)
@@ -155,8 +163,18 @@ def load_suite(path: str | Path, preset: str, rows: Iterable[str] | None = None,
     if preset not in f.presets:
         raise ConfigError(f"{path}: --preset {preset}: no such preset (known: {', '.join(f.presets) or 'none'})")
     p = f.presets[preset]
-    parsed = [Row(name, r.label if r.label is not None else name, dict(r.model), r.aux_loss_weight, r.source,
-                  r.stage2, dict(r.stage2_overrides)) for name, r in f.rows.items()]
+    parsed = [
+        Row(
+            name,
+            r.label if r.label is not None else name,
+            dict(r.model),
+            r.aux_loss_weight,
+            r.source,
+            r.stage2,
+            dict(r.stage2_overrides),
+        )
+        for name, r in f.rows.items()
+    ]
     if rows is not None:
         wanted = list(dict.fromkeys(rows))
         missing = [r for r in wanted if r not in f.rows]
@@ -171,10 +189,22 @@ def load_suite(path: str | Path, preset: str, rows: Iterable[str] | None = None,
     ev = p.eval
     if ev.ref_stats:
         ev = dataclasses.replace(ev, ref_stats=_resolved_path(path, ev.ref_stats))
-    return Suite(path, preset, tuple(parsed), f.baseline or next(iter(f.rows)),
-                 tuple(int(s) for s in seeds) if seeds is not None else p.seeds, p.launcher, p.device,
-                 _resolve(p.stage1, path, ("model_config",)), _resolve(p.stage2 or {}, path, ()), _copy(p.ar), ev,
-                 root, tuple(f.rows), own_root)
+    return Suite(
+        path,
+        preset,
+        tuple(parsed),
+        f.baseline or next(iter(f.rows)),
+        tuple(int(s) for s in seeds) if seeds is not None else p.seeds,
+        p.launcher,
+        p.device,
+        _resolve(p.stage1, path, ("model_config",)),
+        _resolve(p.stage2 or {}, path, ()),
+        _copy(p.ar),
+        ev,
+        root,
+        tuple(f.rows),
+        own_root,
+    )
 
 
 def _resolved_path(suite_path: Path, value: str | None) -> str | None:

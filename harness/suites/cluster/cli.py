@@ -1,4 +1,5 @@
 """``run --executor local|slurm``, ``--plan``, ``--status OUT``, ``--cancel OUT``: the cluster side of the run verb."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,11 @@ from harness.suites.cluster.plan import Resources, plan_suite, render
 def run_cluster(args) -> int:
     if args.status:
         for j in executor.status(Path(args.status)):
-            what = f"{j['label']} task {j['task']} chunks {j['chunk_range']}" if j["kind"] == "sample" else \
-                f"{j['label'] or 'suite'}"
+            what = (
+                f"{j['label']} task {j['task']} chunks {j['chunk_range']}"
+                if j["kind"] == "sample"
+                else f"{j['label'] or 'suite'}"
+            )
             print(f"{j['job_id']:>12}  {j['kind']:<9} {j['status']:<10} tries {j['tries']}  {what}")
         return 0
     if args.cancel:
@@ -24,11 +28,18 @@ def run_cluster(args) -> int:
     if args.suite is None:
         raise UserError("run: name a suite (or --status OUT / --cancel OUT)")
     suite = get_suite(args.suite, args.set)
-    res = Resources(executor="local" if args.executor == "inline" else args.executor, gpus_per_job=args.gpus_per_job,
-                    nodes=args.nodes, time_min=args.time, partition=args.partition,
-                    array_parallelism=args.array_parallelism, tasks_per_entry=args.tasks_per_entry,
-                    images_per_gpu_s=args.images_per_gpu_s, cpus_per_task=args.cpus_per_task,
-                    gpus=args.device != "cpu")
+    res = Resources(
+        executor="local" if args.executor == "inline" else args.executor,
+        gpus_per_job=args.gpus_per_job,
+        nodes=args.nodes,
+        time_min=args.time,
+        partition=args.partition,
+        array_parallelism=args.array_parallelism,
+        tasks_per_entry=args.tasks_per_entry,
+        images_per_gpu_s=args.images_per_gpu_s,
+        cpus_per_task=args.cpus_per_task,
+        gpus=args.device != "cpu",
+    )
     entries = plan_suite(suite, res, tuple(args.only))
     if args.plan:
         print(render(suite, entries, res))

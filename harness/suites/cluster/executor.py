@@ -8,21 +8,23 @@ at once (sampling tasks as one job array per entry, evaluation ``afterok`` its a
 task that dies (killed, out of memory) is resubmitted up to ``max_retries`` times and resumes from its
 manifest, then the evaluation and report jobs run.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import submitit
 
-from harness.suites.cluster.jobs import CLUSTER_DIR, EvaluateEntry, SampleTask, WriteReport
-from harness.suites.cluster.plan import EntryPlan, Resources
 from harness.core.errors import UserError
 from harness.core.io import write_json_atomic
+from harness.suites.cluster.jobs import CLUSTER_DIR, EvaluateEntry, SampleTask, WriteReport
+from harness.suites.cluster.plan import EntryPlan, Resources
 from harness.suites.suite import SuiteSpec
 
 STATE = "state.json"
@@ -34,9 +36,15 @@ def make_executor(res: Resources, folder: Path, name: str):
         ex.update_parameters(timeout_min=res.time_min, tasks_per_node=res.gpus_per_job, nodes=1)
         return ex
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=10)
-    params: dict[str, Any] = {"time": res.time_min, "nodes": res.nodes, "ntasks_per_node": res.gpus_per_job,
-                              "cpus_per_task": res.cpus_per_task, "signal_delay_s": 120,
-                              "array_parallelism": res.array_parallelism, "job_name": name}
+    params: dict[str, Any] = {
+        "time": res.time_min,
+        "nodes": res.nodes,
+        "ntasks_per_node": res.gpus_per_job,
+        "cpus_per_task": res.cpus_per_task,
+        "signal_delay_s": 120,
+        "array_parallelism": res.array_parallelism,
+        "job_name": name,
+    }
     if res.gpus:
         params["gpus_per_node"] = res.gpus_per_job
     if res.partition:
@@ -60,8 +68,17 @@ def read_state(out: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def submit(suite: SuiteSpec, out: Path, entries: list[EntryPlan], res: Resources, *, device: str = "auto",
-           dtype: str = "fp32", tf32: bool = False, live: dict | None = None) -> dict:
+def submit(
+    suite: SuiteSpec,
+    out: Path,
+    entries: list[EntryPlan],
+    res: Resources,
+    *,
+    device: str = "auto",
+    dtype: str = "fp32",
+    tf32: bool = False,
+    live: dict | None = None,
+) -> dict:
     """Submit every sampling task (SLURM: also evaluation + report with dependencies); returns the state.
     ``live`` collects the submitted job objects by id (``follow_local`` polls them)."""
     out = Path(out)
@@ -70,14 +87,25 @@ def submit(suite: SuiteSpec, out: Path, entries: list[EntryPlan], res: Resources
     state: dict[str, Any] = {"executor": res.executor, "folder": str(logs), "suite": suite.name, "jobs": []}
     sampling: dict[str, list] = {}
     for e in entries:
-        tasks = [SampleTask(suite, str(out), e.label, i, len(e.chunk_ranges), r, device, dtype, tf32)
-                 for i, r in enumerate(e.chunk_ranges)]
+        tasks = [
+            SampleTask(suite, str(out), e.label, i, len(e.chunk_ranges), r, device, dtype, tf32)
+            for i, r in enumerate(e.chunk_ranges)
+        ]
         jobs = ex.submit_array(tasks) if res.executor == "slurm" else [ex.submit(t) for t in tasks]
         sampling[e.label] = jobs
         if live is not None:
             live.update({j.job_id: j for j in jobs})
-        state["jobs"] += [{"kind": "sample", "label": e.label, "task": i, "chunk_range": list(t.chunk_range),
-                           "job_id": j.job_id, "tries": 1} for i, (t, j) in enumerate(zip(tasks, jobs))]
+        state["jobs"] += [
+            {
+                "kind": "sample",
+                "label": e.label,
+                "task": i,
+                "chunk_range": list(t.chunk_range),
+                "job_id": j.job_id,
+                "tries": 1,
+            }
+            for i, (t, j) in enumerate(zip(tasks, jobs))
+        ]
     if res.executor == "slurm":
         evals = []
         for e in entries:
@@ -128,9 +156,19 @@ def _outcome(state: dict, job_id: str, live: dict | None = None) -> tuple[str, s
     return job.get_info(mode="force").get("State", "unknown").lower(), ""  # one sacct call, not a cached state
 
 
-def follow_local(suite: SuiteSpec, out: Path, res: Resources, *, device: str = "auto", dtype: str = "fp32",
-                 tf32: bool = False, max_retries: int = 3, poll_s: float = 0.5, echo: Callable = print,
-                 live: dict | None = None) -> None:
+def follow_local(
+    suite: SuiteSpec,
+    out: Path,
+    res: Resources,
+    *,
+    device: str = "auto",
+    dtype: str = "fp32",
+    tf32: bool = False,
+    max_retries: int = 3,
+    poll_s: float = 0.5,
+    echo: Callable = print,
+    live: dict | None = None,
+) -> None:
     """Wait for the local sampling tasks, resubmitting a dead one (it resumes from its manifest), then run
     each entry's evaluation and the report as local jobs."""
     out = Path(out)
@@ -152,8 +190,17 @@ def follow_local(suite: SuiteSpec, out: Path, res: Resources, *, device: str = "
             elif status == "failed":
                 if j["tries"] > max_retries:
                     raise UserError(f"{j['label']} task {j['task']}: failed {j['tries']} times; last: {detail}")
-                task = SampleTask(suite, str(out), j["label"], j["task"], len(by_label[j["label"]]),
-                                  tuple(j["chunk_range"]), device, dtype, tf32)
+                task = SampleTask(
+                    suite,
+                    str(out),
+                    j["label"],
+                    j["task"],
+                    len(by_label[j["label"]]),
+                    tuple(j["chunk_range"]),
+                    device,
+                    dtype,
+                    tf32,
+                )
                 new = ex.submit(task)
                 live[new.job_id] = new
                 echo(f"{j['label']} task {j['task']}: job {j['job_id']} {detail}; resubmitted as {new.job_id}")

@@ -6,6 +6,7 @@ chunks are skipped), and the sampling identity makes the bytes independent of wh
 With several tasks per entry, each task samples into its own folder (one job per folder, see
 ``harness.core.locks``); the evaluation job merges their verified shards into the entry folder and gathers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,12 +16,12 @@ from pathlib import Path
 
 import submitit
 
-from harness.sampling import shards
 from harness.runs.specs import RunSpec
+from harness.sampling import shards
 from harness.suites.entries import expand
 from harness.suites.suite import SuiteSpec, run_protocol
 
-CLUSTER_DIR = "_cluster"   # OUT/_cluster/: state.json, submitit logs, per-task sampling folders
+CLUSTER_DIR = "_cluster"  # OUT/_cluster/: state.json, submitit logs, per-task sampling folders
 
 
 def task_folder(out: Path, label: str, task: int, tasks: int) -> Path:
@@ -52,8 +53,17 @@ class SampleTask(submitit.helpers.Checkpointable):
             submitit.helpers.TorchDistributedEnvironment().export()
         run = _entry(self.suite, self.label)
         folder = task_folder(Path(self.out), self.label, self.task, self.tasks)
-        sample(RunSpec(run.model, run_protocol(self.suite, run)), folder, device=self.device, dtype=self.dtype,
-               tf32=self.tf32, progress=False, wait=True, chunk_range=self.chunk_range, gather_samples=False)
+        sample(
+            RunSpec(run.model, run_protocol(self.suite, run)),
+            folder,
+            device=self.device,
+            dtype=self.dtype,
+            tf32=self.tf32,
+            progress=False,
+            wait=True,
+            chunk_range=self.chunk_range,
+            gather_samples=False,
+        )
         return str(folder)
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
@@ -73,6 +83,7 @@ def merge_tasks(out: Path, label: str, tasks: int) -> None:
         spec = shards.read_folder_spec(src)
         if spec is None:
             from harness.core.errors import UserError
+
             raise UserError(f"{src}: no {shards.SPEC_FILE}; sampling task {t} of {label} never ran")
         if not (entry / shards.SPEC_FILE).is_file():
             shutil.copyfile(src / shards.SPEC_FILE, entry / shards.SPEC_FILE)
@@ -92,6 +103,7 @@ def merge_tasks(out: Path, label: str, tasks: int) -> None:
 @dataclasses.dataclass
 class EvaluateEntry:
     """Gather an entry's samples (merging its tasks), evaluate them, write its record."""
+
     suite: SuiteSpec
     out: str
     label: str
@@ -107,8 +119,16 @@ class EvaluateEntry:
         out = Path(self.out)
         merge_tasks(out, self.label, self.tasks)
         run = _entry(self.suite, self.label)
-        rec, line = sample_and_evaluate(self.suite, run, out / self.label, run_protocol(self.suite, run), out,
-                                        device=self.device, dtype=self.dtype, tf32=self.tf32)
+        rec, line = sample_and_evaluate(
+            self.suite,
+            run,
+            out / self.label,
+            run_protocol(self.suite, run),
+            out,
+            device=self.device,
+            dtype=self.dtype,
+            tf32=self.tf32,
+        )
         write_record(rec, out / self.label, "run_record.json")
         return f"{self.label}: {line}"
 
@@ -116,6 +136,7 @@ class EvaluateEntry:
 @dataclasses.dataclass
 class WriteReport:
     """The suite's summary.csv once every entry has its record."""
+
     suite: SuiteSpec
     out: str
 

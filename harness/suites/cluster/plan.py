@@ -5,6 +5,7 @@ GPU-hours are an estimate: N samples / (images/s per GPU) / 3600 per entry. The 
 comes from ``--images-per-gpu-s`` when given, else from ``ASSUMED_IMAGES_PER_GPU_S`` (an assumption
 stated in the plan's output, not a measurement: no GPU throughput record is committed under results/).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,16 +23,16 @@ ASSUMED_IMAGES_PER_GPU_S = 10.0
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
-    executor: str = "local"          # local | slurm
-    gpus_per_job: int = 1            # processes (GPUs) per sampling task, torchrun-style
-    nodes: int = 1                   # nodes per sampling task (gpus_per_job is per node)
-    time_min: int = 240              # wall-clock limit of one job; a job past it is requeued and resumes
+    executor: str = "local"  # local | slurm
+    gpus_per_job: int = 1  # processes (GPUs) per sampling task, torchrun-style
+    nodes: int = 1  # nodes per sampling task (gpus_per_job is per node)
+    time_min: int = 240  # wall-clock limit of one job; a job past it is requeued and resumes
     partition: str | None = None
-    array_parallelism: int = 64      # most array tasks running at once
-    tasks_per_entry: int = 1         # sampling tasks (array elements) per entry, over contiguous chunk ranges
+    array_parallelism: int = 64  # most array tasks running at once
+    tasks_per_entry: int = 1  # sampling tasks (array elements) per entry, over contiguous chunk ranges
     images_per_gpu_s: float | None = None
-    cpus_per_task: int = 8           # CPU cores per process (data loading, decoding)
-    gpus: bool = True                # request GPUs (False for --device cpu: a CPU-only partition)
+    cpus_per_task: int = 8  # CPU cores per process (data loading, decoding)
+    gpus: bool = True  # request GPUs (False for --device cpu: a CPU-only partition)
 
     def __post_init__(self):
         for name in ("gpus_per_job", "nodes", "time_min", "array_parallelism", "tasks_per_entry"):
@@ -47,7 +48,7 @@ class EntryPlan:
     model: str
     num_samples: int
     num_chunks: int
-    chunk_ranges: tuple[tuple[int, int], ...]   # one per sampling task
+    chunk_ranges: tuple[tuple[int, int], ...]  # one per sampling task
     evaluates: bool
 
 
@@ -65,12 +66,22 @@ def plan_suite(suite: SuiteSpec, res: Resources, only: tuple[str, ...] = ()) -> 
     entries = []
     for run in select(expand(suite.entries), only):
         if run.task != "sample":
-            raise ConfigError(f"entry {run.label!r}: task {run.task!r} is not run by the cluster executor "
-                              f"(only sampling entries; use --only to pick them)")
+            raise ConfigError(
+                f"entry {run.label!r}: task {run.task!r} is not run by the cluster executor "
+                f"(only sampling entries; use --only to pick them)"
+            )
         protocol = run_protocol(suite, run)
         sp = SamplingPlan(protocol, identity_hash="plan")  # chunk layout does not depend on the hash
-        entries.append(EntryPlan(run.label, run.model.name, protocol.num_samples, sp.num_chunks,
-                                 chunk_ranges(sp, res.tasks_per_entry), evaluates(suite, run)))
+        entries.append(
+            EntryPlan(
+                run.label,
+                run.model.name,
+                protocol.num_samples,
+                sp.num_chunks,
+                chunk_ranges(sp, res.tasks_per_entry),
+                evaluates(suite, run),
+            )
+        )
     return entries
 
 
@@ -80,30 +91,45 @@ def totals(entries: list[EntryPlan], res: Resources) -> dict[str, Any]:
     gpus_per_task = res.gpus_per_job * res.nodes
     samples = sum(e.num_samples for e in entries)
     gpu_hours = samples / ips / 3600
-    return {"entries": len(entries), "sampling_tasks": tasks, "evaluation_jobs": len(entries), "report_jobs": 1,
-            "jobs": tasks + len(entries) + 1, "gpus_per_task": gpus_per_task,
-            "gpus_at_once": min(tasks, res.array_parallelism) * gpus_per_task, "samples": samples,
-            "images_per_gpu_s": ips, "estimate_source": "--images-per-gpu-s" if res.images_per_gpu_s else
-            "assumption ASSUMED_IMAGES_PER_GPU_S in harness/suites/cluster/plan.py (not a measurement)",
-            "sampling_gpu_hours": gpu_hours,
-            "wall_hours_if_all_run_at_once": gpu_hours / max(1, min(tasks, res.array_parallelism) * gpus_per_task)}
+    return {
+        "entries": len(entries),
+        "sampling_tasks": tasks,
+        "evaluation_jobs": len(entries),
+        "report_jobs": 1,
+        "jobs": tasks + len(entries) + 1,
+        "gpus_per_task": gpus_per_task,
+        "gpus_at_once": min(tasks, res.array_parallelism) * gpus_per_task,
+        "samples": samples,
+        "images_per_gpu_s": ips,
+        "estimate_source": "--images-per-gpu-s"
+        if res.images_per_gpu_s
+        else "assumption ASSUMED_IMAGES_PER_GPU_S in harness/suites/cluster/plan.py (not a measurement)",
+        "sampling_gpu_hours": gpu_hours,
+        "wall_hours_if_all_run_at_once": gpu_hours / max(1, min(tasks, res.array_parallelism) * gpus_per_task),
+    }
 
 
 def render(suite: SuiteSpec, entries: list[EntryPlan], res: Resources) -> str:
     t = totals(entries, res)
-    lines = [f"suite {suite.name}: {t['entries']} entries, executor {res.executor}, {res.nodes} node(s) x "
-             f"{res.gpus_per_job} GPU(s) per sampling task, time limit {res.time_min} min per job"
-             + (f", partition {res.partition}" if res.partition else ""),
-             f"{'label':<20} {'model':<12} {'N':>7} {'chunks':>7} {'tasks':>6} {'GPU-h':>8}  evaluation"]
+    lines = [
+        f"suite {suite.name}: {t['entries']} entries, executor {res.executor}, {res.nodes} node(s) x "
+        f"{res.gpus_per_job} GPU(s) per sampling task, time limit {res.time_min} min per job"
+        + (f", partition {res.partition}" if res.partition else ""),
+        f"{'label':<20} {'model':<12} {'N':>7} {'chunks':>7} {'tasks':>6} {'GPU-h':>8}  evaluation",
+    ]
     for e in entries:
         gh = e.num_samples / t["images_per_gpu_s"] / 3600
-        lines.append(f"{e.label:<20} {e.model:<12} {e.num_samples:>7} {e.num_chunks:>7} {len(e.chunk_ranges):>6} "
-                     f"{gh:>8.2f}  {'after its sampling tasks' if e.evaluates else 'none (no metrics/reference)'}")
-    lines += [f"jobs: {t['jobs']} ({t['sampling_tasks']} sampling tasks, {t['evaluation_jobs']} evaluation, "
-              f"{t['report_jobs']} report)",
-              f"GPUs: {t['gpus_per_task']} per sampling task, up to {t['gpus_at_once']} at once "
-              f"(array parallelism {res.array_parallelism})",
-              f"sampling GPU-hours: {t['sampling_gpu_hours']:.1f} for {t['samples']} samples at "
-              f"{t['images_per_gpu_s']:g} images/s per GPU ({t['estimate_source']}); evaluation jobs not counted",
-              f"wall-clock if every task runs at once: {t['wall_hours_if_all_run_at_once']:.2f} h"]
+        lines.append(
+            f"{e.label:<20} {e.model:<12} {e.num_samples:>7} {e.num_chunks:>7} {len(e.chunk_ranges):>6} "
+            f"{gh:>8.2f}  {'after its sampling tasks' if e.evaluates else 'none (no metrics/reference)'}"
+        )
+    lines += [
+        f"jobs: {t['jobs']} ({t['sampling_tasks']} sampling tasks, {t['evaluation_jobs']} evaluation, "
+        f"{t['report_jobs']} report)",
+        f"GPUs: {t['gpus_per_task']} per sampling task, up to {t['gpus_at_once']} at once "
+        f"(array parallelism {res.array_parallelism})",
+        f"sampling GPU-hours: {t['sampling_gpu_hours']:.1f} for {t['samples']} samples at "
+        f"{t['images_per_gpu_s']:g} images/s per GPU ({t['estimate_source']}); evaluation jobs not counted",
+        f"wall-clock if every task runs at once: {t['wall_hours_if_all_run_at_once']:.2f} h",
+    ]
     return "\n".join(lines)
