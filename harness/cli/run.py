@@ -1,4 +1,7 @@
-"""``alitok-bench run SUITE``: sample (and evaluate) every model of a suite, write records, print a table."""
+"""``alitok-bench run SUITE``: sample (and evaluate) every model of a suite, write records, print a table.
+
+``torchrun --nproc_per_node N -m harness run SUITE --out OUT`` splits each entry's sampling and feature
+extraction over N processes (the same samples and metrics as one process); rank 0 prints and writes."""
 
 from __future__ import annotations
 
@@ -53,19 +56,30 @@ def run(args) -> int:
         from harness.core.errors import UserError
 
         raise UserError("run: name a suite (or --status OUT / --cancel OUT)")
+    from harness.core import devices
+    from harness.suites.suite import is_main_process
+
     suite = get_suite(args.suite, args.set)
     out = Path(args.out or Path("runs") / suite.name)
-    print(f"suite {suite.name}: {suite.description}".rstrip(": "))
-    table = run_suite(
-        suite,
-        out,
-        device=args.device,
-        dtype=args.dtype,
-        tf32=args.tf32,
-        force=args.force,
-        progress=not args.no_progress,
-        only=tuple(args.only),
-    )
+    main = is_main_process()  # under torchrun: rank 0 prints and writes, the other ranks only sample and extract
+    if main:
+        print(f"suite {suite.name}: {suite.description}".rstrip(": "))
+    try:
+        table = run_suite(
+            suite,
+            out,
+            device=args.device,
+            dtype=args.dtype,
+            tf32=args.tf32,
+            force=args.force,
+            progress=not args.no_progress,
+            only=tuple(args.only),
+            echo=print if main else (lambda line: None),
+        )
+    finally:
+        devices.cleanup_distributed()
+    if not main:
+        return 0
     from harness.core.io import atomic_path
 
     with atomic_path(out / "summary.csv", "w") as f:

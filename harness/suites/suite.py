@@ -8,11 +8,17 @@ run writes one record whose ``spec`` carries its label, variant and sweep point.
 are missing (checkpoint, reference, Inception weights, dataset), or whose plugin module cannot be
 imported yet, gets a ``skipped`` record naming what is missing and where it comes from; every other
 error stops the run.
+
+Under ``torchrun`` every rank runs the suite: each sampling entry is sampled across the ranks (the
+shards are those of one process) and its metrics extracted across them (``harness.metrics.distributed``);
+rank 0 alone gathers, builds an embedded reference, reconstructs ``task: recon`` entries, writes the
+records and the summary. The other ranks write nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -201,9 +207,17 @@ def suite_missing(suite: SuiteSpec, root: str | Path = ".") -> list[str]:
 
 
 # ---- running -------------------------------------------------------------------------------------
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or a process on its own (the test ``devices.init_distributed`` joins by)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return True
+    return int(os.environ["RANK"]) == 0
+
+
 def _reference(suite: SuiteSpec, reference: str, protocol, out: Path, device: str) -> str:
     if reference != EMBEDDED_REFERENCE:
         return reference
+    from harness.core import devices
     from harness.data.embedded import natural_patches
 
     path = (
@@ -211,7 +225,7 @@ def _reference(suite: SuiteSpec, reference: str, protocol, out: Path, device: st
         / "reference"
         / f"embedded-val-{protocol.image_size}px-{suite.reference_per_class}pc-{suite.inception.replace(':', '_')}.npz"
     )
-    if not path.is_file():
+    if is_main_process() and not path.is_file():  # the other ranks wait at the barrier below for the file
         from harness.metrics.refstats import build_reference_from_images
 
         images, _ = natural_patches("val", protocol.image_size, suite.reference_per_class, seed=0)
@@ -223,6 +237,7 @@ def _reference(suite: SuiteSpec, reference: str, protocol, out: Path, device: st
             source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
             f"per_class={suite.reference_per_class}, seed=0)",
         )
+    devices.barrier()
     return str(path)
 
 
@@ -247,13 +262,38 @@ def _skipped_record(suite: SuiteSpec, run: ExpandedEntry, reasons: list[str]):
     )
 
 
+def _evaluate(suite, run, samples, protocol, out, refs, device):
+    """The suite's metrics of ``samples``; every rank calls it under torchrun (each extracts a share of the
+    features) and rank 0 alone gets the result, the others None."""
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
+
+    key = (run_reference(suite, run), protocol.image_size)
+    if key not in refs:  # one embedded reference per image size, built once
+        refs[key] = _reference(suite, key[0], protocol, out, device)
+    options = EvalOptions(
+        metrics=sample_metrics(suite), inception=suite.inception, device=device, kid_subset_size=suite.kid_subset_size
+    )
+    return evaluate_samples(str(samples), refs[key], options)
+
+
 def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32, force, progress):
+    """Sample and evaluate (every rank takes part under torchrun): rank 0 gets the record and its line, the
+    other ranks (None, "")."""
+    from harness.core import devices
     from harness.sampling.record import sample_record
     from harness.sampling.runner import sample
+    from harness.sampling.shards import SAMPLES
 
     spec = RunSpec(run.model, protocol)
     started = time.time()
     result = sample(spec, folder, device=device, dtype=dtype, tf32=tf32, force=force, progress=progress)
+    if result.gathered is None:  # a helper rank: wait for rank 0's samples.npz, extract its share, write nothing
+        devices.barrier()
+        if evaluates(suite, run):
+            _evaluate(suite, run, folder / SAMPLES, protocol, out, refs, device)
+        return None, ""
+    if result.world_size > 1:
+        devices.barrier()  # samples.npz is gathered: the helper ranks may read it
     rec = dataclasses.replace(sample_record(result, started), kind="run", run_id="", created_at="")
     rec.spec = {**rec.spec, **run.record_spec_fields()}
     rec.speed = {
@@ -264,22 +304,8 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused",
     }
     if evaluates(suite, run):
-        from harness.metrics.evaluate import EvalOptions, evaluate_samples
-
         t0 = time.time()
-        key = (run_reference(suite, run), protocol.image_size)
-        if key not in refs:  # one embedded reference per image size, built once
-            refs[key] = _reference(suite, key[0], protocol, out, device)
-        ev = evaluate_samples(
-            result.gathered["path"],
-            refs[key],
-            EvalOptions(
-                metrics=sample_metrics(suite),
-                inception=suite.inception,
-                device=device,
-                kid_subset_size=suite.kid_subset_size,
-            ),
-        )
+        ev = _evaluate(suite, run, result.gathered["path"], protocol, out, refs, device)
         rec.metrics = dict(ev.metrics)
         rec.metric_provenance = dict(ev.provenance)
         rec.paper_comparable = bool(ev.paper_comparable)
@@ -358,20 +384,25 @@ def run_suite(
 ):
     """Run every expanded entry of ``suite`` under ``out/<label>``; returns the summary DataFrame.
 
-    ``only``: run just the runs with these labels or entry labels (a sweep's parent)."""
+    ``only``: run just the runs with these labels or entry labels (a sweep's parent). Under torchrun, the
+    ranks other than 0 take part in sampling and feature extraction only, and return None."""
     from harness.runs.records import load_records, write_record
 
     out = Path(out)
+    main = is_main_process()
     refs: dict = {}
     blocks: list[str] = []
     for run in select(expand(suite.entries), only):
         folder = out / run.label
         reasons = why_not_runnable(suite, run, root)
         if reasons:
-            echo(f"{run.label}: skipped: " + "; ".join(reasons))
-            write_record(_skipped_record(suite, run, reasons), folder, "run_record.json")
+            if main:
+                echo(f"{run.label}: skipped: " + "; ".join(reasons))
+                write_record(_skipped_record(suite, run, reasons), folder, "run_record.json")
             continue
         protocol = run_protocol(suite, run)
+        if run.task == "recon" and not main:
+            continue  # rank 0 reconstructs alone; the others wait for it at the next entry's first barrier
         if run.task == "recon":
             rec, line = _recon_run(suite, run, folder, protocol, device=device, progress=progress)
             write_record(rec, folder, "recon_record.json")
@@ -389,12 +420,16 @@ def run_suite(
                 force=force,
                 progress=progress,
             )
+            if rec is None:  # a helper rank
+                continue
             if "protocol_facts" in rec.metric_provenance:
                 blocks.append(f"{run.label}: {_protocol_block(rec)}")
             write_record(rec, folder, "run_record.json")
         stale = folder / ("run_record.json" if run.task == "recon" else "recon_record.json")
         stale.unlink(missing_ok=True)  # a skipped record left by an earlier attempt, now superseded
         echo(f"{run.label}: {line}")
+    if not main:
+        return None
     table = summary_table(load_records(out), suite)
     table.attrs["protocol"] = "\n".join(blocks)  # the known-mistake guard's blocks, printed under the table
     return table
