@@ -1,15 +1,32 @@
-"""``alitok-bench claims [RESULTS...]``: the paper's claims against measured records, one table."""
+"""``alitok-bench claims [RESULTS...]``: the papers' claims against measured records, one table per paper.
+
+By default every claims file in results/claims/ is checked: the AliTok paper's (``alitok.yaml``) first, then
+each baseline's published numbers (DiT, SiT, LightningDiT, RAR, LlamaGen, TiTok, MaskGIT-VQGAN). A claim
+that is not run names what it needs and the ``alitok-bench fetch`` command for its official files.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_CLAIMS = Path(__file__).resolve().parents[2] / "results" / "claims" / "alitok.yaml"
+CLAIMS_DIR = Path(__file__).resolve().parents[2] / "results" / "claims"
+DEFAULT_CLAIMS = CLAIMS_DIR / "alitok.yaml"
+
+
+def default_claims_files() -> list[Path]:
+    """alitok.yaml, then the other claims files of results/claims/ in name order."""
+    return [DEFAULT_CLAIMS] + sorted(p for p in CLAIMS_DIR.glob("*.yaml") if p != DEFAULT_CLAIMS)
 
 
 def add_arguments(p) -> None:
     p.add_argument("results", nargs="*", help="record files or folders (none: every claim is 'not run')")
-    p.add_argument("--claims", default=str(DEFAULT_CLAIMS), help="claims YAML (default: results/claims/alitok.yaml)")
+    p.add_argument(
+        "--claims",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="a claims file; repeatable (default: every file in results/claims/, alitok.yaml first)",
+    )
     p.add_argument("--out", help="also write claims.md and claims.csv into this folder")
     p.add_argument(
         "--fail-on-not-reproduced", action="store_true", help="exit 1 when a measured claim is outside its tolerance"
@@ -17,19 +34,28 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import pandas as pd
+
     from harness.report.claims import NOT_REPRODUCED, check, load_claims, to_frame, to_markdown
     from harness.report.collect import collect
 
-    claims = load_claims(args.claims)
-    verdicts = check(claims, collect(args.results))
-    text = to_markdown(claims, verdicts)
+    records = collect(args.results)
+    texts, frames, verdicts = [], [], []
+    for path in args.claims or default_claims_files():
+        claims = load_claims(path)
+        found = check(claims, records)
+        texts.append(to_markdown(claims, found))
+        frames.append(to_frame(found))
+        verdicts += found
+    text = "\n".join(texts)
     print(text, end="")
     if args.out:
         from harness.core.io import write_text_atomic
 
         out = Path(args.out)
+        table = pd.concat(frames, ignore_index=True)
         write_text_atomic(out / "claims.md", text)
-        write_text_atomic(out / "claims.csv", to_frame(verdicts).to_csv(index=False, lineterminator="\n"))
+        write_text_atomic(out / "claims.csv", table.to_csv(index=False, lineterminator="\n"))
         print(f"wrote {out / 'claims.md'} and {out / 'claims.csv'}")
     if args.fail_on_not_reproduced and any(v.verdict == NOT_REPRODUCED and v.claim.scale == "paper" for v in verdicts):
         return 1

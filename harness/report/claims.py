@@ -240,11 +240,56 @@ class Estimate:
     missing: str = ""
 
 
+def _no_match(records: list[dict[str, Any]], q: Query) -> str:
+    """Why no record matches ``q``. Records that match all but the sampling preset the claim names were made at
+    another preset: they are not comparable with the claim (never evidence that it is not reproduced)."""
+    loose = dataclasses.replace(q, sampling={})
+    other = [r for r in records if q.sampling and fields.status(r) in (None, "ok") and matches(r, loose)]
+    if not other:
+        return f"no record with {q.describe()}"
+    s = fields.sampling(other[0])
+    diff = ", ".join(
+        f"{k} {s.get(k, 'unset')!r}, the claim's {v!r}"
+        for k, v in q.sampling.items()
+        if not (k in s and _same(s[k], v))
+    )
+    return f"not comparable: {len(other)} record(s) with {loose.describe()} at another preset ({diff})"
+
+
+def claim_files(claim: Claim) -> list[str]:
+    """Official files (``harness.fetch.catalog`` names) a claim's records need: each query's registry entry's
+    checkpoints, its protocol's reference batch and, for a distribution metric, the Inception weights. A
+    speed claim needs none (bench records may use random weights), nor one that names no such entry."""
+    return _fetch_names(claim)[1]
+
+
+def fetch_command(claim: Claim) -> str | None:
+    """The ``alitok-bench fetch`` command that puts a claim's official files into the weights root: its registry
+    entries by name, then the other files by their official names (files already there are verified and
+    kept). None when the claim needs none."""
+    names, _ = _fetch_names(claim)
+    return "alitok-bench fetch " + " ".join(names) if names else None
+
+
+def _fetch_names(claim: Claim) -> tuple[list[str], list[str]]:
+    from harness.fetch import catalog
+    from harness.fetch.needs import files_for
+
+    queries = [q for q in claim.queries() if q.kind != "bench"]
+    models = list(dict.fromkeys(q.model for q in queries if q.model in catalog.NEEDS))
+    if not models:  # no registry entry with official files (an ablation row, a model without a plugin)
+        return [], []
+    features = ["inception"] if queries and claim.metric in DISTRIBUTION_METRICS else []
+    files = files_for(models, features, [q.protocol for q in queries if q.protocol])
+    by_entry = {f for m in models for f in catalog.entry_files(m)}
+    return models + [f for f in files if f not in by_entry], files
+
+
 def hits(records: list[dict[str, Any]], q: Query, metric: str) -> tuple[list[dict[str, Any]], str]:
     """Records matching ``q`` that hold ``metric``, and (when there are none) why, in words."""
     found = [r for r in records if fields.status(r) in (None, "ok") and matches(r, q)]
     if not found:
-        return [], f"no record with {q.describe()}"
+        return [], _no_match(records, q)
     if q.paper_comparable:
         reasons = [(r, not_comparable_because(r, q, metric)) for r in found]
         why_not = [w for _, w in reasons if w]
@@ -365,7 +410,10 @@ def evaluate(claim: Claim, records: list[dict[str, Any]]) -> Verdict:
         est = paired_estimate(records, *m.difference, claim.metric)
     if est.value is None:
         needs = ("; needs " + ", ".join(claim.requires)) if claim.requires else ""
-        return Verdict(claim, None, None, 0, None, NOT_RUN, est.missing + needs)
+        fetch = fetch_command(claim)
+        return Verdict(
+            claim, None, None, 0, None, NOT_RUN, est.missing + needs + (f"; fetch: {fetch}" if fetch else "")
+        )
     delta = est.value - claim.value
     if claim.expect == "sign":
         return _direction(claim, est, delta)
@@ -460,7 +508,12 @@ def _unc_kind(v: Verdict) -> str:
 def why(v: Verdict) -> str:
     """The last column: what a "not run" claim needs, or how a measured one compared."""
     if v.verdict == NOT_RUN and v.claim.requires:
-        return "needs " + "; ".join(v.claim.requires)
+        fetch = fetch_command(v.claim)
+        comparable = v.detail.partition(";")[0] if v.detail.startswith("not comparable") else ""
+        return "; ".join(
+            [x for x in (comparable, "needs " + "; ".join(v.claim.requires)) if x]
+            + ([f"fetch: `{fetch}`"] if fetch else [])
+        )
     return v.detail + (f" (n={v.n})" if v.n > 1 else "")
 
 
