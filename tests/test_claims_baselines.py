@@ -179,3 +179,25 @@ def test_claims_cli_checks_every_family_by_default(capsys):
     out = capsys.readouterr().out
     for paper in ("AliTok", "DiT", "SiT", "LightningDiT", "RAR", "LlamaGen", "TiTok", "MaskGIT-VQGAN"):
         assert f"# Claims: {paper} (" in out or f"# Claims: {paper} / " in out, paper
+
+
+def test_the_baseline_suites_run_every_claim_a_registered_plugin_can_answer(files):
+    """`run imagenet256-baselines-gfid50k` / `-rfid50k` then `claims OUT` answers each such claim: an entry of
+    the claim's registry entry and protocol, sampling at the plugin's preset (no override) or with exactly the
+    override the claim names (cfg_scale 1 for the unguided numbers)."""
+    from harness.suites.entries import expand
+    from harness.suites.suite import get_suite
+
+    load_plugins()
+    runs = {p: expand(get_suite(f"imagenet256-baselines-{p}").entries) for p in ("gfid50k", "rfid50k")}
+    answered = 0
+    for cf in files.values():
+        for c in cf.claims:
+            q = c.queries()[0]
+            if c.metric == "images_per_s" or not (q.model in generators or q.model in tokenizers):
+                continue
+            suite = runs["rfid50k" if c.metric == "rfid" else "gfid50k"]
+            unguided = {"cfg_scale": 1.0} if q.sampling.get("cfg_scale") == 1.0 else {}
+            assert any(r.model.name == q.model and r.model.sampling == unguided for r in suite), c.id
+            answered += 1
+    assert answered >= 40

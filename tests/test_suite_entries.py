@@ -97,7 +97,17 @@ def test_missing_inputs_name_path_and_source(tmp_path):
     assert runnable(runs[0], inputs, root=tmp_path) == [lines[0]]
 
 
-@pytest.mark.parametrize("name", ["cfg-sweep", "imagenet256-gfid50k", "imagenet256-rfid50k", "imagenet256-smoke5k"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cfg-sweep",
+        "imagenet256-gfid50k",
+        "imagenet256-rfid50k",
+        "imagenet256-smoke5k",
+        "imagenet256-baselines-gfid50k",
+        "imagenet256-baselines-rfid50k",
+    ],
+)
 def test_shipped_suites_expand(name):
     from harness.suites.suite import get_suite
 
