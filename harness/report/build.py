@@ -27,10 +27,11 @@ def _roots(results: list[str | Path]) -> list[Path]:
     return [(p if p.is_dir() else p.parent).resolve() for p in map(Path, results)]
 
 
-def _npz(df_row, roots: list[Path]) -> tuple[Path | None, str]:
-    """The record's samples file, if it lies inside the results given (else None and why): a record is
-    data, and its path may name any file on the machine (a copied, edited or hostile record)."""
-    p = df_row["samples_npz"]
+def _npz(df_row, roots: list[Path], column: str = "samples_npz") -> tuple[Path | None, str]:
+    """The record's samples file (or the file in ``column``), if it lies inside the results given (else None
+    and why): a record is data, and its path may name any file on the machine (a copied, edited or hostile
+    record)."""
+    p = df_row[column]
     if not isinstance(p, str) or not p:  # pandas stores a missing path as NaN
         return None, ""
     p = Path(p)
@@ -78,8 +79,15 @@ def build_report(
                     skipped.append(f"grid {row['label']}: {why}")
                 continue
             seen.add(npz.resolve())
+            recon = row["kind"] == "recon"
+            originals = _npz(row, roots, "originals_npz")[0] if recon else None
             fig = plots.sample_grid(
-                npz, f"{row['label']} ({row['model'] or 'model not recorded'})", _class_names(row["protocol"])
+                npz,
+                str(row["label"]),
+                row["model"] if isinstance(row["model"], str) else None,
+                _class_names(row["protocol"]),
+                reconstructions=recon,
+                originals=originals,
             )
             if fig is not None:
                 name = f"grid_{_safe(str(row['label']))}"
