@@ -218,7 +218,7 @@ def _speed_note(d) -> str:
     single = [(str(lab), str(b)) for lab, b in zip(d["label"], d["speed_basis"]) if _ok(b)]
     if not single:
         return ""
-    loaded = [str(lab) for lab, v in zip(d["label"], d.get("loaded", [False] * len(d))) if v is True]
+    loaded = [str(lab) for lab, v in zip(d["label"], d.get("loaded", [False] * len(d))) if _ok(v) and bool(v)]
     bases = sorted({b for _, b in single})
     if len(bases) == 1:
         text = f"Speeds, not a benchmark: {bases[0]} for every system."
@@ -238,7 +238,7 @@ def fid_vs_speed(df):
         return None
     fig, (ax,) = _figure()
     x, y = systems["images_per_s"].to_numpy(float), systems["fid"].to_numpy(float)
-    hollow = np.array([v is True for v in systems.get("loaded", [False] * len(systems))], bool)
+    hollow = np.array([_ok(v) and bool(v) for v in systems.get("loaded", [False] * len(systems))], bool)
     single = "speed_basis" in systems and any(_ok(v) for v in systems["speed_basis"])
     for mask, label, face in (
         (~hollow, "system (± sd where measured)", "C0"),

@@ -250,9 +250,11 @@ def _skipped_record(suite: SuiteSpec, run: ExpandedEntry, reasons: list[str]):
 def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32, force, progress):
     from harness.sampling.record import sample_record
     from harness.sampling.runner import sample
+    from harness.speed.timing import load_check
 
     spec = RunSpec(run.model, protocol)
     started = time.time()
+    load = load_check()  # before this entry's own work adds to the load average
     result = sample(spec, folder, device=device, dtype=dtype, tf32=tf32, force=force, progress=progress)
     rec = dataclasses.replace(sample_record(result, started), kind="run", run_id="", created_at="")
     rec.spec = {**rec.spec, **run.record_spec_fields()}
@@ -262,7 +264,11 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         "dtype": dtype,
         "tf32": tf32,
         "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused",
+        "measurement": "single pass",  # one unrepeated pass: a label for this run, not a benchmark
+        **{k: load[k] for k in ("loadavg_1m", "cpu_count", "load_warning")},
     }
+    if load["warning"] and result.images_per_s:
+        rec.notes.append(f"speed: {load['warning']}")
     if evaluates(suite, run):
         from harness.metrics.evaluate import EvalOptions, evaluate_samples
 
@@ -292,8 +298,10 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         rec.metrics = {m: None for m in sample_metrics(suite)}
     ips = result.images_per_s
     line = f"{result.gathered['num_samples']} samples -> {result.gathered['path']}" + (
-        f" ({ips:.1f} images/s)" if ips else " (all chunks reused)"
+        f" ({ips:.1f} images/s, single pass)" if ips else " (all chunks reused)"
     )
+    if load["warning"] and ips:
+        line += f"\n  warning: {load['warning']}"
     return rec, line
 
 
