@@ -55,7 +55,7 @@ def display_rows(df) -> tuple[list[str], list[list[str]]]:
     for _, r in df.iterrows():
         n = "–" if _missing(r["n"]) else str(int(r["n"]))
         cells = [str(r["label"]), str(r["kind"] or "–"), n]
-        cells += [fmt_value(r[m], r[f"{m}_unc"], m) + _speed_mark(r, m) for m in metrics]
+        cells += [fmt_value(r[m], r[f"{m}_unc"], m) + speed_mark(r, m) for m in metrics]
         cells += ["yes" if r["paper_comparable"] else "no", str(r["status"] or "–")]
         rows.append(cells)
     return header, rows
@@ -65,7 +65,7 @@ def _flag(v) -> bool:
     return not _missing(v) and bool(v)  # a numpy bool from a frame, or None where no record said
 
 
-def _speed_mark(r, metric: str) -> str:
+def speed_mark(r, metric: str) -> str:
     """A speed from one unrepeated pass says so in its cell (a benchmark's speed carries its ± instead)."""
     if metric != "images_per_s" or _missing(r[metric]) or _missing(r.get("speed_basis")):
         return ""
