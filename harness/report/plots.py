@@ -594,7 +594,7 @@ def save(fig, stem: str | Path) -> list[Path]:
 
 
 PLOTS = {
-    "fid_vs_speed": (fid_vs_speed, "needs records with both FID and images/s"),
+    "fid_vs_speed": (fid_vs_speed, "needs a system (not a real-data reference row) with both FID and images/s"),
     "guidance_sweep": (guidance_sweep, "needs a model with records at >= 2 guidance scales (a sweep)"),
     "precision_recall": (precision_recall, "needs records with precision and recall"),
     "speed_vs_batch": (speed_vs_batch, "needs >= 2 records with a batch size and images/s"),
