@@ -161,11 +161,13 @@ def test_ablation_tick_labels_do_not_overlap():
             "paper_comparable": False,
         }
     )
+    df["rfid"], df["rfid_unc"] = np.linspace(1, 3, len(variants)), np.nan  # a second panel, with no sd
     fig = plots.ablation_bars(df)
-    ax = fig.axes[0]
+    assert len(fig.axes) == 2
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
-    assert len(ticks) == len(variants)
-    boxes = [t.get_window_extent(renderer) for t in ticks]
-    assert not _disjoint(boxes), [(ticks[i].get_text(), ticks[j].get_text()) for i, j in _disjoint(boxes)]
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert len(ticks) == len(variants)
+        boxes = [t.get_window_extent(renderer) for t in ticks]
+        assert not _disjoint(boxes), [(ticks[i].get_text(), ticks[j].get_text()) for i, j in _disjoint(boxes)]

@@ -80,7 +80,7 @@ def _finish(fig, title: str, text: str, labels=()):
     wrapped = "\n".join(textwrap.wrap(text, 120))
     n_lines = wrapped.count("\n") + 1
     fig.tight_layout(rect=(0, 0.035 * n_lines + 0.02, 1, 0.95))
-    if any(_turn_ticks(ax) for ax in fig.axes):
+    if any([_turn_ticks(ax) for ax in fig.axes]):  # a list: every axes is checked, not up to the first turned
         fig.tight_layout(rect=(0, 0.035 * n_lines + 0.02, 1, 0.95))
     fig.text(0.01, 0.01, wrapped, fontsize=7, va="bottom", ha="left", color="0.25")
     for ax, x, y, names in labels:
