@@ -43,6 +43,13 @@ def test_recon_embedded_record_matches_independent_psnr(tmp_path, capsys):
     assert record["paper_comparable"] is False and record["kind"] == "recon"
     assert record["model"]["checkpoint_sha256"]
     assert (out / "recon_grid.png").stat().st_size > 0
+    # the originals a report's grid shows beside the reconstructions: the first 2 of the first 8 classes
+    assert record["samples"]["originals_npz"] == str(out / "originals.npz")
+    with np.load(out / "originals.npz") as z:
+        index = z["index"]
+        assert index.tolist() == sorted(i for i in range(22) if i % 11 < 8)  # labels cycle 0..10
+        np.testing.assert_array_equal(z["arr_0"], real[index])
+        assert z["labels"].tolist() == [i % 11 for i in index]
 
 
 @pytest.mark.parametrize(

@@ -109,8 +109,8 @@ def test_table_has_uncertainty_comparability_and_protocol_block(results):
     assert "| fast | eval | 220 | 20.00 ± 0.50 |" in md  # ± only where the record has a sd
     assert "| slow-good | eval | 220 | 10.00 |" in md
     assert (
-        "- **fast**: protocol demo; N=220; batch 64; guidance 2; hardware test-cpu; not paper-comparable; N=220, not 50k"
-        in md
+        "- **fast**: protocol demo; N=220; batch 64; guidance 2; hardware test-cpu; images/s: single pass, "
+        "load not recorded, not a benchmark; not paper-comparable; N=220, not 50k" in md
     )
     assert "- **dominated**:" in md and "; paper-comparable" in md
     csv_lines = tables.to_csv(df).splitlines()

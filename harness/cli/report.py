@@ -1,4 +1,5 @@
-"""``alitok-bench report RESULTS... --out DIR``: tables and plots regenerated from run records alone."""
+"""``alitok-bench report RESULTS... --out DIR``: tables, plots and a browsable ``index.html`` regenerated from
+run records alone."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="folder for results.{md,csv,tex} and the figures (PNG + SVG)")
     p.add_argument("--title", default="Results", help="table title and LaTeX caption")
     p.add_argument("--no-grids", action="store_true", help="skip sample grids (they read the samples npz files)")
+    p.add_argument("--claims", help="claims YAML (e.g. results/claims/alitok.yaml): its verdicts go into index.html")
 
 
 def run(args) -> int:
     from harness.report.build import build_report
 
-    build_report(args.results, args.out, title=args.title, grids=not args.no_grids)
+    build_report(args.results, args.out, title=args.title, grids=not args.no_grids, claims=args.claims)
     return 0

@@ -124,6 +124,16 @@ def save_samples_npz(
     return path
 
 
+def first_per_class(labels: np.ndarray, max_classes: int, per_class: int) -> np.ndarray:
+    """Positions of the first ``per_class`` images of each of the first ``max_classes`` classes (sorted
+    class ids), in file order: the images a sample grid shows, and the originals a recon run keeps for it."""
+    labels = np.asarray(labels)
+    classes = sorted(set(labels.tolist()))[:max_classes]
+    if not classes:
+        return np.zeros(0, np.int64)
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------------------------
 # Reading
 # ----------------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ class RealDataGenerator(Generator):
             raise ValueError(f"real-data: class {empty[0]} has no images in {self._source}")
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "source": self._source, "params": 0}
+        # reference: real images, the floor a report draws as a line, not a system among the others
+        return {**super().info(), "source": self._source, "params": 0, "reference": True}
 
     def generate(
         self, labels: torch.Tensor, generator: torch.Generator, params: SamplingParams | None = None

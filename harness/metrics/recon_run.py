@@ -1,5 +1,6 @@
 """One reconstruction run: real images -> ``decode(encode(x))`` -> rFID / PSNR / SSIM / codebook usage,
-written as ``reconstructions.npz``, ``recon_grid.png`` and ``recon_record.json`` under ``out``.
+written as ``reconstructions.npz``, ``originals.npz`` (the real images a report's grid shows beside them),
+``recon_grid.png`` and ``recon_record.json`` under ``out``.
 
 Used by the ``recon`` verb and by suite entries with ``task: recon``. The rFID protocol of the
 papers is the 50k ImageNet val images at 256 px with the official Inception weights; only that
@@ -54,7 +55,7 @@ def run_recon(
     from harness.core.interfaces import check_images
     from harness.core.io import sha256_file
     from harness.core.registry import load_plugins, tokenizers
-    from harness.data.npz import save_samples_npz
+    from harness.data.npz import first_per_class, save_samples_npz
     from harness.data.sources import open_source
     from harness.metrics.features import iter_batches
     from harness.metrics.recon import evaluate_reconstruction, paper_comparable
@@ -96,6 +97,11 @@ def run_recon(
     real, recon, all_codes = np.concatenate(reals), np.concatenate(recons), torch.cat(codes)
 
     recon_path = save_samples_npz(out / "reconstructions.npz", recon, src.labels)
+    # the originals a report's grid shows beside the reconstructions (a few per class, not the whole set)
+    shown = first_per_class(np.zeros(len(real), np.int64) if src.labels is None else src.labels, 8, 8)
+    originals_path = save_samples_npz(
+        out / "originals.npz", real[shown], None if src.labels is None else np.asarray(src.labels)[shown], index=shown
+    )
     t0 = time.perf_counter()
     metrics = evaluate_reconstruction(
         real, recon, inception=inception, codes=all_codes, codebook_size=tok.codebook_size, device=str(dev), cache=cache
@@ -129,6 +135,7 @@ def run_recon(
             "n": n,
             "npz": str(recon_path),
             "npz_sha256": sha256_file(recon_path),
+            "originals_npz": str(originals_path),
             "image_size": list(real.shape[1:3]),
         },
         metrics={k: (None if v is None else float(v)) for k, v in metrics.items()},

@@ -1,4 +1,4 @@
-"""Write a whole report (tables, plots, sample grids) from records alone into one folder."""
+"""Write a whole report (tables, plots, sample grids, index.html) from records alone into one folder."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from harness.core.io import write_text_atomic
-from harness.report import plots, tables
+from harness.report import html, plots, tables
 from harness.report.collect import collect, frame, merge_by_label
 
 
@@ -27,10 +27,11 @@ def _roots(results: list[str | Path]) -> list[Path]:
     return [(p if p.is_dir() else p.parent).resolve() for p in map(Path, results)]
 
 
-def _npz(df_row, roots: list[Path]) -> tuple[Path | None, str]:
-    """The record's samples file, if it lies inside the results given (else None and why): a record is
-    data, and its path may name any file on the machine (a copied, edited or hostile record)."""
-    p = df_row["samples_npz"]
+def _npz(df_row, roots: list[Path], column: str = "samples_npz") -> tuple[Path | None, str]:
+    """The record's samples file (or the file in ``column``), if it lies inside the results given (else None
+    and why): a record is data, and its path may name any file on the machine (a copied, edited or hostile
+    record)."""
+    p = df_row[column]
     if not isinstance(p, str) or not p:  # pandas stores a missing path as NaN
         return None, ""
     p = Path(p)
@@ -47,11 +48,18 @@ def _npz(df_row, roots: list[Path]) -> tuple[Path | None, str]:
 
 
 def build_report(
-    results: list[str | Path], out: str | Path, title: str = "Results", grids: bool = True, echo=print
+    results: list[str | Path],
+    out: str | Path,
+    title: str = "Results",
+    grids: bool = True,
+    echo=print,
+    claims: str | Path | None = None,
 ) -> dict[str, list[str]]:
-    """Returns ``{"written": [...], "skipped": ["name: why", ...]}``."""
+    """Tables, plots, grids and ``index.html`` (with the verdicts of the ``claims`` YAML, when given).
+    Returns ``{"written": [...], "skipped": ["name: why", ...]}``."""
     out = Path(out)
-    df = frame(collect(results))
+    records = collect(results)
+    df = frame(records)
     written, skipped = [], []
     for name, text in (
         ("results.md", tables.to_markdown(df, title)),
@@ -61,7 +69,7 @@ def build_report(
         write_text_atomic(out / name, text)
         written.append(name)
     merged = merge_by_label(df)
-    figures = []
+    figures, grid_names = [], []
     for name, (fn, need) in plots.PLOTS.items():
         fig = fn(merged) if not merged.empty else None
         if fig is None:
@@ -78,16 +86,31 @@ def build_report(
                     skipped.append(f"grid {row['label']}: {why}")
                 continue
             seen.add(npz.resolve())
+            recon = row["kind"] == "recon"
+            originals = _npz(row, roots, "originals_npz")[0] if recon else None
             fig = plots.sample_grid(
-                npz, f"{row['label']} ({row['model'] or 'model not recorded'})", _class_names(row["protocol"])
+                npz,
+                str(row["label"]),
+                row["model"] if isinstance(row["model"], str) else None,
+                _class_names(row["protocol"]),
+                reconstructions=recon,
+                originals=originals,
             )
             if fig is not None:
                 name = f"grid_{_safe(str(row['label']))}"
                 written += [p.name for p in plots.save(fig, out / name)]
-                figures.append(name)
-    if figures:
-        md = (out / "results.md").read_text() + "\n## Figures\n\n" + "".join(f"![{f}]({f}.png)\n" for f in figures)
+                grid_names.append(name)
+    if figures or grid_names:
+        md = (out / "results.md").read_text() + "\n## Figures\n\n"
+        md += "".join(f"![{f}]({f}.png)\n" for f in figures + grid_names)
         write_text_atomic(out / "results.md", md)
+    verdicts = None
+    if claims is not None:
+        from harness.report.claims import check, load_claims, to_frame
+
+        verdicts = to_frame(check(load_claims(claims), records))
+    write_text_atomic(out / "index.html", html.to_html(df, out, title, figures, grid_names, verdicts))
+    written.append("index.html")
     for w in written:
         echo(f"wrote {out / w}")
     for s in skipped:

@@ -76,6 +76,10 @@ def frame(records: list[dict[str, Any]]):
             "paper_comparable": fields.paper_comparable(r),
             "findings": fields.protocol_findings(r),
             "samples_npz": str(fields.samples_npz(r) or "") or None,
+            "originals_npz": str(fields.originals_npz(r) or "") or None,
+            "reference": fields.is_reference(r),
+            "speed_basis": fields.speed_basis(r),
+            "loaded": fields.loaded(r),
             "record_path": fields.record_path(r),
         }
         for m in FRAME_METRICS:
@@ -93,6 +97,9 @@ def present_metrics(df) -> list[str]:
     return [m for m in FRAME_METRICS if m in df and df[m].notna().any()]
 
 
+_SPEED_COLUMNS = ("images_per_s", "images_per_s_unc", "speed_basis", "loaded")
+
+
 def merge_by_label(df):
     """One row per label: the first non-missing value of each column across that label's records.
 
@@ -106,7 +113,13 @@ def merge_by_label(df):
     rows = []
     for _, g in df.groupby("label", sort=True):
         row = {}
+        # a speed's spread and how it was measured come from the record that gave the speed
+        timed = [i for i, v in enumerate(g["images_per_s"]) if not (v is None or v != v)]
+        if timed:
+            row.update({c: g[c].iloc[timed[0]] for c in _SPEED_COLUMNS if c in g})
         for col in df.columns:
+            if col in row:
+                continue
             vals = [v for v in g[col] if not (v is None or (isinstance(v, float) and v != v))]
             if col == "kind":
                 row[col] = "+".join(sorted({str(v) for v in vals})) or None

@@ -331,3 +331,45 @@ def _finding_text(x: Any) -> str:
 def samples_npz(record) -> Path | None:
     p = _first(record, "samples.npz", "samples.path")
     return Path(p) if p else None
+
+
+def originals_npz(record) -> Path | None:
+    """A recon record's kept originals (``harness.metrics.recon_run``): the grid shows them beside the
+    reconstructions; ``index`` in that file gives each one's position in the reconstructions file."""
+    p = _first(record, "samples.originals_npz")
+    return Path(p) if p else None
+
+
+# Generators whose rows are references (real images), not systems: a floor line, never a competitor.
+REFERENCE_MODELS = frozenset({"real-data"})
+
+
+def is_reference(record) -> bool:
+    """A reference row (real images scored against real images): ``model.reference`` in newer records,
+    the generator's name in older ones."""
+    flag = _first(record, "model.reference")
+    return bool(flag) if flag is not None else model_name(record) in REFERENCE_MODELS
+
+
+def speed_basis(record) -> str | None:
+    """How a record's images/s was measured, where it is not a repeated benchmark: "single pass, load 9.3
+    on 2 cores". None where there is no speed, or it has a spread (bench records, repeats)."""
+    if images_per_s(record) is None or kind(record) == "bench" or uncertainty(record, "images_per_s") is not None:
+        return None
+    if _first(record, "speed.images_per_s_range") is not None:
+        return None
+    load = _number(_first(record, "speed.loadavg_1m", "speed.conditions.loadavg_1m_at_start"))
+    cores = _number(_first(record, "speed.cpu_count", "speed.conditions.cpu_count"))
+    if load is None:
+        return "single pass, load not recorded"
+    return f"single pass, load {load:.1f}" + (f" on {cores:.0f} cores" if cores else "")
+
+
+def loaded(record) -> bool:
+    """True where the 1-minute load average exceeded the cores while the speed was measured."""
+    warn = _first(record, "speed.load_warning")
+    if warn is not None:
+        return bool(warn)
+    load = _number(_first(record, "speed.loadavg_1m", "speed.conditions.loadavg_1m_at_start"))
+    cores = _number(_first(record, "speed.cpu_count", "speed.conditions.cpu_count"))
+    return load is not None and cores is not None and load > cores

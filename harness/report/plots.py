@@ -73,13 +73,109 @@ def _figure(ncols: int = 1, size=FIGSIZE):
     return fig, list(axes[0])
 
 
-def _finish(fig, title: str, text: str):
+def _finish(fig, title: str, text: str, labels=()):
+    """Title, caption, layout; then the point labels in ``labels`` (``(ax, x, y, names)`` each), placed once
+    the layout has fixed where the points sit on the canvas."""
     fig.suptitle(title, fontsize=11)
     wrapped = "\n".join(textwrap.wrap(text, 120))
     n_lines = wrapped.count("\n") + 1
     fig.tight_layout(rect=(0, 0.035 * n_lines + 0.02, 1, 0.95))
+    if any([_turn_ticks(ax) for ax in fig.axes]):  # a list: every axes is checked, not up to the first turned
+        fig.tight_layout(rect=(0, 0.035 * n_lines + 0.02, 1, 0.95))
     fig.text(0.01, 0.01, wrapped, fontsize=7, va="bottom", ha="left", color="0.25")
+    for ax, x, y, names in labels:
+        place_labels(ax, x, y, names)
     return fig
+
+
+def _tick_boxes(ax, renderer):
+    return [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+
+
+def _turn_ticks(ax) -> bool:
+    """Turn the x tick labels (30, 60, then 90 degrees) until no two touch; True if they were turned."""
+    renderer = ax.figure.canvas.get_renderer()
+
+    def touching():
+        boxes = _tick_boxes(ax, renderer)
+        return any(_overlap(a, b) > 0 for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+    if not touching():
+        return False
+    for angle in (30, 60, 90):
+        for t in ax.get_xticklabels():
+            t.set_rotation(angle)
+            t.set_ha("right" if angle < 90 else "center")
+            t.set_rotation_mode("anchor" if angle < 90 else "default")
+        if not touching():
+            break
+    return True
+
+
+# Candidate offsets (points) of a label from its point: near first, then further out with a leader line.
+_RADII = (5, 12, 22, 34, 48, 64, 82, 104)
+_ANGLES = (30, 150, -30, -150, 90, -90, 0, 180, 60, 120, -60, -120)
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def place_labels(ax, x, y, names, fontsize: float = 8):
+    """Annotate each point with its name where the text box overlaps no other label, no point marker and
+    stays inside the axes: candidate offsets are tried nearest first (a greedy repel on the renderer's
+    own text extents); a label pushed out of its point's neighbourhood gets a leader line. Returns the
+    annotations."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    pts = ax.transData.transform(np.column_stack([np.asarray(x, float), np.asarray(y, float)]))
+    pad = 4 * fig.dpi / 72  # a marker's half width, in display units
+    markers = [Bbox.from_extents(px - pad, py - pad, px + pad, py + pad) for px, py in pts]
+    legend = ax.get_legend()
+    if legend is not None:  # its place is fixed by now (loc="best" looks at the data, not at labels)
+        markers.append(legend.get_window_extent(renderer))
+    placed, out = [], []
+    # densest points first, so the crowded ones get the near places
+    crowd = [sum(np.hypot(*(pts[i] - pts[j])) < 40 for j in range(len(pts))) for i in range(len(pts))]
+    for i in sorted(range(len(pts)), key=lambda i: (-crowd[i], i)):
+        best = None
+        for r in _RADII:
+            for a in _ANGLES:
+                dx, dy = r * math.cos(math.radians(a)), r * math.sin(math.radians(a))
+                ha = "left" if dx > 1 else "right" if dx < -1 else "center"
+                va = "bottom" if dy > 1 else "top" if dy < -1 else "center"
+                t = ax.annotate(
+                    str(names[i]), (x[i], y[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                    fontsize=fontsize,
+                )  # fmt: skip
+                box = t.get_window_extent(renderer).expanded(1.04, 1.15)
+                cost = sum(_overlap(box, b) for b in placed) + sum(_overlap(box, m) for m in markers)
+                cost += box.width * box.height - _overlap(box, inside)  # the part outside the axes
+                if best is None or cost < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (cost, t, box, r)
+                else:
+                    t.remove()
+                if cost == 0:
+                    break
+            if best[0] == 0:
+                break
+        _, t, box, r = best
+        if r > _RADII[1]:
+            t.remove()
+            t = ax.annotate(
+                str(names[i]), (x[i], y[i]), xytext=t.xyann, textcoords="offset points", ha=t.get_ha(),
+                va=t.get_va(), fontsize=fontsize, arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6},
+            )  # fmt: skip
+        placed.append(box)
+        out.append(t)
+    return out
 
 
 def _err(df, col):
@@ -100,31 +196,89 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array(sorted(front, key=lambda i: x[i]), dtype=int)
 
 
+def _plain_log_ticks(axis):
+    """Log-axis ticks at 1, 2, 5 x 10^k written as plain numbers (no 3x10^1 labels colliding)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _split_reference(d):
+    """(systems, references): reference rows are real images scored as if sampled (the FID floor)."""
+    ref = np.array([bool(v) for v in d["reference"]], bool) if "reference" in d else np.zeros(len(d), bool)
+    return d[~ref], d[ref]
+
+
+def _speed_note(d) -> str:
+    """How the speeds were measured, where not a repeated benchmark: one unrepeated pass is labelled so."""
+    if "speed_basis" not in d:
+        return ""
+    single = [(str(lab), str(b)) for lab, b in zip(d["label"], d["speed_basis"]) if _ok(b)]
+    if not single:
+        return ""
+    loaded = [str(lab) for lab, v in zip(d["label"], d.get("loaded", [False] * len(d))) if _ok(v) and bool(v)]
+    bases = sorted({b for _, b in single})
+    if len(bases) == 1:
+        text = f"Speeds, not a benchmark: {bases[0]} for every system."
+    else:
+        text = "Speeds are not a benchmark (" + "; ".join(f"{a}: {b}" for a, b in single) + ")."
+    if loaded:
+        text += f" Load average above the core count during {', '.join(loaded)}: hollow markers, order not reliable."
+    return text + " "
+
+
 def fid_vs_speed(df):
+    """FID against throughput of the systems, with their Pareto front (drawn when >= 2 systems); reference
+    rows (real images) are a horizontal floor line with its sd band, and do not stretch the speed axis."""
     d = _rows(df, "fid", "images_per_s")
-    if len(d) < 1:
+    systems, refs = _split_reference(d)
+    if len(systems) < 1:
         return None
     fig, (ax,) = _figure()
-    x, y = d["images_per_s"].to_numpy(float), d["fid"].to_numpy(float)
-    ax.errorbar(
-        x,
-        y,
-        yerr=_err(d, "fid"),
-        xerr=_err(d, "images_per_s"),
-        fmt="o",
-        color="C0",
-        capsize=3,
-        label="run (± sd where measured)",
-    )
-    for xi, yi, lab in zip(x, y, d["label"]):
-        ax.annotate(str(lab), (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    f = pareto_front(x, y)
-    ax.plot(x[f], y[f], "--", color="C3", label="Pareto front (faster and lower FID)")
+    x, y = systems["images_per_s"].to_numpy(float), systems["fid"].to_numpy(float)
+    hollow = np.array([_ok(v) and bool(v) for v in systems.get("loaded", [False] * len(systems))], bool)
+    single = "speed_basis" in systems and any(_ok(v) for v in systems["speed_basis"])
+    for mask, label, face in (
+        (~hollow, "system (± sd where measured)", "C0"),
+        (hollow, "system, speed measured under load (load average > cores)", "none"),
+    ):
+        if mask.any():
+            sub = systems[mask]
+            ax.errorbar(
+                x[mask],
+                y[mask],
+                yerr=_err(sub, "fid"),
+                xerr=_err(sub, "images_per_s"),
+                fmt="o",
+                color="C0",
+                mfc=face,
+                capsize=3,
+                label=label,
+            )
+    for _, r in refs.iterrows():
+        fid, sd = float(r["fid"]), r.get("fid_unc")
+        ax.axhline(fid, color="0.35", ls=":", lw=1.2, label=f"{r['label']}: reference (real images), FID {fid:.1f}")
+        if _ok(sd):
+            ax.axhspan(fid - float(sd), fid + float(sd), color="0.5", alpha=0.15, lw=0)
+    if len(systems) >= 2:
+        f = pareto_front(x, y)
+        ax.plot(x[f], y[f], "--", color="C3", marker="D", mfc="none", ms=9, label="Pareto front of the systems")
     ax.set_xscale("log")
-    ax.set_xlabel("throughput (images/s, log scale; class label to uint8 pixels)")
+    lo, hi = x.min(), x.max()
+    ax.set_xlim(lo / 1.6, hi * 1.6)  # the systems' range; a reference's speed is not on this axis
+    _plain_log_ticks(ax.xaxis)
+    what = "one unrepeated pass each" if single else "class label to uint8 pixels"
+    ax.set_xlabel(f"throughput (images/s, log scale; {what})")
     ax.set_ylabel("FID (lower is better)")
-    ax.legend(loc="best", fontsize=8)
-    return _finish(fig, "FID against sampling speed", caption(d))
+    ax.legend(loc="best", fontsize=7)
+    return _finish(
+        fig,
+        "FID against sampling speed",
+        _speed_note(systems) + caption(d),
+        labels=[(ax, x, y, list(systems["label"]))],
+    )
 
 
 def _series(d, key="model"):
@@ -193,23 +347,33 @@ def precision_recall(df):
     if len(d) < 1:
         return None
     fig, (ax,) = _figure()
-    ax.errorbar(
-        d["recall"],
-        d["prec"],
-        xerr=_err(d, "recall"),
-        yerr=_err(d, "prec"),
-        fmt="o",
-        capsize=3,
-        label="run (k = 3 improved precision/recall)",
-    )
-    for xi, yi, lab in zip(d["recall"], d["prec"], d["label"]):
-        ax.annotate(str(lab), (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    systems, refs = _split_reference(d)
+    for sub, marker, color, label in (
+        (systems, "o", "C0", "system (k = 3 improved precision/recall)"),
+        (refs, "s", "0.35", "reference (real images)"),
+    ):
+        if len(sub):
+            ax.errorbar(
+                sub["recall"],
+                sub["prec"],
+                xerr=_err(sub, "recall"),
+                yerr=_err(sub, "prec"),
+                fmt=marker,
+                color=color,
+                capsize=3,
+                label=label,
+            )
     ax.set_xlabel("recall (fraction of reference manifold covered, higher is better)")
     ax.set_ylabel("precision (fraction of samples on the reference manifold)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    return _finish(fig, "Precision against recall", caption(d))
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8, loc="center right")
+    return _finish(
+        fig,
+        "Precision against recall",
+        caption(d),
+        labels=[(ax, d["recall"].to_numpy(float), d["prec"].to_numpy(float), list(d["label"]))],
+    )
 
 
 def speed_vs_batch(df):
@@ -263,7 +427,8 @@ def ablation_bars(df):
     metrics = [m for m in ABLATION_METRICS if m in d and d[m].notna().any()][:3]
     if d.empty or not metrics:
         return None
-    fig, axes = _figure(len(metrics), size=(4.2 * len(metrics) + 1, 4.6))
+    n_variants = len({str(v) for v in d["variant"]})
+    fig, axes = _figure(len(metrics), size=(max(4.2, 0.5 * n_variants + 1.2) * len(metrics) + 1, 4.8))
     for ax, m in zip(axes, metrics):
         stats = ablation_stats(d, m)
         xs = np.arange(len(stats))
@@ -278,7 +443,12 @@ def ablation_bars(df):
                 ecolor="black",
                 capsize=4,
             )
-        ax.set_xticks(xs, [f"{s[0]}\n(n={s[3]}{'' if s[2] is not None else ', no sd'})" for s in stats], fontsize=8)
+        ticks = [
+            "\n".join(textwrap.wrap(str(s[0]), 14, break_on_hyphens=True))
+            + f"\n(n={s[3]}{'' if s[2] is not None else ', no sd'})"
+            for s in stats
+        ]
+        ax.set_xticks(xs, ticks, fontsize=7)  # long variant names wrapped; _finish turns them if they still touch
         better = "higher" if m in ("ar_acc", "prec", "recall", "psnr") else "lower"
         ax.set_ylabel(f"{METRIC_TITLES[m]} ({better} is better)")
         ax.set_xlabel("variant (n = records)")
@@ -290,9 +460,11 @@ def ablation_bars(df):
     )
 
 
-def _grid_images(npz_path: Path, max_classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def _grid_images(
+    npz_path: Path, max_classes: int, per_class: int
+) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
     """The first ``per_class`` images of the first ``max_classes`` classes, read in batches (never the
-    whole file, never a pickle), with their labels and the classes shown."""
+    whole file, never a pickle), with their labels, the classes shown and their positions in the file."""
     from harness.core.errors import InputFileError
     from harness.data import npz as npz_io
 
@@ -303,7 +475,7 @@ def _grid_images(npz_path: Path, max_classes: int, per_class: int) -> tuple[np.n
         bad = int(np.flatnonzero(labels < 0)[0])
         raise InputFileError(npz_path, f"labels[{bad}] is {int(labels[bad])}; class labels are >= 0")
     classes = sorted(set(labels.tolist()))[:max_classes]
-    keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])) if classes else []
+    keep = npz_io.first_per_class(labels, max_classes, per_class)
     rows, start = [], 0
     for batch in npz_io.iter_npz_batches(npz_path, 256) if len(keep) else ():
         rows += [np.array(batch[i - start]) for i in keep if start <= i < start + len(batch)]
@@ -311,43 +483,93 @@ def _grid_images(npz_path: Path, max_classes: int, per_class: int) -> tuple[np.n
         if start > keep[-1]:
             break
     images = np.stack(rows) if rows else np.zeros((0, 1, 1, 3), np.uint8)
-    return images, labels[keep] if len(keep) else labels[:0], classes
+    return images, labels[keep] if len(keep) else labels[:0], classes, keep
 
 
-def sample_grid(npz_path: str | Path, title: str, class_names=None, max_classes: int = 8, per_class: int = 8):
-    """Rows = classes (named on the left), columns = the first samples of that class."""
-    images, labels, classes = _grid_images(Path(npz_path), max_classes, per_class)
+def _originals_for(path: Path, positions: np.ndarray, shape) -> np.ndarray | None:
+    """The originals (``harness.metrics.recon_run``'s ``originals.npz``) at ``positions`` of the
+    reconstructions file, or None when the file does not hold every one of them at that size."""
+    from harness.core.errors import InputFileError
+    from harness.data import npz as npz_io
+
+    images = npz_io.load_samples_npz(path)
+    with np.load(path, allow_pickle=False) as z:
+        if "index" not in z.files:
+            raise InputFileError(path, "no 'index' array (positions in the reconstructions file)")
+        index = np.asarray(z["index"], np.int64)
+    where = {int(p): k for k, p in enumerate(index)}
+    if images.shape[1:] != tuple(shape) or any(int(p) not in where for p in positions):
+        return None
+    return images[[where[int(p)] for p in positions]]
+
+
+def grid_title(label: str, model: str | None, reconstructions: bool = False, originals: bool = False) -> str:
+    """ "alitok-tiny", or "alitok-tiny-tokenizer: originals and reconstructions by alitok-tiny"; the model is
+    named only where it differs from the label."""
+    if reconstructions:
+        what = "originals and reconstructions" if originals else "reconstructions (originals not kept)"
+        return f"{label}: {what} by {model or 'a tokenizer not recorded'}"
+    return label if not model or model == label else f"{label} ({model})"
+
+
+def sample_grid(
+    npz_path: str | Path,
+    label: str,
+    model: str | None = None,
+    class_names=None,
+    max_classes: int = 8,
+    per_class: int = 8,
+    reconstructions: bool = False,
+    originals: str | Path | None = None,
+):
+    """Rows = classes (named on the left), columns = the first samples of that class. For a tokenizer's
+    ``reconstructions`` with ``originals`` (its run's kept real images) each class gets two rows: the
+    originals, then their reconstructions."""
+    images, labels, classes, positions = _grid_images(Path(npz_path), max_classes, per_class)
     if not classes:
         return None
+    real = _originals_for(Path(originals), positions, images.shape[1:]) if originals else None
+    title = grid_title(label, model, reconstructions, real is not None)
     per_class = min(per_class, max(int(np.sum(labels == c)) for c in classes))
+    kinds = ("original", "reconstruction") if real is not None else (None,)
+    n_rows = len(classes) * len(kinds)
     h = 1.1
     with plt.rc_context(_RC):
-        fig, axes = plt.subplots(
-            len(classes), per_class, figsize=(per_class * h + 1.6, len(classes) * h + 1.0), squeeze=False
-        )
-    for r, c in enumerate(classes):
+        fig, axes = plt.subplots(n_rows, per_class, figsize=(per_class * h + 1.9, n_rows * h + 1.0), squeeze=False)
+    for ci, c in enumerate(classes):
         idx = np.flatnonzero(labels == c)[:per_class]
-        for k in range(per_class):
-            ax = axes[r][k]
-            ax.set_axis_off()
-            if k < len(idx):
-                ax.imshow(images[idx[k]], interpolation="nearest")
         name = class_names[c] if class_names is not None and c < len(class_names) else f"class {c}"
-        axes[r][0].text(-0.1, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=8)
+        for ki, kind in enumerate(kinds):
+            r = ci * len(kinds) + ki
+            source = real if kind == "original" else images
+            for k in range(per_class):
+                ax = axes[r][k]
+                ax.set_axis_off()
+                if k < len(idx):
+                    ax.imshow(source[idx[k]], interpolation="nearest")
+            text = name if kind is None else f"{name}\n{kind}"
+            axes[r][0].text(
+                -0.1, 0.5, text, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=8,
+                color="0.1" if kind != "original" else "0.35",
+            )  # fmt: skip
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(
-        left=1.5 / (per_class * h + 1.6),
+        left=1.8 / (per_class * h + 1.9),
         right=0.99,
-        top=1 - 0.6 / (len(classes) * h + 1.0),
-        bottom=0.35 / (len(classes) * h + 1.0),
+        top=1 - 0.6 / (n_rows * h + 1.0),
+        bottom=0.35 / (n_rows * h + 1.0),
         wspace=0.05,
-        hspace=0.05,
+        hspace=0.05 if real is None else 0.12,
+    )
+    what = (
+        f"originals (from {Path(originals).name}) above their reconstructions (from {Path(npz_path).name})"
+        if real is not None
+        else f"{'reconstructions' if reconstructions else 'samples'} from {Path(npz_path).name}"
     )
     fig.text(
         0.01,
         0.01,
-        f"{images.shape[1]}x{images.shape[2]} px samples from {Path(npz_path).name}; "
-        f"first {per_class} of each class, {len(classes)} classes",
+        f"{images.shape[1]}x{images.shape[2]} px {what}; first {per_class} of each class, {len(classes)} classes",
         fontsize=7,
         color="0.25",
     )
@@ -372,7 +594,7 @@ def save(fig, stem: str | Path) -> list[Path]:
 
 
 PLOTS = {
-    "fid_vs_speed": (fid_vs_speed, "needs records with both FID and images/s"),
+    "fid_vs_speed": (fid_vs_speed, "needs a system (not a real-data reference row) with both FID and images/s"),
     "guidance_sweep": (guidance_sweep, "needs a model with records at >= 2 guidance scales (a sweep)"),
     "precision_recall": (precision_recall, "needs records with precision and recall"),
     "speed_vs_batch": (speed_vs_batch, "needs >= 2 records with a batch size and images/s"),

@@ -55,10 +55,21 @@ def display_rows(df) -> tuple[list[str], list[list[str]]]:
     for _, r in df.iterrows():
         n = "–" if _missing(r["n"]) else str(int(r["n"]))
         cells = [str(r["label"]), str(r["kind"] or "–"), n]
-        cells += [fmt_value(r[m], r[f"{m}_unc"], m) for m in metrics]
+        cells += [fmt_value(r[m], r[f"{m}_unc"], m) + speed_mark(r, m) for m in metrics]
         cells += ["yes" if r["paper_comparable"] else "no", str(r["status"] or "–")]
         rows.append(cells)
     return header, rows
+
+
+def _flag(v) -> bool:
+    return not _missing(v) and bool(v)  # a numpy bool from a frame, or None where no record said
+
+
+def speed_mark(r, metric: str) -> str:
+    """A speed from one unrepeated pass says so in its cell (a benchmark's speed carries its ± instead)."""
+    if metric != "images_per_s" or _missing(r[metric]) or _missing(r.get("speed_basis")):
+        return ""
+    return " (1 pass, load above cores)" if _flag(r.get("loaded")) else " (1 pass)"
 
 
 def protocol_lines(df) -> list[tuple[str, str]]:
@@ -73,6 +84,9 @@ def protocol_lines(df) -> list[tuple[str, str]]:
         if not _missing(r["guidance_scale"]):
             parts.append(f"guidance {r['guidance_scale']:g}")
         parts.append(f"hardware {r['hardware'] or 'unknown'}")
+        if not _missing(r.get("speed_basis")):
+            loaded = "; the load average exceeded the cores: not a reliable speed" if _flag(r.get("loaded")) else ""
+            parts.append(f"images/s: {r['speed_basis']}, not a benchmark{loaded}")
         parts.append("paper-comparable" if r["paper_comparable"] else "not paper-comparable")
         parts += list(r["findings"] or [])
         out.append((str(r["label"]), "; ".join(parts)))

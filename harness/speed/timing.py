@@ -174,6 +174,26 @@ def load_average() -> list[float] | None:
         return None
 
 
+def load_check() -> dict[str, Any]:
+    """The 1-minute load average against the core count, for a speed taken in one unrepeated pass: above the
+    cores, other work shares them and the figure (and the order of systems) is not reliable."""
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    cores = os.cpu_count()
+    loaded = load is not None and cores is not None and load > cores
+    return {
+        "loadavg_1m": load,
+        "cpu_count": cores,
+        "load_warning": loaded,
+        "warning": f"load average {load:.1f} exceeds the {cores} cores: this images/s is not a reliable speed "
+        "(rerun on a quiet machine, or take speeds from `alitok-bench bench`)"
+        if loaded
+        else None,
+    }
+
+
 def machine_info(device: torch.device | str) -> dict[str, Any]:
     """Device, versions and thread settings: what a timing depends on besides the code."""
     import numpy

@@ -283,9 +283,11 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
     from harness.sampling.record import sample_record
     from harness.sampling.runner import sample
     from harness.sampling.shards import SAMPLES
+    from harness.speed.timing import load_check
 
     spec = RunSpec(run.model, protocol)
     started = time.time()
+    load = load_check()  # before this entry's own work adds to the load average
     result = sample(spec, folder, device=device, dtype=dtype, tf32=tf32, force=force, progress=progress)
     if result.gathered is None:  # a helper rank: wait for rank 0's samples.npz, extract its share, write nothing
         devices.barrier()
@@ -302,7 +304,11 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         "dtype": dtype,
         "tf32": tf32,
         "note": "generate() time of newly sampled chunks (shard writes excluded); None when all chunks were reused",
+        "measurement": "single pass",  # one unrepeated pass: a label for this run, not a benchmark
+        **{k: load[k] for k in ("loadavg_1m", "cpu_count", "load_warning")},
     }
+    if load["warning"] and result.images_per_s:
+        rec.notes.append(f"speed: {load['warning']}")
     if evaluates(suite, run):
         t0 = time.time()
         ev = _evaluate(suite, run, result.gathered["path"], protocol, out, refs, device)
@@ -318,8 +324,10 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         rec.metrics = {m: None for m in sample_metrics(suite)}
     ips = result.images_per_s
     line = f"{result.gathered['num_samples']} samples -> {result.gathered['path']}" + (
-        f" ({ips:.1f} images/s)" if ips else " (all chunks reused)"
+        f" ({ips:.1f} images/s, single pass)" if ips else " (all chunks reused)"
     )
+    if load["warning"] and ips:
+        line += f"\n  warning: {load['warning']}"
     return rec, line
 
 
