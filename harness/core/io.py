@@ -101,7 +101,7 @@ def stale_temps(folder: str | os.PathLike) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:  # noqa: V107 (size, mtime: the cache key)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):

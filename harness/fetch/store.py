@@ -112,9 +112,3 @@ def verify_present(
     if how != "ledger":
         record(root, name, digest, path.stat().st_size, source)
     return how
-
-
-def locate(name: str, root: str | os.PathLike | None = None) -> Path | None:
-    """The official file (or folder) ``name`` in the weights root when it is there, else None."""
-    path = path_of(name, root)
-    return path if path.exists() else None

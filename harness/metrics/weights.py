@@ -262,7 +262,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 @functools.lru_cache(maxsize=8)
-def _tensors_sha256(path: str, size: int, mtime_ns: int) -> str:
+def _tensors_sha256(path: str, size: int, mtime_ns: int) -> str:  # noqa: V107 (size, mtime: the cache key)
     from harness.nn.checkpoints.checkpoint import state_dict_sha256
 
     return state_dict_sha256(load_state_file(Path(path)))

@@ -45,7 +45,7 @@ class RunRecord:
     paper_comparable: bool = False
     protocol_findings: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # guards.Finding dicts
     uncertainty: dict[str, Any] = dataclasses.field(default_factory=dict)  # metric -> {std, method, ...}
-    speed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    speed: dict[str, Any] = dataclasses.field(default_factory=dict)  # noqa: V107 (read from the JSON)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     status: str = "ok"
     notes: list[str] = dataclasses.field(default_factory=list)

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from harness.core import config
 
-SEED_SCHEMES = ("chunk", "legacy_rank")
 # The sampling code's numerics: bump it in the commit that changes what any generator's code computes for an
 # unchanged spec and unchanged weight files (a sampler, a kernel, a decode path, a dtype cast...), so folders
 # sampled by the old code are not resumed by the new one. Not for changes that move no pixel.

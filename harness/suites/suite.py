@@ -256,7 +256,7 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
     result = sample(spec, folder, device=device, dtype=dtype, tf32=tf32, force=force, progress=progress)
     rec = dataclasses.replace(sample_record(result, started), kind="run", run_id="", created_at="")
     rec.spec = {**rec.spec, **run.record_spec_fields()}
-    rec.speed = {
+    rec.speed = {  # noqa: V101 (written to the record's JSON)
         "images_per_s": result.images_per_s,
         "device": result.device,
         "dtype": dtype,
