@@ -35,7 +35,7 @@ from typing import Any, Literal
 import torch
 
 from harness.core.config import ConfigError
-from harness.core.io import atomic_path, atomic_target, write_json_atomic
+from harness.core.io import atomic_path, atomic_target, sha256_file, write_json_atomic
 from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, save_safetensors
 
 EXPORT_NAME = "model.safetensors"
@@ -447,6 +447,11 @@ class TrainLoop:
         log = self.out / "log.jsonl"
         return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
 
+    def first_and_last(self, key: str) -> tuple[float | None, float | None]:
+        """The first and the last logged value of ``key`` (None, None when no row has it)."""
+        rows = [row for row in self.logged() if key in row]
+        return (rows[0][key], rows[-1][key]) if rows else (None, None)
+
     def export(self, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> Path:
         """The inference weights, ``out/model.safetensors``."""
         return save_safetensors(
@@ -501,6 +506,36 @@ def write_train_record(
         notes=list(notes),
     )
     return write_record(record, loop.out, RECORD_NAME)
+
+
+def finish_run(
+    loop: TrainLoop,
+    summary: dict[str, Any],
+    weights: Mapping[str, torch.Tensor],
+    *,
+    export_to: str | None,
+    publish: bool,
+    trainer: str,
+    model: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    device: Any,
+    export_metadata: Mapping[str, Any] | None = None,
+    **record: Any,
+) -> dict[str, Any]:
+    """The epilogue every trainer shares, on rank 0 after the last step: ``weights`` exported to
+    ``out/model.safetensors`` (with the code's git sha), copied to ``export_to`` on ``--publish``, and
+    ``train_record.json`` whose model block names that file (path, sha256, published copy). ``record``:
+    write_train_record's ``extra``, ``samples``, ``metric_provenance``, ``notes``. Returns ``summary`` with
+    ``export``, ``published`` (when published) and ``record`` added."""
+    exported = loop.export(weights, {"git_sha": git_sha(), **(export_metadata or {})})
+    published = publish_export(exported, export_to, publish)
+    summary["export"] = str(exported)
+    if published:
+        summary["published"] = published
+    model = {**model, "checkpoint": str(exported), "checkpoint_sha256": sha256_file(exported), "published": published}
+    path = write_train_record(loop, trainer=trainer, model=model, metrics=metrics, device=device, **record)
+    summary["record"] = str(path)
+    return summary
 
 
 def git_sha() -> str:
