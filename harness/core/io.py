@@ -117,6 +117,12 @@ def sha256_file(path: str | os.PathLike, *, fresh: bool = False) -> str:
     return hasher(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
+def cache_root() -> Path:
+    """The project's cache folder: ``$ALITOK_BENCH_CACHE``, else ``~/.cache/alitok-bench`` (never inside the
+    repository; converted weights, feature caches, kernel choices and fetched files live below it)."""
+    return Path(os.environ.get("ALITOK_BENCH_CACHE") or Path("~/.cache/alitok-bench").expanduser())
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

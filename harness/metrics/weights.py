@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from harness.core.errors import InputFileError, UserError, one_line
-from harness.core.io import atomic_path, sha256_file
+from harness.core.io import atomic_path, cache_root, sha256_file
 from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -68,8 +68,7 @@ class WeightsInfo:
 
 def cache_dir() -> Path:
     """Where converted weights and feature caches live (never inside the repository)."""
-    root = os.environ.get("ALITOK_BENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alitok-bench")
-    path = Path(root)
+    path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -202,15 +202,14 @@ def write_result_json(data: dict[str, Any], path: str | Path, command: str | Non
         raise ValueError("write_result_json: data already holds a 'provenance' key")
     import platform
 
-    from harness.speed.timing import machine_info
+    from harness.core.devices import cpu_model
 
-    cpu = machine_info("cpu")["device_name"]  # the CPU model string (/proc/cpuinfo)
     out = {
         **data,
         "provenance": {
             "code": code_info(),
             "command": command,
-            "machine": {"cpu_model": cpu, "arch": platform.machine()},
+            "machine": {"cpu_model": cpu_model(), "arch": platform.machine()},
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         },
     }
