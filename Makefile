@@ -30,6 +30,7 @@ demo: setup
 	$(BIN)/alitok-bench run demo --out $(DEMO_OUT)
 	$(BIN)/alitok-bench report $(DEMO_OUT) --out $(DEMO_OUT)/report --title "$(DEMO_TITLE)"
 
+# the lint (ruff check, ruff format --check, vulture) runs inside it: tests/test_lint.py
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -140,40 +140,26 @@ def _titok(name: str, *, device, checkpoint, tokenizer_checkpoint, options, arch
     )
 
 
-def titok_l_32(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
-    """TiTok-L-32 (32 tokens, legacy proxy-code decoder through the MaskGIT pixel decoder)."""
-    return _titok(
-        "titok-l-32",
-        device=device,
-        checkpoint=checkpoint,
-        tokenizer_checkpoint=tokenizer_checkpoint,
-        options=options,
-        architecture=architecture,
-    )
+def _titok_factory(name: str, doc: str):
+    def factory(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
+        return _titok(
+            name,
+            device=device,
+            checkpoint=checkpoint,
+            tokenizer_checkpoint=tokenizer_checkpoint,
+            options=options,
+            architecture=architecture,
+        )
+
+    factory.__name__, factory.__doc__ = name.replace("-", "_"), doc
+    return factory
 
 
-def titok_b_64(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
-    """TiTok-B-64 (64 tokens)."""
-    return _titok(
-        "titok-b-64",
-        device=device,
-        checkpoint=checkpoint,
-        tokenizer_checkpoint=tokenizer_checkpoint,
-        options=options,
-        architecture=architecture,
-    )
-
-
-def titok_s_128(*, device, checkpoint=None, tokenizer_checkpoint=None, architecture=None, **options):
-    """TiTok-S-128 (128 tokens)."""
-    return _titok(
-        "titok-s-128",
-        device=device,
-        checkpoint=checkpoint,
-        tokenizer_checkpoint=tokenizer_checkpoint,
-        options=options,
-        architecture=architecture,
-    )
+titok_l_32 = _titok_factory(
+    "titok-l-32", "TiTok-L-32 (32 tokens, legacy proxy-code decoder through the MaskGIT pixel decoder)."
+)
+titok_b_64 = _titok_factory("titok-b-64", "TiTok-B-64 (64 tokens).")
+titok_s_128 = _titok_factory("titok-s-128", "TiTok-S-128 (128 tokens).")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,7 +246,10 @@ def _llamagen(
     )
 
 
-def _llamagen_factory(name: str):
+def _released_factory(build, key: str, name: str, doc: str):
+    """The registry factory of one released size: ``build(key, ...)`` with the keywords every released AR
+    factory takes, spelled out (the sampler reads the factory's signature to see which it accepts)."""
+
     def factory(
         *,
         device,
@@ -274,8 +263,8 @@ def _llamagen_factory(name: str):
         architecture=None,
         tokenizer_architecture=None,
     ):
-        return _llamagen(
-            name,
+        return build(
+            key,
             device=device,
             checkpoint=checkpoint,
             tokenizer_checkpoint=tokenizer_checkpoint,
@@ -288,12 +277,18 @@ def _llamagen_factory(name: str):
             tokenizer_architecture=tokenizer_architecture,
         )
 
-    factory.__name__ = name.replace("-", "_")
-    factory.__doc__ = (
-        f"{name}: official LlamaGen c2i GPT + VQ-16 (constant CFG preset of the published evaluation); "
-        "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files"
-    )
+    factory.__name__, factory.__doc__ = name, doc
     return factory
+
+
+def _llamagen_factory(name: str):
+    return _released_factory(
+        _llamagen,
+        name,
+        name.replace("-", "_"),
+        f"{name}: official LlamaGen c2i GPT + VQ-16 (constant CFG preset of the published evaluation); "
+        "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files",
+    )
 
 
 llamagen_gpt_b = _llamagen_factory("llamagen-gpt-b")
@@ -369,39 +364,13 @@ def _rar(
 
 
 def _rar_factory(size: str):
-    def factory(
-        *,
-        device,
-        checkpoint=None,
-        tokenizer_checkpoint=None,
-        dtype=None,
-        quantization=None,
-        compile=False,
-        tf32=None,
-        random_weights=False,
-        architecture=None,
-        tokenizer_architecture=None,
-    ):
-        return _rar(
-            size,
-            device=device,
-            checkpoint=checkpoint,
-            tokenizer_checkpoint=tokenizer_checkpoint,
-            dtype=dtype,
-            quantization=quantization,
-            compile=compile,
-            tf32=tf32,
-            random_weights=random_weights,
-            architecture=architecture,
-            tokenizer_architecture=tokenizer_architecture,
-        )
-
-    factory.__name__ = f"rar_{size}"
-    factory.__doc__ = (
+    return _released_factory(
+        _rar,
+        size,
+        f"rar_{size}",
         f"RAR-{size.upper()}: official rar_{size}.bin + MaskGIT-VQGAN (power-cosine CFG preset); "
-        "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files"
+        "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files",
     )
-    return factory
 
 
 rar_b, rar_l, rar_xl, rar_xxl = (_rar_factory(s) for s in ("b", "l", "xl", "xxl"))

@@ -27,7 +27,7 @@ import torch
 import harness.runs.training as training
 from harness.core.config import ConfigError, from_dict
 from harness.core.interfaces import DiffusionSampling
-from harness.core.io import atomic_path, sha256_file
+from harness.core.io import atomic_path
 from harness.nn.layers.dit_blocks import DiT, DiTConfig
 from harness.nn.samplers import flow
 from harness.nn.samplers.diffusion import NUM_TRAIN_TIMESTEPS, GaussianDiffusion
@@ -246,11 +246,11 @@ def train_diffusion(
         return values
 
     loop.run(step_fn, progress=os.environ.get("ALITOK_PROGRESS", "1") != "0")
-    rows = loop.logged()
+    first, final = loop.first_and_last("loss")
     init = DiT(cfg.model).initialize_weights(torch.Generator().manual_seed(cfg.seed))
     metrics = {
-        "first_logged_loss": rows[0]["loss"] if rows else None,
-        "final_logged_loss": rows[-1]["loss"] if rows else None,
+        "first_logged_loss": first,
+        "final_logged_loss": final,
         "val_loss": heldout_loss(cfg.kind, net, val_x, val_y, ddpm),
         "val_loss_ema": heldout_loss(cfg.kind, pair.ema, val_x, val_y, ddpm),
         "val_loss_init": heldout_loss(cfg.kind, init, val_x, val_y, ddpm),
@@ -260,11 +260,6 @@ def train_diffusion(
         **{k: (round(v, 5) if k.startswith("val") else v) for k, v in metrics.items()},
         "checkpoint": str(loop.model_path),
     }
-    exported = loop.export(pair.ema.state_dict(), {})  # the EMA weights are the ones sampled
-    summary["export"] = str(exported)
-    published = training.publish_export(exported, cfg.export, publish)
-    if published:
-        summary["published"] = published
     samples: dict[str, Any] = {}
     if cfg.grid.samples_per_class:
         from harness.nn.models.diffusion_generator import DiffusionGenerator
@@ -290,29 +285,27 @@ def train_diffusion(
     model_info = {
         "name": MODEL_NAMES[cfg.kind],
         "kind": cfg.kind,
-        "checkpoint": str(exported),
-        "checkpoint_sha256": sha256_file(exported),
-        "published": published,
         "weights": "ema",
         "num_params": sum(p.numel() for p in net.parameters()),
         "config": cfg.model.to_dict(),
     }
-    summary["record"] = str(
-        training.write_train_record(
-            loop,
-            trainer="diffusion-tiny",
-            model=model_info,
-            metrics=metrics,
-            device=device,
-            extra={"train_images": len(train_x), "val_images": len(val_x)},
-            samples=samples,
-            metric_provenance={
-                "val_loss": "held-out training loss at fixed (t, noise) (seed 1234), raw / EMA / initial net"
-            },
-            notes=["not paper-comparable: tiny pixel-space model, embedded natural patches, not ImageNet"],
-        )
+    return training.finish_run(
+        loop,
+        summary,
+        pair.ema.state_dict(),  # the EMA weights are the ones sampled
+        export_to=cfg.export,
+        publish=publish,
+        trainer="diffusion-tiny",
+        model=model_info,
+        metrics=metrics,
+        device=device,
+        extra={"train_images": len(train_x), "val_images": len(val_x)},
+        samples=samples,
+        metric_provenance={
+            "val_loss": "held-out training loss at fixed (t, noise) (seed 1234), raw / EMA / initial net"
+        },
+        notes=["not paper-comparable: tiny pixel-space model, embedded natural patches, not ImageNet"],
     )
-    return summary
 
 
 # resolved against the config file's folder

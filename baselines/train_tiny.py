@@ -39,7 +39,6 @@ import torch.nn.functional as F
 import harness.runs.training as training
 from harness.core.config import ConfigError, from_dict, to_dict
 from harness.core.interfaces import ARSampling
-from harness.core.io import sha256_file
 
 META_FAMILY, META_CONFIG, META_SAMPLING, META_TOKENIZER = "family", "config", "sampling", "tokenizer"
 LOSSES = "MSE + VQ (no perceptual / GAN: their pretrained weights are unavailable here)"
@@ -140,11 +139,6 @@ def _images(split: str, d: Data, per_class: int) -> tuple[torch.Tensor, torch.Te
 def _run_config(c) -> dict[str, Any]:
     """The run's config.json: the publish destination does not change training (publish later)."""
     return {k: v for k, v in to_dict(c).items() if k != "export"}
-
-
-def _logged(loop: training.TrainLoop, key: str) -> tuple[float | None, float | None]:
-    rows = [r for r in loop.logged() if key in r]
-    return (rows[0][key], rows[-1][key]) if rows else (None, None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,7 +270,7 @@ def train_tokenizer(
     loop.run(step_fn, progress=False)
     if not parallel.is_main:
         return {}
-    first, final = _logged(loop, "mse")
+    first, final = loop.first_and_last("mse")
     summary: dict[str, Any] = {
         "steps": loop.step,
         "first_logged_mse": first,
@@ -284,26 +278,11 @@ def train_tokenizer(
         "checkpoint": str(loop.model_path),
     }
     val, grid = _evaluate_tokenizer(c, model, loop.out)
-    exported = loop.export(
-        model.state_dict(), {"steps": str(c.steps), "seed": str(c.seed), "git_sha": training.git_sha()}
-    )
-    published = training.publish_export(exported, c.export, publish)
-    summary.update(
-        {
-            "val_psnr_db": round(val["psnr_db"], 2),
-            "codebook_usage": round(val["codebook_usage"], 3),
-            "export": str(exported),
-        }
-    )
-    if published:
-        summary["published"] = published
+    summary.update({"val_psnr_db": round(val["psnr_db"], 2), "codebook_usage": round(val["codebook_usage"], 3)})
     tok = tokenizer_plugin(model, c.family, f"{c.family}-tiny")
     model_info = {
         "name": f"{c.family}-tiny",
         "family": c.family,
-        "checkpoint": str(exported),
-        "checkpoint_sha256": sha256_file(exported),
-        "published": published,
         "num_params": sum(p.numel() for p in model.parameters()),
         "num_tokens": tok.num_tokens,
         "codebook_size": tok.codebook_size,
@@ -317,27 +296,29 @@ def train_tokenizer(
         "first_logged_mse": first,
         "final_logged_mse": final,
     }
-    summary["record"] = str(
-        training.write_train_record(
-            loop,
-            trainer="baselines-tokenizer",
-            model=model_info,
-            metrics=metrics,
-            device=device,
-            extra={"losses": LOSSES},
-            samples={"grid": grid} if grid else {},
-            metric_provenance={
-                "val": {
-                    "images": val["images"],
-                    "split": "embedded natural patches, val",
-                    "psnr": "mean per-image PSNR of uint8 images",
-                    "ssim": "skimage structural_similarity, win 7, per image, mean",
-                }
-            },
-            notes=[NOT_COMPARABLE],
-        )
+    return training.finish_run(
+        loop,
+        summary,
+        model.state_dict(),
+        export_to=c.export,
+        publish=publish,
+        trainer="baselines-tokenizer",
+        model=model_info,
+        metrics=metrics,
+        device=device,
+        export_metadata={"steps": str(c.steps), "seed": str(c.seed)},
+        extra={"losses": LOSSES},
+        samples={"grid": grid} if grid else {},
+        metric_provenance={
+            "val": {
+                "images": val["images"],
+                "split": "embedded natural patches, val",
+                "psnr": "mean per-image PSNR of uint8 images",
+                "ssim": "skimage structural_similarity, win 7, per image, mean",
+            }
+        },
+        notes=[NOT_COMPARABLE],
     )
-    return summary
 
 
 # resolved against the config file's folder
@@ -524,9 +505,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     counts = np.bincount(train_codes.flatten().numpy(), minlength=tok.codebook_size)
     p = counts / counts.sum()
     unigram_ce = float(-(p[p > 0] * np.log(p[p > 0])).sum())
-    first, final = _logged(loop, "ce")
-    exported = loop.export(model.state_dict(), {"steps": str(c.steps), "git_sha": training.git_sha()})
-    published = training.publish_export(exported, c.export, publish)
+    first, final = loop.first_and_last("ce")
     summary: dict[str, Any] = {
         "steps": loop.step,
         "first_logged_ce": first,
@@ -535,10 +514,7 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         "val_acc": round(val_acc, 4),
         "unigram_ce": round(unigram_ce, 4),
         "checkpoint": str(loop.model_path),
-        "export": str(exported),
     }
-    if published:
-        summary["published"] = published
     samples: dict[str, Any] = {}
     if c.grid:
         from harness.nn.models.ar_generator import ARGenerator
@@ -554,9 +530,6 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         _grid_png(rows, Path(samples["grid"]))
     model_info = {
         "name": AR_NAMES.get(tok_family, "tiny-gpt"),
-        "checkpoint": str(exported),
-        "checkpoint_sha256": sha256_file(exported),
-        "published": published,
         "num_params": sum(p_.numel() for p_ in model.parameters()),
         "config": gcfg.to_dict(),
         "sampling": sampling.to_dict(),
@@ -569,29 +542,31 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         "first_logged_ce": first,
         "final_logged_ce": final,
     }
-    summary["record"] = str(
-        training.write_train_record(
-            loop,
-            trainer="baselines-ar",
-            model=model_info,
-            metrics=metrics,
-            device=device,
-            extra={
-                "train_sequences": int(train_codes.shape[0] * train_codes.shape[1]),
-                "val_sequences": len(val_codes),
-            },
-            samples=samples,
-            metric_provenance={
-                "val": {
-                    "sequences": len(val_codes),
-                    "next_token": "teacher-forced, class token given",
-                    "unigram_ce": "entropy (nats) of the train-code frequencies: the CE of a unigram model",
-                }
-            },
-            notes=[NOT_COMPARABLE],
-        )
+    return training.finish_run(
+        loop,
+        summary,
+        model.state_dict(),
+        export_to=c.export,
+        publish=publish,
+        trainer="baselines-ar",
+        model=model_info,
+        metrics=metrics,
+        device=device,
+        export_metadata={"steps": str(c.steps)},
+        extra={
+            "train_sequences": int(train_codes.shape[0] * train_codes.shape[1]),
+            "val_sequences": len(val_codes),
+        },
+        samples=samples,
+        metric_provenance={
+            "val": {
+                "sequences": len(val_codes),
+                "next_token": "teacher-forced, class token given",
+                "unigram_ce": "entropy (nats) of the train-code frequencies: the CE of a unigram model",
+            }
+        },
+        notes=[NOT_COMPARABLE],
     )
-    return summary
 
 
 # resolved against the config file's folder

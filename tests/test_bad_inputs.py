@@ -36,7 +36,7 @@ def _meta_bytes(meta: dict) -> np.ndarray:
 
 
 @pytest.fixture
-def ref(tmp_path, stub):  # noqa: F811  (pytest fixture injection)
+def ref(tmp_path, stub):  # noqa: F811, V107  (pytest fixture injection: stub patches the extractor)
     return build_reference_from_images(
         images(30, 2), tmp_path / "ref.npz", inception=StubExtractor(), cache=False, progress=False
     )

@@ -76,7 +76,7 @@ def images(n, seed, size=8):
 
 
 @pytest.fixture
-def world(tmp_path, stub):
+def world(tmp_path, stub):  # noqa: V107 (the stub fixture patches the extractor)
     cache = tmp_path / "cache"
     s = save_samples_npz(tmp_path / "s.npz", images(40, 1), np.arange(40) % 4)
     ref = build_reference_from_images(

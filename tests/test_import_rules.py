@@ -45,10 +45,6 @@ def floor_of(module: str) -> int | None:
     return None
 
 
-def _within(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
 def module_name(path: Path, root: Path = ROOT) -> str:
     rel = path.relative_to(root).with_suffix("")
     parts = list(rel.parts)

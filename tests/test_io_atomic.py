@@ -98,3 +98,19 @@ def test_project_writers_use_the_durable_path(tmp_path, synced):
     assert synced.count(tmp_path.resolve()) == 2, synced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "w.pth"]
     assert oct(os.stat(tmp_path / "m.safetensors").st_mode & 0o777) == oct(0o666 & ~io._UMASK)
+
+
+def test_every_cache_user_takes_the_one_cache_folder(tmp_path, monkeypatch):
+    """Converted weights, kernel choices and fetched files all live under io.cache_root(): the variable
+    moves them together, and without it they share ~/.cache/alitok-bench."""
+    from harness.fetch.store import weights_root
+    from harness.metrics.weights import cache_dir
+    from harness.nn.kernels.kernel_choice import cache_file
+
+    monkeypatch.delenv("ALITOK_BENCH_WEIGHTS", raising=False)
+    monkeypatch.setenv("ALITOK_BENCH_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == cache_file().parent == weights_root().parent == tmp_path / "c"
+    monkeypatch.delenv("ALITOK_BENCH_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home_cache = tmp_path / "home" / ".cache" / "alitok-bench"
+    assert io.cache_root() == cache_file().parent == weights_root().parent == home_cache

@@ -112,32 +112,28 @@ def sd_tiny_config() -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in vae_mod.SD_VAE_CONFIG}
 
 
-@pytest.fixture(scope="module")
-def dit_gen():
-    """DiT's factory on the released-layout tiny file; the SD VAE the small fixture one (its config
-    swapped in for the full-size one only while the factory builds)."""
-    _, notes = fixture("dit", "network")
+def _sd_vae_generator(factory, family: str, weights: str):
+    """A DiT-family factory on the released-layout tiny file; the SD VAE the small fixture one (its
+    config swapped in for the full-size one only while the factory builds)."""
+    _, notes = fixture(family, "network")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(vae_mod, "SD_VAE_CONFIG", sd_tiny_config())
-        return dit_xl_2(
+        return factory(
             device="cpu",
-            checkpoint=str(FIX / "dit" / "DiT-tiny.pt"),
+            checkpoint=str(FIX / family / weights),
             config=dit_config(notes),
             tokenizer_checkpoint=str(SD_TINY_DIFFUSERS),
         )
+
+
+@pytest.fixture(scope="module")
+def dit_gen():
+    return _sd_vae_generator(dit_xl_2, "dit", "DiT-tiny.pt")
 
 
 @pytest.fixture(scope="module")
 def sit_gen():
-    _, notes = fixture("sit", "network")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(vae_mod, "SD_VAE_CONFIG", sd_tiny_config())
-        return sit_xl_2(
-            device="cpu",
-            checkpoint=str(FIX / "sit" / "SiT-tiny.pt"),
-            config=dit_config(notes),
-            tokenizer_checkpoint=str(SD_TINY_DIFFUSERS),
-        )
+    return _sd_vae_generator(sit_xl_2, "sit", "SiT-tiny.pt")
 
 
 @pytest.fixture(scope="module")
@@ -194,21 +190,30 @@ def test_full_size_vae_keys_map_onto_the_diffusers_model(name, ours):
 # ---------------------------------------------------------------------------------------------
 # DiT
 # ---------------------------------------------------------------------------------------------
-def test_dit_forward_and_three_channel_guidance(dit_gen):
-    t, notes = fixture("dit", "network")
-    m = dit_gen.model
-    assert_close(m(t["x"], t["t"], t["y"]), t["out"], "DiT forward")
-    b = len(t["y"])
+# family -> (the guidance time tau of the step's t, whether upstream's forward returns only the first
+# in_channels of the learn_sigma head); DiT: t counts 999 -> 0, SiT: t in [0, 1] returning the velocity half
+FORWARD = {"dit": (lambda s: 1.0 - s.float() / 1000, False), "sit": (lambda s: s.float(), True)}
+
+
+@pytest.mark.parametrize("family", sorted(FORWARD))
+def test_forward_and_three_channel_guidance(family, request):
+    t, notes = fixture(family, "network")
+    m = request.getfixturevalue(f"{family}_gen").model
+    tau, velocity_half = FORWARD[family]
+    c = m.cfg.in_channels
+    out = m(t["x"], t["t"], t["y"])
+    assert_close(out[:, :c] if velocity_half else out, t["out"], f"{family} forward")
     fn = guided_fn(
         m,
         t["y"],
         notes["cfg_scale"],
         first3=True,
         interval=(0.0, 1.0),
-        tau=lambda s: 1.0 - s.float() / 1000,
-        channels=m.cfg.in_channels,
+        tau=tau,
+        channels=c,
+        keep_channels=c if velocity_half else None,
     )
-    assert_close(fn(t["x"], t["t"]), t["cfg_out"][:b], "DiT forward_with_cfg")
+    assert_close(fn(t["x"], t["t"]), t["cfg_out"][: len(t["y"])], f"{family} forward_with_cfg")
 
 
 @pytest.mark.parametrize("solver", ["ddpm", "ddim"])
@@ -225,23 +230,6 @@ def test_dit_samplers_walk_upstreams_trajectory(dit_gen, solver):
 # ---------------------------------------------------------------------------------------------
 # SiT
 # ---------------------------------------------------------------------------------------------
-def test_sit_forward_and_three_channel_guidance(sit_gen):
-    t, notes = fixture("sit", "network")
-    m, c = sit_gen.model, sit_gen.model.cfg.in_channels
-    assert_close(m(t["x"], t["t"], t["y"])[:, :c], t["out"], "SiT forward (velocity half)")
-    fn = guided_fn(
-        m,
-        t["y"],
-        notes["cfg_scale"],
-        first3=True,
-        interval=(0.0, 1.0),
-        tau=lambda s: s.float(),
-        channels=c,
-        keep_channels=c,
-    )
-    assert_close(fn(t["x"], t["t"]), t["cfg_out"][: len(t["y"])], "SiT forward_with_cfg")
-
-
 SIT_SOLVERS = {"euler": "euler", "heun2": "heun", "dopri5": "dopri5", "Euler": "euler-maruyama"}
 
 

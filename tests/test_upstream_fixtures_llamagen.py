@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
+from upstream_fixture_io import assert_equal, assert_logits_match_full_and_cached, assert_rel_close, folder, keys, load
 
 from harness.core.interfaces import ARSampling
 from harness.core.registry import generators, load_plugins, tokenizers
@@ -46,19 +46,7 @@ def test_vq_codes_and_pixels_match_the_official_vq_bit_for_bit():
 
 
 def test_gpt_logits_match_the_official_model_full_and_cached():
-    model = _generator().model
-    ref = load("llamagen", "gpt_logits")
-    cond = model.condition_tokens(ref["labels"])
-    for name, c in (("cond", cond), ("null", model.null_condition_tokens(cond))):
-        with torch.no_grad():
-            full = model(torch.cat([c, ref["codes_in"]], 1))
-            model.reset_cache(1)
-            steps = [model.prefill(c)]
-            for pos in range(1, 256):
-                steps.append(model.decode_step(ref["codes_in"][:, pos - 1], torch.tensor([pos]), 256))
-        at = ref["positions"]  # the fixture keeps every 4th position and the last
-        assert_rel_close(full[:, at], ref[f"logits_full_{name}"], what=f"full {name}")
-        assert_rel_close(torch.stack(steps, 1)[:, at], ref[f"logits_cached_{name}"], what=f"cached {name}")
+    assert_logits_match_full_and_cached(_generator().model, load("llamagen", "gpt_logits"), 256)
 
 
 @pytest.mark.parametrize("which", sorted(SAMPLINGS))

@@ -5,7 +5,7 @@ random weights at small sizes), loaded through the registry factories from the r
 
 import pytest
 import torch
-from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
+from upstream_fixture_io import assert_equal, assert_logits_match_full_and_cached, assert_rel_close, folder, keys, load
 
 from harness.core.registry import generators, load_plugins, tokenizers
 from harness.nn.samplers.ar_sampling import cfg_scales
@@ -44,19 +44,7 @@ def test_maskgit_vqgan_codes_and_pixels_match_the_official_tokenizer():
 
 
 def test_rar_logits_match_the_official_model_full_and_cached():
-    model = _generator("rar-b").model
-    ref = load("rar", "rar_logits")
-    cond = model.condition_tokens(ref["labels"])
-    for name, c in (("cond", cond), ("null", model.null_condition_tokens(cond))):
-        with torch.no_grad():
-            full = model(torch.cat([c, ref["codes_in"]], 1))
-            model.reset_cache(1)
-            steps = [model.prefill(c)]
-            for pos in range(1, 256):
-                steps.append(model.decode_step(ref["codes_in"][:, pos - 1], torch.tensor([pos]), 256))
-        at = ref["positions"]  # the fixture keeps every 4th position and the last
-        assert_rel_close(full[:, at], ref[f"logits_full_{name}"], what=f"full {name}")
-        assert_rel_close(torch.stack(steps, 1)[:, at], ref[f"logits_cached_{name}"], what=f"cached {name}")
+    assert_logits_match_full_and_cached(_generator("rar-b").model, load("rar", "rar_logits"), 256)
 
 
 @pytest.mark.parametrize("size", ["b", "l"])

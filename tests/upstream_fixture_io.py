@@ -45,3 +45,20 @@ def assert_equal(ours: torch.Tensor, ref: torch.Tensor, what: str = "") -> None:
     assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} vs {tuple(ref.shape)}"
     diff = (ours.cpu().long() != ref.long()).sum().item()
     assert diff == 0, f"{what}: {diff} of {ref.numel()} values differ"
+
+
+def assert_logits_match_full_and_cached(model, ref: dict[str, torch.Tensor], length: int) -> None:
+    """An AR model's logits for the fixture's class and its null condition over the fixture's codes,
+    through the full forward and through the KV cache (prefill, then one ``decode_step`` a token), against
+    the official model's; the fixture keeps every 4th position and the last (``ref["positions"]``)."""
+    cond = model.condition_tokens(ref["labels"])
+    for name, c in (("cond", cond), ("null", model.null_condition_tokens(cond))):
+        with torch.no_grad():
+            full = model(torch.cat([c, ref["codes_in"]], 1))
+            model.reset_cache(1)
+            steps = [model.prefill(c)]
+            for pos in range(1, length):
+                steps.append(model.decode_step(ref["codes_in"][:, pos - 1], torch.tensor([pos]), length))
+        at = ref["positions"]
+        assert_rel_close(full[:, at], ref[f"logits_full_{name}"], what=f"full {name}")
+        assert_rel_close(torch.stack(steps, 1)[:, at], ref[f"logits_cached_{name}"], what=f"cached {name}")

@@ -399,22 +399,17 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         cfg.model.codebook_size,
         groups=ar_eval.position_groups(cfg.model.num_prefix_tokens, cfg.model.grid),
     )
-    rows = loop.logged()
+    first, final = loop.first_and_last("loss")
     summary = {
         "steps": loop.step,
-        "first_logged_loss": rows[0].get("loss") if rows else None,
-        "final_logged_loss": rows[-1].get("loss") if rows else None,
+        "first_logged_loss": first,
+        "final_logged_loss": final,
         "val_ce": round(ev["overall"]["ce"], 4),
         "val_acc": round(ev["overall"]["acc"], 4),
         "unigram_val_ce": round(baselines["unigram"]["ce"], 4),
         "unigram_val_acc": round(baselines["unigram"]["acc"], 4),
         "checkpoint": str(loop.model_path),
     }
-    exported = loop.export(model.state_dict(), {"heldout_acc": str(ev["overall"]["acc"])})
-    summary["export"] = str(exported)
-    published = training.publish_export(exported, cfg.export, publish)
-    if published:
-        summary["published"] = published
     samples: dict[str, Any] = {}
     if cfg.grid.samples_per_class:
         from alitok.train.ar_grid import class_consistency, sample_grid
@@ -440,8 +435,6 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         summary["class_consistency"] = samples["generated_1nn_acc"]
     model_info = {
         "name": "alitok-ar",
-        "checkpoint": str(exported),
-        "published": published,
         "num_params": sum(p.numel() for p in model.parameters()),
         "config": cfg.model.to_dict(),
         "tokenizer": tokenizer_identity(tokenizer),
@@ -452,43 +445,45 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
         "val_acc": ev["overall"]["acc"],
         "unigram_val_ce": baselines["unigram"]["ce"],
         "unigram_val_acc": baselines["unigram"]["acc"],
-        "first_logged_loss": summary["first_logged_loss"],
-        "final_logged_loss": summary["final_logged_loss"],
+        "first_logged_loss": first,
+        "final_logged_loss": final,
     }
     if samples:
         metrics["class_consistency"] = samples["generated_1nn_acc"]
-    summary["record"] = str(
-        training.write_train_record(
-            loop,
-            trainer="alitok-ar",
-            model=model_info,
-            metrics=metrics,
-            device=device,
-            extra={
-                "train_sequences": int(n_train * n_views),
-                "val_sequences": int(len(val_codes)),
-                "data": codes.get("describe")
-                or {
-                    "source": "embedded",
-                    "train_images": int(n_train),
-                    "val_images": int(len(val_codes)),
-                    "classes": num_classes,
-                },
+    return training.finish_run(
+        loop,
+        summary,
+        model.state_dict(),
+        export_to=cfg.export,
+        publish=publish,
+        trainer="alitok-ar",
+        model=model_info,
+        metrics=metrics,
+        device=device,
+        export_metadata={"heldout_acc": str(ev["overall"]["acc"])},
+        extra={
+            "train_sequences": int(n_train * n_views),
+            "val_sequences": int(len(val_codes)),
+            "data": codes.get("describe")
+            or {
+                "source": "embedded",
+                "train_images": int(n_train),
+                "val_images": int(len(val_codes)),
+                "classes": num_classes,
             },
-            samples=samples,
-            metric_provenance={
-                "heldout": ev,
-                "baselines": baselines,
-                "code_stats": ar_eval.stats_from_counts(counts[0]),
-            },
-            notes=[
-                f"ImageNet folder {cfg.data.root}: held-out = {cfg.data.val_split} split"
-                if imagenet
-                else "not paper-comparable: tiny model, embedded natural patches, not ImageNet"
-            ],
-        )
+        },
+        samples=samples,
+        metric_provenance={
+            "heldout": ev,
+            "baselines": baselines,
+            "code_stats": ar_eval.stats_from_counts(counts[0]),
+        },
+        notes=[
+            f"ImageNet folder {cfg.data.root}: held-out = {cfg.data.val_split} split"
+            if imagenet
+            else "not paper-comparable: tiny model, embedded natural patches, not ImageNet"
+        ],
     )
-    return summary
 
 
 # resolved against the config file's folder; "tiny" and "random-tiny" name built-in tokenizers

@@ -112,8 +112,3 @@ def stats_from_counts(counts: torch.Tensor) -> dict[str, float]:
     p = counts.double() / counts.sum()
     entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
     return {"usage": float((counts > 0).double().mean()), "perplexity": math.exp(entropy), "entropy_nats": entropy}
-
-
-def code_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
-    """Codebook usage and perplexity of the codes' distribution."""
-    return stats_from_counts(torch.bincount(codes.reshape(-1).cpu(), minlength=codebook_size).double())

@@ -140,29 +140,22 @@ class TokenizerTraining:
         }
         if rows:
             summary.update({k: round(v, 6) for k, v in rows[-1].items() if k not in ("step", "time_s")})
-        exported = self.loop.export(self.model.state_dict(), {})
-        summary["export"] = str(exported)
-        published = training.publish_export(exported, self.c.export, self.publish)
-        if published:
-            summary["published"] = published
         model = {
             "name": f"alitok-{self.stage}",
-            "checkpoint": str(exported),
             "stage": self.model.stage,
             "num_params": sum(p.numel() for p in self.model.parameters()),
             "config": self.model.cfg.to_dict(),
-            "published": published,
         }
-        metrics = {k: v for k, v in summary.items() if isinstance(v, float)}
-        summary["record"] = str(
-            training.write_train_record(
-                self.loop,
-                trainer=f"alitok-{self.stage}",
-                model=model,
-                metrics=metrics,
-                device=self.device,
-                extra={"data": self.data.describe()},
-                notes=["train-set figures (the last logged step); held-out reconstruction quality: the recon verb"],
-            )
+        return training.finish_run(
+            self.loop,
+            summary,
+            self.model.state_dict(),
+            export_to=self.c.export,
+            publish=self.publish,
+            trainer=f"alitok-{self.stage}",
+            model=model,
+            metrics={k: v for k, v in summary.items() if isinstance(v, float)},
+            device=self.device,
+            extra={"data": self.data.describe()},
+            notes=["train-set figures (the last logged step); held-out reconstruction quality: the recon verb"],
         )
-        return summary

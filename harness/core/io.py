@@ -101,7 +101,7 @@ def stale_temps(folder: str | os.PathLike) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:  # noqa: V107 (size, mtime: the cache key)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -115,6 +115,12 @@ def sha256_file(path: str | os.PathLike, *, fresh: bool = False) -> str:
     st = os.stat(path)
     hasher = _sha256_cached.__wrapped__ if fresh else _sha256_cached
     return hasher(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def cache_root() -> Path:
+    """The project's cache folder: ``$ALITOK_BENCH_CACHE``, else ``~/.cache/alitok-bench`` (never inside the
+    repository; converted weights, feature caches, kernel choices and fetched files live below it)."""
+    return Path(os.environ.get("ALITOK_BENCH_CACHE") or Path("~/.cache/alitok-bench").expanduser())
 
 
 def sha256_bytes(data: bytes) -> str:

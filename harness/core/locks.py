@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from harness.core.errors import UserError
@@ -135,16 +134,6 @@ def hold_for_process(folder: str | os.PathLike, *, what: str = "output folder") 
     if held is None or held._fd is None:
         held = _PROCESS_HELD[key] = acquire(folder, what=what)
     return held
-
-
-@contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, *, wait: bool = False, what: str = "output folder") -> Iterator[FolderLock]:
-    """``with folder_lock(out):`` around everything a run writes into ``out`` (train, ref-stats, sample)."""
-    lock = acquire(folder, wait=wait, what=what)
-    try:
-        yield lock
-    finally:
-        lock.release()
 
 
 def check_same_job(folder: str | os.PathLike, what: str = "output folder") -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.core import locks
 from harness.core.errors import UserError
-from harness.core.io import parse_json, sha256_file, write_json_atomic
+from harness.core.io import cache_root, parse_json, sha256_file, write_json_atomic
 
 WEIGHTS_ENV = "ALITOK_BENCH_WEIGHTS"
 LEDGER = "ledger.json"
@@ -32,8 +32,7 @@ def weights_root(root: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(WEIGHTS_ENV)
     if env:
         return Path(env).expanduser()
-    cache = os.environ.get("ALITOK_BENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alitok-bench")
-    return Path(cache) / "weights"
+    return cache_root() / "weights"
 
 
 def path_of(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -112,9 +111,3 @@ def verify_present(
     if how != "ledger":
         record(root, name, digest, path.stat().st_size, source)
     return how
-
-
-def locate(name: str, root: str | os.PathLike | None = None) -> Path | None:
-    """The official file (or folder) ``name`` in the weights root when it is there, else None."""
-    path = path_of(name, root)
-    return path if path.exists() else None

@@ -212,9 +212,6 @@ def fd_dinov2(sample_features: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.nda
     return frechet_distance(mu, sigma, ref_mu, ref_sigma, method=method)
 
 
-REF_KEYS = ("mu_dinov2", "sigma_dinov2")
-
-
 def reference_entries(features: np.ndarray, extractor: DinoV2Extractor) -> tuple[dict[str, np.ndarray], dict]:
     """What a reference file stores for FD-DINOv2: float64 ``mu_dinov2``/``sigma_dinov2`` for the npz and
     ``{"dinov2": describe(), "dinov2_n": N}`` for its metadata sidecar (checked by ``check_reference_meta``)."""

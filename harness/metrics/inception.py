@@ -26,8 +26,6 @@ tf1_resize = interpolate_bilinear_2d_like_tensorflow1x
 RESIZE_ID = "tf1-bilinear-299"
 EXTRACTOR_ID = "torch-fidelity-0.4.0/inception-v3-compat"
 SFID_LAYER = "Mixed_6d.branch1x1[:7]/nhwc"
-SFID_DIM = 17 * 17 * 7
-LAYERS = ("pool", "logits", "spatial")  # pool3 2048, logits_unbiased 1008, sFID 2023
 
 
 def describe_pipeline(weights: WeightsInfo) -> dict:

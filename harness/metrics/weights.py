@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from harness.core.errors import InputFileError, UserError, one_line
-from harness.core.io import atomic_path, sha256_file
+from harness.core.io import atomic_path, cache_root, sha256_file
 from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -68,8 +68,7 @@ class WeightsInfo:
 
 def cache_dir() -> Path:
     """Where converted weights and feature caches live (never inside the repository)."""
-    root = os.environ.get("ALITOK_BENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alitok-bench")
-    path = Path(root)
+    path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -262,7 +261,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 @functools.lru_cache(maxsize=8)
-def _tensors_sha256(path: str, size: int, mtime_ns: int) -> str:
+def _tensors_sha256(path: str, size: int, mtime_ns: int) -> str:  # noqa: V107 (size, mtime: the cache key)
     from harness.nn.checkpoints.checkpoint import state_dict_sha256
 
     return state_dict_sha256(load_state_file(Path(path)))

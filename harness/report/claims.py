@@ -313,13 +313,26 @@ def estimate(records: list[dict[str, Any]], q: Query, metric: str) -> Estimate:
     return _mean(found, metric) if found else Estimate(None, None, 0, missing)
 
 
-def paired_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: str) -> Estimate:
-    """A - B paired by seed (``harness.report.paired``): each seed's A minus the same seed's B."""
+def _both_sides(
+    records: list[dict[str, Any]], qa: Query, qb: Query, metric: str
+) -> tuple[list[list[dict[str, Any]]], Estimate | None]:
+    """The records of A and of B, or the empty Estimate naming the first side that has none."""
     sides = []
     for q in (qa, qb):
         found, missing = hits(records, q, metric)
         if not found:
-            return Estimate(None, None, 0, missing)
+            return [], Estimate(None, None, 0, missing)
+        sides.append(found)
+    return sides, None
+
+
+def paired_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: str) -> Estimate:
+    """A - B paired by seed (``harness.report.paired``): each seed's A minus the same seed's B."""
+    both, none = _both_sides(records, qa, qb, metric)
+    if none is not None:
+        return none
+    sides = []
+    for q, found in zip((qa, qb), both):
         by_seed: dict[int, dict[str, Any]] = {}
         for r in found:
             s = fields.seed(r)
@@ -352,12 +365,9 @@ def paired_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric:
 
 def ratio_estimate(records: list[dict[str, Any]], qa: Query, qb: Query, metric: str) -> Estimate:
     """mean(A) / mean(B) within each bench run that measured both on one machine; the mean over runs."""
-    found = []
-    for q in (qa, qb):
-        f, missing = hits(records, q, metric)
-        if not f:
-            return Estimate(None, None, 0, missing)
-        found.append(f)
+    found, none = _both_sides(records, qa, qb, metric)
+    if none is not None:
+        return none
     runs: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
     for side, recs in enumerate(found):
         for r in recs:

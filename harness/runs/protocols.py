@@ -6,12 +6,13 @@ them without importing this module, and an outside package can add its own throu
 ``alitok_bench.plugins`` entry point. ``harness.runs.specs`` looks names up through the registry, never by
 importing this module, so the two do not import each other.
 """
+
 from __future__ import annotations
 
 import dataclasses
 
-from harness.data.embedded import NUM_CLASSES as EMBEDDED_CLASSES
 from harness.core.registry import load_plugins, protocols
+from harness.data.embedded import NUM_CLASSES as EMBEDDED_CLASSES
 from harness.runs.specs import ProtocolSpec
 
 ADM_METRICS = ("fid", "is", "sfid", "prec", "recall")

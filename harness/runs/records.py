@@ -9,6 +9,7 @@ write into one folder (eval of the same samples against another reference or wit
 are named ``<kind>_record-<model>-<hash>.json`` by ``record_name`` so a second one is added, not
 written over the first.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,18 +35,18 @@ class RunRecord:
     kind: str
     spec: dict[str, Any] = dataclasses.field(default_factory=dict)
     spec_hash: str | None = None
-    model: dict[str, Any] = dataclasses.field(default_factory=dict)      # name, checkpoint, sha256, params, quantization
-    code: dict[str, Any] = dataclasses.field(default_factory=dict)       # git sha, dirty, harness version
-    env: dict[str, Any] = dataclasses.field(default_factory=dict)        # python, torch, numpy, device, world size
-    machine: dict[str, Any] = dataclasses.field(default_factory=dict)    # cpu_model, gpu_name, kernels (machine_info)
-    seeds: dict[str, Any] = dataclasses.field(default_factory=dict)      # base seed, scheme, identity hash
-    samples: dict[str, Any] = dataclasses.field(default_factory=dict)    # n, npz path + sha256, label balance
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)  # name, checkpoint, sha256, params, quantization
+    code: dict[str, Any] = dataclasses.field(default_factory=dict)  # git sha, dirty, harness version
+    env: dict[str, Any] = dataclasses.field(default_factory=dict)  # python, torch, numpy, device, world size
+    machine: dict[str, Any] = dataclasses.field(default_factory=dict)  # cpu_model, gpu_name, kernels (machine_info)
+    seeds: dict[str, Any] = dataclasses.field(default_factory=dict)  # base seed, scheme, identity hash
+    samples: dict[str, Any] = dataclasses.field(default_factory=dict)  # n, npz path + sha256, label balance
     metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
     metric_provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     paper_comparable: bool = False
     protocol_findings: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # guards.Finding dicts
     uncertainty: dict[str, Any] = dataclasses.field(default_factory=dict)  # metric -> {std, method, ...}
-    speed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    speed: dict[str, Any] = dataclasses.field(default_factory=dict)  # noqa: V107 (read from the JSON)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     status: str = "ok"
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -73,6 +74,7 @@ def git_info(root: str | Path = REPO_ROOT) -> dict[str, Any]:
     """``{"git_sha", "dirty"}`` of the checkout holding the code (None when not a git checkout). ``dirty``: a
     tracked file outside ``results/`` differs from the commit; results are left out, since regenerating a
     committed result in place rewrites its folder before its record is written."""
+
     def git(*args: str) -> str | None:
         try:
             r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
@@ -98,9 +100,17 @@ def env_info(device: Any = None, world_size: int = 1, backend: str | None = None
     from harness.core.devices import device_name
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "platform": platform.platform(), "device": str(dev), "device_name": device_name(dev),
-            "cuda": torch.version.cuda, "world_size": world_size, "backend": backend}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "device": str(dev),
+        "device_name": device_name(dev),
+        "cuda": torch.version.cuda,
+        "world_size": world_size,
+        "backend": backend,
+    }
 
 
 def kernels_of(info: dict[str, Any] | None) -> dict[str, str]:
@@ -149,12 +159,12 @@ def record_name(kind: str, model: str | None = None, identity: Any = None) -> st
     return f"{kind}_record-{_slug(str(model or 'none'))}-{short_hash(identity)}.json"
 
 
-def eval_record_name(model: str | None, reference_sha256: str | None, weights_sha256: str | None,
-                     metrics: Any) -> str:
+def eval_record_name(model: str | None, reference_sha256: str | None, weights_sha256: str | None, metrics: Any) -> str:
     """Name of an eval record: the same samples against another reference, with other feature
     weights or other metrics get another file."""
-    return record_name("eval", model, {"reference": reference_sha256, "weights": weights_sha256,
-                                       "metrics": sorted(metrics)})
+    return record_name(
+        "eval", model, {"reference": reference_sha256, "weights": weights_sha256, "metrics": sorted(metrics)}
+    )
 
 
 def sample_model_name(samples: str | Path) -> str | None:
@@ -192,12 +202,17 @@ def write_result_json(data: dict[str, Any], path: str | Path, command: str | Non
         raise ValueError("write_result_json: data already holds a 'provenance' key")
     import platform
 
-    from harness.speed.timing import machine_info
+    from harness.core.devices import cpu_model
 
-    cpu = machine_info("cpu")["device_name"]   # the CPU model string (/proc/cpuinfo)
-    out = {**data, "provenance": {"code": code_info(), "command": command,
-                                  "machine": {"cpu_model": cpu, "arch": platform.machine()},
-                                  "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}}
+    out = {
+        **data,
+        "provenance": {
+            "code": code_info(),
+            "command": command,
+            "machine": {"cpu_model": cpu_model(), "arch": platform.machine()},
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
     path = Path(path)
     with atomic_path(path, "w") as f:
         json.dump(out, f, indent=2, sort_keys=False, allow_nan=False, default=str)

@@ -11,6 +11,7 @@ Every file the generator loads (checkpoints, tokenizer/VAE weights, latent stati
 ``NUMERICS_VERSION`` stands for the sampling code itself (docs/DESIGN.md, sampling identity: bump it with
 any change that moves pixels), so new weights or new arithmetic never reuse old shards.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,6 @@ from typing import Any, Literal
 
 from harness.core import config
 
-SEED_SCHEMES = ("chunk", "legacy_rank")
 # The sampling code's numerics: bump it in the commit that changes what any generator's code computes for an
 # unchanged spec and unchanged weight files (a sampler, a kernel, a decode path, a dtype cast...), so folders
 # sampled by the old code are not resumed by the new one. Not for changes that move no pixel.
@@ -36,7 +36,7 @@ class ModelSpec:
     name: str
     checkpoint: str | None = None
     tokenizer_checkpoint: str | None = None
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)   # extra factory kwargs
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra factory kwargs
     sampling: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides of default_sampling
     quantization: str | None = None  # None = the plugin's official rule
 
@@ -56,7 +56,14 @@ class ProtocolSpec:
     metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for field in ("num_samples", "num_classes", "image_size", "chunk_size", "legacy_world_size", "legacy_batch_size"):
+        for field in (
+            "num_samples",
+            "num_classes",
+            "image_size",
+            "chunk_size",
+            "legacy_world_size",
+            "legacy_batch_size",
+        ):
             if getattr(self, field) < 1:
                 raise config.ConfigError(f"protocol.{field} must be >= 1, got {getattr(self, field)}")
         if self.seed < 0:
@@ -65,10 +72,12 @@ class ProtocolSpec:
             per_step = self.legacy_world_size * self.legacy_batch_size
             if self.num_samples % per_step:
                 raise config.ConfigError(
-                    f"legacy_rank needs num_samples divisible by world_size*batch = {per_step}, got {self.num_samples}")
+                    f"legacy_rank needs num_samples divisible by world_size*batch = {per_step}, got {self.num_samples}"
+                )
             if self.num_samples % self.num_classes:
                 raise config.ConfigError(
-                    f"legacy_rank needs num_samples divisible by num_classes = {self.num_classes}, got {self.num_samples}")
+                    f"legacy_rank needs num_samples divisible by num_classes = {self.num_classes}, got {self.num_samples}"
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,23 +132,37 @@ def loaded_files(info: dict[str, Any] | None, prefix: str = "") -> dict[str, str
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(loaded_files(value, f"{name}."))
-        elif isinstance(value, str) and value and not key.endswith("_sha256") \
-                and ("checkpoint" in key or value.endswith(_FILE_SUFFIXES)) and Path(value).is_file():
+        elif (
+            isinstance(value, str)
+            and value
+            and not key.endswith("_sha256")
+            and ("checkpoint" in key or value.endswith(_FILE_SUFFIXES))
+            and Path(value).is_file()
+        ):
             out[name] = sha256_file(value)
     return dict(sorted(out.items()))
 
 
-def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None,
-                      runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+def sampling_identity(
+    spec: RunSpec,
+    sampling: Any,
+    quantization: str,
+    model_info: dict[str, Any] | None = None,
+    runtime: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The canonical dict that decides the pixels (see module docstring)."""
     p, m = spec.protocol, spec.model
     info = model_info or {}
     ident: dict[str, Any] = {
-        "model": {"name": m.name, "checkpoint": m.checkpoint, "tokenizer_checkpoint": m.tokenizer_checkpoint,
-                  "options": m.options,
-                  # a checkpoint replaced at the same path must not reuse old shards
-                  "checkpoint_sha256": info.get("checkpoint_sha256"),
-                  "tokenizer_checkpoint_sha256": info.get("tokenizer_checkpoint_sha256")},
+        "model": {
+            "name": m.name,
+            "checkpoint": m.checkpoint,
+            "tokenizer_checkpoint": m.tokenizer_checkpoint,
+            "options": m.options,
+            # a checkpoint replaced at the same path must not reuse old shards
+            "checkpoint_sha256": info.get("checkpoint_sha256"),
+            "tokenizer_checkpoint_sha256": info.get("tokenizer_checkpoint_sha256"),
+        },
         "sampling": {"family": getattr(type(sampling), "family", None), **config.to_dict(sampling)},
         "quantization": quantization,
         "image_size": p.image_size,
@@ -153,8 +176,9 @@ def sampling_identity(spec: RunSpec, sampling: Any, quantization: str, model_inf
     if p.seed_scheme == "chunk":
         ident["chunk_size"] = p.chunk_size
     else:  # the legacy label slices and per-rank streams depend on N, W and n
-        ident.update(num_samples=p.num_samples, legacy_world_size=p.legacy_world_size,
-                     legacy_batch_size=p.legacy_batch_size)
+        ident.update(
+            num_samples=p.num_samples, legacy_world_size=p.legacy_world_size, legacy_batch_size=p.legacy_batch_size
+        )
     return ident
 
 
@@ -163,8 +187,13 @@ def seed_hash(identity: dict[str, Any]) -> str:
     return config.spec_hash({k: v for k, v in identity.items() if k not in SEED_EXCLUDED})
 
 
-def sampling_identity_hash(spec: RunSpec, sampling: Any, quantization: str, model_info: dict[str, Any] | None = None,
-                           runtime: dict[str, Any] | None = None) -> str:
+def sampling_identity_hash(
+    spec: RunSpec,
+    sampling: Any,
+    quantization: str,
+    model_info: dict[str, Any] | None = None,
+    runtime: dict[str, Any] | None = None,
+) -> str:
     return config.spec_hash(sampling_identity(spec, sampling, quantization, model_info, runtime))
 
 

@@ -17,6 +17,7 @@ an older version) is refused in one line rather than resumed.
 
 Floor 2: imports the bottom floor and ``harness.runs.records``; model families import this module.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,19 +28,20 @@ import os
 import pickle
 import shutil
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 
 from harness.core.config import ConfigError
-from harness.core.io import atomic_path, atomic_target, write_json_atomic
+from harness.core.io import atomic_path, atomic_target, sha256_file, write_json_atomic
 from harness.nn.checkpoints.checkpoint import CheckpointError, load_state_dict, save_safetensors
 
 EXPORT_NAME = "model.safetensors"
 RECORD_NAME = "train_record.json"
 PENDING_DIR = ".checkpoint-pending"  # a checkpoint being saved (see the module docstring)
-COMMIT_NAME = "committed.json"      # written last into PENDING_DIR: from then on the pair is the checkpoint
+COMMIT_NAME = "committed.json"  # written last into PENDING_DIR: from then on the pair is the checkpoint
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,8 +61,10 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.warmup_steps < 0 or self.end_lr < 0:
-            raise ValueError(f"optim: lr must be > 0, warmup_steps and end_lr >= 0 "
-                             f"(got {self.lr}, {self.warmup_steps}, {self.end_lr})")
+            raise ValueError(
+                f"optim: lr must be > 0, warmup_steps and end_lr >= 0 "
+                f"(got {self.lr}, {self.warmup_steps}, {self.end_lr})"
+            )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,7 +86,9 @@ class RunConfig:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         if self.grad_accum < 1 or self.batch_size % self.grad_accum:
-            raise ValueError(f"grad_accum must be >= 1 and divide batch_size, got {self.grad_accum} for {self.batch_size}")
+            raise ValueError(
+                f"grad_accum must be >= 1 and divide batch_size, got {self.grad_accum} for {self.batch_size}"
+            )
         if self.log_every < 1 or self.ckpt_every < 1:
             raise ValueError(f"log_every and ckpt_every must be >= 1, got {self.log_every}, {self.ckpt_every}")
 
@@ -131,8 +137,9 @@ def make_optimizer(groups: Iterable[Any], optim: OptimConfig) -> torch.optim.Ada
 # ----------------------------------------------------------------------------------------------
 # Config paths and publishing
 # ----------------------------------------------------------------------------------------------
-def resolve_config_paths(data: dict[str, Any], base: str | Path, keys: Iterable[str],
-                         keep: Iterable[str] = ()) -> dict[str, Any]:
+def resolve_config_paths(
+    data: dict[str, Any], base: str | Path, keys: Iterable[str], keep: Iterable[str] = ()
+) -> dict[str, Any]:
     """Relative paths under the dotted ``keys`` of a config mapping, made absolute against ``base``
     (the config file's folder). Values in ``keep`` (names such as ``tiny``) stay as they are."""
     out = json.loads(json.dumps(data))
@@ -151,8 +158,10 @@ def resolve_config_paths(data: dict[str, Any], base: str | Path, keys: Iterable[
 def check_publish(export: str | None, publish: bool) -> None:
     """Before the first step: ``--publish`` needs an ``export:`` destination."""
     if publish and not export:
-        raise ConfigError("--publish: this config has export: null, so there is nothing to publish to; "
-                          "set export: PATH or drop --publish")
+        raise ConfigError(
+            "--publish: this config has export: null, so there is nothing to publish to; "
+            "set export: PATH or drop --publish"
+        )
 
 
 def publish_export(exported: Path, export: str | None, publish: bool) -> str | None:
@@ -198,7 +207,7 @@ class Parallel:
         if len(batch) % self.world_size:
             raise ConfigError(f"batch_size: {len(batch)} is not divisible by the world size {self.world_size}")
         n = len(batch) // self.world_size
-        return batch[self.rank * n:(self.rank + 1) * n]
+        return batch[self.rank * n : (self.rank + 1) * n]
 
     def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
         if self.world_size == 1:
@@ -229,8 +238,11 @@ class Parallel:
             return dict(values)
         import torch.distributed as dist
 
-        t = torch.tensor([float(v) for v in values.values()], dtype=torch.float64,
-                         device=self.device if self.device.type == "cuda" else "cpu")
+        t = torch.tensor(
+            [float(v) for v in values.values()],
+            dtype=torch.float64,
+            device=self.device if self.device.type == "cuda" else "cpu",
+        )
         dist.all_reduce(t)
         return dict(zip(values, (t / self.world_size).tolist()))
 
@@ -277,9 +289,20 @@ class TrainLoop:
     refused unless it holds no checkpoint (then the run starts there afresh).
     """
 
-    def __init__(self, out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 total_steps: int, seed: int, config: Mapping[str, Any], *, ckpt_every: int = 100,
-                 log_every: int = 10, metadata: Mapping[str, Any] | None = None, parallel: Parallel | None = None):
+    def __init__(
+        self,
+        out_dir: Path,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        seed: int,
+        config: Mapping[str, Any],
+        *,
+        ckpt_every: int = 100,
+        log_every: int = 10,
+        metadata: Mapping[str, Any] | None = None,
+        parallel: Parallel | None = None,
+    ):
         self.parallel = parallel or Parallel()
         self.out = Path(out_dir)
         if self.parallel.is_main:  # one job per training folder; rank 0 holds the lock for the whole job
@@ -349,16 +372,22 @@ class TrainLoop:
             state = torch.load(self.optim_path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{self.optim_path}: optimizer state cannot be loaded with weights_only=True "
-                                  f"({why[:120]}); delete it to start over or use a new --out folder") from None
+            raise CheckpointError(
+                f"{self.optim_path}: optimizer state cannot be loaded with weights_only=True "
+                f"({why[:120]}); delete it to start over or use a new --out folder"
+            ) from None
         if not isinstance(state, dict) or not {"optimizer", "generator", "step"} <= set(state):
-            raise CheckpointError(f"{self.optim_path}: not an optimizer state of this harness "
-                                  "(needs optimizer, generator, step); use a new --out folder")
+            raise CheckpointError(
+                f"{self.optim_path}: not an optimizer state of this harness "
+                "(needs optimizer, generator, step); use a new --out folder"
+            )
         model_step = self._checkpoint_step()
         if model_step is not None and model_step != int(state["step"]):
-            raise CheckpointError(f"{self.out}: {self.model_path.name} is at step {model_step} but "
-                                  f"{self.optim_path.name} at step {int(state['step'])} (a torn checkpoint); "
-                                  "resuming would mix them: use a new --out folder")
+            raise CheckpointError(
+                f"{self.out}: {self.model_path.name} is at step {model_step} but "
+                f"{self.optim_path.name} at step {int(state['step'])} (a torn checkpoint); "
+                "resuming would mix them: use a new --out folder"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step = self.started_at_step = int(state["step"])
@@ -374,8 +403,10 @@ class TrainLoop:
         meta = {**self.metadata, "step": self.step, "config": self.config}
         save_safetensors(stage / self.model_path.name, self.model.state_dict(), meta)
         with atomic_target(stage / self.optim_path.name, suffix=".pt") as tmp:
-            torch.save({"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                        "step": self.step}, tmp)
+            torch.save(
+                {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(), "step": self.step},
+                tmp,
+            )
         write_json_atomic(stage / COMMIT_NAME, {"step": self.step})
         self._finish_pending_save()
 
@@ -384,8 +415,9 @@ class TrainLoop:
 
         logs = []
         main = self.parallel.is_main
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and main), desc=self.out.name,
-                   leave=False)
+        bar = tqdm(
+            total=self.total_steps, initial=self.step, disable=not (progress and main), desc=self.out.name, leave=False
+        )
         t0 = time.perf_counter()
         with (self.out / "log.jsonl").open("a") if main else contextlib.nullcontext() as log:
             while self.step < self.total_steps:
@@ -394,8 +426,11 @@ class TrainLoop:
                 bar.update(1)
                 if self.step % self.log_every == 0 or self.step == self.total_steps:
                     values = self.parallel.mean_values(values)
-                    row = {"step": self.step, "time_s": round(time.perf_counter() - t0, 3),
-                           **{k: float(v) for k, v in values.items()}}
+                    row = {
+                        "step": self.step,
+                        "time_s": round(time.perf_counter() - t0, 3),
+                        **{k: float(v) for k, v in values.items()},
+                    }
                     if main:
                         log.write(json.dumps(row) + "\n")
                         log.flush()
@@ -412,38 +447,95 @@ class TrainLoop:
         log = self.out / "log.jsonl"
         return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
 
+    def first_and_last(self, key: str) -> tuple[float | None, float | None]:
+        """The first and the last logged value of ``key`` (None, None when no row has it)."""
+        rows = [row for row in self.logged() if key in row]
+        return (rows[0][key], rows[-1][key]) if rows else (None, None)
+
     def export(self, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> Path:
         """The inference weights, ``out/model.safetensors``."""
-        return save_safetensors(self.out / EXPORT_NAME, dict(state_dict), {**self.metadata, **metadata,
-                                                                           "step": self.step})
+        return save_safetensors(
+            self.out / EXPORT_NAME, dict(state_dict), {**self.metadata, **metadata, "step": self.step}
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # The train record
 # ----------------------------------------------------------------------------------------------
-def write_train_record(loop: TrainLoop, *, trainer: str, model: Mapping[str, Any], metrics: Mapping[str, Any],
-                       device: Any, extra: Mapping[str, Any] | None = None, notes: Iterable[str] = (),
-                       samples: Mapping[str, Any] | None = None,
-                       metric_provenance: Mapping[str, Any] | None = None) -> Path:
+def write_train_record(
+    loop: TrainLoop,
+    *,
+    trainer: str,
+    model: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    device: Any,
+    extra: Mapping[str, Any] | None = None,
+    notes: Iterable[str] = (),
+    samples: Mapping[str, Any] | None = None,
+    metric_provenance: Mapping[str, Any] | None = None,
+) -> Path:
     """``out/train_record.json``: a ``RunRecord`` of kind ``train`` (config, model, final metrics, speed)."""
     from harness.runs.records import RunRecord, code_info, env_info, write_record
 
     steps_run = loop.step - loop.started_at_step
     rows = loop.logged()
     record = RunRecord(
-        kind="train", spec={"trainer": trainer, "config": loop.config, **(extra or {})},
-        model=dict(model), code=code_info(),
-        env=env_info(device, loop.parallel.world_size,
-                     None if loop.parallel.world_size == 1 else ("nccl" if torch.device(device).type == "cuda" else "gloo")),
+        kind="train",
+        spec={"trainer": trainer, "config": loop.config, **(extra or {})},
+        model=dict(model),
+        code=code_info(),
+        env=env_info(
+            device,
+            loop.parallel.world_size,
+            None if loop.parallel.world_size == 1 else ("nccl" if torch.device(device).type == "cuda" else "gloo"),
+        ),
         seeds={"seed": loop.config.get("seed")},
         metrics={k: (None if v is None else float(v)) for k, v in metrics.items()},
-        samples=dict(samples or {}), metric_provenance=dict(metric_provenance or {}),
-        speed={"steps_per_s": round(steps_run / loop.seconds, 3) if steps_run and loop.seconds else None,
-               "note": "steps/s of this invocation under the machine's load at the time"},
-        timings={"train_s": round(loop.seconds, 3), "logged_train_s": rows[-1]["time_s"] if rows else None,
-                 "steps": loop.step, "steps_this_invocation": steps_run},
-        notes=list(notes))
+        samples=dict(samples or {}),
+        metric_provenance=dict(metric_provenance or {}),
+        speed={
+            "steps_per_s": round(steps_run / loop.seconds, 3) if steps_run and loop.seconds else None,
+            "note": "steps/s of this invocation under the machine's load at the time",
+        },
+        timings={
+            "train_s": round(loop.seconds, 3),
+            "logged_train_s": rows[-1]["time_s"] if rows else None,
+            "steps": loop.step,
+            "steps_this_invocation": steps_run,
+        },
+        notes=list(notes),
+    )
     return write_record(record, loop.out, RECORD_NAME)
+
+
+def finish_run(
+    loop: TrainLoop,
+    summary: dict[str, Any],
+    weights: Mapping[str, torch.Tensor],
+    *,
+    export_to: str | None,
+    publish: bool,
+    trainer: str,
+    model: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    device: Any,
+    export_metadata: Mapping[str, Any] | None = None,
+    **record: Any,
+) -> dict[str, Any]:
+    """The epilogue every trainer shares, on rank 0 after the last step: ``weights`` exported to
+    ``out/model.safetensors`` (with the code's git sha), copied to ``export_to`` on ``--publish``, and
+    ``train_record.json`` whose model block names that file (path, sha256, published copy). ``record``:
+    write_train_record's ``extra``, ``samples``, ``metric_provenance``, ``notes``. Returns ``summary`` with
+    ``export``, ``published`` (when published) and ``record`` added."""
+    exported = loop.export(weights, {"git_sha": git_sha(), **(export_metadata or {})})
+    published = publish_export(exported, export_to, publish)
+    summary["export"] = str(exported)
+    if published:
+        summary["published"] = published
+    model = {**model, "checkpoint": str(exported), "checkpoint_sha256": sha256_file(exported), "published": published}
+    path = write_train_record(loop, trainer=trainer, model=model, metrics=metrics, device=device, **record)
+    summary["record"] = str(path)
+    return summary
 
 
 def git_sha() -> str:

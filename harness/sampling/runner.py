@@ -71,7 +71,6 @@ class SampleResult:
     backend: str | None
     device: str
     chunks_total: int
-    chunks_mine: int
     chunks_run: int
     chunks_skipped: int
     images_generated: int
@@ -332,7 +331,6 @@ def _sample_chunks(
         dist.backend,
         str(dev),
         plan.num_chunks,
-        len(mine),
         ran,
         skipped,
         made,

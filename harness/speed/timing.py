@@ -149,7 +149,7 @@ class PeakMemory:
                 self._start = _rss_peak_mib()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *_: Any) -> None:
         if self.device.type == "cuda":
             synchronize(self.device)
             self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20

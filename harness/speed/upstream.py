@@ -15,8 +15,8 @@ Upstream checkouts reuse top-level module names (``modeling``, ``models``), so e
 the names the checkout defines from ``sys.modules`` and puts them back after; the loaded classes keep
 their own module globals.
 
-Families wired so far: AliTok (ali-vilab/alitok, ``modeling/ar.py``). Others are listed in
-``NOT_WIRED`` and named in the output rather than silently skipped.
+Families wired so far: AliTok (ali-vilab/alitok, ``modeling/ar.py``). For any other model
+``bench --upstream`` names it among the skipped rows ("no upstream adapter") rather than dropping it silently.
 """
 
 from __future__ import annotations
@@ -53,12 +53,6 @@ class Adapter:
 ADAPTERS: dict[str, Adapter] = {
     f"alitok-{size}": Adapter("alitok", f"configs/alitok_{size}.yaml", "modeling.ar", "ARModel")
     for size in ("b", "l", "xl")
-}
-NOT_WIRED = {  # compared families whose official sampler is not driven from here yet
-    "lightningdit": "LightningDiT",
-    "rar": "1d-tokenizer",
-    "llamagen": "LlamaGen",
-    "dit": "DiT",
 }
 
 

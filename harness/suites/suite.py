@@ -298,7 +298,7 @@ def _sample_run(suite, run, folder, protocol, out, refs, *, device, dtype, tf32,
         devices.barrier()  # samples.npz is gathered: the helper ranks may read it
     rec = dataclasses.replace(sample_record(result, started), kind="run", run_id="", created_at="")
     rec.spec = {**rec.spec, **run.record_spec_fields()}
-    rec.speed = {
+    rec.speed = {  # noqa: V101 (written to the record's JSON)
         "images_per_s": result.images_per_s,
         "device": result.device,
         "dtype": dtype,

@@ -39,6 +39,17 @@ def parse_args(family: str, default_checkout: str) -> argparse.Namespace:
     return args
 
 
+def open_checkout(family: str, checkout: str, upstream: str, *, shim: bool = False) -> tuple[argparse.Namespace, dict]:
+    """The start of every ``make_<family>.py``: its arguments, the torchvision shim when the checkout imports
+    timm / torchvision (``shim``), the checkout first on sys.path; returns the arguments and the manifest's
+    provenance (``upstream``, ``commit``, ``script``) for ``write_fixture``."""
+    args = parse_args(family, checkout)
+    if shim:
+        install_torchvision_shim()
+    commit = import_upstream(args.checkout)
+    return args, dict(upstream=upstream, commit=commit, script=f"scripts/upstream_fixtures/make_{family}.py")
+
+
 def import_upstream(checkout: Path) -> str:
     """Put the checkout first on sys.path; returns its commit (refuses a dirty tree's tracked changes)."""
     sys.path.insert(0, str(checkout))
@@ -151,3 +162,128 @@ def save_released(path: Path, obj) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(obj, str(path))
     return path
+
+
+def write_full_size(out_dir: Path, model: str, build, meta: dict) -> None:
+    """``full_size.json``: a released diffusion model's keys, shapes and parameter count (built on the meta
+    device) with the provenance."""
+    with torch.device("meta"):
+        module = build()
+    full = {
+        "model": model,
+        "num_params": sum(p.numel() for p in module.parameters()),
+        "state_dict": {k: list(v.shape) for k, v in module.state_dict().items()},
+        "upstream": meta,
+    }
+    (out_dir / "full_size.json").write_text(json.dumps(full, indent=0, sort_keys=True) + "\n")
+
+
+def write_class_network(out_dir: Path, model, weights: str, config: dict, t: torch.Tensor, labels, cfg_scale, meta):
+    """DiT's and SiT's network fixture: ``model`` saved as the release is (a raw state dict, ``weights``), then
+    its forward and ``forward_with_cfg`` (the batch doubled, the null class ``num_classes``) on noise from seed 1
+    at times ``t``. Returns the labels and the doubled labels the samplers use."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out_dir / weights)
+    g = torch.Generator().manual_seed(1)
+    b, c, s = len(labels), config["in_channels"], config["input_size"]
+    x = torch.randn(b, c, s, s, generator=g)
+    y = torch.tensor(labels)
+    y2 = torch.cat([y, torch.full_like(y, config["num_classes"])])
+    out = model(x, t, y)
+    cfg_out = model.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), y2, cfg_scale)
+    write_fixture(
+        out_dir,
+        "network",
+        dict(x=x, t=t, y=y, out=out, cfg_out=cfg_out),
+        **meta,
+        notes={"config": config, "cfg_scale": cfg_scale, "weights": f"{weights} (raw state dict)"},
+    )
+    return y, y2
+
+
+def ar_logits(model, codebook: int, length: int, seed: int, stride: int, **full_kwargs) -> dict[str, torch.Tensor]:
+    """Class 207's conditional and null logits over ``length - 1`` random codes (seed ``seed``) through
+    ``forward_fn`` (AliTok's ``ARModel`` and 1d-tokenizer's ``RAR`` share the interface): the full forward,
+    and generate's cached path (the whole prefix at step 0, then one token a step); positions every
+    ``stride`` and the last, to keep the file small."""
+    labels = torch.tensor([207])
+    cond = model.preprocess_condition(labels.clone(), cond_drop_prob=0.0)
+    null = model.get_none_condition(cond)
+    ids = torch.randint(0, codebook, (1, length - 1), generator=torch.Generator().manual_seed(seed))
+    positions = torch.tensor(sorted({*range(0, length, stride), length - 1}))
+    tensors = {"labels": labels, "codes_in": ids, "positions": positions}
+    for name, c in (("cond", cond), ("null", null)):
+        tensors[f"logits_full_{name}"] = model.forward_fn(ids, c, **full_kwargs)[:, positions]
+        model.enable_kv_cache()
+        tensors[f"logits_cached_{name}"] = torch.stack(
+            [model.forward_fn(ids[:, :n], c, is_sampling=True)[:, -1] for n in range(length)], 1
+        )[:, positions]
+        model.disable_kv_cache()
+    return tensors
+
+
+def write_sample_preset(
+    out_dir: Path, name: str, model, codebook: int, preset: tuple, seed: int, meta: dict, *, key: str
+):
+    """One guidance preset ``(scale, power, temperature)`` of ``model.generate`` (AliTok's and RAR's
+    power-cosine schedule): the per-step scale as generate computes it (a stub forward whose cond rows are
+    one-hot and uncond rows zero makes the combined logit of code 0 the step's scale / temperature, which
+    ``F.softmax`` sees), then the tokens of two batches drawn as the sample scripts draw them
+    (``torch.manual_seed(seed)`` once, then batch after batch on the global stream). ``key`` names the
+    schedule tensor."""
+    import torch.nn.functional as F
+
+    g, power, temp = preset
+    seen, real_softmax = [], F.softmax
+
+    def stub_forward(input_ids, condition, **kw):
+        z = torch.zeros(condition.shape[0], input_ids.shape[1] + 1, codebook)
+        z[: condition.shape[0] // 2, :, 0] = 1.0
+        return z
+
+    def spy_softmax(logits, dim=None, **kw):
+        seen.append(logits[0, 0].clone())
+        return real_softmax(logits, dim=dim, **kw)
+
+    model.forward_fn, F.softmax = stub_forward, spy_softmax
+    try:
+        model.generate(torch.tensor([1]), guidance_scale=g, randomize_temperature=temp, guidance_scale_pow=power)
+    finally:
+        F.softmax = real_softmax
+        del model.forward_fn  # back to the class's method
+
+    torch.manual_seed(seed)
+    batches = [torch.tensor([207, 1, 999]), torch.tensor([3, 500])]
+    tokens = [
+        model.generate(y, guidance_scale=g, randomize_temperature=temp, guidance_scale_pow=power) for y in batches
+    ]
+    write_fixture(
+        out_dir,
+        name,
+        {
+            key: torch.stack(seen),
+            "labels_0": batches[0],
+            "labels_1": batches[1],
+            "tokens_0": tokens[0],
+            "tokens_1": tokens[1],
+        },
+        **meta,
+        notes={
+            "guidance_scale": g,
+            "guidance_scale_pow": power,
+            "randomize_temperature": temp,
+            "seed": seed,
+            "rng": "torch.manual_seed(seed), global CPU stream, two batches",
+        },
+    )
+
+
+def unit_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC images as the official tokenizers take them: ``ToTensor``, float NCHW in [0, 1]."""
+    return images.permute(0, 3, 1, 2).float() / 255.0
+
+
+def uint8_images(decoded: torch.Tensor) -> torch.Tensor:
+    """A decoder's float NCHW output as ``demo_util.sample_fn`` writes it: clamp to [0, 1], * 255, NHWC,
+    ``.to(uint8)`` (which truncates)."""
+    return (torch.clamp(decoded, 0.0, 1.0) * 255.0).permute(0, 2, 3, 1).to("cpu", dtype=torch.uint8)

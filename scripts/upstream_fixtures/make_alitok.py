@@ -13,13 +13,15 @@ from __future__ import annotations
 import torch
 
 from scripts.upstream_fixtures.common import (
-    import_upstream,
-    parse_args,
+    ar_logits,
+    open_checkout,
     save_released,
     seed_weights_,
     sized,
+    uint8_images,
     write_fixture,
     write_key_list,
+    write_sample_preset,
 )
 
 TOKENIZER_SIZES = {"width": 32, "num_layers": 1, "num_heads": 2}  # Encoder and Decoder
@@ -68,13 +70,11 @@ def small_tokenizer():
 
 @torch.no_grad()
 def main():
-    args = parse_args("alitok", "alitok")
-    commit = import_upstream(args.checkout)
+    args, common = open_checkout("alitok", "alitok", "ali-vilab/alitok")
     from modeling import alitok
     from modeling.ar import ARModel
 
-    out, script = args.out, "scripts/upstream_fixtures/make_alitok.py"
-    common = {"upstream": "ali-vilab/alitok", "commit": commit, "script": script}
+    out = args.out
 
     # -- full-size key lists and parameter counts (meta device) --------------------------------
     write_key_list(out, "AliTok.pth", alitok.AliTok)
@@ -89,8 +89,7 @@ def main():
     _, result = tok.encode(x, tok.latent_tokens)
     codes = result["min_encoding_indices"].view(1, -1)
     recon = tok.decode_tokens(codes)
-    # demo_util.sample_fn: clamp(0, 1) * 255, permute to NHWC, .to(uint8) (truncation)
-    recon_u8 = (torch.clamp(recon, 0.0, 1.0) * 255.0).permute(0, 2, 3, 1).to("cpu", dtype=torch.uint8)
+    recon_u8 = uint8_images(recon)
     write_fixture(
         out,
         "tokenizer",
@@ -118,71 +117,13 @@ def main():
     ar.eval()
     save_released(out / "alitok_ar.bin", ar.state_dict())
 
-    labels = torch.tensor([207])
-    cond = ar.preprocess_condition(labels.clone(), cond_drop_prob=0.0)
-    null = ar.get_none_condition(cond)
-    ids = torch.randint(0, CODEBOOK, (1, 272), generator=torch.Generator().manual_seed(5))
-    positions = torch.tensor(sorted({*range(0, 273, LOGIT_STRIDE), 272}))  # kept to keep the file small
-    tensors = {"labels": labels, "codes_in": ids, "positions": positions}
-    for name, c in (("cond", cond), ("null", null)):
-        tensors[f"logits_full_{name}"] = ar.forward_fn(ids, c)[:, positions]  # of [B, 273, V]: class + 272 codes
-        ar.enable_kv_cache()  # generate's cached path: the whole prefix at step 0, then one token a step
-        tensors[f"logits_cached_{name}"] = torch.stack(
-            [ar.forward_fn(ids[:, :n], c, is_sampling=True)[:, -1] for n in range(273)], 1
-        )[:, positions]
-        ar.disable_kv_cache()
+    # logits of every LOGIT_STRIDE-th position of [B, 273, V]: class + 272 codes
+    tensors = ar_logits(ar, CODEBOOK, 273, 5, LOGIT_STRIDE)
     write_fixture(out, "ar_logits", tensors, **common, notes={"ar_sizes": AR_SIZES, "head_std": HEAD_STD})
 
-    # -- CFG schedule as generate computes it: a stub forward whose cond rows are one-hot and
-    # uncond rows zero makes the combined logit of code 0 equal the step's scale; F.softmax sees it
-    import torch.nn.functional as F
-
+    # CFG schedule and tokens per preset (temperature 1.0 in both: the schedule tensor is the scale)
     for preset, (g, power, temp, seed) in PRESETS.items():
-        seen = []
-        real_softmax = F.softmax
-
-        def stub_forward(input_ids, condition, **kw):
-            z = torch.zeros(condition.shape[0], input_ids.shape[1] + 1, CODEBOOK)
-            z[: condition.shape[0] // 2, :, 0] = 1.0
-            return z
-
-        def spy_softmax(logits, dim=None, **kw):
-            seen.append(logits[0, 0].clone())  # scale / temperature (1.0 in both presets)
-            return real_softmax(logits, dim=dim, **kw)
-
-        ar.forward_fn, F.softmax = stub_forward, spy_softmax
-        try:
-            ar.generate(torch.tensor([1]), guidance_scale=g, randomize_temperature=temp, guidance_scale_pow=power)
-        finally:
-            F.softmax = real_softmax
-            del ar.forward_fn  # back to the class's method
-
-        # -- tokens: sample_imagenet.py seeds torch.manual_seed(seed + rank) once, then calls generate
-        # batch after batch on that one stream (rank 0 here)
-        torch.manual_seed(seed)
-        batches = [torch.tensor([207, 1, 999]), torch.tensor([3, 500])]
-        tokens = [
-            ar.generate(y, guidance_scale=g, randomize_temperature=temp, guidance_scale_pow=power) for y in batches
-        ]
-        write_fixture(
-            out,
-            f"sample_{preset}",
-            {
-                "cfg_scales": torch.stack(seen),
-                "labels_0": batches[0],
-                "labels_1": batches[1],
-                "tokens_0": tokens[0],
-                "tokens_1": tokens[1],
-            },
-            **common,
-            notes={
-                "guidance_scale": g,
-                "guidance_scale_pow": power,
-                "randomize_temperature": temp,
-                "seed": seed,
-                "rng": "torch.manual_seed(seed), global CPU stream, two batches",
-            },
-        )
+        write_sample_preset(out, f"sample_{preset}", ar, CODEBOOK, (g, power, temp), seed, common, key="cfg_scales")
     print(f"wrote {out}")
 
 

@@ -9,11 +9,15 @@ batch per step), and DiT-XL/2's full-size key list and parameter count (built on
 
 from __future__ import annotations
 
-import json
-
 import torch
 
-from scripts.upstream_fixtures.common import import_upstream, parse_args, seed_weights_, write_fixture
+from scripts.upstream_fixtures.common import (
+    open_checkout,
+    seed_weights_,
+    write_class_network,
+    write_fixture,
+    write_full_size,
+)
 
 # the small configuration of the official class (fixtures stay under a MB)
 TINY = dict(
@@ -24,38 +28,18 @@ LABELS = [3, 7]
 
 
 def main() -> None:
-    args = parse_args("dit", "DiT")
-    from harness.core._tv_shim import install
-
-    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
-    commit = import_upstream(args.checkout)
+    # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
+    args, meta = open_checkout("dit", "DiT", "facebookresearch/DiT", shim=True)
     from diffusion import create_diffusion
     from models import DiT, DiT_models
 
-    script = "scripts/upstream_fixtures/make_dit.py"
-    meta = dict(upstream="facebookresearch/DiT", commit=commit, script=script)
     torch.set_grad_enabled(False)
 
-    model = seed_weights_(DiT(**TINY), seed=SEED, std=0.1).eval()
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out / "DiT-tiny.pt")  # released layout: a raw state dict
-
     # network outputs: plain forward and three-channel guidance on the doubled batch
-    g = torch.Generator().manual_seed(1)
-    b, c, s = len(LABELS), TINY["in_channels"], TINY["input_size"]
-    x = torch.randn(b, c, s, s, generator=g)
+    model = seed_weights_(DiT(**TINY), seed=SEED, std=0.1).eval()
     t = torch.tensor([999, 250])
-    y = torch.tensor(LABELS)
-    out = model(x, t, y)
-    x2, t2, y2 = torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, TINY["num_classes"])])
-    cfg_out = model.forward_with_cfg(x2, t2, y2, CFG_SCALE)
-    write_fixture(
-        args.out,
-        "network",
-        dict(x=x, t=t, y=y, out=out, cfg_out=cfg_out),
-        **meta,
-        notes={"config": TINY, "cfg_scale": CFG_SCALE, "weights": "DiT-tiny.pt (raw state dict)"},
-    )
+    y, y2 = write_class_network(args.out, model, "DiT-tiny.pt", TINY, t, LABELS, CFG_SCALE, meta)
+    b, c, s = len(LABELS), TINY["in_channels"], TINY["input_size"]
 
     # samplers: sample.py's draws (torch.manual_seed, then z; CFG doubles z and y)
     trajectories = {}
@@ -89,15 +73,7 @@ def main() -> None:
     )
 
     # full size: DiT-XL/2 keys, shapes and parameter count (meta device, nothing allocated)
-    with torch.device("meta"):
-        xl = DiT_models["DiT-XL/2"](input_size=32, num_classes=1000)
-    full = {
-        "model": "DiT-XL/2",
-        "num_params": sum(p.numel() for p in xl.parameters()),
-        "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()},
-        "upstream": meta,
-    }
-    (args.out / "full_size.json").write_text(json.dumps(full, indent=0, sort_keys=True) + "\n")
+    write_full_size(args.out, "DiT-XL/2", lambda: DiT_models["DiT-XL/2"](input_size=32, num_classes=1000), meta)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ Also LightningDiT-XL/1's full-size key list and parameter count (meta device).
 
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # upstream decorates forwards with @torch.compile: run them eagerly
 
 import torch  # noqa: E402
 
-from scripts.upstream_fixtures.common import import_upstream, parse_args, seed_weights_, write_fixture  # noqa: E402
+from scripts.upstream_fixtures.common import open_checkout, seed_weights_, write_fixture, write_full_size  # noqa: E402
 from scripts.upstream_fixtures.ldm_vae_tiny import VAVAE_SEED, VAVAE_TINY, build  # noqa: E402
 
 # small LightningDiT over the small VA-VAE's latents (16x16x8), options as the released config
@@ -46,16 +45,11 @@ SEED, LABELS = 0, [3, 7]
 
 
 def main() -> None:
-    args = parse_args("lightningdit", "LightningDiT")
-    from harness.core._tv_shim import install
-
-    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
-    commit = import_upstream(args.checkout)
+    # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
+    args, meta = open_checkout("lightningdit", "LightningDiT", "hustvl/LightningDiT", shim=True)
     from models.lightningdit import LightningDiT, LightningDiT_models
     from transport import Sampler, create_transport
 
-    script = "scripts/upstream_fixtures/make_lightningdit.py"
-    meta = dict(upstream="hustvl/LightningDiT", commit=commit, script=script)
     torch.set_grad_enabled(False)
 
     model = LightningDiT(**TINY).eval()
@@ -139,23 +133,10 @@ def main() -> None:
         },
     )
 
-    with torch.device("meta"):
-        xl = LightningDiT_models["LightningDiT-XL/1"](
-            input_size=16,
-            in_channels=32,
-            use_qknorm=False,
-            use_swiglu=True,
-            use_rope=True,
-            use_rmsnorm=True,
-            wo_shift=False,
-        )
-    full = {
-        "model": "LightningDiT-XL/1",
-        "num_params": sum(p.numel() for p in xl.parameters()),
-        "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()},
-        "upstream": meta,
-    }
-    (args.out / "full_size.json").write_text(json.dumps(full, indent=0, sort_keys=True) + "\n")
+    xl = dict(input_size=16, in_channels=32, use_qknorm=False, use_swiglu=True, use_rope=True, use_rmsnorm=True)
+    write_full_size(
+        args.out, "LightningDiT-XL/1", lambda: LightningDiT_models["LightningDiT-XL/1"](**xl, wo_shift=False), meta
+    )
 
 
 if __name__ == "__main__":

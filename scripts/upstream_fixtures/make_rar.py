@@ -16,13 +16,15 @@ from __future__ import annotations
 import torch
 
 from scripts.upstream_fixtures.common import (
-    import_upstream,
-    install_torchvision_shim,
-    parse_args,
+    ar_logits,
+    open_checkout,
     save_released,
     seed_weights_,
+    uint8_images,
+    unit_images,
     write_fixture,
     write_key_list,
+    write_sample_preset,
 )
 
 # 64 px, two 2x downsamplings -> the official 16 x 16 grid (256 tokens)
@@ -93,15 +95,11 @@ def pixel_vq(conf: dict, codebook: int, z: int):
 
 @torch.no_grad()
 def main():
-    args = parse_args("rar", "1d-tokenizer")
-    install_torchvision_shim()
-    commit = import_upstream(args.checkout)
-    import torch.nn.functional as F
+    args, common = open_checkout("rar", "1d-tokenizer", "bytedance/1d-tokenizer", shim=True)
     from modeling.rar import RAR
     from modeling.titok import PretrainedTokenizer
 
-    out, script = args.out, "scripts/upstream_fixtures/make_rar.py"
-    common = {"upstream": "bytedance/1d-tokenizer", "commit": commit, "script": script}
+    out = args.out
 
     write_key_list(out, "maskgit-vqgan-imagenet-f16-256.bin", lambda: pixel_vq(FULL_PIXEL, 1024, 256))
     for size, (hidden, layers, mlp) in FULL.items():
@@ -111,12 +109,10 @@ def main():
     vq = seed_weights_(pixel_vq(PIXEL, CODEBOOK, PIXEL["z_channels"]), seed=1).eval()
     save_released(out / "maskgit-vqgan-imagenet-f16-256.bin", vq.state_dict())
     images = torch.randint(0, 256, (2, 64, 64, 3), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
-    x = images.permute(0, 3, 1, 2).float() / 255.0  # ToTensor: [0, 1]
-    codes = PretrainedTokenizer.encode(vq, x)
+    codes = PretrainedTokenizer.encode(vq, unit_images(images))
     decode_codes = torch.randint(0, CODEBOOK, (8, 16, 16), generator=torch.Generator().manual_seed(3))
     decoded = PretrainedTokenizer.decode(vq, decode_codes)  # clamped to [0, 1]
-    # demo_util.sample_fn: clamp(0, 1) * 255, NHWC, .to(uint8) (truncation)
-    decoded_u8 = (torch.clamp(decoded, 0.0, 1.0) * 255.0).permute(0, 2, 3, 1).to("cpu", dtype=torch.uint8)
+    decoded_u8 = uint8_images(decoded)
     write_fixture(
         out,
         "tokenizer",
@@ -146,64 +142,12 @@ def main():
     rar.eval()
     save_released(out / "rar_ar.bin", rar.state_dict())
 
-    labels = torch.tensor([207])
-    cond = rar.preprocess_condition(labels.clone(), cond_drop_prob=0.0)
-    null = rar.get_none_condition(cond)
-    ids = torch.randint(0, CODEBOOK, (1, 255), generator=torch.Generator().manual_seed(6))
-    positions = torch.tensor(sorted({*range(0, 256, LOGIT_STRIDE), 255}))  # kept to keep the file small
-    tensors = {"labels": labels, "codes_in": ids, "positions": positions}
-    for name, c in (("cond", cond), ("null", null)):
-        tensors[f"logits_full_{name}"] = rar.forward_fn(ids, c, is_sampling=True)[:, positions]  # of [B, 256, V]
-        rar.enable_kv_cache()  # generate's cached path
-        tensors[f"logits_cached_{name}"] = torch.stack(
-            [rar.forward_fn(ids[:, :n], c, is_sampling=True)[:, -1] for n in range(256)], 1
-        )[:, positions]
-        rar.disable_kv_cache()
+    tensors = ar_logits(rar, CODEBOOK, 256, 6, LOGIT_STRIDE, is_sampling=True)  # of [B, 256, V]
     write_fixture(out, "rar_logits", tensors, **common, notes={"rar_sizes": RAR_SIZES, "head_std": HEAD_STD})
 
     for preset, (g, power, temp) in PRESETS.items():
-        # the schedule as generate computes it (stub forward: one-hot cond rows, zero uncond rows)
-        seen, real_softmax = [], F.softmax
-
-        def stub_forward(input_ids, condition, **kw):
-            z = torch.zeros(condition.shape[0], input_ids.shape[1] + 1, CODEBOOK)
-            z[: condition.shape[0] // 2, :, 0] = 1.0
-            return z
-
-        def spy_softmax(logits, dim=None, **kw):
-            seen.append(logits[0, 0].clone())  # scale / temperature
-            return real_softmax(logits, dim=dim, **kw)
-
-        rar.forward_fn, F.softmax = stub_forward, spy_softmax
-        try:
-            rar.generate(torch.tensor([1]), guidance_scale=g, randomize_temperature=temp, guidance_scale_pow=power)
-        finally:
-            F.softmax = real_softmax
-            del rar.forward_fn
-
-        torch.manual_seed(SEED)
-        batches = [torch.tensor([207, 1, 999]), torch.tensor([3, 500])]
-        tokens = [
-            rar.generate(y, guidance_scale=g, randomize_temperature=temp, guidance_scale_pow=power) for y in batches
-        ]
-        write_fixture(
-            out,
-            f"sample_{preset}",
-            {
-                "cfg_scales_over_temperature": torch.stack(seen),
-                "labels_0": batches[0],
-                "labels_1": batches[1],
-                "tokens_0": tokens[0],
-                "tokens_1": tokens[1],
-            },
-            **common,
-            notes={
-                "guidance_scale": g,
-                "guidance_scale_pow": power,
-                "randomize_temperature": temp,
-                "seed": SEED,
-                "rng": "torch.manual_seed(seed), global CPU stream, two batches",
-            },
+        write_sample_preset(
+            out, f"sample_{preset}", rar, CODEBOOK, (g, power, temp), SEED, common, key="cfg_scales_over_temperature"
         )
     print(f"wrote {out}")
 

@@ -12,11 +12,15 @@ key list and parameter count (meta device).
 
 from __future__ import annotations
 
-import json
-
 import torch
 
-from scripts.upstream_fixtures.common import import_upstream, parse_args, seed_weights_, write_fixture
+from scripts.upstream_fixtures.common import (
+    open_checkout,
+    seed_weights_,
+    write_class_network,
+    write_fixture,
+    write_full_size,
+)
 
 TINY = dict(
     input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=10, learn_sigma=True
@@ -58,37 +62,17 @@ RUNS = [
 
 
 def main() -> None:
-    args = parse_args("sit", "SiT")
-    from harness.core._tv_shim import install
-
-    install()  # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
-    commit = import_upstream(args.checkout)
+    # timm imports torchvision; the CPU wheel needs the shim (harness/core/_tv_shim.py)
+    args, meta = open_checkout("sit", "SiT", "willisma/SiT", shim=True)
     from models import SiT, SiT_models
     from transport import Sampler, create_transport
 
-    script = "scripts/upstream_fixtures/make_sit.py"
-    meta = dict(upstream="willisma/SiT", commit=commit, script=script)
     torch.set_grad_enabled(False)
 
     model = seed_weights_(SiT(**TINY), seed=SEED, std=0.1).eval()
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out / "SiT-tiny.pt")  # released layout: a raw state dict
-
-    g = torch.Generator().manual_seed(1)
-    b, c, s = len(LABELS), TINY["in_channels"], TINY["input_size"]
-    x = torch.randn(b, c, s, s, generator=g)
     t = torch.tensor([0.1, 0.7])
-    y = torch.tensor(LABELS)
-    y2 = torch.cat([y, torch.full_like(y, TINY["num_classes"])])
-    out = model(x, t, y)
-    cfg_out = model.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), y2, CFG_SCALE)
-    write_fixture(
-        args.out,
-        "network",
-        dict(x=x, t=t, y=y, out=out, cfg_out=cfg_out),
-        **meta,
-        notes={"config": TINY, "cfg_scale": CFG_SCALE, "weights": "SiT-tiny.pt (raw state dict)"},
-    )
+    y, y2 = write_class_network(args.out, model, "SiT-tiny.pt", TINY, t, LABELS, CFG_SCALE, meta)
+    b, c, s = len(LABELS), TINY["in_channels"], TINY["input_size"]
 
     sampler = Sampler(create_transport("Linear", "velocity", None, None, None))  # sample.py's transport defaults
     tensors, notes = {"labels": y}, {"config": TINY, "seed": SEED, "runs": {}}
@@ -147,15 +131,9 @@ def main() -> None:
         },
     )
 
-    with torch.device("meta"):
-        xl = SiT_models["SiT-XL/2"](input_size=32, num_classes=1000, learn_sigma=True)
-    full = {
-        "model": "SiT-XL/2",
-        "num_params": sum(p.numel() for p in xl.parameters()),
-        "state_dict": {k: list(v.shape) for k, v in xl.state_dict().items()},
-        "upstream": meta,
-    }
-    (args.out / "full_size.json").write_text(json.dumps(full, indent=0, sort_keys=True) + "\n")
+    write_full_size(
+        args.out, "SiT-XL/2", lambda: SiT_models["SiT-XL/2"](input_size=32, num_classes=1000, learn_sigma=True), meta
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ from __future__ import annotations
 import torch
 
 from scripts.upstream_fixtures.common import (
-    import_upstream,
-    install_torchvision_shim,
-    parse_args,
+    open_checkout,
     save_released,
     seed_weights_,
     sized,
+    uint8_images,
+    unit_images,
     write_fixture,
     write_key_list,
 )
@@ -85,23 +85,19 @@ def build(pixel: dict | None, crop: int, patch: int, codebook: int):
 
 @torch.no_grad()
 def main():
-    args = parse_args("titok", "1d-tokenizer")
-    install_torchvision_shim()
-    commit = import_upstream(args.checkout)
-    out, script = args.out, "scripts/upstream_fixtures/make_titok.py"
-    common = {"upstream": "bytedance/1d-tokenizer", "commit": commit, "script": script}
+    args, common = open_checkout("titok", "1d-tokenizer", "bytedance/1d-tokenizer", shim=True)
+    out = args.out
 
     write_key_list(out, "tokenizer_titok_s128.bin", lambda: build(None, 256, 16, 4096))
 
     model = seed_weights_(build(PIXEL, 32, 4, CODEBOOK), seed=1).eval()
     save_released(out / "tokenizer_titok_s128.bin", model.state_dict())
     images = torch.randint(0, 256, (2, 32, 32, 3), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
-    x = images.permute(0, 3, 1, 2).float() / 255.0  # sample/eval scripts: ToTensor, [0, 1]
-    _, result = model.encode(x)
+    _, result = model.encode(unit_images(images))
     codes = result["min_encoding_indices"].reshape(2, -1)
     decode_codes = torch.randint(0, CODEBOOK, (8, 128), generator=torch.Generator().manual_seed(3))
     decoded = torch.clamp(model.decode_tokens(decode_codes), 0.0, 1.0)  # demo_util.sample_fn clamps
-    decoded_u8 = (decoded * 255.0).permute(0, 2, 3, 1).to("cpu", dtype=torch.uint8)
+    decoded_u8 = uint8_images(decoded)
     write_fixture(
         out,
         "tokenizer",

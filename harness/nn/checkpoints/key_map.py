@@ -40,10 +40,10 @@ def install_key_map(model: nn.Module, pairs: Sequence[tuple[str, str]]) -> nn.Mo
         state_dict.clear()
         state_dict.update(items)
 
-    def to_upstream(module, state_dict, prefix, local_metadata):
+    def to_upstream(module, state_dict, prefix, *_):
         rewrite(state_dict, prefix, forward)
 
-    def from_upstream(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+    def from_upstream(module, state_dict, prefix, *_):
         rewrite(state_dict, prefix, backward)
 
     model.register_state_dict_post_hook(to_upstream)

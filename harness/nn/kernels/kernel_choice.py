@@ -39,8 +39,9 @@ def machine_key() -> str:
 
 
 def cache_file() -> Path:
-    root = os.environ.get("ALITOK_BENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alitok-bench")
-    return Path(root) / CACHE_NAME
+    from harness.core.io import cache_root
+
+    return cache_root() / CACHE_NAME
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
