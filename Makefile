@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow test-slurm upstream-fixtures upstream-speed bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
+.PHONY: setup demo test test-slow test-slurm upstream-fixtures upstream-speed fair-ratios bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,6 +80,12 @@ cpu-speed: setup
 upstream-speed: setup
 	@test -n "$(UPSTREAM)" || { echo "usage: make upstream-speed UPSTREAM=/path/to/checkouts"; exit 2; }
 	PYTHON=$(BIN)/python UPSTREAM=$(UPSTREAM) bash scripts/upstream_speed.sh
+
+# The paper's AR : diffusion speed ratios twice from one interleaved run: official code against official code and
+# harness against harness (results/speed/fair_ratios/). FAIR_RATIOS_SCALED=1: the scaled CPU measurement.
+fair-ratios: setup
+	@test -n "$(UPSTREAM)" || { echo "usage: make fair-ratios UPSTREAM=/path/to/checkouts [FAIR_RATIOS_SCALED=1]"; exit 2; }
+	PYTHON=$(BIN)/python UPSTREAM=$(UPSTREAM) bash scripts/fair_ratios.sh
 
 # GPU machine: one call < 10 min, installs nothing but this project (uses the machine's own torch)
 gpu-bench:

@@ -2,9 +2,9 @@
 # `make gpu-bench`: AliTok-B/L/XL, LlamaGen GPT-B/L (256) and GPT-XL (384, its only release), RAR-XXL,
 # DiT-XL/2 (250 DDPM steps) and LightningDiT-XL/1 at batch 64 with random weights, the
 # `paper` preset (fp32, CFG on, decode included) and the `gpu-check` preset (bf16), all models interleaved
-# in one bench call per preset, then AliTok-B fp32 against upstream's own generate on the same weights
-# (GPU_BENCH_UPSTREAM), then AliTok-B bf16 with the decode step compiled (CUDA graphs) if time is
-# left, in one call of under 10 minutes. Installs nothing but this project (the GPU machine brings its own
+# in one bench call per preset, then the wired families against upstream's own samplers on the same weights
+# (GPU_BENCH_UPSTREAM) with the paper's ratios official:official beside harness:harness, then AliTok-B bf16
+# with the decode step compiled (CUDA graphs) if time is left, in one call of under 10 minutes. Installs nothing but this project (the GPU machine brings its own
 # torch): `pip install -e . --no-deps` only when `harness` is not importable. Models whose plugin is not
 # in this checkout yet are skipped with a message. Records + summary go to $OUT (if set) or
 # results/bench/gpu/<date>; the table is printed last; exit 1 if any run failed.
@@ -39,19 +39,37 @@ for preset in paper gpu-check; do  # fp32 gets the longer cap; the whole call mu
   "${capped[@]}" $PY -m harness bench --preset "$preset" "${models[@]}" "${limits[@]}" "${args[@]}" "${extra[@]}" --out "$DEST/$preset" \
     || { echo "gpu-bench: $preset run failed or timed out (rc $?)"; status=1; }
 done
-# Upstream's own code against the project's, same weights, interleaved (harness/speed/upstream.py): AliTok-B
-# at the paper preset, upstream's ARModel.generate from $GPU_BENCH_UPSTREAM/alitok (default shared/upstream,
-# a folder of official checkouts carried with the tree) beside the project's sampler. Skipped with a message
-# where the checkouts or upstream's own requirements (einops, omegaconf) are not on the machine.
+# Upstream's own code against the project's, same weights, interleaved (harness/speed/upstream.py), at the paper
+# preset: each wired family's official sampler (AliTok ARModel.generate, LightningDiT's Euler sample_ode, RAR
+# RAR.generate; GPU_BENCH_UPSTREAM_MODELS) from $GPU_BENCH_UPSTREAM/<checkout> (default shared/upstream, a folder
+# of official checkouts carried with the tree) beside the project's sampler; then the paper's speed ratios twice,
+# official against official and harness against harness, from that one run (harness/report/fair_ratios.py).
+# A model whose checkout is not there is left out with a message; skipped where the AliTok checkout or upstream's
+# own requirements (einops, omegaconf, timm, torchdiffeq) are not on the machine.
 UPSTREAM=${GPU_BENCH_UPSTREAM:-shared/upstream}
+UPSTREAM_MODELS=${GPU_BENCH_UPSTREAM_MODELS:-"alitok-b alitok-l alitok-xl lightningdit-xl-1 rar-xxl"}
 if [ ! -f "$UPSTREAM/alitok/modeling/ar.py" ]; then
   echo "gpu-bench: skipped upstream-vs-project (no official alitok checkout under $UPSTREAM)"
-elif ! $PY -c "import einops, omegaconf" 2>/dev/null; then
-  echo "gpu-bench: skipped upstream-vs-project (upstream needs einops and omegaconf, not installed here)"
+elif ! $PY -c "import einops, omegaconf, timm, torchdiffeq" 2>/dev/null; then
+  echo "gpu-bench: skipped upstream-vs-project (upstream needs einops, omegaconf, timm, torchdiffeq: not installed here)"
 elif [ "$SECONDS" -lt 480 ]; then
-  timeout $((560 - SECONDS < 120 ? 560 - SECONDS : 120)) $PY -m harness bench --preset paper --model alitok-b \
-    --upstream "$UPSTREAM" "${args[@]}" "${extra[@]}" --out "$DEST/upstream-vs-project" \
+  up_models=(); up_limits=()
+  for m in $UPSTREAM_MODELS; do
+    case $m in alitok-*) dir=alitok;; rar-*) dir=1d-tokenizer;; lightningdit-*) dir=LightningDiT;; dit-*) dir=DiT;;
+      llamagen-*) dir=LlamaGen;; *) dir="";; esac
+    if [ -z "$dir" ] || [ ! -d "$UPSTREAM/$dir" ]; then echo "gpu-bench: upstream run without $m (no checkout)"; continue; fi
+    up_models+=(--model "$m")
+    case $m in alitok-*|rar-*|llamagen-*) ;; *) up_limits+=(--steps-limit "$m=$DIFF_STEPS_LIMIT");; esac
+  done
+  timeout $((560 - SECONDS < 240 ? 560 - SECONDS : 240)) $PY -m harness bench --preset paper "${up_models[@]}" \
+    "${up_limits[@]}" --upstream "$UPSTREAM" "${args[@]}" --repeats "${GPU_BENCH_UPSTREAM_REPEATS:-2}" "${extra[@]}" \
+    --out "$DEST/upstream-vs-project" \
     || { echo "gpu-bench: upstream-vs-project run failed or timed out (rc $?)"; status=1; }
+  if [ -f "$DEST/upstream-vs-project/bench_summary.json" ]; then
+    $PY -m harness.report.fair_ratios "$DEST/upstream-vs-project" --out "$DEST/upstream-vs-project" > /dev/null \
+      && echo "gpu-bench: fair ratios in $DEST/upstream-vs-project/fair_ratios.md" \
+      || { echo "gpu-bench: fair ratios failed (rc $?)"; status=1; }
+  fi
 else
   echo "gpu-bench: skipped upstream-vs-project ($SECONDS s used)"
 fi

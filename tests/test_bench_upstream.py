@@ -13,7 +13,7 @@ from torch import nn
 
 from harness.cli import main
 from harness.core.interfaces import ARSampling, Generator
-from harness.speed import timing
+from harness.speed import timing, upstream_load
 from harness.speed import upstream as up
 
 STAND_IN_COST = 0.37  # fake seconds per upstream generate call
@@ -122,15 +122,15 @@ def setup(monkeypatch, tmp_path):
 def test_official_row_runs_upstreams_generate_not_a_replica(setup, tmp_path, monkeypatch):
     clock, made, checkout = setup
     stand_in = {}
-    real_load = up.load_official
+    real_load = upstream_load.load_official
 
     def load_and_hook(*a, **k):  # the stand-in module's globals, through its (undecorated) __init__
-        model, prov = real_load(*a, **k)
-        stand_in.update(type(model).__init__.__globals__)
-        type(model).__init__.__globals__["ON_CALL"] = lambda: setattr(clock, "now", clock.now + STAND_IN_COST)
-        return model, prov
+        official = real_load(*a, **k)
+        stand_in.update(type(official.model).__init__.__globals__)
+        type(official.model).__init__.__globals__["ON_CALL"] = lambda: setattr(clock, "now", clock.now + STAND_IN_COST)
+        return official
 
-    monkeypatch.setattr(up, "load_official", load_and_hook)
+    monkeypatch.setattr(upstream_load, "load_official", load_and_hook)
     out = tmp_path / "b"
     assert (
         main(

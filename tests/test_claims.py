@@ -281,3 +281,17 @@ def test_speed_ratios_of_several_bench_runs_average_per_run(claims):
     v = _by_id(claims, check(claims, recs))["ratio-xl-lightningdit"]
     assert v.measured == pytest.approx((63.0 / 6.0 + 33.0 / 3.0) / 2) and v.n == 2
     assert v.unc == pytest.approx(abs(63.0 / 6.0 - 33.0 / 3.0) / 2)  # sd of two values / sqrt(2)
+
+
+@pytest.mark.parametrize("name", ["alitok-xl", "alitok-xl-official"])
+def test_upstream_timings_never_answer_a_speed_claim(claims, name):
+    # bench --upstream records upstream's own sampler beside the project's; a claim reads the harness's only,
+    # whatever the upstream row happens to be called (an older writer named it like the project's model)
+    official = _bench(name, 63.0)
+    official["model"].update(implementation="upstream", registry_name="alitok-xl")
+    v = _by_id(claims, check(claims, [official, _bench("lightningdit-xl-1", 6.0)]))["ratio-xl-lightningdit"]
+    assert v.verdict == NOT_RUN and v.measured is None
+    project = _bench("alitok-xl", 30.0)
+    project["model"]["implementation"] = "project"
+    v = _by_id(claims, check(claims, [official, project, _bench("lightningdit-xl-1", 6.0)]))["ratio-xl-lightningdit"]
+    assert v.measured == pytest.approx(5.0)  # the project's 30 / 6, the official 63 left out

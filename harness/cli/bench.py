@@ -7,9 +7,7 @@ Writes one ``bench`` record per model and batch size, plus ``bench_summary.json`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import uuid
 from pathlib import Path
 
 
@@ -214,13 +212,14 @@ def _load(names, settings, device, skip_missing: bool, low_memory: bool = False,
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from harness.core.devices import resolve_device
-    from harness.core.io import write_json_atomic, write_text_atomic
-    from harness.runs.records import RunRecord, code_info, env_info, model_info, write_record
-    from harness.runs.records import machine_info as record_machine
-    from harness.speed.bench import bench_interleaved, markdown_table, ratios
+    from harness.nn.kernels import kernel_choice
+    from harness.speed.bench import bench_interleaved
+    from harness.speed.bench_records import Measured, write_bench_run
     from harness.speed.timing import load_average, machine_info, set_threads
 
     if args.agree:
@@ -231,129 +230,40 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_start = load_average()
-    gens, measured, skipped = _load(
+    gens, names, skipped = _load(
         models, sweep[0], device, args.skip_missing, args.low_memory, getattr(args, "upstream", None)
     )
     if not gens:  # nothing measured, nothing written: exit 0 only when skipping was asked for
         print("bench: no model to measure", file=sys.stderr)
         return 0 if args.skip_missing else 2
-    rows, records = [], []
-    sweep = [
-        dataclasses.replace(s, model_steps_limits=tuple((n, k) for n, k in s.model_steps_limits if n not in skipped))
-        for s in sweep
-    ]
+    measured = []
     for settings in sweep:
-        results = bench_interleaved(
-            gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr), names=measured
+        settings = dataclasses.replace(
+            settings, model_steps_limits=tuple((n, k) for n, k in settings.model_steps_limits if n not in skipped)
         )
-        for name, res in zip(measured, results):
-            summary = {
-                "model": res.name,
-                "implementation": "upstream" if "upstream" in res.info else "project",
-                "dtype": settings.dtype,
-                **res.summary(),
-                **{"applied": res.applied},
-            }
-            rows.append(summary)
-            records.append((res, name, settings, summary))
-    load_end = load_average()
-    from harness.nn.kernels import kernel_choice
-
-    # the kernels chosen on this machine (measured or read from the cache) for the models timed above
-    machine = {
+        results = bench_interleaved(
+            gens, settings, device, progress=lambda m: print(f"bench: {m}", file=sys.stderr), names=names
+        )
+        measured.append(Measured(settings, names, results))
+    machine = {  # the kernels chosen on this machine (measured or read from the cache) for the models timed above
         **machine_info(device),
         "load_average_start": load_start,
-        "load_average_end": load_end,
+        "load_average_end": load_average(),
         "kernel_choices": kernel_choice.recorded(),
     }
-    names = [r.name for r in results]
-    code = code_info()
-    bench_run_id = uuid.uuid4().hex  # shared by this invocation's records: claims take ratios within one run
-    for res, name, settings, summary in records:
-        notes = [f"interleaved with {', '.join(n for n in names if n != res.name) or 'nothing'} (A B A B per repeat)"]
-        if res.built_per_run:
-            notes.append("--low-memory: the model was built before each run (untimed) and freed after it")
-        if summary["extrapolated"]:
-            notes.append(f"extrapolated: {summary['method']}")
-        if "upstream" in res.info:
-            notes.append(
-                f"upstream's own sampler ({res.info['upstream']['function']} from "
-                f"{res.info['upstream']['checkout']}, commit {res.info['upstream']['commit']}) on the project "
-                "model's weights; decode by the project's tokenizer"
-            )
-        if settings.random_weights:
-            notes.append("random weights (official architecture, seeded init): valid for speed only")
-        if not settings.kv_cache and summary["applied"]["kv_cache"] == "n/a":
-            notes.append("--no-kv-cache: not supported by this generator (recorded n/a)")
-        rec = RunRecord(
-            kind="bench",
-            spec={
-                "bench_run_id": bench_run_id,
-                "preset": args.preset,
-                "settings": settings.to_dict(),
-                "models_compared": names,
-                "low_memory": args.low_memory,
-                "skipped": skipped,
-                "threads": machine["torch_threads"],
-            },
-            # registry_name: what --model named (a random-weights generator calls itself "<name>-random");
-            # sampling: the parameters of the timed runs (CFG off with --no-cfg), which claims match on
-            # an upstream row is not the registered model's figure: claims must not pick it up by name
-            model={
-                **model_info(res.info),
-                "implementation": summary["implementation"],
-                "registry_name": name if summary["implementation"] == "project" else f"{name}@upstream",
-                "sampling": res.sampling,
-                "weights": "random" if settings.random_weights else "checkpoint",
-            },
-            code=code,
-            env={**env_info(device), **machine},
-            speed=summary,
-            machine=record_machine(
-                device,
-                {
-                    k: str(v)
-                    for k, v in (
-                        ("linear", summary["applied"].get("linear_kernel")),
-                        ("attention", summary["applied"].get("attention_kernel")),
-                    )
-                    if v not in (None, "n/a")
-                },
-            ),
-            timings={"total_median_s": summary["total_s"]["median"]},
-            notes=notes,
-        )
-        write_record(rec, out, f"bench_{res.name}_b{settings.batch_size}_{settings.dtype}_record.json")
-    table = markdown_table(rows)
-    pairs = ratios(rows)
-    ratio_lines = [
-        f"- {p['a']} : {p['b']} ({p['implementations']}, batch {p['batch_size']}, {p['dtype']}) = "
-        f"{p['images_per_s_ratio']:.3g}"
-        f"{' (extrapolated: ' + ', '.join(p['extrapolated_models']) + ')' if p['extrapolated'] else ''}"
-        for p in pairs
-    ]
-    write_json_atomic(
-        out / "bench_summary.json",
-        {
-            "machine": machine,
-            "code": code,
-            "rows": rows,
-            "ratios": pairs,
-            "skipped": skipped,
-            "preset": args.preset,
-            "command": getattr(args, "command_line", None),
-        },
+    text = write_bench_run(
+        out,
+        measured,
+        device=device,
+        machine=machine,
+        skipped=skipped,
+        preset=args.preset,
+        low_memory=args.low_memory,
+        command=getattr(args, "command_line", None),
     )
-    head = (
-        f"# bench: {machine['device_name']}, {machine['torch_threads']} threads, torch {machine['torch']}, "
-        f"load average {load_start} -> {load_end}\n\n"
-    )
-    write_text_atomic(out / "bench_summary.md", head + table + "\n\n" + "\n".join(ratio_lines) + "\n")
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    if ratio_lines:
-        print("\n".join(ratio_lines))
-    print(table)
+    print(text)
     return 0
 
 

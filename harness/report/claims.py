@@ -14,6 +14,8 @@ Measures:
   an A800 record and a CPU record, or of two runs under different load, is not a measurement.
 - ``difference: [A, B]``: A - B paired by seed, as ``harness.report.paired`` defines (mean paired
   difference ± paired standard error). ``expect: sign`` checks only the direction of a difference.
+Records of upstream's own code (``model.implementation == "upstream"``, from ``bench --upstream``)
+answer no claim: the claims are about what the harness measures with its own samplers.
 Tolerance: |measured - paper| <= abs + rel * |paper| + sigma * uncertainty.
 
 Strictness: a query with ``paper_comparable: true`` matches only records whose ``paper_comparable``
@@ -287,7 +289,12 @@ def _fetch_names(claim: Claim) -> tuple[list[str], list[str]]:
 
 def hits(records: list[dict[str, Any]], q: Query, metric: str) -> tuple[list[dict[str, Any]], str]:
     """Records matching ``q`` that hold ``metric``, and (when there are none) why, in words."""
-    found = [r for r in records if fields.status(r) in (None, "ok") and matches(r, q)]
+    found = [
+        r
+        for r in records
+        # an official checkout's timing (bench --upstream) measures upstream's code, never the harness's
+        if fields.status(r) in (None, "ok") and fields.implementation(r) != "upstream" and matches(r, q)
+    ]
     if not found:
         return [], _no_match(records, q)
     if q.paper_comparable:

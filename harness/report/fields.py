@@ -106,6 +106,12 @@ def registry_name(record) -> str | None:
     return _first(record, "model.registry_name")
 
 
+def implementation(record) -> str | None:
+    """Whose code made a bench record: "project" or "upstream" (an official checkout's sampler timed
+    beside the project's, harness.speed.upstream); None in records from before the field existed."""
+    return _first(record, "model.implementation", "speed.implementation")
+
+
 def label(record) -> str:
     """The row name: a suite entry's label, else the model name, else the run id."""
     return str(
