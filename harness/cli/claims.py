@@ -9,7 +9,7 @@ DEFAULT_CLAIMS = Path(__file__).resolve().parents[2] / "results" / "claims" / "a
 
 def add_arguments(p) -> None:
     p.add_argument("results", nargs="*", help="record files or folders (none: every claim is 'not run')")
-    p.add_argument("--claims", default=str(DEFAULT_CLAIMS), help="claims YAML (default: results/claims/alitok.yaml)")
+    p.add_argument("--claims", default=str(DEFAULT_CLAIMS), help="claims YAML")
     p.add_argument("--out", help="also write claims.md and claims.csv into this folder")
     p.add_argument(
         "--fail-on-not-reproduced", action="store_true", help="exit 1 when a measured claim is outside its tolerance"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def _int_at_least(minimum: int):
@@ -47,3 +48,69 @@ def add_image_source_args(p: argparse.ArgumentParser, *, per_class: int) -> None
         "--per-class", type=positive_int, default=per_class, help="embedded: images per class (default: %(default)s)"
     )
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N images (folders)")
+
+
+def add_weights_root_arg(p: argparse.ArgumentParser) -> None:
+    """Where official files are found by their official names (the weights root of ``alitok-bench fetch``)."""
+    p.add_argument(
+        "--weights-root",
+        metavar="DIR",
+        default=None,
+        help="folder holding the official files under their official names (default: $ALITOK_BENCH_WEIGHTS, "
+        "else ~/.cache/alitok-bench/weights)",
+    )
+
+
+def use_weights_root(args: argparse.Namespace) -> None:
+    """``--weights-root DIR`` becomes $ALITOK_BENCH_WEIGHTS for this process and the jobs it starts, so every
+    place that resolves an official name (suites, factories, fetch hints) reads the same root."""
+    root = getattr(args, "weights_root", None)
+    if root:
+        from pathlib import Path
+
+        from harness.fetch.store import WEIGHTS_ENV
+
+        path = Path(root).expanduser()
+        if path.exists() and not path.is_dir():
+            from harness.core.errors import UserError
+
+            raise UserError(f"--weights-root {root}: not a folder")
+        os.environ[WEIGHTS_ENV] = str(path.resolve())
+
+
+# One dtype vocabulary for every verb that runs a model (bench takes the same names; it does not time fp16).
+DTYPE_CHOICES = ("fp32", "tf32", "bf16", "fp16")
+
+
+class _DtypeAction(argparse.Action):
+    """``--dtype tf32`` is fp32 weights with TF32 matmuls on CUDA: stored as dtype fp32 + tf32, as records keep it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        namespace.dtype = "fp32" if value == "tf32" else value
+        if value == "tf32":
+            namespace.tf32 = True
+
+
+class _DeprecatedTf32Action(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import sys
+
+        print("warning: --tf32 is deprecated; use --dtype tf32 (same effect)", file=sys.stderr)
+        namespace.tf32 = True
+
+
+def add_dtype_args(p: argparse.ArgumentParser, what: str = "model dtype") -> None:
+    """``--dtype fp32|tf32|bf16|fp16`` (sets ``args.dtype`` and ``args.tf32``); ``--tf32`` stays as a deprecated
+    alias of ``--dtype tf32`` that warns once."""
+    p.set_defaults(dtype="fp32", tf32=False)
+    p.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        action=_DtypeAction,
+        default="fp32",
+        help=f"{what}; tf32 = fp32 with TF32 matmuls on CUDA",
+    )
+    p.add_argument("--tf32", action=_DeprecatedTf32Action, default=False, help="deprecated: use --dtype tf32")

@@ -12,7 +12,7 @@ images with ``--image-size 256`` and ``--inception official``; only that combina
 
 from __future__ import annotations
 
-from harness.cli.common_args import add_feature_args, add_image_source_args
+from harness.cli.common_args import add_feature_args, add_image_source_args, add_weights_root_arg, use_weights_root
 
 
 def add_arguments(p) -> None:
@@ -34,6 +34,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder")
     add_feature_args(p, batch_size=64)
     add_image_source_args(p, per_class=32)
+    add_weights_root_arg(p)
 
 
 def run(args) -> int:
@@ -42,6 +43,7 @@ def run(args) -> int:
     from harness.metrics.recon_run import run_recon
     from harness.runs.specs import ModelSpec
 
+    use_weights_root(args)
     # no --checkpoint: the official file in the weights root, when `alitok-bench fetch` put it there
     checkpoint = args.checkpoint or with_official_files(ModelSpec(args.tokenizer)).checkpoint
     record, path = run_recon(

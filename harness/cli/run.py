@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from harness.cli.common_args import add_dtype_args, add_weights_root_arg, use_weights_root
+
 
 def add_arguments(p) -> None:
     p.add_argument("suite", nargs="?", help="registered suite name (e.g. demo) or a suite YAML file")
     p.add_argument("--out", help="output folder (default: runs/<suite>/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a suite key; per entry by position or label: entries.0.model.checkpoint=PATH or "
+        "LABEL.model.checkpoint=PATH",
+    )
+    add_weights_root_arg(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--tf32", action="store_true")
+    add_dtype_args(p, "model dtype of every sampling run")
     p.add_argument("--force", action="store_true", help="overwrite model folders made by a different spec")
     p.add_argument(
         "--only",
@@ -18,7 +27,7 @@ def add_arguments(p) -> None:
         metavar="LABEL",
         help="run only this label (or every run of this entry's sweep); repeatable",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     c = p.add_argument_group("cluster (submitit; see harness/suites/cluster/)")
     c.add_argument(
         "--executor",
@@ -26,12 +35,12 @@ def add_arguments(p) -> None:
         default="inline",
         help="inline: this process (default); local|slurm: submit jobs through submitit",
     )
-    c.add_argument("--partition")
+    c.add_argument("--partition", help="SLURM partition of the jobs")
     c.add_argument("--gpus-per-job", type=int, default=1, help="processes (GPUs) per node of a sampling task")
-    c.add_argument("--nodes", type=int, default=1)
+    c.add_argument("--nodes", type=int, default=1, help="nodes per sampling task")
     c.add_argument("--time", type=int, default=240, metavar="MIN", help="time limit per job; past it, requeue")
-    c.add_argument("--array-parallelism", type=int, default=64)
-    c.add_argument("--cpus-per-task", type=int, default=8)
+    c.add_argument("--array-parallelism", type=int, default=64, help="array elements running at once")
+    c.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores per process")
     c.add_argument("--tasks-per-entry", type=int, default=1, help="sampling tasks (array elements) per entry")
     c.add_argument("--images-per-gpu-s", type=float, help="throughput for --plan's GPU-hours (default: an assumption)")
     c.add_argument("--plan", action="store_true", help="print the jobs, GPUs and GPU-hours; submit nothing")
@@ -45,6 +54,7 @@ def run(args) -> int:
     from harness.report.table_text import print_table
     from harness.suites.suite import get_suite, run_suite
 
+    use_weights_root(args)
     if args.status or args.cancel or args.plan or args.executor != "inline":
         from harness.suites.cluster.cli import run_cluster
 

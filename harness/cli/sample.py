@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from harness.cli.common_args import add_dtype_args, add_weights_root_arg, use_weights_root
 from harness.core import config
 from harness.sampling.record import sample_record  # noqa: F401  (the record lives in the engine)
 
@@ -28,8 +29,8 @@ def add_arguments(p) -> None:
         help="override any spec key, e.g. model.sampling.cfg_scale=4.0 or model.options.per_class=50",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (not part of the spec hash)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="model dtype (not hashed)")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (not hashed)")
+    add_dtype_args(p, "model dtype (not hashed)")
+    add_weights_root_arg(p)
     p.add_argument("--force", action="store_true", help="overwrite a folder made by a different spec")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -65,6 +66,7 @@ def run(args) -> int:
     from harness.sampling.runner import sample
 
     started = time.time()
+    use_weights_root(args)
     spec = spec_from_args(args)
     try:
         result = sample(

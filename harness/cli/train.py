@@ -34,7 +34,7 @@ def add_arguments(p) -> None:
         metavar="KEY=VALUE",
         help="override a config key (dotted), repeatable; relative paths resolve against the current folder",
     )
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N] (default: auto)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--publish",
         action="store_true",

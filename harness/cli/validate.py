@@ -15,10 +15,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.cli.common_args import add_dtype_args, add_weights_root_arg, use_weights_root
+
 
 def add_arguments(p) -> None:
     p.add_argument("spec", help="run spec YAML (model: and protocol: sections), or a suite: name or YAML with entries:")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key (a suite's entries: entries.0.model.checkpoint=PATH or LABEL.model.checkpoint=PATH)",
+    )
+    add_weights_root_arg(p)
     p.add_argument("--world-size", type=int, default=1, help="show the chunk assignment for this many processes")
     p.add_argument(
         "--device-type",
@@ -26,8 +35,7 @@ def add_arguments(p) -> None:
         choices=["cpu", "cuda"],
         help="device type the samples will be made on (part of the sampling identity)",
     )
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="model dtype of the run")
-    p.add_argument("--tf32", action="store_true", help="the run allows TF32 matmuls on CUDA")
+    add_dtype_args(p, "model dtype of the run (part of the sampling identity)")
 
 
 def _ranges(ks: list[int]) -> str:
@@ -128,6 +136,7 @@ def validate_suite(args) -> int:
 
 
 def run(args) -> int:
+    use_weights_root(args)
     if is_suite(args.spec):
         return validate_suite(args)
     return validate_spec(args)
@@ -144,6 +153,10 @@ def validate_spec(args) -> int:
     if args.world_size < 1:
         raise config.ConfigError(f"--world-size must be >= 1, got {args.world_size}")
     spec = load_run_spec(args.spec, args.set)
+    from harness.core.registry import generators
+
+    if spec.model.name not in generators:  # the plan would say "unavailable" and exit 0 for a typo
+        raise config.ConfigError(f"{args.spec}: model.name: {generators.unknown_message(spec.model.name)}")
     metrics = table.parse(spec.protocol.metrics) if spec.protocol.metrics else ()
     ckpt_lines, _ = checkpoint_lines(spec.model)
     id_lines, identity = plan_identity(spec, numerics(args.device_type, args.dtype, args.tf32))
