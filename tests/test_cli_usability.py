@@ -143,3 +143,56 @@ def test_every_option_has_help_and_no_default_is_shown_twice():
                 assert a.help, (verb, a.option_strings or a.dest)
             text = " ".join(parser.format_help().split())
             assert not re.search(r"\(default:? [^()]*\)\s*\(default", text), (verb, text)
+
+
+# ---- eval A B: one line, a documented default location ------------------------------------------------------
+@pytest.fixture
+def stub_world(tmp_path, monkeypatch):
+    """Two npz sets of 8 px images and the stub feature network (tests/test_faults.py), so eval takes a second."""
+    import numpy as np
+    from test_faults import StubExtractor, stub_weights
+
+    from harness.data.npz import save_samples_npz
+    from harness.metrics import evaluate as evaluate_mod
+    from harness.metrics import inception as inception_mod
+
+    monkeypatch.setattr(evaluate_mod, "resolve_weights", stub_weights)
+    monkeypatch.setattr(evaluate_mod, "InceptionExtractor", StubExtractor)
+    monkeypatch.setattr(inception_mod, "InceptionExtractor", StubExtractor)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    a = save_samples_npz(inputs / "a.npz", rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8))
+    b = save_samples_npz(inputs / "b.npz", rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return {"a": a, "b": b, "inputs": inputs, "work": work}
+
+
+@pytest.mark.parametrize("metrics", [[], ["--metrics", "fid"]])
+def test_eval_prints_one_line_with_the_spread_and_records_under_runs_eval(stub_world, metrics, capsys):
+    w = stub_world
+    assert main(["eval", str(w["a"]), str(w["b"]), "--inception", "stub:0", "--no-cache", *metrics]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1, out
+    (path,) = (w["work"] / "runs" / "eval").glob("eval_record*.json")
+    assert not list(w["inputs"].glob("eval_record*"))  # never beside an input
+    rec = json.loads(path.read_text())
+    spread = rec["uncertainty"]["fid"]["std"]  # kept with --metrics fid alone too
+    import re
+
+    shown = re.match(r"FID: ([0-9.]+) ± ([0-9.]+)  ", out)
+    assert shown, out
+    # printed with 2 decimals (>= 10) or 4: within half a unit of the coarser, 0.005
+    assert abs(float(shown[1]) - rec["metrics"]["fid"]) <= 0.005 and abs(float(shown[2]) - spread) <= 0.005
+    assert "N=40/30" in out and "weights: random pool3" in out and "not paper-comparable" in out
+    assert rec["protocol_findings"]  # the guard block lives in the record
+
+
+def test_eval_verbose_prints_the_guard_block_and_the_record(stub_world, capsys):
+    w = stub_world
+    argv = ["eval", str(w["a"]), str(w["b"]), "--inception", "stub:0", "--no-cache", "--verbose"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "FATAL fewer-than-50k" in out and "record: " + str(w["work"] / "runs" / "eval") in out

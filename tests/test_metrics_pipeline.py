@@ -196,6 +196,7 @@ def test_cli_ref_stats_and_eval(world, monkeypatch, capsys):
                 "cpu",
                 "--out",
                 str(rec_dir),
+                "--verbose",  # the table and the guard block (the default is one line)
             ]
         )
         == 0

@@ -3,8 +3,12 @@
 SAMPLES: an ADM npz, a sampling folder (checked complete against its spec.json and manifest) or a
 folder of PNG/JPEG images. REF (or ``--ref``): a reference npz (ours or OpenAI's), or a folder of
 images / an npz of images whose statistics are computed on the fly (as ``python -m pytorch_fid A B``).
-Prints a table (or, with ``--json``, one JSON document and nothing else on stdout) and writes
-``eval_record.json`` (a RunRecord of kind "eval") into ``--out`` (default: the folder of SAMPLES).
+Prints one line as pytorch-fid does (``FID: 29.71 ± 1.81  ...  (weights: fid-helper pool3, N=30/30)``), the
+full table and the known-mistake guard's block with ``--verbose``, or one JSON document and nothing else on
+stdout with ``--json``. Writes an eval record (a RunRecord of kind "eval", guard block included) into
+``--out``; without it, into the sampling folder when SAMPLES is one, else into ``runs/eval/`` under the current
+folder (``DEFAULT_OUT``; never beside an input). The record's file name carries the model, reference, weights
+and metrics, so evaluations of other inputs do not overwrite each other.
 """
 
 from __future__ import annotations
@@ -60,8 +64,8 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--uncertainty",
         action="store_true",
-        help="keep the pool3 features so FID gets its disjoint-subset spread even when no other metric "
-        "needs them (with prec/recall/kid it is computed anyway)",
+        help="kept for old command lines: FID's disjoint-subset spread is now computed by default "
+        "(--uncertainty-subsets 0 turns it off)",
     )
     p.add_argument(
         "--uncertainty-subsets",
@@ -69,13 +73,56 @@ def add_arguments(p) -> None:
         default=10,
         help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)",
     )
-    p.add_argument("--out", default=None, help="folder for eval_record.json (default: next to SAMPLES)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"folder for the eval record (default: the sampling folder when SAMPLES is one, else {DEFAULT_OUT}/ "
+        "under the current folder)",
+    )
     p.add_argument(
         "--allow-partial",
         action="store_true",
         help="evaluate the verified prefix of an incomplete sampling folder (recorded as partial)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the full table, provenance, warnings and the protocol guard block (always in the record)",
+    )
+
+
+DEFAULT_OUT = "runs/eval"
+METRIC_LABELS = {"fid": "FID", "is": "IS", "sfid": "sFID", "prec": "precision", "kid": "KID", "fd_dinov2": "FD-DINOv2"}
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
+
+
+def format_line(result) -> str:
+    """One line, as pytorch-fid prints: each computed metric with its ± spread, then weights and N."""
+    parts = []
+    for name, value in result.metrics.items():
+        if value is None:
+            continue
+        spread = result.uncertainty.get(name)
+        pm = f" ± {_number(spread['std'])}" if spread and spread.get("std") is not None else ""
+        parts.append(f"{METRIC_LABELS.get(name, name)}: {_number(value)}{pm}")
+    prov = result.provenance
+    ref_n = prov["reference"].get("n_stats")
+    facts = [
+        f"weights: {prov['weights']['kind']} pool3",
+        f"N={prov['samples']['n']}/{ref_n if ref_n is not None else '?'}",
+    ]
+    if not result.paper_comparable:
+        facts.append("not paper-comparable, see --verbose")
+    return "  ".join(parts or ["no metric computed"]) + f"  ({', '.join(facts)})"
+
+
+def default_out(samples: Path, in_sampling_folder: bool) -> Path:
+    """Where the record goes without ``--out``: the sampling folder it belongs to, else ``runs/eval``."""
+    return samples.resolve() if in_sampling_folder else Path(DEFAULT_OUT).resolve()
 
 
 def format_table(result) -> str:
@@ -155,7 +202,7 @@ def _run(args, rank: int) -> int:
     from harness.metrics.features import is_sampling_folder
 
     in_folder = samples.is_dir() and is_sampling_folder(samples)  # its record goes beside sample_record.json
-    out = Path(args.out) if args.out else (samples.resolve() if in_folder else samples.resolve().parent)
+    out = Path(args.out) if args.out else default_out(samples, in_folder)
     check_output_dir(out)  # before minutes of feature extraction, not after
     device = resolve_device(args.device)
     progress = False if (args.quiet or args.json or rank != 0) else None  # None: a bar only on a terminal
@@ -182,7 +229,7 @@ def _run(args, rank: int) -> int:
             progress=progress,
             kid_subset_size=args.kid_subset_size,
             uncertainty_subsets=args.uncertainty_subsets,
-            keep_features=args.uncertainty,
+            keep_features=True,  # FID's spread is printed whatever the metrics (0 subsets turns it off)
             dinov2=args.dinov2,
         ),
     )
@@ -228,7 +275,9 @@ def _run(args, rank: int) -> int:
     if args.json:
         doc = {**result.to_dict(), "record": str(path)}
         sys.stdout.write(json.dumps(doc, indent=1, sort_keys=True, default=str, allow_nan=False) + "\n")
-    else:
+    elif args.verbose:
         print(format_table(result))
         print(f"record: {path}")
+    else:
+        print(format_line(result))
     return 0
