@@ -196,3 +196,85 @@ def test_eval_verbose_prints_the_guard_block_and_the_record(stub_world, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "FATAL fewer-than-50k" in out and "record: " + str(w["work"] / "runs" / "eval") in out
+
+
+# ---- --json on every verb that prints results -------------------------------------------------------------------
+JSON_VERBS = [
+    ("list",),
+    ("validate",),
+    ("sample",),
+    ("run",),
+    ("eval",),
+    ("ref-stats", "verify"),
+    ("recon",),
+    ("train",),
+    ("claims",),
+    ("ablate",),
+    ("compare",),
+    ("cache", "list"),
+]  # bench and report print results too: their --json belongs to the speed and report work (issue 24 split)
+
+
+@pytest.mark.parametrize("verb", JSON_VERBS, ids=lambda v: " ".join(v))
+def test_every_result_printing_verb_takes_json(verb):
+    import argparse
+
+    p = _verb_parser(verb[0])
+    if len(verb) > 1:
+        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+        p = sub.choices[verb[1]]
+    assert any("--json" in a.option_strings for a in p._actions)
+
+
+def test_compare_json_is_one_document_with_every_check(tmp_path, capsys):
+    from test_compare import _rec, _write
+
+    base = _write(tmp_path / "base", [_rec("a", 10.0, 100.0)])
+    new = _write(tmp_path / "new", [_rec("a", 10.5, 100.0)])  # +5 %: the fid gate fails
+    gates = ["--fail", "fid:+2%", "--fail", "images_per_s:-10%"]
+    assert main(["compare", str(base), str(new), *gates, "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed"] is False and len(doc["checks"]) == 2
+    fid = next(c for c in doc["checks"] if c["metric"] == "fid")
+    assert (fid["base"], fid["new"], fid["passed"]) == (10.0, 10.5, False)
+
+
+def test_claims_json_lists_every_claim(capsys):
+    from harness.cli.claims import DEFAULT_CLAIMS
+    from harness.report.claims import load_claims
+
+    assert main(["claims", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [v["id"] for v in doc["verdicts"]] == [c.id for c in load_claims(DEFAULT_CLAIMS).claims]
+    assert all(v["measured"] is None for v in doc["verdicts"])  # no results given: nothing measured
+
+
+def test_validate_suite_json_names_each_run_and_what_it_lacks(tmp_path, capsys):
+    from harness.suites.entries import expand
+    from harness.suites.suite import get_suite
+
+    assert main(["validate", "imagenet256-gfid50k", "--weights-root", str(tmp_path), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in doc["runs"]] == [r.label for r in expand(get_suite("imagenet256-gfid50k").entries)]
+    assert doc["ready"] is False and all(r["missing"] for r in doc["runs"])
+
+
+ABLATION = Path(__file__).resolve().parent.parent / "alitok" / "configs" / "ablation.yaml"
+
+
+def test_ablate_plan_prints_a_table_of_every_job_and_json_on_request(tmp_path, capsys):
+    from harness.suites import ablation
+
+    jobs = ablation.plan(ablation.load_suite(ABLATION, "tiny"), tmp_path / "run")
+    argv = ["ablate", str(ABLATION), "--preset", "tiny", "--out", str(tmp_path / "run"), "--plan"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)  # a table for people
+    for j in jobs:  # every job has its row, none cut
+        assert f"{j.row}" in text and str(j.out) in text
+    assert f"of {sum(j.stage != 'eval' for j in jobs)} training jobs in all" in text
+    assert main(argv + ["--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["job_list"]) == doc["jobs"] == len(jobs)
+    assert str(len(doc["commands"])) in doc["commands_scope"]

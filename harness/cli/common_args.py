@@ -114,3 +114,47 @@ def add_dtype_args(p: argparse.ArgumentParser, what: str = "model dtype") -> Non
         help=f"{what}; tf32 = fp32 with TF32 matmuls on CUDA",
     )
     p.add_argument("--tf32", action=_DeprecatedTf32Action, default=False, help="deprecated: use --dtype tf32")
+
+
+def add_json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+
+
+def jsonable(value):
+    """Plain JSON types: NaN/inf become null (JSON has no such numbers), numpy/pandas scalars their Python value."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()  # numpy / pandas scalar
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError, ImportError):
+        pass
+    return str(value)
+
+
+def frame_rows(df) -> list[dict]:
+    """A DataFrame as a list of row mappings with JSON values."""
+    return [jsonable(row) for row in df.to_dict(orient="records")]
+
+
+def print_json(doc) -> None:
+    """The one JSON writer of the verbs' ``--json``: sorted keys, no NaN (refused by strict readers)."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(jsonable(doc), indent=1, sort_keys=True, allow_nan=False) + "\n")

@@ -12,7 +12,14 @@ images with ``--image-size 256`` and ``--inception official``; only that combina
 
 from __future__ import annotations
 
-from harness.cli.common_args import add_feature_args, add_image_source_args, add_weights_root_arg, use_weights_root
+from harness.cli.common_args import (
+    add_feature_args,
+    add_image_source_args,
+    add_json_arg,
+    add_weights_root_arg,
+    print_json,
+    use_weights_root,
+)
 
 
 def add_arguments(p) -> None:
@@ -35,6 +42,7 @@ def add_arguments(p) -> None:
     add_feature_args(p, batch_size=64)
     add_image_source_args(p, per_class=32)
     add_weights_root_arg(p)
+    add_json_arg(p)
 
 
 def run(args) -> int:
@@ -60,8 +68,11 @@ def run(args) -> int:
         per_class=args.per_class,
         limit=args.limit,
         cache=not args.no_cache,
-        progress=not args.quiet,
+        progress=not (args.quiet or args.json),
     )
+    if args.json:
+        print_json({"metrics": record.metrics, "paper_comparable": record.paper_comparable, "record": str(path)})
+        return 0
     for key in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_perplexity"):
         value = record.metrics.get(key)
         print(f"{key:>20}: {'n/a' if value is None else f'{value:.4f}'}")

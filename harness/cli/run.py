@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from harness.cli.common_args import add_dtype_args, add_weights_root_arg, use_weights_root
+from harness.cli.common_args import (
+    add_dtype_args,
+    add_json_arg,
+    add_weights_root_arg,
+    frame_rows,
+    print_json,
+    use_weights_root,
+)
 
 
 def add_arguments(p) -> None:
@@ -28,6 +35,7 @@ def add_arguments(p) -> None:
         help="run only this label (or every run of this entry's sweep); repeatable",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_json_arg(p)
     c = p.add_argument_group("cluster (submitit; see harness/suites/cluster/)")
     c.add_argument(
         "--executor",
@@ -49,6 +57,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from harness.report.table_text import print_table
@@ -65,7 +74,8 @@ def run(args) -> int:
         raise UserError("run: name a suite (or --status OUT / --cancel OUT)")
     suite = get_suite(args.suite, args.set)
     out = Path(args.out or Path("runs") / suite.name)
-    print(f"suite {suite.name}: {suite.description}".rstrip(": "))
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # stdout holds the JSON alone
+    say(f"suite {suite.name}: {suite.description}".rstrip(": "))
     table = run_suite(
         suite,
         out,
@@ -73,13 +83,17 @@ def run(args) -> int:
         dtype=args.dtype,
         tf32=args.tf32,
         force=args.force,
-        progress=not args.no_progress,
+        progress=not (args.no_progress or args.json),
         only=tuple(args.only),
+        echo=say,
     )
     from harness.core.io import atomic_path
 
     with atomic_path(out / "summary.csv", "w") as f:
         table.to_csv(f, index=False)
+    if args.json:
+        print_json({"suite": suite.name, "out": str(out), "rows": frame_rows(table)})
+        return 0
     print()
     print_table(table)
     if table.attrs.get("protocol"):

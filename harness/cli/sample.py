@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from harness.cli.common_args import add_dtype_args, add_weights_root_arg, use_weights_root
+from harness.cli.common_args import add_dtype_args, add_json_arg, add_weights_root_arg, print_json, use_weights_root
 from harness.core import config
 from harness.sampling.record import sample_record  # noqa: F401  (the record lives in the engine)
 
@@ -31,6 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (not part of the spec hash)")
     add_dtype_args(p, "model dtype (not hashed)")
     add_weights_root_arg(p)
+    add_json_arg(p)
     p.add_argument("--force", action="store_true", help="overwrite a folder made by a different spec")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -76,13 +77,26 @@ def run(args) -> int:
             dtype=args.dtype,
             tf32=args.tf32,
             force=args.force,
-            progress=not args.no_progress,
+            progress=not (args.no_progress or args.json),
             wait=args.wait,
         )
         if result.gathered is not None:
             path = write_record(sample_record(result, started), args.out)
             g = result.gathered
             ips = result.images_per_s
+            if args.json:
+                print_json(
+                    {
+                        "samples": g["path"],
+                        "n": g["num_samples"],
+                        "sha256": g["sha256"],
+                        "chunks_run": result.chunks_run,
+                        "chunks_reused": result.chunks_skipped,
+                        "images_per_s": ips,
+                        "record": str(path),
+                    }
+                )
+                return 0
             print(
                 f"samples: {g['path']}  n={g['num_samples']}  sha256={g['sha256'][:16]}  "
                 f"per class {g['min_per_class']}..{g['max_per_class']}"

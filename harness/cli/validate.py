@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cli.common_args import add_dtype_args, add_weights_root_arg, use_weights_root
+from harness.cli.common_args import add_dtype_args, add_json_arg, add_weights_root_arg, print_json, use_weights_root
 
 
 def add_arguments(p) -> None:
@@ -36,6 +36,7 @@ def add_arguments(p) -> None:
         help="device type the samples will be made on (part of the sampling identity)",
     )
     add_dtype_args(p, "model dtype of the run (part of the sampling identity)")
+    add_json_arg(p)
 
 
 def _ranges(ks: list[int]) -> str:
@@ -111,6 +112,8 @@ def validate_suite(args) -> int:
 
     suite = get_suite(args.spec, args.set)
     runs = expand(suite.entries)
+    if args.json:
+        return _suite_json(suite, runs)
     print(f"suite {suite.name}: {suite.description}".rstrip(": "))
     print(
         f"protocol {suite.protocol}; metrics: {', '.join(suite.metrics) or 'none'}; "
@@ -133,6 +136,43 @@ def validate_suite(args) -> int:
         return 1
     print(f"ready: all {len(runs)} runs have their inputs")
     return 0
+
+
+def _suite_json(suite, runs) -> int:
+    from harness.core import config
+    from harness.suites.suite import run_protocol, suite_missing, why_not_runnable
+
+    rows = []
+    for run in runs:
+        p = run_protocol(suite, run)
+        rows.append(
+            {
+                "label": run.label,
+                "task": run.task,
+                "model": config.to_dict(run.model),
+                "protocol": p.name,
+                "num_samples": p.num_samples,
+                "seed": p.seed,
+                "source": run.source,
+                "missing": why_not_runnable(suite, run),
+            }
+        )
+    plugins = sorted({r for row in rows for r in row["missing"] if r.startswith("plugin ")})
+    blocked = sum(bool(row["missing"]) for row in rows)
+    print_json(
+        {
+            "suite": suite.name,
+            "description": suite.description,
+            "protocol": suite.protocol,
+            "metrics": list(suite.metrics),
+            "reference": suite.reference,
+            "inception": suite.inception,
+            "runs": rows,
+            "missing": suite_missing(suite) + plugins,
+            "ready": not blocked,
+        }
+    )
+    return 1 if blocked else 0
 
 
 def run(args) -> int:
@@ -160,11 +200,33 @@ def validate_spec(args) -> int:
     metrics = table.parse(spec.protocol.metrics) if spec.protocol.metrics else ()
     ckpt_lines, _ = checkpoint_lines(spec.model)
     id_lines, identity = plan_identity(spec, numerics(args.device_type, args.dtype, args.tf32))
-    print(config.dump_yaml(spec).rstrip())
-    print(f"spec hash:              {config.spec_hash(spec)}")
     from harness.fetch.needs import fetch_hint
 
     hint = fetch_hint(spec.model)
+    plan = SamplingPlan(spec.protocol, identity or "unresolved")
+    counts = np.bincount(plan.labels(), minlength=spec.protocol.num_classes)
+    if args.json:
+        ranks = []
+        for rank in range(args.world_size):
+            ks = plan.chunks_for_rank(rank, args.world_size)
+            ranks.append({"rank": rank, "chunks": ks, "samples": sum(len(plan.chunk(k).indices) for k in ks)})
+        print_json(
+            {
+                "spec": config.to_dict(spec),
+                "spec_hash": config.spec_hash(spec),
+                "checkpoints": ckpt_lines,
+                "fetch_hint": hint,
+                "identity_hash": identity,
+                "identity": id_lines,
+                "metrics": [m.name for m in metrics],
+                "plan": plan.describe(),
+                "ranks": ranks,
+                "per_class": {"min": int(counts.min()), "max": int(counts.max())},
+            }
+        )
+        return 0
+    print(config.dump_yaml(spec).rstrip())
+    print(f"spec hash:              {config.spec_hash(spec)}")
     print("\n".join(ckpt_lines + ([hint] if hint else []) + id_lines))
     if metrics:
         print(
@@ -177,7 +239,6 @@ def validate_spec(args) -> int:
                 for m in metrics
             )
         )
-    plan = SamplingPlan(spec.protocol, identity or "unresolved")
     d = plan.describe()
     print("plan: " + ", ".join(f"{k}={v}" for k, v in d.items() if k != "rank_seeds"))
     if "rank_seeds" in d:
@@ -186,7 +247,6 @@ def validate_spec(args) -> int:
         ks = plan.chunks_for_rank(rank, args.world_size)
         n = sum(len(plan.chunk(k).indices) for k in ks)
         print(f"  rank {rank}: {_ranges(ks)}, {n} samples")
-    counts = np.bincount(plan.labels(), minlength=spec.protocol.num_classes)
     print(
         f"labels: {spec.protocol.num_classes} classes, {counts.min()}..{counts.max()} per class"
         + (" (balanced)" if counts.max() - counts.min() <= 1 else " (UNBALANCED)")
