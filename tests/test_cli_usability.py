@@ -278,3 +278,30 @@ def test_ablate_plan_prints_a_table_of_every_job_and_json_on_request(tmp_path, c
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["job_list"]) == doc["jobs"] == len(jobs)
     assert str(len(doc["commands"])) in doc["commands_scope"]
+
+
+# ---- a tidy summary frame ----------------------------------------------------------------------------------------
+def test_summary_frame_is_label_first_with_metrics_and_their_spread(tmp_path):
+    from harness import api
+    from harness.runs.records import RunRecord, write_record
+
+    spreads = {"fid": {"std": 0.25, "method": "disjoint-subsets(k=10,seed=0)"}}
+    for label, fid in (("a", 10.0), ("b", 12.5)):
+        rec = RunRecord(
+            kind="eval",
+            model={"name": f"model-{label}"},
+            spec={"label": label, "protocol": {"name": "demo", "num_samples": 220}},
+            samples={"n": 220},
+            metrics={"fid": fid, "prec": 0.5},
+            uncertainty=spreads,
+        )
+        write_record(rec, tmp_path / label)
+    wide = api.load_records(tmp_path)
+    tidy = api.summary_frame(tmp_path)
+    assert list(tidy.columns[:5]) == ["label", "model", "kind", "protocol", "N"]
+    assert list(tidy.columns[5:9]) == ["fid", "fid_spread", "prec", "prec_spread"]  # only metrics some record has
+    assert list(tidy.columns[9:]) == ["paper_comparable", "status", "record_path"]
+    assert list(tidy["label"]) == ["a", "b"] and list(tidy["model"]) == ["model-a", "model-b"]
+    by_path = dict(zip(wide["record_path"], wide["metrics.fid"]))
+    assert [by_path[p] for p in tidy["record_path"]] == list(tidy["fid"])
+    assert list(tidy["fid_spread"]) == [0.25, 0.25] and list(tidy["N"]) == [220, 220]
