@@ -305,3 +305,31 @@ def test_summary_frame_is_label_first_with_metrics_and_their_spread(tmp_path):
     by_path = dict(zip(wide["record_path"], wide["metrics.fid"]))
     assert [by_path[p] for p in tidy["record_path"]] == list(tidy["fid"])
     assert list(tidy["fid_spread"]) == [0.25, 0.25] and list(tidy["N"]) == [220, 220]
+
+
+# ---- the field's own tools in this environment ---------------------------------------------------------------------
+def test_torch_fidelity_cli_runs_in_this_environment_with_the_pth(tmp_path):
+    """``fidelity --help`` (torch-fidelity's console script) imports torchvision without harness first. A site
+    folder holding the .pth that `make setup` installs (site.addsitedir processes .pth files as site-packages
+    does) makes it work; without it the same command dies on the torchvision import (the bug)."""
+    import subprocess
+    import sys
+
+    from harness.core import _tv_shim
+
+    site = tmp_path / "site"
+    site.mkdir()
+    code = (
+        "import site, sys; site.addsitedir(sys.argv[1]); sys.argv = ['fidelity', '--help']\n"
+        "from torch_fidelity.fidelity import main\nmain()"
+    )
+    env = {k: v for k, v in __import__("os").environ.items()}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    bare = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env)
+    path = _tv_shim.install_pth(str(site))
+    fixed = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env)
+    assert fixed.returncode == 0 and "--gpu" in fixed.stdout, fixed.stderr[-2000:]
+    assert Path(path).name == "alitok_bench_tv_shim.pth"
+    if bare.returncode == 0:  # a machine whose torchvision matches torch needs no shim
+        pytest.skip("torchvision imports here without the shim")
+    assert "torchvision::nms" in bare.stderr

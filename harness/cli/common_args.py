@@ -35,7 +35,13 @@ def add_feature_args(p: argparse.ArgumentParser, *, batch_size: int = 50) -> Non
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet",
+        "--no-progress",
+        dest="quiet",
+        action="store_true",
+        help="no progress bars (eval: no warnings either)",
+    )
 
 
 def add_image_source_args(p: argparse.ArgumentParser, *, per_class: int) -> None:

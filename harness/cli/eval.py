@@ -280,4 +280,7 @@ def _run(args, rank: int) -> int:
         print(f"record: {path}")
     else:
         print(format_line(result))
+        if not args.quiet:  # stdout keeps its one line; what was skipped or approximated goes to stderr
+            for m in result.warnings:
+                print(f"warning: {m}", file=sys.stderr)
     return 0
