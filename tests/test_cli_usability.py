@@ -333,3 +333,64 @@ def test_torch_fidelity_cli_runs_in_this_environment_with_the_pth(tmp_path):
     if bare.returncode == 0:  # a machine whose torchvision matches torch needs no shim
         pytest.skip("torchvision imports here without the shim")
     assert "torchvision::nms" in bare.stderr
+
+
+# ---- mixed image sizes: refused by default, explicit resizes on request -----------------------------------------------
+def _png_folder(folder, sizes, seed):
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for i, size in enumerate(sizes):
+        a = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(a).save(folder / f"{i:03d}.png")
+        arrays.append(a)
+    return arrays
+
+
+def test_clean_resize_is_clean_fids_rounded_to_uint8():
+    import numpy as np
+    from cleanfid.resize import make_resizer
+
+    from harness.data.resize import resize_image
+
+    img = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    theirs = make_resizer("PIL", False, "bicubic", (299, 299))(img)  # float32, as clean-fid feeds Inception
+    ours = resize_image(img, "clean", 299)
+    assert ours.dtype == np.uint8 and ours.shape == (299, 299, 3)
+    assert np.abs(ours.astype(np.float64) - theirs).max() <= 0.5  # only the rounding to uint8 differs
+
+
+def test_mixed_sizes_are_refused_naming_the_resize_option(stub_world, capsys):
+    w = stub_world
+    _png_folder(w["inputs"] / "mixed", [8] * 5 + [12] * 5, seed=1)
+    assert main(["eval", str(w["inputs"] / "mixed"), str(w["b"]), "--inception", "stub:0", "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "differs from" in err and "--resize clean|center-crop" in err
+
+
+def test_resize_center_crop_evaluates_mixed_sizes_as_adm_would_crop_them(stub_world, capsys):
+    import numpy as np
+    from PIL import Image
+    from test_faults import StubExtractor
+
+    from harness.data.imagenet import center_crop_arr
+    from harness.metrics.evaluate import EvalOptions, evaluate_samples
+    from harness.metrics.refstats import reference_from_source
+
+    w = stub_world
+    samples = _png_folder(w["inputs"] / "mixed", [8] * 12 + [12] * 12, seed=1)
+    refs = _png_folder(w["inputs"] / "ref", [16] * 20, seed=2)
+    argv = ["eval", str(w["inputs"] / "mixed"), str(w["inputs"] / "ref"), "--inception", "stub:0", "--no-cache"]
+    assert main(argv + ["--resize", "center-crop", "--resize-size", "8", "--metrics", "fid", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    # the same numbers from images cropped here by ADM's center_crop_arr, through the library
+    crop = lambda arrays: np.stack([center_crop_arr(Image.fromarray(a), 8) for a in arrays])  # noqa: E731
+    ex = StubExtractor()
+    ref = reference_from_source(crop(refs), ex, cache=False, progress=False, description="ref")
+    direct = evaluate_samples(crop(samples), ref, EvalOptions(metrics=("fid",), inception=ex, cache=False))
+    assert doc["metrics"]["fid"] == pytest.approx(direct.metrics["fid"], rel=1e-9)
+    assert doc["provenance"]["input_resize"] == {"mode": "center-crop", "size": 8}
+    assert doc["paper_comparable"] is False and any("--resize center-crop" in m for m in doc["warnings"])

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from harness.cli.common_args import add_feature_args, non_negative_int, positive_int
+from harness.data.resize import RESIZE_MODES
 from harness.metrics.evaluate import ALL_METRICS, DEFAULT_METRICS
 
 
@@ -85,6 +86,21 @@ def add_arguments(p) -> None:
         help="evaluate the verified prefix of an incomplete sampling folder (recorded as partial)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default=None,
+        help="resize every image first (default: none; images of another size than the reference are refused): "
+        "clean = clean-fid's float bicubic to 299 px; center-crop = ADM's centre crop to --resize-size. "
+        "Marks the result not paper-comparable",
+    )
+    p.add_argument(
+        "--resize-size",
+        type=positive_int,
+        default=None,
+        help="target size of --resize (default: 299 for clean; for center-crop the reference statistics' size, "
+        "else the first sample image's short side)",
+    )
     p.add_argument(
         "--verbose",
         action="store_true",
@@ -160,6 +176,35 @@ def _reference_arg(args) -> str:
     return ref
 
 
+def _each_image(arg: str, allow_partial: bool):
+    """Every image of a samples or reference argument, one uint8 [H, W, 3] at a time (a plain folder file by
+    file, so mixed sizes are read rather than refused)."""
+    from harness.data.images import read_rgb
+    from harness.data.sources import image_files
+    from harness.metrics.features import is_sampling_folder, iter_batches
+
+    p = Path(arg)
+    if p.is_dir() and not is_sampling_folder(p) and not any(p.glob("chunk_*.npz")):
+        for f in image_files(p):
+            yield read_rgb(f)
+        return
+    for batch in iter_batches(p, 64, allow_partial=allow_partial):
+        yield from batch
+
+
+def _resized(arg: str, mode: str, size: int | None, allow_partial: bool):
+    """``(uint8 [N, S, S, 3] array, description)`` of the images of ``arg`` resized by ``mode``."""
+    import numpy as np
+
+    from harness.data.resize import CLEAN_SIZE, resize_image
+
+    out, target = [], size or (CLEAN_SIZE if mode == "clean" else None)
+    for image in _each_image(arg, allow_partial):
+        target = target or min(image.shape[:2])
+        out.append(resize_image(image, mode, target))
+    return np.stack(out), f"{arg} ({mode} resize to {target} px)"
+
+
 def _is_stats_file(path: Path) -> bool:
     """A stats npz has mu or sigma; an npz with arr_0 and neither is a set of images."""
     from harness.data.npz import npz_keys
@@ -209,13 +254,34 @@ def _run(args, rank: int) -> int:
     cache = not args.no_cache
     inception = args.inception
     ref_path = Path(ref_arg)
-    if ref_path.is_dir() or (ref_path.is_file() and not _is_stats_file(ref_path)):
+    samples_in, resize_note = args.samples, None
+    if args.resize:
+        ref_is_images = ref_path.is_dir() or (ref_path.is_file() and not _is_stats_file(ref_path))
+        size = args.resize_size
+        if size is None and args.resize == "center-crop" and not ref_is_images:
+            from harness.metrics.refstats import load_reference
+
+            ref_size = load_reference(ref_path).image_size
+            size = int(ref_size[0]) if ref_size is not None else None
+        samples_in, desc = _resized(args.samples, args.resize, size, args.allow_partial)
+        size = samples_in.shape[1]
+        resize_note = f"inputs resized explicitly (--resize {args.resize}, {size} px): samples {desc}"
+        if ref_is_images:
+            inception = InceptionExtractor(args.inception, str(device))
+            ref_images, ref_desc = _resized(ref_arg, args.resize, size, False)
+            reference = reference_from_source(
+                ref_images, inception, args.batch_size, cache=False, progress=progress, description=ref_desc
+            )
+            resize_note += f"; reference {ref_desc}"
+        else:
+            reference = ref_arg
+    elif ref_path.is_dir() or (ref_path.is_file() and not _is_stats_file(ref_path)):
         inception = InceptionExtractor(args.inception, str(device))
         reference = reference_from_source(ref_path, inception, args.batch_size, cache=cache, progress=progress)
     else:
         reference = ref_arg
     result = evaluate_samples(
-        args.samples,
+        samples_in,
         reference,
         EvalOptions(
             metrics=args.metrics,
@@ -235,6 +301,11 @@ def _run(args, rank: int) -> int:
     )
     if result is None:  # a helper rank under torchrun: rank 0 writes and prints
         return 0
+    if resize_note:  # not the protocol of any paper: said in the warnings, the provenance and the verdict
+        result.warnings.append(resize_note)
+        result.provenance["input_resize"] = {"mode": args.resize, "size": int(samples_in.shape[1])}
+        result.provenance.setdefault("not_comparable_because", []).append(resize_note)
+        result.paper_comparable = False
     s = result.provenance["samples"]
     # name the eval after the model that made the samples (its sample_record.json), else the file's stem
     model = {"name": sample_model_name(args.samples) or samples.stem}
