@@ -394,3 +394,11 @@ def test_resize_center_crop_evaluates_mixed_sizes_as_adm_would_crop_them(stub_wo
     assert doc["metrics"]["fid"] == pytest.approx(direct.metrics["fid"], rel=1e-9)
     assert doc["provenance"]["input_resize"] == {"mode": "center-crop", "size": 8}
     assert doc["paper_comparable"] is False and any("--resize center-crop" in m for m in doc["warnings"])
+
+
+@pytest.mark.parametrize("verb, base", [("sample", ["--out", "o"]), ("run", ["demo"]), ("eval", ["a.npz", "b.npz"])])
+def test_quiet_is_spelled_the_same_on_every_verb_with_progress_bars(verb, base):
+    p = _verb_parser(verb)
+    quiet = p.parse_args(base + ["--quiet"])
+    assert vars(quiet) != vars(p.parse_args(base))  # the flag exists and changes something
+    assert vars(quiet) == vars(p.parse_args(base + ["--no-progress"]))  # the old spelling still works

@@ -34,7 +34,7 @@ def add_arguments(p) -> None:
         metavar="LABEL",
         help="run only this label (or every run of this entry's sweep); repeatable",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bars")
     add_json_arg(p)
     c = p.add_argument_group("cluster (submitit; see harness/suites/cluster/)")
     c.add_argument(

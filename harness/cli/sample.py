@@ -33,7 +33,7 @@ def add_arguments(p) -> None:
     add_weights_root_arg(p)
     add_json_arg(p)
     p.add_argument("--force", action="store_true", help="overwrite a folder made by a different spec")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--wait", action="store_true", help="if another job is writing --out, wait for it instead of failing"
     )
