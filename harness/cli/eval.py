@@ -129,7 +129,7 @@ def format_line(result) -> str:
     ref_n = prov["reference"].get("n_stats")
     facts = [
         f"weights: {prov['weights']['kind']} pool3",
-        f"N={prov['samples']['n']}/{ref_n if ref_n is not None else '?'}",
+        f"N={prov['samples']['n']}" + (f"/{ref_n}" if ref_n is not None else ""),  # an ADM batch does not say its N
     ]
     if not result.paper_comparable:
         facts.append("not paper-comparable, see --verbose")
