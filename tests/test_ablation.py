@@ -160,6 +160,7 @@ def test_imagenet_preset_validates_without_imagenet(tmp_path):
             "--out",
             str(tmp_path / "run"),
             "--plan",
+            "--json",
         ],
         capture_output=True,
         text=True,

@@ -196,6 +196,7 @@ def test_cli_ref_stats_and_eval(world, monkeypatch, capsys):
                 "cpu",
                 "--out",
                 str(rec_dir),
+                "--verbose",  # the table and the guard block (the default is one line)
             ]
         )
         == 0
@@ -326,8 +327,8 @@ def test_mu_sigma_only_reference_skips_what_it_cannot_give(world, capsys):
             str(world["root"] / "stats_only_eval"),
         ]
     )
-    out = capsys.readouterr().out
-    assert rc == 0 and "sfid unavailable, skipped" in out
+    err = capsys.readouterr().err  # stdout holds the one result line; warnings go to stderr
+    assert rc == 0 and "sfid unavailable, skipped" in err
 
 
 def test_kid_subset_size_is_explicit_and_recorded(world):

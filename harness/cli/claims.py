@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.cli.common_args import add_json_arg, frame_rows, print_json
+
 CLAIMS_DIR = Path(__file__).resolve().parents[2] / "results" / "claims"
 DEFAULT_CLAIMS = CLAIMS_DIR / "alitok.yaml"
 
@@ -31,6 +33,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--fail-on-not-reproduced", action="store_true", help="exit 1 when a measured claim is outside its tolerance"
     )
+    add_json_arg(p)
 
 
 def run(args) -> int:
@@ -40,15 +43,19 @@ def run(args) -> int:
     from harness.report.collect import collect
 
     records = collect(args.results)
+    files = args.claims or default_claims_files()
     texts, frames, verdicts = [], [], []
-    for path in args.claims or default_claims_files():
+    for path in files:
         claims = load_claims(path)
         found = check(claims, records)
         texts.append(to_markdown(claims, found))
         frames.append(to_frame(found))
         verdicts += found
     text = "\n".join(texts)
-    print(text, end="")
+    if args.json:
+        print_json({"claims": [str(p) for p in files], "verdicts": frame_rows(pd.concat(frames, ignore_index=True))})
+    else:
+        print(text, end="")
     if args.out:
         from harness.core.io import write_text_atomic
 
@@ -56,7 +63,8 @@ def run(args) -> int:
         table = pd.concat(frames, ignore_index=True)
         write_text_atomic(out / "claims.md", text)
         write_text_atomic(out / "claims.csv", table.to_csv(index=False, lineterminator="\n"))
-        print(f"wrote {out / 'claims.md'} and {out / 'claims.csv'}")
+        if not args.json:
+            print(f"wrote {out / 'claims.md'} and {out / 'claims.csv'}")
     if args.fail_on_not_reproduced and any(v.verdict == NOT_REPRODUCED and v.claim.scale == "paper" for v in verdicts):
         return 1
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from harness.cli.common_args import add_json_arg, print_json
+
 
 def add_arguments(p) -> None:
     from harness.report.compare import COMPARED_ON
@@ -31,6 +33,7 @@ def add_arguments(p) -> None:
         help="fields BASE and NEW may differ in (repeatable or comma-separated; default none): "
         + ", ".join(COMPARED_ON),
     )
+    add_json_arg(p)
 
 
 def run(args) -> int:
@@ -45,12 +48,35 @@ def run(args) -> int:
     except NotComparable as e:
         for line in e.lines:
             print(f"compare: {line}", file=sys.stderr)
+        if args.json:
+            print_json({"comparable": False, "not_comparable": list(e.lines), "passed": False, "checks": []})
         return 2
+    failed = [c for c in checks if not c.passed]
+    if args.json:
+        print_json(
+            {
+                "comparable": True,
+                "passed": not failed,
+                "notes": notes,
+                "checks": [
+                    {
+                        "label": c.label,
+                        "gate": c.gate.text,
+                        "metric": c.gate.metric,
+                        "base": c.base,
+                        "new": c.new,
+                        "passed": c.passed,
+                        "detail": c.detail,
+                    }
+                    for c in checks
+                ],
+            }
+        )
+        return 1 if failed else 0
     for line in notes:
         print(line)
     for c in checks:
         print(c.line())
-    failed = [c for c in checks if not c.passed]
     if failed:
         print(
             f"compare: {len(failed)} of {len(checks)} checks FAILED: "

@@ -3,8 +3,12 @@
 SAMPLES: an ADM npz, a sampling folder (checked complete against its spec.json and manifest) or a
 folder of PNG/JPEG images. REF (or ``--ref``): a reference npz (ours or OpenAI's), or a folder of
 images / an npz of images whose statistics are computed on the fly (as ``python -m pytorch_fid A B``).
-Prints a table (or, with ``--json``, one JSON document and nothing else on stdout) and writes
-``eval_record.json`` (a RunRecord of kind "eval") into ``--out`` (default: the folder of SAMPLES).
+Prints one line as pytorch-fid does (``FID: 29.71 ± 1.81  ...  (weights: fid-helper pool3, N=30/30)``), the
+full table and the known-mistake guard's block with ``--verbose``, or one JSON document and nothing else on
+stdout with ``--json``. Writes an eval record (a RunRecord of kind "eval", guard block included) into
+``--out``; without it, into the sampling folder when SAMPLES is one, else into ``runs/eval/`` under the current
+folder (``DEFAULT_OUT``; never beside an input). The record's file name carries the model, reference, weights
+and metrics, so evaluations of other inputs do not overwrite each other.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sys
 from pathlib import Path
 
 from harness.cli.common_args import add_feature_args, non_negative_int, positive_int
+from harness.data.resize import RESIZE_MODES
 from harness.metrics.evaluate import ALL_METRICS, DEFAULT_METRICS
 
 
@@ -60,8 +65,8 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--uncertainty",
         action="store_true",
-        help="keep the pool3 features so FID gets its disjoint-subset spread even when no other metric "
-        "needs them (with prec/recall/kid it is computed anyway)",
+        help="kept for old command lines: FID's disjoint-subset spread is now computed by default "
+        "(--uncertainty-subsets 0 turns it off)",
     )
     p.add_argument(
         "--uncertainty-subsets",
@@ -69,13 +74,71 @@ def add_arguments(p) -> None:
         default=10,
         help="k disjoint subsets for FID's spread; 0 disables it (default: %(default)s)",
     )
-    p.add_argument("--out", default=None, help="folder for eval_record.json (default: next to SAMPLES)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"folder for the eval record (default: the sampling folder when SAMPLES is one, else {DEFAULT_OUT}/ "
+        "under the current folder)",
+    )
     p.add_argument(
         "--allow-partial",
         action="store_true",
         help="evaluate the verified prefix of an incomplete sampling folder (recorded as partial)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default=None,
+        help="resize every image first (default: none; images of another size than the reference are refused): "
+        "clean = clean-fid's float bicubic to 299 px; center-crop = ADM's centre crop to --resize-size. "
+        "Marks the result not paper-comparable",
+    )
+    p.add_argument(
+        "--resize-size",
+        type=positive_int,
+        default=None,
+        help="target size of --resize (default: 299 for clean; for center-crop the reference statistics' size, "
+        "else the first sample image's short side)",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the full table, provenance, warnings and the protocol guard block (always in the record)",
+    )
+
+
+DEFAULT_OUT = "runs/eval"
+METRIC_LABELS = {"fid": "FID", "is": "IS", "sfid": "sFID", "prec": "precision", "kid": "KID", "fd_dinov2": "FD-DINOv2"}
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
+
+
+def format_line(result) -> str:
+    """One line, as pytorch-fid prints: each computed metric with its ± spread, then weights and N."""
+    parts = []
+    for name, value in result.metrics.items():
+        if value is None:
+            continue
+        spread = result.uncertainty.get(name)
+        pm = f" ± {_number(spread['std'])}" if spread and spread.get("std") is not None else ""
+        parts.append(f"{METRIC_LABELS.get(name, name)}: {_number(value)}{pm}")
+    prov = result.provenance
+    ref_n = prov["reference"].get("n_stats")
+    facts = [
+        f"weights: {prov['weights']['kind']} pool3",
+        f"N={prov['samples']['n']}" + (f"/{ref_n}" if ref_n is not None else ""),  # an ADM batch does not say its N
+    ]
+    if not result.paper_comparable:
+        facts.append("not paper-comparable, see --verbose")
+    return "  ".join(parts or ["no metric computed"]) + f"  ({', '.join(facts)})"
+
+
+def default_out(samples: Path, in_sampling_folder: bool) -> Path:
+    """Where the record goes without ``--out``: the sampling folder it belongs to, else ``runs/eval``."""
+    return samples.resolve() if in_sampling_folder else Path(DEFAULT_OUT).resolve()
 
 
 def format_table(result) -> str:
@@ -111,6 +174,35 @@ def _reference_arg(args) -> str:
     if not ref:
         raise UserError("no reference: give REF as the second argument or --ref REF")
     return ref
+
+
+def _each_image(arg: str, allow_partial: bool):
+    """Every image of a samples or reference argument, one uint8 [H, W, 3] at a time (a plain folder file by
+    file, so mixed sizes are read rather than refused)."""
+    from harness.data.images import read_rgb
+    from harness.data.sources import image_files
+    from harness.metrics.features import is_sampling_folder, iter_batches
+
+    p = Path(arg)
+    if p.is_dir() and not is_sampling_folder(p) and not any(p.glob("chunk_*.npz")):
+        for f in image_files(p):
+            yield read_rgb(f)
+        return
+    for batch in iter_batches(p, 64, allow_partial=allow_partial):
+        yield from batch
+
+
+def _resized(arg: str, mode: str, size: int | None, allow_partial: bool):
+    """``(uint8 [N, S, S, 3] array, description)`` of the images of ``arg`` resized by ``mode``."""
+    import numpy as np
+
+    from harness.data.resize import CLEAN_SIZE, resize_image
+
+    out, target = [], size or (CLEAN_SIZE if mode == "clean" else None)
+    for image in _each_image(arg, allow_partial):
+        target = target or min(image.shape[:2])
+        out.append(resize_image(image, mode, target))
+    return np.stack(out), f"{arg} ({mode} resize to {target} px)"
 
 
 def _is_stats_file(path: Path) -> bool:
@@ -155,20 +247,41 @@ def _run(args, rank: int) -> int:
     from harness.metrics.features import is_sampling_folder
 
     in_folder = samples.is_dir() and is_sampling_folder(samples)  # its record goes beside sample_record.json
-    out = Path(args.out) if args.out else (samples.resolve() if in_folder else samples.resolve().parent)
+    out = Path(args.out) if args.out else default_out(samples, in_folder)
     check_output_dir(out)  # before minutes of feature extraction, not after
     device = resolve_device(args.device)
     progress = False if (args.quiet or args.json or rank != 0) else None  # None: a bar only on a terminal
     cache = not args.no_cache
     inception = args.inception
     ref_path = Path(ref_arg)
-    if ref_path.is_dir() or (ref_path.is_file() and not _is_stats_file(ref_path)):
+    samples_in, resize_note = args.samples, None
+    if args.resize:
+        ref_is_images = ref_path.is_dir() or (ref_path.is_file() and not _is_stats_file(ref_path))
+        size = args.resize_size
+        if size is None and args.resize == "center-crop" and not ref_is_images:
+            from harness.metrics.refstats import load_reference
+
+            ref_size = load_reference(ref_path).image_size
+            size = int(ref_size[0]) if ref_size is not None else None
+        samples_in, desc = _resized(args.samples, args.resize, size, args.allow_partial)
+        size = samples_in.shape[1]
+        resize_note = f"inputs resized explicitly (--resize {args.resize}, {size} px): samples {desc}"
+        if ref_is_images:
+            inception = InceptionExtractor(args.inception, str(device))
+            ref_images, ref_desc = _resized(ref_arg, args.resize, size, False)
+            reference = reference_from_source(
+                ref_images, inception, args.batch_size, cache=False, progress=progress, description=ref_desc
+            )
+            resize_note += f"; reference {ref_desc}"
+        else:
+            reference = ref_arg
+    elif ref_path.is_dir() or (ref_path.is_file() and not _is_stats_file(ref_path)):
         inception = InceptionExtractor(args.inception, str(device))
         reference = reference_from_source(ref_path, inception, args.batch_size, cache=cache, progress=progress)
     else:
         reference = ref_arg
     result = evaluate_samples(
-        args.samples,
+        samples_in,
         reference,
         EvalOptions(
             metrics=args.metrics,
@@ -182,12 +295,17 @@ def _run(args, rank: int) -> int:
             progress=progress,
             kid_subset_size=args.kid_subset_size,
             uncertainty_subsets=args.uncertainty_subsets,
-            keep_features=args.uncertainty,
+            keep_features=True,  # FID's spread is printed whatever the metrics (0 subsets turns it off)
             dinov2=args.dinov2,
         ),
     )
     if result is None:  # a helper rank under torchrun: rank 0 writes and prints
         return 0
+    if resize_note:  # not the protocol of any paper: said in the warnings, the provenance and the verdict
+        result.warnings.append(resize_note)
+        result.provenance["input_resize"] = {"mode": args.resize, "size": int(samples_in.shape[1])}
+        result.provenance.setdefault("not_comparable_because", []).append(resize_note)
+        result.paper_comparable = False
     s = result.provenance["samples"]
     # name the eval after the model that made the samples (its sample_record.json), else the file's stem
     model = {"name": sample_model_name(args.samples) or samples.stem}
@@ -228,7 +346,12 @@ def _run(args, rank: int) -> int:
     if args.json:
         doc = {**result.to_dict(), "record": str(path)}
         sys.stdout.write(json.dumps(doc, indent=1, sort_keys=True, default=str, allow_nan=False) + "\n")
-    else:
+    elif args.verbose:
         print(format_table(result))
         print(f"record: {path}")
+    else:
+        print(format_line(result))
+        if not args.quiet:  # stdout keeps its one line; what was skipped or approximated goes to stderr
+            for m in result.warnings:
+                print(f"warning: {m}", file=sys.stderr)
     return 0

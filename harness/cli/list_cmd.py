@@ -27,8 +27,21 @@ def _metric_fields(entry) -> dict:
     }
 
 
+def _shipped_suites() -> dict[str, str]:
+    """The suite YAMLs shipped in harness/suites/ (``run NAME`` finds them by stem) with their ``description``."""
+    from harness.core import config
+    from harness.suites.suite import SUITE_DIR, shipped_suites
+
+    out = {}
+    for name in shipped_suites():
+        description = config.load_yaml(SUITE_DIR / f"{name}.yaml").get("description")
+        out[name] = str(description or "").strip()
+    return out
+
+
 def collect(kinds: list[str]) -> dict[str, dict[str, dict]]:
-    """``{kind: {name: {"help": ..., **fields}}}``; metric entries carry their table fields."""
+    """``{kind: {name: {"help": ..., **fields}}}``; metric entries carry their table fields; suites are the
+    registered ones and the YAMLs shipped in harness/suites/ (a YAML's description wins: it is what runs)."""
     import harness.metrics.table as metric_table  # fills the metrics registry (cheap: no torch)
 
     load_plugins()
@@ -41,6 +54,10 @@ def collect(kinds: list[str]) -> dict[str, dict[str, dict]]:
             if kind == "metrics" and reg.is_loaded(name) and isinstance(reg.get(name), metric_table.Metric):
                 item.update(_metric_fields(reg.get(name)))
             out[kind][name] = item
+        if kind == "suites":
+            for name, description in _shipped_suites().items():
+                out[kind][name] = {"help": description or out[kind].get(name, {}).get("help", "")}
+            out[kind] = dict(sorted(out[kind].items()))
     return out
 
 

@@ -12,7 +12,14 @@ images with ``--image-size 256`` and ``--inception official``; only that combina
 
 from __future__ import annotations
 
-from harness.cli.common_args import add_feature_args, add_image_source_args
+from harness.cli.common_args import (
+    add_feature_args,
+    add_image_source_args,
+    add_json_arg,
+    add_weights_root_arg,
+    print_json,
+    use_weights_root,
+)
 
 
 def add_arguments(p) -> None:
@@ -34,6 +41,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder")
     add_feature_args(p, batch_size=64)
     add_image_source_args(p, per_class=32)
+    add_weights_root_arg(p)
+    add_json_arg(p)
 
 
 def run(args) -> int:
@@ -42,6 +51,7 @@ def run(args) -> int:
     from harness.metrics.recon_run import run_recon
     from harness.runs.specs import ModelSpec
 
+    use_weights_root(args)
     # no --checkpoint: the official file in the weights root, when `alitok-bench fetch` put it there
     checkpoint = args.checkpoint or with_official_files(ModelSpec(args.tokenizer)).checkpoint
     record, path = run_recon(
@@ -58,8 +68,11 @@ def run(args) -> int:
         per_class=args.per_class,
         limit=args.limit,
         cache=not args.no_cache,
-        progress=not args.quiet,
+        progress=not (args.quiet or args.json),
     )
+    if args.json:
+        print_json({"metrics": record.metrics, "paper_comparable": record.paper_comparable, "record": str(path)})
+        return 0
     for key in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_perplexity"):
         value = record.metrics.get(key)
         print(f"{key:>20}: {'n/a' if value is None else f'{value:.4f}'}")

@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     add_image_source_args(b, per_class=64)
     b.add_argument("--wait", action="store_true", help="if another build writes the same --out, wait for it")
     v = sub.add_parser("verify", help="check a reference file (keys, shapes, PSD covariances, metadata)")
-    v.add_argument("ref")
+    v.add_argument("ref", help="reference statistics npz (ours or the ADM evaluator's)")
     v.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
 
 

@@ -5,14 +5,30 @@ extraction over N processes (the same samples and metrics as one process); rank 
 
 from __future__ import annotations
 
+from harness.cli.common_args import (
+    add_dtype_args,
+    add_json_arg,
+    add_weights_root_arg,
+    frame_rows,
+    print_json,
+    use_weights_root,
+)
+
 
 def add_arguments(p) -> None:
     p.add_argument("suite", nargs="?", help="registered suite name (e.g. demo) or a suite YAML file")
     p.add_argument("--out", help="output folder (default: runs/<suite>/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a suite key; per entry by position or label: entries.0.model.checkpoint=PATH or "
+        "LABEL.model.checkpoint=PATH",
+    )
+    add_weights_root_arg(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--tf32", action="store_true")
+    add_dtype_args(p, "model dtype of every sampling run")
     p.add_argument("--force", action="store_true", help="overwrite model folders made by a different spec")
     p.add_argument(
         "--only",
@@ -21,7 +37,8 @@ def add_arguments(p) -> None:
         metavar="LABEL",
         help="run only this label (or every run of this entry's sweep); repeatable",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bars")
+    add_json_arg(p)
     c = p.add_argument_group("cluster (submitit; see harness/suites/cluster/)")
     c.add_argument(
         "--executor",
@@ -29,12 +46,12 @@ def add_arguments(p) -> None:
         default="inline",
         help="inline: this process (default); local|slurm: submit jobs through submitit",
     )
-    c.add_argument("--partition")
+    c.add_argument("--partition", help="SLURM partition of the jobs")
     c.add_argument("--gpus-per-job", type=int, default=1, help="processes (GPUs) per node of a sampling task")
-    c.add_argument("--nodes", type=int, default=1)
+    c.add_argument("--nodes", type=int, default=1, help="nodes per sampling task")
     c.add_argument("--time", type=int, default=240, metavar="MIN", help="time limit per job; past it, requeue")
-    c.add_argument("--array-parallelism", type=int, default=64)
-    c.add_argument("--cpus-per-task", type=int, default=8)
+    c.add_argument("--array-parallelism", type=int, default=64, help="array elements running at once")
+    c.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores per process")
     c.add_argument("--tasks-per-entry", type=int, default=1, help="sampling tasks (array elements) per entry")
     c.add_argument("--images-per-gpu-s", type=float, help="throughput for --plan's GPU-hours (default: an assumption)")
     c.add_argument("--plan", action="store_true", help="print the jobs, GPUs and GPU-hours; submit nothing")
@@ -43,11 +60,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from harness.report.table_text import print_table
     from harness.suites.suite import get_suite, run_suite
 
+    use_weights_root(args)
     if args.status or args.cancel or args.plan or args.executor != "inline":
         from harness.suites.cluster.cli import run_cluster
 
@@ -62,8 +81,9 @@ def run(args) -> int:
     suite = get_suite(args.suite, args.set)
     out = Path(args.out or Path("runs") / suite.name)
     main = is_main_process()  # under torchrun: rank 0 prints and writes, the other ranks only sample and extract
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # stdout holds the JSON alone
     if main:
-        print(f"suite {suite.name}: {suite.description}".rstrip(": "))
+        say(f"suite {suite.name}: {suite.description}".rstrip(": "))
     try:
         table = run_suite(
             suite,
@@ -72,9 +92,9 @@ def run(args) -> int:
             dtype=args.dtype,
             tf32=args.tf32,
             force=args.force,
-            progress=not args.no_progress,
+            progress=not (args.no_progress or args.json),
             only=tuple(args.only),
-            echo=print if main else (lambda line: None),
+            echo=say if main else (lambda line: None),
         )
     finally:
         devices.cleanup_distributed()
@@ -84,6 +104,9 @@ def run(args) -> int:
 
     with atomic_path(out / "summary.csv", "w") as f:
         table.to_csv(f, index=False)
+    if args.json:
+        print_json({"suite": suite.name, "out": str(out), "rows": frame_rows(table)})
+        return 0
     print()
     print_table(table)
     if table.attrs.get("protocol"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from harness.cli.common_args import add_dtype_args, add_json_arg, add_weights_root_arg, print_json, use_weights_root
 from harness.core import config
 from harness.sampling.record import sample_record  # noqa: F401  (the record lives in the engine)
 
@@ -28,10 +29,11 @@ def add_arguments(p) -> None:
         help="override any spec key, e.g. model.sampling.cfg_scale=4.0 or model.options.per_class=50",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (not part of the spec hash)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="model dtype (not hashed)")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (not hashed)")
+    add_dtype_args(p, "model dtype (not hashed)")
+    add_weights_root_arg(p)
+    add_json_arg(p)
     p.add_argument("--force", action="store_true", help="overwrite a folder made by a different spec")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--wait", action="store_true", help="if another job is writing --out, wait for it instead of failing"
     )
@@ -65,6 +67,7 @@ def run(args) -> int:
     from harness.sampling.runner import sample
 
     started = time.time()
+    use_weights_root(args)
     spec = spec_from_args(args)
     try:
         result = sample(
@@ -74,13 +77,26 @@ def run(args) -> int:
             dtype=args.dtype,
             tf32=args.tf32,
             force=args.force,
-            progress=not args.no_progress,
+            progress=not (args.no_progress or args.json),
             wait=args.wait,
         )
         if result.gathered is not None:
             path = write_record(sample_record(result, started), args.out)
             g = result.gathered
             ips = result.images_per_s
+            if args.json:
+                print_json(
+                    {
+                        "samples": g["path"],
+                        "n": g["num_samples"],
+                        "sha256": g["sha256"],
+                        "chunks_run": result.chunks_run,
+                        "chunks_reused": result.chunks_skipped,
+                        "images_per_s": ips,
+                        "record": str(path),
+                    }
+                )
+                return 0
             print(
                 f"samples: {g['path']}  n={g['num_samples']}  sha256={g['sha256'][:16]}  "
                 f"per class {g['min_per_class']}..{g['max_per_class']}"

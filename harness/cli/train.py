@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.cli.common_args import add_json_arg, print_json
 from harness.core import config
 from harness.core.devices import resolve_device
 from harness.core.registry import load_plugins, trainers
@@ -34,12 +35,13 @@ def add_arguments(p) -> None:
         metavar="KEY=VALUE",
         help="override a config key (dotted), repeatable; relative paths resolve against the current folder",
     )
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N] (default: auto)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--publish",
         action="store_true",
         help="also copy the exported weights to the config's export: path (default: write only under --out)",
     )
+    add_json_arg(p)
 
 
 def run(args) -> int:
@@ -58,6 +60,9 @@ def run(args) -> int:
     except config.ConfigError as e:
         raise config.ConfigError(f"{args.config}: {e}") from None
     close_parallel()  # under torchrun; other ranks return an empty summary
+    if args.json:
+        print_json(summary or {})
+        return 0
     for key, value in (summary or {}).items():
         print(f"{key}: {value}")
     return 0

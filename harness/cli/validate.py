@@ -15,10 +15,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.cli.common_args import add_dtype_args, add_json_arg, add_weights_root_arg, print_json, use_weights_root
+
 
 def add_arguments(p) -> None:
     p.add_argument("spec", help="run spec YAML (model: and protocol: sections), or a suite: name or YAML with entries:")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key (a suite's entries: entries.0.model.checkpoint=PATH or LABEL.model.checkpoint=PATH)",
+    )
+    add_weights_root_arg(p)
     p.add_argument("--world-size", type=int, default=1, help="show the chunk assignment for this many processes")
     p.add_argument(
         "--device-type",
@@ -26,8 +35,8 @@ def add_arguments(p) -> None:
         choices=["cpu", "cuda"],
         help="device type the samples will be made on (part of the sampling identity)",
     )
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="model dtype of the run")
-    p.add_argument("--tf32", action="store_true", help="the run allows TF32 matmuls on CUDA")
+    add_dtype_args(p, "model dtype of the run (part of the sampling identity)")
+    add_json_arg(p)
 
 
 def _ranges(ks: list[int]) -> str:
@@ -103,6 +112,8 @@ def validate_suite(args) -> int:
 
     suite = get_suite(args.spec, args.set)
     runs = expand(suite.entries)
+    if args.json:
+        return _suite_json(suite, runs)
     print(f"suite {suite.name}: {suite.description}".rstrip(": "))
     print(
         f"protocol {suite.protocol}; metrics: {', '.join(suite.metrics) or 'none'}; "
@@ -127,7 +138,45 @@ def validate_suite(args) -> int:
     return 0
 
 
+def _suite_json(suite, runs) -> int:
+    from harness.core import config
+    from harness.suites.suite import run_protocol, suite_missing, why_not_runnable
+
+    rows = []
+    for run in runs:
+        p = run_protocol(suite, run)
+        rows.append(
+            {
+                "label": run.label,
+                "task": run.task,
+                "model": config.to_dict(run.model),
+                "protocol": p.name,
+                "num_samples": p.num_samples,
+                "seed": p.seed,
+                "source": run.source,
+                "missing": why_not_runnable(suite, run),
+            }
+        )
+    plugins = sorted({r for row in rows for r in row["missing"] if r.startswith("plugin ")})
+    blocked = sum(bool(row["missing"]) for row in rows)
+    print_json(
+        {
+            "suite": suite.name,
+            "description": suite.description,
+            "protocol": suite.protocol,
+            "metrics": list(suite.metrics),
+            "reference": suite.reference,
+            "inception": suite.inception,
+            "runs": rows,
+            "missing": suite_missing(suite) + plugins,
+            "ready": not blocked,
+        }
+    )
+    return 1 if blocked else 0
+
+
 def run(args) -> int:
+    use_weights_root(args)
     if is_suite(args.spec):
         return validate_suite(args)
     return validate_spec(args)
@@ -144,14 +193,40 @@ def validate_spec(args) -> int:
     if args.world_size < 1:
         raise config.ConfigError(f"--world-size must be >= 1, got {args.world_size}")
     spec = load_run_spec(args.spec, args.set)
+    from harness.core.registry import generators
+
+    if spec.model.name not in generators:  # the plan would say "unavailable" and exit 0 for a typo
+        raise config.ConfigError(f"{args.spec}: model.name: {generators.unknown_message(spec.model.name)}")
     metrics = table.parse(spec.protocol.metrics) if spec.protocol.metrics else ()
     ckpt_lines, _ = checkpoint_lines(spec.model)
     id_lines, identity = plan_identity(spec, numerics(args.device_type, args.dtype, args.tf32))
-    print(config.dump_yaml(spec).rstrip())
-    print(f"spec hash:              {config.spec_hash(spec)}")
     from harness.fetch.needs import fetch_hint
 
     hint = fetch_hint(spec.model)
+    plan = SamplingPlan(spec.protocol, identity or "unresolved")
+    counts = np.bincount(plan.labels(), minlength=spec.protocol.num_classes)
+    if args.json:
+        ranks = []
+        for rank in range(args.world_size):
+            ks = plan.chunks_for_rank(rank, args.world_size)
+            ranks.append({"rank": rank, "chunks": ks, "samples": sum(len(plan.chunk(k).indices) for k in ks)})
+        print_json(
+            {
+                "spec": config.to_dict(spec),
+                "spec_hash": config.spec_hash(spec),
+                "checkpoints": ckpt_lines,
+                "fetch_hint": hint,
+                "identity_hash": identity,
+                "identity": id_lines,
+                "metrics": [m.name for m in metrics],
+                "plan": plan.describe(),
+                "ranks": ranks,
+                "per_class": {"min": int(counts.min()), "max": int(counts.max())},
+            }
+        )
+        return 0
+    print(config.dump_yaml(spec).rstrip())
+    print(f"spec hash:              {config.spec_hash(spec)}")
     print("\n".join(ckpt_lines + ([hint] if hint else []) + id_lines))
     if metrics:
         print(
@@ -164,7 +239,6 @@ def validate_spec(args) -> int:
                 for m in metrics
             )
         )
-    plan = SamplingPlan(spec.protocol, identity or "unresolved")
     d = plan.describe()
     print("plan: " + ", ".join(f"{k}={v}" for k, v in d.items() if k != "rank_seeds"))
     if "rank_seeds" in d:
@@ -173,7 +247,6 @@ def validate_spec(args) -> int:
         ks = plan.chunks_for_rank(rank, args.world_size)
         n = sum(len(plan.chunk(k).indices) for k in ks)
         print(f"  rank {rank}: {_ranges(ks)}, {n} samples")
-    counts = np.bincount(plan.labels(), minlength=spec.protocol.num_classes)
     print(
         f"labels: {spec.protocol.num_classes} classes, {counts.min()}..{counts.max()} per class"
         + (" (balanced)" if counts.max() - counts.min() <= 1 else " (UNBALANCED)")

@@ -9,6 +9,12 @@ Where torch and torchvision match (a GPU machine), the real library loads and we
 ``harness/__init__.py`` only calls :func:`install_on_first_import`: a ``sys.meta_path`` hook that runs
 :func:`install` the moment anything (torch-fidelity, timm, a test) first imports torchvision, then
 removes itself. It finds nothing itself; the normal import machinery loads torchvision.
+
+The field's own tools (torch-fidelity's ``fidelity``, clean-fid, a notebook) never import ``harness``, so in
+this environment they die on the same import. ``python -m harness.core._tv_shim install`` (``make setup`` runs
+it) writes ``alitok_bench_tv_shim.pth`` into site-packages: at interpreter start it loads this file on its own
+(not the ``harness`` package, whose import sets ``HF_HUB_OFFLINE``) and arms the same hook. This module
+imports only the standard library at the top for that reason.
 """
 
 from __future__ import annotations
@@ -72,3 +78,34 @@ def install_on_first_import() -> None:
         return
     if _HOOK not in sys.meta_path:
         sys.meta_path.insert(0, _HOOK)
+
+
+PTH_NAME = "alitok_bench_tv_shim.pth"
+
+# One line (site.py runs .pth lines that start with "import"): find the harness package without importing it,
+# load this file as a standalone module and arm the hook. Where harness is gone, it does nothing.
+PTH_LINE = (
+    "import importlib.util as _u; _s = _u.find_spec('harness'); "
+    "_f = _s and _s.submodule_search_locations and _u.spec_from_file_location("
+    "'_alitok_bench_tv_shim', list(_s.submodule_search_locations)[0] + '/core/_tv_shim.py'); "
+    "_m = _f and _u.module_from_spec(_f); _f and _f.loader.exec_module(_m); _m and _m.install_on_first_import()\n"
+)
+
+
+def install_pth(site_dir: str | None = None) -> str:
+    """Write the .pth into ``site_dir`` (default: this interpreter's site-packages); returns its path."""
+    import sysconfig
+
+    folder = site_dir or sysconfig.get_paths()["purelib"]
+    path = os.path.join(folder, PTH_NAME)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(PTH_LINE)
+    os.replace(tmp, path)
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["install"] or len(sys.argv) > 3:
+        raise SystemExit("usage: python -m harness.core._tv_shim install [SITE_PACKAGES_DIR]")
+    print(f"wrote {install_pth(sys.argv[2] if len(sys.argv) > 2 else None)}")

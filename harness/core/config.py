@@ -278,16 +278,25 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
             if "not valid YAML" not in str(e):
                 raise  # NaN/inf, an alias bomb: refused, not taken as a string
             value = raw
-        node = out
+        node: Any = out
         parts = key.strip().split(".")
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
+        for i, part in enumerate(parts):
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):  # ``entries.0.model.checkpoint``: a list is indexed by position
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(
+                        f"--set {item!r}: {where}: a list of {len(node)} items takes an index 0..{len(node) - 1}"
+                    )
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parts[:i])} is not a mapping")
+            if i == len(parts) - 1:
+                node[part] = value
+                break
+            nxt = node[part] if isinstance(node, list) else node.get(part)
             if nxt is None:
                 nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a mapping")
             node = nxt
-        node[parts[-1]] = value
     return out
 
 

@@ -50,7 +50,9 @@ def iter_image_batches(files: list[Path], batch: int) -> Iterator[np.ndarray]:
                 first = (f, arr.shape)
             elif arr.shape != first[1]:
                 raise InputFileError(
-                    f, f"size {arr.shape[1]}x{arr.shape[0]} differs from {first[1][1]}x{first[1][0]} of {first[0].name}"
+                    f,
+                    f"size {arr.shape[1]}x{arr.shape[0]} differs from {first[1][1]}x{first[1][0]} of {first[0].name} "
+                    "(eval --resize clean|center-crop resizes each image explicitly)",
                 )
             imgs.append(arr)
         yield np.stack(imgs)

@@ -267,7 +267,8 @@ def check_compatible(ref: Reference, extractor_info: dict, image_size: tuple[int
     if image_size is not None and ref.image_size is not None and tuple(ref.image_size) != tuple(image_size):
         raise ReferenceMismatch(
             f"{where}: reference images are {ref.image_size[0]}x{ref.image_size[1]}, samples are "
-            f"{image_size[0]}x{image_size[1]}; statistics at different resolutions are not comparable"
+            f"{image_size[0]}x{image_size[1]}; statistics at different resolutions are not comparable "
+            "(eval --resize clean|center-crop resizes both explicitly)"
         )
     return warnings
 
@@ -301,15 +302,22 @@ def _metadata(extractor, feats, arr0_n: int, arr0_rule: str, source: str) -> dic
 
 
 def reference_from_source(
-    source: str | Path, extractor, batch_size: int = 50, cache: bool | str | Path = True, progress: bool | None = None
+    source,
+    extractor,
+    batch_size: int = 50,
+    cache: bool | str | Path = True,
+    progress: bool | None = None,
+    description: str | None = None,
 ) -> Reference:
-    """An in-memory reference of an image folder or npz of images (``eval A B`` with B a folder)."""
+    """An in-memory reference of an image folder or npz of images (``eval A B`` with B a folder), or of a uint8
+    array (``eval --resize``: ``description`` then names where it came from)."""
     from harness.metrics.features import extract_features
 
+    name = description or str(source)
     feats = extract_features(source, extractor, batch_size, cache=cache, name="reference images", progress=progress)
     (mu, sigma), (mu_s, sigma_s) = feats.statistics("pool"), feats.statistics("spatial")
-    meta = _metadata(extractor, feats, feats.n, "all", f"{source} (statistics computed in memory)")
-    return Reference(Path(source), feats.input_sha256 or "", mu, sigma, mu_s, sigma_s, feats.n, feats.image_size, meta)
+    meta = _metadata(extractor, feats, feats.n, "all", f"{name} (statistics computed in memory)")
+    return Reference(Path(name), feats.input_sha256 or "", mu, sigma, mu_s, sigma_s, feats.n, feats.image_size, meta)
 
 
 def check_reference_out(out_path: str | Path) -> Path:

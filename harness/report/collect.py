@@ -92,6 +92,29 @@ def frame(records: list[dict[str, Any]]):
     return df
 
 
+SUMMARY_LEADING = ("label", "model", "kind", "protocol", "N")
+SUMMARY_TRAILING = ("paper_comparable", "status", "record_path")
+
+
+def summary_frame(records: list[dict[str, Any]] | Iterable[str | Path]):
+    """The tidy results table, one row per record as lm-eval's results table: label, model, kind, protocol, N,
+    each metric some record has with its spread (``<metric>_spread``, the disjoint-subset or seed std), then
+    paper_comparable, status and record_path. ``records``: record dicts, or files and folders to collect.
+    (``load_records`` keeps every nested key, hundreds of columns, for digging.)"""
+    records = list(records)
+    if records and not isinstance(records[0], dict):
+        records = collect(records)
+    df = frame(records).rename(columns={"n": "N"})
+    if df.empty:
+        import pandas as pd
+
+        return pd.DataFrame(columns=list(SUMMARY_LEADING + SUMMARY_TRAILING))
+    metric_cols = [c for m in present_metrics(df) for c in (m, f"{m}_unc")]
+    out = df[list(SUMMARY_LEADING) + metric_cols + list(SUMMARY_TRAILING)].copy()
+    out["N"] = out["N"].astype("Int64")
+    return out.rename(columns={f"{m}_unc": f"{m}_spread" for m in present_metrics(df)})
+
+
 def present_metrics(df) -> list[str]:
     """Metrics that at least one row has, in FRAME_METRICS order."""
     return [m for m in FRAME_METRICS if m in df and df[m].notna().any()]

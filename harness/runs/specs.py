@@ -220,6 +220,13 @@ def build_run_spec(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] =
     try:
         spec = config.from_dict(RunSpec, data)
     except config.ConfigError as e:
+        name = data["protocol"].get("name") if isinstance(data.get("protocol"), dict) else None
+        if isinstance(name, str) and name not in protocols and "required key missing" in str(e):
+            # most likely a mistyped protocol name, not a custom protocol with keys left out
+            raise config.ConfigError(
+                f"{source}: protocol.name: {protocols.unknown_message(name)}; a protocol of your own "
+                f"gives every key ({e})"
+            ) from None
         raise config.ConfigError(f"{source}: {e}") from None
     from harness.fetch.needs import with_official_files  # unset checkpoints: fetched files in the weights root
 

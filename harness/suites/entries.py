@@ -157,10 +157,12 @@ def missing_inputs(
     extra_paths: tuple[str, ...] = (),
     root: str | Path = ".",
 ) -> list[str]:
-    """One line per absent file: declared inputs, entry checkpoints and sources, and ``extra_paths``
-    (e.g. the suite's reference). ``embedded:``-style sources and unset paths are not files."""
+    """One line per absent file: entry checkpoints and sources, ``extra_paths`` (e.g. the suite's reference)
+    and the declared inputs some run still uses (one a ``--set`` replaced is not needed any more).
+    ``embedded:``-style sources and unset paths are not files."""
     known = {i.path: i for i in inputs}
-    needed: dict[str, str] = {i.path: "" for i in inputs}
+    used = {v for r in runs for v in _strings((r.model, r.source, r.reference))} | set(extra_paths)
+    needed: dict[str, str] = {i.path: "" for i in inputs if i.path in used}
     for r in runs:
         for field, path in (
             ("model.checkpoint", r.model.checkpoint),
@@ -181,6 +183,19 @@ def missing_inputs(
         where = f"{i.what}; get it from {i.source}" if i else used_by
         lines.append(f"missing {path}: {where}")
     return lines
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside ``value`` (dataclasses, mappings and lists walked): a run's paths, options included."""
+    if isinstance(value, str):
+        return [value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _strings([getattr(value, f.name) for f in dataclasses.fields(value)])
+    if isinstance(value, dict):
+        return _strings(list(value.values()))
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _is_file_path(path: str | None) -> bool:

@@ -47,6 +47,9 @@ class SuiteSpec:
     kid_subset_size: int | None = None  # KID images per subset (None: torch-fidelity's 1000; must be <= N)
 
 
+SUITE_KEYS = tuple(f.name for f in dataclasses.fields(SuiteSpec))
+
+
 def check_suite(suite: SuiteSpec, source: str = "suite") -> SuiteSpec:
     """Metric names come from the metric table and labels must expand uniquely: a typo fails
     before any sampling starts."""
@@ -73,7 +76,38 @@ def sample_metrics(suite: SuiteSpec) -> list[str]:
 
 
 def load_suite_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SuiteSpec:
-    return with_fetched_files(check_suite(config.load(SuiteSpec, path, overrides), str(path)))
+    data = apply_suite_overrides(config.load_yaml(path), overrides)
+    try:
+        suite = config.from_dict(SuiteSpec, data)
+    except config.ConfigError as e:
+        raise config.ConfigError(f"{path}: {e}") from None
+    return with_fetched_files(check_suite(suite, str(path)))
+
+
+ENTRY_ONLY_KEYS = ("model", "task", "seed", "variant", "source", "sweep")  # keys of an entry, not of a suite
+
+
+def apply_suite_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """``--set`` on a suite: suite keys, ``entries.N.KEY=V`` by position, or ``LABEL.KEY=V`` by an entry's
+    label (``alitok-b.model.checkpoint=PATH``). A per-entry key given at the top (``model.checkpoint``)
+    is refused with the two per-entry forms, since a suite has one model per entry."""
+    entries = data.get("entries") if isinstance(data.get("entries"), list) else []
+    labels = [e.get("label") if isinstance(e, dict) else None for e in entries]
+    rewritten = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        head, dot, rest = key.strip().partition(".")
+        if sep and dot and head in labels and head not in SUITE_KEYS:
+            key = f"entries.{labels.index(head)}.{rest}"
+        elif sep and head in ENTRY_ONLY_KEYS:
+            first = next((lab for lab in labels if lab), "LABEL")
+            raise config.ConfigError(
+                f"--set {item!r}: a suite has one {head} per entry; set it per entry: "
+                f"--set entries.0.{key.strip()}={value} or --set {first}.{key.strip()}={value} "
+                f"(labels: {', '.join(str(lab) for lab in labels) or 'none'})"
+            )
+        rewritten.append(f"{key}{sep}{value}")
+    return config.apply_overrides(data, rewritten)
 
 
 def with_fetched_files(suite: SuiteSpec) -> SuiteSpec:
@@ -129,7 +163,7 @@ def get_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) ->
     target = suites.get(name_or_path)
     suite = target() if callable(target) and not isinstance(target, SuiteSpec) else target
     if overrides:
-        suite = config.from_dict(SuiteSpec, config.apply_overrides(config.to_dict(suite), overrides))
+        suite = config.from_dict(SuiteSpec, apply_suite_overrides(config.to_dict(suite), overrides))
     return with_fetched_files(check_suite(suite, f"suite {name_or_path!r}"))
 
 
