@@ -38,9 +38,13 @@ def machine_key() -> str:
     return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
+def cache_root() -> Path:
+    """The project's cache folder: ``$ALITOK_BENCH_CACHE`` or ``~/.cache/alitok-bench``."""
+    return Path(os.environ.get("ALITOK_BENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alitok-bench"))
+
+
 def cache_file() -> Path:
-    root = os.environ.get("ALITOK_BENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alitok-bench")
-    return Path(root) / CACHE_NAME
+    return cache_root() / CACHE_NAME
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
