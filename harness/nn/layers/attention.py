@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.nn.kernels import decode_attention
+from harness.nn.kernels.packed_linear import add_linear
 from harness.nn.layers.norms import RMSNorm
 from harness.nn.layers.rope import apply_rope
 
@@ -129,8 +130,10 @@ class CausalSelfAttention(nn.Module):
         input_pos: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         kv_len: int | None = None,
+        residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x [B, L, d]``; ``rope [L, hd/2, 2]`` for these positions.
+        """``x [B, L, d]``; ``rope [L, hd/2, 2]`` for these positions. ``residual``: added to the output
+        (inside the ``proj`` GEMM where it runs packed and dropout is off; ``harness.nn.kernels.packed_linear``).
 
         Without ``input_pos``: plain causal attention over ``x`` (training, full recompute).
         With ``input_pos [L]`` and a cache: write into the cache, attend over its first ``kv_len``
@@ -142,7 +145,12 @@ class CausalSelfAttention(nn.Module):
             out = self._attend_fused(q, k, v, rope, int(input_pos[0]))
         else:
             out = self._attend(q, k, v, rope, input_pos, mask, kv_len)
-        return self.resid_dropout(self.proj(out.transpose(1, 2).reshape(b, n, self.dim)))
+        out = out.transpose(1, 2).reshape(b, n, self.dim)
+        if residual is None:
+            return self.resid_dropout(self.proj(out))
+        if self.training and self.resid_dropout.p:
+            return residual + self.resid_dropout(self.proj(out))
+        return add_linear(residual, self.proj, out)
 
     def _attend(self, q, k, v, rope, input_pos, mask, kv_len) -> torch.Tensor:
         if self.q_norm is not None:  # QK-norm comes before RoPE (AliTok)
