@@ -93,6 +93,8 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 class RARAttention(nn.Module):
     """qkv (bias) -> LayerNorm QK-norm -> SDPA (causal, or over the static KV cache) -> proj."""
 
+    decode_kernel = "auto"  # harness.nn.layers.attention.set_decode_kernel
+
     def __init__(self, cfg: RARConfig):
         super().__init__()
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
@@ -117,7 +119,7 @@ class RARAttention(nn.Module):
         if input_pos is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
         else:
-            out = cached_attention(q, k, v, self.kv_cache, input_pos, mask, kv_len, dropout)
+            out = cached_attention(q, k, v, self.kv_cache, input_pos, mask, kv_len, dropout, self.decode_kernel)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
 
 

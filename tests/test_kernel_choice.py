@@ -114,3 +114,17 @@ def test_linear_choice_measures_the_models_own_shapes(clock, monkeypatch):
     model = torch.nn.Sequential(torch.nn.Linear(8, 24), torch.nn.Linear(24, 8), torch.nn.Linear(8, 24))
     assert packed_linear.prefers_packed(model, torch.float32)
     assert seen["linear"] == "float32 8x24 24x8, rows 4/32"  # each in x out once, sorted
+
+
+@pytest.mark.skipif(not packed_linear.available("cpu", torch.float32), reason="no oneDNN")
+def test_a_made_choice_costs_no_workload(monkeypatch):
+    """ARGenerator asks for the Linear choice at every sampling call; once made (cached), asking must not
+    build the measurement's random weights again (it did: ~0.2 s of randn and weight packing per call for
+    AliTok-B, inside every timed run)."""
+    made = []
+    real = torch.randn
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: made.append(1) or real(*a, **k))
+    monkeypatch.setattr(kernel_choice, "choose", lambda kind, shapes, cands, rounds=5: "onednn-packed")
+    model = torch.nn.Sequential(torch.nn.Linear(8, 24), torch.nn.Linear(24, 8))
+    assert packed_linear.prefers_packed(model, torch.float32)
+    assert not made

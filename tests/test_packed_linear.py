@@ -105,3 +105,69 @@ def test_packed_cached_sampling_equals_packed_full_recompute():
         a = ar_sample(model, cond, 40, params, torch.Generator().manual_seed(5), uncond=uncond)
         b = ar_sample_naive(model, cond, 40, params, torch.Generator().manual_seed(5), uncond=uncond)
     assert torch.equal(a, b) and len(torch.unique(a)) > 10
+
+
+def _small_alitok():
+    from alitok.generator import PRESETS, build
+
+    cfg = dataclasses.replace(PRESETS["alitok-b"].config, depth=2, width=64, num_heads=4)
+    model = build(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    nn.init.normal_(model.output.weight, std=0.5, generator=torch.Generator().manual_seed(1))
+    return model
+
+
+def _decode_logits(model, rows=4, steps=6):
+    model.reset_cache(rows)
+    out = [model.prefill(4097 + torch.arange(rows)[:, None] % 7)]
+    for pos in range(1, steps):
+        out.append(model.decode_step(out[-1].argmax(-1), torch.tensor([pos]), 16))
+    return torch.stack(out)
+
+
+def test_fused_gate_up_and_residual_adds_are_bit_equal_to_one_gemm_per_layer(monkeypatch):
+    """Packed, a LlamaBlock runs w1 and w3 as one GEMM over [w1; w3] and adds each residual inside the proj and
+    w2 GEMMs (oneDNN post-op). Each output column is the same dot product and each add the same fp32 sum,
+    so the logits equal those of one packed GEMM per Linear and separate adds, bit for bit."""
+    from harness.nn.layers import attention, llama
+
+    model = _small_alitok()
+    with torch.inference_mode(), PackedLinears(model).active():
+        fused = _decode_logits(model)
+    monkeypatch.setattr(PackedLinears, "_gated_pairs", lambda self: [])
+    monkeypatch.setattr(llama, "add_linear", lambda r, lin, x: r + lin(x))
+    monkeypatch.setattr(attention, "add_linear", lambda r, lin, x: r + lin(x))
+    with torch.inference_mode(), PackedLinears(model).active():
+        separate = _decode_logits(model)
+    assert torch.equal(fused, separate)
+    with torch.inference_mode():
+        plain = _decode_logits(model)  # aten Linear: another summation order, float rounding apart
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_a_packed_decode_step_runs_four_gemms_per_block_and_no_separate_residual_add():
+    """What the fusion buys, counted (not timed): per block qkv, proj (+ residual), [w1; w3], w2 (+ residual);
+    the head makes one more. Before: five GEMMs and two separate adds per block."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from harness.nn.kernels import decode_attention
+    from harness.nn.layers.attention import set_decode_kernel
+
+    if decode_attention.build_error():
+        pytest.skip(f"no C decode-attention kernel here: {decode_attention.build_error()}")
+    model = _small_alitok()
+    set_decode_kernel(model, "c")  # the attention in one op, so the adds counted are the blocks' own
+    with torch.inference_mode(), PackedLinears(model).active():
+        model.reset_cache(4)
+        model.prefill(torch.full((4, 1), 4097))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model.decode_step(torch.zeros(4, dtype=torch.long), torch.tensor([1]), 16)
+    counts = {e.key: e.count for e in prof.key_averages()}
+    assert counts.get("mkldnn::_linear_pointwise", 0) == 4 * model.cfg.depth + 1
+    assert counts.get("aten::add", 0) == 2 * model.cfg.depth + 1  # only the RMSNorms' "+ eps": no residual add
+    # a fused layer called alone still gives its own output (the fused GEMM's half)
+    mlp = model.blocks[0].mlp
+    x = torch.randn(3, 64)
+    with torch.inference_mode(), PackedLinears(model).active():
+        w1, w3 = mlp.w1(x), mlp.w3(x)
+    torch.testing.assert_close(w1, x @ mlp.w1.weight.T, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w3, x @ mlp.w3.weight.T, rtol=1e-5, atol=1e-5)

@@ -7,6 +7,7 @@ import torch
 
 from alitok.generator import PRESETS, build
 from harness.nn.kernels import decode_attention
+from harness.nn.layers.attention import set_decode_kernel
 from harness.speed import floors
 from harness.speed.ar_floor_report import (
     _ours,
@@ -41,8 +42,8 @@ def test_replica_loop_replica_draws_the_tokens_of_our_sampler(small, attention):
     params = PRESETS["alitok-b"].sampling
     labels = torch.tensor([207, 1, 999])
     a = replica_loop(small, labels, params, 40, torch.Generator().manual_seed(0))
-    with decode_attention.use(attention):
-        b = _ours(small, labels, params, 40, torch.Generator().manual_seed(0))
+    set_decode_kernel(small, attention)
+    b = _ours(small, labels, params, 40, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and len(torch.unique(a)) > 10
 
 

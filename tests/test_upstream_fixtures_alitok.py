@@ -12,6 +12,7 @@ from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, lo
 from harness.core.registry import generators, load_plugins, tokenizers
 from harness.nn.kernels import decode_attention
 from harness.nn.kernels.packed_linear import PackedLinears
+from harness.nn.layers.attention import set_decode_kernel
 from harness.nn.samplers.ar_sampling import ar_sample, cfg_scales, kv_length
 
 TOKENIZER = {
@@ -53,11 +54,12 @@ def test_ar_logits_match_the_official_model_full_and_cached(linear, attention):
     if attention == "auto" and decode_attention.build_error():
         pytest.skip(f"no C compiler here: {decode_attention.build_error()}")
     model = _generator("alitok-b").model
+    set_decode_kernel(model, attention)
     ref = load("alitok", "ar_logits")
     cond = model.condition_tokens(ref["labels"])
     for name, c in (("cond", cond), ("null", model.null_condition_tokens(cond))):
         packed = PackedLinears(model).active() if linear == "onednn-packed" else contextlib.nullcontext()
-        with torch.no_grad(), packed, decode_attention.use(attention):
+        with torch.no_grad(), packed:
             full = model(torch.cat([c, ref["codes_in"]], 1))
             model.reset_cache(1)
             steps = [model.prefill(c)]

@@ -62,6 +62,7 @@ from harness.core.interfaces import ARSampling
 from harness.core.io import write_json_atomic, write_text_atomic
 from harness.nn.kernels import decode_attention, kernel_choice
 from harness.nn.kernels.packed_linear import PackedLinears
+from harness.nn.layers.attention import set_decode_kernel
 from harness.nn.layers.rope import apply_rope
 from harness.nn.samplers.ar_sampling import ar_sample
 from harness.speed import floors
@@ -255,9 +256,9 @@ def run(
         replica = replica_loop(model, probe, params, 8, torch.Generator().manual_seed(0))
         replica_ok, official_ok = {}, None
         for attention in ("c", "sdpa"):
-            with decode_attention.use(attention):
-                ours_tokens = _ours(model, probe, params, 8, torch.Generator().manual_seed(0))
-                replica_ok[attention] = torch.equal(replica, ours_tokens)
+            set_decode_kernel(model, attention)
+            ours_tokens = _ours(model, probe, params, 8, torch.Generator().manual_seed(0))
+            replica_ok[attention] = torch.equal(replica, ours_tokens)
         if official is not None:
             official_ok = torch.equal(
                 official.run_steps(probe, torch.Generator().manual_seed(0), params, 8)[:, :8], ours_tokens
@@ -269,20 +270,22 @@ def run(
     # every variant: fn(labels, n) samples n tokens
     def ours(m, pk=None, attention="sdpa"):
         def fn(y, n):
-            with pk.active() if pk else contextlib.nullcontext(), decode_attention.use(attention):
+            set_decode_kernel(m, attention)  # the variants share one model: each sets its kernel
+            with pk.active() if pk else contextlib.nullcontext():
                 return _ours(m, y, params, n, torch.Generator().manual_seed(0))
 
         return fn
 
     def ours_auto(y, n):  # what ARGenerator runs by default: the kernels chosen for this machine
+        gen.attention = "auto"  # its model is the one the other variants set
         return gen.run_steps(y, torch.Generator().manual_seed(0), params, n)
 
     def official_generate(y, n):
         return official.run_steps(y, torch.Generator().manual_seed(0), params, n)
 
     def run_compiled(y, n):
-        with decode_attention.use("sdpa"):
-            return _ours(model, y, params, n, torch.Generator().manual_seed(0), decode_step=compiled)
+        set_decode_kernel(model, "sdpa")
+        return _ours(model, y, params, n, torch.Generator().manual_seed(0), decode_step=compiled)
 
     available = {
         "official-generate": official_generate,

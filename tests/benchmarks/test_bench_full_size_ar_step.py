@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness.nn.kernels import decode_attention, packed_linear
+from harness.nn.layers.attention import set_decode_kernel
 from harness.speed.timing import synchronize
 
 pytestmark = pytest.mark.bench
@@ -32,10 +33,11 @@ def test_bench_alitok_b_decode_step_batch2_cfg(benchmark, model, kernels):
     attention = "c" if kernels.endswith("c-decode") else "sdpa"  # forced: "auto" is the machine's choice
     if linear == "onednn-packed" and not packed_linear.available(device, torch.float32):
         pytest.skip("no oneDNN packed linear on this device")
-    if attention == "c" and decode_attention.kernel_name(device) != "c-decode":
+    if attention == "c" and decode_attention.kernel_name("c", device) != "c-decode":
         pytest.skip(f"no C decode-attention kernel here: {decode_attention.build_error()}")
     packed = packed_linear.PackedLinears(model).active() if linear != "aten" else contextlib.nullcontext()
-    with torch.inference_mode(), packed, decode_attention.use(attention):
+    set_decode_kernel(model, attention)
+    with torch.inference_mode(), packed:
         model.reset_cache(rows)
         model.prefill(torch.full((rows, 1), model.cfg.null_class_id, device=device))
         token, pos = torch.zeros(rows, dtype=torch.long, device=device), torch.tensor([POS], device=device)

@@ -14,10 +14,17 @@ on this machine (``harness.nn.kernels.kernel_choice``: at first use, per dtype a
 CPU model, torch version and threads) found it faster than the SDPA path it replaces (QK-norm, RoPE,
 ``index_copy_`` and SDPA over the bucketed cache); ``"c"`` forces it wherever it applies.
 
-It is built at first use with the system C compiler (``$CC``, default ``gcc``; well under a second)
-into a temporary folder that is removed once the library is loaded; where that fails (no compiler)
-every call falls back to SDPA and ``kernel_name()`` says ``sdpa``. The results agree with SDPA to
-float rounding (summation order), not bit for bit.
+It runs as the ``torch.library`` operator ``torch.ops.alitok_bench.decode_attention``
+(``csrc/decode_attention_op.cpp``), which checks every tensor argument (device, dtype, sizes,
+contiguity, position) before calling the C code, so a mismatch is an error naming it, not a read past
+a buffer. The library is built at first use with the system compilers (``$CC`` / ``$CXX``) and cached by
+a digest of its sources and flags under the project cache folder (``harness.nn.kernels.native_build``),
+so a later process loads it without compiling; where it cannot be built every call falls back to SDPA
+and ``build_error()`` says why. The results agree with SDPA to float rounding (summation order), not bit
+for bit.
+
+Which path a model takes is the model's own setting (``harness.nn.layers.attention.set_decode_kernel``;
+``ARGenerator(attention=...)``), passed down to ``applies(kernel, ...)``: no process-wide switch.
 
 Scope: CPU, fp32 or bf16 (query, new key/value and cache of one dtype), one query, no autograd,
 eager only (a ``torch.compile``d step keeps SDPA, which Inductor can capture).
@@ -27,120 +34,86 @@ decoder here (AliTok, LlamaGen, RAR), which all attend through ``harness.nn.laye
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("csrc") / "decode_attention.c"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "decode_attention.c", CSRC / "decode_attention_op.cpp")
 KERNELS = ("auto", "c", "sdpa")  # auto: the C kernel where it applies, builds and wins here; c: wherever it applies
-_FUNCS = {torch.float32: "decode_attention_f32", torch.bfloat16: "decode_attention_bf16"}
+DTYPES = (torch.float32, torch.bfloat16)
+NAMESPACE = "alitok_bench"
 
 _lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_build_error: str | None = None
-_mode = "auto"
+_ops: dict[str, object] = {}  # march -> the loaded operator
+_errors: dict[str, str] = {}  # march -> why it could not be built
 _chosen: dict[tuple, bool] = {}  # (dtype, heads, head_dim, threads) -> the C kernel won the measurement
 
 
-def _compile(march: str = "native") -> ctypes.CDLL:
-    """Build and load the kernel for ``-march=<march>`` (tests build other instruction sets too)."""
-    cc = os.environ.get("CC", "gcc")
-    tmp = tempfile.mkdtemp(prefix="alitok-bench-attn-")
-    try:
-        so = os.path.join(tmp, "decode_attention.so")
-        cmd = [cc, "-O3", f"-march={march}", "-fopenmp", "-shared", "-fPIC", str(SOURCE), "-o", so, "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if proc.returncode:
-            raise RuntimeError(f"{cc} failed on {SOURCE}: {proc.stderr.strip().splitlines()[-1:]}")
-        lib = ctypes.CDLL(so)  # libgomp.so.1 resolves to the copy PyTorch already loaded
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # the loaded library stays mapped
-    ptr, long = ctypes.c_void_p, ctypes.c_long
-    for name in _FUNCS.values():
-        fn = getattr(lib, name)
-        fn.argtypes = (
-            [ptr] * 3
-            + [long] * 2
-            + [ptr] * 2
-            + [ctypes.c_float]
-            + [ptr] * 4
-            + [long] * 5
-            + [ctypes.c_float, ctypes.c_int]
-        )
-        fn.restype = ctypes.c_int
-    return lib
+def load_op(march: str = "native"):
+    """The operator built for ``-march=<march>`` (building or loading the cached library on first call), or
+    None where it cannot be built. Builds for other instruction sets register under their own namespace
+    (``alitok_bench_x86_64_v3``), so tests can run them beside the native one."""
+    from harness.nn.kernels import native_build
 
-
-def library() -> ctypes.CDLL | None:
-    """The built kernel library, building it on first call; None where it cannot be built."""
-    global _lib, _build_error
-    if _lib is None and _build_error is None:
-        with _lock:
-            if _lib is None and _build_error is None:
-                try:
-                    _lib = _compile()
-                except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-                    _build_error = str(e) or type(e).__name__
-    return _lib
+    if march in _ops or march in _errors:
+        return _ops.get(march)
+    with _lock:
+        if march not in _ops and march not in _errors:
+            ns = NAMESPACE if march == "native" else f"{NAMESPACE}_{march.replace('-', '_')}"
+            try:
+                native_build.load(f"decode_attention_{march}", SOURCES, march=march, defines=[f"-DOP_NAMESPACE={ns}"])
+                _ops[march] = getattr(torch.ops, ns).decode_attention.default
+            except (OSError, RuntimeError) as e:  # BuildError, or a library the loader refuses
+                _errors[march] = str(e) or type(e).__name__
+    return _ops.get(march)
 
 
 def build_error() -> str | None:
-    library()
-    return _build_error
+    """Why the native operator cannot be built here (None: it is built and loaded)."""
+    load_op()
+    return _errors.get("native")
 
 
-@contextlib.contextmanager
-def use(kernel: str) -> Iterator[None]:
-    """``with use("sdpa"):`` turns the kernel off for the block, ``"c"`` forces it on where it applies,
-    ``"auto"`` (the default) runs it where it applies and was measured faster on this machine."""
-    global _mode
+def check_kernel(kernel: str) -> str:
     if kernel not in KERNELS:
         raise ValueError(f"unknown decode attention kernel {kernel!r}; choose from {', '.join(KERNELS)}")
-    before, _mode = _mode, kernel
-    try:
-        yield
-    finally:
-        _mode = before
+    return kernel
 
 
 def kernel_name(
+    kernel: str = "auto",
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     heads: int | None = None,
     head_dim: int | None = None,
 ) -> str:
-    """What a decode step on this device and cache dtype uses now: ``c-decode`` or ``sdpa``. In
-    ``"auto"`` mode with the head geometry given, the machine's measured choice (made now if not yet)."""
-    ok = _mode in ("auto", "c") and torch.device(device).type == "cpu" and dtype in _FUNCS and library() is not None
-    if ok and _mode == "auto" and heads is not None and head_dim is not None:
+    """What a decode step on this device and cache dtype runs under the setting ``kernel``: ``c-decode`` or
+    ``sdpa``. For ``"auto"`` with the head geometry given, the machine's measured choice (made now if not yet)."""
+    ok = check_kernel(kernel) != "sdpa" and torch.device(device).type == "cpu" and dtype in DTYPES
+    ok = ok and load_op() is not None
+    if ok and kernel == "auto" and heads is not None and head_dim is not None:
         ok = wins_here(dtype, heads, head_dim)
     return "c-decode" if ok else "sdpa"
 
 
-def applies(q: torch.Tensor, k: torch.Tensor, cache_k: torch.Tensor) -> bool:
-    """True where :func:`attend` takes this call: one query, CPU, one dtype, no autograd, eager, and
-    (``"auto"``) the kernel won on this machine for this dtype and head geometry."""
+def applies(kernel: str, q: torch.Tensor, k: torch.Tensor, cache_k: torch.Tensor) -> bool:
+    """True where a model set to ``kernel`` takes this call through :func:`attend`: one query, CPU, one dtype,
+    no autograd, eager, and (``"auto"``) the kernel won on this machine for this dtype and head geometry."""
     ok = (
-        _mode in ("auto", "c")
+        kernel != "sdpa"
         and q.shape[2] == 1
         and q.device.type == "cpu"
-        and q.dtype in _FUNCS
+        and q.dtype in DTYPES
         and q.dtype == k.dtype == cache_k.dtype
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         and 2 <= q.shape[-1] <= 1024
         and q.shape[-1] % 2 == 0
-        and library() is not None
+        and load_op() is not None
     )
-    return ok and (_mode == "c" or wins_here(q.dtype, q.shape[1], q.shape[-1]))
+    return ok and (check_kernel(kernel) == "c" or wins_here(q.dtype, q.shape[1], q.shape[-1]))
 
 
 def wins_here(dtype: torch.dtype, heads: int, head_dim: int) -> bool:
@@ -201,14 +174,6 @@ def _workloads(dtype: torch.dtype, heads: int, head_dim: int) -> dict:
     return {"c-decode": c_kernel, "sdpa": sdpa}
 
 
-def _strides(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int] | None:
-    """The shared (batch, head) element strides of three ``[B, H, 1, D]`` views, or None."""
-    st = [(x.stride(0), x.stride(1), x.stride(3)) for x in (q, k, v)]  # dim 2 has size 1: any stride
-    if st[0][2] != 1 or st[1] != st[0] or st[2] != st[0]:
-        return None
-    return st[0][0], st[0][1]
-
-
 def attend(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -221,56 +186,18 @@ def attend(
     k_norm: torch.Tensor | None = None,
     eps: float = 1e-5,
     rope: torch.Tensor | None = None,
+    op=None,
 ) -> torch.Tensor:
     """Write the new ``k, v [B, H, 1, D]`` at slot ``pos`` of ``cache_k, cache_v [B, H, T, D]`` and
     attend ``q`` over slots ``0..pos`` -> ``[B, H, 1, D]``.
 
-    ``q_norm`` / ``k_norm`` (RMSNorm weights ``[D]``) and ``rope`` (this position's ``[D/2, 2]``
-    cos/sin rows) are applied to ``q`` and ``k`` first, as ``harness.nn.layers.attention`` does, so a caller
-    can pass the unnormalised views of its ``qkv`` output (read in place, no copies).
+    ``q_norm`` / ``k_norm`` (RMSNorm weights ``[D]``, the cache's dtype) and ``rope`` (this position's
+    ``[D/2, 2]`` float32 cos/sin rows) are applied to ``q`` and ``k`` first, as ``harness.nn.layers.attention``
+    does, so a caller can pass the unnormalised views of its ``qkv`` output (read in place, no copies).
+    ``op``: another build of the operator (``load_op(march)``); default the native one. A tensor that does
+    not fit raises ``RuntimeError`` naming it; where the operator cannot be built, ``RuntimeError`` too.
     """
-    b, h, t, d = cache_k.shape
-    if not (0 <= pos < t):
-        raise IndexError(f"decode position {pos} outside the KV cache of {t} slots")
-    if not (cache_k.is_contiguous() and cache_v.is_contiguous()):
-        raise ValueError("the KV cache must be contiguous")
-    if q.shape != (b, h, 1, d):
-        raise ValueError(f"query {tuple(q.shape)} does not fit the KV cache {tuple(cache_k.shape)}")
-    strides = _strides(q, k, v)
-    if strides is None:
-        q, k, v = (x.reshape(b, h, 1, d).clone(memory_format=torch.contiguous_format) for x in (q, k, v))
-        strides = (h * d, d)
-    if (q_norm is None) != (k_norm is None):
-        raise ValueError("QK-norm needs both the q and the k weight")
-    weights = [w.detach().to(q.dtype).contiguous() if w is not None else None for w in (q_norm, k_norm)]
-    if rope is not None:
-        rope = rope.detach().to(torch.float32).contiguous()
-        if rope.numel() != d:
-            raise ValueError(f"RoPE rows {tuple(rope.shape)} do not fit head size {d}")
-    out = torch.empty(b, h, d, dtype=q.dtype)
-    fn = getattr(library(), _FUNCS[q.dtype])
-    ptr = [x.data_ptr() if x is not None else None for x in (*weights, rope)]
-    rc = fn(
-        q.data_ptr(),
-        k.data_ptr(),
-        v.data_ptr(),
-        strides[0],
-        strides[1],
-        ptr[0],
-        ptr[1],
-        eps,
-        ptr[2],
-        cache_k.data_ptr(),
-        cache_v.data_ptr(),
-        out.data_ptr(),
-        b,
-        h,
-        t,
-        d,
-        pos,
-        d**-0.5,
-        torch.get_num_threads(),
-    )
-    if rc:
-        raise ValueError(f"decode attention kernel refused B={b}, H={h}, T={t}, D={d}, pos={pos}")
-    return out.view(b, h, 1, d)
+    op = op or load_op()
+    if op is None:
+        raise RuntimeError(f"the decode attention kernel is not available here: {build_error()}")
+    return op(q, k, v, cache_k, cache_v, pos, q_norm, k_norm, eps, rope)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.nn.kernels import decode_attention
+from harness.nn.kernels.packed_linear import add_linear
 from harness.nn.layers.norms import RMSNorm
 from harness.nn.layers.rope import apply_rope
 
@@ -52,6 +53,16 @@ class KVCache(nn.Module):
         return self.k, self.v
 
 
+def set_decode_kernel(model: nn.Module, kernel: str) -> None:
+    """Every KV-cached attention of ``model`` (each module with a ``decode_kernel`` attribute) takes its
+    one-query CPU steps through ``kernel``: ``"auto"`` the C kernel where it was measured faster here,
+    ``"c"`` wherever it applies, ``"sdpa"`` never (``harness.nn.kernels.decode_attention``)."""
+    decode_attention.check_kernel(kernel)
+    for m in model.modules():
+        if hasattr(m, "decode_kernel"):
+            m.decode_kernel = kernel
+
+
 def cached_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -61,16 +72,17 @@ def cached_attention(
     mask: torch.Tensor | None,
     kv_len: int | None,
     dropout: float = 0.0,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """Write ``k, v [B, H, L, hd]`` at ``input_pos`` and attend ``q`` over the cache -> ``[B, H, L, hd]``.
 
-    A single-query CPU step goes through the C decode kernel (``harness.nn.kernels.decode_attention``),
-    which attends over slots ``0..pos``: the causal row, what every caller's mask is. Otherwise
-    SDPA over the first ``kv_len`` slots under ``mask [L, kv_len]``.
+    A single-query CPU step goes through the C decode kernel (``harness.nn.kernels.decode_attention``)
+    where ``kernel`` (the caller's setting) lets it; the kernel attends over slots ``0..pos``: the causal
+    row, what every caller's mask is. Otherwise SDPA over the first ``kv_len`` slots under ``mask [L, kv_len]``.
     """
     if cache is None:
         raise RuntimeError("cached attention called before reset_cache()")
-    if dropout == 0.0 and decode_attention.applies(q, k, cache.k):
+    if dropout == 0.0 and decode_attention.applies(kernel, q, k, cache.k):
         return decode_attention.attend(q, k, v, cache.k, cache.v, int(input_pos[0]))
     k, v = cache.update(input_pos, k, v)
     if kv_len is not None:
@@ -79,7 +91,10 @@ def cached_attention(
 
 
 class CausalSelfAttention(nn.Module):
-    """Names: ``qkv`` (bias optional), ``q_norm`` / ``k_norm`` (RMSNorm over head_dim), ``proj``."""
+    """Names: ``qkv`` (bias optional), ``q_norm`` / ``k_norm`` (RMSNorm over head_dim), ``proj``.
+    ``decode_kernel``: this module's decode-attention setting (``set_decode_kernel``)."""
+
+    decode_kernel = "auto"
 
     def __init__(
         self,
@@ -115,8 +130,10 @@ class CausalSelfAttention(nn.Module):
         input_pos: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         kv_len: int | None = None,
+        residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x [B, L, d]``; ``rope [L, hd/2, 2]`` for these positions.
+        """``x [B, L, d]``; ``rope [L, hd/2, 2]`` for these positions. ``residual``: added to the output
+        (inside the ``proj`` GEMM where it runs packed and dropout is off; ``harness.nn.kernels.packed_linear``).
 
         Without ``input_pos``: plain causal attention over ``x`` (training, full recompute).
         With ``input_pos [L]`` and a cache: write into the cache, attend over its first ``kv_len``
@@ -128,7 +145,12 @@ class CausalSelfAttention(nn.Module):
             out = self._attend_fused(q, k, v, rope, int(input_pos[0]))
         else:
             out = self._attend(q, k, v, rope, input_pos, mask, kv_len)
-        return self.resid_dropout(self.proj(out.transpose(1, 2).reshape(b, n, self.dim)))
+        out = out.transpose(1, 2).reshape(b, n, self.dim)
+        if residual is None:
+            return self.resid_dropout(self.proj(out))
+        if self.training and self.resid_dropout.p:
+            return residual + self.resid_dropout(self.proj(out))
+        return add_linear(residual, self.proj, out)
 
     def _attend(self, q, k, v, rope, input_pos, mask, kv_len) -> torch.Tensor:
         if self.q_norm is not None:  # QK-norm comes before RoPE (AliTok)
@@ -137,7 +159,7 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rope(q, rope), apply_rope(k, rope)
         dropout = self.attn_dropout if self.training else 0.0
         if input_pos is not None:
-            return cached_attention(q, k, v, self.kv_cache, input_pos, mask, kv_len, dropout)
+            return cached_attention(q, k, v, self.kv_cache, input_pos, mask, kv_len, dropout, self.decode_kernel)
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
 
     def _attend_fused(self, q, k, v, rope, pos: int) -> torch.Tensor:
@@ -162,5 +184,5 @@ class CausalSelfAttention(nn.Module):
             self.kv_cache is not None
             and not (self.training and self.attn_dropout)
             and norm_ok
-            and decode_attention.applies(q.transpose(1, 2), k, self.kv_cache.k)
+            and decode_attention.applies(self.decode_kernel, q.transpose(1, 2), k, self.kv_cache.k)
         )

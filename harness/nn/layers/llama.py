@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.nn.kernels.packed_linear import add_linear, gated_up
 from harness.nn.layers.attention import CausalSelfAttention
 from harness.nn.layers.norms import RMSNorm
 
@@ -30,8 +31,16 @@ class SwiGLU(nn.Module):
         self.w2 = nn.Linear(hidden, dim, bias=False)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``w2(silu(w1 x) * w3 x)``, plus ``residual`` when given (fused into the w2 GEMM where it runs packed
+        and dropout is off; ``harness.nn.kernels.packed_linear``)."""
+        gate, up = gated_up(self.w1, self.w3, x)
+        h = F.silu(gate) * up
+        if residual is None:
+            return self.dropout(self.w2(h))
+        if self.training and self.dropout.p:
+            return residual + self.dropout(self.w2(h))
+        return add_linear(residual, self.w2, h)
 
 
 class LlamaBlock(nn.Module):
@@ -72,5 +81,5 @@ class LlamaBlock(nn.Module):
         mask: torch.Tensor | None = None,
         kv_len: int | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, input_pos, mask, kv_len)
-        return x + self.mlp(self.norm2(x))
+        x = self.attn(self.norm1(x), rope, input_pos, mask, kv_len, residual=x)  # x + attention
+        return self.mlp(self.norm2(x), residual=x)

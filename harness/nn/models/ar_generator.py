@@ -44,6 +44,7 @@ from harness.core.io import sha256_if_file
 from harness.nn.kernels import decode_attention
 from harness.nn.kernels.packed_linear import PackedLinears, prefers_packed
 from harness.nn.kernels.packed_linear import available as packed_linear_available
+from harness.nn.layers.attention import set_decode_kernel
 from harness.nn.samplers.ar_sampling import CachedDecoder, ar_sample, ar_sample_naive, device_generator, precision
 
 
@@ -110,13 +111,23 @@ class ARGenerator(Generator):
         self.compiled = compile
         self.packed_linear = packed_linear
         self.kv_cache = kv_cache
-        if attention not in decode_attention.KERNELS:
-            raise ValueError(f"{name}: attention {attention!r}: use one of {', '.join(decode_attention.KERNELS)}")
-        self.attention = attention
+        self.attention = attention  # the model's own setting (set_decode_kernel): no process-wide switch
         self._packed = PackedLinears(model)
         # Few shapes in decode_step (static cache, bucketed kv_len, [1] position tensor) make it
         # capturable; "reduce-overhead" adds CUDA graphs on GPU. Compiled lazily on first call.
         self._decode = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True) if compile else None
+
+    @property
+    def attention(self) -> str:
+        """The decode-attention setting of this generator's model: ``auto``, ``c`` or ``sdpa``."""
+        return self._attention
+
+    @attention.setter
+    def attention(self, kernel: str) -> None:
+        if kernel not in decode_attention.KERNELS:
+            raise ValueError(f"{self.name}: attention {kernel!r}: use one of {', '.join(decode_attention.KERNELS)}")
+        set_decode_kernel(self.model, kernel)
+        self._attention = kernel
 
     @property
     def default_sampling(self) -> ARSampling:
@@ -153,7 +164,7 @@ class ARGenerator(Generator):
         cond = self.model.condition_tokens(labels)
         uncond = self.model.null_condition_tokens(cond)
         packed = self._packed.active() if self.linear_kernel() == "onednn-packed" else contextlib.nullcontext()
-        with packed, decode_attention.use(self.attention):
+        with packed:
             if not self.kv_cache:
                 with precision(self.device, torch.float32, self.tf32):  # the TF32 switch only
                     return ar_sample_naive(self.model, cond, num_tokens, params, gen, uncond=uncond)
@@ -173,9 +184,8 @@ class ARGenerator(Generator):
         """``c-decode`` where the C decode-attention kernel runs the cached steps, else ``sdpa``."""
         if self.compiled or self.attention == "sdpa" or not self.kv_cache:
             return "sdpa"
-        heads, head_dim = _attention_geometry(self.model)
-        with decode_attention.use(self.attention):  # builds the kernel (and "auto": measures) on first call
-            return decode_attention.kernel_name(self.device, self.dtype, heads, head_dim)
+        heads, head_dim = _attention_geometry(self.model)  # builds the kernel (and "auto": measures) on first call
+        return decode_attention.kernel_name(self.attention, self.device, self.dtype, heads, head_dim)
 
     def prepare(self) -> None:
         """Choose the kernels, pack the Linear weights and build the attention kernel now, so a timed run

@@ -13,17 +13,20 @@
  * software prefetch 32 slots ahead that runs on into the next row's first slots, because each
  * row's slots are a short stream the hardware prefetcher has to find again; then, for head sizes
  * divisible by 16, the vector path below (the scalar loop was compute-bound, not memory-bound).
- * Built at first use by harness/nn/kernels/decode_attention.py; threads come from the caller (OpenMP,
- * the same libgomp PyTorch loaded).
+ * Built at first use (harness/nn/kernels/native_build.py, cached by source digest) with the torch.library
+ * operator of decode_attention_op.cpp, which checks every argument before calling in here; threads come
+ * from the caller (OpenMP, the same libgomp PyTorch loaded).
  */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "decode_attention.h"
+
 #define BLOCK 16
 #define PREFETCH 32
-#define MAX_D 1024
+#define MAX_D DECODE_ATTENTION_MAX_D
 
 static inline float bf16_to_f32(uint16_t x) {
   union { uint32_t u; float f; } c;
