@@ -138,8 +138,6 @@ def test_every_option_has_help_and_no_default_is_shown_twice():
             for a in parser._actions:
                 if isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) or a.help == argparse.SUPPRESS:
                     continue
-                if verb == "bench" and a.dest in ("device", "seed"):
-                    continue  # cli/bench.py belongs to the speed work; listed in its report
                 assert a.help, (verb, a.option_strings or a.dest)
             text = " ".join(parser.format_help().split())
             assert not re.search(r"\(default:? [^()]*\)\s*\(default", text), (verb, text)
@@ -212,7 +210,10 @@ JSON_VERBS = [
     ("ablate",),
     ("compare",),
     ("cache", "list"),
-]  # bench and report print results too: their --json belongs to the speed and report work (issue 24 split)
+    ("bench",),
+    ("report",),
+    ("fetch",),
+]
 
 
 @pytest.mark.parametrize("verb", JSON_VERBS, ids=lambda v: " ".join(v))
@@ -240,12 +241,14 @@ def test_compare_json_is_one_document_with_every_check(tmp_path, capsys):
 
 
 def test_claims_json_lists_every_claim(capsys):
-    from harness.cli.claims import DEFAULT_CLAIMS
+    from harness.cli.claims import default_claims_files
     from harness.report.claims import load_claims
 
     assert main(["claims", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [v["id"] for v in doc["verdicts"]] == [c.id for c in load_claims(DEFAULT_CLAIMS).claims]
+    files = default_claims_files()  # every paper's file, alitok.yaml first
+    assert doc["claims"] == [str(p) for p in files]
+    assert [v["id"] for v in doc["verdicts"]] == [c.id for p in files for c in load_claims(p).claims]
     assert all(v["measured"] is None for v in doc["verdicts"])  # no results given: nothing measured
 
 

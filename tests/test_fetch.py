@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import os
 import resource
 import subprocess
@@ -312,6 +313,17 @@ def test_dry_run_lists_every_catalog_file_with_source_size_and_digest(tmp_path):
         assert blocks[i + 2] == f"  source: {entry.source()}" and blocks[i + 3] == f"  named by: {entry.cited}"
         assert blocks[i + 4].startswith("  size: ") and blocks[i + 5].startswith(f"  digest: {entry.digest_rule()}")
     assert not (tmp_path / "w").exists()  # a dry run writes nothing
+
+
+def test_dry_run_json_is_one_document_with_the_same_fields(tmp_path):
+    r = _cli(["--all", "--dry-run", "--json", "--root", str(tmp_path / "w")], {})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # stdout holds the document alone
+    assert [f["name"] for f in doc["files"]] == list(catalog.FILES)
+    for f in doc["files"]:
+        entry = catalog.FILES[f["name"]]
+        assert f["source"] == entry.source() and f["named_by"] == entry.cited
+        assert f["digest"].startswith(entry.digest_rule()) and f["state"] in ("to fetch", "MANUAL (Google Drive)")
 
 
 def test_factories_find_fetched_files_by_official_name(tmp_path, monkeypatch):

@@ -177,6 +177,18 @@ def test_report_cli_regenerates_identical_files(results, tmp_path):
     assert b"<dc:date>" not in (out / "fid_vs_speed.svg").read_bytes()
 
 
+def test_report_json_is_the_tidy_table_and_the_files_written(results, tmp_path, capsys):
+    import json
+
+    from harness.cli import main
+    from harness.report.collect import summary_frame
+
+    assert main(["report", str(results), "--out", str(tmp_path / "r"), "--no-grids", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)  # progress lines went to stderr
+    assert [r["label"] for r in doc["rows"]] == list(summary_frame([results])["label"])
+    assert sorted(doc["written"]) == sorted(p.name for p in (tmp_path / "r").iterdir())
+
+
 def test_report_of_a_non_record_is_one_line_error(tmp_path, capsys):
     from harness.cli import main
 

@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli.common_args import add_json_arg, print_json
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from harness.speed.bench import DTYPES, PRESETS
@@ -82,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="skip (with a message) models that are not registered or whose plugin is not written yet",
     )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (recorded either way)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--agree",
         nargs=2,
@@ -99,8 +101,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="folder of official checkouts (DIR/alitok, ...): beside each model with an upstream adapter "
         "(harness/speed/upstream.py), time upstream's own sampler on the same weights, interleaved",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the class labels, noise and random weights")
     p.add_argument("--out", required=True, help="folder for the records and the summary")
+    add_json_arg(p)
 
 
 def resolve_settings(args: argparse.Namespace):
@@ -263,7 +266,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    print(text)
+    if args.json:  # the summary the run wrote, rows and ratios, as one document
+        from harness.core.io import read_json
+
+        print_json(read_json(out / "bench_summary.json"))
+    else:
+        print(text)
     return 0
 
 

@@ -91,7 +91,7 @@ DTYPE_CHOICES = ("fp32", "tf32", "bf16", "fp16")
 class _DtypeAction(argparse.Action):
     """``--dtype tf32`` is fp32 weights with TF32 matmuls on CUDA: stored as dtype fp32 + tf32, as records keep it."""
 
-    def __call__(self, parser, namespace, value, option_string=None):
+    def __call__(self, parser, namespace, value, _option_string=None):  # argparse passes it positionally
         namespace.dtype = "fp32" if value == "tf32" else value
         if value == "tf32":
             namespace.tf32 = True
@@ -101,7 +101,7 @@ class _DeprecatedTf32Action(argparse.Action):
     def __init__(self, option_strings, dest, **kwargs):
         super().__init__(option_strings, dest, nargs=0, **kwargs)
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser, namespace, values, _option_string=None):  # argparse passes it positionally
         import sys
 
         print("warning: --tf32 is deprecated; use --dtype tf32 (same effect)", file=sys.stderr)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sys
 
+from harness.cli.common_args import add_json_arg, print_json
+
 
 def add_arguments(p) -> None:
     p.add_argument(
@@ -27,6 +29,7 @@ def add_arguments(p) -> None:
         "--root", default=None, help="weights root (default: $ALITOK_BENCH_WEIGHTS or ~/.cache/alitok-bench/weights)"
     )
     p.add_argument("--retries", type=int, default=3, help="resumed attempts after an interrupted transfer")
+    add_json_arg(p)
 
 
 def suite_files(name: str) -> list[str]:
@@ -89,27 +92,42 @@ def _size(n: int | None) -> str:
     return "size unknown until fetched" if n is None else f"{n / 2**20:.1f} MiB"
 
 
-def dry_run(names: list[str], root) -> int:
+def plan_rows(names: list[str], root) -> list[dict]:
+    """Each file: source, who named it, size where known, digest status, present or not."""
     from harness.fetch import catalog, store
 
     ledger = store.read_ledger(root)
-    print(f"weights root: {root}")
+    rows = []
     for name in names:
         entry = catalog.FILES[name]
         rec = ledger.get(name, {})
         present = (root / name).is_file()
-        size = _size(rec.get("size") or entry.size or ((root / name).stat().st_size if present else None))
+        size = rec.get("size") or entry.size or ((root / name).stat().st_size if present else None)
         digest = entry.digest_rule()
         if rec.get("sha256"):
             digest += f": recorded {rec['sha256'][:16]}..."
         elif not entry.sha256:
             digest += ": not yet recorded"
         state = "present" if present else ("MANUAL (Google Drive)" if entry.kind == "gdrive" else "to fetch")
+        rows.append(
+            {"name": name, "state": state, "what": entry.what, "source": entry.source(), "named_by": entry.cited,
+             "size_bytes": size, "digest": digest}
+        )  # fmt: skip
+    return rows
+
+
+def dry_run(names: list[str], root, as_json: bool = False) -> int:
+    rows = plan_rows(names, root)
+    if as_json:
+        print_json({"weights_root": str(root), "files": rows})
+        return 0
+    print(f"weights root: {root}")
+    for r in rows:
         print(
-            f"{name}  [{state}]\n  what: {entry.what}\n  source: {entry.source()}\n  named by: {entry.cited}\n"
-            f"  size: {size}\n  digest: {digest}"
+            f"{r['name']}  [{r['state']}]\n  what: {r['what']}\n  source: {r['source']}\n  named by: {r['named_by']}\n"
+            f"  size: {_size(r['size_bytes'])}\n  digest: {r['digest']}"
         )
-    print(f"{len(names)} files; {sum((root / n).is_file() for n in names)} present")
+    print(f"{len(names)} files; {sum(r['state'] == 'present' for r in rows)} present")
     return 0
 
 
@@ -129,27 +147,34 @@ def run(args) -> int:
     names = list(dict.fromkeys(names))
     root = store.weights_root(args.root)
     if args.dry_run:
-        return dry_run(names, root)
+        return dry_run(names, root, args.json)
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # stdout holds the JSON alone
     if not names:
-        print("nothing to fetch: these need no official files")
+        say("nothing to fetch: these need no official files")
+        if args.json:
+            print_json({"weights_root": str(root), "files": []})
         return 0
-    failed, manual = 0, 0
+    failed, manual, done = 0, 0, []
     for name in names:
         try:
             out = fetch_file(catalog.FILES[name], root, retries=args.retries)
         except (UserError, OSError) as e:
             failed += 1
             print(f"alitok-bench fetch: error: {name}: {one_line(e)}", file=sys.stderr)
+            done.append({"name": name, "status": "error", "detail": one_line(e)})
             continue
+        done.append({"name": name, "status": out.status, "path": str(out.path), "detail": out.detail})
         if out.status == "manual":
             manual += 1
-            print(out.detail)
+            say(out.detail)
         else:
-            print(f"{name}: {out.status} at {out.path} ({out.detail})")
+            say(f"{name}: {out.status} at {out.path} ({out.detail})")
+    if args.json:
+        print_json({"weights_root": str(root), "files": done})
     if failed:
         return 2
     if manual:
-        print(f"{manual} file(s) need the manual step above; the others are in place")
+        say(f"{manual} file(s) need the manual step above; the others are in place")
         return 1
-    print(f"all {len(names)} files present and verified in {root}")
+    say(f"all {len(names)} files present and verified in {root}")
     return 0
