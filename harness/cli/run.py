@@ -68,7 +68,7 @@ def run(args) -> int:
 
     use_weights_root(args)
     if args.status or args.cancel or args.plan or args.executor != "inline":
-        from harness.suites.cluster.cli import run_cluster
+        from harness.cli.run_cluster import run_cluster
 
         return run_cluster(args)
     if args.suite is None:
