@@ -275,8 +275,15 @@ def test_paired_differences_carry_the_named_paired_standard_error(tmp_path, monk
     ablation.run(suite, tmp_path, log=lambda *_: None)
     table = (tmp_path / "ablation_table.md").read_text()
     se = 100 * np.std(diffs, ddof=1) / np.sqrt(3)
-    assert f"| B: causal decoder | 3 | {100 * diffs.mean():.3f} ± {se:.3f} |" in table and DESCRIPTION in table
+    # beside it the minimum detectable effect of that sd at 3 seeds: statsmodels' solved effect size x sd
+    from statsmodels.stats.power import TTestPower
+
+    mde = TTestPower().solve_power(nobs=3, alpha=0.05, power=0.8) * 100 * np.std(diffs, ddof=1)
+    cell = f"| B: causal decoder | 3 | {100 * diffs.mean():.3f} ± {se:.3f} (MDE {mde:.3f}) |"
+    assert cell in table and DESCRIPTION in table
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["rows"]["B"]["metrics"]["fid"]["diff_to_baseline"]["mde"] == pytest.approx(mde, rel=1e-6)
+    assert summary["sensitivity"]["fid"]["mde"] == pytest.approx(mde, rel=1e-6)  # one row: its sd is the pooled one
     prov = summary["provenance"]
     assert {"git_sha", "dirty"} <= set(prov["code"]) and prov["command"].endswith("--summarize")
     assert prov["machine"]["cpu_model"]
