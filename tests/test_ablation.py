@@ -24,6 +24,9 @@ def test_committed_suite_plans_paired_rows():
     suite = ablation.load_suite(SUITE, "tiny")
     assert [r.name for r in suite.rows] == [
         "A",
+        "ctrl_shuffle",
+        "ctrl_noise",
+        "ctrl_half_ar",
         "B",
         "C",
         "D",
@@ -57,8 +60,9 @@ def test_committed_suite_plans_paired_rows():
     grid = m["A"]["model"]["image_size"] // m["A"]["model"]["patch_size"]
     assert by[(s, "A", "ar")].config["model"]["num_prefix_tokens"] == 0
     assert by[(s, "D", "ar")].config["model"]["num_prefix_tokens"] == grid + 1
-    # one AR size and step count for every row
-    assert len({(j.config["steps"], json.dumps(j.config["model"].get("width"))) for j in jobs if j.stage == "ar"}) == 1
+    # one AR size and step count for every row but the half-steps control
+    ars = [j for j in jobs if j.stage == "ar" and j.row != "ctrl_half_ar"]
+    assert len({(j.config["steps"], json.dumps(j.config["model"].get("width"))) for j in ars}) == 1
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,9 @@ def test_controls_reuse_row_a_and_change_one_thing():
     noise = by[(s, "ctrl_noise", "eval")].config
     assert noise["ar_checkpoint"] == by[(s, "A", "eval")].config["ar_checkpoint"] and noise["decoder_noise_std"] > 0
     assert by[(s, "A", "eval")].config["decoder_noise_std"] == 0.0
+    # half the steps is a fraction of the preset's AR steps, so it holds at every preset
+    small = {(j.row, j.stage): j for j in ablation.plan(ablation.load_suite(SUITE, "small", seeds=[0]), "/o")}
+    assert small[("ctrl_half_ar", "ar")].config["steps"] * 2 == small[("A", "ar")].config["steps"] != a_ar["steps"]
 
 
 @pytest.mark.parametrize(
@@ -51,6 +54,7 @@ def test_controls_reuse_row_a_and_change_one_thing():
         (lambda d: d["rows"]["ctrl_noise"].update(control={"psnr": "sideways"}), "ctrl_noise.control"),
         (lambda d: d["rows"]["ctrl_noise"].update(decoder_noise_std=0.0), "would repeat row A"),
         (lambda d: d.update(reference_effects={"colour": 1.0}), "reference_effects.colour"),
+        (lambda d: d["rows"]["B"].update(ar_steps_scale=0.5), "rows.B.ar_steps_scale: needs from"),
     ],
 )
 def test_bad_control_rows_are_config_errors(tmp_path, edit, match):

@@ -54,9 +54,11 @@ class RowConfig:
     stage2_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # merged into the stage-2 config
     # a ``from`` row that trains its own AR model on the source's stage-1 codes, with these keys over the preset's
     ar_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ar_steps_scale: float | None = None  # a ``from`` row's own AR on this fraction of the preset's AR steps
     decoder_noise_std: float = 0.0  # Gaussian noise (uint8 units) added to the decoded reconstructions
     # positive control: metric -> the direction it must move against the ``from`` row ("up" | "down")
     control: dict[str, Literal["up", "down"]] = dataclasses.field(default_factory=dict)
+    presets: tuple[str, ...] | None = None  # only in these presets (default: every preset)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Row:
     stage2_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     ar_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     decoder_noise_std: float = 0.0
+    ar_steps_scale: float | None = None
     control: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -172,14 +175,17 @@ def _check(suite: SuiteFile, path: Path) -> None:
             raise ConfigError(
                 f"{path}: rows.{name}: a row with from: reuses {src}'s stage 1; it takes no model/aux keys"
             )
-        if src is not None and not (r.stage2 or r.ar_overrides or r.decoder_noise_std):
+        if src is not None and not (r.stage2 or r.ar_overrides or r.ar_steps_scale or r.decoder_noise_std):
             raise ConfigError(
-                f"{path}: rows.{name}: from: without stage2: true, ar_overrides or decoder_noise_std would repeat row {src}"
+                f"{path}: rows.{name}: from: without stage2: true, ar_overrides, ar_steps_scale or decoder_noise_std "
+                f"would repeat row {src}"
             )
+        if r.ar_steps_scale is not None and not 0 < r.ar_steps_scale:
+            raise ConfigError(f"{path}: rows.{name}.ar_steps_scale: must be > 0, got {r.ar_steps_scale}")
         if r.stage2_overrides and not r.stage2:
             raise ConfigError(f"{path}: rows.{name}.stage2_overrides: needs stage2: true")
-        if (r.ar_overrides or r.control) and src is None:
-            key = "ar_overrides" if r.ar_overrides else "control"
+        if (r.ar_overrides or r.ar_steps_scale or r.control) and src is None:
+            key = "ar_overrides" if r.ar_overrides else "ar_steps_scale" if r.ar_steps_scale else "control"
             raise ConfigError(f"{path}: rows.{name}.{key}: needs from: (the row it changes)")
         if r.decoder_noise_std < 0:
             raise ConfigError(f"{path}: rows.{name}.decoder_noise_std: must be >= 0, got {r.decoder_noise_std}")
@@ -189,6 +195,12 @@ def _check(suite: SuiteFile, path: Path) -> None:
     for metric in suite.reference_effects:
         if metric not in dict(TABLE_METRICS):
             raise ConfigError(f"{path}: reference_effects.{metric}: not a table metric")
+    for name, r in rows.items():
+        if r.presets is not None and (r.source and r.presets != rows[r.source].presets and rows[r.source].presets):
+            raise ConfigError(f"{path}: rows.{name}.presets: its from row {r.source} is not in all of them")
+        for p in r.presets or ():
+            if p not in suite.presets:
+                raise ConfigError(f"{path}: rows.{name}.presets: {p!r} is not a preset ({', '.join(suite.presets)})")
     if suite.baseline is not None and suite.baseline not in rows:
         raise ConfigError(f"{path}: baseline: {suite.baseline!r} is not a row ({', '.join(rows)})")
     for name, p in suite.presets.items():
@@ -223,9 +235,11 @@ def load_suite(
             dict(r.stage2_overrides),
             dict(r.ar_overrides),
             float(r.decoder_noise_std),
+            r.ar_steps_scale,
             dict(r.control),
         )
         for name, r in f.rows.items()
+        if r.presets is None or preset in r.presets
     ]
     if rows is not None:
         wanted = list(dict.fromkeys(rows))
