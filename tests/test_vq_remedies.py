@@ -44,7 +44,7 @@ def test_dead_code_reinit_revives_a_collapsed_codebook():
     q.train()
     for _ in range(3):  # the third forward re-seeds the codes the first two did not use
         q(z.clone().requires_grad_(True))
-    assert q.revived == 254
+    assert q.revived == 254 == q.revived_total
     used = q.codes(z).unique().numel()
     assert used > 200  # 254 codes re-seeded at distinct random features: nearly all win some features
     torch.testing.assert_close(q.embedding.weight[:2], live_before)  # live codes untouched

@@ -123,7 +123,8 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
         total, logs = stage1_loss(out, x, c.loss, w_aux, model_cfg.patch_size, perceptual)
         logs["codes_used"] = torch.tensor(float(out["codes"].unique().numel()))
         if c.codebook.reinit_every:
-            logs["codes_revived"] = torch.tensor(float(model.quantize.revived))
+            # cumulative: the re-init steps (every reinit_every-th quantised step) need not be log steps
+            logs["codes_revived_total"] = torch.tensor(float(model.quantize.revived_total))
         return total, out["recon"], logs
 
     # a slower codebook is its own param group (only then: a run without it resumes older checkpoints)

@@ -45,7 +45,8 @@ class VectorQuantizer(nn.Module):
         self.reinit_every, self.reinit_seed = 0, 0  # set by a trainer (dead-code re-initialisation)
         self.register_buffer("usage_since", torch.zeros(codebook_size), persistent=False)
         self.register_buffer("forwards", torch.zeros((), dtype=torch.long), persistent=False)
-        self.revived = 0  # codes re-seeded by the last re-initialisation (logged)
+        self.revived = 0  # codes re-seeded by the last re-initialisation
+        self.revived_total = 0  # ... by every re-initialisation of this process (logged: a log step rarely is one)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` [..., D] as the lookup sees it (l2-normalised when ``l2_norm``)."""
@@ -151,6 +152,7 @@ class VectorQuantizer(nn.Module):
         if int(self.forwards) and int(self.forwards) % self.reinit_every == 0:
             gen = torch.Generator().manual_seed(self.reinit_seed * 1_000_003 + int(self.forwards))
             self.revived = self.revive_dead_codes(self._gathered(flat), gen)
+            self.revived_total += self.revived
 
     @torch.no_grad()
     def revive_dead_codes(self, flat: torch.Tensor, generator: torch.Generator | None = None) -> int:
