@@ -41,6 +41,9 @@ def test_controls_reuse_row_a_and_change_one_thing():
     noise = by[(s, "ctrl_noise", "eval")].config
     assert noise["ar_checkpoint"] == by[(s, "A", "eval")].config["ar_checkpoint"] and noise["decoder_noise_std"] > 0
     assert by[(s, "A", "eval")].config["decoder_noise_std"] == 0.0
+    # rows.presets: the shuffle (codes in memory) is not a row of the imagenet preset; the others are
+    imagenet = [r.name for r in ablation.load_suite(SUITE, "imagenet").rows]
+    assert "ctrl_shuffle" not in imagenet and {"ctrl_noise", "ctrl_half_ar"} <= set(imagenet)
     # half the steps is a fraction of the preset's AR steps, so it holds at every preset
     small = {(j.row, j.stage): j for j in ablation.plan(ablation.load_suite(SUITE, "small", seeds=[0]), "/o")}
     assert small[("ctrl_half_ar", "ar")].config["steps"] * 2 == small[("A", "ar")].config["steps"] != a_ar["steps"]
