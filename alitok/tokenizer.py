@@ -54,6 +54,8 @@ class TokenizerConfig:
     decoder_attention: Literal["causal", "bidirectional"] = "causal"  # of the stage-1 decoder
     two_stage: bool = True  # false: inference decodes with the stage-1 decoder
     clustering_vq: bool = True  # online clustering codebook update in stage 1
+    # LlamaGen's codebook_l2_norm: z and codes l2-normalised, lookup = cosine nearest code (official AliTok: off)
+    codebook_l2_norm: bool = False
     vq_beta: float = 0.25
     init_std: float = 0.02  # trunc-normal std of Linear/Conv/Embedding weights (official 0.02)
 
@@ -218,7 +220,11 @@ class AliTok(nn.Module):
         self.latent_tokens = nn.Parameter(torch.empty(cfg.num_tokens, cfg.encoder_width))
         self.encoder = Encoder(cfg)
         self.quantize = VectorQuantizer(
-            cfg.codebook_size, cfg.token_dim, cfg.vq_beta, clustering=s1 and cfg.clustering_vq
+            cfg.codebook_size,
+            cfg.token_dim,
+            cfg.vq_beta,
+            clustering=s1 and cfg.clustering_vq,
+            l2_norm=cfg.codebook_l2_norm,
         )
         self.decoder = Decoder(
             cfg,
@@ -258,7 +264,7 @@ class AliTok(nn.Module):
         if quantize:
             zq, codes, losses = self.encode(x)
         else:
-            zq = self.encoder(x, self.latent_tokens).float()
+            zq = self.quantize.normalize(self.encoder(x, self.latent_tokens).float())
             codes = self.quantize.codes(zq.detach())
             zero = zq.new_zeros(())
             losses = {"vq_loss": zero, "commitment_loss": zero, "codebook_loss": zero}

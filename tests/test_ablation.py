@@ -24,6 +24,9 @@ def test_committed_suite_plans_paired_rows():
     suite = ablation.load_suite(SUITE, "tiny")
     assert [r.name for r in suite.rows] == [
         "A",
+        "ctrl_shuffle",
+        "ctrl_noise",
+        "ctrl_half_ar",
         "B",
         "C",
         "D",
@@ -57,8 +60,9 @@ def test_committed_suite_plans_paired_rows():
     grid = m["A"]["model"]["image_size"] // m["A"]["model"]["patch_size"]
     assert by[(s, "A", "ar")].config["model"]["num_prefix_tokens"] == 0
     assert by[(s, "D", "ar")].config["model"]["num_prefix_tokens"] == grid + 1
-    # one AR size and step count for every row
-    assert len({(j.config["steps"], json.dumps(j.config["model"].get("width"))) for j in jobs if j.stage == "ar"}) == 1
+    # one AR size and step count for every row but the half-steps control
+    ars = [j for j in jobs if j.stage == "ar" and j.row != "ctrl_half_ar"]
+    assert len({(j.config["steps"], json.dumps(j.config["model"].get("width"))) for j in ars}) == 1
 
 
 @pytest.mark.parametrize(
@@ -276,8 +280,15 @@ def test_paired_differences_carry_the_named_paired_standard_error(tmp_path, monk
     ablation.run(suite, tmp_path, log=lambda *_: None)
     table = (tmp_path / "ablation_table.md").read_text()
     se = 100 * np.std(diffs, ddof=1) / np.sqrt(3)
-    assert f"| B: causal decoder | 3 | {100 * diffs.mean():.3f} ± {se:.3f} |" in table and DESCRIPTION in table
+    # beside it the minimum detectable effect of that sd at 3 seeds: statsmodels' solved effect size x sd
+    from statsmodels.stats.power import TTestPower
+
+    mde = TTestPower().solve_power(nobs=3, alpha=0.05, power=0.8) * 100 * np.std(diffs, ddof=1)
+    cell = f"| B: causal decoder | 3 | {100 * diffs.mean():.3f} ± {se:.3f} (MDE {mde:.3f}) |"
+    assert cell in table and DESCRIPTION in table
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["rows"]["B"]["metrics"]["fid"]["diff_to_baseline"]["mde"] == pytest.approx(mde, rel=1e-6)
+    assert summary["sensitivity"]["fid"]["mde"] == pytest.approx(mde, rel=1e-6)  # one row: its sd is the pooled one
     prov = summary["provenance"]
     assert {"git_sha", "dirty"} <= set(prov["code"]) and prov["command"].endswith("--summarize")
     assert prov["machine"]["cpu_model"]

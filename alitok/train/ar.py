@@ -51,8 +51,13 @@ class DataConfig:
     val_split: str = "val"
     workers: int = 4  # imagenet: decoding threads during pretokenisation
     encode_batch: int = 256  # images per tokenizer call during pretokenisation
+    # positive control (the ablation suite's): every image's code sequence, train and held-out, in its
+    # own random order, so the AR model cannot use the positions and its held-out accuracy must fall
+    shuffle_tokens: bool = False
 
     def __post_init__(self) -> None:
+        if self.shuffle_tokens and self.source != "embedded":
+            raise ValueError("data.shuffle_tokens: only for source embedded (codes held in memory)")
         if self.source == "imagenet" and not self.root:
             raise ValueError("data.root: required for source imagenet (the folder holding train/ and val/)")
         for key in ("per_class_train", "per_class_val"):
@@ -143,6 +148,14 @@ def ten_crop_32(images: np.ndarray) -> np.ndarray:
             for j, (top, left) in enumerate(offsets):
                 out[i, 5 * flip + j] = src[top : top + s, left : left + s]
     return out
+
+
+def shuffle_token_order(codes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``codes`` [N, ..., T] with each image's T tokens permuted by its own random permutation (the
+    views of one image share it): the code multiset of every image is kept, its order destroyed."""
+    n, t = codes.shape[0], codes.shape[-1]
+    perm = torch.argsort(torch.rand(n, t, generator=generator), dim=1)
+    return torch.gather(codes, -1, perm.view(n, *([1] * (codes.ndim - 2)), t).expand_as(codes))
 
 
 def load_tokenizer(spec: str, device: torch.device, seed: int = 0) -> Tokenizer:
@@ -316,6 +329,10 @@ def train_ar(cfg_dict: dict[str, Any], out_dir: Path, device: torch.device, publ
     _check_geometry(cfg, tokenizer, num_classes)
     codes = load_codes(cfg, tokenizer, out, write_cache=parallel.is_main, parallel=parallel)
     decoder, decoder_identity = _load_decoder(cfg, tokenizer, codes["val_codes"], device)
+    if cfg.data.shuffle_tokens:
+        gen = torch.Generator().manual_seed(cfg.data.seed + 104_729)  # the same orders for every row and seed
+        for key in ("train_codes", "val_codes"):
+            codes[key] = shuffle_token_order(codes[key], gen)
     train_labels = codes["train_labels"].to(device)
     val_codes, val_labels = codes["val_codes"].to(device), codes["val_labels"].to(device)
     if imagenet:  # memory-mapped chunks: gather the batch on the CPU, then move it

@@ -37,6 +37,7 @@ class TokenizerTraining:
         stage: str,
         resolved: dict[str, Any],
         publish: bool = False,
+        extra_groups: list[tuple[list[nn.Parameter], float]] = (),
     ):
         from alitok.tokenizer import export_metadata
         from harness.nn.layers.vit import init_vit_weights
@@ -47,7 +48,12 @@ class TokenizerTraining:
         self.c, self.model, self.device, self.stage, self.publish = c, model.to(device), device, stage, publish
         self.data = common.train_batches(c.data, model.cfg.image_size, self.parallel, c.seed)
         gan = c.loss.gan
-        groups = [{"params": [p for p in params if p.requires_grad], "lr": c.optim.lr, "base_lr": c.optim.lr}]
+        # the tokenizer's groups (``extra_groups``: (params, lr scale), e.g. a slower codebook), then D's
+        groups = [
+            {"params": [p for p in ps if p.requires_grad], "lr": c.optim.lr * scale, "lr_scale": scale}
+            for ps, scale in [(list(params), 1.0), *extra_groups]
+        ]
+        self.tok_groups = len(groups)
         self.disc = None
         container: nn.Module = model
         if gan.enabled:
@@ -57,7 +63,7 @@ class TokenizerTraining:
             init_vit_weights(self.disc, torch.Generator().manual_seed(c.seed + 1))
             self.disc.to(device)
             container = TokenizerWithDiscriminator(model, self.disc)
-            groups.append({"params": list(self.disc.parameters()), "lr": gan.lr, "base_lr": gan.lr})
+            groups.append({"params": list(self.disc.parameters()), "lr": gan.lr})
         self.opt = training.make_optimizer(groups, c.optim)
         self.metadata = {
             **export_metadata(model),
@@ -82,7 +88,11 @@ class TokenizerTraining:
 
     def _step(self, loss_fn: LossFn, i: int) -> dict[str, float]:
         c, gan = self.c, self.c.loss.gan
-        self.opt.param_groups[0]["lr"] = training.lr_at(i, c.steps, c.optim)  # D keeps its constant gan.lr
+        lr = training.lr_at(i, c.steps, c.optim)
+        tok_groups = self.opt.param_groups[: self.tok_groups]
+        for g in tok_groups:  # D keeps its constant gan.lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        tok_params = [p for g in tok_groups for p in g["params"]]
         # this rank's slice of the step's global batch: the order ignores the world size
         x = self.data.batch(i, c.batch_size, self.loop.generator, self.device)
         gan_on = self.disc is not None and i >= gan.start_step
@@ -107,9 +117,9 @@ class TokenizerTraining:
         if self.disc is not None:
             for p in self.disc.parameters():
                 p.grad = None  # the generator step must not move D
-        self.parallel.average_gradients(self.opt.param_groups[0]["params"])
+        self.parallel.average_gradients(tok_params)
         if c.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], c.optim.grad_clip)
+            torch.nn.utils.clip_grad_norm_(tok_params, c.optim.grad_clip)
         self.opt.step()
         if gan_on:
             from alitok.train.tokenizer_gan import hinge_d_loss

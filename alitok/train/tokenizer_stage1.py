@@ -36,6 +36,22 @@ class Stage1Loss:
     gan: common.GanConfig = common.GanConfig()
 
 
+@dataclasses.dataclass(frozen=True)
+class CodebookTraining:
+    """Remedies for codebook collapse at small scale (off by default, as upstream): ``reinit_every``
+    K re-seeds codes unused for K steps at encoder outputs of the batch; ``lr_scale`` multiplies
+    the learning rate of the codebook (a slower codebook, the encoder adapts to it)."""
+
+    reinit_every: int = 0
+    lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.reinit_every < 0 or self.lr_scale <= 0:
+            raise ValueError(
+                f"codebook.reinit_every must be >= 0 and codebook.lr_scale > 0, got {self.reinit_every}, {self.lr_scale}"
+            )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Stage1Config(training.RunConfig):
     """``harness.runs.training.RunConfig`` (steps, batch_size, seed, log/ckpt cadence, export) plus:"""
@@ -45,6 +61,7 @@ class Stage1Config(training.RunConfig):
     data: common.DataConfig = common.DataConfig()
     optim: common.OptimConfig = common.OptimConfig()
     loss: Stage1Loss = Stage1Loss()
+    codebook: CodebookTraining = CodebookTraining()
 
 
 def aux_weight(loss: Stage1Loss, prefix_tokens: int, grid: int) -> float:
@@ -93,6 +110,7 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
     gen = torch.Generator().manual_seed(c.seed)
     model = build(model_cfg, "stage1", generator=gen).to(device)
     perceptual = c.loss.perceptual.build(device)
+    model.quantize.reinit_every, model.quantize.reinit_seed = c.codebook.reinit_every, c.seed
 
     def loss_fn(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         quantize = step >= c.loss.vq_warmup_steps
@@ -104,17 +122,24 @@ def train_stage1(cfg: dict[str, Any], out_dir: Path, device: torch.device, publi
         out = model(x, quantize=quantize)
         total, logs = stage1_loss(out, x, c.loss, w_aux, model_cfg.patch_size, perceptual)
         logs["codes_used"] = torch.tensor(float(out["codes"].unique().numel()))
+        if c.codebook.reinit_every:
+            # cumulative: the re-init steps (every reinit_every-th quantised step) need not be log steps
+            logs["codes_revived_total"] = torch.tensor(float(model.quantize.revived_total))
         return total, out["recon"], logs
 
+    # a slower codebook is its own param group (only then: a run without it resumes older checkpoints)
+    codebook = [model.quantize.embedding.weight] if c.codebook.lr_scale != 1.0 else []
+    rest = [p for p in model.parameters() if all(p is not q for q in codebook)]
     run = TokenizerTraining(
         c,
         model,
-        model.parameters(),
+        rest,
         out_dir,
         device,
         stage="stage1",
         resolved={"model": model_cfg.to_dict(), "aux_loss_weight_resolved": w_aux},
         publish=publish,
+        extra_groups=[(codebook, c.codebook.lr_scale)] if codebook else [],
     )
     return run.train(loss_fn)
 

@@ -7,6 +7,8 @@
 - Reconstruction: the row's tokenizer encodes and decodes them in batches into
   ``reconstructions.npz`` (removed once measured); rFID, PSNR, SSIM and codebook use come from
   ``evaluate_reconstruction`` (the ``recon`` verb's and a suite recon entry's function).
+- A positive-control row's ``decoder_noise_std`` adds Gaussian noise to the reconstructions (not to
+  the samples: the generator decodes on its own, so its gFID must not move).
 - Generation: the row's AR generator samples as many class-balanced images into ``samples.npz``;
   gFID, KID and precision / recall come from ``evaluate_samples`` (the ``eval`` verb's and a suite
   entry's) against the held-out images as a reference, or gFID against ``ref_stats`` when the preset
@@ -146,14 +148,26 @@ def heldout_file(held: Heldout, size: int, root: Path, batch_size: int) -> Path:
     return path
 
 
-def reconstruct(tok, heldout_npz: Path, out: Path, n: int, size: int, batch_size: int, device):
-    """``decode(encode(x))`` of the held-out images into ``out/reconstructions.npz``; returns (path, codes)."""
+def add_pixel_noise(images: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """uint8 images + N(0, std^2) per channel value (uint8 units), rounded and clipped to [0, 255].
+    Away from the clip the added squared error is std^2 + 1/12 (rounding) on average: the PSNR of
+    a decoder with MSE m falls to 10 log10(255^2 / (m + std^2 + 1/12))."""
+    noisy = images.astype(np.float64) + rng.normal(0.0, std, images.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def reconstruct(
+    tok, heldout_npz: Path, out: Path, n: int, size: int, batch_size: int, device, noise_std: float = 0.0, seed: int = 0
+):
+    """``decode(encode(x))`` of the held-out images into ``out/reconstructions.npz``; returns (path, codes).
+    ``noise_std`` > 0 (a positive control): Gaussian noise on the decoded images (``add_pixel_noise``)."""
     import torch
 
     from harness.data.npz import iter_npz_batches, load_labels_npz
 
     codes = []
     labels = load_labels_npz(heldout_npz)
+    rng = np.random.default_rng([int(seed), 7])
 
     def batches():
         at = 0
@@ -161,7 +175,8 @@ def reconstruct(tok, heldout_npz: Path, out: Path, n: int, size: int, batch_size
             for real in iter_npz_batches(heldout_npz, batch_size):
                 c = tok.encode(torch.from_numpy(np.array(real)).to(device))
                 codes.append(c.cpu())
-                yield tok.decode(c).cpu().numpy(), labels[at : at + len(real)]
+                images = tok.decode(c).cpu().numpy()
+                yield add_pixel_noise(images, noise_std, rng) if noise_std else images, labels[at : at + len(real)]
                 at += len(real)
 
     path = _write_npz(out / "reconstructions.npz", n, size, batches())
@@ -347,7 +362,8 @@ def evaluate_job(job: Job, device_name: str) -> None:
     heldout_npz = heldout_file(held, size, job.out.parent.parent.parent, bs)
     job.out.mkdir(parents=True, exist_ok=True)
     tok = tokenizers.get(ev["tokenizer_plugin"])(device=device, checkpoint=ev["tokenizer_checkpoint"])
-    recon_npz, codes = reconstruct(tok, heldout_npz, job.out, held.n, size, bs, device)
+    noise = float(ev.get("decoder_noise_std") or 0.0)
+    recon_npz, codes = reconstruct(tok, heldout_npz, job.out, held.n, size, bs, device, noise, int(ev["seed"]))
     t_recon = time.perf_counter()
     gen = generators.get(ev["generator_plugin"])(
         device=device, checkpoint=ev["ar_checkpoint"], tokenizer_checkpoint=ev["tokenizer_checkpoint"]

@@ -93,9 +93,13 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
                 s2_dir = out / f"seed{seed}" / row.name / "stage2"
                 jobs.append(Job(seed, row.name, "stage2", s2_dir, s2))
                 decoder = s2_dir / "model.safetensors"
-            if not row.source:
-                ar = json.loads(json.dumps(suite.ar))
-                ar["model"] = {**(ar.get("model") or {}), **_geometry(_model_dict(suite, row))}
+            if not row.source or row.ar_overrides or row.ar_steps_scale:  # a ``from`` row may train its own AR
+                if row.source:
+                    ar_dir = out / f"seed{seed}" / row.name / "ar"
+                ar = _deep_merge(suite.ar, row.ar_overrides)
+                if row.ar_steps_scale:
+                    ar["steps"] = max(1, round(int(ar["steps"]) * row.ar_steps_scale))
+                ar["model"] = {**(ar.get("model") or {}), **_geometry(_model_dict(suite, base))}
                 ar.update(tokenizer=str(s1_dir / "last.safetensors"), seed=seed, export=None)
                 jobs.append(Job(seed, row.name, "ar", ar_dir, ar))
             jobs.append(
@@ -106,6 +110,7 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
                     out / f"seed{seed}" / row.name / "eval",
                     {
                         **to_dict(suite.eval),
+                        "decoder_noise_std": row.decoder_noise_std,
                         "seed": seed,
                         "variant": row.name,
                         "label": row.label,

@@ -17,6 +17,29 @@ from typing import Any, Literal
 
 from harness.core.config import ConfigError, from_dict, load_yaml
 
+# (metric, higher is better) in table order; names follow the report's record fields where they exist
+TABLE_METRICS = (
+    ("ar_acc", True),
+    ("ar_ce", False),
+    ("ar_ce_gain_unigram", True),
+    ("ar_ce_gain_positional", True),
+    ("ar_acc_prefix", True),
+    ("ar_acc_first_row", True),
+    ("ar_acc_rest", True),
+    ("ar_ce_gain_positional_prefix", True),
+    ("ar_ce_gain_positional_first_row", True),
+    ("ar_ce_gain_positional_rest", True),
+    ("rfid", False),
+    ("psnr", True),
+    ("ssim", True),
+    ("codebook_usage", True),
+    ("codebook_perplexity", True),
+    ("fid", False),
+    ("kid", False),
+    ("prec", True),
+    ("recall", True),
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class RowConfig:
@@ -29,6 +52,13 @@ class RowConfig:
     source: str | None = None  # YAML ``from``: reuse that row's stage 1 and AR
     stage2: bool = False
     stage2_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # merged into the stage-2 config
+    # a ``from`` row that trains its own AR model on the source's stage-1 codes, with these keys over the preset's
+    ar_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ar_steps_scale: float | None = None  # a ``from`` row's own AR on this fraction of the preset's AR steps
+    decoder_noise_std: float = 0.0  # Gaussian noise (uint8 units) added to the decoded reconstructions
+    # positive control: metric -> the direction it must move against the ``from`` row ("up" | "down")
+    control: dict[str, Literal["up", "down"]] = dataclasses.field(default_factory=dict)
+    presets: tuple[str, ...] | None = None  # only in these presets (default: every preset)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +76,7 @@ class EvalConfig:
     split: str = "val"  # imagenet: the split the held-out images come from
     ref_stats: str | None = None  # gFID against this reference npz instead of the held-out images
     workers: int = 4  # imagenet: image decoding threads
+    decoder_noise_std: float = 0.0  # set per row (a positive control), not in a preset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +96,9 @@ class SuiteFile:
     rows: dict[str, RowConfig]
     presets: dict[str, PresetConfig]
     baseline: str | None = None  # default: the first row
+    # metric -> a published effect as a relative change of the baseline's mean (e.g. the paper's
+    # AR accuracy 5.4 % -> 10.7 %: +0.98); the summary gives the seeds that effect would need
+    reference_effects: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +110,10 @@ class Row:
     source: str | None  # ``from``: reuse that row's stage 1 and AR
     stage2: bool
     stage2_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ar_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    decoder_noise_std: float = 0.0
+    ar_steps_scale: float | None = None
+    control: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +134,7 @@ class Suite:
     imagenet_root: str | None
     file_rows: tuple[str, ...] = ()  # every row of the file (a subset is named on the rerun line)
     file_imagenet_root: str | None = None  # the preset's own root (a different one is named on the rerun line)
+    reference_effects: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -136,10 +175,32 @@ def _check(suite: SuiteFile, path: Path) -> None:
             raise ConfigError(
                 f"{path}: rows.{name}: a row with from: reuses {src}'s stage 1; it takes no model/aux keys"
             )
-        if src is not None and not r.stage2:
-            raise ConfigError(f"{path}: rows.{name}: from: without stage2: true would repeat row {src}")
+        if src is not None and not (r.stage2 or r.ar_overrides or r.ar_steps_scale or r.decoder_noise_std):
+            raise ConfigError(
+                f"{path}: rows.{name}: from: without stage2: true, ar_overrides, ar_steps_scale or decoder_noise_std "
+                f"would repeat row {src}"
+            )
+        if r.ar_steps_scale is not None and not 0 < r.ar_steps_scale:
+            raise ConfigError(f"{path}: rows.{name}.ar_steps_scale: must be > 0, got {r.ar_steps_scale}")
         if r.stage2_overrides and not r.stage2:
             raise ConfigError(f"{path}: rows.{name}.stage2_overrides: needs stage2: true")
+        if (r.ar_overrides or r.ar_steps_scale or r.control) and src is None:
+            key = "ar_overrides" if r.ar_overrides else "ar_steps_scale" if r.ar_steps_scale else "control"
+            raise ConfigError(f"{path}: rows.{name}.{key}: needs from: (the row it changes)")
+        if r.decoder_noise_std < 0:
+            raise ConfigError(f"{path}: rows.{name}.decoder_noise_std: must be >= 0, got {r.decoder_noise_std}")
+        for metric in r.control:
+            if metric not in dict(TABLE_METRICS):
+                raise ConfigError(f"{path}: rows.{name}.control.{metric}: not a table metric")
+    for metric in suite.reference_effects:
+        if metric not in dict(TABLE_METRICS):
+            raise ConfigError(f"{path}: reference_effects.{metric}: not a table metric")
+    for name, r in rows.items():
+        if r.presets is not None and (r.source and r.presets != rows[r.source].presets and rows[r.source].presets):
+            raise ConfigError(f"{path}: rows.{name}.presets: its from row {r.source} is not in all of them")
+        for p in r.presets or ():
+            if p not in suite.presets:
+                raise ConfigError(f"{path}: rows.{name}.presets: {p!r} is not a preset ({', '.join(suite.presets)})")
     if suite.baseline is not None and suite.baseline not in rows:
         raise ConfigError(f"{path}: baseline: {suite.baseline!r} is not a row ({', '.join(rows)})")
     for name, p in suite.presets.items():
@@ -172,8 +233,13 @@ def load_suite(
             r.source,
             r.stage2,
             dict(r.stage2_overrides),
+            dict(r.ar_overrides),
+            float(r.decoder_noise_std),
+            r.ar_steps_scale,
+            dict(r.control),
         )
         for name, r in f.rows.items()
+        if r.presets is None or preset in r.presets
     ]
     if rows is not None:
         wanted = list(dict.fromkeys(rows))
@@ -204,6 +270,7 @@ def load_suite(
         root,
         tuple(f.rows),
         own_root,
+        dict(f.reference_effects),
     )
 
 

@@ -18,45 +18,101 @@ from harness.core.io import atomic_path
 from harness.core.stats import mean_sd
 from harness.report.paired import DESCRIPTION as PAIRED_DESCRIPTION
 from harness.report.paired import paired_difference
+from harness.report.power import ALPHA, POWER, minimum_detectable_effect, seeds_needed, t_interval
 from harness.runs.records import read_record, write_result_json
 from harness.suites.ablation.planning import EVAL_RECORD, RECORD, command_line, plan
-from harness.suites.ablation.suite import Suite
-
-# (metric, higher is better) in table order; names follow the report's record fields where they exist
-TABLE_METRICS = (
-    ("ar_acc", True),
-    ("ar_ce", False),
-    ("ar_ce_gain_unigram", True),
-    ("ar_ce_gain_positional", True),
-    ("ar_acc_prefix", True),
-    ("ar_acc_first_row", True),
-    ("ar_acc_rest", True),
-    ("ar_ce_gain_positional_prefix", True),
-    ("ar_ce_gain_positional_first_row", True),
-    ("ar_ce_gain_positional_rest", True),
-    ("rfid", False),
-    ("psnr", True),
-    ("ssim", True),
-    ("codebook_usage", True),
-    ("codebook_perplexity", True),
-    ("fid", False),
-    ("kid", False),
-    ("prec", True),
-    ("recall", True),
-)
+from harness.suites.ablation.suite import TABLE_METRICS, Suite
 
 
 def paired_differences(
     per_seed: dict[str, dict[int, dict[str, float]]], baseline: str, metric: str
 ) -> dict[str, dict[str, Any]]:
     """Row minus baseline on the seeds both have, per seed, summarised by the project's one paired
-    statistic (``harness.report.paired``): mean ± paired SE, with the sd of the differences kept too."""
+    statistic (``harness.report.paired``): mean ± paired SE, with the sd of the differences kept too,
+    and what that sd can detect (``harness.report.power``): the minimum detectable effect at these
+    seeds, the seeds the observed mean would need, and the 95 % t interval."""
+    return {row: paired_to(per_seed, row, baseline, metric) for row in per_seed}
+
+
+def paired_to(per_seed: dict[str, dict[int, dict[str, float]]], row: str, other: str, metric: str) -> dict[str, Any]:
+    """``row`` minus ``other`` paired by seed (see ``paired_differences``)."""
+    seeds, base = per_seed.get(row, {}), per_seed.get(other, {})
+    common = sorted(s for s in seeds if s in base and metric in seeds[s] and metric in base[s])
+    diffs = [seeds[s][metric] - base[s][metric] for s in common]
+    d = paired_difference(diffs)
+    interval = t_interval(d.mean, d.se, d.n)
+    return {
+        **d.to_dict(),
+        "seeds": common,
+        "per_seed": diffs,
+        "mde": minimum_detectable_effect(d.sd, d.n),
+        "seeds_needed_for_observed": seeds_needed(d.mean, d.sd) if d.n >= 2 else None,
+        "interval95": list(interval) if interval else None,
+    }
+
+
+def sensitivity(
+    per_seed: dict[str, dict[int, dict[str, float]]],
+    suite: Suite,
+    baseline_means: dict[str, float | None],
+) -> dict[str, dict[str, Any]]:
+    """Per metric: the sd of the paired differences to the baseline pooled over the non-control rows
+    (rows that share a stage repeat a difference: each distinct set counts once), the minimum
+    detectable effect at the preset's number of seeds, and for a reference effect (relative to the
+    baseline's mean) the seeds it would need."""
     out = {}
-    base = per_seed.get(baseline, {})
-    for row, seeds in per_seed.items():
-        common = sorted(s for s in seeds if s in base and metric in seeds[s] and metric in base[s])
-        d = paired_difference(seeds[s][metric] - base[s][metric] for s in common)
-        out[row] = {**d.to_dict(), "seeds": common}
+    n = len(suite.seeds)
+    controls = {r.name for r in suite.rows if r.control}
+    for metric, _ in TABLE_METRICS:
+        seen, ss, df = set(), 0.0, 0
+        for r in suite.rows:
+            if r.name == suite.baseline or r.name in controls:
+                continue
+            d = paired_to(per_seed, r.name, suite.baseline, metric)
+            key = tuple(round(x, 12) for x in d["per_seed"])
+            if d["n"] < 2 or key in seen:
+                continue
+            seen.add(key)
+            ss += d["sd"] ** 2 * (d["n"] - 1)
+            df += d["n"] - 1
+        if not df:
+            continue
+        sd = (ss / df) ** 0.5
+        mde = minimum_detectable_effect(sd, n)
+        base = baseline_means.get(metric)
+        entry = {
+            "sd_pooled": sd,
+            "df": df,
+            "rows_pooled": len(seen),
+            "seeds": n,
+            "mde": mde,
+            "mde_relative": mde / abs(base) if mde is not None and base else None,
+        }
+        ref = suite.reference_effects.get(metric)
+        if ref is not None and base:
+            entry["reference_effect_relative"] = ref
+            entry["reference_effect"] = ref * abs(base)
+            entry["seeds_needed_for_reference"] = seeds_needed(ref * abs(base), sd)
+        out[metric] = entry
+    return out
+
+
+def control_results(per_seed: dict[str, dict[int, dict[str, float]]], suite: Suite) -> list[dict[str, Any]]:
+    """Each positive control's effect against its ``from`` row, paired by seed, and whether it was
+    detected: its 95 % t interval excludes 0 on the side the control must move the metric."""
+    out = []
+    for r in suite.rows:
+        for metric, direction in r.control.items():
+            d = paired_to(per_seed, r.name, r.source, metric)
+            lo_hi = d["interval95"]
+            detected = None
+            if lo_hi is not None:
+                detected = bool(lo_hi[0] > 0) if direction == "up" else bool(lo_hi[1] < 0)
+            out.append(
+                {"row": r.name, "label": r.label, "against": r.source, "metric": metric, "expected": direction}
+                | {k: d[k] for k in ("mean", "se", "n", "interval95", "mde", "per_seed")}
+                | {"detected": detected}
+            )
     return out
 
 
@@ -87,6 +143,8 @@ def summarize(suite: Suite, out: str | Path) -> dict[str, Any]:
                     **mean_sd(vals).to_dict(),
                     "diff_to_baseline": paired_differences(per_seed, suite.baseline, m)[r.name],
                 }
+    base_rows = rows.get(suite.baseline, {"metrics": {}})["metrics"]
+    base_means = {m: (base_rows.get(m) or {}).get("mean") for m, _ in TABLE_METRICS}
     summary = {
         "suite": str(suite.path),
         "preset": suite.preset_name,
@@ -100,6 +158,9 @@ def summarize(suite: Suite, out: str | Path) -> dict[str, Any]:
         # resumed training counts only its own steps); under the machine's load at the time
         "recorded_seconds_by_stage": {k: round(v, 1) for k, v in seconds.items()},
         "per_seed": {r: {str(s): m for s, m in v.items()} for r, v in per_seed.items()},
+        "power": {"alpha": ALPHA, "power": POWER, "test": "two-sided paired t-test (noncentral t), n - 1 df"},
+        "sensitivity": sensitivity(per_seed, suite, base_means),
+        "controls": control_results(per_seed, suite),
     }
     write_result_json(summary, out / "summary.json", command=f"{summary['command']} --summarize")
     with atomic_path(out / "ablation_table.md", "w") as f:
@@ -153,16 +214,84 @@ def table_markdown(summary: dict[str, Any]) -> str:
                 cells = []
                 for m in ms:
                     stat = r["metrics"].get(m)
-                    cells.append(
-                        _fmt(
-                            stat if key is None or stat is None else stat[key],
-                            4 if m in ("kid", "prec", "recall", "ssim") else 3,
-                            "sd" if key is None else "se",
-                        )
+                    digits = _digits(m)
+                    cell = _fmt(
+                        stat if key is None or stat is None else stat[key], digits, "sd" if key is None else "se"
                     )
+                    if (
+                        key is not None
+                        and stat is not None
+                        and stat[key].get("mde") is not None
+                        and name != summary["baseline"]
+                    ):
+                        cell += f" (MDE {stat[key]['mde']:.{digits}f})"
+                    cells.append(cell)
                 lines.append(f"| {name}: {r['label']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
             lines.append("")
+    lines += _sensitivity_lines(summary) + _control_lines(summary)
     return "\n".join(lines)
+
+
+def _digits(metric: str) -> int:
+    return 4 if metric in ("kid", "prec", "recall", "ssim") else 3
+
+
+def _sensitivity_lines(summary: dict[str, Any]) -> list[str]:
+    sens = summary.get("sensitivity") or {}
+    if not sens:
+        return []
+    power = summary.get("power") or {}
+    n = next(iter(sens.values()))["seeds"]
+    lines = [
+        f"## Sensitivity: minimum detectable effect at {n} paired seeds",
+        "",
+        f"MDE: the smallest |paired difference| a {power.get('test', 'paired t-test')} at alpha "
+        f"{power.get('alpha')} detects with power {power.get('power')}, from the sd of the paired differences "
+        f"to {summary['baseline']} pooled over the non-control rows (rows sharing a stage count once). The "
+        "MDE beside each difference above uses that row's own sd. Relative: MDE / |baseline mean|. "
+        "Seeds needed: for the reference effect (the paper's, relative to the baseline mean) at the pooled sd.",
+        "",
+        "| metric | pooled sd of paired diffs | df | MDE | MDE relative | reference effect (relative) | seeds needed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m, e in sens.items():
+        d = _digits(m)
+        rel = f"{e['mde_relative']:.1%}" if e.get("mde_relative") is not None else "–"
+        ref = (
+            f"{e['reference_effect']:+.{d}f} ({e['reference_effect_relative']:+.0%})"
+            if e.get("reference_effect") is not None
+            else "–"
+        )
+        need = e.get("seeds_needed_for_reference")
+        need_s = "–" if "reference_effect" not in e else (str(need) if need is not None else "> 10000")
+        lines.append(f"| {m} | {e['sd_pooled']:.{d}f} | {e['df']} | {e['mde']:.{d}f} | {rel} | {ref} | {need_s} |")
+    return lines + [""]
+
+
+def _control_lines(summary: dict[str, Any]) -> list[str]:
+    controls = summary.get("controls") or []
+    if not controls:
+        return []
+    lines = [
+        "## Positive controls",
+        "",
+        "Variants whose effect is known by construction, run through the same jobs; each paired with the row "
+        "it changes. Detected: the 95 % t interval of the paired difference excludes 0 on the expected side.",
+        "",
+        "| control | vs | metric | expected | paired diff (mean ± SE) | 95 % interval | MDE | detected |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in controls:
+        d = _digits(c["metric"])
+        iv = c.get("interval95")
+        iv_s = f"[{iv[0]:.{d}f}, {iv[1]:.{d}f}]" if iv else "–"
+        mde = f"{c['mde']:.{d}f}" if c.get("mde") is not None else "–"
+        det = {True: "yes", False: "**no**", None: "– (under 2 seeds)"}[c.get("detected")]
+        lines.append(
+            f"| {c['row']}: {c['label']} | {c['against']} | {c['metric']} | {c['expected']} | "
+            f"{_fmt(c, d, 'se')} | {iv_s} | {mde} | {det} |"
+        )
+    return lines + [""]
 
 
 def _plot(summary: dict[str, Any], out: Path) -> None:

@@ -1,0 +1,112 @@
+"""Positive controls of the ablation suite: the plan runs them through the same jobs (A's stage 1, their
+own AR or A's, A's evaluation with noise), the noise and shuffle transforms do what their closed
+forms say, and the report calls a control detected exactly when its paired t interval excludes 0 on
+the expected side (scipy's one-sample t interval as the reference)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from scipy import stats
+
+from harness.core.config import ConfigError
+from harness.suites import ablation
+from harness.suites.ablation.evaluation import add_pixel_noise
+from harness.suites.ablation.summary import control_results
+
+SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.yaml"
+
+
+def test_controls_reuse_row_a_and_change_one_thing():
+    suite = ablation.load_suite(SUITE, "tiny")
+    by = {(j.seed, j.row, j.stage): j for j in ablation.plan(suite, "/o")}
+    s = suite.seeds[0]
+    a_s1 = str(by[(s, "A", "stage1")].out / "last.safetensors")
+    for row in ("ctrl_shuffle", "ctrl_noise", "ctrl_half_ar"):
+        assert (s, row, "stage1") not in by and (s, row, "stage2") not in by  # A's tokenizer
+        assert (
+            by[(s, row, "eval")].config["tokenizer_checkpoint"] == by[(s, "A", "eval")].config["tokenizer_checkpoint"]
+        )
+    a_ar = by[(s, "A", "ar")].config
+    for row, changed in (("ctrl_shuffle", {"data"}), ("ctrl_half_ar", {"steps"})):
+        ar = by[(s, row, "ar")].config
+        assert ar["tokenizer"] == a_s1 and ar["seed"] == s
+        assert {k for k in a_ar if a_ar[k] != ar[k]} == changed
+    assert by[(s, "ctrl_shuffle", "ar")].config["data"]["shuffle_tokens"] is True
+    assert by[(s, "ctrl_half_ar", "ar")].config["steps"] * 2 == a_ar["steps"]
+    noise = by[(s, "ctrl_noise", "eval")].config
+    assert noise["ar_checkpoint"] == by[(s, "A", "eval")].config["ar_checkpoint"] and noise["decoder_noise_std"] > 0
+    assert by[(s, "A", "eval")].config["decoder_noise_std"] == 0.0
+    # rows.presets: the shuffle (codes in memory) is not a row of the imagenet preset; the others are
+    imagenet = [r.name for r in ablation.load_suite(SUITE, "imagenet").rows]
+    assert "ctrl_shuffle" not in imagenet and {"ctrl_noise", "ctrl_half_ar"} <= set(imagenet)
+    # half the steps is a fraction of the preset's AR steps, so it holds at every preset
+    small = {(j.row, j.stage): j for j in ablation.plan(ablation.load_suite(SUITE, "small", seeds=[0]), "/o")}
+    assert small[("ctrl_half_ar", "ar")].config["steps"] * 2 == small[("A", "ar")].config["steps"] != a_ar["steps"]
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d["rows"]["B"].update(control={"ar_acc": "down"}), "rows.B.control: needs from"),
+        (lambda d: d["rows"]["ctrl_noise"].update(control={"colour": "up"}), "control.colour: not a table metric"),
+        (lambda d: d["rows"]["ctrl_noise"].update(control={"psnr": "sideways"}), "ctrl_noise.control"),
+        (lambda d: d["rows"]["ctrl_noise"].update(decoder_noise_std=0.0), "would repeat row A"),
+        (lambda d: d.update(reference_effects={"colour": 1.0}), "reference_effects.colour"),
+        (lambda d: d["rows"]["B"].update(ar_steps_scale=0.5), "rows.B.ar_steps_scale: needs from"),
+    ],
+)
+def test_bad_control_rows_are_config_errors(tmp_path, edit, match):
+    data = yaml.safe_load(SUITE.read_text())
+    edit(data)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=match):
+        ablation.load_suite(path, "tiny")
+
+
+def test_pixel_noise_adds_its_variance_in_closed_form():
+    rng = np.random.default_rng(0)
+    clean = np.full((50, 32, 32, 3), 128, np.uint8)  # mid-grey: no clipping at std 10
+    noisy = add_pixel_noise(clean, 10.0, rng)
+    mse = np.mean((noisy.astype(np.float64) - clean) ** 2)
+    # rounded Gaussian: E = std^2 + 1/12; the mean of 153600 squared N(0, 100) draws has sd
+    # sqrt(2) * 100 / sqrt(153600) = 0.36, so 4 sd = 1.5
+    assert abs(mse - (100.0 + 1 / 12)) < 1.5
+    # PSNR of a decoder with MSE m falls to 10 log10(255^2 / (m + std^2 + 1/12))
+    assert 10 * np.log10(255**2 / mse) == pytest.approx(10 * np.log10(255**2 / (100 + 1 / 12)), abs=0.07)
+    assert noisy.dtype == np.uint8 and add_pixel_noise(np.zeros((1, 2, 2, 3), np.uint8), 50.0, rng).min() == 0
+
+
+def test_shuffled_codes_keep_each_images_tokens_in_another_order():
+    from alitok.train.ar import shuffle_token_order
+
+    codes = torch.arange(6 * 2 * 20).view(6, 2, 20)  # 6 images, 2 views, 20 tokens
+    out = shuffle_token_order(codes, torch.Generator().manual_seed(0))
+    assert torch.equal(out.sort(dim=-1).values, codes.sort(dim=-1).values)  # same tokens per sequence
+    assert not torch.equal(out, codes)
+    # both views of an image share the permutation (view 1 = view 0 + 20 here)
+    assert torch.equal(out[:, 1] - out[:, 0], torch.full((6, 20), 20))
+    perms = {tuple((out[i, 0] - 40 * i).tolist()) for i in range(6)}
+    assert len(perms) == 6  # each image its own order
+
+
+def test_a_control_is_detected_when_its_t_interval_excludes_zero_on_the_expected_side():
+    suite = ablation.load_suite(SUITE, "tiny", rows=["ctrl_shuffle"], seeds=[0, 1, 2])
+    a = [0.60, 0.55, 0.65]
+    cases = {"clear fall": [0.30, 0.26, 0.33], "noise": [0.62, 0.50, 0.66], "rise": [0.70, 0.66, 0.74]}
+    for name, shuffled in cases.items():
+        per_seed = {
+            "A": {s: {"ar_acc": a[s], "ar_ce": 1.0} for s in range(3)},
+            "ctrl_shuffle": {s: {"ar_acc": shuffled[s], "ar_ce": 1.5 + 0.01 * s} for s in range(3)},
+        }
+        res = {c["metric"]: c for c in control_results(per_seed, suite)}
+        d = np.array(shuffled) - np.array(a)
+        ci = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
+        assert res["ar_acc"]["interval95"] == pytest.approx([ci.low, ci.high], rel=1e-9)
+        assert res["ar_acc"]["detected"] == (ci.high < 0), name  # expected: down
+        assert res["ar_ce"]["detected"] is True  # rises by 0.50, 0.51, 0.52: interval [0.485, 0.535]
