@@ -159,9 +159,10 @@ tiny-diffusion: setup
 	$(ALITOK) train $(DIT_RUN) --publish
 	$(ALITOK) train $(FLOW_RUN) --publish
 
-# The tiny ablation (alitok/configs/ablation.yaml, preset tiny): rows A-F, the recipe rows (F_effnet,
-# F_gan, F_effnet_gan) and the causal-encoder probe x 3 paired seeds, each tokenizer -> AR -> held-out
-# metrics; CPU, about 70 minutes on 2 cores. A rerun skips finished folders and resumes the rest. Table and plot land in
+# The tiny ablation (alitok/configs/ablation.yaml, preset tiny): rows A-F, the positive controls (ctrl_shuffle,
+# ctrl_noise, ctrl_half_ar), the recipe rows (F_effnet, F_gan, F_effnet_gan) and the causal-encoder probe x 3
+# paired seeds, each tokenizer -> AR -> held-out metrics; CPU, over an hour on 2 free cores (the committed
+# results/ablation/tiny ran rows A, B, D and the controls: see its README). A rerun skips finished folders and resumes the rest. Table and plot land in
 # $(ABLATION)/ablation_table.md and ablation_bars.png; weights stay there, git-ignored.
 ABLATION ?= results/ablation/tiny
 ablation-tiny: setup
