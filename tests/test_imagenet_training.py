@@ -358,6 +358,7 @@ def test_imagenet_preset_plan_reports_nothing_missing_with_a_root(fake_root, tmp
         "--plan",
         "--imagenet-root",
         str(fake_root),
+        "--json",
     )
     assert r.returncode == 0 and json.loads(r.stdout)["missing"] == []
     assert ablation.command_line(suite, "run").endswith(f"--imagenet-root {fake_root}")  # the table's rerun line

@@ -75,7 +75,7 @@ def test_two_processes_equal_one(tmp_path, monkeypatch):
     assert one["metric_provenance"]["feature_extraction"] == {"world_size": 1, "samples": {"inception": "single"}}
     for m in ("fid", "sfid", "prec"):
         assert two["metrics"][m] == one["metrics"][m], m
-    assert run.stdout.count("paper_comparable:") == 2  # one table + its protocol block, printed once (rank 0)
+    assert [ln.startswith("FID: ") for ln in run.stdout.splitlines()] == [True]  # one result line, rank 0 alone
     # the cache entry of the samples was written once, by rank 0, and a one-process run reads it
     entries = [json.loads(p.read_text()) for p in (cache / "features").glob("*-index.json")]
     assert [e["n"] for e in entries].count(10) == 1 and "pool" in next(e for e in entries if e["n"] == 10)["files"]

@@ -136,6 +136,14 @@ def format_line(result) -> str:
     return "  ".join(parts or ["no metric computed"]) + f"  ({', '.join(facts)})"
 
 
+def _written_by_sample(samples: Path) -> bool:
+    """A samples file in the folder of the ``sample`` run that wrote it (a sampling folder or a sample record)."""
+    from harness.metrics.features import is_sampling_folder
+
+    folder = samples.parent
+    return is_sampling_folder(folder) or any(folder.glob("sample_record*.json"))
+
+
 def default_out(samples: Path, in_sampling_folder: bool) -> Path:
     """Where the record goes without ``--out``: the sampling folder it belongs to, else ``runs/eval``."""
     return samples.resolve() if in_sampling_folder else Path(DEFAULT_OUT).resolve()
@@ -246,8 +254,11 @@ def _run(args, rank: int) -> int:
     samples = Path(args.samples)
     from harness.metrics.features import is_sampling_folder
 
-    in_folder = samples.is_dir() and is_sampling_folder(samples)  # its record goes beside sample_record.json
-    out = Path(args.out) if args.out else default_out(samples, in_folder)
+    # a sampling folder, or the samples.npz a `sample` run wrote (its sample record beside it): the record goes
+    # beside sample_record.json; any other input: runs/eval/
+    folder = samples if samples.is_dir() else samples.parent
+    in_folder = is_sampling_folder(folder) if samples.is_dir() else _written_by_sample(samples)
+    out = Path(args.out) if args.out else default_out(folder, in_folder)
     check_output_dir(out)  # before minutes of feature extraction, not after
     device = resolve_device(args.device)
     progress = False if (args.quiet or args.json or rank != 0) else None  # None: a bar only on a terminal
