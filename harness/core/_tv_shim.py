@@ -83,12 +83,15 @@ def install_on_first_import() -> None:
 PTH_NAME = "alitok_bench_tv_shim.pth"
 
 # One line (site.py runs .pth lines that start with "import"): find the harness package without importing it,
-# load this file as a standalone module and arm the hook. Where harness is gone, it does nothing.
+# load this file as a standalone module, keep it in sys.modules (its _LIB owns the ops: a module nobody holds
+# is collected with its Library, and the ops vanish mid-process) and arm the hook. Where harness is gone, it
+# does nothing.
 PTH_LINE = (
-    "import importlib.util as _u; _s = _u.find_spec('harness'); "
+    "import sys, importlib.util as _u; _s = _u.find_spec('harness'); "
     "_f = _s and _s.submodule_search_locations and _u.spec_from_file_location("
     "'_alitok_bench_tv_shim', list(_s.submodule_search_locations)[0] + '/core/_tv_shim.py'); "
-    "_m = _f and _u.module_from_spec(_f); _f and _f.loader.exec_module(_m); _m and _m.install_on_first_import()\n"
+    "_m = _f and _u.module_from_spec(_f); _f and _f.loader.exec_module(_m); "
+    "_m and sys.modules.setdefault('_alitok_bench_tv_shim', _m); _m and _m.install_on_first_import()\n"
 )
 
 
