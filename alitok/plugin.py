@@ -8,6 +8,7 @@ Tokenizer factories are at the top (Engineer T); generator factories follow (Eng
 from __future__ import annotations
 
 from harness.core.errors import UserError
+from harness.core.registry import released_ar_factory
 
 
 def _no_options(name: str, options: dict) -> None:
@@ -120,40 +121,14 @@ def _official_generator(
 
 
 def _official_factory(name: str, doc: str):
-    def factory(
-        *,
-        device,
-        checkpoint=None,
-        tokenizer_checkpoint=None,
-        dtype=None,
-        quantization=None,
-        compile=False,
-        tf32=None,
-        random_weights=False,
-        architecture=None,
-        tokenizer_architecture=None,
-    ):
-        return _official_generator(
-            name,
-            device=device,
-            checkpoint=checkpoint,
-            tokenizer_checkpoint=tokenizer_checkpoint,
-            dtype=dtype,
-            quantization=quantization,
-            compile=compile,
-            tf32=tf32,
-            random_weights=random_weights,
-            architecture=architecture,
-            tokenizer_architecture=tokenizer_architecture,
-        )
-
-    factory.__name__ = factory.__qualname__ = name.replace("-", "_")
-    factory.__doc__ = doc + (
-        " ``random_weights=True``: the same architecture with random weights (speed runs). "
+    return released_ar_factory(
+        _official_generator,
+        name,
+        name.replace("-", "_"),
+        doc + " ``random_weights=True``: the same architecture with random weights (speed runs). "
         "``architecture`` / ``tokenizer_architecture``: config overrides for scaled-down files "
-        "of the official layout (the fixtures the official code wrote)."
+        "of the official layout (the fixtures the official code wrote).",
     )
-    return factory
 
 
 alitok_b = _official_factory(

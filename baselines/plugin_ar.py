@@ -9,6 +9,7 @@ listing plugins stays fast. Official files are never downloaded: the user passes
 from __future__ import annotations
 
 from harness.core.errors import UserError
+from harness.core.registry import released_ar_factory
 
 
 def _need(name: str, path, hint: str) -> str:
@@ -246,43 +247,8 @@ def _llamagen(
     )
 
 
-def _released_factory(build, key: str, name: str, doc: str):
-    """The registry factory of one released size: ``build(key, ...)`` with the keywords every released AR
-    factory takes, spelled out (the sampler reads the factory's signature to see which it accepts)."""
-
-    def factory(
-        *,
-        device,
-        checkpoint=None,
-        tokenizer_checkpoint=None,
-        dtype=None,
-        quantization=None,
-        compile=False,
-        tf32=None,
-        random_weights=False,
-        architecture=None,
-        tokenizer_architecture=None,
-    ):
-        return build(
-            key,
-            device=device,
-            checkpoint=checkpoint,
-            tokenizer_checkpoint=tokenizer_checkpoint,
-            dtype=dtype,
-            quantization=quantization,
-            compile=compile,
-            tf32=tf32,
-            random_weights=random_weights,
-            architecture=architecture,
-            tokenizer_architecture=tokenizer_architecture,
-        )
-
-    factory.__name__, factory.__doc__ = name, doc
-    return factory
-
-
 def _llamagen_factory(name: str):
-    return _released_factory(
+    return released_ar_factory(
         _llamagen,
         name,
         name.replace("-", "_"),
@@ -364,7 +330,7 @@ def _rar(
 
 
 def _rar_factory(size: str):
-    return _released_factory(
+    return released_ar_factory(
         _rar,
         size,
         f"rar_{size}",

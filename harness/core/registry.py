@@ -169,3 +169,39 @@ def load_plugins(entry_points: Callable[[], Any] | None = None) -> None:
             value()
         else:
             register_mapping(value, f"entry point {ep.name!r}")
+
+
+def released_ar_factory(build, key: str, name: str, doc: str):
+    """The registry factory of one released AR size: ``build(key, ...)`` with the keywords every released AR
+    factory takes, spelled out (torch-free, so importing a plugin module stays cheap; the sampler reads the factory's signature to see which it accepts)."""
+
+    def factory(
+        *,
+        device,
+        checkpoint=None,
+        tokenizer_checkpoint=None,
+        dtype=None,
+        quantization=None,
+        compile=False,
+        tf32=None,
+        random_weights=False,
+        architecture=None,
+        tokenizer_architecture=None,
+    ):
+        return build(
+            key,
+            device=device,
+            checkpoint=checkpoint,
+            tokenizer_checkpoint=tokenizer_checkpoint,
+            dtype=dtype,
+            quantization=quantization,
+            compile=compile,
+            tf32=tf32,
+            random_weights=random_weights,
+            architecture=architecture,
+            tokenizer_architecture=tokenizer_architecture,
+        )
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return factory
