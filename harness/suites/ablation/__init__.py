@@ -11,6 +11,7 @@ per job:
     runner.py      run the jobs not done yet (trainers in-process or through a launcher), then summarise
     evaluation.py  one (seed, row): evaluate_reconstruction and evaluate_samples, the suite pipeline
     summary.py     mean ± sd per row, paired differences to the baseline, table, plot, summary.json
+    paper_effects.py  the paper's comparisons (B − A, ...) read at the preset: replicates, excluded, not testable
 
 Layout under ``--out`` (one folder per row/seed/stage; a folder with its record is done and skipped,
 one without resumes from its last checkpoint)::

@@ -92,6 +92,17 @@ class PresetConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PaperComparison:
+    """``paper_comparisons.<name>``: one change of the paper's ablation table, tested at each preset."""
+
+    row: str  # the changed row
+    against: str  # the row it changes
+    # metric -> [the paper's value of ``against``, of ``row``]: carried over as a relative change
+    paper: dict[str, tuple[float, float]]
+    note: str | None = None  # how this pairing differs from the paper's, where it does
+
+
+@dataclasses.dataclass(frozen=True)
 class SuiteFile:
     rows: dict[str, RowConfig]
     presets: dict[str, PresetConfig]
@@ -99,6 +110,7 @@ class SuiteFile:
     # metric -> a published effect as a relative change of the baseline's mean (e.g. the paper's
     # AR accuracy 5.4 % -> 10.7 %: +0.98); the summary gives the seeds that effect would need
     reference_effects: dict[str, float] = dataclasses.field(default_factory=dict)
+    paper_comparisons: dict[str, PaperComparison] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +147,7 @@ class Suite:
     file_rows: tuple[str, ...] = ()  # every row of the file (a subset is named on the rerun line)
     file_imagenet_root: str | None = None  # the preset's own root (a different one is named on the rerun line)
     reference_effects: dict[str, float] = dataclasses.field(default_factory=dict)
+    paper_comparisons: dict[str, PaperComparison] = dataclasses.field(default_factory=dict)
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -195,6 +208,17 @@ def _check(suite: SuiteFile, path: Path) -> None:
     for metric in suite.reference_effects:
         if metric not in dict(TABLE_METRICS):
             raise ConfigError(f"{path}: reference_effects.{metric}: not a table metric")
+    for name, c in suite.paper_comparisons.items():
+        for key in ("row", "against"):
+            if getattr(c, key) not in rows:
+                raise ConfigError(f"{path}: paper_comparisons.{name}.{key}: {getattr(c, key)!r} is not a row")
+        for metric, (before, _after) in c.paper.items():
+            if metric not in dict(TABLE_METRICS):
+                raise ConfigError(f"{path}: paper_comparisons.{name}.paper.{metric}: not a table metric")
+            if before == 0:
+                raise ConfigError(
+                    f"{path}: paper_comparisons.{name}.paper.{metric}: a relative change needs a non-zero first value"
+                )
     for name, r in rows.items():
         if r.presets is not None and (r.source and r.presets != rows[r.source].presets and rows[r.source].presets):
             raise ConfigError(f"{path}: rows.{name}.presets: its from row {r.source} is not in all of them")
@@ -271,6 +295,7 @@ def load_suite(
         tuple(f.rows),
         own_root,
         dict(f.reference_effects),
+        dict(f.paper_comparisons),
     )
 
 

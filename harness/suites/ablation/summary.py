@@ -20,6 +20,7 @@ from harness.report.paired import DESCRIPTION as PAIRED_DESCRIPTION
 from harness.report.paired import paired_difference
 from harness.report.power import ALPHA, POWER, minimum_detectable_effect, seeds_needed, t_interval
 from harness.runs.records import read_record, write_result_json
+from harness.suites.ablation import paper_effects
 from harness.suites.ablation.planning import EVAL_RECORD, RECORD, command_line, plan
 from harness.suites.ablation.suite import TABLE_METRICS, Suite
 
@@ -116,6 +117,20 @@ def control_results(per_seed: dict[str, dict[int, dict[str, float]]], suite: Sui
     return out
 
 
+def paper_directions(per_seed: dict[str, dict[int, dict[str, float]]], suite: Suite) -> list[dict[str, Any]]:
+    """Each of the paper's comparisons (``paper_comparisons`` of the suite file) read at this preset:
+    the paired difference per metric against the paper's effect carried over (``paper_effects``)."""
+    out = []
+    for name, c in suite.paper_comparisons.items():
+        metrics = {}
+        for metric, pair in c.paper.items():
+            vals = [v[metric] for v in per_seed.get(c.against, {}).values() if metric in v]
+            against_mean = sum(vals) / len(vals) if vals else None
+            metrics[metric] = paper_effects.judge(paired_to(per_seed, c.row, c.against, metric), pair, against_mean)
+        out.append({"name": name, "row": c.row, "against": c.against, "note": c.note, "metrics": metrics})
+    return out
+
+
 def summarize(suite: Suite, out: str | Path) -> dict[str, Any]:
     """The summary of every finished evaluation under ``out``, written beside them (table, plot, json)."""
     out = Path(out)
@@ -161,6 +176,7 @@ def summarize(suite: Suite, out: str | Path) -> dict[str, Any]:
         "power": {"alpha": ALPHA, "power": POWER, "test": "two-sided paired t-test (noncentral t), n - 1 df"},
         "sensitivity": sensitivity(per_seed, suite, base_means),
         "controls": control_results(per_seed, suite),
+        "paper_directions": paper_directions(per_seed, suite),
     }
     write_result_json(summary, out / "summary.json", command=f"{summary['command']} --summarize")
     with atomic_path(out / "ablation_table.md", "w") as f:
@@ -228,7 +244,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
                     cells.append(cell)
                 lines.append(f"| {name}: {r['label']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
             lines.append("")
-    lines += _sensitivity_lines(summary) + _control_lines(summary)
+    lines += _sensitivity_lines(summary) + _control_lines(summary) + paper_effects.lines(summary)
     return "\n".join(lines)
 
 
