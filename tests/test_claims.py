@@ -213,7 +213,7 @@ def test_direction_answers_are_never_paper_verdicts(claims):
     df = to_frame(verdicts)
     assert (df[df["section"] != "paper"]["verdict"] == "").all()
     text = to_markdown(claims, verdicts)
-    paper_table, tiny_section = text.split("## Directions at tiny scale (ablation-tiny)")
+    paper_table, tiny_section = text.split("## Directions at tiny scale (ablation-tiny, ablation-small)")
     assert "causal decoder raises AR accuracy" not in paper_table and "opposite direction" in tiny_section
 
 

@@ -21,8 +21,9 @@ Tolerance: |measured - paper| <= abs + rel * |paper| + sigma * uncertainty.
 Strictness: a query with ``paper_comparable: true`` matches only records whose ``paper_comparable``
 is the JSON value true (not the string "false"), without fatal protocol findings, and, for the
 distribution metrics, with the protocol's N, the official Inception weights and the paper's
-reference. Claims with ``scale: tiny`` are directions at tiny scale (the ablation's ``tiny``
-preset): they get their own section and a ``direction`` answer, never a paper verdict.
+reference. Claims with ``scale: tiny`` are directions at a CPU scale (the ablation's ``tiny`` and
+``small`` presets, named by each query's protocol): they get their own section and a ``direction``
+answer, never a paper verdict.
 """
 
 from __future__ import annotations
@@ -565,17 +566,17 @@ def to_markdown(claims: ClaimsFile, verdicts: list[Verdict]) -> str:
         lines += [
             f"## Directions at tiny scale ({scales}): not a test of the paper's numbers",
             "",
-            "The ablation's tiny preset (32 px, a few hundred steps, CPU) asks only whether each change moves a "
-            "metric the way the paper's table does; its rows are no evidence for or against the paper's values. "
+            "The ablation's CPU presets (tiny: 32 px; small: 64 px; a few hundred steps) ask only whether each change "
+            "moves a metric the way the paper's table does; their rows are no evidence for or against the paper's "
+            "values. "
             f"Measured: {paired.DESCRIPTION}.",
             "",
-            "| change | source | paper difference | tiny-scale difference | direction at tiny scale | why |",
-            "|---|---|---|---|---|---|",
+            "| change | preset | source | paper difference | difference at the preset | direction at the preset | why |",
+            "|---|---|---|---|---|---|---|",
         ]
         for v in tiny_v:
-            lines.append(
-                _row([v.claim.claim, v.claim.source, f"{v.claim.value:+g}", _num(v.measured, v.unc), v.verdict, why(v)])
-            )
+            cells = [v.claim.claim, presets(v.claim), v.claim.source, f"{v.claim.value:+g}", _num(v.measured, v.unc)]
+            lines.append(_row([*cells, v.verdict, why(v)]))
         lines.append("")
     lines += ["Sources:", ""]
     lines += [f"- **{k}**: {v}" for k, v in claims.sources.items()]
