@@ -11,7 +11,7 @@ STAMP       := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow test-slurm upstream-fixtures upstream-speed fair-ratios bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-imagenet-plan
+.PHONY: setup demo test test-slow test-slurm upstream-fixtures upstream-speed fair-ratios bench bench-baseline gpu-bench cpu-speed clean tiny-models tiny-baselines tiny-diffusion tiny-records ablation-tiny ablation-small ablation-imagenet-plan
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -167,6 +167,16 @@ tiny-diffusion: setup
 ABLATION ?= results/ablation/tiny
 ablation-tiny: setup
 	$(ALITOK) ablate alitok/configs/ablation.yaml --preset tiny --out $(ABLATION)
+
+# The small preset (64 px, widths 96, 5 paired seeds) of rows A, B, D, F and the controls: about 1.5 h as two
+# one-thread processes on 2 free cores (seeds 0, 2, 4 and 1, 3 into one folder), then one summary. Resumable.
+ABLATION_SMALL ?= results/ablation/small
+SMALL_ROWS ?= A,ctrl_shuffle,ctrl_noise,ctrl_half_ar,B,D,F
+ablation-small: setup
+	OMP_NUM_THREADS=1 $(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --seeds 0,2,4 & \
+	OMP_NUM_THREADS=1 $(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --seeds 1,3; \
+	b=$$?; wait $$!; a=$$?; test $$a -eq 0 -a $$b -eq 0 && \
+	$(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --summarize
 
 # The same suite at official sizes on ImageNet under torchrun: validate only (plan + what is missing).
 ablation-imagenet-plan: setup

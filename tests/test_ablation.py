@@ -30,6 +30,7 @@ def test_committed_suite_plans_paired_rows():
         "B",
         "C",
         "D",
+        "E",
         "F",
         "causal_encoder",
         "F_effnet",
@@ -45,6 +46,12 @@ def test_committed_suite_plans_paired_rows():
     assert by[(s, "F", "stage2")].config["init_from"] == str(by[(s, "D", "stage1")].out / "last.safetensors")
     assert by[(s, "F", "eval")].config["ar_checkpoint"] == by[(s, "D", "eval")].config["ar_checkpoint"]
     assert by[(s, "F", "eval")].config["tokenizer_checkpoint"].endswith("F/stage2/model.safetensors")
+    # E (the paper's D with its AR on 800 epochs): D's tokenizer, its own AR on twice D's steps
+    assert (s, "E", "stage1") not in by and by[(s, "E", "ar")].config["tokenizer"] == by[(s, "D", "ar")].config[
+        "tokenizer"
+    ]
+    assert by[(s, "E", "ar")].config["steps"] == 2 * by[(s, "D", "ar")].config["steps"]
+    assert by[(s, "E", "eval")].config["tokenizer_checkpoint"] == by[(s, "D", "eval")].config["tokenizer_checkpoint"]
     # every trainer of every row gets the seed (init + data order); data settings are the same for all rows
     for seed in suite.seeds:
         stage1 = [j.config for j in jobs if j.seed == seed and j.stage == "stage1"]
@@ -61,7 +68,7 @@ def test_committed_suite_plans_paired_rows():
     assert by[(s, "A", "ar")].config["model"]["num_prefix_tokens"] == 0
     assert by[(s, "D", "ar")].config["model"]["num_prefix_tokens"] == grid + 1
     # one AR size and step count for every row but the half-steps control
-    ars = [j for j in jobs if j.stage == "ar" and j.row != "ctrl_half_ar"]
+    ars = [j for j in jobs if j.stage == "ar" and j.row not in ("ctrl_half_ar", "E")]
     assert len({(j.config["steps"], json.dumps(j.config["model"].get("width"))) for j in ars}) == 1
 
 
@@ -73,6 +80,10 @@ def test_committed_suite_plans_paired_rows():
         (lambda d: d["rows"]["F"].update(stage2=False), "would repeat row D"),
         (lambda d: d.update(baseline="Z"), "baseline: 'Z'"),
         (lambda d: d["presets"]["tiny"]["eval"].update(colour=1), "presets.tiny.eval.colour: unknown key"),
+        (lambda d: d["paper_comparisons"]["causal_decoder"].update(row="Z"), "causal_decoder.row: 'Z' is not a row"),
+        (lambda d: d["paper_comparisons"]["causal_decoder"]["paper"].update(colour=[1, 2]), "paper.colour"),
+        (lambda d: d["paper_comparisons"]["causal_decoder"]["paper"].update(fid=[0, 2]), "non-zero first value"),
+        (lambda d: d["paper_comparisons"]["causal_decoder"]["paper"].update(fid=[1, 2, 3]), "paper.fid"),
     ],
 )
 def test_bad_suite_files_are_config_errors(tmp_path, edit, match):

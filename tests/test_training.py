@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from cli_runs import max_weight_diff, python
+from micro_configs import MICRO_TOKENIZER
 
 from harness.cli import main
 from harness.core.io import sha256_file
@@ -19,19 +20,6 @@ from harness.runs.training import OptimConfig, lr_at, resolve_config_paths
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "alitok" / "configs"
-MICRO_TOKENIZER = dict(
-    image_size=32,
-    patch_size=8,
-    codebook_size=64,
-    token_dim=4,
-    encoder_width=32,
-    encoder_layers=1,
-    encoder_heads=2,
-    decoder_width=32,
-    decoder_layers=2,
-    decoder_heads=2,
-    buffer_tokens=3,
-)
 
 
 def test_schedule_closed_forms():
@@ -185,7 +173,7 @@ def test_resume_with_an_optimizer_state_weights_only_refuses_is_one_line(tmp_pat
                 "steps": 2,
                 "batch_size": 2,
                 "ckpt_every": 1,
-                "model": MICRO_TOKENIZER,
+                "model": dict(MICRO_TOKENIZER),
                 "data": {"per_class": 1},
             }
         )

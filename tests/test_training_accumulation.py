@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from micro_configs import MICRO_TOKENIZER
 
 from alitok.train import ar as ar_train
 from alitok.train.tokenizer_stage1 import train_stage1
@@ -24,21 +25,11 @@ AR_MODEL = {
     "attn_dropout": 0.0,
     "token_dropout": 0.0,
 }
-TOK_MODEL = dict(
-    image_size=32,
-    patch_size=8,
-    codebook_size=64,
-    token_dim=4,
-    encoder_width=32,
-    encoder_layers=1,
-    encoder_heads=2,
-    decoder_width=32,
-    decoder_layers=2,
-    decoder_heads=2,
-    buffer_tokens=3,
-    init_std=0.08,
-    clustering_vq=False,
-)  # the online-clustering update is per forward, so not batch-split invariant
+TOK_MODEL = {
+    **MICRO_TOKENIZER,
+    "init_std": 0.08,
+    "clustering_vq": False,
+}  # the online-clustering update is per forward, so not batch-split invariant
 
 
 @pytest.fixture(autouse=True)
