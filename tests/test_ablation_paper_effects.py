@@ -63,7 +63,12 @@ def test_a_paper_without_change_and_a_row_not_run():
     assert paper_effects.judge(moved, (1.0, 1.0), 5.0)["verdict"] == paper_effects.CHANGES
     none = {"mean": None, "se": None, "sd": None, "n": 0, "interval95": None, "mde": None}
     assert paper_effects.judge(none, (1.0, 2.0), None)["verdict"] == paper_effects.NOT_RUN
-    # a comparison whose rows did not run at all says so, row by row, in the table
-    suite = ablation.load_suite(SUITE, "tiny", rows=["A"], seeds=[0])
-    text = "\n".join(paper_effects.lines({"paper_directions": paper_directions({"A": {}}, suite)}))
+    # a comparison whose rows did not run at all says so, row by row, in the table; one seed: no interval
+    suite = ablation.load_suite(SUITE, "tiny", rows=["A", "B"], seeds=[0])
+    one_seed = {"A": {0: {"ar_acc": 0.2}}, "B": {0: {"ar_acc": 0.3}}}
+    text = "\n".join(paper_effects.lines({"paper_directions": paper_directions(one_seed, suite)}))
     assert "| prefix_tokens: C − B | rfid | 1.07 → 1.01 | – |" in text and "not run (n = 0)" in text
+    assert (
+        "| causal_decoder: B − A | ar_acc | 0.054 → 0.107 | +0.1963 (+98.1%) | +0.1000 | – | – | not run (n = 1)"
+        in text
+    )

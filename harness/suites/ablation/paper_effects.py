@@ -11,7 +11,7 @@ its effect is carried over as a relative change of the ``against`` row's mean at
 - ``excluded``: the interval holds 0 but not the paper-size effect (no effect that large here);
 - ``not testable``: the interval holds both and the MDE exceeds the paper-size effect (seeds needed);
 - ``within noise``: the interval holds both though the MDE is below the paper-size effect;
-- ``not run``: fewer than 2 seeds have both rows.
+- ``not run``: fewer than 2 seeds have both rows (no interval).
 
 Where the paper's two values are equal its direction is "none": a difference whose interval excludes 0
 is ``changes (paper: none)``, otherwise ``no change, as the paper``.
@@ -87,7 +87,8 @@ def lines(summary: dict[str, Any]) -> list[str]:
             d = 4 if metric in ("kid", "prec", "recall", "ssim", "ar_acc") else 3
             eff = j.get("paper_size_effect")
             eff_s = "–" if eff is None else f"{eff:+.{d}f} ({j['paper_relative']:+.1%})"
-            diff = "–" if j.get("mean") is None else f"{j['mean']:+.{d}f} ± {j['se']:.{d}f}"
+            diff = "–" if j.get("mean") is None else f"{j['mean']:+.{d}f}"
+            diff += "" if j.get("se") is None else f" ± {j['se']:.{d}f}"
             iv = j.get("interval95")
             iv_s = f"[{iv[0]:+.{d}f}, {iv[1]:+.{d}f}]" if iv else "–"
             mde = "–" if j.get("mde") is None else f"{j['mde']:.{d}f}"
