@@ -27,6 +27,7 @@ def test_committed_suite_plans_paired_rows():
         "ctrl_shuffle",
         "ctrl_noise",
         "ctrl_half_ar",
+        "ctrl_blur",
         "B",
         "C",
         "D",

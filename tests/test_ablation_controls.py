@@ -15,7 +15,7 @@ from scipy import stats
 
 from harness.core.config import ConfigError
 from harness.suites import ablation
-from harness.suites.ablation.evaluation import add_pixel_noise
+from harness.suites.ablation.evaluation import add_pixel_noise, blur_images
 from harness.suites.ablation.summary import control_results
 
 SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.yaml"
@@ -26,7 +26,7 @@ def test_controls_reuse_row_a_and_change_one_thing():
     by = {(j.seed, j.row, j.stage): j for j in ablation.plan(suite, "/o")}
     s = suite.seeds[0]
     a_s1 = str(by[(s, "A", "stage1")].out / "last.safetensors")
-    for row in ("ctrl_shuffle", "ctrl_noise", "ctrl_half_ar"):
+    for row in ("ctrl_shuffle", "ctrl_noise", "ctrl_half_ar", "ctrl_blur"):
         assert (s, row, "stage1") not in by and (s, row, "stage2") not in by  # A's tokenizer
         assert (
             by[(s, row, "eval")].config["tokenizer_checkpoint"] == by[(s, "A", "eval")].config["tokenizer_checkpoint"]
@@ -41,6 +41,12 @@ def test_controls_reuse_row_a_and_change_one_thing():
     noise = by[(s, "ctrl_noise", "eval")].config
     assert noise["ar_checkpoint"] == by[(s, "A", "eval")].config["ar_checkpoint"] and noise["decoder_noise_std"] > 0
     assert by[(s, "A", "eval")].config["decoder_noise_std"] == 0.0
+    blur = by[(s, "ctrl_blur", "eval")].config
+    assert (
+        blur["decoder_blur_sigma"] > 0
+        and blur["decoder_noise_std"] == 0.0 == by[(s, "A", "eval")].config["decoder_blur_sigma"]
+    )
+    assert (s, "ctrl_blur", "ar") not in by and blur["ar_checkpoint"] == by[(s, "A", "eval")].config["ar_checkpoint"]
     # rows.presets: the shuffle (codes in memory) is not a row of the imagenet preset; the others are
     imagenet = [r.name for r in ablation.load_suite(SUITE, "imagenet").rows]
     assert "ctrl_shuffle" not in imagenet and {"ctrl_noise", "ctrl_half_ar"} <= set(imagenet)
@@ -80,6 +86,22 @@ def test_pixel_noise_adds_its_variance_in_closed_form():
     # PSNR of a decoder with MSE m falls to 10 log10(255^2 / (m + std^2 + 1/12))
     assert 10 * np.log10(255**2 / mse) == pytest.approx(10 * np.log10(255**2 / (100 + 1 / 12)), abs=0.07)
     assert noisy.dtype == np.uint8 and add_pixel_noise(np.zeros((1, 2, 2, 3), np.uint8), 50.0, rng).min() == 0
+
+
+def test_blur_keeps_the_gaussian_transfer_function_of_a_sinusoid():
+    # 128 + 60 sin(2 pi f x), f = 1/8 cycle per pixel: a Gaussian of sd s keeps exp(-2 pi^2 s^2 f^2) of the
+    # amplitude (0.735 at s = 1). Read on the columns away from the reflected edges (4 sd = the kernel
+    # radius), by projection on the sinusoid; rounding to uint8 moves each pixel by <= 0.5, the amplitude by less.
+    x = np.arange(64)
+    wave = np.sin(2 * np.pi * x / 8)
+    img = np.broadcast_to(np.rint(128 + 60 * wave)[None, None, :, None], (2, 16, 64, 3)).astype(np.uint8)
+    for sigma in (0.5, 1.0, 2.0):
+        out = blur_images(img, sigma).astype(np.float64)
+        mid = slice(16, 48)
+        amp = 2 * np.mean((out[:, :, mid, :] - 128) * wave[None, None, mid, None])
+        assert amp == pytest.approx(60 * np.exp(-2 * np.pi**2 * sigma**2 / 64), abs=0.6), sigma
+    flat = np.full((1, 8, 8, 3), 77, np.uint8)
+    assert np.array_equal(blur_images(flat, 1.5), flat) and blur_images(img, 1.0).dtype == np.uint8
 
 
 def test_shuffled_codes_keep_each_images_tokens_in_another_order():

@@ -7,8 +7,9 @@
 - Reconstruction: the row's tokenizer encodes and decodes them in batches into
   ``reconstructions.npz`` (removed once measured); rFID, PSNR, SSIM and codebook use come from
   ``evaluate_reconstruction`` (the ``recon`` verb's and a suite recon entry's function).
-- A positive-control row's ``decoder_noise_std`` adds Gaussian noise to the reconstructions (not to
-  the samples: the generator decodes on its own, so its gFID must not move).
+- A positive-control row's ``decoder_blur_sigma`` blurs and its ``decoder_noise_std`` adds Gaussian
+  noise to the reconstructions (not to the samples: the generator decodes on its own, so its gFID
+  must not move).
 - Generation: the row's AR generator samples as many class-balanced images into ``samples.npz``;
   gFID, KID and precision / recall come from ``evaluate_samples`` (the ``eval`` verb's and a suite
   entry's) against the held-out images as a reference, or gFID against ``ref_stats`` when the preset
@@ -156,11 +157,31 @@ def add_pixel_noise(images: np.ndarray, std: float, rng: np.random.Generator) ->
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+def blur_images(images: np.ndarray, sigma: float) -> np.ndarray:
+    """uint8 NHWC images, each channel blurred by a Gaussian of sd ``sigma`` pixels (scipy's
+    ``gaussian_filter`` over H and W, edges reflected), rounded and clipped: a sinusoid of f cycles per
+    pixel keeps exp(-2 pi^2 sigma^2 f^2) of its amplitude."""
+    from scipy.ndimage import gaussian_filter
+
+    out = gaussian_filter(images.astype(np.float64), sigma=(0, sigma, sigma, 0), mode="reflect")
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def reconstruct(
-    tok, heldout_npz: Path, out: Path, n: int, size: int, batch_size: int, device, noise_std: float = 0.0, seed: int = 0
+    tok,
+    heldout_npz: Path,
+    out: Path,
+    n: int,
+    size: int,
+    batch_size: int,
+    device,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    blur_sigma: float = 0.0,
 ):
     """``decode(encode(x))`` of the held-out images into ``out/reconstructions.npz``; returns (path, codes).
-    ``noise_std`` > 0 (a positive control): Gaussian noise on the decoded images (``add_pixel_noise``)."""
+    A positive control changes the decoded images: ``blur_sigma`` > 0 blurs them (``blur_images``), then
+    ``noise_std`` > 0 adds Gaussian noise (``add_pixel_noise``)."""
     import torch
 
     from harness.data.npz import iter_npz_batches, load_labels_npz
@@ -176,6 +197,7 @@ def reconstruct(
                 c = tok.encode(torch.from_numpy(np.array(real)).to(device))
                 codes.append(c.cpu())
                 images = tok.decode(c).cpu().numpy()
+                images = blur_images(images, blur_sigma) if blur_sigma else images
                 yield add_pixel_noise(images, noise_std, rng) if noise_std else images, labels[at : at + len(real)]
                 at += len(real)
 
@@ -362,8 +384,8 @@ def evaluate_job(job: Job, device_name: str) -> None:
     heldout_npz = heldout_file(held, size, job.out.parent.parent.parent, bs)
     job.out.mkdir(parents=True, exist_ok=True)
     tok = tokenizers.get(ev["tokenizer_plugin"])(device=device, checkpoint=ev["tokenizer_checkpoint"])
-    noise = float(ev.get("decoder_noise_std") or 0.0)
-    recon_npz, codes = reconstruct(tok, heldout_npz, job.out, held.n, size, bs, device, noise, int(ev["seed"]))
+    noise, blur = float(ev.get("decoder_noise_std") or 0.0), float(ev.get("decoder_blur_sigma") or 0.0)
+    recon_npz, codes = reconstruct(tok, heldout_npz, job.out, held.n, size, bs, device, noise, int(ev["seed"]), blur)
     t_recon = time.perf_counter()
     gen = generators.get(ev["generator_plugin"])(
         device=device, checkpoint=ev["ar_checkpoint"], tokenizer_checkpoint=ev["tokenizer_checkpoint"]

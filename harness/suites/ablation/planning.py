@@ -111,6 +111,7 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
                     {
                         **to_dict(suite.eval),
                         "decoder_noise_std": row.decoder_noise_std,
+                        "decoder_blur_sigma": row.decoder_blur_sigma,
                         "seed": seed,
                         "variant": row.name,
                         "label": row.label,

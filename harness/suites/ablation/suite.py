@@ -56,6 +56,7 @@ class RowConfig:
     ar_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     ar_steps_scale: float | None = None  # a ``from`` row's own AR on this fraction of the preset's AR steps
     decoder_noise_std: float = 0.0  # Gaussian noise (uint8 units) added to the decoded reconstructions
+    decoder_blur_sigma: float = 0.0  # Gaussian blur (sd in pixels) of the decoded reconstructions
     # positive control: metric -> the direction it must move against the ``from`` row ("up" | "down")
     control: dict[str, Literal["up", "down"]] = dataclasses.field(default_factory=dict)
     presets: tuple[str, ...] | None = None  # only in these presets (default: every preset)
@@ -77,6 +78,7 @@ class EvalConfig:
     ref_stats: str | None = None  # gFID against this reference npz instead of the held-out images
     workers: int = 4  # imagenet: image decoding threads
     decoder_noise_std: float = 0.0  # set per row (a positive control), not in a preset
+    decoder_blur_sigma: float = 0.0  # likewise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +128,7 @@ class Row:
     decoder_noise_std: float = 0.0
     ar_steps_scale: float | None = None
     control: dict[str, str] = dataclasses.field(default_factory=dict)
+    decoder_blur_sigma: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,10 +191,11 @@ def _check(suite: SuiteFile, path: Path) -> None:
             raise ConfigError(
                 f"{path}: rows.{name}: a row with from: reuses {src}'s stage 1; it takes no model/aux keys"
             )
-        if src is not None and not (r.stage2 or r.ar_overrides or r.ar_steps_scale or r.decoder_noise_std):
+        changes = (r.stage2, r.ar_overrides, r.ar_steps_scale, r.decoder_noise_std, r.decoder_blur_sigma)
+        if src is not None and not any(changes):
             raise ConfigError(
-                f"{path}: rows.{name}: from: without stage2: true, ar_overrides, ar_steps_scale or decoder_noise_std "
-                f"would repeat row {src}"
+                f"{path}: rows.{name}: from: without stage2: true, ar_overrides, ar_steps_scale, decoder_noise_std "
+                f"or decoder_blur_sigma would repeat row {src}"
             )
         if r.ar_steps_scale is not None and not 0 < r.ar_steps_scale:
             raise ConfigError(f"{path}: rows.{name}.ar_steps_scale: must be > 0, got {r.ar_steps_scale}")
@@ -200,8 +204,9 @@ def _check(suite: SuiteFile, path: Path) -> None:
         if (r.ar_overrides or r.ar_steps_scale or r.control) and src is None:
             key = "ar_overrides" if r.ar_overrides else "ar_steps_scale" if r.ar_steps_scale else "control"
             raise ConfigError(f"{path}: rows.{name}.{key}: needs from: (the row it changes)")
-        if r.decoder_noise_std < 0:
-            raise ConfigError(f"{path}: rows.{name}.decoder_noise_std: must be >= 0, got {r.decoder_noise_std}")
+        for key in ("decoder_noise_std", "decoder_blur_sigma"):
+            if getattr(r, key) < 0:
+                raise ConfigError(f"{path}: rows.{name}.{key}: must be >= 0, got {getattr(r, key)}")
         for metric in r.control:
             if metric not in dict(TABLE_METRICS):
                 raise ConfigError(f"{path}: rows.{name}.control.{metric}: not a table metric")
@@ -261,6 +266,7 @@ def load_suite(
             float(r.decoder_noise_std),
             r.ar_steps_scale,
             dict(r.control),
+            float(r.decoder_blur_sigma),
         )
         for name, r in f.rows.items()
         if r.presets is None or preset in r.presets
