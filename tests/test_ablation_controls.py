@@ -131,4 +131,5 @@ def test_a_control_is_detected_when_its_t_interval_excludes_zero_on_the_expected
         ci = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
         assert res["ar_acc"]["interval95"] == pytest.approx([ci.low, ci.high], rel=1e-9)
         assert res["ar_acc"]["detected"] == (ci.high < 0), name  # expected: down
+        assert res["ar_acc"]["opposite"] == (ci.low > 0), name
         assert res["ar_ce"]["detected"] is True  # rises by 0.50, 0.51, 0.52: interval [0.485, 0.535]

@@ -100,19 +100,21 @@ def sensitivity(
 
 def control_results(per_seed: dict[str, dict[int, dict[str, float]]], suite: Suite) -> list[dict[str, Any]]:
     """Each positive control's effect against its ``from`` row, paired by seed, and whether it was
-    detected: its 95 % t interval excludes 0 on the side the control must move the metric."""
+    detected: its 95 % t interval excludes 0 on the side the control must move the metric (``opposite``:
+    it excludes 0 on the other side, a control whose expected direction did not hold)."""
     out = []
     for r in suite.rows:
         for metric, direction in r.control.items():
             d = paired_to(per_seed, r.name, r.source, metric)
             lo_hi = d["interval95"]
-            detected = None
+            detected = opposite = None
             if lo_hi is not None:
-                detected = bool(lo_hi[0] > 0) if direction == "up" else bool(lo_hi[1] < 0)
+                up, down = bool(lo_hi[0] > 0), bool(lo_hi[1] < 0)
+                detected, opposite = (up, down) if direction == "up" else (down, up)
             out.append(
                 {"row": r.name, "label": r.label, "against": r.source, "metric": metric, "expected": direction}
                 | {k: d[k] for k in ("mean", "se", "n", "interval95", "mde", "per_seed")}
-                | {"detected": detected}
+                | {"detected": detected, "opposite": opposite}
             )
     return out
 
@@ -303,6 +305,7 @@ def _control_lines(summary: dict[str, Any]) -> list[str]:
         iv_s = f"[{iv[0]:.{d}f}, {iv[1]:.{d}f}]" if iv else "–"
         mde = f"{c['mde']:.{d}f}" if c.get("mde") is not None else "–"
         det = {True: "yes", False: "**no**", None: "– (under 2 seeds)"}[c.get("detected")]
+        det = "**no: opposite direction**" if c.get("opposite") else det
         lines.append(
             f"| {c['row']}: {c['label']} | {c['against']} | {c['metric']} | {c['expected']} | "
             f"{_fmt(c, d, 'se')} | {iv_s} | {mde} | {det} |"
