@@ -330,7 +330,8 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
     if not metrics:
         return
     names = list(summary["rows"])
-    fig, axes = plt.subplots(2, len(metrics), figsize=(3.3 * len(metrics), 6.4), squeeze=False)
+    panel_w = max(3.3, 0.3 * len(names))  # room for one tick label per row
+    fig, axes = plt.subplots(2, len(metrics), figsize=(panel_w * len(metrics), 6.8), squeeze=False)
     for j, m in enumerate(metrics):
         for i, key in enumerate((None, "diff_to_baseline")):
             ax = axes[i][j]
@@ -342,7 +343,7 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
             xs = np.arange(len(names))
             ax.bar(xs, means, color=[f"C{k}" for k in range(len(names))])
             ax.errorbar(xs, means, yerr=sds, fmt="none", ecolor="black", capsize=3)
-            ax.set_xticks(xs, names, fontsize=7, rotation=30)
+            ax.set_xticks(xs, names, fontsize=7, rotation=60, ha="right", rotation_mode="anchor")
             ax.axhline(0, color="0.5", lw=0.6)
             arrow = "↑" if dict(TABLE_METRICS)[m] else "↓"
             ax.set_title(f"{m} ({arrow})" if key is None else f"{m} − {summary['baseline']} (paired)", fontsize=8)
