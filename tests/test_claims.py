@@ -189,6 +189,23 @@ def test_direction_claim_uses_the_paired_standard_error(claims):
     assert v.unc == pytest.approx(statistics.stdev(diffs) / 3**0.5)
 
 
+def test_a_direction_needs_the_95_percent_t_interval_to_exclude_zero(claims):
+    from scipy import stats
+
+    # differences +0.02, +0.05, +0.08: the mean is 2.9 paired SE from 0, but scipy's 95 % t interval
+    # (2 df) holds 0, so there is no direction; the ablation table reads the same numbers the same way
+    bidir = [0.15, 0.16, 0.19]
+    recs = [_variant("B", a + d, seed=s) for s, (a, d) in enumerate(zip(bidir, [0.02, 0.05, 0.08]))] + [
+        _variant("A", a, seed=s) for s, a in enumerate(bidir)
+    ]
+    v = _by_id(claims, check(claims, recs))["tiny-causal-decoder-acc"]
+    ci = stats.ttest_1samp([0.02, 0.05, 0.08], 0.0).confidence_interval(0.95)
+    assert v.measured > 2 * v.unc and ci.low < 0 < ci.high
+    assert v.verdict == WITHIN_NOISE and f"{ci.low:.4g}" in v.detail
+    one = _by_id(claims, check(claims, [_variant("B", 0.3, seed=0), _variant("A", 0.1, seed=0)]))
+    assert one["tiny-causal-decoder-acc"].verdict == WITHIN_NOISE  # one seed: no spread, no direction
+
+
 def test_pairing_removes_the_shared_seed_noise(claims):
     # B = A + 0.01 on every seed while seeds spread A by 0.4: unpaired, the effect drowns in the spread
     bidir = [0.10, 0.50, 0.90]

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from harness.core import config
 from harness.core.stats import mean_sd
 from harness.report import fields, paired
+from harness.report.power import t_interval
 
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
 # answers of a tiny-scale direction (never a paper verdict)
@@ -138,6 +139,8 @@ class ClaimsFile:
                 raise ValueError(f"claim {c.id}: unknown metric {c.metric!r}")
             if c.expect == "value" and not (c.tolerance.abs or c.tolerance.rel):
                 raise ValueError(f"claim {c.id}: a value claim needs tolerance.abs or tolerance.rel")
+            if c.expect == "sign" and c.tolerance != Tolerance():
+                raise ValueError(f"claim {c.id}: a direction is read from the 95 % t interval; it takes no tolerance")
             if c.scale == "tiny" and (c.expect != "sign" or c.measure.difference is None):
                 raise ValueError(f"claim {c.id}: a tiny-scale claim is a direction (expect: sign, measure: difference)")
             if c.scale == "tiny" and not all(q.protocol for q in c.queries()):
@@ -449,15 +452,23 @@ def evaluate(claim: Claim, records: list[dict[str, Any]]) -> Verdict:
 
 
 def _direction(claim: Claim, est: Estimate, delta: float) -> Verdict:
-    sigma = claim.tolerance.sigma
-    if sigma and est.unc is None:
+    """A direction from the 95 % t interval of the paired difference (n - 1 df), the ablation table's
+    rule: ``k`` paired SE at 2 df would call a difference at 82 % confidence."""
+    interval = t_interval(est.value, est.unc, est.n) if est.n >= 2 else None
+    if interval is None:
         answer, why = WITHIN_NOISE, f"{est.n} paired seed(s): no spread measured to test the direction against"
-    elif abs(est.value) <= (sigma * est.unc if sigma else 0.0):
-        answer, why = WITHIN_NOISE, f"within {sigma:g} {paired.NAME} of zero"
+    elif interval[0] <= 0.0 <= interval[1]:
+        answer, why = WITHIN_NOISE, f"the 95 % t interval [{interval[0]:.4g}, {interval[1]:.4g}] holds 0"
     elif est.value * claim.value > 0:
-        answer, why = SAME_DIRECTION, "same direction as the paper"
+        answer, why = (
+            SAME_DIRECTION,
+            f"same direction as the paper (95 % t interval [{interval[0]:.4g}, {interval[1]:.4g}])",
+        )
     else:
-        answer, why = OPPOSITE_DIRECTION, "opposite direction to the paper"
+        answer, why = (
+            OPPOSITE_DIRECTION,
+            f"opposite direction to the paper (95 % t interval [{interval[0]:.4g}, {interval[1]:.4g}])",
+        )
     if claim.scale == "paper":  # a paper claim on a direction still gets a paper verdict
         answer = REPRODUCED if answer == SAME_DIRECTION else NOT_REPRODUCED
     return Verdict(claim, est.value, est.unc, est.n, delta, answer, why)
