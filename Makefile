@@ -160,18 +160,18 @@ tiny-diffusion: setup
 	$(ALITOK) train $(FLOW_RUN) --publish
 
 # The tiny ablation (alitok/configs/ablation.yaml, preset tiny): rows A-F, the positive controls (ctrl_shuffle,
-# ctrl_noise, ctrl_half_ar), the recipe rows (F_effnet, F_gan, F_effnet_gan) and the causal-encoder probe x 3
-# paired seeds, each tokenizer -> AR -> held-out metrics; CPU, over an hour on 2 free cores (the committed
-# results/ablation/tiny ran rows A, B, D and the controls: see its README). A rerun skips finished folders and resumes the rest. Table and plot land in
-# $(ABLATION)/ablation_table.md and ablation_bars.png; weights stay there, git-ignored.
+# ctrl_noise, ctrl_half_ar, ctrl_blur), the recipe rows (F_effnet, F_gan, F_effnet_gan) and the causal-encoder
+# probe x 3 paired seeds (93 jobs), each tokenizer -> AR -> held-out metrics; CPU, under an hour on one free core
+# (the committed results/ablation/tiny is this run: see its README). A rerun skips finished folders and resumes
+# the rest. Table and plot land in $(ABLATION)/ablation_table.md and ablation_bars.png; weights stay there, git-ignored.
 ABLATION ?= results/ablation/tiny
 ablation-tiny: setup
 	$(ALITOK) ablate alitok/configs/ablation.yaml --preset tiny --out $(ABLATION)
 
-# The small preset (64 px, widths 96, 5 paired seeds) of rows A, B, D, F and the controls: about 1.5 h as two
+# The small preset (64 px, widths 96, 5 paired seeds) of rows A, B, D, E, F and the controls: about 1.5 h as two
 # one-thread processes on 2 free cores (seeds 0, 2, 4 and 1, 3 into one folder), then one summary. Resumable.
 ABLATION_SMALL ?= results/ablation/small
-SMALL_ROWS ?= A,ctrl_shuffle,ctrl_noise,ctrl_half_ar,B,D,F
+SMALL_ROWS ?= A,ctrl_shuffle,ctrl_noise,ctrl_half_ar,ctrl_blur,B,D,E,F
 ablation-small: setup
 	OMP_NUM_THREADS=1 $(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --seeds 0,2,4 & \
 	OMP_NUM_THREADS=1 $(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --seeds 1,3; \
