@@ -453,7 +453,7 @@ def evaluate(claim: Claim, records: list[dict[str, Any]]) -> Verdict:
 
 def _direction(claim: Claim, est: Estimate, delta: float) -> Verdict:
     """A direction from the 95 % t interval of the paired difference (n - 1 df), the ablation table's
-    rule: ``k`` paired SE at 2 df would call a difference at 82 % confidence."""
+    rule (2 paired SE at 2 df would call a difference at 82 % confidence)."""
     interval = t_interval(est.value, est.unc, est.n) if est.n >= 2 else None
     if interval is None:
         answer, why = WITHIN_NOISE, f"{est.n} paired seed(s): no spread measured to test the direction against"
