@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from micro_configs import MICRO_TOKENIZER
 
 from alitok.tokenizer import (
     OFFICIAL,
@@ -26,19 +27,7 @@ from harness.nn.checkpoints.checkpoint import CheckpointError, save_safetensors
 from harness.nn.layers.vq import VectorQuantizer
 
 # A micro config: same code paths as the official model, sizes for milliseconds.
-MICRO = TokenizerConfig(
-    image_size=32,
-    patch_size=8,
-    codebook_size=64,
-    token_dim=4,
-    encoder_width=32,
-    encoder_layers=2,
-    encoder_heads=2,
-    decoder_width=32,
-    decoder_layers=2,
-    decoder_heads=2,
-    buffer_tokens=3,
-)
+MICRO = TokenizerConfig(**{**MICRO_TOKENIZER, "encoder_layers": 2})
 
 
 def nparams(module: torch.nn.Module) -> int:
