@@ -19,6 +19,8 @@ def joins(monkeypatch):
     seen: list[str] = []
     monkeypatch.setattr(dist, "is_initialized", lambda: bool(seen))
     monkeypatch.setattr(dist, "init_process_group", lambda backend: seen.append(backend))
+    monkeypatch.setattr(dist, "new_group", lambda backend, timeout: f"{backend} group, timeout {timeout}")
+    monkeypatch.setattr(devices, "_wait_group", None)
     monkeypatch.setattr(devices.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(dist, "get_rank", lambda: 1)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
@@ -34,6 +36,7 @@ def test_sampler_and_evaluator_join_once_with_gloo_on_cpu(joins):
     assert (info.rank, info.world_size, info.local_rank, info.backend) == (1, 2, 1, "gloo")
     assert distributed.init_from_env() is False  # already in the group: not joined twice, not left by eval
     assert joins == ["gloo"]
+    assert devices._wait_group == f"gloo group, timeout {devices.RANK0_WAIT_TIMEOUT}"
 
 
 def test_evaluator_joins_only_under_torchrun_with_more_than_one_rank(joins, monkeypatch):

@@ -224,16 +224,19 @@ def _is_stats_file(path: Path) -> bool:
 def run(args) -> int:
     """Under ``torchrun -m harness eval ...`` every rank extracts a share of the sample features; rank 0
     computes the metrics, writes the record and prints."""
+    from harness.core import devices
     from harness.metrics.distributed import init_from_env, rank_world
 
     joined = init_from_env()
     try:
-        return _run(args, rank_world()[0])
-    finally:
+        code = _run(args, rank_world()[0])
+    except BaseException:
         if joined:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+            devices.cleanup_distributed()
+        raise
+    if joined:
+        devices.leave_group()  # the other ranks wait while rank 0 computes the metrics and writes the record
+    return code
 
 
 def _run(args, rank: int) -> int:

@@ -96,8 +96,10 @@ def run(args) -> int:
             only=tuple(args.only),
             echo=say if main else (lambda line: None),
         )
-    finally:
+    except BaseException:
         devices.cleanup_distributed()
+        raise
+    devices.leave_group()  # no rank leaves while rank 0 is still working (its last entry may be a recon)
     if not main:
         return 0
     from harness.core.io import atomic_path

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import os
 from collections.abc import Iterator
 
@@ -127,6 +128,9 @@ def join_torchrun_group(backend: str | None = None) -> bool:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+    global _wait_group
+    # made now, while every rank is here: new_group is itself a collective under the default timeout
+    _wait_group = dist.new_group(backend="gloo", timeout=RANK0_WAIT_TIMEOUT)
     return True
 
 
@@ -143,6 +147,30 @@ def barrier() -> None:
         dist.barrier()
 
 
+# Rank 0's solo work (a reconstruction entry, a reference's features) can outlast the default group's
+# timeout (NCCL 10 min, gloo 30 min) while the other ranks wait for it: they wait in a gloo group of
+# their own whose timeout only a hung job reaches.
+RANK0_WAIT_TIMEOUT = datetime.timedelta(days=2)
+_wait_group = None
+
+
+def wait_for_rank0() -> None:
+    """Every rank returns once all have called it; the wait has ``RANK0_WAIT_TIMEOUT``, not the group's."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier(group=_wait_group)
+
+
+def leave_group() -> None:
+    """A run's normal end: every rank leaves the group together, so none tears its connections down while
+    another is still working in it (a gloo rank that did so while rank 0 was still reconstructing was
+    seen to abort: "terminate called without an active exception")."""
+    wait_for_rank0()
+    cleanup_distributed()
+
+
 def cleanup_distributed() -> None:
+    """Leave at once (after an error too, when the other ranks may never arrive)."""
+    global _wait_group
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _wait_group = None

@@ -271,11 +271,9 @@ def init_parallel(device: torch.device) -> Parallel:
 
 
 def close_parallel() -> None:
-    import torch.distributed as dist
+    from harness.core.devices import leave_group
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    leave_group()
 
 
 # ----------------------------------------------------------------------------------------------

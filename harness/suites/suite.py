@@ -259,7 +259,7 @@ def _reference(suite: SuiteSpec, reference: str, protocol, out: Path, device: st
         / "reference"
         / f"embedded-val-{protocol.image_size}px-{suite.reference_per_class}pc-{suite.inception.replace(':', '_')}.npz"
     )
-    if is_main_process() and not path.is_file():  # the other ranks wait at the barrier below for the file
+    if is_main_process() and not path.is_file():  # the other ranks wait below for the file
         from harness.metrics.refstats import build_reference_from_images
 
         images, _ = natural_patches("val", protocol.image_size, suite.reference_per_class, seed=0)
@@ -271,7 +271,7 @@ def _reference(suite: SuiteSpec, reference: str, protocol, out: Path, device: st
             source_desc=f"embedded natural_patches(split=val, size={protocol.image_size}, "
             f"per_class={suite.reference_per_class}, seed=0)",
         )
-    devices.barrier()
+    devices.wait_for_rank0()  # rank 0 extracted the reference's features alone
     return str(path)
 
 
@@ -428,6 +428,7 @@ def run_suite(
 
     ``only``: run just the runs with these labels or entry labels (a sweep's parent). Under torchrun, the
     ranks other than 0 take part in sampling and feature extraction only, and return None."""
+    from harness.core import devices
     from harness.runs.records import load_records, write_record
 
     out = Path(out)
@@ -444,10 +445,12 @@ def run_suite(
             continue
         protocol = run_protocol(suite, run)
         if run.task == "recon" and not main:
-            continue  # rank 0 reconstructs alone; the others wait for it at the next entry's first barrier
+            devices.wait_for_rank0()  # rank 0 reconstructs alone
+            continue
         if run.task == "recon":
             rec, line = _recon_run(suite, run, folder, protocol, device=device, progress=progress)
             write_record(rec, folder, "recon_record.json")
+            devices.wait_for_rank0()
         else:
             rec, line = _sample_run(
                 suite,
