@@ -171,7 +171,7 @@ ablation-tiny: setup
 # The small preset (64 px, widths 96, 5 paired seeds) of rows A-F and the controls: about 2 h as two
 # one-thread processes on 2 free cores (seeds 0, 2, 4 and 1, 3 into one folder), then one summary. Resumable.
 ABLATION_SMALL ?= results/ablation/small
-SMALL_ROWS ?= A,ctrl_shuffle,ctrl_noise,ctrl_half_ar,ctrl_blur,B,C,D,E,F
+SMALL_ROWS ?= A,ctrl_shuffle,ctrl_noise,ctrl_half_ar,ctrl_blur,ctrl_half_error,B,C,D,E,F
 ablation-small: setup
 	OMP_NUM_THREADS=1 $(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --seeds 0,2,4 & \
 	OMP_NUM_THREADS=1 $(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --seeds 1,3; \

@@ -15,7 +15,7 @@ from scipy import stats
 
 from harness.core.config import ConfigError
 from harness.suites import ablation
-from harness.suites.ablation.evaluation import add_pixel_noise, blur_images
+from harness.suites.ablation.evaluation import add_pixel_noise, blur_images, scale_error
 from harness.suites.ablation.summary import control_results
 
 SUITE = Path(__file__).resolve().parents[1] / "alitok" / "configs" / "ablation.yaml"
@@ -26,7 +26,7 @@ def test_controls_reuse_row_a_and_change_one_thing():
     by = {(j.seed, j.row, j.stage): j for j in ablation.plan(suite, "/o")}
     s = suite.seeds[0]
     a_s1 = str(by[(s, "A", "stage1")].out / "last.safetensors")
-    for row in ("ctrl_shuffle", "ctrl_noise", "ctrl_half_ar", "ctrl_blur"):
+    for row in ("ctrl_shuffle", "ctrl_noise", "ctrl_half_ar", "ctrl_blur", "ctrl_half_error"):
         assert (s, row, "stage1") not in by and (s, row, "stage2") not in by  # A's tokenizer
         assert (
             by[(s, row, "eval")].config["tokenizer_checkpoint"] == by[(s, "A", "eval")].config["tokenizer_checkpoint"]
@@ -47,6 +47,10 @@ def test_controls_reuse_row_a_and_change_one_thing():
         and blur["decoder_noise_std"] == 0.0 == by[(s, "A", "eval")].config["decoder_blur_sigma"]
     )
     assert (s, "ctrl_blur", "ar") not in by and blur["ar_checkpoint"] == by[(s, "A", "eval")].config["ar_checkpoint"]
+    half = by[(s, "ctrl_half_error", "eval")].config
+    assert (s, "ctrl_half_error", "ar") not in by and half["ar_checkpoint"] == blur["ar_checkpoint"]
+    assert (half["decoder_error_scale"], by[(s, "A", "eval")].config["decoder_error_scale"]) == (0.5, 1.0)
+    assert half["decoder_noise_std"] == half["decoder_blur_sigma"] == 0.0
     # rows.presets: the shuffle (codes in memory) is not a row of the imagenet preset; the others are
     imagenet = [r.name for r in ablation.load_suite(SUITE, "imagenet").rows]
     assert "ctrl_shuffle" not in imagenet and {"ctrl_noise", "ctrl_half_ar"} <= set(imagenet)
@@ -64,6 +68,8 @@ def test_controls_reuse_row_a_and_change_one_thing():
         (lambda d: d["rows"]["ctrl_noise"].update(decoder_noise_std=0.0), "would repeat row A"),
         (lambda d: d.update(reference_effects={"colour": 1.0}), "reference_effects.colour"),
         (lambda d: d["rows"]["B"].update(ar_steps_scale=0.5), "rows.B.ar_steps_scale: needs from"),
+        (lambda d: d["rows"]["ctrl_half_error"].update(decoder_error_scale=1.0), "would repeat row A"),
+        (lambda d: d["rows"]["ctrl_half_error"].update(decoder_error_scale=-0.5), "decoder_error_scale: must be >= 0"),
     ],
 )
 def test_bad_control_rows_are_config_errors(tmp_path, edit, match):
@@ -86,6 +92,23 @@ def test_pixel_noise_adds_its_variance_in_closed_form():
     # PSNR of a decoder with MSE m falls to 10 log10(255^2 / (m + std^2 + 1/12))
     assert 10 * np.log10(255**2 / mse) == pytest.approx(10 * np.log10(255**2 / (100 + 1 / 12)), abs=0.07)
     assert noisy.dtype == np.uint8 and add_pixel_noise(np.zeros((1, 2, 2, 3), np.uint8), 50.0, rng).min() == 0
+
+
+def test_a_scaled_error_raises_psnr_by_its_closed_form():
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (40, 32, 32, 3)).astype(np.uint8)
+    decoded = np.clip(np.rint(real + rng.normal(0.0, 20.0, real.shape)), 0, 255).astype(np.uint8)
+
+    def mse(x):
+        return np.mean((x.astype(np.float64) - real) ** 2)
+
+    # halving an integer error e leaves e / 2 rounded: the squared error is e^2 / 4 plus 1/4 on odd e (at most
+    # +0.25 on ~90, 0.012 dB) plus a cross term of either sign that averages out over 122880 values
+    gain = 10 * np.log10(mse(decoded) / mse(scale_error(decoded, real, 0.5)))
+    assert gain == pytest.approx(20 * np.log10(2), abs=0.02)
+    assert np.array_equal(scale_error(decoded, real, 0.0), real)  # no error left: the held-out images themselves
+    assert np.array_equal(scale_error(decoded, real, 1.0), decoded)
+    assert scale_error(decoded, real, 0.5).dtype == np.uint8
 
 
 def test_blur_keeps_the_gaussian_transfer_function_of_a_sinusoid():

@@ -7,9 +7,9 @@
 - Reconstruction: the row's tokenizer encodes and decodes them in batches into
   ``reconstructions.npz`` (removed once measured); rFID, PSNR, SSIM and codebook use come from
   ``evaluate_reconstruction`` (the ``recon`` verb's and a suite recon entry's function).
-- A positive-control row's ``decoder_blur_sigma`` blurs and its ``decoder_noise_std`` adds Gaussian
-  noise to the reconstructions (not to the samples: the generator decodes on its own, so its gFID
-  must not move).
+- A positive-control row's ``decoder_error_scale`` scales the decoder's error, its ``decoder_blur_sigma``
+  blurs and its ``decoder_noise_std`` adds Gaussian noise to the reconstructions (not to the samples:
+  the generator decodes on its own, so its gFID must not move).
 - Generation: the row's AR generator samples as many class-balanced images into ``samples.npz``;
   gFID, KID and precision / recall come from ``evaluate_samples`` (the ``eval`` verb's and a suite
   entry's) against the held-out images as a reference, or gFID against ``ref_stats`` when the preset
@@ -157,6 +157,15 @@ def add_pixel_noise(images: np.ndarray, std: float, rng: np.random.Generator) ->
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+def scale_error(decoded: np.ndarray, real: np.ndarray, scale: float) -> np.ndarray:
+    """uint8 ``real + scale * (decoded - real)``, rounded and clipped: the decoder's error scaled. A convex
+    mix for scale <= 1 (never clipped), so the squared error scales by scale^2 up to rounding and the
+    PSNR rises by 20 log10(1 / scale) (6.02 dB at 0.5); at 0 the reconstructions are the held-out images
+    and rFID is 0."""
+    mixed = real.astype(np.float64) + scale * (decoded.astype(np.float64) - real)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
 def blur_images(images: np.ndarray, sigma: float) -> np.ndarray:
     """uint8 NHWC images, each channel blurred by a Gaussian of sd ``sigma`` pixels (scipy's
     ``gaussian_filter`` over H and W, edges reflected), rounded and clipped: a sinusoid of f cycles per
@@ -178,10 +187,12 @@ def reconstruct(
     noise_std: float = 0.0,
     seed: int = 0,
     blur_sigma: float = 0.0,
+    error_scale: float = 1.0,
 ):
     """``decode(encode(x))`` of the held-out images into ``out/reconstructions.npz``; returns (path, codes).
-    A positive control changes the decoded images: ``blur_sigma`` > 0 blurs them (``blur_images``), then
-    ``noise_std`` > 0 adds Gaussian noise (``add_pixel_noise``)."""
+    A positive control changes the decoded images: ``error_scale`` != 1 scales their error
+    (``scale_error``), ``blur_sigma`` > 0 blurs them (``blur_images``), then ``noise_std`` > 0 adds
+    Gaussian noise (``add_pixel_noise``)."""
     import torch
 
     from harness.data.npz import iter_npz_batches, load_labels_npz
@@ -197,6 +208,7 @@ def reconstruct(
                 c = tok.encode(torch.from_numpy(np.array(real)).to(device))
                 codes.append(c.cpu())
                 images = tok.decode(c).cpu().numpy()
+                images = scale_error(images, np.asarray(real), error_scale) if error_scale != 1.0 else images
                 images = blur_images(images, blur_sigma) if blur_sigma else images
                 yield add_pixel_noise(images, noise_std, rng) if noise_std else images, labels[at : at + len(real)]
                 at += len(real)
@@ -385,7 +397,10 @@ def evaluate_job(job: Job, device_name: str) -> None:
     job.out.mkdir(parents=True, exist_ok=True)
     tok = tokenizers.get(ev["tokenizer_plugin"])(device=device, checkpoint=ev["tokenizer_checkpoint"])
     noise, blur = float(ev.get("decoder_noise_std") or 0.0), float(ev.get("decoder_blur_sigma") or 0.0)
-    recon_npz, codes = reconstruct(tok, heldout_npz, job.out, held.n, size, bs, device, noise, int(ev["seed"]), blur)
+    scale = float(ev.get("decoder_error_scale", 1.0))
+    recon_npz, codes = reconstruct(
+        tok, heldout_npz, job.out, held.n, size, bs, device, noise, int(ev["seed"]), blur, scale
+    )
     t_recon = time.perf_counter()
     gen = generators.get(ev["generator_plugin"])(
         device=device, checkpoint=ev["ar_checkpoint"], tokenizer_checkpoint=ev["tokenizer_checkpoint"]

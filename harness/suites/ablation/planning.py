@@ -112,6 +112,7 @@ def plan(suite: Suite, out: str | Path) -> list[Job]:
                         **to_dict(suite.eval),
                         "decoder_noise_std": row.decoder_noise_std,
                         "decoder_blur_sigma": row.decoder_blur_sigma,
+                        "decoder_error_scale": row.decoder_error_scale,
                         "seed": seed,
                         "variant": row.name,
                         "label": row.label,

@@ -57,6 +57,8 @@ class RowConfig:
     ar_steps_scale: float | None = None  # a ``from`` row's own AR on this fraction of the preset's AR steps
     decoder_noise_std: float = 0.0  # Gaussian noise (uint8 units) added to the decoded reconstructions
     decoder_blur_sigma: float = 0.0  # Gaussian blur (sd in pixels) of the decoded reconstructions
+    # reconstructions x + s (x_hat - x): the decoder's error scaled by s (< 1: a better decoder by construction)
+    decoder_error_scale: float = 1.0
     # positive control: metric -> the direction it must move against the ``from`` row ("up" | "down")
     control: dict[str, Literal["up", "down"]] = dataclasses.field(default_factory=dict)
     presets: tuple[str, ...] | None = None  # only in these presets (default: every preset)
@@ -79,6 +81,7 @@ class EvalConfig:
     workers: int = 4  # imagenet: image decoding threads
     decoder_noise_std: float = 0.0  # set per row (a positive control), not in a preset
     decoder_blur_sigma: float = 0.0  # likewise
+    decoder_error_scale: float = 1.0  # likewise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +132,7 @@ class Row:
     ar_steps_scale: float | None = None
     control: dict[str, str] = dataclasses.field(default_factory=dict)
     decoder_blur_sigma: float = 0.0
+    decoder_error_scale: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,10 +196,10 @@ def _check(suite: SuiteFile, path: Path) -> None:
                 f"{path}: rows.{name}: a row with from: reuses {src}'s stage 1; it takes no model/aux keys"
             )
         changes = (r.stage2, r.ar_overrides, r.ar_steps_scale, r.decoder_noise_std, r.decoder_blur_sigma)
-        if src is not None and not any(changes):
+        if src is not None and not any(changes) and r.decoder_error_scale == 1.0:
             raise ConfigError(
-                f"{path}: rows.{name}: from: without stage2: true, ar_overrides, ar_steps_scale, decoder_noise_std "
-                f"or decoder_blur_sigma would repeat row {src}"
+                f"{path}: rows.{name}: from: without stage2: true, ar_overrides, ar_steps_scale, decoder_noise_std, "
+                f"decoder_blur_sigma or decoder_error_scale would repeat row {src}"
             )
         if r.ar_steps_scale is not None and not 0 < r.ar_steps_scale:
             raise ConfigError(f"{path}: rows.{name}.ar_steps_scale: must be > 0, got {r.ar_steps_scale}")
@@ -204,7 +208,7 @@ def _check(suite: SuiteFile, path: Path) -> None:
         if (r.ar_overrides or r.ar_steps_scale or r.control) and src is None:
             key = "ar_overrides" if r.ar_overrides else "ar_steps_scale" if r.ar_steps_scale else "control"
             raise ConfigError(f"{path}: rows.{name}.{key}: needs from: (the row it changes)")
-        for key in ("decoder_noise_std", "decoder_blur_sigma"):
+        for key in ("decoder_noise_std", "decoder_blur_sigma", "decoder_error_scale"):
             if getattr(r, key) < 0:
                 raise ConfigError(f"{path}: rows.{name}.{key}: must be >= 0, got {getattr(r, key)}")
         for metric in r.control:
@@ -267,6 +271,7 @@ def load_suite(
             r.ar_steps_scale,
             dict(r.control),
             float(r.decoder_blur_sigma),
+            float(r.decoder_error_scale),
         )
         for name, r in f.rows.items()
         if r.presets is None or preset in r.presets
