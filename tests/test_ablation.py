@@ -28,6 +28,7 @@ def test_committed_suite_plans_paired_rows():
         "ctrl_noise",
         "ctrl_half_ar",
         "ctrl_blur",
+        "ctrl_half_error",
         "B",
         "C",
         "D",

@@ -156,3 +156,30 @@ def test_a_control_is_detected_when_its_t_interval_excludes_zero_on_the_expected
         assert res["ar_acc"]["detected"] == (ci.high < 0), name  # expected: down
         assert res["ar_acc"]["opposite"] == (ci.low > 0), name
         assert res["ar_ce"]["detected"] is True  # rises by 0.50, 0.51, 0.52: interval [0.485, 0.535]
+
+
+def test_a_difference_panel_fits_the_rows_and_cuts_only_a_far_control():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.suites.ablation.summary import _fit_rows_not_controls
+
+    means = [0.0, 18.0, -257.0, 3.0, -5.0, 12.0]  # A, a near control, a far control, three rows
+    sds = [0.0, 25.0, 13.0, 5.0, 2.0, 4.0]
+    is_control = [False, True, True, False, False, False]
+    fig, ax = plt.subplots()
+    ax.bar(range(6), means)
+    _fit_rows_not_controls(ax, means, sds, is_control)
+    lo, hi = ax.get_ylim()
+    # rows span [-7, 16]; the near control's 18 + 25 = 43 is within twice that span beyond them and stays whole
+    assert lo < -7 and hi > 43 and lo > -257
+    assert [t.get_text() for t in ax.texts] == ["-257"]
+    fig2, ax2 = plt.subplots()  # no far control: the axes keep matplotlib's own limits
+    ax2.bar(range(4), [0.0, 18.0, 3.0, -5.0])
+    before = ax2.get_ylim()
+    _fit_rows_not_controls(ax2, [0.0, 18.0, 3.0, -5.0], [0.0, 25.0, 5.0, 2.0], [False, True, False, False])
+    assert ax2.get_ylim() == before and not ax2.texts
+    plt.close(fig)
+    plt.close(fig2)

@@ -330,6 +330,7 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
     if not metrics:
         return
     names = list(summary["rows"])
+    controls = {c["row"] for c in summary.get("controls") or []}
     panel_w = max(3.3, 0.3 * len(names))  # room for one tick label per row
     fig, axes = plt.subplots(2, len(metrics), figsize=(panel_w * len(metrics), 6.8), squeeze=False)
     for j, m in enumerate(metrics):
@@ -345,6 +346,8 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
             ax.errorbar(xs, means, yerr=sds, fmt="none", ecolor="black", capsize=3)
             ax.set_xticks(xs, names, fontsize=7, rotation=60, ha="right", rotation_mode="anchor")
             ax.axhline(0, color="0.5", lw=0.6)
+            if key is not None:
+                _fit_rows_not_controls(ax, means, sds, [n in controls for n in names])
             arrow = "↑" if dict(TABLE_METRICS)[m] else "↓"
             ax.set_title(f"{m} ({arrow})" if key is None else f"{m} − {summary['baseline']} (paired)", fontsize=8)
     n = max(len(r["seeds"]) for r in summary["rows"].values())
@@ -354,6 +357,43 @@ def _plot(summary: dict[str, Any], out: Path) -> None:
     )
     fig.tight_layout()
     save(fig, out / "ablation_bars")
+
+
+def _fit_rows_not_controls(ax, means, spreads, is_control) -> None:
+    """A difference panel's y range fits the rows' bars, not a control's: a control built to move a metric
+    far (the half-error control's rFID, -257 against rows within +-20) would flatten every row's bar. A
+    control bar ending more than twice the rows' span beyond them is cut at the panel's edge and labelled
+    with its value; the others stay whole."""
+
+    def ends(pick):
+        return [
+            (m - (sd if np.isfinite(sd) else 0.0), m + (sd if np.isfinite(sd) else 0.0))
+            for m, sd, c in zip(means, spreads, is_control)
+            if pick(c) and np.isfinite(m)
+        ]
+
+    rows = ends(lambda c: not c)
+    if not rows:
+        return
+    lo, hi = min(0.0, *(e[0] for e in rows)), max(0.0, *(e[1] for e in rows))
+    reach = (lo - 2 * (hi - lo), hi + 2 * (hi - lo))
+    whole = [e for e in ends(bool) if reach[0] <= (e[0] + e[1]) / 2 <= reach[1]]  # by the bar, not its error bar
+    lo, hi = min(lo, *(e[0] for e in whole), lo), max(hi, *(e[1] for e in whole), hi)
+    cut = [(x, m) for x, (m, c) in enumerate(zip(means, is_control)) if c and np.isfinite(m) and not lo <= m <= hi]
+    if not cut:
+        return
+    pad = 0.1 * (hi - lo) or 1.0
+    ax.set_ylim(lo - pad, hi + pad)
+    for x, m in cut:
+        top = m > hi
+        ax.annotate(
+            f"{m:+.3g}",
+            (x, hi + pad if top else lo - pad),
+            ha="center",
+            va="top" if top else "bottom",
+            fontsize=6,
+            rotation=90,
+        )
 
 
 def print_summary(summary: dict[str, Any], log=print) -> None:
