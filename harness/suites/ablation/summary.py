@@ -378,7 +378,7 @@ def _fit_rows_not_controls(ax, means, spreads, is_control) -> None:
     lo, hi = min(0.0, *(e[0] for e in rows)), max(0.0, *(e[1] for e in rows))
     reach = (lo - 2 * (hi - lo), hi + 2 * (hi - lo))
     whole = [e for e in ends(bool) if reach[0] <= (e[0] + e[1]) / 2 <= reach[1]]  # by the bar, not its error bar
-    lo, hi = min(lo, *(e[0] for e in whole), lo), max(hi, *(e[1] for e in whole), hi)
+    lo, hi = min([lo, *(e[0] for e in whole)]), max([hi, *(e[1] for e in whole)])
     cut = [(x, m) for x, (m, c) in enumerate(zip(means, is_control)) if c and np.isfinite(m) and not lo <= m <= hi]
     if not cut:
         return
