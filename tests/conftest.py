@@ -33,3 +33,15 @@ class _NCHWDataset(torch.utils.data.Dataset):
 @pytest.fixture
 def nchw_dataset():
     return _NCHWDataset
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads(request):
+    """A test runs at the thread count its ``torch_threads(n)`` marker names (fixtures compared bit for bit
+    were written at that count), and no test hands a count it set (an in-process bench run) to the next."""
+    before = torch.get_num_threads()
+    marker = request.node.get_closest_marker("torch_threads")
+    if marker is not None:
+        torch.set_num_threads(marker.args[0])
+    yield
+    torch.set_num_threads(before)

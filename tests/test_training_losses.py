@@ -27,6 +27,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from upstream_fixture_io import FIXTURE_THREADS
+
+pytestmark = pytest.mark.torch_threads(FIXTURE_THREADS)
 
 FIX = Path(__file__).parent / "fixtures" / "upstream" / "losses"
 RTOL = 1e-5

@@ -7,13 +7,15 @@ import contextlib
 
 import pytest
 import torch
-from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
+from upstream_fixture_io import FIXTURE_THREADS, assert_equal, assert_rel_close, folder, keys, load
 
 from harness.core.registry import generators, load_plugins, tokenizers
 from harness.nn.kernels import decode_attention
 from harness.nn.kernels.packed_linear import PackedLinears
 from harness.nn.layers.attention import set_decode_kernel
 from harness.nn.samplers.ar_sampling import ar_sample, cfg_scales, kv_length
+
+pytestmark = pytest.mark.torch_threads(FIXTURE_THREADS)
 
 TOKENIZER = {
     "encoder_width": 32,

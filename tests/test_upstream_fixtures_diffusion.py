@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from upstream_fixture_io import FIXTURE_THREADS
 
 from baselines import vae as vae_mod
 from baselines.dit import DIT_XL_SAMPLING, dit_xl_2, read_ema_or_raw
@@ -43,6 +44,8 @@ from harness.core.interfaces import DiffusionSampling, to_uint8
 from harness.nn.layers.dit_blocks import DiT, named_config
 from harness.nn.models.diffusion_generator import guided_fn
 from harness.nn.samplers import flow
+
+pytestmark = pytest.mark.torch_threads(FIXTURE_THREADS)
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "upstream"
 REL = 1e-5  # see module doc

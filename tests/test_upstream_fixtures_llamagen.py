@@ -7,11 +7,21 @@ import pickle
 
 import pytest
 import torch
-from upstream_fixture_io import assert_equal, assert_logits_match_full_and_cached, assert_rel_close, folder, keys, load
+from upstream_fixture_io import (
+    FIXTURE_THREADS,
+    assert_equal,
+    assert_logits_match_full_and_cached,
+    assert_rel_close,
+    folder,
+    keys,
+    load,
+)
 
 from harness.core.interfaces import ARSampling
 from harness.core.registry import generators, load_plugins, tokenizers
 from harness.nn.checkpoints.checkpoint import CheckpointError
+
+pytestmark = pytest.mark.torch_threads(FIXTURE_THREADS)
 
 VQ = {"ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "z_channels": 32, "codebook_size": 256, "image_size": 32}
 GPT = {"depth": 2, "width": 32, "num_heads": 2, "vocab_size": 256}

@@ -5,10 +5,20 @@ random weights at small sizes), loaded through the registry factories from the r
 
 import pytest
 import torch
-from upstream_fixture_io import assert_equal, assert_logits_match_full_and_cached, assert_rel_close, folder, keys, load
+from upstream_fixture_io import (
+    FIXTURE_THREADS,
+    assert_equal,
+    assert_logits_match_full_and_cached,
+    assert_rel_close,
+    folder,
+    keys,
+    load,
+)
 
 from harness.core.registry import generators, load_plugins, tokenizers
 from harness.nn.samplers.ar_sampling import cfg_scales
+
+pytestmark = pytest.mark.torch_threads(FIXTURE_THREADS)
 
 PIXEL = {
     "hidden_channels": 32,

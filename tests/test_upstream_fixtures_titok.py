@@ -3,9 +3,12 @@ runs bytedance/1d-tokenizer ``modeling/titok.py`` with seeded random weights at 
 width 32, a 3-level MaskGIT pixel decoder), loaded through the registry factory from the released
 layout (``tokenizer_titok_s128.bin``, a plain state dict)."""
 
-from upstream_fixture_io import assert_equal, assert_rel_close, folder, keys, load
+import pytest
+from upstream_fixture_io import FIXTURE_THREADS, assert_equal, assert_rel_close, folder, keys, load
 
 from harness.core.registry import load_plugins, tokenizers
+
+pytestmark = pytest.mark.torch_threads(FIXTURE_THREADS)
 
 ARCH = {
     "image_size": 32,

@@ -21,6 +21,11 @@ from safetensors.torch import save_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "upstream"
+# Torch threads the fixtures are written at (the committed ones were made at 2, on 2 cores): a conv or GEMM
+# splits its reductions by thread, so the tests compare at the same count (tests/upstream_fixture_io.py
+# FIXTURE_THREADS). Written in every manifest entry.
+THREADS = 2
+torch.set_num_threads(THREADS)
 
 
 def parse_args(family: str, default_checkout: str) -> argparse.Namespace:
@@ -102,6 +107,7 @@ def write_fixture(
         "commit": commit,
         "script": script,
         "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "tensors": sorted(tensors),
         **({"notes": notes} if notes else {}),
