@@ -168,10 +168,10 @@ ABLATION ?= results/ablation/tiny
 ablation-tiny: setup
 	$(ALITOK) ablate alitok/configs/ablation.yaml --preset tiny --out $(ABLATION)
 
-# The small preset (64 px, widths 96, 5 paired seeds) of rows A-F and the controls: about 2 h as two
+# The small preset (64 px, widths 96, 5 paired seeds) of rows A-F, the controls and the causal-encoder probe: ~2.5 h as two
 # one-thread processes on 2 free cores (seeds 0, 2, 4 and 1, 3 into one folder), then one summary. Resumable.
 ABLATION_SMALL ?= results/ablation/small
-SMALL_ROWS ?= A,ctrl_shuffle,ctrl_noise,ctrl_half_ar,ctrl_blur,ctrl_half_error,B,C,D,E,F
+SMALL_ROWS ?= A,ctrl_shuffle,ctrl_noise,ctrl_half_ar,ctrl_blur,ctrl_half_error,B,C,D,E,F,causal_encoder
 ablation-small: setup
 	OMP_NUM_THREADS=1 $(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --seeds 0,2,4 & \
 	OMP_NUM_THREADS=1 $(ALITOK) ablate alitok/configs/ablation.yaml --preset small --out $(ABLATION_SMALL) --rows $(SMALL_ROWS) --seeds 1,3; \
