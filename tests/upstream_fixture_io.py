@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent / "fixtures" / "upstream"
 # The fixtures were written at 2 torch threads (the makers' machine has 2 cores; the makers now pin it,
 # scripts/upstream_fixtures/common.py THREADS, and write it in the manifest). A conv or GEMM splits its
 # reductions by thread, so the thread count moves the last bits: at 1 or 3 threads the VAE's uint8 decode
-# (the same diffusers code on both sides) flips pixels and TiTok's pixel decoder is 4e-5 off (one of them at 4). The tests
-# run at this count: ``pytestmark = pytest.mark.torch_threads(FIXTURE_THREADS)``.
+# (the same diffusers code on both sides) flips pixels and TiTok's pixel decoder is 4e-5 off (one of the
+# two at 4). The tests run at this count: ``pytestmark = pytest.mark.torch_threads(FIXTURE_THREADS)``.
 FIXTURE_THREADS = 2
 
 # Floats: the project runs the same fp32 math in another operation order (packed Linear layers,
