@@ -1,12 +1,16 @@
 """Shared fixtures. The torchvision shim must run before anything imports torchvision."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Each test session gets its own weights/feature cache, so no result can come from a cache that an
 # earlier run (or older code) left in ~/.cache/alitok-bench. The fid-helper conversion takes < 1 s.
+# Removed when the session ends: it reaches ~1 GB, and 530 left behind filled this machine's disk.
 os.environ["ALITOK_BENCH_CACHE"] = tempfile.mkdtemp(prefix="alitok-bench-test-cache-")
+atexit.register(shutil.rmtree, os.environ["ALITOK_BENCH_CACHE"], ignore_errors=True)
 
 from harness.core import _tv_shim  # noqa: E402
 
