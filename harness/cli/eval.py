@@ -224,19 +224,14 @@ def _is_stats_file(path: Path) -> bool:
 def run(args) -> int:
     """Under ``torchrun -m harness eval ...`` every rank extracts a share of the sample features; rank 0
     computes the metrics, writes the record and prints."""
+    import contextlib
+
     from harness.core import devices
     from harness.metrics.distributed import init_from_env, rank_world
 
-    joined = init_from_env()
-    try:
-        code = _run(args, rank_world()[0])
-    except BaseException:
-        if joined:
-            devices.cleanup_distributed()
-        raise
-    if joined:
-        devices.leave_group()  # the other ranks wait while rank 0 computes the metrics and writes the record
-    return code
+    # a group this call joined is left once rank 0 has computed the metrics and written the record
+    with devices.leaving_together() if init_from_env() else contextlib.nullcontext():
+        return _run(args, rank_world()[0])
 
 
 def _run(args, rank: int) -> int:

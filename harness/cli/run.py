@@ -84,7 +84,7 @@ def run(args) -> int:
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # stdout holds the JSON alone
     if main:
         say(f"suite {suite.name}: {suite.description}".rstrip(": "))
-    try:
+    with devices.leaving_together():  # no rank leaves while rank 0 works (its last entry may be a recon)
         table = run_suite(
             suite,
             out,
@@ -96,10 +96,6 @@ def run(args) -> int:
             only=tuple(args.only),
             echo=say if main else (lambda line: None),
         )
-    except BaseException:
-        devices.cleanup_distributed()
-        raise
-    devices.leave_group()  # no rank leaves while rank 0 is still working (its last entry may be a recon)
     if not main:
         return 0
     from harness.core.io import atomic_path

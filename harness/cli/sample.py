@@ -69,7 +69,7 @@ def run(args) -> int:
     started = time.time()
     use_weights_root(args)
     spec = spec_from_args(args)
-    try:
+    with devices.leaving_together():  # the other ranks wait while rank 0 gathers and writes the record
         result = sample(
             spec,
             args.out,
@@ -96,18 +96,14 @@ def run(args) -> int:
                         "record": str(path),
                     }
                 )
-            else:
-                print(
-                    f"samples: {g['path']}  n={g['num_samples']}  sha256={g['sha256'][:16]}  "
-                    f"per class {g['min_per_class']}..{g['max_per_class']}"
-                )
-                print(
-                    f"chunks: {result.chunks_run} generated, {result.chunks_skipped} reused "
-                    f"(rank 0 of {result.world_size})" + (f"; {ips:.1f} images/s" if ips else "")
-                )
-                print(f"record: {path}")
-    except BaseException:
-        devices.cleanup_distributed()
-        raise
-    devices.leave_group()  # the other ranks wait here while rank 0 writes the record
+                return 0
+            print(
+                f"samples: {g['path']}  n={g['num_samples']}  sha256={g['sha256'][:16]}  "
+                f"per class {g['min_per_class']}..{g['max_per_class']}"
+            )
+            print(
+                f"chunks: {result.chunks_run} generated, {result.chunks_skipped} reused (rank 0 of {result.world_size})"
+                + (f"; {ips:.1f} images/s" if ips else "")
+            )
+            print(f"record: {path}")
     return 0

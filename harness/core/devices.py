@@ -168,6 +168,17 @@ def leave_group() -> None:
     cleanup_distributed()
 
 
+@contextlib.contextmanager
+def leaving_together() -> Iterator[None]:
+    """A verb's body: on a normal end (a ``return`` too) ``leave_group``; on an error leave at once."""
+    try:
+        yield
+    except BaseException:
+        cleanup_distributed()
+        raise
+    leave_group()
+
+
 def cleanup_distributed() -> None:
     """Leave at once (after an error too, when the other ranks may never arrive)."""
     global _wait_group

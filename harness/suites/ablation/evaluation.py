@@ -399,7 +399,17 @@ def evaluate_job(job: Job, device_name: str) -> None:
     noise, blur = float(ev.get("decoder_noise_std") or 0.0), float(ev.get("decoder_blur_sigma") or 0.0)
     scale = float(ev.get("decoder_error_scale", 1.0))
     recon_npz, codes = reconstruct(
-        tok, heldout_npz, job.out, held.n, size, bs, device, noise, int(ev["seed"]), blur, scale
+        tok,
+        heldout_npz,
+        job.out,
+        held.n,
+        size,
+        bs,
+        device,
+        noise_std=noise,
+        seed=int(ev["seed"]),
+        blur_sigma=blur,
+        error_scale=scale,
     )
     t_recon = time.perf_counter()
     gen = generators.get(ev["generator_plugin"])(
